@@ -1,1 +1,20 @@
-//! Placeholder.
+//! Host-testable core of the Bulkhead hypervisor.
+//!
+//! Everything here is pure logic with no hardware access, so it is tested with plain
+//! `cargo test`: typed addresses, VM-exit decoding and statistics, the VMX capability
+//! check, the EPT builder, the frame allocator, the hypercall ABI and the small ACPI
+//! helpers the image needs. The image crate (`hypervisor/image`) supplies the memory
+//! and the privileged instructions.
+#![no_std]
+#![forbid(unsafe_code)]
+
+#[cfg(test)]
+extern crate std;
+
+pub mod acpi_sleep;
+pub mod addr;
+pub mod ept;
+pub mod exit;
+pub mod frames;
+pub mod hypercall;
+pub mod vmx_caps;

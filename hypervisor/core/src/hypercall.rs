@@ -1,0 +1,44 @@
+//! The hypercall ABI between guests and the hypervisor.
+//!
+//! A guest executes VMCALL with the call number in RAX and arguments in RBX, RCX,
+//! RDX; the hypervisor returns a status in RAX (0 = success, negative = error) and
+//! advances RIP past the VMCALL. Unknown numbers return `UNKNOWN_CALL` and do not stop
+//! the guest: a wrong call is the caller's error, not a reason to kill it.
+
+/// "Hello": a guest announces that it runs. Argument RBX: a guest-defined tag.
+pub const HELLO: u64 = 0x4248_0001;
+
+/// Status: success.
+pub const OK: u64 = 0;
+/// Status: the call number is not known (-1 as two's complement).
+pub const UNKNOWN_CALL: u64 = u64::MAX;
+
+/// Decoded hypercall.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hypercall {
+    /// See [`HELLO`].
+    Hello { tag: u64 },
+    /// A number this hypervisor does not implement.
+    Unknown { number: u64 },
+}
+
+impl Hypercall {
+    /// Decodes the guest's registers.
+    pub fn decode(rax: u64, rbx: u64) -> Self {
+        match rax {
+            HELLO => Self::Hello { tag: rbx },
+            number => Self::Unknown { number },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_hello_and_unknown() {
+        assert_eq!(Hypercall::decode(HELLO, 7), Hypercall::Hello { tag: 7 });
+        assert_eq!(Hypercall::decode(42, 0), Hypercall::Unknown { number: 42 });
+    }
+}
