@@ -1,0 +1,255 @@
+//! Semantic validation of a [`Config`]: the one set of rules that the host tool applies before
+//! compiling a config and the hypervisor applies again after decoding it. It needs nothing but the
+//! config (hardware is [`platform`](crate::platform)'s business), allocates nothing, and reports
+//! the first problem in file order, blaming the later of two conflicting fields and naming the
+//! earlier one.
+
+use crate::error::{ConfigError, ErrorKind, FieldPath};
+use crate::model::{Config, PartitionId, Region};
+use crate::MAX_SHARED_REGIONS;
+
+/// Page size: every region base and size, and every channel size, is a multiple of it.
+pub const PAGE_SIZE: u64 = 4096;
+/// Regions must end at or below this address (64 TiB, the 46-bit physical address width of
+/// common x86 parts); anything beyond is a typo.
+pub const ABSURD_END: u64 = 1 << 46;
+/// Smallest hypervisor region: image, module copies, VMCS, EPT and stacks need room.
+pub const HYPERVISOR_MIN_SIZE: u64 = 4 << 20;
+/// Highest IOAPIC pin (GSI) a partition may own: vectors 0..=255 minus the 16 exception ones.
+pub const MAX_IOAPIC_PIN: u32 = 239;
+/// Size of a channel's header, ahead of its slots.
+pub const CHANNEL_HEADER_SIZE: u64 = 4096;
+/// Fewest slots a channel may have.
+pub const CHANNEL_MIN_SLOTS: u64 = 2;
+/// Smallest slot size.
+pub const MIN_SLOT_SIZE: u32 = 16;
+/// Largest slot size.
+pub const MAX_SLOT_SIZE: u32 = 65536;
+
+/// `value` rounded up to a multiple of [`PAGE_SIZE`], saturating.
+pub(crate) const fn round_up_page(value: u64) -> u64 {
+    match value.checked_next_multiple_of(PAGE_SIZE) {
+        Some(rounded) => rounded,
+        None => u64::MAX,
+    }
+}
+
+fn err(path: FieldPath, kind: ErrorKind) -> Result<(), ConfigError> {
+    Err(ConfigError::new(path, kind))
+}
+
+/// Checks a region on its own: non-zero, 4 KiB-aligned, ending below [`ABSURD_END`].
+/// `path` names the region; the error names its `base` or `size` field.
+fn check_region(region: &Region, path: FieldPath) -> Result<(), ConfigError> {
+    if region.size == 0 {
+        return err(path.key("size"), ErrorKind::ZeroSize);
+    }
+    if !region.base.is_multiple_of(PAGE_SIZE) {
+        return err(path.key("base"), ErrorKind::Unaligned { value: region.base });
+    }
+    if !region.size.is_multiple_of(PAGE_SIZE) {
+        return err(path.key("size"), ErrorKind::Unaligned { value: region.size });
+    }
+    match region.base.checked_add(region.size) {
+        Some(end) if end <= ABSURD_END => Ok(()),
+        _ => err(path.key("size"), ErrorKind::AbsurdSize { base: region.base, size: region.size }),
+    }
+}
+
+fn check_name(name: &crate::Name, path: FieldPath) -> Result<(), ConfigError> {
+    if name.is_empty() { err(path, ErrorKind::EmptyName) } else { Ok(()) }
+}
+
+impl Config {
+    /// Every memory region in the config with the path of its field: the hypervisor region,
+    /// each partition's memory, each shared region (in that order).
+    fn regions(&self) -> impl Iterator<Item = (FieldPath, Region)> + '_ {
+        let hypervisor = core::iter::once((FieldPath::at("hypervisor").key("memory"), self.hypervisor));
+        let partitions = PartitionId::ALL.into_iter().flat_map(move |id| {
+            self.partition(id)
+                .memory()
+                .iter()
+                .enumerate()
+                .map(move |(i, r)| (id.path().key("memory").index(i), *r))
+        });
+        let shared = self
+            .shared_regions()
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (FieldPath::at("shared").index(i).name(s.name), s.region));
+        hypervisor.chain(partitions).chain(shared)
+    }
+
+    /// Items of one kind owned by the partitions, in config order, with their paths.
+    fn owned<'a, T: Copy + 'a>(
+        &'a self,
+        key: &'static str,
+        list: impl Fn(PartitionId) -> &'a [T] + Copy + 'a,
+    ) -> impl Iterator<Item = (FieldPath, T)> + Clone + 'a {
+        PartitionId::ALL.into_iter().flat_map(move |id| {
+            list(id).iter().enumerate().map(move |(i, item)| (id.path().key(key).index(i), *item))
+        })
+    }
+
+    /// Checks every rule that needs only the config. Returns the first problem in file order.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_name(&self.name, FieldPath::at("machine").key("name"))?;
+
+        let hypervisor = FieldPath::at("hypervisor").key("memory");
+        check_region(&self.hypervisor, hypervisor)?;
+        if self.hypervisor.size < HYPERVISOR_MIN_SIZE {
+            return err(
+                hypervisor.key("size"),
+                ErrorKind::HypervisorTooSmall { size: self.hypervisor.size },
+            );
+        }
+
+        for id in PartitionId::ALL {
+            self.check_partition(id)?;
+        }
+        self.check_ownership()?;
+        self.check_shared()?;
+
+        // Overlaps between any two regions, blaming the later one.
+        for (j, (path, region)) in self.regions().enumerate() {
+            if let Some((other, other_region)) =
+                self.regions().take(j).find(|(_, r)| r.overlaps(&region))
+            {
+                return err(path, ErrorKind::Overlap { region, other, other_region });
+            }
+        }
+
+        check_name(self.linux.kernel(), FieldPath::at("linux").key("kernel"))?;
+        check_name(self.rt.image(), FieldPath::at("rt").key("image"))?;
+
+        self.check_channels()
+    }
+
+    /// A partition on its own: has CPUs and memory, regions sane, pins and ports in range.
+    fn check_partition(&self, id: PartitionId) -> Result<(), ConfigError> {
+        let part = self.partition(id);
+        let path = id.path();
+        if part.cpus().is_empty() {
+            return err(path.key("cpus"), ErrorKind::NoCpu);
+        }
+        if part.memory().is_empty() {
+            return err(path.key("memory"), ErrorKind::NoMemory);
+        }
+        for (i, region) in part.memory().iter().enumerate() {
+            check_region(region, path.key("memory").index(i))?;
+        }
+        for (i, &pin) in part.ioapic_pins().iter().enumerate() {
+            if pin > MAX_IOAPIC_PIN {
+                return err(path.key("ioapic_pins").index(i), ErrorKind::PinOutOfRange { pin });
+            }
+        }
+        for (i, &range) in part.io_ports().iter().enumerate() {
+            let at = path.key("io_ports").index(i);
+            if range.count == 0 {
+                return err(at.key("count"), ErrorKind::PortCountZero);
+            }
+            if range.end() > 0x1_0000 {
+                return err(at.key("count"), ErrorKind::PortPastEnd { range });
+            }
+        }
+        Ok(())
+    }
+
+    /// Each CPU, pin, port and PCI device owned once, across both partitions.
+    fn check_ownership(&self) -> Result<(), ConfigError> {
+        let cpus = self.owned("cpus", |id| self.partition(id).cpus());
+        for (j, (path, apic_id)) in cpus.clone().enumerate() {
+            if let Some((other, _)) = cpus.clone().take(j).find(|&(_, a)| a == apic_id) {
+                return err(path, ErrorKind::CpuOwnedTwice { apic_id, other });
+            }
+        }
+        let pins = self.owned("ioapic_pins", |id| self.partition(id).ioapic_pins());
+        for (j, (path, pin)) in pins.clone().enumerate() {
+            if let Some((other, _)) = pins.clone().take(j).find(|&(_, p)| p == pin) {
+                return err(path, ErrorKind::PinOwnedTwice { pin, other });
+            }
+        }
+        let ports = self.owned("io_ports", |id| self.partition(id).io_ports());
+        for (j, (path, range)) in ports.clone().enumerate() {
+            if let Some((other, other_range)) =
+                ports.clone().take(j).find(|(_, r)| r.overlaps(&range))
+            {
+                return err(path, ErrorKind::PortOwnedTwice { range, other, other_range });
+            }
+        }
+        let pci = self.owned("pci_devices", |id| self.partition(id).pci_devices());
+        for (j, (path, bdf)) in pci.clone().enumerate() {
+            if let Some((other, _)) = pci.clone().take(j).find(|&(_, b)| b == bdf) {
+                return err(path, ErrorKind::PciOwnedTwice { bdf, other });
+            }
+        }
+        Ok(())
+    }
+
+    /// Shared regions: named, uniquely, and sane.
+    fn check_shared(&self) -> Result<(), ConfigError> {
+        let shared = self.shared_regions();
+        for (j, s) in shared.iter().enumerate() {
+            let path = FieldPath::at("shared").index(j);
+            check_name(&s.name, path.key("name"))?;
+            if let Some(i) = shared.iter().take(j).position(|o| o.name == s.name) {
+                let other = FieldPath::at("shared").index(i).key("name");
+                return err(path.key("name"), ErrorKind::DuplicateName { name: s.name, other });
+            }
+            check_region(&s.region, path)?;
+        }
+        Ok(())
+    }
+
+    /// Channels: named uniquely, sound geometry, in a known region, fitting in it.
+    fn check_channels(&self) -> Result<(), ConfigError> {
+        let channels = self.channels();
+        let mut used = [0u64; MAX_SHARED_REGIONS];
+        for (j, ch) in channels.iter().enumerate() {
+            let path = FieldPath::at("channels").index(j);
+            check_name(ch.name(), path.key("name"))?;
+            if let Some(i) = channels.iter().take(j).position(|o| o.name() == ch.name()) {
+                let other = FieldPath::at("channels").index(i).key("name");
+                return err(
+                    path.key("name"),
+                    ErrorKind::DuplicateName { name: *ch.name(), other },
+                );
+            }
+            let slot_size = ch.slot_size();
+            if !slot_size.is_power_of_two() || !(MIN_SLOT_SIZE..=MAX_SLOT_SIZE).contains(&slot_size)
+            {
+                return err(path.key("slot_size"), ErrorKind::BadSlotSize { slot_size });
+            }
+            let size = ch.size();
+            if size == 0 {
+                return err(path.key("size"), ErrorKind::ZeroSize);
+            }
+            if !size.is_multiple_of(PAGE_SIZE) {
+                return err(path.key("size"), ErrorKind::Unaligned { value: size });
+            }
+            let slots_room = u64::from(slot_size).saturating_mul(CHANNEL_MIN_SLOTS);
+            if size < CHANNEL_HEADER_SIZE.saturating_add(slots_room) {
+                return err(path.key("size"), ErrorKind::ChannelTooSmall { size, slot_size });
+            }
+            let Some((index, shared)) =
+                self.shared_regions().iter().enumerate().find(|(_, s)| s.name == *ch.region_name())
+            else {
+                return err(path.key("region"), ErrorKind::UnknownRegion { name: *ch.region_name() });
+            };
+            if let Some(slot) = used.get_mut(index) {
+                *slot = slot.saturating_add(round_up_page(size));
+                if *slot > shared.region.size {
+                    return err(
+                        path.key("size"),
+                        ErrorKind::ChannelsExceedRegion {
+                            region: shared.name,
+                            needed: *slot,
+                            available: shared.region.size,
+                        },
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
