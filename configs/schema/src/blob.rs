@@ -13,7 +13,7 @@
 //! Strings are NUL-padded; unused array entries, padding and reserved bytes are zero, so a
 //! config has exactly one encoding. [`decode`] trusts nothing: it checks the length, magic,
 //! version, checksum, every count, string, enum and reserved byte, and finally runs
-//! [`Config::validate`]. It never panics, whatever the bytes. [`encode`] needs the `alloc`
+//! [`Config::validate`]. It never panics, whatever the bytes. `encode` needs the `alloc`
 //! feature; decoding needs nothing.
 
 use core::fmt;
@@ -381,7 +381,11 @@ impl fmt::Display for BlobError {
                 "checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
             ),
             Self::NotZero { path, what } => write!(f, "{path}: {what} not zero"),
-            Self::CountExceedsCapacity { path, count, capacity } => {
+            Self::CountExceedsCapacity {
+                path,
+                count,
+                capacity,
+            } => {
                 write!(f, "{path} count {count} exceeds capacity {capacity}")
             }
             Self::BadString { path, problem } => match problem {
@@ -394,7 +398,12 @@ impl fmt::Display for BlobError {
             Self::BadDiscriminant { path, value, what } => {
                 write!(f, "{path}: {value} is not a valid {what}")
             }
-            Self::BadBdf { path, bus, device, function } => write!(
+            Self::BadBdf {
+                path,
+                bus,
+                device,
+                function,
+            } => write!(
                 f,
                 "{path}: bus {bus:#x} device {device:#x} function {function:#x} is not a PCI \
                  address"
@@ -403,7 +412,11 @@ impl fmt::Display for BlobError {
                 f,
                 "{path}: region index {index}, but there are {count} shared regions"
             ),
-            Self::ChannelOffset { path, stored, computed } => write!(
+            Self::ChannelOffset {
+                path,
+                stored,
+                computed,
+            } => write!(
                 f,
                 "{path}: offset {stored:#x} is not where the packing rule puts the channel \
                  ({computed:#x})"
@@ -431,7 +444,11 @@ fn console_from(path: FieldPath, value: u8) -> Result<ConsoleTarget, BlobError> 
         0 => Ok(ConsoleTarget::Com1),
         1 => Ok(ConsoleTarget::Com2),
         2 => Ok(ConsoleTarget::None),
-        _ => Err(BlobError::BadDiscriminant { path, value, what: "console target" }),
+        _ => Err(BlobError::BadDiscriminant {
+            path,
+            value,
+            what: "console target",
+        }),
     }
 }
 
@@ -446,7 +463,11 @@ fn on_exit_from(path: FieldPath, value: u8) -> Result<OnExit, BlobError> {
     match value {
         0 => Ok(OnExit::Stop),
         1 => Ok(OnExit::Restart),
-        _ => Err(BlobError::BadDiscriminant { path, value, what: "on-exit action" }),
+        _ => Err(BlobError::BadDiscriminant {
+            path,
+            value,
+            what: "on-exit action",
+        }),
     }
 }
 
@@ -461,7 +482,11 @@ fn direction_from(path: FieldPath, value: u8) -> Result<ChannelDirection, BlobEr
     match value {
         0 => Ok(ChannelDirection::LinuxToRt),
         1 => Ok(ChannelDirection::RtToLinux),
-        _ => Err(BlobError::BadDiscriminant { path, value, what: "channel direction" }),
+        _ => Err(BlobError::BadDiscriminant {
+            path,
+            value,
+            what: "channel direction",
+        }),
     }
 }
 
@@ -476,7 +501,11 @@ fn notify_from(path: FieldPath, value: u8) -> Result<Notify, BlobError> {
     match value {
         0 => Ok(Notify::Doorbell),
         1 => Ok(Notify::Poll),
-        _ => Err(BlobError::BadDiscriminant { path, value, what: "notification mode" }),
+        _ => Err(BlobError::BadDiscriminant {
+            path,
+            value,
+            what: "notification mode",
+        }),
     }
 }
 
@@ -489,7 +518,10 @@ fn put_str(dst: &mut [u8], s: &str) {
 }
 
 fn put_region(region: &Region) -> RegionLe {
-    RegionLe { base: U64::new(region.base), size: U64::new(region.size) }
+    RegionLe {
+        base: U64::new(region.base),
+        size: U64::new(region.size),
+    }
 }
 
 fn put_count(len: usize) -> U32 {
@@ -511,11 +543,19 @@ fn put_partition(dst: &mut PartitionLe, part: &PartitionConfig) {
     }
     dst.port_count = put_count(part.io_ports().len());
     for (d, r) in dst.io_ports.iter_mut().zip(part.io_ports()) {
-        *d = PortRangeLe { base: U16::new(r.base), count: U16::new(r.count) };
+        *d = PortRangeLe {
+            base: U16::new(r.base),
+            count: U16::new(r.count),
+        };
     }
     dst.pci_count = put_count(part.pci_devices().len());
     for (d, b) in dst.pci_devices.iter_mut().zip(part.pci_devices()) {
-        *d = PciLe { bus: b.bus(), device: b.device(), function: b.function(), reserved: 0 };
+        *d = PciLe {
+            bus: b.bus(),
+            device: b.device(),
+            function: b.function(),
+            reserved: 0,
+        };
     }
 }
 
@@ -531,7 +571,10 @@ pub fn encode_into(cfg: &Config, blob: &mut Blob) {
     let linux = cfg.linux();
     body.linux_on_exit = on_exit_code(linux.on_exit());
     put_str(&mut body.linux_kernel, linux.kernel().as_str());
-    put_str(&mut body.linux_initrd, linux.initrd().map_or("", Name::as_str));
+    put_str(
+        &mut body.linux_initrd,
+        linux.initrd().map_or("", Name::as_str),
+    );
     put_str(&mut body.linux_cmdline, linux.cmdline());
     put_str(&mut body.rt_image, cfg.rt().image().as_str());
     for (dst, id) in body.partitions.iter_mut().zip(PartitionId::ALL) {
@@ -578,11 +621,18 @@ fn used<T: IntoBytes + Immutable>(
     items: &[T],
 ) -> Result<&[T], BlobError> {
     let count = count.get();
-    let too_many = BlobError::CountExceedsCapacity { path, count, capacity: items.len() };
+    let too_many = BlobError::CountExceedsCapacity {
+        path,
+        count,
+        capacity: items.len(),
+    };
     let n = usize::try_from(count).map_err(|_| too_many)?;
     let (used, unused) = items.split_at_checked(n).ok_or(too_many)?;
     if unused.as_bytes().iter().any(|&b| b != 0) {
-        return Err(BlobError::NotZero { path, what: "unused entries past the count are" });
+        return Err(BlobError::NotZero {
+            path,
+            what: "unused entries past the count are",
+        });
     }
     Ok(used)
 }
@@ -592,15 +642,22 @@ fn get_str(path: FieldPath, bytes: &[u8]) -> Result<&str, BlobError> {
     let len = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
     let (text, padding) = bytes.split_at_checked(len).unwrap_or((bytes, &[]));
     if padding.iter().any(|&b| b != 0) {
-        return Err(BlobError::BadString { path, problem: StringProblem::NotNulPadded });
+        return Err(BlobError::BadString {
+            path,
+            problem: StringProblem::NotNulPadded,
+        });
     }
-    core::str::from_utf8(text)
-        .map_err(|_| BlobError::BadString { path, problem: StringProblem::NotUtf8 })
+    core::str::from_utf8(text).map_err(|_| BlobError::BadString {
+        path,
+        problem: StringProblem::NotUtf8,
+    })
 }
 
 fn get_name(path: FieldPath, bytes: &[u8]) -> Result<Name, BlobError> {
-    Name::new(get_str(path, bytes)?)
-        .map_err(|kind| BlobError::BadString { path, problem: StringProblem::Invalid(kind) })
+    Name::new(get_str(path, bytes)?).map_err(|kind| BlobError::BadString {
+        path,
+        problem: StringProblem::Invalid(kind),
+    })
 }
 
 fn get_region(r: &RegionLe) -> Region {
@@ -622,10 +679,16 @@ fn get_partition(b: &mut ConfigBuilder, id: PartitionId, p: &PartitionLe) -> Res
         b.push_io_ports(id, PortRange::new(r.base.get(), r.count.get()))?;
     }
     let pci_path = path.key("pci_devices");
-    for (i, d) in used(pci_path, p.pci_count, &p.pci_devices)?.iter().enumerate() {
+    for (i, d) in used(pci_path, p.pci_count, &p.pci_devices)?
+        .iter()
+        .enumerate()
+    {
         let path = pci_path.index(i);
         if d.reserved != 0 {
-            return Err(BlobError::NotZero { path, what: "reserved byte is" });
+            return Err(BlobError::NotZero {
+                path,
+                what: "reserved byte is",
+            });
         }
         let bdf = PciBdf::new(d.bus, d.device, d.function).ok_or(BlobError::BadBdf {
             path,
@@ -640,17 +703,22 @@ fn get_partition(b: &mut ConfigBuilder, id: PartitionId, p: &PartitionLe) -> Res
 
 /// Reads and checks a blob. Never panics; every problem is an error.
 pub fn decode(bytes: &[u8]) -> Result<Config, BlobError> {
-    let (header, _) =
-        Header::ref_from_prefix(bytes).map_err(|_| BlobError::TruncatedHeader { len: bytes.len() })?;
+    let (header, _) = Header::ref_from_prefix(bytes)
+        .map_err(|_| BlobError::TruncatedHeader { len: bytes.len() })?;
     if header.magic != MAGIC {
-        return Err(BlobError::BadMagic { found: header.magic });
+        return Err(BlobError::BadMagic {
+            found: header.magic,
+        });
     }
     let version = header.version.get();
     if version != FORMAT_VERSION {
         return Err(BlobError::UnsupportedVersion { found: version });
     }
     if header.reserved.get() != 0 {
-        return Err(BlobError::NotZero { path: FieldPath::at("header"), what: "reserved field is" });
+        return Err(BlobError::NotZero {
+            path: FieldPath::at("header"),
+            what: "reserved field is",
+        });
     }
     let field = header.total_len.get();
     let total = usize::try_from(field).map_err(|_| BlobError::BadLength { field })?;
@@ -658,10 +726,16 @@ pub fn decode(bytes: &[u8]) -> Result<Config, BlobError> {
         return Err(BlobError::BadLength { field });
     }
     if bytes.len() < total {
-        return Err(BlobError::Truncated { len: bytes.len(), total });
+        return Err(BlobError::Truncated {
+            len: bytes.len(),
+            total,
+        });
     }
     if bytes.len() > total {
-        return Err(BlobError::TrailingBytes { len: bytes.len(), total });
+        return Err(BlobError::TrailingBytes {
+            len: bytes.len(),
+            total,
+        });
     }
     let body_bytes = bytes.get(HEADER_LEN..).unwrap_or(&[]);
     let (stored, computed) = (header.crc32.get(), crc32(body_bytes));
@@ -696,7 +770,10 @@ fn decode_body(body: &Body) -> Result<Config, BlobError> {
         cmdline,
         on_exit_from(linux.key("on_exit"), body.linux_on_exit)?,
     ));
-    b.rt(RtConfig::new(get_name(FieldPath::at("rt").key("image"), &body.rt_image)?));
+    b.rt(RtConfig::new(get_name(
+        FieldPath::at("rt").key("image"),
+        &body.rt_image,
+    )?));
 
     for (id, p) in PartitionId::ALL.into_iter().zip(&body.partitions) {
         get_partition(&mut b, id, p)?;
@@ -714,13 +791,18 @@ fn decode_body(body: &Body) -> Result<Config, BlobError> {
     for (i, c) in channels.iter().enumerate() {
         let path = channels_path.index(i);
         if c.reserved != 0 {
-            return Err(BlobError::NotZero { path, what: "reserved byte is" });
+            return Err(BlobError::NotZero {
+                path,
+                what: "reserved byte is",
+            });
         }
-        let region = shared.get(usize::from(c.region_index)).ok_or(BlobError::BadRegionIndex {
-            path: path.key("region"),
-            index: c.region_index,
-            count: shared.len(),
-        })?;
+        let region = shared
+            .get(usize::from(c.region_index))
+            .ok_or(BlobError::BadRegionIndex {
+                path: path.key("region"),
+                index: c.region_index,
+                count: shared.len(),
+            })?;
         b.push_channel(ChannelConfig::new(
             get_name(path.key("name"), &c.name)?,
             get_name(path.key("region"), &region.name)?,

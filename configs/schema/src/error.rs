@@ -286,7 +286,10 @@ impl fmt::Display for ErrorKind {
         match self {
             Self::EmptyName => f.write_str("name is empty"),
             Self::NameTooLong { len } => {
-                write!(f, "name is {len} bytes long; at most {NAME_LEN} are allowed")
+                write!(
+                    f,
+                    "name is {len} bytes long; at most {NAME_LEN} are allowed"
+                )
             }
             Self::NameBadChar { ch, offset } => write!(
                 f,
@@ -324,7 +327,11 @@ impl fmt::Display for ErrorKind {
                 "hypervisor region is {size:#x} bytes; it needs at least {:#x} (4 MiB)",
                 crate::HYPERVISOR_MIN_SIZE
             ),
-            Self::Overlap { region, other, other_region } => {
+            Self::Overlap {
+                region,
+                other,
+                other_region,
+            } => {
                 write!(f, "{region} overlaps {other} ({other_region})")
             }
             Self::CpuOwnedTwice { apic_id, other } => {
@@ -342,7 +349,11 @@ impl fmt::Display for ErrorKind {
             ),
             Self::PortCountZero => f.write_str("I/O port range has count 0"),
             Self::PortPastEnd { range } => write!(f, "I/O ports {range} run past port 0xffff"),
-            Self::PortOwnedTwice { range, other, other_range } => {
+            Self::PortOwnedTwice {
+                range,
+                other,
+                other_range,
+            } => {
                 write!(f, "I/O ports {range} overlap {other} ({other_range})")
             }
             Self::PciOwnedTwice { bdf, other } => {
@@ -352,7 +363,11 @@ impl fmt::Display for ErrorKind {
                 write!(f, "name \"{name}\" is already used by {other}")
             }
             Self::UnknownRegion { name } => write!(f, "no shared region is named \"{name}\""),
-            Self::ChannelsExceedRegion { region, needed, available } => write!(
+            Self::ChannelsExceedRegion {
+                region,
+                needed,
+                available,
+            } => write!(
                 f,
                 "channels in shared region \"{region}\" need {needed:#x} bytes (each rounded up \
                  to 4 KiB) but the region holds {available:#x}"

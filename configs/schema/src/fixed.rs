@@ -18,7 +18,10 @@ pub struct Full;
 impl<T: Copy + Default, const N: usize> FixedVec<T, N> {
     /// An empty list.
     pub fn new() -> Self {
-        Self { items: [T::default(); N], len: 0 }
+        Self {
+            items: [T::default(); N],
+            len: 0,
+        }
     }
 }
 

@@ -173,7 +173,9 @@ pub fn parse_size(text: &str) -> Option<u64> {
         }
         return u64::from_str_radix(&digits, 16).ok();
     }
-    let split = text.find(|c: char| !c.is_ascii_digit() && c != '_').unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '_')
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let digits: String = number.chars().filter(|&c| c != '_').collect();
     if digits.is_empty() {
@@ -323,13 +325,19 @@ fn size(path: FieldPath, value: &SizeToml) -> Result<u64, ConfigError> {
 }
 
 fn region(path: FieldPath, r: &RegionToml) -> Result<Region, ConfigError> {
-    Ok(Region::new(size(path.key("base"), &r.base)?, size(path.key("size"), &r.size)?))
+    Ok(Region::new(
+        size(path.key("base"), &r.base)?,
+        size(path.key("size"), &r.size)?,
+    ))
 }
 
 fn build(file: &FileToml) -> Result<Config, ConfigError> {
     let mut b = ConfigBuilder::new(
         name(FieldPath::at("machine").key("name"), &file.machine.name)?,
-        region(FieldPath::at("hypervisor").key("memory"), &file.hypervisor.memory)?,
+        region(
+            FieldPath::at("hypervisor").key("memory"),
+            &file.hypervisor.memory,
+        )?,
     );
     b.console(ConsoleRouting {
         hypervisor: file.console.hypervisor,
@@ -337,8 +345,10 @@ fn build(file: &FileToml) -> Result<Config, ConfigError> {
         linux: file.console.linux,
     });
 
-    for (id, part) in [(PartitionId::Linux, &file.partitions.linux), (PartitionId::Rt, &file.partitions.rt)]
-    {
+    for (id, part) in [
+        (PartitionId::Linux, &file.partitions.linux),
+        (PartitionId::Rt, &file.partitions.rt),
+    ] {
         let path = id.path();
         for &cpu in &part.cpus {
             b.push_cpu(id, cpu)?;
@@ -364,16 +374,23 @@ fn build(file: &FileToml) -> Result<Config, ConfigError> {
     b.linux(LinuxConfig::new(
         name(linux.key("kernel"), &file.linux.kernel)?,
         name(linux.key("initrd"), &file.linux.initrd)?,
-        Cmdline::new(&file.linux.cmdline).map_err(|kind| config_error(linux.key("cmdline"), kind))?,
+        Cmdline::new(&file.linux.cmdline)
+            .map_err(|kind| config_error(linux.key("cmdline"), kind))?,
         file.linux.on_exit,
     ));
-    b.rt(RtConfig::new(name(FieldPath::at("rt").key("image"), &file.rt.image)?));
+    b.rt(RtConfig::new(name(
+        FieldPath::at("rt").key("image"),
+        &file.rt.image,
+    )?));
 
     for (i, s) in file.shared.iter().enumerate() {
         let path = FieldPath::at("shared").index(i);
         b.push_shared(SharedRegion::new(
             name(path.key("name"), &s.name)?,
-            Region::new(size(path.key("base"), &s.base)?, size(path.key("size"), &s.size)?),
+            Region::new(
+                size(path.key("base"), &s.base)?,
+                size(path.key("size"), &s.size)?,
+            ),
         ))?;
     }
 
@@ -443,7 +460,11 @@ fn join<T: fmt::Display>(items: &[T]) -> String {
     if items.is_empty() {
         return "none".to_owned();
     }
-    items.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A summary of the plan for people: what each partition gets, the shared regions and channels.
@@ -499,7 +520,13 @@ fn write_description(out: &mut String, cfg: &Config) -> fmt::Result {
         console.hypervisor, console.rt, console.linux
     )?;
     for s in cfg.shared_regions() {
-        writeln!(out, "  shared {}: {} ({})", s.name, s.region, human_size(s.region.size))?;
+        writeln!(
+            out,
+            "  shared {}: {} ({})",
+            s.name,
+            s.region,
+            human_size(s.region.size)
+        )?;
     }
     for c in cfg.channels() {
         writeln!(

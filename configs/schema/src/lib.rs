@@ -32,7 +32,6 @@
         clippy::unimplemented
     )
 )]
-
 // Errors carry their field paths inline (no allocation to box them into), which makes them a few
 // hundred bytes; they travel only on the failure path, once per config.
 #![allow(clippy::result_large_err, clippy::large_enum_variant)]

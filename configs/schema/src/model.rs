@@ -146,7 +146,15 @@ pub struct PciBdf {
 impl PciBdf {
     /// The address, or `None` when the device is 32 or more or the function 8 or more.
     pub const fn new(bus: u8, device: u8, function: u8) -> Option<Self> {
-        if device < 32 && function < 8 { Some(Self { bus, device, function }) } else { None }
+        if device < 32 && function < 8 {
+            Some(Self {
+                bus,
+                device,
+                function,
+            })
+        } else {
+            None
+        }
     }
 
     /// Bus number.
@@ -186,7 +194,11 @@ impl FromStr for PciBdf {
 
 impl fmt::Display for PciBdf {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:02x}:{:02x}.{:x}", self.bus, self.device, self.function)
+        write!(
+            f,
+            "{:02x}:{:02x}.{:x}",
+            self.bus, self.device, self.function
+        )
     }
 }
 
@@ -205,15 +217,19 @@ pub(crate) const fn is_name_byte(b: u8) -> bool {
 
 impl Name {
     /// The empty name.
-    pub const EMPTY: Name = Name { bytes: [0; NAME_LEN], len: 0 };
+    pub const EMPTY: Name = Name {
+        bytes: [0; NAME_LEN],
+        len: 0,
+    };
 
     /// Checks and stores `s`.
     pub fn new(s: &str) -> Result<Self, ErrorKind> {
         if s.len() > NAME_LEN {
             return Err(ErrorKind::NameTooLong { len: s.len() });
         }
-        if let Some((offset, ch)) =
-            s.char_indices().find(|&(_, c)| !c.is_ascii() || !is_name_byte(c as u8))
+        if let Some((offset, ch)) = s
+            .char_indices()
+            .find(|&(_, c)| !c.is_ascii() || !is_name_byte(c as u8))
         {
             return Err(ErrorKind::NameBadChar { ch, offset });
         }
@@ -276,7 +292,10 @@ pub struct Cmdline {
 
 impl Cmdline {
     /// The empty command line.
-    pub const EMPTY: Cmdline = Cmdline { bytes: [0; CMDLINE_LEN], len: 0 };
+    pub const EMPTY: Cmdline = Cmdline {
+        bytes: [0; CMDLINE_LEN],
+        len: 0,
+    };
 
     /// Longest command line, in bytes.
     pub const MAX_LEN: usize = CMDLINE_LEN - 1;
@@ -354,7 +373,9 @@ impl PartitionConfig {
 
     /// Total RAM in bytes (saturating).
     pub fn memory_bytes(&self) -> u64 {
-        self.memory().iter().fold(0u64, |sum, r| sum.saturating_add(r.size))
+        self.memory()
+            .iter()
+            .fold(0u64, |sum, r| sum.saturating_add(r.size))
     }
 }
 
@@ -376,7 +397,11 @@ impl SharedRegion {
 
 /// Which way a channel's messages flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
-#[cfg_attr(feature = "std", derive(serde::Deserialize), serde(rename_all = "kebab-case"))]
+#[cfg_attr(
+    feature = "std",
+    derive(serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
 pub enum ChannelDirection {
     /// Linux produces, RT consumes.
     #[default]
@@ -414,7 +439,11 @@ impl fmt::Display for ChannelDirection {
 
 /// How a channel's consumer learns about new messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
-#[cfg_attr(feature = "std", derive(serde::Deserialize), serde(rename_all = "kebab-case"))]
+#[cfg_attr(
+    feature = "std",
+    derive(serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
 pub enum Notify {
     /// An interrupt, sent only when the consumer asks for one.
     #[default]
@@ -525,7 +554,11 @@ impl ChannelConfig {
 
 /// A serial port for a console.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
-#[cfg_attr(feature = "std", derive(serde::Deserialize), serde(rename_all = "kebab-case"))]
+#[cfg_attr(
+    feature = "std",
+    derive(serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
 pub enum ConsoleTarget {
     /// COM1, I/O port 0x3f8.
     #[default]
@@ -570,7 +603,11 @@ pub struct ConsoleRouting {
 
 /// What the hypervisor does when Linux stops (power-off, reboot, triple fault).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
-#[cfg_attr(feature = "std", derive(serde::Deserialize), serde(rename_all = "kebab-case"))]
+#[cfg_attr(
+    feature = "std",
+    derive(serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
 pub enum OnExit {
     /// Leave the Linux partition stopped; the RT partition keeps running.
     #[default]
@@ -600,7 +637,12 @@ pub struct LinuxConfig {
 impl LinuxConfig {
     /// Boot the module named `kernel` with the module named `initrd` (empty for none).
     pub const fn new(kernel: Name, initrd: Name, cmdline: Cmdline, on_exit: OnExit) -> Self {
-        Self { kernel, initrd, cmdline, on_exit }
+        Self {
+            kernel,
+            initrd,
+            cmdline,
+            on_exit,
+        }
     }
 
     /// The boot module holding the kernel.
@@ -610,7 +652,11 @@ impl LinuxConfig {
 
     /// The boot module holding the initrd, if there is one.
     pub const fn initrd(&self) -> Option<&Name> {
-        if self.initrd.is_empty() { None } else { Some(&self.initrd) }
+        if self.initrd.is_empty() {
+            None
+        } else {
+            Some(&self.initrd)
+        }
     }
 
     /// The kernel command line.
@@ -710,24 +756,33 @@ impl Config {
 
     /// The partition owning the CPU with this APIC ID.
     pub fn partition_of_cpu(&self, apic_id: u32) -> Option<PartitionId> {
-        PartitionId::ALL.into_iter().find(|&p| self.partition(p).cpus().contains(&apic_id))
+        PartitionId::ALL
+            .into_iter()
+            .find(|&p| self.partition(p).cpus().contains(&apic_id))
     }
 
     /// The partition owning this IOAPIC pin (GSI).
     pub fn partition_of_pin(&self, pin: u32) -> Option<PartitionId> {
-        PartitionId::ALL.into_iter().find(|&p| self.partition(p).ioapic_pins().contains(&pin))
+        PartitionId::ALL
+            .into_iter()
+            .find(|&p| self.partition(p).ioapic_pins().contains(&pin))
     }
 
     /// The partition owning this I/O port.
     pub fn partition_of_port(&self, port: u16) -> Option<PartitionId> {
-        PartitionId::ALL
-            .into_iter()
-            .find(|&p| self.partition(p).io_ports().iter().any(|r| r.contains(port)))
+        PartitionId::ALL.into_iter().find(|&p| {
+            self.partition(p)
+                .io_ports()
+                .iter()
+                .any(|r| r.contains(port))
+        })
     }
 
     /// The partition owning this PCI function.
     pub fn partition_of_pci_device(&self, bdf: PciBdf) -> Option<PartitionId> {
-        PartitionId::ALL.into_iter().find(|&p| self.partition(p).pci_devices().contains(&bdf))
+        PartitionId::ALL
+            .into_iter()
+            .find(|&p| self.partition(p).pci_devices().contains(&bdf))
     }
 
     /// The partition whose memory contains `addr` (shared regions belong to neither).
@@ -739,7 +794,10 @@ impl Config {
 
     /// The shared region named `name`, with its index.
     pub fn shared_region(&self, name: &str) -> Option<(usize, &SharedRegion)> {
-        self.shared_regions().iter().enumerate().find(|(_, s)| s.name == name)
+        self.shared_regions()
+            .iter()
+            .enumerate()
+            .find(|(_, s)| s.name == name)
     }
 }
 
@@ -801,35 +859,40 @@ impl ConfigBuilder {
     pub fn push_cpu(&mut self, id: PartitionId, apic_id: u32) -> Result<(), ConfigError> {
         let list = &mut self.partition_mut(id).cpus;
         let len = list.len();
-        list.push(apic_id).map_err(|_| full(id.path().key("cpus"), len, MAX_CPUS))
+        list.push(apic_id)
+            .map_err(|_| full(id.path().key("cpus"), len, MAX_CPUS))
     }
 
     /// Gives a memory region to a partition.
     pub fn push_memory(&mut self, id: PartitionId, region: Region) -> Result<(), ConfigError> {
         let list = &mut self.partition_mut(id).memory;
         let len = list.len();
-        list.push(region).map_err(|_| full(id.path().key("memory"), len, MAX_REGIONS))
+        list.push(region)
+            .map_err(|_| full(id.path().key("memory"), len, MAX_REGIONS))
     }
 
     /// Gives an IOAPIC pin (GSI) to a partition.
     pub fn push_ioapic_pin(&mut self, id: PartitionId, pin: u32) -> Result<(), ConfigError> {
         let list = &mut self.partition_mut(id).ioapic_pins;
         let len = list.len();
-        list.push(pin).map_err(|_| full(id.path().key("ioapic_pins"), len, MAX_PINS))
+        list.push(pin)
+            .map_err(|_| full(id.path().key("ioapic_pins"), len, MAX_PINS))
     }
 
     /// Gives a range of I/O ports to a partition.
     pub fn push_io_ports(&mut self, id: PartitionId, range: PortRange) -> Result<(), ConfigError> {
         let list = &mut self.partition_mut(id).io_ports;
         let len = list.len();
-        list.push(range).map_err(|_| full(id.path().key("io_ports"), len, MAX_PORT_RANGES))
+        list.push(range)
+            .map_err(|_| full(id.path().key("io_ports"), len, MAX_PORT_RANGES))
     }
 
     /// Gives a PCI function to a partition.
     pub fn push_pci_device(&mut self, id: PartitionId, bdf: PciBdf) -> Result<(), ConfigError> {
         let list = &mut self.partition_mut(id).pci_devices;
         let len = list.len();
-        list.push(bdf).map_err(|_| full(id.path().key("pci_devices"), len, MAX_PCI_DEVICES))
+        list.push(bdf)
+            .map_err(|_| full(id.path().key("pci_devices"), len, MAX_PCI_DEVICES))
     }
 
     /// Adds a shared region.
@@ -856,7 +919,10 @@ impl ConfigBuilder {
         let mut next_offset = [0u64; MAX_SHARED_REGIONS];
         let shared = self.config.shared;
         for channel in self.config.channels.as_mut_slice() {
-            let found = shared.as_slice().iter().position(|s| s.name == channel.region_name);
+            let found = shared
+                .as_slice()
+                .iter()
+                .position(|s| s.name == channel.region_name);
             if let Some((index, next)) = found.and_then(|i| Some((i, next_offset.get_mut(i)?))) {
                 channel.region_index = index;
                 channel.offset = *next;

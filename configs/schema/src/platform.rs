@@ -62,16 +62,26 @@ impl fmt::Display for FitError<'_> {
         write!(f, "{}: ", self.path)?;
         match self.kind {
             FitErrorKind::CpuNotPresent { apic_id, present } => {
-                write!(f, "APIC ID {apic_id} is not present on this machine (present: ")?;
+                write!(
+                    f,
+                    "APIC ID {apic_id} is not present on this machine (present: "
+                )?;
                 write_id_list(f, present)?;
                 f.write_str(")")
             }
-            FitErrorKind::NotUsableRam { region, first_unusable } => write!(
+            FitErrorKind::NotUsableRam {
+                region,
+                first_unusable,
+            } => write!(
                 f,
                 "{region} is not usable RAM on this machine ({first_unusable:#x} is not in any \
                  usable range)"
             ),
-            FitErrorKind::OverlapsOccupied { region, name, occupied } => {
+            FitErrorKind::OverlapsOccupied {
+                region,
+                name,
+                occupied,
+            } => {
                 write!(f, "{region} overlaps module \"{name}\" at {occupied}")
             }
         }
@@ -120,7 +130,14 @@ fn first_unusable(region: &Region, usable: &[Region]) -> Option<u64> {
         if cursor >= end {
             return None;
         }
-        let reach = usable.iter().filter(|r| r.contains(cursor)).map(Region::end).max()?;
+        let Some(reach) = usable
+            .iter()
+            .filter(|r| r.contains(cursor))
+            .map(Region::end)
+            .max()
+        else {
+            return Some(cursor);
+        };
         cursor = reach;
     }
     (cursor < end).then_some(cursor)
@@ -135,13 +152,19 @@ pub fn check_fit<'a>(cfg: &Config, hw: &Platform<'a>) -> Result<(), FitError<'a>
             if !hw.apic_ids.contains(&apic_id) {
                 return Err(FitError {
                     path: id.path().key("cpus").index(i),
-                    kind: FitErrorKind::CpuNotPresent { apic_id, present: hw.apic_ids },
+                    kind: FitErrorKind::CpuNotPresent {
+                        apic_id,
+                        present: hw.apic_ids,
+                    },
                 });
             }
         }
     }
 
-    let hypervisor = (FieldPath::at("hypervisor").key("memory"), cfg.hypervisor_region());
+    let hypervisor = (
+        FieldPath::at("hypervisor").key("memory"),
+        cfg.hypervisor_region(),
+    );
     let partitions = PartitionId::ALL.into_iter().flat_map(|id| {
         cfg.partition(id)
             .memory()
@@ -158,14 +181,24 @@ pub fn check_fit<'a>(cfg: &Config, hw: &Platform<'a>) -> Result<(), FitError<'a>
 
     for (path, region) in core::iter::once(hypervisor).chain(guest_regions.clone()) {
         if let Some(first_unusable) = first_unusable(&region, hw.usable_ram) {
-            return Err(FitError { path, kind: FitErrorKind::NotUsableRam { region, first_unusable } });
+            return Err(FitError {
+                path,
+                kind: FitErrorKind::NotUsableRam {
+                    region,
+                    first_unusable,
+                },
+            });
         }
     }
     for (path, region) in guest_regions {
         if let Some(&(name, occupied)) = hw.occupied.iter().find(|(_, o)| o.overlaps(&region)) {
             return Err(FitError {
                 path,
-                kind: FitErrorKind::OverlapsOccupied { region, name, occupied },
+                kind: FitErrorKind::OverlapsOccupied {
+                    region,
+                    name,
+                    occupied,
+                },
             });
         }
     }

@@ -4,9 +4,9 @@
 //! the first problem in file order, blaming the later of two conflicting fields and naming the
 //! earlier one.
 
+use crate::MAX_SHARED_REGIONS;
 use crate::error::{ConfigError, ErrorKind, FieldPath};
 use crate::model::{Config, PartitionId, Region};
-use crate::MAX_SHARED_REGIONS;
 
 /// Page size: every region base and size, and every channel size, is a multiple of it.
 pub const PAGE_SIZE: u64 = 4096;
@@ -45,26 +45,43 @@ fn check_region(region: &Region, path: FieldPath) -> Result<(), ConfigError> {
         return err(path.key("size"), ErrorKind::ZeroSize);
     }
     if !region.base.is_multiple_of(PAGE_SIZE) {
-        return err(path.key("base"), ErrorKind::Unaligned { value: region.base });
+        return err(
+            path.key("base"),
+            ErrorKind::Unaligned { value: region.base },
+        );
     }
     if !region.size.is_multiple_of(PAGE_SIZE) {
-        return err(path.key("size"), ErrorKind::Unaligned { value: region.size });
+        return err(
+            path.key("size"),
+            ErrorKind::Unaligned { value: region.size },
+        );
     }
     match region.base.checked_add(region.size) {
         Some(end) if end <= ABSURD_END => Ok(()),
-        _ => err(path.key("size"), ErrorKind::AbsurdSize { base: region.base, size: region.size }),
+        _ => err(
+            path.key("size"),
+            ErrorKind::AbsurdSize {
+                base: region.base,
+                size: region.size,
+            },
+        ),
     }
 }
 
 fn check_name(name: &crate::Name, path: FieldPath) -> Result<(), ConfigError> {
-    if name.is_empty() { err(path, ErrorKind::EmptyName) } else { Ok(()) }
+    if name.is_empty() {
+        err(path, ErrorKind::EmptyName)
+    } else {
+        Ok(())
+    }
 }
 
 impl Config {
     /// Every memory region in the config with the path of its field: the hypervisor region,
     /// each partition's memory, each shared region (in that order).
     fn regions(&self) -> impl Iterator<Item = (FieldPath, Region)> + '_ {
-        let hypervisor = core::iter::once((FieldPath::at("hypervisor").key("memory"), self.hypervisor));
+        let hypervisor =
+            core::iter::once((FieldPath::at("hypervisor").key("memory"), self.hypervisor));
         let partitions = PartitionId::ALL.into_iter().flat_map(move |id| {
             self.partition(id)
                 .memory()
@@ -87,7 +104,10 @@ impl Config {
         list: impl Fn(PartitionId) -> &'a [T] + Copy + 'a,
     ) -> impl Iterator<Item = (FieldPath, T)> + Clone + 'a {
         PartitionId::ALL.into_iter().flat_map(move |id| {
-            list(id).iter().enumerate().map(move |(i, item)| (id.path().key(key).index(i), *item))
+            list(id)
+                .iter()
+                .enumerate()
+                .map(move |(i, item)| (id.path().key(key).index(i), *item))
         })
     }
 
@@ -100,7 +120,9 @@ impl Config {
         if self.hypervisor.size < HYPERVISOR_MIN_SIZE {
             return err(
                 hypervisor.key("size"),
-                ErrorKind::HypervisorTooSmall { size: self.hypervisor.size },
+                ErrorKind::HypervisorTooSmall {
+                    size: self.hypervisor.size,
+                },
             );
         }
 
@@ -115,7 +137,14 @@ impl Config {
             if let Some((other, other_region)) =
                 self.regions().take(j).find(|(_, r)| r.overlaps(&region))
             {
-                return err(path, ErrorKind::Overlap { region, other, other_region });
+                return err(
+                    path,
+                    ErrorKind::Overlap {
+                        region,
+                        other,
+                        other_region,
+                    },
+                );
             }
         }
 
@@ -140,7 +169,10 @@ impl Config {
         }
         for (i, &pin) in part.ioapic_pins().iter().enumerate() {
             if pin > MAX_IOAPIC_PIN {
-                return err(path.key("ioapic_pins").index(i), ErrorKind::PinOutOfRange { pin });
+                return err(
+                    path.key("ioapic_pins").index(i),
+                    ErrorKind::PinOutOfRange { pin },
+                );
             }
         }
         for (i, &range) in part.io_ports().iter().enumerate() {
@@ -174,7 +206,14 @@ impl Config {
             if let Some((other, other_range)) =
                 ports.clone().take(j).find(|(_, r)| r.overlaps(&range))
             {
-                return err(path, ErrorKind::PortOwnedTwice { range, other, other_range });
+                return err(
+                    path,
+                    ErrorKind::PortOwnedTwice {
+                        range,
+                        other,
+                        other_range,
+                    },
+                );
             }
         }
         let pci = self.owned("pci_devices", |id| self.partition(id).pci_devices());
@@ -194,7 +233,13 @@ impl Config {
             check_name(&s.name, path.key("name"))?;
             if let Some(i) = shared.iter().take(j).position(|o| o.name == s.name) {
                 let other = FieldPath::at("shared").index(i).key("name");
-                return err(path.key("name"), ErrorKind::DuplicateName { name: s.name, other });
+                return err(
+                    path.key("name"),
+                    ErrorKind::DuplicateName {
+                        name: s.name,
+                        other,
+                    },
+                );
             }
             check_region(&s.region, path)?;
         }
@@ -212,7 +257,10 @@ impl Config {
                 let other = FieldPath::at("channels").index(i).key("name");
                 return err(
                     path.key("name"),
-                    ErrorKind::DuplicateName { name: *ch.name(), other },
+                    ErrorKind::DuplicateName {
+                        name: *ch.name(),
+                        other,
+                    },
                 );
             }
             let slot_size = ch.slot_size();
@@ -229,12 +277,23 @@ impl Config {
             }
             let slots_room = u64::from(slot_size).saturating_mul(CHANNEL_MIN_SLOTS);
             if size < CHANNEL_HEADER_SIZE.saturating_add(slots_room) {
-                return err(path.key("size"), ErrorKind::ChannelTooSmall { size, slot_size });
+                return err(
+                    path.key("size"),
+                    ErrorKind::ChannelTooSmall { size, slot_size },
+                );
             }
-            let Some((index, shared)) =
-                self.shared_regions().iter().enumerate().find(|(_, s)| s.name == *ch.region_name())
+            let Some((index, shared)) = self
+                .shared_regions()
+                .iter()
+                .enumerate()
+                .find(|(_, s)| s.name == *ch.region_name())
             else {
-                return err(path.key("region"), ErrorKind::UnknownRegion { name: *ch.region_name() });
+                return err(
+                    path.key("region"),
+                    ErrorKind::UnknownRegion {
+                        name: *ch.region_name(),
+                    },
+                );
             };
             if let Some(slot) = used.get_mut(index) {
                 *slot = slot.saturating_add(round_up_page(size));

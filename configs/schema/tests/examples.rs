@@ -22,15 +22,24 @@ fn example_files() -> Vec<PathBuf> {
 #[test]
 fn every_example_validates_and_round_trips() {
     let files = example_files();
-    assert!(files.len() >= 4, "expected the example configs, found {files:?}");
+    assert!(
+        files.len() >= 4,
+        "expected the example configs, found {files:?}"
+    );
     for path in files {
         let cfg = load_file(&path).unwrap_or_else(|d| panic!("{d}"));
-        cfg.validate().unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        cfg.validate()
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let bytes = blob::encode(&cfg);
         assert_eq!(bytes.len(), blob::BLOB_LEN);
         let back = blob::decode(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert_eq!(back, cfg, "{}", path.display());
-        assert_eq!(blob::encode(&back), bytes, "{}: one encoding per config", path.display());
+        assert_eq!(
+            blob::encode(&back),
+            bytes,
+            "{}: one encoding per config",
+            path.display()
+        );
         assert!(describe(&cfg).contains(cfg.name().as_str()));
     }
 }
@@ -43,11 +52,17 @@ fn bochs_2cpu_has_the_documented_layout() {
     assert_eq!(cfg.hypervisor_region(), Region::new(MIB, 127 * MIB));
     let linux = cfg.partition(PartitionId::Linux);
     assert_eq!(linux.cpus(), &[0]);
-    assert_eq!(linux.memory(), &[Region::new(0, 0x9f000), Region::new(128 * MIB, 640 * MIB)]);
+    assert_eq!(
+        linux.memory(),
+        &[Region::new(0, 0x9f000), Region::new(128 * MIB, 640 * MIB)]
+    );
     let rt = cfg.partition(PartitionId::Rt);
     assert_eq!(rt.cpus(), &[1]);
     assert_eq!(rt.memory(), &[Region::new(768 * MIB, 128 * MIB)]);
-    assert_eq!(cfg.shared_regions()[0].region, Region::new(896 * MIB, 2 * MIB));
+    assert_eq!(
+        cfg.shared_regions()[0].region,
+        Region::new(896 * MIB, 2 * MIB)
+    );
     assert_eq!(cfg.partition_of_cpu(1), Some(PartitionId::Rt));
     assert_eq!(cfg.partition_of_cpu(2), None);
     let channels = cfg.channels();
