@@ -6,14 +6,14 @@ use core::fmt;
 
 /// A list of at most `N` items stored inline.
 #[derive(Clone, Copy)]
-pub struct FixedVec<T: Copy, const N: usize> {
+pub(crate) struct FixedVec<T: Copy, const N: usize> {
     items: [T; N],
     len: usize,
 }
 
 /// The list is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Full;
+pub(crate) struct Full;
 
 impl<T: Copy + Default, const N: usize> FixedVec<T, N> {
     /// An empty list.
@@ -32,9 +32,6 @@ impl<T: Copy + Default, const N: usize> Default for FixedVec<T, N> {
 }
 
 impl<T: Copy, const N: usize> FixedVec<T, N> {
-    /// How many items the list can hold.
-    pub const CAPACITY: usize = N;
-
     /// Appends `item`, or reports that the list is full.
     pub fn push(&mut self, item: T) -> Result<(), Full> {
         let slot = self.items.get_mut(self.len).ok_or(Full)?;
@@ -56,11 +53,6 @@ impl<T: Copy, const N: usize> FixedVec<T, N> {
     /// Number of items.
     pub fn len(&self) -> usize {
         self.as_slice().len()
-    }
-
-    /// Whether the list is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

@@ -50,7 +50,6 @@ mod validate;
 pub mod host;
 
 pub use error::{ConfigError, ErrorKind, FieldPath, Segment};
-pub use fixed::FixedVec;
 pub use model::{
     ChannelConfig, ChannelDirection, Cmdline, Config, ConfigBuilder, ConsoleRouting, ConsoleTarget,
     LinuxConfig, Name, Notify, OnExit, PartitionConfig, PartitionId, PciBdf, PortRange, Region,

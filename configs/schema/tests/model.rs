@@ -210,3 +210,11 @@ fn validate_reports_in_file_order() {
     assert_eq!(e.kind, ErrorKind::EmptyName);
     assert_eq!(e.path.to_string(), "machine.name");
 }
+
+#[test]
+fn sizes_stay_small_enough_for_a_boot_stack() {
+    // The hypervisor decodes into a `Config` on its stack; keep it well under 16 KiB.
+    let size = size_of::<bulkhead_config::Config>();
+    println!("Config is {size} bytes");
+    assert!(size < 16 * 1024, "Config is {size} bytes");
+}
