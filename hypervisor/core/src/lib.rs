@@ -13,6 +13,8 @@ extern crate std;
 
 pub mod acpi_sleep;
 pub mod addr;
+pub mod bitmaps;
+pub mod cpuid;
 pub mod ept;
 pub mod exit;
 pub mod frames;

@@ -1,5 +1,347 @@
+//! The Bulkhead hypervisor image.
+//!
+//! GRUB loads this ELF with multiboot2 and enters `_start` (arch/boot.S) on the bootstrap
+//! CPU. From there the boot is a straight line, and any step that fails ends in one
+//! `FATAL:` line naming the cause, then `bulkhead: halted` and an ACPI power-off:
+//!
+//! 1. console, descriptor tables, boot information, ACPI (CPUs, IOAPICs, power-off);
+//! 2. the VT-x feature check on the bootstrap CPU;
+//! 3. the config module: decoded and validated (`bulkhead-config`), then checked against
+//!    this machine (CPUs present, regions in usable RAM, clear of the image and modules);
+//! 4. the partition plan, each partition's EPT, I/O and MSR bitmaps and start-up guest;
+//! 5. every configured CPU started (INIT-SIPI-SIPI), each checks VT-x again, enters VMX
+//!    operation and, once all have, launches into its partition.
+//!
+//! After launch the hypervisor runs only when a guest exits. An exit it does not handle
+//! stops that guest, on that CPU only.
 #![no_std]
 #![no_main]
-//! Placeholder.
+
+extern crate bulkhead_hv_core as hv_core;
+
+mod arch;
+mod boot_info;
+mod console;
+mod memory;
+mod partition;
+mod percpu;
+mod platform;
+mod rt;
+mod smp;
+mod vmx;
+
+use core::cell::UnsafeCell;
+use core::fmt;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use bulkhead_config::platform as fit;
+use bulkhead_config::{Config, PartitionId, Region};
+use hv_core::frames::Span;
+use hv_core::vmx_caps::{Feature, VmxControls, VmxMsrs};
+use spin::Once;
+
+use arch::cpu::CpuTables;
+use arch::{apic, halt_forever, interrupts, time};
+use boot_info::BootInfo;
+use platform::Platform;
+
+/// Name of the GRUB module that carries the compiled config.
+const CONFIG_MODULE: &str = "config";
+
+static BOOT: Once<BootInfo> = Once::new();
+static PLATFORM: Once<Platform> = Once::new();
+static CONFIG: Once<Config> = Once::new();
+/// The bootstrap CPU's VT-x capabilities and the controls derived from them.
+pub static VMX: Once<(VmxMsrs, VmxControls)> = Once::new();
+static PARTITIONS: Once<[partition::PartitionResources; 2]> = Once::new();
+
+/// Number of CPUs the config assigns (the ones that run guests).
+static CPU_COUNT: AtomicUsize = AtomicUsize::new(0);
+/// CPUs that have entered VMX operation.
+static VMX_ON: AtomicUsize = AtomicUsize::new(0);
+/// CPUs whose start-up guest has said hello.
+static HELLOS: AtomicUsize = AtomicUsize::new(0);
+/// `selftest=unhandled-exit`: the last CPU's guest ends in an exit we do not handle.
+static SELFTEST_UNHANDLED_EXIT: AtomicBool = AtomicBool::new(false);
+
+/// The bootstrap CPU's descriptor tables (APs get theirs from the frame allocator).
+struct BspTables(UnsafeCell<CpuTables>);
+// SAFETY: only the bootstrap CPU touches these tables, once, in `bsp_entry`.
+unsafe impl Sync for BspTables {}
+static BSP_TABLES: BspTables = BspTables(UnsafeCell::new(CpuTables::zeroed()));
+
+/// Reports a fatal boot error and stops the machine.
+macro_rules! fatal {
+    ($($arg:tt)*) => { $crate::fatal_stop(format_args!($($arg)*)) };
+}
+
+/// Prints `FATAL: ...`, `bulkhead: halted`, powers off where ACPI allows, and halts.
+pub fn fatal_stop(args: fmt::Arguments<'_>) -> ! {
+    console::force_unlock();
+    println!("FATAL: {args}");
+    println!("bulkhead: halted");
+    if let Some(off) = PLATFORM.get().and_then(|p| p.power_off) {
+        off.enter_s5();
+    }
+    halt_forever()
+}
+
 #[panic_handler]
-fn panic(_: &core::panic::PanicInfo) -> ! { loop {} }
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    console::force_unlock();
+    println!("PANIC: cpu {}: {}", percpu::current_index(), info);
+    println!("cpu {} halted", percpu::current_index());
+    halt_forever()
+}
+
+/// Rust entry of the bootstrap CPU, called by arch/boot.S in long mode.
+#[unsafe(no_mangle)]
+extern "C" fn bsp_entry(magic: u32, info_addr: u32) -> ! {
+    let bsp_apic = apic::cpuid_apic_id();
+    percpu::set_current(0, bsp_apic);
+    console::init(Some(console::Uart::COM1));
+    println!("bulkhead {} starting", env!("CARGO_PKG_VERSION"));
+
+    // SAFETY: the bootstrap CPU's tables are used by this CPU only, initialised here
+    // once, and live in a static for ever.
+    let tables = unsafe { &mut *BSP_TABLES.0.get() };
+    tables.init();
+    // SAFETY: `init` ran and the tables are static.
+    unsafe { tables.load() };
+    interrupts::load_idt();
+
+    // SAFETY: `magic` and `info_addr` are what the loader passed to `_start`.
+    let boot = match unsafe { BootInfo::parse(magic, info_addr as usize) } {
+        Ok(b) => BOOT.call_once(|| b),
+        Err(e) => fatal!("{e}"),
+    };
+    let platform = match Platform::discover(boot.rsdp) {
+        Ok(p) => PLATFORM.call_once(|| p),
+        Err(e) => fatal!("{e}"),
+    };
+    log::info!(
+        "{} MiB usable RAM in {} ranges; {} CPUs and {} IOAPICs in the MADT; hypervisor command line {:?}",
+        boot.total_ram() >> 20,
+        boot.usable_ram().len(),
+        platform.apic_ids().len(),
+        platform.ioapics().len(),
+        boot.cmdline()
+    );
+    match time::calibrate_tsc() {
+        Some(hz) => log::info!("TSC {} kHz", hz / 1000),
+        None => log::warn!("TSC calibration failed: the PIT did not count; delays are rough"),
+    }
+
+    // Step 2: VT-x on the bootstrap CPU.
+    let (msrs, controls) = match vmx::check_this_cpu() {
+        Ok(v) => v,
+        Err(m) if m.0.contains(Feature::VMX) => fatal!(
+            "VT-x not available: CPUID.1:ECX.VMX is clear on this CPU (on QEMU, use KVM with -cpu host,+vmx; in firmware, enable Intel VT-x)"
+        ),
+        Err(m) => fatal!("VT-x not usable: this CPU lacks {m}"),
+    };
+    VMX.call_once(|| (msrs, controls));
+    // SAFETY: x2APIC support is part of the feature check that just passed.
+    unsafe { apic::enable_x2apic() };
+
+    // Step 3: the config.
+    let Some(module) = boot.module(CONFIG_MODULE) else {
+        fatal!("no config module: GRUB must load the compiled config with `module2 <file> {CONFIG_MODULE}`")
+    };
+    let cfg = match bulkhead_config::blob::decode(module.bytes()) {
+        Ok(c) => CONFIG.call_once(|| c),
+        Err(e) => fatal!("{e}"),
+    };
+    check_config_fits(cfg, boot, platform);
+    if cfg.console().hypervisor != bulkhead_config::ConsoleTarget::Com1 {
+        log::info!("console moves to {}", cfg.console().hypervisor);
+        console::init(cfg.console().hypervisor.io_base());
+    }
+    log::info!("config {:?}: valid and fits this machine", cfg.name().as_str());
+
+    // Step 4: plan and partitions.
+    let hv = cfg.hypervisor_region();
+    let mut holes = [Span::default(); boot_info::MAX_MODULES + 2];
+    holes[0] = memory::image_span();
+    holes[1] = boot.info_span;
+    let mut n = 2;
+    for m in boot.modules() {
+        holes[n] = m.span;
+        n += 1;
+    }
+    if memory::init(Span::at(hv.base, hv.size), &holes[..n]).is_err() {
+        fatal!("too many boot modules to track");
+    }
+    print_plan(cfg);
+    let build = |id| match partition::build(cfg, id) {
+        Ok(r) => r,
+        Err(e) => fatal!("partition {id}: {e}"),
+    };
+    let parts = PARTITIONS.call_once(|| [build(PartitionId::Linux), build(PartitionId::Rt)]);
+    for p in parts {
+        log::info!("partition {}: EPT in {} tables, start-up guest at {:#x}", p.id, p.ept_tables, p.stub_entry);
+    }
+    SELFTEST_UNHANDLED_EXIT.store(boot.has_option("selftest", "unhandled-exit"), Ordering::Relaxed);
+
+    // Step 5: every configured CPU.
+    let configured = |apic: u32| cfg.partition_of_cpu(apic).is_some();
+    let count = PartitionId::ALL.iter().map(|&p| cfg.partition(p).cpus().len()).sum::<usize>();
+    CPU_COUNT.store(count, Ordering::Release);
+    let mut index = 1;
+    for &p in &PartitionId::ALL {
+        for &apic_id in cfg.partition(p).cpus() {
+            if apic_id == bsp_apic {
+                continue;
+            }
+            if let Err(e) = smp::start_ap(index, apic_id, ap_entry) {
+                fatal!("CPU with APIC ID {apic_id} (partitions.{p}.cpus) did not start: {e:?}");
+            }
+            index += 1;
+        }
+    }
+    log::info!("hypervisor memory in use: {} KiB", memory::allocated() >> 10);
+    if configured(bsp_apic) {
+        cpu_main(0, bsp_apic, tables)
+    }
+    log::info!("bootstrap CPU (APIC ID {bsp_apic}) is in no partition; it idles");
+    halt_forever()
+}
+
+/// Rust entry of an application processor, called by the trampoline.
+extern "C" fn ap_entry(start: &'static mut smp::ApStart) -> ! {
+    percpu::set_current(start.index, start.apic_id);
+    smp::signal_started(start.index);
+    start.tables.init();
+    // SAFETY: the tables were allocated for this CPU, live for ever, and `init` ran.
+    unsafe { start.tables.load() };
+    interrupts::load_idt();
+    // SAFETY: every configured CPU was checked for x2APIC on the bootstrap CPU; a CPU
+    // without it fails its own feature check below before using the APIC.
+    if core::arch::x86_64::__cpuid(1).ecx & (1 << 21) != 0 {
+        unsafe { apic::enable_x2apic() };
+    }
+    cpu_main(start.index, start.apic_id, start.tables)
+}
+
+/// The part every configured CPU runs: VT-x check, VMXON, wait for the others, launch.
+fn cpu_main(index: usize, apic_id: u32, tables: &'static CpuTables) -> ! {
+    let (msrs, controls) = match vmx::check_this_cpu() {
+        Ok(v) => v,
+        Err(m) => fatal!("VT-x not usable on cpu {index} (APIC ID {apic_id}): it lacks {m}"),
+    };
+    if let Err(e) = vmx::vmxon(&msrs, &controls) {
+        fatal!("cpu {index} (APIC ID {apic_id}): {e}");
+    }
+    println!("cpu {index} apic {apic_id}: VMX on");
+    let count = CPU_COUNT.load(Ordering::Acquire);
+    if VMX_ON.fetch_add(1, Ordering::AcqRel) + 1 == count {
+        println!("all {count} CPUs in VMX operation");
+    }
+    while VMX_ON.load(Ordering::Acquire) < count {
+        core::hint::spin_loop();
+    }
+
+    let (Some(cfg), Some(parts)) = (CONFIG.get(), PARTITIONS.get()) else {
+        fatal!("cpu {index}: started before the partitions were built")
+    };
+    let Some(pid) = cfg.partition_of_cpu(apic_id) else {
+        fatal!("cpu {index}: APIC ID {apic_id} is in no partition")
+    };
+    let res = &parts[pid as usize];
+    let entry = if SELFTEST_UNHANDLED_EXIT.load(Ordering::Relaxed) && index + 1 == count {
+        res.unhandled_exit_stub()
+    } else {
+        res.stub_entry
+    };
+    match vmx::vcpu::Vcpu::new(index, apic_id, tables, &msrs, &controls, res, entry) {
+        Ok(mut vcpu) => vcpu.run(),
+        Err(e) => println!("cpu {index} apic {apic_id}: guest not started: VMCS setup failed: {e}"),
+    }
+    println!("cpu {index} halted");
+    halt_forever()
+}
+
+/// Called by the exit handler when a start-up guest says hello.
+pub fn guest_said_hello(index: usize, apic_id: u32, partition: PartitionId) {
+    println!("cpu {index} apic {apic_id}: vmcall from {partition} guest handled");
+    let count = CPU_COUNT.load(Ordering::Acquire);
+    if HELLOS.fetch_add(1, Ordering::AcqRel) + 1 == count {
+        for cpu in 0..count {
+            print_exit_counts(cpu);
+        }
+        println!("bulkhead: steady state");
+    }
+}
+
+/// Prints one CPU's exit counters as `exits: cpu N: total T: REASON=n ...`.
+pub fn print_exit_counts(cpu: usize) {
+    let Some(counters) = vmx::vcpu::EXIT_COUNTERS.get(cpu) else { return };
+    struct List<'a>(&'a hv_core::exit::ExitCounters);
+    impl fmt::Display for List<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            for (reason, n) in self.0.nonzero() {
+                write!(f, " {reason}={n}")?;
+            }
+            Ok(())
+        }
+    }
+    println!("exits: cpu {cpu}: total {}:{}", counters.total(), List(counters));
+}
+
+/// Re-checks the config against this machine; stops with the config field on failure.
+fn check_config_fits(cfg: &Config, boot: &BootInfo, platform: &Platform) {
+    let image = memory::image_span();
+    let as_region = |s: Span| Region { base: s.start, size: s.end.saturating_sub(s.start) };
+    let mut occupied: [(&str, Region); boot_info::MAX_MODULES + 2] =
+        [("", Region { base: 0, size: 0 }); boot_info::MAX_MODULES + 2];
+    occupied[0] = ("hypervisor image", as_region(image));
+    occupied[1] = ("boot information", as_region(boot.info_span));
+    let mut n = 2;
+    for m in boot.modules() {
+        occupied[n] = (m.name(), as_region(m.span));
+        n += 1;
+    }
+    let hw = fit::Platform {
+        apic_ids: platform.apic_ids(),
+        usable_ram: boot.usable_ram(),
+        occupied: &occupied[..n],
+    };
+    if let Err(e) = fit::check_fit(cfg, &hw) {
+        fatal!("config: {e}");
+    }
+    let hv = cfg.hypervisor_region();
+    if image.start < hv.base || image.end > hv.base + hv.size {
+        fatal!(
+            "config: hypervisor.memory: {:#x}..{:#x} does not contain the hypervisor image at {:#x}..{:#x}",
+            hv.base,
+            hv.base + hv.size,
+            image.start,
+            image.end
+        );
+    }
+    if hv.base + hv.size > 1 << 32 {
+        fatal!("config: hypervisor.memory: must end below 4 GiB (the hypervisor maps only the first 4 GiB)");
+    }
+}
+
+fn print_plan(cfg: &Config) {
+    for &p in &PartitionId::ALL {
+        for &apic_id in cfg.partition(p).cpus() {
+            println!("plan: apic {apic_id} -> {p}");
+        }
+    }
+    for &p in &PartitionId::ALL {
+        let part = cfg.partition(p);
+        println!(
+            "plan: {p}: {} CPUs, {} MiB in {} regions",
+            part.cpus().len(),
+            part.memory_bytes() >> 20,
+            part.memory().len()
+        );
+    }
+    let hv = cfg.hypervisor_region();
+    println!("plan: hypervisor: {} MiB at {:#x}", hv.size >> 20, hv.base);
+    for s in cfg.shared_regions() {
+        println!("plan: shared {}: {} KiB at {:#x}", s.name.as_str(), s.region.size >> 10, s.region.base);
+    }
+}

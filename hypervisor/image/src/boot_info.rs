@@ -1,0 +1,186 @@
+//! What GRUB hands over: the multiboot2 boot information, reduced to the facts the
+//! hypervisor uses (usable RAM, modules by name, the ACPI RSDP, the command line) and
+//! copied into fixed-size tables so nothing refers back to GRUB's memory afterwards.
+//!
+//! Every field is treated as untrusted: an absent or malformed tag becomes an error
+//! naming it, never a panic.
+
+use core::fmt;
+
+use bulkhead_config::Region;
+use hv_core::frames::Span;
+use multiboot2::{BootInformation, BootInformationHeader, MemoryAreaType};
+
+/// The multiboot2 magic GRUB leaves in EAX.
+pub const MULTIBOOT2_MAGIC: u32 = 0x36d7_6289;
+
+/// Most usable-RAM ranges kept.
+pub const MAX_RAM_RANGES: usize = 32;
+/// Most modules kept.
+pub const MAX_MODULES: usize = 8;
+const NAME_LEN: usize = 32;
+const CMDLINE_LEN: usize = 256;
+
+/// A GRUB module: its name (the `module2` command line) and where GRUB put it.
+#[derive(Debug, Clone, Copy)]
+pub struct Module {
+    name: [u8; NAME_LEN],
+    name_len: usize,
+    pub span: Span,
+}
+
+impl Module {
+    /// The module's name (its command line), cut at 32 bytes.
+    pub fn name(&self) -> &str {
+        core::str::from_utf8(&self.name[..self.name_len]).unwrap_or("?")
+    }
+
+    /// The module's bytes.
+    pub fn bytes(&self) -> &'static [u8] {
+        let len = (self.span.end - self.span.start) as usize;
+        // SAFETY: GRUB loaded the module at this identity-mapped physical range; the
+        // range is excluded from every allocation and partition (config fit check), so
+        // nothing writes it while we read.
+        unsafe { core::slice::from_raw_parts(self.span.start as *const u8, len) }
+    }
+}
+
+/// The boot facts, copied out of the multiboot2 information.
+#[derive(Debug)]
+pub struct BootInfo {
+    ram: [Region; MAX_RAM_RANGES],
+    ram_count: usize,
+    modules: [Option<Module>; MAX_MODULES],
+    /// Where the multiboot2 information itself lies.
+    pub info_span: Span,
+    /// Physical address of an RSDP copy (inside the boot information).
+    pub rsdp: Option<usize>,
+    cmdline: [u8; CMDLINE_LEN],
+    cmdline_len: usize,
+    /// Modules beyond `MAX_MODULES` that were ignored.
+    pub dropped_modules: usize,
+}
+
+/// Why the boot information could not be used.
+#[derive(Debug)]
+pub enum BootInfoError {
+    BadMagic(u32),
+    Unreadable(multiboot2::LoadError),
+    NoMemoryMap,
+}
+
+impl fmt::Display for BootInfoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BadMagic(m) => write!(
+                f,
+                "not started by a multiboot2 loader (EAX={m:#x}, expected {MULTIBOOT2_MAGIC:#x})"
+            ),
+            Self::Unreadable(e) => write!(f, "multiboot2 boot information unreadable: {e:?}"),
+            Self::NoMemoryMap => f.write_str("multiboot2 boot information has no memory map"),
+        }
+    }
+}
+
+impl BootInfo {
+    /// Reads the boot information at `addr`.
+    ///
+    /// # Safety
+    /// `addr` must be the address GRUB passed in EBX, still intact.
+    pub unsafe fn parse(magic: u32, addr: usize) -> Result<Self, BootInfoError> {
+        if magic != MULTIBOOT2_MAGIC {
+            return Err(BootInfoError::BadMagic(magic));
+        }
+        // SAFETY: the loader's contract (magic checked above) and the caller's.
+        let mbi = unsafe { BootInformation::load(addr as *const BootInformationHeader) }
+            .map_err(BootInfoError::Unreadable)?;
+        let mut info = Self {
+            ram: [Region { base: 0, size: 0 }; MAX_RAM_RANGES],
+            ram_count: 0,
+            modules: [None; MAX_MODULES],
+            info_span: Span { start: mbi.start_address() as u64, end: mbi.end_address() as u64 },
+            rsdp: None,
+            cmdline: [0; CMDLINE_LEN],
+            cmdline_len: 0,
+            dropped_modules: 0,
+        };
+
+        let map = mbi.memory_map_tag().ok_or(BootInfoError::NoMemoryMap)?;
+        for area in map.memory_areas() {
+            if MemoryAreaType::from(area.typ()) == MemoryAreaType::Available
+                && area.size() > 0
+                && info.ram_count < MAX_RAM_RANGES
+            {
+                info.ram[info.ram_count] = Region { base: area.start_address(), size: area.size() };
+                info.ram_count += 1;
+            }
+        }
+        info.ram[..info.ram_count].sort_unstable_by_key(|r| r.base);
+
+        let mut slot = 0;
+        for m in mbi.module_tags() {
+            if slot == MAX_MODULES {
+                info.dropped_modules += 1;
+                continue;
+            }
+            let name = m.cmdline().unwrap_or("").trim();
+            let mut module = Module {
+                name: [0; NAME_LEN],
+                name_len: name.len().min(NAME_LEN),
+                span: Span { start: u64::from(m.start_address()), end: u64::from(m.end_address()) },
+            };
+            module.name[..module.name_len].copy_from_slice(&name.as_bytes()[..module.name_len]);
+            if module.span.end < module.span.start {
+                module.span.end = module.span.start;
+            }
+            info.modules[slot] = Some(module);
+            slot += 1;
+        }
+
+        // The RSDP tags carry a copy of the RSDP after the 8-byte tag header.
+        if let Some(tag) = mbi.rsdp_v2_tag() {
+            info.rsdp = Some(core::ptr::from_ref(tag).cast::<u8>() as usize + 8);
+        } else if let Some(tag) = mbi.rsdp_v1_tag() {
+            info.rsdp = Some(core::ptr::from_ref(tag).cast::<u8>() as usize + 8);
+        }
+
+        if let Some(Ok(cmdline)) = mbi.command_line_tag().map(|t| t.cmdline()) {
+            let n = cmdline.len().min(CMDLINE_LEN);
+            info.cmdline[..n].copy_from_slice(&cmdline.as_bytes()[..n]);
+            info.cmdline_len = n;
+        }
+        Ok(info)
+    }
+
+    /// Usable RAM ranges, sorted by base.
+    pub fn usable_ram(&self) -> &[Region] {
+        &self.ram[..self.ram_count]
+    }
+
+    /// All modules, in GRUB's order.
+    pub fn modules(&self) -> impl Iterator<Item = &Module> {
+        self.modules.iter().flatten()
+    }
+
+    /// The module whose name is `name`.
+    pub fn module(&self, name: &str) -> Option<&Module> {
+        self.modules().find(|m| m.name() == name)
+    }
+
+    /// The hypervisor's command line (`multiboot2 /boot/... <this>`).
+    pub fn cmdline(&self) -> &str {
+        core::str::from_utf8(&self.cmdline[..self.cmdline_len]).unwrap_or("")
+    }
+
+    /// Whether the command line holds `key=value` as one word.
+    pub fn has_option(&self, key: &str, value: &str) -> bool {
+        self.cmdline().split_ascii_whitespace().any(|w| {
+            w.split_once('=').is_some_and(|(k, v)| k == key && v == value)
+        })
+    }
+
+    /// Total usable RAM in bytes.
+    pub fn total_ram(&self) -> u64 {
+        self.usable_ram().iter().map(|r| r.size).sum()
+    }
+}

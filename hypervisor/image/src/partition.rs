@@ -1,0 +1,150 @@
+//! What every CPU of a partition shares: its EPT (the partition's RAM and the shared
+//! channel regions, identity-mapped), its I/O bitmap (the ports the config gives it),
+//! its MSR bitmap, and the guest it starts. Built once by the bootstrap CPU before any
+//! CPU enters VMX non-root operation.
+//!
+//! The guest is still a stub here: a few bytes of 32-bit code placed in the partition's
+//! own memory that announce themselves with VMCALL and halt. The RT kernel and Linux
+//! replace it in their own loaders.
+
+use core::fmt;
+
+use bulkhead_config::{Config, PartitionId};
+use hv_core::addr::{GuestPhysAddr, HostPhysAddr};
+use hv_core::bitmaps::{self, IO_BITMAP_BYTES, MSR_BITMAP_BYTES, MsrAccess};
+use hv_core::ept::{Ept, EptError, MemType, Perms};
+use hv_core::frames::OutOfMemory;
+
+use crate::memory::{self, HvTables};
+
+/// The stub guest: `mov eax, HELLO; mov ebx, 0; vmcall; 1: hlt; jmp 1b`.
+const STUB: [u8; 16] = [
+    0xb8, 0x01, 0x00, 0x48, 0x42, // mov eax, 0x42480001
+    0xbb, 0x00, 0x00, 0x00, 0x00, // mov ebx, 0
+    0x0f, 0x01, 0xc1, // vmcall
+    0xf4, // hlt
+    0xeb, 0xfd, // jmp hlt
+];
+/// The self-test stub: after its VMCALL it executes INVD, which the hypervisor does not
+/// handle, to exercise the "stop this guest only" path.
+const STUB_UNHANDLED: [u8; 18] = [
+    0xb8, 0x01, 0x00, 0x48, 0x42, // mov eax, 0x42480001
+    0xbb, 0x00, 0x00, 0x00, 0x00, // mov ebx, 0
+    0x0f, 0x01, 0xc1, // vmcall
+    0x0f, 0x08, // invd
+    0xf4, // hlt
+    0xeb, 0xfd, // jmp hlt
+];
+const STUB_UNHANDLED_OFFSET: u64 = 0x40;
+
+/// MSRs whose writes always exit: they would let a guest change the APIC mode, VMX
+/// enablement, or send IPIs to CPUs outside its partition.
+const WRITE_INTERCEPTS: [u32; 3] = [
+    crate::arch::msr::IA32_APIC_BASE,
+    crate::arch::msr::IA32_FEATURE_CONTROL,
+    crate::arch::msr::X2APIC_ICR,
+];
+
+/// Shared per-partition state.
+#[derive(Debug, Clone, Copy)]
+pub struct PartitionResources {
+    pub id: PartitionId,
+    pub eptp: u64,
+    pub io_bitmaps: HostPhysAddr,
+    pub msr_bitmap: HostPhysAddr,
+    /// Guest-physical address of the stub guest's code.
+    pub stub_entry: u64,
+    pub ept_tables: usize,
+}
+
+impl PartitionResources {
+    /// Entry point of the self-test stub that ends in an unhandled exit.
+    pub fn unhandled_exit_stub(&self) -> u64 {
+        self.stub_entry + STUB_UNHANDLED_OFFSET
+    }
+}
+
+/// Why a partition could not be built.
+#[derive(Debug)]
+pub enum BuildError {
+    Memory(OutOfMemory),
+    Ept { field: &'static str, index: usize, err: EptError },
+    NoStubRoom,
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Memory(e) => write!(f, "out of hypervisor memory ({} bytes requested): enlarge hypervisor.memory", e.requested),
+            Self::Ept { field, index, err } => write!(f, "{field}[{index}]: {err}"),
+            Self::NoStubRoom => f.write_str("no memory region of at least 8 KiB below 4 GiB for the start-up guest"),
+        }
+    }
+}
+
+/// Builds the EPT, bitmaps and stub guest of partition `id`.
+pub fn build(cfg: &Config, id: PartitionId) -> Result<PartitionResources, BuildError> {
+    let part = cfg.partition(id);
+    let allow_1g = crate::VMX.get().is_some_and(|v| v.1.ept_1g_pages);
+    let mut ept = Ept::new(HvTables::default(), allow_1g)
+        .map_err(|err| BuildError::Ept { field: "partitions.memory", index: 0, err })?;
+    let field = match id {
+        PartitionId::Linux => "partitions.linux.memory",
+        PartitionId::Rt => "partitions.rt.memory",
+    };
+    for (index, r) in part.memory().iter().enumerate() {
+        let (g, h) = (GuestPhysAddr::new(r.base), HostPhysAddr::new(r.base));
+        let (Some(g), Some(h)) = (g, h) else {
+            return Err(BuildError::Ept { field, index, err: EptError::OutOfRange { gpa: r.base, size: r.size } });
+        };
+        ept.map(g, h, r.size, Perms::RWX, MemType::WriteBack)
+            .map_err(|err| BuildError::Ept { field, index, err })?;
+    }
+    for (index, s) in cfg.shared_regions().iter().enumerate() {
+        let r = s.region;
+        let (g, h) = (GuestPhysAddr::new(r.base), HostPhysAddr::new(r.base));
+        let (Some(g), Some(h)) = (g, h) else {
+            return Err(BuildError::Ept { field: "shared", index, err: EptError::OutOfRange { gpa: r.base, size: r.size } });
+        };
+        ept.map(g, h, r.size, Perms::READ | Perms::WRITE, MemType::WriteBack)
+            .map_err(|err| BuildError::Ept { field: "shared", index, err })?;
+    }
+
+    let io = memory::alloc_static::<[u8; IO_BITMAP_BYTES]>().map_err(BuildError::Memory)?;
+    bitmaps::io_deny_all(io);
+    for p in part.io_ports() {
+        let base = u32::from(p.base);
+        bitmaps::io_allow(io, base..base + u32::from(p.count));
+    }
+    let msr = memory::alloc_static::<[u8; MSR_BITMAP_BYTES]>().map_err(BuildError::Memory)?;
+    for m in WRITE_INTERCEPTS {
+        bitmaps::msr_intercept(msr, m, MsrAccess::Write);
+    }
+
+    let stub_page = part
+        .memory()
+        .iter()
+        .find(|r| r.size >= 0x2000 && r.base + r.size <= 1 << 32)
+        .map(|r| r.base + 0x1000)
+        .ok_or(BuildError::NoStubRoom)?;
+    // SAFETY: the page lies in this partition's RAM (config-validated and fit-checked
+    // against usable RAM), identity-mapped below 4 GiB, and no guest runs yet.
+    unsafe {
+        let page = stub_page as *mut u8;
+        core::ptr::copy_nonoverlapping(STUB.as_ptr(), page, STUB.len());
+        core::ptr::copy_nonoverlapping(
+            STUB_UNHANDLED.as_ptr(),
+            page.add(STUB_UNHANDLED_OFFSET as usize),
+            STUB_UNHANDLED.len(),
+        );
+    }
+
+    Ok(PartitionResources {
+        id,
+        eptp: ept.eptp(),
+        io_bitmaps: HostPhysAddr::new(core::ptr::from_mut(io) as u64).unwrap_or_default(),
+        msr_bitmap: HostPhysAddr::new(core::ptr::from_mut(msr) as u64).unwrap_or_default(),
+        stub_entry: stub_page,
+        ept_tables: ept.memory().tables,
+    })
+}

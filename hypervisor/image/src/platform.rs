@@ -1,0 +1,172 @@
+//! The machine as ACPI describes it: CPUs (local APIC and x2APIC entries of the MADT),
+//! IOAPICs and interrupt source overrides, and how to power off (FADT PM1 control
+//! blocks plus `\_S5` from the DSDT).
+//!
+//! Table parsing uses the `acpi` crate; the hypervisor identity-maps all of low
+//! physical memory, so the handler's "mapping" is the physical address itself.
+
+use core::fmt;
+use core::ptr::NonNull;
+
+use acpi::madt::{Madt, MadtEntry};
+use acpi::{AcpiHandler, AcpiTables, PhysicalMapping, fadt::Fadt};
+use bulkhead_config::MAX_CPUS;
+
+use crate::arch::port;
+
+/// Most IOAPICs kept.
+pub const MAX_IOAPICS: usize = 8;
+
+#[derive(Clone, Copy, Debug)]
+struct IdentityMapped;
+
+impl AcpiHandler for IdentityMapped {
+    unsafe fn map_physical_region<T>(&self, physical_address: usize, size: usize) -> PhysicalMapping<Self, T> {
+        let ptr = NonNull::new(physical_address as *mut T).unwrap_or(NonNull::dangling());
+        // SAFETY: physical memory below 4 GiB is identity-mapped by the boot page tables,
+        // and ACPI tables lie there on every machine Bulkhead supports.
+        unsafe { PhysicalMapping::new(physical_address, ptr, size, size, Self) }
+    }
+
+    fn unmap_physical_region<T>(_region: &PhysicalMapping<Self, T>) {}
+}
+
+/// An IOAPIC from the MADT.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IoApic {
+    pub id: u8,
+    pub address: u32,
+    pub gsi_base: u32,
+}
+
+/// How to enter S5 through the FADT's PM1 control registers.
+#[derive(Debug, Clone, Copy)]
+pub struct PowerOff {
+    pm1a_cnt: u16,
+    pm1b_cnt: Option<u16>,
+    slp_typ: u8,
+}
+
+/// What ACPI says about this machine.
+#[derive(Debug)]
+pub struct Platform {
+    apic_ids: [u32; MAX_CPUS],
+    cpu_count: usize,
+    /// Enabled CPUs beyond `MAX_CPUS`, not kept.
+    pub dropped_cpus: usize,
+    ioapics: [IoApic; MAX_IOAPICS],
+    ioapic_count: usize,
+    pub power_off: Option<PowerOff>,
+}
+
+/// ACPI problems that stop the boot.
+#[derive(Debug)]
+pub enum PlatformError {
+    NoRsdp,
+    Tables(acpi::AcpiError),
+    NoMadt(acpi::AcpiError),
+}
+
+impl fmt::Display for PlatformError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoRsdp => f.write_str("ACPI: the boot loader passed no RSDP"),
+            Self::Tables(e) => write!(f, "ACPI: RSDP/XSDT unusable: {e:?}"),
+            Self::NoMadt(e) => write!(f, "ACPI: no usable MADT: {e:?}"),
+        }
+    }
+}
+
+impl Platform {
+    /// Reads the MADT and FADT reachable from the RSDP at `rsdp`.
+    pub fn discover(rsdp: Option<usize>) -> Result<Self, PlatformError> {
+        let rsdp = rsdp.ok_or(PlatformError::NoRsdp)?;
+        // SAFETY: `rsdp` points at the RSDP copy inside the boot information, which stays
+        // intact (it is excluded from allocation); the crate validates its checksum.
+        let tables = unsafe { AcpiTables::from_rsdp(IdentityMapped, rsdp) }
+            .map_err(PlatformError::Tables)?;
+        let mut platform = Self {
+            apic_ids: [0; MAX_CPUS],
+            cpu_count: 0,
+            dropped_cpus: 0,
+            ioapics: [IoApic::default(); MAX_IOAPICS],
+            ioapic_count: 0,
+            power_off: None,
+        };
+        let madt = tables.find_table::<Madt>().map_err(PlatformError::NoMadt)?;
+        for entry in madt.get().entries() {
+            let cpu = match entry {
+                // Flags bit 0: enabled; bit 1: online capable.
+                MadtEntry::LocalApic(e) if e.flags & 0b11 != 0 => Some(u32::from(e.apic_id)),
+                MadtEntry::LocalX2Apic(e) if e.flags & 0b11 != 0 => Some(e.x2apic_id),
+                MadtEntry::IoApic(e) => {
+                    if platform.ioapic_count < MAX_IOAPICS {
+                        platform.ioapics[platform.ioapic_count] = IoApic {
+                            id: e.io_apic_id,
+                            address: e.io_apic_address,
+                            gsi_base: e.global_system_interrupt_base,
+                        };
+                        platform.ioapic_count += 1;
+                    }
+                    None
+                }
+                _ => None,
+            };
+            if let Some(id) = cpu {
+                if platform.apic_ids[..platform.cpu_count].contains(&id) {
+                    continue;
+                }
+                if platform.cpu_count < MAX_CPUS {
+                    platform.apic_ids[platform.cpu_count] = id;
+                    platform.cpu_count += 1;
+                } else {
+                    platform.dropped_cpus += 1;
+                }
+            }
+        }
+        platform.power_off = Self::power_off_info(&tables);
+        Ok(platform)
+    }
+
+    fn power_off_info(tables: &AcpiTables<IdentityMapped>) -> Option<PowerOff> {
+        let fadt = tables.find_table::<Fadt>().ok()?;
+        let io_port = |ga: acpi::address::GenericAddress| {
+            (ga.address_space == acpi::address::AddressSpace::SystemIo && ga.address <= 0xffff)
+                .then_some(ga.address as u16)
+        };
+        let pm1a_cnt = io_port(fadt.pm1a_control_block().ok()?)?;
+        let pm1b_cnt = fadt.pm1b_control_block().ok().flatten().and_then(io_port);
+        let dsdt = tables.dsdt().ok()?;
+        // SAFETY: the DSDT's AML stream, identity-mapped, as located by the crate from
+        // the validated FADT.
+        let aml = unsafe { core::slice::from_raw_parts(dsdt.address as *const u8, dsdt.length as usize) };
+        let slp_typ = hv_core::acpi_sleep::s5_sleep_type(aml)?;
+        Some(PowerOff { pm1a_cnt, pm1b_cnt, slp_typ })
+    }
+
+    /// APIC IDs of the enabled CPUs, in MADT order.
+    pub fn apic_ids(&self) -> &[u32] {
+        &self.apic_ids[..self.cpu_count]
+    }
+
+    /// The IOAPICs.
+    pub fn ioapics(&self) -> &[IoApic] {
+        &self.ioapics[..self.ioapic_count]
+    }
+}
+
+impl PowerOff {
+    /// Writes SLP_TYP | SLP_EN to the PM1 control registers. Returns if the machine is
+    /// still running afterwards.
+    pub fn enter_s5(&self) {
+        let value = (u16::from(self.slp_typ) << 10) | (1 << 13);
+        // SAFETY: the FADT names these ports as the PM1 control blocks; writing SLP_EN
+        // with the S5 type is the architected power-off.
+        unsafe {
+            port::outw(self.pm1a_cnt, value);
+            if let Some(b) = self.pm1b_cnt {
+                port::outw(b, value);
+            }
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! VMX operation: the feature check every CPU runs, VMXON, the VMCS of each virtual
+//! CPU, and the exit handler.
+
+pub mod vcpu;
+pub mod vmcs;
+
+use hv_core::addr::HostPhysAddr;
+use hv_core::vmx_caps::{Feature, Missing, VmxControls, VmxMsrs, msr as cap};
+
+use crate::arch::msr;
+use crate::memory;
+
+const FEATURE_CONTROL_LOCK: u64 = 1 << 0;
+const FEATURE_CONTROL_VMX_OUTSIDE_SMX: u64 = 1 << 2;
+const CPUID1_ECX_VMX: u32 = 1 << 5;
+const CPUID1_ECX_X2APIC: u32 = 1 << 21;
+
+/// Reads this CPU's capability MSRs (TRUE variants where the CPU has them).
+///
+/// # Safety
+/// The CPU must report VMX in CPUID (the MSRs #GP otherwise).
+unsafe fn read_msrs() -> VmxMsrs {
+    // SAFETY: VMX is present (caller), so all of these MSRs exist; the TRUE ones are read
+    // only when IA32_VMX_BASIC[55] says they exist, IA32_VMX_PROCBASED_CTLS2 and
+    // EPT_VPID_CAP only when secondary controls may be 1.
+    unsafe {
+        let basic = msr::read(cap::IA32_VMX_BASIC);
+        let has_true = basic & (1 << 55) != 0;
+        let pick = |plain, true_| msr::read(if has_true { true_ } else { plain });
+        let primary = pick(cap::IA32_VMX_PROCBASED_CTLS, cap::IA32_VMX_TRUE_PROCBASED_CTLS);
+        let has_secondary = primary & (1 << 63) != 0;
+        VmxMsrs {
+            basic,
+            pin: pick(cap::IA32_VMX_PINBASED_CTLS, cap::IA32_VMX_TRUE_PINBASED_CTLS),
+            primary,
+            secondary: if has_secondary { msr::read(cap::IA32_VMX_PROCBASED_CTLS2) } else { 0 },
+            exit: pick(cap::IA32_VMX_EXIT_CTLS, cap::IA32_VMX_TRUE_EXIT_CTLS),
+            entry: pick(cap::IA32_VMX_ENTRY_CTLS, cap::IA32_VMX_TRUE_ENTRY_CTLS),
+            ept_vpid: if has_secondary { msr::read(cap::IA32_VMX_EPT_VPID_CAP) } else { 0 },
+            cr0_fixed0: msr::read(cap::IA32_VMX_CR0_FIXED0),
+            cr0_fixed1: msr::read(cap::IA32_VMX_CR0_FIXED1),
+            cr4_fixed0: msr::read(cap::IA32_VMX_CR4_FIXED0),
+            cr4_fixed1: msr::read(cap::IA32_VMX_CR4_FIXED1),
+        }
+    }
+}
+
+/// Checks, on the running CPU, every VT-x feature Bulkhead needs. Also enables VMX in
+/// IA32_FEATURE_CONTROL when firmware left it unlocked.
+pub fn check_this_cpu() -> Result<(VmxMsrs, VmxControls), Missing> {
+    let leaf1 = core::arch::x86_64::__cpuid(1);
+    let mut missing = Feature::empty();
+    if leaf1.ecx & CPUID1_ECX_X2APIC == 0 {
+        missing |= Feature::X2APIC;
+    }
+    if leaf1.ecx & CPUID1_ECX_VMX == 0 {
+        return Err(Missing(missing | Feature::VMX));
+    }
+    // SAFETY: IA32_FEATURE_CONTROL exists on CPUs with VMX. Writing it is allowed only
+    // while unlocked; we then set "VMX outside SMX" and lock, as firmware would.
+    unsafe {
+        let fc = msr::read(msr::IA32_FEATURE_CONTROL);
+        if fc & FEATURE_CONTROL_LOCK == 0 {
+            msr::write(
+                msr::IA32_FEATURE_CONTROL,
+                fc | FEATURE_CONTROL_VMX_OUTSIDE_SMX | FEATURE_CONTROL_LOCK,
+            );
+        } else if fc & FEATURE_CONTROL_VMX_OUTSIDE_SMX == 0 {
+            missing |= Feature::VMX_ENABLED_BY_FIRMWARE;
+        }
+    }
+    // SAFETY: CPUID reports VMX.
+    let msrs = unsafe { read_msrs() };
+    match msrs.check() {
+        Ok(controls) if missing.is_empty() => Ok((msrs, controls)),
+        Ok(_) => Err(Missing(missing)),
+        Err(Missing(more)) => Err(Missing(missing | more)),
+    }
+}
+
+/// Enters VMX root operation on this CPU.
+pub fn vmxon(msrs: &VmxMsrs, controls: &VmxControls) -> Result<HostPhysAddr, &'static str> {
+    let region = memory::alloc_zeroed(0x1000, 0x1000).map_err(|_| "out of memory for the VMXON region")?;
+    // SAFETY: the region is a fresh, page-aligned page owned by this CPU; the revision
+    // identifier goes in its first dword (SDM 25.11.5). CR0/CR4 get the fixed bits VMX
+    // operation requires; the hypervisor already runs with PE, PG and NE set, so only
+    // CR4.VMXE changes in practice. VMXON then takes the region.
+    unsafe {
+        core::ptr::write_volatile(region.as_u64() as *mut u32, controls.revision_id);
+        let (mut cr0, mut cr4): (u64, u64);
+        core::arch::asm!("mov {}, cr0", out(reg) cr0, options(nomem, nostack));
+        core::arch::asm!("mov {}, cr4", out(reg) cr4, options(nomem, nostack));
+        cr0 = msrs.fix_cr0(cr0, false);
+        cr4 = msrs.fix_cr4(cr4);
+        core::arch::asm!("mov cr0, {}", in(reg) cr0, options(nostack));
+        core::arch::asm!("mov cr4, {}", in(reg) cr4, options(nostack));
+        x86::bits64::vmx::vmxon(region.as_u64()).map_err(|_| "VMXON failed")?;
+    }
+    Ok(region)
+}

@@ -1,0 +1,362 @@
+//! One virtual CPU: its VMCS (host state, controls, initial guest state), the
+//! enter/exit loop, and the exit handler.
+//!
+//! Exits the hypervisor understands are handled and the guest resumed. Any other exit,
+//! a failed VM entry, or a guest triple fault stops this guest only: the CPU prints the
+//! exit and a register dump and halts in VMX root operation. Other CPUs are unaffected.
+
+use core::mem::offset_of;
+
+use bulkhead_config::PartitionId;
+use hv_core::cpuid::{self, CpuidRegs, HostFacts};
+use hv_core::exit::{ExitCounters, ExitReason, reason};
+use hv_core::hypercall::{self, Hypercall};
+use hv_core::vmx_caps::{EntryControls, VmxControls, VmxMsrs};
+
+use super::vmcs::{self, VmxError, control, guest, host, ro};
+use crate::arch::cpu::{CpuTables, KERNEL_CS, KERNEL_DS, KERNEL_TR};
+use crate::arch::msr;
+use crate::partition::PartitionResources;
+use crate::{memory, println};
+
+unsafe extern "C" {
+    fn vmx_enter(state: *mut VcpuState, resume: u64) -> u64;
+    fn vmx_exit_entry();
+}
+
+core::arch::global_asm!(include_str!("entry.S"), options(att_syntax));
+
+/// Guest general-purpose registers, in the order entry.S stores them.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct GuestRegs {
+    pub rax: u64,
+    pub rbx: u64,
+    pub rcx: u64,
+    pub rdx: u64,
+    pub rsi: u64,
+    pub rdi: u64,
+    pub rbp: u64,
+    pub r8: u64,
+    pub r9: u64,
+    pub r10: u64,
+    pub r11: u64,
+    pub r12: u64,
+    pub r13: u64,
+    pub r14: u64,
+    pub r15: u64,
+}
+
+/// Everything entry.S saves and restores around a VM entry.
+#[repr(C, align(64))]
+pub struct VcpuState {
+    pub regs: GuestRegs,
+    _pad: u64,
+    guest_fx: [u8; 512],
+    host_fx: [u8; 512],
+}
+
+const _: () = {
+    assert!(offset_of!(VcpuState, regs) == 0);
+    assert!(offset_of!(GuestRegs, rdi) == 40);
+    assert!(offset_of!(GuestRegs, r15) == 112);
+    assert!(offset_of!(VcpuState, guest_fx) == 128);
+    assert!(offset_of!(VcpuState, host_fx) == 640);
+};
+
+/// Per-CPU exit counters, readable from every CPU.
+pub static EXIT_COUNTERS: [ExitCounters; bulkhead_config::MAX_CPUS] =
+    [const { ExitCounters::new() }; bulkhead_config::MAX_CPUS];
+
+/// Why a guest was stopped.
+enum Stop {
+    Unhandled(ExitReason),
+    EntryFailed(VmxError),
+    Vmcs(VmxError),
+}
+
+fn read_cr(n: u8) -> u64 {
+    let v: u64;
+    // SAFETY: reading control registers has no side effects.
+    unsafe {
+        match n {
+            0 => core::arch::asm!("mov {}, cr0", out(reg) v, options(nomem, nostack)),
+            3 => core::arch::asm!("mov {}, cr3", out(reg) v, options(nomem, nostack)),
+            _ => core::arch::asm!("mov {}, cr4", out(reg) v, options(nomem, nostack)),
+        }
+    }
+    v
+}
+
+/// The virtual CPU of one physical CPU.
+pub struct Vcpu {
+    pub index: usize,
+    pub apic_id: u32,
+    pub partition: PartitionId,
+    state: &'static mut VcpuState,
+    launched: bool,
+    host_facts: HostFacts,
+}
+
+impl Vcpu {
+    /// Allocates and loads a VMCS for this CPU and fills it for `res`'s partition, with
+    /// the guest starting at `entry` in 32-bit protected mode, paging off.
+    pub fn new(
+        index: usize,
+        apic_id: u32,
+        tables: &CpuTables,
+        msrs: &VmxMsrs,
+        controls: &VmxControls,
+        res: &PartitionResources,
+        entry: u64,
+    ) -> Result<Self, VmxError> {
+        let vmcs_region = memory::alloc_zeroed(0x1000, 0x1000).map_err(|_| VmxError::Invalid)?;
+        let state = memory::alloc_static::<VcpuState>().map_err(|_| VmxError::Invalid)?;
+        // SAFETY: a fresh page with the revision identifier in its first dword is a valid
+        // VMCS region (SDM 25.2); VMCLEAR then VMPTRLD make it current on this CPU only.
+        unsafe {
+            core::ptr::write_volatile(vmcs_region.as_u64() as *mut u32, controls.revision_id);
+            x86::bits64::vmx::vmclear(vmcs_region.as_u64()).map_err(|_| VmxError::Invalid)?;
+            x86::bits64::vmx::vmptrld(vmcs_region.as_u64()).map_err(|_| VmxError::Invalid)?;
+        }
+        // Fast strings (IA32_MISC_ENABLE bit 0) decide whether FSRM may be shown.
+        // SAFETY: IA32_MISC_ENABLE exists on every CPU with VMX.
+        let misc_enable = unsafe { msr::read(0x1a0) };
+        let vcpu = Self {
+            index,
+            apic_id,
+            partition: res.id,
+            state,
+            launched: false,
+            host_facts: HostFacts { fast_strings_enabled: misc_enable & 1 != 0 },
+        };
+        Self::setup_host(tables)?;
+        Self::setup_controls(controls, res, index)?;
+        Self::setup_guest(msrs, entry)?;
+        Ok(vcpu)
+    }
+
+    fn setup_host(tables: &CpuTables) -> Result<(), VmxError> {
+        // SAFETY: reading MSRs that exist on every x86-64 CPU.
+        let (efer, pat, gs_base) = unsafe {
+            (msr::read(msr::IA32_EFER), msr::read(msr::IA32_PAT), msr::read(msr::IA32_GS_BASE))
+        };
+        vmcs::write(host::CR0, read_cr(0))?;
+        vmcs::write(host::CR3, read_cr(3))?;
+        vmcs::write(host::CR4, read_cr(4))?;
+        vmcs::write(host::CS_SELECTOR, u64::from(KERNEL_CS))?;
+        for f in [host::SS_SELECTOR, host::DS_SELECTOR, host::ES_SELECTOR] {
+            vmcs::write(f, u64::from(KERNEL_DS))?;
+        }
+        vmcs::write(host::FS_SELECTOR, 0)?;
+        vmcs::write(host::GS_SELECTOR, 0)?;
+        vmcs::write(host::TR_SELECTOR, u64::from(KERNEL_TR))?;
+        vmcs::write(host::FS_BASE, 0)?;
+        vmcs::write(host::GS_BASE, gs_base)?;
+        vmcs::write(host::TR_BASE, tables.tss_base())?;
+        vmcs::write(host::GDTR_BASE, tables.gdt_base())?;
+        vmcs::write(host::IDTR_BASE, crate::arch::interrupts::idt_base())?;
+        vmcs::write(host::IA32_SYSENTER_CS, 0)?;
+        vmcs::write(host::IA32_SYSENTER_ESP, 0)?;
+        vmcs::write(host::IA32_SYSENTER_EIP, 0)?;
+        vmcs::write(host::IA32_EFER_FULL, efer)?;
+        vmcs::write(host::IA32_PAT_FULL, pat)?;
+        vmcs::write(host::RIP, vmx_exit_entry as usize as u64)?;
+        Ok(())
+    }
+
+    fn setup_controls(c: &VmxControls, res: &PartitionResources, index: usize) -> Result<(), VmxError> {
+        vmcs::write(control::PINBASED_EXEC_CONTROLS, u64::from(c.pin))?;
+        vmcs::write(control::PRIMARY_PROCBASED_EXEC_CONTROLS, u64::from(c.primary))?;
+        vmcs::write(control::SECONDARY_PROCBASED_EXEC_CONTROLS, u64::from(c.secondary))?;
+        vmcs::write(control::VMEXIT_CONTROLS, u64::from(c.exit))?;
+        vmcs::write(control::VMENTRY_CONTROLS, u64::from(c.entry & !EntryControls::IA32E_MODE_GUEST.bits()))?;
+        vmcs::write(control::EXCEPTION_BITMAP, 0)?;
+        vmcs::write(control::PAGE_FAULT_ERR_CODE_MASK, 0)?;
+        vmcs::write(control::PAGE_FAULT_ERR_CODE_MATCH, 0)?;
+        vmcs::write(control::CR3_TARGET_COUNT, 0)?;
+        vmcs::write(control::VMEXIT_MSR_STORE_COUNT, 0)?;
+        vmcs::write(control::VMEXIT_MSR_LOAD_COUNT, 0)?;
+        vmcs::write(control::VMENTRY_MSR_LOAD_COUNT, 0)?;
+        vmcs::write(control::VMENTRY_INTERRUPTION_INFO_FIELD, 0)?;
+        vmcs::write(control::IO_BITMAP_A_ADDR_FULL, res.io_bitmaps.as_u64())?;
+        vmcs::write(control::IO_BITMAP_B_ADDR_FULL, res.io_bitmaps.as_u64() + 0x1000)?;
+        vmcs::write(control::MSR_BITMAPS_ADDR_FULL, res.msr_bitmap.as_u64())?;
+        vmcs::write(control::EPTP_FULL, res.eptp)?;
+        // VPID 0 belongs to the host; give each CPU its own tag.
+        vmcs::write(control::VPID, index as u64 + 1)?;
+        // The guest sees CR4.VMXE clear; writes that would clear it exit.
+        vmcs::write(control::CR4_GUEST_HOST_MASK, 1 << 13)?;
+        vmcs::write(control::CR4_READ_SHADOW, 0)?;
+        vmcs::write(control::CR0_GUEST_HOST_MASK, 0)?;
+        vmcs::write(control::CR0_READ_SHADOW, 0)?;
+        Ok(())
+    }
+
+    fn setup_guest(msrs: &VmxMsrs, entry: u64) -> Result<(), VmxError> {
+        const CODE32: u64 = 0xc09b; // present, DPL 0, code exec/read accessed, D, G
+        const DATA32: u64 = 0xc093; // present, DPL 0, data read/write accessed, B, G
+        const TSS_BUSY: u64 = 0x8b;
+        const UNUSABLE: u64 = 1 << 16;
+        vmcs::write(guest::CR0, msrs.fix_cr0(0x31, true))?; // PE | ET | NE
+        vmcs::write(guest::CR3, 0)?;
+        vmcs::write(guest::CR4, msrs.fix_cr4(0))?;
+        vmcs::write(guest::DR7, 0x400)?;
+        vmcs::write(guest::RSP, 0)?;
+        vmcs::write(guest::RIP, entry)?;
+        vmcs::write(guest::RFLAGS, 0x2)?;
+        vmcs::write(guest::CS_SELECTOR, 0x08)?;
+        vmcs::write(guest::CS_BASE, 0)?;
+        vmcs::write(guest::CS_LIMIT, 0xffff_ffff)?;
+        vmcs::write(guest::CS_ACCESS_RIGHTS, CODE32)?;
+        for (sel, base, limit, ar) in [
+            (guest::SS_SELECTOR, guest::SS_BASE, guest::SS_LIMIT, guest::SS_ACCESS_RIGHTS),
+            (guest::DS_SELECTOR, guest::DS_BASE, guest::DS_LIMIT, guest::DS_ACCESS_RIGHTS),
+            (guest::ES_SELECTOR, guest::ES_BASE, guest::ES_LIMIT, guest::ES_ACCESS_RIGHTS),
+            (guest::FS_SELECTOR, guest::FS_BASE, guest::FS_LIMIT, guest::FS_ACCESS_RIGHTS),
+            (guest::GS_SELECTOR, guest::GS_BASE, guest::GS_LIMIT, guest::GS_ACCESS_RIGHTS),
+        ] {
+            vmcs::write(sel, 0x10)?;
+            vmcs::write(base, 0)?;
+            vmcs::write(limit, 0xffff_ffff)?;
+            vmcs::write(ar, DATA32)?;
+        }
+        vmcs::write(guest::LDTR_SELECTOR, 0)?;
+        vmcs::write(guest::LDTR_BASE, 0)?;
+        vmcs::write(guest::LDTR_LIMIT, 0)?;
+        vmcs::write(guest::LDTR_ACCESS_RIGHTS, UNUSABLE)?;
+        vmcs::write(guest::TR_SELECTOR, 0)?;
+        vmcs::write(guest::TR_BASE, 0)?;
+        vmcs::write(guest::TR_LIMIT, 0xffff)?;
+        vmcs::write(guest::TR_ACCESS_RIGHTS, TSS_BUSY)?;
+        vmcs::write(guest::GDTR_BASE, 0)?;
+        vmcs::write(guest::GDTR_LIMIT, 0)?;
+        vmcs::write(guest::IDTR_BASE, 0)?;
+        vmcs::write(guest::IDTR_LIMIT, 0)?;
+        vmcs::write(guest::IA32_DEBUGCTL_FULL, 0)?;
+        vmcs::write(guest::IA32_PAT_FULL, 0x0007_0406_0007_0406)?;
+        vmcs::write(guest::IA32_EFER_FULL, 0)?;
+        vmcs::write(guest::IA32_SYSENTER_CS, 0)?;
+        vmcs::write(guest::IA32_SYSENTER_ESP, 0)?;
+        vmcs::write(guest::IA32_SYSENTER_EIP, 0)?;
+        vmcs::write(guest::INTERRUPTIBILITY_STATE, 0)?;
+        vmcs::write(guest::ACTIVITY_STATE, 0)?;
+        vmcs::write(guest::PENDING_DBG_EXCEPTIONS, 0)?;
+        vmcs::write(guest::LINK_PTR_FULL, u64::MAX)?;
+        Ok(())
+    }
+
+    /// Runs the guest for ever, handling its exits. Returns only when the guest was
+    /// stopped (after reporting why).
+    pub fn run(&mut self) {
+        let stop = loop {
+            // SAFETY: the VMCS of this CPU is current and complete (`new`); `state` is
+            // this vCPU's own save area, laid out as entry.S expects (asserted above).
+            let failed = unsafe { vmx_enter(self.state, u64::from(self.launched)) };
+            if failed != 0 {
+                let err = if failed & 1 != 0 { VmxError::Invalid } else {
+                    vmcs::read(ro::VM_INSTRUCTION_ERROR).map_or(VmxError::Invalid, |n| VmxError::Valid(n as u32))
+                };
+                break Stop::EntryFailed(err);
+            }
+            self.launched = true;
+            let raw = match vmcs::read(ro::EXIT_REASON) {
+                Ok(r) => r as u32,
+                Err(e) => break Stop::Vmcs(e),
+            };
+            let exit = ExitReason::from_raw(raw);
+            EXIT_COUNTERS[self.index].record(exit);
+            if exit.entry_failed() {
+                break Stop::Unhandled(exit);
+            }
+            match self.handle(exit) {
+                Ok(true) => {}
+                Ok(false) => break Stop::Unhandled(exit),
+                Err(e) => break Stop::Vmcs(e),
+            }
+        };
+        self.report_stop(stop);
+    }
+
+    /// Handles one exit. `Ok(false)` means "not handled: stop the guest".
+    fn handle(&mut self, exit: ExitReason) -> Result<bool, VmxError> {
+        match exit.basic() {
+            reason::VMCALL => {
+                let regs = &mut self.state.regs;
+                regs.rax = match Hypercall::decode(regs.rax, regs.rbx) {
+                    Hypercall::Hello { .. } => {
+                        crate::guest_said_hello(self.index, self.apic_id, self.partition);
+                        hypercall::OK
+                    }
+                    Hypercall::Unknown { number } => {
+                        log::warn!("{} guest: unknown hypercall {number:#x}", self.partition);
+                        hypercall::UNKNOWN_CALL
+                    }
+                };
+                self.skip_instruction()?;
+                Ok(true)
+            }
+            reason::CPUID => {
+                let regs = &mut self.state.regs;
+                let (leaf, subleaf) = (regs.rax as u32, regs.rcx as u32);
+                let real = core::arch::x86_64::__cpuid_count(leaf, subleaf);
+                let r = cpuid::sanitize(
+                    leaf,
+                    subleaf,
+                    CpuidRegs { eax: real.eax, ebx: real.ebx, ecx: real.ecx, edx: real.edx },
+                    self.host_facts,
+                );
+                regs.rax = u64::from(r.eax);
+                regs.rbx = u64::from(r.ebx);
+                regs.rcx = u64::from(r.ecx);
+                regs.rdx = u64::from(r.edx);
+                self.skip_instruction()?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    fn skip_instruction(&self) -> Result<(), VmxError> {
+        let len = vmcs::read(ro::VMEXIT_INSTRUCTION_LEN)?;
+        let rip = vmcs::read(guest::RIP)?;
+        vmcs::write(guest::RIP, rip.wrapping_add(len))
+    }
+
+    fn report_stop(&self, stop: Stop) {
+        let (i, a) = (self.index, self.apic_id);
+        match stop {
+            Stop::Unhandled(exit) => println!("cpu {i} apic {a}: guest stopped: unhandled exit {exit}"),
+            Stop::EntryFailed(e) => println!("cpu {i} apic {a}: guest stopped: VM entry failed: {e}"),
+            Stop::Vmcs(e) => println!("cpu {i} apic {a}: guest stopped: VMCS access failed: {e}"),
+        }
+        let rd = |f| vmcs::read(f).unwrap_or(u64::MAX);
+        let r = &self.state.regs;
+        println!(
+            "  partition={} RIP={:#x} RSP={:#x} RFLAGS={:#x} CR0={:#x} CR3={:#x} CR4={:#x}",
+            self.partition,
+            rd(guest::RIP),
+            rd(guest::RSP),
+            rd(guest::RFLAGS),
+            rd(guest::CR0),
+            rd(guest::CR3),
+            rd(guest::CR4)
+        );
+        println!(
+            "  RAX={:#x} RBX={:#x} RCX={:#x} RDX={:#x} RSI={:#x} RDI={:#x} RBP={:#x}",
+            r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp
+        );
+        println!(
+            "  R8={:#x} R9={:#x} R10={:#x} R11={:#x} R12={:#x} R13={:#x} R14={:#x} R15={:#x}",
+            r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15
+        );
+        println!(
+            "  exit qualification={:#x} guest-physical={:#x} guest-linear={:#x} instruction length={}",
+            rd(ro::EXIT_QUALIFICATION),
+            rd(ro::GUEST_PHYSICAL_ADDR_FULL),
+            rd(ro::GUEST_LINEAR_ADDR),
+            rd(ro::VMEXIT_INSTRUCTION_LEN)
+        );
+        crate::print_exit_counts(self.index);
+    }
+}
