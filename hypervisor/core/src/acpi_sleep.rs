@@ -19,7 +19,9 @@ pub fn s5_sleep_type(aml: &[u8]) -> Option<u8> {
     // NameOp, optionally a root prefix '\', then the name.
     let before = aml.get(..pos)?;
     let named = matches!(before.last(), Some(&NAME_OP))
-        || (before.len() >= 2 && before[before.len() - 1] == b'\\' && before[before.len() - 2] == NAME_OP);
+        || (before.len() >= 2
+            && before[before.len() - 1] == b'\\'
+            && before[before.len() - 2] == NAME_OP);
     if !named {
         return None;
     }
@@ -47,19 +49,25 @@ mod tests {
 
     #[test]
     fn qemu_style_zero_package() {
-        let aml = [0x10, 0x08, b'_', b'S', b'5', b'_', 0x12, 0x06, 0x04, 0x00, 0x00, 0x00, 0x00];
+        let aml = [
+            0x10, 0x08, b'_', b'S', b'5', b'_', 0x12, 0x06, 0x04, 0x00, 0x00, 0x00, 0x00,
+        ];
         assert_eq!(s5_sleep_type(&aml[1..]), Some(0));
     }
 
     #[test]
     fn byte_prefixed_value_with_root_prefix() {
-        let aml = [0x08, b'\\', b'_', b'S', b'5', b'_', 0x12, 0x0a, 0x04, 0x0a, 0x07, 0x0a, 0x07, 0, 0];
+        let aml = [
+            0x08, b'\\', b'_', b'S', b'5', b'_', 0x12, 0x0a, 0x04, 0x0a, 0x07, 0x0a, 0x07, 0, 0,
+        ];
         assert_eq!(s5_sleep_type(&aml), Some(7));
     }
 
     #[test]
     fn two_byte_pkglength() {
-        let aml = [0x08, b'_', b'S', b'5', b'_', 0x12, 0x40, 0x01, 0x02, 0x01, 0x01];
+        let aml = [
+            0x08, b'_', b'S', b'5', b'_', 0x12, 0x40, 0x01, 0x02, 0x01, 0x01,
+        ];
         assert_eq!(s5_sleep_type(&aml), Some(1));
     }
 
@@ -68,9 +76,14 @@ mod tests {
         assert_eq!(s5_sleep_type(b""), None);
         assert_eq!(s5_sleep_type(b"_S5_"), None);
         assert_eq!(s5_sleep_type(&[0x08, b'_', b'S', b'5', b'_', 0x12]), None);
-        assert_eq!(s5_sleep_type(&[0x08, b'_', b'S', b'5', b'_', 0x99, 0, 0, 0]), None);
+        assert_eq!(
+            s5_sleep_type(&[0x08, b'_', b'S', b'5', b'_', 0x99, 0, 0, 0]),
+            None
+        );
         for n in 0..12 {
-            let aml = [0x08, b'_', b'S', b'5', b'_', 0x12, 0x06, 0x04, 0x0a, 0x05, 0x00, 0x00];
+            let aml = [
+                0x08, b'_', b'S', b'5', b'_', 0x12, 0x06, 0x04, 0x0a, 0x05, 0x00, 0x00,
+            ];
             let _ = s5_sleep_type(&aml[..n]);
         }
     }

@@ -22,7 +22,11 @@ macro_rules! phys_addr {
         impl $name {
             /// Accepts addresses that fit the architectural physical-address width.
             pub const fn new(addr: u64) -> Option<Self> {
-                if addr >> MAX_PHYS_BITS == 0 { Some(Self(addr)) } else { None }
+                if addr >> MAX_PHYS_BITS == 0 {
+                    Some(Self(addr))
+                } else {
+                    None
+                }
             }
 
             /// The raw address.
@@ -68,9 +72,16 @@ mod tests {
     #[test]
     fn rejects_addresses_beyond_52_bits() {
         assert!(HostPhysAddr::new(1 << 52).is_none());
-        assert_eq!(HostPhysAddr::new(0x1000).map(HostPhysAddr::as_u64), Some(0x1000));
+        assert_eq!(
+            HostPhysAddr::new(0x1000).map(HostPhysAddr::as_u64),
+            Some(0x1000)
+        );
         assert!(GuestPhysAddr::new((1 << 52) - 1).is_some());
-        assert!(GuestPhysAddr::new((1 << 52) - 1).and_then(|a| a.checked_add(1)).is_none());
+        assert!(
+            GuestPhysAddr::new((1 << 52) - 1)
+                .and_then(|a| a.checked_add(1))
+                .is_none()
+        );
     }
 
     #[test]

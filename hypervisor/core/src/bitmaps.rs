@@ -45,7 +45,9 @@ pub enum MsrAccess {
 /// Makes accesses to `msr` exit. Returns `false` for an MSR outside the bitmap's
 /// ranges (those always exit anyway).
 pub fn msr_intercept(bitmap: &mut [u8; MSR_BITMAP_BYTES], msr: u32, access: MsrAccess) -> bool {
-    let Some(bit) = msr_slot(msr) else { return false };
+    let Some(bit) = msr_slot(msr) else {
+        return false;
+    };
     if matches!(access, MsrAccess::Read | MsrAccess::ReadWrite) {
         bitmap[bit / 8] |= 1 << (bit % 8);
     }
@@ -97,7 +99,10 @@ mod tests {
         assert!(msr_exits(&b, 0xc000_0080, false));
         assert!(msr_exits(&b, 0xc000_0080, true));
         assert!(!msr_exits(&b, 0x10, false));
-        assert!(msr_exits(&b, 0x4000_0000, false), "outside the ranges always exits");
+        assert!(
+            msr_exits(&b, 0x4000_0000, false),
+            "outside the ranges always exits"
+        );
         // Write-low quadrant starts at byte 2048.
         assert_eq!(b[2048 + 0x830 / 8], 1 << (0x830 % 8));
     }

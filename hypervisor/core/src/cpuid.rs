@@ -44,8 +44,20 @@ pub fn sanitize(leaf: u32, subleaf: u32, real: CpuidRegs, host: HostFacts) -> Cp
         }
         7 if subleaf == 0 && !host.fast_strings_enabled => r.edx &= !LEAF7_EDX_FSRM,
         HYPERVISOR_LEAF => {
-            let word = |i: usize| u32::from_le_bytes([SIGNATURE[i], SIGNATURE[i + 1], SIGNATURE[i + 2], SIGNATURE[i + 3]]);
-            r = CpuidRegs { eax: HYPERVISOR_LEAF_MAX, ebx: word(0), ecx: word(4), edx: word(8) };
+            let word = |i: usize| {
+                u32::from_le_bytes([
+                    SIGNATURE[i],
+                    SIGNATURE[i + 1],
+                    SIGNATURE[i + 2],
+                    SIGNATURE[i + 3],
+                ])
+            };
+            r = CpuidRegs {
+                eax: HYPERVISOR_LEAF_MAX,
+                ebx: word(0),
+                ecx: word(4),
+                edx: word(8),
+            };
         }
         0x4000_0001..=0x4000_00ff => r = CpuidRegs::default(),
         _ => {}
@@ -57,12 +69,19 @@ pub fn sanitize(leaf: u32, subleaf: u32, real: CpuidRegs, host: HostFacts) -> Cp
 mod tests {
     use super::*;
 
-    const FAST: HostFacts = HostFacts { fast_strings_enabled: true };
-    const SLOW: HostFacts = HostFacts { fast_strings_enabled: false };
+    const FAST: HostFacts = HostFacts {
+        fast_strings_enabled: true,
+    };
+    const SLOW: HostFacts = HostFacts {
+        fast_strings_enabled: false,
+    };
 
     #[test]
     fn hides_vmx_and_announces_hypervisor() {
-        let real = CpuidRegs { ecx: LEAF1_ECX_VMX | 1, ..Default::default() };
+        let real = CpuidRegs {
+            ecx: LEAF1_ECX_VMX | 1,
+            ..Default::default()
+        };
         let r = sanitize(1, 0, real, FAST);
         assert_eq!(r.ecx & LEAF1_ECX_VMX, 0);
         assert_ne!(r.ecx & LEAF1_ECX_HYPERVISOR, 0);
@@ -71,10 +90,17 @@ mod tests {
 
     #[test]
     fn fsrm_hidden_only_without_fast_strings() {
-        let real = CpuidRegs { edx: LEAF7_EDX_FSRM | 2, ..Default::default() };
+        let real = CpuidRegs {
+            edx: LEAF7_EDX_FSRM | 2,
+            ..Default::default()
+        };
         assert_eq!(sanitize(7, 0, real, SLOW).edx, 2);
         assert_eq!(sanitize(7, 0, real, FAST).edx, LEAF7_EDX_FSRM | 2);
-        assert_eq!(sanitize(7, 1, real, SLOW).edx, LEAF7_EDX_FSRM | 2, "subleaf 1 untouched");
+        assert_eq!(
+            sanitize(7, 1, real, SLOW).edx,
+            LEAF7_EDX_FSRM | 2,
+            "subleaf 1 untouched"
+        );
     }
 
     #[test]
@@ -86,6 +112,17 @@ mod tests {
         sig[8..].copy_from_slice(&r.edx.to_le_bytes());
         assert_eq!(&sig, SIGNATURE);
         assert_eq!(r.eax, HYPERVISOR_LEAF_MAX);
-        assert_eq!(sanitize(0x4000_0005, 0, CpuidRegs { eax: 9, ..Default::default() }, FAST), CpuidRegs::default());
+        assert_eq!(
+            sanitize(
+                0x4000_0005,
+                0,
+                CpuidRegs {
+                    eax: 9,
+                    ..Default::default()
+                },
+                FAST
+            ),
+            CpuidRegs::default()
+        );
     }
 }

@@ -82,7 +82,10 @@ impl fmt::Display for EptError {
                 write!(f, "EPT: {gpa:#x} + {size:#x} is not 4 KiB aligned")
             }
             Self::OutOfRange { gpa, size } => {
-                write!(f, "EPT: {gpa:#x} + {size:#x} leaves the physical address space")
+                write!(
+                    f,
+                    "EPT: {gpa:#x} + {size:#x} leaves the physical address space"
+                )
             }
             Self::AlreadyMapped { gpa } => write!(f, "EPT: {gpa:#x} is already mapped"),
             Self::OutOfTables => f.write_str("EPT: out of memory for page tables"),
@@ -115,7 +118,11 @@ impl<M: TableMemory> Ept<M> {
     /// An empty hierarchy. `allow_1g` permits 1 GiB leaves (when the CPU has them).
     pub fn new(mut mem: M, allow_1g: bool) -> Result<Self, EptError> {
         let root = mem.alloc_table().ok_or(EptError::OutOfTables)?;
-        Ok(Self { root, mem, allow_1g })
+        Ok(Self {
+            root,
+            mem,
+            allow_1g,
+        })
     }
 
     /// The EPT pointer for the VMCS: write-back paging structures, 4-level walk.
@@ -133,7 +140,7 @@ impl<M: TableMemory> Ept<M> {
         mem_type: MemType,
     ) -> Result<(), EptError> {
         let (g, h) = (gpa.as_u64(), hpa.as_u64());
-        if !gpa.is_aligned(PAGE_4K) || !hpa.is_aligned(PAGE_4K) || size % PAGE_4K != 0 {
+        if !gpa.is_aligned(PAGE_4K) || !hpa.is_aligned(PAGE_4K) || !size.is_multiple_of(PAGE_4K) {
             return Err(EptError::Unaligned { gpa: g, size });
         }
         if gpa.checked_add(size).is_none() || hpa.checked_add(size).is_none() {
@@ -175,7 +182,8 @@ impl<M: TableMemory> Ept<M> {
                 };
             }
             let large = if leaf_level > 0 { LARGE } else { 0 };
-            self.mem.write(table, index(ga, leaf_level), ha | leaf_bits | large);
+            self.mem
+                .write(table, index(ga, leaf_level), ha | leaf_bits | large);
             off += page;
         }
         Ok(())
@@ -263,7 +271,14 @@ mod tests {
     }
 
     fn ept(allow_1g: bool) -> Ept<VecMemory> {
-        Ept::new(VecMemory { tables: Vec::new(), limit: 10_000 }, allow_1g).unwrap()
+        Ept::new(
+            VecMemory {
+                tables: Vec::new(),
+                limit: 10_000,
+            },
+            allow_1g,
+        )
+        .unwrap()
     }
 
     fn g(a: u64) -> GuestPhysAddr {
@@ -279,7 +294,8 @@ mod tests {
         // 4 KiB head, then 2 MiB pages, then a 1 GiB page, then a 4 KiB tail.
         let base = PAGE_1G - PAGE_2M - PAGE_4K;
         let size = PAGE_4K + PAGE_2M + PAGE_1G + PAGE_4K;
-        e.map(g(base), h(base), size, Perms::RWX, MemType::WriteBack).unwrap();
+        e.map(g(base), h(base), size, Perms::RWX, MemType::WriteBack)
+            .unwrap();
         assert_eq!(e.translate(g(base)).unwrap().page_size, PAGE_4K);
         assert_eq!(e.translate(g(base + PAGE_4K)).unwrap().page_size, PAGE_2M);
         let t = e.translate(g(PAGE_1G + 0x1234)).unwrap();
@@ -293,16 +309,30 @@ mod tests {
     #[test]
     fn no_1g_pages_when_the_cpu_lacks_them() {
         let mut e = ept(false);
-        e.map(g(0), h(0), PAGE_1G, Perms::RWX, MemType::WriteBack).unwrap();
+        e.map(g(0), h(0), PAGE_1G, Perms::RWX, MemType::WriteBack)
+            .unwrap();
         assert_eq!(e.translate(g(0x1000)).unwrap().page_size, PAGE_2M);
     }
 
     #[test]
     fn overlap_is_refused_and_leaves_tables_unchanged() {
         let mut e = ept(false);
-        e.map(g(0x20_0000), h(0x20_0000), PAGE_2M, Perms::RWX, MemType::WriteBack).unwrap();
+        e.map(
+            g(0x20_0000),
+            h(0x20_0000),
+            PAGE_2M,
+            Perms::RWX,
+            MemType::WriteBack,
+        )
+        .unwrap();
         let before = e.memory().tables.len();
-        let err = e.map(g(0x1f_f000), h(0x1f_f000), 2 * PAGE_4K, Perms::READ, MemType::WriteBack);
+        let err = e.map(
+            g(0x1f_f000),
+            h(0x1f_f000),
+            2 * PAGE_4K,
+            Perms::READ,
+            MemType::WriteBack,
+        );
         assert_eq!(err, Err(EptError::AlreadyMapped { gpa: 0x20_0000 }));
         assert_eq!(e.memory().tables.len(), before);
         assert!(e.translate(g(0x1f_f000)).is_none());
@@ -312,18 +342,37 @@ mod tests {
     fn rejects_unaligned_and_out_of_range() {
         let mut e = ept(false);
         assert!(matches!(
-            e.map(g(0x1001), h(0x1000), PAGE_4K, Perms::RWX, MemType::WriteBack),
+            e.map(
+                g(0x1001),
+                h(0x1000),
+                PAGE_4K,
+                Perms::RWX,
+                MemType::WriteBack
+            ),
             Err(EptError::Unaligned { .. })
         ));
         assert!(matches!(
-            e.map(g((1 << 52) - PAGE_4K), h(0), 2 * PAGE_4K, Perms::RWX, MemType::WriteBack),
+            e.map(
+                g((1 << 52) - PAGE_4K),
+                h(0),
+                2 * PAGE_4K,
+                Perms::RWX,
+                MemType::WriteBack
+            ),
             Err(EptError::OutOfRange { .. })
         ));
     }
 
     #[test]
     fn out_of_tables_is_an_error_not_a_panic() {
-        let mut e = Ept::new(VecMemory { tables: Vec::new(), limit: 2 }, false).unwrap();
+        let mut e = Ept::new(
+            VecMemory {
+                tables: Vec::new(),
+                limit: 2,
+            },
+            false,
+        )
+        .unwrap();
         assert_eq!(
             e.map(g(0), h(0), PAGE_4K, Perms::RWX, MemType::WriteBack),
             Err(EptError::OutOfTables)

@@ -175,23 +175,34 @@ pub struct ExitCounters {
 impl ExitCounters {
     /// All counters at zero.
     pub const fn new() -> Self {
-        Self { counts: [const { AtomicU64::new(0) }; EXIT_REASON_COUNT], other: AtomicU64::new(0) }
+        Self {
+            counts: [const { AtomicU64::new(0) }; EXIT_REASON_COUNT],
+            other: AtomicU64::new(0),
+        }
     }
 
     /// Counts one exit.
     pub fn record(&self, reason: ExitReason) {
-        let counter = self.counts.get(usize::from(reason.basic())).unwrap_or(&self.other);
+        let counter = self
+            .counts
+            .get(usize::from(reason.basic()))
+            .unwrap_or(&self.other);
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Exits counted for one basic reason.
     pub fn count(&self, basic: u16) -> u64 {
-        self.counts.get(usize::from(basic)).map_or(0, |c| c.load(Ordering::Relaxed))
+        self.counts
+            .get(usize::from(basic))
+            .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
     /// Total of all exits.
     pub fn total(&self) -> u64 {
-        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum::<u64>()
+        self.counts
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum::<u64>()
             + self.other.load(Ordering::Relaxed)
     }
 
@@ -222,7 +233,10 @@ mod tests {
         let failed = ExitReason::from_raw((1 << 31) | 33);
         assert!(failed.entry_failed());
         assert_eq!(failed.basic(), 33);
-        assert_eq!(failed.to_string(), "ENTRY_FAIL_GUEST_STATE (VM entry failure)");
+        assert_eq!(
+            failed.to_string(),
+            "ENTRY_FAIL_GUEST_STATE (VM entry failure)"
+        );
         assert_eq!(ExitReason::from_raw(35).to_string(), "RESERVED_35");
         assert_eq!(ExitReason::from_raw(0xffff).to_string(), "RESERVED_65535");
     }

@@ -19,7 +19,10 @@ pub struct Span {
 impl Span {
     /// `start..start + size`, saturating.
     pub const fn at(start: u64, size: u64) -> Self {
-        Self { start, end: start.saturating_add(size) }
+        Self {
+            start,
+            end: start.saturating_add(size),
+        }
     }
 
     fn overlaps(&self, start: u64, end: u64) -> bool {
@@ -54,7 +57,13 @@ impl FrameAllocator {
         let mut h = [Span::default(); MAX_HOLES];
         h[..holes.len()].copy_from_slice(holes);
         let next = region.start.div_ceil(PAGE_4K) * PAGE_4K;
-        Ok(Self { next, end: region.end, holes: h, hole_count: holes.len(), allocated: 0 })
+        Ok(Self {
+            next,
+            end: region.end,
+            holes: h,
+            hole_count: holes.len(),
+            allocated: 0,
+        })
     }
 
     /// `bytes` rounded up to whole pages, aligned to `align` (a power of two, at least
@@ -72,7 +81,10 @@ impl FrameAllocator {
             if end > self.end {
                 return Err(err);
             }
-            match self.holes[..self.hole_count].iter().find(|h| h.overlaps(start, end)) {
+            match self.holes[..self.hole_count]
+                .iter()
+                .find(|h| h.overlaps(start, end))
+            {
                 Some(hole) => start = hole.end.checked_next_multiple_of(align).ok_or(err)?,
                 None => {
                     self.next = end;
@@ -108,7 +120,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(a.alloc(0x1000, 0x1000).unwrap().as_u64(), 0x10_3000);
-        assert_eq!(a.alloc(0x1800, 0x1000).unwrap().as_u64(), 0x10_6000, "hole skipped");
+        assert_eq!(
+            a.alloc(0x1800, 0x1000).unwrap().as_u64(),
+            0x10_6000,
+            "hole skipped"
+        );
         assert_eq!(a.alloc(0x1000, 0x10000).unwrap().as_u64(), 0x11_0000);
         assert_eq!(a.allocated(), 0x4000);
     }
@@ -125,7 +141,10 @@ mod tests {
     #[test]
     fn too_many_holes() {
         let holes = [Span::default(); MAX_HOLES + 1];
-        assert_eq!(FrameAllocator::new(Span::at(0, 0x1000), &holes).err(), Some(MAX_HOLES));
+        assert_eq!(
+            FrameAllocator::new(Span::at(0, 0x1000), &holes).err(),
+            Some(MAX_HOLES)
+        );
     }
 
     proptest! {

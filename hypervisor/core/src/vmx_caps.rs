@@ -105,7 +105,10 @@ impl Feature {
         const NAMES: [(Feature, &str); 21] = [
             (Feature::VMX, "VMX (CPUID.1:ECX.VMX)"),
             (Feature::X2APIC, "x2APIC"),
-            (Feature::VMX_ENABLED_BY_FIRMWARE, "VMX enabled in IA32_FEATURE_CONTROL"),
+            (
+                Feature::VMX_ENABLED_BY_FIRMWARE,
+                "VMX enabled in IA32_FEATURE_CONTROL",
+            ),
             (Feature::TRUE_CONTROLS, "TRUE capability MSRs"),
             (Feature::WB_VMCS, "write-back VMCS memory type"),
             (Feature::IO_BITMAPS, "I/O bitmaps"),
@@ -122,10 +125,16 @@ impl Feature {
             (Feature::VIRTUALIZE_X2APIC, "x2APIC virtualization"),
             (Feature::RDTSCP, "RDTSCP in guests"),
             (Feature::EXIT_64BIT_HOST, "64-bit host on VM exit"),
-            (Feature::EFER_PAT_SWITCH, "EFER/PAT load and save on entry/exit"),
+            (
+                Feature::EFER_PAT_SWITCH,
+                "EFER/PAT load and save on entry/exit",
+            ),
             (Feature::LONG_MODE_GUEST, "IA-32e mode guests"),
         ];
-        NAMES.iter().find(|(f, _)| *f == self).map_or("unknown feature", |(_, n)| n)
+        NAMES
+            .iter()
+            .find(|(f, _)| *f == self)
+            .map_or("unknown feature", |(_, n)| n)
     }
 }
 
@@ -183,7 +192,11 @@ pub fn adjust(wanted: u32, capability: u64) -> Result<u32, u32> {
     let must_be_one = capability as u32;
     let may_be_one = (capability >> 32) as u32;
     let unsupported = wanted & !may_be_one;
-    if unsupported != 0 { Err(unsupported) } else { Ok(wanted | must_be_one) }
+    if unsupported != 0 {
+        Err(unsupported)
+    } else {
+        Ok(wanted | must_be_one)
+    }
 }
 
 const BASIC_TRUE_CONTROLS: u64 = 1 << 55;
@@ -216,7 +229,10 @@ impl VmxMsrs {
             for (bit, feature) in [
                 (PrimaryControls::USE_IO_BITMAPS, Feature::IO_BITMAPS),
                 (PrimaryControls::USE_MSR_BITMAPS, Feature::MSR_BITMAPS),
-                (PrimaryControls::SECONDARY_CONTROLS, Feature::SECONDARY_CONTROLS),
+                (
+                    PrimaryControls::SECONDARY_CONTROLS,
+                    Feature::SECONDARY_CONTROLS,
+                ),
             ] {
                 if bad.contains(bit) {
                     missing |= feature;
@@ -234,7 +250,10 @@ impl VmxMsrs {
                 (SecondaryControls::ENABLE_EPT, Feature::EPT),
                 (SecondaryControls::ENABLE_RDTSCP, Feature::RDTSCP),
                 (SecondaryControls::ENABLE_VPID, Feature::VPID),
-                (SecondaryControls::UNRESTRICTED_GUEST, Feature::UNRESTRICTED_GUEST),
+                (
+                    SecondaryControls::UNRESTRICTED_GUEST,
+                    Feature::UNRESTRICTED_GUEST,
+                ),
             ] {
                 if bad.contains(bit) {
                     missing |= feature;
@@ -371,14 +390,21 @@ mod tests {
         m.primary &= !((PrimaryControls::SECONDARY_CONTROLS.bits() as u64) << 32);
         m.secondary = 0;
         let err = m.check().unwrap_err();
-        assert!(err.0.contains(Feature::SECONDARY_CONTROLS | Feature::EPT | Feature::VPID));
+        assert!(
+            err.0
+                .contains(Feature::SECONDARY_CONTROLS | Feature::EPT | Feature::VPID)
+        );
     }
 
     #[test]
     fn cr_fixed_bits() {
         let m = capable();
         assert_eq!(m.fix_cr0(0x11, false), 0x8000_0031);
-        assert_eq!(m.fix_cr0(0x11, true), 0x31, "unrestricted guest may clear PE and PG");
+        assert_eq!(
+            m.fix_cr0(0x11, true),
+            0x31,
+            "unrestricted guest may clear PE and PG"
+        );
         assert_eq!(m.fix_cr4(0x20) & 0x2000, 0x2000, "VMXE forced on");
     }
 

@@ -98,7 +98,10 @@ impl BootInfo {
             ram: [Region { base: 0, size: 0 }; MAX_RAM_RANGES],
             ram_count: 0,
             modules: [None; MAX_MODULES],
-            info_span: Span { start: mbi.start_address() as u64, end: mbi.end_address() as u64 },
+            info_span: Span {
+                start: mbi.start_address() as u64,
+                end: mbi.end_address() as u64,
+            },
             rsdp: None,
             cmdline: [0; CMDLINE_LEN],
             cmdline_len: 0,
@@ -107,11 +110,14 @@ impl BootInfo {
 
         let map = mbi.memory_map_tag().ok_or(BootInfoError::NoMemoryMap)?;
         for area in map.memory_areas() {
-            if MemoryAreaType::from(area.typ()) == MemoryAreaType::Available
+            if area.typ() == MemoryAreaType::Available
                 && area.size() > 0
                 && info.ram_count < MAX_RAM_RANGES
             {
-                info.ram[info.ram_count] = Region { base: area.start_address(), size: area.size() };
+                info.ram[info.ram_count] = Region {
+                    base: area.start_address(),
+                    size: area.size(),
+                };
                 info.ram_count += 1;
             }
         }
@@ -127,7 +133,10 @@ impl BootInfo {
             let mut module = Module {
                 name: [0; NAME_LEN],
                 name_len: name.len().min(NAME_LEN),
-                span: Span { start: u64::from(m.start_address()), end: u64::from(m.end_address()) },
+                span: Span {
+                    start: u64::from(m.start_address()),
+                    end: u64::from(m.end_address()),
+                },
             };
             module.name[..module.name_len].copy_from_slice(&name.as_bytes()[..module.name_len]);
             if module.span.end < module.span.start {
@@ -175,7 +184,8 @@ impl BootInfo {
     /// Whether the command line holds `key=value` as one word.
     pub fn has_option(&self, key: &str, value: &str) -> bool {
         self.cmdline().split_ascii_whitespace().any(|w| {
-            w.split_once('=').is_some_and(|(k, v)| k == key && v == value)
+            w.split_once('=')
+                .is_some_and(|(k, v)| k == key && v == value)
         })
     }
 

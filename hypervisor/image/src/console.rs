@@ -19,14 +19,14 @@ pub struct Uart {
 impl Uart {
     /// COM1's standard I/O base.
     pub const COM1: u16 = 0x3f8;
-    /// COM2's standard I/O base.
-    pub const COM2: u16 = 0x2f8;
 
     /// Programs 115200 baud, 8N1, FIFOs on, interrupts off.
     pub fn init(base: u16) -> Self {
-        // SAFETY (for every write below): the legacy COM ports are owned by the
-        // hypervisor at this point; programming them has no memory side effects.
-        let out = |off: u16, val: u8| unsafe { port::outb(base + off, val) };
+        let out = |off: u16, val: u8| {
+            // SAFETY: the legacy COM ports are the hypervisor's console; programming
+            // them has no memory side effects.
+            unsafe { port::outb(base + off, val) }
+        };
         out(1, 0x00); // interrupts off
         out(3, 0x80); // DLAB
         out(0, 0x01); // divisor 1 = 115200
@@ -109,7 +109,12 @@ impl log::Log for Logger {
     fn log(&self, record: &log::Record<'_>) {
         if self.enabled(record.metadata()) {
             let cpu = crate::percpu::current_index();
-            write_fmt(format_args!("[{:<5} cpu{}] {}\n", record.level(), cpu, record.args()));
+            write_fmt(format_args!(
+                "[{:<5} cpu{}] {}\n",
+                record.level(),
+                cpu,
+                record.args()
+            ));
         }
     }
 

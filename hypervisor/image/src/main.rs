@@ -127,6 +127,14 @@ extern "C" fn bsp_entry(magic: u32, info_addr: u32) -> ! {
         platform.ioapics().len(),
         boot.cmdline()
     );
+    for io in platform.ioapics() {
+        log::info!(
+            "IOAPIC {} at {:#x}, GSI base {}",
+            io.id,
+            io.address,
+            io.gsi_base
+        );
+    }
     match time::calibrate_tsc() {
         Some(hz) => log::info!("TSC {} kHz", hz / 1000),
         None => log::warn!("TSC calibration failed: the PIT did not count; delays are rough"),
@@ -146,7 +154,9 @@ extern "C" fn bsp_entry(magic: u32, info_addr: u32) -> ! {
 
     // Step 3: the config.
     let Some(module) = boot.module(CONFIG_MODULE) else {
-        fatal!("no config module: GRUB must load the compiled config with `module2 <file> {CONFIG_MODULE}`")
+        fatal!(
+            "no config module: GRUB must load the compiled config with `module2 <file> {CONFIG_MODULE}`"
+        )
     };
     let cfg = match bulkhead_config::blob::decode(module.bytes()) {
         Ok(c) => CONFIG.call_once(|| c),
@@ -157,7 +167,10 @@ extern "C" fn bsp_entry(magic: u32, info_addr: u32) -> ! {
         log::info!("console moves to {}", cfg.console().hypervisor);
         console::init(cfg.console().hypervisor.io_base());
     }
-    log::info!("config {:?}: valid and fits this machine", cfg.name().as_str());
+    log::info!(
+        "config {:?}: valid and fits this machine",
+        cfg.name().as_str()
+    );
 
     // Step 4: plan and partitions.
     let hv = cfg.hypervisor_region();
@@ -179,13 +192,24 @@ extern "C" fn bsp_entry(magic: u32, info_addr: u32) -> ! {
     };
     let parts = PARTITIONS.call_once(|| [build(PartitionId::Linux), build(PartitionId::Rt)]);
     for p in parts {
-        log::info!("partition {}: EPT in {} tables, start-up guest at {:#x}", p.id, p.ept_tables, p.stub_entry);
+        log::info!(
+            "partition {}: EPT in {} tables, start-up guest at {:#x}",
+            p.id,
+            p.ept_tables,
+            p.stub_entry
+        );
     }
-    SELFTEST_UNHANDLED_EXIT.store(boot.has_option("selftest", "unhandled-exit"), Ordering::Relaxed);
+    SELFTEST_UNHANDLED_EXIT.store(
+        boot.has_option("selftest", "unhandled-exit"),
+        Ordering::Relaxed,
+    );
 
     // Step 5: every configured CPU.
     let configured = |apic: u32| cfg.partition_of_cpu(apic).is_some();
-    let count = PartitionId::ALL.iter().map(|&p| cfg.partition(p).cpus().len()).sum::<usize>();
+    let count = PartitionId::ALL
+        .iter()
+        .map(|&p| cfg.partition(p).cpus().len())
+        .sum::<usize>();
     CPU_COUNT.store(count, Ordering::Release);
     let mut index = 1;
     for &p in &PartitionId::ALL {
@@ -199,7 +223,10 @@ extern "C" fn bsp_entry(magic: u32, info_addr: u32) -> ! {
             index += 1;
         }
     }
-    log::info!("hypervisor memory in use: {} KiB", memory::allocated() >> 10);
+    log::info!(
+        "hypervisor memory in use: {} KiB",
+        memory::allocated() >> 10
+    );
     if configured(bsp_apic) {
         cpu_main(0, bsp_apic, tables)
     }
@@ -215,9 +242,10 @@ extern "C" fn ap_entry(start: &'static mut smp::ApStart) -> ! {
     // SAFETY: the tables were allocated for this CPU, live for ever, and `init` ran.
     unsafe { start.tables.load() };
     interrupts::load_idt();
-    // SAFETY: every configured CPU was checked for x2APIC on the bootstrap CPU; a CPU
-    // without it fails its own feature check below before using the APIC.
+    // A CPU without x2APIC fails its own feature check in `cpu_main` before it uses
+    // the APIC.
     if core::arch::x86_64::__cpuid(1).ecx & (1 << 21) != 0 {
+        // SAFETY: CPUID just reported x2APIC support.
         unsafe { apic::enable_x2apic() };
     }
     cpu_main(start.index, start.apic_id, start.tables)
@@ -275,7 +303,9 @@ pub fn guest_said_hello(index: usize, apic_id: u32, partition: PartitionId) {
 
 /// Prints one CPU's exit counters as `exits: cpu N: total T: REASON=n ...`.
 pub fn print_exit_counts(cpu: usize) {
-    let Some(counters) = vmx::vcpu::EXIT_COUNTERS.get(cpu) else { return };
+    let Some(counters) = vmx::vcpu::EXIT_COUNTERS.get(cpu) else {
+        return;
+    };
     struct List<'a>(&'a hv_core::exit::ExitCounters);
     impl fmt::Display for List<'_> {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -285,13 +315,20 @@ pub fn print_exit_counts(cpu: usize) {
             Ok(())
         }
     }
-    println!("exits: cpu {cpu}: total {}:{}", counters.total(), List(counters));
+    println!(
+        "exits: cpu {cpu}: total {}:{}",
+        counters.total(),
+        List(counters)
+    );
 }
 
 /// Re-checks the config against this machine; stops with the config field on failure.
 fn check_config_fits(cfg: &Config, boot: &BootInfo, platform: &Platform) {
     let image = memory::image_span();
-    let as_region = |s: Span| Region { base: s.start, size: s.end.saturating_sub(s.start) };
+    let as_region = |s: Span| Region {
+        base: s.start,
+        size: s.end.saturating_sub(s.start),
+    };
     let mut occupied: [(&str, Region); boot_info::MAX_MODULES + 2] =
         [("", Region { base: 0, size: 0 }); boot_info::MAX_MODULES + 2];
     occupied[0] = ("hypervisor image", as_region(image));
@@ -320,7 +357,9 @@ fn check_config_fits(cfg: &Config, boot: &BootInfo, platform: &Platform) {
         );
     }
     if hv.base + hv.size > 1 << 32 {
-        fatal!("config: hypervisor.memory: must end below 4 GiB (the hypervisor maps only the first 4 GiB)");
+        fatal!(
+            "config: hypervisor.memory: must end below 4 GiB (the hypervisor maps only the first 4 GiB)"
+        );
     }
 }
 
@@ -342,6 +381,11 @@ fn print_plan(cfg: &Config) {
     let hv = cfg.hypervisor_region();
     println!("plan: hypervisor: {} MiB at {:#x}", hv.size >> 20, hv.base);
     for s in cfg.shared_regions() {
-        println!("plan: shared {}: {} KiB at {:#x}", s.name.as_str(), s.region.size >> 10, s.region.base);
+        println!(
+            "plan: shared {}: {} KiB at {:#x}",
+            s.name.as_str(),
+            s.region.size >> 10,
+            s.region.base
+        );
     }
 }

@@ -15,9 +15,11 @@ pub fn image_span() -> Span {
         static __image_start: u8;
         static __image_end: u8;
     }
-    // SAFETY: only the addresses of the linker-defined symbols are taken.
-    let (start, end) = unsafe { (&raw const __image_start as u64, &raw const __image_end as u64) };
-    Span { start, end }
+    // Only the addresses of the linker-defined symbols are taken, never their contents.
+    Span {
+        start: &raw const __image_start as u64,
+        end: &raw const __image_end as u64,
+    }
 }
 
 /// Sets up the allocator over `region` minus `holes`. Returns the hole capacity on

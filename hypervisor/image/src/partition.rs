@@ -68,16 +68,26 @@ impl PartitionResources {
 #[derive(Debug)]
 pub enum BuildError {
     Memory(OutOfMemory),
-    Ept { field: &'static str, index: usize, err: EptError },
+    Ept {
+        field: &'static str,
+        index: usize,
+        err: EptError,
+    },
     NoStubRoom,
 }
 
 impl fmt::Display for BuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Memory(e) => write!(f, "out of hypervisor memory ({} bytes requested): enlarge hypervisor.memory", e.requested),
+            Self::Memory(e) => write!(
+                f,
+                "out of hypervisor memory ({} bytes requested): enlarge hypervisor.memory",
+                e.requested
+            ),
             Self::Ept { field, index, err } => write!(f, "{field}[{index}]: {err}"),
-            Self::NoStubRoom => f.write_str("no memory region of at least 8 KiB below 4 GiB for the start-up guest"),
+            Self::NoStubRoom => {
+                f.write_str("no memory region of at least 8 KiB below 4 GiB for the start-up guest")
+            }
         }
     }
 }
@@ -86,8 +96,11 @@ impl fmt::Display for BuildError {
 pub fn build(cfg: &Config, id: PartitionId) -> Result<PartitionResources, BuildError> {
     let part = cfg.partition(id);
     let allow_1g = crate::VMX.get().is_some_and(|v| v.1.ept_1g_pages);
-    let mut ept = Ept::new(HvTables::default(), allow_1g)
-        .map_err(|err| BuildError::Ept { field: "partitions.memory", index: 0, err })?;
+    let mut ept = Ept::new(HvTables::default(), allow_1g).map_err(|err| BuildError::Ept {
+        field: "partitions.memory",
+        index: 0,
+        err,
+    })?;
     let field = match id {
         PartitionId::Linux => "partitions.linux.memory",
         PartitionId::Rt => "partitions.rt.memory",
@@ -95,7 +108,14 @@ pub fn build(cfg: &Config, id: PartitionId) -> Result<PartitionResources, BuildE
     for (index, r) in part.memory().iter().enumerate() {
         let (g, h) = (GuestPhysAddr::new(r.base), HostPhysAddr::new(r.base));
         let (Some(g), Some(h)) = (g, h) else {
-            return Err(BuildError::Ept { field, index, err: EptError::OutOfRange { gpa: r.base, size: r.size } });
+            return Err(BuildError::Ept {
+                field,
+                index,
+                err: EptError::OutOfRange {
+                    gpa: r.base,
+                    size: r.size,
+                },
+            });
         };
         ept.map(g, h, r.size, Perms::RWX, MemType::WriteBack)
             .map_err(|err| BuildError::Ept { field, index, err })?;
@@ -104,10 +124,21 @@ pub fn build(cfg: &Config, id: PartitionId) -> Result<PartitionResources, BuildE
         let r = s.region;
         let (g, h) = (GuestPhysAddr::new(r.base), HostPhysAddr::new(r.base));
         let (Some(g), Some(h)) = (g, h) else {
-            return Err(BuildError::Ept { field: "shared", index, err: EptError::OutOfRange { gpa: r.base, size: r.size } });
+            return Err(BuildError::Ept {
+                field: "shared",
+                index,
+                err: EptError::OutOfRange {
+                    gpa: r.base,
+                    size: r.size,
+                },
+            });
         };
         ept.map(g, h, r.size, Perms::READ | Perms::WRITE, MemType::WriteBack)
-            .map_err(|err| BuildError::Ept { field: "shared", index, err })?;
+            .map_err(|err| BuildError::Ept {
+                field: "shared",
+                index,
+                err,
+            })?;
     }
 
     let io = memory::alloc_static::<[u8; IO_BITMAP_BYTES]>().map_err(BuildError::Memory)?;

@@ -14,8 +14,12 @@ struct Identity {
     apic_id: AtomicU64,
 }
 
-static IDENTITIES: [Identity; MAX_CPUS] =
-    [const { Identity { index: AtomicU64::new(0), apic_id: AtomicU64::new(0) } }; MAX_CPUS];
+static IDENTITIES: [Identity; MAX_CPUS] = [const {
+    Identity {
+        index: AtomicU64::new(0),
+        apic_id: AtomicU64::new(0),
+    }
+}; MAX_CPUS];
 
 /// Records this CPU's index and APIC ID and points GS at them.
 pub fn set_current(index: usize, apic_id: u32) {

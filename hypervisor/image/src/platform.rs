@@ -21,7 +21,11 @@ pub const MAX_IOAPICS: usize = 8;
 struct IdentityMapped;
 
 impl AcpiHandler for IdentityMapped {
-    unsafe fn map_physical_region<T>(&self, physical_address: usize, size: usize) -> PhysicalMapping<Self, T> {
+    unsafe fn map_physical_region<T>(
+        &self,
+        physical_address: usize,
+        size: usize,
+    ) -> PhysicalMapping<Self, T> {
         let ptr = NonNull::new(physical_address as *mut T).unwrap_or(NonNull::dangling());
         // SAFETY: physical memory below 4 GiB is identity-mapped by the boot page tables,
         // and ACPI tables lie there on every machine Bulkhead supports.
@@ -139,9 +143,14 @@ impl Platform {
         let dsdt = tables.dsdt().ok()?;
         // SAFETY: the DSDT's AML stream, identity-mapped, as located by the crate from
         // the validated FADT.
-        let aml = unsafe { core::slice::from_raw_parts(dsdt.address as *const u8, dsdt.length as usize) };
+        let aml =
+            unsafe { core::slice::from_raw_parts(dsdt.address as *const u8, dsdt.length as usize) };
         let slp_typ = hv_core::acpi_sleep::s5_sleep_type(aml)?;
-        Some(PowerOff { pm1a_cnt, pm1b_cnt, slp_typ })
+        Some(PowerOff {
+            pm1a_cnt,
+            pm1b_cnt,
+            slp_typ,
+        })
     }
 
     /// APIC IDs of the enabled CPUs, in MADT order.

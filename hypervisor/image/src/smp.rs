@@ -62,10 +62,19 @@ pub enum StartError {
 
 /// Starts the CPU with APIC ID `apic_id` as logical CPU `index`; it runs
 /// `entry(&ApStart)`. Returns once the AP has signalled that it runs.
-pub fn start_ap(index: usize, apic_id: u32, entry: extern "C" fn(&'static mut ApStart) -> !) -> Result<(), StartError> {
+pub fn start_ap(
+    index: usize,
+    apic_id: u32,
+    entry: extern "C" fn(&'static mut ApStart) -> !,
+) -> Result<(), StartError> {
     let stack = memory::alloc_zeroed(AP_STACK_SIZE, 0x1000).map_err(|_| StartError::OutOfMemory)?;
     let tables = memory::alloc_static::<CpuTables>().map_err(|_| StartError::OutOfMemory)?;
-    let start = memory::leak(ApStart { index, apic_id, tables }).map_err(|_| StartError::OutOfMemory)?;
+    let start = memory::leak(ApStart {
+        index,
+        apic_id,
+        tables,
+    })
+    .map_err(|_| StartError::OutOfMemory)?;
 
     let cr3: u64;
     // SAFETY: reading CR3 has no side effects.
@@ -83,7 +92,7 @@ pub fn start_ap(index: usize, apic_id: u32, entry: extern "C" fn(&'static mut Ap
         params.write_volatile(TrampolineParams {
             cr3,
             stack_top: stack.as_u64() + AP_STACK_SIZE,
-            entry: entry as usize as u64,
+            entry: entry as *const () as u64,
             arg: core::ptr::from_mut(start) as u64,
         });
     }

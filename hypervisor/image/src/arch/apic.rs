@@ -22,7 +22,10 @@ pub unsafe fn enable_x2apic() {
     unsafe {
         let base = msr::read(msr::IA32_APIC_BASE);
         msr::write(msr::IA32_APIC_BASE, base | APIC_BASE_ENABLE);
-        msr::write(msr::IA32_APIC_BASE, base | APIC_BASE_ENABLE | APIC_BASE_X2APIC);
+        msr::write(
+            msr::IA32_APIC_BASE,
+            base | APIC_BASE_ENABLE | APIC_BASE_X2APIC,
+        );
     }
 }
 

@@ -70,7 +70,10 @@ impl CpuTables {
     /// Fills the GDT and TSS for this block's own address. Must be called with `self`
     /// at its final location.
     pub fn init(&mut self) {
-        let mut tss = Tss { iomap_base: size_of::<Tss>() as u16, ..Tss::default() };
+        let mut tss = Tss {
+            iomap_base: size_of::<Tss>() as u16,
+            ..Tss::default()
+        };
         for (i, stack) in self.ist_stacks.iter().enumerate() {
             // Stacks grow down; keep 16-byte alignment.
             tss.ist[i] = (stack.as_ptr() as u64 + IST_STACK_SIZE as u64) & !0xf;

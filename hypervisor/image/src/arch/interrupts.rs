@@ -112,7 +112,10 @@ fn build_idt() -> Idt {
 /// Loads the shared IDT on this CPU (building it on first use).
 pub fn load_idt() {
     let idt = IDT.call_once(build_idt);
-    let idtr = DescriptorPointer { limit: (size_of::<Idt>() - 1) as u16, base: idt.0.as_ptr() as u64 };
+    let idtr = DescriptorPointer {
+        limit: (size_of::<Idt>() - 1) as u16,
+        base: idt.0.as_ptr() as u64,
+    };
     // SAFETY: the IDT is a static that lives for ever and holds valid gates.
     unsafe { core::arch::asm!("lidt [{}]", in(reg) &idtr, options(readonly, nostack)) };
 }
@@ -144,11 +147,24 @@ extern "C" fn exception_handler(frame: &ExceptionFrame) -> ! {
     );
     crate::println!(
         "  RAX={:#x} RBX={:#x} RCX={:#x} RDX={:#x} RSI={:#x} RDI={:#x} RBP={:#x}",
-        frame.rax, frame.rbx, frame.rcx, frame.rdx, frame.rsi, frame.rdi, frame.rbp
+        frame.rax,
+        frame.rbx,
+        frame.rcx,
+        frame.rdx,
+        frame.rsi,
+        frame.rdi,
+        frame.rbp
     );
     crate::println!(
         "  R8={:#x} R9={:#x} R10={:#x} R11={:#x} R12={:#x} R13={:#x} R14={:#x} R15={:#x}",
-        frame.r8, frame.r9, frame.r10, frame.r11, frame.r12, frame.r13, frame.r14, frame.r15
+        frame.r8,
+        frame.r9,
+        frame.r10,
+        frame.r11,
+        frame.r12,
+        frame.r13,
+        frame.r14,
+        frame.r15
     );
     crate::println!("cpu {} halted", crate::percpu::current_index());
     super::halt_forever()

@@ -46,7 +46,6 @@ pub mod msr {
     pub const IA32_FEATURE_CONTROL: u32 = 0x3a;
     pub const IA32_PAT: u32 = 0x277;
     pub const IA32_EFER: u32 = 0xc000_0080;
-    pub const IA32_FS_BASE: u32 = 0xc000_0100;
     pub const IA32_GS_BASE: u32 = 0xc000_0101;
     pub const X2APIC_ICR: u32 = 0x830;
 

@@ -27,16 +27,30 @@ unsafe fn read_msrs() -> VmxMsrs {
         let basic = msr::read(cap::IA32_VMX_BASIC);
         let has_true = basic & (1 << 55) != 0;
         let pick = |plain, true_| msr::read(if has_true { true_ } else { plain });
-        let primary = pick(cap::IA32_VMX_PROCBASED_CTLS, cap::IA32_VMX_TRUE_PROCBASED_CTLS);
+        let primary = pick(
+            cap::IA32_VMX_PROCBASED_CTLS,
+            cap::IA32_VMX_TRUE_PROCBASED_CTLS,
+        );
         let has_secondary = primary & (1 << 63) != 0;
         VmxMsrs {
             basic,
-            pin: pick(cap::IA32_VMX_PINBASED_CTLS, cap::IA32_VMX_TRUE_PINBASED_CTLS),
+            pin: pick(
+                cap::IA32_VMX_PINBASED_CTLS,
+                cap::IA32_VMX_TRUE_PINBASED_CTLS,
+            ),
             primary,
-            secondary: if has_secondary { msr::read(cap::IA32_VMX_PROCBASED_CTLS2) } else { 0 },
+            secondary: if has_secondary {
+                msr::read(cap::IA32_VMX_PROCBASED_CTLS2)
+            } else {
+                0
+            },
             exit: pick(cap::IA32_VMX_EXIT_CTLS, cap::IA32_VMX_TRUE_EXIT_CTLS),
             entry: pick(cap::IA32_VMX_ENTRY_CTLS, cap::IA32_VMX_TRUE_ENTRY_CTLS),
-            ept_vpid: if has_secondary { msr::read(cap::IA32_VMX_EPT_VPID_CAP) } else { 0 },
+            ept_vpid: if has_secondary {
+                msr::read(cap::IA32_VMX_EPT_VPID_CAP)
+            } else {
+                0
+            },
             cr0_fixed0: msr::read(cap::IA32_VMX_CR0_FIXED0),
             cr0_fixed1: msr::read(cap::IA32_VMX_CR0_FIXED1),
             cr4_fixed0: msr::read(cap::IA32_VMX_CR4_FIXED0),
@@ -80,7 +94,8 @@ pub fn check_this_cpu() -> Result<(VmxMsrs, VmxControls), Missing> {
 
 /// Enters VMX root operation on this CPU.
 pub fn vmxon(msrs: &VmxMsrs, controls: &VmxControls) -> Result<HostPhysAddr, &'static str> {
-    let region = memory::alloc_zeroed(0x1000, 0x1000).map_err(|_| "out of memory for the VMXON region")?;
+    let region =
+        memory::alloc_zeroed(0x1000, 0x1000).map_err(|_| "out of memory for the VMXON region")?;
     // SAFETY: the region is a fresh, page-aligned page owned by this CPU; the revision
     // identifier goes in its first dword (SDM 25.11.5). CR0/CR4 get the fixed bits VMX
     // operation requires; the hypervisor already runs with PE, PG and NE set, so only

@@ -128,7 +128,9 @@ impl Vcpu {
             partition: res.id,
             state,
             launched: false,
-            host_facts: HostFacts { fast_strings_enabled: misc_enable & 1 != 0 },
+            host_facts: HostFacts {
+                fast_strings_enabled: misc_enable & 1 != 0,
+            },
         };
         Self::setup_host(tables)?;
         Self::setup_controls(controls, res, index)?;
@@ -139,7 +141,11 @@ impl Vcpu {
     fn setup_host(tables: &CpuTables) -> Result<(), VmxError> {
         // SAFETY: reading MSRs that exist on every x86-64 CPU.
         let (efer, pat, gs_base) = unsafe {
-            (msr::read(msr::IA32_EFER), msr::read(msr::IA32_PAT), msr::read(msr::IA32_GS_BASE))
+            (
+                msr::read(msr::IA32_EFER),
+                msr::read(msr::IA32_PAT),
+                msr::read(msr::IA32_GS_BASE),
+            )
         };
         vmcs::write(host::CR0, read_cr(0))?;
         vmcs::write(host::CR3, read_cr(3))?;
@@ -161,16 +167,29 @@ impl Vcpu {
         vmcs::write(host::IA32_SYSENTER_EIP, 0)?;
         vmcs::write(host::IA32_EFER_FULL, efer)?;
         vmcs::write(host::IA32_PAT_FULL, pat)?;
-        vmcs::write(host::RIP, vmx_exit_entry as usize as u64)?;
+        vmcs::write(host::RIP, vmx_exit_entry as *const () as u64)?;
         Ok(())
     }
 
-    fn setup_controls(c: &VmxControls, res: &PartitionResources, index: usize) -> Result<(), VmxError> {
+    fn setup_controls(
+        c: &VmxControls,
+        res: &PartitionResources,
+        index: usize,
+    ) -> Result<(), VmxError> {
         vmcs::write(control::PINBASED_EXEC_CONTROLS, u64::from(c.pin))?;
-        vmcs::write(control::PRIMARY_PROCBASED_EXEC_CONTROLS, u64::from(c.primary))?;
-        vmcs::write(control::SECONDARY_PROCBASED_EXEC_CONTROLS, u64::from(c.secondary))?;
+        vmcs::write(
+            control::PRIMARY_PROCBASED_EXEC_CONTROLS,
+            u64::from(c.primary),
+        )?;
+        vmcs::write(
+            control::SECONDARY_PROCBASED_EXEC_CONTROLS,
+            u64::from(c.secondary),
+        )?;
         vmcs::write(control::VMEXIT_CONTROLS, u64::from(c.exit))?;
-        vmcs::write(control::VMENTRY_CONTROLS, u64::from(c.entry & !EntryControls::IA32E_MODE_GUEST.bits()))?;
+        vmcs::write(
+            control::VMENTRY_CONTROLS,
+            u64::from(c.entry & !EntryControls::IA32E_MODE_GUEST.bits()),
+        )?;
         vmcs::write(control::EXCEPTION_BITMAP, 0)?;
         vmcs::write(control::PAGE_FAULT_ERR_CODE_MASK, 0)?;
         vmcs::write(control::PAGE_FAULT_ERR_CODE_MATCH, 0)?;
@@ -180,7 +199,10 @@ impl Vcpu {
         vmcs::write(control::VMENTRY_MSR_LOAD_COUNT, 0)?;
         vmcs::write(control::VMENTRY_INTERRUPTION_INFO_FIELD, 0)?;
         vmcs::write(control::IO_BITMAP_A_ADDR_FULL, res.io_bitmaps.as_u64())?;
-        vmcs::write(control::IO_BITMAP_B_ADDR_FULL, res.io_bitmaps.as_u64() + 0x1000)?;
+        vmcs::write(
+            control::IO_BITMAP_B_ADDR_FULL,
+            res.io_bitmaps.as_u64() + 0x1000,
+        )?;
         vmcs::write(control::MSR_BITMAPS_ADDR_FULL, res.msr_bitmap.as_u64())?;
         vmcs::write(control::EPTP_FULL, res.eptp)?;
         // VPID 0 belongs to the host; give each CPU its own tag.
@@ -210,11 +232,36 @@ impl Vcpu {
         vmcs::write(guest::CS_LIMIT, 0xffff_ffff)?;
         vmcs::write(guest::CS_ACCESS_RIGHTS, CODE32)?;
         for (sel, base, limit, ar) in [
-            (guest::SS_SELECTOR, guest::SS_BASE, guest::SS_LIMIT, guest::SS_ACCESS_RIGHTS),
-            (guest::DS_SELECTOR, guest::DS_BASE, guest::DS_LIMIT, guest::DS_ACCESS_RIGHTS),
-            (guest::ES_SELECTOR, guest::ES_BASE, guest::ES_LIMIT, guest::ES_ACCESS_RIGHTS),
-            (guest::FS_SELECTOR, guest::FS_BASE, guest::FS_LIMIT, guest::FS_ACCESS_RIGHTS),
-            (guest::GS_SELECTOR, guest::GS_BASE, guest::GS_LIMIT, guest::GS_ACCESS_RIGHTS),
+            (
+                guest::SS_SELECTOR,
+                guest::SS_BASE,
+                guest::SS_LIMIT,
+                guest::SS_ACCESS_RIGHTS,
+            ),
+            (
+                guest::DS_SELECTOR,
+                guest::DS_BASE,
+                guest::DS_LIMIT,
+                guest::DS_ACCESS_RIGHTS,
+            ),
+            (
+                guest::ES_SELECTOR,
+                guest::ES_BASE,
+                guest::ES_LIMIT,
+                guest::ES_ACCESS_RIGHTS,
+            ),
+            (
+                guest::FS_SELECTOR,
+                guest::FS_BASE,
+                guest::FS_LIMIT,
+                guest::FS_ACCESS_RIGHTS,
+            ),
+            (
+                guest::GS_SELECTOR,
+                guest::GS_BASE,
+                guest::GS_LIMIT,
+                guest::GS_ACCESS_RIGHTS,
+            ),
         ] {
             vmcs::write(sel, 0x10)?;
             vmcs::write(base, 0)?;
@@ -254,8 +301,11 @@ impl Vcpu {
             // this vCPU's own save area, laid out as entry.S expects (asserted above).
             let failed = unsafe { vmx_enter(self.state, u64::from(self.launched)) };
             if failed != 0 {
-                let err = if failed & 1 != 0 { VmxError::Invalid } else {
-                    vmcs::read(ro::VM_INSTRUCTION_ERROR).map_or(VmxError::Invalid, |n| VmxError::Valid(n as u32))
+                let err = if failed & 1 != 0 {
+                    VmxError::Invalid
+                } else {
+                    vmcs::read(ro::VM_INSTRUCTION_ERROR)
+                        .map_or(VmxError::Invalid, |n| VmxError::Valid(n as u32))
                 };
                 break Stop::EntryFailed(err);
             }
@@ -303,7 +353,12 @@ impl Vcpu {
                 let r = cpuid::sanitize(
                     leaf,
                     subleaf,
-                    CpuidRegs { eax: real.eax, ebx: real.ebx, ecx: real.ecx, edx: real.edx },
+                    CpuidRegs {
+                        eax: real.eax,
+                        ebx: real.ebx,
+                        ecx: real.ecx,
+                        edx: real.edx,
+                    },
                     self.host_facts,
                 );
                 regs.rax = u64::from(r.eax);
@@ -326,8 +381,12 @@ impl Vcpu {
     fn report_stop(&self, stop: Stop) {
         let (i, a) = (self.index, self.apic_id);
         match stop {
-            Stop::Unhandled(exit) => println!("cpu {i} apic {a}: guest stopped: unhandled exit {exit}"),
-            Stop::EntryFailed(e) => println!("cpu {i} apic {a}: guest stopped: VM entry failed: {e}"),
+            Stop::Unhandled(exit) => {
+                println!("cpu {i} apic {a}: guest stopped: unhandled exit {exit}")
+            }
+            Stop::EntryFailed(e) => {
+                println!("cpu {i} apic {a}: guest stopped: VM entry failed: {e}")
+            }
             Stop::Vmcs(e) => println!("cpu {i} apic {a}: guest stopped: VMCS access failed: {e}"),
         }
         let rd = |f| vmcs::read(f).unwrap_or(u64::MAX);

@@ -19,7 +19,11 @@ impl fmt::Display for VmxError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Self::Invalid => f.write_str("VMfailInvalid (no current VMCS)"),
-            Self::Valid(n) => write!(f, "VM-instruction error {n} ({})", instruction_error_name(n)),
+            Self::Valid(n) => write!(
+                f,
+                "VM-instruction error {n} ({})",
+                instruction_error_name(n)
+            ),
         }
     }
 }
