@@ -81,6 +81,13 @@ pub fn write_fmt(args: fmt::Arguments<'_>) {
     }
 }
 
+/// Writes several lines as one unit, so no other CPU's line lands in between.
+pub fn write_block(block: impl FnOnce(&mut dyn Write) -> fmt::Result) {
+    if let Some(uart) = CONSOLE.lock().as_mut() {
+        let _ = block(uart);
+    }
+}
+
 /// Breaks a lock held by a CPU that will never release it; used only on the way to halt.
 pub fn force_unlock() {
     if CONSOLE.is_locked() {

@@ -294,32 +294,30 @@ pub fn guest_said_hello(index: usize, apic_id: u32, partition: PartitionId) {
     println!("cpu {index} apic {apic_id}: vmcall from {partition} guest handled");
     let count = CPU_COUNT.load(Ordering::Acquire);
     if HELLOS.fetch_add(1, Ordering::AcqRel) + 1 == count {
-        for cpu in 0..count {
-            print_exit_counts(cpu);
-        }
-        println!("bulkhead: steady state");
+        console::write_block(|w| {
+            for cpu in 0..count {
+                writeln!(w, "{}", ExitCountsLine(cpu))?;
+            }
+            writeln!(w, "bulkhead: steady state")
+        });
     }
 }
 
-/// Prints one CPU's exit counters as `exits: cpu N: total T: REASON=n ...`.
-pub fn print_exit_counts(cpu: usize) {
-    let Some(counters) = vmx::vcpu::EXIT_COUNTERS.get(cpu) else {
-        return;
-    };
-    struct List<'a>(&'a hv_core::exit::ExitCounters);
-    impl fmt::Display for List<'_> {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            for (reason, n) in self.0.nonzero() {
-                write!(f, " {reason}={n}")?;
-            }
-            Ok(())
+/// One CPU's exit counters as `exits: cpu N: total T: REASON=n ...`.
+#[derive(Debug, Clone, Copy)]
+pub struct ExitCountsLine(pub usize);
+
+impl fmt::Display for ExitCountsLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(counters) = vmx::vcpu::EXIT_COUNTERS.get(self.0) else {
+            return Ok(());
+        };
+        write!(f, "exits: cpu {}: total {}:", self.0, counters.total())?;
+        for (reason, n) in counters.nonzero() {
+            write!(f, " {reason}={n}")?;
         }
+        Ok(())
     }
-    println!(
-        "exits: cpu {cpu}: total {}:{}",
-        counters.total(),
-        List(counters)
-    );
 }
 
 /// Re-checks the config against this machine; stops with the config field on failure.

@@ -16,8 +16,8 @@ use hv_core::vmx_caps::{EntryControls, VmxControls, VmxMsrs};
 use super::vmcs::{self, VmxError, control, guest, host, ro};
 use crate::arch::cpu::{CpuTables, KERNEL_CS, KERNEL_DS, KERNEL_TR};
 use crate::arch::msr;
+use crate::memory;
 use crate::partition::PartitionResources;
-use crate::{memory, println};
 
 unsafe extern "C" {
     fn vmx_enter(state: *mut VcpuState, resume: u64) -> u64;
@@ -380,42 +380,51 @@ impl Vcpu {
 
     fn report_stop(&self, stop: Stop) {
         let (i, a) = (self.index, self.apic_id);
-        match stop {
-            Stop::Unhandled(exit) => {
-                println!("cpu {i} apic {a}: guest stopped: unhandled exit {exit}")
-            }
-            Stop::EntryFailed(e) => {
-                println!("cpu {i} apic {a}: guest stopped: VM entry failed: {e}")
-            }
-            Stop::Vmcs(e) => println!("cpu {i} apic {a}: guest stopped: VMCS access failed: {e}"),
-        }
         let rd = |f| vmcs::read(f).unwrap_or(u64::MAX);
         let r = &self.state.regs;
-        println!(
-            "  partition={} RIP={:#x} RSP={:#x} RFLAGS={:#x} CR0={:#x} CR3={:#x} CR4={:#x}",
-            self.partition,
-            rd(guest::RIP),
-            rd(guest::RSP),
-            rd(guest::RFLAGS),
-            rd(guest::CR0),
-            rd(guest::CR3),
-            rd(guest::CR4)
-        );
-        println!(
-            "  RAX={:#x} RBX={:#x} RCX={:#x} RDX={:#x} RSI={:#x} RDI={:#x} RBP={:#x}",
-            r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp
-        );
-        println!(
-            "  R8={:#x} R9={:#x} R10={:#x} R11={:#x} R12={:#x} R13={:#x} R14={:#x} R15={:#x}",
-            r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15
-        );
-        println!(
-            "  exit qualification={:#x} guest-physical={:#x} guest-linear={:#x} instruction length={}",
-            rd(ro::EXIT_QUALIFICATION),
-            rd(ro::GUEST_PHYSICAL_ADDR_FULL),
-            rd(ro::GUEST_LINEAR_ADDR),
-            rd(ro::VMEXIT_INSTRUCTION_LEN)
-        );
-        crate::print_exit_counts(self.index);
+        crate::console::write_block(|w| {
+            match stop {
+                Stop::Unhandled(exit) => {
+                    writeln!(w, "cpu {i} apic {a}: guest stopped: unhandled exit {exit}")?
+                }
+                Stop::EntryFailed(e) => {
+                    writeln!(w, "cpu {i} apic {a}: guest stopped: VM entry failed: {e}")?
+                }
+                Stop::Vmcs(e) => writeln!(
+                    w,
+                    "cpu {i} apic {a}: guest stopped: VMCS access failed: {e}"
+                )?,
+            }
+            writeln!(
+                w,
+                "  partition={} RIP={:#x} RSP={:#x} RFLAGS={:#x} CR0={:#x} CR3={:#x} CR4={:#x}",
+                self.partition,
+                rd(guest::RIP),
+                rd(guest::RSP),
+                rd(guest::RFLAGS),
+                rd(guest::CR0),
+                rd(guest::CR3),
+                rd(guest::CR4)
+            )?;
+            writeln!(
+                w,
+                "  RAX={:#x} RBX={:#x} RCX={:#x} RDX={:#x} RSI={:#x} RDI={:#x} RBP={:#x}",
+                r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp
+            )?;
+            writeln!(
+                w,
+                "  R8={:#x} R9={:#x} R10={:#x} R11={:#x} R12={:#x} R13={:#x} R14={:#x} R15={:#x}",
+                r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15
+            )?;
+            writeln!(
+                w,
+                "  exit qualification={:#x} guest-physical={:#x} guest-linear={:#x} instruction length={}",
+                rd(ro::EXIT_QUALIFICATION),
+                rd(ro::GUEST_PHYSICAL_ADDR_FULL),
+                rd(ro::GUEST_LINEAR_ADDR),
+                rd(ro::VMEXIT_INSTRUCTION_LEN)
+            )?;
+            writeln!(w, "  {}", crate::ExitCountsLine(i))
+        });
     }
 }
