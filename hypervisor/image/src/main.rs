@@ -263,7 +263,10 @@ fn cpu_main(index: usize, apic_id: u32, tables: &'static CpuTables) -> ! {
     println!("cpu {index} apic {apic_id}: VMX on");
     let count = CPU_COUNT.load(Ordering::Acquire);
     if VMX_ON.fetch_add(1, Ordering::AcqRel) + 1 == count {
-        println!("all {count} CPUs in VMX operation");
+        // The TSC counts from reset, so this is the time since power-on (virtual time
+        // under an emulator with a deterministic clock).
+        let ms = arch::rdtsc() / (time::tsc_hz() / 1000).max(1);
+        println!("all {count} CPUs in VMX operation ({ms} ms after power-on by the TSC)");
     }
     while VMX_ON.load(Ordering::Acquire) < count {
         core::hint::spin_loop();
