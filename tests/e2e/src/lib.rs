@@ -1,1 +1,91 @@
-//! Placeholder.
+//! The emulator harness: everything needed to boot a Bulkhead image in an emulator and check what
+//! it prints on its serial console.
+//!
+//! `cargo xtask run` and the end-to-end tests in `tests/` share it:
+//!
+//! - [`build_hypervisor`] builds the freestanding hypervisor image with the flags the image needs
+//!   (see DESIGN.md, "Building freestanding code");
+//! - [`build_iso`] makes a BIOS-bootable GRUB rescue ISO from an [`IsoSpec`]: the hypervisor, the
+//!   compiled config blob (or any raw file in its place) and extra multiboot2 modules;
+//! - [`Emulator`] names an emulator and its machine (Bochs, QEMU TCG, QEMU with nested KVM);
+//!   [`Run::start`] boots an ISO in one, in a run directory of its own ([`RunDir`]);
+//! - [`Run::wait_for`] follows the serial log until the lines an [`Expect`] names have appeared,
+//!   and fails with the tail of the serial and emulator logs otherwise.
+//!
+//! An emulator is always in a process group of its own and is killed with its whole group when
+//! its [`Run`] is dropped (on success, failure, timeout or a panicking test), when the process
+//! that started it dies, and from [`kill_all_emulators`] (the Ctrl-C path of `cargo xtask run`).
+//! The harness never touches the caller's terminal: Bochs gets a pseudo-terminal of its own.
+//!
+//! This crate is host tooling; it owns no layout that crosses a boundary. The config blob comes
+//! from `bulkhead-config` (through [`config`]), the serial line forms from the hypervisor.
+
+mod emulator;
+mod image;
+mod process;
+mod run;
+
+pub mod config;
+pub mod expect;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+
+pub use emulator::{DEFAULT_BOCHS_IPS, Emulator, kvm_nested_available};
+pub use expect::{Expect, Pattern};
+pub use image::{ConfigModule, IsoSpec, Module, build_hypervisor, build_iso, grub_cfg};
+pub use process::{interrupted, kill_all_emulators};
+pub use run::{Event, Outcome, Run, RunDir, WaitError, WaitErrorKind};
+
+/// Environment variable through which `cargo xtask test` hands the built hypervisor image to the
+/// end-to-end tests.
+pub const HYPERVISOR_ELF_ENV: &str = "BULKHEAD_HYPERVISOR_ELF";
+
+/// The workspace root (the directory holding the top `Cargo.toml`).
+pub fn workspace_root() -> PathBuf {
+    // This crate lives at `tests/e2e` in the workspace.
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .ancestors()
+        .nth(2)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| manifest_dir.to_path_buf())
+}
+
+/// The workspace's `target/` directory. A `CARGO_TARGET_DIR` that points elsewhere does not move
+/// the images and run directories: those live at fixed places under `target/`.
+pub fn target_dir() -> PathBuf {
+    workspace_root().join("target")
+}
+
+/// The hypervisor image handed over by `cargo xtask test` in [`HYPERVISOR_ELF_ENV`].
+///
+/// The end-to-end tests call this first; run directly (without `cargo xtask test`) they fail here
+/// with a message that says how to run them.
+pub fn hypervisor_elf_from_env() -> Result<PathBuf> {
+    let Some(path) = std::env::var_os(HYPERVISOR_ELF_ENV) else {
+        bail!(
+            "{HYPERVISOR_ELF_ENV} is not set: the end-to-end tests boot a freshly built \
+             hypervisor image; run them with `cargo xtask test` (or `cargo xtask test --e2e-only \
+             --filter NAME`), which builds the image and sets it"
+        );
+    };
+    let path = PathBuf::from(path);
+    if !path.is_file() {
+        bail!(
+            "{HYPERVISOR_ELF_ENV}={} does not name a file; run the tests with `cargo xtask test`",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// A file in the workspace, by its path relative to the root (for example `configs/bochs-2cpu.toml`).
+pub fn workspace_file(relative: &str) -> Result<PathBuf> {
+    let path = workspace_root().join(relative);
+    if !path.exists() {
+        bail!("{} does not exist", path.display());
+    }
+    Ok(path)
+}

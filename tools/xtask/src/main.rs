@@ -1,1 +1,447 @@
-fn main() {}
+//! `cargo xtask`: the one entry point for building, booting and testing Bulkhead.
+//!
+//! - `build`: the hypervisor image (a freestanding multiboot2 ELF);
+//! - `image`: the image plus a compiled config, in a GRUB ISO;
+//! - `run`: boots that ISO headless in an emulator and streams its serial console;
+//! - `test`: host tests, then the end-to-end tests that boot emulators;
+//! - `config check|compile`: the config tool;
+//! - `deps`: the Debian packages the above need.
+//!
+//! CI calls the same commands a person does (`.ci/run` runs `cargo xtask test`). The work itself
+//! lives in the `bulkhead-e2e` library, shared with the end-to-end tests; this crate is the
+//! command line around it and never boots anything on its own.
+
+mod deps;
+mod test;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use bulkhead_e2e::{ConfigModule, Emulator, Event, Expect, IsoSpec, Run, RunDir, WaitErrorKind};
+use clap::{Args, Parser, Subcommand};
+
+/// The config `image` and `run` use unless told otherwise.
+const DEFAULT_CONFIG: &str = "configs/bochs-2cpu.toml";
+/// The line the hypervisor prints once every CPU has run its guest.
+const STEADY_STATE: &str = "bulkhead: steady state";
+/// The line the hypervisor prints when it stops after a fatal error.
+const HALTED: &str = "bulkhead: halted";
+/// How often `run` reports that the emulator is still running.
+const PROGRESS_EVERY: Duration = Duration::from_secs(30);
+/// `run --until-settled`'s time limit unless `--timeout` says otherwise.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(600);
+
+#[derive(Parser, Debug)]
+#[command(name = "cargo xtask", about = "Build, boot and test Bulkhead", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Build the hypervisor image and print its path and size.
+    Build {
+        /// Build with the dev profile instead of release.
+        #[arg(long)]
+        debug: bool,
+    },
+    /// Build the image and a bootable GRUB ISO with a compiled config.
+    Image {
+        #[command(flatten)]
+        iso: IsoArgs,
+        /// Where to write the ISO [default: target/bulkhead.iso].
+        #[arg(short = 'o', long = "out", value_name = "OUT")]
+        out: Option<PathBuf>,
+    },
+    /// Build, make the ISO and boot it headless, streaming the serial console.
+    ///
+    /// The console is also written to target/runs/run/serial.log. Exit status: 0 when the
+    /// hypervisor reached steady state (and printed no failure), 1 otherwise, 130 on Ctrl-C.
+    Run(RunArgs),
+    /// Run the host tests, build the image, then run the end-to-end (emulator) tests.
+    Test {
+        /// Only the host tests (`cargo test` at the workspace root).
+        #[arg(long, conflicts_with = "e2e_only")]
+        host_only: bool,
+        /// Only the end-to-end tests.
+        #[arg(long)]
+        e2e_only: bool,
+        /// Run only the tests whose names contain PAT.
+        #[arg(long, value_name = "PAT")]
+        filter: Option<String>,
+    },
+    /// Check or compile a machine config.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCmd,
+    },
+    /// Check the Debian packages the emulator runs need; install them when root.
+    Deps,
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCmd {
+    /// Validate a config; print the plan, or the problem with its file:line:col and field.
+    Check {
+        /// The TOML file.
+        file: PathBuf,
+    },
+    /// Compile a config into the binary blob the hypervisor reads.
+    Compile {
+        /// The TOML file.
+        file: PathBuf,
+        /// Where to write the blob.
+        #[arg(short = 'o', long = "out", value_name = "OUT")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
+struct IsoArgs {
+    /// The machine config [default: configs/bochs-2cpu.toml].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The hypervisor's command line (e.g. `selftest=unhandled-exit`).
+    #[arg(long, value_name = "STR", default_value = "")]
+    hv_cmdline: String,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    #[command(flatten)]
+    iso: IsoArgs,
+    /// Emulated CPUs [default: the CPUs the config names].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=255))]
+    cpus: Option<u32>,
+    /// Emulated RAM in MiB [default: the config's highest address plus room for the firmware,
+    /// rounded up to 256 MiB].
+    #[arg(long, value_name = "MIB")]
+    memory: Option<u32>,
+    /// Boot in QEMU (TCG, no VT-x) instead of the default emulator.
+    #[arg(long, conflicts_with = "kvm")]
+    qemu: bool,
+    /// Boot in QEMU with KVM and nested VT-x (the default where the host offers it).
+    #[arg(long)]
+    kvm: bool,
+    /// Boot in Bochs with this many emulated instructions per second (1 to 2147483647)
+    /// [default emulator's default: 50000000].
+    #[arg(long, value_name = "N", conflicts_with_all = ["qemu", "kvm"])]
+    ips: Option<u32>,
+    /// Wall-clock limit in seconds; 0 for none [default: 600 with --until-settled, else none].
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<u64>,
+    /// Stop at `bulkhead: steady state` or `bulkhead: halted` instead of running on.
+    #[arg(long)]
+    until_settled: bool,
+    /// Build the image with the dev profile.
+    #[arg(long)]
+    debug: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Ctrl-C: stop the emulators (they are in process groups of their own, out of the
+    // terminal's reach), then leave with the conventional status.
+    if let Err(e) = ctrlc::set_handler(|| {
+        bulkhead_e2e::kill_all_emulators();
+        eprintln!("\n[xtask] interrupted");
+        std::process::exit(130);
+    }) {
+        eprintln!("[xtask] warning: cannot install the Ctrl-C handler: {e}");
+    }
+    let result = match cli.command {
+        Cmd::Build { debug } => build(debug),
+        Cmd::Image { iso, out } => image(&iso, out),
+        Cmd::Run(args) => run(&args),
+        Cmd::Test {
+            host_only,
+            e2e_only,
+            filter,
+        } => test::run(!e2e_only, !host_only, filter.as_deref()),
+        Cmd::Config {
+            command: ConfigCmd::Check { file },
+        } => config_check(&file),
+        Cmd::Config {
+            command: ConfigCmd::Compile { file, out },
+        } => config_compile(&file, &out),
+        Cmd::Deps => deps::ensure(false).map(|()| ExitCode::SUCCESS),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            if bulkhead_e2e::interrupted() {
+                // The Ctrl-C handler is exiting the process.
+                loop {
+                    std::thread::park();
+                }
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one step between `[xtask] <step> ...` progress lines that give its wall time.
+pub(crate) fn step<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    eprintln!("[xtask] {what} ...");
+    let started = Instant::now();
+    let result = f();
+    let verdict = if result.is_ok() { "done" } else { "failed" };
+    eprintln!(
+        "[xtask] {what} ... {verdict} ({:.1}s)",
+        started.elapsed().as_secs_f64()
+    );
+    result
+}
+
+/// A path as given on the command line (relative to where `cargo xtask` was started), or the
+/// default, relative to the workspace root.
+fn user_path(given: Option<&Path>, default: &str) -> PathBuf {
+    given
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| bulkhead_e2e::workspace_root().join(default))
+}
+
+/// `path` relative to the workspace root where it lies inside it, for shorter messages.
+pub(crate) fn shown(path: &Path) -> String {
+    let root = bulkhead_e2e::workspace_root();
+    path.strip_prefix(&root)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+fn build_image(debug: bool) -> Result<PathBuf> {
+    let profile = if debug { "dev" } else { "release" };
+    step(&format!("build hypervisor image ({profile})"), || {
+        bulkhead_e2e::build_hypervisor(!debug)
+    })
+}
+
+fn build(debug: bool) -> Result<ExitCode> {
+    let elf = build_image(debug)?;
+    let size = std::fs::metadata(&elf)?.len();
+    println!(
+        "{} ({size} bytes, {:.1} KiB)",
+        shown(&elf),
+        size as f64 / 1024.0
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn iso_spec(args: &IsoArgs, elf: PathBuf, output: PathBuf) -> IsoSpec {
+    let config = user_path(args.config.as_deref(), DEFAULT_CONFIG);
+    IsoSpec::new(output, elf, ConfigModule::Toml(config)).cmdline(args.hv_cmdline.clone())
+}
+
+fn image(args: &IsoArgs, out: Option<PathBuf>) -> Result<ExitCode> {
+    deps::ensure(true)?;
+    // Check the config before spending time on the build.
+    let config = user_path(args.config.as_deref(), DEFAULT_CONFIG);
+    bulkhead_e2e::config::load(&config)?;
+    let elf = build_image(false)?;
+    let output = user_path(out.as_deref(), "target/bulkhead.iso");
+    let spec = iso_spec(args, elf, output);
+    let iso = step("make ISO", || bulkhead_e2e::build_iso(&spec))?;
+    let size = std::fs::metadata(&iso)?.len();
+    println!(
+        "{} ({:.1} MiB)",
+        shown(&iso),
+        size as f64 / (1024.0 * 1024.0)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run(args: &RunArgs) -> Result<ExitCode> {
+    deps::ensure(true)?;
+    let config_path = user_path(args.iso.config.as_deref(), DEFAULT_CONFIG);
+    let config = bulkhead_e2e::config::load(&config_path)?;
+    let cpus = match args.cpus {
+        Some(n) => n,
+        None if config.cpus() > 0 => config.cpus(),
+        None => bail!("{} names no CPUs; give --cpus", config_path.display()),
+    };
+    let memory_mib = args.memory.unwrap_or_else(|| config.default_memory_mib());
+    let emulator = if args.qemu {
+        Emulator::QemuTcg { cpus, memory_mib }
+    } else if args.kvm {
+        if !bulkhead_e2e::kvm_nested_available() {
+            eprintln!("[xtask] warning: this host does not announce nested VT-x; trying anyway");
+        }
+        Emulator::QemuKvm { cpus, memory_mib }
+    } else if let Some(ips) = args.ips {
+        Emulator::Bochs {
+            cpus,
+            memory_mib,
+            ips,
+        }
+    } else {
+        Emulator::default_for(cpus, memory_mib)
+    };
+    emulator.validate()?;
+    let timeout = match args.timeout {
+        Some(0) => None,
+        Some(secs) => Some(Duration::from_secs(secs)),
+        None if args.until_settled => Some(SETTLE_TIMEOUT),
+        None => None,
+    };
+
+    let elf = build_image(args.debug)?;
+    let dir = RunDir::create("run")?;
+    let spec = iso_spec(&args.iso, elf, dir.join("bulkhead.iso"));
+    let iso = step("make ISO", || bulkhead_e2e::build_iso(&spec))?;
+
+    let mut expect = Expect::new().line(STEADY_STATE);
+    expect = if args.until_settled {
+        expect.stop_on(HALTED)
+    } else {
+        expect.to_the_end()
+    };
+    eprintln!(
+        "[xtask] booting in {emulator}; serial console in {}{}",
+        shown(&dir.join("serial.log")),
+        if let Some(t) = timeout {
+            format!(", limit {}s", t.as_secs())
+        } else {
+            String::new()
+        }
+    );
+    let mut run = Run::start(&dir, &iso, &emulator)?;
+    let name = emulator.name();
+    let mut next_report = PROGRESS_EVERY;
+    let result = run.watch(&expect, timeout, &mut |event| match event {
+        Event::Line(line) => println!("{line}"),
+        Event::Tick {
+            elapsed,
+            serial_bytes,
+        } => {
+            if elapsed >= next_report {
+                next_report += PROGRESS_EVERY;
+                eprintln!(
+                    "[xtask] {name} running, {}s, serial {:.1} KiB",
+                    elapsed.as_secs(),
+                    serial_bytes as f64 / 1024.0
+                );
+            }
+        }
+    });
+    let stopped = run.stop();
+    match result {
+        Ok(outcome) => {
+            eprintln!(
+                "[xtask] {name}: steady state reached; run ended after {:.1}s{}",
+                outcome.elapsed.as_secs_f64(),
+                stopped
+                    .map(|s| format!(" (emulator: {s})"))
+                    .unwrap_or_default()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) if matches!(e.kind, WaitErrorKind::Interrupted) => Ok(ExitCode::from(130)),
+        Err(e) => {
+            let why = match &e.kind {
+                WaitErrorKind::Timeout(limit) => {
+                    format!("no steady state within {}s", limit.as_secs())
+                }
+                WaitErrorKind::FailLine(line) => format!("failure on the console: {line}"),
+                WaitErrorKind::Stopped(line) => {
+                    format!("stopped with {line:?} before steady state")
+                }
+                WaitErrorKind::Exited(status) => format!(
+                    "emulator exited{} before steady state (see {})",
+                    status.map(|s| format!(" ({s})")).unwrap_or_default(),
+                    shown(&dir.join(emulator.log_name()))
+                ),
+                WaitErrorKind::Interrupted => "interrupted".into(),
+            };
+            eprintln!(
+                "[xtask] {name}: {why}; run ended after {:.1}s",
+                e.elapsed.as_secs_f64()
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn config_check(file: &Path) -> Result<ExitCode> {
+    match bulkhead_e2e::config::load(file) {
+        Ok(config) => {
+            print!("{}", config.description);
+            if !config.description.ends_with('\n') {
+                println!();
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{e:#}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn config_compile(file: &Path, out: &Path) -> Result<ExitCode> {
+    let config = match bulkhead_e2e::config::load(file) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{e:#}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    std::fs::write(out, &config.blob).with_context(|| format!("cannot write {}", out.display()))?;
+    println!("{}: {} bytes", out.display(), config.blob.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "xtask",
+            "run",
+            "--cpus",
+            "4",
+            "--memory",
+            "2048",
+            "--ips",
+            "100000000",
+            "--timeout",
+            "300",
+            "--until-settled",
+            "--hv-cmdline",
+            "selftest=unhandled-exit",
+        ])
+        .unwrap();
+        let Cmd::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(args.cpus, Some(4));
+        assert_eq!(args.ips, Some(100_000_000));
+        assert!(args.until_settled);
+        assert_eq!(args.iso.hv_cmdline, "selftest=unhandled-exit");
+        assert!(Cli::try_parse_from(["xtask", "run", "--qemu", "--kvm"]).is_err());
+        assert!(Cli::try_parse_from(["xtask", "run", "--qemu", "--ips", "5"]).is_err());
+        assert!(Cli::try_parse_from(["xtask", "test", "--host-only", "--e2e-only"]).is_err());
+    }
+
+    #[test]
+    fn default_ips_fits_bochs() {
+        let bochs = Emulator::Bochs {
+            cpus: 2,
+            memory_mib: 1024,
+            ips: bulkhead_e2e::DEFAULT_BOCHS_IPS,
+        };
+        bochs.validate().unwrap();
+    }
+}

@@ -1,0 +1,122 @@
+//! Machine configs as the harness needs them: the compiled blob for the ISO, the summary for
+//! people, and the machine an emulator must provide (CPUs, RAM).
+//!
+//! [`load`] is the one place that calls the config crate (`bulkhead-config`, which owns the
+//! schema, the validation and the blob layout).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+use bulkhead_config::{PartitionId, blob, host};
+
+/// Room left above the highest configured region for what the firmware puts at the top of RAM
+/// (the emulators' BIOSes place their ACPI tables there).
+const FIRMWARE_HEADROOM_MIB: u64 = 64;
+/// Emulated RAM is a multiple of this.
+const RAM_GRANULE_MIB: u64 = 256;
+
+/// A config file, checked and compiled.
+#[derive(Clone, Debug)]
+pub struct LoadedConfig {
+    /// The file.
+    pub path: PathBuf,
+    /// The binary blob the hypervisor reads (GRUB module `config`).
+    pub blob: Vec<u8>,
+    /// The plan in words, for people.
+    pub description: String,
+    /// APIC IDs of the Linux partition's CPUs.
+    pub linux_cpus: Vec<u32>,
+    /// APIC IDs of the RT partition's CPUs.
+    pub rt_cpus: Vec<u32>,
+    /// One past the highest byte of RAM the config names (hypervisor, partitions, shared).
+    pub ram_end: u64,
+}
+
+impl LoadedConfig {
+    /// APIC IDs of every CPU either partition owns (Linux's first).
+    pub fn apic_ids(&self) -> Vec<u32> {
+        self.linux_cpus
+            .iter()
+            .chain(&self.rt_cpus)
+            .copied()
+            .collect()
+    }
+
+    /// How many CPUs the machine needs: one per configured APIC ID.
+    pub fn cpus(&self) -> u32 {
+        (self.linux_cpus.len() + self.rt_cpus.len()) as u32
+    }
+
+    /// Emulated RAM for this config: the highest configured address plus room for the firmware,
+    /// rounded up to 256 MiB.
+    pub fn default_memory_mib(&self) -> u32 {
+        memory_mib_for(self.ram_end)
+    }
+}
+
+fn memory_mib_for(ram_end: u64) -> u32 {
+    let end_mib = ram_end.div_ceil(1 << 20);
+    let mib = (end_mib + FIRMWARE_HEADROOM_MIB).div_ceil(RAM_GRANULE_MIB) * RAM_GRANULE_MIB;
+    mib.clamp(RAM_GRANULE_MIB, u64::from(u32::MAX)) as u32
+}
+
+/// Loads, validates and compiles a config file. The error is the config crate's diagnostic
+/// (`file:line:col: field path: message`).
+pub fn load(path: &Path) -> Result<LoadedConfig> {
+    let cfg = match host::load_file(path) {
+        Ok(cfg) => cfg,
+        Err(diagnostic) => bail!("{diagnostic}"),
+    };
+    let linux = cfg.partition(PartitionId::Linux);
+    let rt = cfg.partition(PartitionId::Rt);
+    let regions = std::iter::once(cfg.hypervisor_region())
+        .chain(linux.memory().iter().copied())
+        .chain(rt.memory().iter().copied())
+        .chain(cfg.shared_regions().iter().map(|s| s.region));
+    Ok(LoadedConfig {
+        path: path.to_path_buf(),
+        blob: blob::encode(&cfg),
+        description: host::describe(&cfg),
+        linux_cpus: linux.cpus().to_vec(),
+        rt_cpus: rt.cpus().to_vec(),
+        ram_end: regions.map(|r| r.end()).max().unwrap_or(0),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_covers_the_highest_region_and_the_firmware() {
+        // bochs-2cpu: shared region ends at 0x3820_0000 (898 MiB).
+        assert_eq!(memory_mib_for(0x3820_0000), 1024);
+        // bochs-4cpu: shared region ends at 0x7020_0000 (1794 MiB).
+        assert_eq!(memory_mib_for(0x7020_0000), 2048);
+        // Exactly 1 GiB leaves no room for the firmware's tables.
+        assert_eq!(memory_mib_for(1 << 30), 1280);
+        assert_eq!(memory_mib_for(0), 256);
+    }
+
+    #[test]
+    fn example_configs_load() {
+        let two = load(&crate::workspace_root().join("configs/bochs-2cpu.toml")).unwrap();
+        assert_eq!(two.cpus(), 2);
+        assert_eq!(two.default_memory_mib(), 1024);
+        assert!(two.blob.starts_with(b"BLKHDCFG"));
+        let four = load(&crate::workspace_root().join("configs/bochs-4cpu.toml")).unwrap();
+        assert_eq!(four.cpus(), 4);
+        assert_eq!(four.default_memory_mib(), 2048);
+    }
+
+    #[test]
+    fn diagnostics_name_the_file() {
+        let dir = std::env::temp_dir().join(format!("bulkhead-e2e-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bad = dir.join("bad.toml");
+        std::fs::write(&bad, "[machine]\nname = 5\n").unwrap();
+        let err = load(&bad).unwrap_err().to_string();
+        assert!(err.starts_with(&bad.display().to_string()), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,396 @@
+//! The emulators we boot images in, and exactly how each one is started.
+//!
+//! - **Bochs** is the VT-x test bed. Each run gets its own `bochsrc` (written into the run
+//!   directory, so a failed run can be repeated by hand) with `clock: sync=none` and a fixed
+//!   `ips`: emulated time follows the instruction count, so runs are deterministic. Debian's
+//!   Bochs stops at its debugger prompt, so it gets `-rc` with `c` and `quit`; its `term` display
+//!   needs a terminal, so it runs on a pseudo-terminal of its own (the harness drains it into
+//!   `term.log`), in a session of its own.
+//! - **QEMU TCG** has no VT-x: the hypervisor must stop with its clear message there.
+//! - **QEMU with KVM** (`-cpu host,+vmx`) where the host offers nested VT-x.
+
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+use crate::process::{GroupChild, open_pty};
+
+/// Instructions per emulated second for Bochs unless told otherwise.
+pub const DEFAULT_BOCHS_IPS: u32 = 50_000_000;
+
+/// Bochs' BIOS and VGA BIOS, where Debian's `bochsbios` and `vgabios` install them.
+const BOCHS_BIOS: &str = "/usr/share/bochs/BIOS-bochs-latest";
+const VGA_BIOS: &str = "/usr/share/vgabios/vgabios.bin";
+
+/// Bochs will not allocate more than this much host memory for the guest (`memory: host=`).
+const BOCHS_MAX_HOST_MIB: u32 = 2048;
+
+/// Where nested VT-x is announced by the host kernel.
+const KVM_INTEL_NESTED: &str = "/sys/module/kvm_intel/parameters/nested";
+
+/// How much of Bochs' terminal output is kept in `term.log` (the rest is read and dropped).
+const TERM_LOG_CAP: u64 = 1 << 20;
+
+/// An emulator and the machine it emulates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Emulator {
+    /// Bochs with `corei7_icelake_u` CPUs (VT-x with EPT, VPID, unrestricted guest, ...).
+    Bochs {
+        /// Emulated CPUs.
+        cpus: u32,
+        /// Guest RAM in MiB.
+        memory_mib: u32,
+        /// Emulated instructions per emulated second (a signed 32-bit number for Bochs).
+        ips: u32,
+    },
+    /// QEMU's TCG with `-cpu max`: no VT-x.
+    QemuTcg {
+        /// Emulated CPUs.
+        cpus: u32,
+        /// Guest RAM in MiB.
+        memory_mib: u32,
+    },
+    /// QEMU with KVM and the host CPU plus VMX (needs nested VT-x on the host).
+    QemuKvm {
+        /// Virtual CPUs.
+        cpus: u32,
+        /// Guest RAM in MiB.
+        memory_mib: u32,
+    },
+}
+
+/// Whether `/dev/kvm` exists and the host's `kvm_intel` module offers nested VT-x.
+pub fn kvm_nested_available() -> bool {
+    Path::new("/dev/kvm").exists()
+        && fs::read_to_string(KVM_INTEL_NESTED)
+            .map(|v| matches!(v.trim(), "Y" | "y" | "1"))
+            .unwrap_or(false)
+}
+
+impl Emulator {
+    /// The default emulator for a machine: QEMU with KVM where nested VT-x is available (much
+    /// faster), Bochs otherwise.
+    pub fn default_for(cpus: u32, memory_mib: u32) -> Self {
+        if kvm_nested_available() {
+            Self::QemuKvm { cpus, memory_mib }
+        } else {
+            Self::Bochs {
+                cpus,
+                memory_mib,
+                ips: DEFAULT_BOCHS_IPS,
+            }
+        }
+    }
+
+    /// A short name for messages and progress lines.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Bochs { .. } => "bochs",
+            Self::QemuTcg { .. } => "qemu",
+            Self::QemuKvm { .. } => "qemu-kvm",
+        }
+    }
+
+    /// Emulated CPUs.
+    pub fn cpus(&self) -> u32 {
+        match *self {
+            Self::Bochs { cpus, .. } | Self::QemuTcg { cpus, .. } | Self::QemuKvm { cpus, .. } => {
+                cpus
+            }
+        }
+    }
+
+    /// Guest RAM in MiB.
+    pub fn memory_mib(&self) -> u32 {
+        match *self {
+            Self::Bochs { memory_mib, .. }
+            | Self::QemuTcg { memory_mib, .. }
+            | Self::QemuKvm { memory_mib, .. } => memory_mib,
+        }
+    }
+
+    /// The name of the emulator's own log in the run directory.
+    pub fn log_name(&self) -> &'static str {
+        match self {
+            Self::Bochs { .. } => "bochs.log",
+            Self::QemuTcg { .. } | Self::QemuKvm { .. } => "qemu.log",
+        }
+    }
+
+    /// Checks the machine's numbers against what the emulator accepts.
+    pub fn validate(&self) -> Result<()> {
+        let cpus = self.cpus();
+        if !(1..=255).contains(&cpus) {
+            bail!("{self}: {cpus} CPUs is out of range (1 to 255)");
+        }
+        let memory = self.memory_mib();
+        if !(32..=1 << 20).contains(&memory) {
+            bail!("{self}: {memory} MiB of RAM is out of range (32 MiB to 1 TiB)");
+        }
+        if let Self::Bochs { ips, .. } = *self
+            && (ips == 0 || i32::try_from(ips).is_err())
+        {
+            bail!(
+                "bochs: ips {ips} is out of range (1 to {}: Bochs reads a signed 32-bit number)",
+                i32::MAX
+            );
+        }
+        Ok(())
+    }
+
+    /// The `bochsrc` for booting `iso` with its serial port and log in `run_dir` (Bochs only).
+    pub fn bochsrc(&self, iso: &Path, run_dir: &Path) -> Option<String> {
+        let Self::Bochs {
+            cpus,
+            memory_mib,
+            ips,
+        } = *self
+        else {
+            return None;
+        };
+        let host_mib = memory_mib.min(BOCHS_MAX_HOST_MIB);
+        let serial = run_dir.join("serial.log");
+        let log = run_dir.join("bochs.log");
+        Some(format!(
+            "\
+# Generated for one run; `bochs -q -f bochsrc -rc bochs.rc` in this directory repeats it.
+memory: guest={memory_mib}, host={host_mib}
+cpu: model=corei7_icelake_u, count={cpus}, ips={ips}, reset_on_triple_fault=0
+romimage: file={BOCHS_BIOS}
+vgaromimage: file={VGA_BIOS}
+pci: enabled=1, chipset=i440fx
+ata0: enabled=1, ioaddr1=0x1f0, ioaddr2=0x3f0, irq=14
+ata0-master: type=cdrom, path={iso}, status=inserted
+boot: cdrom
+clock: sync=none, time0=946681200
+com1: enabled=1, mode=file, dev={serial}
+display_library: term
+sound: waveoutdrv=dummy, waveindrv=dummy, midioutdrv=dummy
+log: {log}
+panic: action=fatal
+error: action=report
+info: action=report
+debug: action=ignore
+magic_break: enabled=0
+",
+            iso = iso.display(),
+            serial = serial.display(),
+            log = log.display(),
+        ))
+    }
+
+    /// The QEMU command line for booting `iso` with its serial port in `run_dir` (QEMU only).
+    pub fn qemu_args(&self, iso: &Path, run_dir: &Path) -> Option<Vec<String>> {
+        let (cpus, memory_mib, kvm) = match *self {
+            Self::Bochs { .. } => return None,
+            Self::QemuTcg { cpus, memory_mib } => (cpus, memory_mib, false),
+            Self::QemuKvm { cpus, memory_mib } => (cpus, memory_mib, true),
+        };
+        let mut args: Vec<String> = Vec::new();
+        args.extend(["-machine", "pc"].map(String::from));
+        if kvm {
+            args.extend(["-enable-kvm", "-cpu", "host,+vmx"].map(String::from));
+        } else {
+            args.extend(["-cpu", "max"].map(String::from));
+        }
+        args.extend([
+            "-smp".into(),
+            cpus.to_string(),
+            "-m".into(),
+            memory_mib.to_string(),
+            "-cdrom".into(),
+            iso.display().to_string(),
+            "-display".into(),
+            "none".into(),
+            "-serial".into(),
+            format!("file:{}", run_dir.join("serial.log").display()),
+            "-no-reboot".into(),
+            "-monitor".into(),
+            "none".into(),
+            "-device".into(),
+            "isa-debug-exit,iobase=0xf4,iosize=0x04".into(),
+        ]);
+        Some(args)
+    }
+
+    /// Starts the emulator on `iso`, with every file it writes in `run_dir`.
+    pub(crate) fn spawn(&self, iso: &Path, run_dir: &Path) -> Result<GroupChild> {
+        self.validate()?;
+        match self {
+            Self::Bochs { .. } => self.spawn_bochs(iso, run_dir),
+            Self::QemuTcg { .. } | Self::QemuKvm { .. } => self.spawn_qemu(iso, run_dir),
+        }
+    }
+
+    fn spawn_bochs(&self, iso: &Path, run_dir: &Path) -> Result<GroupChild> {
+        let bochsrc = run_dir.join("bochsrc");
+        let rc = run_dir.join("bochs.rc");
+        write(
+            &bochsrc,
+            self.bochsrc(iso, run_dir).unwrap_or_default().as_bytes(),
+        )?;
+        // Debian's Bochs has its debugger built in and stops at its prompt: continue, and quit
+        // when the simulation ends.
+        write(&rc, b"c\nquit\n")?;
+
+        let (master, slave) =
+            open_pty(25, 80).context("cannot open a pseudo-terminal for Bochs")?;
+        let mut command = Command::new("bochs");
+        command
+            .arg("-q")
+            .arg("-f")
+            .arg(&bochsrc)
+            .arg("-rc")
+            .arg(&rc)
+            .current_dir(run_dir)
+            .env("TERM", "xterm")
+            .stdin(Stdio::from(slave.try_clone()?))
+            .stdout(Stdio::from(slave.try_clone()?))
+            .stderr(Stdio::from(slave));
+        // Bochs' terminal display catches SIGTERM and carries on; a hang-up ends it at once.
+        let child = GroupChild::spawn(&mut command, true, libc::SIGHUP)
+            .context("cannot start `bochs` (install it with `cargo xtask deps`)")?;
+        // The slave's copies in `command` must go, or the master never sees the end.
+        drop(command);
+        drain_terminal(master, &run_dir.join("term.log"))?;
+        Ok(child)
+    }
+
+    fn spawn_qemu(&self, iso: &Path, run_dir: &Path) -> Result<GroupChild> {
+        let args = self.qemu_args(iso, run_dir).unwrap_or_default();
+        write(&run_dir.join("qemu.args"), args.join(" ").as_bytes())?;
+        let log_path = run_dir.join("qemu.log");
+        let log = File::create(&log_path)
+            .with_context(|| format!("cannot create {}", log_path.display()))?;
+        let mut command = Command::new("qemu-system-x86_64");
+        command
+            .args(&args)
+            .current_dir(run_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log));
+        GroupChild::spawn(&mut command, false, libc::SIGTERM)
+            .context("cannot start `qemu-system-x86_64` (install it with `cargo xtask deps`)")
+    }
+}
+
+impl fmt::Display for Emulator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::Bochs {
+                cpus,
+                memory_mib,
+                ips,
+            } => {
+                write!(f, "bochs ({cpus} CPUs, {memory_mib} MiB, ips {ips})")
+            }
+            Self::QemuTcg { cpus, memory_mib } => {
+                write!(f, "qemu TCG ({cpus} CPUs, {memory_mib} MiB)")
+            }
+            Self::QemuKvm { cpus, memory_mib } => {
+                write!(f, "qemu KVM ({cpus} CPUs, {memory_mib} MiB)")
+            }
+        }
+    }
+}
+
+/// Reads everything Bochs writes to its terminal on a thread of its own (a full pty would stop
+/// it), keeping the first [`TERM_LOG_CAP`] bytes in `path`. The thread ends when the last
+/// holder of the pty's slave side (Bochs) exits.
+fn drain_terminal(mut master: File, path: &PathBuf) -> Result<()> {
+    let mut log =
+        File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    std::thread::Builder::new()
+        .name("bochs-term".into())
+        .spawn(move || {
+            let mut buf = [0u8; 4096];
+            let mut kept = 0u64;
+            // EIO once the slave side is closed everywhere: that is the end.
+            while let Ok(n) = master.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let keep = (TERM_LOG_CAP.saturating_sub(kept) as usize).min(n);
+                if keep > 0 && log.write_all(&buf[..keep]).is_ok() {
+                    kept += keep as u64;
+                }
+            }
+        })
+        .context("cannot start the thread that reads Bochs' terminal")?;
+    Ok(())
+}
+
+fn write(path: &Path, contents: &[u8]) -> Result<()> {
+    fs::write(path, contents).with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bochsrc_has_the_machine_and_the_run_files() {
+        let emu = Emulator::Bochs {
+            cpus: 4,
+            memory_mib: 4096,
+            ips: 50_000_000,
+        };
+        let rc = emu.bochsrc(Path::new("/r/x.iso"), Path::new("/r")).unwrap();
+        assert!(rc.contains("memory: guest=4096, host=2048\n"));
+        assert!(rc.contains("cpu: model=corei7_icelake_u, count=4, ips=50000000,"));
+        assert!(rc.contains("ata0-master: type=cdrom, path=/r/x.iso, status=inserted\n"));
+        assert!(rc.contains("com1: enabled=1, mode=file, dev=/r/serial.log\n"));
+        assert!(rc.contains("log: /r/bochs.log\n"));
+        assert!(rc.contains("clock: sync=none, time0=946681200\n"));
+    }
+
+    #[test]
+    fn ips_must_fit_a_signed_32_bit_number() {
+        let ok = Emulator::Bochs {
+            cpus: 2,
+            memory_mib: 1024,
+            ips: i32::MAX as u32,
+        };
+        ok.validate().unwrap();
+        let too_big = Emulator::Bochs {
+            cpus: 2,
+            memory_mib: 1024,
+            ips: i32::MAX as u32 + 1,
+        };
+        assert!(too_big.validate().is_err());
+        let zero = Emulator::Bochs {
+            cpus: 2,
+            memory_mib: 1024,
+            ips: 0,
+        };
+        assert!(zero.validate().is_err());
+    }
+
+    #[test]
+    fn qemu_kvm_adds_vmx_and_tcg_does_not() {
+        let kvm = Emulator::QemuKvm {
+            cpus: 2,
+            memory_mib: 1024,
+        };
+        let args = kvm
+            .qemu_args(Path::new("a.iso"), Path::new("/r"))
+            .unwrap()
+            .join(" ");
+        assert!(args.contains("-enable-kvm -cpu host,+vmx"));
+        assert!(args.contains("-serial file:/r/serial.log"));
+        let tcg = Emulator::QemuTcg {
+            cpus: 2,
+            memory_mib: 1024,
+        };
+        let args = tcg
+            .qemu_args(Path::new("a.iso"), Path::new("/r"))
+            .unwrap()
+            .join(" ");
+        assert!(args.contains("-cpu max") && !args.contains("kvm"));
+        assert!(args.contains("-no-reboot") && args.contains("-monitor none"));
+    }
+}

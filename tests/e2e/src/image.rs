@@ -1,0 +1,301 @@
+//! Building the hypervisor image and the bootable ISO around it.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// The target the freestanding image is built for (see DESIGN.md, "Building freestanding code").
+const IMAGE_TARGET: &str = "x86_64-unknown-linux-gnu";
+/// Code generation flags for the image; its link arguments come from its own build script.
+const IMAGE_RUSTFLAGS: &str = "-C relocation-model=static -C panic=abort";
+/// The image crate (package and binary name).
+const IMAGE_PACKAGE: &str = "bulkhead-hypervisor";
+
+/// Where GRUB finds what the ISO holds.
+const HYPERVISOR_ON_ISO: &str = "boot/bulkhead/hypervisor.elf";
+const CONFIG_ON_ISO: &str = "boot/bulkhead/config.bin";
+
+/// Builds the hypervisor image and returns the path of the ELF.
+///
+/// The image is built for the host target with an explicit `--target`, so that the image flags
+/// in `RUSTFLAGS` reach the image crates only and never build scripts or proc-macros, in its own
+/// target directory (`target/image`) so that changing flags never rebuilds the host crates.
+pub fn build_hypervisor(release: bool) -> Result<PathBuf> {
+    let root = crate::workspace_root();
+    let target_dir = crate::target_dir().join("image");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(&root)
+        .args(["build", "-p", IMAGE_PACKAGE]);
+    if release {
+        command.arg("--release");
+    }
+    command
+        .args(["--target", IMAGE_TARGET, "--target-dir"])
+        .arg(&target_dir)
+        .env("RUSTFLAGS", IMAGE_RUSTFLAGS)
+        // Would take precedence over RUSTFLAGS.
+        .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    let status = command.status().context("cannot run cargo")?;
+    if !status.success() {
+        bail!("building the hypervisor image failed ({status})");
+    }
+    let profile = if release { "release" } else { "debug" };
+    let elf = target_dir
+        .join(IMAGE_TARGET)
+        .join(profile)
+        .join(IMAGE_PACKAGE);
+    if !elf.is_file() {
+        bail!("cargo reported success but {} is missing", elf.display());
+    }
+    Ok(elf)
+}
+
+/// What goes into GRUB's `config` module.
+#[derive(Clone, Debug)]
+pub enum ConfigModule {
+    /// A TOML config, checked and compiled into the blob.
+    Toml(PathBuf),
+    /// Any file, as is (for testing how the hypervisor treats a bad blob).
+    Raw(PathBuf),
+    /// No `config` module at all.
+    Omit,
+}
+
+/// An extra multiboot2 module: staged as `boot/bulkhead/<file name>` and given to GRUB as
+/// `module2 /boot/bulkhead/<file name> <name>`.
+#[derive(Clone, Debug)]
+pub struct Module {
+    /// The module's name on the `module2` line (what the config refers to), e.g. `vmlinuz`.
+    pub name: String,
+    /// The file.
+    pub file: PathBuf,
+}
+
+/// Everything that goes into a bootable ISO.
+#[derive(Clone, Debug)]
+pub struct IsoSpec {
+    /// The ISO to write.
+    pub output: PathBuf,
+    /// The hypervisor ELF.
+    pub hypervisor: PathBuf,
+    /// The config module.
+    pub config: ConfigModule,
+    /// The hypervisor's command line (words such as `selftest=unhandled-exit`).
+    pub hv_cmdline: String,
+    /// Extra modules, in order (RT image, Linux kernel, initrd).
+    pub modules: Vec<Module>,
+}
+
+impl IsoSpec {
+    /// An ISO at `output` with `hypervisor` and the compiled `config`, no command line, no
+    /// other modules.
+    pub fn new(
+        output: impl Into<PathBuf>,
+        hypervisor: impl Into<PathBuf>,
+        config: ConfigModule,
+    ) -> Self {
+        Self {
+            output: output.into(),
+            hypervisor: hypervisor.into(),
+            config,
+            hv_cmdline: String::new(),
+            modules: Vec::new(),
+        }
+    }
+
+    /// Sets the hypervisor's command line.
+    pub fn cmdline(mut self, cmdline: impl Into<String>) -> Self {
+        self.hv_cmdline = cmdline.into();
+        self
+    }
+
+    /// Adds a module.
+    pub fn module(mut self, name: impl Into<String>, file: impl Into<PathBuf>) -> Self {
+        self.modules.push(Module {
+            name: name.into(),
+            file: file.into(),
+        });
+        self
+    }
+}
+
+/// GRUB's `grub.cfg` for `spec`: serial console at 115200, no menu delay, one entry.
+pub fn grub_cfg(spec: &IsoSpec) -> Result<String> {
+    let cmdline = grub_words(&spec.hv_cmdline, "hypervisor command line")?;
+    let mut cfg = String::from(
+        "set timeout=0\n\
+         set default=0\n\
+         serial --unit=0 --speed=115200\n\
+         terminal_input serial\n\
+         terminal_output serial\n\
+         menuentry \"Bulkhead\" {\n",
+    );
+    // Writing to a String cannot fail.
+    let _ = writeln!(
+        cfg,
+        "    multiboot2 /{HYPERVISOR_ON_ISO}{}",
+        prefixed(&cmdline)
+    );
+    if !matches!(spec.config, ConfigModule::Omit) {
+        let _ = writeln!(cfg, "    module2 /{CONFIG_ON_ISO} config");
+    }
+    for module in &spec.modules {
+        let name = grub_words(&module.name, "module name")?;
+        if name.is_empty() || name.contains(' ') {
+            bail!("module name {:?} must be one word", module.name);
+        }
+        let file = staged_name(module)?;
+        let _ = writeln!(cfg, "    module2 /boot/bulkhead/{file} {name}");
+    }
+    cfg.push_str("    boot\n}\n");
+    Ok(cfg)
+}
+
+fn prefixed(words: &str) -> String {
+    if words.is_empty() {
+        String::new()
+    } else {
+        format!(" {words}")
+    }
+}
+
+/// Checks that `text` reaches the kernel as written: words of characters that GRUB's script
+/// parser leaves alone, separated by single spaces.
+fn grub_words(text: &str, what: &str) -> Result<String> {
+    if let Some(c) = text.chars().find(|&c| {
+        c.is_control()
+            || matches!(
+                c,
+                '"' | '\'' | '\\' | '$' | ';' | '|' | '&' | '<' | '>' | '{' | '}' | '#'
+            )
+    }) {
+        bail!("{what} {text:?}: {c:?} would be interpreted by GRUB; use plain words");
+    }
+    Ok(text.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+fn staged_name(module: &Module) -> Result<String> {
+    let name = module
+        .file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .filter(|n| {
+            n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        })
+        .with_context(|| {
+            format!(
+                "module file {}: use a name of letters, digits, '.', '_', '-'",
+                module.file.display()
+            )
+        })?;
+    if name == "hypervisor.elf" || name == "config.bin" {
+        bail!(
+            "module file {}: the name {name} is taken",
+            module.file.display()
+        );
+    }
+    Ok(name.to_string())
+}
+
+/// Builds the ISO `spec` describes with `grub-mkrescue` (BIOS GRUB) and returns its path.
+///
+/// The files are staged in `<output>.staging/`, which is removed afterwards.
+pub fn build_iso(spec: &IsoSpec) -> Result<PathBuf> {
+    let cfg = grub_cfg(spec)?;
+    let staging = spec.output.with_extension("staging");
+    let _ = fs::remove_dir_all(&staging);
+    let bulkhead = staging.join("boot/bulkhead");
+    fs::create_dir_all(&bulkhead)
+        .with_context(|| format!("cannot create {}", bulkhead.display()))?;
+    fs::create_dir_all(staging.join("boot/grub"))?;
+    fs::write(staging.join("boot/grub/grub.cfg"), &cfg)?;
+    copy(&spec.hypervisor, &staging.join(HYPERVISOR_ON_ISO))?;
+    match &spec.config {
+        ConfigModule::Toml(path) => {
+            let loaded = crate::config::load(path)?;
+            fs::write(staging.join(CONFIG_ON_ISO), &loaded.blob)?;
+        }
+        ConfigModule::Raw(path) => copy(path, &staging.join(CONFIG_ON_ISO))?,
+        ConfigModule::Omit => {}
+    }
+    let mut seen = Vec::new();
+    for module in &spec.modules {
+        let name = staged_name(module)?;
+        if seen.contains(&name) {
+            bail!("two modules are staged as {name}");
+        }
+        copy(&module.file, &bulkhead.join(&name))?;
+        seen.push(name);
+    }
+
+    if let Some(dir) = spec.output.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let output = Command::new("grub-mkrescue")
+        .arg("-o")
+        .arg(&spec.output)
+        .arg(&staging)
+        .output()
+        .context("cannot run grub-mkrescue (install the tools with `cargo xtask deps`)")?;
+    if !output.status.success() {
+        bail!(
+            "grub-mkrescue failed ({}):\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim_end()
+        );
+    }
+    fs::remove_dir_all(&staging).with_context(|| format!("cannot remove {}", staging.display()))?;
+    Ok(spec.output.clone())
+}
+
+fn copy(from: &Path, to: &Path) -> Result<()> {
+    fs::copy(from, to)
+        .map(drop)
+        .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grub_cfg_boots_the_hypervisor_with_its_modules() {
+        let spec = IsoSpec::new("x.iso", "hv.elf", ConfigModule::Raw("c".into()))
+            .cmdline("selftest=unhandled-exit  log=debug")
+            .module("vmlinuz", "/k/vmlinuz-6.1")
+            .module("rt", "/r/rt.elf");
+        let cfg = grub_cfg(&spec).unwrap();
+        assert_eq!(
+            cfg,
+            "set timeout=0\nset default=0\nserial --unit=0 --speed=115200\n\
+             terminal_input serial\nterminal_output serial\nmenuentry \"Bulkhead\" {\n    \
+             multiboot2 /boot/bulkhead/hypervisor.elf selftest=unhandled-exit log=debug\n    \
+             module2 /boot/bulkhead/config.bin config\n    \
+             module2 /boot/bulkhead/vmlinuz-6.1 vmlinuz\n    \
+             module2 /boot/bulkhead/rt.elf rt\n    boot\n}\n"
+        );
+    }
+
+    #[test]
+    fn grub_cfg_without_config_or_cmdline() {
+        let spec = IsoSpec::new("x.iso", "hv.elf", ConfigModule::Omit);
+        let cfg = grub_cfg(&spec).unwrap();
+        assert!(cfg.contains("    multiboot2 /boot/bulkhead/hypervisor.elf\n    boot\n"));
+    }
+
+    #[test]
+    fn grub_cfg_rejects_what_grub_would_interpret() {
+        let spec = IsoSpec::new("x.iso", "hv.elf", ConfigModule::Omit).cmdline("a=$b");
+        assert!(grub_cfg(&spec).is_err());
+        let spec = IsoSpec::new("x.iso", "hv.elf", ConfigModule::Omit).module("a b", "f");
+        assert!(grub_cfg(&spec).is_err());
+        let spec = IsoSpec::new("x.iso", "hv.elf", ConfigModule::Omit).module("c", "/x/config.bin");
+        assert!(grub_cfg(&spec).is_err());
+    }
+}

@@ -1,0 +1,439 @@
+//! One emulator run: its directory, its process, and following its serial log.
+
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::emulator::Emulator;
+use crate::expect::{Expect, Pattern, Progress, clean_line};
+use crate::process::{GroupChild, interrupted};
+
+/// How often the serial log is polled.
+const POLL: Duration = Duration::from_millis(50);
+/// How long a run keeps reading after a fail pattern, so that the report shows what followed.
+const FAIL_GRACE: Duration = Duration::from_secs(1);
+/// Lines of the serial log shown when a run fails.
+const SERIAL_TAIL: usize = 60;
+/// Lines of the emulator's log shown when a run fails.
+const EMULATOR_TAIL: usize = 20;
+
+/// A run directory: `target/runs/<name>/`, emptied when it is created.
+///
+/// Everything a run writes lives there: the ISO, the emulator's config and log, `serial.log`.
+#[derive(Clone, Debug)]
+pub struct RunDir {
+    name: String,
+    path: PathBuf,
+}
+
+impl RunDir {
+    /// Creates `target/runs/<name>/`, wiping what an earlier run of that name left.
+    pub fn create(name: &str) -> Result<Self> {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            || name.starts_with('.')
+        {
+            bail!("bad run name {name:?}: use letters, digits, '-', '_' and '.'");
+        }
+        let path = crate::target_dir().join("runs").join(name);
+        match fs::remove_dir_all(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot wipe {}", path.display())),
+        }
+        fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        Ok(Self {
+            name: name.to_string(),
+            path,
+        })
+    }
+
+    /// The run's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A path inside the directory.
+    pub fn join(&self, relative: impl AsRef<Path>) -> PathBuf {
+        self.path.join(relative)
+    }
+}
+
+/// Something a run reports while it is followed with [`Run::watch`].
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// A new, complete line of the serial log (cleaned of terminal escapes).
+    Line(&'a str),
+    /// One poll went by with nothing else to report.
+    Tick {
+        /// Wall time since the emulator started.
+        elapsed: Duration,
+        /// Bytes in the serial log so far.
+        serial_bytes: u64,
+    },
+}
+
+/// How a successful wait ended.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Wall time since the emulator started.
+    pub elapsed: Duration,
+    /// The emulator's exit status, if it has exited.
+    pub exit: Option<ExitStatus>,
+}
+
+/// Why a wait failed.
+#[derive(Debug, Clone)]
+pub enum WaitErrorKind {
+    /// The wall-clock limit passed.
+    Timeout(Duration),
+    /// A line matched a fail pattern (and no expectation).
+    FailLine(String),
+    /// A stop pattern (an end-of-run marker) appeared before every expectation was met.
+    Stopped(String),
+    /// The emulator exited before every expectation was met.
+    Exited(Option<ExitStatus>),
+    /// The user interrupted the run.
+    Interrupted,
+}
+
+/// A failed wait, with what the run printed last.
+#[derive(Clone)]
+pub struct WaitError {
+    /// Why it failed.
+    pub kind: WaitErrorKind,
+    /// The expectations not met, one per entry.
+    pub missing: Vec<String>,
+    /// Which emulator, on which machine.
+    pub emulator: String,
+    /// The run directory.
+    pub dir: PathBuf,
+    /// Wall time since the emulator started.
+    pub elapsed: Duration,
+    /// The last lines of the serial log.
+    pub serial_tail: Vec<String>,
+    /// The emulator's log file name and its last lines.
+    pub emulator_log: (String, Vec<String>),
+}
+
+impl fmt::Display for WaitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} in {}: ", self.emulator, self.dir.display())?;
+        match &self.kind {
+            WaitErrorKind::Timeout(limit) => write!(f, "no result within {}s", limit.as_secs())?,
+            WaitErrorKind::FailLine(line) => write!(f, "failure line on the console: {line:?}")?,
+            WaitErrorKind::Stopped(line) => write!(f, "run ended early with {line:?}")?,
+            WaitErrorKind::Exited(Some(status)) => write!(f, "emulator exited ({status})")?,
+            WaitErrorKind::Exited(None) => write!(f, "emulator exited")?,
+            WaitErrorKind::Interrupted => write!(f, "interrupted")?,
+        }
+        writeln!(f, " after {:.1}s", self.elapsed.as_secs_f64())?;
+        if !self.missing.is_empty() {
+            writeln!(f, "still expected:")?;
+            for m in &self.missing {
+                writeln!(f, "  {m}")?;
+            }
+        }
+        writeln!(
+            f,
+            "--- last {} lines of serial.log ---",
+            self.serial_tail.len()
+        )?;
+        for line in &self.serial_tail {
+            writeln!(f, "{line}")?;
+        }
+        let (name, lines) = &self.emulator_log;
+        writeln!(f, "--- last {} lines of {name} ---", lines.len())?;
+        for line in lines {
+            writeln!(f, "{line}")?;
+        }
+        write!(f, "---")
+    }
+}
+
+impl fmt::Debug for WaitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl std::error::Error for WaitError {}
+
+/// A booted emulator. Dropping it stops the emulator (its whole process group).
+#[derive(Debug)]
+pub struct Run {
+    emulator: Emulator,
+    dir: PathBuf,
+    serial: PathBuf,
+    child: GroupChild,
+    started: Instant,
+    reader: SerialReader,
+}
+
+impl Run {
+    /// Boots `iso` in `emulator`, with its files in `dir`.
+    pub fn start(dir: &RunDir, iso: &Path, emulator: &Emulator) -> Result<Self> {
+        let iso = fs::canonicalize(iso).with_context(|| format!("no ISO at {}", iso.display()))?;
+        let serial = dir.join("serial.log");
+        // The emulator appends to or replaces it; make sure it exists and is empty either way.
+        File::create(&serial).with_context(|| format!("cannot create {}", serial.display()))?;
+        let child = emulator.spawn(&iso, dir.path())?;
+        Ok(Self {
+            emulator: emulator.clone(),
+            dir: dir.path().to_path_buf(),
+            reader: SerialReader::new(serial.clone()),
+            serial,
+            child,
+            started: Instant::now(),
+        })
+    }
+
+    /// Waits until every line `expect` asks for has appeared on the serial console.
+    ///
+    /// Fails on a fail pattern, a stop pattern before the expectations are met, the emulator's
+    /// exit, or when `timeout` passes; the error shows the tail of the serial and emulator logs.
+    /// Lines read by earlier waits on this run count.
+    pub fn wait_for(
+        &mut self,
+        expect: &Expect,
+        timeout: Duration,
+    ) -> Result<Outcome, Box<WaitError>> {
+        self.watch(expect, Some(timeout), &mut |_| {})
+    }
+
+    /// [`Run::wait_for`], reporting each new serial line and each poll to `observer`, with an
+    /// optional time limit.
+    pub fn watch(
+        &mut self,
+        expect: &Expect,
+        timeout: Option<Duration>,
+        observer: &mut dyn FnMut(Event<'_>),
+    ) -> Result<Outcome, Box<WaitError>> {
+        let started_waiting = Instant::now();
+        let mut progress = Progress::new(expect);
+        for line in &self.reader.lines {
+            progress.feed(line);
+        }
+        let mut fail_deadline: Option<Instant> = None;
+        loop {
+            if interrupted() {
+                return Err(self.error(WaitErrorKind::Interrupted, &progress));
+            }
+            let exit = self.child.exited();
+            let first_new = self.reader.lines.len();
+            self.reader.poll(exit.is_some());
+            for line in &self.reader.lines[first_new..] {
+                observer(Event::Line(line));
+                progress.feed(line);
+            }
+
+            // What ends the wait now, if anything: `Ok` for success, `Err` for why not.
+            let verdict = if let Some(line) = progress.failed_at.clone() {
+                // Keep reading a moment so that the report shows what followed the failure.
+                let deadline = *fail_deadline.get_or_insert_with(|| Instant::now() + FAIL_GRACE);
+                (exit.is_some() || Instant::now() >= deadline)
+                    .then_some(Err(WaitErrorKind::FailLine(line)))
+            } else if progress.done() && !expect.to_the_end {
+                Some(Ok(()))
+            } else if let Some(line) = progress.stopped_at.clone() {
+                Some(if progress.done() {
+                    Ok(())
+                } else {
+                    Err(WaitErrorKind::Stopped(line))
+                })
+            } else if exit.is_some() {
+                Some(if progress.done() {
+                    Ok(())
+                } else {
+                    Err(WaitErrorKind::Exited(exit))
+                })
+            } else {
+                timeout
+                    .filter(|&limit| started_waiting.elapsed() >= limit)
+                    .map(|limit| {
+                        if progress.done() && expect.to_the_end {
+                            Ok(())
+                        } else {
+                            Err(WaitErrorKind::Timeout(limit))
+                        }
+                    })
+            };
+            match verdict {
+                Some(Ok(())) => {
+                    return Ok(Outcome {
+                        elapsed: self.elapsed(),
+                        exit,
+                    });
+                }
+                Some(Err(kind)) => return Err(self.error(kind, &progress)),
+                None => {}
+            }
+
+            observer(Event::Tick {
+                elapsed: self.elapsed(),
+                serial_bytes: self.reader.offset,
+            });
+            std::thread::sleep(POLL);
+        }
+    }
+
+    fn error(&self, kind: WaitErrorKind, progress: &Progress<'_>) -> Box<WaitError> {
+        let log_name = self.emulator.log_name();
+        Box::new(WaitError {
+            kind,
+            missing: progress.missing(),
+            emulator: self.emulator.to_string(),
+            dir: self.dir.clone(),
+            elapsed: self.elapsed(),
+            serial_tail: tail(&self.reader.lines, SERIAL_TAIL),
+            emulator_log: (log_name.to_string(), tail_of_file(&self.dir.join(log_name))),
+        })
+    }
+
+    /// The whole serial log so far, cleaned of terminal escapes, one `\n` per line.
+    pub fn log(&self) -> String {
+        let raw = fs::read(&self.serial).unwrap_or_default();
+        String::from_utf8_lossy(&raw)
+            .split('\n')
+            .map(clean_line)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// How many lines of the serial log so far match `pattern`.
+    pub fn count(&self, pattern: impl Into<Pattern>) -> usize {
+        let pattern = pattern.into();
+        self.log()
+            .lines()
+            .filter(|line| pattern.matches(line))
+            .count()
+    }
+
+    /// The lines of the serial log so far that match `pattern`.
+    pub fn matching(&self, pattern: impl Into<Pattern>) -> Vec<String> {
+        let pattern = pattern.into();
+        self.log()
+            .lines()
+            .filter(|line| pattern.matches(line))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Wall time since the emulator started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// The emulator.
+    pub fn emulator(&self) -> &Emulator {
+        &self.emulator
+    }
+
+    /// The run directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Stops the emulator (its stop signal to its group, SIGKILL after two seconds) and returns its exit
+    /// status. Dropping the run does the same.
+    pub fn stop(&mut self) -> Option<ExitStatus> {
+        self.child.stop()
+    }
+}
+
+/// Reads the serial log incrementally and splits it into cleaned lines.
+#[derive(Debug)]
+struct SerialReader {
+    path: PathBuf,
+    file: Option<File>,
+    offset: u64,
+    partial: Vec<u8>,
+    lines: Vec<String>,
+}
+
+impl SerialReader {
+    fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            file: None,
+            offset: 0,
+            partial: Vec::new(),
+            lines: Vec::new(),
+        }
+    }
+
+    /// Reads what was appended since the last poll. With `at_end`, a last unterminated line
+    /// counts as a line.
+    fn poll(&mut self, at_end: bool) {
+        if self.file.is_none() {
+            self.file = File::open(&self.path).ok();
+        }
+        if let Some(file) = &mut self.file {
+            // The emulator may have replaced the file we created: start over if it shrank.
+            let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+            if len < self.offset {
+                self.offset = 0;
+                self.partial.clear();
+            }
+            let mut buf = Vec::new();
+            if file.seek(SeekFrom::Start(self.offset)).is_ok() && file.read_to_end(&mut buf).is_ok()
+            {
+                self.offset += buf.len() as u64;
+                self.partial.extend_from_slice(&buf);
+            }
+        }
+        while let Some(newline) = self.partial.iter().position(|&b| b == b'\n') {
+            let raw: Vec<u8> = self.partial.drain(..=newline).collect();
+            self.lines.push(clean_line(&String::from_utf8_lossy(&raw)));
+        }
+        if at_end && !self.partial.is_empty() {
+            let raw = std::mem::take(&mut self.partial);
+            self.lines.push(clean_line(&String::from_utf8_lossy(&raw)));
+        }
+    }
+}
+
+fn tail(lines: &[String], n: usize) -> Vec<String> {
+    lines[lines.len().saturating_sub(n)..].to_vec()
+}
+
+fn tail_of_file(path: &Path) -> Vec<String> {
+    let raw = fs::read(path).unwrap_or_default();
+    let text = String::from_utf8_lossy(&raw);
+    let lines: Vec<String> = text.lines().map(clean_line).collect();
+    tail(&lines, EMULATOR_TAIL)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serial_reader_splits_lines_across_polls() {
+        let dir = std::env::temp_dir().join(format!("bulkhead-e2e-reader-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("serial.log");
+        fs::write(&path, b"\x1b[H\x1b[Jone\r\ntw").unwrap();
+        let mut reader = SerialReader::new(path.clone());
+        reader.poll(false);
+        assert_eq!(reader.lines, vec!["one"]);
+        fs::write(&path, b"\x1b[H\x1b[Jone\r\ntwo\nthree").unwrap();
+        reader.poll(false);
+        assert_eq!(reader.lines, vec!["one", "two"]);
+        reader.poll(true);
+        assert_eq!(reader.lines, vec!["one", "two", "three"]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,332 @@
+//! End-to-end tests: boot the hypervisor image in an emulator and check what it prints.
+//!
+//! Each test builds an ISO in `target/runs/<test name>/`, boots it, waits for the lines it needs
+//! (within a wall-clock limit) and stops the emulator. On failure the message shows the tail of
+//! the serial console and of the emulator's log; everything stays in the run directory.
+//!
+//! They are `#[ignore]`d so that a plain `cargo test` stays fast: `cargo xtask test` builds the
+//! image and runs them with `--ignored`. They live in one file, so that libtest runs them in
+//! parallel (`--test-threads=2`); each Bochs is single-threaded.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use bulkhead_e2e::config::LoadedConfig;
+use bulkhead_e2e::{ConfigModule, Emulator, Expect, IsoSpec, Pattern, Run, RunDir};
+
+/// Wall-clock limits. Generous: measured times are far below (see each test).
+const BOCHS_2CPU_LIMIT: Duration = Duration::from_secs(300);
+const BOCHS_4CPU_LIMIT: Duration = Duration::from_secs(600);
+const QEMU_LIMIT: Duration = Duration::from_secs(120);
+
+const STEADY_STATE: &str = "bulkhead: steady state";
+const HALTED: &str = "bulkhead: halted";
+const STARTING: &str = r"^bulkhead \S+ starting$";
+
+fn config_path(name: &str) -> PathBuf {
+    bulkhead_e2e::workspace_root().join("configs").join(name)
+}
+
+fn load_config(path: &Path) -> Result<LoadedConfig> {
+    bulkhead_e2e::config::load(path)
+}
+
+/// Builds the ISO for `dir` with `config` and `cmdline`, and boots it.
+fn boot(dir: &RunDir, config: ConfigModule, cmdline: &str, emulator: &Emulator) -> Result<Run> {
+    let elf = bulkhead_e2e::hypervisor_elf_from_env()?;
+    let spec = IsoSpec::new(dir.join("bulkhead.iso"), elf, config).cmdline(cmdline);
+    let iso = bulkhead_e2e::build_iso(&spec)?;
+    Run::start(dir, &iso, emulator)
+}
+
+/// The Bochs machine a config asks for.
+fn bochs_for(config: &LoadedConfig) -> Emulator {
+    Emulator::Bochs {
+        cpus: config.cpus(),
+        memory_mib: config.default_memory_mib(),
+        ips: bulkhead_e2e::DEFAULT_BOCHS_IPS,
+    }
+}
+
+fn re(pattern: &str) -> Pattern {
+    Pattern::regex(pattern)
+}
+
+/// What a healthy boot of `config` prints: every CPU in VMX operation, the plan, every guest's
+/// VMCALL handled, steady state.
+fn healthy_boot(config: &LoadedConfig) -> Expect {
+    let n = config.cpus();
+    let mut expect = Expect::new().regex(STARTING).stop_on(HALTED);
+    for (partition, cpus) in [("linux", &config.linux_cpus), ("rt", &config.rt_cpus)] {
+        for apic in cpus.iter() {
+            expect = expect
+                .regex(&format!(r"^cpu \d+ apic {apic}: VMX on$"))
+                .line(format!("plan: apic {apic} -> {partition}").as_str())
+                .regex(&format!(
+                    r"^cpu \d+ apic {apic}: vmcall from {partition} guest handled$"
+                ));
+        }
+        let count = cpus.len();
+        expect = expect.regex(&format!(
+            r"^plan: {partition}: {count} CPUs?, \d+ MiB in \d+ regions?$"
+        ));
+    }
+    expect
+        .line(format!("all {n} CPUs in VMX operation").as_str())
+        .line(STEADY_STATE)
+}
+
+/// Checks the exact counts once the run has settled: one line of each kind per CPU.
+fn check_once_per_cpu(run: &Run, config: &LoadedConfig) -> Result<()> {
+    let n = config.cpus() as usize;
+    let counts = [
+        ("VMX on", run.count(re(r"^cpu \d+ apic \d+: VMX on$"))),
+        (
+            "plan: apic",
+            run.count(re(r"^plan: apic \d+ -> (linux|rt)$")),
+        ),
+        (
+            "vmcall handled",
+            run.count(re(
+                r"^cpu \d+ apic \d+: vmcall from (linux|rt) guest handled$",
+            )),
+        ),
+    ];
+    for (what, count) in counts {
+        ensure!(
+            count == n,
+            "{count} `{what}` lines for {n} CPUs:\n{}",
+            run.log()
+        );
+    }
+    ensure!(
+        run.count(STEADY_STATE) == 1,
+        "steady state printed more than once:\n{}",
+        run.log()
+    );
+    Ok(())
+}
+
+fn report(run: &Run) {
+    println!(
+        "{}: done after {:.1}s",
+        run.emulator(),
+        run.elapsed().as_secs_f64()
+    );
+}
+
+fn bochs_healthy(test: &str, config: &str, limit: Duration) -> Result<()> {
+    let config = load_config(&config_path(config))?;
+    let dir = RunDir::create(test)?;
+    let mut run = boot(
+        &dir,
+        ConfigModule::Toml(config.path.clone()),
+        "",
+        &bochs_for(&config),
+    )?;
+    run.wait_for(&healthy_boot(&config), limit)?;
+    check_once_per_cpu(&run, &config)?;
+    report(&run);
+    Ok(())
+}
+
+/// Bochs, two CPUs (one per partition): the whole VMX bring-up. About 10 s here.
+#[test]
+#[ignore = "boots an emulator; run through cargo xtask test"]
+fn bochs_2cpu_vmx() -> Result<()> {
+    bochs_healthy("bochs_2cpu_vmx", "bochs-2cpu.toml", BOCHS_2CPU_LIMIT)
+}
+
+/// Bochs, four CPUs (two per partition).
+#[test]
+#[ignore = "boots an emulator; run through cargo xtask test"]
+fn bochs_4cpu_vmx() -> Result<()> {
+    bochs_healthy("bochs_4cpu_vmx", "bochs-4cpu.toml", BOCHS_4CPU_LIMIT)
+}
+
+/// `selftest=unhandled-exit`: the last CPU's guest runs an instruction the hypervisor does not
+/// handle; that guest stops with a register dump, the others go on.
+#[test]
+#[ignore = "boots an emulator; run through cargo xtask test"]
+fn bochs_unhandled_exit() -> Result<()> {
+    let config = load_config(&config_path("bochs-2cpu.toml"))?;
+    let dir = RunDir::create("bochs_unhandled_exit")?;
+    let config_module = ConfigModule::Toml(config.path.clone());
+    let mut run = boot(
+        &dir,
+        config_module,
+        "selftest=unhandled-exit",
+        &bochs_for(&config),
+    )?;
+    let stopped = r"^cpu \d+ apic \d+: guest stopped: unhandled exit [A-Z0-9_]+";
+    let vmcall = r"^cpu \d+ apic \d+: vmcall from (linux|rt) guest handled$";
+    let others = config.cpus() as usize - 1;
+    // The stopped guest may or may not have made its VMCALL before the unhandled instruction.
+    let expect = Expect::new()
+        .regex(stopped)
+        .line("RIP=")
+        .times(others, re(vmcall))
+        .stop_on(HALTED);
+    run.wait_for(&expect, BOCHS_2CPU_LIMIT)?;
+
+    let log = run.log();
+    let lines: Vec<&str> = log.lines().collect();
+    let stopped_re = regex::Regex::new(stopped)?;
+    let at = lines
+        .iter()
+        .position(|l| stopped_re.is_match(l))
+        .context("no stopped line")?;
+    ensure!(
+        lines[at + 1..].iter().any(|l| l.contains("RIP=")),
+        "no register dump after {:?}:\n{log}",
+        lines[at]
+    );
+    ensure!(
+        run.count(re(stopped)) == 1,
+        "more than one guest stopped:\n{log}"
+    );
+    // The stopped CPU is the last one; every other CPU handled its guest's VMCALL.
+    let last = config.cpus() - 1;
+    ensure!(
+        lines[at].starts_with(&format!("cpu {last} apic ")),
+        "expected CPU {last} to stop, got {:?}",
+        lines[at]
+    );
+    let stopped_apic = lines[at]
+        .split_whitespace()
+        .nth(3)
+        .unwrap_or_default()
+        .trim_end_matches(':');
+    for apic in config
+        .apic_ids()
+        .iter()
+        .filter(|a| a.to_string() != stopped_apic)
+    {
+        let line = format!(r"^cpu \d+ apic {apic}: vmcall from (linux|rt) guest handled$");
+        ensure!(
+            run.count(re(&line)) == 1,
+            "no vmcall line for APIC ID {apic}:\n{log}"
+        );
+    }
+    report(&run);
+    Ok(())
+}
+
+/// QEMU's TCG has no VT-x: the hypervisor must say so and halt, not triple-fault.
+#[test]
+#[ignore = "boots an emulator; run through cargo xtask test"]
+fn qemu_tcg_no_vtx() -> Result<()> {
+    let config = load_config(&config_path("bochs-2cpu.toml"))?;
+    let dir = RunDir::create("qemu_tcg_no_vtx")?;
+    let emulator = Emulator::QemuTcg {
+        cpus: config.cpus(),
+        memory_mib: config.default_memory_mib(),
+    };
+    let mut run = boot(&dir, ConfigModule::Toml(config.path.clone()), "", &emulator)?;
+    let expect = Expect::new()
+        .regex(STARTING)
+        .line("FATAL: VT-x not available")
+        .line(HALTED);
+    run.wait_for(&expect, QEMU_LIMIT)?;
+    check_fatal_then_halted(&run, "FATAL: VT-x not available")?;
+    report(&run);
+    Ok(())
+}
+
+/// The one FATAL line comes before `bulkhead: halted`, and nothing comes after it.
+fn check_fatal_then_halted(run: &Run, fatal: &str) -> Result<()> {
+    let log = run.log();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.is_empty()).collect();
+    let fatal_at = lines.iter().position(|l| l.starts_with(fatal));
+    let halted_at = lines.iter().position(|l| *l == HALTED);
+    ensure!(
+        matches!((fatal_at, halted_at), (Some(f), Some(h)) if f < h),
+        "expected {fatal:?} and then {HALTED:?}:\n{log}"
+    );
+    ensure!(run.count("FATAL") == 1, "more than one FATAL line:\n{log}");
+    Ok(())
+}
+
+/// A config that names a CPU the machine does not have: the hypervisor names the field.
+#[test]
+#[ignore = "boots an emulator; run through cargo xtask test"]
+fn bochs_missing_cpu() -> Result<()> {
+    let dir = RunDir::create("bochs_missing_cpu")?;
+    let base = config_path("bochs-2cpu.toml");
+    let mut doc: toml_edit::DocumentMut = std::fs::read_to_string(&base)?.parse()?;
+    let mut cpus = toml_edit::Array::new();
+    cpus.push(7);
+    doc["partitions"]["rt"]["cpus"] = toml_edit::value(cpus);
+    let path = dir.join("missing-cpu.toml");
+    std::fs::write(&path, doc.to_string())?;
+    // Valid on the host (it cannot know the machine); the hypervisor checks it against the MADT.
+    let config = load_config(&path)?;
+    let emulator = Emulator::Bochs {
+        cpus: 2,
+        memory_mib: config.default_memory_mib(),
+        ips: bulkhead_e2e::DEFAULT_BOCHS_IPS,
+    };
+    let mut run = boot(&dir, ConfigModule::Toml(path), "", &emulator)?;
+    let fatal = "FATAL: config: partitions.rt.cpus[0]: APIC ID 7 is not present";
+    let expect = Expect::new().line(fatal).line(HALTED);
+    run.wait_for(&expect, BOCHS_2CPU_LIMIT)?;
+    check_fatal_then_halted(&run, fatal)?;
+    report(&run);
+    Ok(())
+}
+
+/// Bytes that are not a config blob in place of the config module.
+#[test]
+#[ignore = "boots an emulator; run through cargo xtask test"]
+fn bochs_corrupt_config() -> Result<()> {
+    let dir = RunDir::create("bochs_corrupt_config")?;
+    let blob = dir.join("corrupt.bin");
+    std::fs::write(&blob, pseudo_random_bytes(4096, 0x5eed_b10b))?;
+    let config = load_config(&config_path("bochs-2cpu.toml"))?;
+    let mut run = boot(&dir, ConfigModule::Raw(blob), "", &bochs_for(&config))?;
+    let expect = Expect::new().line("FATAL: config blob:").line(HALTED);
+    run.wait_for(&expect, BOCHS_2CPU_LIMIT)?;
+    check_fatal_then_halted(&run, "FATAL: config blob:")?;
+    report(&run);
+    Ok(())
+}
+
+/// No config module at all.
+#[test]
+#[ignore = "boots an emulator; run through cargo xtask test"]
+fn bochs_no_config_module() -> Result<()> {
+    let dir = RunDir::create("bochs_no_config_module")?;
+    let config = load_config(&config_path("bochs-2cpu.toml"))?;
+    let mut run = boot(&dir, ConfigModule::Omit, "", &bochs_for(&config))?;
+    let expect = Expect::new().line("FATAL: no config module").line(HALTED);
+    run.wait_for(&expect, BOCHS_2CPU_LIMIT)?;
+    check_fatal_then_halted(&run, "FATAL: no config module")?;
+    report(&run);
+    Ok(())
+}
+
+/// Reproducible noise (xorshift64): the same "corrupt" blob on every run.
+fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+/// Without `cargo xtask test` the tests say how to run them.
+#[test]
+fn tests_need_the_image_from_xtask() {
+    if std::env::var_os(bulkhead_e2e::HYPERVISOR_ELF_ENV).is_some() {
+        return;
+    }
+    let err = bulkhead_e2e::hypervisor_elf_from_env()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cargo xtask test"), "{err}");
+}

@@ -1,0 +1,109 @@
+//! The host packages the build and the emulator runs need, checked with `dpkg-query` and installed
+//! with `apt-get` when we are root.
+
+use std::collections::BTreeSet;
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+/// Debian packages: the emulators (Bochs with its BIOS, VGA BIOS and terminal display; QEMU) and
+/// what `grub-mkrescue` needs for a BIOS-bootable ISO.
+pub const PACKAGES: [&str; 9] = [
+    "bochs",
+    "bochsbios",
+    "vgabios",
+    "bochs-term",
+    "qemu-system-x86",
+    "grub-pc-bin",
+    "grub-common",
+    "xorriso",
+    "mtools",
+];
+
+/// The packages in [`PACKAGES`] that are not installed, or `None` where `dpkg-query` cannot be run.
+fn missing() -> Option<Vec<&'static str>> {
+    let output = Command::new("dpkg-query")
+        .args(["-W", "-f=${Package} ${db:Status-Abbrev}\n"])
+        .args(PACKAGES)
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    // Unknown packages make dpkg-query exit 1; what it printed is still right.
+    let installed: BTreeSet<&str> = std::str::from_utf8(&output.stdout)
+        .unwrap_or("")
+        .lines()
+        .filter_map(|line| line.split_once(' '))
+        .filter(|(_, status)| status.starts_with("ii"))
+        .map(|(package, _)| package.split(':').next().unwrap_or(package))
+        .collect();
+    Some(
+        PACKAGES
+            .into_iter()
+            .filter(|p| !installed.contains(p))
+            .collect(),
+    )
+}
+
+/// Checks the packages and installs the missing ones when running as root; otherwise fails with
+/// the command that installs them. With `quiet`, says nothing when all are present.
+pub fn ensure(quiet: bool) -> Result<()> {
+    let Some(missing) = missing() else {
+        eprintln!(
+            "[xtask] warning: cannot run dpkg-query; make sure these Debian packages (or their \
+             equivalents) are installed: {}",
+            PACKAGES.join(" ")
+        );
+        return Ok(());
+    };
+    if missing.is_empty() {
+        if !quiet {
+            println!(
+                "all {} packages present: {}",
+                PACKAGES.len(),
+                PACKAGES.join(" ")
+            );
+        }
+        return Ok(());
+    }
+    let list = missing.join(" ");
+    if !is_root() {
+        bail!(
+            "missing Debian packages: {list}\ninstall them with:\n  sudo apt-get install -y {list}"
+        );
+    }
+    eprintln!("[xtask] installing missing packages: {list}");
+    apt_get(&["update"])?;
+    let mut install = vec!["install", "-y"];
+    install.extend(&missing);
+    apt_get(&install)?;
+    match self::missing() {
+        Some(still) if !still.is_empty() => {
+            bail!(
+                "apt-get succeeded but these are still missing: {}",
+                still.join(" ")
+            )
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether we run as root: `/proc/self` belongs to the effective user.
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
+}
+
+fn apt_get(args: &[&str]) -> Result<()> {
+    let status = Command::new("apt-get")
+        .args(args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdin(Stdio::null())
+        .status()
+        .context("cannot run apt-get")?;
+    if !status.success() {
+        bail!("`apt-get {}` failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
