@@ -63,6 +63,11 @@ static VMX_ON: AtomicUsize = AtomicUsize::new(0);
 static HELLOS: AtomicUsize = AtomicUsize::new(0);
 /// `selftest=unhandled-exit`: the last CPU's guest ends in an exit we do not handle.
 static SELFTEST_UNHANDLED_EXIT: AtomicBool = AtomicBool::new(false);
+/// `selftest=exception`: the last CPU takes an invalid-opcode exception in the
+/// hypervisor before VMXON, to exercise the exception path.
+static SELFTEST_EXCEPTION: AtomicBool = AtomicBool::new(false);
+/// How long CPUs wait for each other to enter VMX operation.
+const VMX_BARRIER_SECONDS: u64 = 10;
 
 /// The bootstrap CPU's descriptor tables (APs get theirs from the frame allocator).
 struct BspTables(UnsafeCell<CpuTables>);
@@ -77,6 +82,11 @@ macro_rules! fatal {
 
 /// Prints `FATAL: ...`, `bulkhead: halted`, powers off where ACPI allows, and halts.
 pub fn fatal_stop(args: fmt::Arguments<'_>) -> ! {
+    static REPORTED: AtomicBool = AtomicBool::new(false);
+    if REPORTED.swap(true, Ordering::AcqRel) {
+        // Another CPU is already stopping the machine; its report is the one that counts.
+        halt_forever()
+    }
     console::force_unlock();
     println!("FATAL: {args}");
     println!("bulkhead: halted");
@@ -203,6 +213,7 @@ extern "C" fn bsp_entry(magic: u32, info_addr: u32) -> ! {
         boot.has_option("selftest", "unhandled-exit"),
         Ordering::Relaxed,
     );
+    SELFTEST_EXCEPTION.store(boot.has_option("selftest", "exception"), Ordering::Relaxed);
 
     // Step 5: every configured CPU.
     let configured = |apic: u32| cfg.partition_of_cpu(apic).is_some();
@@ -253,6 +264,12 @@ extern "C" fn ap_entry(start: &'static mut smp::ApStart) -> ! {
 
 /// The part every configured CPU runs: VT-x check, VMXON, wait for the others, launch.
 fn cpu_main(index: usize, apic_id: u32, tables: &'static CpuTables) -> ! {
+    let count = CPU_COUNT.load(Ordering::Acquire);
+    if SELFTEST_EXCEPTION.load(Ordering::Relaxed) && index + 1 == count {
+        // SAFETY: UD2 raises #UD, which the IDT routes to the reporting handler; this
+        // CPU halts there by design.
+        unsafe { core::arch::asm!("ud2", options(nomem, nostack)) };
+    }
     let (msrs, controls) = match vmx::check_this_cpu() {
         Ok(v) => v,
         Err(m) => fatal!("VT-x not usable on cpu {index} (APIC ID {apic_id}): it lacks {m}"),
@@ -261,14 +278,20 @@ fn cpu_main(index: usize, apic_id: u32, tables: &'static CpuTables) -> ! {
         fatal!("cpu {index} (APIC ID {apic_id}): {e}");
     }
     println!("cpu {index} apic {apic_id}: VMX on");
-    let count = CPU_COUNT.load(Ordering::Acquire);
     if VMX_ON.fetch_add(1, Ordering::AcqRel) + 1 == count {
         // The TSC counts from reset, so this is the time since power-on (virtual time
         // under an emulator with a deterministic clock).
         let ms = arch::rdtsc() / (time::tsc_hz() / 1000).max(1);
         println!("all {count} CPUs in VMX operation ({ms} ms after power-on by the TSC)");
     }
+    let deadline = arch::rdtsc() + VMX_BARRIER_SECONDS * time::tsc_hz().max(1_000_000);
     while VMX_ON.load(Ordering::Acquire) < count {
+        if arch::rdtsc() > deadline {
+            fatal!(
+                "only {} of {count} CPUs reached VMX operation within {VMX_BARRIER_SECONDS} s",
+                VMX_ON.load(Ordering::Acquire)
+            );
+        }
         core::hint::spin_loop();
     }
 

@@ -133,39 +133,28 @@ extern "C" fn exception_handler(frame: &ExceptionFrame) -> ! {
     let cr2: u64;
     // SAFETY: reading CR2 has no side effects.
     unsafe { core::arch::asm!("mov {}, cr2", out(reg) cr2, options(nomem, nostack)) };
-    crate::println!(
-        "EXCEPTION: cpu {} apic {}: vector {} ({}) error {:#x} at RIP={:#018x} RSP={:#018x} RFLAGS={:#x} CR2={:#x}",
+    let (cpu, apic) = (
         crate::percpu::current_index(),
         crate::percpu::current_apic_id(),
-        vector,
-        name,
-        frame.error_code,
-        frame.rip,
-        frame.rsp,
-        frame.rflags,
-        cr2,
     );
-    crate::println!(
-        "  RAX={:#x} RBX={:#x} RCX={:#x} RDX={:#x} RSI={:#x} RDI={:#x} RBP={:#x}",
-        frame.rax,
-        frame.rbx,
-        frame.rcx,
-        frame.rdx,
-        frame.rsi,
-        frame.rdi,
-        frame.rbp
-    );
-    crate::println!(
-        "  R8={:#x} R9={:#x} R10={:#x} R11={:#x} R12={:#x} R13={:#x} R14={:#x} R15={:#x}",
-        frame.r8,
-        frame.r9,
-        frame.r10,
-        frame.r11,
-        frame.r12,
-        frame.r13,
-        frame.r14,
-        frame.r15
-    );
-    crate::println!("cpu {} halted", crate::percpu::current_index());
+    let f = frame;
+    crate::console::write_block(|w| {
+        writeln!(
+            w,
+            "EXCEPTION: cpu {cpu} apic {apic}: vector {vector} ({name}) error {:#x} at RIP={:#018x} RSP={:#018x} RFLAGS={:#x} CR2={cr2:#x}",
+            f.error_code, f.rip, f.rsp, f.rflags
+        )?;
+        writeln!(
+            w,
+            "  RAX={:#x} RBX={:#x} RCX={:#x} RDX={:#x} RSI={:#x} RDI={:#x} RBP={:#x}",
+            f.rax, f.rbx, f.rcx, f.rdx, f.rsi, f.rdi, f.rbp
+        )?;
+        writeln!(
+            w,
+            "  R8={:#x} R9={:#x} R10={:#x} R11={:#x} R12={:#x} R13={:#x} R14={:#x} R15={:#x}",
+            f.r8, f.r9, f.r10, f.r11, f.r12, f.r13, f.r14, f.r15
+        )?;
+        writeln!(w, "cpu {cpu} halted")
+    });
     super::halt_forever()
 }
