@@ -145,6 +145,9 @@ extern "C" fn bsp_entry(magic: u32, info_addr: u32) -> ! {
             io.gsi_base
         );
     }
+    for o in platform.irq_overrides() {
+        log::info!("ISA IRQ {} -> GSI {} (flags {:#x})", o.irq, o.gsi, o.flags);
+    }
     match time::calibrate_tsc() {
         Some(hz) => log::info!("TSC {} kHz", hz / 1000),
         None => log::warn!("TSC calibration failed: the PIT did not count; delays are rough"),

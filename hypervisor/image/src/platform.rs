@@ -43,6 +43,18 @@ pub struct IoApic {
     pub gsi_base: u32,
 }
 
+/// An ISA interrupt source override from the MADT: legacy IRQ `irq` arrives on
+/// `gsi`, with the polarity and trigger mode in `flags` (ACPI MPS INTI flags).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IrqOverride {
+    pub irq: u8,
+    pub gsi: u32,
+    pub flags: u16,
+}
+
+/// Most interrupt source overrides kept.
+pub const MAX_OVERRIDES: usize = 16;
+
 /// How to enter S5 through the FADT's PM1 control registers.
 #[derive(Debug, Clone, Copy)]
 pub struct PowerOff {
@@ -60,6 +72,8 @@ pub struct Platform {
     pub dropped_cpus: usize,
     ioapics: [IoApic; MAX_IOAPICS],
     ioapic_count: usize,
+    overrides: [IrqOverride; MAX_OVERRIDES],
+    override_count: usize,
     pub power_off: Option<PowerOff>,
 }
 
@@ -95,6 +109,8 @@ impl Platform {
             dropped_cpus: 0,
             ioapics: [IoApic::default(); MAX_IOAPICS],
             ioapic_count: 0,
+            overrides: [IrqOverride::default(); MAX_OVERRIDES],
+            override_count: 0,
             power_off: None,
         };
         let madt = tables.find_table::<Madt>().map_err(PlatformError::NoMadt)?;
@@ -111,6 +127,17 @@ impl Platform {
                             gsi_base: e.global_system_interrupt_base,
                         };
                         platform.ioapic_count += 1;
+                    }
+                    None
+                }
+                MadtEntry::InterruptSourceOverride(e) => {
+                    if platform.override_count < MAX_OVERRIDES {
+                        platform.overrides[platform.override_count] = IrqOverride {
+                            irq: e.irq,
+                            gsi: e.global_system_interrupt,
+                            flags: e.flags,
+                        };
+                        platform.override_count += 1;
                     }
                     None
                 }
@@ -156,6 +183,11 @@ impl Platform {
     /// APIC IDs of the enabled CPUs, in MADT order.
     pub fn apic_ids(&self) -> &[u32] {
         &self.apic_ids[..self.cpu_count]
+    }
+
+    /// The ISA interrupt source overrides.
+    pub fn irq_overrides(&self) -> &[IrqOverride] {
+        &self.overrides[..self.override_count]
     }
 
     /// The IOAPICs.
