@@ -1,0 +1,272 @@
+//! Latency histograms: 1 µs buckets, an overflow bucket, and the statistics the RT partition
+//! reports (min, average, max, p99, p99.9) in a one-line machine-readable summary.
+//!
+//! A histogram has a fixed number of buckets chosen by a const generic, so recording a sample
+//! is O(1) and never allocates; it is safe to call from the timer interrupt. Percentiles are
+//! computed from the buckets, so they are exact to within one bucket (1 µs). This module only
+//! counts and formats: it never reads a clock and never decides what is a deadline miss.
+
+use core::fmt;
+
+/// Width of one histogram bucket in nanoseconds.
+pub const NANOS_PER_BUCKET: u64 = 1_000;
+
+/// Counts of latency samples in 1 µs buckets: bucket `i` holds samples in
+/// `[i µs, (i + 1) µs)`, and samples of `BUCKETS` µs or more go to the overflow bucket. The
+/// exact minimum, maximum and sum are kept beside the buckets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Histogram<const BUCKETS: usize> {
+    buckets: [u64; BUCKETS],
+    overflow: u64,
+    samples: u64,
+    sum_ns: u64,
+    min_ns: u64,
+    max_ns: u64,
+}
+
+impl<const BUCKETS: usize> Default for Histogram<BUCKETS> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const BUCKETS: usize> Histogram<BUCKETS> {
+    /// An empty histogram.
+    pub const fn new() -> Self {
+        const { assert!(BUCKETS > 0, "a histogram needs at least one bucket") };
+        Self {
+            buckets: [0; BUCKETS],
+            overflow: 0,
+            samples: 0,
+            sum_ns: 0,
+            min_ns: u64::MAX,
+            max_ns: 0,
+        }
+    }
+
+    /// Adds one sample. Counters saturate rather than wrap.
+    pub fn record(&mut self, latency_ns: u64) {
+        let bucket = latency_ns / NANOS_PER_BUCKET;
+        match self.buckets.get_mut(bucket as usize) {
+            Some(count) if bucket < BUCKETS as u64 => *count = count.saturating_add(1),
+            _ => self.overflow = self.overflow.saturating_add(1),
+        }
+        self.samples = self.samples.saturating_add(1);
+        self.sum_ns = self.sum_ns.saturating_add(latency_ns);
+        self.min_ns = self.min_ns.min(latency_ns);
+        self.max_ns = self.max_ns.max(latency_ns);
+    }
+
+    /// Forgets every sample.
+    pub fn clear(&mut self) {
+        *self = Self::new();
+    }
+
+    /// Adds every sample of `other` to this histogram (for a partition-wide view).
+    pub fn merge(&mut self, other: &Self) {
+        for (mine, theirs) in self.buckets.iter_mut().zip(other.buckets.iter()) {
+            *mine = mine.saturating_add(*theirs);
+        }
+        self.overflow = self.overflow.saturating_add(other.overflow);
+        self.samples = self.samples.saturating_add(other.samples);
+        self.sum_ns = self.sum_ns.saturating_add(other.sum_ns);
+        self.min_ns = self.min_ns.min(other.min_ns);
+        self.max_ns = self.max_ns.max(other.max_ns);
+    }
+
+    /// Number of samples recorded.
+    pub fn samples(&self) -> u64 {
+        self.samples
+    }
+
+    /// Number of samples of `BUCKETS` µs or more.
+    pub fn overflow(&self) -> u64 {
+        self.overflow
+    }
+
+    /// The bucket counts, bucket `i` covering `[i µs, (i + 1) µs)`.
+    pub fn buckets(&self) -> &[u64; BUCKETS] {
+        &self.buckets
+    }
+
+    /// Smallest sample, exact.
+    pub fn min_ns(&self) -> Option<u64> {
+        (self.samples > 0).then_some(self.min_ns)
+    }
+
+    /// Largest sample, exact.
+    pub fn max_ns(&self) -> Option<u64> {
+        (self.samples > 0).then_some(self.max_ns)
+    }
+
+    /// Mean of the samples, rounded down (exact unless the sum saturated).
+    pub fn average_ns(&self) -> Option<u64> {
+        (self.samples > 0).then(|| self.sum_ns / self.samples)
+    }
+
+    /// The `numerator / denominator` quantile by the nearest-rank method: the smallest sample
+    /// value such that at least that fraction of samples is at or below it.
+    ///
+    /// The answer is the upper edge of the bucket holding that sample, clamped to the exact
+    /// min and max, so it is never below the true value and less than one bucket above it.
+    /// When the sample lies in the overflow bucket, the exact maximum is returned. `None` when
+    /// there are no samples or the fraction is not in `(0, 1]`.
+    pub fn quantile_ns(&self, numerator: u64, denominator: u64) -> Option<u64> {
+        if self.samples == 0 || numerator == 0 || numerator > denominator {
+            return None;
+        }
+        let wanted = u128::from(self.samples) * u128::from(numerator);
+        let rank = wanted.div_ceil(u128::from(denominator)).max(1) as u64;
+        let mut seen: u64 = 0;
+        for (index, count) in self.buckets.iter().enumerate() {
+            seen = seen.saturating_add(*count);
+            if seen >= rank {
+                let upper_edge = (index as u64 + 1) * NANOS_PER_BUCKET - 1;
+                return Some(upper_edge.clamp(self.min_ns, self.max_ns));
+            }
+        }
+        Some(self.max_ns)
+    }
+
+    /// 99th percentile (see [`Histogram::quantile_ns`]).
+    pub fn p99_ns(&self) -> Option<u64> {
+        self.quantile_ns(99, 100)
+    }
+
+    /// 99.9th percentile (see [`Histogram::quantile_ns`]).
+    pub fn p999_ns(&self) -> Option<u64> {
+        self.quantile_ns(999, 1000)
+    }
+
+    /// The one-line summary of this histogram for `cpu`, with `misses` deadline misses.
+    pub fn summary(&self, cpu: u32, misses: u64) -> Summary<'_, BUCKETS> {
+        Summary {
+            cpu,
+            histogram: self,
+            misses,
+        }
+    }
+}
+
+/// One machine-readable line describing a histogram:
+///
+/// `latency cpu=1 samples=10000 min_ns=812 avg_ns=1020 max_ns=4711 p99_ns=1999 p999_ns=3999 misses=0 overflow=0`
+///
+/// Keys are fixed and always present, values are decimal integers, fields are separated by
+/// one space, and there is no trailing newline. With no samples the statistics print as 0.
+#[derive(Debug, Clone, Copy)]
+pub struct Summary<'a, const BUCKETS: usize> {
+    /// The CPU (or core) the samples were taken on.
+    pub cpu: u32,
+    /// The samples.
+    pub histogram: &'a Histogram<BUCKETS>,
+    /// Deadline misses counted alongside.
+    pub misses: u64,
+}
+
+impl<const BUCKETS: usize> fmt::Display for Summary<'_, BUCKETS> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let h = self.histogram;
+        write!(
+            f,
+            "latency cpu={} samples={} min_ns={} avg_ns={} max_ns={} p99_ns={} p999_ns={} misses={} overflow={}",
+            self.cpu,
+            h.samples(),
+            h.min_ns().unwrap_or(0),
+            h.average_ns().unwrap_or(0),
+            h.max_ns().unwrap_or(0),
+            h.p99_ns().unwrap_or(0),
+            h.p999_ns().unwrap_or(0),
+            self.misses,
+            h.overflow(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::string::ToString;
+
+    #[test]
+    fn empty_histogram_has_no_statistics() {
+        let h = Histogram::<10>::new();
+        assert_eq!(h.samples(), 0);
+        assert_eq!(h.min_ns(), None);
+        assert_eq!(h.max_ns(), None);
+        assert_eq!(h.average_ns(), None);
+        assert_eq!(h.p99_ns(), None);
+    }
+
+    #[test]
+    fn samples_land_in_one_microsecond_buckets() {
+        let mut h = Histogram::<4>::new();
+        for sample in [0, 999, 1_000, 1_999, 3_999, 4_000, 1_000_000] {
+            h.record(sample);
+        }
+        assert_eq!(h.buckets(), &[2, 2, 0, 1]);
+        assert_eq!(h.overflow(), 2);
+        assert_eq!(h.samples(), 7);
+        assert_eq!(h.min_ns(), Some(0));
+        assert_eq!(h.max_ns(), Some(1_000_000));
+    }
+
+    #[test]
+    fn statistics_of_a_known_set() {
+        let mut h = Histogram::<100>::new();
+        for us in 1..=100u64 {
+            h.record(us * 1_000 - 500);
+        }
+        assert_eq!(h.average_ns(), Some(50_000));
+        // Rank 99 of 100 is the sample 98_500 ns, in bucket 98: upper edge 98_999.
+        assert_eq!(h.p99_ns(), Some(98_999));
+        // Rank 100 of 100 is the maximum, 99_500; the bucket edge is clamped to it.
+        assert_eq!(h.p999_ns(), Some(99_500));
+        assert_eq!(h.quantile_ns(1, 1), Some(99_500));
+        assert_eq!(h.quantile_ns(1, 100), Some(999));
+        assert_eq!(h.quantile_ns(0, 100), None);
+        assert_eq!(h.quantile_ns(101, 100), None);
+    }
+
+    #[test]
+    fn quantile_in_overflow_reports_the_maximum() {
+        let mut h = Histogram::<2>::new();
+        h.record(500);
+        h.record(70_000);
+        assert_eq!(h.quantile_ns(1, 1), Some(70_000));
+        // Rank 1 is in bucket 0: its upper edge, which is within the exact min and max.
+        assert_eq!(h.quantile_ns(1, 2), Some(999));
+    }
+
+    #[test]
+    fn merge_adds_everything() {
+        let mut a = Histogram::<3>::new();
+        let mut b = Histogram::<3>::new();
+        a.record(100);
+        b.record(2_500);
+        b.record(9_000);
+        a.merge(&b);
+        assert_eq!(a.buckets(), &[1, 0, 1]);
+        assert_eq!(a.overflow(), 1);
+        assert_eq!(a.min_ns(), Some(100));
+        assert_eq!(a.max_ns(), Some(9_000));
+        assert_eq!(a.samples(), 3);
+    }
+
+    #[test]
+    fn summary_line_format() {
+        let mut h = Histogram::<10>::new();
+        h.record(1_500);
+        h.record(2_500);
+        let line = h.summary(1, 3).to_string();
+        assert_eq!(
+            line,
+            "latency cpu=1 samples=2 min_ns=1500 avg_ns=2000 max_ns=2500 p99_ns=2500 p999_ns=2500 misses=3 overflow=0"
+        );
+        let empty = Histogram::<10>::new().summary(0, 0).to_string();
+        assert_eq!(
+            empty,
+            "latency cpu=0 samples=0 min_ns=0 avg_ns=0 max_ns=0 p99_ns=0 p999_ns=0 misses=0 overflow=0"
+        );
+    }
+}

@@ -1,0 +1,60 @@
+//! Host-testable core of the Bulkhead RT partition kernel.
+//!
+//! This crate is the RT kernel's policy and bookkeeping with no hardware in it: the
+//! fixed-priority scheduler with its per-core run queues, the per-core timer queues, the
+//! synchronisation objects (priority-inheritance mutexes, counting semaphores, event flags,
+//! message queues), sleeps and periodic releases, and the latency statistics. The arch layer
+//! (a separate crate) owns the context switch, the TSC-deadline timer, IPIs and the syscall
+//! entry; it calls in here from the timer interrupt, from syscalls and from IPIs, and acts on
+//! the decisions it gets back.
+//!
+//! # Design principles
+//!
+//! - **No hardware, no `unsafe`, no allocation.** Every table has a fixed capacity chosen by
+//!   const generics; everything is created at init. Nothing here may ever touch a register,
+//!   an address or a lock.
+//! - **Time is an argument.** Every operation that depends on time takes `now` as monotonic
+//!   nanoseconds (`u64`). The crate never reads a clock, so tests drive time by hand and the
+//!   arch layer decides where the nanoseconds come from (TSC through [`clock::Tsc`]).
+//! - **Decisions, not actions.** The scheduler entry points ([`Kernel::schedule`],
+//!   [`Kernel::block_current`], [`Kernel::yield_current`], [`Kernel::tick`]) return a
+//!   [`Switch`]: which task the core should run next. Everything else that can change what a
+//!   core should run returns the set of cores that must reschedule ([`Resched`]) or, for a
+//!   single wake-up, a [`Preempt`]. The arch layer calls [`Kernel::schedule`] for its own core
+//!   and sends a rescheduling IPI to the others.
+//! - **Tickless.** There is no periodic tick: after every kernel entry the arch layer programs
+//!   the core's one-shot timer for [`Kernel::next_event`] (the earliest timer deadline or
+//!   round-robin slice end) and calls [`Kernel::expire_timers`] and [`Kernel::tick`] when it
+//!   fires.
+//! - **One lock around the kernel.** A [`Kernel`] is a plain value mutated through `&mut`;
+//!   the arch layer keeps it (and the synchronisation objects) behind one lock shared by the
+//!   partition's cores. Tasks are pinned to cores, so the lock is only contended by
+//!   cross-core wake-ups and shared objects.
+//!
+//! # Modules
+//!
+//! - [`sched`]: task identities, states, policies, per-core run queues, the [`Kernel`] state
+//!   object and the scheduler entry points.
+//! - [`timer`]: the per-core timer queue of absolute deadlines.
+//! - [`sync`]: priority-inheritance mutexes, semaphores, event flags and message queues.
+//! - [`clock`]: absolute and relative sleeps, TSC to nanosecond conversion, periodic releases.
+//! - [`latency`]: latency histograms, percentiles and the one-line summary.
+#![no_std]
+#![forbid(unsafe_code)]
+
+#[cfg(test)]
+extern crate std;
+
+pub mod clock;
+mod error;
+pub mod latency;
+pub mod sched;
+pub mod sync;
+pub mod timer;
+
+pub use error::Error;
+pub use sched::{
+    BlockReason, CoreId, Kernel, Policy, Preempt, Priority, Resched, Switch, TaskConfig, TaskId,
+    TaskState, TaskStats, WakeReason,
+};
+pub use sync::Timeout;
