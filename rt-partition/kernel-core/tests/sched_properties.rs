@@ -5,11 +5,10 @@ mod common;
 
 use std::collections::{BTreeMap, VecDeque};
 
+use bulkhead_rt_core::clock::{Periodic, Sleep};
 use bulkhead_rt_core::sched::{QueuePosition, RunQueue};
-use bulkhead_rt_core::{
-    CoreId, Kernel, Policy, Preempt, Priority, Resched, Switch, TaskConfig, TaskId, TaskState,
-};
-use common::{XorShift, core, fifo};
+use bulkhead_rt_core::{CoreId, Kernel, Policy, Preempt, Priority, Switch, TaskConfig, TaskId};
+use common::{XorShift, assert_highest_runs, core, fifo, reschedule};
 use proptest::prelude::*;
 
 // ----- run queue against a model --------------------------------------------------------
@@ -138,41 +137,6 @@ fn task_config() -> impl Strategy<Value = TaskConfig> {
     })
 }
 
-/// Every core runs a task at least as urgent as any ready task of that core (the idle task
-/// only when none is ready), and the run queues hold exactly the ready tasks.
-fn assert_highest_runs(kernel: &SimKernel, tasks: &[TaskId]) -> Result<(), TestCaseError> {
-    for core_index in 0..CORES as u8 {
-        let core = core(core_index);
-        let current = kernel.current(core).unwrap();
-        let idle = kernel.idle_task(core).unwrap();
-        let queue = kernel.run_queue(core).unwrap();
-        let mut best_ready: Option<Priority> = None;
-        for &task in tasks.iter().filter(|&&t| kernel.task_core(t) == Ok(core)) {
-            let state = kernel.task_state(task).unwrap();
-            let priority = kernel.effective_priority(task).unwrap();
-            let expected_queued = (state == TaskState::Ready).then_some(priority);
-            prop_assert_eq!(queue.queued_priority(task), expected_queued);
-            if state == TaskState::Ready {
-                best_ready = best_ready.max(Some(priority));
-            }
-        }
-        prop_assert_eq!(kernel.task_state(current), Ok(TaskState::Running));
-        if current == idle {
-            prop_assert_eq!(best_ready, None, "idle runs while a task is ready");
-        } else {
-            let running = kernel.effective_priority(current).unwrap();
-            prop_assert!(best_ready.is_none_or(|best| best <= running));
-        }
-    }
-    Ok(())
-}
-
-fn reschedule(kernel: &mut SimKernel, resched: Resched, now: u64) {
-    for core in resched.cores() {
-        let _ = kernel.schedule(core, now).unwrap();
-    }
-}
-
 proptest! {
     /// After any sequence of operations, scheduling only the cores the operations named,
     /// every core runs its highest-priority ready task.
@@ -222,7 +186,7 @@ proptest! {
                     reschedule(&mut kernel, resched, now);
                 }
                 KernelOp::Sleep(c, duration) => {
-                    if let Ok(bulkhead_rt_core::clock::Sleep::Asleep(resched)) =
+                    if let Ok(Sleep::Asleep(resched)) =
                         kernel.sleep_for(core(c), duration, now)
                     {
                         reschedule(&mut kernel, resched, now);
@@ -295,7 +259,7 @@ proptest! {
             .collect();
         let high = kernel.create_task(fifo(0, 50)).unwrap();
         let mut periodic = match interference {
-            Some((period, _)) => Some(bulkhead_rt_core::clock::Periodic::new(period, period).unwrap()),
+            Some((period, _)) => Some(Periodic::new(period, period).unwrap()),
             None => {
                 let _ = kernel.suspend(high).unwrap();
                 None
@@ -314,7 +278,7 @@ proptest! {
                 let (_, execution) = interference.unwrap();
                 now += execution;
                 let sleep = kernel.wait_next_period(core, periodic.as_mut().unwrap(), now).unwrap();
-                if let bulkhead_rt_core::clock::Sleep::Asleep(_) = sleep {
+                if let Sleep::Asleep(_) = sleep {
                     let _ = kernel.schedule(core, now).unwrap();
                 }
                 continue;

@@ -7,7 +7,7 @@ use bulkhead_rt_core::sync::{Acquire, Mutex, ReceiveOutcome, SendOutcome};
 use bulkhead_rt_core::{
     BlockReason, Error, Kernel, Priority, Resched, TaskId, TaskState, Timeout, WakeReason,
 };
-use common::{core, running_task};
+use common::{assert_highest_runs, core, reschedule, running_task};
 use proptest::prelude::*;
 
 /// Eight cores so that every task of a chain of up to five has a core of its own and is
@@ -16,8 +16,8 @@ type ChainKernel = Kernel<16, 8>;
 
 /// Priority inheritance's invariant: every task's effective priority is the maximum of its
 /// base priority and the effective priorities of the tasks blocked on mutexes it owns.
-fn assert_inheritance_consistent(
-    kernel: &ChainKernel,
+fn assert_inheritance_consistent<const T: usize, const C: usize>(
+    kernel: &Kernel<T, C>,
     tasks: &[TaskId],
     mutexes: &[Mutex],
 ) -> Result<(), TestCaseError> {
@@ -40,12 +40,6 @@ fn assert_inheritance_consistent(
         );
     }
     Ok(())
-}
-
-fn reschedule(kernel: &mut ChainKernel, resched: Resched, now: u64) {
-    for core in resched.cores() {
-        let _ = kernel.schedule(core, now).unwrap();
-    }
 }
 
 /// Builds a chain: task `k` (on core `k`) owns mutex `k`, and for k >= 1 is blocked on mutex
@@ -206,6 +200,102 @@ proptest! {
     }
 }
 
+// ----- random mutex traffic ---------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+enum MutexOp {
+    Lock {
+        core: u8,
+        mutex: usize,
+        deadline: Option<u64>,
+    },
+    Unlock {
+        core: u8,
+        mutex: usize,
+    },
+    Advance {
+        by: u64,
+    },
+    SetPriority {
+        task: usize,
+        level: u8,
+    },
+}
+
+fn mutex_op() -> impl Strategy<Value = MutexOp> {
+    prop_oneof![
+        4 => (0..3u8, 0..4usize, prop::option::of(1..40u64))
+            .prop_map(|(core, mutex, deadline)| MutexOp::Lock { core, mutex, deadline }),
+        4 => (0..3u8, 0..4usize).prop_map(|(core, mutex)| MutexOp::Unlock { core, mutex }),
+        2 => (1..20u64).prop_map(|by| MutexOp::Advance { by }),
+        1 => (0..9usize, 0..10u8).prop_map(|(task, level)| MutexOp::SetPriority { task, level }),
+    ]
+}
+
+proptest! {
+    /// Under random locking, unlocking, timeouts and priority changes by several tasks per
+    /// core, inheritance stays consistent, every core runs its most urgent task, and a
+    /// mutex is only ever owned by a task that is not waiting for it.
+    #[test]
+    fn random_mutex_traffic_keeps_invariants(
+        levels in proptest::collection::vec((0..3u8, 0..10u8), 1..10),
+        ops in proptest::collection::vec(mutex_op(), 0..120),
+    ) {
+        let mut kernel = Kernel::<16, 3>::new();
+        let tasks: Vec<TaskId> = levels
+            .iter()
+            .map(|&(c, level)| kernel.create_task(common::fifo(c, level)).unwrap())
+            .collect();
+        let mut mutexes: Vec<Mutex> = (0..4).map(|_| kernel.create_mutex()).collect();
+        let mut now = 0;
+        for c in 0..3 {
+            let _ = kernel.schedule(core(c), now).unwrap();
+        }
+        for op in ops {
+            match op {
+                MutexOp::Lock { core: c, mutex, deadline } => {
+                    let timeout = deadline.map_or(Timeout::Forever, |d| Timeout::Until(now + d));
+                    match kernel.mutex_lock(core(c), &mut mutexes[mutex], timeout, now) {
+                        Ok(Acquire::Blocked(resched)) => reschedule(&mut kernel, resched, now),
+                        Ok(Acquire::Acquired)
+                        | Err(Error::Deadlock | Error::IdleTask) => {}
+                        Err(other) => prop_assert!(false, "unexpected {other:?}"),
+                    }
+                }
+                MutexOp::Unlock { core: c, mutex } => {
+                    match kernel.mutex_unlock(core(c), &mut mutexes[mutex], now) {
+                        Ok(resched) => reschedule(&mut kernel, resched, now),
+                        Err(Error::NotOwner | Error::IdleTask) => {}
+                        Err(other) => prop_assert!(false, "unexpected {other:?}"),
+                    }
+                }
+                MutexOp::Advance { by } => {
+                    now += by;
+                    for c in 0..3 {
+                        let resched = kernel.expire_timers(core(c), now).unwrap();
+                        reschedule(&mut kernel, resched, now);
+                    }
+                }
+                MutexOp::SetPriority { task, level } => {
+                    let task = tasks[task % tasks.len()];
+                    let resched = kernel.set_base_priority(task, Priority::new(level)).unwrap();
+                    reschedule(&mut kernel, resched, now);
+                }
+            }
+            assert_inheritance_consistent(&kernel, &tasks, &mutexes)?;
+            assert_highest_runs(&kernel, &tasks)?;
+            for mutex in &mutexes {
+                if let Some(owner) = mutex.owner() {
+                    prop_assert_ne!(
+                        kernel.task_state(owner),
+                        Ok(TaskState::Blocked(BlockReason::Mutex(mutex.id())))
+                    );
+                }
+            }
+        }
+    }
+}
+
 // ----- message queue against a model -----------------------------------------------------
 
 #[derive(Debug, Clone)]
@@ -235,8 +325,11 @@ proptest! {
         for op in ops {
             match op {
                 QueueOp::Send { len, priority } => {
-                    let message: Vec<u8> = (0..len).map(|i| (sequence as u8).wrapping_add(i as u8)).collect();
-                    let outcome = kernel.queue_send(core(0), &mut queue, &message, priority, Timeout::NonBlocking, 0);
+                    let message: Vec<u8> =
+                        (0..len).map(|i| (sequence as u8).wrapping_add(i as u8)).collect();
+                    let timeout = Timeout::NonBlocking;
+                    let outcome =
+                        kernel.queue_send(core(0), &mut queue, &message, priority, timeout, 0);
                     if len > 8 {
                         prop_assert_eq!(outcome, Err(Error::MessageTooLong));
                     } else if model.len() == 4 {
@@ -249,7 +342,9 @@ proptest! {
                 }
                 QueueOp::Receive => {
                     let mut buffer = [0u8; 8];
-                    let outcome = kernel.queue_receive(core(0), &mut queue, &mut buffer, Timeout::NonBlocking, 0);
+                    let timeout = Timeout::NonBlocking;
+                    let outcome =
+                        kernel.queue_receive(core(0), &mut queue, &mut buffer, timeout, 0);
                     let next = model
                         .iter()
                         .enumerate()

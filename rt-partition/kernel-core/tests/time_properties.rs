@@ -31,7 +31,9 @@ proptest! {
     /// Timers come out in (deadline, insertion) order, only once due, each exactly once
     /// unless cancelled; `next_deadline` is always the earliest armed deadline.
     #[test]
-    fn timers_expire_in_order_and_never_early(ops in proptest::collection::vec(timer_op(), 0..300)) {
+    fn timers_expire_in_order_and_never_early(
+        ops in proptest::collection::vec(timer_op(), 0..300),
+    ) {
         let mut queue = TimerQueue::<u32, 32>::new();
         // Model: (deadline, insertion number, handle) of armed timers.
         let mut armed: Vec<(u64, u32, TimerHandle)> = Vec::new();
@@ -60,9 +62,11 @@ proptest! {
                     while let Some(expired) = queue.pop_expired(now) {
                         prop_assert!(expired.deadline_ns <= now, "fired early");
                         let (deadline, payload, _) = armed.remove(0);
-                        prop_assert_eq!((expired.deadline_ns, expired.payload), (deadline, payload));
+                        let popped = (expired.deadline_ns, expired.payload);
+                        prop_assert_eq!(popped, (deadline, payload));
                     }
-                    prop_assert!(armed.iter().all(|(deadline, _, _)| *deadline > now), "a due timer stayed");
+                    let none_due = armed.iter().all(|(deadline, _, _)| *deadline > now);
+                    prop_assert!(none_due, "a due timer stayed");
                 }
             }
             prop_assert_eq!(queue.len(), armed.len());
@@ -86,7 +90,9 @@ proptest! {
     #[test]
     fn histogram_percentiles_within_one_bucket(
         samples in proptest::collection::vec(0..64_000u64, 1..2_000),
-        quantile in prop::sample::select(vec![(1u64, 2u64), (9, 10), (99, 100), (999, 1000), (1, 1)]),
+        quantile in prop::sample::select(
+            vec![(1u64, 2u64), (9, 10), (99, 100), (999, 1000), (1, 1)]
+        ),
     ) {
         let mut histogram = Histogram::<64>::new();
         for &sample in &samples {
@@ -148,7 +154,8 @@ proptest! {
         for k in 0..PERIODS {
             let release = periodic.next_release(now);
             if release.at_ns != first + k * period {
-                return Err(TestCaseError::fail(format!("release {k} drifted to {}", release.at_ns)));
+                let drifted = format!("release {k} drifted to {}", release.at_ns);
+                return Err(TestCaseError::fail(drifted));
             }
             if k > 0 && now > release.at_ns {
                 expected_misses += 1;

@@ -149,7 +149,9 @@ impl<const TASKS: usize, const CORES: usize> Kernel<TASKS, CORES> {
             .map(|(index, _)| TaskId::new(index as u16))
     }
 
-    /// The idle task of `core`.
+    /// The idle task of `core`. It ranks below every other task; its reported priority is
+    /// [`Priority::LOWEST`] only because it has to report one. Its CPU time is the core's
+    /// idle time.
     pub fn idle_task(&self, core: CoreId) -> Result<TaskId, Error> {
         Ok(TaskId::new(self.core_index(core)? as u16))
     }
@@ -398,7 +400,10 @@ impl<const TASKS: usize, const CORES: usize> Kernel<TASKS, CORES> {
         match t.state {
             TaskState::Ready => {
                 self.cores[core.index()].run_queue.remove(task);
-                self.tasks[task.index()].state = TaskState::Suspended;
+                let t = &mut self.tasks[task.index()];
+                t.state = TaskState::Suspended;
+                // Time spent suspended is not wake-up latency.
+                t.ready_since_ns = None;
                 Ok(Resched::NONE)
             }
             TaskState::Running => {
@@ -724,6 +729,17 @@ mod tests {
             Switch::To { to, .. } => to,
             Switch::Stay => panic!("expected a switch"),
         }
+    }
+
+    /// The kernel can be built at compile time, straight into a `static`.
+    static BUILT_AT_COMPILE_TIME: Kernel<70, 8> = Kernel::new();
+
+    #[test]
+    fn const_construction() {
+        let kernel = &BUILT_AT_COMPILE_TIME;
+        assert_eq!(kernel.tasks().count(), 8);
+        assert_eq!(kernel.current(CoreId::new(7)), Ok(TaskId::new(7)));
+        assert_eq!(kernel.task_state(TaskId::new(7)), Ok(TaskState::Running));
     }
 
     #[test]

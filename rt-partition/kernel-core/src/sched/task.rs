@@ -17,8 +17,8 @@ pub struct TaskStats {
     pub cpu_time_ns: u64,
     /// Times the task was made ready after blocking or sleeping.
     pub wakeups: u64,
-    /// Deadline misses: periodic releases that found the task still busy, plus those the
-    /// arch layer reports with [`Kernel::record_deadline_miss`](super::Kernel::record_deadline_miss).
+    /// Deadline misses: periodic releases that found the task still busy, plus those
+    /// reported with [`Kernel::record_deadline_miss`](super::Kernel::record_deadline_miss).
     pub deadline_misses: u64,
     /// Times the task was switched in.
     pub dispatches: u64,

@@ -1,24 +1,33 @@
 //! Synchronisation objects: priority-inheritance mutexes, counting semaphores, event flags
 //! and bounded message queues, all for tasks inside the RT partition.
 //!
-//! Each object is a small value the arch layer keeps beside the [`Kernel`](crate::Kernel) (under the same
-//! lock) and passes by `&mut` to the kernel's operations; [`Kernel`](crate::Kernel) creates them at init and
-//! hands out their ids. Who waits on an object is recorded in the waiting task's state
-//! ([`BlockReason`](crate::BlockReason)), never in the object, so a timeout or a priority
-//! change needs no access to the object and can never leave a dangling waiter. Objects hand
-//! themselves to the highest-priority waiter, first come first served within a priority.
+//! Each object is a small value the arch layer keeps beside the [`Kernel`] (under the same
+//! lock) and passes by `&mut` to the kernel's operations; the [`Kernel`] creates them at init
+//! and hands out their ids. Who waits on an object is recorded in the waiting task's state
+//! ([`BlockReason`]), never in the object, so a timeout or a priority change needs no access
+//! to the object and can never leave a dangling waiter. Objects hand themselves to the
+//! highest-priority waiter, first come first served within a priority.
 //!
 //! Blocking follows one pattern. An operation that cannot complete blocks the calling task
-//! and returns `Blocked(resched)`; the arch layer then calls [`Kernel::schedule`](crate::Kernel::schedule) on its core
-//! (and IPIs the other cores in `resched`, which priority inheritance may have touched).
-//! When the task runs again, [`Kernel::take_wake_reason`](crate::Kernel::take_wake_reason) says how the wait ended:
-//! [`WakeReason::Acquired`](crate::WakeReason::Acquired) (mutex, semaphore: the object was
-//! handed over), [`WakeReason::Flags`](crate::WakeReason::Flags) (event flags: the wait was
-//! satisfied), [`WakeReason::Retry`](crate::WakeReason::Retry) (message queue: call again with
-//! the same [`Timeout`]) or [`WakeReason::Timeout`](crate::WakeReason::Timeout) (`ETIMEDOUT`).
+//! and returns `Blocked(resched)`; the arch layer then calls [`Kernel::schedule`] on its
+//! core (and IPIs the other cores in `resched`, which priority inheritance may have
+//! touched). When the task runs again, [`Kernel::take_wake_reason`] says how the wait ended:
+//! [`WakeReason::Acquired`] (mutex, semaphore: the object was handed over),
+//! [`WakeReason::Flags`] (event flags: the wait was satisfied), [`WakeReason::Retry`]
+//! (message queue: call again with the same [`Timeout`]) or [`WakeReason::Timeout`]
+//! (`ETIMEDOUT`).
 //!
 //! This module never blocks for real, spins, or allocates; an operation that would wait
 //! without permission ([`Timeout::NonBlocking`]) fails with [`Error::WouldBlock`].
+//!
+//! [`Kernel`]: crate::Kernel
+//! [`Kernel::schedule`]: crate::Kernel::schedule
+//! [`Kernel::take_wake_reason`]: crate::Kernel::take_wake_reason
+//! [`BlockReason`]: crate::BlockReason
+//! [`WakeReason::Acquired`]: crate::WakeReason::Acquired
+//! [`WakeReason::Flags`]: crate::WakeReason::Flags
+//! [`WakeReason::Retry`]: crate::WakeReason::Retry
+//! [`WakeReason::Timeout`]: crate::WakeReason::Timeout
 
 mod event_flags;
 mod message_queue;

@@ -100,9 +100,10 @@ impl<const TASKS: usize, const CORES: usize> Kernel<TASKS, CORES> {
                         task.mutex_owner = Some(heir);
                     }
                 }
+                // The heir was the top waiter, so the waiters it now lends nothing to it: its
+                // effective priority is already at least theirs.
                 let preempt = self.make_ready(heir, now_ns, WakeReason::Acquired);
                 resched.merge(preempt.into());
-                self.update_priority_chain(heir, &mut resched);
             }
             None => mutex.owner = None,
         }

@@ -1,7 +1,8 @@
 //! Helpers shared by the property tests.
 #![allow(dead_code, reason = "each test file uses a different subset")]
 
-use bulkhead_rt_core::{CoreId, Kernel, Policy, Priority, TaskConfig, TaskId};
+use bulkhead_rt_core::{CoreId, Kernel, Policy, Priority, Resched, TaskConfig, TaskId, TaskState};
+use proptest::prelude::*;
 
 pub fn core(index: u8) -> CoreId {
     CoreId::new(index)
@@ -45,4 +46,48 @@ impl XorShift {
     pub fn below(&mut self, bound: u64) -> u64 {
         if bound == 0 { 0 } else { self.next() % bound }
     }
+}
+
+/// Schedules every core in `resched`, as the arch layer does (directly or by IPI).
+pub fn reschedule<const T: usize, const C: usize>(
+    kernel: &mut Kernel<T, C>,
+    resched: Resched,
+    now: u64,
+) {
+    for core in resched.cores() {
+        let _ = kernel.schedule(core, now).unwrap();
+    }
+}
+
+/// Every core runs a task at least as urgent as any ready task of that core (the idle task
+/// only when none is ready), and the run queues hold exactly the ready tasks, each at its
+/// effective priority.
+pub fn assert_highest_runs<const T: usize, const C: usize>(
+    kernel: &Kernel<T, C>,
+    tasks: &[TaskId],
+) -> Result<(), TestCaseError> {
+    for core_index in 0..C as u8 {
+        let core = core(core_index);
+        let current = kernel.current(core).unwrap();
+        let idle = kernel.idle_task(core).unwrap();
+        let queue = kernel.run_queue(core).unwrap();
+        let mut best_ready: Option<Priority> = None;
+        for &task in tasks.iter().filter(|&&t| kernel.task_core(t) == Ok(core)) {
+            let state = kernel.task_state(task).unwrap();
+            let priority = kernel.effective_priority(task).unwrap();
+            let expected_queued = (state == TaskState::Ready).then_some(priority);
+            prop_assert_eq!(queue.queued_priority(task), expected_queued);
+            if state == TaskState::Ready {
+                best_ready = best_ready.max(Some(priority));
+            }
+        }
+        prop_assert_eq!(kernel.task_state(current), Ok(TaskState::Running));
+        if current == idle {
+            prop_assert_eq!(best_ready, None, "idle runs while a task is ready");
+        } else {
+            let running = kernel.effective_priority(current).unwrap();
+            prop_assert!(best_ready.is_none_or(|best| best <= running));
+        }
+    }
+    Ok(())
 }
