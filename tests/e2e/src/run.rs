@@ -132,14 +132,16 @@ impl fmt::Display for WaitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} in {}: ", self.emulator, self.dir.display())?;
         match &self.kind {
-            WaitErrorKind::Timeout(limit) => write!(f, "no result within {}s", limit.as_secs())?,
+            WaitErrorKind::Timeout(limit) => {
+                write!(f, "time limit ({}s) reached", limit.as_secs())?
+            }
             WaitErrorKind::FailLine(line) => write!(f, "failure line on the console: {line:?}")?,
             WaitErrorKind::Stopped(line) => write!(f, "run ended early with {line:?}")?,
             WaitErrorKind::Exited(Some(status)) => write!(f, "emulator exited ({status})")?,
             WaitErrorKind::Exited(None) => write!(f, "emulator exited")?,
             WaitErrorKind::Interrupted => write!(f, "interrupted")?,
         }
-        writeln!(f, " after {:.1}s", self.elapsed.as_secs_f64())?;
+        writeln!(f, ", {:.1}s after start", self.elapsed.as_secs_f64())?;
         if !self.missing.is_empty() {
             writeln!(f, "still expected:")?;
             for m in &self.missing {

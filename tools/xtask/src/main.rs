@@ -146,8 +146,8 @@ fn main() -> ExitCode {
     // Ctrl-C: stop the emulators (they are in process groups of their own, out of the
     // terminal's reach), then leave with the conventional status.
     if let Err(e) = ctrlc::set_handler(|| {
+        eprintln!("\n[xtask] interrupted: stopping the emulator");
         bulkhead_e2e::kill_all_emulators();
-        eprintln!("\n[xtask] interrupted");
         std::process::exit(130);
     }) {
         eprintln!("[xtask] warning: cannot install the Ctrl-C handler: {e}");

@@ -3,7 +3,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, ExitCode, Stdio};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
 use crate::{build_image, deps, step};
 
@@ -28,15 +28,8 @@ impl Summary {
     /// Runs one `cargo test` stage and records how it went.
     fn cargo_test_stage(&mut self, what: &str, command: Command) {
         let before = self.tests.failed;
-        let ok = match step(what, || cargo_test(command, &mut self.tests)) {
-            Ok(ok) => ok,
-            Err(e) => {
-                self.problems.push(format!("{what}: {e:#}"));
-                false
-            }
-        };
-        if !ok {
-            self.problems.push(what.to_string());
+        if let Err(e) = step(what, || cargo_test(command, &mut self.tests)) {
+            self.problems.push(format!("{what}: {e:#}"));
             if self.tests.failed == before {
                 self.silent_failures += 1;
             }
@@ -112,8 +105,8 @@ fn cargo() -> Command {
 }
 
 /// Runs a `cargo test` command, passing its output through and adding up its `test result:`
-/// lines. Returns whether it succeeded.
-fn cargo_test(mut command: Command, tally: &mut Tally) -> Result<bool> {
+/// lines; fails if it fails.
+fn cargo_test(mut command: Command, tally: &mut Tally) -> Result<()> {
     let mut child = command
         .stdout(Stdio::piped())
         .spawn()
@@ -129,7 +122,11 @@ fn cargo_test(mut command: Command, tally: &mut Tally) -> Result<bool> {
             tally.failed += t.failed;
         }
     }
-    Ok(child.wait()?.success())
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("cargo test failed ({status})");
+    }
+    Ok(())
 }
 
 /// Reads libtest's `test result: ok. 5 passed; 0 failed; 1 ignored; ...` line.
