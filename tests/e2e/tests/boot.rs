@@ -15,7 +15,8 @@ use anyhow::{Context, Result, ensure};
 use bulkhead_e2e::config::LoadedConfig;
 use bulkhead_e2e::{ConfigModule, Emulator, Expect, IsoSpec, Pattern, Run, RunDir};
 
-/// Wall-clock limits. Generous: measured times are far below (see each test).
+/// Wall-clock limits, generous: on a loaded two-core host, a 2-CPU Bochs boot reaches steady
+/// state (or its FATAL line) in 6 to 12 s, a 4-CPU one in 12 to 18 s, QEMU in about 1 s.
 const BOCHS_2CPU_LIMIT: Duration = Duration::from_secs(300);
 const BOCHS_4CPU_LIMIT: Duration = Duration::from_secs(600);
 const QEMU_LIMIT: Duration = Duration::from_secs(120);
@@ -131,7 +132,7 @@ fn bochs_healthy(test: &str, config: &str, limit: Duration) -> Result<()> {
     Ok(())
 }
 
-/// Bochs, two CPUs (one per partition): the whole VMX bring-up. About 10 s here.
+/// Bochs, two CPUs (one per partition): the whole VMX bring-up.
 #[test]
 #[ignore = "boots an emulator; run through cargo xtask test"]
 fn bochs_2cpu_vmx() -> Result<()> {
