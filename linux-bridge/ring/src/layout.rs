@@ -175,14 +175,34 @@ pub(crate) const HEADER_WORDS: usize = HEADER_SIZE / 8;
 /// Word index of the first geometry word.
 pub(crate) const GEOMETRY_WORDS: usize = size_of::<GeometryBlock>() / 8;
 /// Word index of [`HeaderPage::state`].
+#[cfg_attr(
+    loom,
+    allow(dead_code, reason = "under loom these words live in the model")
+)]
 pub(crate) const W_STATE: usize = offset_of!(HeaderPage, state) / 8;
 /// Word index of [`HeaderPage::producer_index`].
+#[cfg_attr(
+    loom,
+    allow(dead_code, reason = "under loom these words live in the model")
+)]
 pub(crate) const W_PRODUCER_INDEX: usize = offset_of!(HeaderPage, producer_index) / 8;
 /// Word index of [`HeaderPage::consumer_index`].
+#[cfg_attr(
+    loom,
+    allow(dead_code, reason = "under loom these words live in the model")
+)]
 pub(crate) const W_CONSUMER_INDEX: usize = offset_of!(HeaderPage, consumer_index) / 8;
 /// Word index of [`HeaderPage::consumer_wants_doorbell`].
+#[cfg_attr(
+    loom,
+    allow(dead_code, reason = "under loom these words live in the model")
+)]
 pub(crate) const W_CONSUMER_WANTS: usize = offset_of!(HeaderPage, consumer_wants_doorbell) / 8;
 /// Word index of [`HeaderPage::producer_wants_doorbell`].
+#[cfg_attr(
+    loom,
+    allow(dead_code, reason = "under loom these words live in the model")
+)]
 pub(crate) const W_PRODUCER_WANTS: usize = offset_of!(HeaderPage, producer_wants_doorbell) / 8;
 
 /// The state word: whether the channel is usable, and if not, why.
