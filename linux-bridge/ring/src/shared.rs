@@ -232,7 +232,7 @@ pub(crate) struct LoomModel {
 impl LoomModel {
     /// A model for a region of `len` bytes.
     pub(crate) fn new(len: usize) -> Self {
-        let slots = len.saturating_sub(crate::HEADER_SIZE) / crate::MIN_SLOT_SIZE as usize;
+        let slots = len.saturating_sub(crate::HEADER_SIZE) / 16;
         Self {
             control: core::array::from_fn(|_| SyncU64::new(0)),
             slots: (0..slots)

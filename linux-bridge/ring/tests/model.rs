@@ -80,6 +80,10 @@ impl Model {
 }
 
 /// The two endpoints under test, in FIFO or priority flavour.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one value per test case, on the stack"
+)]
 enum Ends<'a> {
     Fifo(bulkhead_ring::Producer<'a>, bulkhead_ring::Consumer<'a>),
     Mq(Sender<'a>, Receiver<'a>),
