@@ -214,6 +214,44 @@ fn bochs_unhandled_exit() -> Result<()> {
     Ok(())
 }
 
+/// `selftest=exception`: the last CPU takes #UD inside the hypervisor. The exception handler
+/// reports vector, error code, RIP and CPU and halts that CPU; the others then give up waiting
+/// for it with one FATAL line naming how many CPUs reached VMX operation.
+#[test]
+#[ignore = "boots an emulator; run through cargo xtask test"]
+fn bochs_hypervisor_exception() -> Result<()> {
+    let config = load_config(&config_path("bochs-2cpu.toml"))?;
+    let dir = RunDir::create("bochs_hypervisor_exception")?;
+    let mut run = boot(
+        &dir,
+        ConfigModule::Toml(config.path.clone()),
+        "selftest=exception",
+        &bochs_for(&config),
+    )?;
+    let last = config.cpus() - 1;
+    let exception = format!(
+        r"^EXCEPTION: cpu {last} apic \d+: vector 6 \(#UD invalid opcode\) error 0x0 at RIP=0x[0-9a-f]{{16}} "
+    );
+    let fatal = format!(
+        "FATAL: only {last} of {} CPUs reached VMX operation",
+        config.cpus()
+    );
+    let expect = Expect::new()
+        .regex(&exception)
+        .line(format!("cpu {last} halted").as_str())
+        .line(fatal.as_str())
+        .line(HALTED);
+    run.wait_for(&expect, BOCHS_2CPU_LIMIT)?;
+    check_fatal_then_halted(&run, &fatal)?;
+    ensure!(
+        run.count(STEADY_STATE) == 0,
+        "steady state despite a halted CPU:\n{}",
+        run.log()
+    );
+    report(&run);
+    Ok(())
+}
+
 /// QEMU's TCG has no VT-x: the hypervisor must say so and halt, not triple-fault.
 #[test]
 #[ignore = "boots an emulator; run through cargo xtask test"]
