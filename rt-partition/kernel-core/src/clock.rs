@@ -194,7 +194,8 @@ impl<const TASKS: usize, const CORES: usize> Kernel<TASKS, CORES> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Policy, Priority, Switch, TaskConfig, TaskState, WakeReason};
+    use crate::testing::running_task;
+    use crate::{Switch, TaskState, WakeReason};
 
     #[test]
     fn tsc_conversion_rounds_the_safe_way() {
@@ -243,15 +244,8 @@ mod tests {
     #[test]
     fn absolute_and_relative_sleep() {
         let mut kernel = Kernel::<4, 1>::new();
+        let task = running_task(&mut kernel, 0, 1);
         let core = CoreId::new(0);
-        let task = kernel
-            .create_task(TaskConfig {
-                core,
-                priority: Priority::new(1),
-                policy: Policy::Fifo,
-            })
-            .unwrap();
-        let _ = kernel.schedule(core, 0).unwrap();
         assert_eq!(kernel.sleep_until(core, 100, 100), Ok(Sleep::Elapsed));
         assert_eq!(kernel.sleep_for(core, 0, 100), Ok(Sleep::Elapsed));
         assert_eq!(
@@ -288,15 +282,8 @@ mod tests {
     #[test]
     fn periodic_task_counts_misses_in_its_stats() {
         let mut kernel = Kernel::<4, 1>::new();
+        let task = running_task(&mut kernel, 0, 1);
         let core = CoreId::new(0);
-        let task = kernel
-            .create_task(TaskConfig {
-                core,
-                priority: Priority::new(1),
-                policy: Policy::Fifo,
-            })
-            .unwrap();
-        let _ = kernel.schedule(core, 0).unwrap();
         let mut periodic = Periodic::new(100, 100).unwrap();
         assert!(matches!(
             kernel.wait_next_period(core, &mut periodic, 0),

@@ -50,6 +50,8 @@ mod error;
 pub mod latency;
 pub mod sched;
 pub mod sync;
+#[cfg(test)]
+mod testing;
 pub mod timer;
 
 pub use error::Error;

@@ -106,9 +106,8 @@ impl<const TASKS: usize, const CORES: usize> Kernel<TASKS, CORES> {
             }
             return Ok(FlagsWait::Satisfied(seen));
         }
-        let deadline = timeout.deadline(now_ns)?;
-        let caller = self.calling_task(core)?;
-        self.block_task(caller, BlockReason::EventFlags(flags.id), deadline)?;
+        let caller =
+            self.block_calling_task(core, BlockReason::EventFlags(flags.id), timeout, now_ns)?;
         self.task_mut(caller).flags_condition = Some(condition);
         Ok(FlagsWait::Blocked(Resched::core(core)))
     }
@@ -147,25 +146,9 @@ impl<const TASKS: usize, const CORES: usize> Kernel<TASKS, CORES> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Policy, Priority, TaskConfig, TaskId};
+    use crate::testing::{core, running_task};
 
     type TestKernel = Kernel<8, 4>;
-
-    fn core(index: u8) -> CoreId {
-        CoreId::new(index)
-    }
-
-    fn running_task(kernel: &mut TestKernel, core_index: u8, priority: u8) -> TaskId {
-        let task = kernel
-            .create_task(TaskConfig {
-                core: core(core_index),
-                priority: Priority::new(priority),
-                policy: Policy::Fifo,
-            })
-            .unwrap();
-        let _ = kernel.schedule(core(core_index), 0).unwrap();
-        task
-    }
 
     fn any(mask: u32, clear_on_exit: bool) -> FlagsCondition {
         FlagsCondition {

@@ -197,17 +197,13 @@ impl<const TASKS: usize, const CORES: usize> Kernel<TASKS, CORES> {
         self.core_index(core)?;
         match queue.try_send(message, priority) {
             Ok(()) => {
-                let receiver = self.top_waiter(BlockReason::QueueReceive(queue.id));
-                let resched = match receiver {
-                    Some(task) => self.make_ready(task, now_ns, WakeReason::Retry).into(),
-                    None => Resched::NONE,
-                };
-                Ok(SendOutcome::Sent(resched))
+                let receivers = BlockReason::QueueReceive(queue.id);
+                let woken = self.wake_top_waiter(receivers, WakeReason::Retry, now_ns);
+                Ok(SendOutcome::Sent(woken.unwrap_or(Resched::NONE)))
             }
             Err(Error::WouldBlock) => {
-                let deadline = timeout.deadline(now_ns)?;
-                let caller = self.calling_task(core)?;
-                self.block_task(caller, BlockReason::QueueSend(queue.id), deadline)?;
+                let senders = BlockReason::QueueSend(queue.id);
+                self.block_calling_task(core, senders, timeout, now_ns)?;
                 Ok(SendOutcome::Blocked(Resched::core(core)))
             }
             Err(error) => Err(error),
@@ -228,17 +224,14 @@ impl<const TASKS: usize, const CORES: usize> Kernel<TASKS, CORES> {
         self.core_index(core)?;
         match queue.try_receive(buffer) {
             Ok(message) => {
-                let sender = self.top_waiter(BlockReason::QueueSend(queue.id));
-                let resched = match sender {
-                    Some(task) => self.make_ready(task, now_ns, WakeReason::Retry).into(),
-                    None => Resched::NONE,
-                };
+                let senders = BlockReason::QueueSend(queue.id);
+                let woken = self.wake_top_waiter(senders, WakeReason::Retry, now_ns);
+                let resched = woken.unwrap_or(Resched::NONE);
                 Ok(ReceiveOutcome::Received { message, resched })
             }
             Err(Error::WouldBlock) => {
-                let deadline = timeout.deadline(now_ns)?;
-                let caller = self.calling_task(core)?;
-                self.block_task(caller, BlockReason::QueueReceive(queue.id), deadline)?;
+                let receivers = BlockReason::QueueReceive(queue.id);
+                self.block_calling_task(core, receivers, timeout, now_ns)?;
                 Ok(ReceiveOutcome::Blocked(Resched::core(core)))
             }
             Err(error) => Err(error),
@@ -249,25 +242,10 @@ impl<const TASKS: usize, const CORES: usize> Kernel<TASKS, CORES> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Policy, Priority, TaskConfig, TaskId, TaskState};
+    use crate::TaskState;
+    use crate::testing::{core, running_task};
 
     type TestKernel = Kernel<8, 4>;
-
-    fn core(index: u8) -> CoreId {
-        CoreId::new(index)
-    }
-
-    fn running_task(kernel: &mut TestKernel, core_index: u8, priority: u8) -> TaskId {
-        let task = kernel
-            .create_task(TaskConfig {
-                core: core(core_index),
-                priority: Priority::new(priority),
-                policy: Policy::Fifo,
-            })
-            .unwrap();
-        let _ = kernel.schedule(core(core_index), 0).unwrap();
-        task
-    }
 
     #[test]
     fn priority_order_then_fifo() {

@@ -39,7 +39,7 @@ pub use message_queue::{MessageQueue, QueueId, ReceiveOutcome, Received, SendOut
 pub use mutex::{Mutex, MutexId};
 pub use semaphore::{Semaphore, SemaphoreId};
 
-use crate::{Error, Resched};
+use crate::{BlockReason, CoreId, Error, Kernel, Resched, TaskId, WakeReason};
 
 /// How long a blocking operation may wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +73,37 @@ pub enum Acquire {
     Acquired,
     /// The caller is blocked; the cores in the set (its own among them) must reschedule.
     Blocked(Resched),
+}
+
+impl<const TASKS: usize, const CORES: usize> Kernel<TASKS, CORES> {
+    /// Blocks `core`'s current task on `reason` until `timeout`, for an operation that
+    /// cannot complete now, and returns that task; `core` must then reschedule. Fails as
+    /// [`Timeout::deadline`] does before looking at the caller, then as
+    /// [`Kernel::calling_task`] does.
+    pub(crate) fn block_calling_task(
+        &mut self,
+        core: CoreId,
+        reason: BlockReason,
+        timeout: Timeout,
+        now_ns: u64,
+    ) -> Result<TaskId, Error> {
+        let deadline = timeout.deadline(now_ns)?;
+        let caller = self.calling_task(core)?;
+        self.block_task(caller, reason, deadline)?;
+        Ok(caller)
+    }
+
+    /// Makes the top waiter on `reason` ([`Kernel::top_waiter`]) ready with `wake`, and
+    /// returns the cores that must reschedule; `None` if nobody waits.
+    pub(crate) fn wake_top_waiter(
+        &mut self,
+        reason: BlockReason,
+        wake: WakeReason,
+        now_ns: u64,
+    ) -> Option<Resched> {
+        let waiter = self.top_waiter(reason)?;
+        Some(self.make_ready(waiter, now_ns, wake).into())
+    }
 }
 
 #[cfg(test)]

@@ -168,27 +168,10 @@ impl<const TASKS: usize, const CORES: usize> Kernel<TASKS, CORES> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{core, running_task};
     use crate::{Policy, Switch, TaskConfig};
 
     type TestKernel = Kernel<12, 4>;
-
-    fn core(index: u8) -> CoreId {
-        CoreId::new(index)
-    }
-
-    /// A FIFO task alone on `core_index`, made current.
-    fn running_task(kernel: &mut TestKernel, core_index: u8, priority: u8) -> TaskId {
-        let task = kernel
-            .create_task(TaskConfig {
-                core: core(core_index),
-                priority: Priority::new(priority),
-                policy: Policy::Fifo,
-            })
-            .unwrap();
-        let _ = kernel.schedule(core(core_index), 0).unwrap();
-        assert_eq!(kernel.current(core(core_index)), Ok(task));
-        task
-    }
 
     fn effective(kernel: &TestKernel, task: TaskId) -> u8 {
         kernel.effective_priority(task).unwrap().level()

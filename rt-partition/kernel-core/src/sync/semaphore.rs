@@ -63,9 +63,7 @@ impl<const TASKS: usize, const CORES: usize> Kernel<TASKS, CORES> {
             semaphore.count -= 1;
             return Ok(Acquire::Acquired);
         }
-        let deadline = timeout.deadline(now_ns)?;
-        let caller = self.calling_task(core)?;
-        self.block_task(caller, BlockReason::Semaphore(semaphore.id), deadline)?;
+        self.block_calling_task(core, BlockReason::Semaphore(semaphore.id), timeout, now_ns)?;
         Ok(Acquire::Blocked(Resched::core(core)))
     }
 
@@ -77,8 +75,9 @@ impl<const TASKS: usize, const CORES: usize> Kernel<TASKS, CORES> {
         semaphore: &mut Semaphore,
         now_ns: u64,
     ) -> Result<Resched, Error> {
-        match self.top_waiter(BlockReason::Semaphore(semaphore.id)) {
-            Some(waiter) => Ok(self.make_ready(waiter, now_ns, WakeReason::Acquired).into()),
+        let reason = BlockReason::Semaphore(semaphore.id);
+        match self.wake_top_waiter(reason, WakeReason::Acquired, now_ns) {
+            Some(resched) => Ok(resched),
             None if semaphore.count == semaphore.max_count => Err(Error::CountOverflow),
             None => {
                 semaphore.count += 1;
@@ -91,25 +90,10 @@ impl<const TASKS: usize, const CORES: usize> Kernel<TASKS, CORES> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Policy, Priority, TaskConfig, TaskId, TaskState};
+    use crate::TaskState;
+    use crate::testing::{core, running_task};
 
     type TestKernel = Kernel<8, 4>;
-
-    fn core(index: u8) -> CoreId {
-        CoreId::new(index)
-    }
-
-    fn running_task(kernel: &mut TestKernel, core_index: u8, priority: u8) -> TaskId {
-        let task = kernel
-            .create_task(TaskConfig {
-                core: core(core_index),
-                priority: Priority::new(priority),
-                policy: Policy::Fifo,
-            })
-            .unwrap();
-        let _ = kernel.schedule(core(core_index), 0).unwrap();
-        task
-    }
 
     #[test]
     fn counts_down_then_blocks_and_post_hands_over() {
