@@ -17,6 +17,7 @@ pub mod bitmaps;
 pub mod cpuid;
 pub mod ept;
 pub mod exit;
+pub mod fixed;
 pub mod frames;
 pub mod hypercall;
 pub mod vmx_caps;

@@ -8,6 +8,7 @@
 use core::fmt;
 
 use bulkhead_config::Region;
+use hv_core::fixed::FixedList;
 use hv_core::frames::Span;
 use multiboot2::{BootInformation, BootInformationHeader, MemoryAreaType};
 
@@ -22,7 +23,7 @@ const NAME_LEN: usize = 32;
 const CMDLINE_LEN: usize = 256;
 
 /// A GRUB module: its name (the `module2` command line) and where GRUB put it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Module {
     name: [u8; NAME_LEN],
     name_len: usize,
@@ -48,17 +49,16 @@ impl Module {
 /// The boot facts, copied out of the multiboot2 information.
 #[derive(Debug)]
 pub struct BootInfo {
-    ram: [Region; MAX_RAM_RANGES],
-    ram_count: usize,
-    modules: [Option<Module>; MAX_MODULES],
+    ram: FixedList<Region, MAX_RAM_RANGES>,
+    modules: FixedList<Module, MAX_MODULES>,
     /// Where the multiboot2 information itself lies.
     pub info_span: Span,
     /// Physical address of an RSDP copy (inside the boot information).
     pub rsdp: Option<usize>,
     cmdline: [u8; CMDLINE_LEN],
     cmdline_len: usize,
-    /// Modules beyond `MAX_MODULES` that were ignored.
-    pub dropped_modules: usize,
+    /// Usable RAM ranges and modules beyond the tables' capacity, ignored.
+    pub dropped_entries: usize,
 }
 
 /// Why the boot information could not be used.
@@ -95,9 +95,8 @@ impl BootInfo {
         let mbi = unsafe { BootInformation::load(addr as *const BootInformationHeader) }
             .map_err(BootInfoError::Unreadable)?;
         let mut info = Self {
-            ram: [Region { base: 0, size: 0 }; MAX_RAM_RANGES],
-            ram_count: 0,
-            modules: [None; MAX_MODULES],
+            ram: FixedList::new(),
+            modules: FixedList::new(),
             info_span: Span {
                 start: mbi.start_address() as u64,
                 end: mbi.end_address() as u64,
@@ -105,45 +104,41 @@ impl BootInfo {
             rsdp: None,
             cmdline: [0; CMDLINE_LEN],
             cmdline_len: 0,
-            dropped_modules: 0,
+            dropped_entries: 0,
         };
 
         let map = mbi.memory_map_tag().ok_or(BootInfoError::NoMemoryMap)?;
         for area in map.memory_areas() {
             if area.typ() == MemoryAreaType::Available
                 && area.size() > 0
-                && info.ram_count < MAX_RAM_RANGES
+                && info
+                    .ram
+                    .push(Region {
+                        base: area.start_address(),
+                        size: area.size(),
+                    })
+                    .is_err()
             {
-                info.ram[info.ram_count] = Region {
-                    base: area.start_address(),
-                    size: area.size(),
-                };
-                info.ram_count += 1;
+                info.dropped_entries += 1;
             }
         }
-        info.ram[..info.ram_count].sort_unstable_by_key(|r| r.base);
+        info.ram.as_mut_slice().sort_unstable_by_key(|r| r.base);
 
-        let mut slot = 0;
         for m in mbi.module_tags() {
-            if slot == MAX_MODULES {
-                info.dropped_modules += 1;
-                continue;
-            }
             let name = m.cmdline().unwrap_or("").trim();
+            let start = u64::from(m.start_address());
             let mut module = Module {
                 name: [0; NAME_LEN],
                 name_len: name.len().min(NAME_LEN),
                 span: Span {
-                    start: u64::from(m.start_address()),
-                    end: u64::from(m.end_address()),
+                    start,
+                    end: u64::from(m.end_address()).max(start),
                 },
             };
             module.name[..module.name_len].copy_from_slice(&name.as_bytes()[..module.name_len]);
-            if module.span.end < module.span.start {
-                module.span.end = module.span.start;
+            if info.modules.push(module).is_err() {
+                info.dropped_entries += 1;
             }
-            info.modules[slot] = Some(module);
-            slot += 1;
         }
 
         // The RSDP tags carry a copy of the RSDP after the 8-byte tag header.
@@ -163,12 +158,12 @@ impl BootInfo {
 
     /// Usable RAM ranges, sorted by base.
     pub fn usable_ram(&self) -> &[Region] {
-        &self.ram[..self.ram_count]
+        self.ram.as_slice()
     }
 
     /// All modules, in GRUB's order.
     pub fn modules(&self) -> impl Iterator<Item = &Module> {
-        self.modules.iter().flatten()
+        self.modules.as_slice().iter()
     }
 
     /// The module whose name is `name`.

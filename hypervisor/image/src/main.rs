@@ -129,6 +129,18 @@ extern "C" fn bsp_entry(magic: u32, info_addr: u32) -> ! {
         Ok(p) => PLATFORM.call_once(|| p),
         Err(e) => fatal!("{e}"),
     };
+    if boot.dropped_entries > 0 {
+        log::warn!(
+            "{} memory-map ranges or modules beyond the boot tables' capacity were ignored",
+            boot.dropped_entries
+        );
+    }
+    if platform.dropped_entries > 0 {
+        log::warn!(
+            "{} MADT entries beyond the platform tables' capacity were ignored",
+            platform.dropped_entries
+        );
+    }
     log::info!(
         "{} MiB usable RAM in {} ranges; {} CPUs and {} IOAPICs in the MADT; hypervisor command line {:?}",
         boot.total_ram() >> 20,

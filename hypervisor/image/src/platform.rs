@@ -11,6 +11,7 @@ use core::ptr::NonNull;
 use acpi::madt::{Madt, MadtEntry};
 use acpi::{AcpiHandler, AcpiTables, PhysicalMapping, fadt::Fadt};
 use bulkhead_config::MAX_CPUS;
+use hv_core::fixed::{FixedList, Full};
 
 use crate::arch::port;
 
@@ -66,14 +67,11 @@ pub struct PowerOff {
 /// What ACPI says about this machine.
 #[derive(Debug)]
 pub struct Platform {
-    apic_ids: [u32; MAX_CPUS],
-    cpu_count: usize,
-    /// Enabled CPUs beyond `MAX_CPUS`, not kept.
-    pub dropped_cpus: usize,
-    ioapics: [IoApic; MAX_IOAPICS],
-    ioapic_count: usize,
-    overrides: [IrqOverride; MAX_OVERRIDES],
-    override_count: usize,
+    apic_ids: FixedList<u32, MAX_CPUS>,
+    /// MADT entries (CPUs, IOAPICs, overrides) beyond the tables' capacity, not kept.
+    pub dropped_entries: usize,
+    ioapics: FixedList<IoApic, MAX_IOAPICS>,
+    overrides: FixedList<IrqOverride, MAX_OVERRIDES>,
     pub power_off: Option<PowerOff>,
 }
 
@@ -104,55 +102,34 @@ impl Platform {
         let tables = unsafe { AcpiTables::from_rsdp(IdentityMapped, rsdp) }
             .map_err(PlatformError::Tables)?;
         let mut platform = Self {
-            apic_ids: [0; MAX_CPUS],
-            cpu_count: 0,
-            dropped_cpus: 0,
-            ioapics: [IoApic::default(); MAX_IOAPICS],
-            ioapic_count: 0,
-            overrides: [IrqOverride::default(); MAX_OVERRIDES],
-            override_count: 0,
+            apic_ids: FixedList::new(),
+            dropped_entries: 0,
+            ioapics: FixedList::new(),
+            overrides: FixedList::new(),
             power_off: None,
         };
         let madt = tables.find_table::<Madt>().map_err(PlatformError::NoMadt)?;
         for entry in madt.get().entries() {
-            let cpu = match entry {
+            let kept = match entry {
                 // Flags bit 0: enabled; bit 1: online capable.
-                MadtEntry::LocalApic(e) if e.flags & 0b11 != 0 => Some(u32::from(e.apic_id)),
-                MadtEntry::LocalX2Apic(e) if e.flags & 0b11 != 0 => Some(e.x2apic_id),
-                MadtEntry::IoApic(e) => {
-                    if platform.ioapic_count < MAX_IOAPICS {
-                        platform.ioapics[platform.ioapic_count] = IoApic {
-                            id: e.io_apic_id,
-                            address: e.io_apic_address,
-                            gsi_base: e.global_system_interrupt_base,
-                        };
-                        platform.ioapic_count += 1;
-                    }
-                    None
+                MadtEntry::LocalApic(e) if e.flags & 0b11 != 0 => {
+                    platform.add_cpu(u32::from(e.apic_id))
                 }
-                MadtEntry::InterruptSourceOverride(e) => {
-                    if platform.override_count < MAX_OVERRIDES {
-                        platform.overrides[platform.override_count] = IrqOverride {
-                            irq: e.irq,
-                            gsi: e.global_system_interrupt,
-                            flags: e.flags,
-                        };
-                        platform.override_count += 1;
-                    }
-                    None
-                }
-                _ => None,
+                MadtEntry::LocalX2Apic(e) if e.flags & 0b11 != 0 => platform.add_cpu(e.x2apic_id),
+                MadtEntry::IoApic(e) => platform.ioapics.push(IoApic {
+                    id: e.io_apic_id,
+                    address: e.io_apic_address,
+                    gsi_base: e.global_system_interrupt_base,
+                }),
+                MadtEntry::InterruptSourceOverride(e) => platform.overrides.push(IrqOverride {
+                    irq: e.irq,
+                    gsi: e.global_system_interrupt,
+                    flags: e.flags,
+                }),
+                _ => Ok(()),
             };
-            if let Some(id) = cpu {
-                if platform.apic_ids[..platform.cpu_count].contains(&id) {
-                    continue;
-                }
-                if platform.cpu_count < MAX_CPUS {
-                    platform.apic_ids[platform.cpu_count] = id;
-                    platform.cpu_count += 1;
-                } else {
-                    platform.dropped_cpus += 1;
-                }
+            if kept.is_err() {
+                platform.dropped_entries += 1;
             }
         }
         platform.power_off = Self::power_off_info(&tables);
@@ -180,19 +157,27 @@ impl Platform {
         })
     }
 
+    /// Records a CPU once (firmware may list one in both its xAPIC and x2APIC form).
+    fn add_cpu(&mut self, apic_id: u32) -> Result<(), Full> {
+        if self.apic_ids.as_slice().contains(&apic_id) {
+            return Ok(());
+        }
+        self.apic_ids.push(apic_id)
+    }
+
     /// APIC IDs of the enabled CPUs, in MADT order.
     pub fn apic_ids(&self) -> &[u32] {
-        &self.apic_ids[..self.cpu_count]
+        self.apic_ids.as_slice()
     }
 
     /// The ISA interrupt source overrides.
     pub fn irq_overrides(&self) -> &[IrqOverride] {
-        &self.overrides[..self.override_count]
+        self.overrides.as_slice()
     }
 
     /// The IOAPICs.
     pub fn ioapics(&self) -> &[IoApic] {
-        &self.ioapics[..self.ioapic_count]
+        self.ioapics.as_slice()
     }
 }
 

@@ -146,13 +146,11 @@ extern "C" fn exception_handler(frame: &ExceptionFrame) -> ! {
         )?;
         writeln!(
             w,
-            "  RAX={:#x} RBX={:#x} RCX={:#x} RDX={:#x} RSI={:#x} RDI={:#x} RBP={:#x}",
-            f.rax, f.rbx, f.rcx, f.rdx, f.rsi, f.rdi, f.rbp
-        )?;
-        writeln!(
-            w,
-            "  R8={:#x} R9={:#x} R10={:#x} R11={:#x} R12={:#x} R13={:#x} R14={:#x} R15={:#x}",
-            f.r8, f.r9, f.r10, f.r11, f.r12, f.r13, f.r14, f.r15
+            "{}",
+            super::GprDump([
+                f.rax, f.rbx, f.rcx, f.rdx, f.rsi, f.rdi, f.rbp, f.r8, f.r9, f.r10, f.r11, f.r12,
+                f.r13, f.r14, f.r15,
+            ])
         )?;
         writeln!(w, "cpu {cpu} halted")
     });

@@ -69,6 +69,29 @@ pub mod msr {
     }
 }
 
+/// The 15 general-purpose registers, in the order RAX RBX RCX RDX RSI RDI RBP R8..R15,
+/// displayed as the two indented lines of a register dump (exceptions, stopped guests).
+#[derive(Debug, Clone, Copy)]
+pub struct GprDump(pub [u64; 15]);
+
+impl core::fmt::Display for GprDump {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        const NAMES: [&str; 15] = [
+            "RAX", "RBX", "RCX", "RDX", "RSI", "RDI", "RBP", "R8", "R9", "R10", "R11", "R12",
+            "R13", "R14", "R15",
+        ];
+        for (i, (name, value)) in NAMES.iter().zip(self.0).enumerate() {
+            let sep = match i {
+                0 => " ",
+                7 => "\n ",
+                _ => "",
+            };
+            write!(f, "{sep} {name}={value:#x}")?;
+        }
+        Ok(())
+    }
+}
+
 /// Halts this CPU forever with interrupts off.
 pub fn halt_forever() -> ! {
     loop {

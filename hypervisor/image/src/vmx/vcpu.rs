@@ -15,7 +15,7 @@ use hv_core::vmx_caps::{EntryControls, VmxControls, VmxMsrs};
 
 use super::vmcs::{self, VmxError, control, guest, host, ro};
 use crate::arch::cpu::{CpuTables, KERNEL_CS, KERNEL_DS, KERNEL_TR};
-use crate::arch::msr;
+use crate::arch::{GprDump, msr};
 use crate::memory;
 use crate::partition::PartitionResources;
 
@@ -408,13 +408,11 @@ impl Vcpu {
             )?;
             writeln!(
                 w,
-                "  RAX={:#x} RBX={:#x} RCX={:#x} RDX={:#x} RSI={:#x} RDI={:#x} RBP={:#x}",
-                r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp
-            )?;
-            writeln!(
-                w,
-                "  R8={:#x} R9={:#x} R10={:#x} R11={:#x} R12={:#x} R13={:#x} R14={:#x} R15={:#x}",
-                r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15
+                "{}",
+                GprDump([
+                    r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rbp, r.r8, r.r9, r.r10, r.r11,
+                    r.r12, r.r13, r.r14, r.r15,
+                ])
             )?;
             writeln!(
                 w,
