@@ -1,0 +1,625 @@
+//! The boot ABI of the Bulkhead RT partition kernel: what the hypervisor hands the RT kernel
+//! when it starts it, and the one place that layout is defined.
+//!
+//! # Entry protocol
+//!
+//! The RT kernel is one multiboot2 ELF, linked identity-mapped at 1 MiB, that boots in two
+//! modes:
+//!
+//! - **bare**: GRUB loads it as the multiboot2 kernel and enters `_start` on the bootstrap CPU
+//!   in 32-bit protected mode, paging off, with `EAX` = the multiboot2 magic (`0x36d76289`) and
+//!   `EBX` = the multiboot2 boot information. The kernel finds its own facts (memory map,
+//!   ACPI MADT, TSC frequency) and starts its other CPUs itself.
+//! - **under the hypervisor**: the hypervisor maps the partition's RAM at guest-physical 0
+//!   upward, loads the ELF's `PT_LOAD` segments at their (guest-)physical addresses and enters
+//!   the same `_start` on **every** CPU of the partition in 32-bit protected mode, paging off,
+//!   interrupts off, with `EAX` = [`RT_BOOT_MAGIC`], `EBX` = the guest-physical address of an
+//!   [`RtBootInfo`] (below 4 GiB, 8-byte aligned, inside partition RAM and outside the ELF's
+//!   segments), and `ESI` = the CPU's index within the partition (0 = the partition's boot
+//!   CPU, which must be entered first or at the same time; the others wait for it).
+//!
+//! The kernel treats an [`RtBootInfo`] as input from outside: it calls
+//! [`RtBootInfo::validate`] before using any of it.
+//!
+//! # Layout rules
+//!
+//! `#[repr(C)]` with native little-endian integers at their natural alignment and no padding
+//! (checked at compile time by the zerocopy derives and the size assertions below). Every
+//! array has a fixed capacity and a count beside it. A change of layout changes
+//! [`RT_BOOT_INFO_VERSION`].
+#![no_std]
+#![forbid(unsafe_code)]
+
+use core::fmt;
+use core::mem::size_of;
+
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+/// `EAX` at `_start` when the hypervisor enters the RT kernel ("BKRT" read as a little-endian
+/// `u32`). Distinct from the multiboot2 magic `0x36d76289`.
+pub const RT_BOOT_MAGIC: u32 = u32::from_le_bytes(*b"BKRT");
+/// `EAX` at `_start` when a multiboot2 loader (GRUB) enters the RT kernel.
+pub const MULTIBOOT2_MAGIC: u32 = 0x36d7_6289;
+/// First bytes of an [`RtBootInfo`].
+pub const RT_BOOT_INFO_MAGIC: [u8; 8] = *b"BLKRTBI\0";
+/// Layout version of [`RtBootInfo`].
+pub const RT_BOOT_INFO_VERSION: u32 = 1;
+
+/// Most CPUs a partition can have (the RT kernel's scheduler handles at most 64 cores).
+pub const MAX_CPUS: usize = 64;
+/// Most memory regions in an [`RtBootInfo`].
+pub const MAX_MEMORY_REGIONS: usize = 16;
+/// Most channels in an [`RtBootInfo`].
+pub const MAX_CHANNELS: usize = 32;
+/// Bytes of a channel name (UTF-8, NUL-padded).
+pub const CHANNEL_NAME_LEN: usize = 32;
+
+/// [`RtBootInfo::flags`] bit 0: the kernel runs under the Bulkhead hypervisor.
+pub const FLAG_UNDER_HYPERVISOR: u64 = 1 << 0;
+/// Every flag this version defines; other bits must be 0.
+pub const KNOWN_FLAGS: u64 = FLAG_UNDER_HYPERVISOR;
+
+/// Page size every region is aligned to.
+pub const PAGE_SIZE: u64 = 4096;
+
+/// A range of guest-physical RAM the partition owns.
+#[repr(C)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct MemoryRegion {
+    /// Guest-physical base, a multiple of 4 KiB.
+    pub base: u64,
+    /// Size in bytes, a non-zero multiple of 4 KiB.
+    pub size: u64,
+}
+
+impl MemoryRegion {
+    /// One past the last byte, if it does not overflow.
+    pub fn end(&self) -> Option<u64> {
+        self.base.checked_add(self.size)
+    }
+}
+
+/// Which way a channel's messages go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ChannelDirection {
+    /// Linux produces, the RT partition consumes.
+    LinuxToRt = 0,
+    /// The RT partition produces, Linux consumes.
+    RtToLinux = 1,
+}
+
+/// How the consumer of a channel learns about new messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ChannelNotify {
+    /// An interrupt, sent only when the consumer asks for one.
+    Doorbell = 0,
+    /// The consumer polls.
+    Poll = 1,
+}
+
+/// A shared-memory channel to the Linux partition.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct ChannelInfo {
+    /// The channel's name (UTF-8, NUL-padded, not empty).
+    pub name: [u8; CHANNEL_NAME_LEN],
+    /// Guest-physical base of the channel's memory (header and ring), 4 KiB aligned.
+    pub base: u64,
+    /// Bytes of channel memory.
+    pub size: u64,
+    /// Bytes per ring slot (not 0, at most `size`).
+    pub slot_size: u32,
+    /// A [`ChannelDirection`] as its `u8`.
+    pub direction: u8,
+    /// A [`ChannelNotify`] as its `u8`.
+    pub notify: u8,
+    /// Zero.
+    pub reserved: [u8; 2],
+}
+
+impl Default for ChannelInfo {
+    fn default() -> Self {
+        Self {
+            name: [0; CHANNEL_NAME_LEN],
+            base: 0,
+            size: 0,
+            slot_size: 0,
+            direction: 0,
+            notify: 0,
+            reserved: [0; 2],
+        }
+    }
+}
+
+impl ChannelInfo {
+    /// The name, if it is NUL-padded UTF-8.
+    pub fn name(&self) -> Option<&str> {
+        let len = self
+            .name
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(CHANNEL_NAME_LEN);
+        if self.name[len..].iter().any(|&b| b != 0) {
+            return None;
+        }
+        core::str::from_utf8(&self.name[..len]).ok()
+    }
+
+    /// The direction, if the byte names one.
+    pub fn direction(&self) -> Option<ChannelDirection> {
+        match self.direction {
+            0 => Some(ChannelDirection::LinuxToRt),
+            1 => Some(ChannelDirection::RtToLinux),
+            _ => None,
+        }
+    }
+
+    /// The notification mode, if the byte names one.
+    pub fn notify(&self) -> Option<ChannelNotify> {
+        match self.notify {
+            0 => Some(ChannelNotify::Doorbell),
+            1 => Some(ChannelNotify::Poll),
+            _ => None,
+        }
+    }
+}
+
+/// What the hypervisor tells the RT kernel about its partition.
+#[repr(C)]
+#[derive(Debug, Clone, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct RtBootInfo {
+    /// [`RT_BOOT_INFO_MAGIC`].
+    pub magic: [u8; 8],
+    /// [`RT_BOOT_INFO_VERSION`].
+    pub version: u32,
+    /// `size_of::<RtBootInfo>()`.
+    pub size: u32,
+    /// [`FLAG_UNDER_HYPERVISOR`] and nothing else defined yet.
+    pub flags: u64,
+    /// The TSC frequency in Hz; 0 = unknown, the kernel calibrates it.
+    pub tsc_hz: u64,
+    /// CPUs of the partition, 1 to [`MAX_CPUS`].
+    pub cpu_count: u32,
+    /// The console's 16550 I/O port base (for example `0x3f8`); 0 = no console.
+    pub console_port: u16,
+    /// Zero.
+    pub reserved0: u16,
+    /// x2APIC ID of partition CPU `i` at index `i`; entries from `cpu_count` on are 0.
+    pub apic_ids: [u32; MAX_CPUS],
+    /// Valid entries of `memory_regions`.
+    pub memory_region_count: u32,
+    /// Valid entries of `channels`.
+    pub channel_count: u32,
+    /// The partition's RAM (guest-physical), sorted by base, not overlapping.
+    pub memory_regions: [MemoryRegion; MAX_MEMORY_REGIONS],
+    /// The partition's channels.
+    pub channels: [ChannelInfo; MAX_CHANNELS],
+}
+
+const _: () = assert!(size_of::<MemoryRegion>() == 16);
+const _: () = assert!(size_of::<ChannelInfo>() == 56);
+const _: () = assert!(size_of::<RtBootInfo>() == 2352);
+const _: () = assert!(core::mem::align_of::<RtBootInfo>() == 8);
+
+/// Why an [`RtBootInfo`] was refused. Names the field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AbiError {
+    /// Fewer bytes than an `RtBootInfo`, or misaligned.
+    Truncated,
+    /// `magic` is not [`RT_BOOT_INFO_MAGIC`].
+    BadMagic,
+    /// `version` is not one this kernel knows.
+    UnsupportedVersion(u32),
+    /// `size` is not `size_of::<RtBootInfo>()`.
+    BadSize(u32),
+    /// `flags` has bits this version does not define.
+    UnknownFlags(u64),
+    /// A reserved field is not 0.
+    ReservedNotZero,
+    /// `cpu_count` is 0 or above [`MAX_CPUS`].
+    CpuCount(u32),
+    /// Two CPUs have the same APIC ID.
+    DuplicateApicId(u32),
+    /// `memory_region_count` is 0 or above [`MAX_MEMORY_REGIONS`].
+    MemoryRegionCount(u32),
+    /// Region `index` is empty, misaligned, overflows, overlaps or is out of order.
+    BadMemoryRegion(usize),
+    /// `channel_count` is above [`MAX_CHANNELS`].
+    ChannelCount(u32),
+    /// Channel `index` has a bad name, geometry, direction or notification byte.
+    BadChannel(usize),
+}
+
+impl fmt::Display for AbiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::Truncated => f.write_str("boot info: truncated or misaligned"),
+            Self::BadMagic => f.write_str("boot info: magic: not BLKRTBI"),
+            Self::UnsupportedVersion(v) => write!(
+                f,
+                "boot info: version: {v} (this kernel knows {RT_BOOT_INFO_VERSION})"
+            ),
+            Self::BadSize(s) => write!(
+                f,
+                "boot info: size: {s} (expected {})",
+                size_of::<RtBootInfo>()
+            ),
+            Self::UnknownFlags(x) => write!(f, "boot info: flags: unknown bits {x:#x}"),
+            Self::ReservedNotZero => f.write_str("boot info: a reserved field is not 0"),
+            Self::CpuCount(n) => write!(f, "boot info: cpu_count: {n} (1 to {MAX_CPUS})"),
+            Self::DuplicateApicId(id) => write!(f, "boot info: apic_ids: {id} appears twice"),
+            Self::MemoryRegionCount(n) => write!(
+                f,
+                "boot info: memory_region_count: {n} (1 to {MAX_MEMORY_REGIONS})"
+            ),
+            Self::BadMemoryRegion(i) => write!(
+                f,
+                "boot info: memory_regions[{i}]: empty, not 4 KiB aligned, overflowing, or not above the previous one"
+            ),
+            Self::ChannelCount(n) => {
+                write!(f, "boot info: channel_count: {n} (at most {MAX_CHANNELS})")
+            }
+            Self::BadChannel(i) => write!(
+                f,
+                "boot info: channels[{i}]: bad name, geometry, direction or notify"
+            ),
+        }
+    }
+}
+
+impl Default for RtBootInfo {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RtBootInfo {
+    /// An empty block with magic, version and size filled in, no flags, no CPUs, no regions.
+    pub const fn new() -> Self {
+        Self {
+            magic: RT_BOOT_INFO_MAGIC,
+            version: RT_BOOT_INFO_VERSION,
+            size: size_of::<RtBootInfo>() as u32,
+            flags: 0,
+            tsc_hz: 0,
+            cpu_count: 0,
+            console_port: 0,
+            reserved0: 0,
+            apic_ids: [0; MAX_CPUS],
+            memory_region_count: 0,
+            channel_count: 0,
+            memory_regions: [MemoryRegion { base: 0, size: 0 }; MAX_MEMORY_REGIONS],
+            channels: [ChannelInfo {
+                name: [0; CHANNEL_NAME_LEN],
+                base: 0,
+                size: 0,
+                slot_size: 0,
+                direction: 0,
+                notify: 0,
+                reserved: [0; 2],
+            }; MAX_CHANNELS],
+        }
+    }
+
+    /// Reads a block from the start of `bytes` (which must be 8-byte aligned). The result is
+    /// not validated yet.
+    pub fn ref_from_prefix(bytes: &[u8]) -> Result<&Self, AbiError> {
+        <Self as FromBytes>::ref_from_prefix(bytes)
+            .map(|(info, _)| info)
+            .map_err(|_| AbiError::Truncated)
+    }
+
+    /// Adds a CPU (its x2APIC ID) as the next partition CPU index.
+    pub fn push_cpu(&mut self, apic_id: u32) -> Result<(), AbiError> {
+        let n = self.cpu_count as usize;
+        if n >= MAX_CPUS {
+            return Err(AbiError::CpuCount(self.cpu_count.saturating_add(1)));
+        }
+        self.apic_ids[n] = apic_id;
+        self.cpu_count += 1;
+        Ok(())
+    }
+
+    /// Adds a memory region.
+    pub fn push_memory_region(&mut self, region: MemoryRegion) -> Result<(), AbiError> {
+        let n = self.memory_region_count as usize;
+        if n >= MAX_MEMORY_REGIONS {
+            return Err(AbiError::MemoryRegionCount(
+                self.memory_region_count.saturating_add(1),
+            ));
+        }
+        self.memory_regions[n] = region;
+        self.memory_region_count += 1;
+        Ok(())
+    }
+
+    /// Adds a channel.
+    pub fn push_channel(&mut self, channel: ChannelInfo) -> Result<(), AbiError> {
+        let n = self.channel_count as usize;
+        if n >= MAX_CHANNELS {
+            return Err(AbiError::ChannelCount(self.channel_count.saturating_add(1)));
+        }
+        self.channels[n] = channel;
+        self.channel_count += 1;
+        Ok(())
+    }
+
+    /// Whether [`FLAG_UNDER_HYPERVISOR`] is set.
+    pub fn under_hypervisor(&self) -> bool {
+        self.flags & FLAG_UNDER_HYPERVISOR != 0
+    }
+
+    /// The partition's CPUs' APIC IDs (clamped to the capacity; validate first).
+    pub fn apic_ids(&self) -> &[u32] {
+        &self.apic_ids[..(self.cpu_count as usize).min(MAX_CPUS)]
+    }
+
+    /// The partition's memory regions (clamped to the capacity; validate first).
+    pub fn memory_regions(&self) -> &[MemoryRegion] {
+        &self.memory_regions[..(self.memory_region_count as usize).min(MAX_MEMORY_REGIONS)]
+    }
+
+    /// The partition's channels (clamped to the capacity; validate first).
+    pub fn channels(&self) -> &[ChannelInfo] {
+        &self.channels[..(self.channel_count as usize).min(MAX_CHANNELS)]
+    }
+
+    /// Checks everything the kernel relies on: header, counts within capacity, distinct APIC
+    /// IDs, regions non-empty, 4 KiB aligned, not overflowing, sorted and disjoint, channels
+    /// named, with sane geometry and known direction and notification bytes.
+    pub fn validate(&self) -> Result<(), AbiError> {
+        if self.magic != RT_BOOT_INFO_MAGIC {
+            return Err(AbiError::BadMagic);
+        }
+        if self.version != RT_BOOT_INFO_VERSION {
+            return Err(AbiError::UnsupportedVersion(self.version));
+        }
+        if self.size as usize != size_of::<RtBootInfo>() {
+            return Err(AbiError::BadSize(self.size));
+        }
+        if self.flags & !KNOWN_FLAGS != 0 {
+            return Err(AbiError::UnknownFlags(self.flags & !KNOWN_FLAGS));
+        }
+        if self.reserved0 != 0 {
+            return Err(AbiError::ReservedNotZero);
+        }
+        if self.cpu_count == 0 || self.cpu_count as usize > MAX_CPUS {
+            return Err(AbiError::CpuCount(self.cpu_count));
+        }
+        let ids = self.apic_ids();
+        for (i, id) in ids.iter().enumerate() {
+            if ids[..i].contains(id) {
+                return Err(AbiError::DuplicateApicId(*id));
+            }
+        }
+        if self.memory_region_count == 0 || self.memory_region_count as usize > MAX_MEMORY_REGIONS {
+            return Err(AbiError::MemoryRegionCount(self.memory_region_count));
+        }
+        let mut previous_end = 0u64;
+        for (i, region) in self.memory_regions().iter().enumerate() {
+            let end = region.end().ok_or(AbiError::BadMemoryRegion(i))?;
+            if region.size == 0
+                || region.base % PAGE_SIZE != 0
+                || region.size % PAGE_SIZE != 0
+                || (i > 0 && region.base < previous_end)
+            {
+                return Err(AbiError::BadMemoryRegion(i));
+            }
+            previous_end = end;
+        }
+        if self.channel_count as usize > MAX_CHANNELS {
+            return Err(AbiError::ChannelCount(self.channel_count));
+        }
+        for (i, channel) in self.channels().iter().enumerate() {
+            let sane = channel.name().is_some_and(|n| !n.is_empty())
+                && channel.direction().is_some()
+                && channel.notify().is_some()
+                && channel.reserved == [0; 2]
+                && channel.base % PAGE_SIZE == 0
+                && channel.size > 0
+                && channel.base.checked_add(channel.size).is_some()
+                && channel.slot_size > 0
+                && u64::from(channel.slot_size) <= channel.size;
+            if !sane {
+                return Err(AbiError::BadChannel(i));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn good() -> RtBootInfo {
+        let mut info = RtBootInfo::new();
+        info.flags = FLAG_UNDER_HYPERVISOR;
+        info.tsc_hz = 2_000_000_000;
+        info.console_port = 0x3f8;
+        info.push_cpu(1).unwrap();
+        info.push_cpu(3).unwrap();
+        info.push_memory_region(MemoryRegion {
+            base: 0,
+            size: 128 << 20,
+        })
+        .unwrap();
+        let mut name = [0u8; CHANNEL_NAME_LEN];
+        name[..9].copy_from_slice(b"telemetry");
+        info.push_channel(ChannelInfo {
+            name,
+            base: 0x0800_0000,
+            size: 64 << 10,
+            slot_size: 256,
+            direction: ChannelDirection::RtToLinux as u8,
+            notify: ChannelNotify::Doorbell as u8,
+            reserved: [0; 2],
+        })
+        .unwrap();
+        info
+    }
+
+    #[test]
+    fn magic_reads_bkrt_and_differs_from_multiboot2() {
+        assert_eq!(RT_BOOT_MAGIC.to_le_bytes(), *b"BKRT");
+        assert_ne!(RT_BOOT_MAGIC, MULTIBOOT2_MAGIC);
+    }
+
+    #[test]
+    fn a_good_block_validates_and_round_trips_through_bytes() {
+        let info = good();
+        info.validate().unwrap();
+        assert!(info.under_hypervisor());
+        assert_eq!(info.apic_ids(), &[1, 3]);
+        assert_eq!(info.channels()[0].name(), Some("telemetry"));
+        assert_eq!(
+            info.channels()[0].direction(),
+            Some(ChannelDirection::RtToLinux)
+        );
+        // Through an aligned byte buffer, as the kernel reads it from guest memory.
+        #[repr(C, align(8))]
+        struct Aligned([u8; size_of::<RtBootInfo>() + 8]);
+        let mut buf = Aligned([0; size_of::<RtBootInfo>() + 8]);
+        buf.0[..size_of::<RtBootInfo>()].copy_from_slice(info.as_bytes());
+        let back = RtBootInfo::ref_from_prefix(&buf.0).unwrap();
+        assert_eq!(back, &info);
+        assert_eq!(
+            RtBootInfo::ref_from_prefix(&buf.0[..100]),
+            Err(AbiError::Truncated)
+        );
+        assert_eq!(
+            RtBootInfo::ref_from_prefix(&buf.0[4..]),
+            Err(AbiError::Truncated)
+        );
+    }
+
+    #[test]
+    fn header_errors_name_the_field() {
+        let mut info = good();
+        info.magic[0] = b'X';
+        assert_eq!(info.validate(), Err(AbiError::BadMagic));
+        let mut info = good();
+        info.version = 2;
+        assert_eq!(info.validate(), Err(AbiError::UnsupportedVersion(2)));
+        let mut info = good();
+        info.size = 10;
+        assert_eq!(info.validate(), Err(AbiError::BadSize(10)));
+        let mut info = good();
+        info.flags |= 1 << 7;
+        assert_eq!(info.validate(), Err(AbiError::UnknownFlags(1 << 7)));
+        let mut info = good();
+        info.reserved0 = 1;
+        assert_eq!(info.validate(), Err(AbiError::ReservedNotZero));
+    }
+
+    #[test]
+    fn counts_must_fit_their_arrays() {
+        let mut info = good();
+        info.cpu_count = 0;
+        assert_eq!(info.validate(), Err(AbiError::CpuCount(0)));
+        info.cpu_count = 65;
+        assert_eq!(info.validate(), Err(AbiError::CpuCount(65)));
+        assert_eq!(info.apic_ids().len(), MAX_CPUS, "accessors clamp");
+        let mut info = good();
+        info.memory_region_count = 17;
+        assert_eq!(info.validate(), Err(AbiError::MemoryRegionCount(17)));
+        info.memory_region_count = 0;
+        assert_eq!(info.validate(), Err(AbiError::MemoryRegionCount(0)));
+        let mut info = good();
+        info.channel_count = 33;
+        assert_eq!(info.validate(), Err(AbiError::ChannelCount(33)));
+        assert_eq!(info.channels().len(), MAX_CHANNELS);
+        let mut info = RtBootInfo::new();
+        for i in 0..MAX_CPUS as u32 {
+            info.push_cpu(i).unwrap();
+        }
+        assert!(info.push_cpu(99).is_err());
+    }
+
+    #[test]
+    fn duplicate_apic_ids_are_refused() {
+        let mut info = good();
+        info.push_cpu(3).unwrap();
+        assert_eq!(info.validate(), Err(AbiError::DuplicateApicId(3)));
+    }
+
+    #[test]
+    fn regions_must_be_sane() {
+        let bad = [
+            MemoryRegion {
+                base: 0x1000_0000,
+                size: 0,
+            },
+            MemoryRegion {
+                base: 0x1000_0800,
+                size: 0x1000,
+            },
+            MemoryRegion {
+                base: 0x1000_0000,
+                size: 0x1001,
+            },
+            MemoryRegion {
+                base: u64::MAX - 0xfff,
+                size: 0x2000,
+            },
+            // Overlaps the first region (0 .. 128 MiB).
+            MemoryRegion {
+                base: 0x0400_0000,
+                size: 0x1000,
+            },
+        ];
+        for region in bad {
+            let mut info = good();
+            info.push_memory_region(region).unwrap();
+            assert_eq!(
+                info.validate(),
+                Err(AbiError::BadMemoryRegion(1)),
+                "{region:?}"
+            );
+        }
+        let mut info = good();
+        info.push_memory_region(MemoryRegion {
+            base: 0x1000_0000,
+            size: 0x1000,
+        })
+        .unwrap();
+        info.validate().unwrap();
+    }
+
+    #[test]
+    fn channels_must_be_sane() {
+        let mutations: [fn(&mut ChannelInfo); 7] = [
+            |c| c.name = [0; CHANNEL_NAME_LEN],
+            |c| c.name[20] = b'x',
+            |c| c.name[0] = 0xff,
+            |c| c.direction = 2,
+            |c| c.notify = 9,
+            |c| c.slot_size = 0,
+            |c| c.slot_size = (c.size + 1) as u32,
+        ];
+        for mutate in mutations {
+            let mut info = good();
+            mutate(&mut info.channels[0]);
+            assert_eq!(info.validate(), Err(AbiError::BadChannel(0)));
+        }
+        let mut info = good();
+        info.channels[0].base = !0xfff;
+        assert_eq!(info.validate(), Err(AbiError::BadChannel(0)));
+    }
+
+    #[test]
+    fn errors_display_the_field() {
+        extern crate std;
+        use std::string::ToString;
+        assert!(
+            AbiError::BadMemoryRegion(2)
+                .to_string()
+                .contains("memory_regions[2]")
+        );
+        assert!(AbiError::CpuCount(0).to_string().contains("cpu_count"));
+    }
+}
