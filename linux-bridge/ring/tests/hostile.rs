@@ -180,7 +180,7 @@ fn run(slot_size: u32, slots: usize, steps: &[Step], mq: bool) -> Result<(), Tes
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(1024))]
+    #![proptest_config(ProptestConfig::with_cases(256))]
 
     /// A peer poking at the header and slots never makes the FIFO consumer misbehave.
     #[test]

@@ -234,7 +234,7 @@ fn run(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(ProptestConfig::with_cases(256))]
 
     /// The FIFO endpoints behave like a bounded `VecDeque`, with one doorbell per arming.
     #[test]
