@@ -57,15 +57,7 @@ vmx_enter:
     bts $63, %rax
     mov 0(%rsp), %rdi
     add $16, %rsp
-    fxsave64 128(%rdi)
-    fxrstor64 640(%rdi)
-    pop %r15
-    pop %r14
-    pop %r13
-    pop %r12
-    pop %rbx
-    pop %rbp
-    ret
+    jmp restore_host
 
     .global vmx_exit_entry
 vmx_exit_entry:
@@ -88,6 +80,9 @@ vmx_exit_entry:
     pop %rax
     mov %rax, 40(%rdi)
     add $16, %rsp
+    xor %eax, %eax
+    /* Common tail: rdi = state, rax = return value, rsp at the saved host registers. */
+restore_host:
     fxsave64 128(%rdi)
     fxrstor64 640(%rdi)
     pop %r15
@@ -96,5 +91,4 @@ vmx_exit_entry:
     pop %r12
     pop %rbx
     pop %rbp
-    xor %eax, %eax
     ret
