@@ -35,8 +35,9 @@
 //! reserved flags) followed by `slot_size - 8` bytes of payload.
 //!
 //! Every word of the region is accessed only as an aligned 8-byte atomic (see
-//! [`crate::shared`]); the structs here describe the bytes and are converted to and from those
-//! words by value. Both sides run on the same machine, so fields are native-endian.
+//! [`SharedRegion`](crate::SharedRegion)); the structs here describe the bytes and are converted
+//! to and from those words by value. Both sides run on the same machine, so fields are
+//! native-endian.
 //!
 //! This module holds no protocol and no `unsafe`: it is layout, constants and the geometry check.
 

@@ -21,7 +21,7 @@
 //! # No allocation
 //!
 //! The crate never allocates (a receiver's priority bookkeeping is a fixed 1 KiB array); the
-//! `std` feature only adds [`HeapRegion`], a stand-in region for tests and benchmarks.
+//! `std` feature only adds `HeapRegion`, a stand-in region for tests and benchmarks.
 //!
 //! # Checking
 //!

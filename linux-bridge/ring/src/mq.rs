@@ -27,7 +27,7 @@
 //!
 //! A producer that rewrites published slots can at worst reorder or alter its own messages;
 //! counts that stop matching the slots stop the channel with
-//! [`Corruption::SlotChanged`](crate::Corruption::SlotChanged).
+//! [`Corruption::SlotChanged`].
 
 use crate::error::{Corruption, RingError};
 use crate::layout::PRIORITIES;
