@@ -11,7 +11,8 @@
 //! and a Unix `SOCK_SEQPACKET` socketpair (both blocking in the kernel).
 //!
 //! `cargo bench -p bulkhead-ring --bench ipc [-- --quick] [--only WORD] [--latency |
-//! --throughput]`; the default run takes well under a minute. Ratios are ring (busy-polling) / baseline: for latency, below 1 means the ring is
+//! --throughput]`; the default run takes well under a minute (each measurement stops after a
+//! second). Ratios are ring (busy-polling) / baseline: for latency, below 1 means the ring is
 //! faster; for throughput, above 1 means the ring is faster.
 
 use std::hint::spin_loop;
