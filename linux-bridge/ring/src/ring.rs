@@ -176,6 +176,7 @@ impl<'a> Ring<'a> {
         Producer {
             end: End::new(self.region, self.geometry, false),
             tail: self.producer,
+            tail_slot: self.geometry.slot_of(self.producer),
             head_cache: self.consumer,
         }
     }
@@ -185,6 +186,7 @@ impl<'a> Ring<'a> {
         Consumer {
             end: End::new(self.region, self.geometry, true),
             head: self.consumer,
+            head_slot: self.geometry.slot_of(self.consumer),
             last_producer: self.producer,
         }
     }
@@ -257,7 +259,11 @@ impl<'a> End<'a> {
 
     /// The slot holding message `index`, bounds-checked against the region.
     fn slot(&self, index: u64) -> Result<Slot<'a>, RingError> {
-        let number = self.geometry.slot_of(index);
+        self.slot_number(self.geometry.slot_of(index))
+    }
+
+    /// Slot `number`, bounds-checked against the region.
+    fn slot_number(&self, number: usize) -> Result<Slot<'a>, RingError> {
         let words = self.geometry.slot_words();
         let start = number.saturating_mul(words);
         let cell = self
@@ -276,6 +282,16 @@ impl<'a> End<'a> {
             payload,
             number,
         })
+    }
+
+    /// The slot after slot `number` (the streaming sides keep a cursor instead of dividing).
+    fn next_slot(&self, number: usize) -> usize {
+        let next = number.wrapping_add(1);
+        if next >= self.geometry.slot_count() as usize {
+            0
+        } else {
+            next
+        }
     }
 
     /// Reads and clears the peer's doorbell flag (after this side's `SeqCst` fence).
@@ -349,6 +365,8 @@ pub struct Producer<'a> {
     end: End<'a>,
     /// Index of the next message to write (this side's, published as the producer index).
     tail: u64,
+    /// Its slot: `tail % slot_count`.
+    tail_slot: usize,
     /// The consumer index as last loaded and checked.
     head_cache: u64,
 }
@@ -374,7 +392,7 @@ impl<'a> Producer<'a> {
                 return Err(RingError::WouldBlock);
             }
         }
-        let slot = self.end.slot(self.tail)?;
+        let slot = self.end.slot_number(self.tail_slot)?;
         self.end.region.track_write(slot.number);
         write_payload(slot.payload, msg);
         let header = SlotHeader {
@@ -385,6 +403,7 @@ impl<'a> Producer<'a> {
         };
         slot.header.store(header.to_word(), Relaxed);
         self.tail = self.tail.wrapping_add(1);
+        self.tail_slot = self.end.next_slot(self.tail_slot);
         self.end
             .region
             .control(Control::ProducerIndex)
@@ -476,6 +495,8 @@ pub struct Consumer<'a> {
     end: End<'a>,
     /// Index of the next message to read (this side's, published as the consumer index).
     head: u64,
+    /// Its slot: `head % slot_count`.
+    head_slot: usize,
     /// The producer index as last loaded and checked.
     last_producer: u64,
 }
@@ -492,7 +513,7 @@ impl<'a> Consumer<'a> {
         if self.head == self.last_producer && self.poll()? == self.head {
             return Err(RingError::WouldBlock);
         }
-        let slot = self.end.slot(self.head)?;
+        let slot = self.end.slot_number(self.head_slot)?;
         self.end.region.track_read(slot.number);
         let header = SlotHeader::from_word(slot.header.load(Relaxed));
         if header.seq != self.head as u16 {
@@ -636,6 +657,7 @@ impl<'a> Consumer<'a> {
     /// Hands the slot of message `head` back to the producer.
     pub(crate) fn release_one(&mut self) -> Notify {
         self.head = self.head.wrapping_add(1);
+        self.head_slot = self.end.next_slot(self.head_slot);
         self.end
             .region
             .control(Control::ConsumerIndex)
