@@ -11,6 +11,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod acpi_build;
 pub mod acpi_sleep;
 pub mod addr;
 pub mod bitmaps;
@@ -20,4 +21,5 @@ pub mod exit;
 pub mod fixed;
 pub mod frames;
 pub mod hypercall;
+pub mod linux;
 pub mod vmx_caps;
