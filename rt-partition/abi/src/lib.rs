@@ -59,6 +59,9 @@ pub const FLAG_UNDER_HYPERVISOR: u64 = 1 << 0;
 /// Every flag this version defines; other bits must be 0.
 pub const KNOWN_FLAGS: u64 = FLAG_UNDER_HYPERVISOR;
 
+/// Bytes of the kernel command line (UTF-8, NUL-padded).
+pub const CMDLINE_LEN: usize = 256;
+
 /// Page size every region is aligned to.
 pub const PAGE_SIZE: u64 = 4096;
 
@@ -135,18 +138,19 @@ impl Default for ChannelInfo {
     }
 }
 
+/// The text of a NUL-padded UTF-8 field, if it is one.
+fn nul_padded(bytes: &[u8]) -> Option<&str> {
+    let len = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    if bytes[len..].iter().any(|&b| b != 0) {
+        return None;
+    }
+    core::str::from_utf8(&bytes[..len]).ok()
+}
+
 impl ChannelInfo {
     /// The name, if it is NUL-padded UTF-8.
     pub fn name(&self) -> Option<&str> {
-        let len = self
-            .name
-            .iter()
-            .position(|&b| b == 0)
-            .unwrap_or(CHANNEL_NAME_LEN);
-        if self.name[len..].iter().any(|&b| b != 0) {
-            return None;
-        }
-        core::str::from_utf8(&self.name[..len]).ok()
+        nul_padded(&self.name)
     }
 
     /// The direction, if the byte names one.
@@ -198,11 +202,14 @@ pub struct RtBootInfo {
     pub memory_regions: [MemoryRegion; MAX_MEMORY_REGIONS],
     /// The partition's channels.
     pub channels: [ChannelInfo; MAX_CHANNELS],
+    /// The RT kernel's command line (`selftest=kernel latency_period_us=100`), UTF-8,
+    /// NUL-padded; all NUL for none.
+    pub cmdline: [u8; CMDLINE_LEN],
 }
 
 const _: () = assert!(size_of::<MemoryRegion>() == 16);
 const _: () = assert!(size_of::<ChannelInfo>() == 56);
-const _: () = assert!(size_of::<RtBootInfo>() == 2352);
+const _: () = assert!(size_of::<RtBootInfo>() == 2608);
 const _: () = assert!(core::mem::align_of::<RtBootInfo>() == 8);
 
 /// Why an [`RtBootInfo`] was refused. Names the field.
@@ -232,6 +239,8 @@ pub enum AbiError {
     ChannelCount(u32),
     /// Channel `index` has a bad name, geometry, direction or notification byte.
     BadChannel(usize),
+    /// The command line is not NUL-padded UTF-8.
+    BadCmdline,
 }
 
 impl fmt::Display for AbiError {
@@ -267,6 +276,7 @@ impl fmt::Display for AbiError {
                 f,
                 "boot info: channels[{i}]: bad name, geometry, direction or notify"
             ),
+            Self::BadCmdline => f.write_str("boot info: cmdline: not NUL-padded UTF-8"),
         }
     }
 }
@@ -302,6 +312,7 @@ impl RtBootInfo {
                 notify: 0,
                 reserved: [0; 2],
             }; MAX_CHANNELS],
+            cmdline: [0; CMDLINE_LEN],
         }
     }
 
@@ -345,6 +356,21 @@ impl RtBootInfo {
         }
         self.channels[n] = channel;
         self.channel_count += 1;
+        Ok(())
+    }
+
+    /// The command line, if it is NUL-padded UTF-8.
+    pub fn cmdline(&self) -> Option<&str> {
+        nul_padded(&self.cmdline)
+    }
+
+    /// Sets the command line; fails if it does not fit.
+    pub fn set_cmdline(&mut self, cmdline: &str) -> Result<(), AbiError> {
+        if cmdline.len() > CMDLINE_LEN || cmdline.as_bytes().contains(&0) {
+            return Err(AbiError::BadCmdline);
+        }
+        self.cmdline = [0; CMDLINE_LEN];
+        self.cmdline[..cmdline.len()].copy_from_slice(cmdline.as_bytes());
         Ok(())
     }
 
@@ -411,6 +437,9 @@ impl RtBootInfo {
             }
             previous_end = end;
         }
+        if self.cmdline().is_none() {
+            return Err(AbiError::BadCmdline);
+        }
         if self.channel_count as usize > MAX_CHANNELS {
             return Err(AbiError::ChannelCount(self.channel_count));
         }
@@ -433,14 +462,19 @@ impl RtBootInfo {
 }
 
 #[cfg(test)]
+extern crate std;
+
+#[cfg(test)]
 mod tests {
     use super::*;
+    use std::string::ToString as _;
 
     fn good() -> RtBootInfo {
         let mut info = RtBootInfo::new();
         info.flags = FLAG_UNDER_HYPERVISOR;
         info.tsc_hz = 2_000_000_000;
         info.console_port = 0x3f8;
+        info.set_cmdline("selftest=kernel").unwrap();
         info.push_cpu(1).unwrap();
         info.push_cpu(3).unwrap();
         info.push_memory_region(MemoryRegion {
@@ -476,6 +510,7 @@ mod tests {
         assert!(info.under_hypervisor());
         assert_eq!(info.apic_ids(), &[1, 3]);
         assert_eq!(info.channels()[0].name(), Some("telemetry"));
+        assert_eq!(info.cmdline(), Some("selftest=kernel"));
         assert_eq!(
             info.channels()[0].direction(),
             Some(ChannelDirection::RtToLinux)
@@ -511,6 +546,11 @@ mod tests {
         let mut info = good();
         info.flags |= 1 << 7;
         assert_eq!(info.validate(), Err(AbiError::UnknownFlags(1 << 7)));
+        let mut info = good();
+        info.cmdline[200] = b'x';
+        assert_eq!(info.validate(), Err(AbiError::BadCmdline));
+        let long: std::string::String = core::iter::repeat_n('x', CMDLINE_LEN + 1).collect();
+        assert!(info.set_cmdline(&long).is_err());
         let mut info = good();
         info.reserved0 = 1;
         assert_eq!(info.validate(), Err(AbiError::ReservedNotZero));
@@ -613,8 +653,6 @@ mod tests {
 
     #[test]
     fn errors_display_the_field() {
-        extern crate std;
-        use std::string::ToString;
         assert!(
             AbiError::BadMemoryRegion(2)
                 .to_string()

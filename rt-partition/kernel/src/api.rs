@@ -1,0 +1,376 @@
+//! The task API: what a task calls to sleep, yield, and use the synchronisation objects.
+//!
+//! Tasks run in ring 0 in the kernel's address space, so a "system call" is an ordinary
+//! function call: it disables interrupts, takes the kernel lock, asks `bulkhead-rt-core`,
+//! switches tasks if told to, and on resuming reads why the wait ended. Objects are created
+//! at init (no allocation afterwards) and named by small copyable handles. Times are the
+//! kernel's monotonic nanoseconds ([`now_ns`]); waits take a [`Timeout`] with an absolute
+//! deadline, like the POSIX `timed*` calls.
+
+use bulkhead_rt_core::clock::{Periodic, Sleep};
+use bulkhead_rt_core::sync::{
+    Acquire, FlagsCondition, FlagsWait, ReceiveOutcome, Received, SendOutcome,
+};
+use bulkhead_rt_core::{Error, Priority, Resched, Switch, WakeReason};
+
+pub use bulkhead_rt_core::Timeout;
+
+use crate::arch::{IrqGuard, time};
+use crate::sched::{self, State};
+
+/// A mutex made by [`create_mutex`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MutexHandle(usize);
+/// A semaphore made by [`create_semaphore`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SemaphoreHandle(usize);
+/// Event flags made by [`create_event_flags`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventFlagsHandle(usize);
+/// A message queue made by [`create_queue`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueHandle(usize);
+
+/// The kernel's time: nanoseconds since boot.
+#[inline]
+pub fn now_ns() -> u64 {
+    time::now_ns()
+}
+
+/// The partition index of the CPU the caller runs on.
+pub fn cpu() -> usize {
+    crate::percpu::current_index()
+}
+
+/// The priority the caller is scheduled at now (raised by priority inheritance).
+pub fn effective_priority() -> Priority {
+    sched::enter(|state, core, _| {
+        let p = state
+            .kernel
+            .current(core)
+            .and_then(|t| state.kernel.effective_priority(t))
+            .unwrap_or(Priority::LOWEST);
+        (p, Resched::NONE, Switch::Stay)
+    })
+}
+
+/// Busy-waits `ns` nanoseconds of wall time (the task stays preemptible).
+pub fn spin_for(ns: u64) {
+    let end = now_ns().saturating_add(ns);
+    while now_ns() < end {
+        core::hint::spin_loop();
+    }
+}
+
+/// Why the caller's last wait ended (read once, on resuming).
+fn wake_reason() -> Option<WakeReason> {
+    sched::enter(|state, core, _| {
+        let reason = state
+            .kernel
+            .current(core)
+            .and_then(|t| state.kernel.take_wake_reason(t))
+            .ok()
+            .flatten();
+        (reason, Resched::NONE, Switch::Stay)
+    })
+}
+
+fn finish_sleep(sleep: Result<Sleep, Error>) -> (Result<bool, Error>, Resched, Switch) {
+    match sleep {
+        Ok(Sleep::Elapsed) => (Ok(false), Resched::NONE, Switch::Stay),
+        Ok(Sleep::Asleep(resched)) => (Ok(true), resched, Switch::Stay),
+        Err(e) => (Err(e), Resched::NONE, Switch::Stay),
+    }
+}
+
+/// Sleeps until the absolute time `deadline_ns` (`clock_nanosleep(TIMER_ABSTIME)`): a
+/// deadline in the past returns at once.
+pub fn sleep_until(deadline_ns: u64) -> Result<(), Error> {
+    let _irq = IrqGuard::new();
+    let slept = sched::enter(|state, core, now| {
+        finish_sleep(state.kernel.sleep_until(core, deadline_ns, now))
+    })?;
+    if slept {
+        let _ = wake_reason();
+    }
+    Ok(())
+}
+
+/// Sleeps for `duration_ns`.
+pub fn sleep_for(duration_ns: u64) -> Result<(), Error> {
+    sleep_until(now_ns().saturating_add(duration_ns))
+}
+
+/// Ends the current job of a periodic task and sleeps until its next release. Returns
+/// whether the job that just ended missed its deadline (also counted in the task's stats).
+pub fn wait_next_period(periodic: &mut Periodic) -> Result<bool, Error> {
+    let _irq = IrqGuard::new();
+    let misses_before = periodic.misses();
+    let slept = sched::enter(|state, core, now| {
+        finish_sleep(state.kernel.wait_next_period(core, periodic, now))
+    })?;
+    if slept {
+        let _ = wake_reason();
+    }
+    Ok(periodic.misses() != misses_before)
+}
+
+/// Goes to the tail of the caller's priority (`sched_yield`).
+pub fn yield_now() {
+    sched::enter(|state, core, now| {
+        let switch = state
+            .kernel
+            .yield_current(core, now)
+            .unwrap_or(Switch::Stay);
+        ((), Resched::NONE, switch)
+    });
+}
+
+/// After a wait that blocked: the outcome by its wake reason.
+fn blocked_outcome() -> Result<u32, Error> {
+    match wake_reason() {
+        Some(WakeReason::Acquired) | Some(WakeReason::Woken) | None => Ok(0),
+        Some(WakeReason::Flags(flags)) => Ok(flags),
+        Some(WakeReason::Timeout) => Err(Error::TimedOut),
+        Some(WakeReason::Retry) => Err(Error::WouldBlock),
+    }
+}
+
+// ----- creation (init) -------------------------------------------------------------------
+
+fn store<T>(table: &mut [Option<T>], value: T) -> Result<usize, Error> {
+    let index = table
+        .iter()
+        .position(Option::is_none)
+        .ok_or(Error::InvalidArgument)?;
+    table[index] = Some(value);
+    Ok(index)
+}
+
+fn with_state<R>(f: impl FnOnce(&mut State) -> R) -> R {
+    let _irq = IrqGuard::new();
+    f(&mut sched::STATE.lock())
+}
+
+/// A new priority-inheritance mutex.
+pub fn create_mutex() -> Result<MutexHandle, Error> {
+    with_state(|s| {
+        let m = s.kernel.create_mutex();
+        store(&mut s.mutexes, m).map(MutexHandle)
+    })
+}
+
+/// A new counting semaphore.
+pub fn create_semaphore(initial: u32, max: u32) -> Result<SemaphoreHandle, Error> {
+    with_state(|s| {
+        let sem = s.kernel.create_semaphore(initial, max)?;
+        store(&mut s.semaphores, sem).map(SemaphoreHandle)
+    })
+}
+
+/// New event flags.
+pub fn create_event_flags(initial: u32) -> Result<EventFlagsHandle, Error> {
+    with_state(|s| {
+        let f = s.kernel.create_event_flags(initial);
+        store(&mut s.event_flags, f).map(EventFlagsHandle)
+    })
+}
+
+/// A new message queue (64-byte messages, 16 slots).
+pub fn create_queue() -> Result<QueueHandle, Error> {
+    with_state(|s| {
+        let q = s.kernel.create_message_queue();
+        store(&mut s.queues, q).map(QueueHandle)
+    })
+}
+
+// ----- mutexes ---------------------------------------------------------------------------
+
+/// Locks `mutex` (`pthread_mutex_timedlock`; `Timeout::NonBlocking` is `trylock`).
+pub fn mutex_lock(mutex: MutexHandle, timeout: Timeout) -> Result<(), Error> {
+    let _irq = IrqGuard::new();
+    let blocked = sched::enter(|state, core, now| {
+        let State {
+            kernel, mutexes, ..
+        } = state;
+        let Some(m) = mutexes.get_mut(mutex.0).and_then(Option::as_mut) else {
+            return (Err(Error::InvalidArgument), Resched::NONE, Switch::Stay);
+        };
+        match kernel.mutex_lock(core, m, timeout, now) {
+            Ok(Acquire::Acquired) => (Ok(false), Resched::NONE, Switch::Stay),
+            Ok(Acquire::Blocked(r)) => (Ok(true), r, Switch::Stay),
+            Err(e) => (Err(e), Resched::NONE, Switch::Stay),
+        }
+    })?;
+    if blocked {
+        blocked_outcome().map(drop)
+    } else {
+        Ok(())
+    }
+}
+
+/// Unlocks `mutex`, which the caller must own.
+pub fn mutex_unlock(mutex: MutexHandle) -> Result<(), Error> {
+    sched::enter(|state, core, now| {
+        let State {
+            kernel, mutexes, ..
+        } = state;
+        let Some(m) = mutexes.get_mut(mutex.0).and_then(Option::as_mut) else {
+            return (Err(Error::InvalidArgument), Resched::NONE, Switch::Stay);
+        };
+        match kernel.mutex_unlock(core, m, now) {
+            Ok(r) => (Ok(()), r, Switch::Stay),
+            Err(e) => (Err(e), Resched::NONE, Switch::Stay),
+        }
+    })
+}
+
+// ----- semaphores ------------------------------------------------------------------------
+
+/// Takes a unit (`sem_timedwait`; `Timeout::NonBlocking` is `sem_trywait`).
+pub fn sem_wait(sem: SemaphoreHandle, timeout: Timeout) -> Result<(), Error> {
+    let _irq = IrqGuard::new();
+    let blocked = sched::enter(|state, core, now| {
+        let State {
+            kernel, semaphores, ..
+        } = state;
+        let Some(s) = semaphores.get_mut(sem.0).and_then(Option::as_mut) else {
+            return (Err(Error::InvalidArgument), Resched::NONE, Switch::Stay);
+        };
+        match kernel.semaphore_wait(core, s, timeout, now) {
+            Ok(Acquire::Acquired) => (Ok(false), Resched::NONE, Switch::Stay),
+            Ok(Acquire::Blocked(r)) => (Ok(true), r, Switch::Stay),
+            Err(e) => (Err(e), Resched::NONE, Switch::Stay),
+        }
+    })?;
+    if blocked {
+        blocked_outcome().map(drop)
+    } else {
+        Ok(())
+    }
+}
+
+/// Gives a unit (`sem_post`).
+pub fn sem_post(sem: SemaphoreHandle) -> Result<(), Error> {
+    sched::enter(|state, _core, now| {
+        let State {
+            kernel, semaphores, ..
+        } = state;
+        let Some(s) = semaphores.get_mut(sem.0).and_then(Option::as_mut) else {
+            return (Err(Error::InvalidArgument), Resched::NONE, Switch::Stay);
+        };
+        match kernel.semaphore_post(s, now) {
+            Ok(r) => (Ok(()), r, Switch::Stay),
+            Err(e) => (Err(e), Resched::NONE, Switch::Stay),
+        }
+    })
+}
+
+// ----- event flags -----------------------------------------------------------------------
+
+/// Waits until `condition` holds on `flags`; returns the flags as they were then.
+pub fn event_wait(
+    flags: EventFlagsHandle,
+    condition: FlagsCondition,
+    timeout: Timeout,
+) -> Result<u32, Error> {
+    let _irq = IrqGuard::new();
+    let outcome = sched::enter(|state, core, now| {
+        let State {
+            kernel,
+            event_flags,
+            ..
+        } = state;
+        let Some(f) = event_flags.get_mut(flags.0).and_then(Option::as_mut) else {
+            return (Err(Error::InvalidArgument), Resched::NONE, Switch::Stay);
+        };
+        match kernel.event_flags_wait(core, f, condition, timeout, now) {
+            Ok(FlagsWait::Satisfied(seen)) => (Ok(Some(seen)), Resched::NONE, Switch::Stay),
+            Ok(FlagsWait::Blocked(r)) => (Ok(None), r, Switch::Stay),
+            Err(e) => (Err(e), Resched::NONE, Switch::Stay),
+        }
+    })?;
+    match outcome {
+        Some(seen) => Ok(seen),
+        None => blocked_outcome(),
+    }
+}
+
+/// Sets `bits` in `flags`, waking every waiter whose condition then holds.
+pub fn event_set(flags: EventFlagsHandle, bits: u32) -> Result<(), Error> {
+    sched::enter(|state, _core, now| {
+        let State {
+            kernel,
+            event_flags,
+            ..
+        } = state;
+        let Some(f) = event_flags.get_mut(flags.0).and_then(Option::as_mut) else {
+            return (Err(Error::InvalidArgument), Resched::NONE, Switch::Stay);
+        };
+        let r = kernel.event_flags_set(f, bits, now);
+        (Ok(()), r, Switch::Stay)
+    })
+}
+
+// ----- message queues --------------------------------------------------------------------
+
+/// Sends `message` at `priority` (`mq_timedsend`).
+pub fn queue_send(
+    queue: QueueHandle,
+    message: &[u8],
+    priority: u32,
+    timeout: Timeout,
+) -> Result<(), Error> {
+    let _irq = IrqGuard::new();
+    loop {
+        let blocked = sched::enter(|state, core, now| {
+            let State { kernel, queues, .. } = state;
+            let Some(q) = queues.get_mut(queue.0).and_then(Option::as_mut) else {
+                return (Err(Error::InvalidArgument), Resched::NONE, Switch::Stay);
+            };
+            match kernel.queue_send(core, q, message, priority, timeout, now) {
+                Ok(SendOutcome::Sent(r)) => (Ok(false), r, Switch::Stay),
+                Ok(SendOutcome::Blocked(r)) => (Ok(true), r, Switch::Stay),
+                Err(e) => (Err(e), Resched::NONE, Switch::Stay),
+            }
+        })?;
+        if !blocked {
+            return Ok(());
+        }
+        match blocked_outcome() {
+            Err(Error::WouldBlock) => continue,
+            other => other.map(drop)?,
+        }
+    }
+}
+
+/// Receives the next message into `buffer` (`mq_timedreceive`).
+pub fn queue_receive(
+    queue: QueueHandle,
+    buffer: &mut [u8],
+    timeout: Timeout,
+) -> Result<Received, Error> {
+    let _irq = IrqGuard::new();
+    loop {
+        let outcome = sched::enter(|state, core, now| {
+            let State { kernel, queues, .. } = state;
+            let Some(q) = queues.get_mut(queue.0).and_then(Option::as_mut) else {
+                return (Err(Error::InvalidArgument), Resched::NONE, Switch::Stay);
+            };
+            match kernel.queue_receive(core, q, buffer, timeout, now) {
+                Ok(ReceiveOutcome::Received { message, resched }) => {
+                    (Ok(Some(message)), resched, Switch::Stay)
+                }
+                Ok(ReceiveOutcome::Blocked(r)) => (Ok(None), r, Switch::Stay),
+                Err(e) => (Err(e), Resched::NONE, Switch::Stay),
+            }
+        })?;
+        if let Some(message) = outcome {
+            return Ok(message);
+        }
+        match blocked_outcome() {
+            Err(Error::WouldBlock) => continue,
+            other => other.map(drop)?,
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! The RT kernel's console: a 16550 UART, whole lines, and the `log` backend.
+//!
+//! Until the scheduler runs, lines go straight to the UART (direct mode). From then on a
+//! line is copied whole into one ring buffer under one lock (interrupts off for the copy
+//! only) and CPU 0's idle task drains the ring to the UART with interrupts enabled: a UART
+//! sends about 11 bytes a millisecond at 115200 baud, and waiting for it with interrupts off
+//! would cost real-time tasks that much latency. Lines never interleave; when the ring is
+//! full a line is dropped and counted. Fatal paths (exceptions, panics) switch back to
+//! direct mode, flush what is buffered and write their report synchronously.
+
+use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+
+use spin::Mutex;
+
+use crate::arch::{IrqGuard, port};
+
+/// COM1's standard I/O base.
+pub const COM1: u16 = 0x3f8;
+
+const RING_SIZE: usize = 16 * 1024;
+/// The longest line; longer ones are cut.
+const LINE_MAX: usize = 320;
+/// The longest block of lines written as one unit.
+const BLOCK_MAX: usize = 2048;
+
+static UART_BASE: AtomicU16 = AtomicU16::new(0);
+static BUFFERED: AtomicBool = AtomicBool::new(false);
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+struct Ring {
+    buf: [u8; RING_SIZE],
+    head: usize,
+    len: usize,
+}
+
+static RING: Mutex<Ring> = Mutex::new(Ring {
+    buf: [0; RING_SIZE],
+    head: 0,
+    len: 0,
+});
+/// Serialises direct-mode writers.
+static DIRECT: Mutex<()> = Mutex::new(());
+
+/// A fixed buffer that formats text and cuts what does not fit.
+struct TextBuf<const N: usize> {
+    buf: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> TextBuf<N> {
+    const fn new() -> Self {
+        Self {
+            buf: [0; N],
+            len: 0,
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl<const N: usize> Write for TextBuf<N> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for &b in s.as_bytes() {
+            // Keep room for a final newline.
+            if self.len + 1 >= N {
+                break;
+            }
+            self.buf[self.len] = b;
+            self.len += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Programs the UART at `base` (115200 baud, 8N1, FIFOs on, interrupts off), or silences
+/// the console with `None`, and installs the logger.
+pub fn init(base: Option<u16>) {
+    if let Some(base) = base {
+        let out = |off: u16, val: u8| {
+            // SAFETY: the console UART belongs to the kernel (bare mode: COM1; under the
+            // hypervisor: the port the boot information names); no memory side effects.
+            unsafe { port::outb(base + off, val) }
+        };
+        out(1, 0x00);
+        out(3, 0x80);
+        out(0, 0x01);
+        out(1, 0x00);
+        out(3, 0x03);
+        out(2, 0xc7);
+        out(4, 0x03);
+    }
+    UART_BASE.store(base.unwrap_or(0), Ordering::Relaxed);
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(log::LevelFilter::Info);
+}
+
+fn put_byte(base: u16, byte: u8) {
+    // Bounded wait for the transmit holding register: a missing UART must not hang us.
+    for _ in 0..100_000 {
+        // SAFETY: reading the line status register has no side effects.
+        if unsafe { port::inb(base + 5) } & 0x20 != 0 {
+            break;
+        }
+        core::hint::spin_loop();
+    }
+    // SAFETY: writing the transmit register of the kernel's UART.
+    unsafe { port::outb(base, byte) };
+}
+
+fn put_bytes(bytes: &[u8]) {
+    let base = UART_BASE.load(Ordering::Relaxed);
+    if base == 0 {
+        return;
+    }
+    for &b in bytes {
+        if b == b'\n' {
+            put_byte(base, b'\r');
+        }
+        put_byte(base, b);
+    }
+}
+
+fn emit(bytes: &[u8]) {
+    let _irq = IrqGuard::new();
+    if BUFFERED.load(Ordering::Acquire) {
+        let mut ring = RING.lock();
+        if ring.len + bytes.len() > RING_SIZE {
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let mut at = (ring.head + ring.len) % RING_SIZE;
+        for &b in bytes {
+            ring.buf[at] = b;
+            at = (at + 1) % RING_SIZE;
+        }
+        ring.len += bytes.len();
+    } else {
+        let _lock = DIRECT.lock();
+        put_bytes(bytes);
+    }
+}
+
+/// Writes one line (a newline is added).
+pub fn write_line(args: fmt::Arguments<'_>) {
+    let mut line = TextBuf::<LINE_MAX>::new();
+    let _ = line.write_fmt(args);
+    let _ = line.write_str("\n");
+    if line.bytes().last() != Some(&b'\n') {
+        line.buf[line.len] = b'\n';
+        line.len += 1;
+    }
+    emit(line.bytes());
+}
+
+/// From now on, lines go through the ring (called when the scheduler starts).
+pub fn start_buffering() {
+    BUFFERED.store(true, Ordering::Release);
+}
+
+/// Moves up to 64 buffered bytes to the UART with interrupts enabled; CPU 0's idle task
+/// calls it. Returns whether there was anything to write.
+pub fn drain() -> bool {
+    let mut chunk = [0u8; 64];
+    let n = {
+        let _irq = IrqGuard::new();
+        let mut ring = RING.lock();
+        let n = ring.len.min(chunk.len());
+        for (i, slot) in chunk.iter_mut().enumerate().take(n) {
+            *slot = ring.buf[(ring.head + i) % RING_SIZE];
+        }
+        ring.head = (ring.head + n) % RING_SIZE;
+        ring.len -= n;
+        n
+    };
+    put_bytes(&chunk[..n]);
+    n > 0
+}
+
+/// Lines dropped because the ring was full.
+pub fn dropped_lines() -> u64 {
+    DROPPED.load(Ordering::Relaxed)
+}
+
+/// The fatal path: back to direct mode, flush the ring (breaking a lock whose holder may
+/// never release it), then write `block` synchronously.
+pub fn fatal_block(block: impl FnOnce(&mut dyn Write) -> fmt::Result) {
+    let _irq = IrqGuard::new();
+    BUFFERED.store(false, Ordering::Release);
+    if RING.is_locked() {
+        // SAFETY: on the way to halting; a torn line is acceptable, a silent hang is not.
+        unsafe { RING.force_unlock() };
+    }
+    if DIRECT.is_locked() {
+        // SAFETY: as above.
+        unsafe { DIRECT.force_unlock() };
+    }
+    while drain() {}
+    let mut text = TextBuf::<BLOCK_MAX>::new();
+    let _ = block(&mut text);
+    put_bytes(text.bytes());
+}
+
+/// Prints one line on the console.
+#[macro_export]
+macro_rules! println {
+    ($($arg:tt)*) => {
+        $crate::console::write_line(format_args!($($arg)*))
+    };
+}
+
+struct Logger;
+static LOGGER: Logger = Logger;
+
+impl log::Log for Logger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            write_line(format_args!(
+                "[{:<5} cpu{}] {}",
+                record.level(),
+                crate::percpu::current_index(),
+                record.args()
+            ));
+        }
+    }
+
+    fn flush(&self) {}
+}

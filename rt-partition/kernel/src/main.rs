@@ -1,0 +1,273 @@
+//! The Bulkhead RT partition kernel image.
+//!
+//! One multiboot2 ELF, linked identity-mapped at 1 MiB, that boots two ways (see
+//! `bulkhead-rt-abi` for the entry protocol): alone from GRUB ("bare", to measure the same
+//! code without the hypervisor), or in the RT partition, entered by the hypervisor on every
+//! partition CPU. The boot is a straight line; anything that fails ends in one `FATAL:`
+//! line and `bulkhead-rt: halted`:
+//!
+//! 1. every CPU: its boot stack, long mode, descriptor tables, IDT, per-CPU pointer;
+//! 2. the boot CPU: the facts (multiboot2 + ACPI MADT, or the validated `RtBootInfo`), the
+//!    console, the TSC frequency, the local APIC and timer modes, the tasks and objects
+//!    from the static tables in `tasks/`;
+//! 3. the other CPUs: started with INIT-SIPI-SIPI (bare) or already entered (hypervisor),
+//!    each initialises its local APIC and waits for the go;
+//! 4. every CPU schedules: its boot context becomes its idle task.
+//!
+//! Scheduling policy, timers and synchronisation are `bulkhead-rt-core`'s; `sched.rs` wires
+//! them to the hardware and `api.rs` is what tasks call.
+#![no_std]
+#![no_main]
+
+mod api;
+mod arch;
+mod boot;
+mod console;
+mod percpu;
+mod rt;
+mod sched;
+mod smp;
+mod tasks;
+
+use core::fmt;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use bulkhead_rt_abi::MULTIBOOT2_MAGIC;
+use spin::Once;
+
+use arch::apic::{self, TimerMode};
+use arch::{halt_forever, interrupts, port, time};
+use boot::{Facts, Mode, Options};
+
+/// Most CPUs the kernel runs on.
+pub const MAX_CPUS: usize = 8;
+
+static FACTS: Once<Facts> = Once::new();
+/// The boot CPU has set up what every CPU needs (clock, APIC modes, tasks).
+static SHARED_READY: AtomicBool = AtomicBool::new(false);
+/// Every CPU may start scheduling.
+static GO: AtomicBool = AtomicBool::new(false);
+/// CPUs that have started scheduling.
+static ONLINE: AtomicUsize = AtomicUsize::new(0);
+
+/// Prints `FATAL: ...` and `bulkhead-rt: halted`, and halts this CPU.
+pub fn fatal(args: fmt::Arguments<'_>) -> ! {
+    static REPORTED: AtomicBool = AtomicBool::new(false);
+    if !REPORTED.swap(true, Ordering::AcqRel) {
+        console::fatal_block(|w| {
+            writeln!(w, "FATAL: {args}")?;
+            writeln!(w, "bulkhead-rt: halted")
+        });
+    }
+    halt_forever()
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    let cpu = percpu::current_index();
+    console::fatal_block(|w| {
+        writeln!(w, "PANIC: cpu {cpu}: {info}")?;
+        writeln!(w, "cpu {cpu} halted")
+    });
+    halt_forever()
+}
+
+/// This CPU's APIC ID from CPUID (leaf 0Bh's x2APIC ID where present).
+fn cpuid_apic_id() -> u32 {
+    let max_leaf = core::arch::x86_64::__cpuid(0).eax;
+    if max_leaf >= 0xb {
+        let leaf = core::arch::x86_64::__cpuid_count(0xb, 0);
+        if leaf.ebx != 0 {
+            return leaf.edx;
+        }
+    }
+    core::arch::x86_64::__cpuid(1).ebx >> 24
+}
+
+/// Rust entry of every CPU, called by arch/boot.S in long mode on the CPU's boot stack.
+#[unsafe(no_mangle)]
+extern "C" fn rt_entry(magic: u32, info: u32, index: u32) -> ! {
+    let index = index as usize;
+    percpu::set_current(index);
+    arch::cpu::load_for_cpu(index);
+    interrupts::load_idt();
+    if index == 0 {
+        boot_cpu(magic, info as usize)
+    }
+    smp::signal_alive(index);
+    secondary_cpu(index)
+}
+
+/// Rust entry of an AP started by `smp::start_ap` (bare mode).
+extern "C" fn ap_entry(index: u64) -> ! {
+    let index = index as usize;
+    percpu::set_current(index);
+    arch::cpu::load_for_cpu(index);
+    interrupts::load_idt();
+    smp::signal_alive(index);
+    secondary_cpu(index)
+}
+
+fn boot_cpu(magic: u32, info: usize) -> ! {
+    let bare = magic == MULTIBOOT2_MAGIC;
+    if bare {
+        console::init(Some(console::COM1));
+        println!("bulkhead-rt {} starting (bare)", env!("CARGO_PKG_VERSION"));
+    }
+    // SAFETY: `magic` and `info` are what the loader passed to `_start`.
+    let facts = match unsafe { Facts::gather(magic, info, cpuid_apic_id()) } {
+        Ok(f) => FACTS.call_once(|| f),
+        Err(e) => {
+            if !bare {
+                // The boot information names the console; without it, COM1 is the best guess.
+                console::init(Some(console::COM1));
+            }
+            fatal(format_args!("{e}"))
+        }
+    };
+    if !bare {
+        console::init(facts.console);
+        println!(
+            "bulkhead-rt {} starting ({})",
+            env!("CARGO_PKG_VERSION"),
+            facts.mode
+        );
+    }
+    let options = Options::parse(facts.cmdline());
+    log::info!(
+        "{} CPUs (APIC IDs {:?}), {} MiB RAM in {} ranges, command line {:?}",
+        facts.cpus().len(),
+        facts.cpus(),
+        facts.ram_bytes >> 20,
+        facts.ram_ranges,
+        facts.cmdline()
+    );
+    if facts.cpus_ignored > 0 {
+        log::warn!(
+            "{} CPUs beyond the kernel's {MAX_CPUS} are left alone",
+            facts.cpus_ignored
+        );
+    }
+    if facts.channels > 0 {
+        log::info!("{} channels described (not used yet)", facts.channels);
+    }
+
+    let tsc_hz = match facts.tsc_hz {
+        Some(hz) => hz,
+        None => match time::calibrate_tsc() {
+            Some(hz) => hz,
+            None => fatal(format_args!(
+                "TSC calibration failed: the PIT did not count (no timer to run on)"
+            )),
+        },
+    };
+    time::start_clock(tsc_hz);
+    log::info!("TSC {} kHz", tsc_hz / 1000);
+    if bare {
+        // SAFETY: in bare mode the legacy PICs are the kernel's; masking every line keeps
+        // their vectors (BIOS layout: 8..15, exception vectors) from ever arriving.
+        unsafe {
+            port::outb(0x21, 0xff);
+            port::outb(0xa1, 0xff);
+        }
+    }
+    let (apic_mode, timer_mode) = apic::choose_modes(tsc_hz);
+    let apic_id = apic::init_this_cpu();
+    percpu::set_apic_id(apic_id);
+    match timer_mode {
+        TimerMode::TscDeadline => {
+            log::info!("local APIC: {apic_mode:?}, TSC-deadline timer");
+        }
+        TimerMode::OneShot => {
+            let hz = apic::calibrate_oneshot();
+            log::warn!(
+                "local APIC: {apic_mode:?}; this CPU has no TSC-deadline timer: using the one-shot APIC timer at {} kHz, calibrated against the TSC",
+                hz / 1000
+            );
+        }
+    }
+    sched::set_cores(facts.cpus());
+    if let Err(e) = tasks::create_all(&options, facts.cpus().len()) {
+        fatal(format_args!("creating the tasks: {e}"));
+    }
+    SHARED_READY.store(true, Ordering::Release);
+
+    for (index, &apic_id) in facts.cpus().iter().enumerate().skip(1) {
+        let started = match facts.mode {
+            Mode::Bare => smp::start_ap(index, apic_id, ap_entry).is_ok(),
+            Mode::Hypervisor => wait_alive(index),
+        };
+        if !started {
+            log::warn!("CPU {index} (APIC ID {apic_id}) did not start; its tasks will not run");
+        }
+    }
+    // Wait until every started CPU has its APIC ready.
+    let deadline = arch::rdtsc() + tsc_hz;
+    while (1..facts.cpus().len())
+        .any(|i| smp::is_alive(i) && !APIC_READY[i].load(Ordering::Acquire))
+        && arch::rdtsc() < deadline
+    {
+        core::hint::spin_loop();
+    }
+    GO.store(true, Ordering::Release);
+    online(0, apic_id)
+}
+
+/// Under the hypervisor: waits up to a second for CPU `index` to enter.
+fn wait_alive(index: usize) -> bool {
+    let deadline = arch::rdtsc() + time::tsc_hz().max(1_000_000);
+    while arch::rdtsc() < deadline {
+        if smp::is_alive(index) {
+            return true;
+        }
+        core::hint::spin_loop();
+    }
+    false
+}
+
+static APIC_READY: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
+fn secondary_cpu(index: usize) -> ! {
+    while !SHARED_READY.load(Ordering::Acquire) {
+        core::hint::spin_loop();
+    }
+    let apic_id = apic::init_this_cpu();
+    percpu::set_apic_id(apic_id);
+    if let Some(facts) = FACTS.get()
+        && facts.cpus().get(index) != Some(&apic_id)
+    {
+        log::warn!(
+            "CPU {index} has APIC ID {apic_id}, the boot information says {:?}",
+            facts.cpus().get(index)
+        );
+    }
+    APIC_READY[index].store(true, Ordering::Release);
+    while !GO.load(Ordering::Acquire) {
+        core::hint::spin_loop();
+    }
+    online(index, apic_id)
+}
+
+fn online(index: usize, apic_id: u32) -> ! {
+    println!("cpu {index} apic {apic_id}: online");
+    let n = ONLINE.fetch_add(1, Ordering::AcqRel) + 1;
+    if index == 0 {
+        // Wait (briefly) for the others' `online` lines, then go through the ring.
+        let deadline = arch::rdtsc() + time::tsc_hz() / 10;
+        let want = (0..FACTS.get().map_or(1, |f| f.cpus().len()))
+            .filter(|&i| i == 0 || smp::is_alive(i))
+            .count();
+        while ONLINE.load(Ordering::Acquire) < want && arch::rdtsc() < deadline {
+            core::hint::spin_loop();
+        }
+        println!(
+            "bulkhead-rt: {} CPUs online, scheduling",
+            ONLINE.load(Ordering::Acquire).max(n)
+        );
+        if console::dropped_lines() > 0 {
+            log::warn!("{} console lines dropped", console::dropped_lines());
+        }
+        console::start_buffering();
+    }
+    sched::run_idle()
+}

@@ -1,0 +1,61 @@
+//! The tasks built into the image, created at init from static tables (no task is created
+//! later and nothing is allocated):
+//!
+//! - per CPU a **latency** task (`latency.rs`): cyclictest's measurement, at the highest
+//!   priority;
+//! - one **demo control loop** (`control.rs`) on the last CPU: how a user writes a periodic
+//!   task;
+//! - with `selftest=kernel`, the **self-test** task set (`selftest.rs`).
+//!
+//! Priorities (higher is more urgent): latency 90, control 80, self-tests 20 to 60.
+
+mod control;
+mod latency;
+mod selftest;
+
+use bulkhead_rt_core::{Error, Policy};
+
+use crate::boot::Options;
+use crate::sched::{TaskSpec, spawn};
+
+/// Priority of the latency tasks.
+pub const LATENCY_PRIORITY: u8 = 90;
+/// Priority of the demo control loop.
+pub const CONTROL_PRIORITY: u8 = 80;
+
+/// Creates every task and object for `cpus` CPUs.
+pub fn create_all(options: &Options, cpus: usize) -> Result<(), Error> {
+    latency::configure(options);
+    for cpu in 0..cpus {
+        spawn(TaskSpec {
+            name: "latency",
+            core: cpu,
+            priority: LATENCY_PRIORITY,
+            policy: Policy::Fifo,
+            entry: latency::task,
+            arg: cpu,
+        })?;
+    }
+    if options.control_hz > 0 {
+        control::configure(options.control_hz);
+        spawn(TaskSpec {
+            name: "control",
+            core: cpus - 1,
+            priority: CONTROL_PRIORITY,
+            policy: Policy::Fifo,
+            entry: control::task,
+            arg: 0,
+        })?;
+    }
+    if options.selftest {
+        selftest::create(cpus)?;
+    }
+    log::info!(
+        "tasks: latency on {cpus} CPUs every {} us (summary every {} s), control loop {}, self-tests {}",
+        options.latency_period_us,
+        options.latency_report_s,
+        if options.control_hz > 0 { "on" } else { "off" },
+        if options.selftest { "on" } else { "off" }
+    );
+    Ok(())
+}
