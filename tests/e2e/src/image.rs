@@ -1,4 +1,5 @@
-//! Building the hypervisor image and the bootable ISO around it.
+//! Building the freestanding images (the hypervisor, the RT kernel) and the bootable ISO
+//! around them.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -13,9 +14,12 @@ const IMAGE_TARGET: &str = "x86_64-unknown-linux-gnu";
 const IMAGE_RUSTFLAGS: &str = "-C relocation-model=static -C panic=abort";
 /// The image crate (package and binary name).
 const IMAGE_PACKAGE: &str = "bulkhead-hypervisor";
+/// The RT kernel image crate (package and binary name).
+const RT_IMAGE_PACKAGE: &str = "bulkhead-rt-kernel";
 
 /// Where GRUB finds what the ISO holds.
 const HYPERVISOR_ON_ISO: &str = "boot/bulkhead/hypervisor.elf";
+const RT_KERNEL_ON_ISO: &str = "boot/bulkhead/rt.elf";
 const CONFIG_ON_ISO: &str = "boot/bulkhead/config.bin";
 
 /// Builds the hypervisor image and returns the path of the ELF.
@@ -24,13 +28,22 @@ const CONFIG_ON_ISO: &str = "boot/bulkhead/config.bin";
 /// in `RUSTFLAGS` reach the image crates only and never build scripts or proc-macros, in its own
 /// target directory (`target/image`) so that changing flags never rebuilds the host crates.
 pub fn build_hypervisor(release: bool) -> Result<PathBuf> {
+    build_image(IMAGE_PACKAGE, "the hypervisor image", release)
+}
+
+/// Builds the RT kernel image (a multiboot2 ELF that boots alone from GRUB or under the
+/// hypervisor) and returns the path of the ELF. Same flags and target directory as
+/// [`build_hypervisor`].
+pub fn build_rt_kernel(release: bool) -> Result<PathBuf> {
+    build_image(RT_IMAGE_PACKAGE, "the RT kernel image", release)
+}
+
+fn build_image(package: &str, what: &str, release: bool) -> Result<PathBuf> {
     let root = crate::workspace_root();
     let target_dir = crate::target_dir().join("image");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
-    command
-        .current_dir(&root)
-        .args(["build", "-p", IMAGE_PACKAGE]);
+    command.current_dir(&root).args(["build", "-p", package]);
     if release {
         command.arg("--release");
     }
@@ -42,13 +55,10 @@ pub fn build_hypervisor(release: bool) -> Result<PathBuf> {
         .env_remove("CARGO_ENCODED_RUSTFLAGS");
     let status = command.status().context("cannot run cargo")?;
     if !status.success() {
-        bail!("building the hypervisor image failed ({status})");
+        bail!("building {what} failed ({status})");
     }
     let profile = if release { "release" } else { "debug" };
-    let elf = target_dir
-        .join(IMAGE_TARGET)
-        .join(profile)
-        .join(IMAGE_PACKAGE);
+    let elf = target_dir.join(IMAGE_TARGET).join(profile).join(package);
     if !elf.is_file() {
         bail!("cargo reported success but {} is missing", elf.display());
     }
@@ -76,13 +86,26 @@ pub struct Module {
     pub file: PathBuf,
 }
 
+/// Which image GRUB boots as the multiboot2 kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum BootKernel {
+    /// The hypervisor (`/boot/bulkhead/hypervisor.elf`), with its config and modules.
+    #[default]
+    Hypervisor,
+    /// The RT kernel alone (`/boot/bulkhead/rt.elf`, "bare mode").
+    RtKernel,
+}
+
 /// Everything that goes into a bootable ISO.
 #[derive(Clone, Debug)]
 pub struct IsoSpec {
     /// The ISO to write.
     pub output: PathBuf,
-    /// The hypervisor ELF.
+    /// The multiboot2 kernel GRUB boots: the hypervisor ELF, or the RT kernel ELF when
+    /// `boots` is [`BootKernel::RtKernel`].
     pub hypervisor: PathBuf,
+    /// Which image `hypervisor` is.
+    pub boots: BootKernel,
     /// The config module.
     pub config: ConfigModule,
     /// The hypervisor's command line (words such as `selftest=unhandled-exit`).
@@ -102,9 +125,27 @@ impl IsoSpec {
         Self {
             output: output.into(),
             hypervisor: hypervisor.into(),
+            boots: BootKernel::Hypervisor,
             config,
             hv_cmdline: String::new(),
             modules: Vec::new(),
+        }
+    }
+
+    /// An ISO at `output` that boots the RT kernel `rt_elf` alone (bare mode): no config, no
+    /// modules. [`IsoSpec::cmdline`] sets the RT kernel's command line.
+    pub fn rt_bare(output: impl Into<PathBuf>, rt_elf: impl Into<PathBuf>) -> Self {
+        Self {
+            boots: BootKernel::RtKernel,
+            ..Self::new(output, rt_elf, ConfigModule::Omit)
+        }
+    }
+
+    /// Where the kernel lies on the ISO.
+    fn kernel_on_iso(&self) -> &'static str {
+        match self.boots {
+            BootKernel::Hypervisor => HYPERVISOR_ON_ISO,
+            BootKernel::RtKernel => RT_KERNEL_ON_ISO,
         }
     }
 
@@ -138,7 +179,8 @@ pub fn grub_cfg(spec: &IsoSpec) -> Result<String> {
     // Writing to a String cannot fail.
     let _ = writeln!(
         cfg,
-        "    multiboot2 /{HYPERVISOR_ON_ISO}{}",
+        "    multiboot2 /{}{}",
+        spec.kernel_on_iso(),
         prefixed(&cmdline)
     );
     if !matches!(spec.config, ConfigModule::Omit) {
@@ -149,7 +191,7 @@ pub fn grub_cfg(spec: &IsoSpec) -> Result<String> {
         if name.is_empty() || name.contains(' ') {
             bail!("module name {:?} must be one word", module.name);
         }
-        let file = staged_name(module)?;
+        let file = staged_name(spec, module)?;
         let _ = writeln!(cfg, "    module2 /boot/bulkhead/{file} {name}");
     }
     cfg.push_str("    boot\n}\n");
@@ -179,7 +221,7 @@ fn grub_words(text: &str, what: &str) -> Result<String> {
     Ok(text.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
-fn staged_name(module: &Module) -> Result<String> {
+fn staged_name(spec: &IsoSpec, module: &Module) -> Result<String> {
     let name = module
         .file
         .file_name()
@@ -194,7 +236,8 @@ fn staged_name(module: &Module) -> Result<String> {
                 module.file.display()
             )
         })?;
-    if name == "hypervisor.elf" || name == "config.bin" {
+    let kernel_name = spec.kernel_on_iso().rsplit('/').next().unwrap_or_default();
+    if name == kernel_name || name == "config.bin" {
         bail!(
             "module file {}: the name {name} is taken",
             module.file.display()
@@ -215,7 +258,7 @@ pub fn build_iso(spec: &IsoSpec) -> Result<PathBuf> {
         .with_context(|| format!("cannot create {}", bulkhead.display()))?;
     fs::create_dir_all(staging.join("boot/grub"))?;
     fs::write(staging.join("boot/grub/grub.cfg"), &cfg)?;
-    copy(&spec.hypervisor, &staging.join(HYPERVISOR_ON_ISO))?;
+    copy(&spec.hypervisor, &staging.join(spec.kernel_on_iso()))?;
     match &spec.config {
         ConfigModule::Toml(path) => {
             let loaded = crate::config::load(path)?;
@@ -226,7 +269,7 @@ pub fn build_iso(spec: &IsoSpec) -> Result<PathBuf> {
     }
     let mut seen = Vec::new();
     for module in &spec.modules {
-        let name = staged_name(module)?;
+        let name = staged_name(spec, module)?;
         if seen.contains(&name) {
             bail!("two modules are staged as {name}");
         }
@@ -287,6 +330,16 @@ mod tests {
         let spec = IsoSpec::new("x.iso", "hv.elf", ConfigModule::Omit);
         let cfg = grub_cfg(&spec).unwrap();
         assert!(cfg.contains("    multiboot2 /boot/bulkhead/hypervisor.elf\n    boot\n"));
+    }
+
+    #[test]
+    fn grub_cfg_boots_the_rt_kernel_alone() {
+        let spec = IsoSpec::rt_bare("x.iso", "/k/bulkhead-rt-kernel").cmdline("selftest=kernel");
+        let cfg = grub_cfg(&spec).unwrap();
+        assert!(cfg.contains("    multiboot2 /boot/bulkhead/rt.elf selftest=kernel\n    boot\n"));
+        assert!(!cfg.contains("config"));
+        let clash = IsoSpec::rt_bare("x.iso", "rt").module("m", "/x/rt.elf");
+        assert!(grub_cfg(&clash).is_err());
     }
 
     #[test]

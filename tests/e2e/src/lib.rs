@@ -4,7 +4,7 @@
 //! `cargo xtask run` and the end-to-end tests in `tests/` share it:
 //!
 //! - [`build_hypervisor`] builds the freestanding hypervisor image with the flags the image needs
-//!   (see DESIGN.md, "Building freestanding code");
+//!   (see DESIGN.md, "Building freestanding code"); [`build_rt_kernel`] the RT kernel image;
 //! - [`build_iso`] makes a BIOS-bootable GRUB rescue ISO from an [`IsoSpec`]: the hypervisor, the
 //!   compiled config blob (or any raw file in its place) and extra multiboot2 modules;
 //! - [`Emulator`] names an emulator and its machine (Bochs, QEMU TCG, QEMU with nested KVM);
@@ -34,7 +34,10 @@ use anyhow::{Result, bail};
 
 pub use emulator::{DEFAULT_BOCHS_IPS, Emulator, kvm_nested_available};
 pub use expect::{Expect, Pattern};
-pub use image::{ConfigModule, IsoSpec, Module, build_hypervisor, build_iso, grub_cfg};
+pub use image::{
+    BootKernel, ConfigModule, IsoSpec, Module, build_hypervisor, build_iso, build_rt_kernel,
+    grub_cfg,
+};
 pub use process::{interrupted, kill_all_emulators};
 pub use run::{Event, Outcome, Run, RunDir, WaitError, WaitErrorKind};
 
@@ -59,22 +62,35 @@ pub fn target_dir() -> PathBuf {
     workspace_root().join("target")
 }
 
+/// Environment variable through which `cargo xtask test` hands the built RT kernel image to the
+/// end-to-end tests.
+pub const RT_KERNEL_ELF_ENV: &str = "BULKHEAD_RT_KERNEL_ELF";
+
+/// The RT kernel image handed over by `cargo xtask test` in [`RT_KERNEL_ELF_ENV`].
+pub fn rt_kernel_elf_from_env() -> Result<PathBuf> {
+    image_from_env(RT_KERNEL_ELF_ENV, "RT kernel")
+}
+
 /// The hypervisor image handed over by `cargo xtask test` in [`HYPERVISOR_ELF_ENV`].
 ///
 /// The end-to-end tests call this first; run directly (without `cargo xtask test`) they fail here
 /// with a message that says how to run them.
 pub fn hypervisor_elf_from_env() -> Result<PathBuf> {
-    let Some(path) = std::env::var_os(HYPERVISOR_ELF_ENV) else {
+    image_from_env(HYPERVISOR_ELF_ENV, "hypervisor")
+}
+
+fn image_from_env(var: &str, what: &str) -> Result<PathBuf> {
+    let Some(path) = std::env::var_os(var) else {
         bail!(
-            "{HYPERVISOR_ELF_ENV} is not set: the end-to-end tests boot a freshly built \
-             hypervisor image; run them with `cargo xtask test` (or `cargo xtask test --e2e-only \
-             --filter NAME`), which builds the image and sets it"
+            "{var} is not set: the end-to-end tests boot a freshly built {what} image; run \
+             them with `cargo xtask test` (or `cargo xtask test --e2e-only --filter NAME`), \
+             which builds the image and sets it"
         );
     };
     let path = PathBuf::from(path);
     if !path.is_file() {
         bail!(
-            "{HYPERVISOR_ELF_ENV}={} does not name a file; run the tests with `cargo xtask test`",
+            "{var}={} does not name a file; run the tests with `cargo xtask test`",
             path.display()
         );
     }

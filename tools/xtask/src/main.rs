@@ -1,8 +1,9 @@
 //! `cargo xtask`: the one entry point for building, booting and testing Bulkhead.
 //!
-//! - `build`: the hypervisor image (a freestanding multiboot2 ELF);
+//! - `build`: the hypervisor image and the RT kernel image (freestanding multiboot2 ELFs);
 //! - `image`: the image plus a compiled config, in a GRUB ISO;
-//! - `run`: boots that ISO headless in an emulator and streams its serial console;
+//! - `run`: boots that ISO headless in an emulator and streams its serial console (`--rt-bare`:
+//!   the RT kernel alone, without the hypervisor);
 //! - `test`: host tests, then the end-to-end tests that boot emulators;
 //! - `config check|compile`: the config tool;
 //! - `deps`: the Debian packages the above need.
@@ -42,7 +43,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// Build the hypervisor image and print its path and size.
+    /// Build the hypervisor and RT kernel images and print their paths and sizes.
     Build {
         /// Build with the dev profile instead of release.
         #[arg(long)]
@@ -139,6 +140,13 @@ struct RunArgs {
     /// Build the image with the dev profile.
     #[arg(long)]
     debug: bool,
+    /// Boot the RT kernel alone from GRUB (bare mode, no hypervisor, no config); stops at
+    /// nothing but the time limit [default CPUs: 2].
+    #[arg(long, conflicts_with_all = ["kvm", "until_settled"])]
+    rt_bare: bool,
+    /// The RT kernel's command line with --rt-bare (e.g. `selftest=kernel latency_period_us=100`).
+    #[arg(long, value_name = "STR", default_value = "", requires = "rt_bare")]
+    rt_cmdline: String,
 }
 
 fn main() -> ExitCode {
@@ -221,14 +229,22 @@ fn build_image(debug: bool) -> Result<PathBuf> {
     })
 }
 
+pub(crate) fn build_rt_image(debug: bool) -> Result<PathBuf> {
+    let profile = if debug { "dev" } else { "release" };
+    step(&format!("build RT kernel image ({profile})"), || {
+        bulkhead_e2e::build_rt_kernel(!debug)
+    })
+}
+
 fn build(debug: bool) -> Result<ExitCode> {
-    let elf = build_image(debug)?;
-    let size = std::fs::metadata(&elf)?.len();
-    println!(
-        "{} ({size} bytes, {:.1} KiB)",
-        shown(&elf),
-        size as f64 / 1024.0
-    );
+    for elf in [build_image(debug)?, build_rt_image(debug)?] {
+        let size = std::fs::metadata(&elf)?.len();
+        println!(
+            "{} ({size} bytes, {:.1} KiB)",
+            shown(&elf),
+            size as f64 / 1024.0
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -257,6 +273,9 @@ fn image(args: &IsoArgs, out: Option<PathBuf>) -> Result<ExitCode> {
 
 fn run(args: &RunArgs) -> Result<ExitCode> {
     deps::ensure(true)?;
+    if args.rt_bare {
+        return run_rt_bare(args);
+    }
     let config_path = user_path(args.iso.config.as_deref(), DEFAULT_CONFIG);
     let config = bulkhead_e2e::config::load(&config_path)?;
     let cpus = match args.cpus {
@@ -366,6 +385,54 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
     }
 }
 
+/// `run --rt-bare`: the RT kernel alone from GRUB, in Bochs (default) or QEMU TCG.
+fn run_rt_bare(args: &RunArgs) -> Result<ExitCode> {
+    let cpus = args.cpus.unwrap_or(2);
+    let memory_mib = args.memory.unwrap_or(256);
+    let emulator = if args.qemu {
+        Emulator::QemuTcg { cpus, memory_mib }
+    } else {
+        Emulator::Bochs {
+            cpus,
+            memory_mib,
+            ips: args.ips.unwrap_or(bulkhead_e2e::DEFAULT_BOCHS_IPS),
+        }
+    };
+    emulator.validate()?;
+    let timeout = match args.timeout {
+        Some(0) | None => None,
+        Some(secs) => Some(Duration::from_secs(secs)),
+    };
+    let elf = build_rt_image(args.debug)?;
+    let dir = RunDir::create("run")?;
+    let spec = IsoSpec::rt_bare(dir.join("bulkhead-rt.iso"), elf).cmdline(args.rt_cmdline.clone());
+    let iso = step("make ISO", || bulkhead_e2e::build_iso(&spec))?;
+    let expect = Expect::new()
+        .line("latency cpu=")
+        .stop_on("bulkhead-rt: halted")
+        .to_the_end();
+    eprintln!(
+        "[xtask] booting the RT kernel alone in {emulator}; serial console in {}{}",
+        shown(&dir.join("serial.log")),
+        timeout.map_or(String::new(), |t| format!(", limit {}s", t.as_secs()))
+    );
+    let mut run = Run::start(&dir, &iso, &emulator)?;
+    let result = run.watch(&expect, timeout, &mut |event| {
+        if let Event::Line(line) = event {
+            println!("{line}");
+        }
+    });
+    run.stop();
+    match result {
+        Ok(_) => Ok(ExitCode::SUCCESS),
+        Err(e) if matches!(e.kind, WaitErrorKind::Interrupted) => Ok(ExitCode::from(130)),
+        Err(e) => {
+            eprintln!("[xtask] {}: run ended: {:?}", emulator.name(), e.kind);
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
 fn config_check(file: &Path) -> Result<ExitCode> {
     match bulkhead_e2e::config::load(file) {
         Ok(config) => {
@@ -433,6 +500,21 @@ mod tests {
         assert!(Cli::try_parse_from(["xtask", "run", "--qemu", "--kvm"]).is_err());
         assert!(Cli::try_parse_from(["xtask", "run", "--qemu", "--ips", "5"]).is_err());
         assert!(Cli::try_parse_from(["xtask", "test", "--host-only", "--e2e-only"]).is_err());
+        let cli = Cli::try_parse_from([
+            "xtask",
+            "run",
+            "--rt-bare",
+            "--qemu",
+            "--rt-cmdline",
+            "selftest=kernel",
+        ])
+        .unwrap();
+        let Cmd::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        assert!(args.rt_bare && args.qemu);
+        assert_eq!(args.rt_cmdline, "selftest=kernel");
+        assert!(Cli::try_parse_from(["xtask", "run", "--rt-cmdline", "x"]).is_err());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::process::{Command, ExitCode, Stdio};
 
 use anyhow::{Context, Result, bail};
 
-use crate::{build_image, deps, step};
+use crate::{build_image, build_rt_image, deps, step};
 
 /// Test counts summed over every `cargo test` run.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -54,8 +54,8 @@ pub fn run(host: bool, e2e: bool, filter: Option<&str>) -> Result<ExitCode> {
         summary.cargo_test_stage("host tests", command);
     }
     if e2e {
-        match build_image(false) {
-            Ok(elf) => {
+        match build_image(false).and_then(|elf| Ok((elf, build_rt_image(false)?))) {
+            Ok((elf, rt_elf)) => {
                 let mut command = cargo();
                 command
                     .args([
@@ -66,7 +66,8 @@ pub fn run(host: bool, e2e: bool, filter: Option<&str>) -> Result<ExitCode> {
                         "--ignored",
                         "--test-threads=2",
                     ])
-                    .env(bulkhead_e2e::HYPERVISOR_ELF_ENV, &elf);
+                    .env(bulkhead_e2e::HYPERVISOR_ELF_ENV, &elf)
+                    .env(bulkhead_e2e::RT_KERNEL_ELF_ENV, &rt_elf);
                 // A failed boot explains itself with the console's tail; a backtrace of the
                 // test code on top would bury it (panics still get theirs).
                 if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
@@ -78,7 +79,7 @@ pub fn run(host: bool, e2e: bool, filter: Option<&str>) -> Result<ExitCode> {
                 summary.cargo_test_stage("end-to-end tests", command);
             }
             Err(e) => {
-                summary.problems.push(format!("hypervisor image: {e:#}"));
+                summary.problems.push(format!("images: {e:#}"));
                 summary.silent_failures += 1;
             }
         }

@@ -1,0 +1,197 @@
+//! End-to-end tests of the RT kernel booted alone from GRUB ("bare mode": no hypervisor, no
+//! config), in QEMU TCG (fast; its time follows the loaded host, so its latency numbers are
+//! reported, not judged) and in Bochs (deterministic virtual time: no deadline may be missed).
+//!
+//! Like `boot.rs`, each test boots an ISO in `target/runs/<test name>/`, waits for the lines it
+//! needs and stops the emulator; `cargo xtask test` builds the RT kernel image and hands it over
+//! in `BULKHEAD_RT_KERNEL_ELF`.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use bulkhead_e2e::{Emulator, Expect, IsoSpec, Pattern, Run, RunDir};
+
+/// Wall-clock limits. Measured: QEMU reaches its first summaries in 2 to 5 s; Bochs (2 CPUs,
+/// 50 M instructions per emulated second) boots in about 10 s and then runs about 2.5 emulated
+/// seconds per wall second while mostly idle.
+const QEMU_LIMIT: Duration = Duration::from_secs(120);
+const BOCHS_LIMIT: Duration = Duration::from_secs(240);
+
+const STARTING: &str = r"^bulkhead-rt \S+ starting \(bare\)$";
+const HALTED: &str = "bulkhead-rt: halted";
+const LATENCY: &str = r"^latency cpu=(\d+) samples=(\d+) min_ns=(\d+) avg_ns=(\d+) max_ns=(\d+) p99_ns=(\d+) p999_ns=(\d+) misses=(\d+) overflow=(\d+)$";
+const SELFTEST_DONE: &str = r"^selftest: (\d+) passed, (\d+) failed$";
+
+fn boot(test: &str, cmdline: &str, emulator: &Emulator) -> Result<Run> {
+    let elf = bulkhead_e2e::rt_kernel_elf_from_env()?;
+    let dir = RunDir::create(test)?;
+    let spec = IsoSpec::rt_bare(dir.join("rt.iso"), elf).cmdline(cmdline);
+    let iso = bulkhead_e2e::build_iso(&spec)?;
+    Run::start(&dir, &iso, emulator)
+}
+
+/// Every CPU's latency summary, at least `times` times.
+fn latency_summaries(cpus: u32, times: usize) -> Expect {
+    let mut expect = Expect::new()
+        .regex(STARTING)
+        .line(format!("bulkhead-rt: {cpus} CPUs online, scheduling").as_str())
+        .stop_on(HALTED)
+        .fail_on("FAIL ");
+    for cpu in 0..cpus {
+        expect = expect.times(
+            times,
+            Pattern::regex(&format!(r"^latency cpu={cpu} samples=[1-9]\d* ")),
+        );
+    }
+    expect
+}
+
+/// One parsed summary line.
+#[derive(Debug)]
+struct Summary {
+    cpu: u32,
+    samples: u64,
+    max_ns: u64,
+    p99_ns: u64,
+    misses: u64,
+    line: String,
+}
+
+fn summaries(run: &Run) -> Result<Vec<Summary>> {
+    let re = regex::Regex::new(LATENCY)?;
+    run.matching(Pattern::regex(LATENCY))
+        .into_iter()
+        .map(|line| {
+            let caps = re.captures(&line).context("summary line")?;
+            let n = |i: usize| -> Result<u64> { Ok(caps[i].parse()?) };
+            Ok(Summary {
+                cpu: n(1)? as u32,
+                samples: n(2)?,
+                max_ns: n(5)?,
+                p99_ns: n(6)?,
+                misses: n(8)?,
+                line: line.clone(),
+            })
+        })
+        .collect()
+}
+
+/// The last summary of each CPU.
+fn last_per_cpu(all: &[Summary], cpus: u32) -> Result<Vec<&Summary>> {
+    (0..cpus)
+        .map(|cpu| {
+            all.iter()
+                .rev()
+                .find(|s| s.cpu == cpu)
+                .with_context(|| format!("no summary for cpu {cpu}"))
+        })
+        .collect()
+}
+
+fn report(run: &Run, last: &[&Summary]) {
+    println!(
+        "{}: done after {:.1}s",
+        run.emulator(),
+        run.elapsed().as_secs_f64()
+    );
+    for s in last {
+        println!("  {}", s.line);
+    }
+}
+
+/// Checks the self-test outcome: only PASS lines, and `selftest: N passed, 0 failed`.
+fn check_selftest(run: &Run, expected_tests: usize) -> Result<()> {
+    let log = run.log();
+    let passes = run.count(Pattern::regex(r"^PASS \S+$"));
+    let fails = run.matching(Pattern::regex(r"^FAIL "));
+    ensure!(fails.is_empty(), "self-test failures: {fails:?}\n{log}");
+    ensure!(
+        passes == expected_tests,
+        "{passes} PASS lines, expected {expected_tests}:\n{log}"
+    );
+    ensure!(
+        run.count(Pattern::regex(&format!(
+            r"^selftest: {expected_tests} passed, 0 failed$"
+        ))) == 1,
+        "no `selftest: {expected_tests} passed, 0 failed` line:\n{log}"
+    );
+    Ok(())
+}
+
+/// QEMU TCG, two CPUs: the kernel boots, finds both CPUs, and each prints its latency summary
+/// at least twice, with samples. QEMU's time follows a loaded host, so misses are reported only.
+#[test]
+#[ignore = "boots an emulator; run through cargo xtask test"]
+fn qemu_rt_bare_latency() -> Result<()> {
+    let emulator = Emulator::QemuTcg {
+        cpus: 2,
+        memory_mib: 256,
+    };
+    let mut run = boot("qemu_rt_bare_latency", "", &emulator)?;
+    run.wait_for(&latency_summaries(2, 2), QEMU_LIMIT)?;
+    let all = summaries(&run)?;
+    let last = last_per_cpu(&all, 2)?;
+    for s in &last {
+        ensure!(s.samples > 0, "no samples: {}", s.line);
+    }
+    report(&run, &last);
+    Ok(())
+}
+
+/// QEMU TCG, two CPUs, `selftest=kernel`: every self-test passes.
+#[test]
+#[ignore = "boots an emulator; run through cargo xtask test"]
+fn qemu_rt_bare_selftest() -> Result<()> {
+    let emulator = Emulator::QemuTcg {
+        cpus: 2,
+        memory_mib: 256,
+    };
+    let mut run = boot("qemu_rt_bare_selftest", "selftest=kernel", &emulator)?;
+    let expect = Expect::new()
+        .regex(STARTING)
+        .regex(SELFTEST_DONE)
+        .fail_on("FAIL ")
+        .stop_on(HALTED);
+    run.wait_for(&expect, QEMU_LIMIT)?;
+    check_selftest(&run, 6)?;
+    println!(
+        "{}: done after {:.1}s",
+        run.emulator(),
+        run.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Bochs, two CPUs (x2APIC, TSC-deadline timer), 1 ms latency period, `selftest=kernel` (the
+/// self-test tasks load CPU 0 below the latency task's priority): every self-test passes, and
+/// every CPU prints its summary at least twice with samples and no missed deadline. Time in
+/// Bochs follows the instruction count, so the numbers are the same on any host.
+#[test]
+#[ignore = "boots an emulator; run through cargo xtask test"]
+fn bochs_rt_bare_latency_and_selftest() -> Result<()> {
+    let emulator = Emulator::Bochs {
+        cpus: 2,
+        memory_mib: 256,
+        ips: bulkhead_e2e::DEFAULT_BOCHS_IPS,
+    };
+    let mut run = boot(
+        "bochs_rt_bare_latency_and_selftest",
+        "selftest=kernel latency_period_us=1000 control_hz=1000",
+        &emulator,
+    )?;
+    let expect = latency_summaries(2, 2).regex(SELFTEST_DONE);
+    run.wait_for(&expect, BOCHS_LIMIT)?;
+    check_selftest(&run, 6)?;
+    let all = summaries(&run)?;
+    for s in &all {
+        ensure!(s.misses == 0, "a deadline was missed: {}", s.line);
+        ensure!(
+            s.max_ns < 1_000_000 && s.p99_ns <= s.max_ns,
+            "implausible latency: {}",
+            s.line
+        );
+    }
+    let last = last_per_cpu(&all, 2)?;
+    report(&run, &last);
+    Ok(())
+}
