@@ -26,7 +26,6 @@ mod memory;
 mod partition;
 mod percpu;
 mod platform;
-mod rt;
 mod smp;
 mod vmx;
 
@@ -160,7 +159,9 @@ extern "C" fn bsp_entry(magic: u32, info_addr: u32) -> ! {
     for o in platform.irq_overrides() {
         log::info!("ISA IRQ {} -> GSI {} (flags {:#x})", o.irq, o.gsi, o.flags);
     }
-    match time::calibrate_tsc() {
+    // SAFETY: the PIT and port 0x61 are the hypervisor's during boot (no partition runs yet),
+    // and only the bootstrap CPU runs.
+    match unsafe { time::calibrate_tsc() } {
         Some(hz) => log::info!("TSC {} kHz", hz / 1000),
         None => log::warn!("TSC calibration failed: the PIT did not count; delays are rough"),
     }

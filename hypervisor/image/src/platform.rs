@@ -6,35 +6,17 @@
 //! physical memory, so the handler's "mapping" is the physical address itself.
 
 use core::fmt;
-use core::ptr::NonNull;
 
 use acpi::madt::{Madt, MadtEntry};
-use acpi::{AcpiHandler, AcpiTables, PhysicalMapping, fadt::Fadt};
+use acpi::{AcpiTables, fadt::Fadt};
 use bulkhead_config::MAX_CPUS;
+use bulkhead_x86::acpi::IdentityMapped;
 use hv_core::fixed::{FixedList, Full};
 
 use crate::arch::port;
 
 /// Most IOAPICs kept.
 pub const MAX_IOAPICS: usize = 8;
-
-#[derive(Clone, Copy, Debug)]
-struct IdentityMapped;
-
-impl AcpiHandler for IdentityMapped {
-    unsafe fn map_physical_region<T>(
-        &self,
-        physical_address: usize,
-        size: usize,
-    ) -> PhysicalMapping<Self, T> {
-        let ptr = NonNull::new(physical_address as *mut T).unwrap_or(NonNull::dangling());
-        // SAFETY: physical memory below 4 GiB is identity-mapped by the boot page tables,
-        // and ACPI tables lie there on every machine Bulkhead supports.
-        unsafe { PhysicalMapping::new(physical_address, ptr, size, size, Self) }
-    }
-
-    fn unmap_physical_region<T>(_region: &PhysicalMapping<Self, T>) {}
-}
 
 /// An IOAPIC from the MADT.
 #[derive(Debug, Clone, Copy, Default)]

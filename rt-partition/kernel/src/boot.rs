@@ -8,11 +8,11 @@
 //! naming it, never a panic. Nothing refers back to the loader's memory afterwards.
 
 use core::fmt;
-use core::ptr::NonNull;
 
+use acpi::AcpiTables;
 use acpi::madt::{Madt, MadtEntry};
-use acpi::{AcpiHandler, AcpiTables, PhysicalMapping};
 use bulkhead_rt_abi::{AbiError, MULTIBOOT2_MAGIC, RT_BOOT_MAGIC, RtBootInfo};
+use bulkhead_x86::acpi::IdentityMapped;
 use multiboot2::{BootInformation, BootInformationHeader, MemoryAreaType};
 
 use crate::MAX_CPUS;
@@ -227,24 +227,6 @@ impl Facts {
         facts.set_cmdline(boot.cmdline().unwrap_or(""));
         Ok(facts)
     }
-}
-
-#[derive(Clone, Copy, Debug)]
-struct IdentityMapped;
-
-impl AcpiHandler for IdentityMapped {
-    unsafe fn map_physical_region<T>(
-        &self,
-        physical_address: usize,
-        size: usize,
-    ) -> PhysicalMapping<Self, T> {
-        let ptr = NonNull::new(physical_address as *mut T).unwrap_or(NonNull::dangling());
-        // SAFETY: physical memory below 4 GiB is identity-mapped by the boot page tables,
-        // and ACPI tables lie there on every machine the kernel supports.
-        unsafe { PhysicalMapping::new(physical_address, ptr, size, size, Self) }
-    }
-
-    fn unmap_physical_region<T>(_region: &PhysicalMapping<Self, T>) {}
 }
 
 /// Kernel options from the command line (`key=value` words; unknown words are ignored).

@@ -24,7 +24,6 @@ mod arch;
 mod boot;
 mod console;
 mod percpu;
-mod rt;
 mod sched;
 mod smp;
 mod tasks;
@@ -154,7 +153,10 @@ fn boot_cpu(magic: u32, info: usize) -> ! {
 
     let tsc_hz = match facts.tsc_hz {
         Some(hz) => hz,
-        None => match time::calibrate_tsc() {
+        // SAFETY: only the boot CPU runs here, before any other CPU starts; in bare mode the
+        // PIT is the kernel's, and a hypervisor that reports no TSC frequency leaves it to
+        // the kernel to measure.
+        None => match unsafe { time::calibrate_tsc() } {
             Some(hz) => hz,
             None => fatal(format_args!(
                 "TSC calibration failed: the PIT did not count (no timer to run on)"

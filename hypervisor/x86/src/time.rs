@@ -1,20 +1,24 @@
-//! Time for the hypervisor: the TSC, calibrated once against the PIT on the bootstrap
-//! CPU, and busy-wait delays for the AP start-up sequence.
+//! The time-stamp counter's frequency, measured once against the PIT on the bootstrap CPU
+//! (or set from what the loader reports), and busy-wait delays in microseconds.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use super::{port, rdtsc};
+use crate::{port, rdtsc};
 
 static TSC_HZ: AtomicU64 = AtomicU64::new(0);
 
 const PIT_HZ: u64 = 1_193_182;
 
-/// Measures the TSC frequency over 10 ms of PIT channel 2. Returns the frequency in Hz,
-/// or `None` if the PIT never reported the end of the interval.
-pub fn calibrate_tsc() -> Option<u64> {
+/// Measures the TSC frequency over 10 ms of PIT channel 2 and, on success, records it (see
+/// [`tsc_hz`]). Returns the frequency in Hz, or `None` if the PIT never reported the end of
+/// the interval.
+///
+/// # Safety
+/// The PIT and port 0x61 must belong to the caller (nobody else programs them meanwhile).
+pub unsafe fn calibrate_tsc() -> Option<u64> {
     const TICKS: u64 = PIT_HZ / 100; // 10 ms
-    // SAFETY: the PIT and port 0x61 belong to the hypervisor during boot; channel 2 drives
-    // only the PC speaker, whose output we keep disabled.
+    // SAFETY: the caller owns the PIT and port 0x61; channel 2 drives only the PC speaker,
+    // whose output stays disabled.
     let hz = unsafe {
         let gate = port::inb(0x61);
         port::outb(0x61, (gate & !0x02) | 0x01); // speaker off, gate on
@@ -36,9 +40,14 @@ pub fn calibrate_tsc() -> Option<u64> {
         done.then(|| (end - start) * 100)
     };
     if let Some(hz) = hz {
-        TSC_HZ.store(hz, Ordering::Relaxed);
+        set_tsc_hz(hz);
     }
     hz
+}
+
+/// Records the TSC frequency (when the loader reports it instead of a measurement).
+pub fn set_tsc_hz(hz: u64) {
+    TSC_HZ.store(hz, Ordering::Relaxed);
 }
 
 /// The TSC frequency in Hz (0 before calibration).

@@ -2,6 +2,10 @@
 //! C library or an unwinder: the `mem*` functions and the unwinding personality (never
 //! called: panics abort). Written by hand with `rep movsb`/`rep stosb`, so the compiler
 //! cannot turn them back into calls to themselves.
+//!
+//! Behind the `runtime` feature, which only the image crates enable: each symbol here must be
+//! defined exactly once in a final image, and a host build gets them from its C library and
+//! `std` instead.
 
 /// # Safety
 /// Standard C `memcpy` contract.
