@@ -2,7 +2,8 @@
 //! image and the RT kernel image.
 //!
 //! It owns what both images do to the hardware in the same way: port and MSR access, the
-//! time-stamp counter and its calibration against the PIT, the ACPI handler for identity-mapped
+//! per-CPU GDT and TSS with their interrupt stacks, the IDT with the exception stubs and the
+//! exception path (reporting through a hook each image installs), the time-stamp counter and its calibration against the PIT, the ACPI handler for identity-mapped
 //! memory and, behind the `runtime` feature, the `mem*` functions and unwinding personality the
 //! prebuilt `core` expects. Policy (what to start, what to print, which devices an image owns)
 //! stays in the images. This crate holds the `unsafe` hardware access, each block with a
@@ -13,6 +14,8 @@
 #![no_std]
 
 pub mod acpi;
+pub mod cpu;
+pub mod idt;
 #[cfg(feature = "runtime")]
 pub mod runtime;
 pub mod time;

@@ -4,8 +4,16 @@
 //! elsewhere.
 
 pub mod apic;
-pub mod cpu;
 pub mod interrupts;
+
+/// Per-CPU descriptor tables (`bulkhead_x86::cpu`). The hypervisor takes no interrupt
+/// vectors, only exceptions, so its CPUs need only the exceptions' interrupt stacks.
+pub mod cpu {
+    pub use bulkhead_x86::cpu::{KERNEL_CS, KERNEL_DS, KERNEL_TR};
+
+    /// One CPU's GDT, TSS and interrupt stacks.
+    pub type CpuTables = bulkhead_x86::cpu::CpuTables<{ bulkhead_x86::cpu::IST_EXCEPTIONS }>;
+}
 
 pub use bulkhead_x86::{GprDump, halt_forever, msr, port, rdtsc, time};
 

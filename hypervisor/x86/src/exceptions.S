@@ -1,7 +1,8 @@
 /*
  * Exception entry stubs for vectors 0..31. Each pushes a uniform frame (vector and
- * error code, then the general registers) and calls `exception_handler`, which
- * reports and halts the CPU. The stubs run on IST stacks (see cpu.rs).
+ * error code, then the general registers; `ExceptionFrame` in idt.rs) and calls
+ * `exception_handler` (idt.rs), which hands it to the image's report hook and halts the
+ * CPU. The stubs run on IST stacks (see cpu.rs). Interrupt vectors are the images' own.
  */
 
     .macro EXC_NOERR n
@@ -76,7 +77,8 @@ exception_common:
     hlt
     jmp 1b
 
-    .section .rodata
+    /* Writable before relocation, so that a position-independent host build links too. */
+    .section .data.rel.ro, "aw"
     .balign 8
     .global exception_stubs
 exception_stubs:

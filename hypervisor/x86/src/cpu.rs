@@ -1,7 +1,8 @@
 //! Per-CPU descriptor tables: a GDT with a 64-bit code segment, a data segment and a
-//! TSS whose interrupt stack table gives every exception a known-good stack (the
-//! prebuilt `core` uses the red zone, so nothing may be pushed onto an interrupted
-//! stack). One IDT is shared by all CPUs; see `interrupts.rs`.
+//! TSS whose interrupt stack table gives every exception (and interrupt) a known-good stack
+//! (the prebuilt `core` uses the red zone, so nothing may be pushed onto an interrupted
+//! stack). The number of interrupt stacks is the image's choice; where each CPU's tables live
+//! is too. One IDT is shared by all CPUs of an image; see `idt.rs`.
 
 use core::mem::size_of;
 
@@ -14,8 +15,15 @@ pub const KERNEL_TR: u16 = 0x18;
 
 /// Size of each interrupt stack.
 pub const IST_STACK_SIZE: usize = 16 * 1024;
-/// Number of interrupt stacks per CPU (double fault, NMI, machine check, others).
-pub const IST_COUNT: usize = 4;
+/// Interrupt stack slots (1-based) the exception gates of [`crate::idt::Idt`] use: double
+/// fault, NMI, machine check, and every other exception. An image's [`CpuTables`] has at
+/// least [`IST_EXCEPTIONS`] stacks; further ones are the image's (interrupts).
+pub const IST_DOUBLE_FAULT: u8 = 1;
+pub const IST_NMI: u8 = 2;
+pub const IST_MACHINE_CHECK: u8 = 3;
+pub const IST_OTHER_EXCEPTION: u8 = 4;
+/// Interrupt stacks the exception gates need.
+pub const IST_EXCEPTIONS: usize = 4;
 
 /// The 64-bit task-state segment (SDM Vol. 3A, 8.7).
 #[repr(C, packed(4))]
@@ -32,26 +40,30 @@ pub struct Tss {
 
 const _: () = assert!(size_of::<Tss>() == 104);
 
-/// Descriptor tables of one CPU. Lives for ever at a fixed address (GDTR and TR
-/// point into it).
+/// Descriptor tables of one CPU, with `IST` interrupt stacks (at least [`IST_EXCEPTIONS`],
+/// at most 7). Lives for ever at a fixed address (GDTR and TR point into it).
 #[repr(C, align(16))]
 #[derive(Debug)]
-pub struct CpuTables {
+pub struct CpuTables<const IST: usize> {
     gdt: [u64; 5],
     tss: Tss,
-    ist_stacks: [[u8; IST_STACK_SIZE]; IST_COUNT],
+    ist_stacks: [[u8; IST_STACK_SIZE]; IST],
 }
 
 /// Pseudo-descriptor for LGDT/LIDT.
 #[repr(C, packed(2))]
+#[derive(Debug, Clone, Copy)]
 pub struct DescriptorPointer {
     pub limit: u16,
     pub base: u64,
 }
 
-impl CpuTables {
-    /// All-zero tables, for the bootstrap CPU's static copy; call `init` before use.
+impl<const IST: usize> CpuTables<IST> {
+    const VALID_IST: () = assert!(IST >= IST_EXCEPTIONS && IST <= 7);
+
+    /// All-zero tables, for static copies; call `init` before use.
     pub const fn zeroed() -> Self {
+        let () = Self::VALID_IST;
         Self {
             gdt: [0; 5],
             tss: Tss {
@@ -63,7 +75,7 @@ impl CpuTables {
                 reserved3: 0,
                 iomap_base: 0,
             },
-            ist_stacks: [[0; IST_STACK_SIZE]; IST_COUNT],
+            ist_stacks: [[0; IST_STACK_SIZE]; IST],
         }
     }
 
