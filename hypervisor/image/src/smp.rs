@@ -1,34 +1,18 @@
-//! Starting the application processors: INIT-SIPI-SIPI (Intel SDM Vol. 3A, 10.4.4 and
-//! the MultiProcessor Specification's timing), one CPU at a time through a real-mode
-//! trampoline copied to 0x8000.
+//! Starting the application processors: each gets a stack and descriptor tables from the
+//! frame allocator, then INIT-SIPI-SIPI through the real-mode trampoline
+//! (`bulkhead_x86::smp`), one CPU at a time.
 //!
 //! Only CPUs named in the config are started; the others stay in wait-for-SIPI.
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use crate::arch::{apic, cpu::CpuTables, rdtsc, time};
+use bulkhead_x86::smp::{ApLaunch, NoResponse};
+
+use crate::arch::{apic, cpu::CpuTables};
 use crate::memory;
 
-/// Physical address the trampoline runs at (SIPI vector 0x08).
-pub const AP_TRAMPOLINE_BASE: u64 = 0x8000;
-const SIPI_VECTOR: u8 = (AP_TRAMPOLINE_BASE >> 12) as u8;
 /// Stack of each AP's hypervisor code.
 pub const AP_STACK_SIZE: u64 = 64 * 1024;
-
-unsafe extern "C" {
-    static ap_trampoline_start: u8;
-    static ap_trampoline_end: u8;
-    static ap_trampoline_params: u8;
-}
-
-/// The parameter block at the end of the trampoline (trampoline.S).
-#[repr(C)]
-struct TrampolineParams {
-    cr3: u64,
-    stack_top: u64,
-    entry: u64,
-    arg: u64,
-}
 
 /// What an AP needs to know about itself; lives for ever.
 #[derive(Debug)]
@@ -60,6 +44,12 @@ pub enum StartError {
     NoResponse,
 }
 
+fn send_icr(dest: u32, low: u32) {
+    // SAFETY: x2APIC mode is on (the bootstrap CPU enables it before starting any AP), and
+    // `start_ap` sends only the start-up sequence to a CPU the config gives the hypervisor.
+    unsafe { apic::x2apic_send_icr(dest, low) };
+}
+
 /// Starts the CPU with APIC ID `apic_id` as logical CPU `index`; it runs
 /// `entry(&ApStart)`. Returns once the AP has signalled that it runs.
 pub fn start_ap(
@@ -75,44 +65,16 @@ pub fn start_ap(
         tables,
     })
     .map_err(|_| StartError::OutOfMemory)?;
-
-    let cr3: u64;
-    // SAFETY: reading CR3 has no side effects.
-    unsafe { core::arch::asm!("mov {}, cr3", out(reg) cr3, options(nomem, nostack)) };
-    // SAFETY: the trampoline symbols delimit the code and its parameter block in the
-    // image; 0x8000.. lies in conventional memory below 1 MiB that no partition runs in
-    // yet and the BIOS does not use after boot. APs are started one at a time, so
-    // nobody else reads the copy while it is rewritten.
-    unsafe {
-        let src = &raw const ap_trampoline_start;
-        let len = (&raw const ap_trampoline_end as usize) - src as usize;
-        core::ptr::copy_nonoverlapping(src, AP_TRAMPOLINE_BASE as *mut u8, len);
-        let params_off = (&raw const ap_trampoline_params as usize) - src as usize;
-        let params = (AP_TRAMPOLINE_BASE as usize + params_off) as *mut TrampolineParams;
-        params.write_volatile(TrampolineParams {
-            cr3,
-            stack_top: stack.as_u64() + AP_STACK_SIZE,
-            entry: entry as *const () as u64,
-            arg: core::ptr::from_mut(start) as u64,
-        });
-    }
-
-    apic::send_init(apic_id);
-    time::delay_us(10_000);
-    for _ in 0..2 {
-        apic::send_startup(apic_id, SIPI_VECTOR);
-        time::delay_us(200);
-        if is_alive(index) {
-            return Ok(());
-        }
-    }
-    // Give a slow (emulated) CPU up to a second of TSC time.
-    let deadline = rdtsc() + time::tsc_hz().max(1_000_000);
-    while rdtsc() < deadline {
-        if is_alive(index) {
-            return Ok(());
-        }
-        core::hint::spin_loop();
-    }
-    Err(StartError::NoResponse)
+    let launch = ApLaunch {
+        stack_top: stack.as_u64() + AP_STACK_SIZE,
+        entry: entry as *const () as u64,
+        arg: core::ptr::from_mut(start) as u64,
+    };
+    // SAFETY: `entry` is an `extern "C"` function of the `ApStart` pointer in `arg`, which
+    // lives for ever; the stack is fresh and this AP's alone. 0x8000.. lies in
+    // conventional memory below 1 MiB that no partition runs in yet and the BIOS does not
+    // use after boot; APs are started one at a time, from the bootstrap CPU. The config
+    // gives the hypervisor the CPU `apic_id`.
+    unsafe { bulkhead_x86::smp::start_ap(apic_id, launch, send_icr, || is_alive(index)) }
+        .map_err(|NoResponse| StartError::NoResponse)
 }

@@ -1,23 +1,30 @@
 //! The x86-64 machine layer shared by the two freestanding Bulkhead images: the hypervisor
 //! image and the RT kernel image.
 //!
-//! It owns what both images do to the hardware in the same way: port and MSR access, the
-//! per-CPU GDT and TSS with their interrupt stacks, the IDT with the exception stubs and the
-//! exception path (reporting through a hook each image installs), the time-stamp counter and its calibration against the PIT, the ACPI handler for identity-mapped
-//! memory and, behind the `runtime` feature, the `mem*` functions and unwinding personality the
-//! prebuilt `core` expects. Policy (what to start, what to print, which devices an image owns)
-//! stays in the images. This crate holds the `unsafe` hardware access, each block with a
-//! `// SAFETY:` comment saying why it is sound; everything it exports either is safe to call
-//! or says in `# Safety` what its caller must guarantee.
+//! It owns what both images do to the hardware in the same way: port and MSR access; the
+//! per-CPU GDT and TSS with their interrupt stacks; the IDT with the exception stubs and the
+//! exception path (reporting through a hook each image installs, since each prints with its
+//! own console); the AP start-up trampoline and INIT-SIPI-SIPI; switching x2APIC on and its
+//! IPI commands; the time-stamp counter, its calibration against the PIT and delays; the ACPI
+//! handler for identity-mapped memory; and, behind the `runtime` feature, the `mem*`
+//! functions and unwinding personality the prebuilt `core` expects. Policy (which CPUs to
+//! start, what to print, which devices an image owns) and what differs on purpose (the boot
+//! entry, interrupt entry and task switch, the APIC timer) stay in the images.
+//!
+//! This crate holds the `unsafe` hardware access, each block with a `// SAFETY:` comment
+//! saying why it is sound; what it exports is either safe to call or says in `# Safety` what
+//! its caller must guarantee. It must never print, allocate or decide policy.
 //!
 //! It is an ordinary `#![no_std]` library: it builds and its host tests run on the host too.
 #![no_std]
 
 pub mod acpi;
+pub mod apic;
 pub mod cpu;
 pub mod idt;
 #[cfg(feature = "runtime")]
 pub mod runtime;
+pub mod smp;
 pub mod time;
 
 /// Legacy I/O port access.

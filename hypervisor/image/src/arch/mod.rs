@@ -3,7 +3,6 @@
 //! `bulkhead-x86`). Everything here touches hardware; the policy that drives it lives
 //! elsewhere.
 
-pub mod apic;
 pub mod interrupts;
 
 /// Per-CPU descriptor tables (`bulkhead_x86::cpu`). The hypervisor takes no interrupt
@@ -15,7 +14,6 @@ pub mod cpu {
     pub type CpuTables = bulkhead_x86::cpu::CpuTables<{ bulkhead_x86::cpu::IST_EXCEPTIONS }>;
 }
 
-pub use bulkhead_x86::{GprDump, halt_forever, msr, port, rdtsc, time};
+pub use bulkhead_x86::{GprDump, apic, halt_forever, msr, port, rdtsc, time};
 
 core::arch::global_asm!(include_str!("boot.S"), options(att_syntax));
-core::arch::global_asm!(include_str!("trampoline.S"), options(att_syntax));

@@ -12,9 +12,8 @@ use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use super::interrupts::{SPURIOUS_VECTOR, TIMER_VECTOR};
 use super::{msr, rdtsc};
+use bulkhead_x86::apic::{self, APIC_BASE_ENABLE, APIC_BASE_X2APIC, ICR_FIXED, ICR_LEVEL_ASSERT};
 
-const APIC_BASE_ENABLE: u64 = 1 << 11;
-const APIC_BASE_X2APIC: u64 = 1 << 10;
 /// The architectural default xAPIC base (identity-mapped, uncached, by the boot tables).
 const XAPIC_BASE: u64 = 0xfee0_0000;
 
@@ -34,10 +33,6 @@ const LVT_MASKED: u32 = 1 << 16;
 const LVT_TSC_DEADLINE: u32 = 0b10 << 17;
 const DIVIDE_BY_1: u32 = 0b1011;
 
-const ICR_FIXED: u32 = 0;
-const ICR_INIT: u32 = 0b101 << 8;
-const ICR_STARTUP: u32 = 0b110 << 8;
-const ICR_LEVEL_ASSERT: u32 = 1 << 14;
 const ICR_DELIVERY_PENDING: u32 = 1 << 12;
 
 /// How the local APIC is reached.
@@ -131,21 +126,14 @@ pub fn choose_modes(tsc_hz: u64) -> (Mode, TimerMode) {
 /// Enables this CPU's local APIC in the chosen mode, sets the spurious vector, masks the
 /// error LVT and programs the timer LVT. Returns this CPU's APIC ID.
 pub fn init_this_cpu() -> u32 {
-    // SAFETY: IA32_APIC_BASE exists; enabling, then (for x2APIC) setting EXTD is the
-    // architectural way in. Where the hypervisor already enabled x2APIC the value is kept.
+    // SAFETY: x2APIC mode was chosen only where the CPU has it (or the hypervisor already
+    // turned it on, which `enable_x2apic` keeps); nothing uses the xAPIC page before this.
+    // IA32_APIC_BASE exists on every x86-64 CPU; for xAPIC it is enabled at its default base.
     unsafe {
-        let base = msr::read(msr::IA32_APIC_BASE);
         match mode() {
-            Mode::X2Apic => {
-                if base & APIC_BASE_X2APIC == 0 {
-                    msr::write(msr::IA32_APIC_BASE, base | APIC_BASE_ENABLE);
-                    msr::write(
-                        msr::IA32_APIC_BASE,
-                        base | APIC_BASE_ENABLE | APIC_BASE_X2APIC,
-                    );
-                }
-            }
+            Mode::X2Apic => apic::enable_x2apic(),
             Mode::XApic => {
+                let base = msr::read(msr::IA32_APIC_BASE);
                 let new = (base & 0xfff & !APIC_BASE_X2APIC) | XAPIC_BASE | APIC_BASE_ENABLE;
                 msr::write(msr::IA32_APIC_BASE, new);
             }
@@ -225,14 +213,16 @@ pub fn eoi() {
     write(REG_EOI, 0);
 }
 
-fn send_icr(dest: u32, low: u32) {
+/// Sends the IPI `low` (the ICR's low word) to the CPU with APIC ID `dest`.
+pub fn send_icr(dest: u32, low: u32) {
     // Make earlier stores visible before the IPI (SDM 10.12.3 for x2APIC MSR writes).
     // SAFETY: fences have no effect besides ordering.
     unsafe { core::arch::asm!("mfence", options(nostack, preserves_flags)) };
     match mode() {
         Mode::X2Apic => {
-            // SAFETY: x2APIC mode is on; the ICR write sends the IPI the caller asked for.
-            unsafe { msr::write(0x830, (u64::from(dest) << 32) | u64::from(low)) };
+            // SAFETY: x2APIC mode is on; the ICR write sends the IPI the caller asked for, to
+            // one of the kernel's own CPUs.
+            unsafe { apic::x2apic_send_icr(dest, low) };
         }
         Mode::XApic => {
             write(REG_ICR_HIGH, dest << 24);
@@ -250,14 +240,4 @@ fn send_icr(dest: u32, low: u32) {
 /// Sends a fixed interrupt `vector` to the CPU with APIC ID `dest`.
 pub fn send_ipi(dest: u32, vector: u8) {
     send_icr(dest, ICR_FIXED | ICR_LEVEL_ASSERT | u32::from(vector));
-}
-
-/// Sends INIT to the CPU with APIC ID `dest`.
-pub fn send_init(dest: u32) {
-    send_icr(dest, ICR_INIT | ICR_LEVEL_ASSERT);
-}
-
-/// Sends a start-up IPI with the given page number (the AP starts at `vector << 12`).
-pub fn send_startup(dest: u32, vector: u8) {
-    send_icr(dest, ICR_STARTUP | ICR_LEVEL_ASSERT | u32::from(vector));
 }

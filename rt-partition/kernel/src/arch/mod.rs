@@ -10,7 +10,6 @@ pub mod interrupts;
 pub mod time;
 
 core::arch::global_asm!(include_str!("boot.S"), options(att_syntax));
-core::arch::global_asm!(include_str!("trampoline.S"), options(att_syntax));
 core::arch::global_asm!(include_str!("switch.S"), options(att_syntax));
 
 pub use bulkhead_x86::{halt_forever, msr, port, rdtsc};

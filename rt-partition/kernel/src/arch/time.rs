@@ -9,7 +9,7 @@ use bulkhead_rt_core::clock::Tsc;
 
 use super::rdtsc;
 use bulkhead_x86::time::set_tsc_hz;
-pub use bulkhead_x86::time::{calibrate_tsc, delay_us, tsc_hz};
+pub use bulkhead_x86::time::{calibrate_tsc, tsc_hz};
 
 /// The TSC value that is the kernel's time 0.
 static EPOCH_TSC: AtomicU64 = AtomicU64::new(0);

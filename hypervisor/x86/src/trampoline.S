@@ -3,8 +3,9 @@
  *
  * Copied to AP_TRAMPOLINE_BASE (0x8000) before each INIT-SIPI-SIPI; the SIPI vector
  * 0x08 makes the AP start in real mode at CS:IP = 0800:0000. It switches to protected
- * mode, then long mode on the hypervisor's page tables, and calls the Rust entry with
- * the argument block filled in by the bootstrap CPU (see `smp.rs`, `TrampolineParams`).
+ * mode, then long mode on the page tables of the CPU that started it (the parameter
+ * block's CR3), and calls the image's Rust entry with the argument from the block the
+ * starting CPU filled in (see `smp.rs`, `TrampolineParams`).
  * Every address is computed relative to the copy at 0x8000.
  */
 
