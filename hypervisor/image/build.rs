@@ -1,19 +1,16 @@
-//! Link the hypervisor as a freestanding, statically linked ELF at 1 MiB (see linker.ld).
+//! Link the hypervisor as a freestanding, statically linked ELF at 1 MiB, with the recipe
+//! (linker script and arguments) `bulkhead-x86` owns for both images.
 //!
 //! The arguments apply to this crate's binary only, so host builds of the other crates
 //! are unaffected.
 fn main() {
-    let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
-    println!("cargo:rerun-if-changed={dir}/linker.ld");
-    for arg in [
-        "-nostdlib",
-        "-static",
-        "-no-pie",
-        "-Wl,--build-id=none",
-        "-Wl,-n",
-        "-Wl,--gc-sections",
-    ] {
-        println!("cargo:rustc-link-arg-bins={arg}");
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| panic!("bulkhead-x86's build script sets {name}"))
+    };
+    let script = var("DEP_BULKHEAD_X86_LINKER_SCRIPT");
+    println!("cargo::rerun-if-changed={script}");
+    for arg in var("DEP_BULKHEAD_X86_LINK_ARGS").split_whitespace() {
+        println!("cargo::rustc-link-arg-bins={arg}");
     }
-    println!("cargo:rustc-link-arg-bins=-T{dir}/linker.ld");
+    println!("cargo::rustc-link-arg-bins=-T{script}");
 }
