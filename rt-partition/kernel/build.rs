@@ -1,5 +1,6 @@
 //! Link the RT kernel as a freestanding, statically linked ELF at 1 MiB, with the recipe
-//! (linker script and arguments) `bulkhead-x86` owns for both images.
+//! (linker script and arguments) `bulkhead-x86` owns for both images, and points the boot
+//! assembly at the macros it shares (`BULKHEAD_X86_BOOT32_ASM`).
 //!
 //! The arguments apply to this crate's binary only, so host builds of the other crates
 //! are unaffected.
@@ -13,4 +14,8 @@ fn main() {
         println!("cargo::rustc-link-arg-bins={arg}");
     }
     println!("cargo::rustc-link-arg-bins=-T{script}");
+    // The boot assembly's shared macros, for `include_str!` in arch/mod.rs.
+    let boot32 = var("DEP_BULKHEAD_X86_BOOT32_ASM");
+    println!("cargo::rerun-if-changed={boot32}");
+    println!("cargo::rustc-env=BULKHEAD_X86_BOOT32_ASM={boot32}");
 }

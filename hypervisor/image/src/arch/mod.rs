@@ -16,4 +16,9 @@ pub mod cpu {
 
 pub use bulkhead_x86::{GprDump, apic, halt_forever, msr, port, rdtsc, time};
 
-core::arch::global_asm!(include_str!("boot.S"), options(att_syntax));
+core::arch::global_asm!(
+    // The BOOT_* macros boot.S uses, from bulkhead-x86 (see build.rs).
+    include_str!(env!("BULKHEAD_X86_BOOT32_ASM")),
+    include_str!("boot.S"),
+    options(att_syntax)
+);

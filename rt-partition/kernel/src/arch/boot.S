@@ -12,6 +12,7 @@
  * that zeroing .bss cannot race with it). Every CPU takes its own boot stack by index, enters
  * long mode, enables SSE (the prebuilt `core` uses it) and calls
  * `rt_entry(magic, info, index)`. Anything it cannot do is reported on COM1 before halting.
+ * The steps shared with the hypervisor are the BOOT_* macros of `bulkhead-x86` (boot32.S).
  */
 
     .set MB2_MAGIC, 0xE85250D6
@@ -57,43 +58,8 @@ _start:
     rep stosb
     pop %edi
 
-    /* Long mode present? CPUID.80000001h:EDX.LM[29] */
-    mov $0x80000000, %eax
-    cpuid
-    cmp $0x80000001, %eax
-    jb no_long_mode
-    mov $0x80000001, %eax
-    cpuid
-    bt $29, %edx
-    jnc no_long_mode
-
-    /* PML4[0] -> PDPT; PDPT[0..4] -> PD0..PD3; each PD maps 1 GiB with 2 MiB pages. */
-    mov $boot_pdpt, %eax
-    or $0x3, %eax
-    mov %eax, boot_pml4
-    mov $boot_pd, %eax
-    mov $boot_pdpt, %ebx
-    mov $4, %ecx
-2:  mov %eax, %edx
-    or $0x3, %edx
-    mov %edx, (%ebx)
-    add $4096, %eax
-    add $8, %ebx
-    loop 2b
-
-    mov $boot_pd, %ebx
-    xor %ecx, %ecx
-3:  mov %ecx, %eax
-    shl $21, %eax
-    or $0x83, %eax                      /* present | writable | page size */
-    cmp $1536, %ecx
-    jb 4f
-    or $0x18, %eax                      /* PWT | PCD for the top GiB */
-4:  mov %eax, (%ebx, %ecx, 8)
-    movl $0, 4(%ebx, %ecx, 8)
-    inc %ecx
-    cmp $2048, %ecx
-    jb 3b
+    BOOT_REQUIRE_LONG_MODE no_long_mode
+    BOOT_IDENTITY_MAP_4G
     movl $1, boot_tables_ready
     jmp enter_long_mode
 
@@ -110,22 +76,7 @@ enter_long_mode:
     add $boot_stacks, %eax
     mov %eax, %esp
 
-    mov $boot_pml4, %eax
-    mov %eax, %cr3
-    mov %cr4, %eax
-    or $((1 << 5) | (1 << 9) | (1 << 10)), %eax     /* PAE | OSFXSR | OSXMMEXCPT */
-    mov %eax, %cr4
-    mov $0xC0000080, %ecx               /* IA32_EFER */
-    rdmsr
-    or $((1 << 8) | (1 << 11)), %eax    /* LME | NXE */
-    wrmsr
-    mov %cr0, %eax
-    and $~((1 << 2) | (1 << 30) | (1 << 29)), %eax  /* clear EM, CD, NW */
-    or $((1 << 31) | (1 << 1) | (1 << 5) | 1), %eax  /* PG | MP | NE | PE */
-    mov %eax, %cr0
-
-    lgdt boot_gdtr
-    ljmp $0x08, $long_mode_entry
+    BOOT_ENTER_LONG_MODE long_mode_entry, CR0_CD|CR0_NW
 
 no_long_mode:
     mov $no_lm_msg, %esi
@@ -133,24 +84,11 @@ no_long_mode:
 too_many_cpus:
     mov $too_many_msg, %esi
 say_and_halt:
-5:  lodsb
-    test %al, %al
-    jz 6f
-    mov $0x3f8, %dx
-    out %al, %dx
-    jmp 5b
-6:  hlt
-    jmp 6b
+    BOOT_SAY_AND_HALT
 
     .code64
 long_mode_entry:
-    mov $0x10, %ax
-    mov %ax, %ds
-    mov %ax, %es
-    mov %ax, %ss
-    xor %ax, %ax
-    mov %ax, %fs
-    mov %ax, %gs
+    BOOT_LONG_MODE_SEGMENTS
     /* rt_entry(magic = edi, info = ebp, index = esi) */
     mov %edi, %edi
     mov %esi, %edx
@@ -166,15 +104,7 @@ no_lm_msg:
 too_many_msg:
     .asciz "FATAL: CPU index beyond the RT kernel's 8 CPUs\r\nbulkhead-rt: halted\r\n"
 
-    .balign 8
-boot_gdt:
-    .quad 0
-    .quad 0x00AF9A000000FFFF            /* 0x08: 64-bit code */
-    .quad 0x00CF92000000FFFF            /* 0x10: data */
-boot_gdt_end:
-boot_gdtr:
-    .short boot_gdt_end - boot_gdt - 1
-    .quad boot_gdt
+    BOOT_GDT
 
     .section .data
     .balign 4
@@ -182,14 +112,7 @@ boot_tables_ready:
     .long 0
 
     .section .bss
-    .balign 4096
-    .global boot_pml4
-boot_pml4:
-    .skip 4096
-boot_pdpt:
-    .skip 4096
-boot_pd:
-    .skip 4096 * 4
+    BOOT_PAGE_TABLES
     .balign 16
     .global boot_stacks
 boot_stacks:

@@ -9,7 +9,12 @@ pub mod cpu;
 pub mod interrupts;
 pub mod time;
 
-core::arch::global_asm!(include_str!("boot.S"), options(att_syntax));
+core::arch::global_asm!(
+    // The BOOT_* macros boot.S uses, from bulkhead-x86 (see build.rs).
+    include_str!(env!("BULKHEAD_X86_BOOT32_ASM")),
+    include_str!("boot.S"),
+    options(att_syntax)
+);
 core::arch::global_asm!(include_str!("switch.S"), options(att_syntax));
 
 pub use bulkhead_x86::{halt_forever, msr, port, rdtsc};
