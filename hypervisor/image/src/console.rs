@@ -1,4 +1,4 @@
-//! The hypervisor console: a 16550 UART driver and the `log` backend on top of it.
+//! The hypervisor console: the `log` backend on the 16550 UART of `bulkhead-x86`.
 //!
 //! Every line is written whole under one lock, so lines from different CPUs never
 //! interleave. The fatal path may steal the lock (`force_unlock`) so that a CPU that
@@ -8,67 +8,14 @@ use core::fmt::{self, Write};
 
 use spin::Mutex;
 
-use crate::arch::port;
-
-/// A 16550-compatible UART at a legacy I/O port base.
-#[derive(Debug)]
-pub struct Uart {
-    base: u16,
-}
-
-impl Uart {
-    /// COM1's standard I/O base.
-    pub const COM1: u16 = 0x3f8;
-
-    /// Programs 115200 baud, 8N1, FIFOs on, interrupts off.
-    pub fn init(base: u16) -> Self {
-        let out = |off: u16, val: u8| {
-            // SAFETY: the legacy COM ports are the hypervisor's console; programming
-            // them has no memory side effects.
-            unsafe { port::outb(base + off, val) }
-        };
-        out(1, 0x00); // interrupts off
-        out(3, 0x80); // DLAB
-        out(0, 0x01); // divisor 1 = 115200
-        out(1, 0x00);
-        out(3, 0x03); // 8N1
-        out(2, 0xc7); // FIFO on, cleared, 14-byte threshold
-        out(4, 0x03); // DTR | RTS
-        Self { base }
-    }
-
-    fn put(&mut self, byte: u8) {
-        // Bounded wait for the transmit holding register: a missing UART must not
-        // hang the hypervisor.
-        for _ in 0..100_000 {
-            // SAFETY: reading the line status register has no side effects.
-            if unsafe { port::inb(self.base + 5) } & 0x20 != 0 {
-                break;
-            }
-            core::hint::spin_loop();
-        }
-        // SAFETY: writing the transmit register of a UART we own.
-        unsafe { port::outb(self.base, byte) };
-    }
-}
-
-impl Write for Uart {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        for b in s.bytes() {
-            if b == b'\n' {
-                self.put(b'\r');
-            }
-            self.put(b);
-        }
-        Ok(())
-    }
-}
+pub use bulkhead_x86::uart::Uart;
 
 static CONSOLE: Mutex<Option<Uart>> = Mutex::new(None);
 
 /// Sets up the console on `base` (or silences it with `None`) and installs the logger.
 pub fn init(base: Option<u16>) {
-    *CONSOLE.lock() = base.map(Uart::init);
+    // SAFETY: the legacy COM ports are the hypervisor's console (no partition gets them).
+    *CONSOLE.lock() = base.map(|base| unsafe { Uart::init(base) });
     // A second call (re-routing after the config is read) keeps the logger installed.
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(log::LevelFilter::Info);

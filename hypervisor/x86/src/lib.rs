@@ -5,8 +5,8 @@
 //! per-CPU GDT and TSS with their interrupt stacks; the IDT with the exception stubs and the
 //! exception path (reporting through a hook each image installs, since each prints with its
 //! own console); the AP start-up trampoline and INIT-SIPI-SIPI; switching x2APIC on and its
-//! IPI commands; the time-stamp counter, its calibration against the PIT and delays; the ACPI
-//! handler for identity-mapped memory; and, behind the `runtime` feature, the `mem*`
+//! IPI commands; the time-stamp counter, its calibration against the PIT and delays; the
+//! 16550 serial port; the ACPI handler for identity-mapped memory; and, behind the `runtime` feature, the `mem*`
 //! functions and unwinding personality the prebuilt `core` expects. Policy (which CPUs to
 //! start, what to print, which devices an image owns) and what differs on purpose (the boot
 //! entry, interrupt entry and task switch, the APIC timer) stay in the images.
@@ -26,6 +26,7 @@ pub mod idt;
 pub mod runtime;
 pub mod smp;
 pub mod time;
+pub mod uart;
 
 /// Legacy I/O port access.
 pub mod port {

@@ -1,4 +1,5 @@
-//! The RT kernel's console: a 16550 UART, whole lines, and the `log` backend.
+//! The RT kernel's console: whole lines on the 16550 UART of `bulkhead-x86`, and the `log`
+//! backend.
 //!
 //! Until the scheduler runs, lines go straight to the UART (direct mode). From then on a
 //! line is copied whole into one ring buffer under one lock (interrupts off for the copy
@@ -11,12 +12,13 @@
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 
+use bulkhead_x86::uart::Uart;
 use spin::Mutex;
 
-use crate::arch::{IrqGuard, port};
+use crate::arch::IrqGuard;
 
 /// COM1's standard I/O base.
-pub const COM1: u16 = 0x3f8;
+pub const COM1: u16 = Uart::COM1;
 
 const RING_SIZE: usize = 16 * 1024;
 /// The longest line; longer ones are cut.
@@ -79,35 +81,13 @@ impl<const N: usize> Write for TextBuf<N> {
 /// the console with `None`, and installs the logger.
 pub fn init(base: Option<u16>) {
     if let Some(base) = base {
-        let out = |off: u16, val: u8| {
-            // SAFETY: the console UART belongs to the kernel (bare mode: COM1; under the
-            // hypervisor: the port the boot information names); no memory side effects.
-            unsafe { port::outb(base + off, val) }
-        };
-        out(1, 0x00);
-        out(3, 0x80);
-        out(0, 0x01);
-        out(1, 0x00);
-        out(3, 0x03);
-        out(2, 0xc7);
-        out(4, 0x03);
+        // SAFETY: the console UART belongs to the kernel (bare mode: COM1; under the
+        // hypervisor: the port the boot information names).
+        unsafe { Uart::init(base) };
     }
     UART_BASE.store(base.unwrap_or(0), Ordering::Relaxed);
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(log::LevelFilter::Info);
-}
-
-fn put_byte(base: u16, byte: u8) {
-    // Bounded wait for the transmit holding register: a missing UART must not hang us.
-    for _ in 0..100_000 {
-        // SAFETY: reading the line status register has no side effects.
-        if unsafe { port::inb(base + 5) } & 0x20 != 0 {
-            break;
-        }
-        core::hint::spin_loop();
-    }
-    // SAFETY: writing the transmit register of the kernel's UART.
-    unsafe { port::outb(base, byte) };
 }
 
 fn put_bytes(bytes: &[u8]) {
@@ -115,12 +95,8 @@ fn put_bytes(bytes: &[u8]) {
     if base == 0 {
         return;
     }
-    for &b in bytes {
-        if b == b'\n' {
-            put_byte(base, b'\r');
-        }
-        put_byte(base, b);
-    }
+    // SAFETY: `UART_BASE` only ever holds the kernel's console port, programmed in `init`.
+    unsafe { Uart::at(base) }.write_bytes(bytes);
 }
 
 fn emit(bytes: &[u8]) {

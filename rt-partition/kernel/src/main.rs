@@ -71,18 +71,6 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     halt_forever()
 }
 
-/// This CPU's APIC ID from CPUID (leaf 0Bh's x2APIC ID where present).
-fn cpuid_apic_id() -> u32 {
-    let max_leaf = core::arch::x86_64::__cpuid(0).eax;
-    if max_leaf >= 0xb {
-        let leaf = core::arch::x86_64::__cpuid_count(0xb, 0);
-        if leaf.ebx != 0 {
-            return leaf.edx;
-        }
-    }
-    core::arch::x86_64::__cpuid(1).ebx >> 24
-}
-
 /// Rust entry of every CPU, called by arch/boot.S in long mode on the CPU's boot stack.
 #[unsafe(no_mangle)]
 extern "C" fn rt_entry(magic: u32, info: u32, index: u32) -> ! {
@@ -114,7 +102,7 @@ fn boot_cpu(magic: u32, info: usize) -> ! {
         println!("bulkhead-rt {} starting (bare)", env!("CARGO_PKG_VERSION"));
     }
     // SAFETY: `magic` and `info` are what the loader passed to `_start`.
-    let facts = match unsafe { Facts::gather(magic, info, cpuid_apic_id()) } {
+    let facts = match unsafe { Facts::gather(magic, info, bulkhead_x86::apic::cpuid_apic_id()) } {
         Ok(f) => FACTS.call_once(|| f),
         Err(e) => {
             if !bare {
