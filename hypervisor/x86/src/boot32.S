@@ -1,12 +1,39 @@
 /*
  * Assembler macros for the images' boot entry (each image's boot.S), which the loader
- * enters in 32-bit protected mode with paging off. An image's boot.S is assembled right
- * after this file (the crate's build script hands its path to the images); what differs per image (which entry
- * magics, which CPU does what, which stack, which Rust entry, the messages) stays there.
+ * enters in 32-bit protected mode with paging off, and for this crate's AP trampoline. An
+ * image's boot.S is assembled right after this file (the crate's build script hands its
+ * path to the images); what differs per image (which entry magics, which CPU does what,
+ * which stack, which Rust entry, the messages) stays there.
  */
 
     .set CR0_NW, 1 << 29
     .set CR0_CD, 1 << 30
+    .set MB2_MAGIC, 0xE85250D6
+    .set MB2_ARCH_I386, 0
+
+/* The multiboot2 header, in section .multiboot2 (first in the image, see image.ld): with
+ * \page_align_modules=1, a module alignment tag asks the loader to start modules on page
+ * boundaries. */
+    .macro BOOT_MULTIBOOT2_HEADER page_align_modules=0
+    .section .multiboot2, "a"
+    .balign 8
+mb2_header:
+    .long MB2_MAGIC
+    .long MB2_ARCH_I386
+    .long mb2_header_end - mb2_header
+    .long 0x100000000 - (MB2_MAGIC + MB2_ARCH_I386 + (mb2_header_end - mb2_header))
+    .if \page_align_modules
+    /* Module alignment tag. */
+    .balign 8
+    .short 6, 0
+    .long 8
+    .endif
+    /* End tag. */
+    .balign 8
+    .short 0, 0
+    .long 8
+mb2_header_end:
+    .endm
 
 /* Jumps to \fail unless the CPU has 64-bit long mode (CPUID.80000001h:EDX.LM[29]).
  * Clobbers eax, ebx, ecx, edx. */
@@ -94,7 +121,8 @@
     jmp .Lboot_halt\@
     .endm
 
-/* 64-bit code: the boot GDT's data selector into DS, ES and SS; FS and GS cleared. */
+/* 64-bit code: the data selector 0x10 (of the boot GDT, and of the AP trampoline's) into
+ * DS, ES and SS; FS and GS cleared. */
     .macro BOOT_LONG_MODE_SEGMENTS
     mov $0x10, %ax
     mov %ax, %ds

@@ -8,7 +8,11 @@
 use crate::apic::{ICR_INIT, ICR_LEVEL_ASSERT, ICR_STARTUP};
 use crate::{rdtsc, time};
 
-core::arch::global_asm!(include_str!("trampoline.S"), options(att_syntax));
+core::arch::global_asm!(
+    include_str!("boot32.S"),
+    include_str!("trampoline.S"),
+    options(att_syntax)
+);
 
 /// Physical address the trampoline runs at (SIPI vector 0x08).
 pub const AP_TRAMPOLINE_BASE: u64 = 0x8000;

@@ -6,7 +6,8 @@
  * mode, then long mode on the page tables of the CPU that started it (the parameter
  * block's CR3), and calls the image's Rust entry with the argument from the block the
  * starting CPU filled in (see `smp.rs`, `TrampolineParams`).
- * Every address is computed relative to the copy at 0x8000.
+ * Every address is computed relative to the copy at 0x8000. Assembled after boot32.S,
+ * whose macros it uses.
  */
 
     .set TRAMP_BASE, 0x8000
@@ -50,13 +51,7 @@ tramp32:
 
     .code64
 tramp64:
-    mov $0x10, %ax
-    mov %ax, %ds
-    mov %ax, %es
-    mov %ax, %ss
-    xor %ax, %ax
-    mov %ax, %fs
-    mov %ax, %gs
+    BOOT_LONG_MODE_SEGMENTS             /* boot32.S; 0x10 is data here too */
     mov (tramp_stack - ap_trampoline_start + TRAMP_BASE), %rsp
     mov (tramp_arg - ap_trampoline_start + TRAMP_BASE), %rdi
     mov (tramp_entry - ap_trampoline_start + TRAMP_BASE), %rax

@@ -9,25 +9,8 @@
  * shared with the RT kernel are the BOOT_* macros of `bulkhead-x86` (boot32.S).
  */
 
-    .set MB2_MAGIC, 0xE85250D6
-    .set MB2_ARCH_I386, 0
-
-    .section .multiboot2, "a"
-    .balign 8
-mb2_header:
-    .long MB2_MAGIC
-    .long MB2_ARCH_I386
-    .long mb2_header_end - mb2_header
-    .long 0x100000000 - (MB2_MAGIC + MB2_ARCH_I386 + (mb2_header_end - mb2_header))
-    /* Module alignment tag: modules start on page boundaries. */
-    .balign 8
-    .short 6, 0
-    .long 8
-    /* End tag. */
-    .balign 8
-    .short 0, 0
-    .long 8
-mb2_header_end:
+    /* Modules start on page boundaries. */
+    BOOT_MULTIBOOT2_HEADER page_align_modules=1
 
     .section .boot32, "ax"
     .code32

@@ -15,23 +15,10 @@
  * The steps shared with the hypervisor are the BOOT_* macros of `bulkhead-x86` (boot32.S).
  */
 
-    .set MB2_MAGIC, 0xE85250D6
-    .set MB2_ARCH_I386, 0
     .set BOOT_STACK_SIZE, 64 * 1024
     .set MAX_CPUS, 8
 
-    .section .multiboot2, "a"
-    .balign 8
-mb2_header:
-    .long MB2_MAGIC
-    .long MB2_ARCH_I386
-    .long mb2_header_end - mb2_header
-    .long 0x100000000 - (MB2_MAGIC + MB2_ARCH_I386 + (mb2_header_end - mb2_header))
-    /* End tag. */
-    .balign 8
-    .short 0, 0
-    .long 8
-mb2_header_end:
+    BOOT_MULTIBOOT2_HEADER
 
     .section .boot32, "ax"
     .code32
