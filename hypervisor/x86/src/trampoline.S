@@ -44,7 +44,8 @@ tramp32:
     or $((1 << 8) | (1 << 11)), %eax    /* LME | NXE */
     wrmsr
     mov %cr0, %eax
-    and $~(1 << 2), %eax
+    /* Clear EM, and CD and NW: an AP leaves INIT with caching disabled. */
+    and $~((1 << 2) | (1 << 29) | (1 << 30)), %eax
     or $((1 << 31) | (1 << 1) | (1 << 5) | 1), %eax  /* PG | MP | NE | PE */
     mov %eax, %cr0
     ljmpl $0x18, $(tramp64 - ap_trampoline_start + TRAMP_BASE)

@@ -35,7 +35,7 @@ _start:
 
     BOOT_REQUIRE_LONG_MODE no_long_mode
     BOOT_IDENTITY_MAP_4G
-    BOOT_ENTER_LONG_MODE long_mode_entry
+    BOOT_ENTER_LONG_MODE long_mode_entry, CR0_CD|CR0_NW
 
 no_long_mode:
     mov $no_lm_msg, %esi
