@@ -11,7 +11,7 @@ use bulkhead_rt_core::clock::{Periodic, Sleep};
 use bulkhead_rt_core::sync::{
     Acquire, FlagsCondition, FlagsWait, ReceiveOutcome, Received, SendOutcome,
 };
-use bulkhead_rt_core::{Error, Priority, Resched, Switch, WakeReason};
+use bulkhead_rt_core::{CoreId, Error, Priority, Resched, Switch, WakeReason};
 
 pub use bulkhead_rt_core::Timeout;
 
@@ -184,23 +184,36 @@ pub fn create_queue() -> Result<QueueHandle, Error> {
     })
 }
 
-// ----- mutexes ---------------------------------------------------------------------------
+// ----- object calls ----------------------------------------------------------------------
 
-/// Locks `mutex` (`pthread_mutex_timedlock`; `Timeout::NonBlocking` is `trylock`).
-pub fn mutex_lock(mutex: MutexHandle, timeout: Timeout) -> Result<(), Error> {
+/// The object `handle` names in `table`, or [`Error::InvalidArgument`].
+fn object<T>(table: &mut [Option<T>], handle: usize) -> Result<&mut T, Error> {
+    table
+        .get_mut(handle)
+        .and_then(Option::as_mut)
+        .ok_or(Error::InvalidArgument)
+}
+
+/// Runs one object call under the kernel lock: `f` gives its result and what to reschedule.
+/// A failed call asks for no rescheduling; no call names a switch itself (`Switch::Stay`).
+fn call<R>(
+    f: impl FnOnce(&mut State, CoreId, u64) -> Result<(R, Resched), Error>,
+) -> Result<R, Error> {
+    sched::enter(|state, core, now| match f(state, core, now) {
+        Ok((result, resched)) => (Ok(result), resched, Switch::Stay),
+        Err(e) => (Err(e), Resched::NONE, Switch::Stay),
+    })
+}
+
+/// Takes a mutex or a semaphore unit with `wait`: at once, or after blocking until the wake
+/// reason says how the wait ended.
+fn acquire(
+    wait: impl FnOnce(&mut State, CoreId, u64) -> Result<Acquire, Error>,
+) -> Result<(), Error> {
     let _irq = IrqGuard::new();
-    let blocked = sched::enter(|state, core, now| {
-        let State {
-            kernel, mutexes, ..
-        } = state;
-        let Some(m) = mutexes.get_mut(mutex.0).and_then(Option::as_mut) else {
-            return (Err(Error::InvalidArgument), Resched::NONE, Switch::Stay);
-        };
-        match kernel.mutex_lock(core, m, timeout, now) {
-            Ok(Acquire::Acquired) => (Ok(false), Resched::NONE, Switch::Stay),
-            Ok(Acquire::Blocked(r)) => (Ok(true), r, Switch::Stay),
-            Err(e) => (Err(e), Resched::NONE, Switch::Stay),
-        }
+    let blocked = call(|state, core, now| match wait(state, core, now)? {
+        Acquire::Acquired => Ok((false, Resched::NONE)),
+        Acquire::Blocked(r) => Ok((true, r)),
     })?;
     if blocked {
         blocked_outcome().map(drop)
@@ -209,19 +222,21 @@ pub fn mutex_lock(mutex: MutexHandle, timeout: Timeout) -> Result<(), Error> {
     }
 }
 
+// ----- mutexes ---------------------------------------------------------------------------
+
+/// Locks `mutex` (`pthread_mutex_timedlock`; `Timeout::NonBlocking` is `trylock`).
+pub fn mutex_lock(mutex: MutexHandle, timeout: Timeout) -> Result<(), Error> {
+    acquire(|state, core, now| {
+        let m = object(&mut state.mutexes, mutex.0)?;
+        state.kernel.mutex_lock(core, m, timeout, now)
+    })
+}
+
 /// Unlocks `mutex`, which the caller must own.
 pub fn mutex_unlock(mutex: MutexHandle) -> Result<(), Error> {
-    sched::enter(|state, core, now| {
-        let State {
-            kernel, mutexes, ..
-        } = state;
-        let Some(m) = mutexes.get_mut(mutex.0).and_then(Option::as_mut) else {
-            return (Err(Error::InvalidArgument), Resched::NONE, Switch::Stay);
-        };
-        match kernel.mutex_unlock(core, m, now) {
-            Ok(r) => (Ok(()), r, Switch::Stay),
-            Err(e) => (Err(e), Resched::NONE, Switch::Stay),
-        }
+    call(|state, core, now| {
+        let m = object(&mut state.mutexes, mutex.0)?;
+        Ok(((), state.kernel.mutex_unlock(core, m, now)?))
     })
 }
 
@@ -229,40 +244,17 @@ pub fn mutex_unlock(mutex: MutexHandle) -> Result<(), Error> {
 
 /// Takes a unit (`sem_timedwait`; `Timeout::NonBlocking` is `sem_trywait`).
 pub fn sem_wait(sem: SemaphoreHandle, timeout: Timeout) -> Result<(), Error> {
-    let _irq = IrqGuard::new();
-    let blocked = sched::enter(|state, core, now| {
-        let State {
-            kernel, semaphores, ..
-        } = state;
-        let Some(s) = semaphores.get_mut(sem.0).and_then(Option::as_mut) else {
-            return (Err(Error::InvalidArgument), Resched::NONE, Switch::Stay);
-        };
-        match kernel.semaphore_wait(core, s, timeout, now) {
-            Ok(Acquire::Acquired) => (Ok(false), Resched::NONE, Switch::Stay),
-            Ok(Acquire::Blocked(r)) => (Ok(true), r, Switch::Stay),
-            Err(e) => (Err(e), Resched::NONE, Switch::Stay),
-        }
-    })?;
-    if blocked {
-        blocked_outcome().map(drop)
-    } else {
-        Ok(())
-    }
+    acquire(|state, core, now| {
+        let s = object(&mut state.semaphores, sem.0)?;
+        state.kernel.semaphore_wait(core, s, timeout, now)
+    })
 }
 
 /// Gives a unit (`sem_post`).
 pub fn sem_post(sem: SemaphoreHandle) -> Result<(), Error> {
-    sched::enter(|state, _core, now| {
-        let State {
-            kernel, semaphores, ..
-        } = state;
-        let Some(s) = semaphores.get_mut(sem.0).and_then(Option::as_mut) else {
-            return (Err(Error::InvalidArgument), Resched::NONE, Switch::Stay);
-        };
-        match kernel.semaphore_post(s, now) {
-            Ok(r) => (Ok(()), r, Switch::Stay),
-            Err(e) => (Err(e), Resched::NONE, Switch::Stay),
-        }
+    call(|state, _core, now| {
+        let s = object(&mut state.semaphores, sem.0)?;
+        Ok(((), state.kernel.semaphore_post(s, now)?))
     })
 }
 
@@ -275,19 +267,14 @@ pub fn event_wait(
     timeout: Timeout,
 ) -> Result<u32, Error> {
     let _irq = IrqGuard::new();
-    let outcome = sched::enter(|state, core, now| {
-        let State {
-            kernel,
-            event_flags,
-            ..
-        } = state;
-        let Some(f) = event_flags.get_mut(flags.0).and_then(Option::as_mut) else {
-            return (Err(Error::InvalidArgument), Resched::NONE, Switch::Stay);
-        };
-        match kernel.event_flags_wait(core, f, condition, timeout, now) {
-            Ok(FlagsWait::Satisfied(seen)) => (Ok(Some(seen)), Resched::NONE, Switch::Stay),
-            Ok(FlagsWait::Blocked(r)) => (Ok(None), r, Switch::Stay),
-            Err(e) => (Err(e), Resched::NONE, Switch::Stay),
+    let outcome = call(|state, core, now| {
+        let f = object(&mut state.event_flags, flags.0)?;
+        let wait = state
+            .kernel
+            .event_flags_wait(core, f, condition, timeout, now)?;
+        match wait {
+            FlagsWait::Satisfied(seen) => Ok((Some(seen), Resched::NONE)),
+            FlagsWait::Blocked(r) => Ok((None, r)),
         }
     })?;
     match outcome {
@@ -298,17 +285,9 @@ pub fn event_wait(
 
 /// Sets `bits` in `flags`, waking every waiter whose condition then holds.
 pub fn event_set(flags: EventFlagsHandle, bits: u32) -> Result<(), Error> {
-    sched::enter(|state, _core, now| {
-        let State {
-            kernel,
-            event_flags,
-            ..
-        } = state;
-        let Some(f) = event_flags.get_mut(flags.0).and_then(Option::as_mut) else {
-            return (Err(Error::InvalidArgument), Resched::NONE, Switch::Stay);
-        };
-        let r = kernel.event_flags_set(f, bits, now);
-        (Ok(()), r, Switch::Stay)
+    call(|state, _core, now| {
+        let f = object(&mut state.event_flags, flags.0)?;
+        Ok(((), state.kernel.event_flags_set(f, bits, now)))
     })
 }
 
@@ -323,15 +302,14 @@ pub fn queue_send(
 ) -> Result<(), Error> {
     let _irq = IrqGuard::new();
     loop {
-        let blocked = sched::enter(|state, core, now| {
-            let State { kernel, queues, .. } = state;
-            let Some(q) = queues.get_mut(queue.0).and_then(Option::as_mut) else {
-                return (Err(Error::InvalidArgument), Resched::NONE, Switch::Stay);
-            };
-            match kernel.queue_send(core, q, message, priority, timeout, now) {
-                Ok(SendOutcome::Sent(r)) => (Ok(false), r, Switch::Stay),
-                Ok(SendOutcome::Blocked(r)) => (Ok(true), r, Switch::Stay),
-                Err(e) => (Err(e), Resched::NONE, Switch::Stay),
+        let blocked = call(|state, core, now| {
+            let q = object(&mut state.queues, queue.0)?;
+            let sent = state
+                .kernel
+                .queue_send(core, q, message, priority, timeout, now)?;
+            match sent {
+                SendOutcome::Sent(r) => Ok((false, r)),
+                SendOutcome::Blocked(r) => Ok((true, r)),
             }
         })?;
         if !blocked {
@@ -352,17 +330,12 @@ pub fn queue_receive(
 ) -> Result<Received, Error> {
     let _irq = IrqGuard::new();
     loop {
-        let outcome = sched::enter(|state, core, now| {
-            let State { kernel, queues, .. } = state;
-            let Some(q) = queues.get_mut(queue.0).and_then(Option::as_mut) else {
-                return (Err(Error::InvalidArgument), Resched::NONE, Switch::Stay);
-            };
-            match kernel.queue_receive(core, q, buffer, timeout, now) {
-                Ok(ReceiveOutcome::Received { message, resched }) => {
-                    (Ok(Some(message)), resched, Switch::Stay)
-                }
-                Ok(ReceiveOutcome::Blocked(r)) => (Ok(None), r, Switch::Stay),
-                Err(e) => (Err(e), Resched::NONE, Switch::Stay),
+        let outcome = call(|state, core, now| {
+            let q = object(&mut state.queues, queue.0)?;
+            let received = state.kernel.queue_receive(core, q, buffer, timeout, now)?;
+            match received {
+                ReceiveOutcome::Received { message, resched } => Ok((Some(message), resched)),
+                ReceiveOutcome::Blocked(r) => Ok((None, r)),
             }
         })?;
         if let Some(message) = outcome {
