@@ -294,6 +294,15 @@ impl<'a> End<'a> {
         }
     }
 
+    /// The waker half of event suppression: Release-stores this side's index `value` in
+    /// `index` (handing over what it covers), issues the `SeqCst` fence, then takes the peer's
+    /// doorbell `flag`.
+    fn publish(&self, index: Control, value: u64, flag: Control) -> Notify {
+        self.region.control(index).store(value, Release);
+        fence(SeqCst);
+        self.take_doorbell(flag)
+    }
+
     /// Reads and clears the peer's doorbell flag (after this side's `SeqCst` fence).
     fn take_doorbell(&self, flag: Control) -> Notify {
         let flag = self.region.control(flag);
@@ -305,10 +314,16 @@ impl<'a> End<'a> {
         }
     }
 
-    /// Arms this side's doorbell flag; the caller must then fence and re-check.
+    /// Arms this side's doorbell flag and issues the `SeqCst` fence; the caller must then
+    /// re-check the ring.
     fn arm(&self, flag: Control) {
         self.region.control(flag).store(1, Relaxed);
         fence(SeqCst);
+    }
+
+    /// Clears this side's doorbell flag.
+    fn disarm(&self, flag: Control) {
+        self.region.control(flag).store(0, Relaxed);
     }
 }
 
@@ -404,12 +419,9 @@ impl<'a> Producer<'a> {
         slot.header.store(header.to_word(), Relaxed);
         self.tail = self.tail.wrapping_add(1);
         self.tail_slot = self.end.next_slot(self.tail_slot);
-        self.end
-            .region
-            .control(Control::ProducerIndex)
-            .store(self.tail, Release);
-        fence(SeqCst);
-        Ok(self.end.take_doorbell(Control::ConsumerWants))
+        Ok(self
+            .end
+            .publish(Control::ProducerIndex, self.tail, Control::ConsumerWants))
     }
 
     /// Number of free slots, loading the consumer index afresh.
@@ -443,10 +455,7 @@ impl<'a> Producer<'a> {
     /// Withdraws a doorbell request (after a timeout, say). Optional: a stale request costs at
     /// most one spurious doorbell.
     pub fn disarm_doorbell(&self) {
-        self.end
-            .region
-            .control(Control::ProducerWants)
-            .store(0, Relaxed);
+        self.end.disarm(Control::ProducerWants);
     }
 
     /// The channel's geometry (the private, validated copy).
@@ -556,10 +565,7 @@ impl<'a> Consumer<'a> {
     /// Withdraws a doorbell request. Optional: a stale request costs at most one spurious
     /// doorbell.
     pub fn disarm_doorbell(&self) {
-        self.end
-            .region
-            .control(Control::ConsumerWants)
-            .store(0, Relaxed);
+        self.end.disarm(Control::ConsumerWants);
     }
 
     /// The channel's geometry (the private, validated copy).
@@ -659,11 +665,7 @@ impl<'a> Consumer<'a> {
         self.head = self.head.wrapping_add(1);
         self.head_slot = self.end.next_slot(self.head_slot);
         self.end
-            .region
-            .control(Control::ConsumerIndex)
-            .store(self.head, Release);
-        fence(SeqCst);
-        self.end.take_doorbell(Control::ProducerWants)
+            .publish(Control::ConsumerIndex, self.head, Control::ProducerWants)
     }
 }
 
