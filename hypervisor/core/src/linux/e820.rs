@@ -294,6 +294,19 @@ mod tests {
         SharedRegion::new(Name::new("shm0").unwrap(), Region::new(base, size))
     }
 
+    /// Linux at 0..16 MiB, the RT partition at 16..32 MiB, the hypervisor at 32..36 MiB,
+    /// nothing shared.
+    fn small_partitioning() -> Partitioning<'static> {
+        const LINUX: &[Region] = &[Region::new(0, 16 * MIB)];
+        const RT: &[Region] = &[Region::new(16 * MIB, 16 * MIB)];
+        Partitioning {
+            linux: LINUX,
+            rt: RT,
+            hypervisor: Region::new(32 * MIB, 4 * MIB),
+            shared: &[],
+        }
+    }
+
     /// A Bochs-like firmware map and the layout of the two-CPU Bochs config.
     #[test]
     fn bochs_layout() {
@@ -338,14 +351,7 @@ mod tests {
     fn non_ram_over_hidden_memory_is_cut_out() {
         use E820Type as T;
         let firmware = [e(0, 64 * MIB, T::RAM), e(8 * MIB, 40 * MIB, T::NVS)];
-        let linux = [Region::new(0, 16 * MIB)];
-        let rt = [Region::new(16 * MIB, 16 * MIB)];
-        let parts = Partitioning {
-            linux: &linux,
-            rt: &rt,
-            hypervisor: Region::new(32 * MIB, 4 * MIB),
-            shared: &[],
-        };
+        let parts = small_partitioning();
         let map = build(&firmware, &parts, &[]).unwrap();
         assert_eq!(
             map.as_slice(),
@@ -359,14 +365,7 @@ mod tests {
 
     #[test]
     fn errors() {
-        let linux = [Region::new(0, 16 * MIB)];
-        let rt = [Region::new(16 * MIB, 16 * MIB)];
-        let parts = Partitioning {
-            linux: &linux,
-            rt: &rt,
-            hypervisor: Region::new(32 * MIB, 4 * MIB),
-            shared: &[],
-        };
+        let parts = small_partitioning();
         let x = [E820Entry::new(30 * MIB, MIB, E820Type::ACPI)];
         let err = build(&[], &parts, &x).unwrap_err();
         assert!(err.to_string().contains("0x1e00000..0x1f00000"), "{err}");
