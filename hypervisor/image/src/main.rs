@@ -35,6 +35,7 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use bulkhead_config::platform as fit;
 use bulkhead_config::{Config, PartitionId, Region};
+use hv_core::fixed::FixedList;
 use hv_core::frames::Span;
 use hv_core::vmx_caps::{Feature, VmxControls, VmxMsrs};
 use spin::Once;
@@ -200,15 +201,17 @@ extern "C" fn bsp_entry(magic: u32, info_addr: u32) -> ! {
 
     // Step 4: plan and partitions.
     let hv = cfg.hypervisor_region();
-    let mut holes = [Span::default(); boot_info::MAX_MODULES + 2];
-    holes[0] = memory::image_span();
-    holes[1] = boot.info_span;
-    let mut n = 2;
-    for m in boot.modules() {
-        holes[n] = m.span;
-        n += 1;
+    let occupied = occupied_ranges(boot);
+    let mut holes = [Span::default(); OCCUPIED_MAX];
+    for (hole, (_, span)) in holes.iter_mut().zip(occupied.as_slice()) {
+        *hole = *span;
     }
-    if memory::init(Span::at(hv.base, hv.size), &holes[..n]).is_err() {
+    if memory::init(
+        Span::at(hv.base, hv.size),
+        &holes[..occupied.as_slice().len()],
+    )
+    .is_err()
+    {
         fatal!("too many boot modules to track");
     }
     print_plan(cfg);
@@ -362,6 +365,21 @@ impl fmt::Display for ExitCountsLine {
     }
 }
 
+/// Most memory ranges in use at boot: the image, the boot information and the modules.
+const OCCUPIED_MAX: usize = boot_info::MAX_MODULES + 2;
+
+/// What lies in memory at boot and must be neither allocated nor given to a partition.
+fn occupied_ranges(boot: &BootInfo) -> FixedList<(&str, Span), OCCUPIED_MAX> {
+    let mut list = FixedList::new();
+    // Capacity covers every module `BootInfo` keeps, so these pushes cannot fail.
+    let _ = list.push(("hypervisor image", memory::image_span()));
+    let _ = list.push(("boot information", boot.info_span));
+    for m in boot.modules() {
+        let _ = list.push((m.name(), m.span));
+    }
+    list
+}
+
 /// Re-checks the config against this machine; stops with the config field on failure.
 fn check_config_fits(cfg: &Config, boot: &BootInfo, platform: &Platform) {
     let image = memory::image_span();
@@ -369,19 +387,15 @@ fn check_config_fits(cfg: &Config, boot: &BootInfo, platform: &Platform) {
         base: s.start,
         size: s.end.saturating_sub(s.start),
     };
-    let mut occupied: [(&str, Region); boot_info::MAX_MODULES + 2] =
-        [("", Region { base: 0, size: 0 }); boot_info::MAX_MODULES + 2];
-    occupied[0] = ("hypervisor image", as_region(image));
-    occupied[1] = ("boot information", as_region(boot.info_span));
-    let mut n = 2;
-    for m in boot.modules() {
-        occupied[n] = (m.name(), as_region(m.span));
-        n += 1;
+    let ranges = occupied_ranges(boot);
+    let mut occupied = [("", Region { base: 0, size: 0 }); OCCUPIED_MAX];
+    for (slot, &(name, span)) in occupied.iter_mut().zip(ranges.as_slice()) {
+        *slot = (name, as_region(span));
     }
     let hw = fit::Platform {
         apic_ids: platform.apic_ids(),
         usable_ram: boot.usable_ram(),
-        occupied: &occupied[..n],
+        occupied: &occupied[..ranges.as_slice().len()],
     };
     if let Err(e) = fit::check_fit(cfg, &hw) {
         fatal!("config: {e}");
