@@ -326,37 +326,32 @@ impl RtBootInfo {
 
     /// Adds a CPU (its x2APIC ID) as the next partition CPU index.
     pub fn push_cpu(&mut self, apic_id: u32) -> Result<(), AbiError> {
-        let n = self.cpu_count as usize;
-        if n >= MAX_CPUS {
-            return Err(AbiError::CpuCount(self.cpu_count.saturating_add(1)));
-        }
-        self.apic_ids[n] = apic_id;
-        self.cpu_count += 1;
-        Ok(())
+        push_counted(
+            &mut self.apic_ids,
+            &mut self.cpu_count,
+            apic_id,
+            AbiError::CpuCount,
+        )
     }
 
     /// Adds a memory region.
     pub fn push_memory_region(&mut self, region: MemoryRegion) -> Result<(), AbiError> {
-        let n = self.memory_region_count as usize;
-        if n >= MAX_MEMORY_REGIONS {
-            return Err(AbiError::MemoryRegionCount(
-                self.memory_region_count.saturating_add(1),
-            ));
-        }
-        self.memory_regions[n] = region;
-        self.memory_region_count += 1;
-        Ok(())
+        push_counted(
+            &mut self.memory_regions,
+            &mut self.memory_region_count,
+            region,
+            AbiError::MemoryRegionCount,
+        )
     }
 
     /// Adds a channel.
     pub fn push_channel(&mut self, channel: ChannelInfo) -> Result<(), AbiError> {
-        let n = self.channel_count as usize;
-        if n >= MAX_CHANNELS {
-            return Err(AbiError::ChannelCount(self.channel_count.saturating_add(1)));
-        }
-        self.channels[n] = channel;
-        self.channel_count += 1;
-        Ok(())
+        push_counted(
+            &mut self.channels,
+            &mut self.channel_count,
+            channel,
+            AbiError::ChannelCount,
+        )
     }
 
     /// The command line, if it is NUL-padded UTF-8.
@@ -463,6 +458,22 @@ impl RtBootInfo {
 
 #[cfg(test)]
 extern crate std;
+
+/// Appends `item` to the fixed array `items` whose used length is `count`; a full array is
+/// reported as `too_many(count + 1)`.
+fn push_counted<T>(
+    items: &mut [T],
+    count: &mut u32,
+    item: T,
+    too_many: fn(u32) -> AbiError,
+) -> Result<(), AbiError> {
+    let slot = items
+        .get_mut(*count as usize)
+        .ok_or(too_many(count.saturating_add(1)))?;
+    *slot = item;
+    *count += 1;
+    Ok(())
+}
 
 #[cfg(test)]
 mod tests {
