@@ -3,7 +3,7 @@
 //! entry).
 //!
 //! - [`bzimage`] reads a bzImage's real-mode header and splits it into setup and kernel;
-//! - [`vmlinux`] reads an uncompressed 64-bit `vmlinux` ELF into a load plan;
+//! - an uncompressed 64-bit `vmlinux` is read by [`crate::elf`], like the RT kernel image;
 //! - [`place`] chooses where the kernel (and the initrd, command line, zero page) go in
 //!   the partition's RAM;
 //! - [`e820`] builds the memory map Linux is given from the firmware's map and the config;
@@ -18,36 +18,5 @@ pub mod boot_params;
 pub mod bzimage;
 pub mod e820;
 pub mod place;
-pub mod vmlinux;
 
-/// `N` little-endian bytes at `offset`, if they are all inside `bytes`.
-fn bytes_at<const N: usize>(bytes: &[u8], offset: usize) -> Option<[u8; N]> {
-    let end = offset.checked_add(N)?;
-    bytes.get(offset..end)?.try_into().ok()
-}
-
-fn le_u16(bytes: &[u8], offset: usize) -> Option<u16> {
-    bytes_at(bytes, offset).map(u16::from_le_bytes)
-}
-
-fn le_u32(bytes: &[u8], offset: usize) -> Option<u32> {
-    bytes_at(bytes, offset).map(u32::from_le_bytes)
-}
-
-fn le_u64(bytes: &[u8], offset: usize) -> Option<u64> {
-    bytes_at(bytes, offset).map(u64::from_le_bytes)
-}
-
-/// Writes `value`'s little-endian bytes at `offset`; `false` if they do not fit.
-fn put(bytes: &mut [u8], offset: usize, value: &[u8]) -> bool {
-    let Some(end) = offset.checked_add(value.len()) else {
-        return false;
-    };
-    match bytes.get_mut(offset..end) {
-        Some(dst) => {
-            dst.copy_from_slice(value);
-            true
-        }
-        None => false,
-    }
-}
+pub(crate) use crate::le::{le_u16, le_u32, le_u64, put};

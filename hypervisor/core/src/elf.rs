@@ -1,14 +1,20 @@
-//! An uncompressed 64-bit `vmlinux` ELF, read into a load plan.
+//! A 64-bit x86 ELF executable, read into a load plan: the Linux partition's `vmlinux` and
+//! the RT partition's kernel image are both loaded from one.
 //!
-//! Loading `vmlinux` skips the bzImage's decompressor (most of the boot time in an
-//! emulator). Its `PT_LOAD` segments carry physical addresses (`p_paddr`; the per-CPU
-//! segment's `p_vaddr` is 0, so virtual addresses cannot be used), and its ELF entry is
-//! `phys_startup_64`, the 64-bit boot entry's physical address. Every header field and
-//! segment is checked against the file before the plan is returned.
+//! The plan uses the `PT_LOAD` segments' physical addresses (`p_paddr`): a `vmlinux`'s per-CPU
+//! segment has `p_vaddr` 0, so virtual addresses cannot be used, and the RT kernel is linked
+//! identity-mapped. The ELF entry may be physical (`vmlinux`'s `phys_startup_64`, the RT
+//! kernel's 64-bit entry) or virtual; a virtual one is translated through its segment. Every
+//! header field and segment is checked against the file before the plan is returned; the
+//! errors name what is wrong but not the file, which the caller knows.
+//!
+//! Written by hand: the plan needs only the program headers, and the checks (overlap,
+//! physical range, entry in an executable segment) are the loader's, not a general ELF
+//! crate's.
 
 use core::fmt;
 
-use super::{le_u16, le_u32, le_u64};
+use crate::le::{le_u16, le_u32, le_u64};
 use crate::addr::MAX_PHYS_BITS;
 use crate::fixed::FixedList;
 
@@ -24,9 +30,9 @@ const EM_X86_64: u16 = 62;
 const PT_LOAD: u32 = 1;
 const PF_X: u32 = 1;
 
-/// Why a boot module is not a loadable `vmlinux`.
+/// Why a boot module is not a loadable 64-bit x86 ELF executable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VmlinuxError {
+pub enum ElfError {
     /// No ELF magic.
     NotElf,
     /// Shorter than the ELF header.
@@ -67,32 +73,32 @@ pub enum VmlinuxError {
     EntryOutside { entry: u64 },
 }
 
-impl fmt::Display for VmlinuxError {
+impl fmt::Display for ElfError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            Self::NotElf => f.write_str("vmlinux: no ELF magic at 0"),
+            Self::NotElf => f.write_str("no ELF magic at 0"),
             Self::TooShort { len } => {
-                write!(f, "vmlinux: only {len} bytes, shorter than an ELF header")
+                write!(f, "only {len} bytes, shorter than an ELF header")
             }
             Self::BadIdent { what, found } => {
-                write!(f, "vmlinux: not {what} (found {found})")
+                write!(f, "not {what} (found {found})")
             }
             Self::BadType { found } => {
-                write!(f, "vmlinux: e_type is {found}, not an executable (2)")
+                write!(f, "e_type is {found}, not an executable (2)")
             }
             Self::BadMachine { found } => {
-                write!(f, "vmlinux: e_machine is {found}, not x86-64 (62)")
+                write!(f, "e_machine is {found}, not x86-64 (62)")
             }
             Self::BadPhentsize { found } => {
-                write!(f, "vmlinux: e_phentsize is {found}, not 56")
+                write!(f, "e_phentsize is {found}, not 56")
             }
             Self::BadPhnum { found } => write!(
                 f,
-                "vmlinux: e_phnum is {found} (need 1 to {MAX_PHDRS} program headers)"
+                "e_phnum is {found} (need 1 to {MAX_PHDRS} program headers)"
             ),
             Self::PhdrsOutside { offset } => write!(
                 f,
-                "vmlinux: program headers at {offset:#x} run past the end of the file"
+                "program headers at {offset:#x} run past the end of the file"
             ),
             Self::SegmentOutside {
                 index,
@@ -100,11 +106,11 @@ impl fmt::Display for VmlinuxError {
                 filesz,
             } => write!(
                 f,
-                "vmlinux: segment {index} ({filesz:#x} bytes at file offset {offset:#x}) runs past the end of the file"
+                "segment {index} ({filesz:#x} bytes at file offset {offset:#x}) runs past the end of the file"
             ),
             Self::FileszAboveMemsz { index } => write!(
                 f,
-                "vmlinux: segment {index} has more file bytes than memory bytes"
+                "segment {index} has more file bytes than memory bytes"
             ),
             Self::BadPhysRange {
                 index,
@@ -112,19 +118,19 @@ impl fmt::Display for VmlinuxError {
                 memsz,
             } => write!(
                 f,
-                "vmlinux: segment {index} at physical {paddr:#x} + {memsz:#x} leaves the physical address space"
+                "segment {index} at physical {paddr:#x} + {memsz:#x} leaves the physical address space"
             ),
             Self::Overlap { first, second } => write!(
                 f,
-                "vmlinux: segments {first} and {second} overlap in physical memory"
+                "segments {first} and {second} overlap in physical memory"
             ),
             Self::TooManySegments => {
-                write!(f, "vmlinux: more than {MAX_SEGMENTS} loadable segments")
+                write!(f, "more than {MAX_SEGMENTS} loadable segments")
             }
-            Self::NoSegments => f.write_str("vmlinux: no loadable segment"),
+            Self::NoSegments => f.write_str("no loadable segment"),
             Self::EntryOutside { entry } => write!(
                 f,
-                "vmlinux: entry point {entry:#x} lies in no executable segment"
+                "entry point {entry:#x} lies in no executable segment"
             ),
         }
     }
@@ -159,7 +165,7 @@ impl Segment {
     }
 }
 
-/// What loading a `vmlinux` means.
+/// What loading an ELF executable means.
 #[derive(Debug, Clone, Copy)]
 pub struct LoadPlan {
     /// The loadable segments, sorted by physical address.
@@ -173,25 +179,25 @@ pub struct LoadPlan {
 }
 
 impl LoadPlan {
-    /// Checks `bytes` as a 64-bit x86 `vmlinux` and plans its loading.
-    pub fn parse(bytes: &[u8]) -> Result<Self, VmlinuxError> {
+    /// Checks `bytes` as a 64-bit x86 ELF executable and plans its loading.
+    pub fn parse(bytes: &[u8]) -> Result<Self, ElfError> {
         if bytes.len() >= 4 && bytes.get(..4) != Some(b"\x7fELF".as_slice()) {
-            return Err(VmlinuxError::NotElf);
+            return Err(ElfError::NotElf);
         }
         if bytes.len() < EHDR_SIZE {
             return Err(if bytes.len() < 4 {
-                VmlinuxError::NotElf
+                ElfError::NotElf
             } else {
-                VmlinuxError::TooShort { len: bytes.len() }
+                ElfError::TooShort { len: bytes.len() }
             });
         }
-        let short = VmlinuxError::TooShort { len: bytes.len() };
+        let short = ElfError::TooShort { len: bytes.len() };
         let ident = |i: usize, want: u8, what: &'static str| {
             let found = bytes.get(i).copied().unwrap_or(0);
             if found == want {
                 Ok(())
             } else {
-                Err(VmlinuxError::BadIdent { what, found })
+                Err(ElfError::BadIdent { what, found })
             }
         };
         ident(4, 2, "a 64-bit ELF (EI_CLASS 2)")?;
@@ -199,21 +205,21 @@ impl LoadPlan {
         ident(6, 1, "ELF version 1 (EI_VERSION 1)")?;
         let e_type = le_u16(bytes, 16).ok_or(short)?;
         if e_type != ET_EXEC {
-            return Err(VmlinuxError::BadType { found: e_type });
+            return Err(ElfError::BadType { found: e_type });
         }
         let machine = le_u16(bytes, 18).ok_or(short)?;
         if machine != EM_X86_64 {
-            return Err(VmlinuxError::BadMachine { found: machine });
+            return Err(ElfError::BadMachine { found: machine });
         }
         let entry = le_u64(bytes, 24).ok_or(short)?;
         let phoff = le_u64(bytes, 32).ok_or(short)?;
         let phentsize = le_u16(bytes, 54).ok_or(short)?;
         if usize::from(phentsize) != PHDR_SIZE {
-            return Err(VmlinuxError::BadPhentsize { found: phentsize });
+            return Err(ElfError::BadPhentsize { found: phentsize });
         }
         let phnum = le_u16(bytes, 56).ok_or(short)?;
         if phnum == 0 || usize::from(phnum) > MAX_PHDRS {
-            return Err(VmlinuxError::BadPhnum { found: phnum });
+            return Err(ElfError::BadPhnum { found: phnum });
         }
         let phdrs = usize::try_from(phoff)
             .ok()
@@ -221,7 +227,7 @@ impl LoadPlan {
                 let end = start.checked_add(usize::from(phnum) * PHDR_SIZE)?;
                 bytes.get(start..end)
             })
-            .ok_or(VmlinuxError::PhdrsOutside { offset: phoff })?;
+            .ok_or(ElfError::PhdrsOutside { offset: phoff })?;
 
         let mut segments = FixedList::<Segment, MAX_SEGMENTS>::new();
         let mut exec = FixedList::<(u64, u64, u64), MAX_SEGMENTS>::new();
@@ -234,9 +240,9 @@ impl LoadPlan {
             let (offset, vaddr, paddr) = (field(8)?, field(16)?, field(24)?);
             let (filesz, memsz) = (field(32)?, field(40)?);
             if filesz > memsz {
-                return Err(VmlinuxError::FileszAboveMemsz { index });
+                return Err(ElfError::FileszAboveMemsz { index });
             }
-            let outside = VmlinuxError::SegmentOutside {
+            let outside = ElfError::SegmentOutside {
                 index,
                 offset,
                 filesz,
@@ -253,7 +259,7 @@ impl LoadPlan {
                 .checked_add(memsz)
                 .is_none_or(|end| end > 1 << MAX_PHYS_BITS)
             {
-                return Err(VmlinuxError::BadPhysRange {
+                return Err(ElfError::BadPhysRange {
                     index,
                     paddr,
                     memsz,
@@ -274,23 +280,23 @@ impl LoadPlan {
                 .iter()
                 .find(|o| o.phys < seg.phys_end() && seg.phys < o.phys_end())
             {
-                return Err(VmlinuxError::Overlap {
+                return Err(ElfError::Overlap {
                     first: other.index,
                     second: index,
                 });
             }
             segments
                 .push(seg)
-                .map_err(|_| VmlinuxError::TooManySegments)?;
+                .map_err(|_| ElfError::TooManySegments)?;
             if flags & PF_X != 0 {
                 exec.push((paddr, vaddr, memsz))
-                    .map_err(|_| VmlinuxError::TooManySegments)?;
+                    .map_err(|_| ElfError::TooManySegments)?;
             }
         }
         segments.as_mut_slice().sort_unstable_by_key(|s| s.phys);
         let (Some(first), Some(last)) = (segments.as_slice().first(), segments.as_slice().last())
         else {
-            return Err(VmlinuxError::NoSegments);
+            return Err(ElfError::NoSegments);
         };
         let (phys_start, phys_end) = (first.phys, last.phys_end());
 
@@ -308,7 +314,7 @@ impl LoadPlan {
                     .find(|&&(_, v, size)| in_range(entry, v, size))
                     .map(|&(p, v, _)| entry - v + p)
             })
-            .ok_or(VmlinuxError::EntryOutside { entry })?;
+            .ok_or(ElfError::EntryOutside { entry })?;
         Ok(Self {
             segments,
             entry: phys_entry,
@@ -413,7 +419,7 @@ mod tests {
     #[test]
     fn errors_name_the_problem() {
         let msg = |b: &[u8]| LoadPlan::parse(b).unwrap_err().to_string();
-        assert_eq!(msg(b"MZ\x90\x00"), "vmlinux: no ELF magic at 0");
+        assert_eq!(msg(b"MZ\x90\x00"), "no ELF magic at 0");
         assert!(msg(b"\x7fELF\x02").contains("only 5 bytes"));
         let mut b = kernel();
         b[4] = 1;
@@ -442,7 +448,7 @@ mod tests {
         );
         assert_eq!(
             msg(&b),
-            "vmlinux: segments 0 and 1 overlap in physical memory"
+            "segments 0 and 1 overlap in physical memory"
         );
         let b = elf(
             16 * MIB,
@@ -453,7 +459,7 @@ mod tests {
         let b = elf(5, &[(1, 5, 0x100, 0x1000, 16 * MIB, 0x20, 0x20)], 0x2000);
         assert!(msg(&b).contains("entry point 0x5 lies in no executable segment"));
         let b = elf(5, &[(4, 5, 0x100, 0x1000, 16 * MIB, 0x20, 0x20)], 0x2000);
-        assert_eq!(msg(&b), "vmlinux: no loadable segment");
+        assert_eq!(msg(&b), "no loadable segment");
         let mut b = kernel();
         b[32..40].copy_from_slice(&0x7f00u64.to_le_bytes());
         assert!(msg(&b).contains("program headers at 0x7f00"));
