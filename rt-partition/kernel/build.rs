@@ -14,6 +14,9 @@ fn main() {
         println!("cargo::rustc-link-arg-bins={arg}");
     }
     println!("cargo::rustc-link-arg-bins=-T{script}");
+    // The ELF entry is the 64-bit one the hypervisor enters; GRUB takes the 32-bit `_start`
+    // from the multiboot2 header's entry-address tag.
+    println!("cargo::rustc-link-arg-bins=-Wl,-e,_start64");
     // The boot assembly's shared macros, for `include_str!` in arch/mod.rs.
     let boot32 = var("DEP_BULKHEAD_X86_BOOT32_ASM");
     println!("cargo::rerun-if-changed={boot32}");

@@ -14,9 +14,9 @@
 
 use core::fmt;
 
-use crate::le::{le_u16, le_u32, le_u64};
 use crate::addr::MAX_PHYS_BITS;
 use crate::fixed::FixedList;
+use crate::le::{le_u16, le_u32, le_u64};
 
 /// Most `PT_LOAD` segments accepted (a kernel has four or five).
 pub const MAX_SEGMENTS: usize = 16;
@@ -108,10 +108,9 @@ impl fmt::Display for ElfError {
                 f,
                 "segment {index} ({filesz:#x} bytes at file offset {offset:#x}) runs past the end of the file"
             ),
-            Self::FileszAboveMemsz { index } => write!(
-                f,
-                "segment {index} has more file bytes than memory bytes"
-            ),
+            Self::FileszAboveMemsz { index } => {
+                write!(f, "segment {index} has more file bytes than memory bytes")
+            }
             Self::BadPhysRange {
                 index,
                 paddr,
@@ -128,10 +127,9 @@ impl fmt::Display for ElfError {
                 write!(f, "more than {MAX_SEGMENTS} loadable segments")
             }
             Self::NoSegments => f.write_str("no loadable segment"),
-            Self::EntryOutside { entry } => write!(
-                f,
-                "entry point {entry:#x} lies in no executable segment"
-            ),
+            Self::EntryOutside { entry } => {
+                write!(f, "entry point {entry:#x} lies in no executable segment")
+            }
         }
     }
 }
@@ -285,9 +283,7 @@ impl LoadPlan {
                     second: index,
                 });
             }
-            segments
-                .push(seg)
-                .map_err(|_| ElfError::TooManySegments)?;
+            segments.push(seg).map_err(|_| ElfError::TooManySegments)?;
             if flags & PF_X != 0 {
                 exec.push((paddr, vaddr, memsz))
                     .map_err(|_| ElfError::TooManySegments)?;
@@ -446,10 +442,7 @@ mod tests {
             ],
             0x2000,
         );
-        assert_eq!(
-            msg(&b),
-            "segments 0 and 1 overlap in physical memory"
-        );
+        assert_eq!(msg(&b), "segments 0 and 1 overlap in physical memory");
         let b = elf(
             16 * MIB,
             &[(1, 5, 0x100, 0, u64::MAX - 4, 0x20, 0x20)],

@@ -106,6 +106,7 @@ pub mod reason {
     pub const ENTRY_FAIL_GUEST_STATE: u16 = 33;
     pub const EPT_VIOLATION: u16 = 48;
     pub const EPT_MISCONFIG: u16 = 49;
+    pub const PREEMPTION_TIMER: u16 = 52;
     pub const XSETBV: u16 = 55;
 }
 

@@ -25,10 +25,7 @@ pub const X2APIC_ICR: u32 = 0x830;
 mod mode {
     pub const FIXED: u64 = 0;
     pub const LOWEST_PRIORITY: u64 = 1;
-    pub const SMI: u64 = 2;
     pub const NMI: u64 = 4;
-    pub const INIT: u64 = 5;
-    pub const STARTUP: u64 = 6;
 }
 
 /// Why (part of) an ICR write was not forwarded.
@@ -87,14 +84,20 @@ pub fn filter(value: u64, self_id: u32, own: &[u32]) -> IcrAction {
             return action;
         }
         mode::FIXED | mode::LOWEST_PRIORITY | mode::NMI => {}
-        mode::SMI | mode::INIT | mode::STARTUP | _ => {
+        _ => {
+            // SMI, INIT, start-up and the reserved modes.
             action.refused = Some(Refused::DeliveryMode(delivery as u8));
             return action;
         }
     }
     // Keep vector, delivery mode (lowest priority becomes fixed: one target each), level
     // and trigger mode; clear destination mode, shorthand and destination.
-    let keep = (value & 0xc0ff) | if delivery == mode::NMI { mode::NMI << 8 } else { 0 };
+    let keep = (value & 0xc0ff)
+        | if delivery == mode::NMI {
+            mode::NMI << 8
+        } else {
+            0
+        };
     let dest = (value >> 32) as u32;
     let logical = value & (1 << 11) != 0;
     let shorthand = (value >> 18) & 0x3;
@@ -105,7 +108,10 @@ pub fn filter(value: u64, self_id: u32, own: &[u32]) -> IcrAction {
     match shorthand {
         1 => push(self_id),
         2 => own.iter().for_each(|&id| push(id)),
-        3 => own.iter().filter(|&&id| id != self_id).for_each(|&id| push(id)),
+        3 => own
+            .iter()
+            .filter(|&&id| id != self_id)
+            .for_each(|&id| push(id)),
         _ if logical => {
             own.iter()
                 .filter(|&&id| logical_match(dest, id))
@@ -176,7 +182,10 @@ mod tests {
         assert_eq!(out, vec![fixed(40, 2), fixed(40, 3)]);
         assert_eq!(refused, Some(Refused::Foreign { destination: 0xf }));
         let only_ours = 40 | 1 << 11 | 0xcu64 << 32;
-        assert_eq!(sends(only_ours, 2), (vec![fixed(40, 2), fixed(40, 3)], None));
+        assert_eq!(
+            sends(only_ours, 2),
+            (vec![fixed(40, 2), fixed(40, 3)], None)
+        );
     }
 
     #[test]

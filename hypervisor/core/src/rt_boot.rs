@@ -82,7 +82,8 @@ impl Mapping {
 pub enum RtLoadError {
     /// The partition's RAM or its shared regions would reach past [`GPA_LIMIT`].
     TooMuchMemory { end: u64 },
-    /// The partition's RAM is too small for the loader's first MiB.
+    /// The partition's first RAM region cannot hold the loader's first MiB, or all of its
+    /// RAM is smaller than that plus 2 MiB for a kernel.
     RamTooSmall { bytes: u64 },
     /// A kernel segment starts below [`IMAGE_MIN_GPA`].
     SegmentTooLow { index: usize, phys: u64 },
@@ -101,7 +102,7 @@ impl fmt::Display for RtLoadError {
             ),
             Self::RamTooSmall { bytes } => write!(
                 f,
-                "partitions.rt.memory: {bytes:#x} bytes cannot hold the loader's first MiB and a kernel"
+                "partitions.rt.memory: the first region ({bytes:#x} bytes) must hold the loader's first MiB, and all regions together that and 2 MiB more for the kernel"
             ),
             Self::SegmentTooLow { index, phys } => write!(
                 f,
@@ -141,8 +142,9 @@ impl RtLayout {
             });
             cursor = end;
         }
-        if cursor < IMAGE_MIN_GPA + LARGE_PAGE {
-            return Err(RtLoadError::RamTooSmall { bytes: cursor });
+        let first = ram.as_slice().first().map_or(0, |m: &Mapping| m.size);
+        if first < IMAGE_MIN_GPA || cursor < IMAGE_MIN_GPA + LARGE_PAGE {
+            return Err(RtLoadError::RamTooSmall { bytes: first });
         }
         let mut shared = FixedList::new();
         for s in cfg.shared_regions() {
@@ -358,7 +360,11 @@ notify = "poll"
         );
         assert_eq!(layout.ram_host(0x1000, 8), Some(0x300_1000));
         assert_eq!(layout.ram_host(17 * MIB, 8), Some(0x510_0000));
-        assert_eq!(layout.ram_host(16 * MIB - 4, 8), None, "straddles two regions");
+        assert_eq!(
+            layout.ram_host(16 * MIB - 4, 8),
+            None,
+            "straddles two regions"
+        );
         assert_eq!(layout.ram_host(24 * MIB, 1), None, "shared is not RAM");
     }
 
@@ -452,9 +458,9 @@ notify = "poll"
     fn page_tables_map_four_gib_with_the_top_uncached() {
         let mut t = [[0u64; 512]; PAGE_TABLE_PAGES];
         fill_page_tables(&mut t);
-        assert_eq!(t[0][0], PAGE_TABLES_GPA + 0x1000 | 3);
+        assert_eq!(t[0][0], (PAGE_TABLES_GPA + 0x1000) | 3);
         assert!(t[0][1..].iter().all(|&e| e == 0));
-        assert_eq!(t[1][3], PAGE_TABLES_GPA + 0x5000 | 3);
+        assert_eq!(t[1][3], (PAGE_TABLES_GPA + 0x5000) | 3);
         assert_eq!(t[2][0], 0x83);
         assert_eq!(t[2][1], 0x20_0083);
         assert_eq!(t[5][511], 0xffe0_0000 | 0x83 | 0x18);

@@ -165,6 +165,8 @@ pub struct VmxMsrs {
     pub exit: u64,
     pub entry: u64,
     pub ept_vpid: u64,
+    /// IA32_VMX_MISC (bits 4:0: the preemption timer counts every 2^n TSC ticks).
+    pub misc: u64,
     pub cr0_fixed0: u64,
     pub cr0_fixed1: u64,
     pub cr4_fixed0: u64,
@@ -184,7 +186,12 @@ pub struct VmxControls {
     pub entry: u32,
     /// Whether the CPU can map 1 GiB pages in EPT.
     pub ept_1g_pages: bool,
+    /// If the CPU has the VMX-preemption timer: log2 of TSC ticks per timer tick.
+    pub preemption_timer_shift: Option<u8>,
 }
+
+/// Pin-based control "activate VMX-preemption timer" (SDM table 25-5).
+pub const PIN_PREEMPTION_TIMER: u32 = 1 << 6;
 
 /// Adjusts `wanted` to what a capability MSR allows: bits that must be 1 are set.
 /// Returns the bits of `wanted` that the CPU cannot set as `Err`.
@@ -315,6 +322,8 @@ impl VmxMsrs {
             exit,
             entry,
             ept_1g_pages: self.ept_vpid & EPT_1G != 0,
+            preemption_timer_shift: ((self.pin >> 32) as u32 & PIN_PREEMPTION_TIMER != 0)
+                .then_some((self.misc & 0x1f) as u8),
         })
     }
 
@@ -349,6 +358,7 @@ mod tests {
             exit: 0x01ff_ffff_0003_6dfb,
             entry: 0x0003_ffff_0000_11fb,
             ept_vpid: 0x0f01_0673_4141,
+            misc: 0x0300_01e5,
             cr0_fixed0: 0x8000_0021,
             cr0_fixed1: 0xffff_ffff,
             cr4_fixed0: 0x2000,
@@ -360,6 +370,7 @@ mod tests {
     fn full_featured_cpu_passes_and_must_be_one_bits_are_kept() {
         let c = capable().check().expect("all features present");
         assert_eq!(c.revision_id, 4);
+        assert_eq!(c.preemption_timer_shift, Some(5));
         assert_eq!(c.primary & 0x0400_6172, 0x0400_6172, "must-be-one bits set");
         assert!(c.primary & PrimaryControls::USE_MSR_BITMAPS.bits() != 0);
         assert!(c.primary & PrimaryControls::HLT_EXITING.bits() == 0);

@@ -19,21 +19,56 @@ pub const MULTIBOOT2_MAGIC: u32 = 0x36d7_6289;
 pub const MAX_RAM_RANGES: usize = 32;
 /// Most modules kept.
 pub const MAX_MODULES: usize = 8;
-const NAME_LEN: usize = 32;
 const CMDLINE_LEN: usize = 256;
 
-/// A GRUB module: its name (the `module2` command line) and where GRUB put it.
-#[derive(Debug, Clone, Copy, Default)]
+/// A GRUB module: its command line (`module2 <file> <name> <arguments>`) and where GRUB put
+/// it.
+#[derive(Debug, Clone, Copy)]
 pub struct Module {
-    name: [u8; NAME_LEN],
-    name_len: usize,
+    line: [u8; CMDLINE_LEN],
+    line_len: usize,
+    /// The command line was longer than 256 bytes and was cut.
+    pub line_truncated: bool,
     pub span: Span,
 }
 
+impl Default for Module {
+    fn default() -> Self {
+        Self::new("", Span::default())
+    }
+}
+
 impl Module {
-    /// The module's name (its command line), cut at 32 bytes.
+    fn new(line: &str, span: Span) -> Self {
+        let mut len = line.len().min(CMDLINE_LEN);
+        while !line.is_char_boundary(len) {
+            len -= 1;
+        }
+        let mut module = Self {
+            line: [0; CMDLINE_LEN],
+            line_len: len,
+            line_truncated: len < line.len(),
+            span,
+        };
+        module.line[..len].copy_from_slice(&line.as_bytes()[..len]);
+        module
+    }
+
+    fn line(&self) -> &str {
+        // `new` cut at a character boundary of a `str`.
+        core::str::from_utf8(&self.line[..self.line_len]).unwrap_or("")
+    }
+
+    /// The module's name: the first word of its command line.
     pub fn name(&self) -> &str {
-        core::str::from_utf8(&self.name[..self.name_len]).unwrap_or("?")
+        self.line().split_ascii_whitespace().next().unwrap_or("")
+    }
+
+    /// The rest of its command line: arguments for what the module holds (the RT kernel's
+    /// command line for the RT image).
+    pub fn args(&self) -> &str {
+        let line = self.line().trim_start();
+        line[self.name().len()..].trim()
     }
 
     /// The module's bytes.
@@ -127,15 +162,13 @@ impl BootInfo {
         for m in mbi.module_tags() {
             let name = m.cmdline().unwrap_or("").trim();
             let start = u64::from(m.start_address());
-            let mut module = Module {
-                name: [0; NAME_LEN],
-                name_len: name.len().min(NAME_LEN),
-                span: Span {
+            let module = Module::new(
+                name,
+                Span {
                     start,
                     end: u64::from(m.end_address()).max(start),
                 },
-            };
-            module.name[..module.name_len].copy_from_slice(&name.as_bytes()[..module.name_len]);
+            );
             if info.modules.push(module).is_err() {
                 info.dropped_entries += 1;
             }
@@ -182,6 +215,16 @@ impl BootInfo {
             w.split_once('=')
                 .is_some_and(|(k, v)| k == key && v == value)
         })
+    }
+
+    /// The value of option `key` (`key=value`) on the command line, the last one if repeated.
+    pub fn option(&self, key: &str) -> Option<&str> {
+        self.cmdline()
+            .split_ascii_whitespace()
+            .filter_map(|w| w.split_once('='))
+            .filter(|&(k, _)| k == key)
+            .map(|(_, v)| v)
+            .next_back()
     }
 
     /// Total usable RAM in bytes.

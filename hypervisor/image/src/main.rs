@@ -8,12 +8,15 @@
 //! 2. the VT-x feature check on the bootstrap CPU;
 //! 3. the config module: decoded and validated (`bulkhead-config`), then checked against
 //!    this machine (CPUs present, regions in usable RAM, clear of the image and modules);
-//! 4. the partition plan, each partition's EPT, I/O and MSR bitmaps and start-up guest;
+//! 4. the partition plan; the RT kernel loaded into the RT partition (`rt_loader`); each
+//!    partition's EPT, I/O and MSR bitmaps and start-up state;
 //! 5. every configured CPU started (INIT-SIPI-SIPI), each checks VT-x again, enters VMX
 //!    operation and, once all have, launches into its partition.
 //!
-//! After launch the hypervisor runs only when a guest exits. An exit it does not handle
-//! stops that guest, on that CPU only.
+//! After launch the hypervisor runs only when a guest exits (on RT CPUs, only while their
+//! kernel starts). An exit it does not handle stops that guest, on that CPU only. With
+//! `exit_report_s=N` on its command line, the first Linux CPU prints every CPU's exit
+//! counts every N seconds (of its guest's time, by the VMX-preemption timer).
 #![no_std]
 #![no_main]
 
@@ -26,17 +29,19 @@ mod memory;
 mod partition;
 mod percpu;
 mod platform;
+mod rt_loader;
 mod smp;
 mod vmx;
 
 use core::cell::UnsafeCell;
 use core::fmt;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use bulkhead_config::platform as fit;
 use bulkhead_config::{Config, PartitionId, Region};
 use hv_core::fixed::FixedList;
 use hv_core::frames::Span;
+use hv_core::rt_boot::RtLayout;
 use hv_core::vmx_caps::{Feature, VmxControls, VmxMsrs};
 use spin::Once;
 
@@ -66,6 +71,14 @@ static SELFTEST_UNHANDLED_EXIT: AtomicBool = AtomicBool::new(false);
 /// `selftest=exception`: the last CPU takes an invalid-opcode exception in the
 /// hypervisor before VMXON, to exercise the exception path.
 static SELFTEST_EXCEPTION: AtomicBool = AtomicBool::new(false);
+/// Each CPU's partition (`PartitionId as u8`), set when it starts its guest.
+static CPU_PARTITION: [AtomicU8; bulkhead_config::MAX_CPUS] =
+    [const { AtomicU8::new(u8::MAX) }; bulkhead_config::MAX_CPUS];
+/// Each CPU's exit total at the previous report.
+static EXITS_REPORTED: [AtomicU64; bulkhead_config::MAX_CPUS] =
+    [const { AtomicU64::new(0) }; bulkhead_config::MAX_CPUS];
+/// `exit_report_s=N`: seconds between exit reports (0 = none).
+static EXIT_REPORT_S: AtomicU64 = AtomicU64::new(0);
 /// How long CPUs wait for each other to enter VMX operation.
 const VMX_BARRIER_SECONDS: u64 = 10;
 
@@ -215,18 +228,49 @@ extern "C" fn bsp_entry(magic: u32, info_addr: u32) -> ! {
         fatal!("too many boot modules to track");
     }
     print_plan(cfg);
-    let build = |id| match partition::build(cfg, id) {
-        Ok(r) => r,
-        Err(e) => fatal!("partition {id}: {e}"),
+    let layout = match RtLayout::plan(cfg) {
+        Ok(l) => l,
+        Err(e) => fatal!("config: {e}"),
     };
-    let parts = PARTITIONS.call_once(|| [build(PartitionId::Linux), build(PartitionId::Rt)]);
+    let rt_start = match rt_loader::load(cfg, boot, &layout, time::tsc_hz()) {
+        Ok(s) => s,
+        Err(e) => fatal!("{e}"),
+    };
+    let linux_ram = partition::identity(cfg.partition(PartitionId::Linux).memory().iter().copied());
+    let linux_shared = partition::identity(cfg.shared_regions().iter().map(|s| s.region));
+    let parts = PARTITIONS.call_once(|| {
+        let linux = partition::build(cfg, PartitionId::Linux, linux_ram, linux_shared, None);
+        let rt = partition::build(
+            cfg,
+            PartitionId::Rt,
+            layout.ram().iter().copied(),
+            layout.shared().iter().copied(),
+            Some(partition::GuestStart::Rt(rt_start)),
+        );
+        match (linux, rt) {
+            (Ok(linux), Ok(rt)) => [linux, rt],
+            (Err(e), _) => fatal!("partition linux: {e}"),
+            (_, Err(e)) => fatal!("partition rt: {e}"),
+        }
+    });
     for p in parts {
+        let start = match p.start {
+            partition::GuestStart::Stub { entry } => (entry, "start-up stub"),
+            partition::GuestStart::Rt(rt) => (rt.entry, "64-bit kernel entry"),
+        };
         log::info!(
-            "partition {}: EPT in {} tables, start-up guest at {:#x}",
+            "partition {}: EPT in {} tables, {} at {:#x}",
             p.id,
             p.ept_tables,
-            p.stub_entry
+            start.1,
+            start.0
         );
+    }
+    if let Some(v) = boot.option("exit_report_s") {
+        match v.parse::<u64>() {
+            Ok(n) if n <= 3600 => EXIT_REPORT_S.store(n, Ordering::Relaxed),
+            _ => log::warn!("exit_report_s={v}: not a number of seconds from 0 to 3600; ignored"),
+        }
     }
     SELFTEST_UNHANDLED_EXIT.store(
         boot.has_option("selftest", "unhandled-exit"),
@@ -321,12 +365,37 @@ fn cpu_main(index: usize, apic_id: u32, tables: &'static CpuTables) -> ! {
         fatal!("cpu {index}: APIC ID {apic_id} is in no partition")
     };
     let res = &parts[pid as usize];
-    let entry = if SELFTEST_UNHANDLED_EXIT.load(Ordering::Relaxed) && index + 1 == count {
-        res.unhandled_exit_stub()
-    } else {
-        res.stub_entry
+    let own = cfg.partition(pid).cpus();
+    let last_linux_cpu = pid == PartitionId::Linux && own.last() == Some(&apic_id);
+    let start = match res.unhandled_exit_stub() {
+        Some(stub) if SELFTEST_UNHANDLED_EXIT.load(Ordering::Relaxed) && last_linux_cpu => stub,
+        _ => res.start,
     };
-    match vmx::vcpu::Vcpu::new(index, apic_id, tables, &msrs, &controls, res, entry) {
+    let reporter = pid == PartitionId::Linux && own.first() == Some(&apic_id);
+    let report_ticks = match (reporter, EXIT_REPORT_S.load(Ordering::Relaxed)) {
+        (false, _) | (true, 0) => None,
+        (true, seconds) => match controls.preemption_timer_shift {
+            Some(shift) => Some(
+                u32::try_from(time::tsc_hz().saturating_mul(seconds) >> shift).unwrap_or(u32::MAX),
+            ),
+            None => {
+                log::warn!("exit_report_s: this CPU has no VMX-preemption timer; no reports");
+                None
+            }
+        },
+    };
+    CPU_PARTITION[index].store(pid as u8, Ordering::Relaxed);
+    match vmx::vcpu::Vcpu::new(
+        index,
+        apic_id,
+        tables,
+        &msrs,
+        &controls,
+        res,
+        start,
+        own,
+        report_ticks,
+    ) {
         Ok(mut vcpu) => vcpu.run(),
         Err(e) => println!("cpu {index} apic {apic_id}: guest not started: VMCS setup failed: {e}"),
     }
@@ -339,25 +408,70 @@ pub fn guest_said_hello(index: usize, apic_id: u32, partition: PartitionId) {
     println!("cpu {index} apic {apic_id}: vmcall from {partition} guest handled");
     let count = CPU_COUNT.load(Ordering::Acquire);
     if HELLOS.fetch_add(1, Ordering::AcqRel) + 1 == count {
-        console::write_block(|w| {
-            for cpu in 0..count {
-                writeln!(w, "{}", ExitCountsLine(cpu))?;
-            }
-            writeln!(w, "bulkhead: steady state")
-        });
+        report_exits_then(Some("bulkhead: steady state"));
     }
 }
 
-/// One CPU's exit counters as `exits: cpu N: total T: REASON=n ...`.
+/// Prints every CPU's exit counts (an `ExitCountsLine` each, in one block).
+pub fn report_exits() {
+    report_exits_then(None);
+}
+
+fn report_exits_then(last_line: Option<&str>) {
+    let count = CPU_COUNT.load(Ordering::Acquire);
+    console::write_block(|w| {
+        for cpu in 0..count {
+            writeln!(w, "{}", ExitCountsLine::new(cpu))?;
+        }
+        match last_line {
+            Some(line) => writeln!(w, "{line}"),
+            None => Ok(()),
+        }
+    });
+}
+
+/// One CPU's exit counters as
+/// `exits: cpu N PARTITION: total T new D: REASON=n ...`, where D is the number of exits
+/// since the previous line for that CPU.
 #[derive(Debug, Clone, Copy)]
-pub struct ExitCountsLine(pub usize);
+pub struct ExitCountsLine {
+    cpu: usize,
+    new: u64,
+}
+
+impl ExitCountsLine {
+    /// Reads CPU `cpu`'s counters and starts its next "new" count from here.
+    pub fn new(cpu: usize) -> Self {
+        let total = vmx::vcpu::EXIT_COUNTERS
+            .get(cpu)
+            .map_or(0, |c| c.total());
+        let before = EXITS_REPORTED
+            .get(cpu)
+            .map_or(0, |r| r.swap(total, Ordering::Relaxed));
+        Self {
+            cpu,
+            new: total.saturating_sub(before),
+        }
+    }
+}
 
 impl fmt::Display for ExitCountsLine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Some(counters) = vmx::vcpu::EXIT_COUNTERS.get(self.0) else {
+        let Some(counters) = vmx::vcpu::EXIT_COUNTERS.get(self.cpu) else {
             return Ok(());
         };
-        write!(f, "exits: cpu {}: total {}:", self.0, counters.total())?;
+        let partition = match CPU_PARTITION[self.cpu].load(Ordering::Relaxed) {
+            0 => "linux",
+            1 => "rt",
+            _ => "none",
+        };
+        write!(
+            f,
+            "exits: cpu {} {partition}: total {} new {}:",
+            self.cpu,
+            counters.total(),
+            self.new
+        )?;
         for (reason, n) in counters.nonzero() {
             write!(f, " {reason}={n}")?;
         }

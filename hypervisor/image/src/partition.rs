@@ -1,16 +1,18 @@
 //! What every CPU of a partition shares: its EPT (the partition's RAM and the shared
-//! channel regions, identity-mapped), its I/O bitmap (the ports the config gives it),
-//! its MSR bitmap, and the guest it starts. Built once by the bootstrap CPU before any
-//! CPU enters VMX non-root operation.
+//! channel regions: identity-mapped for Linux, from guest-physical 0 for the RT partition,
+//! see `hv_core::rt_boot`), its I/O bitmap (the ports the config gives it, and the console
+//! port it is routed to), its MSR bitmap, and the guest it starts. Built once by the
+//! bootstrap CPU before any CPU enters VMX non-root operation.
 //!
-//! The guest is still a stub here: a few bytes of 32-bit code placed in the partition's
-//! own memory that announce themselves with VMCALL and halt. The RT kernel and Linux
-//! replace it in their own loaders.
+//! The RT partition starts its kernel (`rt_loader`). The Linux partition's guest is still a
+//! stub: a few bytes of 32-bit code placed in its own memory that announce themselves with
+//! VMCALL and halt.
 
 use core::fmt;
 
 use bulkhead_config::{Config, PartitionId};
 use hv_core::addr::{GuestPhysAddr, HostPhysAddr};
+use hv_core::rt_boot::Mapping;
 use hv_core::bitmaps::{self, IO_BITMAP_BYTES, MSR_BITMAP_BYTES, MsrAccess};
 use hv_core::ept::{Ept, EptError, MemType, Perms};
 use hv_core::frames::OutOfMemory;
@@ -45,6 +47,15 @@ const WRITE_INTERCEPTS: [u32; 3] = [
     crate::arch::msr::X2APIC_ICR,
 ];
 
+/// How a partition's CPUs start.
+#[derive(Debug, Clone, Copy)]
+pub enum GuestStart {
+    /// The stub guest: 32-bit protected mode, paging off, at `entry`.
+    Stub { entry: u64 },
+    /// The RT kernel in 64-bit mode (`hv_core::rt_boot`'s entry state).
+    Rt(crate::rt_loader::RtStart),
+}
+
 /// Shared per-partition state.
 #[derive(Debug, Clone, Copy)]
 pub struct PartitionResources {
@@ -52,16 +63,30 @@ pub struct PartitionResources {
     pub eptp: u64,
     pub io_bitmaps: HostPhysAddr,
     pub msr_bitmap: HostPhysAddr,
-    /// Guest-physical address of the stub guest's code.
-    pub stub_entry: u64,
+    pub start: GuestStart,
     pub ept_tables: usize,
 }
 
 impl PartitionResources {
-    /// Entry point of the self-test stub that ends in an unhandled exit.
-    pub fn unhandled_exit_stub(&self) -> u64 {
-        self.stub_entry + STUB_UNHANDLED_OFFSET
+    /// Entry point of the self-test stub that ends in an unhandled exit, for a partition
+    /// that starts the stub.
+    pub fn unhandled_exit_stub(&self) -> Option<GuestStart> {
+        match self.start {
+            GuestStart::Stub { entry } => Some(GuestStart::Stub {
+                entry: entry + STUB_UNHANDLED_OFFSET,
+            }),
+            GuestStart::Rt(_) => None,
+        }
     }
+}
+
+/// The identity mappings of `cfg`'s regions (RAM of partition `id`, or the shared regions).
+pub fn identity(regions: impl Iterator<Item = bulkhead_config::Region>) -> impl Iterator<Item = Mapping> {
+    regions.map(|r| Mapping {
+        gpa: r.base,
+        hpa: r.base,
+        size: r.size,
+    })
 }
 
 /// Why a partition could not be built.
@@ -92,8 +117,15 @@ impl fmt::Display for BuildError {
     }
 }
 
-/// Builds the EPT, bitmaps and stub guest of partition `id`.
-pub fn build(cfg: &Config, id: PartitionId) -> Result<PartitionResources, BuildError> {
+/// Builds the EPT, bitmaps and start-up state of partition `id`: its RAM as `ram`, the
+/// shared regions as `shared`, starting as `start` (`None`: the stub guest, written here).
+pub fn build(
+    cfg: &Config,
+    id: PartitionId,
+    ram: impl Iterator<Item = Mapping>,
+    shared: impl Iterator<Item = Mapping>,
+    start: Option<GuestStart>,
+) -> Result<PartitionResources, BuildError> {
     let part = cfg.partition(id);
     let allow_1g = crate::VMX.get().is_some_and(|v| v.1.ept_1g_pages);
     let mut ept = Ept::new(HvTables::default(), allow_1g).map_err(|err| BuildError::Ept {
@@ -105,40 +137,28 @@ pub fn build(cfg: &Config, id: PartitionId) -> Result<PartitionResources, BuildE
         PartitionId::Linux => "partitions.linux.memory",
         PartitionId::Rt => "partitions.rt.memory",
     };
-    for (index, r) in part.memory().iter().enumerate() {
-        let (g, h) = (GuestPhysAddr::new(r.base), HostPhysAddr::new(r.base));
+    let regions = ram
+        .enumerate()
+        .map(|(i, m)| (field, i, m, Perms::RWX))
+        .chain(
+            shared
+                .enumerate()
+                .map(|(i, m)| ("shared", i, m, Perms::READ | Perms::WRITE)),
+        );
+    for (field, index, m, perms) in regions {
+        let (g, h) = (GuestPhysAddr::new(m.gpa), HostPhysAddr::new(m.hpa));
         let (Some(g), Some(h)) = (g, h) else {
             return Err(BuildError::Ept {
                 field,
                 index,
                 err: EptError::OutOfRange {
-                    gpa: r.base,
-                    size: r.size,
+                    gpa: m.gpa,
+                    size: m.size,
                 },
             });
         };
-        ept.map(g, h, r.size, Perms::RWX, MemType::WriteBack)
+        ept.map(g, h, m.size, perms, MemType::WriteBack)
             .map_err(|err| BuildError::Ept { field, index, err })?;
-    }
-    for (index, s) in cfg.shared_regions().iter().enumerate() {
-        let r = s.region;
-        let (g, h) = (GuestPhysAddr::new(r.base), HostPhysAddr::new(r.base));
-        let (Some(g), Some(h)) = (g, h) else {
-            return Err(BuildError::Ept {
-                field: "shared",
-                index,
-                err: EptError::OutOfRange {
-                    gpa: r.base,
-                    size: r.size,
-                },
-            });
-        };
-        ept.map(g, h, r.size, Perms::READ | Perms::WRITE, MemType::WriteBack)
-            .map_err(|err| BuildError::Ept {
-                field: "shared",
-                index,
-                err,
-            })?;
     }
 
     let io = memory::alloc_static::<[u8; IO_BITMAP_BYTES]>().map_err(BuildError::Memory)?;
@@ -147,12 +167,40 @@ pub fn build(cfg: &Config, id: PartitionId) -> Result<PartitionResources, BuildE
         let base = u32::from(p.base);
         bitmaps::io_allow(io, base..base + u32::from(p.count));
     }
+    let console = match id {
+        PartitionId::Linux => cfg.console().linux,
+        PartitionId::Rt => cfg.console().rt,
+    };
+    if let Some(port) = console.io_base() {
+        let base = u32::from(port);
+        bitmaps::io_allow(io, base..base + 8);
+    }
     let msr = memory::alloc_static::<[u8; MSR_BITMAP_BYTES]>().map_err(BuildError::Memory)?;
     for m in WRITE_INTERCEPTS {
         bitmaps::msr_intercept(msr, m, MsrAccess::Write);
     }
 
-    let stub_page = part
+    let start = match start {
+        Some(start) => start,
+        None => GuestStart::Stub {
+            entry: write_stub(cfg, id)?,
+        },
+    };
+    Ok(PartitionResources {
+        id,
+        eptp: ept.eptp(),
+        io_bitmaps: HostPhysAddr::new(core::ptr::from_mut(io) as u64).unwrap_or_default(),
+        msr_bitmap: HostPhysAddr::new(core::ptr::from_mut(msr) as u64).unwrap_or_default(),
+        start,
+        ept_tables: ept.memory().tables,
+    })
+}
+
+/// Writes the stub guests into partition `id`'s first RAM page above 4 KiB; returns the
+/// entry of the plain one.
+fn write_stub(cfg: &Config, id: PartitionId) -> Result<u64, BuildError> {
+    let stub_page = cfg
+        .partition(id)
         .memory()
         .iter()
         .find(|r| r.size >= 0x2000 && r.base + r.size <= 1 << 32)
@@ -169,13 +217,5 @@ pub fn build(cfg: &Config, id: PartitionId) -> Result<PartitionResources, BuildE
             STUB_UNHANDLED.len(),
         );
     }
-
-    Ok(PartitionResources {
-        id,
-        eptp: ept.eptp(),
-        io_bitmaps: HostPhysAddr::new(core::ptr::from_mut(io) as u64).unwrap_or_default(),
-        msr_bitmap: HostPhysAddr::new(core::ptr::from_mut(msr) as u64).unwrap_or_default(),
-        stub_entry: stub_page,
-        ept_tables: ept.memory().tables,
-    })
+    Ok(stub_page)
 }

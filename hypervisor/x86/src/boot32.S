@@ -14,7 +14,7 @@
 /* The multiboot2 header, in section .multiboot2 (first in the image, see image.ld): with
  * \page_align_modules=1, a module alignment tag asks the loader to start modules on page
  * boundaries. */
-    .macro BOOT_MULTIBOOT2_HEADER page_align_modules=0
+    .macro BOOT_MULTIBOOT2_HEADER page_align_modules=0, entry32=
     .section .multiboot2, "a"
     .balign 8
 mb2_header:
@@ -22,6 +22,13 @@ mb2_header:
     .long MB2_ARCH_I386
     .long mb2_header_end - mb2_header
     .long 0x100000000 - (MB2_MAGIC + MB2_ARCH_I386 + (mb2_header_end - mb2_header))
+    .ifnb \entry32
+    /* Entry address tag: GRUB enters here instead of at the ELF entry. */
+    .balign 8
+    .short 3, 0
+    .long 12
+    .long \entry32
+    .endif
     .if \page_align_modules
     /* Module alignment tag. */
     .balign 8

@@ -259,5 +259,10 @@ fn online(index: usize, apic_id: u32) -> ! {
         }
         console::start_buffering();
     }
+    if FACTS.get().is_some_and(|f| f.mode == Mode::Hypervisor) {
+        // The one exit this CPU takes on purpose: it tells the hypervisor it is up. From
+        // here on it runs without exits.
+        arch::cpu::hypercall_hello();
+    }
     sched::run_idle()
 }

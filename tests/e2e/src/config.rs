@@ -30,6 +30,8 @@ pub struct LoadedConfig {
     pub rt_cpus: Vec<u32>,
     /// One past the highest byte of RAM the config names (hypervisor, partitions, shared).
     pub ram_end: u64,
+    /// The boot module name of the RT kernel image (`rt.image`).
+    pub rt_image: String,
 }
 
 impl LoadedConfig {
@@ -80,6 +82,7 @@ pub fn load(path: &Path) -> Result<LoadedConfig> {
         linux_cpus: linux.cpus().to_vec(),
         rt_cpus: rt.cpus().to_vec(),
         ram_end: regions.map(|r| r.end()).max().unwrap_or(0),
+        rt_image: cfg.rt().image().as_str().to_string(),
     })
 }
 

@@ -77,13 +77,16 @@ pub enum ConfigModule {
 }
 
 /// An extra multiboot2 module: staged as `boot/bulkhead/<file name>` and given to GRUB as
-/// `module2 /boot/bulkhead/<file name> <name>`.
+/// `module2 /boot/bulkhead/<file name> <name> [<args>]`.
 #[derive(Clone, Debug)]
 pub struct Module {
     /// The module's name on the `module2` line (what the config refers to), e.g. `vmlinuz`.
     pub name: String,
     /// The file.
     pub file: PathBuf,
+    /// Words after the name: options for what the module holds (the RT kernel's command
+    /// line for the RT image).
+    pub args: String,
 }
 
 /// Which image GRUB boots as the multiboot2 kernel.
@@ -156,10 +159,21 @@ impl IsoSpec {
     }
 
     /// Adds a module.
-    pub fn module(mut self, name: impl Into<String>, file: impl Into<PathBuf>) -> Self {
+    pub fn module(self, name: impl Into<String>, file: impl Into<PathBuf>) -> Self {
+        self.module_with_args(name, file, "")
+    }
+
+    /// Adds a module whose `module2` line carries `args` after its name.
+    pub fn module_with_args(
+        mut self,
+        name: impl Into<String>,
+        file: impl Into<PathBuf>,
+        args: impl Into<String>,
+    ) -> Self {
         self.modules.push(Module {
             name: name.into(),
             file: file.into(),
+            args: args.into(),
         });
         self
     }
@@ -191,8 +205,13 @@ pub fn grub_cfg(spec: &IsoSpec) -> Result<String> {
         if name.is_empty() || name.contains(' ') {
             bail!("module name {:?} must be one word", module.name);
         }
+        let args = grub_words(&module.args, "module arguments")?;
         let file = staged_name(spec, module)?;
-        let _ = writeln!(cfg, "    module2 /boot/bulkhead/{file} {name}");
+        let _ = writeln!(
+            cfg,
+            "    module2 /boot/bulkhead/{file} {name}{}",
+            prefixed(&args)
+        );
     }
     cfg.push_str("    boot\n}\n");
     Ok(cfg)
@@ -312,7 +331,7 @@ mod tests {
         let spec = IsoSpec::new("x.iso", "hv.elf", ConfigModule::Raw("c".into()))
             .cmdline("selftest=unhandled-exit  log=debug")
             .module("vmlinuz", "/k/vmlinuz-6.1")
-            .module("rt", "/r/rt.elf");
+            .module_with_args("rt", "/r/rt.elf", "latency_period_us=100  selftest=kernel");
         let cfg = grub_cfg(&spec).unwrap();
         assert_eq!(
             cfg,
@@ -321,7 +340,7 @@ mod tests {
              multiboot2 /boot/bulkhead/hypervisor.elf selftest=unhandled-exit log=debug\n    \
              module2 /boot/bulkhead/config.bin config\n    \
              module2 /boot/bulkhead/vmlinuz-6.1 vmlinuz\n    \
-             module2 /boot/bulkhead/rt.elf rt\n    boot\n}\n"
+             module2 /boot/bulkhead/rt.elf rt latency_period_us=100 selftest=kernel\n    boot\n}\n"
         );
     }
 

@@ -33,10 +33,18 @@ fn load_config(path: &Path) -> Result<LoadedConfig> {
     bulkhead_e2e::config::load(path)
 }
 
-/// Builds the ISO for `dir` with `config` and `cmdline`, and boots it.
+/// Builds the ISO for `dir` with `config` and `cmdline` (and, for a config file, the RT kernel
+/// under the module name it gives), and boots it.
 fn boot(dir: &RunDir, config: ConfigModule, cmdline: &str, emulator: &Emulator) -> Result<Run> {
     let elf = bulkhead_e2e::hypervisor_elf_from_env()?;
-    let spec = IsoSpec::new(dir.join("bulkhead.iso"), elf, config).cmdline(cmdline);
+    let rt_image = match &config {
+        ConfigModule::Toml(path) => Some(load_config(path)?.rt_image),
+        _ => None,
+    };
+    let mut spec = IsoSpec::new(dir.join("bulkhead.iso"), elf, config).cmdline(cmdline);
+    if let Some(name) = rt_image {
+        spec = spec.module(name, bulkhead_e2e::rt_kernel_elf_from_env()?);
+    }
     let iso = bulkhead_e2e::build_iso(&spec)?;
     Run::start(dir, &iso, emulator)
 }

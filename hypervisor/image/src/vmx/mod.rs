@@ -51,6 +51,7 @@ unsafe fn read_msrs() -> VmxMsrs {
             } else {
                 0
             },
+            misc: msr::read(cap::IA32_VMX_MISC),
             cr0_fixed0: msr::read(cap::IA32_VMX_CR0_FIXED0),
             cr0_fixed1: msr::read(cap::IA32_VMX_CR0_FIXED1),
             cr4_fixed0: msr::read(cap::IA32_VMX_CR4_FIXED0),

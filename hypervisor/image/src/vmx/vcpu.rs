@@ -1,9 +1,16 @@
 //! One virtual CPU: its VMCS (host state, controls, initial guest state), the
 //! enter/exit loop, and the exit handler.
 //!
-//! Exits the hypervisor understands are handled and the guest resumed. Any other exit,
+//! Exits the hypervisor understands are handled and the guest resumed: VMCALL (the
+//! hypercall ABI), CPUID (sanitized), writes to the MSRs the bitmap intercepts (the x2APIC
+//! ICR, filtered to the partition's own CPUs; IA32_APIC_BASE and IA32_FEATURE_CONTROL,
+//! ignored) and the preemption timer of the CPU that reports exit counts. Any other exit,
 //! a failed VM entry, or a guest triple fault stops this guest only: the CPU prints the
 //! exit and a register dump and halts in VMX root operation. Other CPUs are unaffected.
+//!
+//! The VMCS asks for nothing an RT kernel does in steady state: no external-interrupt, NMI
+//! or HLT exiting, no exception exits, the TSC-deadline and x2APIC MSRs (EOI, TPR, timer
+//! LVT) passed through, so its timer interrupts arrive through its own IDT.
 
 use core::mem::offset_of;
 
@@ -11,13 +18,14 @@ use bulkhead_config::PartitionId;
 use hv_core::cpuid::{self, CpuidRegs, HostFacts};
 use hv_core::exit::{ExitCounters, ExitReason, reason};
 use hv_core::hypercall::{self, Hypercall};
-use hv_core::vmx_caps::{EntryControls, VmxControls, VmxMsrs};
+use hv_core::icr;
+use hv_core::vmx_caps::{EntryControls, PIN_PREEMPTION_TIMER, VmxControls, VmxMsrs};
 
 use super::vmcs::{self, VmxError, control, guest, host, ro};
 use crate::arch::cpu::{CpuTables, KERNEL_CS, KERNEL_DS, KERNEL_TR};
 use crate::arch::{GprDump, msr};
 use crate::memory;
-use crate::partition::PartitionResources;
+use crate::partition::{GuestStart, PartitionResources};
 
 unsafe extern "C" {
     fn vmx_enter(state: *mut VcpuState, resume: u64) -> u64;
@@ -96,11 +104,22 @@ pub struct Vcpu {
     state: &'static mut VcpuState,
     launched: bool,
     host_facts: HostFacts,
+    /// The partition's CPUs (x2APIC IDs): where this CPU's IPIs may go.
+    own_cpus: &'static [u32],
+    /// Preemption-timer ticks between exit reports, on the reporting CPU.
+    report_ticks: Option<u32>,
+    /// Guest MSR writes refused so far (only the first few are logged).
+    refused_writes: u64,
 }
+
+/// Guest MSR writes refused per CPU that are logged; the rest are only counted.
+const LOGGED_REFUSALS: u64 = 8;
 
 impl Vcpu {
     /// Allocates and loads a VMCS for this CPU and fills it for `res`'s partition, with
-    /// the guest starting at `entry` in 32-bit protected mode, paging off.
+    /// the guest starting as `start`. `report_ticks`: this CPU reports every CPU's exit
+    /// counts each time that many preemption-timer ticks pass in its guest.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         index: usize,
         apic_id: u32,
@@ -108,7 +127,9 @@ impl Vcpu {
         msrs: &VmxMsrs,
         controls: &VmxControls,
         res: &PartitionResources,
-        entry: u64,
+        start: GuestStart,
+        own_cpus: &'static [u32],
+        report_ticks: Option<u32>,
     ) -> Result<Self, VmxError> {
         let vmcs_region = memory::alloc_zeroed(0x1000, 0x1000).map_err(|_| VmxError::Invalid)?;
         let state = memory::alloc_static::<VcpuState>().map_err(|_| VmxError::Invalid)?;
@@ -131,10 +152,15 @@ impl Vcpu {
             host_facts: HostFacts {
                 fast_strings_enabled: misc_enable & 1 != 0,
             },
+            own_cpus,
+            report_ticks,
+            refused_writes: 0,
         };
         Self::setup_host(tables)?;
-        Self::setup_controls(controls, res, index)?;
-        Self::setup_guest(msrs, entry)?;
+        let long_mode = matches!(start, GuestStart::Rt(_));
+        Self::setup_controls(controls, res, index, long_mode, report_ticks)?;
+        let mut vcpu = vcpu;
+        vcpu.setup_guest(msrs, start)?;
         Ok(vcpu)
     }
 
@@ -175,8 +201,17 @@ impl Vcpu {
         c: &VmxControls,
         res: &PartitionResources,
         index: usize,
+        long_mode: bool,
+        report_ticks: Option<u32>,
     ) -> Result<(), VmxError> {
-        vmcs::write(control::PINBASED_EXEC_CONTROLS, u64::from(c.pin))?;
+        let pin = match report_ticks {
+            Some(ticks) => {
+                vmcs::write(guest::VMX_PREEMPTION_TIMER_VALUE, u64::from(ticks))?;
+                c.pin | PIN_PREEMPTION_TIMER
+            }
+            None => c.pin,
+        };
+        vmcs::write(control::PINBASED_EXEC_CONTROLS, u64::from(pin))?;
         vmcs::write(
             control::PRIMARY_PROCBASED_EXEC_CONTROLS,
             u64::from(c.primary),
@@ -186,10 +221,13 @@ impl Vcpu {
             u64::from(c.secondary),
         )?;
         vmcs::write(control::VMEXIT_CONTROLS, u64::from(c.exit))?;
-        vmcs::write(
-            control::VMENTRY_CONTROLS,
-            u64::from(c.entry & !EntryControls::IA32E_MODE_GUEST.bits()),
-        )?;
+        let ia32e = EntryControls::IA32E_MODE_GUEST.bits();
+        let entry = if long_mode {
+            c.entry | ia32e
+        } else {
+            c.entry & !ia32e
+        };
+        vmcs::write(control::VMENTRY_CONTROLS, u64::from(entry))?;
         vmcs::write(control::EXCEPTION_BITMAP, 0)?;
         vmcs::write(control::PAGE_FAULT_ERR_CODE_MASK, 0)?;
         vmcs::write(control::PAGE_FAULT_ERR_CODE_MATCH, 0)?;
@@ -215,14 +253,41 @@ impl Vcpu {
         Ok(())
     }
 
-    fn setup_guest(msrs: &VmxMsrs, entry: u64) -> Result<(), VmxError> {
+    /// The guest's first state: the stub in 32-bit protected mode with paging off, or the
+    /// RT kernel in 64-bit mode on its start-up page tables (`hv_core::rt_boot`), with
+    /// RDI = RT_BOOT_MAGIC, RSI = boot information, RDX = partition CPU index.
+    fn setup_guest(&mut self, msrs: &VmxMsrs, start: GuestStart) -> Result<(), VmxError> {
         const CODE32: u64 = 0xc09b; // present, DPL 0, code exec/read accessed, D, G
+        const CODE64: u64 = 0xa09b; // present, DPL 0, code exec/read accessed, L, G
         const DATA32: u64 = 0xc093; // present, DPL 0, data read/write accessed, B, G
         const TSS_BUSY: u64 = 0x8b;
         const UNUSABLE: u64 = 1 << 16;
-        vmcs::write(guest::CR0, msrs.fix_cr0(0x31, true))?; // PE | ET | NE
-        vmcs::write(guest::CR3, 0)?;
-        vmcs::write(guest::CR4, msrs.fix_cr4(0))?;
+        const CR0_PE_MP_ET_NE: u64 = 0x33;
+        const CR0_WP_PG: u64 = (1 << 16) | (1 << 31);
+        const CR4_PAE_OSFXSR_OSXMMEXCPT: u64 = (1 << 5) | (1 << 9) | (1 << 10);
+        const EFER_LME_LMA_NXE: u64 = (1 << 8) | (1 << 10) | (1 << 11);
+        let (entry, cs_rights) = match start {
+            GuestStart::Stub { entry } => {
+                vmcs::write(guest::CR0, msrs.fix_cr0(CR0_PE_MP_ET_NE, true))?;
+                vmcs::write(guest::CR3, 0)?;
+                vmcs::write(guest::CR4, msrs.fix_cr4(0))?;
+                vmcs::write(guest::IA32_EFER_FULL, 0)?;
+                (entry, CODE32)
+            }
+            GuestStart::Rt(rt) => {
+                let cr0 = msrs.fix_cr0(CR0_PE_MP_ET_NE | CR0_WP_PG, true);
+                vmcs::write(guest::CR0, cr0)?;
+                vmcs::write(guest::CR3, rt.cr3)?;
+                vmcs::write(guest::CR4, msrs.fix_cr4(CR4_PAE_OSFXSR_OSXMMEXCPT))?;
+                vmcs::write(guest::IA32_EFER_FULL, EFER_LME_LMA_NXE)?;
+                let index = self.own_cpus.iter().position(|&a| a == self.apic_id);
+                let regs = &mut self.state.regs;
+                regs.rdi = u64::from(bulkhead_rt_abi::RT_BOOT_MAGIC);
+                regs.rsi = rt.boot_info;
+                regs.rdx = index.unwrap_or(0) as u64;
+                (rt.entry, CODE64)
+            }
+        };
         vmcs::write(guest::DR7, 0x400)?;
         vmcs::write(guest::RSP, 0)?;
         vmcs::write(guest::RIP, entry)?;
@@ -230,7 +295,7 @@ impl Vcpu {
         vmcs::write(guest::CS_SELECTOR, 0x08)?;
         vmcs::write(guest::CS_BASE, 0)?;
         vmcs::write(guest::CS_LIMIT, 0xffff_ffff)?;
-        vmcs::write(guest::CS_ACCESS_RIGHTS, CODE32)?;
+        vmcs::write(guest::CS_ACCESS_RIGHTS, cs_rights)?;
         for (sel, base, limit, ar) in [
             (
                 guest::SS_SELECTOR,
@@ -282,7 +347,6 @@ impl Vcpu {
         vmcs::write(guest::IDTR_LIMIT, 0)?;
         vmcs::write(guest::IA32_DEBUGCTL_FULL, 0)?;
         vmcs::write(guest::IA32_PAT_FULL, 0x0007_0406_0007_0406)?;
-        vmcs::write(guest::IA32_EFER_FULL, 0)?;
         vmcs::write(guest::IA32_SYSENTER_CS, 0)?;
         vmcs::write(guest::IA32_SYSENTER_ESP, 0)?;
         vmcs::write(guest::IA32_SYSENTER_EIP, 0)?;
@@ -368,7 +432,58 @@ impl Vcpu {
                 self.skip_instruction()?;
                 Ok(true)
             }
+            reason::WRMSR => {
+                self.write_msr()?;
+                self.skip_instruction()?;
+                Ok(true)
+            }
+            reason::PREEMPTION_TIMER => {
+                crate::report_exits();
+                if let Some(ticks) = self.report_ticks {
+                    vmcs::write(guest::VMX_PREEMPTION_TIMER_VALUE, u64::from(ticks))?;
+                }
+                Ok(true)
+            }
             _ => Ok(false),
+        }
+    }
+
+    /// A guest write to an intercepted MSR (the bitmap intercepts only these three).
+    fn write_msr(&mut self) -> Result<(), VmxError> {
+        let regs = &self.state.regs;
+        let (number, value) = (regs.rcx as u32, (regs.rdx << 32) | (regs.rax & 0xffff_ffff));
+        match number {
+            msr::X2APIC_ICR => {
+                let action = icr::filter(value, self.apic_id, self.own_cpus);
+                for &send in action.sends.as_slice() {
+                    // SAFETY: x2APIC is on (the feature check enabled it); the filter
+                    // addresses only this partition's CPUs, by physical ID.
+                    unsafe { msr::write(msr::X2APIC_ICR, send) };
+                }
+                if let Some(why) = action.refused {
+                    self.refused(format_args!("IPI (ICR {value:#x}): {why}"));
+                }
+            }
+            // SAFETY: reading the APIC base MSR of this CPU has no side effects.
+            msr::IA32_APIC_BASE if value == unsafe { msr::read(msr::IA32_APIC_BASE) } => {}
+            _ => self.refused(format_args!("write of {value:#x} to MSR {number:#x} ignored")),
+        }
+        Ok(())
+    }
+
+    fn refused(&mut self, what: core::fmt::Arguments<'_>) {
+        self.refused_writes += 1;
+        if self.refused_writes <= LOGGED_REFUSALS {
+            log::warn!(
+                "cpu {} ({} partition): {what}{}",
+                self.index,
+                self.partition,
+                if self.refused_writes == LOGGED_REFUSALS {
+                    " (further refusals on this CPU are not logged)"
+                } else {
+                    ""
+                }
+            );
         }
     }
 
@@ -422,7 +537,7 @@ impl Vcpu {
                 rd(ro::GUEST_LINEAR_ADDR),
                 rd(ro::VMEXIT_INSTRUCTION_LEN)
             )?;
-            writeln!(w, "  {}", crate::ExitCountsLine(i))
+            writeln!(w, "  {}", crate::ExitCountsLine::new(i))
         });
     }
 }

@@ -1,12 +1,17 @@
 /*
- * Multiboot2 header and the 32-bit entry of the RT kernel, for both ways in:
+ * Multiboot2 header and the two entries of the RT kernel:
  *
- * - bare: GRUB enters `_start` on the bootstrap CPU with EAX = multiboot2 magic and
- *   EBX = boot information; ESI is undefined and taken as CPU index 0;
- * - under the hypervisor: every partition CPU enters `_start` with EAX = RT_BOOT_MAGIC,
- *   EBX = guest-physical address of the RtBootInfo, ESI = the CPU's partition index.
+ * - bare: GRUB enters `_start` (the header's entry-address tag) on the bootstrap CPU in
+ *   32-bit protected mode, paging off, with EAX = multiboot2 magic and EBX = boot
+ *   information; ESI is undefined and taken as CPU index 0;
+ * - under the hypervisor: every partition CPU enters `_start64` (the ELF entry) in 64-bit
+ *   mode on the hypervisor's start-up page tables (first 4 GiB identity-mapped, the top GiB
+ *   uncached, as below), with RDI = RT_BOOT_MAGIC, RSI = guest-physical address of the
+ *   RtBootInfo, RDX = the CPU's partition index. `_start` with EAX = RT_BOOT_MAGIC,
+ *   EBX = RtBootInfo and ESI = index is accepted too, for a loader that starts guests in
+ *   32-bit mode.
  *
- * In both, 32-bit protected mode with paging off. CPU index 0 zeroes .bss, builds the page
+ * In 32-bit mode CPU index 0 zeroes .bss, builds the page
  * tables (first 4 GiB identity-mapped with 2 MiB pages; the top GiB uncached for the local
  * APIC and other MMIO) and then releases the other CPUs (`boot_tables_ready`, in .data so
  * that zeroing .bss cannot race with it). Every CPU takes its own boot stack by index, enters
@@ -18,7 +23,7 @@
     .set BOOT_STACK_SIZE, 64 * 1024
     .set MAX_CPUS, 8
 
-    BOOT_MULTIBOOT2_HEADER
+    BOOT_MULTIBOOT2_HEADER entry32=_start
 
     .section .boot32, "ax"
     .code32
@@ -74,6 +79,54 @@ say_and_halt:
     BOOT_SAY_AND_HALT
 
     .code64
+    .global _start64
+_start64:
+    cli
+    cld
+    mov %rdi, %r12                      /* magic */
+    mov %rsi, %r13                      /* boot information */
+    mov %rdx, %r14                      /* CPU index */
+    cmp $MAX_CPUS, %r14
+    jae halt64
+    test %r14, %r14
+    jnz 1f
+    /* CPU 0: zero .bss (stacks live there); the page tables stay the hypervisor's. */
+    mov $__bss_start, %rdi
+    mov $__bss_end, %rcx
+    sub %rdi, %rcx
+    xor %eax, %eax
+    rep stosb
+    movl $1, boot_tables_ready
+    jmp 2f
+1:  pause
+    cmpl $0, boot_tables_ready
+    je 1b
+2:  lea 1(%r14), %rax
+    imul $BOOT_STACK_SIZE, %rax
+    add $boot_stacks, %rax
+    mov %rax, %rsp
+    lgdt boot_gdtr
+    pushq $0x08
+    pushq $3f
+    lretq
+3:  BOOT_LONG_MODE_SEGMENTS
+    /* SSE on (the prebuilt `core` uses it): CR0.EM clear, MP set; CR4.OSFXSR/OSXMMEXCPT. */
+    mov %cr0, %rax
+    and $~(1 << 2), %rax
+    or $(1 << 1), %rax
+    mov %rax, %cr0
+    mov %cr4, %rax
+    or $((1 << 9) | (1 << 10)), %rax
+    mov %rax, %cr4
+    mov %r12d, %edi
+    mov %r13d, %esi
+    mov %r14d, %edx
+    call rt_entry
+halt64:
+    cli
+    hlt
+    jmp halt64
+
 long_mode_entry:
     BOOT_LONG_MODE_SEGMENTS
     /* rt_entry(magic = edi, info = ebp, index = esi) */

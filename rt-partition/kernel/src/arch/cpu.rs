@@ -30,3 +30,22 @@ pub fn load_for_cpu(index: usize) {
     // SAFETY: `init` ran and the tables are static.
     unsafe { tables.load() };
 }
+
+/// The hypervisor's HELLO hypercall (`VMCALL` with EAX = 0x42480001, EBX = 0): "this CPU's
+/// guest is up". Only under the hypervisor (`VMCALL` raises #UD on bare metal).
+pub fn hypercall_hello() {
+    // SAFETY: under the hypervisor VMCALL exits to it, which answers in EAX and resumes
+    // after the instruction; no memory is touched.
+    unsafe {
+        // RBX is reserved by the compiler: keep it in a scratch register around the call.
+        core::arch::asm!(
+            "mov {saved}, rbx",
+            "xor ebx, ebx",
+            "vmcall",
+            "mov rbx, {saved}",
+            saved = out(reg) _,
+            inout("eax") 0x4248_0001u32 => _,
+            options(nomem, nostack)
+        );
+    }
+}

@@ -1,0 +1,133 @@
+//! Loading the RT partition: the kernel image from its GRUB module into the partition's RAM,
+//! the boot information and the start-up page tables beside it.
+//!
+//! The decisions (guest-physical layout, image checks, boot information, page tables) are
+//! `hv_core::rt_boot`'s; this module copies the bytes. It runs once, on the bootstrap CPU,
+//! before any partition CPU enters its guest. The module's bytes are hostile input: the ELF
+//! is parsed and checked before a byte is copied, and every copy lands in partition RAM
+//! through [`RtLayout::ram_host`].
+
+use core::fmt;
+
+use bulkhead_config::Config;
+use hv_core::elf::{ElfError, LoadPlan};
+use hv_core::rt_boot::{
+    self, BOOT_INFO_GPA, IMAGE_MIN_GPA, PAGE_TABLE_PAGES, PAGE_TABLES_GPA, RtLayout, RtLoadError,
+};
+
+use crate::boot_info::BootInfo;
+
+/// Where the RT kernel starts on every RT CPU.
+#[derive(Debug, Clone, Copy)]
+pub struct RtStart {
+    /// Guest-physical (= virtual) address of the kernel's 64-bit entry.
+    pub entry: u64,
+    /// Guest-physical address of the start-up PML4.
+    pub cr3: u64,
+    /// Guest-physical address of the boot information.
+    pub boot_info: u64,
+}
+
+/// Why the RT partition could not be loaded.
+#[derive(Debug)]
+pub enum LoadError<'a> {
+    /// GRUB loaded no module with the name `rt.image` gives.
+    NoModule(&'a str),
+    /// The module's command line was cut.
+    ArgsTooLong(&'a str),
+    /// The module is not a loadable ELF.
+    Elf(&'a str, ElfError),
+    /// The layout, the image placement or the boot information.
+    Layout(&'a str, RtLoadError),
+}
+
+impl fmt::Display for LoadError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoModule(name) => write!(
+                f,
+                "config: rt.image: no boot module named {name:?} (GRUB needs `module2 <file> {name} [RT kernel options]`)"
+            ),
+            Self::ArgsTooLong(name) => write!(
+                f,
+                "module {name:?}: its command line (the RT kernel's options) is longer than 255 bytes"
+            ),
+            Self::Elf(name, e) => write!(f, "module {name:?} (rt.image): {e}"),
+            Self::Layout(name, e) => write!(f, "module {name:?} (rt.image): {e}"),
+        }
+    }
+}
+
+/// Writes `bytes` to partition RAM at `gpa` and zeroes up to `len` bytes there. The range
+/// must lie in one RAM region (`RtLayout::plan` and `check_image` guarantee it for the first
+/// MiB and the kernel's segments).
+fn copy_to(layout: &RtLayout, gpa: u64, bytes: &[u8], len: u64) {
+    let Some(host) = layout.ram_host(gpa, len) else {
+        unreachable!("RT load range {gpa:#x}+{len:#x} was checked against the layout");
+    };
+    // SAFETY: `ram_host` confirmed `[gpa, gpa + len)` lies in one RAM region of the RT
+    // partition, which the config fit check placed in usable RAM clear of the hypervisor,
+    // its modules and the other partition; it is identity-mapped below 4 GiB and no guest
+    // runs yet. `bytes.len() <= len` (file size <= memory size, checked by the parser).
+    unsafe {
+        let dst = host as *mut u8;
+        core::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, bytes.len());
+        core::ptr::write_bytes(dst.add(bytes.len()), 0, (len as usize) - bytes.len());
+    }
+}
+
+/// Loads the RT kernel named by `cfg.rt().image()` into the partition laid out as `layout`.
+pub fn load<'a>(
+    cfg: &'a Config,
+    boot: &'a BootInfo,
+    layout: &RtLayout,
+    tsc_hz: u64,
+) -> Result<RtStart, LoadError<'a>> {
+    let name = cfg.rt().image().as_str();
+    let module = boot.module(name).ok_or(LoadError::NoModule(name))?;
+    if module.line_truncated {
+        return Err(LoadError::ArgsTooLong(name));
+    }
+    let bytes = module.bytes();
+    let plan = LoadPlan::parse(bytes).map_err(|e| LoadError::Elf(name, e))?;
+    layout
+        .check_image(&plan)
+        .map_err(|e| LoadError::Layout(name, e))?;
+    let info = layout
+        .boot_info(cfg, tsc_hz, module.args())
+        .map_err(|e| LoadError::Layout(name, e))?;
+
+    // The loader's first MiB: zeroed, then the boot information and the page tables.
+    copy_to(layout, 0, &[], IMAGE_MIN_GPA);
+    copy_to(
+        layout,
+        BOOT_INFO_GPA,
+        zerocopy::IntoBytes::as_bytes(&info),
+        size_of_val(&info) as u64,
+    );
+    let tables_len = (PAGE_TABLE_PAGES * 0x1000) as u64;
+    copy_to(layout, PAGE_TABLES_GPA, &[], tables_len);
+    if let Some(host) = layout.ram_host(PAGE_TABLES_GPA, tables_len) {
+        // SAFETY: as in `copy_to`; the range is page-aligned partition RAM, just zeroed, and
+        // nothing else refers to it while the tables are filled.
+        let tables = unsafe { &mut *(host as *mut [[u64; 512]; PAGE_TABLE_PAGES]) };
+        rt_boot::fill_page_tables(tables);
+    }
+    for s in plan.segments.as_slice() {
+        copy_to(layout, s.phys, s.bytes(bytes), s.mem_size);
+    }
+    log::info!(
+        "partition rt: kernel {name:?} ({} KiB in {} segments at {:#x}..{:#x}), entry {:#x}, options {:?}",
+        plan.span() >> 10,
+        plan.segments.as_slice().len(),
+        plan.phys_start,
+        plan.phys_end,
+        plan.entry,
+        module.args()
+    );
+    Ok(RtStart {
+        entry: plan.entry,
+        cr3: PAGE_TABLES_GPA,
+        boot_info: BOOT_INFO_GPA,
+    })
+}
