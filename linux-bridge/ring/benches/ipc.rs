@@ -1,21 +1,29 @@
 //! IPC benchmark: the channel ring against baselines, in one run, on two threads pinned to CPUs
-//! 0 and 1.
+//! 0 and 1, for 8 B, 64 B, 1 KiB and 64 KiB messages (the largest is a 64 KiB slot's payload,
+//! 65528 bytes, for every transport):
 //!
-//! - one-way latency = round trip / 2 (p50, p99, p99.9, max) for 8 B, 64 B, 1 KiB and 64 KiB
-//!   messages (the largest is a 64 KiB slot's payload, 65528 bytes, for every transport);
+//! - latency (p50, p99, p99.9, max) of a ping-pong: one-way, from the send on CPU 0 to the
+//!   receive on CPU 1 (both read the one monotonic clock, which Linux keeps in step across
+//!   CPUs), and the round trip, back on CPU 0;
 //! - throughput (messages/s and MB/s, one direction, as fast as the consumer drains).
 //!
 //! Transports: a cache-line ping-pong of two atomics (the physical floor; latency only), the ring
 //! busy-polling, the ring blocking on futex doorbells (event suppression: a futex call only when
-//! the peer armed its doorbell), `rtrb` (a well-kept SPSC byte ring, busy-polling), a Unix pipe
-//! and a Unix `SOCK_SEQPACKET` socketpair (both blocking in the kernel).
+//! the peer armed its doorbell), `rtrb` (a well-kept SPSC byte ring, busy-polling), a POSIX
+//! message queue, a Unix pipe and a Unix `SOCK_SEQPACKET` socketpair (the last three blocking in
+//! the kernel). A transport that cannot carry a size on this system (a message queue above
+//! `/proc/sys/fs/mqueue/msgsize_max` when the limit may not be raised) gets an `n/a (why)` row;
+//! it never stops the run.
 //!
-//! `cargo bench -p bulkhead-ring --bench ipc [-- --quick] [--only WORD] [--latency |
-//! --throughput]`; the default run takes well under a minute (each measurement stops after a
-//! second). Ratios are ring (busy-polling) / baseline: for latency, below 1 means the ring is
-//! faster; for throughput, above 1 means the ring is faster.
+//! `cargo xtask bench ipc [--quick] [--only WORD] [--latency | --throughput]`, or the same
+//! arguments after `cargo bench -p bulkhead-ring --bench ipc --`; the default run takes well
+//! under a minute (each measurement stops after a second). Ratios are ring (busy-polling) / transport:
+//! for latency, below 1 means the ring is faster; for throughput, above 1 means the ring is
+//! faster.
 
+use std::ffi::CString;
 use std::hint::spin_loop;
+use std::io;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
 use std::sync::{Arc, Barrier};
@@ -47,22 +55,27 @@ trait Rx: Send {
 /// A one-way link.
 type Link = (Box<dyn Tx>, Box<dyn Rx>);
 
+/// Why a transport cannot run a measurement on this system (printed as `n/a (why)`).
+type NotAvailable = String;
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Kind {
     Atomics,
     Ring,
     RingFutex,
     Rtrb,
+    Mqueue,
     Pipe,
     Socketpair,
 }
 
 impl Kind {
-    const ALL: [Kind; 6] = [
+    const ALL: [Kind; 7] = [
         Kind::Atomics,
         Kind::Ring,
         Kind::RingFutex,
         Kind::Rtrb,
+        Kind::Mqueue,
         Kind::Pipe,
         Kind::Socketpair,
     ];
@@ -73,21 +86,23 @@ impl Kind {
             Kind::Ring => "ring (spin)",
             Kind::RingFutex => "ring (futex doorbell)",
             Kind::Rtrb => "rtrb (spin)",
+            Kind::Mqueue => "posix mqueue",
             Kind::Pipe => "pipe",
             Kind::Socketpair => "socketpair seqpacket",
         }
     }
 
     /// A one-way link for messages of `size` bytes.
-    fn link(self, size: usize) -> Link {
-        match self {
+    fn link(self, size: usize) -> Result<Link, NotAvailable> {
+        Ok(match self {
             Kind::Atomics => unreachable!("the atomics ping-pong has its own loop"),
             Kind::Ring => ring_link(size, false),
             Kind::RingFutex => ring_link(size, true),
             Kind::Rtrb => rtrb_link(size),
+            Kind::Mqueue => return mq_link(size),
             Kind::Pipe => fd_link(size, false),
             Kind::Socketpair => fd_link(size, true),
-        }
+        })
     }
 }
 
@@ -256,6 +271,169 @@ impl Rx for RtrbRx {
     }
 }
 
+// --- POSIX message queues ---------------------------------------------------------------------
+
+/// One end of a POSIX message queue: a send or a receive descriptor.
+struct Mq(libc::mqd_t);
+
+impl Drop for Mq {
+    fn drop(&mut self) {
+        // SAFETY: this struct owns the descriptor and closes it once.
+        unsafe {
+            libc::mq_close(self.0);
+        }
+    }
+}
+
+/// A limit from `/proc/sys/fs/mqueue` (`msg_max`, `msgsize_max`), if it can be read.
+fn mq_limit(name: &str) -> Option<usize> {
+    std::fs::read_to_string(format!("/proc/sys/fs/mqueue/{name}"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// How many messages of `size` bytes a queue holds: as many as an unprivileged process may ask
+/// for (`msg_max`, usually 10), fewer where `RLIMIT_MSGQUEUE` (the bytes of every queue a user
+/// has open, messages and bookkeeping) would not cover the two queues of a ping-pong.
+fn mq_depth(size: usize) -> usize {
+    // SAFETY: a zeroed rlimit is valid; getrlimit writes inside it.
+    let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: `limit` is a live rlimit.
+    let bytes = if unsafe { libc::getrlimit(libc::RLIMIT_MSGQUEUE, &mut limit) } == 0 {
+        usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
+    } else {
+        800 * 1024
+    };
+    let msg_max = mq_limit("msg_max").unwrap_or(10);
+    msg_max.min(bytes / 3 / (size + 128)).max(1)
+}
+
+/// A `/proc/sys` value raised for as long as this lives, then put back.
+struct Raised {
+    path: String,
+    old: String,
+}
+
+impl Raised {
+    /// Raises `path` to `value`; `None` if it may not be written (not root).
+    fn new(path: String, value: usize) -> Option<Raised> {
+        let old = std::fs::read_to_string(&path).ok()?;
+        std::fs::write(&path, value.to_string()).ok()?;
+        Some(Raised { path, old })
+    }
+}
+
+impl Drop for Raised {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::write(&self.path, self.old.trim()) {
+            eprintln!(
+                "warning: cannot restore {} to {}: {e}",
+                self.path,
+                self.old.trim()
+            );
+        }
+    }
+}
+
+/// A queue for messages of `size` bytes, opened at both ends. The name is unlinked as soon as
+/// both ends are open: the queue lives on until both are closed, and no name outlives the run,
+/// however the run ends.
+fn mq_pair(size: usize, depth: usize) -> io::Result<Link> {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let name = CString::new(format!(
+        "/bulkhead-ipc-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Relaxed)
+    ))
+    .expect("no NUL in the name");
+    // SAFETY: a zeroed mq_attr is valid (no flags, no messages).
+    let mut attr: libc::mq_attr = unsafe { std::mem::zeroed() };
+    attr.mq_maxmsg = depth as libc::c_long;
+    attr.mq_msgsize = size as libc::c_long;
+    // SAFETY: `name` is a NUL-terminated string and `attr` a live mq_attr; the variadic mode and
+    // attribute arguments are the ones O_CREAT requires.
+    let rx = unsafe {
+        libc::mq_open(
+            name.as_ptr(),
+            libc::O_RDONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
+            0o600 as libc::mode_t,
+            &raw const attr,
+        )
+    };
+    if rx < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let rx = Mq(rx);
+    // SAFETY: `name` is a NUL-terminated string; without O_CREAT no more arguments are read.
+    let tx = unsafe { libc::mq_open(name.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    let error = io::Error::last_os_error();
+    // SAFETY: `name` is a NUL-terminated string naming the queue this function created.
+    unsafe {
+        libc::mq_unlink(name.as_ptr());
+    }
+    if tx < 0 {
+        return Err(error);
+    }
+    Ok((Box::new(Mq(tx)), Box::new(rx)))
+}
+
+/// A message queue link; `Err` when the system's limits do not allow messages of `size` bytes.
+fn mq_link(size: usize) -> Result<Link, NotAvailable> {
+    let depth = mq_depth(size);
+    match mq_pair(size, depth) {
+        // Without CAP_SYS_RESOURCE a queue's message size may not exceed `msgsize_max` (8192
+        // by default). Root may raise the limit: only for the open, which is where it counts.
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            let Some(max) = mq_limit("msgsize_max").filter(|&max| size > max) else {
+                return Err(format!("mq_open: {e}"));
+            };
+            let raised = Raised::new("/proc/sys/fs/mqueue/msgsize_max".into(), size);
+            let Some(_raised) = raised else {
+                return Err(format!("msgsize_max {max}"));
+            };
+            mq_pair(size, depth).map_err(|e| format!("msgsize_max {max}: mq_open: {e}"))
+        }
+        other => other.map_err(|e| format!("mq_open: {e}")),
+    }
+}
+
+impl Tx for Mq {
+    fn send(&mut self, msg: &[u8]) {
+        loop {
+            // SAFETY: `msg` is a live buffer of `msg.len()` bytes.
+            if unsafe { libc::mq_send(self.0, msg.as_ptr().cast(), msg.len(), 0) } == 0 {
+                return;
+            }
+            let e = io::Error::last_os_error();
+            assert_eq!(e.kind(), io::ErrorKind::Interrupted, "mq_send: {e}");
+        }
+    }
+}
+
+impl Rx for Mq {
+    fn recv(&mut self, buf: &mut [u8]) -> usize {
+        loop {
+            // SAFETY: `buf` is a live, writable buffer of `buf.len()` bytes (the queue's message
+            // size); the priority pointer may be null.
+            let n = unsafe {
+                libc::mq_receive(
+                    self.0,
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    std::ptr::null_mut(),
+                )
+            };
+            if n >= 0 {
+                return n as usize;
+            }
+            let e = io::Error::last_os_error();
+            assert_eq!(e.kind(), io::ErrorKind::Interrupted, "mq_receive: {e}");
+        }
+    }
+}
+
 // --- pipe and socketpair ----------------------------------------------------------------------
 
 struct Fd {
@@ -395,62 +573,102 @@ fn seq_of(msg: &[u8]) -> u64 {
     u64::from_le_bytes(msg[..8].try_into().expect("8 bytes"))
 }
 
-/// One-way latencies (round trip / 2) in nanoseconds, sorted.
-fn latency(kind: Kind, size: usize, rounds: usize) -> Vec<u64> {
+/// Latencies of one measurement in nanoseconds, each sorted.
+struct Latency {
+    /// From the send on CPU 0 to the receive on CPU 1.
+    one_way: Vec<u64>,
+    /// From the send on CPU 0 to the echo's receive there.
+    round_trip: Vec<u64>,
+}
+
+impl Latency {
+    /// From the time each message was sent and the time the echo thread received it, and the
+    /// round trips, all over the same rounds; drops the first `warmup`.
+    fn new(
+        sent: &[Duration],
+        arrived: &[Duration],
+        round_trip: &[Duration],
+        warmup: usize,
+    ) -> Self {
+        let ns = |d: Duration| d.as_nanos() as u64;
+        let mut one_way: Vec<u64> = sent
+            .iter()
+            .zip(arrived)
+            .skip(warmup)
+            .map(|(&t0, &t1)| ns(t1.saturating_sub(t0)))
+            .collect();
+        let mut round_trip: Vec<u64> = round_trip.iter().skip(warmup).map(|&d| ns(d)).collect();
+        one_way.sort_unstable();
+        round_trip.sort_unstable();
+        Latency {
+            one_way,
+            round_trip,
+        }
+    }
+}
+
+/// A ping-pong of up to `rounds` messages after a warm-up: CPU 0 sends, CPU 1 echoes. Times are
+/// read from one clock, as offsets from one `Instant` both threads share.
+fn latency(kind: Kind, size: usize, rounds: usize) -> Result<Latency, NotAvailable> {
     let warmup = rounds / 20 + 100;
     if kind == Kind::Atomics {
-        return atomics_latency(rounds, warmup);
+        return Ok(atomics_latency(rounds, warmup));
     }
-    let (mut a_tx, mut b_rx) = kind.link(size);
-    let (mut b_tx, mut a_rx) = kind.link(size);
+    let (mut a_tx, mut b_rx) = kind.link(size)?;
+    let (mut b_tx, mut a_rx) = kind.link(size)?;
+    let base = Instant::now();
     let echo = thread::spawn(move || {
         pin(1);
         let mut buf = vec![0u8; size];
+        let mut arrived = Vec::with_capacity(rounds + warmup);
         loop {
             let n = b_rx.recv(&mut buf);
+            let t1 = base.elapsed();
             b_tx.send(&buf[..n]);
             if seq_of(&buf) == END {
-                return;
+                return arrived;
             }
+            arrived.push(t1);
         }
     });
     pin(0);
     let mut msg = vec![0xa5u8; size];
     let mut buf = vec![0u8; size];
-    let mut out = Vec::with_capacity(rounds);
-    let start = Instant::now();
+    let mut sent = Vec::with_capacity(rounds + warmup);
+    let mut round_trip = Vec::with_capacity(rounds + warmup);
+    let start = base.elapsed();
     for i in 0..(rounds + warmup) as u64 {
         stamp(&mut msg, i);
-        let t0 = Instant::now();
+        let t0 = base.elapsed();
         a_tx.send(&msg);
         let n = a_rx.recv(&mut buf);
-        let rtt = t0.elapsed();
+        let t2 = base.elapsed();
         assert_eq!((n, seq_of(&buf)), (size, i), "{}: bad echo", kind.name());
-        if i >= warmup as u64 {
-            out.push(rtt.as_nanos() as u64 / 2);
-        }
-        if start.elapsed() > BUDGET {
+        sent.push(t0);
+        round_trip.push(t2 - t0);
+        if t2 - start > BUDGET {
             break;
         }
     }
     stamp(&mut msg, END);
     a_tx.send(&msg);
     a_rx.recv(&mut buf);
-    echo.join().expect("echo thread");
-    out.sort_unstable();
-    out
+    let arrived = echo.join().expect("echo thread");
+    Ok(Latency::new(&sent, &arrived, &round_trip, warmup))
 }
 
 /// Two cache lines, one written by each thread.
 #[repr(C, align(128))]
 struct Line(AtomicU64);
 
-fn atomics_latency(rounds: usize, warmup: usize) -> Vec<u64> {
+fn atomics_latency(rounds: usize, warmup: usize) -> Latency {
     let lines = Arc::new([Line(AtomicU64::new(0)), Line(AtomicU64::new(0))]);
     let l = lines.clone();
+    let base = Instant::now();
     let echo = thread::spawn(move || {
         pin(1);
         let mut last = 0;
+        let mut arrived = Vec::with_capacity(rounds + warmup);
         loop {
             let i = loop {
                 let i = l[0].0.load(Acquire);
@@ -459,40 +677,41 @@ fn atomics_latency(rounds: usize, warmup: usize) -> Vec<u64> {
                 }
                 spin_loop();
             };
+            let t1 = base.elapsed();
             l[1].0.store(i, Release);
             if i == END {
-                return;
+                return arrived;
             }
+            arrived.push(t1);
             last = i;
         }
     });
     pin(0);
-    let mut out = Vec::with_capacity(rounds);
-    let start = Instant::now();
+    let mut sent = Vec::with_capacity(rounds + warmup);
+    let mut round_trip = Vec::with_capacity(rounds + warmup);
+    let start = base.elapsed();
     for i in 1..=(rounds + warmup) as u64 {
-        let t0 = Instant::now();
+        let t0 = base.elapsed();
         lines[0].0.store(i, Release);
         while lines[1].0.load(Acquire) != i {
             spin_loop();
         }
-        let rtt = t0.elapsed();
-        if i as usize > warmup {
-            out.push(rtt.as_nanos() as u64 / 2);
-        }
-        if start.elapsed() > BUDGET {
+        let t2 = base.elapsed();
+        sent.push(t0);
+        round_trip.push(t2 - t0);
+        if t2 - start > BUDGET {
             break;
         }
     }
     lines[0].0.store(END, Release);
-    echo.join().expect("echo thread");
-    out.sort_unstable();
-    out
+    let arrived = echo.join().expect("echo thread");
+    Latency::new(&sent, &arrived, &round_trip, warmup)
 }
 
 /// Sends up to `count` messages one way (fewer if the time budget runs out); returns how many
 /// were received and how long that took.
-fn throughput(kind: Kind, size: usize, count: usize) -> (usize, Duration) {
-    let (mut tx, mut rx) = kind.link(size);
+fn throughput(kind: Kind, size: usize, count: usize) -> Result<(usize, Duration), NotAvailable> {
+    let (mut tx, mut rx) = kind.link(size)?;
     let start = Arc::new(Barrier::new(2));
     let go = start.clone();
     let stop = Arc::new(AtomicBool::new(false));
@@ -531,7 +750,7 @@ fn throughput(kind: Kind, size: usize, count: usize) -> (usize, Duration) {
     }
     let elapsed = t0.elapsed();
     drop(sender.join().expect("sender thread"));
-    (received, elapsed)
+    Ok((received, elapsed))
 }
 
 fn load_average() -> String {
@@ -553,6 +772,134 @@ fn size_name(size: usize) -> String {
         format!("{} KiB", size / 1024)
     } else {
         format!("{size} B")
+    }
+}
+
+/// p50, p99, p99.9 and max of sorted samples.
+fn percentiles(sorted: &[u64]) -> [u64; 4] {
+    [0.5, 0.99, 0.999, 1.0].map(|p| pct(sorted, p))
+}
+
+/// `ring / x`, two decimals.
+fn ratio(ring: f64, x: f64) -> String {
+    format!("{:.2}", ring / x.max(f64::MIN_POSITIVE))
+}
+
+/// Latency of every selected transport for every size; the ring (spin) is measured first at
+/// each size so that every row, the floor's included, has its ratios.
+fn latency_table(scale: usize, selected: &dyn Fn(&Kind) -> bool) {
+    println!(
+        "latency, ns: one-way = sent on CPU 0 to received on CPU 1; round trip = back on CPU 0"
+    );
+    println!(
+        "{:>8}  {:<22} {:>7}  {:<35}  {:<35}  ring/x",
+        "", "", "", "one-way", "round trip"
+    );
+    println!(
+        "{:>8}  {:<22} {:>7}  {:>8} {:>8} {:>8} {:>8}  {:>8} {:>8} {:>8} {:>8}  {:>6} {:>6} {:>6}",
+        "size",
+        "transport",
+        "samples",
+        "p50",
+        "p99",
+        "p99.9",
+        "max",
+        "p50",
+        "p99",
+        "p99.9",
+        "max",
+        "1w p50",
+        "1w p99",
+        "rt p50"
+    );
+    for size in SIZES {
+        let rounds = if size > 4096 { 10_000 } else { 100_000 } / scale;
+        let ring = latency(Kind::Ring, size, rounds).expect("the ring runs everywhere");
+        let ring_one_way = percentiles(&ring.one_way);
+        let ring_round_trip = percentiles(&ring.round_trip);
+        for kind in Kind::ALL.into_iter().filter(|k| selected(k)) {
+            let label = if kind == Kind::Atomics {
+                "(8 B)".to_string()
+            } else {
+                size_name(size)
+            };
+            let measured;
+            let l = match kind {
+                Kind::Ring => &ring,
+                _ => match latency(kind, size, rounds) {
+                    Ok(l) => {
+                        measured = l;
+                        &measured
+                    }
+                    Err(why) => {
+                        println!("{label:>8}  {:<22} n/a ({why})", kind.name());
+                        continue;
+                    }
+                },
+            };
+            let one_way = percentiles(&l.one_way);
+            let round_trip = percentiles(&l.round_trip);
+            let ratios = if kind == Kind::Ring {
+                [String::new(), String::new(), String::new()]
+            } else {
+                [
+                    ratio(ring_one_way[0] as f64, one_way[0] as f64),
+                    ratio(ring_one_way[1] as f64, one_way[1] as f64),
+                    ratio(ring_round_trip[0] as f64, round_trip[0] as f64),
+                ]
+            };
+            let [a, b, c, d] = one_way;
+            let [e, f, g, h] = round_trip;
+            let [r1, r2, r3] = ratios;
+            println!(
+                "{label:>8}  {:<22} {:>7}  {a:>8} {b:>8} {c:>8} {d:>8}  {e:>8} {f:>8} {g:>8} {h:>8}  \
+                 {r1:>6} {r2:>6} {r3:>6}",
+                kind.name(),
+                l.one_way.len(),
+            );
+        }
+    }
+}
+
+/// Throughput of every selected transport but the ping-pong for every size.
+fn throughput_table(scale: usize, selected: &dyn Fn(&Kind) -> bool) {
+    println!("throughput, one direction");
+    println!(
+        "{:>8}  {:<22} {:>10} {:>12} {:>10}   {:>10}",
+        "size", "transport", "messages", "msgs/s", "MB/s", "ring/x"
+    );
+    for size in SIZES {
+        let count = (1_000_000usize).min((1usize << 30) / size).max(4096) / scale;
+        let mut ring_rate = None;
+        for kind in Kind::ALL
+            .into_iter()
+            .filter(|k| *k != Kind::Atomics && selected(k))
+        {
+            let (count, t) = match throughput(kind, size, count) {
+                Ok(m) => m,
+                Err(why) => {
+                    println!("{:>8}  {:<22} n/a ({why})", size_name(size), kind.name());
+                    continue;
+                }
+            };
+            let rate = count as f64 / t.as_secs_f64();
+            if kind == Kind::Ring {
+                ring_rate = Some(rate);
+            }
+            let ratio = match (kind, ring_rate) {
+                (Kind::Ring, _) | (_, None) => String::new(),
+                (_, Some(r)) => ratio(r, rate),
+            };
+            println!(
+                "{:>8}  {:<22} {:>10} {:>12.0} {:>10.1}   {:>10}",
+                size_name(size),
+                kind.name(),
+                count,
+                rate,
+                rate * size as f64 / 1e6,
+                ratio
+            );
+        }
     }
 }
 
@@ -590,83 +937,13 @@ fn main() {
     );
     let started = Instant::now();
 
-    println!();
-    println!("one-way latency = round trip / 2, ns");
-    println!(
-        "{:>8}  {:<22} {:>7} {:>8} {:>8} {:>8} {:>9}   {:>10}",
-        "size", "transport", "samples", "p50", "p99", "p99.9", "max", "ring/x p50"
-    );
-    for size in SIZES {
-        let rounds = if size > 4096 { 10_000 } else { 100_000 } / scale;
-        let mut ring_p50 = None;
-        if !tables.0 {
-            break;
-        }
-        for kind in Kind::ALL.into_iter().filter(selected) {
-            let l = latency(kind, size, rounds);
-            let p50 = pct(&l, 0.5);
-            if kind == Kind::Ring {
-                ring_p50 = Some(p50);
-            }
-            let ratio = match (kind, ring_p50) {
-                (Kind::Ring, _) | (_, None) => String::new(),
-                (_, Some(r)) => format!("{:.2}", r as f64 / p50.max(1) as f64),
-            };
-            let label = if kind == Kind::Atomics {
-                "(8 B)".to_string()
-            } else {
-                size_name(size)
-            };
-            println!(
-                "{:>8}  {:<22} {:>7} {:>8} {:>8} {:>8} {:>9}   {:>10}",
-                label,
-                kind.name(),
-                l.len(),
-                p50,
-                pct(&l, 0.99),
-                pct(&l, 0.999),
-                pct(&l, 1.0),
-                ratio
-            );
-        }
+    if tables.0 {
+        println!();
+        latency_table(scale, &selected);
     }
-
-    println!();
-    println!("throughput, one direction");
-    println!(
-        "{:>8}  {:<22} {:>10} {:>12} {:>10}   {:>10}",
-        "size", "transport", "messages", "msgs/s", "MB/s", "ring/x"
-    );
-    for size in SIZES {
-        let count = (1_000_000usize).min((1usize << 30) / size).max(4096) / scale;
-        let mut ring_rate = None;
-        if !tables.1 {
-            break;
-        }
-        for kind in Kind::ALL
-            .into_iter()
-            .filter(|k| *k != Kind::Atomics)
-            .filter(selected)
-        {
-            let (count, t) = throughput(kind, size, count);
-            let rate = count as f64 / t.as_secs_f64();
-            if kind == Kind::Ring {
-                ring_rate = Some(rate);
-            }
-            let ratio = match (kind, ring_rate) {
-                (Kind::Ring, _) | (_, None) => String::new(),
-                (_, Some(r)) => format!("{:.2}", r / rate),
-            };
-            println!(
-                "{:>8}  {:<22} {:>10} {:>12.0} {:>10.1}   {:>10}",
-                size_name(size),
-                kind.name(),
-                count,
-                rate,
-                rate * size as f64 / 1e6,
-                ratio
-            );
-        }
+    if tables.1 {
+        println!();
+        throughput_table(scale, &selected);
     }
     println!();
     println!("ratios: ring (spin) / transport; latency < 1 and throughput > 1 favour the ring");

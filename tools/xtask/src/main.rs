@@ -6,12 +6,14 @@
 //!   the RT kernel alone, without the hypervisor);
 //! - `test`: host tests, then the end-to-end tests that boot emulators;
 //! - `config check|compile`: the config tool;
+//! - `bench ipc`: the host IPC benchmark (the channel ring against its baselines);
 //! - `deps`: the Debian packages the above need.
 //!
 //! CI calls the same commands a person does (`.ci/run` runs `cargo xtask test`). The work itself
 //! lives in the `bulkhead-e2e` library, shared with the end-to-end tests; this crate is the
 //! command line around it and never boots anything on its own.
 
+mod bench;
 mod deps;
 mod test;
 
@@ -79,6 +81,11 @@ enum Cmd {
         #[command(subcommand)]
         command: ConfigCmd,
     },
+    /// Run a benchmark.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCmd,
+    },
     /// Check the Debian packages the emulator runs need; install them when root.
     Deps,
 }
@@ -98,6 +105,13 @@ enum ConfigCmd {
         #[arg(short = 'o', long = "out", value_name = "OUT")]
         out: PathBuf,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCmd {
+    /// The channel ring against a cache-line ping-pong, rtrb, POSIX message queues, a pipe and
+    /// a Unix socket: latency and throughput, 8 B to 64 KiB, with ratios.
+    Ipc(bench::IpcArgs),
 }
 
 #[derive(Args, Debug)]
@@ -175,6 +189,9 @@ fn main() -> ExitCode {
         Cmd::Config {
             command: ConfigCmd::Compile { file, out },
         } => config_compile(&file, &out),
+        Cmd::Bench {
+            command: BenchCmd::Ipc(args),
+        } => bench::ipc(&args),
         Cmd::Deps => deps::ensure(false).map(|()| ExitCode::SUCCESS),
     };
     match result {

@@ -1,4 +1,5 @@
-//! `cargo xtask test`: host tests, then the image, then the end-to-end tests, with one summary.
+//! `cargo xtask test`: host tests (with the ring's loom model check), then the image, then the
+//! end-to-end tests, with one summary.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, ExitCode, Stdio};
@@ -52,6 +53,7 @@ pub fn run(host: bool, e2e: bool, filter: Option<&str>) -> Result<ExitCode> {
             command.args(["--", f]);
         }
         summary.cargo_test_stage("host tests", command);
+        summary.cargo_test_stage("loom tests", loom_command(filter));
     }
     if e2e {
         match build_image(false).and_then(|elf| Ok((elf, build_rt_image(false)?))) {
@@ -97,6 +99,26 @@ pub fn run(host: bool, e2e: bool, filter: Option<&str>) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The ring's protocol under the loom model checker (`linux-bridge/ring/tests/loom.rs`): a build
+/// with `--cfg loom`, in a target directory of its own so that the host build's cache survives.
+/// The models bound their own preemptions: they check in about a second (the first build takes
+/// about a minute).
+fn loom_command(filter: Option<&str>) -> Command {
+    let mut command = cargo();
+    command
+        .args(["test", "-p", "bulkhead-ring", "--release", "--test", "loom"])
+        .env("RUSTFLAGS", "--cfg loom")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env(
+            "CARGO_TARGET_DIR",
+            bulkhead_e2e::workspace_root().join("target/loom"),
+        );
+    if let Some(f) = filter {
+        command.args(["--", f]);
+    }
+    command
 }
 
 fn cargo() -> Command {
