@@ -12,11 +12,16 @@
 //!   ACPI MADT, TSC frequency) and starts its other CPUs itself.
 //! - **under the hypervisor**: the hypervisor maps the partition's RAM at guest-physical 0
 //!   upward, loads the ELF's `PT_LOAD` segments at their (guest-)physical addresses and enters
-//!   the same `_start` on **every** CPU of the partition in 32-bit protected mode, paging off,
-//!   interrupts off, with `EAX` = [`RT_BOOT_MAGIC`], `EBX` = the guest-physical address of an
+//!   the ELF entry (`_start64`) on **every** CPU of the partition in 64-bit mode, interrupts
+//!   off, on start-up page tables that identity-map the first 4 GiB with 2 MiB pages (the top
+//!   GiB uncached), with `RDI` = [`RT_BOOT_MAGIC`], `RSI` = the guest-physical address of an
 //!   [`RtBootInfo`] (below 4 GiB, 8-byte aligned, inside partition RAM and outside the ELF's
-//!   segments), and `ESI` = the CPU's index within the partition (0 = the partition's boot
-//!   CPU, which must be entered first or at the same time; the others wait for it).
+//!   segments), and `RDX` = the CPU's index within the partition (0 = the partition's boot
+//!   CPU, which must be entered first or at the same time; the others wait for it). The
+//!   hypervisor's side of this (layout, page tables, boot information) is
+//!   `bulkhead_hv_core::rt_boot`. A loader that starts guests in 32-bit protected mode may
+//!   enter `_start` instead (the multiboot2 entry) with `EAX` = [`RT_BOOT_MAGIC`], `EBX` = the
+//!   boot information and `ESI` = the CPU index.
 //!
 //! The kernel treats an [`RtBootInfo`] as input from outside: it calls
 //! [`RtBootInfo::validate`] before using any of it.

@@ -14,6 +14,7 @@
 //! command line around it and never boots anything on its own.
 
 mod bench;
+mod bench_latency;
 mod deps;
 mod test;
 
@@ -22,6 +23,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use bulkhead_e2e::config::LoadedConfig;
 use bulkhead_e2e::{ConfigModule, Emulator, Event, Expect, IsoSpec, Run, RunDir, WaitErrorKind};
 use clap::{Args, Parser, Subcommand};
 
@@ -112,6 +114,9 @@ enum BenchCmd {
     /// The channel ring against a cache-line ping-pong, rtrb, POSIX message queues, a pipe and
     /// a Unix socket: latency and throughput, 8 B to 64 KiB, with ratios.
     Ipc(bench::IpcArgs),
+    /// The RT kernel's latency task bare and under the hypervisor in Bochs (same kernel, CPU
+    /// model, ips and virtual clock), side by side with the ratio and the RT CPU's VM exits.
+    Latency(bench_latency::LatencyArgs),
 }
 
 #[derive(Args, Debug)]
@@ -119,9 +124,13 @@ struct IsoArgs {
     /// The machine config [default: configs/bochs-2cpu.toml].
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// The hypervisor's command line (e.g. `selftest=unhandled-exit`).
+    /// The hypervisor's command line (e.g. `selftest=unhandled-exit exit_report_s=1`).
     #[arg(long, value_name = "STR", default_value = "")]
     hv_cmdline: String,
+    /// The RT kernel's command line (e.g. `selftest=kernel latency_period_us=100`), on its
+    /// module line under the hypervisor, on the kernel line with --rt-bare.
+    #[arg(long, value_name = "STR", default_value = "")]
+    rt_cmdline: String,
 }
 
 #[derive(Args, Debug)]
@@ -158,9 +167,6 @@ struct RunArgs {
     /// nothing but the time limit [default CPUs: 2].
     #[arg(long, conflicts_with_all = ["kvm", "until_settled"])]
     rt_bare: bool,
-    /// The RT kernel's command line with --rt-bare (e.g. `selftest=kernel latency_period_us=100`).
-    #[arg(long, value_name = "STR", default_value = "", requires = "rt_bare")]
-    rt_cmdline: String,
 }
 
 fn main() -> ExitCode {
@@ -192,6 +198,9 @@ fn main() -> ExitCode {
         Cmd::Bench {
             command: BenchCmd::Ipc(args),
         } => bench::ipc(&args),
+        Cmd::Bench {
+            command: BenchCmd::Latency(args),
+        } => bench_latency(&args),
         Cmd::Deps => deps::ensure(false).map(|()| ExitCode::SUCCESS),
     };
     match result {
@@ -265,19 +274,37 @@ fn build(debug: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn iso_spec(args: &IsoArgs, elf: PathBuf, output: PathBuf) -> IsoSpec {
-    let config = user_path(args.config.as_deref(), DEFAULT_CONFIG);
-    IsoSpec::new(output, elf, ConfigModule::Toml(config)).cmdline(args.hv_cmdline.clone())
+/// The hypervisor's ISO: its config, command line, and the RT kernel under the module name
+/// the config gives (`rt.image`) with the RT command line.
+fn bench_latency(args: &bench_latency::LatencyArgs) -> Result<ExitCode> {
+    deps::ensure(true)?;
+    let config = bulkhead_e2e::config::load(&user_path(args.config.as_deref(), DEFAULT_CONFIG))?;
+    let (hypervisor, rt_kernel) = (build_image(false)?, build_rt_image(false)?);
+    bench_latency::run(args, &config, hypervisor, rt_kernel)
+}
+
+fn iso_spec(
+    args: &IsoArgs,
+    config: &LoadedConfig,
+    debug: bool,
+    output: PathBuf,
+) -> Result<IsoSpec> {
+    let elf = build_image(debug)?;
+    let rt_elf = build_rt_image(debug)?;
+    Ok(
+        IsoSpec::new(output, elf, ConfigModule::Toml(config.path.clone()))
+            .cmdline(args.hv_cmdline.clone())
+            .module_with_args(&config.rt_image, rt_elf, args.rt_cmdline.clone()),
+    )
 }
 
 fn image(args: &IsoArgs, out: Option<PathBuf>) -> Result<ExitCode> {
     deps::ensure(true)?;
     // Check the config before spending time on the build.
     let config = user_path(args.config.as_deref(), DEFAULT_CONFIG);
-    bulkhead_e2e::config::load(&config)?;
-    let elf = build_image(false)?;
+    let config = bulkhead_e2e::config::load(&config)?;
     let output = user_path(out.as_deref(), "target/bulkhead.iso");
-    let spec = iso_spec(args, elf, output);
+    let spec = iso_spec(args, &config, false, output)?;
     let iso = step("make ISO", || bulkhead_e2e::build_iso(&spec))?;
     let size = std::fs::metadata(&iso)?.len();
     println!(
@@ -325,9 +352,8 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
         None => None,
     };
 
-    let elf = build_image(args.debug)?;
     let dir = RunDir::create("run")?;
-    let spec = iso_spec(&args.iso, elf, dir.join("bulkhead.iso"));
+    let spec = iso_spec(&args.iso, &config, args.debug, dir.join("bulkhead.iso"))?;
     let iso = step("make ISO", || bulkhead_e2e::build_iso(&spec))?;
 
     let mut expect = Expect::new().line(STEADY_STATE);
@@ -422,7 +448,8 @@ fn run_rt_bare(args: &RunArgs) -> Result<ExitCode> {
     };
     let elf = build_rt_image(args.debug)?;
     let dir = RunDir::create("run")?;
-    let spec = IsoSpec::rt_bare(dir.join("bulkhead-rt.iso"), elf).cmdline(args.rt_cmdline.clone());
+    let spec =
+        IsoSpec::rt_bare(dir.join("bulkhead-rt.iso"), elf).cmdline(args.iso.rt_cmdline.clone());
     let iso = step("make ISO", || bulkhead_e2e::build_iso(&spec))?;
     let expect = Expect::new()
         .line("latency cpu=")
@@ -530,8 +557,24 @@ mod tests {
             panic!("not run")
         };
         assert!(args.rt_bare && args.qemu);
-        assert_eq!(args.rt_cmdline, "selftest=kernel");
-        assert!(Cli::try_parse_from(["xtask", "run", "--rt-cmdline", "x"]).is_err());
+        assert_eq!(args.iso.rt_cmdline, "selftest=kernel");
+        // Under the hypervisor, the RT command line goes on the RT module's line.
+        let cli =
+            Cli::try_parse_from(["xtask", "run", "--rt-cmdline", "latency_period_us=100"]).unwrap();
+        let Cmd::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        assert!(!args.rt_bare);
+        assert_eq!(args.iso.rt_cmdline, "latency_period_us=100");
+        let cli = Cli::try_parse_from(["xtask", "bench", "latency", "--seconds", "3"]).unwrap();
+        let Cmd::Bench {
+            command: BenchCmd::Latency(args),
+        } = cli.command
+        else {
+            panic!("not bench latency")
+        };
+        assert_eq!((args.seconds, args.period_us), (3, 1000));
+        assert!(Cli::try_parse_from(["xtask", "bench", "latency", "--period-us", "5"]).is_err());
     }
 
     #[test]

@@ -1,0 +1,167 @@
+//! End-to-end tests of the RT kernel under the hypervisor, in Bochs (deterministic virtual
+//! time): the hypervisor loads the kernel from its module into the RT partition and enters it
+//! in 64-bit mode; the kernel's self-tests pass, its latency task misses no deadline for more
+//! than 10 s of virtual time, and its CPU takes no VM exit after it said hello.
+//!
+//! Like `boot.rs`, each test boots an ISO in `target/runs/<test name>/`; `cargo xtask test`
+//! hands over both images in `BULKHEAD_HYPERVISOR_ELF` and `BULKHEAD_RT_KERNEL_ELF`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use bulkhead_e2e::{ConfigModule, Emulator, Expect, IsoSpec, Pattern, Run, RunDir};
+
+/// Wall-clock limit: Bochs boots to steady state in 10 to 20 s and then runs 1 to 2.5 virtual
+/// seconds per wall second, slower on a loaded host.
+const BOCHS_LIMIT: Duration = Duration::from_secs(900);
+
+const STEADY_STATE: &str = "bulkhead: steady state";
+const HALTED: &str = "bulkhead: halted";
+const LATENCY: &str = r"^latency cpu=(\d+) samples=(\d+) min_ns=(\d+) avg_ns=(\d+) max_ns=(\d+) p99_ns=(\d+) p999_ns=(\d+) misses=(\d+) overflow=(\d+)$";
+const RT_EXITS: &str = r"^exits: cpu (\d+) rt: total (\d+) new (\d+):";
+const SELFTEST_DONE: &str = r"^selftest: (\d+) passed, (\d+) failed$";
+
+fn config_path(name: &str) -> PathBuf {
+    bulkhead_e2e::workspace_root().join("configs").join(name)
+}
+
+/// Boots `config` with the RT kernel module given `rt_args`, or `rt_file` in its place.
+fn boot(
+    test: &str,
+    config: &str,
+    hv_cmdline: &str,
+    rt_args: &str,
+    rt_file: Option<PathBuf>,
+) -> Result<Run> {
+    let dir = RunDir::create(test)?;
+    let path = config_path(config);
+    let loaded = bulkhead_e2e::config::load(&path)?;
+    let rt_file = match rt_file {
+        Some(f) => f,
+        None => bulkhead_e2e::rt_kernel_elf_from_env()?,
+    };
+    let spec = IsoSpec::new(
+        dir.join("bulkhead.iso"),
+        bulkhead_e2e::hypervisor_elf_from_env()?,
+        ConfigModule::Toml(path),
+    )
+    .cmdline(hv_cmdline)
+    .module_with_args(&loaded.rt_image, rt_file, rt_args);
+    let iso = bulkhead_e2e::build_iso(&spec)?;
+    let emulator = Emulator::Bochs {
+        cpus: loaded.cpus(),
+        memory_mib: loaded.default_memory_mib(),
+        ips: bulkhead_e2e::DEFAULT_BOCHS_IPS,
+    };
+    Run::start(&dir, &iso, &emulator)
+}
+
+fn captures(run: &Run, pattern: &str) -> Result<Vec<Vec<u64>>> {
+    let re = regex::Regex::new(pattern)?;
+    run.matching(Pattern::regex(pattern))
+        .into_iter()
+        .map(|line| {
+            let caps = re.captures(&line).context("line")?;
+            (1..caps.len())
+                .map(|i| Ok(caps[i].parse::<u64>()?))
+                .collect()
+        })
+        .collect()
+}
+
+/// bochs-2cpu (Linux stub on CPU 0, the RT kernel on CPU 1), `selftest=kernel`, latency task
+/// at 1 ms, exit reports every second: every self-test passes; the latency task runs at least
+/// 11 summaries (over 10 s of virtual time) with 0 misses; the RT CPU's exit counts do not
+/// move after steady state (its only exits are the start-up CPUIDs and the hello VMCALL).
+#[test]
+#[ignore = "boots an emulator; run through cargo xtask test"]
+fn bochs_rt_under_hypervisor() -> Result<()> {
+    let mut run = boot(
+        "bochs_rt_under_hypervisor",
+        "bochs-2cpu.toml",
+        "exit_report_s=1",
+        "selftest=kernel latency_period_us=1000 control_hz=1000",
+        None,
+    )?;
+    let expect = Expect::new()
+        .regex(r"partition rt: EPT in \d+ tables, 64-bit kernel entry at 0x[0-9a-f]+$")
+        .regex(r"^bulkhead-rt \S+ starting \(hypervisor\)$")
+        .regex(r"^cpu \d+ apic 1: vmcall from rt guest handled$")
+        .line(STEADY_STATE)
+        .regex(SELFTEST_DONE)
+        .times(12, Pattern::regex(r"^latency cpu=0 samples=[1-9]\d* "))
+        .fail_on("FAIL ")
+        .fail_on("guest stopped")
+        .stop_on(HALTED);
+    run.wait_for(&expect, BOCHS_LIMIT)?;
+    let log = run.log();
+
+    let passes = run.count(Pattern::regex(r"^PASS \S+$"));
+    ensure!(passes >= 5, "only {passes} PASS lines:\n{log}");
+    ensure!(
+        run.count(Pattern::regex(&format!(
+            r"^selftest: {passes} passed, 0 failed$"
+        ))) == 1,
+        "no `selftest: {passes} passed, 0 failed` line:\n{log}"
+    );
+
+    let summaries = captures(&run, LATENCY)?;
+    for s in &summaries {
+        ensure!(s[7] == 0, "deadline missed: {s:?}\n{log}");
+    }
+    let last = summaries.last().context("no latency summary")?;
+    ensure!(
+        last[1] >= 10_000,
+        "only {} samples at 1 ms (less than 10 s):\n{log}",
+        last[1]
+    );
+
+    // Exit reports: the first RT line is the steady-state one; every later one shows no new exit
+    // and the same total.
+    let exits = captures(&run, RT_EXITS)?;
+    ensure!(
+        exits.len() >= 10,
+        "only {} RT exit reports (exit_report_s=1):\n{log}",
+        exits.len()
+    );
+    let at_steady_state = exits[0][1];
+    for e in &exits[1..] {
+        ensure!(
+            e[2] == 0 && e[1] == at_steady_state,
+            "the RT CPU took VM exits in steady state: {e:?}\n{log}"
+        );
+    }
+    println!(
+        "done after {:.1}s: {} latency summaries, last: {}; RT exits: {at_steady_state} before steady state, 0 in {} reports after",
+        run.elapsed().as_secs_f64(),
+        summaries.len(),
+        run.matching(Pattern::regex(LATENCY))
+            .last()
+            .cloned()
+            .unwrap_or_default(),
+        exits.len() - 1
+    );
+    Ok(())
+}
+
+/// A module that is not an ELF where the config's `rt.image` points: the hypervisor stops with
+/// one FATAL line naming the module and the problem.
+#[test]
+#[ignore = "boots an emulator; run through cargo xtask test"]
+fn bochs_rt_image_not_elf() -> Result<()> {
+    let not_elf = config_path("bochs-2cpu.toml");
+    let mut run = boot(
+        "bochs_rt_image_not_elf",
+        "bochs-2cpu.toml",
+        "",
+        "",
+        Some(not_elf),
+    )?;
+    let expect = Expect::new()
+        .no_fail_patterns()
+        .line(r#"FATAL: module "rt.elf" (rt.image): no ELF magic at 0"#)
+        .line(HALTED);
+    run.wait_for(&expect, BOCHS_LIMIT)?;
+    Ok(())
+}

@@ -1,0 +1,275 @@
+//! `cargo xtask bench latency`: the RT kernel's latency task bare and under the hypervisor,
+//! side by side.
+//!
+//! Both runs boot the same RT kernel ELF with the same options in Bochs with the same CPU
+//! model, instructions per second and deterministic clock (`clock: sync=none`, so time follows
+//! the instruction count and the numbers do not depend on the host), and with two emulated
+//! CPUs each: bare, the kernel owns both (its CPU 0 is compared); under the hypervisor, the
+//! default config's Linux CPU runs the start-up stub and the kernel owns the other. The two
+//! run at once, one per host core. Each stops after the kernel's CPU 0 has printed
+//! `seconds + 1` cumulative summaries (one a second); the last one is the result. Under the
+//! hypervisor the exits of the RT CPUs are read from the per-second exit reports
+//! (`exit_report_s=1`): those after `bulkhead: steady state` fall in the measured window.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use bulkhead_e2e::config::LoadedConfig;
+use bulkhead_e2e::{ConfigModule, Emulator, Expect, IsoSpec, Pattern, Run, RunDir};
+use clap::Args;
+
+const LATENCY: &str = r"^latency cpu=0 samples=(\d+) min_ns=(\d+) avg_ns=(\d+) max_ns=(\d+) p99_ns=(\d+) p999_ns=(\d+) misses=(\d+) overflow=(\d+)$";
+const RT_EXITS: &str = r"^exits: cpu (\d+) rt: total (\d+) new (\d+):(.*)$";
+const STEADY_STATE: &str = "bulkhead: steady state";
+
+/// What `bench latency` measures.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct LatencyArgs {
+    /// The machine config of the hypervisor run: one Linux and one RT CPU
+    /// [default: configs/bochs-2cpu.toml].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The latency task's period in microseconds (10 to 1000000).
+    #[arg(long, value_name = "US", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(10..=1_000_000))]
+    pub period_us: u64,
+    /// Seconds of virtual time measured after the first summary (1 to 600).
+    #[arg(long, value_name = "S", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub seconds: u64,
+    /// The demo control loop's rate in Hz, 0 = off (the kernel's default is 10000).
+    #[arg(long, value_name = "HZ", default_value_t = 10_000)]
+    pub control_hz: u64,
+    /// Bochs instructions per emulated second.
+    #[arg(long, value_name = "N", default_value_t = bulkhead_e2e::DEFAULT_BOCHS_IPS)]
+    pub ips: u32,
+    /// Wall-clock limit per run, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 1800)]
+    pub timeout: u64,
+}
+
+/// One cumulative summary of the latency task on the kernel's CPU 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Summary {
+    samples: u64,
+    min_ns: u64,
+    avg_ns: u64,
+    max_ns: u64,
+    p99_ns: u64,
+    p999_ns: u64,
+    misses: u64,
+    overflow: u64,
+}
+
+fn parse_summary(line: &str) -> Option<Summary> {
+    let caps = regex::Regex::new(LATENCY).ok()?.captures(line)?;
+    let n = |i: usize| caps[i].parse::<u64>().ok();
+    Some(Summary {
+        samples: n(1)?,
+        min_ns: n(2)?,
+        avg_ns: n(3)?,
+        max_ns: n(4)?,
+        p99_ns: n(5)?,
+        p999_ns: n(6)?,
+        misses: n(7)?,
+        overflow: n(8)?,
+    })
+}
+
+/// RT exits after steady state, per RT CPU: `(cpu, total before, new after, reasons)`.
+fn rt_exits_in_window(lines: &[String]) -> Vec<(u64, u64, u64, String)> {
+    let Ok(re) = regex::Regex::new(RT_EXITS) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(u64, u64, u64, String)> = Vec::new();
+    let mut after_steady = false;
+    for line in lines {
+        if line.trim() == STEADY_STATE {
+            after_steady = true;
+            continue;
+        }
+        let Some(c) = re.captures(line) else { continue };
+        let (cpu, total, new) = (
+            c[1].parse().unwrap_or(0),
+            c[2].parse().unwrap_or(0),
+            c[3].parse().unwrap_or(0),
+        );
+        match out.iter_mut().find(|e| e.0 == cpu) {
+            Some(e) if after_steady => {
+                e.2 += new;
+                e.3 = c[4].trim().to_string();
+            }
+            Some(e) => *e = (cpu, total, 0, c[4].trim().to_string()),
+            None => out.push((cpu, total, 0, c[4].trim().to_string())),
+        }
+    }
+    out
+}
+
+fn kernel_options(args: &LatencyArgs) -> String {
+    format!(
+        "latency_period_us={} latency_report_s=1 control_hz={}",
+        args.period_us, args.control_hz
+    )
+}
+
+/// Boots `spec` and waits for `seconds + 1` summaries; returns the run's lines and the last.
+fn measure(
+    name: &str,
+    spec: IsoSpec,
+    emulator: Emulator,
+    args: &LatencyArgs,
+) -> Result<(Vec<String>, Summary)> {
+    let dir = RunDir::create(name)?;
+    let spec = IsoSpec {
+        output: dir.join("bench.iso"),
+        ..spec
+    };
+    let iso = bulkhead_e2e::build_iso(&spec)?;
+    let mut run = Run::start(&dir, &iso, &emulator)?;
+    let want = usize::try_from(args.seconds + 1).unwrap_or(usize::MAX);
+    let expect = Expect::new()
+        .times(want, Pattern::regex(r"^latency cpu=0 samples="))
+        .stop_on("halted");
+    run.wait_for(&expect, Duration::from_secs(args.timeout))
+        .with_context(|| format!("{name}: the run did not finish"))?;
+    let lines = run.matching(Pattern::regex("."));
+    let last = lines
+        .iter()
+        .rev()
+        .find_map(|l| parse_summary(l))
+        .with_context(|| format!("{name}: no latency summary"))?;
+    eprintln!(
+        "[xtask] {name}: done after {:.0} s wall",
+        run.elapsed().as_secs_f64()
+    );
+    Ok((lines, last))
+}
+
+fn ratio(hv: u64, bare: u64) -> String {
+    if bare == 0 {
+        "-".into()
+    } else {
+        format!("{:.2}", hv as f64 / bare as f64)
+    }
+}
+
+/// Runs both and prints the table.
+pub fn run(
+    args: &LatencyArgs,
+    config: &LoadedConfig,
+    hypervisor: PathBuf,
+    rt_kernel: PathBuf,
+) -> Result<ExitCode> {
+    ensure!(
+        config.rt_cpus.len() == 1 && config.cpus() == 2,
+        "the latency benchmark compares one RT CPU: use a config with one Linux and one RT CPU"
+    );
+    let options = kernel_options(args);
+    let bare_spec = IsoSpec::rt_bare("bare.iso", &rt_kernel).cmdline(options.clone());
+    let hv_spec = IsoSpec::new(
+        "hv.iso",
+        hypervisor,
+        ConfigModule::Toml(config.path.clone()),
+    )
+    .cmdline("exit_report_s=1")
+    .module_with_args(&config.rt_image, &rt_kernel, options.clone());
+    let bochs = |memory_mib| Emulator::Bochs {
+        cpus: 2,
+        memory_mib,
+        ips: args.ips,
+    };
+    eprintln!(
+        "[xtask] bench latency: {} s at {} us, bare and under the hypervisor, in parallel",
+        args.seconds, args.period_us
+    );
+    let (bare, hv) = std::thread::scope(|s| {
+        let bare = s.spawn(|| measure("bench_latency_bare", bare_spec, bochs(256), args));
+        let hv = s.spawn(|| {
+            measure(
+                "bench_latency_hypervisor",
+                hv_spec,
+                bochs(config.default_memory_mib()),
+                args,
+            )
+        });
+        (bare.join(), hv.join())
+    });
+    let (Ok(bare), Ok(hv)) = (bare, hv) else {
+        bail!("a benchmark thread panicked");
+    };
+    let ((_, bare), (hv_lines, hv)) = (bare?, hv?);
+    let exits = rt_exits_in_window(&hv_lines);
+
+    println!(
+        "RT latency, {} us period, {} s measured; Bochs corei7_icelake_u, ips {}, virtual time",
+        args.period_us, args.seconds, args.ips
+    );
+    println!("kernel options: {options}");
+    println!(
+        "{:<14}{:>9}{:>10}{:>10}{:>10}{:>10}{:>11}{:>8}{:>10}",
+        "", "samples", "min_ns", "avg_ns", "max_ns", "p99_ns", "p99.9_ns", "misses", "overflow"
+    );
+    for (name, s) in [("bare", bare), ("hypervisor", hv)] {
+        println!(
+            "{name:<14}{:>9}{:>10}{:>10}{:>10}{:>10}{:>11}{:>8}{:>10}",
+            s.samples, s.min_ns, s.avg_ns, s.max_ns, s.p99_ns, s.p999_ns, s.misses, s.overflow
+        );
+    }
+    println!(
+        "{:<14}{:>9}{:>10}{:>10}{:>10}{:>10}{:>11}",
+        "hv / bare",
+        "",
+        ratio(hv.min_ns, bare.min_ns),
+        ratio(hv.avg_ns, bare.avg_ns),
+        ratio(hv.max_ns, bare.max_ns),
+        ratio(hv.p99_ns, bare.p99_ns),
+        ratio(hv.p999_ns, bare.p999_ns)
+    );
+    if exits.is_empty() {
+        println!(
+            "RT CPU exits: no exit report seen (the hypervisor prints them with exit_report_s)"
+        );
+    }
+    for (cpu, before, window, reasons) in &exits {
+        println!(
+            "RT CPU {cpu} exits: {window} during the measured window ({before} at start-up; all: {reasons})"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summaries_parse() {
+        let s = parse_summary("latency cpu=0 samples=1001 min_ns=41400 avg_ns=41825 max_ns=105842 p99_ns=47999 p999_ns=81999 misses=0 overflow=0").unwrap();
+        assert_eq!(
+            (s.samples, s.avg_ns, s.p999_ns, s.misses),
+            (1001, 41825, 81999, 0)
+        );
+        assert!(parse_summary("latency cpu=1 samples=1 min_ns=1 avg_ns=1 max_ns=1 p99_ns=1 p999_ns=1 misses=0 overflow=0").is_none());
+    }
+
+    #[test]
+    fn exits_after_steady_state_are_the_window() {
+        let lines: Vec<String> = [
+            "exits: cpu 0 linux: total 1 new 1: VMCALL=1",
+            "exits: cpu 1 rt: total 4 new 4: CPUID=3 VMCALL=1",
+            "bulkhead: steady state",
+            "exits: cpu 1 rt: total 4 new 0: CPUID=3 VMCALL=1",
+            "exits: cpu 1 rt: total 6 new 2: CPUID=3 VMCALL=1 WRMSR=2",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(
+            rt_exits_in_window(&lines),
+            vec![(1, 4, 2, "CPUID=3 VMCALL=1 WRMSR=2".to_string())]
+        );
+    }
+}
