@@ -66,7 +66,7 @@ static CPU_COUNT: AtomicUsize = AtomicUsize::new(0);
 static VMX_ON: AtomicUsize = AtomicUsize::new(0);
 /// CPUs whose start-up guest has said hello.
 static HELLOS: AtomicUsize = AtomicUsize::new(0);
-/// `selftest=unhandled-exit`: the last CPU's guest ends in an exit we do not handle.
+/// `selftest=unhandled-exit`: the last Linux CPU's (stub) guest ends in an exit we do not handle.
 static SELFTEST_UNHANDLED_EXIT: AtomicBool = AtomicBool::new(false);
 /// `selftest=exception`: the last CPU takes an invalid-opcode exception in the
 /// hypervisor before VMXON, to exercise the exception path.
