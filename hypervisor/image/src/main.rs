@@ -442,9 +442,7 @@ pub struct ExitCountsLine {
 impl ExitCountsLine {
     /// Reads CPU `cpu`'s counters and starts its next "new" count from here.
     pub fn new(cpu: usize) -> Self {
-        let total = vmx::vcpu::EXIT_COUNTERS
-            .get(cpu)
-            .map_or(0, |c| c.total());
+        let total = vmx::vcpu::EXIT_COUNTERS.get(cpu).map_or(0, |c| c.total());
         let before = EXITS_REPORTED
             .get(cpu)
             .map_or(0, |r| r.swap(total, Ordering::Relaxed));

@@ -12,10 +12,10 @@ use core::fmt;
 
 use bulkhead_config::{Config, PartitionId};
 use hv_core::addr::{GuestPhysAddr, HostPhysAddr};
-use hv_core::rt_boot::Mapping;
 use hv_core::bitmaps::{self, IO_BITMAP_BYTES, MSR_BITMAP_BYTES, MsrAccess};
 use hv_core::ept::{Ept, EptError, MemType, Perms};
 use hv_core::frames::OutOfMemory;
+use hv_core::rt_boot::Mapping;
 
 use crate::memory::{self, HvTables};
 
@@ -81,7 +81,9 @@ impl PartitionResources {
 }
 
 /// The identity mappings of `cfg`'s regions (RAM of partition `id`, or the shared regions).
-pub fn identity(regions: impl Iterator<Item = bulkhead_config::Region>) -> impl Iterator<Item = Mapping> {
+pub fn identity(
+    regions: impl Iterator<Item = bulkhead_config::Region>,
+) -> impl Iterator<Item = Mapping> {
     regions.map(|r| Mapping {
         gpa: r.base,
         hpa: r.base,

@@ -466,7 +466,9 @@ impl Vcpu {
             }
             // SAFETY: reading the APIC base MSR of this CPU has no side effects.
             msr::IA32_APIC_BASE if value == unsafe { msr::read(msr::IA32_APIC_BASE) } => {}
-            _ => self.refused(format_args!("write of {value:#x} to MSR {number:#x} ignored")),
+            _ => self.refused(format_args!(
+                "write of {value:#x} to MSR {number:#x} ignored"
+            )),
         }
         Ok(())
     }
