@@ -138,10 +138,13 @@ fn measure(
     run.wait_for(&expect, Duration::from_secs(args.timeout))
         .with_context(|| format!("{name}: the run did not finish"))?;
     let lines = run.matching(Pattern::regex("."));
-    let last = lines
-        .iter()
-        .rev()
-        .find_map(|l| parse_summary(l))
+    // The `want`-th summary, so that both runs cover the same virtual time even when one
+    // printed more before it was stopped.
+    let summaries: Vec<Summary> = lines.iter().filter_map(|l| parse_summary(l)).collect();
+    let last = summaries
+        .get(want - 1)
+        .or(summaries.last())
+        .copied()
         .with_context(|| format!("{name}: no latency summary"))?;
     eprintln!(
         "[xtask] {name}: done after {:.0} s wall",
