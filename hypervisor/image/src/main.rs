@@ -232,6 +232,15 @@ extern "C" fn bsp_entry(magic: u32, info_addr: u32) -> ! {
         Ok(l) => l,
         Err(e) => fatal!("config: {e}"),
     };
+    // The RT kernel writes its console without setting the UART up (it may share the port
+    // with the hypervisor): set up a port it does not share.
+    if let Some(port) = cfg.console().rt.io_base()
+        && Some(port) != cfg.console().hypervisor.io_base()
+    {
+        // SAFETY: the config routes this port to the RT partition's console; no partition
+        // runs yet, so nothing else uses it.
+        unsafe { console::Uart::init(port) };
+    }
     let rt_start = match rt_loader::load(cfg, boot, &layout, time::tsc_hz()) {
         Ok(s) => s,
         Err(e) => fatal!("{e}"),

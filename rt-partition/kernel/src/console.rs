@@ -77,12 +77,14 @@ impl<const N: usize> Write for TextBuf<N> {
     }
 }
 
-/// Programs the UART at `base` (115200 baud, 8N1, FIFOs on, interrupts off), or silences
-/// the console with `None`, and installs the logger.
-pub fn init(base: Option<u16>) {
-    if let Some(base) = base {
-        // SAFETY: the console UART belongs to the kernel (bare mode: COM1; under the
-        // hypervisor: the port the boot information names).
+/// Writes the console to the UART at `base`, or silences it with `None`, and installs the
+/// logger. With `program`, the UART is set up first (115200 baud, 8N1, FIFOs on, interrupts
+/// off): in bare mode. Under the hypervisor the port is already set up and may be shared
+/// with the hypervisor's own console, whose output a divisor-latch write in the middle would
+/// corrupt (and slow to a crawl, where the emulator models the baud rate).
+pub fn init(base: Option<u16>, program: bool) {
+    if let (Some(base), true) = (base, program) {
+        // SAFETY: in bare mode the console UART (COM1) belongs to the kernel.
         unsafe { Uart::init(base) };
     }
     UART_BASE.store(base.unwrap_or(0), Ordering::Relaxed);

@@ -98,7 +98,7 @@ extern "C" fn ap_entry(index: u64) -> ! {
 fn boot_cpu(magic: u32, info: usize) -> ! {
     let bare = magic == MULTIBOOT2_MAGIC;
     if bare {
-        console::init(Some(console::COM1));
+        console::init(Some(console::COM1), true);
         println!("bulkhead-rt {} starting (bare)", env!("CARGO_PKG_VERSION"));
     }
     // SAFETY: `magic` and `info` are what the loader passed to `_start`.
@@ -107,13 +107,13 @@ fn boot_cpu(magic: u32, info: usize) -> ! {
         Err(e) => {
             if !bare {
                 // The boot information names the console; without it, COM1 is the best guess.
-                console::init(Some(console::COM1));
+                console::init(Some(console::COM1), false);
             }
             fatal(format_args!("{e}"))
         }
     };
     if !bare {
-        console::init(facts.console);
+        console::init(facts.console, false);
         println!(
             "bulkhead-rt {} starting ({})",
             env!("CARGO_PKG_VERSION"),

@@ -143,7 +143,7 @@ impl Vcpu {
         // Fast strings (IA32_MISC_ENABLE bit 0) decide whether FSRM may be shown.
         // SAFETY: IA32_MISC_ENABLE exists on every CPU with VMX.
         let misc_enable = unsafe { msr::read(0x1a0) };
-        let vcpu = Self {
+        let mut vcpu = Self {
             index,
             apic_id,
             partition: res.id,
@@ -159,7 +159,6 @@ impl Vcpu {
         Self::setup_host(tables)?;
         let long_mode = matches!(start, GuestStart::Rt(_));
         Self::setup_controls(controls, res, index, long_mode, report_ticks)?;
-        let mut vcpu = vcpu;
         vcpu.setup_guest(msrs, start)?;
         Ok(vcpu)
     }
