@@ -409,7 +409,11 @@ fn cpu_main(index: usize, apic_id: u32, tables: &'static CpuTables) -> ! {
         Err(e) => println!("cpu {index} apic {apic_id}: guest not started: VMCS setup failed: {e}"),
     }
     println!("cpu {index} halted");
-    halt_forever()
+    // Spin rather than `cli; hlt`: the other partition goes on, and Bochs stops advancing
+    // time for every CPU while its bootstrap CPU halts with interrupts off.
+    loop {
+        core::hint::spin_loop();
+    }
 }
 
 /// Called by the exit handler when a start-up guest says hello.
