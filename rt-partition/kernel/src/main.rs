@@ -215,6 +215,8 @@ fn wait_alive(index: usize) -> bool {
     false
 }
 
+/// CPU 0 has printed its `scheduling` line.
+static ANNOUNCED: AtomicBool = AtomicBool::new(false);
 static APIC_READY: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 
 fn secondary_cpu(index: usize) -> ! {
@@ -258,8 +260,15 @@ fn online(index: usize, apic_id: u32) -> ! {
             log::warn!("{} console lines dropped", console::dropped_lines());
         }
         console::start_buffering();
+        ANNOUNCED.store(true, Ordering::Release);
     }
     if FACTS.get().is_some_and(|f| f.mode == Mode::Hypervisor) {
+        // The hypervisor prints a line for the hello on the console the kernel may share:
+        // wait (briefly) until CPU 0's `scheduling` line is out, so the two do not mix.
+        let deadline = arch::rdtsc() + time::tsc_hz();
+        while !ANNOUNCED.load(Ordering::Acquire) && arch::rdtsc() < deadline {
+            core::hint::spin_loop();
+        }
         // The one exit this CPU takes on purpose: it tells the hypervisor it is up. From
         // here on it runs without exits.
         arch::cpu::hypercall_hello();
