@@ -106,10 +106,10 @@ pub fn load<'a>(
         size_of_val(&info) as u64,
     );
     let tables_len = (PAGE_TABLE_PAGES * 0x1000) as u64;
-    copy_to(layout, PAGE_TABLES_GPA, &[], tables_len);
     if let Some(host) = layout.ram_host(PAGE_TABLES_GPA, tables_len) {
-        // SAFETY: as in `copy_to`; the range is page-aligned partition RAM, just zeroed, and
-        // nothing else refers to it while the tables are filled.
+        // SAFETY: as in `copy_to`; the range is page-aligned partition RAM inside the first
+        // MiB zeroed above, and nothing else refers to it while the tables are filled (which
+        // writes every entry).
         let tables = unsafe { &mut *(host as *mut [[u64; 512]; PAGE_TABLE_PAGES]) };
         rt_boot::fill_page_tables(tables);
     }

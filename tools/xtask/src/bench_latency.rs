@@ -66,7 +66,9 @@ struct Summary {
 }
 
 fn parse_summary(line: &str) -> Option<Summary> {
-    let caps = regex::Regex::new(LATENCY).ok()?.captures(line)?;
+    static RE: std::sync::LazyLock<Option<regex::Regex>> =
+        std::sync::LazyLock::new(|| regex::Regex::new(LATENCY).ok());
+    let caps = RE.as_ref()?.captures(line)?;
     let n = |i: usize| caps[i].parse::<u64>().ok();
     Some(Summary {
         samples: n(1)?,
