@@ -20,6 +20,13 @@ pub fn io_allow(bitmap: &mut [u8; IO_BITMAP_BYTES], ports: Range<u32>) {
     }
 }
 
+/// Makes accesses to `ports` exit again (after [`io_allow`]).
+pub fn io_deny(bitmap: &mut [u8; IO_BITMAP_BYTES], ports: Range<u32>) {
+    for port in ports.start..ports.end.min(0x1_0000) {
+        bitmap[(port / 8) as usize] |= 1 << (port % 8);
+    }
+}
+
 /// Whether an access to `port` exits.
 pub fn io_exits(bitmap: &[u8; IO_BITMAP_BYTES], port: u16) -> bool {
     bitmap[usize::from(port / 8)] & (1 << (port % 8)) != 0

@@ -4,7 +4,17 @@
 //! - the "hypervisor present" bit is set and leaf 0x4000_0000 names Bulkhead;
 //! - FSRM (fast short REP MOVSB) is hidden where fast strings are disabled in
 //!   IA32_MISC_ENABLE, which some emulated CPUs report inconsistently and which makes
-//!   Linux hang in its string routines.
+//!   Linux hang in its string routines;
+//! - INVPCID and XSAVES are hidden where VMX does not let the guest execute them (they
+//!   would raise #UD);
+//! - for Linux, a second hypervisor leaf at 0x4000_0100 carries KVM's signature with no
+//!   paravirtual feature at all (leaf 0x4000_0101 is zero). Stock Linux keeps the x2APIC
+//!   the hypervisor enabled, without interrupt remapping, only under a hypervisor it
+//!   knows (`x86_init.hyper.x2apic_available`); otherwise it falls back to the MMIO
+//!   xAPIC, whose ICR could not be filtered. Linux scans the hypervisor leaves in steps of
+//!   0x100, as it does on KVM hosts that show Hyper-V's leaves first; with no feature bit
+//!   set it uses none of KVM's paravirtual interfaces, only the x2APIC in physical
+//!   destination mode.
 
 /// The four CPUID output registers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -19,18 +29,30 @@ pub struct CpuidRegs {
 pub const HYPERVISOR_LEAF: u32 = 0x4000_0000;
 /// Highest hypervisor leaf Bulkhead answers.
 pub const HYPERVISOR_LEAF_MAX: u32 = 0x4000_0001;
+/// The KVM-compatible leaf shown to Linux.
+pub const KVM_COMPAT_LEAF: u32 = 0x4000_0100;
+/// KVM's signature (EBX, ECX, EDX).
+pub const KVM_SIGNATURE: &[u8; 12] = b"KVMKVMKVM\0\0\0";
 /// Vendor signature in EBX, ECX, EDX of leaf 0x4000_0000.
 pub const SIGNATURE: &[u8; 12] = b"BulkheadHV\0\0";
 
 const LEAF1_ECX_VMX: u32 = 1 << 5;
 const LEAF1_ECX_HYPERVISOR: u32 = 1 << 31;
 const LEAF7_EDX_FSRM: u32 = 1 << 4;
+const LEAF7_EBX_INVPCID: u32 = 1 << 10;
+const LEAFD1_EAX_XSAVES: u32 = 1 << 3;
 
 /// Facts about the host the policy depends on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HostFacts {
     /// IA32_MISC_ENABLE bit 0 (fast-string operations enabled).
     pub fast_strings_enabled: bool,
+    /// The guest is Linux: it gets the KVM-compatible leaf (see the module comment).
+    pub kvm_compat_leaf: bool,
+    /// VMX lets the guest execute INVPCID ("enable INVPCID"); otherwise it is hidden.
+    pub invpcid: bool,
+    /// VMX lets the guest execute XSAVES/XRSTORS; otherwise they are hidden.
+    pub xsaves: bool,
 }
 
 /// The guest-visible result of CPUID(`leaf`, `subleaf`) given the host's `real` result.
@@ -42,27 +64,53 @@ pub fn sanitize(leaf: u32, subleaf: u32, real: CpuidRegs, host: HostFacts) -> Cp
             r.ecx &= !LEAF1_ECX_VMX;
             r.ecx |= LEAF1_ECX_HYPERVISOR;
         }
-        7 if subleaf == 0 && !host.fast_strings_enabled => r.edx &= !LEAF7_EDX_FSRM,
-        HYPERVISOR_LEAF => {
-            let word = |i: usize| {
-                u32::from_le_bytes([
-                    SIGNATURE[i],
-                    SIGNATURE[i + 1],
-                    SIGNATURE[i + 2],
-                    SIGNATURE[i + 3],
-                ])
-            };
-            r = CpuidRegs {
-                eax: HYPERVISOR_LEAF_MAX,
-                ebx: word(0),
-                ecx: word(4),
-                edx: word(8),
-            };
+        7 if subleaf == 0 => {
+            if !host.fast_strings_enabled {
+                r.edx &= !LEAF7_EDX_FSRM;
+            }
+            if !host.invpcid {
+                r.ebx &= !LEAF7_EBX_INVPCID;
+            }
         }
-        0x4000_0001..=0x4000_00ff => r = CpuidRegs::default(),
+        0xd if subleaf == 1 && !host.xsaves => r.eax &= !LEAFD1_EAX_XSAVES,
+        HYPERVISOR_LEAF => r = signature_leaf(HYPERVISOR_LEAF_MAX, SIGNATURE),
+        KVM_COMPAT_LEAF if host.kvm_compat_leaf => {
+            r = signature_leaf(KVM_COMPAT_LEAF + 1, KVM_SIGNATURE);
+        }
+        0x4000_0001..=0x4000_ffff => r = CpuidRegs::default(),
         _ => {}
     }
     r
+}
+
+/// A hypervisor vendor leaf: the highest leaf in EAX, the signature in EBX, ECX, EDX.
+fn signature_leaf(max: u32, sig: &[u8; 12]) -> CpuidRegs {
+    let word = |i: usize| u32::from_le_bytes([sig[i], sig[i + 1], sig[i + 2], sig[i + 3]]);
+    CpuidRegs {
+        eax: max,
+        ebx: word(0),
+        ecx: word(4),
+        edx: word(8),
+    }
+}
+
+/// XCR0 bits: x87, SSE, AVX, then the three AVX-512 components.
+const XCR0_X87: u64 = 1;
+const XCR0_SSE: u64 = 1 << 1;
+const XCR0_AVX: u64 = 1 << 2;
+const XCR0_BNDREGS: u64 = 1 << 3;
+const XCR0_BNDCSR: u64 = 1 << 4;
+const XCR0_AVX512: u64 = 0b111 << 5;
+
+/// Whether XSETBV may load `value` into XCR0 on a CPU supporting `supported` (CPUID
+/// leaf 0xD, subleaf 0, EDX:EAX): the rules of the SDM's XSETBV description.
+pub fn xcr0_valid(value: u64, supported: u64) -> bool {
+    value & XCR0_X87 != 0
+        && value & !supported == 0
+        && (value & XCR0_AVX == 0 || value & XCR0_SSE != 0)
+        && (value & XCR0_BNDREGS != 0) == (value & XCR0_BNDCSR != 0)
+        && (value & XCR0_AVX512 == 0
+            || (value & XCR0_AVX512 == XCR0_AVX512 && value & XCR0_AVX != 0))
 }
 
 #[cfg(test)]
@@ -71,10 +119,83 @@ mod tests {
 
     const FAST: HostFacts = HostFacts {
         fast_strings_enabled: true,
+        kvm_compat_leaf: false,
+        invpcid: true,
+        xsaves: true,
     };
     const SLOW: HostFacts = HostFacts {
         fast_strings_enabled: false,
+        ..FAST
     };
+
+    #[test]
+    fn instructions_vmx_does_not_enable_are_hidden() {
+        let no = HostFacts {
+            invpcid: false,
+            xsaves: false,
+            ..FAST
+        };
+        let real = CpuidRegs {
+            eax: LEAFD1_EAX_XSAVES | 1,
+            ebx: LEAF7_EBX_INVPCID | 1,
+            ..Default::default()
+        };
+        assert_eq!(sanitize(7, 0, real, no).ebx, 1);
+        assert_eq!(sanitize(7, 0, real, FAST).ebx, LEAF7_EBX_INVPCID | 1);
+        assert_eq!(sanitize(0xd, 1, real, no).eax, 1);
+        assert_eq!(
+            sanitize(0xd, 0, real, no).eax,
+            real.eax,
+            "subleaf 0 untouched"
+        );
+    }
+
+    #[test]
+    fn kvm_compatible_leaf_only_for_linux() {
+        let linux = HostFacts {
+            kvm_compat_leaf: true,
+            ..FAST
+        };
+        let real = CpuidRegs {
+            eax: 7,
+            ..Default::default()
+        };
+        let r = sanitize(KVM_COMPAT_LEAF, 0, real, linux);
+        let mut sig = [0u8; 12];
+        sig[..4].copy_from_slice(&r.ebx.to_le_bytes());
+        sig[4..8].copy_from_slice(&r.ecx.to_le_bytes());
+        sig[8..].copy_from_slice(&r.edx.to_le_bytes());
+        assert_eq!(&sig, KVM_SIGNATURE);
+        assert_eq!(r.eax, KVM_COMPAT_LEAF + 1);
+        assert_eq!(
+            sanitize(KVM_COMPAT_LEAF + 1, 0, real, linux),
+            CpuidRegs::default(),
+            "no KVM feature"
+        );
+        assert_eq!(
+            sanitize(KVM_COMPAT_LEAF, 0, real, FAST),
+            CpuidRegs::default()
+        );
+        // Our own leaf stays first.
+        assert_eq!(
+            sanitize(HYPERVISOR_LEAF, 0, real, linux).eax,
+            HYPERVISOR_LEAF_MAX
+        );
+    }
+
+    #[test]
+    fn xcr0_rules() {
+        let all = 0xe7;
+        assert!(xcr0_valid(0b11, all));
+        assert!(xcr0_valid(0b111, all));
+        assert!(xcr0_valid(0xe7, all));
+        assert!(!xcr0_valid(0b10, all), "x87 must stay set");
+        assert!(!xcr0_valid(0b101, all), "AVX needs SSE");
+        assert!(!xcr0_valid(0x27, all), "AVX-512 components all or none");
+        assert!(!xcr0_valid(0xe3, all), "AVX-512 needs AVX");
+        assert!(!xcr0_valid(0b111, 0b11), "unsupported bit");
+        assert!(!xcr0_valid(0b1011, 0xff), "BNDREGS without BNDCSR");
+    }
 
     #[test]
     fn hides_vmx_and_announces_hypervisor() {

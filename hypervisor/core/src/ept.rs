@@ -14,7 +14,7 @@ use crate::addr::{GuestPhysAddr, HostPhysAddr, PAGE_1G, PAGE_2M, PAGE_4K};
 
 bitflags! {
     /// Access rights of an EPT entry.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
     pub struct Perms: u64 {
         const READ = 1 << 0;
         const WRITE = 1 << 1;

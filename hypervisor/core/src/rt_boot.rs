@@ -254,17 +254,24 @@ impl RtLayout {
     }
 }
 
-/// Fills the start-up page tables that will lie at [`PAGE_TABLES_GPA`]: the first 4 GiB of
-/// guest-physical space identity-mapped with 2 MiB pages, writable, the top GiB uncached.
-/// Page 0 is the PML4, page 1 the PDPT, pages 2-5 the page directories.
+/// Fills the start-up page tables that will lie at [`PAGE_TABLES_GPA`]: see
+/// [`fill_identity_tables`].
 pub fn fill_page_tables(tables: &mut [[u64; 512]; PAGE_TABLE_PAGES]) {
+    fill_identity_tables(tables, PAGE_TABLES_GPA);
+}
+
+/// Fills page tables that will lie at guest-physical `at` (page-aligned): the first 4 GiB
+/// of guest-physical space identity-mapped with 2 MiB pages, writable, the top GiB
+/// uncached. Page 0 is the PML4, page 1 the PDPT, pages 2-5 the page directories. The RT
+/// kernel and Linux's 64-bit entry both start on such tables.
+pub fn fill_identity_tables(tables: &mut [[u64; 512]; PAGE_TABLE_PAGES], at: u64) {
     const PRESENT_WRITABLE: u64 = 0b11;
     const LARGE: u64 = 1 << 7;
     const UNCACHED: u64 = (1 << 3) | (1 << 4); // PWT | PCD
     for page in tables.iter_mut() {
         page.fill(0);
     }
-    let page_gpa = |i: usize| PAGE_TABLES_GPA + i as u64 * PAGE;
+    let page_gpa = |i: usize| at + i as u64 * PAGE;
     tables[0][0] = page_gpa(1) | PRESENT_WRITABLE;
     for gib in 0..4usize {
         tables[1][gib] = page_gpa(2 + gib) | PRESENT_WRITABLE;

@@ -268,6 +268,11 @@ impl VmxMsrs {
             }
             0
         });
+        // Instructions a guest can execute only where VMX enables them (they #UD in VMX
+        // non-root operation otherwise); used where the CPU allows, hidden from CPUID where
+        // not (`cpuid::HostFacts`).
+        let optional = SecondaryControls::ENABLE_INVPCID | SecondaryControls::ENABLE_XSAVES;
+        let secondary = secondary | (optional.bits() & (self.secondary >> 32) as u32);
         // Needed by the partitions' x2APIC handling; checked now, enabled per guest.
         if (self.secondary >> 32) as u32 & SecondaryControls::VIRTUALIZE_X2APIC.bits() == 0 {
             missing |= Feature::VIRTUALIZE_X2APIC;

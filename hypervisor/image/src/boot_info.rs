@@ -1,5 +1,6 @@
 //! What GRUB hands over: the multiboot2 boot information, reduced to the facts the
-//! hypervisor uses (usable RAM, modules by name, the ACPI RSDP, the command line) and
+//! hypervisor uses (usable RAM, the firmware's whole memory map with its types, modules
+//! by name, the ACPI RSDP, the command line) and
 //! copied into fixed-size tables so nothing refers back to GRUB's memory afterwards.
 //!
 //! Every field is treated as untrusted: an absent or malformed tag becomes an error
@@ -10,6 +11,7 @@ use core::fmt;
 use bulkhead_config::Region;
 use hv_core::fixed::FixedList;
 use hv_core::frames::Span;
+use hv_core::linux::e820::{E820Entry, E820Type, MAX_FIRMWARE_ENTRIES};
 use multiboot2::{BootInformation, BootInformationHeader, MemoryAreaType};
 
 /// The multiboot2 magic GRUB leaves in EAX.
@@ -85,6 +87,7 @@ impl Module {
 #[derive(Debug)]
 pub struct BootInfo {
     ram: FixedList<Region, MAX_RAM_RANGES>,
+    firmware_map: FixedList<E820Entry, MAX_FIRMWARE_ENTRIES>,
     modules: FixedList<Module, MAX_MODULES>,
     /// Where the multiboot2 information itself lies.
     pub info_span: Span,
@@ -131,6 +134,7 @@ impl BootInfo {
             .map_err(BootInfoError::Unreadable)?;
         let mut info = Self {
             ram: FixedList::new(),
+            firmware_map: FixedList::new(),
             modules: FixedList::new(),
             info_span: Span {
                 start: mbi.start_address() as u64,
@@ -144,6 +148,15 @@ impl BootInfo {
 
         let map = mbi.memory_map_tag().ok_or(BootInfoError::NoMemoryMap)?;
         for area in map.memory_areas() {
+            let kind = E820Type(area.typ().val());
+            if area.size() > 0
+                && info
+                    .firmware_map
+                    .push(E820Entry::new(area.start_address(), area.size(), kind))
+                    .is_err()
+            {
+                info.dropped_entries += 1;
+            }
             if area.typ() == MemoryAreaType::Available
                 && area.size() > 0
                 && info
@@ -187,6 +200,11 @@ impl BootInfo {
             info.cmdline_len = n;
         }
         Ok(info)
+    }
+
+    /// The firmware's memory map (every type), as GRUB passed it.
+    pub fn firmware_map(&self) -> &[E820Entry] {
+        self.firmware_map.as_slice()
     }
 
     /// Usable RAM ranges, sorted by base.

@@ -25,6 +25,8 @@ extern crate bulkhead_hv_core as hv_core;
 mod arch;
 mod boot_info;
 mod console;
+mod linux_devices;
+mod linux_loader;
 mod memory;
 mod partition;
 mod percpu;
@@ -66,6 +68,9 @@ static CPU_COUNT: AtomicUsize = AtomicUsize::new(0);
 static VMX_ON: AtomicUsize = AtomicUsize::new(0);
 /// CPUs whose start-up guest has said hello.
 static HELLOS: AtomicUsize = AtomicUsize::new(0);
+/// CPUs whose guest says hello (RT CPUs, and Linux CPUs running the stub): steady state is
+/// when all of them have.
+static EXPECTED_HELLOS: AtomicUsize = AtomicUsize::new(0);
 /// `selftest=unhandled-exit`: the last Linux CPU's (stub) guest ends in an exit we do not handle.
 static SELFTEST_UNHANDLED_EXIT: AtomicBool = AtomicBool::new(false);
 /// `selftest=exception`: the last CPU takes an invalid-opcode exception in the
@@ -180,6 +185,15 @@ extern "C" fn bsp_entry(magic: u32, info_addr: u32) -> ! {
         None => log::warn!("TSC calibration failed: the PIT did not count; delays are rough"),
     }
 
+    // The 8259 PICs stay as firmware left them until a partition's kernel programs them:
+    // masked, so that no legacy interrupt (firmware maps IRQ 0 onto vector 8) reaches a
+    // CPU through its LINT0 virtual wire in the meantime.
+    // SAFETY: no partition runs yet; writing the PICs' interrupt mask registers only masks.
+    unsafe {
+        arch::port::outb(0x21, 0xff);
+        arch::port::outb(0xa1, 0xff);
+    }
+
     // Step 2: VT-x on the bootstrap CPU.
     let (msrs, controls) = match vmx::check_this_cpu() {
         Ok(v) => v,
@@ -245,15 +259,48 @@ extern "C" fn bsp_entry(magic: u32, info_addr: u32) -> ! {
         Ok(s) => s,
         Err(e) => fatal!("{e}"),
     };
+    SELFTEST_UNHANDLED_EXIT.store(
+        boot.has_option("selftest", "unhandled-exit"),
+        Ordering::Relaxed,
+    );
+    // `linux=stub` (implied by the unhandled-exit self-test, which needs the stub): the
+    // Linux CPUs run the start-up stub instead of Linux.
+    let linux_stub =
+        boot.has_option("linux", "stub") || SELFTEST_UNHANDLED_EXIT.load(Ordering::Relaxed);
+    let linux = if linux_stub {
+        log::info!("partition linux: start-up stub instead of Linux (linux=stub)");
+        None
+    } else {
+        match linux_loader::load(cfg, boot) {
+            Ok(l) => Some(l),
+            Err(e) => fatal!("{e}"),
+        }
+    };
+    linux_devices::init(cfg, platform);
+    let rt_cpus = cfg.partition(PartitionId::Rt).cpus().len();
+    let linux_cpus = cfg.partition(PartitionId::Linux).cpus().len();
+    EXPECTED_HELLOS.store(
+        rt_cpus + if linux.is_some() { 0 } else { linux_cpus },
+        Ordering::Release,
+    );
     let linux_ram = partition::identity(cfg.partition(PartitionId::Linux).memory().iter().copied());
     let linux_shared = partition::identity(cfg.shared_regions().iter().map(|s| s.region));
+    let linux_firmware = linux_firmware_ranges(cfg, linux.as_ref().map(|l| &l.e820));
     let parts = PARTITIONS.call_once(|| {
-        let linux = partition::build(cfg, PartitionId::Linux, linux_ram, linux_shared, None);
+        let linux = partition::build(
+            cfg,
+            PartitionId::Linux,
+            linux_ram,
+            linux_shared,
+            linux_firmware.as_slice().iter().copied(),
+            linux.map(|l| partition::GuestStart::Linux(l.start)),
+        );
         let rt = partition::build(
             cfg,
             PartitionId::Rt,
             layout.ram().iter().copied(),
             layout.shared().iter().copied(),
+            core::iter::empty(),
             Some(partition::GuestStart::Rt(rt_start)),
         );
         match (linux, rt) {
@@ -266,6 +313,7 @@ extern "C" fn bsp_entry(magic: u32, info_addr: u32) -> ! {
         let start = match p.start {
             partition::GuestStart::Stub { entry } => (entry, "start-up stub"),
             partition::GuestStart::Rt(rt) => (rt.entry, "64-bit kernel entry"),
+            partition::GuestStart::Linux(l) => (l.entry, "Linux 64-bit entry"),
         };
         log::info!(
             "partition {}: EPT in {} tables, {} at {:#x}",
@@ -281,10 +329,6 @@ extern "C" fn bsp_entry(magic: u32, info_addr: u32) -> ! {
             _ => log::warn!("exit_report_s={v}: not a number of seconds from 0 to 3600; ignored"),
         }
     }
-    SELFTEST_UNHANDLED_EXIT.store(
-        boot.has_option("selftest", "unhandled-exit"),
-        Ordering::Relaxed,
-    );
     SELFTEST_EXCEPTION.store(boot.has_option("selftest", "exception"), Ordering::Relaxed);
 
     // Step 5: every configured CPU.
@@ -419,7 +463,7 @@ fn cpu_main(index: usize, apic_id: u32, tables: &'static CpuTables) -> ! {
 /// Called by the exit handler when a start-up guest says hello.
 pub fn guest_said_hello(index: usize, apic_id: u32, partition: PartitionId) {
     println!("cpu {index} apic {apic_id}: vmcall from {partition} guest handled");
-    let count = CPU_COUNT.load(Ordering::Acquire);
+    let count = EXPECTED_HELLOS.load(Ordering::Acquire);
     if HELLOS.fetch_add(1, Ordering::AcqRel) + 1 == count {
         report_exits_then(Some("bulkhead: steady state"));
     }
@@ -488,6 +532,75 @@ impl fmt::Display for ExitCountsLine {
         }
         Ok(())
     }
+}
+
+/// Most firmware ranges mapped into Linux's EPT.
+const LINUX_FIRMWARE_MAX: usize = 128;
+
+/// Firmware memory Linux may see besides its RAM, identity-mapped: the ACPI tables and NVS
+/// its e820 map lists outside its RAM (read-write: AML and the FACS global lock write
+/// there), and the legacy BIOS area below 1 MiB outside its RAM (read-only: the EBDA and
+/// the option and system ROMs, which Linux scans for DMI and MP tables). VGA memory
+/// (0xA0000-0xBFFFF) stays unmapped.
+fn linux_firmware_ranges(
+    cfg: &Config,
+    e820: Option<&hv_core::linux::e820::E820Map>,
+) -> FixedList<(hv_core::rt_boot::Mapping, hv_core::ept::Perms), LINUX_FIRMWARE_MAX> {
+    use hv_core::ept::Perms;
+    use hv_core::linux::e820::E820Type;
+    use hv_core::rt_boot::Mapping;
+    let mut list = FixedList::new();
+    let Some(e820) = e820 else {
+        return list;
+    };
+    let ram = cfg.partition(PartitionId::Linux).memory();
+    let shared = cfg.shared_regions();
+    let owned = |r: &Region| {
+        ram.iter().any(|m| m.overlaps(r)) || shared.iter().any(|s| s.region.overlaps(r))
+    };
+    let mut add = |base: u64, end: u64, perms: Perms| {
+        // Page by page where a range is only partly Linux RAM.
+        let mut page = base & !0xfff;
+        while page < end {
+            let r = Region::new(page, 0x1000);
+            if !owned(&r) {
+                let m = Mapping {
+                    gpa: page,
+                    hpa: page,
+                    size: 0x1000,
+                };
+                match list.as_mut_slice().last_mut() {
+                    Some((last, p)) if *p == perms && last.gpa + last.size == page => {
+                        last.size += 0x1000;
+                    }
+                    _ => {
+                        if list.push((m, perms)).is_err() {
+                            log::warn!(
+                                "linux: too many firmware ranges to map; {page:#x} and above left out"
+                            );
+                            return;
+                        }
+                    }
+                }
+            }
+            page += 0x1000;
+        }
+    };
+    for e in e820.as_slice() {
+        if e.kind == E820Type::ACPI || e.kind == E820Type::NVS {
+            add(e.addr, e.end(), Perms::READ | Perms::WRITE);
+        }
+    }
+    let low_reserved = e820
+        .as_slice()
+        .iter()
+        .filter(|e| e.addr < 0xa_0000 && e.kind != E820Type::RAM)
+        .map(|e| (e.addr, e.end().min(0xa_0000)));
+    for (base, end) in low_reserved {
+        add(base, end, Perms::READ);
+    }
+    add(0xc_0000, 0x10_0000, Perms::READ);
+    list
 }
 
 /// Most memory ranges in use at boot: the image, the boot information and the modules.

@@ -4,9 +4,15 @@
 //! port it is routed to), its MSR bitmap, and the guest it starts. Built once by the
 //! bootstrap CPU before any CPU enters VMX non-root operation.
 //!
-//! The RT partition starts its kernel (`rt_loader`). The Linux partition's guest is still a
-//! stub: a few bytes of 32-bit code placed in its own memory that announce themselves with
-//! VMCALL and halt.
+//! The RT partition starts its kernel (`rt_loader`), the Linux partition its kernel
+//! (`linux_loader`). With `linux=stub` on the hypervisor's command line (a diagnostic mode
+//! that exercises the partition plumbing without Linux) the Linux CPUs run a few bytes of
+//! 32-bit code instead that announce themselves with VMCALL and halt.
+//!
+//! Some ports always exit on Linux CPUs, whatever the config grants, because the
+//! hypervisor must see them: PCI configuration (0xCF8-0xCFF, filtered per device), the
+//! reset ports (0xCF9, the keyboard controller's 0x64) and the ACPI PM1 control blocks
+//! (power-off stops Linux instead of the machine).
 
 use core::fmt;
 
@@ -54,6 +60,8 @@ pub enum GuestStart {
     Stub { entry: u64 },
     /// The RT kernel in 64-bit mode (`hv_core::rt_boot`'s entry state).
     Rt(crate::rt_loader::RtStart),
+    /// Linux's 64-bit boot protocol entry, on its boot CPU.
+    Linux(crate::linux_loader::LinuxStart),
 }
 
 /// Shared per-partition state.
@@ -75,7 +83,7 @@ impl PartitionResources {
             GuestStart::Stub { entry } => Some(GuestStart::Stub {
                 entry: entry + STUB_UNHANDLED_OFFSET,
             }),
-            GuestStart::Rt(_) => None,
+            GuestStart::Rt(_) | GuestStart::Linux(_) => None,
         }
     }
 }
@@ -120,12 +128,14 @@ impl fmt::Display for BuildError {
 }
 
 /// Builds the EPT, bitmaps and start-up state of partition `id`: its RAM as `ram`, the
-/// shared regions as `shared`, starting as `start` (`None`: the stub guest, written here).
+/// shared regions as `shared`, firmware ranges it may see as `firmware` (identity, with
+/// their permissions), starting as `start` (`None`: the stub guest, written here).
 pub fn build(
     cfg: &Config,
     id: PartitionId,
     ram: impl Iterator<Item = Mapping>,
     shared: impl Iterator<Item = Mapping>,
+    firmware: impl Iterator<Item = (Mapping, Perms)>,
     start: Option<GuestStart>,
 ) -> Result<PartitionResources, BuildError> {
     let part = cfg.partition(id);
@@ -146,6 +156,11 @@ pub fn build(
             shared
                 .enumerate()
                 .map(|(i, m)| ("shared", i, m, Perms::READ | Perms::WRITE)),
+        )
+        .chain(
+            firmware
+                .enumerate()
+                .map(|(i, (m, perms))| ("firmware ranges", i, m, perms)),
         );
     for (field, index, m, perms) in regions {
         let (g, h) = (GuestPhysAddr::new(m.gpa), HostPhysAddr::new(m.hpa));
@@ -177,6 +192,11 @@ pub fn build(
         let base = u32::from(port);
         bitmaps::io_allow(io, base..base + 8);
     }
+    if id == PartitionId::Linux {
+        for ports in always_exiting_ports() {
+            bitmaps::io_deny(io, ports);
+        }
+    }
     let msr = memory::alloc_static::<[u8; MSR_BITMAP_BYTES]>().map_err(BuildError::Memory)?;
     for m in WRITE_INTERCEPTS {
         bitmaps::msr_intercept(msr, m, MsrAccess::Write);
@@ -196,6 +216,19 @@ pub fn build(
         start,
         ept_tables: ept.memory().tables,
     })
+}
+
+/// Ports that exit on Linux CPUs whatever the config grants (see the module comment).
+fn always_exiting_ports() -> impl Iterator<Item = core::ops::Range<u32>> {
+    let fadt = crate::PLATFORM.get().map(|p| p.fadt).unwrap_or_default();
+    let reset = fadt.reset.map(|(port, _)| port);
+    [0xcf8..0xd00, 0x64..0x65].into_iter().chain(
+        fadt.pm1_control
+            .into_iter()
+            .chain([reset])
+            .flatten()
+            .map(|p| u32::from(p)..u32::from(p) + 2),
+    )
 }
 
 /// Writes the stub guests into partition `id`'s first RAM page above 4 KiB; returns the

@@ -55,6 +55,19 @@ pub struct Platform {
     ioapics: FixedList<IoApic, MAX_IOAPICS>,
     overrides: FixedList<IrqOverride, MAX_OVERRIDES>,
     pub power_off: Option<PowerOff>,
+    /// What the FADT says about power control, for filtering Linux's port accesses.
+    pub fadt: FadtFacts,
+}
+
+/// The FADT's power-control ports (I/O space only).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FadtFacts {
+    /// PM1a and PM1b control blocks.
+    pub pm1_control: [Option<u16>; 2],
+    /// SLP_TYP of `\_S5`, where the DSDT yields it.
+    pub s5_sleep_type: Option<u8>,
+    /// The reset register (port) and the value that resets.
+    pub reset: Option<(u16, u8)>,
 }
 
 /// ACPI problems that stop the boot.
@@ -89,6 +102,7 @@ impl Platform {
             ioapics: FixedList::new(),
             overrides: FixedList::new(),
             power_off: None,
+            fadt: FadtFacts::default(),
         };
         let madt = tables.find_table::<Madt>().map_err(PlatformError::NoMadt)?;
         for entry in madt.get().entries() {
@@ -114,29 +128,51 @@ impl Platform {
                 platform.dropped_entries += 1;
             }
         }
-        platform.power_off = Self::power_off_info(&tables);
+        platform.fadt = Self::fadt_facts(&tables);
+        let f = platform.fadt;
+        platform.power_off = match (f.pm1_control[0], f.s5_sleep_type) {
+            (Some(pm1a_cnt), Some(slp_typ)) => Some(PowerOff {
+                pm1a_cnt,
+                pm1b_cnt: f.pm1_control[1],
+                slp_typ,
+            }),
+            _ => None,
+        };
         Ok(platform)
     }
 
-    fn power_off_info(tables: &AcpiTables<IdentityMapped>) -> Option<PowerOff> {
-        let fadt = tables.find_table::<Fadt>().ok()?;
+    fn fadt_facts(tables: &AcpiTables<IdentityMapped>) -> FadtFacts {
+        let Ok(fadt) = tables.find_table::<Fadt>() else {
+            return FadtFacts::default();
+        };
         let io_port = |ga: acpi::address::GenericAddress| {
-            (ga.address_space == acpi::address::AddressSpace::SystemIo && ga.address <= 0xffff)
+            (ga.address_space == acpi::address::AddressSpace::SystemIo
+                && ga.address != 0
+                && ga.address <= 0xffff)
                 .then_some(ga.address as u16)
         };
-        let pm1a_cnt = io_port(fadt.pm1a_control_block().ok()?)?;
+        let pm1a_cnt = fadt.pm1a_control_block().ok().and_then(io_port);
         let pm1b_cnt = fadt.pm1b_control_block().ok().flatten().and_then(io_port);
-        let dsdt = tables.dsdt().ok()?;
-        // SAFETY: the DSDT's AML stream, identity-mapped, as located by the crate from
-        // the validated FADT.
-        let aml =
-            unsafe { core::slice::from_raw_parts(dsdt.address as *const u8, dsdt.length as usize) };
-        let slp_typ = hv_core::acpi_sleep::s5_sleep_type(aml)?;
-        Some(PowerOff {
-            pm1a_cnt,
-            pm1b_cnt,
-            slp_typ,
-        })
+        let s5_sleep_type = tables.dsdt().ok().and_then(|dsdt| {
+            // SAFETY: the DSDT's AML stream, identity-mapped, as located by the crate from
+            // the validated FADT.
+            let aml = unsafe {
+                core::slice::from_raw_parts(dsdt.address as *const u8, dsdt.length as usize)
+            };
+            hv_core::acpi_sleep::s5_sleep_type(aml)
+        });
+        let flags = { fadt.flags };
+        let reset = fadt
+            .reset_register()
+            .ok()
+            .filter(|_| flags.supports_system_reset_via_fadt())
+            .and_then(io_port)
+            .map(|port| (port, fadt.reset_value));
+        FadtFacts {
+            pm1_control: [pm1a_cnt, pm1b_cnt],
+            s5_sleep_type,
+            reset,
+        }
     }
 
     /// Records a CPU once (firmware may list one in both its xAPIC and x2APIC form).

@@ -56,6 +56,33 @@ pub mod port {
         // SAFETY: forwarded to the caller.
         unsafe { x86::io::outw(port, value) }
     }
+
+    /// Reads a word from an I/O port.
+    ///
+    /// # Safety
+    /// As [`inb`].
+    pub unsafe fn inw(port: u16) -> u16 {
+        // SAFETY: forwarded to the caller.
+        unsafe { x86::io::inw(port) }
+    }
+
+    /// Reads a dword from an I/O port.
+    ///
+    /// # Safety
+    /// As [`inb`].
+    pub unsafe fn inl(port: u16) -> u32 {
+        // SAFETY: forwarded to the caller.
+        unsafe { x86::io::inl(port) }
+    }
+
+    /// Writes a dword to an I/O port.
+    ///
+    /// # Safety
+    /// As [`outb`].
+    pub unsafe fn outl(port: u16, value: u32) {
+        // SAFETY: forwarded to the caller.
+        unsafe { x86::io::outl(port, value) }
+    }
 }
 
 /// Model-specific registers used by the images.

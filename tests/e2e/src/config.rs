@@ -32,6 +32,10 @@ pub struct LoadedConfig {
     pub ram_end: u64,
     /// The boot module name of the RT kernel image (`rt.image`).
     pub rt_image: String,
+    /// The boot module name of the Linux kernel (`linux.kernel`).
+    pub linux_kernel: String,
+    /// The boot module name of Linux's initrd (`linux.initrd`), if the config names one.
+    pub linux_initrd: Option<String>,
 }
 
 impl LoadedConfig {
@@ -83,6 +87,8 @@ pub fn load(path: &Path) -> Result<LoadedConfig> {
         rt_cpus: rt.cpus().to_vec(),
         ram_end: regions.map(|r| r.end()).max().unwrap_or(0),
         rt_image: cfg.rt().image().as_str().to_string(),
+        linux_kernel: cfg.linux().kernel().as_str().to_string(),
+        linux_initrd: cfg.linux().initrd().map(|n| n.as_str().to_string()),
     })
 }
 
@@ -107,6 +113,9 @@ mod tests {
         assert_eq!(two.cpus(), 2);
         assert_eq!(two.default_memory_mib(), 1024);
         assert!(two.blob.starts_with(b"BLKHDCFG"));
+        assert_eq!(two.rt_image, "rt.elf");
+        assert_eq!(two.linux_kernel, "vmlinuz");
+        assert_eq!(two.linux_initrd.as_deref(), Some("initrd.img"));
         let four = load(&crate::workspace_root().join("configs/bochs-4cpu.toml")).unwrap();
         assert_eq!(four.cpus(), 4);
         assert_eq!(four.default_memory_mib(), 2048);

@@ -8,6 +8,8 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+use crate::config::LoadedConfig;
+
 /// The target the freestanding image is built for (see DESIGN.md, "Building freestanding code").
 const IMAGE_TARGET: &str = "x86_64-unknown-linux-gnu";
 /// Code generation flags for the image; its link arguments come from its own build script.
@@ -161,6 +163,54 @@ impl IsoSpec {
     /// Adds a module.
     pub fn module(self, name: impl Into<String>, file: impl Into<PathBuf>) -> Self {
         self.module_with_args(name, file, "")
+    }
+
+    /// Adds the Linux kernel and initrd under the module names `config` gives: `kernel` as
+    /// `[linux] kernel`, `initrd` as `[linux] initrd` (left out when the config names none).
+    pub fn linux_modules(
+        self,
+        config: &LoadedConfig,
+        kernel: impl Into<PathBuf>,
+        initrd: impl Into<PathBuf>,
+    ) -> Self {
+        let spec = self.module(&config.linux_kernel, kernel);
+        match &config.linux_initrd {
+            Some(name) => spec.module(name, initrd),
+            None => spec,
+        }
+    }
+
+    /// [`IsoSpec::linux_modules`] with the files `cargo xtask test` hands over in
+    /// [`LINUX_KERNEL_ENV`](crate::LINUX_KERNEL_ENV) and
+    /// [`LINUX_INITRD_ENV`](crate::LINUX_INITRD_ENV). A module already added under the
+    /// config's name stays as it is (a test's own file in its place). Fails, saying how to run
+    /// the tests, when the config names a module whose variable is not set.
+    pub fn linux_modules_from_env(mut self, config: &LoadedConfig) -> Result<Self> {
+        let has = |spec: &Self, name: &str| spec.modules.iter().any(|m| m.name == name);
+        if !has(&self, &config.linux_kernel) {
+            let kernel = crate::linux_kernel_from_env(&config.linux_kernel)?;
+            self = self.module(&config.linux_kernel, kernel);
+        }
+        if let Some(name) = &config.linux_initrd
+            && !has(&self, name)
+        {
+            let initrd = crate::linux_initrd_from_env(name)?;
+            self = self.module(name, initrd);
+        }
+        Ok(self)
+    }
+
+    /// The ISO that boots `config` with everything `cargo xtask test` hands over: the
+    /// hypervisor, the config compiled, the RT kernel under `rt.image`, and Linux's kernel and
+    /// initrd under `[linux] kernel` and `[linux] initrd`.
+    pub fn for_config(output: impl Into<PathBuf>, config: &LoadedConfig) -> Result<Self> {
+        Self::new(
+            output,
+            crate::hypervisor_elf_from_env()?,
+            ConfigModule::Toml(config.path.clone()),
+        )
+        .module(&config.rt_image, crate::rt_kernel_elf_from_env()?)
+        .linux_modules_from_env(config)
     }
 
     /// Adds a module whose `module2` line carries `args` after its name.
@@ -342,6 +392,43 @@ mod tests {
              module2 /boot/bulkhead/vmlinuz-6.1 vmlinuz\n    \
              module2 /boot/bulkhead/rt.elf rt latency_period_us=100 selftest=kernel\n    boot\n}\n"
         );
+    }
+
+    #[test]
+    fn linux_modules_take_the_config_names() {
+        let config =
+            crate::config::load(&crate::workspace_root().join("configs/bochs-2cpu.toml")).unwrap();
+        let spec = IsoSpec::new("x.iso", "hv.elf", ConfigModule::Omit)
+            .module(&config.rt_image, "/r/rt.elf")
+            .linux_modules(&config, "/g/vmlinux-6.1.0-56-amd64", "/g/initramfs.cpio");
+        let cfg = grub_cfg(&spec).unwrap();
+        assert!(
+            cfg.ends_with(
+                "    module2 /boot/bulkhead/rt.elf rt.elf\n    \
+                 module2 /boot/bulkhead/vmlinux-6.1.0-56-amd64 vmlinuz\n    \
+                 module2 /boot/bulkhead/initramfs.cpio initrd.img\n    boot\n}\n"
+            ),
+            "{cfg}"
+        );
+        // Modules a test added itself under the config's names stay; nothing is read from the
+        // environment for them.
+        let own = spec.clone().linux_modules_from_env(&config).unwrap();
+        assert_eq!(own.modules.len(), 3);
+        assert_eq!(own.modules[1].file, Path::new("/g/vmlinux-6.1.0-56-amd64"));
+        // Without an initrd in the config, only the kernel.
+        let no_initrd = LoadedConfig {
+            linux_initrd: None,
+            ..config
+        };
+        let spec = IsoSpec::new("x.iso", "hv.elf", ConfigModule::Omit).linux_modules(
+            &no_initrd,
+            "/g/vmlinuz-6.1.0-56-amd64",
+            "/g/initramfs.cpio",
+        );
+        assert_eq!(spec.modules.len(), 1);
+        assert_eq!(spec.modules[0].name, "vmlinuz");
+        let own = spec.linux_modules_from_env(&no_initrd).unwrap();
+        assert_eq!(own.modules.len(), 1);
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //!   (see DESIGN.md, "Building freestanding code"); [`build_rt_kernel`] the RT kernel image;
 //! - [`build_iso`] makes a BIOS-bootable GRUB rescue ISO from an [`IsoSpec`]: the hypervisor, the
 //!   compiled config blob (or any raw file in its place) and extra multiboot2 modules;
+//!   [`IsoSpec::for_config`] is the ISO a config boots with the images `cargo xtask test` hands
+//!   over in environment variables (hypervisor, RT kernel, Linux kernel and initramfs);
 //! - [`Emulator`] names an emulator and its machine (Bochs, QEMU TCG, QEMU with nested KVM);
 //!   [`Run::start`] boots an ISO in one, in a run directory of its own ([`RunDir`]);
 //! - [`Run::wait_for`] follows the serial log until the lines an [`Expect`] names have appeared,
@@ -66,6 +68,14 @@ pub fn target_dir() -> PathBuf {
 /// end-to-end tests.
 pub const RT_KERNEL_ELF_ENV: &str = "BULKHEAD_RT_KERNEL_ELF";
 
+/// Environment variable through which `cargo xtask test` hands the Linux kernel (by default the
+/// uncompressed vmlinux taken out of Debian's bzImage) to the end-to-end tests.
+pub const LINUX_KERNEL_ENV: &str = "BULKHEAD_LINUX_KERNEL";
+
+/// Environment variable through which `cargo xtask test` hands Linux's initramfs to the
+/// end-to-end tests.
+pub const LINUX_INITRD_ENV: &str = "BULKHEAD_LINUX_INITRD";
+
 /// The RT kernel image handed over by `cargo xtask test` in [`RT_KERNEL_ELF_ENV`].
 pub fn rt_kernel_elf_from_env() -> Result<PathBuf> {
     image_from_env(RT_KERNEL_ELF_ENV, "RT kernel")
@@ -77,6 +87,49 @@ pub fn rt_kernel_elf_from_env() -> Result<PathBuf> {
 /// with a message that says how to run them.
 pub fn hypervisor_elf_from_env() -> Result<PathBuf> {
     image_from_env(HYPERVISOR_ELF_ENV, "hypervisor")
+}
+
+/// The Linux kernel handed over by `cargo xtask test` in [`LINUX_KERNEL_ENV`], for the module
+/// the config names `module` (`[linux] kernel`).
+pub fn linux_kernel_from_env(module: &str) -> Result<PathBuf> {
+    linux_file_from_env(
+        LINUX_KERNEL_ENV,
+        std::env::var_os(LINUX_KERNEL_ENV),
+        &format!("the Linux kernel module {module:?} ([linux] kernel)"),
+    )
+}
+
+/// Linux's initramfs handed over by `cargo xtask test` in [`LINUX_INITRD_ENV`], for the module
+/// the config names `module` (`[linux] initrd`).
+pub fn linux_initrd_from_env(module: &str) -> Result<PathBuf> {
+    linux_file_from_env(
+        LINUX_INITRD_ENV,
+        std::env::var_os(LINUX_INITRD_ENV),
+        &format!("the Linux initrd module {module:?} ([linux] initrd)"),
+    )
+}
+
+fn linux_file_from_env(
+    var: &str,
+    value: Option<std::ffi::OsString>,
+    module: &str,
+) -> Result<PathBuf> {
+    let Some(path) = value else {
+        bail!(
+            "the config names {module} but {var} is not set: run the tests with `cargo xtask \
+             test` (or `cargo xtask test --e2e-only --filter NAME`), which prepares Debian's \
+             kernel and the initramfs and sets {LINUX_KERNEL_ENV} and {LINUX_INITRD_ENV}, or set \
+             them to the files `cargo xtask guest` prints"
+        );
+    };
+    let path = PathBuf::from(path);
+    if !path.is_file() {
+        bail!(
+            "{var}={} does not name a file; run the tests with `cargo xtask test`",
+            path.display()
+        );
+    }
+    Ok(path)
 }
 
 fn image_from_env(var: &str, what: &str) -> Result<PathBuf> {
@@ -104,4 +157,34 @@ pub fn workspace_file(relative: &str) -> Result<PathBuf> {
         bail!("{} does not exist", path.display());
     }
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_linux_files_say_how_to_run() {
+        let err = linux_file_from_env(
+            LINUX_KERNEL_ENV,
+            None,
+            "the Linux kernel module \"vmlinuz\"",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("cargo xtask test"), "{err}");
+        assert!(
+            err.contains(LINUX_KERNEL_ENV) && err.contains("\"vmlinuz\""),
+            "{err}"
+        );
+        let err = linux_file_from_env(LINUX_INITRD_ENV, Some("/nonexistent/initrd".into()), "x")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("does not name a file"), "{err}");
+        let here = workspace_root().join("Cargo.toml");
+        assert_eq!(
+            linux_file_from_env(LINUX_INITRD_ENV, Some(here.clone().into()), "x").unwrap(),
+            here
+        );
+    }
 }

@@ -46,7 +46,9 @@ fn boot(
         bulkhead_e2e::hypervisor_elf_from_env()?,
         ConfigModule::Toml(path),
     )
-    .cmdline(hv_cmdline)
+    // The Linux CPU runs the start-up stub: this is the RT side's test (tests/linux.rs
+    // measures the RT side while Linux boots).
+    .cmdline(format!("linux=stub {hv_cmdline}").trim())
     .module_with_args(&loaded.rt_image, rt_file, rt_args);
     let iso = bulkhead_e2e::build_iso(&spec)?;
     let emulator = Emulator::Bochs {

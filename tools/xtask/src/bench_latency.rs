@@ -181,7 +181,7 @@ pub fn run(
         hypervisor,
         ConfigModule::Toml(config.path.clone()),
     )
-    .cmdline("exit_report_s=1")
+    .cmdline("linux=stub exit_report_s=1")
     .module_with_args(&config.rt_image, &rt_kernel, options.clone());
     let bochs = |cpus, memory_mib| Emulator::Bochs {
         cpus,

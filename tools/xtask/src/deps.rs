@@ -6,9 +6,10 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
-/// Debian packages: the emulators (Bochs with its BIOS, VGA BIOS and terminal display; QEMU) and
-/// what `grub-mkrescue` needs for a BIOS-bootable ISO.
-pub const PACKAGES: [&str; 9] = [
+/// Debian packages: the emulators (Bochs with its BIOS, VGA BIOS and terminal display; QEMU),
+/// what `grub-mkrescue` needs for a BIOS-bootable ISO, and `xz` (the Linux guest's vmlinux is
+/// decompressed from Debian's xz-compressed bzImage).
+pub const PACKAGES: [&str; 10] = [
     "bochs",
     "bochsbios",
     "vgabios",
@@ -18,6 +19,7 @@ pub const PACKAGES: [&str; 9] = [
     "grub-common",
     "xorriso",
     "mtools",
+    "xz-utils",
 ];
 
 /// The packages in [`PACKAGES`] that are not installed, or `None` where `dpkg-query` cannot be run.

@@ -1,10 +1,12 @@
 //! `cargo xtask`: the one entry point for building, booting and testing Bulkhead.
 //!
 //! - `build`: the hypervisor image and the RT kernel image (freestanding multiboot2 ELFs);
-//! - `image`: the image plus a compiled config, in a GRUB ISO;
+//! - `image`: the image plus a compiled config, the RT kernel and the Linux guest (Debian's
+//!   kernel and an initramfs, see [`guest`]), in a GRUB ISO;
 //! - `run`: boots that ISO headless in an emulator and streams its serial console (`--rt-bare`:
 //!   the RT kernel alone, without the hypervisor);
 //! - `test`: host tests, then the end-to-end tests that boot emulators;
+//! - `guest`: the Linux guest's artefacts alone;
 //! - `config check|compile`: the config tool;
 //! - `bench ipc`: the host IPC benchmark (the channel ring against its baselines);
 //! - `deps`: the Debian packages the above need.
@@ -16,6 +18,7 @@
 mod bench;
 mod bench_latency;
 mod deps;
+mod guest;
 mod test;
 
 use std::path::{Path, PathBuf};
@@ -90,6 +93,9 @@ enum Cmd {
     },
     /// Check the Debian packages the emulator runs need; install them when root.
     Deps,
+    /// Fetch Debian's kernel and busybox-static (cached in target/linux-guest/), make the
+    /// uncompressed vmlinux and the initramfs, and print where they are.
+    Guest,
 }
 
 #[derive(Subcommand, Debug)]
@@ -131,6 +137,10 @@ struct IsoArgs {
     /// module line under the hypervisor, on the kernel line with --rt-bare.
     #[arg(long, value_name = "STR", default_value = "")]
     rt_cmdline: String,
+    /// Give Linux Debian's compressed bzImage under the config's `[linux] kernel` module name
+    /// instead of the uncompressed vmlinux taken out of it (which boots faster in an emulator).
+    #[arg(long)]
+    linux_bzimage: bool,
 }
 
 #[derive(Args, Debug)]
@@ -165,7 +175,7 @@ struct RunArgs {
     debug: bool,
     /// Boot the RT kernel alone from GRUB (bare mode, no hypervisor, no config); stops at
     /// nothing but the time limit [default CPUs: 2].
-    #[arg(long, conflicts_with_all = ["kvm", "until_settled"])]
+    #[arg(long, conflicts_with_all = ["kvm", "until_settled", "linux_bzimage"])]
     rt_bare: bool,
 }
 
@@ -202,6 +212,7 @@ fn main() -> ExitCode {
             command: BenchCmd::Latency(args),
         } => bench_latency(&args),
         Cmd::Deps => deps::ensure(false).map(|()| ExitCode::SUCCESS),
+        Cmd::Guest => guest(),
     };
     match result {
         Ok(code) => code,
@@ -274,8 +285,6 @@ fn build(debug: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The hypervisor's ISO: its config, command line, and the RT kernel under the module name
-/// the config gives (`rt.image`) with the RT command line.
 fn bench_latency(args: &bench_latency::LatencyArgs) -> Result<ExitCode> {
     deps::ensure(true)?;
     let config = bulkhead_e2e::config::load(&user_path(args.config.as_deref(), DEFAULT_CONFIG))?;
@@ -283,6 +292,9 @@ fn bench_latency(args: &bench_latency::LatencyArgs) -> Result<ExitCode> {
     bench_latency::run(args, &config, hypervisor, rt_kernel)
 }
 
+/// The hypervisor's ISO: its config, command line, the RT kernel under the module name the
+/// config gives (`rt.image`) with the RT command line, and the Linux kernel (the vmlinux, or
+/// the bzImage with `--linux-bzimage`) and initramfs under `[linux] kernel` and `initrd`.
 fn iso_spec(
     args: &IsoArgs,
     config: &LoadedConfig,
@@ -291,11 +303,37 @@ fn iso_spec(
 ) -> Result<IsoSpec> {
     let elf = build_image(debug)?;
     let rt_elf = build_rt_image(debug)?;
+    let linux = guest::prepare_step(&[])?;
     Ok(
         IsoSpec::new(output, elf, ConfigModule::Toml(config.path.clone()))
             .cmdline(args.hv_cmdline.clone())
-            .module_with_args(&config.rt_image, rt_elf, args.rt_cmdline.clone()),
+            .module_with_args(&config.rt_image, rt_elf, args.rt_cmdline.clone())
+            .linux_modules(config, linux.kernel(args.linux_bzimage), &linux.initramfs),
     )
+}
+
+/// `cargo xtask guest`: the Linux guest's artefacts, where they are and how big.
+fn guest() -> Result<ExitCode> {
+    let linux = guest::prepare_step(&[])?;
+    println!(
+        "kernel {} (release {}); busybox {}",
+        linux.kernel_package, linux.release, linux.busybox_package
+    );
+    for (what, path) in [
+        ("bzImage", &linux.bzimage),
+        ("vmlinux", &linux.vmlinux),
+        ("initramfs", &linux.initramfs),
+    ] {
+        let size = std::fs::metadata(path)
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .len();
+        println!(
+            "{what:<9}  {} ({:.1} MiB)",
+            shown(path),
+            size as f64 / (1024.0 * 1024.0)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn image(args: &IsoArgs, out: Option<PathBuf>) -> Result<ExitCode> {
@@ -564,8 +602,23 @@ mod tests {
         let Cmd::Run(args) = cli.command else {
             panic!("not run")
         };
-        assert!(!args.rt_bare);
+        assert!(!args.rt_bare && !args.iso.linux_bzimage);
         assert_eq!(args.iso.rt_cmdline, "latency_period_us=100");
+        let cli = Cli::try_parse_from(["xtask", "image", "--linux-bzimage"]).unwrap();
+        let Cmd::Image { iso, .. } = cli.command else {
+            panic!("not image")
+        };
+        assert!(iso.linux_bzimage);
+        let cli = Cli::try_parse_from(["xtask", "run", "--linux-bzimage"]).unwrap();
+        let Cmd::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        assert!(args.iso.linux_bzimage);
+        assert!(Cli::try_parse_from(["xtask", "run", "--rt-bare", "--linux-bzimage"]).is_err());
+        assert!(matches!(
+            Cli::try_parse_from(["xtask", "guest"]).unwrap().command,
+            Cmd::Guest
+        ));
         let cli = Cli::try_parse_from(["xtask", "bench", "latency", "--seconds", "3"]).unwrap();
         let Cmd::Bench {
             command: BenchCmd::Latency(args),

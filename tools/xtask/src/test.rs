@@ -1,12 +1,13 @@
-//! `cargo xtask test`: host tests (with the ring's loom model check), then the image, then the
-//! end-to-end tests, with one summary.
+//! `cargo xtask test`: host tests (with the ring's loom model check), then the images and the
+//! Linux guest's artefacts, then the end-to-end tests, with one summary. Only the end-to-end
+//! stage fetches anything (`--host-only` never downloads).
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, ExitCode, Stdio};
 
 use anyhow::{Context, Result, bail};
 
-use crate::{build_image, build_rt_image, deps, step};
+use crate::{build_image, build_rt_image, deps, guest, step};
 
 /// Test counts summed over every `cargo test` run.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +39,8 @@ impl Summary {
     }
 }
 
-/// Runs the host tests (`host`), then builds the image and runs the end-to-end tests (`e2e`);
+/// Runs the host tests (`host`), then builds the images, prepares the Linux guest and runs the
+/// end-to-end tests (`e2e`);
 /// prints `xtask test: N passed, M failed` and fails if anything failed.
 pub fn run(host: bool, e2e: bool, filter: Option<&str>) -> Result<ExitCode> {
     if e2e {
@@ -56,8 +58,10 @@ pub fn run(host: bool, e2e: bool, filter: Option<&str>) -> Result<ExitCode> {
         summary.cargo_test_stage("loom tests", loom_command(filter));
     }
     if e2e {
-        match build_image(false).and_then(|elf| Ok((elf, build_rt_image(false)?))) {
-            Ok((elf, rt_elf)) => {
+        let artefacts = build_image(false)
+            .and_then(|elf| Ok((elf, build_rt_image(false)?, guest::prepare_step(&[])?)));
+        match artefacts {
+            Ok((elf, rt_elf, linux)) => {
                 let mut command = cargo();
                 command
                     .args([
@@ -69,7 +73,9 @@ pub fn run(host: bool, e2e: bool, filter: Option<&str>) -> Result<ExitCode> {
                         "--test-threads=2",
                     ])
                     .env(bulkhead_e2e::HYPERVISOR_ELF_ENV, &elf)
-                    .env(bulkhead_e2e::RT_KERNEL_ELF_ENV, &rt_elf);
+                    .env(bulkhead_e2e::RT_KERNEL_ELF_ENV, &rt_elf)
+                    .env(bulkhead_e2e::LINUX_KERNEL_ENV, linux.kernel(false))
+                    .env(bulkhead_e2e::LINUX_INITRD_ENV, &linux.initramfs);
                 // A failed boot explains itself with the console's tail; a backtrace of the
                 // test code on top would bury it (panics still get theirs).
                 if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {

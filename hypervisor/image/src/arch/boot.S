@@ -62,5 +62,5 @@ no_lm_msg:
     BOOT_PAGE_TABLES
     .balign 16
 boot_stack:
-    .skip 64 * 1024
+    .skip 256 * 1024
 boot_stack_top:

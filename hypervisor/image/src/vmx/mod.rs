@@ -14,6 +14,8 @@ const FEATURE_CONTROL_LOCK: u64 = 1 << 0;
 const FEATURE_CONTROL_VMX_OUTSIDE_SMX: u64 = 1 << 2;
 const CPUID1_ECX_VMX: u32 = 1 << 5;
 const CPUID1_ECX_X2APIC: u32 = 1 << 21;
+const CPUID1_ECX_XSAVE: u32 = 1 << 26;
+const CR4_OSXSAVE: u64 = 1 << 18;
 
 /// Reads this CPU's capability MSRs (TRUE variants where the CPU has them).
 ///
@@ -108,6 +110,11 @@ pub fn vmxon(msrs: &VmxMsrs, controls: &VmxControls) -> Result<HostPhysAddr, &'s
         core::arch::asm!("mov {}, cr4", out(reg) cr4, options(nomem, nostack));
         cr0 = msrs.fix_cr0(cr0, false);
         cr4 = msrs.fix_cr4(cr4);
+        // XSETBV, which a guest's exit hands to the hypervisor to execute, needs
+        // CR4.OSXSAVE in the host too (the host CR4 is what runs after an exit).
+        if core::arch::x86_64::__cpuid(1).ecx & CPUID1_ECX_XSAVE != 0 {
+            cr4 |= CR4_OSXSAVE;
+        }
         core::arch::asm!("mov cr0, {}", in(reg) cr0, options(nostack));
         core::arch::asm!("mov cr4, {}", in(reg) cr4, options(nostack));
         x86::bits64::vmx::vmxon(region.as_u64()).map_err(|_| "VMXON failed")?;

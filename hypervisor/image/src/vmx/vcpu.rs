@@ -19,7 +19,9 @@ use hv_core::cpuid::{self, CpuidRegs, HostFacts};
 use hv_core::exit::{ExitCounters, ExitReason, reason};
 use hv_core::hypercall::{self, Hypercall};
 use hv_core::icr;
-use hv_core::vmx_caps::{EntryControls, PIN_PREEMPTION_TIMER, VmxControls, VmxMsrs};
+use hv_core::vmx_caps::{
+    EntryControls, PIN_PREEMPTION_TIMER, SecondaryControls, VmxControls, VmxMsrs,
+};
 
 use super::vmcs::{self, VmxError, control, guest, host, ro};
 use crate::arch::cpu::{CpuTables, KERNEL_CS, KERNEL_DS, KERNEL_TR};
@@ -79,6 +81,7 @@ pub static EXIT_COUNTERS: [ExitCounters; bulkhead_config::MAX_CPUS] =
 /// Why a guest was stopped.
 enum Stop {
     Unhandled(ExitReason),
+    Ended(GuestEnd),
     EntryFailed(VmxError),
     Vmcs(VmxError),
 }
@@ -110,7 +113,21 @@ pub struct Vcpu {
     report_ticks: Option<u32>,
     /// Guest MSR writes refused so far (only the first few are logged).
     refused_writes: u64,
+    /// Accesses to ports without a device so far (only the first few are logged).
+    unowned_ports: u64,
+    /// Why the guest ended, when it asked to (power-off, reset).
+    stop_reason: Option<GuestEnd>,
 }
+
+/// A guest's own request to end.
+#[derive(Debug, Clone, Copy)]
+enum GuestEnd {
+    PowerOff,
+    Reset(hv_core::linux_io::ResetKind),
+}
+
+/// Accesses to unowned ports per CPU that are logged.
+const LOGGED_PORTS: u64 = 16;
 
 /// Guest MSR writes refused per CPU that are logged; the rest are only counted.
 const LOGGED_REFUSALS: u64 = 8;
@@ -151,13 +168,18 @@ impl Vcpu {
             launched: false,
             host_facts: HostFacts {
                 fast_strings_enabled: misc_enable & 1 != 0,
+                kvm_compat_leaf: res.id == PartitionId::Linux,
+                invpcid: controls.secondary & SecondaryControls::ENABLE_INVPCID.bits() != 0,
+                xsaves: controls.secondary & SecondaryControls::ENABLE_XSAVES.bits() != 0,
             },
             own_cpus,
             report_ticks,
             refused_writes: 0,
+            unowned_ports: 0,
+            stop_reason: None,
         };
         Self::setup_host(tables)?;
-        let long_mode = matches!(start, GuestStart::Rt(_));
+        let long_mode = matches!(start, GuestStart::Rt(_) | GuestStart::Linux(_));
         Self::setup_controls(controls, res, index, long_mode, report_ticks)?;
         vcpu.setup_guest(msrs, start)?;
         Ok(vcpu)
@@ -227,6 +249,10 @@ impl Vcpu {
             c.entry & !ia32e
         };
         vmcs::write(control::VMENTRY_CONTROLS, u64::from(entry))?;
+        if c.secondary & SecondaryControls::ENABLE_XSAVES.bits() != 0 {
+            // No XSAVES/XRSTORS exits for any supervisor state component.
+            vmcs::write(control::XSS_EXITING_BITMAP_FULL, 0)?;
+        }
         vmcs::write(control::EXCEPTION_BITMAP, 0)?;
         vmcs::write(control::PAGE_FAULT_ERR_CODE_MASK, 0)?;
         vmcs::write(control::PAGE_FAULT_ERR_CODE_MATCH, 0)?;
@@ -265,6 +291,8 @@ impl Vcpu {
         const CR0_WP_PG: u64 = (1 << 16) | (1 << 31);
         const CR4_PAE_OSFXSR_OSXMMEXCPT: u64 = (1 << 5) | (1 << 9) | (1 << 10);
         const EFER_LME_LMA_NXE: u64 = (1 << 8) | (1 << 10) | (1 << 11);
+        // Selectors of the flat code and data segments (the boot GDT's for Linux).
+        let (mut cs_sel, mut ds_sel, mut gdtr) = (0x08, 0x10, (0, 0));
         let (entry, cs_rights) = match start {
             GuestStart::Stub { entry } => {
                 vmcs::write(guest::CR0, msrs.fix_cr0(CR0_PE_MP_ET_NE, true))?;
@@ -286,12 +314,24 @@ impl Vcpu {
                 regs.rdx = index.unwrap_or(0) as u64;
                 (rt.entry, CODE64)
             }
+            GuestStart::Linux(l) => {
+                let cr0 = msrs.fix_cr0(CR0_PE_MP_ET_NE | CR0_WP_PG, true);
+                vmcs::write(guest::CR0, cr0)?;
+                vmcs::write(guest::CR3, l.cr3)?;
+                vmcs::write(guest::CR4, msrs.fix_cr4(CR4_PAE_OSFXSR_OSXMMEXCPT))?;
+                vmcs::write(guest::IA32_EFER_FULL, EFER_LME_LMA_NXE)?;
+                self.state.regs.rsi = l.boot_params;
+                cs_sel = crate::linux_loader::BOOT_CS;
+                ds_sel = crate::linux_loader::BOOT_DS;
+                gdtr = (l.gdt, l.gdt_limit);
+                (l.entry, CODE64)
+            }
         };
         vmcs::write(guest::DR7, 0x400)?;
         vmcs::write(guest::RSP, 0)?;
         vmcs::write(guest::RIP, entry)?;
         vmcs::write(guest::RFLAGS, 0x2)?;
-        vmcs::write(guest::CS_SELECTOR, 0x08)?;
+        vmcs::write(guest::CS_SELECTOR, u64::from(cs_sel))?;
         vmcs::write(guest::CS_BASE, 0)?;
         vmcs::write(guest::CS_LIMIT, 0xffff_ffff)?;
         vmcs::write(guest::CS_ACCESS_RIGHTS, cs_rights)?;
@@ -327,7 +367,7 @@ impl Vcpu {
                 guest::GS_ACCESS_RIGHTS,
             ),
         ] {
-            vmcs::write(sel, 0x10)?;
+            vmcs::write(sel, u64::from(ds_sel))?;
             vmcs::write(base, 0)?;
             vmcs::write(limit, 0xffff_ffff)?;
             vmcs::write(ar, DATA32)?;
@@ -340,8 +380,8 @@ impl Vcpu {
         vmcs::write(guest::TR_BASE, 0)?;
         vmcs::write(guest::TR_LIMIT, 0xffff)?;
         vmcs::write(guest::TR_ACCESS_RIGHTS, TSS_BUSY)?;
-        vmcs::write(guest::GDTR_BASE, 0)?;
-        vmcs::write(guest::GDTR_LIMIT, 0)?;
+        vmcs::write(guest::GDTR_BASE, gdtr.0)?;
+        vmcs::write(guest::GDTR_LIMIT, u64::from(gdtr.1))?;
         vmcs::write(guest::IDTR_BASE, 0)?;
         vmcs::write(guest::IDTR_LIMIT, 0)?;
         vmcs::write(guest::IA32_DEBUGCTL_FULL, 0)?;
@@ -384,7 +424,10 @@ impl Vcpu {
             }
             match self.handle(exit) {
                 Ok(true) => {}
-                Ok(false) => break Stop::Unhandled(exit),
+                Ok(false) => match self.stop_reason {
+                    Some(end) => break Stop::Ended(end),
+                    None => break Stop::Unhandled(exit),
+                },
                 Err(e) => break Stop::Vmcs(e),
             }
         };
@@ -436,6 +479,17 @@ impl Vcpu {
                 self.skip_instruction()?;
                 Ok(true)
             }
+            reason::RDMSR => {
+                // The MSR bitmap passes every read it covers; reads that exit are of MSRs
+                // outside its ranges, which a partition has no business with: #GP, as for
+                // an MSR the CPU does not have.
+                self.inject_gp()?;
+                Ok(true)
+            }
+            reason::XSETBV => self.xsetbv(),
+            reason::IO_INSTRUCTION => self.io_instruction(),
+            reason::EPT_VIOLATION => self.ept_violation(),
+            reason::TRIPLE_FAULT => Ok(false),
             reason::PREEMPTION_TIMER => {
                 crate::report_exits();
                 if let Some(ticks) = self.report_ticks {
@@ -472,6 +526,189 @@ impl Vcpu {
         Ok(())
     }
 
+    /// XSETBV always exits: check the new XCR0 as the CPU would (#GP otherwise), then
+    /// load it. The guest's XCR0 stays loaded while the hypervisor runs; the hypervisor's
+    /// own code uses only legacy SSE, whose state FXSAVE covers.
+    fn xsetbv(&mut self) -> Result<bool, VmxError> {
+        let regs = &self.state.regs;
+        let (index, value) = (regs.rcx as u32, (regs.rdx << 32) | (regs.rax & 0xffff_ffff));
+        let d = core::arch::x86_64::__cpuid_count(0xd, 0);
+        let supported = u64::from(d.eax) | (u64::from(d.edx) << 32);
+        if index != 0 || !hv_core::cpuid::xcr0_valid(value, supported) {
+            self.inject_gp()?;
+            return Ok(true);
+        }
+        // SAFETY: XCR0 value checked against what the CPU supports and the architectural
+        // rules, so XSETBV does not fault; it affects only this CPU's extended state.
+        unsafe {
+            core::arch::asm!("xsetbv", in("ecx") 0, in("eax") value as u32, in("edx") (value >> 32) as u32, options(nostack));
+        }
+        self.skip_instruction()?;
+        Ok(true)
+    }
+
+    /// IN/OUT to a port the I/O bitmap does not pass through: the port has no device for
+    /// this partition (reads return all ones, writes are dropped).
+    fn io_instruction(&mut self) -> Result<bool, VmxError> {
+        let q = vmcs::read(ro::EXIT_QUALIFICATION)?;
+        let size = (q & 7) as u32 + 1;
+        let input = q & (1 << 3) != 0;
+        let string = q & (1 << 4) != 0;
+        let port = (q >> 16) as u16;
+        if string {
+            log::warn!(
+                "cpu {} ({} partition): string I/O on port {port:#x} is not emulated",
+                self.index,
+                self.partition
+            );
+            return Ok(false);
+        }
+        let write = (!input).then_some(self.state.regs.rax as u32);
+        let result = crate::linux_devices::port_access(port, size as u8, write);
+        if result.unowned {
+            self.unowned_port(port, !input);
+        }
+        if let Some(v) = result.read.filter(|_| input) {
+            let regs = &mut self.state.regs;
+            regs.rax = match size {
+                4 => u64::from(v),
+                2 => (regs.rax & !0xffff) | u64::from(v & 0xffff),
+                _ => (regs.rax & !0xff) | u64::from(v & 0xff),
+            };
+        }
+        self.skip_instruction()?;
+        match result.event {
+            crate::linux_devices::Event::Done => Ok(true),
+            crate::linux_devices::Event::PowerOff => {
+                self.stop_reason = Some(GuestEnd::PowerOff);
+                Ok(false)
+            }
+            crate::linux_devices::Event::Reset(how) => {
+                self.stop_reason = Some(GuestEnd::Reset(how));
+                Ok(false)
+            }
+        }
+    }
+
+    fn unowned_port(&mut self, port: u16, write: bool) {
+        self.unowned_ports += 1;
+        if self.unowned_ports <= LOGGED_PORTS {
+            log::info!(
+                "cpu {} ({} partition): {} port {port:#x}: no device of this partition{}",
+                self.index,
+                self.partition,
+                if write { "write to" } else { "read of" },
+                if self.unowned_ports == LOGGED_PORTS {
+                    " (further accesses are not logged)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+
+    /// A guest touched guest-physical memory its EPT does not map (or maps otherwise):
+    /// Linux's IOAPIC accesses are emulated; anything else stops the guest.
+    fn ept_violation(&mut self) -> Result<bool, VmxError> {
+        let gpa = vmcs::read(ro::GUEST_PHYSICAL_ADDR_FULL)?;
+        let q = vmcs::read(ro::EXIT_QUALIFICATION)?;
+        let (is_write, is_fetch) = (q & 2 != 0, q & 4 != 0);
+        if self.partition == PartitionId::Linux && !is_fetch && crate::linux_devices::is_ioapic(gpa)
+        {
+            return self.emulate_ioapic(gpa, is_write);
+        }
+        log::warn!(
+            "cpu {} ({} partition): {} of guest-physical {gpa:#x}, which the partition does not own",
+            self.index,
+            self.partition,
+            if q & 2 != 0 {
+                "write"
+            } else if q & 4 != 0 {
+                "instruction fetch"
+            } else {
+                "read"
+            }
+        );
+        Ok(false)
+    }
+
+    fn emulate_ioapic(&mut self, gpa: u64, write: bool) -> Result<bool, VmxError> {
+        let paging = hv_core::guest_paging::PagingState {
+            cr0: vmcs::read(guest::CR0)?,
+            cr3: vmcs::read(guest::CR3)?,
+            cr4: vmcs::read(guest::CR4)?,
+            efer: vmcs::read(guest::IA32_EFER_FULL)?,
+        };
+        let rip = vmcs::read(guest::RIP)?;
+        let r = &mut self.state.regs;
+        let mut file = [
+            r.rax,
+            r.rcx,
+            r.rdx,
+            r.rbx,
+            vmcs::read(guest::RSP)?,
+            r.rbp,
+            r.rsi,
+            r.rdi,
+            r.r8,
+            r.r9,
+            r.r10,
+            r.r11,
+            r.r12,
+            r.r13,
+            r.r14,
+            r.r15,
+        ];
+        match crate::linux_devices::ioapic_access(gpa, write, rip, &paging, &mut file) {
+            Ok((len, refusal)) => {
+                [
+                    r.rax,
+                    r.rcx,
+                    r.rdx,
+                    r.rbx,
+                    _,
+                    r.rbp,
+                    r.rsi,
+                    r.rdi,
+                    r.r8,
+                    r.r9,
+                    r.r10,
+                    r.r11,
+                    r.r12,
+                    r.r13,
+                    r.r14,
+                    r.r15,
+                ] = file;
+                vmcs::write(guest::RIP, rip.wrapping_add(u64::from(len)))?;
+                if let Some(why) = refusal {
+                    self.refused(format_args!("IOAPIC access at {gpa:#x}: {why}"));
+                }
+                Ok(true)
+            }
+            Err(e) => {
+                log::warn!(
+                    "cpu {} ({} partition): IOAPIC access at {gpa:#x} from RIP {rip:#x} not emulated: {e}",
+                    self.index,
+                    self.partition
+                );
+                Ok(false)
+            }
+        }
+    }
+
+    /// Makes the next VM entry deliver #GP(0) to the guest.
+    fn inject_gp(&self) -> Result<(), VmxError> {
+        const GP: u64 = 13;
+        const HARDWARE_EXCEPTION: u64 = 3 << 8;
+        const DELIVER_ERROR_CODE: u64 = 1 << 11;
+        const VALID: u64 = 1 << 31;
+        vmcs::write(control::VMENTRY_EXCEPTION_ERR_CODE, 0)?;
+        vmcs::write(
+            control::VMENTRY_INTERRUPTION_INFO_FIELD,
+            GP | HARDWARE_EXCEPTION | DELIVER_ERROR_CODE | VALID,
+        )
+    }
+
     fn refused(&mut self, what: core::fmt::Arguments<'_>) {
         self.refused_writes += 1;
         if self.refused_writes <= LOGGED_REFUSALS {
@@ -498,8 +735,27 @@ impl Vcpu {
         let (i, a) = (self.index, self.apic_id);
         let rd = |f| vmcs::read(f).unwrap_or(u64::MAX);
         let r = &self.state.regs;
+        if let Stop::Ended(end) = stop {
+            crate::console::write_block(|w| {
+                match end {
+                    GuestEnd::PowerOff => writeln!(
+                        w,
+                        "cpu {i} apic {a}: {} partition stopped: it powered off",
+                        self.partition
+                    )?,
+                    GuestEnd::Reset(how) => writeln!(
+                        w,
+                        "cpu {i} apic {a}: {} partition stopped: it reset the machine ({how}); the reset is not passed on",
+                        self.partition
+                    )?,
+                }
+                writeln!(w, "  {}", crate::ExitCountsLine::new(i))
+            });
+            return;
+        }
         crate::console::write_block(|w| {
             match stop {
+                Stop::Ended(_) => {}
                 Stop::Unhandled(exit) => {
                     writeln!(w, "cpu {i} apic {a}: guest stopped: unhandled exit {exit}")?
                 }
