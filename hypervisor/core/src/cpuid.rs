@@ -83,6 +83,32 @@ pub fn sanitize(leaf: u32, subleaf: u32, real: CpuidRegs, host: HostFacts) -> Cp
     r
 }
 
+const LEAF1_ECX_OSXSAVE: u32 = 1 << 27;
+const LEAF7_ECX_OSPKE: u32 = 1 << 4;
+const CR4_OSXSAVE: u64 = 1 << 18;
+const CR4_PKE: u64 = 1 << 22;
+
+/// CPUID bits that mirror control-register bits (OSXSAVE, OSPKE) describe the CPU's current
+/// CR4; the hypervisor executes CPUID with its own CR4 loaded, so these bits are set from the
+/// guest's CR4 instead (a guest told OSXSAVE while its CR4 says otherwise executes XGETBV
+/// and takes #UD).
+pub fn reflect_guest_cr4(leaf: u32, subleaf: u32, regs: CpuidRegs, guest_cr4: u64) -> CpuidRegs {
+    let mut r = regs;
+    let set = |word: &mut u32, bit: u32, on: bool| {
+        if on {
+            *word |= bit;
+        } else {
+            *word &= !bit;
+        }
+    };
+    match (leaf, subleaf) {
+        (1, _) => set(&mut r.ecx, LEAF1_ECX_OSXSAVE, guest_cr4 & CR4_OSXSAVE != 0),
+        (7, 0) => set(&mut r.ecx, LEAF7_ECX_OSPKE, guest_cr4 & CR4_PKE != 0),
+        _ => {}
+    }
+    r
+}
+
 /// A hypervisor vendor leaf: the highest leaf in EAX, the signature in EBX, ECX, EDX.
 fn signature_leaf(max: u32, sig: &[u8; 12]) -> CpuidRegs {
     let word = |i: usize| u32::from_le_bytes([sig[i], sig[i + 1], sig[i + 2], sig[i + 3]]);
@@ -180,6 +206,30 @@ mod tests {
         assert_eq!(
             sanitize(HYPERVISOR_LEAF, 0, real, linux).eax,
             HYPERVISOR_LEAF_MAX
+        );
+    }
+
+    #[test]
+    fn os_bits_follow_the_guest_cr4() {
+        let host = CpuidRegs {
+            ecx: LEAF1_ECX_OSXSAVE | 1,
+            ..Default::default()
+        };
+        assert_eq!(reflect_guest_cr4(1, 0, host, 0).ecx, 1);
+        assert_eq!(
+            reflect_guest_cr4(1, 0, CpuidRegs::default(), CR4_OSXSAVE).ecx,
+            LEAF1_ECX_OSXSAVE
+        );
+        let pk = CpuidRegs {
+            ecx: LEAF7_ECX_OSPKE,
+            ..Default::default()
+        };
+        assert_eq!(reflect_guest_cr4(7, 0, pk, 0).ecx, 0);
+        assert_eq!(reflect_guest_cr4(7, 0, pk, CR4_PKE).ecx, LEAF7_ECX_OSPKE);
+        assert_eq!(
+            reflect_guest_cr4(7, 1, pk, 0).ecx,
+            LEAF7_ECX_OSPKE,
+            "subleaf 1 untouched"
         );
     }
 

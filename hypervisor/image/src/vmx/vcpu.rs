@@ -467,6 +467,7 @@ impl Vcpu {
                     },
                     self.host_facts,
                 );
+                let r = cpuid::reflect_guest_cr4(leaf, subleaf, r, vmcs::read(guest::CR4)?);
                 regs.rax = u64::from(r.eax);
                 regs.rbx = u64::from(r.ebx);
                 regs.rcx = u64::from(r.ecx);
