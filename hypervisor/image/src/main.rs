@@ -8,8 +8,9 @@
 //! 2. the VT-x feature check on the bootstrap CPU;
 //! 3. the config module: decoded and validated (`bulkhead-config`), then checked against
 //!    this machine (CPUs present, regions in usable RAM, clear of the image and modules);
-//! 4. the partition plan; the RT kernel loaded into the RT partition (`rt_loader`); each
-//!    partition's EPT, I/O and MSR bitmaps and start-up state;
+//! 4. the partition plan; the RT kernel loaded into the RT partition (`rt_loader`), Linux
+//!    into the Linux partition (`linux_loader`; `linux=stub` runs a start-up stub instead);
+//!    each partition's EPT, I/O and MSR bitmaps and start-up state;
 //! 5. every configured CPU started (INIT-SIPI-SIPI), each checks VT-x again, enters VMX
 //!    operation and, once all have, launches into its partition.
 //!
@@ -424,6 +425,14 @@ fn cpu_main(index: usize, apic_id: u32, tables: &'static CpuTables) -> ! {
         Some(stub) if SELFTEST_UNHANDLED_EXIT.load(Ordering::Relaxed) && last_linux_cpu => stub,
         _ => res.start,
     };
+    if matches!(start, partition::GuestStart::Linux(_)) && own.first() != Some(&apic_id) {
+        println!(
+            "cpu {index} apic {apic_id}: Linux secondary CPU idles (starting Linux's secondary CPUs is not emulated yet)"
+        );
+        loop {
+            core::hint::spin_loop();
+        }
+    }
     let reporter = pid == PartitionId::Linux && own.first() == Some(&apic_id);
     let report_ticks = match (reporter, EXIT_REPORT_S.load(Ordering::Relaxed)) {
         (false, _) | (true, 0) => None,

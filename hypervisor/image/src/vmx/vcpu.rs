@@ -4,9 +4,14 @@
 //! Exits the hypervisor understands are handled and the guest resumed: VMCALL (the
 //! hypercall ABI), CPUID (sanitized), writes to the MSRs the bitmap intercepts (the x2APIC
 //! ICR, filtered to the partition's own CPUs; IA32_APIC_BASE and IA32_FEATURE_CONTROL,
-//! ignored) and the preemption timer of the CPU that reports exit counts. Any other exit,
-//! a failed VM entry, or a guest triple fault stops this guest only: the CPU prints the
-//! exit and a register dump and halts in VMX root operation. Other CPUs are unaffected.
+//! ignored), reads of MSRs outside the bitmap (#GP), XSETBV (checked, then executed), IN and
+//! OUT on ports the I/O bitmap does not pass (Linux's platform view, `linux_devices`),
+//! Linux's accesses to the IOAPIC (decoded and filtered, `linux_devices`) and the
+//! preemption timer of the CPU that reports exit counts. Linux's ACPI power-off or reset
+//! ends its guest with a line saying so. Any other exit (an access to memory the partition
+//! does not own included), a failed VM entry, or a guest triple fault stops this guest
+//! only: the CPU prints the exit and a register dump and spins in VMX root operation.
+//! Other CPUs are unaffected.
 //!
 //! The VMCS asks for nothing an RT kernel does in steady state: no external-interrupt, NMI
 //! or HLT exiting, no exception exits, the TSC-deadline and x2APIC MSRs (EOI, TPR, timer
