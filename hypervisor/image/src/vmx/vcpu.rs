@@ -117,9 +117,9 @@ pub struct Vcpu {
     /// Preemption-timer ticks between exit reports, on the reporting CPU.
     report_ticks: Option<u32>,
     /// Guest MSR writes refused so far (only the first few are logged).
-    refused_writes: u64,
+    refused_writes: LogBudget,
     /// Accesses to ports without a device so far (only the first few are logged).
-    unowned_ports: u64,
+    unowned_ports: LogBudget,
     /// Why the guest ended, when it asked to (power-off, reset).
     stop_reason: Option<GuestEnd>,
 }
@@ -129,6 +129,37 @@ pub struct Vcpu {
 enum GuestEnd {
     PowerOff,
     Reset(hv_core::linux_io::ResetKind),
+}
+
+/// Counts events of one kind and lets only the first few be logged.
+struct LogBudget {
+    seen: u64,
+    logged: u64,
+}
+
+impl LogBudget {
+    const fn new(logged: u64) -> Self {
+        Self { seen: 0, logged }
+    }
+
+    /// Counts one event. `Some(tail)` if it is to be logged: `tail` is empty, or on the last
+    /// logged one says that `later` (further ones are not logged).
+    fn next(&mut self, later: &'static str) -> Option<LogTail> {
+        self.seen += 1;
+        (self.seen <= self.logged).then_some(LogTail((self.seen == self.logged).then_some(later)))
+    }
+}
+
+/// The end of a rate-limited log line.
+struct LogTail(Option<&'static str>);
+
+impl core::fmt::Display for LogTail {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            Some(later) => write!(f, " ({later})"),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Accesses to unowned ports per CPU that are logged.
@@ -179,8 +210,8 @@ impl Vcpu {
             },
             own_cpus,
             report_ticks,
-            refused_writes: 0,
-            unowned_ports: 0,
+            refused_writes: LogBudget::new(LOGGED_REFUSALS),
+            unowned_ports: LogBudget::new(LOGGED_PORTS),
             stop_reason: None,
         };
         Self::setup_host(tables)?;
@@ -597,18 +628,12 @@ impl Vcpu {
     }
 
     fn unowned_port(&mut self, port: u16, write: bool) {
-        self.unowned_ports += 1;
-        if self.unowned_ports <= LOGGED_PORTS {
+        if let Some(tail) = self.unowned_ports.next("further accesses are not logged") {
             log::info!(
-                "cpu {} ({} partition): {} port {port:#x}: no device of this partition{}",
+                "cpu {} ({} partition): {} port {port:#x}: no device of this partition{tail}",
                 self.index,
                 self.partition,
                 if write { "write to" } else { "read of" },
-                if self.unowned_ports == LOGGED_PORTS {
-                    " (further accesses are not logged)"
-                } else {
-                    ""
-                }
             );
         }
     }
@@ -716,17 +741,14 @@ impl Vcpu {
     }
 
     fn refused(&mut self, what: core::fmt::Arguments<'_>) {
-        self.refused_writes += 1;
-        if self.refused_writes <= LOGGED_REFUSALS {
+        if let Some(tail) = self
+            .refused_writes
+            .next("further refusals on this CPU are not logged")
+        {
             log::warn!(
-                "cpu {} ({} partition): {what}{}",
+                "cpu {} ({} partition): {what}{tail}",
                 self.index,
-                self.partition,
-                if self.refused_writes == LOGGED_REFUSALS {
-                    " (further refusals on this CPU are not logged)"
-                } else {
-                    ""
-                }
+                self.partition
             );
         }
     }
