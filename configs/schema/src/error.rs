@@ -5,7 +5,7 @@
 
 use core::fmt;
 
-use crate::model::{Name, PciBdf, PortRange, Region};
+use crate::model::{ConsoleTarget, Name, PciBdf, PortRange, Region};
 use crate::{CMDLINE_LEN, NAME_LEN};
 
 /// One step of a [`FieldPath`].
@@ -279,6 +279,17 @@ pub enum ErrorKind {
         /// Its slot size.
         slot_size: u32,
     },
+    /// Linux's console UART is also the hypervisor's or the RT partition's console. Linux drives
+    /// its UART with interrupts; a second writer on the port makes it miss the transmitter-empty
+    /// interrupt, and Linux's console stalls.
+    ConsoleShared {
+        /// The UART.
+        port: ConsoleTarget,
+        /// Whether the hypervisor prints on it too.
+        hypervisor: bool,
+        /// Whether the RT partition prints on it too.
+        rt: bool,
+    },
 }
 
 impl fmt::Display for ErrorKind {
@@ -385,6 +396,27 @@ impl fmt::Display for ErrorKind {
                 crate::CHANNEL_HEADER_SIZE,
                 crate::CHANNEL_MIN_SLOTS
             ),
+            Self::ConsoleShared {
+                port,
+                hypervisor,
+                rt,
+            } => {
+                let port = match port {
+                    ConsoleTarget::Com1 => "COM1",
+                    ConsoleTarget::Com2 => "COM2",
+                    ConsoleTarget::None => "no UART",
+                };
+                let with = match (hypervisor, rt) {
+                    (true, true) => "the hypervisor and the RT partition",
+                    (true, false) => "the hypervisor",
+                    _ => "the RT partition",
+                };
+                write!(
+                    f,
+                    "Linux drives its console UART with interrupts and cannot share {port} with \
+                     {with}"
+                )
+            }
         }
     }
 }

@@ -58,12 +58,28 @@ struct RegionToml {
     size: SizeToml,
 }
 
-#[derive(Deserialize, Default)]
+/// Each key left out takes its value from [`ConsoleRouting::default`].
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct ConsoleToml {
     hypervisor: ConsoleTarget,
     rt: ConsoleTarget,
     linux: ConsoleTarget,
+}
+
+impl Default for ConsoleToml {
+    fn default() -> Self {
+        let ConsoleRouting {
+            hypervisor,
+            rt,
+            linux,
+        } = ConsoleRouting::default();
+        Self {
+            hypervisor,
+            rt,
+            linux,
+        }
+    }
 }
 
 #[derive(Deserialize)]

@@ -553,7 +553,7 @@ impl ChannelConfig {
 }
 
 /// A serial port for a console.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(
     feature = "std",
     derive(serde::Deserialize),
@@ -561,7 +561,6 @@ impl ChannelConfig {
 )]
 pub enum ConsoleTarget {
     /// COM1, I/O port 0x3f8.
-    #[default]
     Com1,
     /// COM2, I/O port 0x2f8.
     Com2,
@@ -591,7 +590,11 @@ impl fmt::Display for ConsoleTarget {
 }
 
 /// Where each party's console output goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+///
+/// Linux's UART may not be the hypervisor's or the RT partition's (validation rejects that):
+/// Linux drives it with interrupts, and a second writer stalls its console. The hypervisor and
+/// the RT partition print by polling and may share one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ConsoleRouting {
     /// The hypervisor's own messages.
     pub hypervisor: ConsoleTarget,
@@ -599,6 +602,18 @@ pub struct ConsoleRouting {
     pub rt: ConsoleTarget,
     /// The Linux partition's console.
     pub linux: ConsoleTarget,
+}
+
+impl Default for ConsoleRouting {
+    /// The routing of a config without `[console]`: the hypervisor and the RT partition on COM1,
+    /// Linux on COM2.
+    fn default() -> Self {
+        Self {
+            hypervisor: ConsoleTarget::Com1,
+            rt: ConsoleTarget::Com1,
+            linux: ConsoleTarget::Com2,
+        }
+    }
 }
 
 /// What the hypervisor does when Linux stops (power-off, reboot, triple fault).
@@ -814,7 +829,7 @@ fn full(path: FieldPath, index: usize, capacity: usize) -> ConfigError {
 
 impl ConfigBuilder {
     /// A config for the machine `name` whose hypervisor keeps `hypervisor_region`; everything
-    /// else starts empty (console all on COM1, Linux stopped on exit).
+    /// else starts empty (the default [`ConsoleRouting`], Linux stopped on exit).
     pub fn new(name: Name, hypervisor_region: Region) -> Self {
         Self {
             config: Config {

@@ -6,7 +6,7 @@
 
 use crate::MAX_SHARED_REGIONS;
 use crate::error::{ConfigError, ErrorKind, FieldPath};
-use crate::model::{Config, PartitionId, Region};
+use crate::model::{Config, ConsoleTarget, PartitionId, Region};
 
 /// Page size: every region base and size, and every channel size, is a multiple of it.
 pub const PAGE_SIZE: u64 = 4096;
@@ -126,6 +126,8 @@ impl Config {
             );
         }
 
+        self.check_console()?;
+
         for id in PartitionId::ALL {
             self.check_partition(id)?;
         }
@@ -152,6 +154,31 @@ impl Config {
         check_name(self.rt.image(), FieldPath::at("rt").key("image"))?;
 
         self.check_channels()
+    }
+
+    /// Linux's console UART is Linux's alone: Linux drives it with interrupts, and another writer
+    /// on the port (the hypervisor or the RT kernel, which poll) makes it miss the
+    /// transmitter-empty interrupt, so that its console stalls. The hypervisor and the RT
+    /// partition may share a UART with each other.
+    fn check_console(&self) -> Result<(), ConfigError> {
+        let console = self.console;
+        let port = console.linux;
+        if port == ConsoleTarget::None {
+            return Ok(());
+        }
+        let hypervisor = console.hypervisor == port;
+        let rt = console.rt == port;
+        if hypervisor || rt {
+            return err(
+                FieldPath::at("console").key("linux"),
+                ErrorKind::ConsoleShared {
+                    port,
+                    hypervisor,
+                    rt,
+                },
+            );
+        }
+        Ok(())
     }
 
     /// A partition on its own: has CPUs and memory, regions sane, pins and ports in range.

@@ -351,6 +351,24 @@ fn decode_runs_validation() {
     );
 }
 
+#[test]
+fn decode_rejects_a_shared_linux_console() {
+    // Put Linux's console on COM2, where the RT partition prints (code 1 is com2).
+    let mut bytes = valid_blob();
+    let at = body_offset(|b| &b.console_linux as *const u8);
+    bytes[at] = 1;
+    fix_crc(&mut bytes);
+    let e = blob::decode(&bytes).unwrap_err();
+    assert!(
+        matches!(e, BlobError::Invalid(c) if matches!(c.kind, ErrorKind::ConsoleShared { rt: true, .. }))
+    );
+    assert_eq!(
+        e.to_string(),
+        "config blob: console.linux: Linux drives its console UART with interrupts and cannot \
+         share COM2 with the RT partition"
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
 

@@ -4,7 +4,7 @@
 #![cfg(feature = "std")]
 
 use bulkhead_config::host::{Diagnostic, DiagnosticKind, load_str, parse_size};
-use bulkhead_config::{ErrorKind, PartitionId, PortRange, Region};
+use bulkhead_config::{ConsoleTarget, ErrorKind, PartitionId, PortRange, Region};
 
 /// A small valid config. Tests replace one line of it; the line numbers in their assertions are
 /// the numbers of this text (line 1 is `[machine]`).
@@ -30,7 +30,7 @@ pci_devices = ["00:03.0"]
 
 [linux]
 kernel = "vmlinuz"
-cmdline = "console=ttyS0"
+cmdline = "console=ttyS1"
 
 [rt]
 image = "rt.elf"
@@ -552,13 +552,13 @@ fn name_with_bad_character() {
 fn cmdline_too_long() {
     let long = format!("cmdline = \"{}\"", "x".repeat(2048));
     assert_config_error!(
-        bad("cmdline = \"console=ttyS0\"", &long),
+        bad("cmdline = \"console=ttyS1\"", &long),
         ErrorKind::CmdlineTooLong { len: 2048 },
         "linux.cmdline",
         23
     );
     // 2047 bytes is the most that fits with Linux's terminating NUL.
-    let longest = BASE.replacen("console=ttyS0", &"x".repeat(2047), 1);
+    let longest = BASE.replacen("console=ttyS1", &"x".repeat(2047), 1);
     assert!(load_str(&longest, "test.toml").is_ok());
 }
 
@@ -566,8 +566,8 @@ fn cmdline_too_long() {
 fn cmdline_not_ascii() {
     assert_config_error!(
         bad(
-            "cmdline = \"console=ttyS0\"",
-            "cmdline = \"console=ttyS0 café\""
+            "cmdline = \"console=ttyS1\"",
+            "cmdline = \"console=ttyS1 café\""
         ),
         ErrorKind::CmdlineNotAscii { offset: 17 },
         "linux.cmdline",
@@ -632,9 +632,117 @@ image = "rt"
 "#;
     let cfg = load_str(minimal, "minimal.toml").unwrap_or_else(|d| panic!("{d}"));
     assert!(cfg.shared_regions().is_empty() && cfg.channels().is_empty());
-    assert_eq!(cfg.console().rt, bulkhead_config::ConsoleTarget::Com1);
+    // The hypervisor and the RT partition share COM1; Linux has COM2 to itself.
+    let console = cfg.console();
+    assert_eq!(console.hypervisor, ConsoleTarget::Com1);
+    assert_eq!(console.rt, ConsoleTarget::Com1);
+    assert_eq!(console.linux, ConsoleTarget::Com2);
     assert_eq!(cfg.linux().on_exit(), bulkhead_config::OnExit::Stop);
     assert_eq!(cfg.linux().cmdline(), "");
+}
+
+/// BASE with a `[console]` section of `keys` (one per line) ahead of `[partitions.linux]`: the
+/// section header is line 7, its keys lines 8 and on.
+fn with_console(keys: &str) -> String {
+    BASE.replacen(
+        "[partitions.linux]",
+        &format!("[console]\n{keys}\n\n[partitions.linux]"),
+        1,
+    )
+}
+
+fn bad_console(keys: &str) -> Diagnostic {
+    match load_str(&with_console(keys), "test.toml") {
+        Ok(_) => panic!("console routing {keys:?} was accepted"),
+        Err(d) => d,
+    }
+}
+
+#[test]
+fn linux_console_shared_with_the_hypervisor() {
+    let (text, _) = assert_config_error!(
+        bad_console("hypervisor = \"com2\"\nlinux = \"com2\""),
+        ErrorKind::ConsoleShared {
+            port: ConsoleTarget::Com2,
+            hypervisor: true,
+            rt: false,
+        },
+        "console.linux",
+        9
+    );
+    assert!(
+        text.ends_with(
+            "console.linux: Linux drives its console UART with interrupts and cannot share COM2 \
+             with the hypervisor"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn linux_console_shared_with_the_rt_partition() {
+    let (text, _) = assert_config_error!(
+        bad_console("rt = \"com2\"\nlinux = \"com2\""),
+        ErrorKind::ConsoleShared {
+            port: ConsoleTarget::Com2,
+            hypervisor: false,
+            rt: true,
+        },
+        "console.linux",
+        9
+    );
+    assert!(
+        text.ends_with("cannot share COM2 with the RT partition"),
+        "{text}"
+    );
+}
+
+#[test]
+fn linux_console_shared_with_both() {
+    // Only `linux` given: the hypervisor and the RT partition keep their default, COM1.
+    let (text, _) = assert_config_error!(
+        bad_console("linux = \"com1\""),
+        ErrorKind::ConsoleShared {
+            port: ConsoleTarget::Com1,
+            hypervisor: true,
+            rt: true,
+        },
+        "console.linux",
+        8
+    );
+    assert!(
+        text.ends_with("cannot share COM1 with the hypervisor and the RT partition"),
+        "{text}"
+    );
+}
+
+#[test]
+fn linux_console_left_at_its_default_can_clash() {
+    // `linux` is not in the file: the error points at the `[console]` section.
+    assert_config_error!(
+        bad_console("rt = \"com2\""),
+        ErrorKind::ConsoleShared {
+            port: ConsoleTarget::Com2,
+            hypervisor: false,
+            rt: true,
+        },
+        "console.linux",
+        7
+    );
+}
+
+#[test]
+fn consoles_that_do_not_clash_are_accepted() {
+    for keys in [
+        // Linux without a console: the others may share COM1.
+        "hypervisor = \"com1\"\nrt = \"com1\"\nlinux = \"none\"",
+        // The integrator's layout: Linux on COM1, the hypervisor and the RT partition on COM2.
+        "hypervisor = \"com2\"\nrt = \"com2\"\nlinux = \"com1\"",
+        // Nobody prints.
+        "hypervisor = \"none\"\nrt = \"none\"\nlinux = \"none\"",
+    ] {
+        load_str(&with_console(keys), "test.toml").unwrap_or_else(|d| panic!("{keys:?}: {d}"));
+    }
 }
 
 #[test]

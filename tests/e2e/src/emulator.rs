@@ -19,6 +19,12 @@ use anyhow::{Context, Result, bail};
 
 use crate::process::{GroupChild, open_pty};
 
+/// The file in the run directory that the emulator writes COM1 to (the hypervisor and the RT
+/// kernel).
+pub(crate) const COM1_LOG: &str = "serial.log";
+/// The file in the run directory that the emulator writes COM2 to (Linux's console).
+pub(crate) const COM2_LOG: &str = "com2.log";
+
 /// Instructions per emulated second for Bochs unless told otherwise.
 pub const DEFAULT_BOCHS_IPS: u32 = 50_000_000;
 
@@ -142,7 +148,8 @@ impl Emulator {
         Ok(())
     }
 
-    /// The `bochsrc` for booting `iso` with its serial port and log in `run_dir` (Bochs only).
+    /// The `bochsrc` for booting `iso` with its serial ports (COM1 and COM2) and log in `run_dir`
+    /// (Bochs only).
     pub fn bochsrc(&self, iso: &Path, run_dir: &Path) -> Option<String> {
         let Self::Bochs {
             cpus,
@@ -153,7 +160,8 @@ impl Emulator {
             return None;
         };
         let host_mib = memory_mib.min(BOCHS_MAX_HOST_MIB);
-        let serial = run_dir.join("serial.log");
+        let serial = run_dir.join(COM1_LOG);
+        let com2 = run_dir.join(COM2_LOG);
         let log = run_dir.join("bochs.log");
         Some(format!(
             "\
@@ -168,6 +176,7 @@ ata0-master: type=cdrom, path={iso}, status=inserted
 boot: cdrom
 clock: sync=none, time0=946681200
 com1: enabled=1, mode=file, dev={serial}
+com2: enabled=1, mode=file, dev={com2}
 display_library: term
 sound: waveoutdrv=dummy, waveindrv=dummy, midioutdrv=dummy
 log: {log}
@@ -179,11 +188,13 @@ magic_break: enabled=0
 ",
             iso = iso.display(),
             serial = serial.display(),
+            com2 = com2.display(),
             log = log.display(),
         ))
     }
 
-    /// The QEMU command line for booting `iso` with its serial port in `run_dir` (QEMU only).
+    /// The QEMU command line for booting `iso` with its serial ports (COM1 and COM2) in `run_dir`
+    /// (QEMU only).
     pub fn qemu_args(&self, iso: &Path, run_dir: &Path) -> Option<Vec<String>> {
         let (cpus, memory_mib, kvm) = match *self {
             Self::Bochs { .. } => return None,
@@ -207,7 +218,9 @@ magic_break: enabled=0
             "-display".into(),
             "none".into(),
             "-serial".into(),
-            format!("file:{}", run_dir.join("serial.log").display()),
+            format!("file:{}", run_dir.join(COM1_LOG).display()),
+            "-serial".into(),
+            format!("file:{}", run_dir.join(COM2_LOG).display()),
             "-no-reboot".into(),
             "-monitor".into(),
             "none".into(),
@@ -343,7 +356,9 @@ mod tests {
         assert!(rc.contains("memory: guest=4096, host=2048\n"));
         assert!(rc.contains("cpu: model=corei7_icelake_u, count=4, ips=50000000,"));
         assert!(rc.contains("ata0-master: type=cdrom, path=/r/x.iso, status=inserted\n"));
-        assert!(rc.contains("com1: enabled=1, mode=file, dev=/r/serial.log\n"));
+        assert!(rc.contains(
+            "com1: enabled=1, mode=file, dev=/r/serial.log\ncom2: enabled=1, mode=file, dev=/r/com2.log\n"
+        ));
         assert!(rc.contains("log: /r/bochs.log\n"));
         assert!(rc.contains("clock: sync=none, time0=946681200\n"));
     }
@@ -381,7 +396,7 @@ mod tests {
             .unwrap()
             .join(" ");
         assert!(args.contains("-enable-kvm -cpu host,+vmx"));
-        assert!(args.contains("-serial file:/r/serial.log"));
+        assert!(args.contains("-serial file:/r/serial.log -serial file:/r/com2.log"));
         let tcg = Emulator::QemuTcg {
             cpus: 2,
             memory_mib: 1024,

@@ -1,5 +1,5 @@
 //! The emulator harness: everything needed to boot a Bulkhead image in an emulator and check what
-//! it prints on its serial console.
+//! it prints on its serial consoles (COM1 for the hypervisor and the RT kernel, COM2 for Linux).
 //!
 //! `cargo xtask run` and the end-to-end tests in `tests/` share it:
 //!
@@ -11,8 +11,9 @@
 //!   over in environment variables (hypervisor, RT kernel, Linux kernel and initramfs);
 //! - [`Emulator`] names an emulator and its machine (Bochs, QEMU TCG, QEMU with nested KVM);
 //!   [`Run::start`] boots an ISO in one, in a run directory of its own ([`RunDir`]);
-//! - [`Run::wait_for`] follows the serial log until the lines an [`Expect`] names have appeared,
-//!   and fails with the tail of the serial and emulator logs otherwise.
+//! - [`Run::wait_for`] follows the serial logs (`serial.log` for COM1, `com2.log` for COM2,
+//!   merged into one console in the order it reads them) until the lines an [`Expect`] names
+//!   have appeared, and fails with the tail of the console and of the emulator's log otherwise.
 //!
 //! An emulator is always in a process group of its own and is killed with its whole group when
 //! its [`Run`] is dropped (on success, failure, timeout or a panicking test), when the process

@@ -1,4 +1,9 @@
-//! One emulator run: its directory, its process, and following its serial log.
+//! One emulator run: its directory, its process, and following its serial consoles.
+//!
+//! The emulator writes COM1 (the hypervisor and the RT kernel) to `serial.log` and COM2 (Linux)
+//! to `com2.log`. A [`Run`] follows both and merges their complete lines into one console, in
+//! the order it read them: on each poll COM1's new lines, then COM2's. Lines from COM2 carry no
+//! prefix.
 
 use std::fmt;
 use std::fs::{self, File};
@@ -9,22 +14,23 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::emulator::Emulator;
+use crate::emulator::{COM1_LOG, COM2_LOG, Emulator};
 use crate::expect::{Expect, Pattern, Progress, clean_line};
 use crate::process::{GroupChild, interrupted};
 
-/// How often the serial log is polled.
+/// How often the serial logs are polled.
 const POLL: Duration = Duration::from_millis(50);
 /// How long a run keeps reading after a fail pattern, so that the report shows what followed.
 const FAIL_GRACE: Duration = Duration::from_secs(1);
-/// Lines of the serial log shown when a run fails.
+/// Lines of the console shown when a run fails.
 const SERIAL_TAIL: usize = 60;
 /// Lines of the emulator's log shown when a run fails.
 const EMULATOR_TAIL: usize = 20;
 
 /// A run directory: `target/runs/<name>/`, emptied when it is created.
 ///
-/// Everything a run writes lives there: the ISO, the emulator's config and log, `serial.log`.
+/// Everything a run writes lives there: the ISO, the emulator's config and log, `serial.log`
+/// (COM1) and `com2.log` (COM2).
 #[derive(Clone, Debug)]
 pub struct RunDir {
     name: String,
@@ -74,13 +80,13 @@ impl RunDir {
 /// Something a run reports while it is followed with [`Run::watch`].
 #[derive(Debug)]
 pub enum Event<'a> {
-    /// A new, complete line of the serial log (cleaned of terminal escapes).
+    /// A new, complete line of the console, from COM1 or COM2 (cleaned of terminal escapes).
     Line(&'a str),
     /// One poll went by with nothing else to report.
     Tick {
         /// Wall time since the emulator started.
         elapsed: Duration,
-        /// Bytes in the serial log so far.
+        /// Bytes in the serial logs (COM1 and COM2) so far.
         serial_bytes: u64,
     },
 }
@@ -122,7 +128,7 @@ pub struct WaitError {
     pub dir: PathBuf,
     /// Wall time since the emulator started.
     pub elapsed: Duration,
-    /// The last lines of the serial log.
+    /// The last lines of the console (COM1 and COM2, merged in the order the harness read them).
     pub serial_tail: Vec<String>,
     /// The emulator's log file name and its last lines.
     pub emulator_log: (String, Vec<String>),
@@ -150,7 +156,7 @@ impl fmt::Display for WaitError {
         }
         writeln!(
             f,
-            "--- last {} lines of serial.log ---",
+            "--- last {} lines of the console ({COM1_LOG} and {COM2_LOG}) ---",
             self.serial_tail.len()
         )?;
         for line in &self.serial_tail {
@@ -178,35 +184,35 @@ impl std::error::Error for WaitError {}
 pub struct Run {
     emulator: Emulator,
     dir: PathBuf,
-    serial: PathBuf,
     child: GroupChild,
     started: Instant,
-    reader: SerialReader,
+    console: Console,
 }
 
 impl Run {
     /// Boots `iso` in `emulator`, with its files in `dir`.
     pub fn start(dir: &RunDir, iso: &Path, emulator: &Emulator) -> Result<Self> {
         let iso = fs::canonicalize(iso).with_context(|| format!("no ISO at {}", iso.display()))?;
-        let serial = dir.join("serial.log");
-        // The emulator appends to or replaces it; make sure it exists and is empty either way.
-        File::create(&serial).with_context(|| format!("cannot create {}", serial.display()))?;
+        let logs = [COM1_LOG, COM2_LOG].map(|name| dir.join(name));
+        // The emulator appends to or replaces them; make sure they exist and are empty either way.
+        for log in &logs {
+            File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
+        }
         let child = emulator.spawn(&iso, dir.path())?;
         Ok(Self {
             emulator: emulator.clone(),
             dir: dir.path().to_path_buf(),
-            reader: SerialReader::new(serial.clone()),
-            serial,
+            console: Console::new(logs),
             child,
             started: Instant::now(),
         })
     }
 
-    /// Waits until every line `expect` asks for has appeared on the serial console.
+    /// Waits until every line `expect` asks for has appeared on the console (COM1 or COM2).
     ///
     /// Fails on a fail pattern, a stop pattern before the expectations are met, the emulator's
-    /// exit, or when `timeout` passes; the error shows the tail of the serial and emulator logs.
-    /// Lines read by earlier waits on this run count.
+    /// exit, or when `timeout` passes; the error shows the tail of the console and of the
+    /// emulator's log. Lines read by earlier waits on this run count.
     pub fn wait_for(
         &mut self,
         expect: &Expect,
@@ -215,8 +221,8 @@ impl Run {
         self.watch(expect, Some(timeout), &mut |_| {})
     }
 
-    /// [`Run::wait_for`], reporting each new serial line and each poll to `observer`, with an
-    /// optional time limit.
+    /// [`Run::wait_for`], reporting each new console line (COM1's and COM2's, merged) and each
+    /// poll to `observer`, with an optional time limit.
     pub fn watch(
         &mut self,
         expect: &Expect,
@@ -225,7 +231,7 @@ impl Run {
     ) -> Result<Outcome, Box<WaitError>> {
         let started_waiting = Instant::now();
         let mut progress = Progress::new(expect);
-        for line in &self.reader.lines {
+        for line in &self.console.lines {
             progress.feed(line);
         }
         let mut fail_deadline: Option<Instant> = None;
@@ -234,9 +240,9 @@ impl Run {
                 return Err(self.error(WaitErrorKind::Interrupted, &progress));
             }
             let exit = self.child.exited();
-            let first_new = self.reader.lines.len();
-            self.reader.poll(exit.is_some());
-            for line in &self.reader.lines[first_new..] {
+            let first_new = self.console.lines.len();
+            self.console.poll(exit.is_some());
+            for line in &self.console.lines[first_new..] {
                 observer(Event::Line(line));
                 progress.feed(line);
             }
@@ -285,7 +291,7 @@ impl Run {
 
             observer(Event::Tick {
                 elapsed: self.elapsed(),
-                serial_bytes: self.reader.offset,
+                serial_bytes: self.console.bytes(),
             });
             std::thread::sleep(POLL);
         }
@@ -299,37 +305,39 @@ impl Run {
             emulator: self.emulator.to_string(),
             dir: self.dir.clone(),
             elapsed: self.elapsed(),
-            serial_tail: tail(&self.reader.lines, SERIAL_TAIL),
+            serial_tail: tail(&self.console.lines, SERIAL_TAIL),
             emulator_log: (log_name.to_string(), tail_of_file(&self.dir.join(log_name))),
         })
     }
 
-    /// The whole serial log so far, cleaned of terminal escapes, one `\n` per line.
+    /// The console so far: the lines of COM1 and COM2, merged in the order the harness read
+    /// them, cleaned of terminal escapes, joined with `\n`.
+    ///
+    /// Only what the waits on this run have read counts; the files are not read again.
     pub fn log(&self) -> String {
-        let raw = fs::read(&self.serial).unwrap_or_default();
-        String::from_utf8_lossy(&raw)
-            .split('\n')
-            .map(clean_line)
-            .collect::<Vec<_>>()
-            .join("\n")
+        self.console.lines.join("\n")
     }
 
-    /// How many lines of the serial log so far match `pattern`.
+    /// How many lines of the console so far (the lines of COM1 and COM2, merged in the order
+    /// the harness read them) match `pattern`.
     pub fn count(&self, pattern: impl Into<Pattern>) -> usize {
         let pattern = pattern.into();
-        self.log()
-            .lines()
+        self.console
+            .lines
+            .iter()
             .filter(|line| pattern.matches(line))
             .count()
     }
 
-    /// The lines of the serial log so far that match `pattern`.
+    /// The lines of the console so far (the lines of COM1 and COM2, merged in the order the
+    /// harness read them) that match `pattern`.
     pub fn matching(&self, pattern: impl Into<Pattern>) -> Vec<String> {
         let pattern = pattern.into();
-        self.log()
-            .lines()
+        self.console
+            .lines
+            .iter()
             .filter(|line| pattern.matches(line))
-            .map(str::to_string)
+            .cloned()
             .collect()
     }
 
@@ -355,14 +363,44 @@ impl Run {
     }
 }
 
-/// Reads the serial log incrementally and splits it into cleaned lines.
+/// The serial ports a run follows, read into one list of lines.
+#[derive(Debug)]
+struct Console {
+    /// One reader per port's log, in the order their new lines are merged.
+    readers: Vec<SerialReader>,
+    /// Every complete line read so far, of all ports, in the order they were read.
+    lines: Vec<String>,
+}
+
+impl Console {
+    fn new(paths: impl IntoIterator<Item = PathBuf>) -> Self {
+        Self {
+            readers: paths.into_iter().map(SerialReader::new).collect(),
+            lines: Vec::new(),
+        }
+    }
+
+    /// Polls each port in turn, appending its new complete lines. With `at_end`, a last
+    /// unterminated line counts as a line.
+    fn poll(&mut self, at_end: bool) {
+        for reader in &mut self.readers {
+            reader.poll(at_end, &mut self.lines);
+        }
+    }
+
+    /// Bytes read so far, of all ports.
+    fn bytes(&self) -> u64 {
+        self.readers.iter().map(|r| r.offset).sum()
+    }
+}
+
+/// Reads one serial log incrementally and splits it into cleaned lines.
 #[derive(Debug)]
 struct SerialReader {
     path: PathBuf,
     file: Option<File>,
     offset: u64,
     partial: Vec<u8>,
-    lines: Vec<String>,
 }
 
 impl SerialReader {
@@ -372,13 +410,12 @@ impl SerialReader {
             file: None,
             offset: 0,
             partial: Vec::new(),
-            lines: Vec::new(),
         }
     }
 
-    /// Reads what was appended since the last poll. With `at_end`, a last unterminated line
-    /// counts as a line.
-    fn poll(&mut self, at_end: bool) {
+    /// Reads what was appended since the last poll and appends its complete lines to `lines`.
+    /// With `at_end`, a last unterminated line counts as a line.
+    fn poll(&mut self, at_end: bool, lines: &mut Vec<String>) {
         if self.file.is_none() {
             self.file = File::open(&self.path).ok();
         }
@@ -398,11 +435,11 @@ impl SerialReader {
         }
         while let Some(newline) = self.partial.iter().position(|&b| b == b'\n') {
             let raw: Vec<u8> = self.partial.drain(..=newline).collect();
-            self.lines.push(clean_line(&String::from_utf8_lossy(&raw)));
+            lines.push(clean_line(&String::from_utf8_lossy(&raw)));
         }
         if at_end && !self.partial.is_empty() {
             let raw = std::mem::take(&mut self.partial);
-            self.lines.push(clean_line(&String::from_utf8_lossy(&raw)));
+            lines.push(clean_line(&String::from_utf8_lossy(&raw)));
         }
     }
 }
@@ -422,20 +459,54 @@ fn tail_of_file(path: &Path) -> Vec<String> {
 mod tests {
     use super::*;
 
+    /// A fresh, empty directory for one test.
+    fn temp_dir(test: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("bulkhead-e2e-{test}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
     #[test]
     fn serial_reader_splits_lines_across_polls() {
-        let dir = std::env::temp_dir().join(format!("bulkhead-e2e-reader-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
+        let dir = temp_dir("reader");
         let path = dir.join("serial.log");
         fs::write(&path, b"\x1b[H\x1b[Jone\r\ntw").unwrap();
         let mut reader = SerialReader::new(path.clone());
-        reader.poll(false);
-        assert_eq!(reader.lines, vec!["one"]);
+        let mut lines = Vec::new();
+        reader.poll(false, &mut lines);
+        assert_eq!(lines, vec!["one"]);
         fs::write(&path, b"\x1b[H\x1b[Jone\r\ntwo\nthree").unwrap();
-        reader.poll(false);
-        assert_eq!(reader.lines, vec!["one", "two"]);
-        reader.poll(true);
-        assert_eq!(reader.lines, vec!["one", "two", "three"]);
+        reader.poll(false, &mut lines);
+        assert_eq!(lines, vec!["one", "two"]);
+        reader.poll(true, &mut lines);
+        assert_eq!(lines, vec!["one", "two", "three"]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn console_merges_both_ports_per_poll() {
+        let dir = temp_dir("console");
+        let com1 = dir.join(COM1_LOG);
+        let com2 = dir.join(COM2_LOG);
+        fs::write(&com1, b"hv one\nhv tw").unwrap();
+        fs::write(&com2, b"linux one\r\n").unwrap();
+        let mut console = Console::new([com1.clone(), com2.clone()]);
+        console.poll(false);
+        assert_eq!(console.lines, vec!["hv one", "linux one"]);
+        fs::write(&com1, b"hv one\nhv two\n").unwrap();
+        fs::write(&com2, b"linux one\r\nlinux two\nlinux thr").unwrap();
+        console.poll(false);
+        assert_eq!(
+            console.lines,
+            vec!["hv one", "linux one", "hv two", "linux two"]
+        );
+        assert_eq!(console.bytes(), 14 + 30);
+        console.poll(true);
+        assert_eq!(
+            console.lines,
+            vec!["hv one", "linux one", "hv two", "linux two", "linux thr"]
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 }
