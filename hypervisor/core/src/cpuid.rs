@@ -53,6 +53,9 @@ pub struct HostFacts {
     pub invpcid: bool,
     /// VMX lets the guest execute XSAVES/XRSTORS; otherwise they are hidden.
     pub xsaves: bool,
+    /// The TSC frequency the hypervisor measured, in Hz (0: unknown). Leaves 15h and 16h
+    /// then state it (see [`tsc_leaves`]).
+    pub tsc_hz: u64,
 }
 
 /// The guest-visible result of CPUID(`leaf`, `subleaf`) given the host's `real` result.
@@ -73,6 +76,7 @@ pub fn sanitize(leaf: u32, subleaf: u32, real: CpuidRegs, host: HostFacts) -> Cp
             }
         }
         0xd if subleaf == 1 && !host.xsaves => r.eax &= !LEAFD1_EAX_XSAVES,
+        0x15 | 0x16 if host.tsc_hz != 0 => r = tsc_leaves(leaf, real, host.tsc_hz),
         HYPERVISOR_LEAF => r = signature_leaf(HYPERVISOR_LEAF_MAX, SIGNATURE),
         KVM_COMPAT_LEAF if host.kvm_compat_leaf => {
             r = signature_leaf(KVM_COMPAT_LEAF + 1, KVM_SIGNATURE);
@@ -81,6 +85,32 @@ pub fn sanitize(leaf: u32, subleaf: u32, real: CpuidRegs, host: HostFacts) -> Cp
         _ => {}
     }
     r
+}
+
+/// Leaves 15h (TSC/crystal ratio and crystal frequency) and 16h (base frequency in MHz)
+/// describing a TSC of `tsc_hz`. A CPU (or an emulator) may leave the crystal frequency out
+/// of leaf 15h, and Linux then takes the TSC frequency from leaf 16h's nominal base
+/// frequency, which need not be the TSC's: Bochs' Ice Lake model says 1.5 GHz while its
+/// TSC runs at the emulated instruction rate, and Linux's clock ran 30 times slow. The
+/// hypervisor measured the TSC against the PIT at boot, so it states that: crystal =
+/// TSC / ratio, ratio 1 unless the frequency does not fit leaf 15h's 32-bit field.
+pub fn tsc_leaves(leaf: u32, real: CpuidRegs, tsc_hz: u64) -> CpuidRegs {
+    match leaf {
+        0x15 => {
+            let ratio = tsc_hz.div_ceil(u64::from(u32::MAX)).max(1);
+            CpuidRegs {
+                eax: 1,
+                ebx: ratio as u32,
+                ecx: (tsc_hz / ratio) as u32,
+                edx: 0,
+            }
+        }
+        0x16 => CpuidRegs {
+            eax: (tsc_hz / 1_000_000).min(0xffff) as u32,
+            ..real
+        },
+        _ => real,
+    }
 }
 
 const LEAF1_ECX_OSXSAVE: u32 = 1 << 27;
@@ -148,11 +178,48 @@ mod tests {
         kvm_compat_leaf: false,
         invpcid: true,
         xsaves: true,
+        tsc_hz: 0,
     };
     const SLOW: HostFacts = HostFacts {
         fast_strings_enabled: false,
         ..FAST
     };
+
+    #[test]
+    fn the_measured_tsc_frequency_is_stated_in_leaves_15h_and_16h() {
+        // Bochs' Ice Lake: ratio given, crystal left out, nominal 1.5 GHz in leaf 16h.
+        let leaf15 = CpuidRegs {
+            eax: 2,
+            ebx: 0x7d,
+            ecx: 0,
+            edx: 0,
+        };
+        let leaf16 = CpuidRegs {
+            eax: 1500,
+            ebx: 3900,
+            ecx: 100,
+            edx: 0,
+        };
+        let host = HostFacts {
+            tsc_hz: 49_996_000,
+            ..FAST
+        };
+        let r = sanitize(0x15, 0, leaf15, host);
+        // Linux: TSC kHz = (ECX / 1000) * EBX / EAX.
+        assert_eq!(
+            u64::from(r.ecx / 1000) * u64::from(r.ebx) / u64::from(r.eax),
+            49_996
+        );
+        assert_eq!(
+            sanitize(0x16, 0, leaf16, host),
+            CpuidRegs { eax: 49, ..leaf16 }
+        );
+        // A TSC beyond 4.29 GHz keeps a ratio whose product is the frequency.
+        let fast = tsc_leaves(0x15, leaf15, 5_000_000_000);
+        assert_eq!(u64::from(fast.ecx) * u64::from(fast.ebx), 5_000_000_000);
+        // Unknown frequency: the CPU's own answer.
+        assert_eq!(sanitize(0x15, 0, leaf15, FAST), leaf15);
+    }
 
     #[test]
     fn instructions_vmx_does_not_enable_are_hidden() {

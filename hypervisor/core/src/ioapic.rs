@@ -166,6 +166,10 @@ pub enum IoApicAction {
     WriteRegister { index: u8, value: u32 },
     /// Write `vector` to the hardware's EOI register.
     Eoi { vector: u8 },
+    /// A write that changes nothing Linux could notice is dropped without complaint: it
+    /// masks (or clears the destination of) a pin Linux does not own, as Linux does to
+    /// every pin at boot.
+    Dropped,
     /// Do nothing in hardware: a write is dropped; for a read, `reply` is what the guest
     /// gets ([`REFUSED_READ`]).
     Refused { reason: Refusal, reply: Option<u32> },
@@ -226,6 +230,20 @@ impl IoApicView {
             low: [MASKED; MAX_GSIS],
             high: [0; MAX_GSIS],
         }
+    }
+
+    /// Forgets everything Linux wrote, as for a Linux that starts again (the caller masks
+    /// Linux's pins in the hardware, as before the first start).
+    pub fn reset(&mut self) {
+        self.select = 0;
+        self.high_written = GsiSet::default();
+        self.low = [MASKED; MAX_GSIS];
+        self.high = [0; MAX_GSIS];
+    }
+
+    /// The GSI of the first pin.
+    pub fn gsi_base(&self) -> u32 {
+        self.gsi_base
     }
 
     /// Number of redirection entries.
@@ -298,7 +316,17 @@ impl IoApicView {
         let index = self.select;
         let (gsi, is_high) = self.entry(index).ok_or(Refusal::Register { index })?;
         if !self.owns(gsi) {
-            return Err(Refusal::ForeignPin { gsi });
+            // Foreign entries read as masked with destination 0: writing that back is a no-op.
+            let harmless = if is_high {
+                value == 0
+            } else {
+                value & MASKED != 0
+            };
+            return if harmless {
+                Ok(IoApicAction::Dropped)
+            } else {
+                Err(Refusal::ForeignPin { gsi })
+            };
         }
         let g = gsi as usize;
         if is_high {
@@ -452,6 +480,34 @@ mod tests {
     }
 
     #[test]
+    fn masking_a_foreign_pin_is_dropped_quietly() {
+        let mut v = view();
+        assert_eq!(write(&mut v, low(5), MASKED), IoApicAction::Dropped);
+        assert_eq!(write(&mut v, low(5) + 1, 0), IoApicAction::Dropped);
+        assert_eq!(
+            refusal(write(&mut v, low(5), 0x31)),
+            Some(Refusal::ForeignPin { gsi: 5 })
+        );
+        assert_eq!(
+            refusal(write(&mut v, low(5) + 1, 1 << 24)),
+            Some(Refusal::ForeignPin { gsi: 5 })
+        );
+    }
+
+    #[test]
+    fn a_reset_view_forgets_what_linux_wrote() {
+        let mut v = view();
+        write(&mut v, low(4) + 1, 1 << 24);
+        write(&mut v, low(4), 1 << 15 | 0x31);
+        let eoi = IoApicAction::Eoi { vector: 0x31 };
+        assert_eq!(v.access(EOI, 4, Some(0x31), &linux_cpus), eoi);
+        v.reset();
+        assert_ne!(v.access(EOI, 4, Some(0x31), &linux_cpus), eoi);
+        assert_eq!(v.pins(), 24);
+        assert!(v.owns(4));
+    }
+
+    #[test]
     fn writes_to_an_rt_pin_are_refused() {
         let mut v = view();
         assert_eq!(
@@ -462,7 +518,7 @@ mod tests {
             }
         );
         assert_eq!(
-            refusal(write(&mut v, low(5) + 1, 0)),
+            refusal(write(&mut v, low(5) + 1, 2 << 24)),
             Some(Refusal::ForeignPin { gsi: 5 })
         );
     }

@@ -14,6 +14,7 @@ extern crate std;
 pub mod acpi_build;
 pub mod acpi_sleep;
 pub mod addr;
+pub mod ap_start;
 pub mod bitmaps;
 pub mod cpuid;
 pub mod elf;

@@ -202,6 +202,11 @@ impl<'a> LinuxIo<'a> {
         }
     }
 
+    /// Clears the virtual PCI address latch, as for a Linux that starts again.
+    pub fn reset(&mut self) {
+        self.address = 0;
+    }
+
     /// The virtual PCI address latch, as Linux last wrote it.
     pub fn config_address(&self) -> u32 {
         self.address

@@ -23,6 +23,18 @@ struct IoApicSlot {
     view: IoApicView,
 }
 
+impl IoApicSlot {
+    /// Masks every pin Linux owns in the hardware.
+    fn mask_linux_pins(&self) {
+        for pin in 0..self.view.pins() {
+            if self.view.owns(self.view.gsi_base() + pin) {
+                let index = ioapic::reg::REDIRECTION + 2 * pin as u8;
+                ioapic_write(self.base, index, ioapic_read(self.base, index) | 1 << 16);
+            }
+        }
+    }
+}
+
 struct Devices {
     io: Mutex<LinuxIo<'static>>,
     ioapics: Mutex<[Option<IoApicSlot>; MAX_IOAPICS]>,
@@ -69,13 +81,8 @@ pub fn init(cfg: &'static Config, platform: &Platform) {
         let base = u64::from(io.address);
         let version = ioapic_read(base, ioapic::reg::VERSION);
         let view = IoApicView::new(io.gsi_base, version, linux.ioapic_pins());
-        for pin in 0..view.pins() {
-            if view.owns(io.gsi_base + pin) {
-                let index = ioapic::reg::REDIRECTION + 2 * pin as u8;
-                ioapic_write(base, index, ioapic_read(base, index) | 1 << 16);
-            }
-        }
-        *slot = Some(IoApicSlot { base, view });
+        let slot = slot.insert(IoApicSlot { base, view });
+        slot.mask_linux_pins();
     }
     let f = platform.fadt;
     let fadt = FadtIo {
@@ -90,6 +97,18 @@ pub fn init(cfg: &'static Config, platform: &Platform) {
         linux_cpus: linux.cpus(),
         linux_ram: linux.memory(),
     });
+}
+
+/// Puts Linux's devices back as before its first start, for a Linux that restarts: its
+/// IOAPIC pins masked and the views forgetting what the old Linux wrote; the PCI address
+/// latch cleared.
+pub fn reset() {
+    let Some(d) = DEVICES.get() else { return };
+    for slot in d.ioapics.lock().iter_mut().flatten() {
+        slot.view.reset();
+        slot.mask_linux_pins();
+    }
+    d.io.lock().reset();
 }
 
 fn pci_address(bdf: PciBdf, offset: u8) -> u32 {
@@ -275,7 +294,7 @@ pub fn ioapic_access(
         .access(gpa & 0xfff, insn.width, value, &destinations);
     let mut refusal = None;
     let read = match action {
-        IoApicAction::WriteSelect => None,
+        IoApicAction::WriteSelect | IoApicAction::Dropped => None,
         IoApicAction::ReadValue { value } => Some(value),
         IoApicAction::ReadRegister { index } => Some(ioapic_read(slot.base, index)),
         IoApicAction::WriteRegister { index, value } => {

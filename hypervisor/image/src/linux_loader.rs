@@ -301,14 +301,9 @@ pub fn load<'a>(cfg: &'a Config, boot: &'a BootInfo) -> Result<LinuxLoad, LoadEr
         len = end;
     }
 
-    // ACPI: a MADT with only Linux's CPUs, the boot CPU first. Until the hypervisor
-    // emulates Linux's start-up IPIs (INIT, SIPI) for its secondary CPUs, the MADT lists the
-    // boot CPU alone, so that Linux does not wait for CPUs it cannot start; the others idle.
-    let cpus = cfg
-        .partition(PartitionId::Linux)
-        .cpus()
-        .get(..1)
-        .unwrap_or_default();
+    // ACPI: a MADT with only Linux's CPUs, the boot CPU first; Linux starts the others with
+    // INIT and start-up IPIs, which the hypervisor emulates (`linux_cpus`).
+    let cpus = cfg.partition(PartitionId::Linux).cpus();
     let rsdp = boot.rsdp.ok_or(LoadError::NoRsdp)? as u64;
     let acpi_buf = ram_slice(ram, acpi_at, ACPI_ROOM);
     let tables = acpi_build::build_linux_tables(

@@ -26,6 +26,7 @@ extern crate bulkhead_hv_core as hv_core;
 mod arch;
 mod boot_info;
 mod console;
+mod linux_cpus;
 mod linux_devices;
 mod linux_loader;
 mod memory;
@@ -315,6 +316,7 @@ extern "C" fn bsp_entry(magic: u32, info_addr: u32) -> ! {
             partition::GuestStart::Stub { entry } => (entry, "start-up stub"),
             partition::GuestStart::Rt(rt) => (rt.entry, "64-bit kernel entry"),
             partition::GuestStart::Linux(l) => (l.entry, "Linux 64-bit entry"),
+            partition::GuestStart::LinuxSecondary(e) => (e.cs_base, "real-mode start-up"),
         };
         log::info!(
             "partition {}: EPT in {} tables, {} at {:#x}",
@@ -425,14 +427,13 @@ fn cpu_main(index: usize, apic_id: u32, tables: &'static CpuTables) -> ! {
         Some(stub) if SELFTEST_UNHANDLED_EXIT.load(Ordering::Relaxed) && last_linux_cpu => stub,
         _ => res.start,
     };
-    if matches!(start, partition::GuestStart::Linux(_)) && own.first() != Some(&apic_id) {
-        println!(
-            "cpu {index} apic {apic_id}: Linux secondary CPU idles (starting Linux's secondary CPUs is not emulated yet)"
-        );
-        loop {
-            core::hint::spin_loop();
-        }
-    }
+    CPU_PARTITION[index].store(pid as u8, Ordering::Relaxed);
+    let start = if matches!(start, partition::GuestStart::Linux(_)) && own.first() != Some(&apic_id)
+    {
+        wait_for_linux_start(index, apic_id, own)
+    } else {
+        start
+    };
     let reporter = pid == PartitionId::Linux && own.first() == Some(&apic_id);
     let report_ticks = match (reporter, EXIT_REPORT_S.load(Ordering::Relaxed)) {
         (false, _) | (true, 0) => None,
@@ -446,7 +447,6 @@ fn cpu_main(index: usize, apic_id: u32, tables: &'static CpuTables) -> ! {
             }
         },
     };
-    CPU_PARTITION[index].store(pid as u8, Ordering::Relaxed);
     match vmx::vcpu::Vcpu::new(
         index,
         apic_id,
@@ -458,7 +458,16 @@ fn cpu_main(index: usize, apic_id: u32, tables: &'static CpuTables) -> ! {
         own,
         report_ticks,
     ) {
-        Ok(mut vcpu) => vcpu.run(),
+        Ok(mut vcpu) => loop {
+            vcpu.run();
+            let Some(next) = next_linux_start(cfg, index, apic_id, own, start) else {
+                break;
+            };
+            if let Err(e) = vcpu.restart(tables, &msrs, &controls, res, next) {
+                println!("cpu {index} apic {apic_id}: guest not restarted: VMCS setup failed: {e}");
+                break;
+            }
+        },
         Err(e) => println!("cpu {index} apic {apic_id}: guest not started: VMCS setup failed: {e}"),
     }
     println!("cpu {index} halted");
@@ -466,6 +475,69 @@ fn cpu_main(index: usize, apic_id: u32, tables: &'static CpuTables) -> ! {
     // time for every CPU while its bootstrap CPU halts with interrupts off.
     loop {
         core::hint::spin_loop();
+    }
+}
+
+/// A secondary CPU of Linux: waits until Linux sends it INIT and start-up, then says so.
+fn wait_for_linux_start(index: usize, apic_id: u32, own: &[u32]) -> partition::GuestStart {
+    let vector = linux_cpus::wait_for_startup(own, apic_id);
+    let entry = hv_core::ap_start::RealModeEntry::for_vector(vector);
+    println!(
+        "cpu {index} apic {apic_id}: started by Linux, real mode at {:#x}",
+        entry.cs_base
+    );
+    partition::GuestStart::LinuxSecondary(entry)
+}
+
+/// How long Linux's boot CPU waits for the partition's other CPUs to leave their guests
+/// before a restart.
+const LINUX_STOP_WAIT_MS: u64 = 1000;
+
+/// Restarts of the Linux partition so far.
+static LINUX_RESTARTS: AtomicU64 = AtomicU64::new(0);
+
+/// After this CPU's guest ended (`first`: how it started the first time): how it starts
+/// again if it belongs to a Linux partition the config restarts (`on_exit = "restart"`), or
+/// `None` if it stays stopped. Linux's boot CPU waits for the partition's other CPUs to leave
+/// their guests, puts Linux's devices back, and reloads Linux from the retained module
+/// copies; the other CPUs wait for the new Linux's start-up IPIs.
+fn next_linux_start(
+    cfg: &Config,
+    index: usize,
+    apic_id: u32,
+    own: &[u32],
+    first: partition::GuestStart,
+) -> Option<partition::GuestStart> {
+    if cfg.linux().on_exit() != bulkhead_config::OnExit::Restart {
+        return None;
+    }
+    match first {
+        partition::GuestStart::Linux(_) => {
+            let deadline = arch::rdtsc() + LINUX_STOP_WAIT_MS * (time::tsc_hz() / 1000).max(1);
+            if let Err(apic) = linux_cpus::wait_others_left(own, apic_id, deadline) {
+                println!(
+                    "cpu {index} apic {apic_id}: linux partition not restarted: the CPU with APIC ID {apic} did not leave its guest within {LINUX_STOP_WAIT_MS} ms"
+                );
+                return None;
+            }
+            linux_devices::reset();
+            let n = LINUX_RESTARTS.fetch_add(1, Ordering::Relaxed) + 1;
+            let boot = BOOT.get()?;
+            match linux_loader::load(cfg, boot) {
+                Ok(linux) => {
+                    println!(
+                        "cpu {index} apic {apic_id}: linux partition restarts (restart {n}, from the retained modules)"
+                    );
+                    Some(partition::GuestStart::Linux(linux.start))
+                }
+                Err(e) => {
+                    println!("cpu {index} apic {apic_id}: linux partition not restarted: {e}");
+                    None
+                }
+            }
+        }
+        partition::GuestStart::LinuxSecondary(_) => Some(wait_for_linux_start(index, apic_id, own)),
+        partition::GuestStart::Stub { .. } | partition::GuestStart::Rt(_) => None,
     }
 }
 

@@ -62,6 +62,8 @@ pub enum GuestStart {
     Rt(crate::rt_loader::RtStart),
     /// Linux's 64-bit boot protocol entry, on its boot CPU.
     Linux(crate::linux_loader::LinuxStart),
+    /// A Linux secondary CPU started by Linux's start-up IPI: real mode at its vector.
+    LinuxSecondary(hv_core::ap_start::RealModeEntry),
 }
 
 /// Shared per-partition state.
@@ -83,7 +85,7 @@ impl PartitionResources {
             GuestStart::Stub { entry } => Some(GuestStart::Stub {
                 entry: entry + STUB_UNHANDLED_OFFSET,
             }),
-            GuestStart::Rt(_) | GuestStart::Linux(_) => None,
+            GuestStart::Rt(_) | GuestStart::Linux(_) | GuestStart::LinuxSecondary(_) => None,
         }
     }
 }

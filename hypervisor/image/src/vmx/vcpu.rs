@@ -3,15 +3,18 @@
 //!
 //! Exits the hypervisor understands are handled and the guest resumed: VMCALL (the
 //! hypercall ABI), CPUID (sanitized), writes to the MSRs the bitmap intercepts (the x2APIC
-//! ICR, filtered to the partition's own CPUs; IA32_APIC_BASE and IA32_FEATURE_CONTROL,
-//! ignored), reads of MSRs outside the bitmap (#GP), XSETBV (checked, then executed), IN and
-//! OUT on ports the I/O bitmap does not pass (Linux's platform view, `linux_devices`),
-//! Linux's accesses to the IOAPIC (decoded and filtered, `linux_devices`) and the
-//! preemption timer of the CPU that reports exit counts. Linux's ACPI power-off or reset
-//! ends its guest with a line saying so. Any other exit (an access to memory the partition
-//! does not own included), a failed VM entry, or a guest triple fault stops this guest
-//! only: the CPU prints the exit and a register dump and spins in VMX root operation.
-//! Other CPUs are unaffected.
+//! ICR, filtered to the partition's own CPUs, with INIT and start-up IPIs among Linux's
+//! CPUs emulated, `linux_cpus`; IA32_APIC_BASE and IA32_FEATURE_CONTROL, ignored), reads
+//! of MSRs outside the bitmap (#GP), XSETBV (checked, then executed), IN and OUT on ports
+//! the I/O bitmap does not pass (Linux's platform view, `linux_devices`), Linux's accesses
+//! to the IOAPIC (decoded and filtered, `linux_devices`) and the preemption timer of the
+//! CPU that reports exit counts. Linux's ACPI power-off or reset ends its guest with a line
+//! saying so. Any other exit (an access to memory the partition does not own included), a
+//! failed VM entry, or a guest triple fault stops this guest with the exit and a register
+//! dump; the CPU then spins in VMX root operation. Whenever a Linux CPU's guest ends, the
+//! guests of the partition's other CPUs end with it (a real INIT, sent by the hypervisor,
+//! pulls each out of VMX non-root operation: `linux_cpus`). The other partition is
+//! unaffected.
 //!
 //! The VMCS asks for nothing an RT kernel does in steady state: no external-interrupt, NMI
 //! or HLT exiting, no exception exits, the TSC-deadline and x2APIC MSRs (EOI, TPR, timer
@@ -109,6 +112,8 @@ pub struct Vcpu {
     pub index: usize,
     pub apic_id: u32,
     pub partition: PartitionId,
+    /// Physical address of this CPU's VMCS region.
+    vmcs: u64,
     state: &'static mut VcpuState,
     launched: bool,
     host_facts: HostFacts,
@@ -129,6 +134,8 @@ pub struct Vcpu {
 enum GuestEnd {
     PowerOff,
     Reset(hv_core::linux_io::ResetKind),
+    /// Another CPU of the partition ended its guest, and with it the partition's.
+    WithPartition,
 }
 
 /// Counts events of one kind and lets only the first few be logged.
@@ -187,12 +194,11 @@ impl Vcpu {
         let vmcs_region = memory::alloc_zeroed(0x1000, 0x1000).map_err(|_| VmxError::Invalid)?;
         let state = memory::alloc_static::<VcpuState>().map_err(|_| VmxError::Invalid)?;
         // SAFETY: a fresh page with the revision identifier in its first dword is a valid
-        // VMCS region (SDM 25.2); VMCLEAR then VMPTRLD make it current on this CPU only.
+        // VMCS region (SDM 25.2).
         unsafe {
             core::ptr::write_volatile(vmcs_region.as_u64() as *mut u32, controls.revision_id);
-            x86::bits64::vmx::vmclear(vmcs_region.as_u64()).map_err(|_| VmxError::Invalid)?;
-            x86::bits64::vmx::vmptrld(vmcs_region.as_u64()).map_err(|_| VmxError::Invalid)?;
         }
+        Self::make_current(vmcs_region.as_u64())?;
         // Fast strings (IA32_MISC_ENABLE bit 0) decide whether FSRM may be shown.
         // SAFETY: IA32_MISC_ENABLE exists on every CPU with VMX.
         let misc_enable = unsafe { msr::read(0x1a0) };
@@ -200,6 +206,7 @@ impl Vcpu {
             index,
             apic_id,
             partition: res.id,
+            vmcs: vmcs_region.as_u64(),
             state,
             launched: false,
             host_facts: HostFacts {
@@ -207,6 +214,7 @@ impl Vcpu {
                 kvm_compat_leaf: res.id == PartitionId::Linux,
                 invpcid: controls.secondary & SecondaryControls::ENABLE_INVPCID.bits() != 0,
                 xsaves: controls.secondary & SecondaryControls::ENABLE_XSAVES.bits() != 0,
+                tsc_hz: crate::arch::time::tsc_hz(),
             },
             own_cpus,
             report_ticks,
@@ -214,11 +222,56 @@ impl Vcpu {
             unowned_ports: LogBudget::new(LOGGED_PORTS),
             stop_reason: None,
         };
+        vcpu.program(tables, msrs, controls, res, start)?;
+        Ok(vcpu)
+    }
+
+    /// VMCLEAR then VMPTRLD: the VMCS at `region` becomes current on this CPU, in the clear
+    /// launch state.
+    fn make_current(region: u64) -> Result<(), VmxError> {
+        // SAFETY: `region` is this CPU's own VMCS region (allocated in `new`, revision
+        // identifier written); no other CPU uses it.
+        unsafe {
+            x86::bits64::vmx::vmclear(region).map_err(|_| VmxError::Invalid)?;
+            x86::bits64::vmx::vmptrld(region).map_err(|_| VmxError::Invalid)?;
+        }
+        Ok(())
+    }
+
+    /// Fills the current VMCS: host state, controls, and the guest starting as `start`.
+    fn program(
+        &mut self,
+        tables: &CpuTables,
+        msrs: &VmxMsrs,
+        controls: &VmxControls,
+        res: &PartitionResources,
+        start: GuestStart,
+    ) -> Result<(), VmxError> {
         Self::setup_host(tables)?;
         let long_mode = matches!(start, GuestStart::Rt(_) | GuestStart::Linux(_));
-        Self::setup_controls(controls, res, index, long_mode, report_ticks)?;
-        vcpu.setup_guest(msrs, start)?;
-        Ok(vcpu)
+        Self::setup_controls(controls, res, self.index, long_mode, self.report_ticks)?;
+        self.setup_guest(msrs, start)
+    }
+
+    /// Makes the guest start again from scratch as `start` (a Linux that restarts), on the
+    /// same VMCS: cleared, refilled, launched anew; registers, FPU state and the exit
+    /// handler's memory of the old guest forgotten.
+    pub fn restart(
+        &mut self,
+        tables: &CpuTables,
+        msrs: &VmxMsrs,
+        controls: &VmxControls,
+        res: &PartitionResources,
+        start: GuestStart,
+    ) -> Result<(), VmxError> {
+        Self::make_current(self.vmcs)?;
+        self.launched = false;
+        self.stop_reason = None;
+        self.state.regs = GuestRegs::default();
+        self.state.guest_fx = [0; 512];
+        self.refused_writes = LogBudget::new(LOGGED_REFUSALS);
+        self.unowned_ports = LogBudget::new(LOGGED_PORTS);
+        self.program(tables, msrs, controls, res, start)
     }
 
     fn setup_host(tables: &CpuTables) -> Result<(), VmxError> {
@@ -314,9 +367,11 @@ impl Vcpu {
         Ok(())
     }
 
-    /// The guest's first state: the stub in 32-bit protected mode with paging off, or the
+    /// The guest's first state: the stub in 32-bit protected mode with paging off; the
     /// RT kernel in 64-bit mode on its start-up page tables (`hv_core::rt_boot`), with
-    /// RDI = RT_BOOT_MAGIC, RSI = boot information, RDX = partition CPU index.
+    /// RDI = RT_BOOT_MAGIC, RSI = boot information, RDX = partition CPU index; Linux's boot
+    /// CPU per the 64-bit boot protocol; or a Linux secondary CPU in real mode where its
+    /// start-up IPI points.
     fn setup_guest(&mut self, msrs: &VmxMsrs, start: GuestStart) -> Result<(), VmxError> {
         const CODE32: u64 = 0xc09b; // present, DPL 0, code exec/read accessed, D, G
         const CODE64: u64 = 0xa09b; // present, DPL 0, code exec/read accessed, L, G
@@ -324,11 +379,15 @@ impl Vcpu {
         const TSS_BUSY: u64 = 0x8b;
         const UNUSABLE: u64 = 1 << 16;
         const CR0_PE_MP_ET_NE: u64 = 0x33;
+        const CR0_ET_NE: u64 = 0x30;
+        const CODE16: u64 = 0x9b; // present, DPL 0, code exec/read accessed, 16-bit, byte limit
+        const DATA16: u64 = 0x93; // present, DPL 0, data read/write accessed, byte limit
         const CR0_WP_PG: u64 = (1 << 16) | (1 << 31);
         const CR4_PAE_OSFXSR_OSXMMEXCPT: u64 = (1 << 5) | (1 << 9) | (1 << 10);
         const EFER_LME_LMA_NXE: u64 = (1 << 8) | (1 << 10) | (1 << 11);
         // Selectors of the flat code and data segments (the boot GDT's for Linux).
         let (mut cs_sel, mut ds_sel, mut gdtr) = (0x08, 0x10, (0, 0));
+        let mut real_mode = None;
         let (entry, cs_rights) = match start {
             GuestStart::Stub { entry } => {
                 vmcs::write(guest::CR0, msrs.fix_cr0(CR0_PE_MP_ET_NE, true))?;
@@ -361,6 +420,15 @@ impl Vcpu {
                 ds_sel = crate::linux_loader::BOOT_DS;
                 gdtr = (l.gdt, l.gdt_limit);
                 (l.entry, CODE64)
+            }
+            GuestStart::LinuxSecondary(e) => {
+                // As after INIT and start-up: real mode, paging off (unrestricted guest).
+                vmcs::write(guest::CR0, msrs.fix_cr0(CR0_ET_NE, true))?;
+                vmcs::write(guest::CR3, 0)?;
+                vmcs::write(guest::CR4, msrs.fix_cr4(0))?;
+                vmcs::write(guest::IA32_EFER_FULL, 0)?;
+                real_mode = Some(e);
+                (e.rip, CODE16)
             }
         };
         vmcs::write(guest::DR7, 0x400)?;
@@ -420,6 +488,52 @@ impl Vcpu {
         vmcs::write(guest::GDTR_LIMIT, u64::from(gdtr.1))?;
         vmcs::write(guest::IDTR_BASE, 0)?;
         vmcs::write(guest::IDTR_LIMIT, 0)?;
+        if let Some(e) = real_mode {
+            // Real-mode segments: selector * 16 = base, 64 KiB limits; the IVT at 0.
+            vmcs::write(guest::CS_SELECTOR, u64::from(e.cs_selector))?;
+            vmcs::write(guest::CS_BASE, e.cs_base)?;
+            vmcs::write(guest::CS_LIMIT, 0xffff)?;
+            for (sel, base, limit, ar) in [
+                (
+                    guest::SS_SELECTOR,
+                    guest::SS_BASE,
+                    guest::SS_LIMIT,
+                    guest::SS_ACCESS_RIGHTS,
+                ),
+                (
+                    guest::DS_SELECTOR,
+                    guest::DS_BASE,
+                    guest::DS_LIMIT,
+                    guest::DS_ACCESS_RIGHTS,
+                ),
+                (
+                    guest::ES_SELECTOR,
+                    guest::ES_BASE,
+                    guest::ES_LIMIT,
+                    guest::ES_ACCESS_RIGHTS,
+                ),
+                (
+                    guest::FS_SELECTOR,
+                    guest::FS_BASE,
+                    guest::FS_LIMIT,
+                    guest::FS_ACCESS_RIGHTS,
+                ),
+                (
+                    guest::GS_SELECTOR,
+                    guest::GS_BASE,
+                    guest::GS_LIMIT,
+                    guest::GS_ACCESS_RIGHTS,
+                ),
+            ] {
+                vmcs::write(sel, 0)?;
+                vmcs::write(base, 0)?;
+                vmcs::write(limit, 0xffff)?;
+                vmcs::write(ar, DATA16)?;
+            }
+            vmcs::write(guest::GDTR_BASE, 0)?;
+            vmcs::write(guest::GDTR_LIMIT, 0xffff)?;
+            vmcs::write(guest::IDTR_LIMIT, 0x3ff)?;
+        }
         vmcs::write(guest::IA32_DEBUGCTL_FULL, 0)?;
         vmcs::write(guest::IA32_PAT_FULL, 0x0007_0406_0007_0406)?;
         vmcs::write(guest::IA32_SYSENTER_CS, 0)?;
@@ -435,6 +549,10 @@ impl Vcpu {
     /// Runs the guest for ever, handling its exits. Returns only when the guest was
     /// stopped (after reporting why).
     pub fn run(&mut self) {
+        let linux = self.partition == PartitionId::Linux;
+        if linux {
+            crate::linux_cpus::entering(self.own_cpus, self.apic_id);
+        }
         let stop = loop {
             // SAFETY: the VMCS of this CPU is current and complete (`new`); `state` is
             // this vCPU's own save area, laid out as entry.S expects (asserted above).
@@ -467,7 +585,15 @@ impl Vcpu {
                 Err(e) => break Stop::Vmcs(e),
             }
         };
-        self.report_stop(stop);
+        let others = match stop {
+            Stop::Ended(GuestEnd::WithPartition) => 0,
+            _ if linux => crate::linux_cpus::stop_others(self.own_cpus, self.apic_id),
+            _ => 0,
+        };
+        if linux {
+            crate::linux_cpus::left(self.own_cpus, self.apic_id);
+        }
+        self.report_stop(stop, others);
     }
 
     /// Handles one exit. `Ok(false)` means "not handled: stop the guest".
@@ -527,6 +653,14 @@ impl Vcpu {
             reason::IO_INSTRUCTION => self.io_instruction(),
             reason::EPT_VIOLATION => self.ept_violation(),
             reason::TRIPLE_FAULT => Ok(false),
+            // A real INIT, sent only by the hypervisor: to end this guest with its partition.
+            reason::INIT => {
+                if crate::linux_cpus::take_stop_request(self.own_cpus, self.apic_id) {
+                    self.stop_reason = Some(GuestEnd::WithPartition);
+                    return Ok(false);
+                }
+                Ok(true)
+            }
             reason::PREEMPTION_TIMER => {
                 crate::report_exits();
                 if let Some(ticks) = self.report_ticks {
@@ -550,6 +684,9 @@ impl Vcpu {
                     // addresses only this partition's CPUs, by physical ID.
                     unsafe { msr::write(msr::X2APIC_ICR, send) };
                 }
+                for &start in action.starts.as_slice() {
+                    self.start_cpu(value, start);
+                }
                 if let Some(why) = action.refused {
                     self.refused(format_args!("IPI (ICR {value:#x}): {why}"));
                 }
@@ -561,6 +698,25 @@ impl Vcpu {
             )),
         }
         Ok(())
+    }
+
+    /// An INIT or start-up IPI for another CPU of the partition, emulated: only Linux
+    /// starts CPUs (the RT kernel's are started by the hypervisor), and a running CPU
+    /// cannot be reset.
+    fn start_cpu(&mut self, value: u64, start: icr::StartRequest) {
+        use hv_core::ap_start::Delivery;
+        if self.partition != PartitionId::Linux {
+            self.refused(format_args!(
+                "IPI (ICR {value:#x}): INIT and start-up are for the Linux partition only"
+            ));
+            return;
+        }
+        if crate::linux_cpus::deliver(self.own_cpus, start) == Delivery::RunningCpu {
+            self.refused(format_args!(
+                "IPI (ICR {value:#x}): INIT to CPU with APIC ID {} whose guest runs (resetting a running CPU is not emulated)",
+                start.target
+            ));
+        }
     }
 
     /// XSETBV always exits: check the new XCR0 as the CPU would (#GP otherwise), then
@@ -759,7 +915,9 @@ impl Vcpu {
         vmcs::write(guest::RIP, rip.wrapping_add(len))
     }
 
-    fn report_stop(&self, stop: Stop) {
+    /// Reports why the guest stopped; `others`: how many other CPUs of the partition were
+    /// asked to end their guests.
+    fn report_stop(&self, stop: Stop, others: usize) {
         let (i, a) = (self.index, self.apic_id);
         let rd = |f| vmcs::read(f).unwrap_or(u64::MAX);
         let r = &self.state.regs;
@@ -776,6 +934,14 @@ impl Vcpu {
                         "cpu {i} apic {a}: {} partition stopped: it reset the machine ({how}); the reset is not passed on",
                         self.partition
                     )?,
+                    GuestEnd::WithPartition => writeln!(
+                        w,
+                        "cpu {i} apic {a}: {} guest ended with its partition",
+                        self.partition
+                    )?,
+                }
+                if others > 0 {
+                    writeln!(w, "  {others} other CPUs of the partition asked to stop")?;
                 }
                 writeln!(w, "  {}", crate::ExitCountsLine::new(i))
             });
@@ -822,6 +988,9 @@ impl Vcpu {
                 rd(ro::GUEST_LINEAR_ADDR),
                 rd(ro::VMEXIT_INSTRUCTION_LEN)
             )?;
+            if others > 0 {
+                writeln!(w, "  {others} other CPUs of the partition asked to stop")?;
+            }
             writeln!(w, "  {}", crate::ExitCountsLine::new(i))
         });
     }

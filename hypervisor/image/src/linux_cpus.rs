@@ -1,0 +1,142 @@
+//! The Linux partition's CPUs: how the secondary ones start, and how all of them stop
+//! together.
+//!
+//! Start: Linux starts its other CPUs with INIT and start-up IPIs. The ICR filter turns those
+//! into [`StartRequest`]s (`hv_core::icr`); [`deliver`] moves the target's state
+//! (`hv_core::ap_start`, one atomic word per CPU of the partition), and the target, spinning
+//! in [`wait_for_startup`] since the hypervisor booted, sees it and enters its guest in real
+//! mode at the start-up vector's page. No INIT or start-up IPI from Linux ever reaches the
+//! hardware: the target never leaves the hypervisor's control.
+//!
+//! Stop: when one Linux CPU's guest ends (power-off, reset, triple fault, a fault the
+//! hypervisor does not handle), [`stop_others`] asks every other running Linux CPU to end
+//! its guest too: it raises that CPU's stop flag and sends it a real INIT, which in VMX
+//! non-root operation always causes a VM exit (and in VMX root operation is held until the
+//! next VM entry). The exit handler ends the guest if its flag is up ([`take_stop_request`])
+//! and ignores the INIT otherwise. No VM-execution control is needed for it, so Linux's own
+//! interrupts and NMIs keep arriving without exits.
+
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use hv_core::ap_start::{ApState, Delivery};
+use hv_core::icr::StartRequest;
+
+const MAX: usize = bulkhead_config::MAX_CPUS;
+
+/// Each Linux CPU's start-up state, by its position in the partition's CPU list.
+static STATES: [AtomicU32; MAX] = [const { AtomicU32::new(ApState::Reset.encode()) }; MAX];
+/// Whether each Linux CPU is in (or about to enter) its guest.
+static RUNNING: [AtomicBool; MAX] = [const { AtomicBool::new(false) }; MAX];
+/// Whether each Linux CPU has been asked to end its guest.
+static STOP: [AtomicBool; MAX] = [const { AtomicBool::new(false) }; MAX];
+
+/// ICR low word of an INIT (level assert).
+const INIT_ASSERT: u32 = (5 << 8) | (1 << 14);
+
+fn position(own: &[u32], apic_id: u32) -> Option<usize> {
+    own.iter().position(|&a| a == apic_id).filter(|&i| i < MAX)
+}
+
+/// Applies one emulated INIT or start-up IPI to its target among `own` (the partition's
+/// CPUs). Returns what it did; a target outside `own` is ignored (the filter never makes
+/// one).
+pub fn deliver(own: &[u32], request: StartRequest) -> Delivery {
+    let Some(state) = position(own, request.target).map(|i| &STATES[i]) else {
+        return Delivery::Ignored;
+    };
+    let mut word = state.load(Ordering::Acquire);
+    loop {
+        let Some(current) = ApState::decode(word) else {
+            return Delivery::Ignored;
+        };
+        let delivery = current.deliver(request.signal);
+        let Delivery::Moved(next) = delivery else {
+            return delivery;
+        };
+        match state.compare_exchange(word, next.encode(), Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return delivery,
+            Err(now) => word = now,
+        }
+    }
+}
+
+/// Spins until this CPU (`apic_id`, one of `own`) has been sent INIT and a start-up IPI;
+/// returns the start-up vector.
+pub fn wait_for_startup(own: &[u32], apic_id: u32) -> u8 {
+    let Some(state) = position(own, apic_id).map(|i| &STATES[i]) else {
+        // Not a CPU of this partition: nothing can ever start it.
+        loop {
+            core::hint::spin_loop();
+        }
+    };
+    loop {
+        if let Some(ApState::Started { vector }) = ApState::decode(state.load(Ordering::Acquire)) {
+            return vector;
+        }
+        core::hint::spin_loop();
+    }
+}
+
+/// Marks this CPU as entering its guest (before its first VM entry), with no stop request
+/// pending from an earlier run.
+pub fn entering(own: &[u32], apic_id: u32) {
+    if let Some(i) = position(own, apic_id) {
+        STOP[i].store(false, Ordering::Release);
+        RUNNING[i].store(true, Ordering::Release);
+    }
+}
+
+/// Marks this CPU's guest as ended; a secondary CPU goes back to the reset state (a Linux
+/// that restarts must send it INIT and start-up again).
+pub fn left(own: &[u32], apic_id: u32) {
+    if let Some(i) = position(own, apic_id) {
+        STATES[i].store(ApState::Reset.encode(), Ordering::Release);
+        RUNNING[i].store(false, Ordering::Release);
+    }
+}
+
+/// Spins until every CPU of the partition but `apic_id` has left its guest, or the TSC
+/// passes `deadline`; then `Err` names a CPU still in its guest.
+pub fn wait_others_left(own: &[u32], apic_id: u32, deadline: u64) -> Result<(), u32> {
+    loop {
+        let running = own
+            .iter()
+            .enumerate()
+            .take(MAX)
+            .find(|&(i, &a)| a != apic_id && RUNNING[i].load(Ordering::Acquire));
+        match running {
+            None => return Ok(()),
+            Some((_, &a)) if crate::arch::rdtsc() > deadline => return Err(a),
+            Some(_) => core::hint::spin_loop(),
+        }
+    }
+}
+
+/// Whether this CPU was asked to end its guest (clearing the request).
+pub fn take_stop_request(own: &[u32], apic_id: u32) -> bool {
+    position(own, apic_id).is_some_and(|i| STOP[i].swap(false, Ordering::AcqRel))
+}
+
+/// Asks every other CPU of the partition whose guest runs to end it; returns how many were
+/// asked. CPUs still waiting for their start-up IPI keep waiting (their state is set back to
+/// the reset state, so that a restarted Linux can start them again).
+pub fn stop_others(own: &[u32], apic_id: u32) -> usize {
+    let mut asked = 0;
+    for (i, &other) in own.iter().enumerate().take(MAX) {
+        if other == apic_id {
+            continue;
+        }
+        if RUNNING[i].load(Ordering::Acquire) {
+            STOP[i].store(true, Ordering::Release);
+            // SAFETY: x2APIC mode is on on every CPU the hypervisor runs; the target is a
+            // CPU of the same partition in VMX operation, where an INIT causes a VM exit (in
+            // VMX non-root operation) or waits for the next VM entry (in root operation):
+            // it never resets the CPU.
+            unsafe { crate::arch::apic::x2apic_send_icr(other, INIT_ASSERT) };
+            asked += 1;
+        } else {
+            STATES[i].store(ApState::Reset.encode(), Ordering::Release);
+        }
+    }
+    asked
+}
