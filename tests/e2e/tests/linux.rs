@@ -6,6 +6,7 @@
 //! `cargo xtask test` hands over the images and the guest files in `BULKHEAD_HYPERVISOR_ELF`,
 //! `BULKHEAD_RT_KERNEL_ELF`, `BULKHEAD_LINUX_KERNEL` and `BULKHEAD_LINUX_INITRD`.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
@@ -23,10 +24,30 @@ const LINUX_EXITS: &str = r"^exits: cpu \d+ linux: total (\d+) new (\d+):";
 const MEMTOTAL: &str = r"^bulkhead-linux: memtotal_kb (\d+)$";
 const POWERED_OFF: &str = r"^cpu \d+ apic \d+: linux partition stopped: it powered off$";
 
-/// Boots `config` with Linux given `linux_args` after the config's command line.
+/// Whether the Linux boot tests run. Known defect: under the hypervisor, Linux stalls at
+/// its first interrupt-driven console write (right after its serial driver starts): the
+/// UART's interrupt, routed through the filtered IOAPIC, apparently never reaches it. Until
+/// that is fixed these tests run only when `BULKHEAD_E2E_LINUX=1` asks for them.
+fn linux_tests_enabled() -> bool {
+    let on = std::env::var_os("BULKHEAD_E2E_LINUX").is_some_and(|v| v == "1");
+    if !on {
+        println!(
+            "skipped: Linux stalls at its first interrupt-driven console write under the hypervisor (being fixed); set BULKHEAD_E2E_LINUX=1 to run"
+        );
+    }
+    on
+}
+
+/// Boots the example config `config` with Linux given `linux_args` after the config's
+/// command line.
 fn boot(test: &str, config: &str, hv_cmdline: &str, linux_args: &str) -> Result<Run> {
     let dir = RunDir::create(test)?;
     let path = bulkhead_e2e::workspace_root().join("configs").join(config);
+    boot_in(dir, path, hv_cmdline, linux_args)
+}
+
+/// Boots the config at `path` in `dir`.
+fn boot_in(dir: RunDir, path: PathBuf, hv_cmdline: &str, linux_args: &str) -> Result<Run> {
     let loaded = bulkhead_e2e::config::load(&path)?;
     let kernel = bulkhead_e2e::linux_kernel_from_env(&loaded.linux_kernel)?;
     let spec = IsoSpec::new(
@@ -68,11 +89,7 @@ fn captures(run: &Run, pattern: &str) -> Result<Vec<Vec<u64>>> {
 #[test]
 #[ignore = "boots an emulator; run through cargo xtask test"]
 fn bochs_linux_beside_rt() -> Result<()> {
-    // Known defect: under this harness Bochs blocks on a write to a pseudo-terminal of its
-    // own about 0.2 s into Linux's boot (the same ISO boots to the power-off under script(1)).
-    // Until that is understood the test runs only when asked for.
-    if std::env::var_os("BULKHEAD_E2E_LINUX").is_none() {
-        println!("skipped: set BULKHEAD_E2E_LINUX=1 to run (the harness hang is being fixed)");
+    if !linux_tests_enabled() {
         return Ok(());
     }
     let mut run = boot(
@@ -138,6 +155,83 @@ fn bochs_linux_beside_rt() -> Result<()> {
             .last()
             .cloned()
             .unwrap_or_default()
+    );
+    Ok(())
+}
+
+/// bochs-4cpu (Linux on CPUs 0 and 1, the RT kernel on 2 and 3) with `on_exit = "restart"`,
+/// Linux told to panic from its init (and, by `panic=-1`, to reset the machine at once on a
+/// panic): Linux starts its second CPU through the emulated INIT and start-up IPIs and reports
+/// 2 online CPUs; its panic and reset end the partition on both of its CPUs (the second one
+/// pulled out of its guest by the hypervisor); the hypervisor reloads Linux from the retained
+/// modules and it reaches its init again with both CPUs; the RT CPUs take no VM exit and
+/// miss no deadline throughout.
+#[test]
+#[ignore = "boots an emulator; run through cargo xtask test"]
+fn bochs_linux_smp_panic_restart() -> Result<()> {
+    if !linux_tests_enabled() {
+        return Ok(());
+    }
+    let dir = RunDir::create("bochs_linux_smp_panic_restart")?;
+    let example = bulkhead_e2e::workspace_root().join("configs/bochs-4cpu.toml");
+    let text = std::fs::read_to_string(&example)?;
+    ensure!(
+        text.contains("on_exit = \"stop\""),
+        "bochs-4cpu.toml no longer says on_exit = \"stop\""
+    );
+    let restarting = dir.join("bochs-4cpu-restart.toml");
+    std::fs::write(
+        &restarting,
+        text.replace("on_exit = \"stop\"", "on_exit = \"restart\""),
+    )?;
+    let mut run = boot_in(
+        dir,
+        restarting,
+        "exit_report_s=2",
+        "panic=-1 bulkhead.init=panic",
+    )?;
+    let smp = r"^bulkhead-linux: cpus online 0-1 count 2$";
+    let expect = Expect::new()
+        .line("bulkhead: steady state")
+        .regex(r"^cpu 1 apic 1: started by Linux, real mode at 0x[0-9a-f]+$")
+        .times(2, Pattern::contains("bulkhead-linux: init reached"))
+        .times(2, Pattern::regex(smp))
+        .line("bulkhead-linux: panicking")
+        .regex("Kernel panic")
+        .regex(r"^cpu 0 apic 0: linux partition stopped: it reset the machine")
+        .regex(r"^cpu 1 apic 1: linux guest ended with its partition$")
+        .regex(r"^cpu 0 apic 0: linux partition restarts \(restart 1, from the retained modules\)$")
+        .fail_on("guest stopped")
+        .fail_on("not restarted")
+        .stop_on(HALTED);
+    run.wait_for(&expect, BOCHS_LIMIT)?;
+    let log = run.log();
+
+    let mem = captures(&run, MEMTOTAL)?;
+    let kb = mem.first().context("no memtotal line")?[0];
+    ensure!(
+        kb > 512 * 1024 && kb < 1408 * 1024,
+        "Linux sees {kb} KiB; its partition has 1408 MiB and the machine 2 GiB:\n{log}"
+    );
+    let summaries = captures(&run, LATENCY)?;
+    ensure!(summaries.len() >= 4, "too few latency summaries:\n{log}");
+    for s in &summaries {
+        ensure!(s[7] == 0, "deadline missed while Linux ran: {s:?}\n{log}");
+    }
+    let rt = captures(&run, RT_EXITS)?;
+    for cpu in [2, 3] {
+        let per_cpu: Vec<u64> = rt.iter().filter(|e| e[0] == cpu).map(|e| e[1]).collect();
+        let first = *per_cpu.first().context("no RT exit report")?;
+        ensure!(
+            per_cpu.iter().all(|&t| t == first),
+            "RT CPU {cpu} took VM exits while Linux booted, panicked and restarted: {per_cpu:?}\n{log}"
+        );
+    }
+    println!(
+        "done after {:.1}s: Linux restarted once with 2 CPUs, MemTotal {kb} KiB; {} latency summaries with 0 misses; Linux CPU exits: {:?}",
+        run.elapsed().as_secs_f64(),
+        summaries.len(),
+        run.matching(Pattern::regex(LINUX_EXITS))
     );
     Ok(())
 }
