@@ -421,8 +421,10 @@ fn test_inheritance() -> Outcome {
     log_reset();
     INHERITED.store(0, Ordering::SeqCst);
     api::sem_post(o.low).map_err(|e| Why::new(format_args!("post: {e}")))?;
-    // Let the low task take the mutex.
-    let _ = api::sleep_for(MS);
+    // Let the low task take the mutex (it logs 'l' holding it). Waiting for that, rather
+    // than for a fixed time, keeps the test right where the low task's CPU runs slowly (an
+    // emulator on a loaded host).
+    wait_for_log(1, 400 * MS);
     api::sem_post(o.mid).map_err(|e| Why::new(format_args!("post: {e}")))?;
     api::sem_post(o.high).map_err(|e| Why::new(format_args!("post: {e}")))?;
     wait_for_log(4, 400 * MS);
