@@ -1,5 +1,6 @@
 //! Building the freestanding images (the hypervisor, the RT kernel) and the bootable ISO
-//! around them.
+//! around them: GRUB boots the hypervisor with its modules, the RT kernel alone, or Linux alone
+//! (a bzImage and its initramfs, for comparisons against the same kernel under the hypervisor).
 
 use std::fmt::Write as _;
 use std::fs;
@@ -22,6 +23,7 @@ const RT_IMAGE_PACKAGE: &str = "bulkhead-rt-kernel";
 /// Where GRUB finds what the ISO holds.
 const HYPERVISOR_ON_ISO: &str = "boot/bulkhead/hypervisor.elf";
 const RT_KERNEL_ON_ISO: &str = "boot/bulkhead/rt.elf";
+const LINUX_ON_ISO: &str = "boot/bulkhead/vmlinuz";
 const CONFIG_ON_ISO: &str = "boot/bulkhead/config.bin";
 
 /// Builds the hypervisor image and returns the path of the ELF.
@@ -99,6 +101,9 @@ pub enum BootKernel {
     Hypervisor,
     /// The RT kernel alone (`/boot/bulkhead/rt.elf`, "bare mode").
     RtKernel,
+    /// Linux alone, by GRUB's `linux` command (x86 boot protocol, so a bzImage), at
+    /// `/boot/bulkhead/vmlinuz`; the modules are its initrds, in order (GRUB's `initrd`).
+    Linux,
 }
 
 /// Everything that goes into a bootable ISO.
@@ -106,16 +111,18 @@ pub enum BootKernel {
 pub struct IsoSpec {
     /// The ISO to write.
     pub output: PathBuf,
-    /// The multiboot2 kernel GRUB boots: the hypervisor ELF, or the RT kernel ELF when
-    /// `boots` is [`BootKernel::RtKernel`].
+    /// The kernel GRUB boots: the hypervisor ELF, the RT kernel ELF when `boots` is
+    /// [`BootKernel::RtKernel`], a Linux bzImage when it is [`BootKernel::Linux`].
     pub hypervisor: PathBuf,
     /// Which image `hypervisor` is.
     pub boots: BootKernel,
     /// The config module.
     pub config: ConfigModule,
-    /// The hypervisor's command line (words such as `selftest=unhandled-exit`).
+    /// The booted kernel's command line (the hypervisor's: words such as
+    /// `selftest=unhandled-exit`).
     pub hv_cmdline: String,
-    /// Extra modules, in order (RT image, Linux kernel, initrd).
+    /// Extra modules, in order (RT image, Linux kernel, initrd); Linux's initrds when `boots`
+    /// is [`BootKernel::Linux`].
     pub modules: Vec<Module>,
 }
 
@@ -146,11 +153,26 @@ impl IsoSpec {
         }
     }
 
+    /// An ISO at `output` that boots the Linux kernel `bzimage` alone with `initrd` (bare, no
+    /// hypervisor, no config). [`IsoSpec::cmdline`] sets Linux's command line.
+    pub fn linux_bare(
+        output: impl Into<PathBuf>,
+        bzimage: impl Into<PathBuf>,
+        initrd: impl Into<PathBuf>,
+    ) -> Self {
+        Self {
+            boots: BootKernel::Linux,
+            ..Self::new(output, bzimage, ConfigModule::Omit)
+        }
+        .module("initrd", initrd)
+    }
+
     /// Where the kernel lies on the ISO.
     fn kernel_on_iso(&self) -> &'static str {
         match self.boots {
             BootKernel::Hypervisor => HYPERVISOR_ON_ISO,
             BootKernel::RtKernel => RT_KERNEL_ON_ISO,
+            BootKernel::Linux => LINUX_ON_ISO,
         }
     }
 
@@ -231,15 +253,11 @@ impl IsoSpec {
 
 /// GRUB's `grub.cfg` for `spec`: serial console at 115200, no menu delay, one entry.
 pub fn grub_cfg(spec: &IsoSpec) -> Result<String> {
+    if spec.boots == BootKernel::Linux {
+        return grub_cfg_linux(spec);
+    }
     let cmdline = grub_words(&spec.hv_cmdline, "hypervisor command line")?;
-    let mut cfg = String::from(
-        "set timeout=0\n\
-         set default=0\n\
-         serial --unit=0 --speed=115200\n\
-         terminal_input serial\n\
-         terminal_output serial\n\
-         menuentry \"Bulkhead\" {\n",
-    );
+    let mut cfg = grub_cfg_head();
     // Writing to a String cannot fail.
     let _ = writeln!(
         cfg,
@@ -265,6 +283,38 @@ pub fn grub_cfg(spec: &IsoSpec) -> Result<String> {
     }
     cfg.push_str("    boot\n}\n");
     Ok(cfg)
+}
+
+/// [`grub_cfg`] for Linux alone: `linux` with the command line, one `initrd` line with every
+/// module (GRUB concatenates them).
+fn grub_cfg_linux(spec: &IsoSpec) -> Result<String> {
+    if !matches!(spec.config, ConfigModule::Omit) {
+        bail!("Linux booted alone takes no config module");
+    }
+    let cmdline = grub_words(&spec.hv_cmdline, "Linux command line")?;
+    let mut cfg = grub_cfg_head();
+    let _ = writeln!(cfg, "    linux /{LINUX_ON_ISO}{}", prefixed(&cmdline));
+    if !spec.modules.is_empty() {
+        let mut files = Vec::with_capacity(spec.modules.len());
+        for module in &spec.modules {
+            files.push(format!("/boot/bulkhead/{}", staged_name(spec, module)?));
+        }
+        let _ = writeln!(cfg, "    initrd {}", files.join(" "));
+    }
+    cfg.push_str("    boot\n}\n");
+    Ok(cfg)
+}
+
+/// The part of `grub.cfg` before the entry's commands.
+fn grub_cfg_head() -> String {
+    String::from(
+        "set timeout=0\n\
+         set default=0\n\
+         serial --unit=0 --speed=115200\n\
+         terminal_input serial\n\
+         terminal_output serial\n\
+         menuentry \"Bulkhead\" {\n",
+    )
 }
 
 fn prefixed(words: &str) -> String {
@@ -446,6 +496,34 @@ mod tests {
         assert!(!cfg.contains("config"));
         let clash = IsoSpec::rt_bare("x.iso", "rt").module("m", "/x/rt.elf");
         assert!(grub_cfg(&clash).is_err());
+    }
+
+    #[test]
+    fn grub_cfg_boots_linux_alone() {
+        let spec = IsoSpec::linux_bare("x.iso", "/g/vmlinuz-6.1.0-56-amd64", "/g/initramfs.cpio")
+            .cmdline("console=ttyS0,115200  quiet bulkhead.init=poweroff");
+        let cfg = grub_cfg(&spec).unwrap();
+        assert_eq!(
+            cfg,
+            "set timeout=0\nset default=0\nserial --unit=0 --speed=115200\n\
+             terminal_input serial\nterminal_output serial\nmenuentry \"Bulkhead\" {\n    \
+             linux /boot/bulkhead/vmlinuz console=ttyS0,115200 quiet bulkhead.init=poweroff\n    \
+             initrd /boot/bulkhead/initramfs.cpio\n    boot\n}\n"
+        );
+        let two = spec.clone().module("extra", "/g/extra.cpio");
+        assert!(
+            grub_cfg(&two)
+                .unwrap()
+                .contains("    initrd /boot/bulkhead/initramfs.cpio /boot/bulkhead/extra.cpio\n")
+        );
+        // The kernel is staged as `vmlinuz`: an initrd of that name would overwrite it.
+        let clash = IsoSpec::linux_bare("x.iso", "/g/bzImage", "/g/vmlinuz");
+        assert!(grub_cfg(&clash).is_err());
+        let with_config = IsoSpec {
+            config: ConfigModule::Raw("c".into()),
+            ..spec
+        };
+        assert!(grub_cfg(&with_config).is_err());
     }
 
     #[test]

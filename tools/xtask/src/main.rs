@@ -8,7 +8,9 @@
 //! - `test`: host tests, then the end-to-end tests that boot emulators;
 //! - `guest`: the Linux guest's artefacts alone;
 //! - `config check|compile`: the config tool;
-//! - `bench ipc`: the host IPC benchmark (the channel ring against its baselines);
+//! - `bench ipc`: the host IPC benchmark (the channel ring against its baselines); `bench
+//!   latency` and `bench linux-boot`: the RT kernel's latency and Linux's boot time, bare and
+//!   under the hypervisor, in Bochs' virtual time;
 //! - `deps`: the Debian packages the above need.
 //!
 //! CI calls the same commands a person does (`.ci/run` runs `cargo xtask test`). The work itself
@@ -17,6 +19,7 @@
 
 mod bench;
 mod bench_latency;
+mod bench_linux_boot;
 mod deps;
 mod guest;
 mod test;
@@ -64,9 +67,10 @@ enum Cmd {
         #[arg(short = 'o', long = "out", value_name = "OUT")]
         out: Option<PathBuf>,
     },
-    /// Build, make the ISO and boot it headless, streaming the serial console.
+    /// Build, make the ISO and boot it headless, streaming the serial consoles.
     ///
-    /// The console is also written to target/runs/run/serial.log. Exit status: 0 when the
+    /// COM1 (the hypervisor and the RT kernel) is also written to target/runs/run/serial.log,
+    /// COM2 (Linux) to target/runs/run/com2.log; the terminal shows both. Exit status: 0 when the
     /// hypervisor reached steady state (and printed no failure), 1 otherwise, 130 on Ctrl-C.
     Run(RunArgs),
     /// Run the host tests, build the image, then run the end-to-end (emulator) tests.
@@ -123,6 +127,15 @@ enum BenchCmd {
     /// The RT kernel's latency task bare and under the hypervisor in Bochs (same kernel, CPU
     /// model, ips and virtual clock), side by side with the ratio and the RT CPU's VM exits.
     Latency(bench_latency::LatencyArgs),
+    /// Linux's boot from kernel entry to its init in Bochs' virtual time, bare and under the
+    /// hypervisor (same kernel, initramfs, number of Linux CPUs, emulated RAM), side by side
+    /// with the ratio and the Linux CPU's VM exits per reason.
+    ///
+    /// Bare, GRUB boots Debian's bzImage on as many CPUs as the config gives Linux; under the
+    /// hypervisor, the config's ISO with the vmlinux (the same kernel) beside the RT kernel.
+    /// Both runs go at once and take several minutes of wall time; their files stay in
+    /// target/runs/bench_linux_boot_bare/ and target/runs/bench_linux_boot_hypervisor/.
+    LinuxBoot(bench_linux_boot::LinuxBootArgs),
 }
 
 #[derive(Args, Debug)]
@@ -211,6 +224,9 @@ fn main() -> ExitCode {
         Cmd::Bench {
             command: BenchCmd::Latency(args),
         } => bench_latency(&args),
+        Cmd::Bench {
+            command: BenchCmd::LinuxBoot(args),
+        } => bench_linux_boot(&args),
         Cmd::Deps => deps::ensure(false).map(|()| ExitCode::SUCCESS),
         Cmd::Guest => guest(),
     };
@@ -290,6 +306,14 @@ fn bench_latency(args: &bench_latency::LatencyArgs) -> Result<ExitCode> {
     let config = bulkhead_e2e::config::load(&user_path(args.config.as_deref(), DEFAULT_CONFIG))?;
     let (hypervisor, rt_kernel) = (build_image(false)?, build_rt_image(false)?);
     bench_latency::run(args, &config, hypervisor, rt_kernel)
+}
+
+fn bench_linux_boot(args: &bench_linux_boot::LinuxBootArgs) -> Result<ExitCode> {
+    deps::ensure(true)?;
+    let config = bulkhead_e2e::config::load(&user_path(args.config.as_deref(), DEFAULT_CONFIG))?;
+    let (hypervisor, rt_kernel) = (build_image(false)?, build_rt_image(false)?);
+    let linux = guest::prepare_step(&[])?;
+    bench_linux_boot::run(args, &config, hypervisor, rt_kernel, &linux)
 }
 
 /// The hypervisor's ISO: its config, command line, the RT kernel under the module name the
@@ -401,8 +425,9 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
         expect.to_the_end()
     };
     eprintln!(
-        "[xtask] booting in {emulator}; serial console in {}{}",
+        "[xtask] booting in {emulator}; serial consoles in {} (COM1) and {} (COM2){}",
         shown(&dir.join("serial.log")),
+        shown(&dir.join("com2.log")),
         if let Some(t) = timeout {
             format!(", limit {}s", t.as_secs())
         } else {
@@ -628,6 +653,29 @@ mod tests {
         };
         assert_eq!((args.seconds, args.period_us), (3, 1000));
         assert!(Cli::try_parse_from(["xtask", "bench", "latency", "--period-us", "5"]).is_err());
+        let cli = Cli::try_parse_from([
+            "xtask",
+            "bench",
+            "linux-boot",
+            "--config",
+            "configs/bochs-4cpu.toml",
+        ])
+        .unwrap();
+        let Cmd::Bench {
+            command: BenchCmd::LinuxBoot(args),
+        } = cli.command
+        else {
+            panic!("not bench linux-boot")
+        };
+        assert_eq!(
+            args.config.as_deref(),
+            Some(Path::new("configs/bochs-4cpu.toml"))
+        );
+        assert_eq!(
+            (args.ips, args.timeout),
+            (bulkhead_e2e::DEFAULT_BOCHS_IPS, 1800)
+        );
+        assert!(Cli::try_parse_from(["xtask", "bench", "linux-boot", "--quick"]).is_err());
     }
 
     #[test]
