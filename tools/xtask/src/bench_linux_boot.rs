@@ -189,6 +189,24 @@ fn linux_exits(lines: &[String]) -> Vec<CpuExits> {
     out
 }
 
+/// Before the power-off under the hypervisor: the periodic exit reports, and the RT kernel's
+/// one-second summaries since the launch.
+fn until_power_off(lines: &[String]) -> (usize, usize) {
+    let off = lines
+        .iter()
+        .position(|l| RE.powered_off.is_match(l))
+        .unwrap_or(lines.len());
+    let launch = lines[..off]
+        .iter()
+        .position(|l| RE.launch.is_match(l))
+        .unwrap_or(off);
+    let count = |lines: &[String], re: &Regex| lines.iter().filter(|l| re.is_match(l)).count();
+    (
+        count(&lines[..off], &RE.periodic_exits),
+        count(&lines[launch..off], &RE.rt_summary),
+    )
+}
+
 /// Everything the table shows.
 #[derive(Debug, Clone)]
 struct Report {
@@ -524,14 +542,7 @@ pub fn run(
     };
     let bare_boot = parse_boot(&bare_lines).context("bare: no uptime line")?;
     let hv_boot = parse_boot(&hv_lines).context("under the hypervisor: no uptime line")?;
-    let off = hv_lines
-        .iter()
-        .position(|l| RE.powered_off.is_match(l))
-        .unwrap_or(hv_lines.len());
-    let launch = hv_lines[..off]
-        .iter()
-        .position(|l| RE.launch.is_match(l))
-        .unwrap_or(off);
+    let (reports, rt_seconds) = until_power_off(&hv_lines);
     let report = Report {
         ips: args.ips,
         config: crate::shown(&config.path),
@@ -541,14 +552,8 @@ pub fn run(
         bare: bare_boot,
         hv: hv_boot,
         exits: linux_exits(&hv_lines),
-        reports: hv_lines[..off]
-            .iter()
-            .filter(|l| RE.periodic_exits.is_match(l))
-            .count(),
-        rt_seconds: hv_lines[launch..off]
-            .iter()
-            .filter(|l| RE.rt_summary.is_match(l))
-            .count(),
+        reports,
+        rt_seconds,
     };
     print!("{}", table(&report));
     println!();
@@ -639,6 +644,27 @@ mod tests {
             RE.periodic_exits
                 .is_match("exits: cpu 0 linux: total 51 new 1: IO=51")
         );
+    }
+
+    #[test]
+    fn counts_stop_at_the_power_off() {
+        let summary = "latency cpu=0 samples=1001 min_ns=1 avg_ns=1 max_ns=1 p99_ns=1 p999_ns=1 misses=0 overflow=0";
+        let run = lines(&[
+            summary,
+            "all 2 CPUs in VMX operation (22960 ms after power-on by the TSC)",
+            "exits: cpu 0 linux: total 8 new 8: CPUID=8",
+            "exits: cpu 1 rt: total 4 new 4: CPUID=3 VMCALL=1",
+            summary,
+            "latency cpu=1 samples=1001",
+            summary,
+            "exits: cpu 0 linux: total 9 new 1: CPUID=9",
+            "cpu 0 apic 0: linux partition stopped: it powered off",
+            "  exits: cpu 0 linux: total 10 new 1: CPUID=10",
+            summary,
+        ]);
+        assert_eq!(until_power_off(&run), (2, 2));
+        // Without a power-off, to the end.
+        assert_eq!(until_power_off(&run[..5]), (1, 1));
     }
 
     #[test]
