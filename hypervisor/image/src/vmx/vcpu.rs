@@ -431,15 +431,25 @@ impl Vcpu {
                 (e.rip, CODE16)
             }
         };
+        // Flat 4 GiB segments, or real mode's: selector * 16 = base, 64 KiB limits, IVT at 0.
+        let (cs_base, limit, data_rights, idtr_limit) = match real_mode {
+            Some(e) => {
+                cs_sel = e.cs_selector;
+                ds_sel = 0;
+                gdtr = (0, 0xffff);
+                (e.cs_base, 0xffff, DATA16, 0x3ff)
+            }
+            None => (0, 0xffff_ffff, DATA32, 0),
+        };
         vmcs::write(guest::DR7, 0x400)?;
         vmcs::write(guest::RSP, 0)?;
         vmcs::write(guest::RIP, entry)?;
         vmcs::write(guest::RFLAGS, 0x2)?;
         vmcs::write(guest::CS_SELECTOR, u64::from(cs_sel))?;
-        vmcs::write(guest::CS_BASE, 0)?;
-        vmcs::write(guest::CS_LIMIT, 0xffff_ffff)?;
+        vmcs::write(guest::CS_BASE, cs_base)?;
+        vmcs::write(guest::CS_LIMIT, limit)?;
         vmcs::write(guest::CS_ACCESS_RIGHTS, cs_rights)?;
-        for (sel, base, limit, ar) in [
+        for (sel, base, limit_field, ar) in [
             (
                 guest::SS_SELECTOR,
                 guest::SS_BASE,
@@ -473,8 +483,8 @@ impl Vcpu {
         ] {
             vmcs::write(sel, u64::from(ds_sel))?;
             vmcs::write(base, 0)?;
-            vmcs::write(limit, 0xffff_ffff)?;
-            vmcs::write(ar, DATA32)?;
+            vmcs::write(limit_field, limit)?;
+            vmcs::write(ar, data_rights)?;
         }
         vmcs::write(guest::LDTR_SELECTOR, 0)?;
         vmcs::write(guest::LDTR_BASE, 0)?;
@@ -487,53 +497,7 @@ impl Vcpu {
         vmcs::write(guest::GDTR_BASE, gdtr.0)?;
         vmcs::write(guest::GDTR_LIMIT, u64::from(gdtr.1))?;
         vmcs::write(guest::IDTR_BASE, 0)?;
-        vmcs::write(guest::IDTR_LIMIT, 0)?;
-        if let Some(e) = real_mode {
-            // Real-mode segments: selector * 16 = base, 64 KiB limits; the IVT at 0.
-            vmcs::write(guest::CS_SELECTOR, u64::from(e.cs_selector))?;
-            vmcs::write(guest::CS_BASE, e.cs_base)?;
-            vmcs::write(guest::CS_LIMIT, 0xffff)?;
-            for (sel, base, limit, ar) in [
-                (
-                    guest::SS_SELECTOR,
-                    guest::SS_BASE,
-                    guest::SS_LIMIT,
-                    guest::SS_ACCESS_RIGHTS,
-                ),
-                (
-                    guest::DS_SELECTOR,
-                    guest::DS_BASE,
-                    guest::DS_LIMIT,
-                    guest::DS_ACCESS_RIGHTS,
-                ),
-                (
-                    guest::ES_SELECTOR,
-                    guest::ES_BASE,
-                    guest::ES_LIMIT,
-                    guest::ES_ACCESS_RIGHTS,
-                ),
-                (
-                    guest::FS_SELECTOR,
-                    guest::FS_BASE,
-                    guest::FS_LIMIT,
-                    guest::FS_ACCESS_RIGHTS,
-                ),
-                (
-                    guest::GS_SELECTOR,
-                    guest::GS_BASE,
-                    guest::GS_LIMIT,
-                    guest::GS_ACCESS_RIGHTS,
-                ),
-            ] {
-                vmcs::write(sel, 0)?;
-                vmcs::write(base, 0)?;
-                vmcs::write(limit, 0xffff)?;
-                vmcs::write(ar, DATA16)?;
-            }
-            vmcs::write(guest::GDTR_BASE, 0)?;
-            vmcs::write(guest::GDTR_LIMIT, 0xffff)?;
-            vmcs::write(guest::IDTR_LIMIT, 0x3ff)?;
-        }
+        vmcs::write(guest::IDTR_LIMIT, idtr_limit)?;
         vmcs::write(guest::IA32_DEBUGCTL_FULL, 0)?;
         vmcs::write(guest::IA32_PAT_FULL, 0x0007_0406_0007_0406)?;
         vmcs::write(guest::IA32_SYSENTER_CS, 0)?;
