@@ -5,7 +5,8 @@
 //!   `ips`: emulated time follows the instruction count, so runs are deterministic. Debian's
 //!   Bochs stops at its debugger prompt, so it gets `-rc` with `c` and `quit`; its `term` display
 //!   needs a terminal, so it runs on a pseudo-terminal of its own (the harness drains it into
-//!   `term.log`), in a session of its own.
+//!   `term.log`), in a session of its own. The screen terminal Bochs opens besides it is drained
+//!   too, or Bochs blocks once a guest has written a few KiB to its VGA console.
 //! - **QEMU TCG** has no VT-x: the hypervisor must stop with its clear message there.
 //! - **QEMU with KVM** (`-cpu host,+vmx`) where the host offers nested VT-x.
 
@@ -261,7 +262,11 @@ magic_break: enabled=0
             .arg(&rc)
             .current_dir(run_dir)
             .env("TERM", "xterm")
-            .stdin(Stdio::from(slave.try_clone()?))
+            // Not the terminal: Bochs waits up to 1 ms for input on its standard input each
+            // time an emulated CPU halts (its "idle hack"), which slows a guest that halts
+            // thousands of times a second (the RT kernel's tasks) more than tenfold. On
+            // /dev/null that wait ends at once. (Its commands come from `-rc`.)
+            .stdin(Stdio::null())
             .stdout(Stdio::from(slave.try_clone()?))
             .stderr(Stdio::from(slave));
         // Bochs' terminal display catches SIGTERM and carries on; a hang-up ends it at once.
@@ -311,9 +316,18 @@ impl fmt::Display for Emulator {
     }
 }
 
+/// What Bochs prints on its terminal when its `term` display, built together with its debugger,
+/// opens a second pseudo-terminal of its own for the emulated screen.
+const SCREEN_TERMINAL_MARK: &str = "Bochs connected to screen \"";
+
 /// Reads everything Bochs writes to its terminal on a thread of its own (a full pty would stop
 /// it), keeping the first [`TERM_LOG_CAP`] bytes in `path`. The thread ends when the last
 /// holder of the pty's slave side (Bochs) exits.
+///
+/// Debian's Bochs draws the emulated screen on a second terminal that it opens itself and names
+/// in its output; nobody looks at that one, and once its buffer is full (a few KiB of a guest's
+/// VGA console) Bochs blocks in `write` and the whole emulation stops. So when the name
+/// appears, that terminal is drained as well ([`drain_screen`]).
 fn drain_terminal(mut master: File, path: &PathBuf) -> Result<()> {
     let mut log =
         File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
@@ -322,6 +336,9 @@ fn drain_terminal(mut master: File, path: &PathBuf) -> Result<()> {
         .spawn(move || {
             let mut buf = [0u8; 4096];
             let mut kept = 0u64;
+            // The output up to the screen terminal's name (it comes before the emulation starts).
+            let mut head = Vec::new();
+            let mut screen_found = false;
             // EIO once the slave side is closed everywhere: that is the end.
             while let Ok(n) = master.read(&mut buf) {
                 if n == 0 {
@@ -331,9 +348,71 @@ fn drain_terminal(mut master: File, path: &PathBuf) -> Result<()> {
                 if keep > 0 && log.write_all(&buf[..keep]).is_ok() {
                     kept += keep as u64;
                 }
+                if !screen_found && head.len() < SCREEN_SEARCH_LIMIT {
+                    head.extend_from_slice(&buf[..n]);
+                    if let Some(screen) = screen_terminal(&head) {
+                        screen_found = true;
+                        if let Err(e) = drain_screen(&screen) {
+                            let _ = writeln!(log, "\n[harness] {e:#}");
+                        }
+                    }
+                }
             }
         })
         .context("cannot start the thread that reads Bochs' terminal")?;
+    Ok(())
+}
+
+/// How far into Bochs' terminal output the screen terminal's name is looked for.
+const SCREEN_SEARCH_LIMIT: usize = 256 * 1024;
+
+/// The screen terminal Bochs names in `output`, once its whole line is there.
+fn screen_terminal(output: &[u8]) -> Option<PathBuf> {
+    let text = String::from_utf8_lossy(output);
+    let start = text.find(SCREEN_TERMINAL_MARK)? + SCREEN_TERMINAL_MARK.len();
+    let len = text[start..].find('"')?;
+    let name = &text[start..start + len];
+    name.starts_with("/dev/").then(|| PathBuf::from(name))
+}
+
+/// Reads and drops everything that arrives on Bochs' screen terminal, on a thread of its own,
+/// until Bochs closes it. The terminal is put in raw mode first: no echo to fill the other
+/// direction, no line discipline waiting for a newline that a screen update never sends.
+fn drain_screen(path: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let mut screen = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(path)
+        .with_context(|| format!("cannot open Bochs' screen terminal {}", path.display()))?;
+    let fd = screen.as_raw_fd();
+    // SAFETY: an all-zero termios is a valid value for tcgetattr to overwrite.
+    let mut mode: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is open and `mode` is a termios that tcgetattr and tcsetattr read or write
+    // in place; cfmakeraw only changes fields of it.
+    let raw_ok = unsafe {
+        libc::tcgetattr(fd, &mut mode) == 0 && {
+            libc::cfmakeraw(&mut mode);
+            libc::tcsetattr(fd, libc::TCSANOW, &mode) == 0
+        }
+    };
+    if !raw_ok {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("cannot put {} in raw mode", path.display()));
+    }
+    std::thread::Builder::new()
+        .name("bochs-screen".into())
+        .spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = screen.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+            }
+        })
+        .context("cannot start the thread that reads Bochs' screen terminal")?;
     Ok(())
 }
 
@@ -383,6 +462,15 @@ mod tests {
             ips: 0,
         };
         assert!(zero.validate().is_err());
+    }
+
+    #[test]
+    fn the_screen_terminal_is_found_once_its_line_is_complete() {
+        let out = b"========\nBochs connected to screen \"/dev/pts/7\"\r\nNext at t=0\n";
+        assert_eq!(screen_terminal(out), Some(PathBuf::from("/dev/pts/7")));
+        assert_eq!(screen_terminal(&out[..36]), None, "name cut short");
+        assert_eq!(screen_terminal(b"Bochs connected to screen \"tty\""), None);
+        assert_eq!(screen_terminal(b"no screen here"), None);
     }
 
     #[test]

@@ -70,7 +70,7 @@ impl GroupChild {
     /// [`kill_all_emulators`], and set to get SIGKILL if the thread that started it dies.
     ///
     /// With `own_session`, the child also starts a session of its own whose controlling terminal
-    /// is its standard input (which must then be a pty slave): a full-screen program in it can
+    /// is its standard output (which must then be a pty slave): a full-screen program in it can
     /// never reach the caller's terminal, and it gets SIGHUP if the harness goes away.
     ///
     /// `stop_signal` is what asks it to exit (before SIGKILL).
@@ -168,8 +168,9 @@ fn setup_child(own_session: bool) -> io::Result<()> {
         if unsafe { libc::setsid() } < 0 {
             return Err(io::Error::last_os_error());
         }
+        // The terminal on standard output becomes the session's controlling terminal.
         // SAFETY: TIOCSCTTY takes an integer argument (0: do not steal the terminal).
-        if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } != 0 {
+        if unsafe { libc::ioctl(1, libc::TIOCSCTTY, 0) } != 0 {
             return Err(io::Error::last_os_error());
         }
     }
