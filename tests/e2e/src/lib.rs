@@ -13,7 +13,9 @@
 //!   [`Run::start`] boots an ISO in one, in a run directory of its own ([`RunDir`]);
 //! - [`Run::wait_for`] follows the serial logs (`serial.log` for COM1, `com2.log` for COM2,
 //!   merged into one console in the order it reads them) until the lines an [`Expect`] names
-//!   have appeared, and fails with the tail of the console and of the emulator's log otherwise.
+//!   have appeared, and fails with the tail of the console and of the emulator's log otherwise;
+//! - [`report`] parses the numbered lines (latency summaries, exit reports) tests and
+//!   benchmarks check.
 //!
 //! An emulator is always in a process group of its own and is killed with its whole group when
 //! its [`Run`] is dropped (on success, failure, timeout or a panicking test), when the process
@@ -30,6 +32,7 @@ mod run;
 
 pub mod config;
 pub mod expect;
+pub mod report;
 
 use std::path::{Path, PathBuf};
 
@@ -42,6 +45,7 @@ pub use image::{
     grub_cfg,
 };
 pub use process::{interrupted, kill_all_emulators};
+pub use report::{ExitReport, LatencySummary, PartitionKind};
 pub use run::{Event, Outcome, Run, RunDir, WaitError, WaitErrorKind};
 
 /// Environment variable through which `cargo xtask test` hands the built hypervisor image to the

@@ -318,6 +318,12 @@ impl Run {
         self.console.lines.join("\n")
     }
 
+    /// The lines of the console so far (COM1 and COM2 merged in the order the harness read
+    /// them, cleaned of terminal escapes).
+    pub fn lines(&self) -> &[String] {
+        &self.console.lines
+    }
+
     /// How many lines of the console so far (the lines of COM1 and COM2, merged in the order
     /// the harness read them) match `pattern`.
     pub fn count(&self, pattern: impl Into<Pattern>) -> usize {

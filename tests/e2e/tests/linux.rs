@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use bulkhead_e2e::{Emulator, Expect, IsoSpec, Pattern, Run, RunDir};
+use bulkhead_e2e::{
+    Emulator, ExitReport, Expect, IsoSpec, LatencySummary, PartitionKind, Pattern, Run, RunDir,
+};
 
 /// Wall-clock limit: GRUB loads the 66 MB vmlinux in about a minute of wall time, Linux
 /// reaches its init after a few more virtual seconds; Bochs runs 1 to 2.5 virtual seconds per
@@ -18,25 +20,8 @@ use bulkhead_e2e::{Emulator, Expect, IsoSpec, Pattern, Run, RunDir};
 const BOCHS_LIMIT: Duration = Duration::from_secs(1200);
 
 const HALTED: &str = "bulkhead: halted";
-const LATENCY: &str = r"^latency cpu=(\d+) samples=(\d+) min_ns=(\d+) avg_ns=(\d+) max_ns=(\d+) p99_ns=(\d+) p999_ns=(\d+) misses=(\d+) overflow=(\d+)$";
-const RT_EXITS: &str = r"^exits: cpu (\d+) rt: total (\d+) new (\d+):";
-const LINUX_EXITS: &str = r"^exits: cpu \d+ linux: total (\d+) new (\d+):";
 const MEMTOTAL: &str = r"^bulkhead-linux: memtotal_kb (\d+)$";
 const POWERED_OFF: &str = r"^cpu \d+ apic \d+: linux partition stopped: it powered off$";
-
-/// Whether the Linux boot tests run. Known defect: Bochs' terminal display draws the emulated
-/// screen on a second pseudo-terminal of its own (named in `term.log`) that the harness does
-/// not read yet; once Linux's screen output fills it, Bochs blocks. Until the harness drains
-/// it these tests run only when `BULKHEAD_E2E_LINUX=1` asks for them.
-fn linux_tests_enabled() -> bool {
-    let on = std::env::var_os("BULKHEAD_E2E_LINUX").is_some_and(|v| v == "1");
-    if !on {
-        println!(
-            "skipped: Bochs blocks on its own unread screen terminal during Linux's boot (being fixed); set BULKHEAD_E2E_LINUX=1 to run"
-        );
-    }
-    on
-}
 
 /// Boots the example config `config` with Linux given `linux_args` after the config's
 /// command line.
@@ -68,16 +53,59 @@ fn boot_in(dir: RunDir, path: PathBuf, hv_cmdline: &str, linux_args: &str) -> Re
     Run::start(&dir, &iso, &emulator)
 }
 
-fn captures(run: &Run, pattern: &str) -> Result<Vec<Vec<u64>>> {
-    let re = regex::Regex::new(pattern)?;
-    run.matching(Pattern::regex(pattern))
+/// The MemTotal Linux's init reported first.
+fn memtotal_kb(run: &Run) -> Result<u64> {
+    let re = regex::Regex::new(MEMTOTAL)?;
+    let line = run
+        .matching(Pattern::regex(MEMTOTAL))
         .into_iter()
-        .map(|line| {
-            let caps = re.captures(&line).context("line")?;
-            (1..caps.len())
-                .map(|i| Ok(caps[i].parse::<u64>()?))
-                .collect()
-        })
+        .next()
+        .context("no memtotal line")?;
+    let caps = re.captures(&line).context("memtotal line")?;
+    Ok(caps[1].parse()?)
+}
+
+/// Every latency summary so far; fails on the first missed deadline.
+fn summaries_without_misses(run: &Run) -> Result<Vec<LatencySummary>> {
+    let summaries = LatencySummary::all(run.lines());
+    for s in &summaries {
+        ensure!(
+            s.misses == 0,
+            "deadline missed while Linux ran: {s:?}\n{}",
+            run.log()
+        );
+    }
+    Ok(summaries)
+}
+
+/// Fails unless every RT exit report of `cpu` shows the same total: the CPU took no VM exit
+/// between its first report (at steady state) and its last.
+fn rt_cpu_took_no_exits(run: &Run, cpu: u32, while_what: &str) -> Result<u64> {
+    let totals: Vec<u64> = ExitReport::all(run.lines(), PartitionKind::Rt)
+        .iter()
+        .filter(|e| e.cpu == cpu)
+        .map(|e| e.total)
+        .collect();
+    let first = *totals
+        .first()
+        .with_context(|| format!("no exit report of RT CPU {cpu}"))?;
+    ensure!(
+        totals.iter().all(|&t| t == first),
+        "RT CPU {cpu} took VM exits while {while_what}: totals {totals:?}\n{}",
+        run.log()
+    );
+    Ok(first)
+}
+
+/// The last periodic exit report of each Linux CPU, as printed.
+fn linux_exits(run: &Run) -> Vec<String> {
+    let reports = ExitReport::all(run.lines(), PartitionKind::Linux);
+    let mut cpus: Vec<u32> = reports.iter().map(|r| r.cpu).collect();
+    cpus.sort_unstable();
+    cpus.dedup();
+    cpus.iter()
+        .filter_map(|&cpu| reports.iter().rev().find(|r| r.cpu == cpu))
+        .map(|r| format!("cpu {} total {}: {}", r.cpu, r.total, r.reasons_text()))
         .collect()
 }
 
@@ -89,9 +117,6 @@ fn captures(run: &Run, pattern: &str) -> Result<Vec<Vec<u64>>> {
 #[test]
 #[ignore = "boots an emulator; run through cargo xtask test"]
 fn bochs_linux_beside_rt() -> Result<()> {
-    if !linux_tests_enabled() {
-        return Ok(());
-    }
     let mut run = boot(
         "bochs_linux_beside_rt",
         "bochs-2cpu.toml",
@@ -105,56 +130,46 @@ fn bochs_linux_beside_rt() -> Result<()> {
         .regex(r"^bulkhead-linux: cpus online 0 count 1$")
         .regex(MEMTOTAL)
         .regex(POWERED_OFF)
-        .times(3, Pattern::regex(RT_EXITS))
+        .times(3, ExitReport::pattern(PartitionKind::Rt))
         .fail_on("guest stopped")
         .fail_on("Kernel panic")
         .stop_on(HALTED);
     run.wait_for(&expect, BOCHS_LIMIT)?;
     // Two more RT summaries after the power-off: the RT side did not notice.
-    let after_off = run.count(Pattern::regex(LATENCY)) + 2;
+    let after_off = run.count(LatencySummary::pattern()) + 2;
     run.wait_for(
         &Expect::new()
-            .times(after_off, Pattern::regex(LATENCY))
+            .times(after_off, LatencySummary::pattern())
             .stop_on(HALTED),
         BOCHS_LIMIT,
     )?;
     let log = run.log();
 
-    let mem = captures(&run, MEMTOTAL)?;
-    let kb = mem.first().context("no memtotal line")?[0];
+    let kb = memtotal_kb(&run)?;
     ensure!(
         kb > 256 * 1024 && kb < 640 * 1024,
         "Linux sees {kb} KiB; its partition has 640 MiB and the machine 1 GiB:\n{log}"
     );
-
-    let summaries = captures(&run, LATENCY)?;
+    let summaries = summaries_without_misses(&run)?;
     ensure!(summaries.len() >= 5, "too few latency summaries:\n{log}");
-    for s in &summaries {
-        ensure!(s[7] == 0, "deadline missed while Linux ran: {s:?}\n{log}");
-    }
-    let rt = captures(&run, RT_EXITS)?;
-    let first = rt.first().context("no RT exit report")?[1];
-    for e in &rt {
-        ensure!(
-            e[1] == first,
-            "the RT CPU took VM exits while Linux booted: {e:?}\n{log}"
-        );
-    }
-    let linux = captures(&run, LINUX_EXITS)?;
-    let total = linux.last().context("no Linux exit report")?[0];
-    ensure!(total > 0, "no exit counted on the Linux CPU:\n{log}");
+    let rt = rt_cpu_took_no_exits(&run, 1, "Linux booted and powered off")?;
+    let linux = linux_exits(&run);
+    ensure!(!linux.is_empty(), "no exit report of the Linux CPU:\n{log}");
+    let at_stop = ExitReport::all(run.lines(), PartitionKind::Linux)
+        .into_iter()
+        .find(|r| r.at_stop)
+        .context("no exit report printed when Linux powered off")?;
+    ensure!(
+        at_stop.total > 0 && at_stop.reasons.iter().map(|r| r.1).sum::<u64>() == at_stop.total,
+        "the exits per reason at the power-off do not add up to the total: {at_stop:?}\n{log}"
+    );
     println!(
-        "done after {:.1}s: Linux MemTotal {kb} KiB, {} latency summaries with 0 misses, last: {}; RT exits {first} (unchanged); Linux CPU exits: {}",
+        "done after {:.1}s: Linux MemTotal {kb} KiB, {} latency summaries with 0 misses, last: {:?}; RT exits {rt} (unchanged); Linux CPU exits at its power-off: total {} ({})",
         run.elapsed().as_secs_f64(),
         summaries.len(),
-        run.matching(Pattern::regex(LATENCY))
-            .last()
-            .cloned()
-            .unwrap_or_default(),
-        run.matching(Pattern::regex(LINUX_EXITS))
-            .last()
-            .cloned()
-            .unwrap_or_default()
+        summaries.last(),
+        at_stop.total,
+        at_stop.reasons_text()
     );
     Ok(())
 }
@@ -169,9 +184,6 @@ fn bochs_linux_beside_rt() -> Result<()> {
 #[test]
 #[ignore = "boots an emulator; run through cargo xtask test"]
 fn bochs_linux_smp_panic_restart() -> Result<()> {
-    if !linux_tests_enabled() {
-        return Ok(());
-    }
     let dir = RunDir::create("bochs_linux_smp_panic_restart")?;
     let example = bulkhead_e2e::workspace_root().join("configs/bochs-4cpu.toml");
     let text = std::fs::read_to_string(&example)?;
@@ -207,31 +219,21 @@ fn bochs_linux_smp_panic_restart() -> Result<()> {
     run.wait_for(&expect, BOCHS_LIMIT)?;
     let log = run.log();
 
-    let mem = captures(&run, MEMTOTAL)?;
-    let kb = mem.first().context("no memtotal line")?[0];
+    let kb = memtotal_kb(&run)?;
     ensure!(
         kb > 512 * 1024 && kb < 1408 * 1024,
         "Linux sees {kb} KiB; its partition has 1408 MiB and the machine 2 GiB:\n{log}"
     );
-    let summaries = captures(&run, LATENCY)?;
+    let summaries = summaries_without_misses(&run)?;
     ensure!(summaries.len() >= 4, "too few latency summaries:\n{log}");
-    for s in &summaries {
-        ensure!(s[7] == 0, "deadline missed while Linux ran: {s:?}\n{log}");
-    }
-    let rt = captures(&run, RT_EXITS)?;
     for cpu in [2, 3] {
-        let per_cpu: Vec<u64> = rt.iter().filter(|e| e[0] == cpu).map(|e| e[1]).collect();
-        let first = *per_cpu.first().context("no RT exit report")?;
-        ensure!(
-            per_cpu.iter().all(|&t| t == first),
-            "RT CPU {cpu} took VM exits while Linux booted, panicked and restarted: {per_cpu:?}\n{log}"
-        );
+        rt_cpu_took_no_exits(&run, cpu, "Linux booted, panicked and restarted")?;
     }
     println!(
         "done after {:.1}s: Linux restarted once with 2 CPUs, MemTotal {kb} KiB; {} latency summaries with 0 misses; Linux CPU exits: {:?}",
         run.elapsed().as_secs_f64(),
         summaries.len(),
-        run.matching(Pattern::regex(LINUX_EXITS))
+        linux_exits(&run)
     );
     Ok(())
 }

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use bulkhead_e2e::{Emulator, Expect, IsoSpec, Pattern, Run, RunDir};
+use bulkhead_e2e::{Emulator, Expect, IsoSpec, LatencySummary, Pattern, Run, RunDir};
 
 /// Wall-clock limits. Measured: QEMU reaches its first summaries in 2 to 5 s; Bochs (2 CPUs,
 /// 50 M instructions per emulated second) boots in about 10 s and then runs about 2.5 emulated
@@ -19,7 +19,6 @@ const BOCHS_LIMIT: Duration = Duration::from_secs(240);
 
 const STARTING: &str = r"^bulkhead-rt \S+ starting \(bare\)$";
 const HALTED: &str = "bulkhead-rt: halted";
-const LATENCY: &str = r"^latency cpu=(\d+) samples=(\d+) min_ns=(\d+) avg_ns=(\d+) max_ns=(\d+) p99_ns=(\d+) p999_ns=(\d+) misses=(\d+) overflow=(\d+)$";
 const SELFTEST_DONE: &str = r"^selftest: (\d+) passed, (\d+) failed$";
 
 fn boot(test: &str, cmdline: &str, emulator: &Emulator) -> Result<Run> {
@@ -38,46 +37,13 @@ fn latency_summaries(cpus: u32, times: usize) -> Expect {
         .stop_on(HALTED)
         .fail_on("FAIL ");
     for cpu in 0..cpus {
-        expect = expect.times(
-            times,
-            Pattern::regex(&format!(r"^latency cpu={cpu} samples=[1-9]\d* ")),
-        );
+        expect = expect.times(times, LatencySummary::pattern_for_cpu(cpu));
     }
     expect
 }
 
-/// One parsed summary line.
-#[derive(Debug)]
-struct Summary {
-    cpu: u32,
-    samples: u64,
-    max_ns: u64,
-    p99_ns: u64,
-    misses: u64,
-    line: String,
-}
-
-fn summaries(run: &Run) -> Result<Vec<Summary>> {
-    let re = regex::Regex::new(LATENCY)?;
-    run.matching(Pattern::regex(LATENCY))
-        .into_iter()
-        .map(|line| {
-            let caps = re.captures(&line).context("summary line")?;
-            let n = |i: usize| -> Result<u64> { Ok(caps[i].parse()?) };
-            Ok(Summary {
-                cpu: n(1)? as u32,
-                samples: n(2)?,
-                max_ns: n(5)?,
-                p99_ns: n(6)?,
-                misses: n(8)?,
-                line: line.clone(),
-            })
-        })
-        .collect()
-}
-
 /// The last summary of each CPU.
-fn last_per_cpu(all: &[Summary], cpus: u32) -> Result<Vec<&Summary>> {
+fn last_per_cpu(all: &[LatencySummary], cpus: u32) -> Result<Vec<&LatencySummary>> {
     (0..cpus)
         .map(|cpu| {
             all.iter()
@@ -88,14 +54,14 @@ fn last_per_cpu(all: &[Summary], cpus: u32) -> Result<Vec<&Summary>> {
         .collect()
 }
 
-fn report(run: &Run, last: &[&Summary]) {
+fn report(run: &Run, last: &[&LatencySummary]) {
     println!(
         "{}: done after {:.1}s",
         run.emulator(),
         run.elapsed().as_secs_f64()
     );
     for s in last {
-        println!("  {}", s.line);
+        println!("  {s:?}");
     }
 }
 
@@ -129,10 +95,10 @@ fn qemu_rt_bare_latency() -> Result<()> {
     };
     let mut run = boot("qemu_rt_bare_latency", "", &emulator)?;
     run.wait_for(&latency_summaries(2, 2), QEMU_LIMIT)?;
-    let all = summaries(&run)?;
+    let all = LatencySummary::all(run.lines());
     let last = last_per_cpu(&all, 2)?;
     for s in &last {
-        ensure!(s.samples > 0, "no samples: {}", s.line);
+        ensure!(s.samples > 0, "no samples: {s:?}");
     }
     report(&run, &last);
     Ok(())
@@ -182,13 +148,12 @@ fn bochs_rt_bare_latency_and_selftest() -> Result<()> {
     let expect = latency_summaries(2, 2).regex(SELFTEST_DONE);
     run.wait_for(&expect, BOCHS_LIMIT)?;
     check_selftest(&run, 6)?;
-    let all = summaries(&run)?;
+    let all = LatencySummary::all(run.lines());
     for s in &all {
-        ensure!(s.misses == 0, "a deadline was missed: {}", s.line);
+        ensure!(s.misses == 0, "a deadline was missed: {s:?}");
         ensure!(
             s.max_ns < 1_000_000 && s.p99_ns <= s.max_ns,
-            "implausible latency: {}",
-            s.line
+            "implausible latency: {s:?}"
         );
     }
     let last = last_per_cpu(&all, 2)?;

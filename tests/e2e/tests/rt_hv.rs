@@ -10,7 +10,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use bulkhead_e2e::{ConfigModule, Emulator, Expect, IsoSpec, Pattern, Run, RunDir};
+use bulkhead_e2e::{
+    ConfigModule, Emulator, ExitReport, Expect, IsoSpec, LatencySummary, PartitionKind, Pattern,
+    Run, RunDir,
+};
 
 /// Wall-clock limit: Bochs boots to steady state in 10 to 20 s and then runs 1 to 2.5 virtual
 /// seconds per wall second, slower on a loaded host.
@@ -18,8 +21,6 @@ const BOCHS_LIMIT: Duration = Duration::from_secs(900);
 
 const STEADY_STATE: &str = "bulkhead: steady state";
 const HALTED: &str = "bulkhead: halted";
-const LATENCY: &str = r"^latency cpu=(\d+) samples=(\d+) min_ns=(\d+) avg_ns=(\d+) max_ns=(\d+) p99_ns=(\d+) p999_ns=(\d+) misses=(\d+) overflow=(\d+)$";
-const RT_EXITS: &str = r"^exits: cpu (\d+) rt: total (\d+) new (\d+):";
 const SELFTEST_DONE: &str = r"^selftest: (\d+) passed, (\d+) failed$";
 
 fn config_path(name: &str) -> PathBuf {
@@ -59,19 +60,6 @@ fn boot(
     Run::start(&dir, &iso, &emulator)
 }
 
-fn captures(run: &Run, pattern: &str) -> Result<Vec<Vec<u64>>> {
-    let re = regex::Regex::new(pattern)?;
-    run.matching(Pattern::regex(pattern))
-        .into_iter()
-        .map(|line| {
-            let caps = re.captures(&line).context("line")?;
-            (1..caps.len())
-                .map(|i| Ok(caps[i].parse::<u64>()?))
-                .collect()
-        })
-        .collect()
-}
-
 /// bochs-2cpu (Linux stub on CPU 0, the RT kernel on CPU 1), `selftest=kernel`, latency task
 /// at 1 ms, exit reports every second: every self-test passes; the latency task runs at least
 /// 11 summaries (over 10 s of virtual time) with 0 misses; the RT CPU's exit counts do not
@@ -92,7 +80,7 @@ fn bochs_rt_under_hypervisor() -> Result<()> {
         .regex(r"^cpu \d+ apic 1: vmcall from rt guest handled$")
         .line(STEADY_STATE)
         .regex(SELFTEST_DONE)
-        .times(12, Pattern::regex(r"^latency cpu=0 samples=[1-9]\d* "))
+        .times(12, LatencySummary::pattern_for_cpu(0))
         .fail_on("FAIL ")
         .fail_on("guest stopped")
         .stop_on(HALTED);
@@ -108,40 +96,36 @@ fn bochs_rt_under_hypervisor() -> Result<()> {
         "no `selftest: {passes} passed, 0 failed` line:\n{log}"
     );
 
-    let summaries = captures(&run, LATENCY)?;
+    let summaries = LatencySummary::all(run.lines());
     for s in &summaries {
-        ensure!(s[7] == 0, "deadline missed: {s:?}\n{log}");
+        ensure!(s.misses == 0, "deadline missed: {s:?}\n{log}");
     }
     let last = summaries.last().context("no latency summary")?;
     ensure!(
-        last[1] >= 10_000,
+        last.samples >= 10_000,
         "only {} samples at 1 ms (less than 10 s):\n{log}",
-        last[1]
+        last.samples
     );
 
     // Exit reports: the first RT line is the steady-state one; every later one shows no new exit
     // and the same total.
-    let exits = captures(&run, RT_EXITS)?;
+    let exits = ExitReport::all(run.lines(), PartitionKind::Rt);
     ensure!(
         exits.len() >= 10,
         "only {} RT exit reports (exit_report_s=1):\n{log}",
         exits.len()
     );
-    let at_steady_state = exits[0][1];
+    let at_steady_state = exits[0].total;
     for e in &exits[1..] {
         ensure!(
-            e[2] == 0 && e[1] == at_steady_state,
+            e.new == 0 && e.total == at_steady_state,
             "the RT CPU took VM exits in steady state: {e:?}\n{log}"
         );
     }
     println!(
-        "done after {:.1}s: {} latency summaries, last: {}; RT exits: {at_steady_state} before steady state, 0 in {} reports after",
+        "done after {:.1}s: {} latency summaries, last: {last:?}; RT exits: {at_steady_state} before steady state, 0 in {} reports after",
         run.elapsed().as_secs_f64(),
         summaries.len(),
-        run.matching(Pattern::regex(LATENCY))
-            .last()
-            .cloned()
-            .unwrap_or_default(),
         exits.len() - 1
     );
     Ok(())

@@ -19,11 +19,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use bulkhead_e2e::config::LoadedConfig;
-use bulkhead_e2e::{ConfigModule, Emulator, Expect, IsoSpec, Pattern, Run, RunDir};
+use bulkhead_e2e::{
+    ConfigModule, Emulator, ExitReport, Expect, IsoSpec, LatencySummary, PartitionKind, Run, RunDir,
+};
 use clap::Args;
 
-const LATENCY: &str = r"^latency cpu=0 samples=(\d+) min_ns=(\d+) avg_ns=(\d+) max_ns=(\d+) p99_ns=(\d+) p999_ns=(\d+) misses=(\d+) overflow=(\d+)$";
-const RT_EXITS: &str = r"^exits: cpu (\d+) rt: total (\d+) new (\d+):(.*)$";
 const STEADY_STATE: &str = "bulkhead: steady state";
 
 /// What `bench latency` measures.
@@ -52,61 +52,37 @@ pub struct LatencyArgs {
     pub timeout: u64,
 }
 
-/// One cumulative summary of the latency task on the kernel's CPU 0.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Summary {
-    samples: u64,
-    min_ns: u64,
-    avg_ns: u64,
-    max_ns: u64,
-    p99_ns: u64,
-    p999_ns: u64,
-    misses: u64,
-    overflow: u64,
-}
-
-fn parse_summary(line: &str) -> Option<Summary> {
-    static RE: std::sync::LazyLock<Option<regex::Regex>> =
-        std::sync::LazyLock::new(|| regex::Regex::new(LATENCY).ok());
-    let caps = RE.as_ref()?.captures(line)?;
-    let n = |i: usize| caps[i].parse::<u64>().ok();
-    Some(Summary {
-        samples: n(1)?,
-        min_ns: n(2)?,
-        avg_ns: n(3)?,
-        max_ns: n(4)?,
-        p99_ns: n(5)?,
-        p999_ns: n(6)?,
-        misses: n(7)?,
-        overflow: n(8)?,
-    })
+/// The summaries of the latency task on the RT kernel's CPU 0 among `lines`.
+fn cpu0_summaries(lines: &[String]) -> Vec<LatencySummary> {
+    LatencySummary::all(lines)
+        .into_iter()
+        .filter(|s| s.cpu == 0)
+        .collect()
 }
 
 /// RT exits after steady state, per RT CPU: `(cpu, total before, new after, reasons)`.
-fn rt_exits_in_window(lines: &[String]) -> Vec<(u64, u64, u64, String)> {
-    let Ok(re) = regex::Regex::new(RT_EXITS) else {
-        return Vec::new();
-    };
-    let mut out: Vec<(u64, u64, u64, String)> = Vec::new();
+fn rt_exits_in_window(lines: &[String]) -> Vec<(u32, u64, u64, String)> {
+    let mut out: Vec<(u32, u64, u64, String)> = Vec::new();
     let mut after_steady = false;
     for line in lines {
         if line.trim() == STEADY_STATE {
             after_steady = true;
             continue;
         }
-        let Some(c) = re.captures(line) else { continue };
-        let (cpu, total, new) = (
-            c[1].parse().unwrap_or(0),
-            c[2].parse().unwrap_or(0),
-            c[3].parse().unwrap_or(0),
-        );
-        match out.iter_mut().find(|e| e.0 == cpu) {
+        let Some(report) = ExitReport::parse(line) else {
+            continue;
+        };
+        if report.partition != PartitionKind::Rt {
+            continue;
+        }
+        let reasons = report.reasons_text();
+        match out.iter_mut().find(|e| e.0 == report.cpu) {
             Some(e) if after_steady => {
-                e.2 += new;
-                e.3 = c[4].trim().to_string();
+                e.2 += report.new;
+                e.3 = reasons;
             }
-            Some(e) => *e = (cpu, total, 0, c[4].trim().to_string()),
-            None => out.push((cpu, total, 0, c[4].trim().to_string())),
+            Some(e) => *e = (report.cpu, report.total, 0, reasons),
+            None => out.push((report.cpu, report.total, 0, reasons)),
         }
     }
     out
@@ -125,7 +101,7 @@ fn measure(
     spec: IsoSpec,
     emulator: Emulator,
     args: &LatencyArgs,
-) -> Result<(Vec<String>, Summary)> {
+) -> Result<(Vec<String>, LatencySummary)> {
     let dir = RunDir::create(name)?;
     let spec = IsoSpec {
         output: dir.join("bench.iso"),
@@ -135,14 +111,14 @@ fn measure(
     let mut run = Run::start(&dir, &iso, &emulator)?;
     let want = usize::try_from(args.seconds + 1).unwrap_or(usize::MAX);
     let expect = Expect::new()
-        .times(want, Pattern::regex(r"^latency cpu=0 samples="))
+        .times(want, LatencySummary::pattern_for_cpu(0))
         .stop_on("halted");
     run.wait_for(&expect, Duration::from_secs(args.timeout))
         .with_context(|| format!("{name}: the run did not finish"))?;
-    let lines = run.matching(Pattern::regex("."));
+    let lines = run.lines().to_vec();
     // The `want`-th summary, so that both runs cover the same virtual time even when one
     // printed more before it was stopped.
-    let summaries: Vec<Summary> = lines.iter().filter_map(|l| parse_summary(l)).collect();
+    let summaries = cpu0_summaries(&lines);
     let last = summaries
         .get(want - 1)
         .or(summaries.last())
@@ -253,13 +229,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn summaries_parse() {
-        let s = parse_summary("latency cpu=0 samples=1001 min_ns=41400 avg_ns=41825 max_ns=105842 p99_ns=47999 p999_ns=81999 misses=0 overflow=0").unwrap();
+    fn only_cpu_0_summaries_count() {
+        let lines: Vec<String> = [
+            "latency cpu=1 samples=1 min_ns=1 avg_ns=1 max_ns=1 p99_ns=1 p999_ns=1 misses=0 overflow=0",
+            "latency cpu=0 samples=1001 min_ns=41400 avg_ns=41825 max_ns=105842 p99_ns=47999 p999_ns=81999 misses=0 overflow=0",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let s = cpu0_summaries(&lines);
+        assert_eq!(s.len(), 1);
         assert_eq!(
-            (s.samples, s.avg_ns, s.p999_ns, s.misses),
-            (1001, 41825, 81999, 0)
+            (s[0].samples, s[0].avg_ns, s[0].p999_ns),
+            (1001, 41825, 81999)
         );
-        assert!(parse_summary("latency cpu=1 samples=1 min_ns=1 avg_ns=1 max_ns=1 p99_ns=1 p999_ns=1 misses=0 overflow=0").is_none());
     }
 
     #[test]

@@ -27,7 +27,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use bulkhead_e2e::config::LoadedConfig;
-use bulkhead_e2e::{ConfigModule, Emulator, Event, Expect, IsoSpec, Pattern, Run, RunDir};
+use bulkhead_e2e::{
+    ConfigModule, Emulator, Event, ExitReport, Expect, IsoSpec, LatencySummary, PartitionKind,
+    Pattern, Run, RunDir,
+};
 use clap::Args;
 use regex::Regex;
 
@@ -37,20 +40,14 @@ const UPTIME: &str = r"^bulkhead-linux: uptime (\d+(?:\.\d+)?)$";
 const KERNEL: &str = r"^bulkhead-linux: kernel (\S+)$";
 const CPUS: &str = r"^bulkhead-linux: cpus online (\S+) count (\d+)$";
 const MEMTOTAL: &str = r"^bulkhead-linux: memtotal_kb (\d+)$";
-/// A Linux CPU's exit counts: periodic reports, and the indented one after a power-off.
-const LINUX_EXITS: &str = r"^\s*exits: cpu (\d+) linux: total (\d+) new (\d+):(.*)$";
 /// The exit counts the hypervisor prints right after `linux partition stopped`.
 const STOP_EXITS: &str = r"^\s+exits: cpu \d+ linux: ";
-/// A periodic exit report of a Linux CPU (not indented).
-const PERIODIC_EXITS: &str = r"^exits: cpu \d+ linux: ";
 const POWERED_OFF: &str = r"^cpu \d+ apic \d+: linux partition stopped: it powered off$";
 /// The hypervisor's command line for the run under it: exit counts every 2 s of guest time.
 const HV_CMDLINE: &str = "exit_report_s=2";
 const EXIT_REPORT_S: u64 = 2;
 /// What the Linux kernel module gets after the config's command line under the hypervisor.
 const INIT_ARGS: &str = "bulkhead.init=poweroff";
-/// The RT kernel's summary, one a second of its time.
-const RT_SUMMARY: &str = r"^latency cpu=0 samples=";
 /// The hypervisor's line at launch.
 const LAUNCH: &str = r"^all \d+ CPUs in VMX operation";
 
@@ -102,25 +99,13 @@ struct Boot {
     memtotal_kb: Option<u64>,
 }
 
-/// One Linux CPU's exit counters, from the hypervisor's `exits:` line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct CpuExits {
-    cpu: u32,
-    total: u64,
-    /// `(reason, count)`, largest first.
-    reasons: Vec<(String, u64)>,
-}
-
 /// The patterns above, compiled once.
 struct Patterns {
     uptime: Regex,
     kernel: Regex,
     cpus: Regex,
     memtotal: Regex,
-    linux_exits: Regex,
-    periodic_exits: Regex,
     powered_off: Regex,
-    rt_summary: Regex,
     launch: Regex,
 }
 
@@ -132,10 +117,7 @@ static RE: LazyLock<Patterns> = LazyLock::new(|| {
         kernel: re(KERNEL),
         cpus: re(CPUS),
         memtotal: re(MEMTOTAL),
-        linux_exits: re(LINUX_EXITS),
-        periodic_exits: re(PERIODIC_EXITS),
         powered_off: re(POWERED_OFF),
-        rt_summary: re(RT_SUMMARY),
         launch: re(LAUNCH),
     }
 });
@@ -157,28 +139,11 @@ fn parse_boot(lines: &[String]) -> Option<Boot> {
     })
 }
 
-/// One `exits: cpu N linux: total T new D: REASON=n ...` line.
-fn parse_exits(line: &str) -> Option<CpuExits> {
-    let caps = RE.linux_exits.captures(line)?;
-    let mut reasons = caps[4]
-        .split_whitespace()
-        .map(|word| {
-            let (name, n) = word.split_once('=')?;
-            Some((name.to_string(), n.parse().ok()?))
-        })
-        .collect::<Option<Vec<(String, u64)>>>()?;
-    reasons.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    Some(CpuExits {
-        cpu: caps[1].parse().ok()?,
-        total: caps[2].parse().ok()?,
-        reasons,
-    })
-}
-
-/// The latest counts of each Linux CPU (the line with the largest total), by CPU.
-fn linux_exits(lines: &[String]) -> Vec<CpuExits> {
-    let mut out: Vec<CpuExits> = Vec::new();
-    for exits in lines.iter().filter_map(|l| parse_exits(l)) {
+/// The latest counts of each Linux CPU (the report with the largest total), by CPU, reasons
+/// largest first.
+fn linux_exits(lines: &[String]) -> Vec<ExitReport> {
+    let mut out: Vec<ExitReport> = Vec::new();
+    for exits in ExitReport::all(lines, PartitionKind::Linux) {
         match out.iter_mut().find(|e| e.cpu == exits.cpu) {
             Some(e) if e.total <= exits.total => *e = exits,
             Some(_) => {}
@@ -186,6 +151,10 @@ fn linux_exits(lines: &[String]) -> Vec<CpuExits> {
         }
     }
     out.sort_by_key(|e| e.cpu);
+    for e in &mut out {
+        e.reasons
+            .sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    }
     out
 }
 
@@ -200,11 +169,16 @@ fn until_power_off(lines: &[String]) -> (usize, usize) {
         .iter()
         .position(|l| RE.launch.is_match(l))
         .unwrap_or(off);
-    let count = |lines: &[String], re: &Regex| lines.iter().filter(|l| re.is_match(l)).count();
-    (
-        count(&lines[..off], &RE.periodic_exits),
-        count(&lines[launch..off], &RE.rt_summary),
-    )
+    let periodic_exits = lines[..off]
+        .iter()
+        .filter_map(|l| ExitReport::parse(l))
+        .filter(|r| r.partition == PartitionKind::Linux && !r.at_stop)
+        .count();
+    let rt_summaries = LatencySummary::all(&lines[launch..off])
+        .iter()
+        .filter(|s| s.cpu == 0)
+        .count();
+    (periodic_exits, rt_summaries)
 }
 
 /// Everything the table shows.
@@ -219,7 +193,7 @@ struct Report {
     memory_mib: u32,
     bare: Boot,
     hv: Boot,
-    exits: Vec<CpuExits>,
+    exits: Vec<ExitReport>,
     /// Periodic exit reports seen before the power-off (one per `EXIT_REPORT_S` of guest time).
     reports: usize,
     /// The RT kernel's one-second summaries from launch to the power-off.
@@ -602,25 +576,6 @@ mod tests {
     }
 
     #[test]
-    fn exit_lines_parse() {
-        let e =
-            parse_exits("  exits: cpu 0 linux: total 120 new 20: CPUID=8 IO=100 RDMSR=12").unwrap();
-        assert_eq!((e.cpu, e.total), (0, 120));
-        assert_eq!(
-            e.reasons,
-            vec![
-                ("IO".to_string(), 100),
-                ("RDMSR".to_string(), 12),
-                ("CPUID".to_string(), 8)
-            ]
-        );
-        assert!(parse_exits("exits: cpu 1 rt: total 4 new 4: CPUID=3 VMCALL=1").is_none());
-        assert!(parse_exits("exits: cpu 0 linux: total 4 new 4: CPUID").is_none());
-        let none = parse_exits("exits: cpu 2 linux: total 0 new 0:").unwrap();
-        assert!(none.reasons.is_empty());
-    }
-
-    #[test]
     fn latest_counts_per_cpu() {
         let all = linux_exits(&lines(&[
             "exits: cpu 0 linux: total 8 new 8: CPUID=8",
@@ -632,6 +587,7 @@ mod tests {
         ]));
         assert_eq!(all.len(), 2);
         assert_eq!((all[0].cpu, all[0].total), (0, 51));
+        assert_eq!(all[0].reasons_text(), "IO=43 CPUID=8", "largest first");
         assert_eq!((all[1].cpu, all[1].total), (2, 3));
         assert!(
             RE.powered_off
@@ -640,10 +596,6 @@ mod tests {
         let stop = Regex::new(STOP_EXITS).unwrap();
         assert!(stop.is_match("  exits: cpu 0 linux: total 51 new 1: IO=51"));
         assert!(!stop.is_match("exits: cpu 0 linux: total 51 new 1: IO=51"));
-        assert!(
-            RE.periodic_exits
-                .is_match("exits: cpu 0 linux: total 51 new 1: IO=51")
-        );
     }
 
     #[test]
@@ -683,10 +635,13 @@ mod tests {
             memory_mib: 1024,
             bare: boot(1.0, "0", 1_000_000),
             hv: boot(1.5, "0", 600_000),
-            exits: vec![CpuExits {
+            exits: vec![ExitReport {
                 cpu: 0,
+                partition: PartitionKind::Linux,
                 total: 3000,
+                new: 10,
                 reasons: vec![("IO".into(), 2400), ("CPUID".into(), 600)],
+                at_stop: true,
             }],
             reports: 1,
             rt_seconds: 3,
