@@ -10,11 +10,13 @@
 //!
 //! Stop: when one Linux CPU's guest ends (power-off, reset, triple fault, a fault the
 //! hypervisor does not handle), [`stop_others`] asks every other running Linux CPU to end
-//! its guest too: it raises that CPU's stop flag and sends it a real INIT, which in VMX
-//! non-root operation always causes a VM exit (and in VMX root operation is held until the
-//! next VM entry). The exit handler ends the guest if its flag is up ([`take_stop_request`])
-//! and ignores the INIT otherwise. No VM-execution control is needed for it, so Linux's own
-//! interrupts and NMIs keep arriving without exits.
+//! its guest too by raising that CPU's stop flag. Every exit of a Linux CPU looks at its
+//! flag first ([`take_stop_request`]), and its VMX-preemption timer makes an exit at least
+//! every few milliseconds, so the CPU leaves its guest within that time; Linux's own
+//! interrupts and NMIs keep arriving without exits. Only a CPU without the timer
+//! ([`set_polls`]) is sent a real INIT, which in VMX non-root operation always causes a VM
+//! exit. (Not the general way: Bochs keeps an INIT pending after the VM exit it caused, so
+//! every later VM entry of that CPU exits again at once.)
 
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
@@ -29,6 +31,9 @@ static STATES: [AtomicU32; MAX] = [const { AtomicU32::new(ApState::Reset.encode(
 static RUNNING: [AtomicBool; MAX] = [const { AtomicBool::new(false) }; MAX];
 /// Whether each Linux CPU has been asked to end its guest.
 static STOP: [AtomicBool; MAX] = [const { AtomicBool::new(false) }; MAX];
+/// Whether each Linux CPU's preemption timer brings it out of its guest regularly (else a
+/// stop request is backed by an INIT).
+static POLLS: [AtomicBool; MAX] = [const { AtomicBool::new(false) }; MAX];
 
 /// ICR low word of an INIT (level assert).
 const INIT_ASSERT: u32 = (5 << 8) | (1 << 14);
@@ -86,6 +91,14 @@ pub fn entering(own: &[u32], apic_id: u32) {
     }
 }
 
+/// Records whether this CPU's guest exits regularly by its preemption timer (before it
+/// first enters its guest).
+pub fn set_polls(own: &[u32], apic_id: u32, polls: bool) {
+    if let Some(i) = position(own, apic_id) {
+        POLLS[i].store(polls, Ordering::Release);
+    }
+}
+
 /// Marks this CPU's guest as ended; a secondary CPU goes back to the reset state (a Linux
 /// that restarts must send it INIT and start-up again).
 pub fn left(own: &[u32], apic_id: u32) {
@@ -128,12 +141,15 @@ pub fn stop_others(own: &[u32], apic_id: u32) -> usize {
         }
         if RUNNING[i].load(Ordering::Acquire) {
             STOP[i].store(true, Ordering::Release);
+            asked += 1;
+            if POLLS[i].load(Ordering::Acquire) {
+                continue;
+            }
             // SAFETY: x2APIC mode is on on every CPU the hypervisor runs; the target is a
             // CPU of the same partition in VMX operation, where an INIT causes a VM exit (in
             // VMX non-root operation) or waits for the next VM entry (in root operation):
             // it never resets the CPU.
             unsafe { crate::arch::apic::x2apic_send_icr(other, INIT_ASSERT) };
-            asked += 1;
         } else {
             STATES[i].store(ApState::Reset.encode(), Ordering::Release);
         }

@@ -108,7 +108,7 @@ impl fmt::Display for LoadError<'_> {
             ),
             Self::Cmdline(len) => write!(
                 f,
-                "linux: the command line (linux.cmdline and the kernel module's arguments) is {len} bytes, more than {}",
+                "linux: the command line (linux.cmdline, the kernel module's arguments and one bulkhead.channel= word per channel) is {len} bytes, more than {}",
                 CMDLINE_ROOM - 1
             ),
             Self::Acpi(e) => write!(f, "linux: ACPI tables: {e}"),
@@ -283,23 +283,10 @@ pub fn load<'a>(cfg: &'a Config, boot: &'a BootInfo) -> Result<LinuxLoad, LoadEr
     let (cmdline, rest) = rest.split_at_mut(CMDLINE_ROOM);
     let (gdt, page_tables) = rest.split_at_mut(PAGE as usize);
 
-    // Command line: the config's, then the kernel module's arguments.
-    let mut len = 0;
-    for part in [linux.cmdline(), module.args()] {
-        if part.is_empty() {
-            continue;
-        }
-        let sep = usize::from(len > 0);
-        let end = len + sep + part.len();
-        if end >= CMDLINE_ROOM {
-            return Err(LoadError::Cmdline(end));
-        }
-        if sep == 1 {
-            cmdline[len] = b' ';
-        }
-        cmdline[len + sep..end].copy_from_slice(part.as_bytes());
-        len = end;
-    }
+    // Command line: the config's, the kernel module's arguments, then where the channels are.
+    let len =
+        hv_core::channels::compose_linux_cmdline(cmdline, &[linux.cmdline(), module.args()], cfg)
+            .map_err(|e| LoadError::Cmdline(e.0))?;
 
     // ACPI: a MADT with only Linux's CPUs, the boot CPU first; Linux starts the others with
     // INIT and start-up IPIs, which the hypervisor emulates (`linux_cpus`).

@@ -17,7 +17,8 @@
 //! After launch the hypervisor runs only when a guest exits (on RT CPUs, only while their
 //! kernel starts). An exit it does not handle stops that guest, on that CPU only. With
 //! `exit_report_s=N` on its command line, the first Linux CPU prints every CPU's exit
-//! counts every N seconds (of its guest's time, by the VMX-preemption timer).
+//! counts every N seconds (by the TSC, at the first exit after they are due; its
+//! VMX-preemption timer makes one at least every 10 ms).
 #![no_std]
 #![no_main]
 
@@ -25,6 +26,7 @@ extern crate bulkhead_hv_core as hv_core;
 
 mod arch;
 mod boot_info;
+mod channels;
 mod console;
 mod linux_cpus;
 mod linux_devices;
@@ -45,6 +47,7 @@ use bulkhead_config::platform as fit;
 use bulkhead_config::{Config, PartitionId, Region};
 use hv_core::fixed::FixedList;
 use hv_core::frames::Span;
+use hv_core::restart::{Decision, RestartPolicy, RestartState};
 use hv_core::rt_boot::RtLayout;
 use hv_core::vmx_caps::{Feature, VmxControls, VmxMsrs};
 use spin::Once;
@@ -257,6 +260,9 @@ extern "C" fn bsp_entry(magic: u32, info_addr: u32) -> ! {
         // runs yet, so nothing else uses it.
         unsafe { console::Uart::init(port) };
     }
+    if let Err(e) = channels::init_all(cfg) {
+        fatal!("{e}");
+    }
     let rt_start = match rt_loader::load(cfg, boot, &layout, time::tsc_hz()) {
         Ok(s) => s,
         Err(e) => fatal!("{e}"),
@@ -435,32 +441,37 @@ fn cpu_main(index: usize, apic_id: u32, tables: &'static CpuTables) -> ! {
         start
     };
     let reporter = pid == PartitionId::Linux && own.first() == Some(&apic_id);
-    let report_ticks = match (reporter, EXIT_REPORT_S.load(Ordering::Relaxed)) {
-        (false, _) | (true, 0) => None,
-        (true, seconds) => match controls.preemption_timer_shift {
-            Some(shift) => Some(
-                u32::try_from(time::tsc_hz().saturating_mul(seconds) >> shift).unwrap_or(u32::MAX),
-            ),
-            None => {
-                log::warn!("exit_report_s: this CPU has no VMX-preemption timer; no reports");
-                None
-            }
-        },
+    let report_s = if reporter {
+        EXIT_REPORT_S.load(Ordering::Relaxed)
+    } else {
+        0
     };
+    let timer = match (pid, controls.preemption_timer_shift) {
+        (PartitionId::Linux, Some(shift)) => Some(vmx::vcpu::LinuxTimer {
+            ticks: u32::try_from((time::tsc_hz() / 1000 * LINUX_TIMER_MS) >> shift)
+                .unwrap_or(u32::MAX)
+                .max(1),
+            report_every_tsc: (report_s > 0).then(|| time::tsc_hz().saturating_mul(report_s)),
+        }),
+        (PartitionId::Linux, None) => {
+            if report_s > 0 {
+                log::warn!("exit_report_s: this CPU has no VMX-preemption timer; no reports");
+            }
+            None
+        }
+        _ => None,
+    };
+    if pid == PartitionId::Linux {
+        linux_cpus::set_polls(own, apic_id, timer.is_some());
+    }
     match vmx::vcpu::Vcpu::new(
-        index,
-        apic_id,
-        tables,
-        &msrs,
-        &controls,
-        res,
-        start,
-        own,
-        report_ticks,
+        index, apic_id, tables, &msrs, &controls, res, start, own, timer,
     ) {
         Ok(mut vcpu) => loop {
+            let entered = arch::rdtsc();
             vcpu.run();
-            let Some(next) = next_linux_start(cfg, index, apic_id, own, start) else {
+            let ran_ms = arch::rdtsc().wrapping_sub(entered) / (time::tsc_hz() / 1000).max(1);
+            let Some(next) = next_linux_start(cfg, index, apic_id, own, start, ran_ms) else {
                 break;
             };
             if let Err(e) = vcpu.restart(tables, &msrs, &controls, res, next) {
@@ -489,24 +500,31 @@ fn wait_for_linux_start(index: usize, apic_id: u32, own: &[u32]) -> partition::G
     partition::GuestStart::LinuxSecondary(entry)
 }
 
+/// A Linux CPU's VMX-preemption timer period (guest time): the longest a Linux CPU runs
+/// without an exit, so the longest it takes to notice that its partition stops.
+const LINUX_TIMER_MS: u64 = 10;
+
 /// How long Linux's boot CPU waits for the partition's other CPUs to leave their guests
 /// before a restart.
 const LINUX_STOP_WAIT_MS: u64 = 1000;
 
-/// Restarts of the Linux partition so far.
-static LINUX_RESTARTS: AtomicU64 = AtomicU64::new(0);
+/// The Linux partition's restarts so far (only Linux's boot CPU decides them).
+static LINUX_RESTARTS: spin::Mutex<RestartState> = spin::Mutex::new(RestartState::new());
 
-/// After this CPU's guest ended (`first`: how it started the first time): how it starts
-/// again if it belongs to a Linux partition the config restarts (`on_exit = "restart"`), or
-/// `None` if it stays stopped. Linux's boot CPU waits for the partition's other CPUs to leave
-/// their guests, puts Linux's devices back, and reloads Linux from the retained module
-/// copies; the other CPUs wait for the new Linux's start-up IPIs.
+/// After this CPU's guest ended (`first`: how it started the first time; `ran_ms`: how long
+/// this run lasted): how it starts again if it belongs to a Linux partition the config
+/// restarts (`on_exit = "restart"`), or `None` if it stays stopped. Linux's boot CPU waits for
+/// the partition's other CPUs to leave their guests, decides by the restart limit
+/// (`hv_core::restart`: back-off after quick ends, then give up), puts Linux's devices back,
+/// and reloads Linux from the retained module copies; the other CPUs wait for the new Linux's
+/// start-up IPIs.
 fn next_linux_start(
     cfg: &Config,
     index: usize,
     apic_id: u32,
     own: &[u32],
     first: partition::GuestStart,
+    ran_ms: u64,
 ) -> Option<partition::GuestStart> {
     if cfg.linux().on_exit() != bulkhead_config::OnExit::Restart {
         return None;
@@ -520,8 +538,30 @@ fn next_linux_start(
                 );
                 return None;
             }
+            let decision = LINUX_RESTARTS
+                .lock()
+                .on_end(&RestartPolicy::DEFAULT, ran_ms);
+            let n = match decision {
+                Decision::Restart { number, delay_ms } => {
+                    if delay_ms > 0 {
+                        println!(
+                            "cpu {index} apic {apic_id}: linux partition ended {ran_ms} ms after its start; restart {number} in {delay_ms} ms"
+                        );
+                        time::delay_us(delay_ms.saturating_mul(1000));
+                    }
+                    number
+                }
+                Decision::GiveUp {
+                    quick_ends,
+                    within_ms,
+                } => {
+                    println!(
+                        "cpu {index} apic {apic_id}: linux partition not restarted: it ended {quick_ends} times in a row within {within_ms} ms of its start"
+                    );
+                    return None;
+                }
+            };
             linux_devices::reset();
-            let n = LINUX_RESTARTS.fetch_add(1, Ordering::Relaxed) + 1;
             let boot = BOOT.get()?;
             match linux_loader::load(cfg, boot) {
                 Ok(linux) => {

@@ -9,6 +9,7 @@
 //! - [`Ring`], [`Producer`], [`Consumer`]: initialize or attach, then send and receive in FIFO
 //!   order, with event suppression ([`Notify`], [`Armed`]).
 //! - [`mq`]: message-queue semantics on top (priorities, attributes).
+//! - [`announce`]: the kernel command-line words that tell Linux where its channels are.
 //!
 //! # Trust
 //!
@@ -52,6 +53,7 @@
 #[cfg(any(feature = "std", loom, test))]
 extern crate std;
 
+pub mod announce;
 mod error;
 #[cfg(any(feature = "std", loom, test))]
 mod heap;

@@ -11,7 +11,9 @@ use core::fmt;
 
 use acpi::AcpiTables;
 use acpi::madt::{Madt, MadtEntry};
-use bulkhead_rt_abi::{AbiError, MULTIBOOT2_MAGIC, RT_BOOT_MAGIC, RtBootInfo};
+use bulkhead_rt_abi::{
+    AbiError, ChannelInfo, MAX_CHANNELS, MULTIBOOT2_MAGIC, RT_BOOT_MAGIC, RtBootInfo,
+};
 use bulkhead_x86::acpi::IdentityMapped;
 use multiboot2::{BootInformation, BootInformationHeader, MemoryAreaType};
 
@@ -55,8 +57,9 @@ pub struct Facts {
     /// Usable RAM in bytes, and in how many ranges.
     pub ram_bytes: u64,
     pub ram_ranges: usize,
-    /// Channels the hypervisor described (none in bare mode).
+    /// Channels the hypervisor described (none in bare mode): `channel_table[..channels]`.
     pub channels: usize,
+    channel_table: [ChannelInfo; MAX_CHANNELS],
 }
 
 /// Why the kernel cannot start.
@@ -103,6 +106,7 @@ impl Facts {
             ram_bytes: 0,
             ram_ranges: 0,
             channels: 0,
+            channel_table: [ChannelInfo::default(); MAX_CHANNELS],
         }
     }
 
@@ -127,6 +131,11 @@ impl Facts {
     /// APIC IDs of the kernel's CPUs, boot CPU first.
     pub fn cpus(&self) -> &[u32] {
         &self.apic_ids[..self.cpu_count]
+    }
+
+    /// The channels to Linux, as the hypervisor described them (validated).
+    pub fn channel_infos(&self) -> &[ChannelInfo] {
+        &self.channel_table[..self.channels]
     }
 
     /// The kernel command line.
@@ -224,6 +233,7 @@ impl Facts {
             facts.ram_ranges += 1;
         }
         facts.channels = boot.channels().len();
+        facts.channel_table[..facts.channels].copy_from_slice(boot.channels());
         facts.set_cmdline(boot.cmdline().unwrap_or(""));
         Ok(facts)
     }
@@ -231,7 +241,7 @@ impl Facts {
 
 /// Kernel options from the command line (`key=value` words; unknown words are ignored).
 #[derive(Debug, Clone, Copy)]
-pub struct Options {
+pub struct Options<'a> {
     /// `latency_period_us=`: the latency task's period (default 1000).
     pub latency_period_us: u64,
     /// `latency_report_s=`: seconds between latency summaries (default 1).
@@ -240,16 +250,20 @@ pub struct Options {
     pub control_hz: u64,
     /// `selftest=kernel`: run the kernel self-tests.
     pub selftest: bool,
+    /// `echo=FROM:TO`: an echo task copies every message of the `linux-to-rt` channel FROM
+    /// to the `rt-to-linux` channel TO, with its priority.
+    pub echo: Option<(&'a str, &'a str)>,
 }
 
-impl Options {
+impl<'a> Options<'a> {
     /// Parses `cmdline`.
-    pub fn parse(cmdline: &str) -> Self {
+    pub fn parse(cmdline: &'a str) -> Self {
         let mut options = Self {
             latency_period_us: 1000,
             latency_report_s: 1,
             control_hz: 10_000,
             selftest: false,
+            echo: None,
         };
         for word in cmdline.split_ascii_whitespace() {
             let Some((key, value)) = word.split_once('=') else {
@@ -265,6 +279,11 @@ impl Options {
                 }
                 ("control_hz", Some(n)) if n <= 100_000 => options.control_hz = n,
                 ("selftest", _) => options.selftest = value == "kernel",
+                ("echo", _) => {
+                    options.echo = value
+                        .split_once(':')
+                        .filter(|(from, to)| !from.is_empty() && !to.is_empty());
+                }
                 _ => {}
             }
         }

@@ -22,6 +22,7 @@
 mod api;
 mod arch;
 mod boot;
+mod channels;
 mod console;
 mod percpu;
 mod sched;
@@ -136,7 +137,8 @@ fn boot_cpu(magic: u32, info: usize) -> ! {
         );
     }
     if facts.channels > 0 {
-        log::info!("{} channels described (not used yet)", facts.channels);
+        let usable = channels::init(facts.channel_infos());
+        log::info!("{usable} of {} channels usable", facts.channels);
     }
 
     let tsc_hz = match facts.tsc_hz {

@@ -42,6 +42,43 @@ pub fn build_rt_kernel(release: bool) -> Result<PathBuf> {
     build_image(RT_IMAGE_PACKAGE, "the RT kernel image", release)
 }
 
+/// The Linux tool's crate and binary.
+const LINUX_TOOL_PACKAGE: &str = "bulkhead-cli";
+const LINUX_TOOL_BINARY: &str = "bulkhead";
+
+/// Builds the Linux side's tool (`bulkhead`: channels, statistics, the ping test) as a static
+/// executable for the guest's initramfs, in its own target directory (`target/linux-tools`:
+/// the static flag must not rebuild the host crates), and returns its path.
+pub fn build_linux_tool() -> Result<PathBuf> {
+    let root = crate::workspace_root();
+    let target_dir = crate::target_dir().join("linux-tools");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(&root)
+        .args(["build", "--release", "-p", LINUX_TOOL_PACKAGE])
+        .args(["--target", IMAGE_TARGET, "--target-dir"])
+        .arg(&target_dir)
+        // A static, non-PIE executable without symbols (the initramfs carries it).
+        .env(
+            "RUSTFLAGS",
+            "-C target-feature=+crt-static -C relocation-model=static -C strip=symbols",
+        )
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .status()
+        .context("cannot run cargo")?;
+    if !status.success() {
+        bail!("building the Linux tool failed ({status})");
+    }
+    let exe = target_dir
+        .join(IMAGE_TARGET)
+        .join("release")
+        .join(LINUX_TOOL_BINARY);
+    if !exe.is_file() {
+        bail!("cargo reported success but {} is missing", exe.display());
+    }
+    Ok(exe)
+}
+
 fn build_image(package: &str, what: &str, release: bool) -> Result<PathBuf> {
     let root = crate::workspace_root();
     let target_dir = crate::target_dir().join("image");

@@ -7,7 +7,9 @@
 //!   emulator (the guest does not decompress itself);
 //! - `initramfs.cpio`: an uncompressed `newc` archive around `busybox-static` whose `/init` prints
 //!   `bulkhead-linux: ...` lines for the tests, then powers off, reboots, panics or opens a shell
-//!   on the console, as the kernel command line asks (`bulkhead.init=poweroff|reboot|panic`);
+//!   on the console, as the kernel command line asks (`bulkhead.init=poweroff|reboot|panic`),
+//!   or checks the channels with the project's Linux tool `bulkhead` (`bulkhead.init=channels`),
+//!   which the archive holds as `/usr/bin/bulkhead`;
 //! - `debs/`: the packages, fetched with `apt-get download` and reused offline; `kernel.stamp`
 //!   and `busybox.stamp` name the package each artefact was made from, so a new package
 //!   remakes them and an unchanged one costs nothing.
@@ -60,8 +62,21 @@ case " $cmdline " in
     echo "bulkhead-linux: rebooting"
     reboot -f
     ;;
+*" bulkhead.init=channels "*)
+    # The channel check against the RT kernel's echo task (`echo=commands:telemetry`).
+    bulkhead list
+    bulkhead ping --to commands --from telemetry -n 200 --timeout-ms 20000
+    echo "bulkhead-linux: ping exit status $?"
+    bulkhead stats commands
+    bulkhead stats telemetry
+    echo "bulkhead-linux: powering off"
+    poweroff -f
+    ;;
 *" bulkhead.init=panic "*)
     echo "bulkhead-linux: panicking"
+    # Let the console's interrupt-driven output drain first: the panic's own messages go
+    # out without interrupts and would cut the line.
+    sleep 1
     echo 1 > /proc/sys/kernel/sysrq
     echo c > /proc/sysrq-trigger
     ;;
@@ -132,11 +147,21 @@ impl Artefacts {
     }
 }
 
-/// [`prepare`] as one `[xtask]` step.
-pub fn prepare_step(extras: &[Extra]) -> Result<Artefacts> {
+/// [`prepare`] as one `[xtask]` step, with the project's Linux tools built first and put in
+/// the initramfs (`/usr/bin/bulkhead`).
+pub fn prepare_step() -> Result<Artefacts> {
+    let tool = crate::step(
+        "build the Linux tool (static)",
+        bulkhead_e2e::build_linux_tool,
+    )?;
+    let extras = [Extra {
+        path: "usr/bin/bulkhead".into(),
+        file: tool,
+        mode: 0o755,
+    }];
     crate::step(
         "prepare the Linux guest (Debian kernel, vmlinux, initramfs)",
-        || prepare(extras),
+        || prepare(&extras),
     )
 }
 
@@ -1189,6 +1214,9 @@ mod tests {
             "*\" bulkhead.init=poweroff \"*)",
             "*\" bulkhead.init=reboot \"*)",
             "*\" bulkhead.init=panic \"*)",
+            "*\" bulkhead.init=channels \"*)",
+            "bulkhead ping --to commands --from telemetry -n 200",
+            "echo \"bulkhead-linux: ping exit status $?\"",
             "echo c > /proc/sysrq-trigger",
             "setsid cttyhack sh",
         ] {

@@ -312,7 +312,7 @@ fn bench_linux_boot(args: &bench_linux_boot::LinuxBootArgs) -> Result<ExitCode> 
     deps::ensure(true)?;
     let config = bulkhead_e2e::config::load(&user_path(args.config.as_deref(), DEFAULT_CONFIG))?;
     let (hypervisor, rt_kernel) = (build_image(false)?, build_rt_image(false)?);
-    let linux = guest::prepare_step(&[])?;
+    let linux = guest::prepare_step()?;
     bench_linux_boot::run(args, &config, hypervisor, rt_kernel, &linux)
 }
 
@@ -327,7 +327,7 @@ fn iso_spec(
 ) -> Result<IsoSpec> {
     let elf = build_image(debug)?;
     let rt_elf = build_rt_image(debug)?;
-    let linux = guest::prepare_step(&[])?;
+    let linux = guest::prepare_step()?;
     Ok(
         IsoSpec::new(output, elf, ConfigModule::Toml(config.path.clone()))
             .cmdline(args.hv_cmdline.clone())
@@ -338,7 +338,7 @@ fn iso_spec(
 
 /// `cargo xtask guest`: the Linux guest's artefacts, where they are and how big.
 fn guest() -> Result<ExitCode> {
-    let linux = guest::prepare_step(&[])?;
+    let linux = guest::prepare_step()?;
     println!(
         "kernel {} (release {}); busybox {}",
         linux.kernel_package, linux.release, linux.busybox_package

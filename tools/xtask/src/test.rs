@@ -59,7 +59,7 @@ pub fn run(host: bool, e2e: bool, filter: Option<&str>) -> Result<ExitCode> {
     }
     if e2e {
         let artefacts = build_image(false)
-            .and_then(|elf| Ok((elf, build_rt_image(false)?, guest::prepare_step(&[])?)));
+            .and_then(|elf| Ok((elf, build_rt_image(false)?, guest::prepare_step()?)));
         match artefacts {
             Ok((elf, rt_elf, linux)) => {
                 let mut command = cargo();

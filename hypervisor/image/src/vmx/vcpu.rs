@@ -119,8 +119,10 @@ pub struct Vcpu {
     host_facts: HostFacts,
     /// The partition's CPUs (x2APIC IDs): where this CPU's IPIs may go.
     own_cpus: &'static [u32],
-    /// Preemption-timer ticks between exit reports, on the reporting CPU.
-    report_ticks: Option<u32>,
+    /// The VMX-preemption timer of a Linux CPU (none on RT CPUs, or where VT-x lacks it).
+    timer: Option<LinuxTimer>,
+    /// When the reporting CPU prints the exit counts next (TSC).
+    next_report_tsc: u64,
     /// Guest MSR writes refused so far (only the first few are logged).
     refused_writes: LogBudget,
     /// Accesses to ports without a device so far (only the first few are logged).
@@ -175,10 +177,21 @@ const LOGGED_PORTS: u64 = 16;
 /// Guest MSR writes refused per CPU that are logged; the rest are only counted.
 const LOGGED_REFUSALS: u64 = 8;
 
+/// A Linux CPU's VMX-preemption timer: it brings the CPU out of its guest at least every
+/// `ticks` timer ticks of guest time, so that the CPU notices that its partition is stopping
+/// (`linux_cpus`) and, on the reporting CPU, prints the exit counts when they are due.
+#[derive(Debug, Clone, Copy)]
+pub struct LinuxTimer {
+    /// Timer ticks (TSC ticks shifted by the CPU's timer rate) between timer exits.
+    pub ticks: u32,
+    /// TSC ticks between exit reports, on the CPU that prints them.
+    pub report_every_tsc: Option<u64>,
+}
+
 impl Vcpu {
     /// Allocates and loads a VMCS for this CPU and fills it for `res`'s partition, with
-    /// the guest starting as `start`. `report_ticks`: this CPU reports every CPU's exit
-    /// counts each time that many preemption-timer ticks pass in its guest.
+    /// the guest starting as `start`. `timer`: a Linux CPU's preemption timer (and whether
+    /// this CPU reports every CPU's exit counts, how often).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         index: usize,
@@ -189,7 +202,7 @@ impl Vcpu {
         res: &PartitionResources,
         start: GuestStart,
         own_cpus: &'static [u32],
-        report_ticks: Option<u32>,
+        timer: Option<LinuxTimer>,
     ) -> Result<Self, VmxError> {
         let vmcs_region = memory::alloc_zeroed(0x1000, 0x1000).map_err(|_| VmxError::Invalid)?;
         let state = memory::alloc_static::<VcpuState>().map_err(|_| VmxError::Invalid)?;
@@ -217,7 +230,8 @@ impl Vcpu {
                 tsc_hz: crate::arch::time::tsc_hz(),
             },
             own_cpus,
-            report_ticks,
+            timer,
+            next_report_tsc: 0,
             refused_writes: LogBudget::new(LOGGED_REFUSALS),
             unowned_ports: LogBudget::new(LOGGED_PORTS),
             stop_reason: None,
@@ -249,7 +263,13 @@ impl Vcpu {
     ) -> Result<(), VmxError> {
         Self::setup_host(tables)?;
         let long_mode = matches!(start, GuestStart::Rt(_) | GuestStart::Linux(_));
-        Self::setup_controls(controls, res, self.index, long_mode, self.report_ticks)?;
+        Self::setup_controls(
+            controls,
+            res,
+            self.index,
+            long_mode,
+            self.timer.map(|t| t.ticks),
+        )?;
         self.setup_guest(msrs, start)
     }
 
@@ -312,9 +332,11 @@ impl Vcpu {
         res: &PartitionResources,
         index: usize,
         long_mode: bool,
-        report_ticks: Option<u32>,
+        timer_ticks: Option<u32>,
     ) -> Result<(), VmxError> {
-        let pin = match report_ticks {
+        // Without the "save VMX-preemption timer value" exit control, every VM entry loads
+        // the timer from this field again: it never needs rewriting.
+        let pin = match timer_ticks {
             Some(ticks) => {
                 vmcs::write(guest::VMX_PREEMPTION_TIMER_VALUE, u64::from(ticks))?;
                 c.pin | PIN_PREEMPTION_TIMER
@@ -562,6 +584,23 @@ impl Vcpu {
 
     /// Handles one exit. `Ok(false)` means "not handled: stop the guest".
     fn handle(&mut self, exit: ExitReason) -> Result<bool, VmxError> {
+        // Every exit of a Linux CPU (the preemption timer makes one at least every few
+        // milliseconds) first looks whether its partition is stopping.
+        if self.partition == PartitionId::Linux
+            && crate::linux_cpus::take_stop_request(self.own_cpus, self.apic_id)
+        {
+            self.stop_reason = Some(GuestEnd::WithPartition);
+            return Ok(false);
+        }
+        if let Some(every) = self.timer.and_then(|t| t.report_every_tsc) {
+            let now = crate::arch::rdtsc();
+            if now >= self.next_report_tsc {
+                if self.next_report_tsc != 0 {
+                    crate::report_exits();
+                }
+                self.next_report_tsc = now.saturating_add(every);
+            }
+        }
         match exit.basic() {
             reason::VMCALL => {
                 let regs = &mut self.state.regs;
@@ -617,21 +656,12 @@ impl Vcpu {
             reason::IO_INSTRUCTION => self.io_instruction(),
             reason::EPT_VIOLATION => self.ept_violation(),
             reason::TRIPLE_FAULT => Ok(false),
-            // A real INIT, sent only by the hypervisor: to end this guest with its partition.
-            reason::INIT => {
-                if crate::linux_cpus::take_stop_request(self.own_cpus, self.apic_id) {
-                    self.stop_reason = Some(GuestEnd::WithPartition);
-                    return Ok(false);
-                }
-                Ok(true)
-            }
-            reason::PREEMPTION_TIMER => {
-                crate::report_exits();
-                if let Some(ticks) = self.report_ticks {
-                    vmcs::write(guest::VMX_PREEMPTION_TIMER_VALUE, u64::from(ticks))?;
-                }
-                Ok(true)
-            }
+            // A real INIT is sent only by the hypervisor, to end this guest with its partition
+            // where the CPU has no preemption timer (the stop request was seen above). One
+            // without a request is stale: ignored.
+            reason::INIT => Ok(true),
+            // Its work (the stop request, the exit report) is done above for every exit.
+            reason::PREEMPTION_TIMER => Ok(true),
             _ => Ok(false),
         }
     }

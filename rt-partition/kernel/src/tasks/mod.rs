@@ -5,11 +5,14 @@
 //!   priority;
 //! - one **demo control loop** (`control.rs`) on the last CPU: how a user writes a periodic
 //!   task;
-//! - with `selftest=kernel`, the **self-test** task set (`selftest.rs`).
+//! - with `selftest=kernel`, the **self-test** task set (`selftest.rs`);
+//! - with `echo=FROM:TO`, the **echo** task (`echo.rs`) on the last CPU, serving Linux
+//!   through two channels.
 //!
-//! Priorities (higher is more urgent): latency 90, control 80, self-tests 20 to 60.
+//! Priorities (higher is more urgent): latency 90, control 80, echo 70, self-tests 20 to 60.
 
 mod control;
+mod echo;
 mod latency;
 mod selftest;
 
@@ -22,9 +25,11 @@ use crate::sched::{TaskSpec, spawn};
 pub const LATENCY_PRIORITY: u8 = 90;
 /// Priority of the demo control loop.
 pub const CONTROL_PRIORITY: u8 = 80;
+/// Priority of the echo task.
+pub const ECHO_PRIORITY: u8 = 70;
 
 /// Creates every task and object for `cpus` CPUs.
-pub fn create_all(options: &Options, cpus: usize) -> Result<(), Error> {
+pub fn create_all(options: &Options<'static>, cpus: usize) -> Result<(), Error> {
     latency::configure(options);
     for cpu in 0..cpus {
         spawn(TaskSpec {
@@ -47,14 +52,26 @@ pub fn create_all(options: &Options, cpus: usize) -> Result<(), Error> {
             arg: 0,
         })?;
     }
+    if let Some((from, to)) = options.echo {
+        echo::configure(from, to);
+        spawn(TaskSpec {
+            name: "echo",
+            core: cpus - 1,
+            priority: ECHO_PRIORITY,
+            policy: Policy::Fifo,
+            entry: echo::task,
+            arg: 0,
+        })?;
+    }
     if options.selftest {
         selftest::create(cpus)?;
     }
     log::info!(
-        "tasks: latency on {cpus} CPUs every {} us (summary every {} s), control loop {}, self-tests {}",
+        "tasks: latency on {cpus} CPUs every {} us (summary every {} s), control loop {}, echo {}, self-tests {}",
         options.latency_period_us,
         options.latency_report_s,
         if options.control_hz > 0 { "on" } else { "off" },
+        if options.echo.is_some() { "on" } else { "off" },
         if options.selftest { "on" } else { "off" }
     );
     Ok(())

@@ -1,0 +1,421 @@
+//! The endpoints: [`ChannelSender`] (Linux produces: `linux-to-rt`) and [`ChannelReceiver`]
+//! (Linux consumes: `rt-to-linux`), with blocking, non-blocking and timed operations in the
+//! manner of POSIX message queues.
+//!
+//! # Owning the memory
+//!
+//! The ring crate's endpoints borrow the region they run on. Here an endpoint owns the
+//! [`Mapping`] and the ring endpoint that borrows it, side by side: the borrow is made with a
+//! lifetime of `'static` that really means "as long as this struct's `mapping` field". That is
+//! sound because (1) the mapped range does not move when the struct (or the `Mapping` in it)
+//! moves; (2) the borrowing field is private and no method hands out anything that borrows from
+//! it; (3) fields drop in declaration order, and the borrowing field is declared before
+//! `mapping`, so it is gone before the range is unmapped.
+//!
+//! # Doorbells
+//!
+//! Linux has no doorbells yet, so its endpoints poll ([`crate::poll`]) and never arm their own
+//! doorbell flag: arming asks the peer for a doorbell this side would never receive. When the
+//! peer has armed its flag (it sleeps waiting for Linux), a send or receive here clears the flag
+//! as the protocol says, but cannot ring; the count of such doorbells is kept
+//! ([`ChannelSender::doorbells_not_rung`]). A peer that sleeps on a Linux channel must
+//! therefore poll too (or wake on a timer).
+//!
+//! # One endpoint per end
+//!
+//! The ring is single-producer single-consumer. Opening an end takes a lock on the memory file
+//! ([`Mapping::lock_end`]); a second opener of the same end, in this process or another that uses
+//! this library, gets [`Error::Busy`].
+
+use std::fmt;
+use std::path::Path;
+use std::time::Instant;
+
+use bulkhead_ring::announce::Direction;
+use bulkhead_ring::mq::{self, Attr};
+use bulkhead_ring::{Geometry, Notify, Ring, RingError};
+
+use crate::discover::{Announcements, ChannelInfo};
+use crate::error::{Error, Result};
+use crate::mapping::{DEV_MEM, End, Mapping};
+use crate::poll::Backoff;
+
+/// How long a call may wait.
+#[derive(Debug, Clone, Copy)]
+enum Wait {
+    /// Not at all (`O_NONBLOCK`).
+    No,
+    /// Until the deadline.
+    Until(Instant),
+    /// As long as it takes.
+    Forever,
+}
+
+/// Retries `attempt` while it answers [`RingError::WouldBlock`], polling as `wait` allows.
+fn blocking<T>(wait: Wait, mut attempt: impl FnMut() -> Result<T, RingError>) -> Result<T> {
+    let mut backoff = Backoff::new();
+    loop {
+        match attempt() {
+            Err(RingError::WouldBlock) => {}
+            other => return other.map_err(Error::from),
+        }
+        let deadline = match wait {
+            Wait::No => return Err(Error::WouldBlock),
+            Wait::Until(deadline) if Instant::now() >= deadline => return Err(Error::TimedOut),
+            Wait::Until(deadline) => Some(deadline),
+            Wait::Forever => None,
+        };
+        backoff.wait(deadline);
+    }
+}
+
+/// Takes the lock on `end`; a file system without locks is not an error.
+fn lock(mapping: &Mapping, end: End, name: &str) -> Result<()> {
+    match mapping.lock_end(end) {
+        Ok(false) => Err(Error::Busy {
+            name: name.to_owned(),
+            end: end.as_str(),
+        }),
+        Ok(true) | Err(_) => Ok(()),
+    }
+}
+
+/// The name of a channel attached without an announcement: where it is.
+fn place(mapping: &Mapping) -> String {
+    format!("{}@{:#x}", mapping.path().display(), mapping.offset())
+}
+
+/// The sending end of a channel (`linux-to-rt`): Linux is its producer.
+pub struct ChannelSender {
+    /// Borrows the memory `mapping` maps (see the module docs): declared first, dropped first.
+    sender: mq::Sender<'static>,
+    /// The channel's memory; unmapped (and the end's lock released) when dropped.
+    mapping: Mapping,
+    geometry: Geometry,
+    name: String,
+    doorbells_not_rung: u64,
+}
+
+impl ChannelSender {
+    /// Opens channel `name` from `/proc/cmdline` on `/dev/mem`.
+    pub fn open(name: &str) -> Result<Self> {
+        Self::open_with(&Announcements::from_proc()?, DEV_MEM, name)
+    }
+
+    /// Opens channel `name` of `announcements` on `mem` (`/dev/mem`, or a file standing in
+    /// for it). [`Error::WrongDirection`] if Linux is its consumer.
+    pub fn open_with(
+        announcements: &Announcements,
+        mem: impl AsRef<Path>,
+        name: &str,
+    ) -> Result<Self> {
+        Self::open_info(announcements.find(name)?, mem)
+    }
+
+    /// Opens the announced channel `info` on `mem`.
+    pub fn open_info(info: &ChannelInfo, mem: impl AsRef<Path>) -> Result<Self> {
+        if info.direction != Direction::LinuxToRt {
+            return Err(Error::WrongDirection {
+                name: info.name.clone(),
+                direction: info.direction,
+            });
+        }
+        Self::attach_named(info.map(mem)?, info.name.clone())
+    }
+
+    /// The producer end of the channel initialized in `mapping`, whatever its direction (tests,
+    /// and tools standing in for the RT side). Its name is `PATH@OFFSET`.
+    pub fn attach(mapping: Mapping) -> Result<Self> {
+        let name = place(&mapping);
+        Self::attach_named(mapping, name)
+    }
+
+    fn attach_named(mapping: Mapping, name: String) -> Result<Self> {
+        lock(&mapping, End::Producer, &name)?;
+        // SAFETY: the region borrows `mapping`, which moves into the returned endpoint beside
+        // the ring endpoint built on the region, and outlives it (see the module docs: the
+        // range does not move, the borrow never leaves the private field, and that field is
+        // dropped before `mapping`).
+        let region = unsafe { mapping.region_unbounded() }?;
+        let ring = Ring::attach(region)?;
+        let geometry = ring.geometry();
+        Ok(Self {
+            sender: mq::Sender::new(ring.into_producer()),
+            mapping,
+            geometry,
+            name,
+            doorbells_not_rung: 0,
+        })
+    }
+
+    /// Sends `msg` with `priority` (higher is more urgent), waiting as long as the ring is
+    /// full.
+    pub fn send(&mut self, msg: &[u8], priority: u8) -> Result<()> {
+        self.send_waiting(msg, priority, Wait::Forever)
+    }
+
+    /// Sends without waiting: [`Error::WouldBlock`] if the ring is full.
+    pub fn try_send(&mut self, msg: &[u8], priority: u8) -> Result<()> {
+        self.send_waiting(msg, priority, Wait::No)
+    }
+
+    /// Sends, waiting until `deadline` at most: [`Error::TimedOut`] if the ring is still full
+    /// then.
+    pub fn send_until(&mut self, msg: &[u8], priority: u8, deadline: Instant) -> Result<()> {
+        self.send_waiting(msg, priority, Wait::Until(deadline))
+    }
+
+    fn send_waiting(&mut self, msg: &[u8], priority: u8, wait: Wait) -> Result<()> {
+        let notify = blocking(wait, || self.sender.try_send(msg, priority))?;
+        if notify == Notify::Doorbell {
+            self.doorbells_not_rung += 1;
+        }
+        Ok(())
+    }
+
+    /// The queue's attributes: most messages, largest message, messages in the ring now.
+    pub fn attr(&mut self) -> Result<Attr> {
+        Ok(self.sender.attr()?)
+    }
+
+    /// Largest message in bytes.
+    pub fn max_message(&self) -> usize {
+        self.geometry.max_message()
+    }
+
+    /// The channel's geometry (validated on open).
+    pub fn geometry(&self) -> Geometry {
+        self.geometry
+    }
+
+    /// The channel's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The channel's memory.
+    pub fn mapping(&self) -> &Mapping {
+        &self.mapping
+    }
+
+    /// Doorbells the peer asked for (it slept waiting for a message) that Linux could not ring.
+    pub fn doorbells_not_rung(&self) -> u64 {
+        self.doorbells_not_rung
+    }
+}
+
+impl fmt::Debug for ChannelSender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChannelSender")
+            .field("name", &self.name)
+            .field("sender", &self.sender)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The receiving end of a channel (`rt-to-linux`): Linux is its consumer. Messages come
+/// highest priority first, oldest first within a priority.
+pub struct ChannelReceiver {
+    /// Borrows the memory `mapping` maps (see the module docs): declared first, dropped first.
+    /// Boxed: its priority bookkeeping is over a kilobyte.
+    receiver: Box<mq::Receiver<'static>>,
+    /// The channel's memory; unmapped (and the end's lock released) when dropped.
+    mapping: Mapping,
+    geometry: Geometry,
+    name: String,
+    doorbells_not_rung: u64,
+}
+
+impl ChannelReceiver {
+    /// Opens channel `name` from `/proc/cmdline` on `/dev/mem`.
+    pub fn open(name: &str) -> Result<Self> {
+        Self::open_with(&Announcements::from_proc()?, DEV_MEM, name)
+    }
+
+    /// Opens channel `name` of `announcements` on `mem`. [`Error::WrongDirection`] if Linux is
+    /// its producer.
+    pub fn open_with(
+        announcements: &Announcements,
+        mem: impl AsRef<Path>,
+        name: &str,
+    ) -> Result<Self> {
+        Self::open_info(announcements.find(name)?, mem)
+    }
+
+    /// Opens the announced channel `info` on `mem`.
+    pub fn open_info(info: &ChannelInfo, mem: impl AsRef<Path>) -> Result<Self> {
+        if info.direction != Direction::RtToLinux {
+            return Err(Error::WrongDirection {
+                name: info.name.clone(),
+                direction: info.direction,
+            });
+        }
+        Self::attach_named(info.map(mem)?, info.name.clone())
+    }
+
+    /// The consumer end of the channel initialized in `mapping`, whatever its direction (tests,
+    /// and tools standing in for the RT side). Its name is `PATH@OFFSET`.
+    pub fn attach(mapping: Mapping) -> Result<Self> {
+        let name = place(&mapping);
+        Self::attach_named(mapping, name)
+    }
+
+    fn attach_named(mapping: Mapping, name: String) -> Result<Self> {
+        lock(&mapping, End::Consumer, &name)?;
+        // SAFETY: as in `ChannelSender::attach_named`: `mapping` moves into the endpoint and
+        // outlives the ring endpoint borrowing it.
+        let region = unsafe { mapping.region_unbounded() }?;
+        let ring = Ring::attach(region)?;
+        let geometry = ring.geometry();
+        Ok(Self {
+            receiver: Box::new(mq::Receiver::new(ring.into_consumer())),
+            mapping,
+            geometry,
+            name,
+            doorbells_not_rung: 0,
+        })
+    }
+
+    /// Receives the next message into `buf`, waiting as long as the ring is empty: its length
+    /// (it is in `buf[..len]`) and priority. [`Error::BufferTooSmall`] (consuming nothing) if
+    /// `buf` is shorter than the message; a buffer of [`ChannelReceiver::max_message`] bytes
+    /// always fits.
+    pub fn receive(&mut self, buf: &mut [u8]) -> Result<(usize, u8)> {
+        self.receive_waiting(buf, Wait::Forever)
+    }
+
+    /// Receives without waiting: [`Error::WouldBlock`] if the ring is empty.
+    pub fn try_receive(&mut self, buf: &mut [u8]) -> Result<(usize, u8)> {
+        self.receive_waiting(buf, Wait::No)
+    }
+
+    /// Receives, waiting until `deadline` at most: [`Error::TimedOut`] if the ring is still
+    /// empty then.
+    pub fn receive_until(&mut self, buf: &mut [u8], deadline: Instant) -> Result<(usize, u8)> {
+        self.receive_waiting(buf, Wait::Until(deadline))
+    }
+
+    fn receive_waiting(&mut self, buf: &mut [u8], wait: Wait) -> Result<(usize, u8)> {
+        let got = blocking(wait, || self.receiver.try_receive(buf))?;
+        if got.notify == Notify::Doorbell {
+            self.doorbells_not_rung += 1;
+        }
+        Ok((got.len, got.priority))
+    }
+
+    /// The queue's attributes: most messages, largest message, messages in the ring now.
+    pub fn attr(&mut self) -> Result<Attr> {
+        Ok(self.receiver.attr()?)
+    }
+
+    /// Largest message in bytes.
+    pub fn max_message(&self) -> usize {
+        self.geometry.max_message()
+    }
+
+    /// The channel's geometry (validated on open).
+    pub fn geometry(&self) -> Geometry {
+        self.geometry
+    }
+
+    /// The channel's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The channel's memory.
+    pub fn mapping(&self) -> &Mapping {
+        &self.mapping
+    }
+
+    /// Doorbells the peer asked for (it slept waiting for a free slot) that Linux could not
+    /// ring.
+    pub fn doorbells_not_rung(&self) -> u64 {
+        self.doorbells_not_rung
+    }
+}
+
+impl fmt::Debug for ChannelReceiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChannelReceiver")
+            .field("name", &self.name)
+            .field("receiver", &self.receiver)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An announced channel opened as the end Linux has on it.
+#[derive(Debug)]
+pub enum Channel {
+    /// A `linux-to-rt` channel.
+    Sender(ChannelSender),
+    /// An `rt-to-linux` channel.
+    Receiver(ChannelReceiver),
+}
+
+impl Channel {
+    /// Opens channel `name` from `/proc/cmdline` on `/dev/mem`.
+    pub fn open(name: &str) -> Result<Self> {
+        Self::open_with(&Announcements::from_proc()?, DEV_MEM, name)
+    }
+
+    /// Opens channel `name` of `announcements` on `mem` (`/dev/mem`, or a file standing in for
+    /// it), as a sender or a receiver according to its direction.
+    pub fn open_with(
+        announcements: &Announcements,
+        mem: impl AsRef<Path>,
+        name: &str,
+    ) -> Result<Self> {
+        let info = announcements.find(name)?;
+        Ok(match info.direction {
+            Direction::LinuxToRt => Self::Sender(ChannelSender::open_info(info, mem)?),
+            Direction::RtToLinux => Self::Receiver(ChannelReceiver::open_info(info, mem)?),
+        })
+    }
+
+    /// The channel's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Sender(s) => s.name(),
+            Self::Receiver(r) => r.name(),
+        }
+    }
+
+    /// Its direction.
+    pub fn direction(&self) -> Direction {
+        match self {
+            Self::Sender(_) => Direction::LinuxToRt,
+            Self::Receiver(_) => Direction::RtToLinux,
+        }
+    }
+
+    /// The queue's attributes.
+    pub fn attr(&mut self) -> Result<Attr> {
+        match self {
+            Self::Sender(s) => s.attr(),
+            Self::Receiver(r) => r.attr(),
+        }
+    }
+
+    /// The sender, or [`Error::WrongDirection`].
+    pub fn into_sender(self) -> Result<ChannelSender> {
+        match self {
+            Self::Sender(s) => Ok(s),
+            Self::Receiver(r) => Err(Error::WrongDirection {
+                name: r.name,
+                direction: Direction::RtToLinux,
+            }),
+        }
+    }
+
+    /// The receiver, or [`Error::WrongDirection`].
+    pub fn into_receiver(self) -> Result<ChannelReceiver> {
+        match self {
+            Self::Receiver(r) => Ok(r),
+            Self::Sender(s) => Err(Error::WrongDirection {
+                name: s.name,
+                direction: Direction::LinuxToRt,
+            }),
+        }
+    }
+}

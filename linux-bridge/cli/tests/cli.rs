@@ -1,0 +1,483 @@
+//! The `bulkhead` binary against a temporary file standing in for physical memory and a
+//! temporary kernel command line.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bulkhead_channel::{ChannelReceiver, ChannelSender, ErrorKind, Mapping};
+use bulkhead_ring::Ring;
+
+/// Each channel's size.
+const SIZE: usize = 0x2000;
+
+/// A memory file and a command line announcing:
+/// - `to` (linux-to-rt, 64 slots of 64 bytes) at 0x0;
+/// - `from` (rt-to-linux, 64 slots of 64 bytes) at 0x2000;
+/// - `loop` (rt-to-linux) on `to`'s memory, so the CLI can receive what it sent;
+/// - `small` (linux-to-rt, 2 slots of 2048 bytes) at 0x4000;
+/// - with `bad`, `bad` (rt-to-linux) at 0x6000, whose header has the wrong magic.
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new(bad: bool) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let f = Self { dir };
+        std::fs::File::create(f.mem())
+            .unwrap()
+            .set_len(0x8000)
+            .unwrap();
+        let mut cmdline = String::from(
+            "BOOT_IMAGE=/vmlinuz console=ttyS1 \
+             bulkhead.channel=to,linux-to-rt,doorbell,0x0,0x2000 \
+             bulkhead.channel=from,rt-to-linux,poll,0x2000,0x2000 \
+             bulkhead.channel=loop,rt-to-linux,poll,0x0,0x2000 \
+             bulkhead.channel=small,linux-to-rt,poll,0x4000,0x2000",
+        );
+        for (base, slot) in [(0, 64), (0x2000, 64), (0x4000, 2048), (0x6000, 64)] {
+            Ring::init(f.map(base).region().unwrap(), slot).unwrap();
+        }
+        if bad {
+            cmdline.push_str(" bulkhead.channel=bad,rt-to-linux,poll,0x6000,0x2000");
+            let m = f.map(0x6000);
+            m.words()[0].store(u64::from_ne_bytes(*b"garbage!"), Ordering::Relaxed);
+        }
+        cmdline.push('\n');
+        std::fs::write(f.cmdline(), cmdline).unwrap();
+        f
+    }
+
+    fn mem(&self) -> std::path::PathBuf {
+        self.dir.path().join("mem")
+    }
+
+    fn cmdline(&self) -> std::path::PathBuf {
+        self.dir.path().join("cmdline")
+    }
+
+    fn map(&self, base: u64) -> Mapping {
+        Mapping::open(self.mem(), base, SIZE).unwrap()
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_bulkhead"));
+        c.arg("--mem")
+            .arg(self.mem())
+            .arg("--cmdline")
+            .arg(self.cmdline())
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        Run(self.command(args).output().unwrap())
+    }
+
+    fn run_with_stdin(&self, args: &[&str], input: &[u8]) -> Run {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        Run(child.wait_with_output().unwrap())
+    }
+}
+
+/// A finished run of the binary.
+struct Run(Output);
+
+impl Run {
+    fn code(&self) -> i32 {
+        self.0.status.code().unwrap()
+    }
+
+    fn stdout(&self) -> String {
+        String::from_utf8(self.0.stdout.clone()).unwrap()
+    }
+
+    fn stderr(&self) -> String {
+        String::from_utf8(self.0.stderr.clone()).unwrap()
+    }
+
+    #[track_caller]
+    fn expect(self, code: i32) -> Self {
+        assert_eq!(
+            self.code(),
+            code,
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout()).unwrap()
+    }
+}
+
+#[test]
+fn list_shows_every_channel() {
+    let f = Fixture::new(false);
+    let out = f.run(&["list"]).expect(0).stdout();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 5, "{out}");
+    assert!(lines[0].starts_with("NAME"), "{out}");
+    let to: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(
+        to,
+        [
+            "to",
+            "linux-to-rt",
+            "doorbell",
+            "0x0",
+            "0x2000",
+            "64",
+            "64",
+            "56",
+            "0",
+            "ready"
+        ]
+    );
+    let small: Vec<&str> = lines[4].split_whitespace().collect();
+    assert_eq!(small[5..9], ["2048", "2", "2040", "0"]);
+
+    let json = f.run(&["list", "--json"]).expect(0).json();
+    let all = json.as_array().unwrap();
+    assert_eq!(all.len(), 4);
+    assert_eq!(all[1]["name"], "from");
+    assert_eq!(all[1]["direction"], "rt-to-linux");
+    assert_eq!(all[1]["base"], 0x2000);
+    assert_eq!(all[1]["slot_count"], 64);
+    assert_eq!(all[1]["max_message"], 56);
+    assert_eq!(all[1]["state"], "ready");
+    assert!(all[1]["error"].is_null());
+}
+
+#[test]
+fn list_shows_a_corrupt_channel_with_its_error() {
+    let f = Fixture::new(true);
+    let run = f.run(&["list"]).expect(1);
+    let out = run.stdout();
+    let bad = out.lines().find(|l| l.starts_with("bad ")).expect(&out);
+    assert!(
+        bad.ends_with("error: not a usable channel: channel header has the wrong magic"),
+        "{bad}"
+    );
+    assert!(out.lines().any(|l| l.starts_with("to ")), "{out}");
+    assert_eq!(
+        run.stderr(),
+        "bulkhead: channel `bad`: not a usable channel: channel header has the wrong magic\n"
+    );
+    let json = f.run(&["list", "--json"]).expect(1).json();
+    let bad = &json.as_array().unwrap()[4];
+    assert_eq!(bad["name"], "bad");
+    assert!(bad["slot_size"].is_null());
+    assert_eq!(
+        bad["error"],
+        "not a usable channel: channel header has the wrong magic"
+    );
+}
+
+#[test]
+fn send_then_receive() {
+    let f = Fixture::new(false);
+    f.run(&["send", "to", "-p", "3", "hello world"]).expect(0);
+    f.run_with_stdin(&["send", "to", "--priority", "9"], b"from stdin\n")
+        .expect(0);
+    f.run(&["send", "to", "--nonblock", "plain"]).expect(0);
+    // The CLI receives them through `loop`, announced on `to`'s memory: highest priority first.
+    let out = f.run(&["receive", "loop", "-n", "3"]).expect(0).stdout();
+    assert_eq!(
+        out,
+        "priority=9 len=11 text=from stdin\\n\n\
+         priority=3 len=11 text=hello world\n\
+         priority=0 len=5 text=plain\n"
+    );
+
+    // From a peer standing in for the RT side, not UTF-8, as JSON lines.
+    let mut peer = ChannelSender::attach(f.map(0x2000)).unwrap();
+    peer.send(&[0xff, 0x00, 0x10], 2).unwrap();
+    peer.send(b"ok", 1).unwrap();
+    let run = f
+        .run(&[
+            "receive",
+            "from",
+            "-n",
+            "2",
+            "--json",
+            "--timeout-ms",
+            "5000",
+        ])
+        .expect(0);
+    let lines: Vec<serde_json::Value> = run
+        .stdout()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            serde_json::json!({"priority": 2, "len": 3, "hex": "ff0010"}),
+            serde_json::json!({"priority": 1, "len": 2, "text": "ok"}),
+        ]
+    );
+    peer.send(&[1, 2], 0).unwrap();
+    let out = f.run(&["receive", "from"]).expect(0).stdout();
+    assert_eq!(out, "priority=0 len=2 text=\\u{1}\\u{2}\n");
+}
+
+#[test]
+fn stats_text_and_json() {
+    let f = Fixture::new(false);
+    f.run(&["send", "to", "one"]).expect(0);
+    f.run(&["send", "to", "two"]).expect(0);
+    let out = f.run(&["stats", "to"]).expect(0).stdout();
+    for line in [
+        "name: to",
+        "direction: linux-to-rt",
+        "slot_size: 64",
+        "slot_count: 64",
+        "max_message: 56",
+        "current: 2",
+        "producer_index: 2",
+        "consumer_index: 0",
+        "state: ready",
+        "error: -",
+    ] {
+        assert!(out.lines().any(|l| l == line), "{line} in\n{out}");
+    }
+    let json = f.run(&["stats", "to", "--json"]).expect(0).json();
+    assert_eq!(json["current"], 2);
+    assert_eq!(json["consumer_wants_doorbell"], false);
+    assert_eq!(json["notify"], "doorbell");
+
+    let f = Fixture::new(true);
+    let run = f.run(&["stats", "bad", "--json"]).expect(1);
+    assert_eq!(
+        run.json()["error"],
+        "not a usable channel: channel header has the wrong magic"
+    );
+    assert!(run.stderr().contains("channel `bad`"), "{}", run.stderr());
+}
+
+#[test]
+fn errors_and_exit_codes() {
+    let f = Fixture::new(false);
+    // A channel nobody announced: 1, naming it.
+    let run = f.run(&["send", "nope", "x"]).expect(1);
+    assert_eq!(
+        run.stderr(),
+        "bulkhead: channel `nope`: no channel `nope` is announced\n"
+    );
+    f.run(&["stats", "nope"]).expect(1);
+    // The wrong way: 1.
+    let run = f.run(&["receive", "to"]).expect(1);
+    assert!(
+        run.stderr()
+            .contains("Linux is its producer and cannot receive from it"),
+        "{}",
+        run.stderr()
+    );
+    // Too long: 1.
+    let run = f.run(&["send", "to", &"x".repeat(57)]).expect(1);
+    assert!(
+        run.stderr()
+            .contains("longer than the channel's 56-byte maximum")
+    );
+    // Empty: 3, at once or after the timeout.
+    let run = f.run(&["receive", "from", "--nonblock"]).expect(3);
+    assert_eq!(
+        run.stderr(),
+        "bulkhead: channel `from`: channel would block\n"
+    );
+    let start = Instant::now();
+    let run = f.run(&["receive", "from", "--timeout-ms", "100"]).expect(3);
+    assert!(start.elapsed() >= Duration::from_millis(100));
+    assert_eq!(run.stderr(), "bulkhead: channel `from`: timed out\n");
+    // Full: 3.
+    f.run(&["send", "small", "1"]).expect(0);
+    f.run(&["send", "small", "2"]).expect(0);
+    f.run(&["send", "small", "--nonblock", "3"]).expect(3);
+    f.run(&["send", "small", "--timeout-ms", "50", "3"])
+        .expect(3);
+    // Usage: 2.
+    f.run(&["send"]).expect(2);
+    f.run(&["receive", "from", "-n", "0"]).expect(2);
+    f.run(&["send", "to", "-p", "256", "x"]).expect(2);
+    f.run(&["frobnicate"]).expect(2);
+    // No memory: 1.
+    let run = Run(Command::new(env!("CARGO_BIN_EXE_bulkhead"))
+        .args(["--mem", "/nonexistent/mem", "--cmdline"])
+        .arg(f.cmdline())
+        .args(["send", "to", "x"])
+        .output()
+        .unwrap())
+    .expect(1);
+    assert!(
+        run.stderr()
+            .starts_with("bulkhead: channel `to`: cannot open /nonexistent/mem: "),
+        "{}",
+        run.stderr()
+    );
+    // A malformed announcement: 1, naming the word and the field.
+    std::fs::write(
+        f.cmdline(),
+        "bulkhead.channel=to,linux-to-rt,doorbell,0x0,0x2001",
+    )
+    .unwrap();
+    let run = f.run(&["list"]).expect(1);
+    assert!(
+        run.stderr()
+            .contains("`bulkhead.channel=to,linux-to-rt,doorbell,0x0,0x2001`: SIZE: a hexadecimal"),
+        "{}",
+        run.stderr()
+    );
+}
+
+/// What the echo peer does to message number `n` (counted from 0).
+#[derive(Clone, Copy)]
+enum Fault {
+    None,
+    Drop(u64),
+    Corrupt(u64),
+}
+
+/// Stands in for the RT echo task: copies every message from `to` to `from`, same priority,
+/// until `stop`.
+fn echo(mem: &Path, stop: &AtomicBool, fault: Fault) {
+    let mut rx = ChannelReceiver::attach(Mapping::open(mem, 0, SIZE).unwrap()).unwrap();
+    let mut tx = ChannelSender::attach(Mapping::open(mem, 0x2000, SIZE).unwrap()).unwrap();
+    let mut buf = vec![0u8; rx.max_message()];
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let deadline = Instant::now() + Duration::from_millis(20);
+        let (len, priority) = match rx.receive_until(&mut buf, deadline) {
+            Ok(got) => got,
+            Err(e) if e.kind() == ErrorKind::TimedOut => continue,
+            Err(e) => panic!("echo: {e}"),
+        };
+        match fault {
+            Fault::Drop(k) if k == n => {}
+            Fault::Corrupt(k) if k == n => {
+                buf[len - 1] ^= 0x40;
+                tx.send(&buf[..len], priority).unwrap();
+            }
+            _ => tx.send(&buf[..len], priority).unwrap(),
+        }
+        n += 1;
+    }
+}
+
+/// Runs `bulkhead ping ARGS` beside an echo peer.
+fn ping_with_echo(f: &Fixture, args: &[&str], fault: Fault) -> Run {
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| echo(&f.mem(), &stop, fault));
+        let mut all = vec!["ping", "--to", "to", "--from", "from"];
+        all.extend_from_slice(args);
+        let run = f.run(&all);
+        stop.store(true, Ordering::Relaxed);
+        run
+    })
+}
+
+/// The numbers of a `bulkhead-ping:` line, checking its exact shape.
+fn ping_counts(line: &str) -> [u64; 7] {
+    let words: Vec<&str> = line.trim_end().split(' ').collect();
+    let keys = [
+        "sent",
+        "received",
+        "lost",
+        "duplicated",
+        "corrupt",
+        "reordered",
+        "max_rtt_us",
+    ];
+    assert_eq!(words.len(), 15, "{line}");
+    assert_eq!(words[0], "bulkhead-ping:");
+    let mut counts = [0; 7];
+    for (i, key) in keys.iter().enumerate() {
+        assert_eq!(words[1 + 2 * i], *key, "{line}");
+        counts[i] = words[2 + 2 * i].parse().unwrap();
+    }
+    counts
+}
+
+#[test]
+fn ping_through_an_echo_peer() {
+    let f = Fixture::new(false);
+    let run = ping_with_echo(&f, &[], Fault::None).expect(0);
+    let out = run.stdout();
+    assert_eq!(out.lines().count(), 1, "{out}");
+    let [sent, received, lost, duplicated, corrupt, reordered, _rtt] = ping_counts(&out);
+    assert_eq!(
+        (sent, received, lost, duplicated, corrupt, reordered),
+        (200, 200, 0, 0, 0, 0)
+    );
+
+    let run = ping_with_echo(&f, &["-n", "1000", "--json"], Fault::None).expect(0);
+    let json = run.json();
+    assert_eq!(json["sent"], 1000);
+    assert_eq!(json["received"], 1000);
+    assert_eq!(json["lost"], 0);
+    assert_eq!(json["ok"], true);
+    assert!(json["max_rtt_us"].is_u64());
+}
+
+#[test]
+fn ping_counts_what_goes_wrong() {
+    let f = Fixture::new(false);
+    // Nobody echoes: every message sent (a window's worth) is lost; status 3.
+    let run = f
+        .run(&[
+            "ping",
+            "--to",
+            "to",
+            "--from",
+            "from",
+            "--timeout-ms",
+            "200",
+        ])
+        .expect(3);
+    let [sent, received, lost, ..] = ping_counts(&run.stdout());
+    assert_eq!((sent, received, lost), (63, 0, 63));
+    assert!(
+        run.stderr().contains("63 replies missing"),
+        "{}",
+        run.stderr()
+    );
+    // The echo comes up: it first echoes the 63 left in `to`, which the next run waits for
+    // and discards before it starts.
+    let run = ping_with_echo(&f, &["-n", "50"], Fault::None).expect(0);
+    let [sent, received, ..] = ping_counts(&run.stdout());
+    assert_eq!((sent, received), (50, 50));
+    assert!(
+        run.stderr()
+            .contains("discarded 63 messages of an earlier run on `from`"),
+        "{}",
+        run.stderr()
+    );
+
+    // One message dropped: lost 1, status 3.
+    let f = Fixture::new(false);
+    let run = ping_with_echo(&f, &["--timeout-ms", "1000"], Fault::Drop(10)).expect(3);
+    let [sent, received, lost, duplicated, corrupt, reordered, _] = ping_counts(&run.stdout());
+    assert_eq!((lost, duplicated, corrupt, reordered), (1, 0, 0, 0));
+    assert_eq!(sent, received + 1);
+    assert!(sent < 200, "the window stops at the missing reply");
+
+    // One message corrupted: corrupt 1 (and that message lost), status 1.
+    let f = Fixture::new(false);
+    let run = ping_with_echo(&f, &["--timeout-ms", "1000"], Fault::Corrupt(20)).expect(1);
+    let [_, _, lost, duplicated, corrupt, reordered, _] = ping_counts(&run.stdout());
+    assert_eq!((lost, duplicated, corrupt, reordered), (1, 0, 1, 0));
+}

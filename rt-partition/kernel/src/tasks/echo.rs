@@ -1,0 +1,74 @@
+//! The echo task (`echo=FROM:TO`): copies every message of the `linux-to-rt` channel FROM to
+//! the `rt-to-linux` channel TO, unchanged and with the same priority. It is the RT peer of
+//! the Linux tool's `bulkhead ping`, and the smallest example of a task that serves Linux
+//! through the channel API: open both ends once, then block in `receive` and `send`.
+//!
+//! It prints `echo: FROM -> TO ready (...)` when both ends are open, and after a burst of traffic
+//! (once no message came for a second) `echo: forwarded N messages, B bytes`. A channel that
+//! fails (a corrupt ring: Linux is not trusted) ends the task with a line naming it; the rest
+//! of the kernel goes on.
+
+use spin::Once;
+
+use crate::api::{self, Timeout};
+use crate::channels::{self, ChannelError};
+use crate::println;
+
+/// The two channels, from the kernel options.
+static ROUTE: Once<(&'static str, &'static str)> = Once::new();
+
+/// Sets the route (init).
+pub fn configure(from: &'static str, to: &'static str) {
+    ROUTE.call_once(|| (from, to));
+}
+
+/// The message buffer: a slot's largest payload is bigger than a task stack.
+static BUFFER: spin::Mutex<[u8; bulkhead_ring::MAX_SLOT_SIZE as usize]> =
+    spin::Mutex::new([0; bulkhead_ring::MAX_SLOT_SIZE as usize]);
+
+/// How long the task waits for the next message before it reports a burst.
+const QUIET_NS: u64 = 1_000_000_000;
+
+/// The echo task.
+pub extern "C" fn task(_: usize) {
+    let Some(&(from, to)) = ROUTE.get() else {
+        return;
+    };
+    let (mut rx, mut tx) = match (channels::open_receiver(from), channels::open_sender(to)) {
+        (Ok(rx), Ok(tx)) => (rx, tx),
+        (Err(e), _) => return println!("echo: channel {from}: {e}"),
+        (_, Err(e)) => return println!("echo: channel {to}: {e}"),
+    };
+    match (rx.attr(), tx.attr()) {
+        (Ok(a), Ok(b)) => println!(
+            "echo: {from} -> {to} ready (messages up to {} bytes in, {} bytes out)",
+            a.message_size, b.message_size
+        ),
+        (Err(e), _) => return println!("echo: channel {from}: {e}"),
+        (_, Err(e)) => return println!("echo: channel {to}: {e}"),
+    }
+    // The one echo task holds the buffer for its whole life.
+    let Some(mut buf) = BUFFER.try_lock() else {
+        return println!("echo: a second echo task");
+    };
+    let (mut messages, mut bytes, mut reported) = (0u64, 0u64, 0u64);
+    loop {
+        let deadline = api::now_ns().saturating_add(QUIET_NS);
+        let (len, priority) = match rx.receive(&mut buf[..], Timeout::Until(deadline)) {
+            Ok(m) => m,
+            Err(ChannelError::TimedOut) => {
+                if messages != reported {
+                    println!("echo: forwarded {messages} messages, {bytes} bytes");
+                    reported = messages;
+                }
+                continue;
+            }
+            Err(e) => return println!("echo: stopped: channel {from}: {e}"),
+        };
+        if let Err(e) = tx.send(&buf[..len], priority, Timeout::Forever) {
+            return println!("echo: stopped: channel {to}: {e}");
+        }
+        messages += 1;
+        bytes += len as u64;
+    }
+}
