@@ -127,7 +127,10 @@ pub fn wait_others_left(own: &[u32], apic_id: u32, deadline: u64) -> Result<(), 
 
 /// Whether this CPU was asked to end its guest (clearing the request).
 pub fn take_stop_request(own: &[u32], apic_id: u32) -> bool {
-    position(own, apic_id).is_some_and(|i| STOP[i].swap(false, Ordering::AcqRel))
+    // Read first: every exit of a Linux CPU asks, and a store each time would only move the
+    // cache line about.
+    position(own, apic_id)
+        .is_some_and(|i| STOP[i].load(Ordering::Acquire) && STOP[i].swap(false, Ordering::AcqRel))
 }
 
 /// Asks every other CPU of the partition whose guest runs to end it; returns how many were

@@ -36,6 +36,10 @@ pub struct LoadedConfig {
     pub linux_kernel: String,
     /// The boot module name of Linux's initrd (`linux.initrd`), if the config names one.
     pub linux_initrd: Option<String>,
+    /// Linux's command line from the config (`linux.cmdline`).
+    pub linux_cmdline: String,
+    /// Bytes of RAM the Linux partition owns.
+    pub linux_ram_bytes: u64,
 }
 
 impl LoadedConfig {
@@ -89,6 +93,8 @@ pub fn load(path: &Path) -> Result<LoadedConfig> {
         rt_image: cfg.rt().image().as_str().to_string(),
         linux_kernel: cfg.linux().kernel().as_str().to_string(),
         linux_initrd: cfg.linux().initrd().map(|n| n.as_str().to_string()),
+        linux_cmdline: cfg.linux().cmdline().to_string(),
+        linux_ram_bytes: linux.memory().iter().map(|r| r.size).sum(),
     })
 }
 

@@ -51,7 +51,8 @@ const INIT_ARGS: &str = "bulkhead.init=poweroff";
 /// The hypervisor's line at launch.
 const LAUNCH: &str = r"^all \d+ CPUs in VMX operation";
 
-/// Linux's whole command line bare: the config's with its console on COM1, and what the
+/// Linux's whole command line bare: the config's with its console on COM1, `mem=` as much RAM
+/// as the config gives Linux (so that both kernels size their memory alike), and what the
 /// hypervisor's CPUID policy does for Linux in Bochs, by kernel options:
 /// - `clearcpuid=fsrm`: Bochs' CPU model reports FSRM with fast strings disabled, and Linux
 ///   hangs in its early init (after `LSM: Security Framework initializing`); the hypervisor
@@ -60,12 +61,19 @@ const LAUNCH: &str = r"^all \d+ CPUs in VMX operation";
 ///   describe a 1.5 GHz part, so Linux's clock would run 30 times slow; the hypervisor states
 ///   the frequency it measured against the PIT (about `ips`), bare Linux is told `ips` and
 ///   refines it against the HPET as usual.
-fn bare_cmdline(ips: u32) -> String {
+fn bare_cmdline(config_cmdline: &str, ips: u32, linux_ram_bytes: u64) -> String {
+    let words: Vec<&str> = config_cmdline
+        .split_ascii_whitespace()
+        .filter(|w| !w.starts_with("console="))
+        .collect();
     format!(
-        "console=ttyS0,115200 quiet clearcpuid=fsrm tsc_early_khz={} bulkhead.init=poweroff",
+        "console=ttyS0,115200 {} mem={}M clearcpuid=fsrm tsc_early_khz={} bulkhead.init=poweroff",
+        words.join(" "),
+        linux_ram_bytes.div_ceil(1 << 20),
         ips / 1000
     )
 }
+
 /// How often a run reports that it is still going.
 const PROGRESS_EVERY: Duration = Duration::from_secs(60);
 /// How long the bare run may take from its init's lines to Linux's power-off.
@@ -185,6 +193,8 @@ fn until_power_off(lines: &[String]) -> (usize, usize) {
 #[derive(Debug, Clone)]
 struct Report {
     ips: u32,
+    /// Linux's command line in the bare run.
+    bare_cmdline: String,
     /// The config, as shown.
     config: String,
     /// Linux's CPUs and all CPUs of the hypervisor run.
@@ -249,9 +259,7 @@ fn table(r: &Report) -> String {
     let _ = writeln!(
         out,
         "bare:       bzImage from GRUB, {} CPU(s), {} MiB, \"{}\"",
-        r.linux_cpus,
-        r.memory_mib,
-        bare_cmdline(r.ips)
+        r.linux_cpus, r.memory_mib, r.bare_cmdline
     );
     let _ = writeln!(
         out,
@@ -433,8 +441,9 @@ pub fn run(
     bare_emulator.validate()?;
     hv_emulator.validate()?;
 
-    let bare_spec = IsoSpec::linux_bare("bare.iso", &linux.bzimage, &linux.initramfs)
-        .cmdline(bare_cmdline(args.ips));
+    let bare_spec = IsoSpec::linux_bare("bare.iso", &linux.bzimage, &linux.initramfs).cmdline(
+        bare_cmdline(&config.linux_cmdline, args.ips, config.linux_ram_bytes),
+    );
     let hv_spec = IsoSpec::new(
         "hv.iso",
         hypervisor,
@@ -519,6 +528,7 @@ pub fn run(
     let (reports, rt_seconds) = until_power_off(&hv_lines);
     let report = Report {
         ips: args.ips,
+        bare_cmdline: bare_cmdline(&config.linux_cmdline, args.ips, config.linux_ram_bytes),
         config: crate::shown(&config.path),
         linux_cpus,
         machine_cpus: config.cpus(),
@@ -629,6 +639,11 @@ mod tests {
         };
         let report = Report {
             ips: 50_000_000,
+            bare_cmdline: bare_cmdline(
+                "console=ttyS1,115200 quiet cryptomgr.notests",
+                50_000_000,
+                (640 << 20) + 0x9f000,
+            ),
             config: "configs/bochs-2cpu.toml".into(),
             linux_cpus: 1,
             machine_cpus: 2,
@@ -648,7 +663,10 @@ mod tests {
         };
         let text = table(&report);
         assert!(text.contains("ips 50000000"), "{text}");
-        assert!(text.contains("tsc_early_khz=50000 "), "{text}");
+        assert!(
+            text.contains("\"console=ttyS0,115200 quiet cryptomgr.notests mem=641M clearcpuid=fsrm tsc_early_khz=50000 bulkhead.init=poweroff\""),
+            "{text}"
+        );
         assert!(text.contains("check: 3 RT kernel summaries"), "{text}");
         assert!(
             text.contains("kernel 6.1.0-56-amd64, same initramfs"),

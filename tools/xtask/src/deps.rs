@@ -7,9 +7,10 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 
 /// Debian packages: the emulators (Bochs with its BIOS, VGA BIOS and terminal display; QEMU),
-/// what `grub-mkrescue` needs for a BIOS-bootable ISO, and `xz` (the Linux guest's vmlinux is
-/// decompressed from Debian's xz-compressed bzImage).
-pub const PACKAGES: [&str; 10] = [
+/// what `grub-mkrescue` needs for a BIOS-bootable ISO, `xz` (the Linux guest's vmlinux is
+/// decompressed from Debian's xz-compressed bzImage), and glibc's static libraries (the Linux
+/// tool in the initramfs is a static executable).
+pub const PACKAGES: [&str; 11] = [
     "bochs",
     "bochsbios",
     "vgabios",
@@ -20,6 +21,7 @@ pub const PACKAGES: [&str; 10] = [
     "xorriso",
     "mtools",
     "xz-utils",
+    "libc6-dev",
 ];
 
 /// The packages in [`PACKAGES`] that are not installed, or `None` where `dpkg-query` cannot be run.
