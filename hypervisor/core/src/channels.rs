@@ -7,10 +7,18 @@
 //! (`rt_boot`); Linux from its command line: [`compose_linux_cmdline`] writes the config's
 //! command line, the kernel module's arguments, then one `bulkhead.channel=` word per channel
 //! (`bulkhead_ring::announce`).
+//!
+//! Doorbells ([`Doorbells`]): Linux rings a channel whose notification is `doorbell` with the
+//! `DOORBELL` hypercall, naming the channel by its base; the hypervisor interrupts the RT
+//! partition, at most once per [`DOORBELL_MIN_INTERVAL_US`] per channel. A Linux that rings
+//! faster (a bug, or on purpose) gets `COALESCED` and costs the RT side nothing more; the RT
+//! side re-checks its rings on a timer too, so a coalesced doorbell delays a wake-up, it does
+//! not lose it.
 
 use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicU64, Ordering};
 
-use bulkhead_config::{ChannelConfig, ChannelDirection, Config, Notify};
+use bulkhead_config::{ChannelConfig, ChannelDirection, Config, MAX_CHANNELS, Notify};
 use bulkhead_ring::announce::{Announcement, Direction, NotifyMode};
 
 /// The announcement of `channel` (`None` for a channel whose memory the config does not place:
@@ -94,6 +102,80 @@ impl Write for SliceWriter<'_> {
     }
 }
 
+/// Shortest time between two doorbell interrupts of one channel.
+pub const DOORBELL_MIN_INTERVAL_US: u64 = 100;
+
+/// What a doorbell hypercall does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ring {
+    /// Interrupt the RT partition now.
+    Interrupt,
+    /// The channel rang less than the minimum interval ago: no new interrupt.
+    Coalesced,
+    /// No channel with doorbell notification at that base.
+    NoSuchChannel,
+}
+
+/// The channels that take doorbells, and when each last interrupted the RT partition.
+#[derive(Debug)]
+pub struct Doorbells {
+    bases: [u64; MAX_CHANNELS],
+    /// TSC of the last interrupt per channel (0: never).
+    last: [AtomicU64; MAX_CHANNELS],
+    count: usize,
+}
+
+impl Doorbells {
+    /// The channels of `cfg` whose notification is `doorbell`.
+    pub fn from_config(cfg: &Config) -> Self {
+        let mut d = Self {
+            bases: [0; MAX_CHANNELS],
+            last: [const { AtomicU64::new(0) }; MAX_CHANNELS],
+            count: 0,
+        };
+        for channel in cfg.channels() {
+            if channel.notify() != Notify::Doorbell || d.count == MAX_CHANNELS {
+                continue;
+            }
+            if let Some(memory) = cfg.channel_memory(channel) {
+                d.bases[d.count] = memory.base;
+                d.count += 1;
+            }
+        }
+        d
+    }
+
+    /// How many channels take doorbells.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether no channel takes doorbells.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// A doorbell for the channel at `base`, at TSC `now`, with `min_interval` TSC ticks
+    /// between interrupts of one channel. Safe to call from several CPUs at once: of
+    /// concurrent rings within the interval, one interrupts.
+    pub fn ring(&self, base: u64, now: u64, min_interval: u64) -> Ring {
+        let Some(i) = self.bases[..self.count].iter().position(|&b| b == base) else {
+            return Ring::NoSuchChannel;
+        };
+        let last = &self.last[i];
+        let seen = last.load(Ordering::Acquire);
+        if seen != 0 && now.wrapping_sub(seen) < min_interval {
+            return Ring::Coalesced;
+        }
+        // `now` of 0 would read as "never": 1 tick later is the same moment.
+        let stamp = now.max(1);
+        match last.compare_exchange(seen, stamp, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => Ring::Interrupt,
+            Err(_) => Ring::Coalesced,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,6 +213,61 @@ mod tests {
             all[1].base, 0x3801_0000,
             "packed after the first, 4 KiB aligned"
         );
+    }
+
+    #[test]
+    fn doorbells_ring_known_channels_at_most_once_per_interval() {
+        let cfg = config();
+        let d = Doorbells::from_config(&cfg);
+        assert_eq!(d.len(), 2, "both example channels take doorbells");
+        let (telemetry, commands) = (0x3800_0000, 0x3801_0000);
+        assert_eq!(d.ring(commands, 1_000, 100), Ring::Interrupt);
+        assert_eq!(d.ring(commands, 1_050, 100), Ring::Coalesced);
+        assert_eq!(
+            d.ring(telemetry, 1_050, 100),
+            Ring::Interrupt,
+            "per channel"
+        );
+        assert_eq!(d.ring(commands, 1_100, 100), Ring::Interrupt);
+        assert_eq!(d.ring(0x3802_0000, 5_000, 100), Ring::NoSuchChannel);
+        assert_eq!(d.ring(commands + 8, 5_000, 100), Ring::NoSuchChannel);
+        // A TSC of 0 still counts as a ring.
+        let fresh = Doorbells::from_config(&cfg);
+        assert_eq!(fresh.ring(commands, 0, 100), Ring::Interrupt);
+        assert_eq!(fresh.ring(commands, 50, 100), Ring::Coalesced);
+    }
+
+    #[test]
+    fn poll_channels_take_no_doorbell() {
+        let toml = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../configs/bochs-2cpu.toml"
+        ))
+        .unwrap()
+        .replace("notify = \"doorbell\"", "notify = \"poll\"");
+        let cfg = bulkhead_config::host::load_str(&toml, "poll.toml").unwrap();
+        let d = Doorbells::from_config(&cfg);
+        assert!(d.is_empty());
+        assert_eq!(d.ring(0x3801_0000, 1, 100), Ring::NoSuchChannel);
+    }
+
+    #[test]
+    fn concurrent_rings_interrupt_once_per_interval() {
+        let cfg = config();
+        let d = Doorbells::from_config(&cfg);
+        let interrupts = std::sync::atomic::AtomicU64::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..1000 {
+                        if d.ring(0x3801_0000, 10_000, 1_000_000) == Ring::Interrupt {
+                            interrupts.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(interrupts.load(Ordering::Relaxed), 1);
     }
 
     #[test]

@@ -7,17 +7,29 @@
 
 /// "Hello": a guest announces that it runs. Argument RBX: a guest-defined tag.
 pub const HELLO: u64 = 0x4248_0001;
+/// "Doorbell": Linux (kernel or user space) asks the hypervisor to notify the RT partition
+/// that a channel changed. Argument RBX: the channel's physical base, as announced on
+/// Linux's command line. Returns [`OK`] (the RT partition was interrupted), [`COALESCED`]
+/// (rung too soon after the last doorbell of that channel: no new interrupt; the RT side
+/// still re-checks its rings within its poll interval) or [`NO_SUCH_CHANNEL`].
+pub const DOORBELL: u64 = 0x4248_0002;
 
 /// Status: success.
 pub const OK: u64 = 0;
+/// Status: the doorbell was merged into an earlier one (not an error).
+pub const COALESCED: u64 = 1;
 /// Status: the call number is not known (-1 as two's complement).
 pub const UNKNOWN_CALL: u64 = u64::MAX;
+/// Status: no doorbell channel at that base, or not one this caller may ring (-2).
+pub const NO_SUCH_CHANNEL: u64 = u64::MAX - 1;
 
 /// Decoded hypercall.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hypercall {
     /// See [`HELLO`].
     Hello { tag: u64 },
+    /// See [`DOORBELL`].
+    Doorbell { channel_base: u64 },
     /// A number this hypervisor does not implement.
     Unknown { number: u64 },
 }
@@ -27,6 +39,7 @@ impl Hypercall {
     pub fn decode(rax: u64, rbx: u64) -> Self {
         match rax {
             HELLO => Self::Hello { tag: rbx },
+            DOORBELL => Self::Doorbell { channel_base: rbx },
             number => Self::Unknown { number },
         }
     }
@@ -40,5 +53,11 @@ mod tests {
     fn decodes_hello_and_unknown() {
         assert_eq!(Hypercall::decode(HELLO, 7), Hypercall::Hello { tag: 7 });
         assert_eq!(Hypercall::decode(42, 0), Hypercall::Unknown { number: 42 });
+        assert_eq!(
+            Hypercall::decode(DOORBELL, 0x3801_0000),
+            Hypercall::Doorbell {
+                channel_base: 0x3801_0000
+            }
+        );
     }
 }

@@ -6,13 +6,28 @@
 //! messages the RT side sent meanwhile: the rings are never re-initialized while the system
 //! runs. Linux learns where the channels are from its command line
 //! (`hv_core::channels::compose_linux_cmdline`).
+//!
+//! Doorbells ([`ring`]): Linux's `DOORBELL` hypercall for a channel with doorbell
+//! notification becomes a fixed IPI (vector `bulkhead_rt_abi::DOORBELL_VECTOR`) to the RT
+//! partition's first CPU, at most one per channel per
+//! `hv_core::channels::DOORBELL_MIN_INTERVAL_US`. The RT CPU takes it without a VM exit.
 
 use core::fmt;
+use core::sync::atomic::{AtomicU64, Ordering};
 
-use bulkhead_config::Config;
+use bulkhead_config::{Config, PartitionId};
 use bulkhead_ring::{Ring, RingError, SharedRegion};
+use hv_core::channels::{DOORBELL_MIN_INTERVAL_US, Doorbells};
+use hv_core::hypercall;
+use spin::Once;
 
 use crate::println;
+
+/// The doorbell channels and the RT CPU their interrupts go to.
+static DOORBELLS: Once<(Doorbells, u32)> = Once::new();
+/// Doorbells that interrupted the RT partition, and those coalesced.
+pub static DOORBELLS_RUNG: AtomicU64 = AtomicU64::new(0);
+pub static DOORBELLS_COALESCED: AtomicU64 = AtomicU64::new(0);
 
 /// A channel whose ring could not be initialized.
 #[derive(Debug)]
@@ -61,5 +76,32 @@ pub fn init_all(cfg: &Config) -> Result<usize, ChannelInitError> {
             channel.slot_size()
         );
     }
+    if let Some(&first_rt_cpu) = cfg.partition(PartitionId::Rt).cpus().first() {
+        DOORBELLS.call_once(|| (Doorbells::from_config(cfg), first_rt_cpu));
+    }
     Ok(cfg.channels().len())
+}
+
+/// Linux's doorbell for the channel at `base`: the hypercall's status.
+pub fn ring(base: u64) -> u64 {
+    let Some((doorbells, target)) = DOORBELLS.get() else {
+        return hypercall::NO_SUCH_CHANNEL;
+    };
+    let min_interval = crate::arch::time::tsc_hz() / 1_000_000 * DOORBELL_MIN_INTERVAL_US;
+    match doorbells.ring(base, crate::arch::rdtsc(), min_interval) {
+        hv_core::channels::Ring::Interrupt => {
+            // Fixed delivery, physical destination, level assert.
+            let icr = u32::from(bulkhead_rt_abi::DOORBELL_VECTOR) | (1 << 14);
+            // SAFETY: x2APIC mode is on on every CPU the hypervisor runs; the target is the
+            // RT partition's first CPU, whose kernel handles this vector (the RT boot ABI).
+            unsafe { crate::arch::apic::x2apic_send_icr(*target, icr) };
+            DOORBELLS_RUNG.fetch_add(1, Ordering::Relaxed);
+            hypercall::OK
+        }
+        hv_core::channels::Ring::Coalesced => {
+            DOORBELLS_COALESCED.fetch_add(1, Ordering::Relaxed);
+            hypercall::COALESCED
+        }
+        hv_core::channels::Ring::NoSuchChannel => hypercall::NO_SUCH_CHANNEL,
+    }
 }

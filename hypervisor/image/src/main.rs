@@ -601,6 +601,11 @@ fn report_exits_then(last_line: Option<&str>) {
         for cpu in 0..count {
             writeln!(w, "{}", ExitCountsLine::new(cpu))?;
         }
+        let rung = channels::DOORBELLS_RUNG.load(Ordering::Relaxed);
+        let coalesced = channels::DOORBELLS_COALESCED.load(Ordering::Relaxed);
+        if rung + coalesced > 0 {
+            writeln!(w, "doorbells: rung {rung} coalesced {coalesced}")?;
+        }
         match last_line {
             Some(line) => writeln!(w, "{line}"),
             None => Ok(()),

@@ -14,12 +14,13 @@
 //!
 //! # Doorbells
 //!
-//! Linux has no doorbells yet, so its endpoints poll ([`crate::poll`]) and never arm their own
-//! doorbell flag: arming asks the peer for a doorbell this side would never receive. When the
-//! peer has armed its flag (it sleeps waiting for Linux), a send or receive here clears the flag
-//! as the protocol says, but cannot ring; the count of such doorbells is kept
-//! ([`ChannelSender::doorbells_not_rung`]). A peer that sleeps on a Linux channel must
-//! therefore poll too (or wake on a timer).
+//! An endpoint rings the RT side's doorbell when the ring says the peer sleeps waiting for
+//! this side ([`crate::doorbell`]: the hypervisor's hypercall, only under Bulkhead and for
+//! channels announced `doorbell`; [`ChannelSender::doorbells_rung`]). Linux itself has no
+//! doorbells yet, so its endpoints poll ([`crate::poll`]) and never arm their own doorbell
+//! flag. A doorbell this side could not ring (no hypervisor, a `poll` channel, an endpoint
+//! attached without an announcement) is counted ([`ChannelSender::doorbells_not_rung`]); the
+//! RT side then wakes on its own timer.
 //!
 //! # One endpoint per end
 //!
@@ -36,6 +37,7 @@ use bulkhead_ring::mq::{self, Attr};
 use bulkhead_ring::{Geometry, Notify, Ring, RingError};
 
 use crate::discover::{Announcements, ChannelInfo};
+use crate::doorbell::{Doorbell, Rang};
 use crate::error::{Error, Result};
 use crate::mapping::{DEV_MEM, End, Mapping};
 use crate::poll::Backoff;
@@ -93,7 +95,32 @@ pub struct ChannelSender {
     mapping: Mapping,
     geometry: Geometry,
     name: String,
-    doorbells_not_rung: u64,
+    bell: Bell,
+}
+
+/// An endpoint's doorbell toward the RT side and its counts.
+#[derive(Debug, Default)]
+struct Bell {
+    doorbell: Option<Doorbell>,
+    rung: u64,
+    not_rung: u64,
+}
+
+impl Bell {
+    fn for_info(info: &ChannelInfo) -> Self {
+        Self {
+            doorbell: Doorbell::for_channel(info),
+            ..Self::default()
+        }
+    }
+
+    /// The ring said the peer waits for this side.
+    fn peer_waits(&mut self) {
+        match self.doorbell.map(|d| d.ring()) {
+            Some(Rang::Interrupted | Rang::Coalesced) => self.rung += 1,
+            Some(Rang::Refused(_)) | None => self.not_rung += 1,
+        }
+    }
 }
 
 impl ChannelSender {
@@ -120,7 +147,9 @@ impl ChannelSender {
                 direction: info.direction,
             });
         }
-        Self::attach_named(info.map(mem)?, info.name.clone())
+        let mut sender = Self::attach_named(info.map(mem)?, info.name.clone())?;
+        sender.bell = Bell::for_info(info);
+        Ok(sender)
     }
 
     /// The producer end of the channel initialized in `mapping`, whatever its direction (tests,
@@ -144,7 +173,7 @@ impl ChannelSender {
             mapping,
             geometry,
             name,
-            doorbells_not_rung: 0,
+            bell: Bell::default(),
         })
     }
 
@@ -168,7 +197,7 @@ impl ChannelSender {
     fn send_waiting(&mut self, msg: &[u8], priority: u8, wait: Wait) -> Result<()> {
         let notify = blocking(wait, || self.sender.try_send(msg, priority))?;
         if notify == Notify::Doorbell {
-            self.doorbells_not_rung += 1;
+            self.bell.peer_waits();
         }
         Ok(())
     }
@@ -198,9 +227,14 @@ impl ChannelSender {
         &self.mapping
     }
 
+    /// Doorbells the peer asked for (it slept waiting for a message) that were rung.
+    pub fn doorbells_rung(&self) -> u64 {
+        self.bell.rung
+    }
+
     /// Doorbells the peer asked for (it slept waiting for a message) that Linux could not ring.
     pub fn doorbells_not_rung(&self) -> u64 {
-        self.doorbells_not_rung
+        self.bell.not_rung
     }
 }
 
@@ -223,7 +257,7 @@ pub struct ChannelReceiver {
     mapping: Mapping,
     geometry: Geometry,
     name: String,
-    doorbells_not_rung: u64,
+    bell: Bell,
 }
 
 impl ChannelReceiver {
@@ -250,7 +284,9 @@ impl ChannelReceiver {
                 direction: info.direction,
             });
         }
-        Self::attach_named(info.map(mem)?, info.name.clone())
+        let mut receiver = Self::attach_named(info.map(mem)?, info.name.clone())?;
+        receiver.bell = Bell::for_info(info);
+        Ok(receiver)
     }
 
     /// The consumer end of the channel initialized in `mapping`, whatever its direction (tests,
@@ -272,7 +308,7 @@ impl ChannelReceiver {
             mapping,
             geometry,
             name,
-            doorbells_not_rung: 0,
+            bell: Bell::default(),
         })
     }
 
@@ -298,7 +334,7 @@ impl ChannelReceiver {
     fn receive_waiting(&mut self, buf: &mut [u8], wait: Wait) -> Result<(usize, u8)> {
         let got = blocking(wait, || self.receiver.try_receive(buf))?;
         if got.notify == Notify::Doorbell {
-            self.doorbells_not_rung += 1;
+            self.bell.peer_waits();
         }
         Ok((got.len, got.priority))
     }
@@ -328,10 +364,15 @@ impl ChannelReceiver {
         &self.mapping
     }
 
+    /// Doorbells the peer asked for (it slept waiting for a free slot) that were rung.
+    pub fn doorbells_rung(&self) -> u64 {
+        self.bell.rung
+    }
+
     /// Doorbells the peer asked for (it slept waiting for a free slot) that Linux could not
     /// ring.
     pub fn doorbells_not_rung(&self) -> u64 {
-        self.doorbells_not_rung
+        self.bell.not_rung
     }
 }
 

@@ -21,7 +21,7 @@ pub struct ChannelInfo {
     pub name: String,
     /// Which way its messages go.
     pub direction: Direction,
-    /// How its consumer is notified. Linux polls either way (no doorbells on Linux yet).
+    /// How the channel's consumer is notified (`doorbell`: this library rings the RT side).
     pub notify: NotifyMode,
     /// Physical address of its header page (what to map `/dev/mem` at).
     pub base: u64,

@@ -28,15 +28,15 @@
 //! # Ok::<(), bulkhead_channel::Error>(())
 //! ```
 //!
-//! # Polling, not doorbells
+//! # Doorbells and polling
 //!
-//! Doorbells are not delivered to Linux yet. Blocking calls poll ([`poll`]: a short spin, then
-//! sleeps growing from 20 µs to 1 ms), so a message sent to a blocked Linux receiver is seen
-//! within about a millisecond. Linux's endpoints never arm their own doorbell flag: arming asks
-//! the peer for a doorbell Linux would never receive. When the peer has armed its flag (it sleeps
-//! waiting for Linux), a send or receive here clears it as the protocol says but cannot ring; such
-//! doorbells are counted ([`ChannelSender::doorbells_not_rung`]). An RT peer of a Linux channel
-//! must therefore poll too (or wake on a timer) rather than sleep until a doorbell.
+//! Toward the RT side, doorbells work: when a send finds the RT consumer asleep, or a receive
+//! frees a slot the RT producer waits for, the endpoint rings the channel's doorbell with the
+//! hypervisor's `DOORBELL` hypercall ([`doorbell`]; under Bulkhead only, and for channels
+//! announced `doorbell`). Toward Linux there is no interrupt yet: Linux's blocking calls poll
+//! ([`poll`]: a short spin, then sleeps growing from 20 µs to 1 ms), so a message sent to a
+//! blocked Linux receiver is seen within about a millisecond, and Linux's endpoints never arm
+//! their own doorbell flag.
 //!
 //! # One endpoint per end
 //!
@@ -67,6 +67,11 @@
 )]
 mod channel;
 mod discover;
+#[allow(
+    unsafe_code,
+    reason = "the doorbell hypercall is one VMCALL instruction"
+)]
+pub mod doorbell;
 mod error;
 #[allow(
     unsafe_code,
@@ -81,6 +86,7 @@ pub use bulkhead_ring::mq::Attr;
 pub use bulkhead_ring::{Geometry, RingError, State};
 pub use channel::{Channel, ChannelReceiver, ChannelSender};
 pub use discover::{Announcements, ChannelInfo, PROC_CMDLINE};
+pub use doorbell::{Doorbell, Rang};
 pub use error::{Error, ErrorKind, Result};
 pub use mapping::{DEV_MEM, Mapping};
 pub use status::{StateText, Status};

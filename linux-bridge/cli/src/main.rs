@@ -11,7 +11,8 @@
 //! Channels are found on the kernel command line (`/proc/cmdline`, or `--cmdline`) and mapped
 //! from `/dev/mem` (or `--mem`, a file standing in for physical memory in tests) through the
 //! `bulkhead-channel` library. `list` and `stats` only read a channel's header; `send` and
-//! `receive` attach as Linux's end of it. Blocking waits poll (Linux gets no doorbells yet).
+//! `receive` attach as Linux's end of it. Blocking waits poll (Linux gets no doorbells yet);
+//! when the RT side sleeps waiting for Linux, its doorbell is rung (under Bulkhead).
 //!
 //! `send` sends MESSAGE (or all of standard input when MESSAGE is absent) as one message.
 //! `receive` prints one line per message: `priority=P len=N text=TEXT` when the message is
@@ -67,7 +68,7 @@ Exit status:
      come back within --timeout-ms)
 
 Linux gets no channel doorbells yet: blocking waits poll (spin, then sleeps of 20 us
-growing to 1 ms).";
+growing to 1 ms). The RT side's doorbell is rung when it sleeps waiting for Linux.";
 
 /// Bulkhead's channels from Linux: list them, send, receive, and ping an RT echo task.
 #[derive(Debug, Parser)]

@@ -333,6 +333,13 @@ pub fn run(announcements: &Announcements, mem: &Path, opts: Options<'_>) -> Resu
         out(format_args!("{text}"))?;
     } else {
         out(format_args!("{}", report.line()))?;
+        // The RT side's doorbells: rung when it slept waiting for Linux (under Bulkhead),
+        // or not (elsewhere, or on `poll` channels).
+        out(format_args!(
+            "bulkhead-ping: doorbells rung {} not rung {}",
+            tx.doorbells_rung() + rx.doorbells_rung(),
+            tx.doorbells_not_rung() + rx.doorbells_not_rung()
+        ))?;
     }
     outcome?;
     if report.ok {

@@ -390,8 +390,9 @@ fn ping_with_echo(f: &Fixture, args: &[&str], fault: Fault) -> Run {
     })
 }
 
-/// The numbers of a `bulkhead-ping:` line, checking its exact shape.
-fn ping_counts(line: &str) -> [u64; 7] {
+/// The numbers of ping's summary line (the first of its output), checking its exact shape.
+fn ping_counts(out: &str) -> [u64; 7] {
+    let line = out.lines().next().unwrap_or_default();
     let words: Vec<&str> = line.trim_end().split(' ').collect();
     let keys = [
         "sent",
@@ -417,7 +418,13 @@ fn ping_through_an_echo_peer() {
     let f = Fixture::new(false);
     let run = ping_with_echo(&f, &[], Fault::None).expect(0);
     let out = run.stdout();
-    assert_eq!(out.lines().count(), 1, "{out}");
+    assert_eq!(out.lines().count(), 2, "{out}");
+    // Off Bulkhead, and with a peer that never sleeps on the doorbell: nothing to ring.
+    assert_eq!(
+        out.lines().nth(1),
+        Some("bulkhead-ping: doorbells rung 0 not rung 0"),
+        "{out}"
+    );
     let [sent, received, lost, duplicated, corrupt, reordered, _rtt] = ping_counts(&out);
     assert_eq!(
         (sent, received, lost, duplicated, corrupt, reordered),

@@ -59,6 +59,12 @@ pub const MAX_CHANNELS: usize = 32;
 /// Bytes of a channel name (UTF-8, NUL-padded).
 pub const CHANNEL_NAME_LEN: usize = 32;
 
+/// The interrupt vector of a channel doorbell: when Linux rings a channel whose
+/// notification is `doorbell` (hypercall `DOORBELL`), the hypervisor sends this fixed IPI to
+/// the partition's first CPU (CPU index 0), which then wakes the tasks waiting on channels.
+/// The IPI reaches the RT CPU directly: it takes no VM exit.
+pub const DOORBELL_VECTOR: u8 = 34;
+
 /// [`RtBootInfo::flags`] bit 0: the kernel runs under the Bulkhead hypervisor.
 pub const FLAG_UNDER_HYPERVISOR: u64 = 1 << 0;
 /// Every flag this version defines; other bits must be 0.

@@ -283,6 +283,20 @@ pub fn event_wait(
     }
 }
 
+/// [`event_set`] for an interrupt handler that already holds the kernel lock: returns what
+/// to reschedule (a bad handle sets nothing).
+pub(crate) fn event_set_locked(
+    state: &mut State,
+    flags: EventFlagsHandle,
+    bits: u32,
+    now: u64,
+) -> Resched {
+    match object(&mut state.event_flags, flags.0) {
+        Ok(f) => state.kernel.event_flags_set(f, bits, now),
+        Err(_) => Resched::NONE,
+    }
+}
+
 /// Sets `bits` in `flags`, waking every waiter whose condition then holds.
 pub fn event_set(flags: EventFlagsHandle, bits: u32) -> Result<(), Error> {
     call(|state, _core, now| {

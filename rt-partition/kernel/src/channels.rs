@@ -8,26 +8,41 @@
 //! waits: `NonBlocking` fails with `WouldBlock` at once (`EAGAIN`), `Until(t)` with `TimedOut`
 //! at `t` (`mq_timedsend` / `mq_timedreceive`), `Forever` waits.
 //!
-//! Waiting polls for now: the doorbells (Linux's hypercall that becomes an IPI to the RT CPU,
-//! and the RT side's interrupt into Linux) are not built yet, so a blocked task sleeps
-//! [`POLL_NS`] between attempts, giving its CPU to lower-priority tasks meanwhile. The ring's
-//! `Notify` results are therefore dropped here.
+//! Waiting: on a channel with doorbell notification, a blocked task arms the ring's doorbell
+//! flag and sleeps on the doorbell event flags (one bit per channel). Linux, seeing the flag
+//! when it sends (or frees a slot), rings the `DOORBELL` hypercall; the hypervisor sends
+//! `DOORBELL_VECTOR` to this partition's first CPU without any VM exit here, and
+//! [`on_doorbell`] sets every channel's bit, so each sleeper re-checks its ring. The sleep also
+//! ends after [`DOORBELL_FALLBACK_NS`]: a doorbell the hypervisor coalesced (it limits each
+//! channel's rate) delays a wake-up, it never loses it. On a `poll` channel a blocked task
+//! sleeps [`POLL_NS`] between attempts. The RT side cannot ring Linux yet (no interrupt into
+//! Linux), so the `Notify` results of this side's sends and receives are dropped: Linux polls.
 //!
 //! Linux is not trusted: a corrupt ring stops that channel with an error the caller sees
 //! (the ring crate's `Corrupt` / `PeerFailed`), never the kernel.
 
 use core::fmt;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bulkhead_ring::mq::{Attr, Receiver, Sender};
-use bulkhead_ring::{Ring, RingError, SharedRegion};
-use bulkhead_rt_abi::{ChannelDirection, ChannelInfo, MAX_CHANNELS};
+use bulkhead_ring::{Armed, Ring, RingError, SharedRegion};
+use bulkhead_rt_abi::{ChannelDirection, ChannelInfo, ChannelNotify, MAX_CHANNELS};
+use bulkhead_rt_core::sync::{FlagsCondition, FlagsMode};
+use bulkhead_rt_core::{Error, Resched};
 use spin::Once;
 
-use crate::api::{self, Timeout};
+use crate::api::{self, EventFlagsHandle, Timeout};
+use crate::sched::State;
 
-/// How long a task blocked on a channel sleeps between polls.
+/// How long a task blocked on a `poll` channel sleeps between polls.
 pub const POLL_NS: u64 = 100_000;
+/// The longest a task blocked on a `doorbell` channel sleeps without one.
+pub const DOORBELL_FALLBACK_NS: u64 = 1_000_000;
+
+/// The doorbell event flags: bit `i` for channel `i`.
+static DOORBELL_FLAGS: Once<EventFlagsHandle> = Once::new();
+/// Doorbell interrupts taken.
+pub static DOORBELL_IRQS: AtomicU64 = AtomicU64::new(0);
 
 /// What a channel operation can fail with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +60,7 @@ pub enum ChannelError {
     /// The ring refused: message too long, buffer too small, a corrupt or failed channel.
     Ring(RingError),
     /// The kernel refused the wait (called from an idle task, ...).
-    Kernel(bulkhead_rt_core::Error),
+    Kernel(Error),
 }
 
 impl fmt::Display for ChannelError {
@@ -95,6 +110,29 @@ pub fn init(infos: &'static [ChannelInfo]) -> usize {
     usable
 }
 
+/// Creates the doorbell event flags (init, after the scheduler is set up) when a channel
+/// takes doorbells.
+pub fn create_objects() -> Result<(), Error> {
+    let infos = CHANNELS.get().copied().unwrap_or(&[]);
+    if infos
+        .iter()
+        .any(|c| c.notify() == Some(ChannelNotify::Doorbell))
+    {
+        let flags = api::create_event_flags(0)?;
+        DOORBELL_FLAGS.call_once(|| flags);
+    }
+    Ok(())
+}
+
+/// The doorbell interrupt (kernel lock held): wakes every task waiting on a channel.
+pub fn on_doorbell(state: &mut State, now: u64) -> Resched {
+    DOORBELL_IRQS.fetch_add(1, Ordering::Relaxed);
+    match DOORBELL_FLAGS.get() {
+        Some(&flags) => api::event_set_locked(state, flags, u32::MAX, now),
+        None => Resched::NONE,
+    }
+}
+
 /// The ring at `info`'s memory.
 fn attach(info: &ChannelInfo) -> Result<Ring<'static>, RingError> {
     // SAFETY: the hypervisor validated the channel (boot information checks: 4 KiB aligned,
@@ -105,8 +143,14 @@ fn attach(info: &ChannelInfo) -> Result<Ring<'static>, RingError> {
     Ring::attach(region)
 }
 
+/// An open end: the ring, and the doorbell bit of its channel when it takes doorbells.
+struct Opened {
+    ring: Ring<'static>,
+    doorbell_bit: Option<u32>,
+}
+
 /// Finds `name`, checks its direction and marks that end open.
-fn open(name: &str, direction: ChannelDirection) -> Result<Ring<'static>, ChannelError> {
+fn open(name: &str, direction: ChannelDirection) -> Result<Opened, ChannelError> {
     let infos = CHANNELS.get().copied().unwrap_or(&[]);
     let (index, info) = infos
         .iter()
@@ -119,43 +163,87 @@ fn open(name: &str, direction: ChannelDirection) -> Result<Ring<'static>, Channe
     if OPEN[index].swap(true, Ordering::AcqRel) {
         return Err(ChannelError::AlreadyOpen);
     }
-    attach(info).map_err(|e| {
+    let ring = attach(info).map_err(|e| {
         OPEN[index].store(false, Ordering::Release);
         ChannelError::Ring(e)
-    })
+    })?;
+    let doorbell_bit = (info.notify() == Some(ChannelNotify::Doorbell)
+        && DOORBELL_FLAGS.get().is_some())
+    .then(|| 1u32 << index);
+    Ok(Opened { ring, doorbell_bit })
 }
 
-/// Runs `attempt` until it stops saying `WouldBlock`, polling until `timeout`.
-fn blocking<T>(
+/// How a blocked endpoint waits.
+struct Waiting {
+    doorbell_bit: Option<u32>,
+    /// Sleeps that a doorbell ended.
+    doorbell_wakes: u64,
+}
+
+/// Runs `attempt` on `end` until it stops saying `WouldBlock`, waiting until `timeout`: on the
+/// doorbell (after `arm`) with a fallback timer, or by polling.
+fn blocking<E, T>(
+    end: &mut E,
+    waiting: &mut Waiting,
     timeout: Timeout,
-    mut attempt: impl FnMut() -> Result<T, RingError>,
+    mut attempt: impl FnMut(&mut E) -> Result<T, RingError>,
+    mut arm: impl FnMut(&mut E) -> Result<Armed, RingError>,
 ) -> Result<T, ChannelError> {
     loop {
-        match attempt() {
+        match attempt(end) {
             Err(RingError::WouldBlock) => {}
             other => return other.map_err(ChannelError::Ring),
         }
         let now = api::now_ns();
-        let wake = match timeout {
+        let limit = match timeout {
             Timeout::NonBlocking => return Err(ChannelError::WouldBlock),
             Timeout::Until(deadline) if now >= deadline => return Err(ChannelError::TimedOut),
-            Timeout::Until(deadline) => deadline.min(now.saturating_add(POLL_NS)),
-            Timeout::Forever => now.saturating_add(POLL_NS),
+            Timeout::Until(deadline) => Some(deadline),
+            Timeout::Forever => None,
         };
-        api::sleep_until(wake).map_err(ChannelError::Kernel)?;
+        let flags = DOORBELL_FLAGS.get().copied();
+        match (waiting.doorbell_bit, flags) {
+            (Some(bit), Some(flags)) => {
+                if arm(end).map_err(ChannelError::Ring)? == Armed::Ready {
+                    continue;
+                }
+                let fallback = now.saturating_add(DOORBELL_FALLBACK_NS);
+                let wake = limit.map_or(fallback, |d| d.min(fallback));
+                let condition = FlagsCondition {
+                    mask: bit,
+                    mode: FlagsMode::Any,
+                    clear_on_exit: true,
+                };
+                match api::event_wait(flags, condition, Timeout::Until(wake)) {
+                    Ok(_) => waiting.doorbell_wakes += 1,
+                    Err(Error::TimedOut) => {}
+                    Err(e) => return Err(ChannelError::Kernel(e)),
+                }
+            }
+            _ => {
+                let poll = now.saturating_add(POLL_NS);
+                let wake = limit.map_or(poll, |d| d.min(poll));
+                api::sleep_until(wake).map_err(ChannelError::Kernel)?;
+            }
+        }
     }
 }
 
 /// The RT end of an `rt-to-linux` channel.
 pub struct ChannelSender {
     sender: Sender<'static>,
+    waiting: Waiting,
 }
 
 /// Opens `name` for sending.
 pub fn open_sender(name: &str) -> Result<ChannelSender, ChannelError> {
-    let ring = open(name, ChannelDirection::RtToLinux)?;
+    let opened = open(name, ChannelDirection::RtToLinux)?;
     Ok(ChannelSender {
-        sender: Sender::new(ring.into_producer()),
+        sender: Sender::new(opened.ring.into_producer()),
+        waiting: Waiting {
+            doorbell_bit: opened.doorbell_bit,
+            doorbell_wakes: 0,
+        },
     })
 }
 
@@ -163,25 +251,42 @@ impl ChannelSender {
     /// Sends `msg` with `priority` (higher is more urgent), waiting for a free slot until
     /// `timeout` (`mq_send` / `mq_timedsend`).
     pub fn send(&mut self, msg: &[u8], priority: u8, timeout: Timeout) -> Result<(), ChannelError> {
-        blocking(timeout, || self.sender.try_send(msg, priority)).map(|_notify| ())
+        blocking(
+            &mut self.sender,
+            &mut self.waiting,
+            timeout,
+            |s| s.try_send(msg, priority),
+            |s| s.arm_doorbell(),
+        )
+        .map(|_notify| ())
     }
 
     /// The queue's attributes (`mq_getattr`).
     pub fn attr(&mut self) -> Result<Attr, ChannelError> {
         self.sender.attr().map_err(ChannelError::Ring)
     }
+
+    /// Waits for a free slot that a doorbell ended.
+    pub fn doorbell_wakes(&self) -> u64 {
+        self.waiting.doorbell_wakes
+    }
 }
 
 /// The RT end of a `linux-to-rt` channel.
 pub struct ChannelReceiver {
     receiver: Receiver<'static>,
+    waiting: Waiting,
 }
 
 /// Opens `name` for receiving.
 pub fn open_receiver(name: &str) -> Result<ChannelReceiver, ChannelError> {
-    let ring = open(name, ChannelDirection::LinuxToRt)?;
+    let opened = open(name, ChannelDirection::LinuxToRt)?;
     Ok(ChannelReceiver {
-        receiver: Receiver::new(ring.into_consumer()),
+        receiver: Receiver::new(opened.ring.into_consumer()),
+        waiting: Waiting {
+            doorbell_bit: opened.doorbell_bit,
+            doorbell_wakes: 0,
+        },
     })
 }
 
@@ -194,11 +299,23 @@ impl ChannelReceiver {
         buf: &mut [u8],
         timeout: Timeout,
     ) -> Result<(usize, u8), ChannelError> {
-        blocking(timeout, || self.receiver.try_receive(buf)).map(|r| (r.len, r.priority))
+        blocking(
+            &mut self.receiver,
+            &mut self.waiting,
+            timeout,
+            |r| r.try_receive(buf),
+            |r| r.arm_doorbell(),
+        )
+        .map(|r| (r.len, r.priority))
     }
 
     /// The queue's attributes (`mq_getattr`).
     pub fn attr(&mut self) -> Result<Attr, ChannelError> {
         self.receiver.attr().map_err(ChannelError::Ring)
+    }
+
+    /// Waits for a message that a doorbell ended.
+    pub fn doorbell_wakes(&self) -> u64 {
+        self.waiting.doorbell_wakes
     }
 }

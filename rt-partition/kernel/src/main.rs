@@ -179,6 +179,9 @@ fn boot_cpu(magic: u32, info: usize) -> ! {
         }
     }
     sched::set_cores(facts.cpus());
+    if let Err(e) = channels::create_objects() {
+        fatal(format_args!("creating the channels' doorbell flags: {e:?}"));
+    }
     if let Err(e) = tasks::create_all(&options, facts.cpus().len()) {
         fatal(format_args!("creating the tasks: {e}"));
     }

@@ -295,7 +295,10 @@ extern "C" fn irq_handler(vector: u64) {
                 let switch = state.kernel.schedule(core, now).unwrap_or(Switch::Stay);
                 finish(&mut state, core, now, Resched::NONE, switch)
             }
-            DOORBELL_VECTOR => Switch::Stay,
+            DOORBELL_VECTOR => {
+                let resched = crate::channels::on_doorbell(&mut state, now);
+                finish(&mut state, core, now, resched, Switch::Stay)
+            }
             _ => Switch::Stay,
         }
     };

@@ -74,16 +74,21 @@ fn boot_in(
     Run::start(&dir, &iso, &emulator)
 }
 
-/// The MemTotal Linux's init reported first.
-fn memtotal_kb(run: &Run) -> Result<u64> {
-    let re = regex::Regex::new(MEMTOTAL)?;
+/// The number the first line matching `pattern` captures in its group 1.
+fn first_number(run: &Run, pattern: &str) -> Result<u64> {
+    let re = regex::Regex::new(pattern)?;
     let line = run
-        .matching(Pattern::regex(MEMTOTAL))
+        .matching(Pattern::regex(pattern))
         .into_iter()
         .next()
-        .context("no memtotal line")?;
-    let caps = re.captures(&line).context("memtotal line")?;
+        .with_context(|| format!("no line matching {pattern}"))?;
+    let caps = re.captures(&line).context("captures")?;
     Ok(caps[1].parse()?)
+}
+
+/// The MemTotal Linux's init reported first.
+fn memtotal_kb(run: &Run) -> Result<u64> {
+    first_number(run, MEMTOTAL)
 }
 
 /// Every latency summary so far; fails on the first missed deadline.
@@ -266,7 +271,9 @@ fn bochs_linux_smp_panic_restart() -> Result<()> {
 /// both rings and announces them on Linux's command line; `bulkhead ping` sends 200 messages
 /// of mixed sizes and priorities through `commands` and gets every one back through
 /// `telemetry`, none lost, duplicated, corrupted or reordered within a priority; the echo
-/// task counts the same 200; the RT CPU takes no VM exit and misses no deadline meanwhile.
+/// task counts the same 200; the echo task sleeps on the channel's doorbell and Linux's
+/// doorbell hypercalls wake it (interrupting the RT CPU without a VM exit); the RT CPU takes no
+/// VM exit and misses no deadline meanwhile.
 #[test]
 #[ignore = "boots an emulator; run through cargo xtask test"]
 fn bochs_channels_linux_to_rt_and_back() -> Result<()> {
@@ -285,7 +292,8 @@ fn bochs_channels_linux_to_rt_and_back() -> Result<()> {
         .line("bulkhead-linux: init reached")
         .regex(ping)
         .line("bulkhead-linux: ping exit status 0")
-        .regex(r"^echo: forwarded 200 messages, \d+ bytes$")
+        .regex(r"^echo: forwarded 200 messages, \d+ bytes; woken by \d+ doorbells$")
+        .regex(r"^bulkhead-ping: doorbells rung \d+ not rung 0$")
         .regex(POWERED_OFF)
         .fail_on("echo: stopped")
         .fail_on("guest stopped")
@@ -304,10 +312,20 @@ fn bochs_channels_linux_to_rt_and_back() -> Result<()> {
         ),
         "messages went astray: {line}\n{log}"
     );
+    // The echo task slept on the doorbell and Linux's doorbells woke it.
+    let woken = first_number(
+        &run,
+        r"^echo: forwarded 200 messages, \d+ bytes; woken by (\d+) doorbells$",
+    )?;
+    let rung = first_number(&run, r"^bulkhead-ping: doorbells rung (\d+) not rung 0$")?;
+    ensure!(
+        woken > 0 && rung > 0,
+        "no doorbell: Linux rang {rung}, the echo task was woken by {woken}\n{log}"
+    );
     summaries_without_misses(&run)?;
     let rt = rt_cpu_took_no_exits(&run, 1, "Linux and the RT kernel exchanged messages")?;
     println!(
-        "done after {:.1}s: {line}; RT exits {rt} (unchanged)",
+        "done after {:.1}s: {line}; Linux rang {rung} doorbells, the echo task was woken by {woken}; RT exits {rt} (unchanged)",
         run.elapsed().as_secs_f64()
     );
     Ok(())

@@ -16,8 +16,8 @@ use super::cpu::IST_INTERRUPTS;
 pub const TIMER_VECTOR: u8 = 32;
 /// The rescheduling IPI's vector.
 pub const RESCHED_VECTOR: u8 = 33;
-/// A vector reserved for doorbells from the Linux partition (not yet used).
-pub const DOORBELL_VECTOR: u8 = 34;
+/// Doorbells from the Linux partition (the vector is the hypervisor ABI's).
+pub const DOORBELL_VECTOR: u8 = bulkhead_rt_abi::DOORBELL_VECTOR;
 /// The local APIC's spurious-interrupt vector.
 pub const SPURIOUS_VECTOR: u8 = 0xff;
 
