@@ -66,9 +66,14 @@ fn bochs_2cpu_has_the_documented_layout() {
     assert_eq!(cfg.partition_of_cpu(1), Some(PartitionId::Rt));
     assert_eq!(cfg.partition_of_cpu(2), None);
     let channels = cfg.channels();
-    assert_eq!(channels.len(), 2);
+    assert_eq!(channels.len(), 3);
     assert_eq!(channels[0].offset(), 0);
     assert_eq!(channels[1].offset(), 64 * 1024);
+    assert_eq!(channels[2].offset(), 128 * 1024);
+    assert_eq!(
+        (channels[2].slot_size(), channels[2].slot_count()),
+        (2048, 30)
+    );
     assert_eq!(
         cfg.channel_memory(&channels[1]),
         Some(Region::new(896 * MIB + 64 * 1024, 64 * 1024))

@@ -6,6 +6,7 @@
 //! bulkhead receive CHANNEL [-n COUNT] [--nonblock | --timeout-ms N] [--json]
 //! bulkhead stats CHANNEL [--json]
 //! bulkhead ping --to CHANNEL --from CHANNEL [-n COUNT] [--timeout-ms N] [--json]
+//! bulkhead rt [--channel CHANNEL] [-n COUNT] [--timeout-ms N] [--json] [--queued]
 //! ```
 //!
 //! Channels are found on the kernel command line (`/proc/cmdline`, or `--cmdline`) and mapped
@@ -30,20 +31,44 @@
 //! (one JSON object with those fields and `ok` with `--json`); see [`ping`] for the messages and
 //! what each count means.
 //!
+//! `rt` shows the RT partition's status reports, which the RT kernel started with
+//! `status=CHANNEL` sends once a second on that rt-to-linux channel (`--channel`, by convention
+//! and by default `rt-status`). It receives `-n` reports (default 1; 0 follows for ever), waiting
+//! at most `--timeout-ms` (default 5000) for each, and prints each as a block:
+//!
+//! ```text
+//! rt: uptime 12.003 s, 2 CPUs, 7 tasks
+//! CPU  SAMPLES  MIN_US  AVG_US  MAX_US  P99_US  P99.9_US  MISSES  OVERFLOW
+//! 0    11001    41.4    41.4    41.7    41.7    41.7      0       0
+//! TASK     CPU  PRIO  STATE     CPU%  CPU_MS   WAKEUPS  MISSES  WAKE_MAX_US
+//! latency  0    90    sleeping  3.1   372.5    11003    0       41.7
+//! idle     0    0     ready     96.0  11520.3  0        0       0.0
+//! ```
+//!
+//! (blocks separated by an empty line; times truncated to 0.1 us and 0.1 ms). The CPU rows are
+//! the latency task's cumulative summary per RT CPU; `CPU%` is a task's share of its CPU since
+//! the previous report of this run (`-` in the first). With `--json`, one JSON object per
+//! report per line: `{"uptime_ns":..,"cpus":[{"cpu":..,"samples":..,"min_ns":..,"avg_ns":..,
+//! "max_ns":..,"p99_ns":..,"p999_ns":..,"misses":..,"overflow":..}],"tasks":[{"name":..,
+//! "cpu":..,"priority":..,"state":"sleeping","cpu_time_ns":..,"cpu_percent":null,"wakeups":..,
+//! "deadline_misses":..,"wake_max_ns":..}]}`. See [`rt`].
+//!
 //! # Exit status
 //!
 //! - 0: success (`list`/`stats`: every channel shown is usable; `ping`: every reply came back,
 //!   none lost, duplicated, corrupt or reordered);
 //! - 1: runtime error, with a message on standard error naming the channel and the cause (also
-//!   `list`/`stats` when a channel is not usable, after printing it, and `ping` when a reply was
-//!   duplicated, corrupt or reordered);
+//!   `list`/`stats` when a channel is not usable, after printing it, `ping` when a reply was
+//!   duplicated, corrupt or reordered, and `rt` when a message is not a valid status report);
 //! - 2: usage error (from the argument parser);
 //! - 3: timed out or would block (`--timeout-ms`, `--nonblock`; `ping` when the only problem
-//!   is replies that did not come back within `--timeout-ms`).
+//!   is replies that did not come back within `--timeout-ms`; `rt` when no report came within
+//!   `--timeout-ms`).
 
 #![forbid(unsafe_code)]
 
 mod ping;
+mod rt;
 mod show;
 
 use std::io::{self, Read, Write};
@@ -54,6 +79,7 @@ use std::time::{Duration, Instant};
 use bulkhead_channel::{
     Announcements, ChannelReceiver, ChannelSender, DEV_MEM, Error, PROC_CMDLINE,
 };
+use bulkhead_rt_abi::status::StatusError;
 use clap::{Parser, Subcommand};
 
 /// The exit statuses, for `--help`.
@@ -62,15 +88,16 @@ Exit status:
   0  success (list, stats: every channel shown is usable; ping: all replies came back intact)
   1  runtime error, reported on standard error with the channel and the cause
      (also list/stats when a channel is unusable, ping when a reply was duplicated,
-     corrupt or reordered)
+     corrupt or reordered, rt when a message is not a valid status report)
   2  usage error
   3  timed out or would block (--timeout-ms, --nonblock; ping when replies did not
-     come back within --timeout-ms)
+     come back within --timeout-ms; rt when no report came within --timeout-ms)
 
 Linux gets no channel doorbells yet: blocking waits poll (spin, then sleeps of 20 us
 growing to 1 ms). The RT side's doorbell is rung when it sleeps waiting for Linux.";
 
-/// Bulkhead's channels from Linux: list them, send, receive, and ping an RT echo task.
+/// Bulkhead's channels from Linux: list them, send, receive, ping an RT echo task, and show
+/// the RT partition's status reports.
 #[derive(Debug, Parser)]
 #[command(name = "bulkhead", version, after_help = EXIT_STATUS)]
 struct Cli {
@@ -159,6 +186,31 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Shows the RT partition's status reports: latency per RT CPU, and every task.
+    ///
+    /// The RT kernel started with `status=CHANNEL` sends one report a second on that
+    /// rt-to-linux channel. Each report is printed as a line `rt: uptime S.SSS s, N CPUs, M
+    /// tasks`, a table of the latency task's summary per CPU (microseconds) and a table of
+    /// tasks; CPU% is a task's share of its CPU since the previous report (`-` for the first).
+    #[command(after_help = EXIT_STATUS)]
+    Rt {
+        /// The rt-to-linux channel the reports come on.
+        #[arg(long, value_name = "CHANNEL", default_value = rt::DEFAULT_CHANNEL)]
+        channel: String,
+        /// How many reports to show; 0 follows for ever.
+        #[arg(short = 'n', long, default_value_t = 1)]
+        count: u64,
+        /// Wait at most this long for each report (status 3 when it runs out).
+        #[arg(long, value_name = "N", default_value_t = 5_000)]
+        timeout_ms: u64,
+        /// One JSON object per report.
+        #[arg(long)]
+        json: bool,
+        /// Show the reports already waiting in the channel, oldest first (by default only the
+        /// newest of them is shown: the others are old news).
+        #[arg(long)]
+        queued: bool,
+    },
 }
 
 /// Why a command failed: the channel (when there is one) and the cause.
@@ -176,6 +228,10 @@ enum Cause {
     Io(&'static str, io::Error),
     /// A verdict that has been printed already (list, stats, ping): only the status.
     Reported(ExitCode),
+    /// A message on a status channel that is not a valid status report.
+    Status(StatusError),
+    /// No status report came within the timeout.
+    NoReport(Duration),
 }
 
 impl Failure {
@@ -189,6 +245,7 @@ impl Failure {
     fn exit_code(&self) -> ExitCode {
         match &self.cause {
             Cause::Channel(e) if e.is_transient() => ExitCode::from(3),
+            Cause::NoReport(_) => ExitCode::from(3),
             Cause::Reported(code) => *code,
             _ => ExitCode::from(1),
         }
@@ -213,6 +270,13 @@ impl std::fmt::Display for Failure {
             Cause::Channel(e) => e.fmt(f),
             Cause::Io(what, e) => write!(f, "cannot {what}: {e}"),
             Cause::Reported(_) => Ok(()),
+            Cause::Status(e) => e.fmt(f),
+            Cause::NoReport(timeout) => write!(
+                f,
+                "no status report within {} ms (timed out; is the RT kernel sending them on \
+                 this channel, with `status=` naming it?)",
+                timeout.as_millis()
+            ),
         }
     }
 }
@@ -292,6 +356,23 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                 count: *count,
                 timeout: Duration::from_millis(*timeout_ms),
                 json: *json,
+            },
+        ),
+        Command::Rt {
+            channel,
+            count,
+            timeout_ms,
+            json,
+            queued,
+        } => rt::run(
+            &announcements,
+            mem,
+            rt::Options {
+                channel,
+                count: *count,
+                timeout: Duration::from_millis(*timeout_ms),
+                json: *json,
+                queued: *queued,
             },
         ),
     }

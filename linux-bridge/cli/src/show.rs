@@ -1,4 +1,4 @@
-//! What `list`, `stats` and `receive` print.
+//! What `list`, `stats` and `receive` print, and the helpers `rt` shares.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -85,7 +85,8 @@ fn opt<T: ToString>(value: Option<T>) -> String {
     value.map_or_else(|| "-".to_owned(), |v| v.to_string())
 }
 
-fn json<T: Serialize>(value: &T) -> Result<(), Failure> {
+/// Prints `value` as one line of JSON.
+pub fn json<T: Serialize>(value: &T) -> Result<(), Failure> {
     let text = serde_json::to_string(value).map_err(|e| Failure {
         channel: None,
         cause: Cause::Io("format JSON", e.into()),
@@ -107,7 +108,7 @@ pub fn list(announcements: &Announcements, mem: &Path, as_json: bool) -> Result<
     if as_json {
         json(&rows)?;
     } else {
-        let mut table = vec![
+        let mut table_rows = vec![
             [
                 "NAME",
                 "DIRECTION",
@@ -123,7 +124,7 @@ pub fn list(announcements: &Announcements, mem: &Path, as_json: bool) -> Result<
             .map(str::to_owned),
         ];
         for r in &rows {
-            table.push([
+            table_rows.push([
                 r.name.clone(),
                 r.direction.to_owned(),
                 r.notify.to_owned(),
@@ -139,22 +140,8 @@ pub fn list(announcements: &Announcements, mem: &Path, as_json: bool) -> Result<
                 },
             ]);
         }
-        let mut widths = [0usize; 10];
-        for line in &table {
-            for (w, cell) in widths.iter_mut().zip(line) {
-                *w = (*w).max(cell.chars().count());
-            }
-        }
-        for line in &table {
-            let mut text = String::new();
-            for (i, (cell, w)) in line.iter().zip(widths).enumerate() {
-                if i + 1 == line.len() {
-                    text.push_str(cell);
-                } else {
-                    let _ = write!(text, "{cell:<w$}  ");
-                }
-            }
-            out(format_args!("{text}"))?;
+        for line in table(&table_rows) {
+            out(format_args!("{line}"))?;
         }
     }
     let mut bad = false;
@@ -162,6 +149,35 @@ pub fn list(announcements: &Announcements, mem: &Path, as_json: bool) -> Result<
         bad |= r.complain();
     }
     if bad { Err(reported()) } else { Ok(()) }
+}
+
+/// `rows` (the first being the column names) as lines of left-aligned columns two spaces
+/// apart; the last column is not padded.
+pub fn table<R: AsRef<[String]>>(rows: &[R]) -> Vec<String> {
+    let mut widths: Vec<usize> = Vec::new();
+    for row in rows {
+        for (i, cell) in row.as_ref().iter().enumerate() {
+            let w = cell.chars().count();
+            match widths.get_mut(i) {
+                Some(width) => *width = (*width).max(w),
+                None => widths.push(w),
+            }
+        }
+    }
+    rows.iter()
+        .map(|row| {
+            let row = row.as_ref();
+            let mut text = String::new();
+            for (i, (cell, w)) in row.iter().zip(widths.iter().copied()).enumerate() {
+                if i + 1 == row.len() {
+                    text.push_str(cell);
+                } else {
+                    let _ = write!(text, "{cell:<w$}  ");
+                }
+            }
+            text
+        })
+        .collect()
 }
 
 /// `bulkhead stats CHANNEL`.

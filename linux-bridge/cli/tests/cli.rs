@@ -9,9 +9,13 @@ use std::time::{Duration, Instant};
 
 use bulkhead_channel::{ChannelReceiver, ChannelSender, ErrorKind, Mapping};
 use bulkhead_ring::Ring;
+use bulkhead_rt_abi::status::{CpuLatency, TaskState, TaskStatus, encode};
 
 /// Each channel's size.
 const SIZE: usize = 0x2000;
+/// Where [`Fixture::with_rt_status`] puts `rt-status`, and its size.
+const RT_STATUS_BASE: u64 = 0x8000;
+const RT_STATUS_SIZE: usize = 0x4000;
 
 /// A memory file and a command line announcing:
 /// - `to` (linux-to-rt, 64 slots of 64 bytes) at 0x0;
@@ -49,6 +53,38 @@ impl Fixture {
         cmdline.push('\n');
         std::fs::write(f.cmdline(), cmdline).unwrap();
         f
+    }
+
+    /// [`Fixture::new`] and `rt-status` (rt-to-linux, 6 slots of 2048 bytes) at 0x8000, where
+    /// [`Fixture::rt_peer`] sends.
+    fn with_rt_status() -> Self {
+        let f = Self::new(false);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(f.mem())
+            .unwrap()
+            .set_len(RT_STATUS_BASE + RT_STATUS_SIZE as u64)
+            .unwrap();
+        Ring::init(f.map_rt_status().region().unwrap(), 2048).unwrap();
+        let mut cmdline = std::fs::read_to_string(f.cmdline()).unwrap();
+        cmdline.insert_str(
+            cmdline.trim_end().len(),
+            &format!(
+                " bulkhead.channel=rt-status,rt-to-linux,poll,{RT_STATUS_BASE:#x},\
+                 {RT_STATUS_SIZE:#x}"
+            ),
+        );
+        std::fs::write(f.cmdline(), cmdline).unwrap();
+        f
+    }
+
+    fn map_rt_status(&self) -> Mapping {
+        Mapping::open(self.mem(), RT_STATUS_BASE, RT_STATUS_SIZE).unwrap()
+    }
+
+    /// The RT kernel's end of `rt-status`.
+    fn rt_peer(&self) -> ChannelSender {
+        ChannelSender::attach(self.map_rt_status()).unwrap()
     }
 
     fn mem(&self) -> std::path::PathBuf {
@@ -487,4 +523,279 @@ fn ping_counts_what_goes_wrong() {
     let run = ping_with_echo(&f, &["--timeout-ms", "1000"], Fault::Corrupt(20)).expect(1);
     let [_, _, lost, duplicated, corrupt, reordered, _] = ping_counts(&run.stdout());
     assert_eq!((lost, duplicated, corrupt, reordered), (1, 0, 1, 0));
+}
+
+/// A status report at `uptime_s` seconds: two CPUs, on each a latency task that ran 3.1% of
+/// the time so far and an idle task that ran the rest.
+fn status_report(uptime_s: u64) -> Vec<u8> {
+    let uptime_ns = uptime_s * 1_000_000_000;
+    let cpus: Vec<CpuLatency> = (0..2)
+        .map(|cpu| CpuLatency {
+            cpu,
+            samples: uptime_s * 1000 + u64::from(cpu),
+            min_ns: 41_400,
+            avg_ns: 41_450,
+            max_ns: 41_700,
+            p99_ns: 41_700,
+            p999_ns: 41_700,
+            misses: u64::from(cpu),
+            overflow: 0,
+            ..CpuLatency::default()
+        })
+        .collect();
+    let mut tasks = Vec::new();
+    for cpu in 0..2u16 {
+        let busy = uptime_ns / 1000 * 31;
+        tasks.push(TaskStatus {
+            name: TaskStatus::name_bytes("latency"),
+            cpu,
+            priority: 90,
+            state: TaskState::Sleeping as u8,
+            cpu_time_ns: busy,
+            wakeups: uptime_s * 1000,
+            deadline_misses: 0,
+            wake_max_ns: 41_700,
+            ..TaskStatus::default()
+        });
+        tasks.push(TaskStatus {
+            name: TaskStatus::name_bytes("idle"),
+            cpu,
+            state: TaskState::Ready as u8,
+            cpu_time_ns: uptime_ns - busy,
+            ..TaskStatus::default()
+        });
+    }
+    let mut buf = vec![0u8; 2040];
+    let len = encode(&mut buf, uptime_ns, &cpus, &tasks).unwrap();
+    buf.truncate(len);
+    buf
+}
+
+/// The words of the first line of `out` that starts with `first` followed by a space, after
+/// line `after`.
+fn row<'a>(out: &'a str, after: usize, first: &str) -> Vec<&'a str> {
+    out.lines()
+        .skip(after)
+        .find(|l| l.split_whitespace().next() == Some(first))
+        .unwrap_or_else(|| panic!("no `{first}` row after line {after} in\n{out}"))
+        .split_whitespace()
+        .collect()
+}
+
+#[test]
+fn rt_shows_status_reports() {
+    let f = Fixture::with_rt_status();
+    let mut peer = f.rt_peer();
+    peer.send(&status_report(10), 0).unwrap();
+    peer.send(&status_report(12), 0).unwrap();
+    let out = f.run(&["rt", "-n", "2", "--queued"]).expect(0).stdout();
+    let lines: Vec<&str> = out.lines().collect();
+    // Two blocks of 1 + 3 + 5 lines, an empty line between them.
+    assert_eq!(lines.len(), 19, "{out}");
+    assert_eq!(lines[0], "rt: uptime 10.000 s, 2 CPUs, 4 tasks");
+    assert_eq!(lines[9], "");
+    assert_eq!(lines[10], "rt: uptime 12.000 s, 2 CPUs, 4 tasks");
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>(),
+        [
+            "CPU", "SAMPLES", "MIN_US", "AVG_US", "MAX_US", "P99_US", "P99.9_US", "MISSES",
+            "OVERFLOW"
+        ]
+    );
+    assert_eq!(
+        row(&out, 0, "1"),
+        [
+            "1", "10001", "41.4", "41.4", "41.7", "41.7", "41.7", "1", "0"
+        ]
+    );
+    assert_eq!(
+        lines[4].split_whitespace().collect::<Vec<_>>(),
+        [
+            "TASK",
+            "CPU",
+            "PRIO",
+            "STATE",
+            "CPU%",
+            "CPU_MS",
+            "WAKEUPS",
+            "MISSES",
+            "WAKE_MAX_US"
+        ]
+    );
+    // The first report has no CPU%; the second has the share of the two seconds between.
+    assert_eq!(
+        row(&out, 0, "latency"),
+        [
+            "latency", "0", "90", "sleeping", "-", "310.0", "10000", "0", "41.7"
+        ]
+    );
+    assert_eq!(
+        row(&out, 0, "idle"),
+        ["idle", "0", "0", "ready", "-", "9690.0", "0", "0", "0.0"]
+    );
+    assert_eq!(
+        row(&out, 10, "latency"),
+        [
+            "latency", "0", "90", "sleeping", "3.1", "372.0", "12000", "0", "41.7"
+        ]
+    );
+    assert_eq!(row(&out, 10, "idle")[4], "96.9");
+
+    // JSON: one object per report; CPU% counts from this run's first report.
+    peer.send(&status_report(13), 0).unwrap();
+    peer.send(&status_report(14), 0).unwrap();
+    let run = f.run(&["rt", "-n", "2", "--json", "--queued"]).expect(0);
+    let reports: Vec<serde_json::Value> = run
+        .stdout()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(reports.len(), 2);
+    assert_eq!(reports[0]["uptime_ns"], 13_000_000_000u64);
+    assert_eq!(
+        reports[1]["cpus"][1],
+        serde_json::json!({
+            "cpu": 1, "samples": 14001, "min_ns": 41400, "avg_ns": 41450, "max_ns": 41700,
+            "p99_ns": 41700, "p999_ns": 41700, "misses": 1, "overflow": 0
+        })
+    );
+    assert_eq!(reports[1]["tasks"].as_array().unwrap().len(), 4);
+    let latency = &reports[1]["tasks"][2];
+    assert_eq!(latency["name"], "latency");
+    assert_eq!(latency["cpu"], 1);
+    assert_eq!(latency["priority"], 90);
+    assert_eq!(latency["state"], "sleeping");
+    assert_eq!(latency["cpu_time_ns"], 434_000_000u64);
+    assert_eq!(latency["wakeups"], 14000);
+    assert_eq!(latency["deadline_misses"], 0);
+    assert_eq!(latency["wake_max_ns"], 41700);
+    assert!(reports[0]["tasks"][2]["cpu_percent"].is_null());
+    let pct = latency["cpu_percent"].as_f64().unwrap();
+    assert!((pct - 3.1).abs() < 1e-9, "{pct}");
+    assert_eq!(reports[1]["tasks"][3]["state"], "ready");
+}
+
+#[test]
+fn rt_follows_reports_as_they_come() {
+    let f = Fixture::with_rt_status();
+    let mut peer = f.rt_peer();
+    // Waits for each report (they come 50 ms apart here, a second apart from the RT kernel).
+    let run = std::thread::scope(|s| {
+        s.spawn(|| {
+            for uptime in 1..=3 {
+                std::thread::sleep(Duration::from_millis(50));
+                peer.send(&status_report(uptime), 0).unwrap();
+            }
+        });
+        f.run(&["rt", "-n", "3"])
+    })
+    .expect(0);
+    let out = run.stdout();
+    let summaries: Vec<&str> = out.lines().filter(|l| l.starts_with("rt: ")).collect();
+    assert_eq!(
+        summaries,
+        [
+            "rt: uptime 1.000 s, 2 CPUs, 4 tasks",
+            "rt: uptime 2.000 s, 2 CPUs, 4 tasks",
+            "rt: uptime 3.000 s, 2 CPUs, 4 tasks"
+        ]
+    );
+    // `-n 0` follows until a report does not come: everything there is, then status 3.
+    peer.send(&status_report(4), 0).unwrap();
+    peer.send(&status_report(5), 0).unwrap();
+    let run = f
+        .run(&["rt", "-n", "0", "--json", "--timeout-ms", "100", "--queued"])
+        .expect(3);
+    let uptimes: Vec<u64> = run
+        .stdout()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["uptime_ns"].as_u64().unwrap() / 1_000_000_000
+        })
+        .collect();
+    assert_eq!(uptimes, [4, 5]);
+}
+
+#[test]
+fn rt_starts_from_the_newest_queued_report() {
+    let f = Fixture::with_rt_status();
+    let mut peer = f.rt_peer();
+    for uptime in [1, 2, 3] {
+        peer.send(&status_report(uptime), 0).unwrap();
+    }
+    let out = f.run(&["rt"]).expect(0).stdout();
+    assert!(
+        out.starts_with("rt: uptime 3.000 s, 2 CPUs, 4 tasks\n"),
+        "{out}"
+    );
+    // The older ones were consumed: nothing is left.
+    f.run(&["rt", "--timeout-ms", "100"]).expect(3);
+}
+
+#[test]
+fn rt_errors_and_exit_codes() {
+    let f = Fixture::with_rt_status();
+    let mut peer = f.rt_peer();
+    // No report: 3, after the timeout.
+    let start = Instant::now();
+    let run = f.run(&["rt", "--timeout-ms", "100"]).expect(3);
+    assert!(start.elapsed() >= Duration::from_millis(100));
+    assert!(run.stdout().is_empty());
+    assert!(
+        run.stderr()
+            .starts_with("bulkhead: channel `rt-status`: no status report within 100 ms"),
+        "{}",
+        run.stderr()
+    );
+    // Not a status report: 1, naming the channel and what is wrong.
+    peer.send(b"garbage, not a status report", 0).unwrap();
+    let run = f.run(&["rt"]).expect(1);
+    assert_eq!(
+        run.stderr(),
+        "bulkhead: channel `rt-status`: status message: wrong magic (not a status report)\n"
+    );
+    let report = status_report(1);
+    peer.send(&report[..report.len() - 1], 0).unwrap();
+    let run = f.run(&["rt"]).expect(1);
+    assert!(
+        run.stderr().contains(&format!(
+            "status message: {} bytes where its counts say {}",
+            report.len() - 1,
+            report.len()
+        )),
+        "{}",
+        run.stderr()
+    );
+    // A good report before a bad one is printed first.
+    peer.send(&report, 0).unwrap();
+    peer.send(&report[..8], 0).unwrap();
+    let run = f.run(&["rt", "-n", "2", "--queued"]).expect(1);
+    assert!(
+        run.stdout().starts_with("rt: uptime 1.000 s"),
+        "{}",
+        run.stdout()
+    );
+    assert!(
+        run.stderr().contains("status message: 8 bytes, no header"),
+        "{}",
+        run.stderr()
+    );
+    // The wrong way: 1.
+    let run = f.run(&["rt", "--channel", "to"]).expect(1);
+    assert!(
+        run.stderr()
+            .contains("Linux is its producer and cannot receive from it"),
+        "{}",
+        run.stderr()
+    );
+    // Not announced: 1.
+    let run = Fixture::new(false).run(&["rt"]).expect(1);
+    assert_eq!(
+        run.stderr(),
+        "bulkhead: channel `rt-status`: no channel `rt-status` is announced\n"
+    );
+    // Usage: 2.
+    f.run(&["rt", "-n", "-1"]).expect(2);
+    f.run(&["rt", "--timeout-ms", "x"]).expect(2);
 }

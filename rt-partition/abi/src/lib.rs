@@ -26,6 +26,9 @@
 //! The kernel treats an [`RtBootInfo`] as input from outside: it calls
 //! [`RtBootInfo::validate`] before using any of it.
 //!
+//! Besides the boot information: the doorbell vector ([`DOORBELL_VECTOR`]) and the status
+//! report the kernel sends Linux on a channel ([`status`]).
+//!
 //! # Layout rules
 //!
 //! `#[repr(C)]` with native little-endian integers at their natural alignment and no padding
@@ -39,6 +42,8 @@ use core::fmt;
 use core::mem::size_of;
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+pub mod status;
 
 /// `EAX` at `_start` when the hypervisor enters the RT kernel ("BKRT" read as a little-endian
 /// `u32`). Distinct from the multiboot2 magic `0x36d76289`.

@@ -253,6 +253,9 @@ pub struct Options<'a> {
     /// `echo=FROM:TO`: an echo task copies every message of the `linux-to-rt` channel FROM
     /// to the `rt-to-linux` channel TO, with its priority.
     pub echo: Option<(&'a str, &'a str)>,
+    /// `status=CHANNEL`: a status task sends Linux a status report on the `rt-to-linux`
+    /// channel CHANNEL every `latency_report_s` seconds.
+    pub status: Option<&'a str>,
 }
 
 impl<'a> Options<'a> {
@@ -264,6 +267,7 @@ impl<'a> Options<'a> {
             control_hz: 10_000,
             selftest: false,
             echo: None,
+            status: None,
         };
         for word in cmdline.split_ascii_whitespace() {
             let Some((key, value)) = word.split_once('=') else {
@@ -279,6 +283,7 @@ impl<'a> Options<'a> {
                 }
                 ("control_hz", Some(n)) if n <= 100_000 => options.control_hz = n,
                 ("selftest", _) => options.selftest = value == "kernel",
+                ("status", _) if !value.is_empty() => options.status = Some(value),
                 ("echo", _) => {
                     options.echo = value
                         .split_once(':')

@@ -160,6 +160,67 @@ pub fn spawn(spec: TaskSpec) -> Result<TaskId, Error> {
     Ok(id)
 }
 
+/// Every task of the first `cores` cores (the idle tasks of cores that do not exist left out)
+/// as the status report shows it (name, CPU, priority, state, what the kernel measured);
+/// returns how many of `out` were filled.
+pub fn task_snapshot(out: &mut [bulkhead_rt_abi::status::TaskStatus], cores: usize) -> usize {
+    use bulkhead_rt_abi::status::{TaskState as Shown, TaskStatus};
+    use bulkhead_rt_core::TaskState;
+
+    let mut ids = [None; MAX_TASKS];
+    let filled = enter(|state, _core, _now| {
+        let k = &state.kernel;
+        let mut n = 0;
+        for task in k.tasks() {
+            let (Some(slot), Some(id)) = (out.get_mut(n), ids.get_mut(n)) else {
+                break;
+            };
+            let (Ok(stats), Ok(core), Ok(priority), Ok(st)) = (
+                k.task_stats(task),
+                k.task_core(task),
+                k.base_priority(task),
+                k.task_state(task),
+            ) else {
+                continue;
+            };
+            if core.index() >= cores {
+                continue;
+            }
+            *slot = TaskStatus {
+                name: [0; bulkhead_rt_abi::status::TASK_NAME_LEN],
+                cpu: core.index() as u16,
+                priority: priority.level(),
+                state: match st {
+                    TaskState::Ready => Shown::Ready,
+                    TaskState::Running => Shown::Running,
+                    TaskState::Blocked(_) => Shown::Blocked,
+                    TaskState::Sleeping => Shown::Sleeping,
+                    TaskState::Suspended => Shown::Suspended,
+                } as u8,
+                reserved: 0,
+                cpu_time_ns: stats.cpu_time_ns,
+                wakeups: stats.wakeups,
+                deadline_misses: stats.deadline_misses,
+                wake_max_ns: stats.wake_latency.max_ns().unwrap_or(0),
+            };
+            *id = Some(task);
+            n += 1;
+        }
+        (n, Resched::NONE, Switch::Stay)
+    });
+    // Names after the kernel lock is released (they have a lock of their own).
+    for (slot, id) in out.iter_mut().zip(ids).take(filled) {
+        if let Some(task) = id {
+            let name = match task_name(task) {
+                "" => "idle",
+                n => n,
+            };
+            slot.name = TaskStatus::name_bytes(name);
+        }
+    }
+    filled
+}
+
 /// The name a task was created with.
 pub fn task_name(task: TaskId) -> &'static str {
     NAMES.lock().get(task.index()).copied().unwrap_or("?")

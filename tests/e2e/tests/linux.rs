@@ -272,8 +272,9 @@ fn bochs_linux_smp_panic_restart() -> Result<()> {
 /// of mixed sizes and priorities through `commands` and gets every one back through
 /// `telemetry`, none lost, duplicated, corrupted or reordered within a priority; the echo
 /// task counts the same 200; the echo task sleeps on the channel's doorbell and Linux's
-/// doorbell hypercalls wake it (interrupting the RT CPU without a VM exit); the RT CPU takes no
-/// VM exit and misses no deadline meanwhile.
+/// doorbell hypercalls wake it (interrupting the RT CPU without a VM exit); `bulkhead rt` shows
+/// two of the RT kernel's status reports (`status=rt-status`), with its tasks; the RT CPU takes
+/// no VM exit and misses no deadline meanwhile.
 #[test]
 #[ignore = "boots an emulator; run through cargo xtask test"]
 fn bochs_channels_linux_to_rt_and_back() -> Result<()> {
@@ -281,7 +282,7 @@ fn bochs_channels_linux_to_rt_and_back() -> Result<()> {
         "bochs_channels_linux_to_rt_and_back",
         "bochs-2cpu.toml",
         "exit_report_s=2",
-        "echo=commands:telemetry",
+        "echo=commands:telemetry status=rt-status",
         "bulkhead.init=channels",
     )?;
     let ping = r"^bulkhead-ping: sent (\d+) received (\d+) lost (\d+) duplicated (\d+) corrupt (\d+) reordered (\d+) max_rtt_us (\d+)$";
@@ -294,7 +295,16 @@ fn bochs_channels_linux_to_rt_and_back() -> Result<()> {
         .line("bulkhead-linux: ping exit status 0")
         .regex(r"^echo: forwarded 200 messages, \d+ bytes; woken by \d+ doorbells$")
         .regex(r"^bulkhead-ping: doorbells rung \d+ not rung 0$")
+        .regex(r"^status: reports on rt-status every 1 s ")
+        .times(
+            2,
+            Pattern::regex(r"^rt: uptime \d+\.\d{3} s, 1 CPUs, \d+ tasks$"),
+        )
+        .regex(r"^latency +0 +90 ")
+        .regex(r"^echo +0 +70 ")
+        .line("bulkhead-linux: rt exit status 0")
         .regex(POWERED_OFF)
+        .fail_on("status: stopped")
         .fail_on("echo: stopped")
         .fail_on("guest stopped")
         .fail_on("Kernel panic")

@@ -67,6 +67,9 @@ case " $cmdline " in
     bulkhead list
     bulkhead ping --to commands --from telemetry -n 200 --timeout-ms 20000
     echo "bulkhead-linux: ping exit status $?"
+    # The RT kernel's status reports (`status=rt-status`): two, so the second has CPU shares.
+    bulkhead rt -n 2 --timeout-ms 5000
+    echo "bulkhead-linux: rt exit status $?"
     bulkhead stats commands
     bulkhead stats telemetry
     echo "bulkhead-linux: powering off"
@@ -1217,6 +1220,8 @@ mod tests {
             "*\" bulkhead.init=channels \"*)",
             "bulkhead ping --to commands --from telemetry -n 200",
             "echo \"bulkhead-linux: ping exit status $?\"",
+            "bulkhead rt -n 2 --timeout-ms 5000",
+            "echo \"bulkhead-linux: rt exit status $?\"",
             "echo c > /proc/sysrq-trigger",
             "setsid cttyhack sh",
         ] {

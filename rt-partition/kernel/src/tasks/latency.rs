@@ -9,9 +9,12 @@
 //!
 //! `latency cpu=<i> samples=.. min_ns=.. avg_ns=.. max_ns=.. p99_ns=.. p999_ns=.. misses=.. overflow=..`
 //!
-//! Printing goes through the console ring, so it costs the formatting only.
+//! Printing goes through the console ring, so it costs the formatting only. The same
+//! numbers are published for the status task ([`latest`]).
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering, fence};
+
+use bulkhead_rt_abi::status::CpuLatency;
 
 use bulkhead_rt_core::clock::Periodic;
 use bulkhead_rt_core::latency::Histogram;
@@ -24,6 +27,65 @@ use crate::println;
 const BUCKETS: usize = 1000;
 
 static PERIOD_NS: AtomicU64 = AtomicU64::new(1_000_000);
+
+/// One CPU's last summary, written by that CPU's latency task only and read by anyone: a
+/// sequence lock (odd while being written), so the writer never waits.
+struct Published {
+    seq: AtomicU64,
+    /// samples, min, avg, max, p99, p99.9, misses, overflow.
+    values: [AtomicU64; 8],
+}
+
+static PUBLISHED: [Published; crate::MAX_CPUS] = [const {
+    Published {
+        seq: AtomicU64::new(0),
+        values: [const { AtomicU64::new(0) }; 8],
+    }
+}; crate::MAX_CPUS];
+
+fn publish(cpu: usize, values: [u64; 8]) {
+    let Some(p) = PUBLISHED.get(cpu) else {
+        return;
+    };
+    let seq = p.seq.load(Ordering::Relaxed);
+    p.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
+    fence(Ordering::Release);
+    for (slot, v) in p.values.iter().zip(values) {
+        slot.store(v, Ordering::Relaxed);
+    }
+    p.seq.store(seq.wrapping_add(2), Ordering::Release);
+}
+
+/// CPU `cpu`'s last published summary (`None` before its first).
+pub fn latest(cpu: usize) -> Option<CpuLatency> {
+    let p = PUBLISHED.get(cpu)?;
+    loop {
+        let before = p.seq.load(Ordering::Acquire);
+        if before == 0 {
+            return None;
+        }
+        if before % 2 == 1 {
+            core::hint::spin_loop();
+            continue;
+        }
+        let v: [u64; 8] = core::array::from_fn(|i| p.values[i].load(Ordering::Relaxed));
+        fence(Ordering::Acquire);
+        if p.seq.load(Ordering::Relaxed) == before {
+            return Some(CpuLatency {
+                cpu: cpu as u32,
+                reserved: 0,
+                samples: v[0],
+                min_ns: v[1],
+                avg_ns: v[2],
+                max_ns: v[3],
+                p99_ns: v[4],
+                p999_ns: v[5],
+                misses: v[6],
+                overflow: v[7],
+            });
+        }
+    }
+}
 static REPORT_NS: AtomicU64 = AtomicU64::new(1_000_000_000);
 
 /// Takes the period and report interval from the options (init).
@@ -55,6 +117,19 @@ pub extern "C" fn task(cpu: usize) {
         if now >= next_report {
             next_report += report_every;
             println!("{}", histogram.summary(cpu as u32, misses));
+            publish(
+                cpu,
+                [
+                    histogram.samples(),
+                    histogram.min_ns().unwrap_or(0),
+                    histogram.average_ns().unwrap_or(0),
+                    histogram.max_ns().unwrap_or(0),
+                    histogram.p99_ns().unwrap_or(0),
+                    histogram.p999_ns().unwrap_or(0),
+                    misses,
+                    histogram.overflow(),
+                ],
+            );
         }
     }
 }

@@ -7,14 +7,18 @@
 //!   task;
 //! - with `selftest=kernel`, the **self-test** task set (`selftest.rs`);
 //! - with `echo=FROM:TO`, the **echo** task (`echo.rs`) on the last CPU, serving Linux
-//!   through two channels.
+//!   through two channels;
+//! - with `status=CHANNEL`, the **status** task (`status.rs`) on CPU 0, reporting latency
+//!   and task statistics to Linux every report period.
 //!
-//! Priorities (higher is more urgent): latency 90, control 80, echo 70, self-tests 20 to 60.
+//! Priorities (higher is more urgent): latency 90, control 80, echo 70, self-tests 20 to 60,
+//! status 10.
 
 mod control;
 mod echo;
 mod latency;
 mod selftest;
+mod status;
 
 use bulkhead_rt_core::{Error, Policy};
 
@@ -27,6 +31,8 @@ pub const LATENCY_PRIORITY: u8 = 90;
 pub const CONTROL_PRIORITY: u8 = 80;
 /// Priority of the echo task.
 pub const ECHO_PRIORITY: u8 = 70;
+/// Priority of the status task.
+pub const STATUS_PRIORITY: u8 = 10;
 
 /// Creates every task and object for `cpus` CPUs.
 pub fn create_all(options: &Options<'static>, cpus: usize) -> Result<(), Error> {
@@ -63,15 +69,31 @@ pub fn create_all(options: &Options<'static>, cpus: usize) -> Result<(), Error> 
             arg: 0,
         })?;
     }
+    if let Some(channel) = options.status {
+        status::configure(channel, options.latency_report_s, cpus);
+        spawn(TaskSpec {
+            name: "status",
+            core: 0,
+            priority: STATUS_PRIORITY,
+            policy: Policy::Fifo,
+            entry: status::task,
+            arg: 0,
+        })?;
+    }
     if options.selftest {
         selftest::create(cpus)?;
     }
     log::info!(
-        "tasks: latency on {cpus} CPUs every {} us (summary every {} s), control loop {}, echo {}, self-tests {}",
+        "tasks: latency on {cpus} CPUs every {} us (summary every {} s), control loop {}, echo {}, status {}, self-tests {}",
         options.latency_period_us,
         options.latency_report_s,
         if options.control_hz > 0 { "on" } else { "off" },
         if options.echo.is_some() { "on" } else { "off" },
+        if options.status.is_some() {
+            "on"
+        } else {
+            "off"
+        },
         if options.selftest { "on" } else { "off" }
     );
     Ok(())
