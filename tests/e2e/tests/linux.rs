@@ -135,31 +135,46 @@ fn linux_exits(run: &Run) -> Vec<String> {
         .collect()
 }
 
-/// bochs-2cpu (Linux on CPU 0, the RT kernel on CPU 1), Linux told to power off from its init:
-/// Linux reaches its init and sees 1 CPU and less than its 640 MiB; the RT latency task misses
-/// no deadline through Linux's whole boot and its CPU takes no VM exit after its start-up; the
-/// power-off stops the Linux partition only (the RT side goes on printing summaries); the Linux
-/// CPU's exits are counted per reason.
-#[test]
-#[ignore = "boots an emulator; run through cargo xtask test"]
-fn bochs_linux_beside_rt() -> Result<()> {
+/// A machine config and what its Linux partition must look like.
+struct PowerOffCase {
+    test: &'static str,
+    config: &'static str,
+    /// Linux's CPUs, and its `cpus online` line.
+    linux_cpus: usize,
+    cpus_online: &'static str,
+    /// The partition's RAM in MiB (Linux must see less).
+    linux_mib: u64,
+    /// The RT CPUs (hypervisor CPU indices) whose exit totals must not move.
+    rt_cpus: &'static [u32],
+}
+
+/// Linux told to power off from its init, beside the RT kernel: Linux reaches its init and
+/// sees its CPUs and less than its RAM; the RT latency task misses no deadline through Linux's
+/// whole boot and the RT CPUs take no VM exit after their start-up; the power-off stops the
+/// Linux partition only, on all its CPUs (the RT side goes on printing summaries); the Linux
+/// CPU's exits are counted per reason and printed at the power-off.
+fn power_off_beside_rt(case: &PowerOffCase) -> Result<()> {
     let mut run = boot(
-        "bochs_linux_beside_rt",
-        "bochs-2cpu.toml",
+        case.test,
+        case.config,
         "exit_report_s=2",
         "bulkhead.init=poweroff",
     )?;
-    let expect = Expect::new()
+    let mut expect = Expect::new()
         .regex(r"partition linux: kernel \S+ \(vmlinux, \d+ KiB\) at 0x[0-9a-f]+")
         .line("bulkhead: steady state")
         .line("bulkhead-linux: init reached")
-        .regex(r"^bulkhead-linux: cpus online 0 count 1$")
+        .regex(case.cpus_online)
         .regex(MEMTOTAL)
         .regex(POWERED_OFF)
         .times(3, ExitReport::pattern(PartitionKind::Rt))
         .fail_on("guest stopped")
         .fail_on("Kernel panic")
         .stop_on(HALTED);
+    if case.linux_cpus > 1 {
+        // Linux's other CPU is pulled out of its guest with the partition.
+        expect = expect.regex(r"^cpu \d+ apic \d+: linux guest ended with its partition$");
+    }
     run.wait_for(&expect, BOCHS_LIMIT)?;
     // Two more RT summaries after the power-off: the RT side did not notice.
     let after_off = run.count(LatencySummary::pattern()) + 2;
@@ -173,12 +188,20 @@ fn bochs_linux_beside_rt() -> Result<()> {
 
     let kb = memtotal_kb(&run)?;
     ensure!(
-        kb > 256 * 1024 && kb < 640 * 1024,
-        "Linux sees {kb} KiB; its partition has 640 MiB and the machine 1 GiB:\n{log}"
+        kb > case.linux_mib * 1024 / 2 && kb < case.linux_mib * 1024,
+        "Linux sees {kb} KiB; its partition has {} MiB:\n{log}",
+        case.linux_mib
     );
     let summaries = summaries_without_misses(&run)?;
     ensure!(summaries.len() >= 5, "too few latency summaries:\n{log}");
-    let rt = rt_cpu_took_no_exits(&run, 1, "Linux booted and powered off")?;
+    let mut rt = Vec::new();
+    for &cpu in case.rt_cpus {
+        rt.push(rt_cpu_took_no_exits(
+            &run,
+            cpu,
+            "Linux booted and powered off",
+        )?);
+    }
     let linux = linux_exits(&run);
     ensure!(!linux.is_empty(), "no exit report of the Linux CPU:\n{log}");
     let at_stop = ExitReport::all(run.lines(), PartitionKind::Linux)
@@ -190,7 +213,7 @@ fn bochs_linux_beside_rt() -> Result<()> {
         "the exits per reason at the power-off do not add up to the total: {at_stop:?}\n{log}"
     );
     println!(
-        "done after {:.1}s: Linux MemTotal {kb} KiB, {} latency summaries with 0 misses, last: {:?}; RT exits {rt} (unchanged); Linux CPU exits at its power-off: total {} ({})",
+        "done after {:.1}s: Linux MemTotal {kb} KiB, {} latency summaries with 0 misses, last: {:?}; RT exits {rt:?} (unchanged); Linux CPU exits at its power-off: total {} ({})",
         run.elapsed().as_secs_f64(),
         summaries.len(),
         summaries.last(),
@@ -198,6 +221,34 @@ fn bochs_linux_beside_rt() -> Result<()> {
         at_stop.reasons_text()
     );
     Ok(())
+}
+
+/// bochs-2cpu: Linux on CPU 0, the RT kernel on CPU 1 ([`power_off_beside_rt`]).
+#[test]
+#[ignore = "boots an emulator; run through cargo xtask test"]
+fn bochs_linux_beside_rt() -> Result<()> {
+    power_off_beside_rt(&PowerOffCase {
+        test: "bochs_linux_beside_rt",
+        config: "bochs-2cpu.toml",
+        linux_cpus: 1,
+        cpus_online: r"^bulkhead-linux: cpus online 0 count 1$",
+        linux_mib: 640,
+        rt_cpus: &[1],
+    })
+}
+
+/// bochs-4cpu: Linux on CPUs 0 and 1, the RT kernel on 2 and 3 ([`power_off_beside_rt`]).
+#[test]
+#[ignore = "boots an emulator; run through cargo xtask test"]
+fn bochs_linux_smp_power_off() -> Result<()> {
+    power_off_beside_rt(&PowerOffCase {
+        test: "bochs_linux_smp_power_off",
+        config: "bochs-4cpu.toml",
+        linux_cpus: 2,
+        cpus_online: r"^bulkhead-linux: cpus online 0-1 count 2$",
+        linux_mib: 1408,
+        rt_cpus: &[2, 3],
+    })
 }
 
 /// bochs-4cpu (Linux on CPUs 0 and 1, the RT kernel on 2 and 3) with `on_exit = "restart"`,
