@@ -25,8 +25,9 @@ use crate::println;
 
 /// The doorbell channels and the RT CPU their interrupts go to.
 static DOORBELLS: Once<(Doorbells, u32)> = Once::new();
-/// Doorbells that interrupted the RT partition, and those coalesced.
+/// Doorbells that interrupted the RT partition.
 pub static DOORBELLS_RUNG: AtomicU64 = AtomicU64::new(0);
+/// Doorbells merged into an earlier one by the rate limit.
 pub static DOORBELLS_COALESCED: AtomicU64 = AtomicU64::new(0);
 
 /// A channel whose ring could not be initialized.
