@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use bulkhead_e2e::{
     Emulator, ExitReport, Expect, IsoSpec, LatencySummary, PartitionKind, Pattern, Run, RunDir,
 };
@@ -74,8 +74,8 @@ fn boot_in(
     Run::start(&dir, &iso, &emulator)
 }
 
-/// The number the first line matching `pattern` captures in its group 1.
-fn first_number(run: &Run, pattern: &str) -> Result<u64> {
+/// The numbers the first line matching `pattern` captures, group by group.
+fn first_numbers(run: &Run, pattern: &str) -> Result<Vec<u64>> {
     let re = regex::Regex::new(pattern)?;
     let line = run
         .matching(Pattern::regex(pattern))
@@ -83,7 +83,15 @@ fn first_number(run: &Run, pattern: &str) -> Result<u64> {
         .next()
         .with_context(|| format!("no line matching {pattern}"))?;
     let caps = re.captures(&line).context("captures")?;
-    Ok(caps[1].parse()?)
+    (1..caps.len()).map(|i| Ok(caps[i].parse()?)).collect()
+}
+
+/// The number the first line matching `pattern` captures in its group 1.
+fn first_number(run: &Run, pattern: &str) -> Result<u64> {
+    first_numbers(run, pattern)?
+        .first()
+        .copied()
+        .with_context(|| format!("{pattern} captures nothing"))
 }
 
 /// The MemTotal Linux's init reported first.
@@ -323,7 +331,8 @@ fn bochs_linux_smp_panic_restart() -> Result<()> {
 /// of mixed sizes and priorities through `commands` and gets every one back through
 /// `telemetry`, none lost, duplicated, corrupted or reordered within a priority; the echo
 /// task counts the same 200; the echo task sleeps on the channel's doorbell and Linux's
-/// doorbell hypercalls wake it (interrupting the RT CPU without a VM exit); `bulkhead rt` shows
+/// doorbell hypercalls wake it (interrupting the RT CPU without a VM exit), also when it is
+/// blocked on a full `telemetry` and Linux's receive frees a slot; `bulkhead rt` shows
 /// two of the RT kernel's status reports (`status=rt-status`), with its tasks; the RT CPU takes
 /// no VM exit and misses no deadline meanwhile.
 #[test]
@@ -344,7 +353,9 @@ fn bochs_channels_linux_to_rt_and_back() -> Result<()> {
         .line("bulkhead-linux: init reached")
         .regex(ping)
         .line("bulkhead-linux: ping exit status 0")
-        .regex(r"^echo: forwarded 200 messages, \d+ bytes; woken by \d+ doorbells$")
+        .line("bulkhead-linux: sent 250 without reading")
+        .line("bulkhead-linux: received them, exit status 0")
+        .regex(r"^echo: forwarded 450 messages, \d+ bytes; woken by doorbells \d+ to receive, \d+ to send$")
         .regex(r"^bulkhead-ping: doorbells rung \d+ not rung 0$")
         .regex(r"^status: reports on rt-status every 1 s ")
         .times(
@@ -374,19 +385,26 @@ fn bochs_channels_linux_to_rt_and_back() -> Result<()> {
         "messages went astray: {line}\n{log}"
     );
     // The echo task slept on the doorbell and Linux's doorbells woke it.
-    let woken = first_number(
-        &run,
-        r"^echo: forwarded 200 messages, \d+ bytes; woken by (\d+) doorbells$",
-    )?;
+    // The 200 of ping and the 250 sent without reading: all forwarded. Waiting for a message,
+    // the echo task was woken by Linux's doorbells; blocked on the full `telemetry`, by the
+    // doorbell Linux rang when its receive freed a slot.
+    let last = r"^echo: forwarded 450 messages, \d+ bytes; woken by doorbells (\d+) to receive, (\d+) to send$";
+    let [woken, woken_to_send] = first_numbers(&run, last)?[..] else {
+        bail!("{last} captures two numbers");
+    };
     let rung = first_number(&run, r"^bulkhead-ping: doorbells rung (\d+) not rung 0$")?;
     ensure!(
         woken > 0 && rung > 0,
         "no doorbell: Linux rang {rung}, the echo task was woken by {woken}\n{log}"
     );
+    ensure!(
+        woken_to_send > 0,
+        "the echo task, blocked on a full ring, was never woken by Linux's doorbell\n{log}"
+    );
     summaries_without_misses(&run)?;
     let rt = rt_cpu_took_no_exits(&run, 1, "Linux and the RT kernel exchanged messages")?;
     println!(
-        "done after {:.1}s: {line}; Linux rang {rung} doorbells, the echo task was woken by {woken}; RT exits {rt} (unchanged)",
+        "done after {:.1}s: {line}; Linux rang {rung} doorbells, the echo task was woken by {woken} to receive and {woken_to_send} to send; RT exits {rt} (unchanged)",
         run.elapsed().as_secs_f64()
     );
     Ok(())

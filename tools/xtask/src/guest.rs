@@ -70,6 +70,16 @@ case " $cmdline " in
     # The RT kernel's status reports (`status=rt-status`): two, so the second has CPU shares.
     bulkhead rt -n 2 --timeout-ms 5000
     echo "bulkhead-linux: rt exit status $?"
+    # Fill `telemetry` without reading it, so the echo task blocks on a full ring; then drain
+    # it: the receive that frees a slot rings the echo task's doorbell.
+    i=0
+    while [ $i -lt 250 ]; do
+        bulkhead send commands "fill $i" || break
+        i=$((i + 1))
+    done
+    echo "bulkhead-linux: sent $i without reading"
+    bulkhead receive telemetry -n $i --timeout-ms 20000 > /dev/null
+    echo "bulkhead-linux: received them, exit status $?"
     bulkhead stats commands
     bulkhead stats telemetry
     echo "bulkhead-linux: powering off"
@@ -1222,6 +1232,7 @@ mod tests {
             "echo \"bulkhead-linux: ping exit status $?\"",
             "bulkhead rt -n 2 --timeout-ms 5000",
             "echo \"bulkhead-linux: rt exit status $?\"",
+            "echo \"bulkhead-linux: received them, exit status $?\"",
             "echo c > /proc/sysrq-trigger",
             "setsid cttyhack sh",
         ] {

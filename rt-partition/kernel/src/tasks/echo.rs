@@ -5,8 +5,8 @@
 //!
 //! It prints `echo: FROM -> TO ready (...)` when both ends are open, and after a burst of
 //! traffic (once no message came for a second) `echo: forwarded N messages, B bytes; woken by
-//! D doorbells` (D: waits, to receive or to send, that a doorbell from Linux ended rather than
-//! the fallback timer). A channel that fails (a corrupt ring: Linux is not trusted) ends the
+//! doorbells R to receive, S to send` (waits for a message, or for room in a full ring, that a
+//! doorbell from Linux ended rather than the fallback timer). A channel that fails (a corrupt ring: Linux is not trusted) ends the
 //! task with a line naming it; the rest of the kernel goes on.
 
 use spin::Once;
@@ -60,8 +60,9 @@ pub extern "C" fn task(_: usize) {
             Err(ChannelError::TimedOut) => {
                 if messages != reported {
                     println!(
-                        "echo: forwarded {messages} messages, {bytes} bytes; woken by {} doorbells",
-                        rx.doorbell_wakes() + tx.doorbell_wakes()
+                        "echo: forwarded {messages} messages, {bytes} bytes; woken by doorbells {} to receive, {} to send",
+                        rx.doorbell_wakes(),
+                        tx.doorbell_wakes()
                     );
                     reported = messages;
                 }
