@@ -82,6 +82,32 @@ fn lock(mapping: &Mapping, end: End, name: &str) -> Result<()> {
     }
 }
 
+/// Maps the announced channel `info` from `mem` for the end Linux holds when the channel goes
+/// `linux_end`'s way ([`Error::WrongDirection`] otherwise).
+fn map_for(info: &ChannelInfo, linux_end: Direction, mem: impl AsRef<Path>) -> Result<Mapping> {
+    if info.direction != linux_end {
+        return Err(Error::WrongDirection {
+            name: info.name.clone(),
+            direction: info.direction,
+        });
+    }
+    info.map(mem)
+}
+
+/// Takes `end` of the ring in `mapping` ([`Error::Busy`] if another opener has it) and
+/// attaches to it.
+///
+/// # Safety
+/// The ring borrows `mapping` although its lifetime says `'static`: the caller keeps it beside
+/// `mapping` in the endpoint and drops it first (see the module docs).
+unsafe fn attach_end(mapping: &Mapping, end: End, name: &str) -> Result<Ring<'static>> {
+    lock(mapping, end, name)?;
+    // SAFETY: the caller keeps the ring no longer than `mapping` (this function's contract);
+    // the mapped range does not move when the `Mapping` does.
+    let region = unsafe { mapping.region_unbounded() }?;
+    Ok(Ring::attach(region)?)
+}
+
 /// The name of a channel attached without an announcement: where it is.
 fn place(mapping: &Mapping) -> String {
     format!("{}@{:#x}", mapping.path().display(), mapping.offset())
@@ -141,13 +167,8 @@ impl ChannelSender {
 
     /// Opens the announced channel `info` on `mem`.
     pub fn open_info(info: &ChannelInfo, mem: impl AsRef<Path>) -> Result<Self> {
-        if info.direction != Direction::LinuxToRt {
-            return Err(Error::WrongDirection {
-                name: info.name.clone(),
-                direction: info.direction,
-            });
-        }
-        let mut sender = Self::attach_named(info.map(mem)?, info.name.clone())?;
+        let mapping = map_for(info, Direction::LinuxToRt, mem)?;
+        let mut sender = Self::attach_named(mapping, info.name.clone())?;
         sender.bell = Bell::for_info(info);
         Ok(sender)
     }
@@ -160,13 +181,10 @@ impl ChannelSender {
     }
 
     fn attach_named(mapping: Mapping, name: String) -> Result<Self> {
-        lock(&mapping, End::Producer, &name)?;
-        // SAFETY: the region borrows `mapping`, which moves into the returned endpoint beside
-        // the ring endpoint built on the region, and outlives it (see the module docs: the
-        // range does not move, the borrow never leaves the private field, and that field is
-        // dropped before `mapping`).
-        let region = unsafe { mapping.region_unbounded() }?;
-        let ring = Ring::attach(region)?;
+        // SAFETY: `mapping` moves into the returned endpoint beside the ring endpoint built on
+        // it, declared after it, so it outlives it (see the module docs: the range does not
+        // move, the borrow never leaves the private field, and that field is dropped first).
+        let ring = unsafe { attach_end(&mapping, End::Producer, &name) }?;
         let geometry = ring.geometry();
         Ok(Self {
             sender: mq::Sender::new(ring.into_producer()),
@@ -278,13 +296,8 @@ impl ChannelReceiver {
 
     /// Opens the announced channel `info` on `mem`.
     pub fn open_info(info: &ChannelInfo, mem: impl AsRef<Path>) -> Result<Self> {
-        if info.direction != Direction::RtToLinux {
-            return Err(Error::WrongDirection {
-                name: info.name.clone(),
-                direction: info.direction,
-            });
-        }
-        let mut receiver = Self::attach_named(info.map(mem)?, info.name.clone())?;
+        let mapping = map_for(info, Direction::RtToLinux, mem)?;
+        let mut receiver = Self::attach_named(mapping, info.name.clone())?;
         receiver.bell = Bell::for_info(info);
         Ok(receiver)
     }
@@ -297,11 +310,9 @@ impl ChannelReceiver {
     }
 
     fn attach_named(mapping: Mapping, name: String) -> Result<Self> {
-        lock(&mapping, End::Consumer, &name)?;
         // SAFETY: as in `ChannelSender::attach_named`: `mapping` moves into the endpoint and
         // outlives the ring endpoint borrowing it.
-        let region = unsafe { mapping.region_unbounded() }?;
-        let ring = Ring::attach(region)?;
+        let ring = unsafe { attach_end(&mapping, End::Consumer, &name) }?;
         let geometry = ring.geometry();
         Ok(Self {
             receiver: Box::new(mq::Receiver::new(ring.into_consumer())),

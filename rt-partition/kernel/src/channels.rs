@@ -22,7 +22,7 @@
 //! (the ring crate's `Corrupt` / `PeerFailed`), never the kernel.
 
 use core::fmt;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use bulkhead_ring::mq::{Attr, Receiver, Sender};
 use bulkhead_ring::{Armed, Ring, RingError, SharedRegion};
@@ -41,8 +41,6 @@ pub const DOORBELL_FALLBACK_NS: u64 = 1_000_000;
 
 /// The doorbell event flags: bit `i` for channel `i`.
 static DOORBELL_FLAGS: Once<EventFlagsHandle> = Once::new();
-/// Doorbell interrupts taken.
-pub static DOORBELL_IRQS: AtomicU64 = AtomicU64::new(0);
 
 /// What a channel operation can fail with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,7 +124,6 @@ pub fn create_objects() -> Result<(), Error> {
 
 /// The doorbell interrupt (kernel lock held): wakes every task waiting on a channel.
 pub fn on_doorbell(state: &mut State, now: u64) -> Resched {
-    DOORBELL_IRQS.fetch_add(1, Ordering::Relaxed);
     match DOORBELL_FLAGS.get() {
         Some(&flags) => api::event_set_locked(state, flags, u32::MAX, now),
         None => Resched::NONE,
