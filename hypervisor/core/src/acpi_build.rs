@@ -443,12 +443,14 @@ fn header_from(
 
 /// Builds Linux's tables from the firmware's RSDP at `rsdp_addr` into `out`, which the
 /// caller will place at physical address `out_phys` (16-byte aligned). Tables whose
-/// signature is in `hide` are left out (the MADT is always replaced).
+/// signature is in `hide` are left out (the MADT is always replaced). The finished tables in
+/// `added` (the hypervisor's own, checksums set) are copied after the MADT and listed last.
 pub fn build_linux_tables<R: PhysRead + ?Sized>(
     fw: &R,
     rsdp_addr: u64,
     cpus: &LinuxCpus<'_>,
     hide: &[Signature],
+    added: &[&[u8]],
     out: &mut [u8],
     out_phys: u64,
 ) -> Result<LinuxAcpi, AcpiBuildError> {
@@ -499,9 +501,21 @@ pub fn build_linux_tables<R: PhysRead + ?Sized>(
         return Err(AcpiBuildError::TooManyTables { count: entries });
     }
 
-    // Layout: RSDP, XSDT (room for every firmware entry), MADT, RSDT.
+    for table in added {
+        let len = table.get(4..8).map_or(0, |_| le_u32(table, 4) as usize);
+        if len < HEADER_LEN || len != table.len() {
+            return Err(AcpiBuildError::BadLength {
+                sig: sig_at(table, 0),
+                addr: 0,
+                len: len as u32,
+            });
+        }
+    }
+
+    // Layout: RSDP, XSDT (room for every firmware entry and the added ones), MADT, the added
+    // tables, RSDT.
     let xsdt_off = RSDP_AREA;
-    let madt_off = (xsdt_off + HEADER_LEN + 8 * entries.max(1)).next_multiple_of(8);
+    let madt_off = (xsdt_off + HEADER_LEN + 8 * (entries + added.len()).max(1)).next_multiple_of(8);
     let mut o = Out { buf: out };
 
     let mut kept = 0usize;
@@ -537,14 +551,22 @@ pub fn build_linux_tables<R: PhysRead + ?Sized>(
         kept += 1;
     }
     let madt_fw = madt_fw.ok_or(AcpiBuildError::NoMadt)?;
+    let (madt_len, cpus_listed) = build_madt(&rd, madt_fw, cpus, &mut o, madt_off, &mut warnings)?;
+    let mut end = madt_off + madt_len;
+    for table in added {
+        let at = end.next_multiple_of(8);
+        o.put(at, table)?;
+        all_low &= phys(at) < 1 << 32;
+        o.put(xsdt_off + HEADER_LEN + 8 * kept, &phys(at).to_le_bytes())?;
+        kept += 1;
+        end = at + table.len();
+    }
+
     let xsdt_len = HEADER_LEN + 8 * kept;
     o.put(xsdt_off, &header_from(&root, b"XSDT", Some(1), xsdt_len))?;
     fix_checksum(o.table_mut(xsdt_off, xsdt_len), 9);
 
-    let (madt_len, cpus_listed) = build_madt(&rd, madt_fw, cpus, &mut o, madt_off, &mut warnings)?;
-
     let mut rsdt = None;
-    let mut end = madt_off + madt_len;
     if all_low && phys(end + 8 + HEADER_LEN + 4 * kept) <= 1 << 32 {
         let rsdt_off = end.next_multiple_of(8);
         let rsdt_len = HEADER_LEN + 4 * kept;

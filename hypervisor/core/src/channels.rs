@@ -14,12 +14,19 @@
 //! faster (a bug, or on purpose) gets `COALESCED` and costs the RT side nothing more; the RT
 //! side re-checks its rings on a timer too, so a coalesced doorbell delays a wake-up, it does
 //! not lose it.
+//!
+//! The RT partition rings Linux with the same hypercall, naming the channel by its base in the
+//! RT partition's guest-physical space ([`Doorbells::rt_channel`]); the hypervisor raises the
+//! channel device's interrupt (`crate::channel_device`), whose INTx masking already limits
+//! Linux to one interrupt per wake-up of its own, so these are not rate-limited here.
 
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use bulkhead_config::{ChannelConfig, ChannelDirection, Config, MAX_CHANNELS, Notify};
 use bulkhead_ring::announce::{Announcement, Direction, NotifyMode};
+
+use crate::rt_boot::RtLayout;
 
 /// The announcement of `channel` (`None` for a channel whose memory the config does not place:
 /// a validated config has none).
@@ -120,6 +127,8 @@ pub enum Ring {
 #[derive(Debug)]
 pub struct Doorbells {
     bases: [u64; MAX_CHANNELS],
+    /// The same channels' bases in the RT partition's guest-physical space.
+    rt_bases: [u64; MAX_CHANNELS],
     /// TSC of the last interrupt per channel (0: never).
     last: [AtomicU64; MAX_CHANNELS],
     count: usize,
@@ -130,19 +139,32 @@ impl Doorbells {
     pub fn from_config(cfg: &Config) -> Self {
         let mut d = Self {
             bases: [0; MAX_CHANNELS],
+            rt_bases: [0; MAX_CHANNELS],
             last: [const { AtomicU64::new(0) }; MAX_CHANNELS],
             count: 0,
         };
+        let layout = RtLayout::plan(cfg).ok();
         for channel in cfg.channels() {
             if channel.notify() != Notify::Doorbell || d.count == MAX_CHANNELS {
                 continue;
             }
+            let rt_base = layout
+                .as_ref()
+                .and_then(|l| l.shared().get(channel.region_index()))
+                .map_or(0, |m| m.gpa + channel.offset());
             if let Some(memory) = cfg.channel_memory(channel) {
                 d.bases[d.count] = memory.base;
+                d.rt_bases[d.count] = rt_base;
                 d.count += 1;
             }
         }
         d
+    }
+
+    /// Whether `rt_base`, a base in the RT partition's guest-physical space, is a channel that
+    /// takes doorbells: the RT side may ring Linux for it.
+    pub fn rt_channel(&self, rt_base: u64) -> bool {
+        rt_base != 0 && self.rt_bases[..self.count].contains(&rt_base)
     }
 
     /// How many channels take doorbells.
@@ -221,6 +243,12 @@ mod tests {
         let d = Doorbells::from_config(&cfg);
         assert_eq!(d.len(), 2, "both example channels take doorbells");
         let (telemetry, commands) = (0x3800_0000, 0x3801_0000);
+        assert!(d.rt_channel(RtLayout::plan(&cfg).unwrap().shared()[0].gpa));
+        assert!(
+            !d.rt_channel(telemetry),
+            "a host address is not the RT side's"
+        );
+        assert!(!d.rt_channel(0));
         assert_eq!(d.ring(commands, 1_000, 100), Ring::Interrupt);
         assert_eq!(d.ring(commands, 1_050, 100), Ring::Coalesced);
         assert_eq!(

@@ -7,11 +7,15 @@
 
 /// "Hello": a guest announces that it runs. Argument RBX: a guest-defined tag.
 pub const HELLO: u64 = 0x4248_0001;
-/// "Doorbell": Linux (kernel or user space) asks the hypervisor to notify the RT partition
-/// that a channel changed. Argument RBX: the channel's physical base, as announced on
-/// Linux's command line. Returns [`OK`] (the RT partition was interrupted), [`COALESCED`]
-/// (rung too soon after the last doorbell of that channel: no new interrupt; the RT side
-/// still re-checks its rings within its poll interval) or [`NO_SUCH_CHANNEL`].
+/// "Doorbell": a partition asks the hypervisor to notify the other one that a channel
+/// changed. Argument RBX: the channel's base in the caller's guest-physical space (for Linux,
+/// as announced on its command line; for the RT kernel, as in its boot information).
+///
+/// From Linux (kernel or user space): returns [`OK`] (the RT partition was interrupted),
+/// [`COALESCED`] (rung too soon after the last doorbell of that channel: no new interrupt;
+/// the RT side still re-checks its rings within its poll interval) or [`NO_SUCH_CHANNEL`].
+/// From the RT partition: raises the channel device's interrupt in Linux and returns [`OK`],
+/// or [`NO_SUCH_CHANNEL`] (not a doorbell channel, or no channel device).
 pub const DOORBELL: u64 = 0x4248_0002;
 
 /// Status: success.

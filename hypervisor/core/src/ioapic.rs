@@ -28,6 +28,12 @@
 //! - Everything else is refused: a refused write is dropped, a refused read returns
 //!   [`REFUSED_READ`].
 //!
+//! - An emulated pin ([`IoApicView::with_emulated_pin`]: the channel device's GSI, owned by
+//!   no partition) is Linux's in every check above, but its entry lives only here: reads
+//!   return what Linux wrote, accepted writes are [`IoApicAction::Emulated`] and never reach
+//!   the hardware (whose entry stays masked), and an EOI of its vector is dropped (the
+//!   hypervisor delivers it as an edge, so there is no Remote IRR to clear).
+//!
 //! The view assumes every entry of Linux's pins is masked when Linux starts (the hypervisor
 //! masks every entry it hands out): the low-dword shadow starts masked, in physical mode.
 
@@ -166,6 +172,9 @@ pub enum IoApicAction {
     WriteRegister { index: u8, value: u32 },
     /// Write `vector` to the hardware's EOI register.
     Eoi { vector: u8 },
+    /// The entry of the emulated pin `gsi` changed (the hardware is not touched): the
+    /// hypervisor delivers a pending interrupt if Linux just unmasked it.
+    Emulated { gsi: u32 },
     /// A write that changes nothing Linux could notice is dropped without complaint: it
     /// masks (or clears the destination of) a pin Linux does not own, as Linux does to
     /// every pin at boot.
@@ -203,6 +212,8 @@ pub struct IoApicView {
     linux: GsiSet,
     /// Linux's GSIs whose high dword has been written.
     high_written: GsiSet,
+    /// Linux's GSIs whose entry is emulated (a subset of `linux`).
+    emulated: GsiSet,
     /// The hardware entries of Linux's pins, by GSI, as last written.
     low: [u32; MAX_GSIS],
     high: [u32; MAX_GSIS],
@@ -227,6 +238,7 @@ impl IoApicView {
             select: 0,
             linux,
             high_written: GsiSet::default(),
+            emulated: GsiSet::default(),
             low: [MASKED; MAX_GSIS],
             high: [0; MAX_GSIS],
         }
@@ -239,6 +251,30 @@ impl IoApicView {
         self.high_written = GsiSet::default();
         self.low = [MASKED; MAX_GSIS];
         self.high = [0; MAX_GSIS];
+    }
+
+    /// Emulates the entry of `gsi` for Linux (when the pin is on this IOAPIC): the channel
+    /// device's pin, which no partition owns.
+    pub fn with_emulated_pin(mut self, gsi: u32) -> Self {
+        if self.on_this_ioapic(gsi) {
+            self.linux.insert(gsi);
+            self.emulated.insert(gsi);
+        }
+        self
+    }
+
+    fn on_this_ioapic(&self, gsi: u32) -> bool {
+        gsi >= self.gsi_base && gsi - self.gsi_base < self.pins
+    }
+
+    /// The entry of the emulated pin `gsi` as Linux last wrote it (low dword, high dword),
+    /// when it is unmasked with a destination written.
+    pub fn emulated_entry(&self, gsi: u32) -> Option<(u32, u32)> {
+        let g = gsi as usize;
+        (self.emulated.contains(gsi)
+            && self.high_written.contains(gsi)
+            && self.low.get(g)? & MASKED == 0)
+            .then(|| (self.low[g], self.high[g]))
     }
 
     /// The GSI of the first pin.
@@ -304,6 +340,13 @@ impl IoApicView {
             Some((gsi, high)) if !self.owns(gsi) => IoApicAction::ReadValue {
                 value: if high { 0 } else { FOREIGN_ENTRY_LOW },
             },
+            Some((gsi, high)) if self.emulated.contains(gsi) => IoApicAction::ReadValue {
+                value: if high {
+                    self.high[gsi as usize]
+                } else {
+                    self.low[gsi as usize]
+                },
+            },
             _ => IoApicAction::ReadRegister { index },
         }
     }
@@ -352,6 +395,9 @@ impl IoApicView {
             }
             self.low[g] = value;
         }
+        if self.emulated.contains(gsi) {
+            return Ok(IoApicAction::Emulated { gsi });
+        }
         Ok(IoApicAction::WriteRegister { index, value })
     }
 
@@ -361,11 +407,15 @@ impl IoApicView {
                 version: self.version,
             });
         }
-        let ours = (self.gsi_base..self.gsi_base.saturating_add(self.pins))
-            .filter(|&gsi| self.owns(gsi))
-            .any(|gsi| self.low[gsi as usize] as u8 == vector);
-        if ours {
+        let uses = |gsi: u32| self.owns(gsi) && self.low[gsi as usize] as u8 == vector;
+        let pins = self.gsi_base..self.gsi_base.saturating_add(self.pins);
+        if pins
+            .clone()
+            .any(|gsi| uses(gsi) && !self.emulated.contains(gsi))
+        {
             Ok(IoApicAction::Eoi { vector })
+        } else if pins.into_iter().any(uses) {
+            Ok(IoApicAction::Dropped)
         } else {
             Err(Refusal::EoiVector { vector })
         }
@@ -476,6 +526,60 @@ mod tests {
         assert_eq!(
             read(&mut v, low(4)),
             IoApicAction::ReadRegister { index: low(4) }
+        );
+    }
+
+    #[test]
+    fn an_emulated_pin_is_checked_like_linux_pins_but_never_reaches_the_hardware() {
+        let mut v = view().with_emulated_pin(23);
+        assert!(v.owns(23));
+        assert_eq!(v.emulated_entry(23), None, "masked at start");
+        // The destination must be Linux's, as for any pin of Linux.
+        assert_eq!(
+            refusal(write(&mut v, low(23) + 1, 2 << 24)),
+            Some(Refusal::Destination {
+                gsi: 23,
+                dest: 2,
+                logical: false
+            })
+        );
+        assert_eq!(
+            write(&mut v, low(23) + 1, 1 << 24),
+            IoApicAction::Emulated { gsi: 23 }
+        );
+        let entry = 1 << 15 | 1 << 13 | 0x41;
+        assert_eq!(
+            write(&mut v, low(23), entry | MASKED),
+            IoApicAction::Emulated { gsi: 23 }
+        );
+        assert_eq!(v.emulated_entry(23), None);
+        assert_eq!(
+            write(&mut v, low(23), entry),
+            IoApicAction::Emulated { gsi: 23 }
+        );
+        assert_eq!(v.emulated_entry(23), Some((entry, 1 << 24)));
+        // Reads come from the shadow; the EOI of its vector is dropped.
+        assert_eq!(
+            read(&mut v, low(23)),
+            IoApicAction::ReadValue { value: entry }
+        );
+        assert_eq!(
+            read(&mut v, low(23) + 1),
+            IoApicAction::ReadValue { value: 1 << 24 }
+        );
+        assert_eq!(
+            v.access(EOI, 4, Some(0x41), &linux_cpus),
+            IoApicAction::Dropped
+        );
+        // NMI delivery is refused as anywhere.
+        assert!(refusal(write(&mut v, low(23), 4 << 8)).is_some());
+        v.reset();
+        assert_eq!(v.emulated_entry(23), None);
+        // A pin of another IOAPIC is not emulated here.
+        assert!(
+            !IoApicView::new(24, 23 << 16 | 0x20, &[])
+                .with_emulated_pin(23)
+                .owns(23)
         );
     }
 

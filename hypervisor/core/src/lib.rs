@@ -16,6 +16,7 @@ pub mod acpi_sleep;
 pub mod addr;
 pub mod ap_start;
 pub mod bitmaps;
+pub mod channel_device;
 pub mod channels;
 pub mod cpuid;
 pub mod elf;

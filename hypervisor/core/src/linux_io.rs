@@ -25,6 +25,10 @@
 //!   reads as all ones like any other absent device, so Linux's i8042 probe finds none and
 //!   its reboot waits out its short input-buffer timeout before writing 0xFE.
 //!
+//! - The channel device (`crate::channel_device`), when there is one: its configuration
+//!   accesses are [`IoOutcome::EmulatedConfigRead`] and [`IoOutcome::EmulatedConfigWrite`],
+//!   answered by the hypervisor's model of the function and never reaching the hardware.
+//!
 //! What an owned PCI function does once configured (its BARs, DMA, MSI destinations) is not
 //! decided here.
 
@@ -125,6 +129,10 @@ pub enum IoOutcome {
         width: u8,
         value: u32,
     },
+    /// Read `width` bytes at `offset` of the emulated channel device's config space.
+    EmulatedConfigRead { offset: u8, width: u8 },
+    /// Write `value` (`width` bytes) at `offset` of the emulated channel device.
+    EmulatedConfigWrite { offset: u8, width: u8, value: u32 },
     /// Linux asked for S5: power the machine off.
     PowerOff,
     /// Linux asked to reset the machine.
@@ -151,6 +159,20 @@ impl fmt::Display for IoOutcome {
             } => write!(
                 f,
                 "PCI {bdf} config write of {value:#x} ({width} bytes) at {offset:#x}"
+            ),
+            Self::EmulatedConfigRead { offset, width } => {
+                write!(
+                    f,
+                    "channel device config read of {width} bytes at {offset:#x}"
+                )
+            }
+            Self::EmulatedConfigWrite {
+                offset,
+                width,
+                value,
+            } => write!(
+                f,
+                "channel device config write of {value:#x} ({width} bytes) at {offset:#x}"
             ),
             Self::PowerOff => f.write_str("power off (S5)"),
             Self::Reset { how } => write!(f, "reset through {how}"),
@@ -187,6 +209,8 @@ pub struct LinuxIo<'a> {
     /// The PCI functions Linux owns (the config's `pci_devices`).
     devices: &'a [PciBdf],
     fadt: FadtIo,
+    /// The emulated channel device's address, if there is one.
+    emulated: Option<PciBdf>,
     /// The virtual 0xCF8 latch.
     address: u32,
 }
@@ -198,8 +222,15 @@ impl<'a> LinuxIo<'a> {
         Self {
             devices,
             fadt,
+            emulated: None,
             address: 0,
         }
+    }
+
+    /// Puts the emulated channel device at `bdf` (a function no partition owns).
+    pub fn with_emulated(mut self, bdf: PciBdf) -> Self {
+        self.emulated = Some(bdf);
+        self
     }
 
     /// Clears the virtual PCI address latch, as for a Linux that starts again.
@@ -277,11 +308,21 @@ impl<'a> LinuxIo<'a> {
             (a >> 8) as u8 & 0x7,
         )
         .filter(|_| a & ADDRESS_ENABLE != 0 && a & ADDRESS_RESERVED == 0);
+        let offset = (a & 0xfc) as u8 | byte;
+        if bdf.is_some() && bdf == self.emulated {
+            return match write {
+                None => IoOutcome::EmulatedConfigRead { offset, width },
+                Some(value) => IoOutcome::EmulatedConfigWrite {
+                    offset,
+                    width,
+                    value,
+                },
+            };
+        }
         let readable =
             bdf.filter(|bdf| self.devices.contains(bdf) || READ_ONLY_DEVICES.contains(bdf));
         let writable =
             bdf.filter(|bdf| self.devices.contains(bdf) && !READ_ONLY_DEVICES.contains(bdf));
-        let offset = (a & 0xfc) as u8 | byte;
         match write {
             None => match readable {
                 Some(bdf) => IoOutcome::PciConfigRead { bdf, offset, width },
@@ -363,6 +404,33 @@ mod tests {
         assert_eq!(io.access(0xcf8, 4, Some(0x8000_0000)), IoOutcome::Ignored);
         assert_eq!(io.access(0xcf8, 4, None), IoOutcome::Read(0x8000_0000));
         assert_eq!(io.config_address(), 0x8000_0000);
+    }
+
+    #[test]
+    fn the_channel_device_is_emulated_and_its_neighbours_are_absent() {
+        let dev = bdf(0xff, 0, 0);
+        let mut io = io().with_emulated(dev);
+        let _ = io.access(0xcf8, 4, Some(address(dev, 0x04)));
+        assert_eq!(
+            io.access(0xcfd, 1, Some(0x04)),
+            IoOutcome::EmulatedConfigWrite {
+                offset: 5,
+                width: 1,
+                value: 4
+            }
+        );
+        assert_eq!(
+            io.access(0xcfc, 4, None),
+            IoOutcome::EmulatedConfigRead {
+                offset: 4,
+                width: 4
+            }
+        );
+        // Another function of the same device, or the latch disabled: no device.
+        let _ = io.access(0xcf8, 4, Some(address(bdf(0xff, 0, 1), 0)));
+        assert_eq!(io.access(0xcfc, 4, None), IoOutcome::Read(u32::MAX));
+        let _ = io.access(0xcf8, 4, Some(address(dev, 0) & !ADDRESS_ENABLE));
+        assert_eq!(io.access(0xcfc, 4, None), IoOutcome::Read(u32::MAX));
     }
 
     #[test]

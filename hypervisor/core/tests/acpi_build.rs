@@ -187,7 +187,7 @@ fn build(
         apic_ids: ids,
         boot,
     };
-    let built = build_linux_tables(fw, FW, &cpus, hide, &mut out, OUT)?;
+    let built = build_linux_tables(fw, FW, &cpus, hide, &[], &mut out, OUT)?;
     out.truncate(built.len);
     Ok((built, out))
 }
@@ -271,6 +271,41 @@ fn linux_sees_only_its_cpus_boot_first() {
 }
 
 #[test]
+fn added_tables_are_copied_and_listed_last() {
+    let fw = firmware(2, qemu_like_madt());
+    let (ssdt, len) = bulkhead_hv_core::channel_device::ssdt(0xff, 23);
+    let ssdt = &ssdt[..len];
+    let mut out = vec![0u8; 0x1000];
+    let cpus = LinuxCpus {
+        apic_ids: &[0],
+        boot: 0,
+    };
+    let built = build_linux_tables(&fw, FW, &cpus, &[], &[ssdt], &mut out, OUT).unwrap();
+    out.truncate(built.len);
+    assert_eq!(built.tables, 6);
+    let (sigs, ..) = seen_by_acpi_crate(&fw, out.clone());
+    assert_eq!(sigs, ["FACP", "APIC", "SSDT", "HPET", "DMAR", "SSDT"]);
+    let o = out
+        .windows(8)
+        .position(|w| w[..4] == *b"SSDT" && w[4..8] == (len as u32).to_le_bytes())
+        .unwrap();
+    assert_eq!(&out[o..o + len], ssdt, "copied whole");
+    // Both root tables list it and still sum to zero.
+    for root in [built.xsdt, built.rsdt.unwrap()] {
+        let r = (root - OUT) as usize;
+        assert!(sums_to_zero(&out[r..r + len_at(&out, r)]));
+    }
+
+    // A table whose length field disagrees with its bytes is refused.
+    let mut bad = ssdt.to_vec();
+    bad.push(0);
+    assert!(matches!(
+        build_linux_tables(&fw, FW, &cpus, &[], &[&bad], &mut [0u8; 0x1000], OUT),
+        Err(AcpiBuildError::BadLength { .. })
+    ));
+}
+
+#[test]
 fn rsdt_only_firmware() {
     let fw = firmware(0, qemu_like_madt());
     let (built, out) = build(&fw, &[1], 1, &[]).unwrap();
@@ -329,14 +364,14 @@ fn errors_and_warnings() {
         boot: 0,
     };
     assert!(matches!(
-        build_linux_tables(&fw, FW, &cpus, &[], &mut out, OUT),
+        build_linux_tables(&fw, FW, &cpus, &[], &[], &mut out, OUT),
         Err(AcpiBuildError::OutputTooSmall { have: 100, .. })
     ));
     assert!(matches!(
-        build_linux_tables(&fw, FW, &cpus, &[], &mut out, OUT + 8),
+        build_linux_tables(&fw, FW, &cpus, &[], &[], &mut out, OUT + 8),
         Err(AcpiBuildError::UnalignedOutput { .. })
     ));
-    let e = build_linux_tables(&fw, FW + 1, &cpus, &[], &mut out, OUT).unwrap_err();
+    let e = build_linux_tables(&fw, FW + 1, &cpus, &[], &[], &mut out, OUT).unwrap_err();
     assert_eq!(e.to_string(), "ACPI: no \"RSD PTR \" signature at 0xe0001");
 
     // A zero-length MADT entry would loop forever in a careless parser.
@@ -399,7 +434,7 @@ proptest! {
         }
         let mut out = vec![0u8; 0x1000];
         let cpus = LinuxCpus { apic_ids: &[0, 2], boot: 0 };
-        if let Ok(built) = build_linux_tables(&fw, FW, &cpus, &[], &mut out, OUT) {
+        if let Ok(built) = build_linux_tables(&fw, FW, &cpus, &[], &[], &mut out, OUT) {
             prop_assert!(built.len <= out.len());
             prop_assert!(sums_to_zero(&out[..36]));
             for a in [Some(built.xsdt), Some(built.madt), built.rsdt].into_iter().flatten() {
@@ -415,7 +450,7 @@ proptest! {
         mem.add(FW, bytes);
         let mut out = vec![0u8; 0x400];
         let cpus = LinuxCpus { apic_ids: &[0], boot: 0 };
-        let _ = build_linux_tables(&mem, FW, &cpus, &[], &mut out, OUT);
+        let _ = build_linux_tables(&mem, FW, &cpus, &[], &[], &mut out, OUT);
     }
 }
 

@@ -11,6 +11,8 @@
 //! notification becomes a fixed IPI (vector `bulkhead_rt_abi::DOORBELL_VECTOR`) to the RT
 //! partition's first CPU, at most one per channel per
 //! `hv_core::channels::DOORBELL_MIN_INTERVAL_US`. The RT CPU takes it without a VM exit.
+//! The RT partition's `DOORBELL` for a doorbell channel ([`ring_linux`]) raises the channel
+//! device's interrupt in Linux (`linux_devices`).
 
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -81,6 +83,19 @@ pub fn init_all(cfg: &Config) -> Result<usize, ChannelInitError> {
         DOORBELLS.call_once(|| (Doorbells::from_config(cfg), first_rt_cpu));
     }
     Ok(cfg.channels().len())
+}
+
+/// The RT partition's doorbell for the channel at `rt_base` (its guest-physical address):
+/// the hypercall's status.
+pub fn ring_linux(rt_base: u64) -> u64 {
+    let known = DOORBELLS
+        .get()
+        .is_some_and(|(doorbells, _)| doorbells.rt_channel(rt_base));
+    if known && crate::linux_devices::raise_channel_interrupt() {
+        hypercall::OK
+    } else {
+        hypercall::NO_SUCH_CHANNEL
+    }
 }
 
 /// Linux's doorbell for the channel at `base`: the hypercall's status.

@@ -3,11 +3,20 @@
 //! filtered by `hv_core::ioapic`) and the ports its I/O bitmap does not pass through (PCI
 //! configuration, power-off and reset, absent devices: `hv_core::linux_io`).
 //!
+//! The channel device (`hv_core::channel_device`), when some channel takes doorbells: an
+//! emulated PCI function on a bus of its own whose INTA is an IOAPIC pin no partition owns.
+//! Its configuration space is answered from the model here, its pin's entry is emulated in
+//! Linux's IOAPIC view, and [`raise_channel_interrupt`] (the RT partition's doorbell) sends
+//! the vector Linux programmed there to the Linux CPU it named.
+//!
 //! Both views are per partition and shared by its CPUs, behind one lock each; the real
 //! accesses they lead to happen here, under the same lock, so that a select-then-access
 //! pair on the real device (IOREGSEL/IOWIN, 0xCF8/0xCFC) is never split by another CPU.
 
-use bulkhead_config::{Config, PartitionId, PciBdf};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use bulkhead_config::{Config, Notify, PartitionId, PciBdf};
+use hv_core::channel_device::{self, ChannelDevice, Delivery};
 use hv_core::guest_paging::{self, GuestMemory, PagingState};
 use hv_core::ioapic::{self, IoApicAction, IoApicView};
 use hv_core::linux_io::{FadtIo, IoOutcome, LinuxIo, ResetKind, ResetRegister};
@@ -35,12 +44,24 @@ impl IoApicSlot {
     }
 }
 
+/// The channel device: where it is and its state.
+struct ChannelSlot {
+    bdf: PciBdf,
+    gsi: u32,
+    device: Mutex<ChannelDevice>,
+}
+
 struct Devices {
     io: Mutex<LinuxIo<'static>>,
     ioapics: Mutex<[Option<IoApicSlot>; MAX_IOAPICS]>,
+    channel: Option<ChannelSlot>,
     linux_cpus: &'static [u32],
     linux_ram: &'static [bulkhead_config::Region],
 }
+
+/// Channel-device interrupts sent while the pin's entry was masked or aimed nowhere: they
+/// stay pending in the device and come when Linux unmasks.
+static CHANNEL_UNDELIVERED: AtomicU64 = AtomicU64::new(0);
 
 static DEVICES: Once<Devices> = Once::new();
 
@@ -77,11 +98,24 @@ fn ioapic_write(base: u64, index: u8, value: u32) {
 pub fn init(cfg: &'static Config, platform: &Platform) {
     let linux = cfg.partition(PartitionId::Linux);
     let mut slots = [const { None }; MAX_IOAPICS];
-    for (slot, io) in slots.iter_mut().zip(platform.ioapics()) {
+    let mut pins = [(0u32, 0u32); MAX_IOAPICS];
+    for ((slot, io), pins) in slots
+        .iter_mut()
+        .zip(platform.ioapics())
+        .zip(pins.iter_mut())
+    {
         let base = u64::from(io.address);
         let version = ioapic_read(base, ioapic::reg::VERSION);
         let view = IoApicView::new(io.gsi_base, version, linux.ioapic_pins());
-        let slot = slot.insert(IoApicSlot { base, view });
+        *pins = (io.gsi_base, view.pins());
+        *slot = Some(IoApicSlot { base, view });
+    }
+    let channel = channel_slot(cfg, &pins[..platform.ioapics().len().min(MAX_IOAPICS)]);
+    for slot in slots.iter_mut().flatten() {
+        if let Some(c) = &channel {
+            // The device's pin: emulated for Linux, masked in the hardware for good.
+            slot.view = slot.view.clone().with_emulated_pin(c.gsi);
+        }
         slot.mask_linux_pins();
     }
     let f = platform.fadt;
@@ -91,12 +125,138 @@ pub fn init(cfg: &'static Config, platform: &Platform) {
         s5_sleep_type: f.s5_sleep_type,
         reset: f.reset.map(|(port, value)| ResetRegister { port, value }),
     };
+    let mut io = LinuxIo::new(linux.pci_devices(), fadt);
+    if let Some(c) = &channel {
+        io = io.with_emulated(c.bdf);
+    }
     DEVICES.call_once(|| Devices {
-        io: Mutex::new(LinuxIo::new(linux.pci_devices(), fadt)),
+        io: Mutex::new(io),
         ioapics: Mutex::new(slots),
+        channel,
         linux_cpus: linux.cpus(),
         linux_ram: linux.memory(),
     });
+}
+
+/// The channel device, when some channel takes doorbells and the machine has room for it: a
+/// free IOAPIC pin and a free bus.
+fn channel_slot(cfg: &Config, ioapics: &[(u32, u32)]) -> Option<ChannelSlot> {
+    if !cfg
+        .channels()
+        .iter()
+        .any(|c| c.notify() == Notify::Doorbell)
+    {
+        return None;
+    }
+    let owned = |gsi| cfg.partition_of_pin(gsi).is_some();
+    let Some(gsi) = channel_device::choose_gsi(ioapics, owned, ioapic::MAX_GSIS as u32) else {
+        log::warn!(
+            "channel device: no IOAPIC pin at GSI 16 or above is free; Linux polls its channels"
+        );
+        return None;
+    };
+    let taken = |bus: u8| {
+        let mine = |id| {
+            cfg.partition(id)
+                .pci_devices()
+                .iter()
+                .any(|d| d.bus() == bus)
+        };
+        mine(PartitionId::Linux)
+            || mine(PartitionId::Rt)
+            || (0..32).any(|dev| {
+                PciBdf::new(bus, dev, 0).is_some_and(|bdf| {
+                    // SAFETY: a configuration read through mechanism #1 before any partition
+                    // runs; reading a vendor ID has no side effect.
+                    unsafe {
+                        port::outl(0xcf8, pci_address(bdf, 0));
+                        port::inw(0xcfc) != 0xffff
+                    }
+                })
+            })
+    };
+    let Some(bdf) = channel_device::choose_bus(taken).and_then(|bus| PciBdf::new(bus, 0, 0)) else {
+        log::warn!("channel device: no free PCI bus; Linux polls its channels");
+        return None;
+    };
+    crate::println!(
+        "channel device: PCI 0000:{bdf} ({:04x}:{:04x}), INTA on GSI {gsi}: the RT partition's doorbells interrupt Linux",
+        channel_device::VENDOR_ID,
+        channel_device::DEVICE_ID
+    );
+    Some(ChannelSlot {
+        bdf,
+        gsi,
+        device: Mutex::new(ChannelDevice::new(gsi)),
+    })
+}
+
+/// Where Linux finds the channel device: its bus and GSI (for the SSDT Linux is given).
+pub fn channel_device() -> Option<(u8, u32)> {
+    let c = DEVICES.get()?.channel.as_ref()?;
+    Some((c.bdf.bus(), c.gsi))
+}
+
+/// The RT partition's doorbell toward Linux: raises the channel device's interrupt. Returns
+/// whether there is a device.
+pub fn raise_channel_interrupt() -> bool {
+    let Some(c) = DEVICES.get().and_then(|d| d.channel.as_ref()) else {
+        return false;
+    };
+    if c.device.lock().raise() == Delivery::Send {
+        deliver_channel_interrupt();
+    }
+    true
+}
+
+/// Doorbells the RT side raised, interrupts sent to Linux, and sends that found the pin
+/// masked (they come when Linux unmasks it).
+pub fn channel_interrupt_counts() -> Option<(u32, u32, u64)> {
+    let c = DEVICES.get()?.channel.as_ref()?;
+    let (raised, delivered) = c.device.lock().counts();
+    Some((
+        raised,
+        delivered,
+        CHANNEL_UNDELIVERED.load(Ordering::Relaxed),
+    ))
+}
+
+/// Sends the vector of the channel device's pin to the CPU its entry names, if Linux has
+/// unmasked it. Takes the IOAPIC lock, then the device's; the caller holds neither.
+fn deliver_channel_interrupt() {
+    let Some(d) = DEVICES.get() else { return };
+    let Some(c) = d.channel.as_ref() else { return };
+    let entry = d
+        .ioapics
+        .lock()
+        .iter()
+        .flatten()
+        .find_map(|s| s.view.emulated_entry(c.gsi));
+    let Some((low, high)) = entry else {
+        CHANNEL_UNDELIVERED.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let dest = high >> 24;
+    // The view allowed only destinations of Linux's CPUs: a physical APIC ID, or (flat
+    // logical mode) a set of them, of which the first takes it.
+    let target = if low & (1 << 11) == 0 {
+        Some(dest)
+    } else {
+        (0..8).find(|b| dest & (1 << b) != 0)
+    };
+    let vector = low & 0xff;
+    match target.filter(|t| d.linux_cpus.contains(t)) {
+        Some(target) if vector >= 0x20 => {
+            // Fixed delivery, physical destination, level assert.
+            // SAFETY: x2APIC mode is on on every CPU the hypervisor runs; the target is a
+            // Linux CPU and the vector one Linux programmed for this pin.
+            unsafe { crate::arch::apic::x2apic_send_icr(target, vector | 1 << 14) };
+            c.device.lock().delivered();
+        }
+        _ => {
+            CHANNEL_UNDELIVERED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Puts Linux's devices back as before its first start, for a Linux that restarts: its
@@ -109,6 +269,9 @@ pub fn reset() {
         slot.mask_linux_pins();
     }
     d.io.lock().reset();
+    if let Some(c) = &d.channel {
+        c.device.lock().reset();
+    }
 }
 
 fn pci_address(bdf: PciBdf, offset: u8) -> u32 {
@@ -177,6 +340,28 @@ fn port_access_inner(port: u16, width: u8, write: Option<u32>) -> (Option<u32>, 
                     2 => port::outw(at, value as u16),
                     _ => port::outl(at, value),
                 }
+            }
+            (None, Event::Done, false)
+        }
+        IoOutcome::EmulatedConfigRead { offset, width } => {
+            let v = d
+                .channel
+                .as_ref()
+                .map_or(u32::MAX, |c| c.device.lock().read(offset, width));
+            (Some(v), Event::Done, false)
+        }
+        IoOutcome::EmulatedConfigWrite {
+            offset,
+            width,
+            value,
+        } => {
+            let send = d
+                .channel
+                .as_ref()
+                .is_some_and(|c| c.device.lock().write(offset, width, value) == Delivery::Send);
+            drop(io);
+            if send {
+                deliver_channel_interrupt();
             }
             (None, Event::Done, false)
         }
@@ -295,6 +480,16 @@ pub fn ioapic_access(
     let mut refusal = None;
     let read = match action {
         IoApicAction::WriteSelect | IoApicAction::Dropped => None,
+        IoApicAction::Emulated { .. } => {
+            // Linux may just have unmasked the channel device's pin with a doorbell pending.
+            let line = d.channel.as_ref().is_some_and(|c| c.device.lock().line());
+            if line {
+                drop(ioapics);
+                deliver_channel_interrupt();
+                return Ok((insn.len, None));
+            }
+            None
+        }
         IoApicAction::ReadValue { value } => Some(value),
         IoApicAction::ReadRegister { index } => Some(ioapic_read(slot.base, index)),
         IoApicAction::WriteRegister { index, value } => {

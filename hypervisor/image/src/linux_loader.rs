@@ -293,6 +293,13 @@ pub fn load<'a>(cfg: &'a Config, boot: &'a BootInfo) -> Result<LinuxLoad, LoadEr
     let cpus = cfg.partition(PartitionId::Linux).cpus();
     let rsdp = boot.rsdp.ok_or(LoadError::NoRsdp)? as u64;
     let acpi_buf = ram_slice(ram, acpi_at, ACPI_ROOM);
+    // The channel device's host bridge, when there is a device.
+    let ssdt = crate::linux_devices::channel_device()
+        .map(|(bus, gsi)| hv_core::channel_device::ssdt(bus, gsi));
+    let added: &[&[u8]] = match &ssdt {
+        Some((table, len)) => &[&table[..*len]],
+        None => &[],
+    };
     let tables = acpi_build::build_linux_tables(
         &FirmwareMemory { boot },
         rsdp,
@@ -301,6 +308,7 @@ pub fn load<'a>(cfg: &'a Config, boot: &'a BootInfo) -> Result<LinuxLoad, LoadEr
             boot: cpus.first().copied().unwrap_or(0),
         },
         &HIDDEN_TABLES,
+        added,
         acpi_buf,
         acpi_at,
     )

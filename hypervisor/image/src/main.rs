@@ -275,6 +275,8 @@ extern "C" fn bsp_entry(magic: u32, info_addr: u32) -> ! {
     // Linux CPUs run the start-up stub instead of Linux.
     let linux_stub =
         boot.has_option("linux", "stub") || SELFTEST_UNHANDLED_EXIT.load(Ordering::Relaxed);
+    // Linux's devices first: the loader describes the channel device in Linux's ACPI tables.
+    linux_devices::init(cfg, platform);
     let linux = if linux_stub {
         log::info!("partition linux: start-up stub instead of Linux (linux=stub)");
         None
@@ -284,7 +286,6 @@ extern "C" fn bsp_entry(magic: u32, info_addr: u32) -> ! {
             Err(e) => fatal!("{e}"),
         }
     };
-    linux_devices::init(cfg, platform);
     let rt_cpus = cfg.partition(PartitionId::Rt).cpus().len();
     let linux_cpus = cfg.partition(PartitionId::Linux).cpus().len();
     EXPECTED_HELLOS.store(
@@ -605,6 +606,14 @@ fn report_exits_then(last_line: Option<&str>) {
         let coalesced = channels::DOORBELLS_COALESCED.load(Ordering::Relaxed);
         if rung + coalesced > 0 {
             writeln!(w, "doorbells: rung {rung} coalesced {coalesced}")?;
+        }
+        if let Some((raised, delivered, undelivered)) = linux_devices::channel_interrupt_counts()
+            && raised > 0
+        {
+            writeln!(
+                w,
+                "doorbells to linux: raised {raised} interrupts {delivered} held {undelivered}"
+            )?;
         }
         match last_line {
             Some(line) => writeln!(w, "{line}"),

@@ -16,11 +16,16 @@
 //!
 //! An endpoint rings the RT side's doorbell when the ring says the peer sleeps waiting for
 //! this side ([`crate::doorbell`]: the hypervisor's hypercall, only under Bulkhead and for
-//! channels announced `doorbell`; [`ChannelSender::doorbells_rung`]). Linux itself has no
-//! doorbells yet, so its endpoints poll ([`crate::poll`]) and never arm their own doorbell
-//! flag. A doorbell this side could not ring (no hypervisor, a `poll` channel, an endpoint
-//! attached without an announcement) is counted ([`ChannelSender::doorbells_not_rung`]); the
-//! RT side then wakes on its own timer.
+//! channels announced `doorbell`; [`ChannelSender::doorbells_rung`]). A doorbell this side
+//! could not ring (no hypervisor, a `poll` channel, an endpoint attached without an
+//! announcement) is counted ([`ChannelSender::doorbells_not_rung`]); the RT side then wakes
+//! on its own timer.
+//!
+//! Toward Linux: an endpoint of a `doorbell` channel opens the channel device's interrupt
+//! when Linux has it bound to `uio_pci_generic` ([`crate::interrupt`]). Blocked, it arms its
+//! own doorbell flag in the ring, re-checks, and sleeps on the interrupt, which the RT side
+//! raises when it sees the flag; it also wakes every [`INTERRUPT_FALLBACK`] to re-check.
+//! Without the interrupt it polls ([`crate::poll`]) and never arms its flag.
 //!
 //! # One endpoint per end
 //!
@@ -34,11 +39,12 @@ use std::time::Instant;
 
 use bulkhead_ring::announce::Direction;
 use bulkhead_ring::mq::{self, Attr};
-use bulkhead_ring::{Geometry, Notify, Ring, RingError};
+use bulkhead_ring::{Armed, Geometry, Notify, Ring, RingError};
 
 use crate::discover::{Announcements, ChannelInfo};
 use crate::doorbell::{Doorbell, Rang};
 use crate::error::{Error, Result};
+use crate::interrupt::ChannelInterrupt;
 use crate::mapping::{DEV_MEM, End, Mapping};
 use crate::poll::Backoff;
 
@@ -53,11 +59,22 @@ enum Wait {
     Forever,
 }
 
-/// Retries `attempt` while it answers [`RingError::WouldBlock`], polling as `wait` allows.
-fn blocking<T>(wait: Wait, mut attempt: impl FnMut() -> Result<T, RingError>) -> Result<T> {
+/// The longest a blocked endpoint sleeps on the channel device's interrupt before it
+/// re-checks its ring anyway.
+pub const INTERRUPT_FALLBACK: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Retries `attempt` on `end` while it answers [`RingError::WouldBlock`], waiting as `wait`
+/// allows: on `bell`'s interrupt after `arm` (when it has one), else by polling.
+fn blocking<E, T>(
+    wait: Wait,
+    end: &mut E,
+    bell: &mut Bell,
+    mut attempt: impl FnMut(&mut E) -> Result<T, RingError>,
+    mut arm: impl FnMut(&mut E) -> Result<Armed, RingError>,
+) -> Result<T> {
     let mut backoff = Backoff::new();
     loop {
-        match attempt() {
+        match attempt(end) {
             Err(RingError::WouldBlock) => {}
             other => return other.map_err(Error::from),
         }
@@ -67,7 +84,20 @@ fn blocking<T>(wait: Wait, mut attempt: impl FnMut() -> Result<T, RingError>) ->
             Wait::Until(deadline) => Some(deadline),
             Wait::Forever => None,
         };
-        backoff.wait(deadline);
+        match bell.interrupt.as_mut() {
+            Some(interrupt) => {
+                if arm(end)? == Armed::Ready {
+                    continue;
+                }
+                match interrupt.wait(deadline, INTERRUPT_FALLBACK) {
+                    Ok(true) => bell.interrupt_wakes += 1,
+                    Ok(false) => {}
+                    // The device went away (driver unbound): poll from now on.
+                    Err(_) => bell.interrupt = None,
+                }
+            }
+            None => backoff.wait(deadline),
+        }
     }
 }
 
@@ -124,18 +154,23 @@ pub struct ChannelSender {
     bell: Bell,
 }
 
-/// An endpoint's doorbell toward the RT side and its counts.
+/// An endpoint's doorbells: toward the RT side and from it, with their counts.
 #[derive(Debug, Default)]
 struct Bell {
     doorbell: Option<Doorbell>,
     rung: u64,
     not_rung: u64,
+    /// The channel device's interrupt, when this channel takes doorbells and Linux has it.
+    interrupt: Option<ChannelInterrupt>,
+    interrupt_wakes: u64,
 }
 
 impl Bell {
     fn for_info(info: &ChannelInfo) -> Self {
+        let doorbell = Doorbell::for_channel(info);
         Self {
-            doorbell: Doorbell::for_channel(info),
+            interrupt: doorbell.and_then(|_| ChannelInterrupt::open().ok()),
+            doorbell,
             ..Self::default()
         }
     }
@@ -213,7 +248,13 @@ impl ChannelSender {
     }
 
     fn send_waiting(&mut self, msg: &[u8], priority: u8, wait: Wait) -> Result<()> {
-        let notify = blocking(wait, || self.sender.try_send(msg, priority))?;
+        let notify = blocking(
+            wait,
+            &mut self.sender,
+            &mut self.bell,
+            |s| s.try_send(msg, priority),
+            |s| s.arm_doorbell(),
+        )?;
         if notify == Notify::Doorbell {
             self.bell.peer_waits();
         }
@@ -253,6 +294,16 @@ impl ChannelSender {
     /// Doorbells the peer asked for (it slept waiting for a message) that Linux could not ring.
     pub fn doorbells_not_rung(&self) -> u64 {
         self.bell.not_rung
+    }
+
+    /// Waits for a free slot that the channel device's interrupt ended.
+    pub fn interrupt_wakes(&self) -> u64 {
+        self.bell.interrupt_wakes
+    }
+
+    /// Whether a blocked send sleeps on the channel device's interrupt (rather than polling).
+    pub fn has_interrupt(&self) -> bool {
+        self.bell.interrupt.is_some()
     }
 }
 
@@ -343,7 +394,13 @@ impl ChannelReceiver {
     }
 
     fn receive_waiting(&mut self, buf: &mut [u8], wait: Wait) -> Result<(usize, u8)> {
-        let got = blocking(wait, || self.receiver.try_receive(buf))?;
+        let got = blocking(
+            wait,
+            &mut *self.receiver,
+            &mut self.bell,
+            |r| r.try_receive(buf),
+            |r| r.arm_doorbell(),
+        )?;
         if got.notify == Notify::Doorbell {
             self.bell.peer_waits();
         }
@@ -384,6 +441,17 @@ impl ChannelReceiver {
     /// ring.
     pub fn doorbells_not_rung(&self) -> u64 {
         self.bell.not_rung
+    }
+
+    /// Waits for a message that the channel device's interrupt ended.
+    pub fn interrupt_wakes(&self) -> u64 {
+        self.bell.interrupt_wakes
+    }
+
+    /// Whether a blocked receive sleeps on the channel device's interrupt (rather than
+    /// polling).
+    pub fn has_interrupt(&self) -> bool {
+        self.bell.interrupt.is_some()
     }
 }
 

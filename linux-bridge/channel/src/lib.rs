@@ -14,6 +14,8 @@
 //!   operations (`send`/`try_send`/`send_until`, `receive`/`try_receive`/`receive_until`,
 //!   `attr`): priorities `0..=255`, highest first, FIFO within a priority;
 //! - [`Status`]: a channel's header read from outside, with loads only (for listing);
+//! - [`ChannelInterrupt`]: the channel device's interrupt (the RT side's doorbells), through
+//!   `uio_pci_generic`;
 //! - [`Error`], [`ErrorKind`]: one error type, classified like [`std::io::ErrorKind`].
 //!
 //! ```no_run
@@ -33,10 +35,12 @@
 //! Toward the RT side, doorbells work: when a send finds the RT consumer asleep, or a receive
 //! frees a slot the RT producer waits for, the endpoint rings the channel's doorbell with the
 //! hypervisor's `DOORBELL` hypercall ([`doorbell`]; under Bulkhead only, and for channels
-//! announced `doorbell`). Toward Linux there is no interrupt yet: Linux's blocking calls poll
-//! ([`poll`]: a short spin, then sleeps growing from 20 µs to 1 ms), so a message sent to a
-//! blocked Linux receiver is seen within about a millisecond, and Linux's endpoints never arm
-//! their own doorbell flag.
+//! announced `doorbell`). Toward Linux, a blocked endpoint of a `doorbell` channel arms its
+//! own flag and sleeps on the channel device's interrupt ([`interrupt`]: an emulated PCI
+//! function bound to Linux's `uio_pci_generic`), which the RT side raises when it sees the
+//! flag. Without that device (or its driver), Linux's blocking calls poll ([`poll`]: a short
+//! spin, then sleeps growing from 20 µs to 1 ms), so a message sent to a blocked Linux
+//! receiver is seen within about a millisecond.
 //!
 //! # One endpoint per end
 //!
@@ -73,6 +77,8 @@ mod discover;
 )]
 pub mod doorbell;
 mod error;
+#[allow(unsafe_code, reason = "poll(2) on the uio device")]
+pub mod interrupt;
 #[allow(
     unsafe_code,
     reason = "mmap, munmap, the view of the mapping as atomics, and the end locks"
@@ -88,6 +94,7 @@ pub use channel::{Channel, ChannelReceiver, ChannelSender};
 pub use discover::{Announcements, ChannelInfo, PROC_CMDLINE};
 pub use doorbell::{Doorbell, Rang};
 pub use error::{Error, ErrorKind, Result};
+pub use interrupt::{ChannelInterrupt, Unavailable};
 pub use mapping::{DEV_MEM, Mapping};
 pub use status::{StateText, Status};
 

@@ -334,11 +334,13 @@ pub fn run(announcements: &Announcements, mem: &Path, opts: Options<'_>) -> Resu
     } else {
         out(format_args!("{}", report.line()))?;
         // The RT side's doorbells: rung when it slept waiting for Linux (under Bulkhead),
-        // or not (elsewhere, or on `poll` channels).
+        // or not (elsewhere, or on `poll` channels); and this side's waits that the channel
+        // device's interrupt ended (when Linux has it).
         out(format_args!(
-            "bulkhead-ping: doorbells rung {} not rung {}",
+            "bulkhead-ping: doorbells rung {} not rung {}; woken by interrupts {}",
             tx.doorbells_rung() + rx.doorbells_rung(),
-            tx.doorbells_not_rung() + rx.doorbells_not_rung()
+            tx.doorbells_not_rung() + rx.doorbells_not_rung(),
+            tx.interrupt_wakes() + rx.interrupt_wakes()
         ))?;
     }
     outcome?;
@@ -477,7 +479,17 @@ fn exchange(
         } else if now >= last_progress + opts.timeout {
             return Ok(());
         } else {
-            backoff.wait(Some(last_progress + opts.timeout));
+            // Nothing to do but wait for a reply: a blocking receive, which sleeps on the
+            // channel device's interrupt where Linux has it (and polls elsewhere).
+            match rx.receive_until(buf, last_progress + opts.timeout) {
+                Ok((len, priority)) => {
+                    books.reply(buf.get(..len).unwrap_or_default(), priority, Instant::now());
+                    backoff.reset();
+                    last_progress = Instant::now();
+                }
+                Err(e) if e.kind() == ErrorKind::TimedOut => {}
+                Err(e) => return Err(Failure::on(opts.from)(e)),
+            }
         }
     }
 }

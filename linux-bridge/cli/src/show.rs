@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 
-use bulkhead_channel::{Announcements, ChannelInfo};
+use bulkhead_channel::{Announcements, ChannelInfo, ChannelInterrupt};
 use serde::Serialize;
 
 use crate::{Cause, Failure, out};
@@ -143,12 +143,38 @@ pub fn list(announcements: &Announcements, mem: &Path, as_json: bool) -> Result<
         for line in table(&table_rows) {
             out(format_args!("{line}"))?;
         }
+        if rows.iter().any(|r| r.notify == "doorbell") {
+            out(format_args!(
+                "interrupt from the RT side: {}",
+                interrupt_state()
+            ))?;
+        }
     }
     let mut bad = false;
     for r in &rows {
         bad |= r.complain();
     }
     if bad { Err(reported()) } else { Ok(()) }
+}
+
+/// How Linux learns of the RT side's doorbells: the channel device's `uio` node and its
+/// counters, or why it polls.
+fn interrupt_state() -> String {
+    match ChannelInterrupt::open() {
+        Ok(irq) => match irq.counts() {
+            Ok((raised, delivered)) => format!(
+                "/dev/{} (PCI {}), doorbells raised {raised}, interrupts {delivered}",
+                irq.uio_name(),
+                irq.address()
+            ),
+            Err(e) => format!(
+                "/dev/{} (PCI {}), counters: {e}",
+                irq.uio_name(),
+                irq.address()
+            ),
+        },
+        Err(why) => format!("none: {why}"),
+    }
 }
 
 /// `rows` (the first being the column names) as lines of left-aligned columns two spaces

@@ -15,8 +15,14 @@
 //! [`on_doorbell`] sets every channel's bit, so each sleeper re-checks its ring. The sleep also
 //! ends after [`DOORBELL_FALLBACK_NS`]: a doorbell the hypervisor coalesced (it limits each
 //! channel's rate) delays a wake-up, it never loses it. On a `poll` channel a blocked task
-//! sleeps [`POLL_NS`] between attempts. The RT side cannot ring Linux yet (no interrupt into
-//! Linux), so the `Notify` results of this side's sends and receives are dropped: Linux polls.
+//! sleeps [`POLL_NS`] between attempts.
+//!
+//! Toward Linux: when a send (or a receive that frees a slot) finds Linux's doorbell flag
+//! armed on a doorbell channel, this side rings the same `DOORBELL` hypercall with the
+//! channel's base; the hypervisor raises its channel device's interrupt in Linux. That costs
+//! this CPU one VM exit per doorbell, and only when Linux waits on that very channel (the
+//! ring's event suppression); a task that never talks to a waiting Linux never exits. Without
+//! the hypervisor (bare metal) nothing is rung and Linux, if any, polls.
 //!
 //! Linux is not trusted: a corrupt ring stops that channel with an error the caller sees
 //! (the ring crate's `Corrupt` / `PeerFailed`), never the kernel.
@@ -25,7 +31,7 @@ use core::fmt;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use bulkhead_ring::mq::{Attr, Receiver, Sender};
-use bulkhead_ring::{Armed, Ring, RingError, SharedRegion};
+use bulkhead_ring::{Armed, Notify, Ring, RingError, SharedRegion};
 use bulkhead_rt_abi::{ChannelDirection, ChannelInfo, ChannelNotify, MAX_CHANNELS};
 use bulkhead_rt_core::sync::{FlagsCondition, FlagsMode};
 use bulkhead_rt_core::{Error, Resched};
@@ -77,13 +83,17 @@ impl fmt::Display for ChannelError {
 
 /// The partition's channels, from the boot information.
 static CHANNELS: Once<&'static [ChannelInfo]> = Once::new();
+/// Whether doorbells toward Linux are rung (under the hypervisor).
+static RING_LINUX: AtomicBool = AtomicBool::new(false);
 /// Whether each channel's RT end is open.
 static OPEN: [AtomicBool; MAX_CHANNELS] = [const { AtomicBool::new(false) }; MAX_CHANNELS];
 
 /// Takes the channel table (init, boot CPU) and checks each ring's header; returns how many
 /// are usable and logs each one.
-pub fn init(infos: &'static [ChannelInfo]) -> usize {
+/// `under_hypervisor`: whether Linux may be rung.
+pub fn init(infos: &'static [ChannelInfo], under_hypervisor: bool) -> usize {
     CHANNELS.call_once(|| infos);
+    RING_LINUX.store(under_hypervisor, Ordering::Relaxed);
     let mut usable = 0;
     for info in infos {
         let name = info.name().unwrap_or("?");
@@ -144,6 +154,8 @@ fn attach(info: &ChannelInfo) -> Result<Ring<'static>, RingError> {
 struct Opened {
     ring: Ring<'static>,
     doorbell_bit: Option<u32>,
+    /// The channel's base, when Linux is rung for it.
+    linux_doorbell: Option<u64>,
 }
 
 /// Finds `name`, checks its direction and marks that end open.
@@ -167,14 +179,47 @@ fn open(name: &str, direction: ChannelDirection) -> Result<Opened, ChannelError>
     let doorbell_bit = (info.notify() == Some(ChannelNotify::Doorbell)
         && DOORBELL_FLAGS.get().is_some())
     .then(|| 1u32 << index);
-    Ok(Opened { ring, doorbell_bit })
+    let linux_doorbell = (info.notify() == Some(ChannelNotify::Doorbell)
+        && RING_LINUX.load(Ordering::Relaxed))
+    .then_some(info.base);
+    Ok(Opened {
+        ring,
+        doorbell_bit,
+        linux_doorbell,
+    })
 }
 
-/// How a blocked endpoint waits.
+/// How an endpoint waits for Linux, and rings it.
 struct Waiting {
     doorbell_bit: Option<u32>,
     /// Sleeps that a doorbell ended.
     doorbell_wakes: u64,
+    linux_doorbell: Option<u64>,
+    /// Doorbells rung toward Linux.
+    linux_rung: u64,
+}
+
+impl Waiting {
+    fn new(opened: &Opened) -> Self {
+        Self {
+            doorbell_bit: opened.doorbell_bit,
+            doorbell_wakes: 0,
+            linux_doorbell: opened.linux_doorbell,
+            linux_rung: 0,
+        }
+    }
+
+    /// Rings Linux when the ring says it waits.
+    fn notify(&mut self, notify: Notify) {
+        if notify != Notify::Doorbell {
+            return;
+        }
+        if let Some(base) = self.linux_doorbell
+            && crate::arch::cpu::hypercall_doorbell(base) == 0
+        {
+            self.linux_rung += 1;
+        }
+    }
 }
 
 /// Runs `attempt` on `end` until it stops saying `WouldBlock`, waiting until `timeout`: on the
@@ -236,11 +281,8 @@ pub struct ChannelSender {
 pub fn open_sender(name: &str) -> Result<ChannelSender, ChannelError> {
     let opened = open(name, ChannelDirection::RtToLinux)?;
     Ok(ChannelSender {
+        waiting: Waiting::new(&opened),
         sender: Sender::new(opened.ring.into_producer()),
-        waiting: Waiting {
-            doorbell_bit: opened.doorbell_bit,
-            doorbell_wakes: 0,
-        },
     })
 }
 
@@ -255,7 +297,7 @@ impl ChannelSender {
             |s| s.try_send(msg, priority),
             |s| s.arm_doorbell(),
         )
-        .map(|_notify| ())
+        .map(|notify| self.waiting.notify(notify))
     }
 
     /// The queue's attributes (`mq_getattr`).
@@ -266,6 +308,11 @@ impl ChannelSender {
     /// Waits for a free slot that a doorbell ended.
     pub fn doorbell_wakes(&self) -> u64 {
         self.waiting.doorbell_wakes
+    }
+
+    /// Doorbells rung toward Linux (a message for a waiting receiver).
+    pub fn linux_rung(&self) -> u64 {
+        self.waiting.linux_rung
     }
 }
 
@@ -279,11 +326,8 @@ pub struct ChannelReceiver {
 pub fn open_receiver(name: &str) -> Result<ChannelReceiver, ChannelError> {
     let opened = open(name, ChannelDirection::LinuxToRt)?;
     Ok(ChannelReceiver {
+        waiting: Waiting::new(&opened),
         receiver: Receiver::new(opened.ring.into_consumer()),
-        waiting: Waiting {
-            doorbell_bit: opened.doorbell_bit,
-            doorbell_wakes: 0,
-        },
     })
 }
 
@@ -303,7 +347,10 @@ impl ChannelReceiver {
             |r| r.try_receive(buf),
             |r| r.arm_doorbell(),
         )
-        .map(|r| (r.len, r.priority))
+        .map(|r| {
+            self.waiting.notify(r.notify);
+            (r.len, r.priority)
+        })
     }
 
     /// The queue's attributes (`mq_getattr`).
@@ -314,5 +361,10 @@ impl ChannelReceiver {
     /// Waits for a message that a doorbell ended.
     pub fn doorbell_wakes(&self) -> u64 {
         self.waiting.doorbell_wakes
+    }
+
+    /// Doorbells rung toward Linux (a slot freed for a waiting sender).
+    pub fn linux_rung(&self) -> u64 {
+        self.waiting.linux_rung
     }
 }

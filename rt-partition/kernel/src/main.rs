@@ -137,7 +137,7 @@ fn boot_cpu(magic: u32, info: usize) -> ! {
         );
     }
     if facts.channels > 0 {
-        let usable = channels::init(facts.channel_infos());
+        let usable = channels::init(facts.channel_infos(), facts.mode == Mode::Hypervisor);
         log::info!("{usable} of {} channels usable", facts.channels);
     }
 

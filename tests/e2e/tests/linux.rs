@@ -131,6 +131,42 @@ fn rt_cpu_took_no_exits(run: &Run, cpu: u32, while_what: &str) -> Result<u64> {
     Ok(first)
 }
 
+/// `bulkhead list`'s line on the channel device: doorbells raised, interrupts delivered.
+const INTERRUPT_STATE: &str = r"^interrupt from the RT side: /dev/uio\d+ \(PCI 0000:ff:00\.0\), doorbells raised (\d+), interrupts (\d+)$";
+
+/// The echo task's last report: woken to receive, to send, doorbells rung toward Linux.
+const ECHO_LAST: &str = r"^echo: forwarded 450 messages, \d+ bytes; woken by doorbells (\d+) to receive, (\d+) to send; rang linux (\d+)$";
+/// Ping's doorbells toward the RT side, and its waits the channel device's interrupt ended.
+const PING_BELLS: &str =
+    r"^bulkhead-ping: doorbells rung (\d+) not rung 0; woken by interrupts (\d+)$";
+
+/// Fails unless every exit RT CPU `cpu` took after its first exit report was a VMCALL (the
+/// doorbell hypercall toward Linux); returns those VMCALLs and the last total.
+fn rt_cpu_exited_only_to_ring(run: &Run, cpu: u32) -> Result<(u64, u64)> {
+    let reports: Vec<ExitReport> = ExitReport::all(run.lines(), PartitionKind::Rt)
+        .into_iter()
+        .filter(|e| e.cpu == cpu)
+        .collect();
+    let (Some(first), Some(last)) = (reports.first(), reports.last()) else {
+        bail!("no exit report of RT CPU {cpu}");
+    };
+    let vmcalls = |e: &ExitReport| {
+        e.reasons
+            .iter()
+            .find(|(r, _)| r == "VMCALL")
+            .map_or(0, |&(_, n)| n)
+    };
+    let new_vmcalls = vmcalls(last) - vmcalls(first);
+    ensure!(
+        last.total - first.total == new_vmcalls,
+        "RT CPU {cpu} took VM exits other than its doorbell hypercalls: first {} last {}\n{}",
+        first.reasons_text(),
+        last.reasons_text(),
+        run.log()
+    );
+    Ok((new_vmcalls, last.total))
+}
+
 /// The last periodic exit report of each Linux CPU, as printed.
 fn linux_exits(run: &Run) -> Vec<String> {
     let reports = ExitReport::all(run.lines(), PartitionKind::Linux);
@@ -333,8 +369,11 @@ fn bochs_linux_smp_panic_restart() -> Result<()> {
 /// task counts the same 200; the echo task sleeps on the channel's doorbell and Linux's
 /// doorbell hypercalls wake it (interrupting the RT CPU without a VM exit), also when it is
 /// blocked on a full `telemetry` and Linux's receive frees a slot; `bulkhead rt` shows
-/// two of the RT kernel's status reports (`status=rt-status`), with its tasks; the RT CPU takes
-/// no VM exit and misses no deadline meanwhile.
+/// two of the RT kernel's status reports (`status=rt-status`), with its tasks. Toward Linux:
+/// the hypervisor's channel device is bound to Linux's `uio_pci_generic`, and Linux's blocked
+/// receives (and sends) are woken by its interrupt, which the echo task raises with the
+/// `DOORBELL` hypercall. The RT CPU's only VM exits are those hypercalls, one per doorbell
+/// it rang, and it misses no deadline meanwhile.
 #[test]
 #[ignore = "boots an emulator; run through cargo xtask test"]
 fn bochs_channels_linux_to_rt_and_back() -> Result<()> {
@@ -350,13 +389,20 @@ fn bochs_channels_linux_to_rt_and_back() -> Result<()> {
         .regex(r"^channel telemetry: 64 KiB at 0x38000000, \d+ slots of 256 bytes, ready$")
         .regex(r"^channel commands: 64 KiB at 0x38010000, \d+ slots of 256 bytes, ready$")
         .regex(r"^echo: commands -> telemetry ready ")
+        .line("channel device: PCI 0000:ff:00.0 (1af4:1110), INTA on GSI 23: the RT partition's doorbells interrupt Linux")
         .line("bulkhead-linux: init reached")
+        .regex(r"^bulkhead-linux: channel device 0000:ff:00\.0 bound, uio\d+$")
         .regex(ping)
         .line("bulkhead-linux: ping exit status 0")
         .line("bulkhead-linux: sent 250 without reading")
         .line("bulkhead-linux: received them, exit status 0")
-        .regex(r"^echo: forwarded 450 messages, \d+ bytes; woken by doorbells \d+ to receive, \d+ to send$")
-        .regex(r"^bulkhead-ping: doorbells rung \d+ not rung 0$")
+        .regex(ECHO_LAST)
+        .regex(PING_BELLS)
+        .line("bulkhead-linux: blocked receive woke, exit status 0 got priority=0 len=7 text=wake up")
+        .times(
+            2,
+            Pattern::regex(INTERRUPT_STATE),
+        )
         .regex(r"^status: reports on rt-status every 1 s ")
         .times(
             2,
@@ -388,11 +434,12 @@ fn bochs_channels_linux_to_rt_and_back() -> Result<()> {
     // The 200 of ping and the 250 sent without reading: all forwarded. Waiting for a message,
     // the echo task was woken by Linux's doorbells; blocked on the full `telemetry`, by the
     // doorbell Linux rang when its receive freed a slot.
-    let last = r"^echo: forwarded 450 messages, \d+ bytes; woken by doorbells (\d+) to receive, (\d+) to send$";
-    let [woken, woken_to_send] = first_numbers(&run, last)?[..] else {
-        bail!("{last} captures two numbers");
+    let [woken, woken_to_send, rang_linux] = first_numbers(&run, ECHO_LAST)?[..] else {
+        bail!("{ECHO_LAST} captures three numbers");
     };
-    let rung = first_number(&run, r"^bulkhead-ping: doorbells rung (\d+) not rung 0$")?;
+    let [rung, interrupt_wakes] = first_numbers(&run, PING_BELLS)?[..] else {
+        bail!("{PING_BELLS} captures two numbers");
+    };
     ensure!(
         woken > 0 && rung > 0,
         "no doorbell: Linux rang {rung}, the echo task was woken by {woken}\n{log}"
@@ -401,10 +448,30 @@ fn bochs_channels_linux_to_rt_and_back() -> Result<()> {
         woken_to_send > 0,
         "the echo task, blocked on a full ring, was never woken by Linux's doorbell\n{log}"
     );
+    // Toward Linux: the echo task rang, ping's waits were ended by the interrupt, and the
+    // device counted them (`bulkhead list` at the end).
+    ensure!(
+        rang_linux > 0 && interrupt_wakes > 0,
+        "no interrupt into Linux: the echo task rang {rang_linux}, ping was woken by {interrupt_wakes}\n{log}"
+    );
+    let lists = run.matching(Pattern::regex(INTERRUPT_STATE));
+    let re = regex::Regex::new(INTERRUPT_STATE)?;
+    let caps = re
+        .captures(lists.last().context("no channel device line")?)
+        .context("captures")?;
+    let (raised, delivered): (u64, u64) = (caps[1].parse()?, caps[2].parse()?);
+    ensure!(
+        delivered > 0 && raised >= delivered,
+        "the channel device raised {raised} doorbells and delivered {delivered} interrupts\n{log}"
+    );
     summaries_without_misses(&run)?;
-    let rt = rt_cpu_took_no_exits(&run, 1, "Linux and the RT kernel exchanged messages")?;
+    let (vmcalls, rt_total) = rt_cpu_exited_only_to_ring(&run, 1)?;
+    ensure!(
+        vmcalls >= rang_linux,
+        "the echo task rang Linux {rang_linux} times in {vmcalls} hypercalls\n{log}"
+    );
     println!(
-        "done after {:.1}s: {line}; Linux rang {rung} doorbells, the echo task was woken by {woken} to receive and {woken_to_send} to send; RT exits {rt} (unchanged)",
+        "done after {:.1}s: {line}; Linux rang {rung} doorbells, the echo task was woken by {woken} to receive and {woken_to_send} to send; it rang Linux {rang_linux} times (device: raised {raised}, delivered {delivered}), ping was woken by {interrupt_wakes} interrupts; RT exits {rt_total}, of which {vmcalls} new VMCALLs since its first report, nothing else",
         run.elapsed().as_secs_f64()
     );
     Ok(())

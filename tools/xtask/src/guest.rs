@@ -10,6 +10,8 @@
 //!   on the console, as the kernel command line asks (`bulkhead.init=poweroff|reboot|panic`),
 //!   or checks the channels with the project's Linux tool `bulkhead` (`bulkhead.init=channels`),
 //!   which the archive holds as `/usr/bin/bulkhead`;
+//! - `modules/`: the two kernel modules of the package that drive the channel device's
+//!   interrupt (`uio.ko`, `uio_pci_generic.ko`), loaded by `/init` from `/lib/modules/`;
 //! - `debs/`: the packages, fetched with `apt-get download` and reused offline; `kernel.stamp`
 //!   and `busybox.stamp` name the package each artefact was made from, so a new package
 //!   remakes them and an unchanged one costs nothing.
@@ -34,6 +36,11 @@ const INITRAMFS_FILE: &str = "initramfs.cpio";
 const KERNEL_STAMP: &str = "kernel.stamp";
 const BUSYBOX_FILE: &str = "busybox";
 const BUSYBOX_STAMP: &str = "busybox.stamp";
+const MODULES_DIR: &str = "modules";
+const MODULES_STAMP: &str = "modules.stamp";
+/// The kernel's modules the guest loads: Linux's generic userspace-I/O PCI driver, which takes
+/// the channel device's interrupt, and the uio core it needs (in load order).
+const UIO_MODULES: [&str; 2] = ["uio", "uio_pci_generic"];
 
 /// The guest's `/init`. Every line the tests match starts with `bulkhead-linux: `.
 const INIT: &str = r#"#!/bin/busybox sh
@@ -51,6 +58,15 @@ echo "bulkhead-linux: cpus online $(cat /sys/devices/system/cpu/online) count $(
 echo "bulkhead-linux: memtotal_kb $(sed -n 's/^MemTotal: *\([0-9]*\) kB$/\1/p' /proc/meminfo)"
 read -r uptime _ < /proc/uptime
 echo "bulkhead-linux: uptime $uptime"
+
+# The channel device (the RT side's doorbells as an interrupt): Linux's own uio_pci_generic
+# driver, given the device's vendor, device and subsystem IDs.
+if insmod /lib/modules/uio.ko && insmod /lib/modules/uio_pci_generic.ko \
+    && echo "1af4 1110 1af4 4248" > /sys/bus/pci/drivers/uio_pci_generic/new_id; then
+    for d in /sys/bus/pci/devices/*; do
+        [ -d "$d/uio" ] && echo "bulkhead-linux: channel device ${d##*/} bound, $(ls "$d/uio")"
+    done
+fi
 
 read -r cmdline < /proc/cmdline
 case " $cmdline " in
@@ -80,6 +96,14 @@ case " $cmdline " in
     echo "bulkhead-linux: sent $i without reading"
     bulkhead receive telemetry -n $i --timeout-ms 20000 > /dev/null
     echo "bulkhead-linux: received them, exit status $?"
+    # A receiver blocked on an RT channel wakes on the RT side's send: on the channel
+    # device's interrupt where Linux has it bound.
+    bulkhead receive telemetry -n 1 --timeout-ms 20000 > /tmp/woken &
+    sleep 2
+    bulkhead send commands "wake up"
+    wait $!
+    echo "bulkhead-linux: blocked receive woke, exit status $? got $(cat /tmp/woken)"
+    bulkhead list
     bulkhead stats commands
     bulkhead stats telemetry
     echo "bulkhead-linux: powering off"
@@ -188,8 +212,13 @@ pub fn prepare(extras: &[Extra]) -> Result<Artefacts> {
     let busybox_deb = fetch(&debs, Source::Busybox, offer.as_ref())?;
     let (release, bzimage, vmlinux) = kernel(&dir, &kernel_deb)?;
     let busybox = busybox(&dir, &busybox_deb)?;
+    let modules = uio_modules(&dir, &kernel_deb)?;
 
-    let mut extra_files = Vec::with_capacity(extras.len());
+    let mut extra_files = Vec::with_capacity(extras.len() + modules.len());
+    for (name, file) in UIO_MODULES.iter().zip(&modules) {
+        let data = fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        extra_files.push((format!("lib/modules/{name}.ko"), data, 0o644));
+    }
     for extra in extras {
         let data = fs::read(&extra.file)
             .with_context(|| format!("initramfs: cannot read {}", extra.file.display()))?;
@@ -615,6 +644,68 @@ fn kernel(dir: &Path, deb: &Deb) -> Result<(String, PathBuf, PathBuf)> {
         fs::write(&stamp, format!("{key}\n{release}\n"))?;
         Ok((release, bzimage, vmlinux))
     })
+}
+
+/// The [`UIO_MODULES`] of the kernel package `deb`, extracted (and decompressed, if the
+/// package ships them as `.ko.xz`) if out of date.
+fn uio_modules(dir: &Path, deb: &Deb) -> Result<Vec<PathBuf>> {
+    let out = dir.join(MODULES_DIR);
+    let stamp = dir.join(MODULES_STAMP);
+    let paths: Vec<PathBuf> = UIO_MODULES
+        .iter()
+        .map(|m| out.join(format!("{m}.ko")))
+        .collect();
+    if stamp_matches(&stamp, &deb.key()).is_some() && paths.iter().all(|p| p.is_file()) {
+        return Ok(paths);
+    }
+    let _ = fs::remove_file(&stamp);
+    crate::step(
+        &format!("extract the uio modules from {}", deb.key()),
+        || {
+            let tmp = scratch(dir)?;
+            let patterns: Vec<String> = UIO_MODULES
+                .iter()
+                .map(|m| format!("./lib/modules/*/kernel/drivers/uio/{m}.ko*"))
+                .collect();
+            let patterns: Vec<&str> = patterns.iter().map(String::as_str).collect();
+            extract(&deb.file, &tmp, &patterns)?;
+            fs::create_dir_all(&out)?;
+            for (module, path) in UIO_MODULES.iter().zip(&paths) {
+                let found = find_file(&tmp, &format!("{module}.ko"))
+                    .or_else(|| find_file(&tmp, &format!("{module}.ko.xz")))
+                    .with_context(|| format!("{} holds no {module}.ko", deb.file.display()))?;
+                if found.extension().is_some_and(|e| e == "xz") {
+                    let xz = Command::new("xz")
+                        .arg("-dc")
+                        .arg(&found)
+                        .output()
+                        .context("cannot run xz")?;
+                    ensure!(xz.status.success(), "xz -dc {} failed", found.display());
+                    fs::write(path, xz.stdout)?;
+                } else {
+                    fs::rename(&found, path)?;
+                }
+            }
+            let _ = fs::remove_dir_all(&tmp);
+            fs::write(&stamp, format!("{}\n", deb.key()))?;
+            Ok(paths.clone())
+        },
+    )
+}
+
+/// The first file named `name` under `dir`, searching depth first.
+fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
+    for entry in fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if let Some(found) = find_file(&path, name) {
+                return Some(found);
+            }
+        } else if entry.file_name() == name {
+            return Some(path);
+        }
+    }
+    None
 }
 
 /// How a bzImage's payload is compressed (`CONFIG_KERNEL_*`).

@@ -609,14 +609,13 @@ impl Vcpu {
                         crate::guest_said_hello(self.index, self.apic_id, self.partition);
                         hypercall::OK
                     }
-                    // Only Linux rings the RT partition; from any privilege level (a Linux
-                    // program uses its channels without a kernel module).
-                    Hypercall::Doorbell { channel_base }
-                        if self.partition == PartitionId::Linux =>
-                    {
-                        crate::channels::ring(channel_base)
-                    }
-                    Hypercall::Doorbell { .. } => hypercall::NO_SUCH_CHANNEL,
+                    // Each side rings the other, naming the channel by its base in its own
+                    // guest-physical space; Linux from any privilege level (a Linux program
+                    // uses its channels without a kernel module).
+                    Hypercall::Doorbell { channel_base } => match self.partition {
+                        PartitionId::Linux => crate::channels::ring(channel_base),
+                        PartitionId::Rt => crate::channels::ring_linux(channel_base),
+                    },
                     Hypercall::Unknown { number } => {
                         log::warn!("{} guest: unknown hypercall {number:#x}", self.partition);
                         hypercall::UNKNOWN_CALL

@@ -31,6 +31,26 @@ pub fn load_for_cpu(index: usize) {
     unsafe { tables.load() };
 }
 
+/// The hypervisor's DOORBELL hypercall for the channel at `base` (guest-physical): interrupts
+/// Linux through the channel device. Returns the hypervisor's status (0: rung). Only under
+/// the hypervisor. Each call is one VM exit of this CPU.
+pub fn hypercall_doorbell(base: u64) -> u64 {
+    let status: u64;
+    // SAFETY: as for `hypercall_hello`: VMCALL exits to the hypervisor, which reads RBX,
+    // answers in RAX and resumes after the instruction; no memory is touched.
+    unsafe {
+        core::arch::asm!(
+            "xchg {base}, rbx",
+            "vmcall",
+            "xchg {base}, rbx",
+            base = inout(reg) base => _,
+            inout("rax") 0x4248_0002u64 => status,
+            options(nomem, nostack)
+        );
+    }
+    status
+}
+
 /// The hypervisor's HELLO hypercall (`VMCALL` with EAX = 0x42480001, EBX = 0): "this CPU's
 /// guest is up". Only under the hypervisor (`VMCALL` raises #UD on bare metal).
 pub fn hypercall_hello() {

@@ -5,8 +5,9 @@
 //!
 //! It prints `echo: FROM -> TO ready (...)` when both ends are open, and after a burst of
 //! traffic (once no message came for a second) `echo: forwarded N messages, B bytes; woken by
-//! doorbells R to receive, S to send` (waits for a message, or for room in a full ring, that a
-//! doorbell from Linux ended rather than the fallback timer). A channel that fails (a corrupt ring: Linux is not trusted) ends the
+//! doorbells R to receive, S to send; rang linux L` (waits for a message, or for room in a
+//! full ring, that a doorbell from Linux ended rather than the fallback timer; doorbells rung
+//! toward a Linux that waited on one of the two channels). A channel that fails (a corrupt ring: Linux is not trusted) ends the
 //! task with a line naming it; the rest of the kernel goes on.
 
 use spin::Once;
@@ -60,9 +61,10 @@ pub extern "C" fn task(_: usize) {
             Err(ChannelError::TimedOut) => {
                 if messages != reported {
                     println!(
-                        "echo: forwarded {messages} messages, {bytes} bytes; woken by doorbells {} to receive, {} to send",
+                        "echo: forwarded {messages} messages, {bytes} bytes; woken by doorbells {} to receive, {} to send; rang linux {}",
                         rx.doorbell_wakes(),
-                        tx.doorbell_wakes()
+                        tx.doorbell_wakes(),
+                        rx.linux_rung() + tx.linux_rung()
                     );
                     reported = messages;
                 }
