@@ -332,13 +332,14 @@ mod tests {
     }
 
     fn report<'a>(buf: &'a mut [u8], uptime_ns: u64, tasks: &[TaskStatus]) -> Status<'a> {
-        let cpus = [CpuLatency {
+        let mut cpus = [CpuLatency {
             cpu: 0,
             samples: 11_001,
             min_ns: 41_400,
             max_ns: 41_799,
             ..CpuLatency::default()
         }];
+        cpus[0].histogram[6] = 11_001;
         let n = encode(buf, uptime_ns, &cpus, tasks).unwrap();
         Status::parse(&buf[..n]).unwrap()
     }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bulkhead_channel::{ChannelReceiver, ChannelSender, ErrorKind, Mapping};
 use bulkhead_ring::Ring;
-use bulkhead_rt_abi::status::{CpuLatency, TaskState, TaskStatus, encode};
+use bulkhead_rt_abi::status::{CpuLatency, HISTOGRAM_BUCKETS, TaskState, TaskStatus, encode};
 
 /// Each channel's size.
 const SIZE: usize = 0x2000;
@@ -530,17 +530,23 @@ fn ping_counts_what_goes_wrong() {
 fn status_report(uptime_s: u64) -> Vec<u8> {
     let uptime_ns = uptime_s * 1_000_000_000;
     let cpus: Vec<CpuLatency> = (0..2)
-        .map(|cpu| CpuLatency {
-            cpu,
-            samples: uptime_s * 1000 + u64::from(cpu),
-            min_ns: 41_400,
-            avg_ns: 41_450,
-            max_ns: 41_700,
-            p99_ns: 41_700,
-            p999_ns: 41_700,
-            misses: u64::from(cpu),
-            overflow: 0,
-            ..CpuLatency::default()
+        .map(|cpu| {
+            let samples = uptime_s * 1000 + u64::from(cpu);
+            let mut histogram = [0; HISTOGRAM_BUCKETS];
+            histogram[6] = samples;
+            CpuLatency {
+                cpu,
+                samples,
+                min_ns: 41_400,
+                avg_ns: 41_450,
+                max_ns: 41_700,
+                p99_ns: 41_700,
+                p999_ns: 41_700,
+                misses: u64::from(cpu),
+                overflow: 0,
+                histogram,
+                ..CpuLatency::default()
+            }
         })
         .collect();
     let mut tasks = Vec::new();
