@@ -8,6 +8,8 @@
 //! little-endian `#[repr(C)]` without padding; records are read by copy, so a message needs no
 //! alignment. [`encode`] writes one; [`Status::parse`] checks one (the reader treats the
 //! message as untrusted: magic, version, counts, length and each CPU's histogram must agree).
+//! `rt-partition/abi/fuzz` holds a cargo-fuzz target for the parser (outside the workspace; how
+//! to build it on stable is in its `Cargo.toml`).
 //!
 //! # The latency histogram
 //!
