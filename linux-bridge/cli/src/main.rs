@@ -6,7 +6,7 @@
 //! bulkhead receive CHANNEL [-n COUNT] [--nonblock | --timeout-ms N] [--json]
 //! bulkhead stats CHANNEL [--json]
 //! bulkhead ping --to CHANNEL --from CHANNEL [-n COUNT] [--timeout-ms N] [--json]
-//! bulkhead rt [--channel CHANNEL] [-n COUNT] [--timeout-ms N] [--json] [--queued]
+//! bulkhead rt [--channel CHANNEL] [-n COUNT] [--timeout-ms N] [--json] [--queued] [--histogram]
 //! ```
 //!
 //! Channels are found on the kernel command line (`/proc/cmdline`, or `--cmdline`) and mapped
@@ -47,9 +47,28 @@
 //!
 //! (blocks separated by an empty line; times truncated to 0.1 us and 0.1 ms). The CPU rows are
 //! the latency task's cumulative summary per RT CPU; `CPU%` is a task's share of its CPU since
-//! the previous report of this run (`-` in the first). With `--json`, one JSON object per
-//! report per line: `{"uptime_ns":..,"cpus":[{"cpu":..,"samples":..,"min_ns":..,"avg_ns":..,
-//! "max_ns":..,"p99_ns":..,"p999_ns":..,"misses":..,"overflow":..}],"tasks":[{"name":..,
+//! the previous report of this run (`-` in the first). With `--histogram`, each block ends with
+//! each CPU's wake-up latency histogram since the RT kernel started:
+//!
+//! ```text
+//! CPU 0 wake-up latency histogram: 11001 samples
+//! RANGE_US  COUNT  CUM%
+//! 0-1       0      0.00
+//! ...
+//! 16-32     3      0.02    #
+//! 32-64     10990  99.92   ########################################
+//! 64-128    8      100.00  #
+//! ...
+//! 512-1000  0      100.00
+//! >=1000    0      100.00
+//! ```
+//!
+//! (log-2 buckets in microseconds, the lower edge included, then the overflow; `CUM%` is the
+//! share of samples up to and including the bucket, rounded down; the bars are scaled to the
+//! largest bucket). With `--json`, one JSON object per report per line, the histogram always
+//! in it: `{"uptime_ns":..,"cpus":[{"cpu":..,"samples":..,"min_ns":..,"avg_ns":..,
+//! "max_ns":..,"p99_ns":..,"p999_ns":..,"misses":..,"overflow":..,"histogram":[{"lo_ns":0,
+//! "hi_ns":1000,"count":..},..,{"lo_ns":1000000,"hi_ns":null,"count":..}]}],"tasks":[{"name":..,
 //! "cpu":..,"priority":..,"state":"sleeping","cpu_time_ns":..,"cpu_percent":null,"wakeups":..,
 //! "deadline_misses":..,"wake_max_ns":..}]}`. See [`rt`].
 //!
@@ -192,6 +211,7 @@ enum Command {
     /// rt-to-linux channel. Each report is printed as a line `rt: uptime S.SSS s, N CPUs, M
     /// tasks`, a table of the latency task's summary per CPU (microseconds) and a table of
     /// tasks; CPU% is a task's share of its CPU since the previous report (`-` for the first).
+    /// `--histogram` adds each CPU's wake-up latency histogram; `--json` always has it.
     #[command(after_help = EXIT_STATUS)]
     Rt {
         /// The rt-to-linux channel the reports come on.
@@ -203,13 +223,18 @@ enum Command {
         /// Wait at most this long for each report (status 3 when it runs out).
         #[arg(long, value_name = "N", default_value_t = 5_000)]
         timeout_ms: u64,
-        /// One JSON object per report.
+        /// One JSON object per report (each CPU's histogram included).
         #[arg(long)]
         json: bool,
         /// Show the reports already waiting in the channel, oldest first (by default only the
         /// newest of them is shown: the others are old news).
         #[arg(long)]
         queued: bool,
+        /// After each report, each CPU's wake-up latency histogram since the RT kernel
+        /// started: log-2 buckets in microseconds and the overflow, with count, cumulative
+        /// share and a bar scaled to the largest bucket.
+        #[arg(long)]
+        histogram: bool,
     },
 }
 
@@ -364,6 +389,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             timeout_ms,
             json,
             queued,
+            histogram,
         } => rt::run(
             &announcements,
             mem,
@@ -373,6 +399,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                 timeout: Duration::from_millis(*timeout_ms),
                 json: *json,
                 queued: *queued,
+                histogram: *histogram,
             },
         ),
     }

@@ -11,6 +11,14 @@
 //! `cpu_time_ns` delta over the `uptime_ns` delta. A task is matched to the previous report's by
 //! name, CPU and, for tasks sharing both, order; it has none in the first report, for a task
 //! that was not there before, or when a clock went backwards (the RT kernel restarted).
+//!
+//! Each CPU's wake-up latency histogram (cumulative, like the summary) is in the JSON always
+//! and in the text with `--histogram`: one row per bucket of the report ([`status`]'s log-2
+//! buckets in microseconds, then the overflow from 1 ms on) with its count, the share of the
+//! samples up to and including it (`CUM%`, rounded down, so 100.00 means every sample) and a
+//! bar of `#` scaled to the largest bucket (any sample gives at least one `#`).
+//!
+//! [`status`]: bulkhead_rt_abi::status
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -18,7 +26,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bulkhead_channel::{Announcements, ChannelReceiver, ErrorKind};
-use bulkhead_rt_abi::status::{CpuLatency, Status, TASK_NAME_LEN, TaskState, TaskStatus};
+use bulkhead_rt_abi::status::{
+    CpuLatency, HISTOGRAM_RANGE_NS, Status, TASK_NAME_LEN, TaskState, TaskStatus,
+    histogram_bucket_range_ns,
+};
 use serde::Serialize;
 
 use crate::show::{escape, json, table};
@@ -40,6 +51,21 @@ pub struct Options<'a> {
     pub json: bool,
     /// Show every report already queued, not only the newest.
     pub queued: bool,
+    /// Print each CPU's latency histogram in the text.
+    pub histogram: bool,
+}
+
+/// Width of the longest histogram bar.
+const BAR_WIDTH: u64 = 40;
+
+/// One histogram bucket, as printed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BucketRow {
+    /// Its lower edge (included).
+    lo_ns: u64,
+    /// Its upper edge (excluded); `None` for the overflow.
+    hi_ns: Option<u64>,
+    count: u64,
 }
 
 /// One CPU's latency summary, as printed.
@@ -54,6 +80,8 @@ pub struct CpuRow {
     p999_ns: u64,
     misses: u64,
     overflow: u64,
+    /// Every bucket of the report's histogram, then the overflow.
+    histogram: Vec<BucketRow>,
 }
 
 impl From<&CpuLatency> for CpuRow {
@@ -68,8 +96,72 @@ impl From<&CpuLatency> for CpuRow {
             p999_ns: c.p999_ns,
             misses: c.misses,
             overflow: c.overflow,
+            histogram: c
+                .histogram
+                .iter()
+                .enumerate()
+                .filter_map(|(i, &count)| {
+                    let range = histogram_bucket_range_ns(i)?;
+                    Some(BucketRow {
+                        lo_ns: range.start,
+                        hi_ns: Some(range.end),
+                        count,
+                    })
+                })
+                .chain([BucketRow {
+                    lo_ns: HISTOGRAM_RANGE_NS,
+                    hi_ns: None,
+                    count: c.overflow,
+                }])
+                .collect(),
         }
     }
+}
+
+impl CpuRow {
+    /// Its histogram as text: a title line, then a table of range, count, cumulative share
+    /// and bar.
+    fn histogram_lines(&self) -> Vec<String> {
+        let largest = self.histogram.iter().map(|b| b.count).max().unwrap_or(0);
+        let mut rows = vec![["RANGE_US", "COUNT", "CUM%", ""].map(str::to_owned)];
+        let mut below = 0u64;
+        for b in &self.histogram {
+            below = below.saturating_add(b.count);
+            rows.push([
+                match b.hi_ns {
+                    Some(hi) => format!("{}-{}", b.lo_ns / 1_000, hi / 1_000),
+                    None => format!(">={}", b.lo_ns / 1_000),
+                },
+                b.count.to_string(),
+                percent_floor(below, self.samples),
+                "#".repeat(bar(b.count, largest)),
+            ]);
+        }
+        let mut lines = vec![format!(
+            "CPU {} wake-up latency histogram: {} samples",
+            self.cpu, self.samples
+        )];
+        lines.extend(table(&rows).iter().map(|l| l.trim_end().to_owned()));
+        lines
+    }
+}
+
+/// `part` of `whole` in percent with two decimals, rounded down; `-` when `whole` is 0.
+fn percent_floor(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        return "-".to_owned();
+    }
+    let hundredths = (u128::from(part) * 10_000 / u128::from(whole)).min(10_000);
+    format!("{}.{:02}", hundredths / 100, hundredths % 100)
+}
+
+/// The length of `count`'s bar when `largest`'s is [`BAR_WIDTH`]: rounded up, so any count
+/// shows.
+fn bar(count: u64, largest: u64) -> usize {
+    if largest == 0 {
+        return 0;
+    }
+    (u128::from(count) * u128::from(BAR_WIDTH)).div_ceil(u128::from(largest)) as usize
 }
 
 /// One task, as printed.
@@ -185,8 +277,9 @@ impl Report {
         }
     }
 
-    /// The text block: a summary line, the CPU table, the task table.
-    pub fn lines(&self) -> Vec<String> {
+    /// The text block: a summary line, the CPU table, the task table, and with `histograms`
+    /// each CPU's latency histogram.
+    pub fn lines(&self, histograms: bool) -> Vec<String> {
         let mut summary = String::new();
         let _ = write!(
             summary,
@@ -251,6 +344,11 @@ impl Report {
         let mut lines = vec![summary];
         lines.extend(table(&cpus));
         lines.extend(table(&tasks));
+        if histograms {
+            for c in &self.cpus {
+                lines.extend(c.histogram_lines());
+            }
+        }
         lines
     }
 }
@@ -302,7 +400,7 @@ pub fn run(announcements: &Announcements, mem: &Path, opts: Options<'_>) -> Resu
             if received > 0 {
                 out(format_args!(""))?;
             }
-            for line in report.lines() {
+            for line in report.lines(opts.histogram) {
                 out(format_args!("{line}"))?;
             }
         }
@@ -332,13 +430,14 @@ mod tests {
     }
 
     fn report<'a>(buf: &'a mut [u8], uptime_ns: u64, tasks: &[TaskStatus]) -> Status<'a> {
-        let cpus = [CpuLatency {
+        let mut cpus = [CpuLatency {
             cpu: 0,
             samples: 11_001,
             min_ns: 41_400,
             max_ns: 41_799,
             ..CpuLatency::default()
         }];
+        cpus[0].histogram[6] = 11_001;
         let n = encode(buf, uptime_ns, &cpus, tasks).unwrap();
         Status::parse(&buf[..n]).unwrap()
     }
@@ -387,7 +486,7 @@ mod tests {
             13_003_400_000,
             &[task("latency", 0, 403_560_000), odd],
         );
-        let lines = Report::new(&first, None).lines();
+        let lines = Report::new(&first, None).lines(false);
         assert_eq!(lines[0], "rt: uptime 12.003 s, 1 CPUs, 1 tasks");
         let words = |l: &str| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
         assert_eq!(
@@ -400,7 +499,7 @@ mod tests {
                 "latency", "0", "90", "sleeping", "-", "372.5", "3", "0", "41.6"
             ]
         );
-        let lines = Report::new(&second, Some(&Previous::of(&first))).lines();
+        let lines = Report::new(&second, Some(&Previous::of(&first))).lines(false);
         assert_eq!(lines.len(), 6);
         assert_eq!(words(&lines[4])[4], "3.1");
         assert_eq!(
@@ -411,6 +510,97 @@ mod tests {
             lines[3].starts_with("TASK     CPU  PRIO  STATE"),
             "{}",
             lines[3]
+        );
+    }
+
+    #[test]
+    fn the_histogram_block() {
+        let mut c = CpuLatency {
+            cpu: 1,
+            samples: 1_002,
+            overflow: 2,
+            histogram: [0, 0, 0, 0, 0, 3, 900, 90, 6, 0, 1],
+            ..CpuLatency::default()
+        };
+        let mut buf = [0u8; 1024];
+        let n = encode(&mut buf, 5_000_000_000, &[c], &[task("latency", 1, 0)]).unwrap();
+        let status = Status::parse(&buf[..n]).unwrap();
+        let report = Report::new(&status, None);
+        let plain = report.lines(false);
+        let lines = report.lines(true);
+        assert_eq!(
+            lines[..plain.len()],
+            plain[..],
+            "the histogram comes after the tables"
+        );
+        let want = [
+            "CPU 1 wake-up latency histogram: 1002 samples",
+            "RANGE_US  COUNT  CUM%",
+            "0-1       0      0.00",
+            "1-2       0      0.00",
+            "2-4       0      0.00",
+            "4-8       0      0.00",
+            "8-16      0      0.00",
+            "16-32     3      0.29    #",
+            "32-64     900    90.11   ########################################",
+            "64-128    90     99.10   ####",
+            "128-256   6      99.70   #",
+            "256-512   0      99.70",
+            "512-1000  1      99.80   #",
+            ">=1000    2      100.00  #",
+        ];
+        assert_eq!(lines[plain.len()..], want);
+
+        // No samples yet: no share, no bars.
+        c = CpuLatency::default();
+        let n = encode(&mut buf, 1, &[c], &[]).unwrap();
+        let status = Status::parse(&buf[..n]).unwrap();
+        let lines = Report::new(&status, None).lines(true);
+        assert_eq!(
+            lines[lines.len() - 14],
+            "CPU 0 wake-up latency histogram: 0 samples"
+        );
+        assert_eq!(lines[lines.len() - 12], "0-1       0      -");
+        assert_eq!(lines[lines.len() - 1], ">=1000    0      -");
+    }
+
+    #[test]
+    fn shares_round_down_and_bars_round_up() {
+        assert_eq!(percent_floor(0, 7), "0.00");
+        assert_eq!(percent_floor(999_999, 1_000_000), "99.99");
+        assert_eq!(percent_floor(1, 3), "33.33");
+        assert_eq!(percent_floor(7, 7), "100.00");
+        assert_eq!(percent_floor(u64::MAX, u64::MAX), "100.00");
+        assert_eq!(percent_floor(3, 0), "-");
+        assert_eq!(bar(0, 10), 0);
+        assert_eq!(bar(1, u64::MAX), 1);
+        assert_eq!(bar(10, 10), 40);
+        assert_eq!(bar(u64::MAX, u64::MAX), 40);
+        assert_eq!(bar(5, 0), 0);
+    }
+
+    #[test]
+    fn the_json_has_every_bucket_and_the_overflow() {
+        let mut buf = [0u8; 1024];
+        let status = report(&mut buf, 1, &[]);
+        let value = serde_json::to_value(Report::new(&status, None)).unwrap();
+        let histogram = value["cpus"][0]["histogram"].as_array().unwrap();
+        assert_eq!(histogram.len(), 12);
+        assert_eq!(
+            histogram[0],
+            serde_json::json!({"lo_ns": 0, "hi_ns": 1000, "count": 0})
+        );
+        assert_eq!(
+            histogram[6],
+            serde_json::json!({"lo_ns": 32000, "hi_ns": 64000, "count": 11001})
+        );
+        assert_eq!(
+            histogram[10],
+            serde_json::json!({"lo_ns": 512000, "hi_ns": 1000000, "count": 0})
+        );
+        assert_eq!(
+            histogram[11],
+            serde_json::json!({"lo_ns": 1000000, "hi_ns": null, "count": 0})
         );
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bulkhead_channel::{ChannelReceiver, ChannelSender, ErrorKind, Mapping};
 use bulkhead_ring::Ring;
-use bulkhead_rt_abi::status::{CpuLatency, TaskState, TaskStatus, encode};
+use bulkhead_rt_abi::status::{CpuLatency, HISTOGRAM_BUCKETS, TaskState, TaskStatus, encode};
 
 /// Each channel's size.
 const SIZE: usize = 0x2000;
@@ -535,17 +535,23 @@ fn ping_counts_what_goes_wrong() {
 fn status_report(uptime_s: u64) -> Vec<u8> {
     let uptime_ns = uptime_s * 1_000_000_000;
     let cpus: Vec<CpuLatency> = (0..2)
-        .map(|cpu| CpuLatency {
-            cpu,
-            samples: uptime_s * 1000 + u64::from(cpu),
-            min_ns: 41_400,
-            avg_ns: 41_450,
-            max_ns: 41_700,
-            p99_ns: 41_700,
-            p999_ns: 41_700,
-            misses: u64::from(cpu),
-            overflow: 0,
-            ..CpuLatency::default()
+        .map(|cpu| {
+            let samples = uptime_s * 1000 + u64::from(cpu);
+            let mut histogram = [0; HISTOGRAM_BUCKETS];
+            histogram[6] = samples;
+            CpuLatency {
+                cpu,
+                samples,
+                min_ns: 41_400,
+                avg_ns: 41_450,
+                max_ns: 41_700,
+                p99_ns: 41_700,
+                p999_ns: 41_700,
+                misses: u64::from(cpu),
+                overflow: 0,
+                histogram,
+                ..CpuLatency::default()
+            }
         })
         .collect();
     let mut tasks = Vec::new();
@@ -657,11 +663,19 @@ fn rt_shows_status_reports() {
         .collect();
     assert_eq!(reports.len(), 2);
     assert_eq!(reports[0]["uptime_ns"], 13_000_000_000u64);
+    let bucket = |lo: u64, hi: Option<u64>, count: u64| serde_json::json!({"lo_ns": lo, "hi_ns": hi, "count": count});
+    let mut histogram = vec![bucket(0, Some(1_000), 0)];
+    histogram.extend((1..11).map(|k| {
+        let hi = (1_000u64 << k).min(1_000_000);
+        bucket(1_000 << (k - 1), Some(hi), if k == 6 { 14_001 } else { 0 })
+    }));
+    histogram.push(bucket(1_000_000, None, 0));
     assert_eq!(
         reports[1]["cpus"][1],
         serde_json::json!({
             "cpu": 1, "samples": 14001, "min_ns": 41400, "avg_ns": 41450, "max_ns": 41700,
-            "p99_ns": 41700, "p999_ns": 41700, "misses": 1, "overflow": 0
+            "p99_ns": 41700, "p999_ns": 41700, "misses": 1, "overflow": 0,
+            "histogram": histogram
         })
     );
     assert_eq!(reports[1]["tasks"].as_array().unwrap().len(), 4);
@@ -678,6 +692,33 @@ fn rt_shows_status_reports() {
     let pct = latency["cpu_percent"].as_f64().unwrap();
     assert!((pct - 3.1).abs() < 1e-9, "{pct}");
     assert_eq!(reports[1]["tasks"][3]["state"], "ready");
+}
+
+#[test]
+fn rt_shows_histograms_when_asked() {
+    let f = Fixture::with_rt_status();
+    let mut peer = f.rt_peer();
+    peer.send(&status_report(10), 0).unwrap();
+    let out = f.run(&["rt", "--histogram"]).expect(0).stdout();
+    let lines: Vec<&str> = out.lines().collect();
+    // The block of 1 + 3 + 5 lines, then per CPU a title, a header and 12 buckets.
+    assert_eq!(lines.len(), 9 + 2 * 14, "{out}");
+    assert_eq!(lines[0], "rt: uptime 10.000 s, 2 CPUs, 4 tasks");
+    assert_eq!(lines[9], "CPU 0 wake-up latency histogram: 10000 samples");
+    assert_eq!(lines[10], "RANGE_US  COUNT  CUM%");
+    assert_eq!(lines[11], "0-1       0      0.00");
+    assert_eq!(
+        lines[17],
+        format!("32-64     10000  100.00  {}", "#".repeat(40))
+    );
+    assert_eq!(lines[22], ">=1000    0      100.00");
+    assert_eq!(lines[23], "CPU 1 wake-up latency histogram: 10001 samples");
+    assert_eq!(lines[36], ">=1000    0      100.00");
+    // Without it, the same block and nothing more.
+    peer.send(&status_report(11), 0).unwrap();
+    let out = f.run(&["rt"]).expect(0).stdout();
+    assert_eq!(out.lines().count(), 9, "{out}");
+    assert!(!out.contains("histogram"), "{out}");
 }
 
 #[test]
@@ -769,6 +810,19 @@ fn rt_errors_and_exit_codes() {
             report.len() - 1,
             report.len()
         )),
+        "{}",
+        run.stderr()
+    );
+    // A report of another layout version: 1, saying so.
+    let mut old = status_report(1);
+    old[4..6].copy_from_slice(&1u16.to_le_bytes());
+    peer.send(&old, 0).unwrap();
+    let run = f.run(&["rt"]).expect(1);
+    assert!(
+        run.stderr().starts_with(
+            "bulkhead: channel `rt-status`: status message: layout version 1, this build reads \
+             only version 2"
+        ),
         "{}",
         run.stderr()
     );

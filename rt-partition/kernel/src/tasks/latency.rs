@@ -10,14 +10,17 @@
 //! `latency cpu=<i> samples=.. min_ns=.. avg_ns=.. max_ns=.. p99_ns=.. p999_ns=.. misses=.. overflow=..`
 //!
 //! Printing goes through the console ring, so it costs the formatting only. The same
-//! numbers are published for the status task ([`latest`]).
+//! numbers, with the histogram folded into the status report's log-2 buckets, are published
+//! for the status task ([`latest`]).
 
+use core::mem::size_of;
 use core::sync::atomic::{AtomicU64, Ordering, fence};
 
-use bulkhead_rt_abi::status::CpuLatency;
+use bulkhead_rt_abi::status::{self, CpuLatency};
+use zerocopy::{FromBytes, IntoBytes};
 
 use bulkhead_rt_core::clock::Periodic;
-use bulkhead_rt_core::latency::Histogram;
+use bulkhead_rt_core::latency::{Histogram, NANOS_PER_BUCKET};
 
 use crate::api;
 use crate::boot::Options;
@@ -25,38 +28,53 @@ use crate::println;
 
 /// Histogram range: 1000 buckets of 1 µs.
 const BUCKETS: usize = 1000;
+// The report's histogram is folded from this one's microseconds, and both end at 1 ms: this
+// histogram's overflow is the report's.
+const _: () = assert!(
+    NANOS_PER_BUCKET == 1_000 && BUCKETS as u64 * NANOS_PER_BUCKET == status::HISTOGRAM_RANGE_NS
+);
 
 static PERIOD_NS: AtomicU64 = AtomicU64::new(1_000_000);
 
-/// One CPU's last summary, written by that CPU's latency task only and read by anyone: a
-/// sequence lock (odd while being written), so the writer never waits.
+/// A [`CpuLatency`] record as 64-bit words (it is all `u64` but for two `u32`s).
+const WORDS: usize = size_of::<CpuLatency>() / 8;
+const _: () = assert!(WORDS * 8 == size_of::<CpuLatency>());
+
+/// One CPU's last summary and histogram, written by that CPU's latency task only and read by
+/// anyone: a sequence lock (odd while being written), so the writer never waits.
 struct Published {
     seq: AtomicU64,
-    /// samples, min, avg, max, p99, p99.9, misses, overflow.
-    values: [AtomicU64; 8],
+    /// The [`CpuLatency`] record's words.
+    words: [AtomicU64; WORDS],
 }
 
 static PUBLISHED: [Published; crate::MAX_CPUS] = [const {
     Published {
         seq: AtomicU64::new(0),
-        values: [const { AtomicU64::new(0) }; 8],
+        words: [const { AtomicU64::new(0) }; WORDS],
     }
 }; crate::MAX_CPUS];
 
-fn publish(cpu: usize, values: [u64; 8]) {
-    let Some(p) = PUBLISHED.get(cpu) else {
+fn publish(cpu: usize, record: &CpuLatency) {
+    let (Some(p), Ok(words)) = (
+        PUBLISHED.get(cpu),
+        <[u64; WORDS]>::read_from_bytes(record.as_bytes()),
+    ) else {
         return;
     };
     let seq = p.seq.load(Ordering::Relaxed);
     p.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
     fence(Ordering::Release);
-    for (slot, v) in p.values.iter().zip(values) {
+    for (slot, v) in p.words.iter().zip(words) {
         slot.store(v, Ordering::Relaxed);
     }
     p.seq.store(seq.wrapping_add(2), Ordering::Release);
 }
 
-/// CPU `cpu`'s last published summary (`None` before its first).
+/// CPU `cpu`'s last published summary and histogram (`None` before its first). A reader
+/// that meets the writer (the sequence odd, or changed while it read) reads again; the
+/// writer is the highest-priority task of its CPU and writes twenty words, so a
+/// retry is rare and short.
 pub fn latest(cpu: usize) -> Option<CpuLatency> {
     let p = PUBLISHED.get(cpu)?;
     loop {
@@ -68,21 +86,10 @@ pub fn latest(cpu: usize) -> Option<CpuLatency> {
             core::hint::spin_loop();
             continue;
         }
-        let v: [u64; 8] = core::array::from_fn(|i| p.values[i].load(Ordering::Relaxed));
+        let words: [u64; WORDS] = core::array::from_fn(|i| p.words[i].load(Ordering::Relaxed));
         fence(Ordering::Acquire);
         if p.seq.load(Ordering::Relaxed) == before {
-            return Some(CpuLatency {
-                cpu: cpu as u32,
-                reserved: 0,
-                samples: v[0],
-                min_ns: v[1],
-                avg_ns: v[2],
-                max_ns: v[3],
-                p99_ns: v[4],
-                p999_ns: v[5],
-                misses: v[6],
-                overflow: v[7],
-            });
+            return CpuLatency::read_from_bytes(words.as_bytes()).ok();
         }
     }
 }
@@ -119,16 +126,19 @@ pub extern "C" fn task(cpu: usize) {
             println!("{}", histogram.summary(cpu as u32, misses));
             publish(
                 cpu,
-                [
-                    histogram.samples(),
-                    histogram.min_ns().unwrap_or(0),
-                    histogram.average_ns().unwrap_or(0),
-                    histogram.max_ns().unwrap_or(0),
-                    histogram.p99_ns().unwrap_or(0),
-                    histogram.p999_ns().unwrap_or(0),
+                &CpuLatency {
+                    cpu: cpu as u32,
+                    reserved: 0,
+                    samples: histogram.samples(),
+                    min_ns: histogram.min_ns().unwrap_or(0),
+                    avg_ns: histogram.average_ns().unwrap_or(0),
+                    max_ns: histogram.max_ns().unwrap_or(0),
+                    p99_ns: histogram.p99_ns().unwrap_or(0),
+                    p999_ns: histogram.p999_ns().unwrap_or(0),
                     misses,
-                    histogram.overflow(),
-                ],
+                    overflow: histogram.overflow(),
+                    histogram: status::histogram_from_microseconds(histogram.buckets()),
+                },
             );
         }
     }

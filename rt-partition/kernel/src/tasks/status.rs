@@ -1,7 +1,10 @@
 //! The status task (`status=CHANNEL`): every report period (`latency_report_s`) it sends the
 //! Linux partition one status report on the `rt-to-linux` channel CHANNEL: each RT CPU's
-//! latency summary and every task's CPU time, wake-ups, misses and longest wake-up latency
-//! (`bulkhead_rt_abi::status` owns the layout; Linux's `bulkhead rt` shows it).
+//! latency summary and wake-up latency histogram, and every task's CPU time, wake-ups, misses
+//! and longest wake-up latency (`bulkhead_rt_abi::status` owns the layout; Linux's
+//! `bulkhead rt` shows it). Each CPU's record comes whole from its latency task ([`latest`]).
+//!
+//! [`latest`]: super::latency::latest
 //!
 //! It runs at the lowest task priority on CPU 0 and never waits for Linux: a report that finds
 //! the ring full (nobody reads on Linux) is dropped and counted, so the real-time tasks never
@@ -16,6 +19,12 @@ use crate::api::{self, Timeout};
 use crate::channels::{self, ChannelError};
 use crate::println;
 use crate::sched::MAX_TASKS;
+
+// Every RT CPU has a record in a report, and they all fit a 2048-byte channel slot.
+const _: () = assert!(
+    crate::MAX_CPUS <= status::MAX_REPORT_CPUS
+        && status::message_len(crate::MAX_CPUS, 0) + bulkhead_ring::SLOT_HEADER_SIZE <= 2048
+);
 
 static CHANNEL: Once<&'static str> = Once::new();
 static PERIOD_NS: AtomicU64 = AtomicU64::new(1_000_000_000);
@@ -72,13 +81,14 @@ pub extern "C" fn task(_: usize) {
         }
         let n_tasks = crate::sched::task_snapshot(&mut tasks, cpus);
         let room = max.min(buf.len());
-        let Some(len) = status::encode(
+        let len = match status::encode(
             &mut buf[..room],
             api::now_ns(),
             &latency[..n_cpus],
             &tasks[..n_tasks],
-        ) else {
-            return println!("status: channel {name}: a report does not fit {room} bytes");
+        ) {
+            Ok(len) => len,
+            Err(e) => return println!("status: stopped: channel {name}: {e}"),
         };
         match tx.send(&buf[..len], 0, Timeout::NonBlocking) {
             Ok(()) => sent += 1,
