@@ -30,6 +30,7 @@ pub fn announcement<'a>(cfg: &Config, channel: &'a ChannelConfig) -> Option<Anno
         direction: match channel.direction() {
             ChannelDirection::LinuxToRt => Direction::LinuxToRt,
             ChannelDirection::RtToLinux => Direction::RtToLinux,
+            ChannelDirection::HypervisorToLinux => Direction::HypervisorToLinux,
         },
         notify: match channel.notify() {
             Notify::Doorbell => NotifyMode::Doorbell,
