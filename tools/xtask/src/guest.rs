@@ -8,7 +8,8 @@
 //! - `initramfs.cpio`: an uncompressed `newc` archive around `busybox-static` whose `/init` prints
 //!   `bulkhead-linux: ...` lines for the tests, then powers off, reboots, panics or opens a shell
 //!   on the console, as the kernel command line asks (`bulkhead.init=poweroff|reboot|panic`),
-//!   or checks the channels with the project's Linux tool `bulkhead` (`bulkhead.init=channels`),
+//!   or checks the channels (and reads the hypervisor's and the RT kernel's logs) with the
+//!   project's Linux tool `bulkhead` (`bulkhead.init=channels`),
 //!   which the archive holds as `/usr/bin/bulkhead`;
 //! - `debs/`: the packages, fetched with `apt-get download` and reused offline; `kernel.stamp`
 //!   and `busybox.stamp` name the package each artefact was made from, so a new package
@@ -63,7 +64,8 @@ case " $cmdline " in
     reboot -f
     ;;
 *" bulkhead.init=channels "*)
-    # The channel check against the RT kernel's echo task (`echo=commands:telemetry`).
+    # The channel check against the RT kernel's echo task (`echo=commands:telemetry`), its
+    # status reports (`status=rt-status`) and its log (`log=rt-log`).
     bulkhead list
     bulkhead ping --to commands --from telemetry -n 200 --timeout-ms 20000
     echo "bulkhead-linux: ping exit status $?"
@@ -82,6 +84,15 @@ case " $cmdline " in
     echo "bulkhead-linux: received them, exit status $?"
     bulkhead stats commands
     bulkhead stats telemetry
+    # The RT kernel's and the hypervisor's console lines from their log channels (`log=rt-log`,
+    # `hv-log`): the oldest 40 of each, every line prefixed so that the tests can tell them
+    # from the consoles' own lines.
+    bulkhead log rt -n 40 --timeout-ms 30000 > /tmp/rt.log
+    echo "bulkhead-linux: log exit status $?"
+    sed 's/^/bulkhead-linux: rt-log: /' /tmp/rt.log
+    bulkhead log hypervisor -n 40 --timeout-ms 30000 > /tmp/hv.log
+    echo "bulkhead-linux: log exit status $?"
+    sed 's/^/bulkhead-linux: hv-log: /' /tmp/hv.log
     echo "bulkhead-linux: powering off"
     poweroff -f
     ;;
@@ -1233,6 +1244,11 @@ mod tests {
             "bulkhead rt -n 2 --timeout-ms 5000",
             "echo \"bulkhead-linux: rt exit status $?\"",
             "echo \"bulkhead-linux: received them, exit status $?\"",
+            "bulkhead log rt -n 40 --timeout-ms 30000",
+            "bulkhead log hypervisor -n 40 --timeout-ms 30000",
+            "echo \"bulkhead-linux: log exit status $?\"",
+            "sed 's/^/bulkhead-linux: rt-log: /'",
+            "sed 's/^/bulkhead-linux: hv-log: /'",
             "echo c > /proc/sysrq-trigger",
             "setsid cttyhack sh",
         ] {
