@@ -72,6 +72,16 @@ case " $cmdline " in
     # The RT kernel's status reports (`status=rt-status`): two, so the second has CPU shares.
     bulkhead rt -n 2 --timeout-ms 5000
     echo "bulkhead-linux: rt exit status $?"
+    # The RT kernel's and the hypervisor's console lines from their log channels (`log=rt-log`,
+    # `hv-log`): the oldest 40 of each, every line prefixed so that the tests can tell them
+    # from the consoles' own lines. Here rather than last: the 80 lines take the console about
+    # a second, and a power-off does not wait for it.
+    bulkhead log rt -n 40 --timeout-ms 30000 > /tmp/rt.log
+    echo "bulkhead-linux: log exit status $?"
+    sed 's/^/bulkhead-linux: rt-log: /' /tmp/rt.log
+    bulkhead log hypervisor -n 40 --timeout-ms 30000 > /tmp/hv.log
+    echo "bulkhead-linux: log exit status $?"
+    sed 's/^/bulkhead-linux: hv-log: /' /tmp/hv.log
     # Fill `telemetry` without reading it, so the echo task blocks on a full ring; then drain
     # it: the receive that frees a slot rings the echo task's doorbell.
     i=0
@@ -84,15 +94,6 @@ case " $cmdline " in
     echo "bulkhead-linux: received them, exit status $?"
     bulkhead stats commands
     bulkhead stats telemetry
-    # The RT kernel's and the hypervisor's console lines from their log channels (`log=rt-log`,
-    # `hv-log`): the oldest 40 of each, every line prefixed so that the tests can tell them
-    # from the consoles' own lines.
-    bulkhead log rt -n 40 --timeout-ms 30000 > /tmp/rt.log
-    echo "bulkhead-linux: log exit status $?"
-    sed 's/^/bulkhead-linux: rt-log: /' /tmp/rt.log
-    bulkhead log hypervisor -n 40 --timeout-ms 30000 > /tmp/hv.log
-    echo "bulkhead-linux: log exit status $?"
-    sed 's/^/bulkhead-linux: hv-log: /' /tmp/hv.log
     echo "bulkhead-linux: powering off"
     poweroff -f
     ;;
