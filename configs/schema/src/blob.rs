@@ -141,7 +141,7 @@ pub struct ChannelLe {
     pub slot_size: U32,
     /// Index of its shared region.
     pub region_index: u8,
-    /// 0 linux-to-rt, 1 rt-to-linux.
+    /// 0 linux-to-rt, 1 rt-to-linux, 2 hypervisor-to-linux.
     pub direction: u8,
     /// 0 doorbell, 1 poll.
     pub notify: u8,
@@ -475,6 +475,7 @@ fn direction_code(direction: ChannelDirection) -> u8 {
     match direction {
         ChannelDirection::LinuxToRt => 0,
         ChannelDirection::RtToLinux => 1,
+        ChannelDirection::HypervisorToLinux => 2,
     }
 }
 
@@ -482,6 +483,7 @@ fn direction_from(path: FieldPath, value: u8) -> Result<ChannelDirection, BlobEr
     match value {
         0 => Ok(ChannelDirection::LinuxToRt),
         1 => Ok(ChannelDirection::RtToLinux),
+        2 => Ok(ChannelDirection::HypervisorToLinux),
         _ => Err(BlobError::BadDiscriminant {
             path,
             value,

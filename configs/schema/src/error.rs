@@ -258,6 +258,14 @@ pub enum ErrorKind {
         /// The name it gave.
         name: Name,
     },
+    /// A `hypervisor-to-linux` channel whose notification is not `poll`: the hypervisor rings
+    /// no doorbell into Linux, which polls its log.
+    HypervisorChannelNotify,
+    /// A second `hypervisor-to-linux` channel: the hypervisor writes its log into one.
+    SecondHypervisorChannel {
+        /// The first one's direction field.
+        other: FieldPath,
+    },
     /// The channels placed in one shared region do not fit in it.
     ChannelsExceedRegion {
         /// The region's name.
@@ -374,6 +382,15 @@ impl fmt::Display for ErrorKind {
                 write!(f, "name \"{name}\" is already used by {other}")
             }
             Self::UnknownRegion { name } => write!(f, "no shared region is named \"{name}\""),
+            Self::HypervisorChannelNotify => f.write_str(
+                "a hypervisor-to-linux channel must have notify = \"poll\": the hypervisor rings \
+                 no doorbell into Linux, which polls its log",
+            ),
+            Self::SecondHypervisorChannel { other } => write!(
+                f,
+                "only one hypervisor-to-linux channel is allowed (the hypervisor writes its log \
+                 into one), and {other} is one already"
+            ),
             Self::ChannelsExceedRegion {
                 region,
                 needed,

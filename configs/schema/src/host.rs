@@ -143,8 +143,8 @@ struct ChannelToml {
     direction: ChannelDirection,
     size: SizeToml,
     slot_size: u32,
-    #[serde(default)]
-    notify: Notify,
+    /// Absent: `poll` for the hypervisor's channel (the only mode it has), else `doorbell`.
+    notify: Option<Notify>,
 }
 
 /// A size or address as written: an integer, or a string read by [`parse_size`].
@@ -418,7 +418,10 @@ fn build(file: &FileToml) -> Result<Config, ConfigError> {
             size(path.key("size"), &c.size)?,
             c.slot_size,
             c.direction,
-            c.notify,
+            c.notify.unwrap_or(match c.direction {
+                ChannelDirection::HypervisorToLinux => Notify::Poll,
+                _ => Notify::Doorbell,
+            }),
         ))?;
     }
 
@@ -549,7 +552,9 @@ fn write_description(out: &mut String, cfg: &Config) -> fmt::Result {
             out,
             "  channel {}: {} -> {}, in {} at +{:#x}, {}, {} slots of {} bytes, {}",
             c.name(),
-            c.direction().producer(),
+            c.direction()
+                .producer()
+                .map_or_else(|| "hypervisor".to_owned(), |p| p.to_string()),
             c.direction().consumer(),
             c.region_name(),
             c.offset(),

@@ -408,14 +408,18 @@ pub enum ChannelDirection {
     LinuxToRt,
     /// RT produces, Linux consumes.
     RtToLinux,
+    /// The hypervisor produces (its console lines), Linux consumes; the RT partition has no
+    /// end on it and is not told about it.
+    HypervisorToLinux,
 }
 
 impl ChannelDirection {
-    /// The partition that writes messages.
-    pub const fn producer(self) -> PartitionId {
+    /// The partition that writes messages; `None`: the hypervisor does.
+    pub const fn producer(self) -> Option<PartitionId> {
         match self {
-            Self::LinuxToRt => PartitionId::Linux,
-            Self::RtToLinux => PartitionId::Rt,
+            Self::LinuxToRt => Some(PartitionId::Linux),
+            Self::RtToLinux => Some(PartitionId::Rt),
+            Self::HypervisorToLinux => None,
         }
     }
 
@@ -423,8 +427,13 @@ impl ChannelDirection {
     pub const fn consumer(self) -> PartitionId {
         match self {
             Self::LinuxToRt => PartitionId::Rt,
-            Self::RtToLinux => PartitionId::Linux,
+            Self::RtToLinux | Self::HypervisorToLinux => PartitionId::Linux,
         }
+    }
+
+    /// Whether the RT partition has an end on the channel (it is in its boot information).
+    pub const fn involves_rt(self) -> bool {
+        !matches!(self, Self::HypervisorToLinux)
     }
 }
 
@@ -433,6 +442,7 @@ impl fmt::Display for ChannelDirection {
         f.write_str(match self {
             Self::LinuxToRt => "linux-to-rt",
             Self::RtToLinux => "rt-to-linux",
+            Self::HypervisorToLinux => "hypervisor-to-linux",
         })
     }
 }

@@ -6,7 +6,7 @@
 
 use crate::MAX_SHARED_REGIONS;
 use crate::error::{ConfigError, ErrorKind, FieldPath};
-use crate::model::{Config, ConsoleTarget, PartitionId, Region};
+use crate::model::{ChannelDirection, Config, ConsoleTarget, Notify, PartitionId, Region};
 
 /// Page size: every region base and size, and every channel size, is a multiple of it.
 pub const PAGE_SIZE: u64 = 4096;
@@ -273,7 +273,8 @@ impl Config {
         Ok(())
     }
 
-    /// Channels: named uniquely, sound geometry, in a known region, fitting in it.
+    /// Channels: named uniquely, sound geometry, in a known region, fitting in it; at most one
+    /// `hypervisor-to-linux` channel (the hypervisor's log), polled.
     fn check_channels(&self) -> Result<(), ConfigError> {
         let channels = self.channels();
         let mut used = [0u64; MAX_SHARED_REGIONS];
@@ -289,6 +290,22 @@ impl Config {
                         other,
                     },
                 );
+            }
+            if ch.direction() == ChannelDirection::HypervisorToLinux {
+                if let Some(i) = channels
+                    .iter()
+                    .take(j)
+                    .position(|o| o.direction() == ChannelDirection::HypervisorToLinux)
+                {
+                    let other = FieldPath::at("channels").index(i).key("direction");
+                    return err(
+                        path.key("direction"),
+                        ErrorKind::SecondHypervisorChannel { other },
+                    );
+                }
+                if ch.notify() != Notify::Poll {
+                    return err(path.key("notify"), ErrorKind::HypervisorChannelNotify);
+                }
             }
             let slot_size = ch.slot_size();
             if !slot_size.is_power_of_two() || !(MIN_SLOT_SIZE..=MAX_SLOT_SIZE).contains(&slot_size)

@@ -284,7 +284,7 @@ fn enums_are_checked() {
 
     let mut bytes = valid_blob();
     let at = body_offset(|b| &b.channels[1].direction as *const u8);
-    bytes[at] = 2;
+    bytes[at] = 3;
     fix_crc(&mut bytes);
     assert!(matches!(
         blob::decode(&bytes),

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use bulkhead_config::blob;
 use bulkhead_config::host::{describe, load_file};
-use bulkhead_config::{PartitionId, Region};
+use bulkhead_config::{ChannelDirection, Notify, PartitionId, Region};
 
 fn example_files() -> Vec<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -66,13 +66,26 @@ fn bochs_2cpu_has_the_documented_layout() {
     assert_eq!(cfg.partition_of_cpu(1), Some(PartitionId::Rt));
     assert_eq!(cfg.partition_of_cpu(2), None);
     let channels = cfg.channels();
-    assert_eq!(channels.len(), 3);
+    assert_eq!(channels.len(), 5);
     assert_eq!(channels[0].offset(), 0);
     assert_eq!(channels[1].offset(), 64 * 1024);
     assert_eq!(channels[2].offset(), 128 * 1024);
     assert_eq!(
         (channels[2].slot_size(), channels[2].slot_count()),
         (2048, 30)
+    );
+    // The two log channels: the RT kernel's (`log=rt-log`) and the hypervisor's.
+    assert_eq!(channels[3].name().as_str(), "rt-log");
+    assert_eq!(
+        (channels[3].offset(), channels[3].slot_count()),
+        (192 * 1024, 1008)
+    );
+    assert_eq!(channels[4].name().as_str(), "hv-log");
+    assert_eq!(channels[4].direction(), ChannelDirection::HypervisorToLinux);
+    assert_eq!(channels[4].notify(), Notify::Poll);
+    assert_eq!(
+        (channels[4].offset(), channels[4].slot_count()),
+        (448 * 1024, 252)
     );
     assert_eq!(
         cfg.channel_memory(&channels[1]),
@@ -82,4 +95,8 @@ fn bochs_2cpu_has_the_documented_layout() {
     println!("{text}");
     assert!(text.contains("linux: 1 CPU (APIC ID 0)"), "{text}");
     assert!(text.contains("channel telemetry: rt -> linux"), "{text}");
+    assert!(
+        text.contains("channel hv-log: hypervisor -> linux"),
+        "{text}"
+    );
 }

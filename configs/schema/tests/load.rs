@@ -4,7 +4,9 @@
 #![cfg(feature = "std")]
 
 use bulkhead_config::host::{Diagnostic, DiagnosticKind, load_str, parse_size};
-use bulkhead_config::{ConsoleTarget, ErrorKind, PartitionId, PortRange, Region};
+use bulkhead_config::{
+    ChannelDirection, ConsoleTarget, ErrorKind, Notify, PartitionId, PortRange, Region,
+};
 
 /// A small valid config. Tests replace one line of it; the line numbers in their assertions are
 /// the numbers of this text (line 1 is `[machine]`).
@@ -512,6 +514,65 @@ fn duplicate_channel_names() {
         ErrorKind::DuplicateName { .. },
         "channels[1].name",
         41
+    );
+}
+
+/// A `hypervisor-to-linux` channel `name` after BASE's, with `notify` when given.
+fn hypervisor_channel(name: &str, notify: Option<&str>) -> String {
+    let mut text = format!(
+        "\n[[channels]]\nname = \"{name}\"\nregion = \"shm0\"\n\
+         direction = \"hypervisor-to-linux\"\nsize = \"64 KiB\"\nslot_size = 1024\n"
+    );
+    if let Some(notify) = notify {
+        text.push_str(&format!("notify = \"{notify}\"\n"));
+    }
+    text
+}
+
+#[test]
+fn the_hypervisor_channel_is_polled_and_single() {
+    let text = format!("{BASE}{}", hypervisor_channel("hv-log", None));
+    let cfg = load_str(&text, "test.toml").unwrap_or_else(|d| panic!("{d}"));
+    let hv = &cfg.channels()[1];
+    assert_eq!(hv.direction(), ChannelDirection::HypervisorToLinux);
+    assert_eq!(hv.notify(), Notify::Poll, "poll when not said");
+    assert_eq!(hv.direction().producer(), None);
+    assert_eq!(hv.direction().consumer(), PartitionId::Linux);
+    let plan = bulkhead_config::host::describe(&cfg);
+    assert!(
+        plan.contains("channel hv-log: hypervisor -> linux, in shm0 at +0x10000"),
+        "{plan}"
+    );
+    let explicit = format!("{BASE}{}", hypervisor_channel("hv-log", Some("poll")));
+    assert!(load_str(&explicit, "test.toml").is_ok());
+
+    let (text, _) = assert_config_error!(
+        bad(
+            "slot_size = 256\n",
+            &format!(
+                "slot_size = 256\n{}",
+                hypervisor_channel("hv", Some("doorbell"))
+            )
+        ),
+        ErrorKind::HypervisorChannelNotify,
+        "channels[1].notify",
+        46
+    );
+    assert!(text.contains("must have notify = \"poll\""), "{text}");
+    let two = format!(
+        "slot_size = 256\n{}{}",
+        hypervisor_channel("hv", None),
+        hypervisor_channel("hv2", None)
+    );
+    let (text, _) = assert_config_error!(
+        bad("slot_size = 256\n", &two),
+        ErrorKind::SecondHypervisorChannel { .. },
+        "channels[2].direction",
+        50
+    );
+    assert!(
+        text.ends_with("and channels[1].direction is one already"),
+        "{text}"
     );
 }
 

@@ -55,7 +55,7 @@ fn builder_makes_a_valid_config() {
         Some(Region::new(48 * MIB + 0x3000, 0x2000))
     );
     assert_eq!(a.slot_count(), (0x3000 - 0x1000) / 64);
-    assert_eq!(a.direction().producer(), PartitionId::Linux);
+    assert_eq!(a.direction().producer(), Some(PartitionId::Linux));
     assert_eq!(cfg.shared_region("s").map(|(i, _)| i), Some(0));
 }
 

@@ -37,6 +37,7 @@ pub fn announcement<'a>(cfg: &Config, channel: &'a ChannelConfig) -> Option<Anno
         direction: match channel.direction() {
             ChannelDirection::LinuxToRt => Direction::LinuxToRt,
             ChannelDirection::RtToLinux => Direction::RtToLinux,
+            ChannelDirection::HypervisorToLinux => Direction::HypervisorToLinux,
         },
         notify: match channel.notify() {
             Notify::Doorbell => NotifyMode::Doorbell,
@@ -201,7 +202,7 @@ impl Doorbells {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bulkhead_ring::announce::parse_cmdline;
+    use bulkhead_ring::announce::{NotifyMode, parse_cmdline};
     use std::vec::Vec;
 
     fn config() -> Config {
@@ -234,6 +235,11 @@ mod tests {
         assert_eq!(
             all[1].base, 0x3801_0000,
             "packed after the first, 4 KiB aligned"
+        );
+        let hv = all.iter().find(|a| a.name == "hv-log").unwrap();
+        assert_eq!(
+            (hv.direction, hv.notify),
+            (Direction::HypervisorToLinux, NotifyMode::Poll)
         );
     }
 

@@ -201,7 +201,8 @@ impl RtLayout {
     }
 
     /// The boot information for this layout: the partition's CPUs (partition index = config
-    /// order), its RAM, its channels at their guest-physical addresses, the console port the
+    /// order), its RAM, its channels at their guest-physical addresses (not the hypervisor's
+    /// `hypervisor-to-linux` one), the console port the
     /// config routes it to, the TSC frequency and the kernel command line.
     pub fn boot_info(
         &self,
@@ -224,6 +225,12 @@ impl RtLayout {
             .map_err(RtLoadError::BootInfo)?;
         }
         for c in cfg.channels() {
+            let direction = match c.direction() {
+                ChannelDirection::LinuxToRt => bulkhead_rt_abi::ChannelDirection::LinuxToRt,
+                ChannelDirection::RtToLinux => bulkhead_rt_abi::ChannelDirection::RtToLinux,
+                // The hypervisor's own log: the RT partition has no end on it.
+                ChannelDirection::HypervisorToLinux => continue,
+            };
             let Some(region) = self.shared.as_slice().get(c.region_index()) else {
                 continue;
             };
@@ -236,10 +243,7 @@ impl RtLayout {
                 base: region.gpa + c.offset(),
                 size: c.size(),
                 slot_size: c.slot_size(),
-                direction: match c.direction() {
-                    ChannelDirection::LinuxToRt => bulkhead_rt_abi::ChannelDirection::LinuxToRt,
-                    ChannelDirection::RtToLinux => bulkhead_rt_abi::ChannelDirection::RtToLinux,
-                } as u8,
+                direction: direction as u8,
                 notify: match c.notify() {
                     Notify::Doorbell => bulkhead_rt_abi::ChannelNotify::Doorbell,
                     Notify::Poll => bulkhead_rt_abi::ChannelNotify::Poll,
@@ -320,6 +324,12 @@ region = "shm0"
 direction = "rt-to-linux"
 size = "64 KiB"
 slot_size = 256
+[[channels]]
+name = "hv-log"
+region = "shm0"
+direction = "hypervisor-to-linux"
+size = "64 KiB"
+slot_size = 1024
 [[channels]]
 name = "commands"
 region = "shm0"
@@ -449,7 +459,9 @@ notify = "poll"
             ch[0].direction(),
             Some(bulkhead_rt_abi::ChannelDirection::RtToLinux)
         );
-        assert_eq!(ch[1].base, 24 * MIB + 64 * 1024);
+        // The hypervisor's log channel between the two is left out, its memory is not.
+        assert_eq!(ch[1].name(), Some("commands"));
+        assert_eq!(ch[1].base, 24 * MIB + 128 * 1024);
         assert_eq!(ch[1].notify(), Some(bulkhead_rt_abi::ChannelNotify::Poll));
         assert_eq!(info.cmdline(), Some("latency_period_us=100"));
         assert!(

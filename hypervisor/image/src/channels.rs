@@ -13,11 +13,15 @@
 //! `hv_core::channels::DOORBELL_MIN_INTERVAL_US`. The RT CPU takes it without a VM exit.
 //! The RT partition's `DOORBELL` for a doorbell channel ([`ring_linux`]) raises the channel
 //! device's interrupt in Linux (`linux_devices`).
+//!
+//! The config's `hypervisor-to-linux` channel (at most one) is the hypervisor's own: its
+//! console lines go there (`crate::console::attach_log`), and the RT partition is not told
+//! about it.
 
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use bulkhead_config::{Config, PartitionId};
+use bulkhead_config::{ChannelDirection, Config, PartitionId};
 use bulkhead_ring::{Ring, RingError, SharedRegion};
 use hv_core::channels::{DOORBELL_MIN_INTERVAL_US, Doorbells};
 use hv_core::hypercall;
@@ -53,8 +57,10 @@ impl fmt::Display for ChannelInitError {
     }
 }
 
-/// Initializes every channel of `cfg`; returns how many.
+/// Initializes every channel of `cfg`; returns how many. The `hypervisor-to-linux` channel,
+/// if any, becomes the console's log channel.
 pub fn init_all(cfg: &Config) -> Result<usize, ChannelInitError> {
+    let mut log_channel = false;
     for (index, channel) in cfg.channels().iter().enumerate() {
         let fail = |field, cause| ChannelInitError {
             index,
@@ -66,10 +72,18 @@ pub fn init_all(cfg: &Config) -> Result<usize, ChannelInitError> {
         // checks), which the config fit check put in usable RAM clear of the hypervisor, its
         // modules and both partitions' private RAM; memory is identity-mapped, no partition
         // runs yet, and channels of one region do not overlap (config validation), so nothing
-        // else reads or writes these bytes now.
+        // else reads or writes these bytes now. The memory stays the channel's for the
+        // hypervisor's whole life (the log channel's producer keeps its view of it); afterwards
+        // both sides reach it only through the ring crate's atomics.
         let region = unsafe { SharedRegion::new(memory.base as *mut u8, memory.size as usize) }
             .map_err(|e| fail("size", Some(RingError::Layout(e))))?;
-        Ring::init(region, channel.slot_size()).map_err(|e| fail("slot_size", Some(e)))?;
+        let ring =
+            Ring::init(region, channel.slot_size()).map_err(|e| fail("slot_size", Some(e)))?;
+        if channel.direction() == ChannelDirection::HypervisorToLinux {
+            // The config allows one; this side is its only producer.
+            crate::console::attach_log(ring.into_producer());
+            log_channel = true;
+        }
         println!(
             "channel {}: {} KiB at {:#x}, {} slots of {} bytes, ready",
             channel.name().as_str(),
@@ -78,6 +92,9 @@ pub fn init_all(cfg: &Config) -> Result<usize, ChannelInitError> {
             channel.slot_count(),
             channel.slot_size()
         );
+    }
+    if !log_channel {
+        crate::console::log_off();
     }
     if let Some(&first_rt_cpu) = cfg.partition(PartitionId::Rt).cpus().first() {
         DOORBELLS.call_once(|| (Doorbells::from_config(cfg), first_rt_cpu));

@@ -1,38 +1,75 @@
-//! The hypervisor console: the `log` backend on the 16550 UART of `bulkhead-x86`.
+//! The hypervisor console: the `log` backend on the 16550 UART of `bulkhead-x86`, and the
+//! hypervisor's log channel.
 //!
 //! Every line is written whole under one lock, so lines from different CPUs never
 //! interleave. The fatal path may steal the lock (`force_unlock`) so that a CPU that
 //! died holding it cannot silence the last words of another.
+//!
+//! The same text also goes, one message per line, into the config's `hypervisor-to-linux`
+//! channel, when it has one (`bulkhead log hypervisor` on Linux; `bulkhead_ring::log` owns
+//! the framing). Its send end lives under the console's lock, so the hypervisor is its one
+//! producer whichever CPU prints. It never waits for Linux: a line that finds the channel
+//! full is dropped and counted, and the next one that fits follows a `[... N lines dropped]`
+//! marker. Lines printed before the channels are initialized are kept (up to
+//! `bulkhead_ring::log::EARLY_BYTES`) and sent first ([`attach_log`]).
 
 use core::fmt::{self, Write};
 
+use bulkhead_ring::Producer;
+use bulkhead_ring::log::LogWriter;
 use spin::Mutex;
 
 pub use bulkhead_x86::uart::Uart;
 
-static CONSOLE: Mutex<Option<Uart>> = Mutex::new(None);
+/// Where console text goes.
+struct Console {
+    uart: Option<Uart>,
+    log: LogWriter<'static>,
+}
+
+impl Write for Console {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if let Some(uart) = self.uart.as_mut() {
+            let _ = uart.write_str(s);
+        }
+        self.log.write_bytes(s.as_bytes());
+        Ok(())
+    }
+}
+
+static CONSOLE: Mutex<Console> = Mutex::new(Console {
+    uart: None,
+    log: LogWriter::new(),
+});
 
 /// Sets up the console on `base` (or silences it with `None`) and installs the logger.
 pub fn init(base: Option<u16>) {
     // SAFETY: the legacy COM ports are the hypervisor's console (no partition gets them).
-    *CONSOLE.lock() = base.map(|base| unsafe { Uart::init(base) });
+    CONSOLE.lock().uart = base.map(|base| unsafe { Uart::init(base) });
     // A second call (re-routing after the config is read) keeps the logger installed.
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(log::LevelFilter::Info);
 }
 
+/// From now on, console lines also go to `producer`, the send end of the hypervisor's log
+/// channel; the lines kept since boot go first.
+pub fn attach_log(producer: Producer<'static>) {
+    CONSOLE.lock().log.attach(producer);
+}
+
+/// The config has no log channel: the lines kept since boot are forgotten, and no more kept.
+pub fn log_off() {
+    CONSOLE.lock().log.off();
+}
+
 /// Writes pre-formatted text as one unit.
 pub fn write_fmt(args: fmt::Arguments<'_>) {
-    if let Some(uart) = CONSOLE.lock().as_mut() {
-        let _ = uart.write_fmt(args);
-    }
+    let _ = CONSOLE.lock().write_fmt(args);
 }
 
 /// Writes several lines as one unit, so no other CPU's line lands in between.
 pub fn write_block(block: impl FnOnce(&mut dyn Write) -> fmt::Result) {
-    if let Some(uart) = CONSOLE.lock().as_mut() {
-        let _ = block(uart);
-    }
+    let _ = block(&mut *CONSOLE.lock());
 }
 
 /// Breaks a lock held by a CPU that will never release it; used only on the way to halt.

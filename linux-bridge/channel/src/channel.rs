@@ -112,10 +112,10 @@ fn lock(mapping: &Mapping, end: End, name: &str) -> Result<()> {
     }
 }
 
-/// Maps the announced channel `info` from `mem` for the end Linux holds when the channel goes
-/// `linux_end`'s way ([`Error::WrongDirection`] otherwise).
-fn map_for(info: &ChannelInfo, linux_end: Direction, mem: impl AsRef<Path>) -> Result<Mapping> {
-    if info.direction != linux_end {
+/// Maps the announced channel `info` from `mem` for Linux's end on it, the producer's when
+/// `linux_produces` ([`Error::WrongDirection`] when Linux holds the other end).
+fn map_for(info: &ChannelInfo, linux_produces: bool, mem: impl AsRef<Path>) -> Result<Mapping> {
+    if info.direction.linux_produces() != linux_produces {
         return Err(Error::WrongDirection {
             name: info.name.clone(),
             direction: info.direction,
@@ -202,7 +202,7 @@ impl ChannelSender {
 
     /// Opens the announced channel `info` on `mem`.
     pub fn open_info(info: &ChannelInfo, mem: impl AsRef<Path>) -> Result<Self> {
-        let mapping = map_for(info, Direction::LinuxToRt, mem)?;
+        let mapping = map_for(info, true, mem)?;
         let mut sender = Self::attach_named(mapping, info.name.clone())?;
         sender.bell = Bell::for_info(info);
         Ok(sender)
@@ -316,8 +316,9 @@ impl fmt::Debug for ChannelSender {
     }
 }
 
-/// The receiving end of a channel (`rt-to-linux`): Linux is its consumer. Messages come
-/// highest priority first, oldest first within a priority.
+/// The receiving end of a channel (`rt-to-linux`, or the hypervisor's `hypervisor-to-linux`):
+/// Linux is its consumer. Messages come highest priority first, oldest first within a
+/// priority.
 pub struct ChannelReceiver {
     /// Borrows the memory `mapping` maps (see the module docs): declared first, dropped first.
     /// Boxed: its priority bookkeeping is over a kilobyte.
@@ -326,6 +327,8 @@ pub struct ChannelReceiver {
     mapping: Mapping,
     geometry: Geometry,
     name: String,
+    /// `rt-to-linux` unless the announcement said otherwise.
+    direction: Direction,
     bell: Bell,
 }
 
@@ -347,9 +350,10 @@ impl ChannelReceiver {
 
     /// Opens the announced channel `info` on `mem`.
     pub fn open_info(info: &ChannelInfo, mem: impl AsRef<Path>) -> Result<Self> {
-        let mapping = map_for(info, Direction::RtToLinux, mem)?;
+        let mapping = map_for(info, false, mem)?;
         let mut receiver = Self::attach_named(mapping, info.name.clone())?;
         receiver.bell = Bell::for_info(info);
+        receiver.direction = info.direction;
         Ok(receiver)
     }
 
@@ -370,6 +374,7 @@ impl ChannelReceiver {
             mapping,
             geometry,
             name,
+            direction: Direction::RtToLinux,
             bell: Bell::default(),
         })
     }
@@ -427,6 +432,12 @@ impl ChannelReceiver {
         &self.name
     }
 
+    /// Its direction as announced (`rt-to-linux` for an endpoint attached without an
+    /// announcement).
+    pub fn direction(&self) -> Direction {
+        self.direction
+    }
+
     /// The channel's memory.
     pub fn mapping(&self) -> &Mapping {
         &self.mapping
@@ -469,7 +480,7 @@ impl fmt::Debug for ChannelReceiver {
 pub enum Channel {
     /// A `linux-to-rt` channel.
     Sender(ChannelSender),
-    /// An `rt-to-linux` channel.
+    /// An `rt-to-linux` or `hypervisor-to-linux` channel.
     Receiver(ChannelReceiver),
 }
 
@@ -487,9 +498,10 @@ impl Channel {
         name: &str,
     ) -> Result<Self> {
         let info = announcements.find(name)?;
-        Ok(match info.direction {
-            Direction::LinuxToRt => Self::Sender(ChannelSender::open_info(info, mem)?),
-            Direction::RtToLinux => Self::Receiver(ChannelReceiver::open_info(info, mem)?),
+        Ok(if info.direction.linux_produces() {
+            Self::Sender(ChannelSender::open_info(info, mem)?)
+        } else {
+            Self::Receiver(ChannelReceiver::open_info(info, mem)?)
         })
     }
 
@@ -505,7 +517,7 @@ impl Channel {
     pub fn direction(&self) -> Direction {
         match self {
             Self::Sender(_) => Direction::LinuxToRt,
-            Self::Receiver(_) => Direction::RtToLinux,
+            Self::Receiver(r) => r.direction,
         }
     }
 
@@ -523,7 +535,7 @@ impl Channel {
             Self::Sender(s) => Ok(s),
             Self::Receiver(r) => Err(Error::WrongDirection {
                 name: r.name,
-                direction: Direction::RtToLinux,
+                direction: r.direction,
             }),
         }
     }

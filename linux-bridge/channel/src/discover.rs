@@ -195,7 +195,7 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "malformed kernel command-line word `bulkhead.channel=b,sideways,poll,0x1000,0x2000`: \
-             DIRECTION: linux-to-rt or rt-to-linux"
+             DIRECTION: linux-to-rt, rt-to-linux or hypervisor-to-linux"
         );
         let e = Announcements::parse(
             "bulkhead.channel=a,rt-to-linux,poll,0x1000,0x2000 \

@@ -182,9 +182,10 @@ impl fmt::Display for Error {
             }
             Self::NotFound { name } => write!(f, "no channel `{name}` is announced"),
             Self::WrongDirection { name, direction } => {
-                let (linux, wanted) = match direction {
-                    Direction::LinuxToRt => ("producer", "receive from"),
-                    Direction::RtToLinux => ("consumer", "send to"),
+                let (linux, wanted) = if direction.linux_produces() {
+                    ("producer", "receive from")
+                } else {
+                    ("consumer", "send to")
                 };
                 write!(
                     f,

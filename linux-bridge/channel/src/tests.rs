@@ -322,6 +322,30 @@ fn directions_are_enforced() {
 }
 
 #[test]
+fn linux_receives_on_the_hypervisors_channel() {
+    let f = Fixture::new(64);
+    let hv =
+        Announcements::parse("bulkhead.channel=hv,hypervisor-to-linux,poll,0x2000,0x2000").unwrap();
+    let e = ChannelSender::open_with(&hv, f.mem.path(), "hv").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WrongDirection);
+    assert_eq!(
+        e.to_string(),
+        "channel `hv` is hypervisor-to-linux: Linux is its consumer and cannot send to it"
+    );
+    let ch = Channel::open_with(&hv, f.mem.path(), "hv").unwrap();
+    assert_eq!(ch.direction(), Direction::HypervisorToLinux);
+    let e = ch.into_sender().unwrap_err();
+    assert!(e.to_string().contains("is hypervisor-to-linux"), "{e}");
+    let mut rx = ChannelReceiver::open_with(&hv, f.mem.path(), "hv").unwrap();
+    assert_eq!(rx.direction(), Direction::HypervisorToLinux);
+    let mut peer = ChannelSender::attach(f.map(0x2000)).unwrap();
+    peer.send(b"hypervisor line", 0).unwrap();
+    let mut buf = [0u8; 56];
+    assert_eq!(rx.try_receive(&mut buf).unwrap(), (15, 0));
+    assert_eq!(&buf[..15], b"hypervisor line");
+}
+
+#[test]
 fn one_endpoint_per_end_until_dropped() {
     let f = Fixture::new(64);
     let tx = f.sender();

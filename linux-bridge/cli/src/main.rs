@@ -7,6 +7,7 @@
 //! bulkhead stats CHANNEL [--json]
 //! bulkhead ping --to CHANNEL --from CHANNEL [-n COUNT] [--timeout-ms N] [--json]
 //! bulkhead rt [--channel CHANNEL] [-n COUNT] [--timeout-ms N] [--json] [--queued] [--histogram]
+//! bulkhead log hypervisor|rt [--channel CHANNEL] [-n COUNT | -f] [--timeout-ms N] [--json]
 //! ```
 //!
 //! Channels are found on the kernel command line (`/proc/cmdline`, or `--cmdline`) and mapped
@@ -72,6 +73,18 @@
 //! "cpu":..,"priority":..,"state":"sleeping","cpu_time_ns":..,"cpu_percent":null,"wakeups":..,
 //! "deadline_misses":..,"wake_max_ns":..}]}`. See [`rt`].
 //!
+//! `log` shows the hypervisor's or the RT kernel's console lines from their log channels: the
+//! hypervisor's is the announced `hypervisor-to-linux` channel, the RT kernel's the
+//! `rt-to-linux` channel it was started with `log=CHANNEL` on (`--channel`, by convention and
+//! by default `rt-log`). It prints the lines waiting there, oldest first, and stops; reading
+//! takes them out of the channel, so the next run shows newer lines only. `-n COUNT` stops
+//! after COUNT lines, waiting for those that have not come yet; `-f` keeps waiting for new
+//! lines; `--timeout-ms` bounds the whole wait. A line the producer had to cut ends in
+//! ` [cut]`; where it dropped lines because the channel was full (nobody read it), a line
+//! `[... N lines dropped]` says how many. Control characters are escaped. With `--json`, one
+//! JSON object per line: `{"text":..}` (with `"cut":true` for a cut line) or `{"dropped":N}`.
+//! See [`log`].
+//!
 //! # Exit status
 //!
 //! - 0: success (`list`/`stats`: every channel shown is usable; `ping`: every reply came back,
@@ -82,10 +95,11 @@
 //! - 2: usage error (from the argument parser);
 //! - 3: timed out or would block (`--timeout-ms`, `--nonblock`; `ping` when the only problem
 //!   is replies that did not come back within `--timeout-ms`; `rt` when no report came within
-//!   `--timeout-ms`).
+//!   `--timeout-ms`; `log -n`/`-f` when the time ran out, after the lines that came).
 
 #![forbid(unsafe_code)]
 
+mod log;
 mod ping;
 mod rt;
 mod show;
@@ -110,13 +124,14 @@ Exit status:
      corrupt or reordered, rt when a message is not a valid status report)
   2  usage error
   3  timed out or would block (--timeout-ms, --nonblock; ping when replies did not
-     come back within --timeout-ms; rt when no report came within --timeout-ms)
+     come back within --timeout-ms; rt when no report came within --timeout-ms;
+     log -n/-f when the time ran out, after the lines that came)
 
 Linux gets no channel doorbells yet: blocking waits poll (spin, then sleeps of 20 us
 growing to 1 ms). The RT side's doorbell is rung when it sleeps waiting for Linux.";
 
-/// Bulkhead's channels from Linux: list them, send, receive, ping an RT echo task, and show
-/// the RT partition's status reports.
+/// Bulkhead's channels from Linux: list them, send, receive, ping an RT echo task, show the
+/// RT partition's status reports, and the hypervisor's and the RT partition's logs.
 #[derive(Debug, Parser)]
 #[command(name = "bulkhead", version, after_help = EXIT_STATUS)]
 struct Cli {
@@ -236,6 +251,36 @@ enum Command {
         #[arg(long)]
         histogram: bool,
     },
+    /// Shows the hypervisor's or the RT kernel's console lines, from their log channels.
+    ///
+    /// Prints the lines waiting in the channel, oldest first, and stops; reading takes them
+    /// out of the channel, so the next run shows newer lines only. The hypervisor's channel is
+    /// the announced hypervisor-to-linux one; the RT kernel's is the rt-to-linux channel it was
+    /// started with log=CHANNEL on (by convention rt-log). `[... N lines dropped]` marks where
+    /// the producer found the channel full; a cut line ends in ` [cut]`.
+    #[command(after_help = EXIT_STATUS)]
+    Log {
+        /// Whose log.
+        #[arg(value_enum)]
+        source: log::Source,
+        /// The channel, when not the default (rt: `rt-log`; hypervisor: the
+        /// hypervisor-to-linux one).
+        #[arg(long, value_name = "CHANNEL")]
+        channel: Option<String>,
+        /// Stop after this many lines, waiting for those that have not come yet.
+        #[arg(short = 'n', long, value_name = "COUNT", conflicts_with = "follow",
+              value_parser = clap::value_parser!(u64).range(1..))]
+        count: Option<u64>,
+        /// Keep waiting for new lines (until --timeout-ms, or for ever).
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// With -n or -f: wait at most this long in all (status 3 when it runs out).
+        #[arg(long, value_name = "MS")]
+        timeout_ms: Option<u64>,
+        /// One JSON object per line: {"text":..} ("cut":true when cut) or {"dropped":N}.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Why a command failed: the channel (when there is one) and the cause.
@@ -257,6 +302,10 @@ enum Cause {
     Status(StatusError),
     /// No status report came within the timeout.
     NoReport(Duration),
+    /// `log -n`/`-f`: the timeout ran out after this many lines.
+    LogTimedOut { shown: u64, timeout: Duration },
+    /// `log hypervisor`: no hypervisor-to-linux channel is announced.
+    NoHypervisorLog,
 }
 
 impl Failure {
@@ -270,7 +319,7 @@ impl Failure {
     fn exit_code(&self) -> ExitCode {
         match &self.cause {
             Cause::Channel(e) if e.is_transient() => ExitCode::from(3),
-            Cause::NoReport(_) => ExitCode::from(3),
+            Cause::NoReport(_) | Cause::LogTimedOut { .. } => ExitCode::from(3),
             Cause::Reported(code) => *code,
             _ => ExitCode::from(1),
         }
@@ -301,6 +350,15 @@ impl std::fmt::Display for Failure {
                 "no status report within {} ms (timed out; is the RT kernel sending them on \
                  this channel, with `status=` naming it?)",
                 timeout.as_millis()
+            ),
+            Cause::LogTimedOut { shown, timeout } => write!(
+                f,
+                "timed out after {} ms with {shown} lines shown",
+                timeout.as_millis()
+            ),
+            Cause::NoHypervisorLog => f.write_str(
+                "no hypervisor-to-linux channel is announced (the config gives the hypervisor \
+                 no log channel)",
             ),
         }
     }
@@ -400,6 +458,25 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                 json: *json,
                 queued: *queued,
                 histogram: *histogram,
+            },
+        ),
+        Command::Log {
+            source,
+            channel,
+            count,
+            follow,
+            timeout_ms,
+            json,
+        } => log::run(
+            &announcements,
+            mem,
+            log::Options {
+                source: *source,
+                channel: channel.as_deref(),
+                count: *count,
+                follow: *follow,
+                timeout: timeout_ms.map(Duration::from_millis),
+                json: *json,
             },
         ),
     }

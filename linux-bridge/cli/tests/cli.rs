@@ -1,6 +1,7 @@
 //! The `bulkhead` binary against a temporary file standing in for physical memory and a
 //! temporary kernel command line.
 
+use std::fmt::Write as _;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use bulkhead_channel::{ChannelReceiver, ChannelSender, ErrorKind, Mapping};
 use bulkhead_ring::Ring;
+use bulkhead_ring::log::LogWriter;
 use bulkhead_rt_abi::status::{CpuLatency, HISTOGRAM_BUCKETS, TaskState, TaskStatus, encode};
 
 /// Each channel's size.
@@ -857,4 +859,224 @@ fn rt_errors_and_exit_codes() {
     // Usage: 2.
     f.run(&["rt", "-n", "-1"]).expect(2);
     f.run(&["rt", "--timeout-ms", "x"]).expect(2);
+}
+
+/// Where [`LogFixture`] puts the log channels, and their size (4 KiB header, 64 slots of 64
+/// bytes: lines of up to 56 bytes).
+const HV_LOG_BASE: u64 = 0xc000;
+const RT_LOG_BASE: u64 = 0xe000;
+const LOG_SIZE: usize = 0x2000;
+
+/// [`Fixture::new`] and two log channels: `hvlog` (hypervisor-to-linux, found by its direction)
+/// and `rt-log` (rt-to-linux), each written through the producers' own log writer.
+struct LogFixture {
+    f: Fixture,
+    hv: Mapping,
+    rt: Mapping,
+}
+
+impl LogFixture {
+    fn new() -> Self {
+        let f = Fixture::new(false);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(f.mem())
+            .unwrap()
+            .set_len(RT_LOG_BASE + LOG_SIZE as u64)
+            .unwrap();
+        let mut cmdline = std::fs::read_to_string(f.cmdline()).unwrap();
+        cmdline.insert_str(
+            cmdline.trim_end().len(),
+            &format!(
+                " bulkhead.channel=hvlog,hypervisor-to-linux,poll,{HV_LOG_BASE:#x},{LOG_SIZE:#x} \
+                 bulkhead.channel=rt-log,rt-to-linux,poll,{RT_LOG_BASE:#x},{LOG_SIZE:#x}"
+            ),
+        );
+        std::fs::write(f.cmdline(), cmdline).unwrap();
+        let map = |base| Mapping::open(f.mem(), base, LOG_SIZE).unwrap();
+        let (hv, rt) = (map(HV_LOG_BASE), map(RT_LOG_BASE));
+        Ring::init(hv.region().unwrap(), 64).unwrap();
+        Ring::init(rt.region().unwrap(), 64).unwrap();
+        Self { f, hv, rt }
+    }
+
+    /// A producer's log writer on `mapping`'s channel.
+    fn writer(mapping: &Mapping) -> LogWriter<'_> {
+        let mut w = LogWriter::new();
+        w.attach(
+            Ring::attach(mapping.region().unwrap())
+                .unwrap()
+                .into_producer(),
+        );
+        w
+    }
+}
+
+/// The lines of `run`'s standard output.
+fn lines(run: &Run) -> Vec<String> {
+    run.stdout().lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn log_shows_the_lines_waiting_then_only_newer_ones() {
+    let lf = LogFixture::new();
+    let mut rt = LogFixture::writer(&lf.rt);
+    write!(
+        rt,
+        "bulkhead-rt 0.1.0 starting\necho: commands -> telemetry ready\n"
+    )
+    .unwrap();
+    let mut hv = LogFixture::writer(&lf.hv);
+    writeln!(hv, "channel telemetry: 64 KiB at 0x38000000, ready").unwrap();
+    let run = lf.f.run(&["log", "rt"]).expect(0);
+    assert_eq!(
+        lines(&run),
+        [
+            "bulkhead-rt 0.1.0 starting",
+            "echo: commands -> telemetry ready"
+        ]
+    );
+    // Found by its direction, whatever its name.
+    let run = lf.f.run(&["log", "hypervisor"]).expect(0);
+    assert_eq!(
+        lines(&run),
+        ["channel telemetry: 64 KiB at 0x38000000, ready"]
+    );
+    // Read once: nothing is left, and that is not an error.
+    assert_eq!(lf.f.run(&["log", "rt"]).expect(0).stdout(), "");
+    writeln!(rt, "latency cpu=0 samples=1001").unwrap();
+    writeln!(rt, "next").unwrap();
+    let run = lf.f.run(&["log", "rt", "-n", "1"]).expect(0);
+    assert_eq!(lines(&run), ["latency cpu=0 samples=1001"]);
+    let run = lf.f.run(&["log", "rt", "--channel", "rt-log"]).expect(0);
+    assert_eq!(lines(&run), ["next"]);
+}
+
+#[test]
+fn log_marks_dropped_and_cut_lines() {
+    let lf = LogFixture::new();
+    let mut rt = LogFixture::writer(&lf.rt);
+    // 64 slots: the last 6 lines find the ring full.
+    for i in 0..70 {
+        writeln!(rt, "line {i}").unwrap();
+    }
+    assert_eq!((rt.sent(), rt.dropped()), (64, 6));
+    let run = lf.f.run(&["log", "rt"]).expect(0);
+    assert_eq!(lines(&run).len(), 64);
+    writeln!(rt, "{}", "x".repeat(80)).unwrap();
+    writeln!(rt, "bell\x07").unwrap();
+    let run = lf.f.run(&["log", "rt"]).expect(0);
+    assert_eq!(
+        lines(&run),
+        [
+            "[... 6 lines dropped]".to_owned(),
+            format!("{} [cut]", "x".repeat(50)),
+            "bell\\u{7}".to_owned()
+        ]
+    );
+
+    for i in 0..70 {
+        writeln!(rt, "line {i}").unwrap();
+    }
+    lf.f.run(&["log", "rt", "-n", "63"]).expect(0);
+    writeln!(rt, "{}", "y".repeat(80)).unwrap();
+    let run = lf.f.run(&["log", "rt", "--json"]).expect(0);
+    let json: Vec<serde_json::Value> = run
+        .stdout()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        json,
+        [
+            serde_json::json!({"text": "line 63"}),
+            serde_json::json!({"dropped": 6}),
+            serde_json::json!({"text": format!("{} [cut]", "y".repeat(50)), "cut": true}),
+        ]
+    );
+}
+
+#[test]
+fn log_waits_for_count_and_follows() {
+    let lf = LogFixture::new();
+    let mut rt = LogFixture::writer(&lf.rt);
+    writeln!(rt, "one").unwrap();
+    // -n waits for the lines that have not come yet.
+    let run = std::thread::scope(|s| {
+        s.spawn(|| {
+            for line in ["two", "three"] {
+                std::thread::sleep(Duration::from_millis(50));
+                writeln!(rt, "{line}").unwrap();
+            }
+        });
+        lf.f.run(&["log", "rt", "-n", "3"])
+    })
+    .expect(0);
+    assert_eq!(lines(&run), ["one", "two", "three"]);
+    // The time runs out before the count: what came, then status 3.
+    writeln!(rt, "four").unwrap();
+    let run =
+        lf.f.run(&["log", "rt", "-n", "2", "--timeout-ms", "100"])
+            .expect(3);
+    assert_eq!(lines(&run), ["four"]);
+    assert_eq!(
+        run.stderr(),
+        "bulkhead: channel `rt-log`: timed out after 100 ms with 1 lines shown\n"
+    );
+    // -f follows until the time runs out.
+    let mut hv = LogFixture::writer(&lf.hv);
+    writeln!(hv, "exits: cpu 0 linux: total 8 new 8: CPUID=8").unwrap();
+    let run =
+        lf.f.run(&["log", "hypervisor", "-f", "--timeout-ms", "100", "--json"])
+            .expect(3);
+    assert_eq!(
+        run.stdout(),
+        "{\"text\":\"exits: cpu 0 linux: total 8 new 8: CPUID=8\"}\n"
+    );
+}
+
+#[test]
+fn log_errors_and_exit_codes() {
+    let lf = LogFixture::new();
+    // No hypervisor log channel: 1, saying so.
+    let run = Fixture::new(false).run(&["log", "hypervisor"]).expect(1);
+    assert_eq!(
+        run.stderr(),
+        "bulkhead: no hypervisor-to-linux channel is announced (the config gives the \
+         hypervisor no log channel)\n"
+    );
+    // No rt-log: 1, naming it.
+    let run = Fixture::new(false).run(&["log", "rt"]).expect(1);
+    assert_eq!(
+        run.stderr(),
+        "bulkhead: channel `rt-log`: no channel `rt-log` is announced\n"
+    );
+    // The wrong way: 1.
+    let run = lf.f.run(&["log", "rt", "--channel", "to"]).expect(1);
+    assert!(
+        run.stderr()
+            .contains("Linux is its producer and cannot receive from it"),
+        "{}",
+        run.stderr()
+    );
+    // Linux cannot write into the hypervisor's log.
+    let run = lf.f.run(&["send", "hvlog", "x"]).expect(1);
+    assert!(
+        run.stderr().contains(
+            "channel `hvlog` is hypervisor-to-linux: Linux is its consumer and cannot send to it"
+        ),
+        "{}",
+        run.stderr()
+    );
+    // A second reader at the same time: 1.
+    let _reader =
+        ChannelReceiver::attach(Mapping::open(lf.f.mem(), RT_LOG_BASE, LOG_SIZE).unwrap()).unwrap();
+    let run = lf.f.run(&["log", "rt"]).expect(1);
+    assert!(run.stderr().contains("in use"), "{}", run.stderr());
+    // Usage: 2.
+    lf.f.run(&["log"]).expect(2);
+    lf.f.run(&["log", "linux"]).expect(2);
+    lf.f.run(&["log", "rt", "-n", "0"]).expect(2);
+    lf.f.run(&["log", "rt", "-n", "2", "-f"]).expect(2);
+    lf.f.run(&["log", "rt", "--timeout-ms", "x"]).expect(2);
 }

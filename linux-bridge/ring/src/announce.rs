@@ -5,7 +5,8 @@
 //! bulkhead.channel=commands,linux-to-rt,doorbell,0x38010000,0x10000
 //! ```
 //!
-//! `DIRECTION` is `linux-to-rt` or `rt-to-linux`, `NOTIFY` is `doorbell` or `poll`, `BASE` (the
+//! `DIRECTION` is `linux-to-rt`, `rt-to-linux` or `hypervisor-to-linux` (the hypervisor's own
+//! log: the RT partition has no end on it), `NOTIFY` is `doorbell` or `poll`, `BASE` (the
 //! host-physical address of the channel's header page, which is also Linux's guest-physical
 //! address: Linux's memory is identity-mapped) and `SIZE` (bytes, header included) are
 //! hexadecimal with `0x`. The hypervisor writes these words after the config's command line
@@ -38,6 +39,8 @@ pub enum Direction {
     LinuxToRt,
     /// The RT partition produces, Linux consumes.
     RtToLinux,
+    /// The hypervisor produces (its console lines), Linux consumes.
+    HypervisorToLinux,
 }
 
 impl Direction {
@@ -46,7 +49,13 @@ impl Direction {
         match self {
             Self::LinuxToRt => "linux-to-rt",
             Self::RtToLinux => "rt-to-linux",
+            Self::HypervisorToLinux => "hypervisor-to-linux",
         }
+    }
+
+    /// Whether Linux is the channel's producer (else its consumer).
+    pub const fn linux_produces(self) -> bool {
+        matches!(self, Self::LinuxToRt)
     }
 }
 
@@ -92,7 +101,7 @@ pub enum AnnounceError {
     /// The name is empty, longer than [`MAX_NAME_LEN`] or has a character outside
     /// `[A-Za-z0-9_.-]`.
     Name,
-    /// Not `linux-to-rt` or `rt-to-linux`.
+    /// Not `linux-to-rt`, `rt-to-linux` or `hypervisor-to-linux`.
     Direction,
     /// Not `doorbell` or `poll`.
     Notify,
@@ -109,7 +118,7 @@ impl fmt::Display for AnnounceError {
         f.write_str(match self {
             Self::FieldCount => "expected NAME,DIRECTION,NOTIFY,BASE,SIZE",
             Self::Name => "NAME: 1 to 32 characters of A-Z a-z 0-9 _ . -",
-            Self::Direction => "DIRECTION: linux-to-rt or rt-to-linux",
+            Self::Direction => "DIRECTION: linux-to-rt, rt-to-linux or hypervisor-to-linux",
             Self::Notify => "NOTIFY: doorbell or poll",
             Self::Base => "BASE: a 4 KiB-aligned hexadecimal address (0x...)",
             Self::Size => "SIZE: a hexadecimal multiple of 4 KiB (0x...), at least 0x2000",
@@ -152,6 +161,7 @@ impl<'a> Announcement<'a> {
         let direction = match direction {
             "linux-to-rt" => Direction::LinuxToRt,
             "rt-to-linux" => Direction::RtToLinux,
+            "hypervisor-to-linux" => Direction::HypervisorToLinux,
             _ => return Err(AnnounceError::Direction),
         };
         let notify = match notify {
@@ -296,6 +306,19 @@ mod tests {
     }
 
     #[test]
+    fn the_hypervisor_log_direction() {
+        let a = Announcement::parse_value("hv-log,hypervisor-to-linux,poll,0x38040000,0x40000")
+            .unwrap();
+        assert_eq!(a.direction, Direction::HypervisorToLinux);
+        assert!(!a.direction.linux_produces());
+        assert!(Direction::LinuxToRt.linux_produces());
+        assert_eq!(
+            a.to_string(),
+            "bulkhead.channel=hv-log,hypervisor-to-linux,poll,0x38040000,0x40000"
+        );
+    }
+
+    #[test]
     fn other_words_are_skipped() {
         assert_eq!(
             parse_cmdline("bulkhead.channels=x bulkhead.init=panic quiet").count(),
@@ -320,14 +343,18 @@ mod tests {
         #[test]
         fn valid_announcements_round_trip(
             name in "[A-Za-z0-9_.-]{1,32}",
-            to_rt in any::<bool>(),
+            direction in 0u8..3,
             poll in any::<bool>(),
             page in 0u64..(1 << 40),
             pages in 2u64..(1 << 20),
         ) {
             let a = Announcement {
                 name: &name,
-                direction: if to_rt { Direction::LinuxToRt } else { Direction::RtToLinux },
+                direction: match direction {
+                    0 => Direction::LinuxToRt,
+                    1 => Direction::RtToLinux,
+                    _ => Direction::HypervisorToLinux,
+                },
                 notify: if poll { NotifyMode::Poll } else { NotifyMode::Doorbell },
                 base: page * CHANNEL_ALIGN,
                 size: pages * CHANNEL_ALIGN,

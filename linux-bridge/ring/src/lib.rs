@@ -10,6 +10,8 @@
 //!   order, with event suppression ([`Notify`], [`Armed`]).
 //! - [`mq`]: message-queue semantics on top (priorities, attributes).
 //! - [`announce`]: the kernel command-line words that tell Linux where its channels are.
+//! - [`log`]: log channels, console lines one per message from a producer that never waits
+//!   (the hypervisor's and the RT kernel's logs), with drop and cut markers.
 //!
 //! # Trust
 //!
@@ -60,6 +62,7 @@ mod error;
 #[cfg(any(feature = "std", loom, test))]
 mod heap;
 pub mod layout;
+pub mod log;
 pub mod mq;
 mod ring;
 #[allow(

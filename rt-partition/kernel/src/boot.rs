@@ -256,6 +256,9 @@ pub struct Options<'a> {
     /// `status=CHANNEL`: a status task sends Linux a status report on the `rt-to-linux`
     /// channel CHANNEL every `latency_report_s` seconds.
     pub status: Option<&'a str>,
+    /// `log=CHANNEL`: every console line also goes to Linux on the `rt-to-linux` channel
+    /// CHANNEL (`bulkhead log rt`).
+    pub log: Option<&'a str>,
 }
 
 impl<'a> Options<'a> {
@@ -268,6 +271,7 @@ impl<'a> Options<'a> {
             selftest: false,
             echo: None,
             status: None,
+            log: None,
         };
         for word in cmdline.split_ascii_whitespace() {
             let Some((key, value)) = word.split_once('=') else {
@@ -284,6 +288,7 @@ impl<'a> Options<'a> {
                 ("control_hz", Some(n)) if n <= 100_000 => options.control_hz = n,
                 ("selftest", _) => options.selftest = value == "kernel",
                 ("status", _) if !value.is_empty() => options.status = Some(value),
+                ("log", _) if !value.is_empty() => options.log = Some(value),
                 ("echo", _) => {
                     options.echo = value
                         .split_once(':')

@@ -31,7 +31,7 @@ use core::fmt;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use bulkhead_ring::mq::{Attr, Receiver, Sender};
-use bulkhead_ring::{Armed, Notify, Ring, RingError, SharedRegion};
+use bulkhead_ring::{Armed, Notify, Producer, Ring, RingError, SharedRegion};
 use bulkhead_rt_abi::{ChannelDirection, ChannelInfo, ChannelNotify, MAX_CHANNELS};
 use bulkhead_rt_core::sync::{FlagsCondition, FlagsMode};
 use bulkhead_rt_core::{Error, Resched};
@@ -269,6 +269,14 @@ fn blocking<E, T>(
             }
         }
     }
+}
+
+/// Opens `name` (an `rt-to-linux` channel) as the bare ring producer, for a sender that never
+/// waits and serializes its own calls: the console's log (`log=CHANNEL`).
+pub fn open_log(name: &str) -> Result<Producer<'static>, ChannelError> {
+    Ok(open(name, ChannelDirection::RtToLinux)?
+        .ring
+        .into_producer())
 }
 
 /// The RT end of an `rt-to-linux` channel.

@@ -7,11 +7,22 @@
 //! sends about 11 bytes a millisecond at 115200 baud, and waiting for it with interrupts off
 //! would cost real-time tasks that much latency. Lines never interleave; when the ring is
 //! full a line is dropped and counted. Fatal paths (exceptions, panics) switch back to
-//! direct mode, flush what is buffered and write their report synchronously.
+//! direct mode, flush what is buffered and write their report synchronously. A line longer
+//! than [`LINE_MAX`] is cut and ends in `bulkhead_ring::log::CUT_MARKER`.
+//!
+//! With `log=CHANNEL`, every line also goes into that `rt-to-linux` channel, one message per
+//! line, for Linux's `bulkhead log rt` (`bulkhead_ring::log` owns the framing). The channel's
+//! send end has one owner, [`LOG`], locked with interrupts off like the ring, so lines from
+//! interrupt handlers and from every CPU are serialized. It never waits for Linux: a line
+//! that finds the channel full is dropped and counted, and the next one that fits follows a
+//! `[... N lines dropped]` marker. Lines printed before the channel is opened at boot are
+//! kept (up to `bulkhead_ring::log::EARLY_BYTES`) and sent first.
 
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 
+use bulkhead_ring::Producer;
+use bulkhead_ring::log::{CUT_MARKER, LogWriter};
 use bulkhead_x86::uart::Uart;
 use spin::Mutex;
 
@@ -43,11 +54,15 @@ static RING: Mutex<Ring> = Mutex::new(Ring {
 });
 /// Serialises direct-mode writers.
 static DIRECT: Mutex<()> = Mutex::new(());
+/// The log channel's send end (`log=CHANNEL`): every line also goes there.
+static LOG: Mutex<LogWriter<'static>> = Mutex::new(LogWriter::new());
 
 /// A fixed buffer that formats text and cuts what does not fit.
 struct TextBuf<const N: usize> {
     buf: [u8; N],
     len: usize,
+    /// Text was cut.
+    cut: bool,
 }
 
 impl<const N: usize> TextBuf<N> {
@@ -55,6 +70,7 @@ impl<const N: usize> TextBuf<N> {
         Self {
             buf: [0; N],
             len: 0,
+            cut: false,
         }
     }
 
@@ -68,6 +84,7 @@ impl<const N: usize> Write for TextBuf<N> {
         for &b in s.as_bytes() {
             // Keep room for a final newline.
             if self.len + 1 >= N {
+                self.cut = true;
                 break;
             }
             self.buf[self.len] = b;
@@ -103,6 +120,7 @@ fn put_bytes(bytes: &[u8]) {
 
 fn emit(bytes: &[u8]) {
     let _irq = IrqGuard::new();
+    LOG.lock().write_bytes(bytes);
     if BUFFERED.load(Ordering::Acquire) {
         let mut ring = RING.lock();
         if ring.len + bytes.len() > RING_SIZE {
@@ -125,12 +143,29 @@ fn emit(bytes: &[u8]) {
 pub fn write_line(args: fmt::Arguments<'_>) {
     let mut line = TextBuf::<LINE_MAX>::new();
     let _ = line.write_fmt(args);
-    let _ = line.write_str("\n");
-    if line.bytes().last() != Some(&b'\n') {
-        line.buf[line.len] = b'\n';
-        line.len += 1;
+    if line.cut {
+        let mark = CUT_MARKER.as_bytes();
+        let at = line.len.min(LINE_MAX - 1 - mark.len());
+        line.buf[at..at + mark.len()].copy_from_slice(mark);
+        line.len = at + mark.len();
     }
+    line.buf[line.len] = b'\n';
+    line.len += 1;
     emit(line.bytes());
+}
+
+/// From now on, every line also goes to `producer`, the send end of the log channel
+/// (`log=CHANNEL`); the lines kept since boot go first.
+pub fn attach_log(producer: Producer<'static>) {
+    let _irq = IrqGuard::new();
+    LOG.lock().attach(producer);
+}
+
+/// There is no log channel: lines go to the UART only (the lines kept since boot are
+/// forgotten).
+pub fn log_off() {
+    let _irq = IrqGuard::new();
+    LOG.lock().off();
 }
 
 /// From now on, lines go through the ring (called when the scheduler starts).
@@ -179,6 +214,15 @@ pub fn fatal_block(block: impl FnOnce(&mut dyn Write) -> fmt::Result) {
     let mut text = TextBuf::<BLOCK_MAX>::new();
     let _ = block(&mut text);
     put_bytes(text.bytes());
+    // The log channel too, unless its lock stays taken (its holder may be the code that
+    // failed; it is never broken, so that a torn writer is not used again).
+    for _ in 0..10_000 {
+        if let Some(mut log) = LOG.try_lock() {
+            log.write_bytes(text.bytes());
+            break;
+        }
+        core::hint::spin_loop();
+    }
 }
 
 /// Prints one line on the console.

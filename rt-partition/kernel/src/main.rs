@@ -140,6 +140,17 @@ fn boot_cpu(magic: u32, info: usize) -> ! {
         let usable = channels::init(facts.channel_infos(), facts.mode == Mode::Hypervisor);
         log::info!("{usable} of {} channels usable", facts.channels);
     }
+    match options.log.map(|name| (name, channels::open_log(name))) {
+        Some((name, Ok(producer))) => {
+            console::attach_log(producer);
+            log::info!("log: console lines also go to Linux on channel {name}");
+        }
+        Some((name, Err(e))) => {
+            console::log_off();
+            log::warn!("log: channel {name}: {e}; console lines go to the UART only");
+        }
+        None => console::log_off(),
+    }
 
     let tsc_hz = match facts.tsc_hz {
         Some(hz) => hz,

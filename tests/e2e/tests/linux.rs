@@ -369,11 +369,14 @@ fn bochs_linux_smp_panic_restart() -> Result<()> {
 /// task counts the same 200; the echo task sleeps on the channel's doorbell and Linux's
 /// doorbell hypercalls wake it (interrupting the RT CPU without a VM exit), also when it is
 /// blocked on a full `telemetry` and Linux's receive frees a slot; `bulkhead rt` shows
-/// two of the RT kernel's status reports (`status=rt-status`), with its tasks. Toward Linux:
-/// the hypervisor's channel device is bound to Linux's `uio_pci_generic`, and Linux's blocked
-/// receives (and sends) are woken by its interrupt, which the echo task raises with the
-/// `DOORBELL` hypercall. The RT CPU's only VM exits are those hypercalls, one per doorbell
-/// it rang, and it misses no deadline meanwhile.
+/// two of the RT kernel's status reports (`status=rt-status`), with its tasks and latency
+/// histogram; `bulkhead log`
+/// reads the RT kernel's console lines from `rt-log` (`log=rt-log`: the echo task's `ready`
+/// line) and the hypervisor's from `hv-log` (its `channel ...: ready` lines, printed before the
+/// channel existed). Toward Linux: the hypervisor's channel device is bound to Linux's
+/// `uio_pci_generic`, and Linux's blocked receives (and sends) are woken by its interrupt,
+/// which the echo task raises with the `DOORBELL` hypercall. The RT CPU's only VM exits are
+/// those hypercalls, one per doorbell it rang, and it misses no deadline meanwhile.
 #[test]
 #[ignore = "boots an emulator; run through cargo xtask test"]
 fn bochs_channels_linux_to_rt_and_back() -> Result<()> {
@@ -381,7 +384,7 @@ fn bochs_channels_linux_to_rt_and_back() -> Result<()> {
         "bochs_channels_linux_to_rt_and_back",
         "bochs-2cpu.toml",
         "exit_report_s=2",
-        "echo=commands:telemetry status=rt-status",
+        "echo=commands:telemetry status=rt-status log=rt-log",
         "bulkhead.init=channels",
     )?;
     let ping = r"^bulkhead-ping: sent (\d+) received (\d+) lost (\d+) duplicated (\d+) corrupt (\d+) reordered (\d+) max_rtt_us (\d+)$";
@@ -408,9 +411,21 @@ fn bochs_channels_linux_to_rt_and_back() -> Result<()> {
             2,
             Pattern::regex(r"^rt: uptime \d+\.\d{3} s, 1 CPUs, \d+ tasks$"),
         )
+        .times(
+            2,
+            Pattern::regex(r"^CPU 0 wake-up latency histogram: [1-9]\d* samples$"),
+        )
         .regex(r"^latency +0 +90 ")
         .regex(r"^echo +0 +70 ")
         .line("bulkhead-linux: rt exit status 0")
+        .regex(r"\] log: console lines also go to Linux on channel rt-log$")
+        .regex(r"^channel hv-log: 256 KiB at 0x38070000, 252 slots of 1024 bytes, ready$")
+        .times(2, "bulkhead-linux: log exit status 0")
+        .regex(r"^bulkhead-linux: rt-log: bulkhead-rt \S+ starting \(hypervisor\)$")
+        .regex(r"^bulkhead-linux: rt-log: echo: commands -> telemetry ready ")
+        .regex(r"^bulkhead-linux: hv-log: bulkhead \S+ starting$")
+        .regex(r"^bulkhead-linux: hv-log: channel telemetry: 64 KiB at 0x38000000, \d+ slots of 256 bytes, ready$")
+        .regex(r"^bulkhead-linux: hv-log: channel hv-log: .*, ready$")
         .regex(POWERED_OFF)
         .fail_on("status: stopped")
         .fail_on("echo: stopped")
@@ -463,6 +478,19 @@ fn bochs_channels_linux_to_rt_and_back() -> Result<()> {
     ensure!(
         delivered > 0 && raised >= delivered,
         "the channel device raised {raised} doorbells and delivered {delivered} interrupts\n{log}"
+    );
+    // Nothing was dropped or cut on the way: the channels had room for every line so far.
+    let logs = run.matching(Pattern::regex(r"^bulkhead-linux: (rt|hv)-log: "));
+    ensure!(
+        logs.len() == 80,
+        "expected 40 lines of each log, got {}\n{log}",
+        logs.len()
+    );
+    ensure!(
+        !logs
+            .iter()
+            .any(|l| l.contains(" dropped]") || l.ends_with(" [cut]")),
+        "a log line was dropped or cut\n{log}"
     );
     summaries_without_misses(&run)?;
     let (vmcalls, rt_total) = rt_cpu_exited_only_to_ring(&run, 1)?;

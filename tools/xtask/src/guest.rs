@@ -8,7 +8,8 @@
 //! - `initramfs.cpio`: an uncompressed `newc` archive around `busybox-static` whose `/init` prints
 //!   `bulkhead-linux: ...` lines for the tests, then powers off, reboots, panics or opens a shell
 //!   on the console, as the kernel command line asks (`bulkhead.init=poweroff|reboot|panic`),
-//!   or checks the channels with the project's Linux tool `bulkhead` (`bulkhead.init=channels`),
+//!   or checks the channels (and reads the hypervisor's and the RT kernel's logs) with the
+//!   project's Linux tool `bulkhead` (`bulkhead.init=channels`),
 //!   which the archive holds as `/usr/bin/bulkhead`;
 //! - `modules/`: the two kernel modules of the package that drive the channel device's
 //!   interrupt (`uio.ko`, `uio_pci_generic.ko`), loaded by `/init` from `/lib/modules/`;
@@ -79,13 +80,25 @@ case " $cmdline " in
     reboot -f
     ;;
 *" bulkhead.init=channels "*)
-    # The channel check against the RT kernel's echo task (`echo=commands:telemetry`).
+    # The channel check against the RT kernel's echo task (`echo=commands:telemetry`), its
+    # status reports (`status=rt-status`) and its log (`log=rt-log`).
     bulkhead list
     bulkhead ping --to commands --from telemetry -n 200 --timeout-ms 20000
     echo "bulkhead-linux: ping exit status $?"
-    # The RT kernel's status reports (`status=rt-status`): two, so the second has CPU shares.
-    bulkhead rt -n 2 --timeout-ms 5000
+    # The RT kernel's status reports (`status=rt-status`): two, so the second has CPU shares,
+    # each with the latency histogram.
+    bulkhead rt -n 2 --histogram --timeout-ms 5000
     echo "bulkhead-linux: rt exit status $?"
+    # The RT kernel's and the hypervisor's console lines from their log channels (`log=rt-log`,
+    # `hv-log`): the oldest 40 of each, every line prefixed so that the tests can tell them
+    # from the consoles' own lines. Here rather than last: the 80 lines take the console about
+    # a second, and a power-off does not wait for it.
+    bulkhead log rt -n 40 --timeout-ms 30000 > /tmp/rt.log
+    echo "bulkhead-linux: log exit status $?"
+    sed 's/^/bulkhead-linux: rt-log: /' /tmp/rt.log
+    bulkhead log hypervisor -n 40 --timeout-ms 30000 > /tmp/hv.log
+    echo "bulkhead-linux: log exit status $?"
+    sed 's/^/bulkhead-linux: hv-log: /' /tmp/hv.log
     # Fill `telemetry` without reading it, so the echo task blocks on a full ring; then drain
     # it: the receive that frees a slot rings the echo task's doorbell.
     i=0
@@ -1324,6 +1337,11 @@ mod tests {
             "bulkhead rt -n 2 --timeout-ms 5000",
             "echo \"bulkhead-linux: rt exit status $?\"",
             "echo \"bulkhead-linux: received them, exit status $?\"",
+            "bulkhead log rt -n 40 --timeout-ms 30000",
+            "bulkhead log hypervisor -n 40 --timeout-ms 30000",
+            "echo \"bulkhead-linux: log exit status $?\"",
+            "sed 's/^/bulkhead-linux: rt-log: /'",
+            "sed 's/^/bulkhead-linux: hv-log: /'",
             "echo c > /proc/sysrq-trigger",
             "setsid cttyhack sh",
         ] {
