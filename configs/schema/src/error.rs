@@ -266,6 +266,12 @@ pub enum ErrorKind {
         /// The first one's direction field.
         other: FieldPath,
     },
+    /// The `hypervisor-to-linux` channel and another channel in one shared region: the
+    /// hypervisor's log needs a region of its own, which the RT partition does not map.
+    HypervisorRegionShared {
+        /// The other channel's region field.
+        other: FieldPath,
+    },
     /// The channels placed in one shared region do not fit in it.
     ChannelsExceedRegion {
         /// The region's name.
@@ -390,6 +396,12 @@ impl fmt::Display for ErrorKind {
                 f,
                 "only one hypervisor-to-linux channel is allowed (the hypervisor writes its log \
                  into one), and {other} is one already"
+            ),
+            Self::HypervisorRegionShared { other } => write!(
+                f,
+                "the hypervisor-to-linux channel needs a shared region of its own (the RT \
+                 partition does not map it, so it cannot write the hypervisor's log), and {other} \
+                 puts a channel in the same region"
             ),
             Self::ChannelsExceedRegion {
                 region,

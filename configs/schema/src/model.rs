@@ -764,6 +764,14 @@ impl Config {
         shared.region.contains_region(&memory).then_some(memory)
     }
 
+    /// Whether the RT partition maps shared region `index`: every region but the one holding
+    /// the hypervisor's log channel (`hypervisor-to-linux`), which only the hypervisor writes.
+    pub fn rt_maps_shared(&self, index: usize) -> bool {
+        !self.channels().iter().any(|c| {
+            c.region_index == index && c.direction() == ChannelDirection::HypervisorToLinux
+        })
+    }
+
     /// How to boot Linux.
     pub fn linux(&self) -> &LinuxConfig {
         &self.linux

@@ -274,7 +274,8 @@ impl Config {
     }
 
     /// Channels: named uniquely, sound geometry, in a known region, fitting in it; at most one
-    /// `hypervisor-to-linux` channel (the hypervisor's log), polled.
+    /// `hypervisor-to-linux` channel (the hypervisor's log), polled, alone in its region (which
+    /// the RT partition does not map, so it cannot write the hypervisor's log).
     fn check_channels(&self) -> Result<(), ConfigError> {
         let channels = self.channels();
         let mut used = [0u64; MAX_SHARED_REGIONS];
@@ -306,6 +307,16 @@ impl Config {
                 if ch.notify() != Notify::Poll {
                     return err(path.key("notify"), ErrorKind::HypervisorChannelNotify);
                 }
+            }
+            let hv = ChannelDirection::HypervisorToLinux;
+            if let Some(i) = channels.iter().take(j).position(|o| {
+                o.region_name() == ch.region_name() && (o.direction() == hv || ch.direction() == hv)
+            }) {
+                let other = FieldPath::at("channels").index(i).key("region");
+                return err(
+                    path.key("region"),
+                    ErrorKind::HypervisorRegionShared { other },
+                );
             }
             let slot_size = ch.slot_size();
             if !slot_size.is_power_of_two() || !(MIN_SLOT_SIZE..=MAX_SLOT_SIZE).contains(&slot_size)

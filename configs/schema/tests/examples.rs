@@ -83,10 +83,13 @@ fn bochs_2cpu_has_the_documented_layout() {
     assert_eq!(channels[4].name().as_str(), "hv-log");
     assert_eq!(channels[4].direction(), ChannelDirection::HypervisorToLinux);
     assert_eq!(channels[4].notify(), Notify::Poll);
+    // Alone in its region, which the RT partition does not map.
+    assert_eq!((channels[4].offset(), channels[4].slot_count()), (0, 252));
     assert_eq!(
-        (channels[4].offset(), channels[4].slot_count()),
-        (448 * 1024, 252)
+        cfg.shared_regions()[1].region,
+        Region::new(898 * MIB, 256 * 1024)
     );
+    assert!(cfg.rt_maps_shared(0) && !cfg.rt_maps_shared(1));
     assert_eq!(
         cfg.channel_memory(&channels[1]),
         Some(Region::new(896 * MIB + 64 * 1024, 64 * 1024))

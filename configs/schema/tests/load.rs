@@ -517,10 +517,11 @@ fn duplicate_channel_names() {
     );
 }
 
-/// A `hypervisor-to-linux` channel `name` after BASE's, with `notify` when given.
+/// A `hypervisor-to-linux` channel `name` after BASE's, with `notify` when given, in the
+/// shared region `hvlog` that [`HVLOG_REGION`] adds.
 fn hypervisor_channel(name: &str, notify: Option<&str>) -> String {
     let mut text = format!(
-        "\n[[channels]]\nname = \"{name}\"\nregion = \"shm0\"\n\
+        "\n[[channels]]\nname = \"{name}\"\nregion = \"hvlog\"\n\
          direction = \"hypervisor-to-linux\"\nsize = \"64 KiB\"\nslot_size = 1024\n"
     );
     if let Some(notify) = notify {
@@ -529,9 +530,12 @@ fn hypervisor_channel(name: &str, notify: Option<&str>) -> String {
     text
 }
 
+/// A shared region of its own for the hypervisor's log channel.
+const HVLOG_REGION: &str = "\n[[shared]]\nname = \"hvlog\"\nbase = 0x700_0000\nsize = \"1 MiB\"\n";
+
 #[test]
-fn the_hypervisor_channel_is_polled_and_single() {
-    let text = format!("{BASE}{}", hypervisor_channel("hv-log", None));
+fn the_hypervisor_channel_is_polled_single_and_alone_in_its_region() {
+    let text = format!("{BASE}{HVLOG_REGION}{}", hypervisor_channel("hv-log", None));
     let cfg = load_str(&text, "test.toml").unwrap_or_else(|d| panic!("{d}"));
     let hv = &cfg.channels()[1];
     assert_eq!(hv.direction(), ChannelDirection::HypervisorToLinux);
@@ -540,27 +544,31 @@ fn the_hypervisor_channel_is_polled_and_single() {
     assert_eq!(hv.direction().consumer(), PartitionId::Linux);
     let plan = bulkhead_config::host::describe(&cfg);
     assert!(
-        plan.contains("channel hv-log: hypervisor -> linux, in shm0 at +0x10000"),
+        plan.contains("channel hv-log: hypervisor -> linux, in hvlog at +0x0"),
         "{plan}"
     );
-    let explicit = format!("{BASE}{}", hypervisor_channel("hv-log", Some("poll")));
+    assert!(cfg.rt_maps_shared(0) && !cfg.rt_maps_shared(1));
+    let explicit = format!(
+        "{BASE}{HVLOG_REGION}{}",
+        hypervisor_channel("hv-log", Some("poll"))
+    );
     assert!(load_str(&explicit, "test.toml").is_ok());
 
     let (text, _) = assert_config_error!(
         bad(
             "slot_size = 256\n",
             &format!(
-                "slot_size = 256\n{}",
+                "slot_size = 256\n{HVLOG_REGION}{}",
                 hypervisor_channel("hv", Some("doorbell"))
             )
         ),
         ErrorKind::HypervisorChannelNotify,
         "channels[1].notify",
-        46
+        51
     );
     assert!(text.contains("must have notify = \"poll\""), "{text}");
     let two = format!(
-        "slot_size = 256\n{}{}",
+        "slot_size = 256\n{HVLOG_REGION}{}{}",
         hypervisor_channel("hv", None),
         hypervisor_channel("hv2", None)
     );
@@ -568,12 +576,24 @@ fn the_hypervisor_channel_is_polled_and_single() {
         bad("slot_size = 256\n", &two),
         ErrorKind::SecondHypervisorChannel { .. },
         "channels[2].direction",
-        50
+        55
     );
     assert!(
         text.ends_with("and channels[1].direction is one already"),
         "{text}"
     );
+    // Beside another channel: the RT partition, which maps that region, could write the log.
+    let beside = format!(
+        "slot_size = 256\n{}",
+        hypervisor_channel("hv", None).replace("\"hvlog\"", "\"shm0\"")
+    );
+    let (text, _) = assert_config_error!(
+        bad("slot_size = 256\n", &beside),
+        ErrorKind::HypervisorRegionShared { .. },
+        "channels[1].region",
+        42
+    );
+    assert!(text.contains("needs a shared region of its own"), "{text}");
 }
 
 #[test]

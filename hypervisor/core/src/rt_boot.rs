@@ -297,6 +297,7 @@ mod tests {
     const MIB: u64 = 1 << 20;
 
     fn config(rt_memory: &str, shared_base: u64) -> Config {
+        let hvlog_base = shared_base + 0x20_0000;
         let text = std::format!(
             r#"
 [machine]
@@ -318,6 +319,10 @@ image = "rt.elf"
 name = "shm0"
 base = {shared_base:#x}
 size = "2 MiB"
+[[shared]]
+name = "hvlog"
+base = {hvlog_base:#x}
+size = "64 KiB"
 [[channels]]
 name = "telemetry"
 region = "shm0"
@@ -326,7 +331,7 @@ size = "64 KiB"
 slot_size = 256
 [[channels]]
 name = "hv-log"
-region = "shm0"
+region = "hvlog"
 direction = "hypervisor-to-linux"
 size = "64 KiB"
 slot_size = 1024
@@ -367,13 +372,22 @@ notify = "poll"
                 },
             ]
         );
+        // The hypervisor's log region gets guest-physical room too; the image leaves it out
+        // of the RT partition's EPT (`Config::rt_maps_shared`).
         assert_eq!(
             layout.shared(),
-            &[Mapping {
-                gpa: 24 * MIB,
-                hpa: 0x4100_0000,
-                size: 2 * MIB
-            }]
+            &[
+                Mapping {
+                    gpa: 24 * MIB,
+                    hpa: 0x4100_0000,
+                    size: 2 * MIB
+                },
+                Mapping {
+                    gpa: 26 * MIB,
+                    hpa: 0x4120_0000,
+                    size: 64 * 1024
+                }
+            ]
         );
         assert_eq!(layout.ram_host(0x1000, 8), Some(0x300_1000));
         assert_eq!(layout.ram_host(17 * MIB, 8), Some(0x510_0000));
@@ -459,9 +473,9 @@ notify = "poll"
             ch[0].direction(),
             Some(bulkhead_rt_abi::ChannelDirection::RtToLinux)
         );
-        // The hypervisor's log channel between the two is left out, its memory is not.
+        // The hypervisor's log channel between the two is left out.
         assert_eq!(ch[1].name(), Some("commands"));
-        assert_eq!(ch[1].base, 24 * MIB + 128 * 1024);
+        assert_eq!(ch[1].base, 24 * MIB + 64 * 1024);
         assert_eq!(ch[1].notify(), Some(bulkhead_rt_abi::ChannelNotify::Poll));
         assert_eq!(info.cmdline(), Some("latency_period_us=100"));
         assert!(

@@ -308,7 +308,13 @@ extern "C" fn bsp_entry(magic: u32, info_addr: u32) -> ! {
             cfg,
             PartitionId::Rt,
             layout.ram().iter().copied(),
-            layout.shared().iter().copied(),
+            // Not the hypervisor's log region: the RT partition cannot write that log.
+            layout
+                .shared()
+                .iter()
+                .enumerate()
+                .filter(|&(i, _)| cfg.rt_maps_shared(i))
+                .map(|(_, m)| *m),
             core::iter::empty(),
             Some(partition::GuestStart::Rt(rt_start)),
         );
