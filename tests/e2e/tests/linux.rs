@@ -419,7 +419,7 @@ fn bochs_channels_linux_to_rt_and_back() -> Result<()> {
         .regex(r"^echo +0 +70 ")
         .line("bulkhead-linux: rt exit status 0")
         .regex(r"\] log: console lines also go to Linux on channel rt-log$")
-        .regex(r"^channel hv-log: 256 KiB at 0x38070000, 252 slots of 1024 bytes, ready$")
+        .regex(r"^channel hv-log: 256 KiB at 0x38200000, 252 slots of 1024 bytes, ready$")
         .times(2, "bulkhead-linux: log exit status 0")
         .regex(r"^bulkhead-linux: rt-log: bulkhead-rt \S+ starting \(hypervisor\)$")
         .regex(r"^bulkhead-linux: rt-log: echo: commands -> telemetry ready ")
