@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! bulkhead [--mem PATH] [--cmdline PATH] list [--json]
-//! bulkhead send CHANNEL [-p PRIO] [--nonblock | --timeout-ms N] [MESSAGE]
+//! bulkhead send CHANNEL [-p PRIO] [--nonblock | --timeout-ms N] [--lines | MESSAGE]
 //! bulkhead receive CHANNEL [-n COUNT] [--nonblock | --timeout-ms N] [--json]
 //! bulkhead stats CHANNEL [--json]
 //! bulkhead ping --to CHANNEL --from CHANNEL [-n COUNT] [--timeout-ms N] [--json]
@@ -104,7 +104,7 @@ mod ping;
 mod rt;
 mod show;
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -168,6 +168,10 @@ enum Command {
         /// Wait at most this long for room (status 3 when it runs out).
         #[arg(long, value_name = "N")]
         timeout_ms: Option<u64>,
+        /// Each line of standard input (without its newline) is one message, sent in order;
+        /// a failure says how many were sent before it.
+        #[arg(long, conflicts_with = "message")]
+        lines: bool,
         /// The message; when absent, all of standard input, as is (a trailing newline
         /// included).
         message: Option<std::ffi::OsString>,
@@ -306,6 +310,8 @@ enum Cause {
     LogTimedOut { shown: u64, timeout: Duration },
     /// `log hypervisor`: no hypervisor-to-linux channel is announced.
     NoHypervisorLog,
+    /// `send --lines`: the line after `sent` of `total` failed.
+    LinesCut { sent: u64, total: u64, error: Error },
 }
 
 impl Failure {
@@ -318,7 +324,9 @@ impl Failure {
 
     fn exit_code(&self) -> ExitCode {
         match &self.cause {
-            Cause::Channel(e) if e.is_transient() => ExitCode::from(3),
+            Cause::Channel(e) | Cause::LinesCut { error: e, .. } if e.is_transient() => {
+                ExitCode::from(3)
+            }
             Cause::NoReport(_) | Cause::LogTimedOut { .. } => ExitCode::from(3),
             Cause::Reported(code) => *code,
             _ => ExitCode::from(1),
@@ -342,6 +350,9 @@ impl std::fmt::Display for Failure {
         }
         match &self.cause {
             Cause::Channel(e) => e.fmt(f),
+            Cause::LinesCut { sent, total, error } => {
+                write!(f, "{error} after {sent} of {total} lines were sent")
+            }
             Cause::Io(what, e) => write!(f, "cannot {what}: {e}"),
             Cause::Reported(_) => Ok(()),
             Cause::Status(e) => e.fmt(f),
@@ -401,6 +412,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             priority,
             nonblock,
             timeout_ms,
+            lines,
             message,
         } => send(
             &announcements,
@@ -408,7 +420,11 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             channel,
             *priority,
             wait(*nonblock, *timeout_ms),
-            message.as_deref(),
+            if *lines {
+                Input::Lines
+            } else {
+                Input::Whole(message.as_deref())
+            },
         ),
         Command::Receive {
             channel,
@@ -498,36 +514,63 @@ fn wait(nonblock: bool, timeout_ms: Option<u64>) -> Wait {
     }
 }
 
+/// What `send` sends.
+enum Input<'a> {
+    /// One message: the argument, or all of standard input.
+    Whole(Option<&'a std::ffi::OsStr>),
+    /// One message per line of standard input.
+    Lines,
+}
+
 fn send(
     announcements: &Announcements,
     mem: &Path,
     channel: &str,
     priority: u8,
     wait: Wait,
-    message: Option<&std::ffi::OsStr>,
+    input: Input<'_>,
 ) -> Result<(), Failure> {
-    let message = match message {
-        Some(m) => std::os::unix::ffi::OsStrExt::as_bytes(m).to_vec(),
-        None => {
+    let stdin_failure = |e| Failure {
+        channel: Some(channel.to_owned()),
+        cause: Cause::Io("read standard input", e),
+    };
+    let messages: Vec<Vec<u8>> = match input {
+        Input::Whole(Some(m)) => vec![std::os::unix::ffi::OsStrExt::as_bytes(m).to_vec()],
+        Input::Whole(None) => {
             let mut buf = Vec::new();
             io::stdin()
                 .lock()
                 .read_to_end(&mut buf)
-                .map_err(|e| Failure {
-                    channel: Some(channel.to_owned()),
-                    cause: Cause::Io("read standard input", e),
-                })?;
-            buf
+                .map_err(stdin_failure)?;
+            vec![buf]
         }
+        Input::Lines => io::stdin()
+            .lock()
+            .split(b'\n')
+            .collect::<Result<_, _>>()
+            .map_err(stdin_failure)?,
     };
     let on = Failure::on(channel);
     let mut tx = ChannelSender::open_with(announcements, mem, channel).map_err(&on)?;
-    match wait {
-        Wait::No => tx.try_send(&message, priority),
-        Wait::Until(deadline) => tx.send_until(&message, priority, deadline),
-        Wait::Forever => tx.send(&message, priority),
+    for (sent, message) in messages.iter().enumerate() {
+        match wait {
+            Wait::No => tx.try_send(message, priority),
+            Wait::Until(deadline) => tx.send_until(message, priority, deadline),
+            Wait::Forever => tx.send(message, priority),
+        }
+        .map_err(|e| match input {
+            Input::Lines => Failure {
+                channel: Some(channel.to_owned()),
+                cause: Cause::LinesCut {
+                    sent: sent as u64,
+                    total: messages.len() as u64,
+                    error: e,
+                },
+            },
+            Input::Whole(_) => on(e),
+        })?;
     }
-    .map_err(on)
+    Ok(())
 }
 
 fn receive(

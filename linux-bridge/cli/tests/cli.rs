@@ -279,6 +279,37 @@ fn send_then_receive() {
 }
 
 #[test]
+fn send_lines_one_message_each_and_says_where_it_stopped() {
+    let f = Fixture::new(false);
+    f.run_with_stdin(&["send", "to", "--lines", "-p", "4"], b"one\ntwo\n\nfour")
+        .expect(0);
+    let out = f.run(&["receive", "loop", "-n", "4"]).expect(0).stdout();
+    assert_eq!(
+        out,
+        "priority=4 len=3 text=one\n\
+         priority=4 len=3 text=two\n\
+         priority=4 len=0 text=\n\
+         priority=4 len=4 text=four\n",
+        "in order, an empty line an empty message, no newline kept"
+    );
+    // `small` has room for fewer than 5 messages of its size: the rest would block.
+    let run = f
+        .run_with_stdin(
+            &["send", "small", "--lines", "--nonblock"],
+            b"1\n2\n3\n4\n5\n",
+        )
+        .expect(3);
+    assert!(
+        run.stderr().contains("of 5 lines were sent"),
+        "{}",
+        run.stderr()
+    );
+    // A message and --lines together is a usage error.
+    f.run_with_stdin(&["send", "to", "--lines", "x"], b"")
+        .expect(2);
+}
+
+#[test]
 fn stats_text_and_json() {
     let f = Fixture::new(false);
     f.run(&["send", "to", "one"]).expect(0);

@@ -135,7 +135,9 @@ fn rt_cpu_took_no_exits(run: &Run, cpu: u32, while_what: &str) -> Result<u64> {
 const INTERRUPT_STATE: &str = r"^interrupt from the RT side: /dev/uio\d+ \(PCI 0000:ff:00\.0\), doorbells raised (\d+), interrupts (\d+)$";
 
 /// The echo task's last report: woken to receive, to send, doorbells rung toward Linux.
-const ECHO_LAST: &str = r"^echo: forwarded 450 messages, \d+ bytes; woken by doorbells (\d+) to receive, (\d+) to send; rang linux (\d+)$";
+const ECHO_LAST: &str = r"^echo: forwarded (\d+) messages, \d+ bytes; woken by doorbells (\d+) to receive, (\d+) to send; rang linux (\d+) for messages, (\d+) for room$";
+/// How many messages the guest's init sent after the 250 until `commands` was full.
+const SENT_MORE: &str = r"^bulkhead-linux: sent (\d+) more until full$";
 /// Ping's doorbells toward the RT side, and its waits the channel device's interrupt ended.
 const PING_BELLS: &str =
     r"^bulkhead-ping: doorbells rung (\d+) not rung 0; woken by interrupts (\d+)$";
@@ -398,8 +400,10 @@ fn bochs_channels_linux_to_rt_and_back() -> Result<()> {
         .regex(ping)
         .line("bulkhead-linux: ping exit status 0")
         .line("bulkhead-linux: sent 250 without reading")
+        .regex(SENT_MORE)
         .line("bulkhead-linux: received them, exit status 0")
-        .regex(ECHO_LAST)
+        .line("bulkhead-linux: blocked send woke, exit status 0")
+        .times(3, Pattern::regex(ECHO_LAST))
         .regex(PING_BELLS)
         .line("bulkhead-linux: blocked receive woke, exit status 0 got priority=0 len=7 text=wake up")
         .times(
@@ -445,13 +449,26 @@ fn bochs_channels_linux_to_rt_and_back() -> Result<()> {
         ),
         "messages went astray: {line}\n{log}"
     );
-    // The echo task slept on the doorbell and Linux's doorbells woke it.
-    // The 200 of ping and the 250 sent without reading: all forwarded. Waiting for a message,
-    // the echo task was woken by Linux's doorbells; blocked on the full `telemetry`, by the
-    // doorbell Linux rang when its receive freed a slot.
-    let [woken, woken_to_send, rang_linux] = first_numbers(&run, ECHO_LAST)?[..] else {
-        bail!("{ECHO_LAST} captures three numbers");
+    // The echo task slept on the doorbell and Linux's doorbells woke it. The 200 of ping, the
+    // 250 sent without reading, those sent until `commands` was full and the one sent blocked:
+    // all forwarded (the echo task reports after each burst; "wake up" comes later). Waiting
+    // for a message, the echo task was woken by Linux's doorbells; blocked on the full
+    // `telemetry`, by the doorbell Linux rang when its receive freed a slot. Its receive that
+    // freed a slot of the full `commands` rang Linux's blocked sender.
+    let more = first_number(&run, SENT_MORE)?;
+    ensure!(more > 0, "`commands` took no message beyond the 250\n{log}");
+    let forwarded = 200 + 250 + more + 1;
+    let echo_line = format!(
+        "^echo: forwarded {forwarded} messages, \\d+ bytes; woken by doorbells (\\d+) to receive, (\\d+) to send; rang linux (\\d+) for messages, (\\d+) for room$"
+    );
+    let [woken, woken_to_send, rang_linux, rang_for_room] = first_numbers(&run, &echo_line)?[..]
+    else {
+        bail!("{echo_line} captures four numbers");
     };
+    ensure!(
+        rang_for_room > 0,
+        "the RT side never rang Linux's sender blocked on the full `commands`\n{log}"
+    );
     let [rung, interrupt_wakes] = first_numbers(&run, PING_BELLS)?[..] else {
         bail!("{PING_BELLS} captures two numbers");
     };
@@ -495,11 +512,12 @@ fn bochs_channels_linux_to_rt_and_back() -> Result<()> {
     summaries_without_misses(&run)?;
     let (vmcalls, rt_total) = rt_cpu_exited_only_to_ring(&run, 1)?;
     ensure!(
-        vmcalls >= rang_linux,
-        "the echo task rang Linux {rang_linux} times in {vmcalls} hypercalls\n{log}"
+        vmcalls >= rang_linux + rang_for_room,
+        "the echo task rang Linux {} times in {vmcalls} hypercalls\n{log}",
+        rang_linux + rang_for_room
     );
     println!(
-        "done after {:.1}s: {line}; Linux rang {rung} doorbells, the echo task was woken by {woken} to receive and {woken_to_send} to send; it rang Linux {rang_linux} times (device: raised {raised}, delivered {delivered}), ping was woken by {interrupt_wakes} interrupts; RT exits {rt_total}, of which {vmcalls} new VMCALLs since its first report, nothing else",
+        "done after {:.1}s: {line}; Linux rang {rung} doorbells, the echo task was woken by {woken} to receive and {woken_to_send} to send; it rang Linux {rang_linux} times (device: raised {raised}, delivered {delivered}), ping was woken by {interrupt_wakes} interrupts; the blocked sender was rung {rang_for_room} times; RT exits {rt_total}, of which {vmcalls} new VMCALLs since its first report, nothing else",
         run.elapsed().as_secs_f64()
     );
     Ok(())

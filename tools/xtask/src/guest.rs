@@ -101,14 +101,21 @@ case " $cmdline " in
     sed 's/^/bulkhead-linux: hv-log: /' /tmp/hv.log
     # Fill `telemetry` without reading it, so the echo task blocks on a full ring; then drain
     # it: the receive that frees a slot rings the echo task's doorbell.
-    i=0
-    while [ $i -lt 250 ]; do
-        bulkhead send commands "fill $i" || break
-        i=$((i + 1))
-    done
-    echo "bulkhead-linux: sent $i without reading"
-    bulkhead receive telemetry -n $i --timeout-ms 20000 > /dev/null
+    if seq 250 | sed 's/^/fill /' | bulkhead send commands --lines; then
+        echo "bulkhead-linux: sent 250 without reading"
+    fi
+    # Fill `commands` too (the echo task no longer takes from it): a sender blocked on it
+    # wakes when the RT side's receive frees a slot, by the channel device's interrupt.
+    seq 300 | sed 's/^/more /' | bulkhead send commands --lines --nonblock 2> /tmp/more.err
+    more=$(sed -n 's/.* after \([0-9]*\) of 300 lines were sent$/\1/p' /tmp/more.err)
+    echo "bulkhead-linux: sent ${more:-?} more until full"
+    bulkhead send commands "last" --timeout-ms 60000 &
+    sender=$!
+    sleep 2
+    bulkhead receive telemetry -n $((250 + ${more:-0} + 1)) --timeout-ms 60000 > /dev/null
     echo "bulkhead-linux: received them, exit status $?"
+    wait $sender
+    echo "bulkhead-linux: blocked send woke, exit status $?"
     # A receiver blocked on an RT channel wakes on the RT side's send: on the channel
     # device's interrupt where Linux has it bound.
     bulkhead receive telemetry -n 1 --timeout-ms 20000 > /tmp/woken &
@@ -1340,6 +1347,8 @@ mod tests {
             "echo \"bulkhead-linux: channel device ${d##*/} bound, $(ls \"$d/uio\")\"",
             "echo \"bulkhead-linux: blocked receive woke, exit status $? got $(cat /tmp/woken)\"",
             "echo \"bulkhead-linux: received them, exit status $?\"",
+            "echo \"bulkhead-linux: sent ${more:-?} more until full\"",
+            "echo \"bulkhead-linux: blocked send woke, exit status $?\"",
             "bulkhead log rt -n 40 --timeout-ms 30000",
             "bulkhead log hypervisor -n 40 --timeout-ms 30000",
             "echo \"bulkhead-linux: log exit status $?\"",

@@ -5,9 +5,10 @@
 //!
 //! It prints `echo: FROM -> TO ready (...)` when both ends are open, and after a burst of
 //! traffic (once no message came for a second) `echo: forwarded N messages, B bytes; woken by
-//! doorbells R to receive, S to send; rang linux L` (waits for a message, or for room in a
-//! full ring, that a doorbell from Linux ended rather than the fallback timer; doorbells rung
-//! toward a Linux that waited on one of the two channels). A channel that fails (a corrupt ring: Linux is not trusted) ends the
+//! doorbells R to receive, S to send; rang linux M for messages, F for room` (waits for a
+//! message, or for room in a full ring, that a doorbell from Linux ended rather than the
+//! fallback timer; doorbells rung toward a Linux receiver waiting for a message, and toward a
+//! Linux sender waiting for room). A channel that fails (a corrupt ring: Linux is not trusted) ends the
 //! task with a line naming it; the rest of the kernel goes on.
 
 use spin::Once;
@@ -61,10 +62,11 @@ pub extern "C" fn task(_: usize) {
             Err(ChannelError::TimedOut) => {
                 if messages != reported {
                     println!(
-                        "echo: forwarded {messages} messages, {bytes} bytes; woken by doorbells {} to receive, {} to send; rang linux {}",
+                        "echo: forwarded {messages} messages, {bytes} bytes; woken by doorbells {} to receive, {} to send; rang linux {} for messages, {} for room",
                         rx.doorbell_wakes(),
                         tx.doorbell_wakes(),
-                        rx.linux_rung() + tx.linux_rung()
+                        tx.linux_rung(),
+                        rx.linux_rung()
                     );
                     reported = messages;
                 }
