@@ -300,11 +300,6 @@ impl ChannelSender {
     pub fn interrupt_wakes(&self) -> u64 {
         self.bell.interrupt_wakes
     }
-
-    /// Whether a blocked send sleeps on the channel device's interrupt (rather than polling).
-    pub fn has_interrupt(&self) -> bool {
-        self.bell.interrupt.is_some()
-    }
 }
 
 impl fmt::Debug for ChannelSender {
@@ -457,12 +452,6 @@ impl ChannelReceiver {
     /// Waits for a message that the channel device's interrupt ended.
     pub fn interrupt_wakes(&self) -> u64 {
         self.bell.interrupt_wakes
-    }
-
-    /// Whether a blocked receive sleeps on the channel device's interrupt (rather than
-    /// polling).
-    pub fn has_interrupt(&self) -> bool {
-        self.bell.interrupt.is_some()
     }
 }
 

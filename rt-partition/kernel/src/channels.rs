@@ -30,6 +30,7 @@
 use core::fmt;
 use core::sync::atomic::{AtomicBool, Ordering};
 
+use bulkhead_hv_core::hypercall;
 use bulkhead_ring::mq::{Attr, Receiver, Sender};
 use bulkhead_ring::{Armed, Notify, Producer, Ring, RingError, SharedRegion};
 use bulkhead_rt_abi::{ChannelDirection, ChannelInfo, ChannelNotify, MAX_CHANNELS};
@@ -215,7 +216,7 @@ impl Waiting {
             return;
         }
         if let Some(base) = self.linux_doorbell
-            && crate::arch::cpu::hypercall_doorbell(base) == 0
+            && crate::arch::cpu::hypercall(hypercall::DOORBELL, base) == hypercall::OK
         {
             self.linux_rung += 1;
         }

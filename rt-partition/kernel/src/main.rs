@@ -287,7 +287,7 @@ fn online(index: usize, apic_id: u32) -> ! {
         }
         // The one exit this CPU takes on purpose: it tells the hypervisor it is up. From
         // here on it runs without exits.
-        arch::cpu::hypercall_hello();
+        arch::cpu::hypercall(bulkhead_hv_core::hypercall::HELLO, 0);
     }
     sched::run_idle()
 }

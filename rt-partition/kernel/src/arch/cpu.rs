@@ -31,41 +31,24 @@ pub fn load_for_cpu(index: usize) {
     unsafe { tables.load() };
 }
 
-/// The hypervisor's DOORBELL hypercall for the channel at `base` (guest-physical): interrupts
-/// Linux through the channel device. Returns the hypervisor's status (0: rung). Only under
-/// the hypervisor. Each call is one VM exit of this CPU.
-pub fn hypercall_doorbell(base: u64) -> u64 {
+/// A hypercall (`bulkhead_hv_core::hypercall`): VMCALL with the call `number` in RAX and
+/// `arg` in RBX; returns the hypervisor's status. Only under the hypervisor (`VMCALL` raises
+/// #UD on bare metal). Each call is one VM exit of this CPU.
+pub fn hypercall(number: u64, arg: u64) -> u64 {
     let status: u64;
-    // SAFETY: as for `hypercall_hello`: VMCALL exits to the hypervisor, which reads RBX,
-    // answers in RAX and resumes after the instruction; no memory is touched.
+    // SAFETY: under the hypervisor VMCALL exits to it, which reads RAX and RBX, answers in
+    // RAX and resumes after the instruction; no other register or memory changes. RBX is
+    // reserved by the compiler, hence the exchange around the call. Not `nomem`: a doorbell
+    // must come after the ring stores that it announces.
     unsafe {
         core::arch::asm!(
-            "xchg {base}, rbx",
+            "xchg {arg}, rbx",
             "vmcall",
-            "xchg {base}, rbx",
-            base = inout(reg) base => _,
-            inout("rax") 0x4248_0002u64 => status,
-            options(nomem, nostack)
+            "xchg {arg}, rbx",
+            arg = inout(reg) arg => _,
+            inout("rax") number => status,
+            options(nostack)
         );
     }
     status
-}
-
-/// The hypervisor's HELLO hypercall (`VMCALL` with EAX = 0x42480001, EBX = 0): "this CPU's
-/// guest is up". Only under the hypervisor (`VMCALL` raises #UD on bare metal).
-pub fn hypercall_hello() {
-    // SAFETY: under the hypervisor VMCALL exits to it, which answers in EAX and resumes
-    // after the instruction; no memory is touched.
-    unsafe {
-        // RBX is reserved by the compiler: keep it in a scratch register around the call.
-        core::arch::asm!(
-            "mov {saved}, rbx",
-            "xor ebx, ebx",
-            "vmcall",
-            "mov rbx, {saved}",
-            saved = out(reg) _,
-            inout("eax") 0x4248_0001u32 => _,
-            options(nomem, nostack)
-        );
-    }
 }
