@@ -471,44 +471,20 @@ fn on_exit_from(path: FieldPath, value: u8) -> Result<OnExit, BlobError> {
     }
 }
 
-fn direction_code(direction: ChannelDirection) -> u8 {
-    match direction {
-        ChannelDirection::LinuxToRt => 0,
-        ChannelDirection::RtToLinux => 1,
-        ChannelDirection::HypervisorToLinux => 2,
-    }
-}
-
 fn direction_from(path: FieldPath, value: u8) -> Result<ChannelDirection, BlobError> {
-    match value {
-        0 => Ok(ChannelDirection::LinuxToRt),
-        1 => Ok(ChannelDirection::RtToLinux),
-        2 => Ok(ChannelDirection::HypervisorToLinux),
-        _ => Err(BlobError::BadDiscriminant {
-            path,
-            value,
-            what: "channel direction",
-        }),
-    }
-}
-
-fn notify_code(notify: Notify) -> u8 {
-    match notify {
-        Notify::Doorbell => 0,
-        Notify::Poll => 1,
-    }
+    ChannelDirection::from_code(value).ok_or(BlobError::BadDiscriminant {
+        path,
+        value,
+        what: "channel direction",
+    })
 }
 
 fn notify_from(path: FieldPath, value: u8) -> Result<Notify, BlobError> {
-    match value {
-        0 => Ok(Notify::Doorbell),
-        1 => Ok(Notify::Poll),
-        _ => Err(BlobError::BadDiscriminant {
-            path,
-            value,
-            what: "notification mode",
-        }),
-    }
+    Notify::from_code(value).ok_or(BlobError::BadDiscriminant {
+        path,
+        value,
+        what: "notification mode",
+    })
 }
 
 // Encoding.
@@ -594,8 +570,8 @@ pub fn encode_into(cfg: &Config, blob: &mut Blob) {
         d.size = U64::new(c.size());
         d.slot_size = U32::new(c.slot_size());
         d.region_index = u8::try_from(c.region_index()).unwrap_or(u8::MAX);
-        d.direction = direction_code(c.direction());
-        d.notify = notify_code(c.notify());
+        d.direction = c.direction().code();
+        d.notify = c.notify().code();
     }
     blob.header = Header {
         magic: MAGIC,
@@ -667,7 +643,7 @@ fn get_region(r: &RegionLe) -> Region {
 }
 
 fn get_partition(b: &mut ConfigBuilder, id: PartitionId, p: &PartitionLe) -> Result<(), BlobError> {
-    let path = id.path();
+    let path = FieldPath::partition(id);
     for c in used(path.key("cpus"), p.cpu_count, &p.cpus)? {
         b.push_cpu(id, c.get())?;
     }

@@ -47,6 +47,11 @@ impl FieldPath {
         Self::root().key(key)
     }
 
+    /// The path of a partition's table: `partitions.<key>`.
+    pub fn partition(id: crate::PartitionId) -> Self {
+        Self::at("partitions").key(id.key())
+    }
+
     /// This path followed by `.key`.
     #[must_use]
     pub fn key(self, key: &'static str) -> Self {
@@ -167,6 +172,13 @@ pub enum ErrorKind {
     TooMany {
         /// The capacity.
         capacity: usize,
+    },
+    /// The RT partition has more CPUs than the RT kernel runs.
+    TooManyRtCpus {
+        /// CPUs given.
+        count: usize,
+        /// The RT kernel's limit.
+        max: usize,
     },
     /// A size or address the host loader could not read (`"64 MB"`, `"lots"`).
     InvalidSize,
@@ -332,6 +344,10 @@ impl fmt::Display for ErrorKind {
             Self::TooMany { capacity } => {
                 write!(f, "too many entries: at most {capacity} are allowed")
             }
+            Self::TooManyRtCpus { count, max } => write!(
+                f,
+                "{count} CPUs, but the RT kernel runs on at most {max}: give the others to Linux"
+            ),
             Self::InvalidSize => f.write_str(
                 "not a size or address: expected an integer or a string like \"64 MiB\", \
                  \"4 KiB\", \"2 GiB\" or \"0x1000\"",

@@ -365,7 +365,7 @@ fn build(file: &FileToml) -> Result<Config, ConfigError> {
         (PartitionId::Linux, &file.partitions.linux),
         (PartitionId::Rt, &file.partitions.rt),
     ] {
-        let path = id.path();
+        let path = FieldPath::partition(id);
         for &cpu in &part.cpus {
             b.push_cpu(id, cpu)?;
         }

@@ -60,10 +60,13 @@ pub use validate::{
     MAX_SLOT_SIZE, MIN_SLOT_SIZE, PAGE_SIZE,
 };
 
-/// Most CPUs (APIC IDs) one partition can own.
-pub const MAX_CPUS: usize = 64;
+/// Most CPUs (APIC IDs) one partition can own (the RT partition: at most
+/// [`MAX_RT_CPUS`]).
+pub const MAX_CPUS: usize = bulkhead_abi::limits::MAX_CPUS;
+/// Most CPUs the RT partition can own: the RT kernel's limit.
+pub const MAX_RT_CPUS: usize = bulkhead_abi::limits::MAX_RT_CPUS;
 /// Most memory regions one partition can own.
-pub const MAX_REGIONS: usize = 16;
+pub const MAX_REGIONS: usize = bulkhead_abi::limits::MAX_MEMORY_REGIONS;
 /// Most IOAPIC pins (GSIs) one partition can own.
 pub const MAX_PINS: usize = 64;
 /// Most I/O port ranges one partition can own.
@@ -73,9 +76,9 @@ pub const MAX_PCI_DEVICES: usize = 32;
 /// Most shared-memory regions in a config.
 pub const MAX_SHARED_REGIONS: usize = 16;
 /// Most channels in a config.
-pub const MAX_CHANNELS: usize = 32;
+pub const MAX_CHANNELS: usize = bulkhead_abi::limits::MAX_CHANNELS;
 /// Longest name (machine, module, shared region, channel), in bytes.
-pub const NAME_LEN: usize = 32;
+pub const NAME_LEN: usize = bulkhead_abi::limits::NAME_LEN;
 /// Size of the Linux command-line buffer. As with Linux's own `COMMAND_LINE_SIZE` on x86, it
 /// includes the terminating NUL, so a command line holds at most `CMDLINE_LEN - 1` bytes.
 pub const CMDLINE_LEN: usize = 2048;

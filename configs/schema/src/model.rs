@@ -17,38 +17,12 @@ use crate::{
     MAX_SHARED_REGIONS, NAME_LEN,
 };
 
-/// The two partitions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum PartitionId {
-    /// The partition running stock Linux.
-    Linux,
-    /// The partition running the real-time kernel.
-    Rt,
-}
-
-impl PartitionId {
-    /// Both partitions, in the order the config lists and checks them.
-    pub const ALL: [PartitionId; 2] = [PartitionId::Linux, PartitionId::Rt];
-
-    /// The partition's key in the TOML file (`partitions.<key>`), also its display name.
-    pub const fn key(self) -> &'static str {
-        match self {
-            Self::Linux => "linux",
-            Self::Rt => "rt",
-        }
-    }
-
-    /// The path `partitions.<key>`.
-    pub fn path(self) -> FieldPath {
-        FieldPath::at("partitions").key(self.key())
-    }
-}
-
-impl fmt::Display for PartitionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.key())
-    }
-}
+/// The two partitions: the ABI's vocabulary, under the name the config has always used.
+pub use bulkhead_abi::Partition as PartitionId;
+/// Which way a channel's messages flow: the ABI's vocabulary.
+pub use bulkhead_abi::channel::Direction as ChannelDirection;
+/// How a channel's consumer learns about new messages: the ABI's vocabulary.
+pub use bulkhead_abi::channel::Notify;
 
 /// A range of physical memory, `base..base + size`.
 ///
@@ -392,82 +366,6 @@ impl SharedRegion {
     /// A shared region.
     pub const fn new(name: Name, region: Region) -> Self {
         Self { name, region }
-    }
-}
-
-/// Which way a channel's messages flow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
-#[cfg_attr(
-    feature = "std",
-    derive(serde::Deserialize),
-    serde(rename_all = "kebab-case")
-)]
-pub enum ChannelDirection {
-    /// Linux produces, RT consumes.
-    #[default]
-    LinuxToRt,
-    /// RT produces, Linux consumes.
-    RtToLinux,
-    /// The hypervisor produces (its console lines), Linux consumes; the RT partition has no
-    /// end on it and is not told about it.
-    HypervisorToLinux,
-}
-
-impl ChannelDirection {
-    /// The partition that writes messages; `None`: the hypervisor does.
-    pub const fn producer(self) -> Option<PartitionId> {
-        match self {
-            Self::LinuxToRt => Some(PartitionId::Linux),
-            Self::RtToLinux => Some(PartitionId::Rt),
-            Self::HypervisorToLinux => None,
-        }
-    }
-
-    /// The partition that reads messages.
-    pub const fn consumer(self) -> PartitionId {
-        match self {
-            Self::LinuxToRt => PartitionId::Rt,
-            Self::RtToLinux | Self::HypervisorToLinux => PartitionId::Linux,
-        }
-    }
-
-    /// Whether the RT partition has an end on the channel (it is in its boot information).
-    pub const fn involves_rt(self) -> bool {
-        !matches!(self, Self::HypervisorToLinux)
-    }
-}
-
-impl fmt::Display for ChannelDirection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::LinuxToRt => "linux-to-rt",
-            Self::RtToLinux => "rt-to-linux",
-            Self::HypervisorToLinux => "hypervisor-to-linux",
-        })
-    }
-}
-
-/// How a channel's consumer learns about new messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
-#[cfg_attr(
-    feature = "std",
-    derive(serde::Deserialize),
-    serde(rename_all = "kebab-case")
-)]
-pub enum Notify {
-    /// An interrupt, sent only when the consumer asks for one.
-    #[default]
-    Doorbell,
-    /// The consumer polls.
-    Poll,
-}
-
-impl fmt::Display for Notify {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Doorbell => "doorbell",
-            Self::Poll => "poll",
-        })
     }
 }
 
@@ -893,7 +791,7 @@ impl ConfigBuilder {
         let list = &mut self.partition_mut(id).cpus;
         let len = list.len();
         list.push(apic_id)
-            .map_err(|_| full(id.path().key("cpus"), len, MAX_CPUS))
+            .map_err(|_| full(FieldPath::partition(id).key("cpus"), len, MAX_CPUS))
     }
 
     /// Gives a memory region to a partition.
@@ -901,7 +799,7 @@ impl ConfigBuilder {
         let list = &mut self.partition_mut(id).memory;
         let len = list.len();
         list.push(region)
-            .map_err(|_| full(id.path().key("memory"), len, MAX_REGIONS))
+            .map_err(|_| full(FieldPath::partition(id).key("memory"), len, MAX_REGIONS))
     }
 
     /// Gives an IOAPIC pin (GSI) to a partition.
@@ -909,23 +807,33 @@ impl ConfigBuilder {
         let list = &mut self.partition_mut(id).ioapic_pins;
         let len = list.len();
         list.push(pin)
-            .map_err(|_| full(id.path().key("ioapic_pins"), len, MAX_PINS))
+            .map_err(|_| full(FieldPath::partition(id).key("ioapic_pins"), len, MAX_PINS))
     }
 
     /// Gives a range of I/O ports to a partition.
     pub fn push_io_ports(&mut self, id: PartitionId, range: PortRange) -> Result<(), ConfigError> {
         let list = &mut self.partition_mut(id).io_ports;
         let len = list.len();
-        list.push(range)
-            .map_err(|_| full(id.path().key("io_ports"), len, MAX_PORT_RANGES))
+        list.push(range).map_err(|_| {
+            full(
+                FieldPath::partition(id).key("io_ports"),
+                len,
+                MAX_PORT_RANGES,
+            )
+        })
     }
 
     /// Gives a PCI function to a partition.
     pub fn push_pci_device(&mut self, id: PartitionId, bdf: PciBdf) -> Result<(), ConfigError> {
         let list = &mut self.partition_mut(id).pci_devices;
         let len = list.len();
-        list.push(bdf)
-            .map_err(|_| full(id.path().key("pci_devices"), len, MAX_PCI_DEVICES))
+        list.push(bdf).map_err(|_| {
+            full(
+                FieldPath::partition(id).key("pci_devices"),
+                len,
+                MAX_PCI_DEVICES,
+            )
+        })
     }
 
     /// Adds a shared region.

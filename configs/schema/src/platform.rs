@@ -151,7 +151,7 @@ pub fn check_fit<'a>(cfg: &Config, hw: &Platform<'a>) -> Result<(), FitError<'a>
         for (i, &apic_id) in cfg.partition(id).cpus().iter().enumerate() {
             if !hw.apic_ids.contains(&apic_id) {
                 return Err(FitError {
-                    path: id.path().key("cpus").index(i),
+                    path: FieldPath::partition(id).key("cpus").index(i),
                     kind: FitErrorKind::CpuNotPresent {
                         apic_id,
                         present: hw.apic_ids,
@@ -170,7 +170,7 @@ pub fn check_fit<'a>(cfg: &Config, hw: &Platform<'a>) -> Result<(), FitError<'a>
             .memory()
             .iter()
             .enumerate()
-            .map(move |(i, r)| (id.path().key("memory").index(i), *r))
+            .map(move |(i, r)| (FieldPath::partition(id).key("memory").index(i), *r))
     });
     let shared = cfg
         .shared_regions()

@@ -4,12 +4,14 @@
 //! the first problem in file order, blaming the later of two conflicting fields and naming the
 //! earlier one.
 
+use bulkhead_abi::limits;
+
 use crate::MAX_SHARED_REGIONS;
 use crate::error::{ConfigError, ErrorKind, FieldPath};
 use crate::model::{ChannelDirection, Config, ConsoleTarget, Notify, PartitionId, Region};
 
 /// Page size: every region base and size, and every channel size, is a multiple of it.
-pub const PAGE_SIZE: u64 = 4096;
+pub const PAGE_SIZE: u64 = limits::PAGE_SIZE;
 /// Regions must end at or below this address (64 TiB, the 46-bit physical address width of
 /// common x86 parts); anything beyond is a typo.
 pub const ABSURD_END: u64 = 1 << 46;
@@ -18,13 +20,13 @@ pub const HYPERVISOR_MIN_SIZE: u64 = 4 << 20;
 /// Highest IOAPIC pin (GSI) a partition may own: vectors 0..=255 minus the 16 exception ones.
 pub const MAX_IOAPIC_PIN: u32 = 239;
 /// Size of a channel's header, ahead of its slots.
-pub const CHANNEL_HEADER_SIZE: u64 = 4096;
+pub const CHANNEL_HEADER_SIZE: u64 = limits::CHANNEL_HEADER_SIZE;
 /// Fewest slots a channel may have.
-pub const CHANNEL_MIN_SLOTS: u64 = 2;
+pub const CHANNEL_MIN_SLOTS: u64 = limits::CHANNEL_MIN_SLOTS as u64;
 /// Smallest slot size.
-pub const MIN_SLOT_SIZE: u32 = 16;
+pub const MIN_SLOT_SIZE: u32 = limits::CHANNEL_MIN_SLOT_SIZE;
 /// Largest slot size.
-pub const MAX_SLOT_SIZE: u32 = 65536;
+pub const MAX_SLOT_SIZE: u32 = limits::CHANNEL_MAX_SLOT_SIZE;
 
 /// `value` rounded up to a multiple of [`PAGE_SIZE`], saturating.
 pub(crate) const fn round_up_page(value: u64) -> u64 {
@@ -87,7 +89,7 @@ impl Config {
                 .memory()
                 .iter()
                 .enumerate()
-                .map(move |(i, r)| (id.path().key("memory").index(i), *r))
+                .map(move |(i, r)| (FieldPath::partition(id).key("memory").index(i), *r))
         });
         let shared = self
             .shared_regions()
@@ -107,7 +109,7 @@ impl Config {
             list(id)
                 .iter()
                 .enumerate()
-                .map(move |(i, item)| (id.path().key(key).index(i), *item))
+                .map(move |(i, item)| (FieldPath::partition(id).key(key).index(i), *item))
         })
     }
 
@@ -184,9 +186,18 @@ impl Config {
     /// A partition on its own: has CPUs and memory, regions sane, pins and ports in range.
     fn check_partition(&self, id: PartitionId) -> Result<(), ConfigError> {
         let part = self.partition(id);
-        let path = id.path();
+        let path = FieldPath::partition(id);
         if part.cpus().is_empty() {
             return err(path.key("cpus"), ErrorKind::NoCpu);
+        }
+        if id == PartitionId::Rt && part.cpus().len() > crate::MAX_RT_CPUS {
+            return err(
+                path.key("cpus").index(crate::MAX_RT_CPUS),
+                ErrorKind::TooManyRtCpus {
+                    count: part.cpus().len(),
+                    max: crate::MAX_RT_CPUS,
+                },
+            );
         }
         if part.memory().is_empty() {
             return err(path.key("memory"), ErrorKind::NoMemory);

@@ -312,6 +312,23 @@ fn cpu_twice_in_one_partition() {
 }
 
 #[test]
+fn more_rt_cpus_than_the_rt_kernel_runs() {
+    let nine = "cpus = [1, 2, 3, 4, 5, 6, 7, 8, 9]";
+    let (text, _) = assert_config_error!(
+        bad("cpus = [1]", nine),
+        ErrorKind::TooManyRtCpus { count: 9, max: 8 },
+        "partitions.rt.cpus[8]",
+        15
+    );
+    assert!(
+        text.ends_with("9 CPUs, but the RT kernel runs on at most 8: give the others to Linux")
+    );
+    // Eight is the limit, and Linux has none.
+    let eight = BASE.replacen("cpus = [1]", "cpus = [1, 2, 3, 4, 5, 6, 7, 8]", 1);
+    load_str(&eight, "test.toml").unwrap_or_else(|d| panic!("{d}"));
+}
+
+#[test]
 fn no_cpu() {
     assert_config_error!(
         bad("cpus = [1]", "cpus = []"),

@@ -43,21 +43,9 @@
 //! ([`Delivery`]). The counters at [`COUNTERS_OFFSET`] (doorbells raised, interrupts
 //! delivered) are readable in configuration space, for diagnostics and tests.
 
-/// PCI vendor ID (as QEMU's ivshmem).
-pub const VENDOR_ID: u16 = 0x1af4;
-/// PCI device ID (as QEMU's ivshmem).
-pub const DEVICE_ID: u16 = 0x1110;
-/// Subsystem vendor ID.
-pub const SUBSYSTEM_VENDOR_ID: u16 = 0x1af4;
-/// Subsystem ID: "BH", Bulkhead's doorbell-only variant (no BARs, INTx only).
-pub const SUBSYSTEM_ID: u16 = 0x4248;
-/// Class code: memory controller (0x05), RAM (0x00), as ivshmem.
-pub const CLASS: [u8; 3] = [0x00, 0x00, 0x05];
-/// Revision ID.
-pub const REVISION: u8 = 1;
-/// Offset of the device-specific counters: doorbells raised (dword), then interrupts
-/// delivered (dword), both wrapping.
-pub const COUNTERS_OFFSET: u8 = 0x40;
+pub use bulkhead_abi::channel_device::{
+    CLASS, COUNTERS_OFFSET, DEVICE_ID, REVISION, SUBSYSTEM_ID, SUBSYSTEM_VENDOR_ID, VENDOR_ID,
+};
 
 /// Command register bits.
 pub mod command {
@@ -68,7 +56,7 @@ pub mod command {
     /// Bus master enable (the device does no DMA).
     pub const BUS_MASTER: u16 = 1 << 2;
     /// INTx disable (PCI 2.3).
-    pub const INTX_DISABLE: u16 = 1 << 10;
+    pub const INTX_DISABLE: u16 = bulkhead_abi::channel_device::COMMAND_INTX_DISABLE;
     /// The bits a write can change.
     pub const WRITABLE: u16 = IO | MEMORY | BUS_MASTER | INTX_DISABLE;
 }

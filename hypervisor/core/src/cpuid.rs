@@ -16,6 +16,8 @@
 //!   set it uses none of KVM's paravirtual interfaces, only the x2APIC in physical
 //!   destination mode.
 
+pub use bulkhead_abi::cpuid::{HYPERVISOR_LEAF, SIGNATURE};
+
 /// The four CPUID output registers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CpuidRegs {
@@ -25,16 +27,12 @@ pub struct CpuidRegs {
     pub edx: u32,
 }
 
-/// First hypervisor leaf.
-pub const HYPERVISOR_LEAF: u32 = 0x4000_0000;
 /// Highest hypervisor leaf Bulkhead answers.
 pub const HYPERVISOR_LEAF_MAX: u32 = 0x4000_0001;
 /// The KVM-compatible leaf shown to Linux.
 pub const KVM_COMPAT_LEAF: u32 = 0x4000_0100;
 /// KVM's signature (EBX, ECX, EDX).
 pub const KVM_SIGNATURE: &[u8; 12] = b"KVMKVMKVM\0\0\0";
-/// Vendor signature in EBX, ECX, EDX of leaf 0x4000_0000.
-pub const SIGNATURE: &[u8; 12] = b"BulkheadHV\0\0";
 
 const LEAF1_ECX_VMX: u32 = 1 << 5;
 const LEAF1_ECX_HYPERVISOR: u32 = 1 << 31;

@@ -25,7 +25,6 @@ pub mod exit;
 pub mod fixed;
 pub mod frames;
 pub mod guest_paging;
-pub mod hypercall;
 pub mod icr;
 pub mod ioapic;
 mod le;

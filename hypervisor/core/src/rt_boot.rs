@@ -23,15 +23,15 @@
 //!
 //! 64-bit mode, CR3 = [`PAGE_TABLES_GPA`] (the first 4 GiB identity-mapped with 2 MiB pages,
 //! 3-4 GiB uncached), flat 64-bit code segment, interrupts off, `RIP` = the ELF entry,
-//! `RDI` = [`RT_BOOT_MAGIC`](bulkhead_rt_abi::RT_BOOT_MAGIC), `RSI` = [`BOOT_INFO_GPA`],
+//! `RDI` = [`RT_BOOT_MAGIC`](bulkhead_abi::rt_boot::RT_BOOT_MAGIC), `RSI` = [`BOOT_INFO_GPA`],
 //! `RDX` = the CPU's index in the partition.
 
 use core::fmt;
 
-use bulkhead_config::{ChannelDirection, Config, Notify, PartitionId, Region};
-use bulkhead_rt_abi::{
+use bulkhead_abi::rt_boot::{
     AbiError, CHANNEL_NAME_LEN, ChannelInfo, FLAG_UNDER_HYPERVISOR, MemoryRegion, RtBootInfo,
 };
+use bulkhead_config::{Config, PartitionId, Region};
 
 use crate::elf::LoadPlan;
 use crate::fixed::FixedList;
@@ -225,12 +225,10 @@ impl RtLayout {
             .map_err(RtLoadError::BootInfo)?;
         }
         for c in cfg.channels() {
-            let direction = match c.direction() {
-                ChannelDirection::LinuxToRt => bulkhead_rt_abi::ChannelDirection::LinuxToRt,
-                ChannelDirection::RtToLinux => bulkhead_rt_abi::ChannelDirection::RtToLinux,
-                // The hypervisor's own log: the RT partition has no end on it.
-                ChannelDirection::HypervisorToLinux => continue,
-            };
+            // The hypervisor's own log: the RT partition has no end on it.
+            if !c.direction().involves_rt() {
+                continue;
+            }
             let Some(region) = self.shared.as_slice().get(c.region_index()) else {
                 continue;
             };
@@ -243,11 +241,8 @@ impl RtLayout {
                 base: region.gpa + c.offset(),
                 size: c.size(),
                 slot_size: c.slot_size(),
-                direction: direction as u8,
-                notify: match c.notify() {
-                    Notify::Doorbell => bulkhead_rt_abi::ChannelNotify::Doorbell,
-                    Notify::Poll => bulkhead_rt_abi::ChannelNotify::Poll,
-                } as u8,
+                direction: c.direction().code(),
+                notify: c.notify().code(),
                 reserved: [0; 2],
             })
             .map_err(RtLoadError::BootInfo)?;
@@ -471,12 +466,12 @@ notify = "poll"
         assert_eq!(ch[0].base, 24 * MIB);
         assert_eq!(
             ch[0].direction(),
-            Some(bulkhead_rt_abi::ChannelDirection::RtToLinux)
+            Some(bulkhead_abi::channel::Direction::RtToLinux)
         );
         // The hypervisor's log channel between the two is left out.
         assert_eq!(ch[1].name(), Some("commands"));
         assert_eq!(ch[1].base, 24 * MIB + 64 * 1024);
-        assert_eq!(ch[1].notify(), Some(bulkhead_rt_abi::ChannelNotify::Poll));
+        assert_eq!(ch[1].notify(), Some(bulkhead_abi::channel::Notify::Poll));
         assert_eq!(info.cmdline(), Some("latency_period_us=100"));
         assert!(
             layout

@@ -8,7 +8,7 @@
 //! (`hv_core::channels::compose_linux_cmdline`).
 //!
 //! Doorbells ([`ring`]): Linux's `DOORBELL` hypercall for a channel with doorbell
-//! notification becomes a fixed IPI (vector `bulkhead_rt_abi::DOORBELL_VECTOR`) to the RT
+//! notification becomes a fixed IPI (vector `bulkhead_abi::vectors::DOORBELL`) to the RT
 //! partition's first CPU, at most one per channel per
 //! `hv_core::channels::DOORBELL_MIN_INTERVAL_US`. The RT CPU takes it without a VM exit.
 //! The RT partition's `DOORBELL` for a doorbell channel ([`ring_linux`]) raises the channel
@@ -21,10 +21,10 @@
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use bulkhead_abi::hypercall::Status;
 use bulkhead_config::{ChannelDirection, Config, PartitionId};
 use bulkhead_ring::{Ring, RingError, SharedRegion};
 use hv_core::channels::{DOORBELL_MIN_INTERVAL_US, Doorbells};
-use hv_core::hypercall;
 use spin::Once;
 
 use crate::println;
@@ -104,37 +104,37 @@ pub fn init_all(cfg: &Config) -> Result<usize, ChannelInitError> {
 
 /// The RT partition's doorbell for the channel at `rt_base` (its guest-physical address):
 /// the hypercall's status.
-pub fn ring_linux(rt_base: u64) -> u64 {
+pub fn ring_linux(rt_base: u64) -> Status {
     let known = DOORBELLS
         .get()
         .is_some_and(|(doorbells, _)| doorbells.rt_channel(rt_base));
     if known && crate::linux_devices::raise_channel_interrupt() {
-        hypercall::OK
+        Status::Ok
     } else {
-        hypercall::NO_SUCH_CHANNEL
+        Status::NoSuchChannel
     }
 }
 
 /// Linux's doorbell for the channel at `base`: the hypercall's status.
-pub fn ring(base: u64) -> u64 {
+pub fn ring(base: u64) -> Status {
     let Some((doorbells, target)) = DOORBELLS.get() else {
-        return hypercall::NO_SUCH_CHANNEL;
+        return Status::NoSuchChannel;
     };
     let min_interval = crate::arch::time::tsc_hz() / 1_000_000 * DOORBELL_MIN_INTERVAL_US;
     match doorbells.ring(base, crate::arch::rdtsc(), min_interval) {
         hv_core::channels::Ring::Interrupt => {
             // Fixed delivery, physical destination, level assert.
-            let icr = u32::from(bulkhead_rt_abi::DOORBELL_VECTOR) | (1 << 14);
+            let icr = u32::from(bulkhead_abi::vectors::DOORBELL) | (1 << 14);
             // SAFETY: x2APIC mode is on on every CPU the hypervisor runs; the target is the
             // RT partition's first CPU, whose kernel handles this vector (the RT boot ABI).
             unsafe { crate::arch::apic::x2apic_send_icr(*target, icr) };
             DOORBELLS_RUNG.fetch_add(1, Ordering::Relaxed);
-            hypercall::OK
+            Status::Ok
         }
         hv_core::channels::Ring::Coalesced => {
             DOORBELLS_COALESCED.fetch_add(1, Ordering::Relaxed);
-            hypercall::COALESCED
+            Status::Coalesced
         }
-        hv_core::channels::Ring::NoSuchChannel => hypercall::NO_SUCH_CHANNEL,
+        hv_core::channels::Ring::NoSuchChannel => Status::NoSuchChannel,
     }
 }

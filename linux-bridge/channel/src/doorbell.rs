@@ -3,7 +3,7 @@
 //! When a send finds the RT consumer asleep (it armed its doorbell flag), or a receive frees a
 //! slot the RT producer waits for, the ring says `Notify::Doorbell`; the endpoint then executes
 //! VMCALL with `RAX = DOORBELL` and `RBX` = the channel's physical base (the hypercall ABI is
-//! `bulkhead_hv_core::hypercall`). VMCALL in VMX non-root operation always exits to the
+//! `bulkhead_abi::hypercall`, the stub `bulkhead_vmcall`). VMCALL in VMX non-root operation always exits to the
 //! hypervisor, from user space too, so no kernel module is needed; the hypervisor checks the
 //! channel and limits each channel's rate, and interrupts the RT partition.
 //!
@@ -14,30 +14,15 @@
 
 use std::sync::OnceLock;
 
-use bulkhead_hv_core::cpuid::{HYPERVISOR_LEAF, SIGNATURE};
-use bulkhead_hv_core::hypercall::{COALESCED, DOORBELL, OK};
+use bulkhead_abi::hypercall::{Hypercall, Status};
 use bulkhead_ring::announce::NotifyMode;
 
 use crate::discover::ChannelInfo;
 
-/// CPUID.1:ECX bit 31: a hypervisor is present.
-const HYPERVISOR_PRESENT: u32 = 1 << 31;
-
 /// Whether this program runs in a partition of the Bulkhead hypervisor (asked once).
 pub fn under_bulkhead() -> bool {
     static UNDER: OnceLock<bool> = OnceLock::new();
-    *UNDER.get_or_init(|| {
-        let leaf1 = std::arch::x86_64::__cpuid(1);
-        if leaf1.ecx & HYPERVISOR_PRESENT == 0 {
-            return false;
-        }
-        let vendor = std::arch::x86_64::__cpuid(HYPERVISOR_LEAF);
-        let mut signature = [0u8; 12];
-        signature[..4].copy_from_slice(&vendor.ebx.to_le_bytes());
-        signature[4..8].copy_from_slice(&vendor.ecx.to_le_bytes());
-        signature[8..].copy_from_slice(&vendor.edx.to_le_bytes());
-        &signature == SIGNATURE
-    })
+    *UNDER.get_or_init(bulkhead_vmcall::under_bulkhead)
 }
 
 /// A channel's doorbell, where it can be rung.
@@ -66,25 +51,16 @@ impl Doorbell {
 
     /// Rings it.
     pub fn ring(&self) -> Rang {
-        let status: u64;
-        // SAFETY: `under_bulkhead` saw Bulkhead's CPUID signature, so VMCALL exits to the
-        // hypervisor, which reads RAX and RBX, writes the status to RAX, and resumes after the
-        // instruction; no other register or memory changes. RBX is reserved by the compiler,
-        // hence the exchange around the call.
-        unsafe {
-            core::arch::asm!(
-                "xchg {base}, rbx",
-                "vmcall",
-                "xchg {base}, rbx",
-                base = inout(reg) self.base => _,
-                inout("rax") DOORBELL => status,
-                options(nostack),
-            );
-        }
-        match status {
-            OK => Rang::Interrupted,
-            COALESCED => Rang::Coalesced,
-            other => Rang::Refused(other),
+        let call = Hypercall::Doorbell {
+            channel_base: self.base,
+        };
+        // SAFETY: a `Doorbell` exists only where `under_bulkhead` saw Bulkhead's CPUID
+        // signature.
+        match unsafe { bulkhead_vmcall::hypercall(call) } {
+            Ok(Status::Ok) => Rang::Interrupted,
+            Ok(Status::Coalesced) => Rang::Coalesced,
+            Ok(other) => Rang::Refused(other.raw()),
+            Err(raw) => Rang::Refused(raw),
         }
     }
 }

@@ -23,8 +23,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use bulkhead_hv_core::channel_device::{COUNTERS_OFFSET, SUBSYSTEM_VENDOR_ID};
-pub use bulkhead_hv_core::channel_device::{DEVICE_ID, SUBSYSTEM_ID, VENDOR_ID};
+use bulkhead_abi::channel_device::{COUNTERS_OFFSET, SUBSYSTEM_VENDOR_ID};
+pub use bulkhead_abi::channel_device::{DEVICE_ID, SUBSYSTEM_ID, VENDOR_ID};
 
 /// Where Linux lists PCI functions.
 pub const SYSFS_PCI_DEVICES: &str = "/sys/bus/pci/devices";

@@ -109,10 +109,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use bulkhead_abi::status::StatusError;
 use bulkhead_channel::{
     Announcements, ChannelReceiver, ChannelSender, DEV_MEM, Error, PROC_CMDLINE,
 };
-use bulkhead_rt_abi::status::StatusError;
 use clap::{Parser, Subcommand};
 
 /// The exit statuses, for `--help`.

@@ -2,7 +2,7 @@
 //!
 //! The RT kernel started with `status=CHANNEL` sends one report per second on that
 //! `rt-to-linux` channel (by convention `rt-status`, slots of 2048 bytes); its layout and checked
-//! parser are [`bulkhead_rt_abi::status`]. Reports already waiting in the channel are skipped
+//! parser are [`bulkhead_abi::status`]. Reports already waiting in the channel are skipped
 //! but the newest (`--queued` shows them all). This module receives reports, checks each with
 //! [`Status::parse`] (a message that is not a report is an error, never guessed at) and prints
 //! it. It only reads what the RT side sent: it never writes to the channel but to consume.
@@ -18,18 +18,18 @@
 //! samples up to and including it (`CUM%`, rounded down, so 100.00 means every sample) and a
 //! bar of `#` scaled to the largest bucket (any sample gives at least one `#`).
 //!
-//! [`status`]: bulkhead_rt_abi::status
+//! [`status`]: bulkhead_abi::status
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use bulkhead_channel::{Announcements, ChannelReceiver, ErrorKind};
-use bulkhead_rt_abi::status::{
+use bulkhead_abi::status::{
     CpuLatency, HISTOGRAM_RANGE_NS, Status, TASK_NAME_LEN, TaskState, TaskStatus,
     histogram_bucket_range_ns,
 };
+use bulkhead_channel::{Announcements, ChannelReceiver, ErrorKind};
 use serde::Serialize;
 
 use crate::show::{escape, json, table};
@@ -412,7 +412,7 @@ pub fn run(announcements: &Announcements, mem: &Path, opts: Options<'_>) -> Resu
 
 #[cfg(test)]
 mod tests {
-    use bulkhead_rt_abi::status::encode;
+    use bulkhead_abi::status::encode;
 
     use super::*;
 

@@ -8,10 +8,10 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use bulkhead_abi::status::{CpuLatency, HISTOGRAM_BUCKETS, TaskState, TaskStatus, encode};
 use bulkhead_channel::{ChannelReceiver, ChannelSender, ErrorKind, Mapping};
 use bulkhead_ring::Ring;
 use bulkhead_ring::log::LogWriter;
-use bulkhead_rt_abi::status::{CpuLatency, HISTOGRAM_BUCKETS, TaskState, TaskStatus, encode};
 
 /// Each channel's size.
 const SIZE: usize = 0x2000;

@@ -21,62 +21,22 @@
 
 use core::fmt;
 
-use crate::layout::{HEADER_SIZE, MIN_SLOT_SIZE, MIN_SLOTS};
+use bulkhead_abi::limits;
 
 /// The parameter's name and `=`.
 pub const PARAM: &str = "bulkhead.channel=";
 /// Longest channel name (the config's limit).
-pub const MAX_NAME_LEN: usize = 32;
+pub const MAX_NAME_LEN: usize = limits::NAME_LEN;
 /// Smallest channel: the header and [`MIN_SLOTS`] slots of [`MIN_SLOT_SIZE`] bytes.
-pub const MIN_CHANNEL_SIZE: u64 = HEADER_SIZE as u64 + MIN_SLOTS as u64 * MIN_SLOT_SIZE as u64;
+pub const MIN_CHANNEL_SIZE: u64 = limits::CHANNEL_MIN_SIZE;
 /// Alignment of a channel's base and size.
-pub const CHANNEL_ALIGN: u64 = 4096;
+pub const CHANNEL_ALIGN: u64 = limits::CHANNEL_ALIGN;
 
-/// Which way a channel's messages go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Direction {
-    /// Linux produces, the RT partition consumes.
-    LinuxToRt,
-    /// The RT partition produces, Linux consumes.
-    RtToLinux,
-    /// The hypervisor produces (its console lines), Linux consumes.
-    HypervisorToLinux,
-}
-
-impl Direction {
-    /// The word used on the command line and in the config.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::LinuxToRt => "linux-to-rt",
-            Self::RtToLinux => "rt-to-linux",
-            Self::HypervisorToLinux => "hypervisor-to-linux",
-        }
-    }
-
-    /// Whether Linux is the channel's producer (else its consumer).
-    pub const fn linux_produces(self) -> bool {
-        matches!(self, Self::LinuxToRt)
-    }
-}
-
-/// How a channel's consumer learns about new messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum NotifyMode {
-    /// The producer rings a doorbell when the consumer asked for one.
-    Doorbell,
-    /// The consumer polls.
-    Poll,
-}
-
-impl NotifyMode {
-    /// The word used on the command line and in the config.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Doorbell => "doorbell",
-            Self::Poll => "poll",
-        }
-    }
-}
+/// Which way a channel's messages go: the ABI's vocabulary.
+pub use bulkhead_abi::channel::Direction;
+/// How a channel's consumer learns about new messages: the ABI's vocabulary (named apart from
+/// the ring's [`Notify`](crate::Notify), which says whether to ring now).
+pub use bulkhead_abi::channel::Notify as NotifyMode;
 
 /// One channel as announced to Linux.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -158,17 +118,8 @@ impl<'a> Announcement<'a> {
         if !name_ok {
             return Err(AnnounceError::Name);
         }
-        let direction = match direction {
-            "linux-to-rt" => Direction::LinuxToRt,
-            "rt-to-linux" => Direction::RtToLinux,
-            "hypervisor-to-linux" => Direction::HypervisorToLinux,
-            _ => return Err(AnnounceError::Direction),
-        };
-        let notify = match notify {
-            "doorbell" => NotifyMode::Doorbell,
-            "poll" => NotifyMode::Poll,
-            _ => return Err(AnnounceError::Notify),
-        };
+        let direction = Direction::from_word(direction).ok_or(AnnounceError::Direction)?;
+        let notify = NotifyMode::from_word(notify).ok_or(AnnounceError::Notify)?;
         let base = parse_hex(base).ok_or(AnnounceError::Base)?;
         let size = parse_hex(size).ok_or(AnnounceError::Size)?;
         if size % CHANNEL_ALIGN != 0 || size < MIN_CHANNEL_SIZE {

@@ -43,6 +43,7 @@
 
 use core::mem::{offset_of, size_of};
 
+use bulkhead_abi::limits;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::error::LayoutError;
@@ -52,15 +53,15 @@ pub const MAGIC: [u8; 8] = *b"BLKRING\0";
 /// Layout version; a reader refuses any other.
 pub const VERSION: u32 = 1;
 /// Size of the header page ahead of the slots.
-pub const HEADER_SIZE: usize = 4096;
+pub const HEADER_SIZE: usize = limits::CHANNEL_HEADER_SIZE as usize;
 /// Size of the header at the start of each slot.
 pub const SLOT_HEADER_SIZE: usize = 8;
 /// Smallest slot size (a power of two).
-pub const MIN_SLOT_SIZE: u32 = 16;
+pub const MIN_SLOT_SIZE: u32 = limits::CHANNEL_MIN_SLOT_SIZE;
 /// Largest slot size (a power of two).
-pub const MAX_SLOT_SIZE: u32 = 65536;
+pub const MAX_SLOT_SIZE: u32 = limits::CHANNEL_MAX_SLOT_SIZE;
 /// Fewest slots a channel may have.
-pub const MIN_SLOTS: u32 = 2;
+pub const MIN_SLOTS: u32 = limits::CHANNEL_MIN_SLOTS;
 /// Number of distinct message priorities (`0..=255`; higher is more urgent).
 pub const PRIORITIES: usize = 256;
 

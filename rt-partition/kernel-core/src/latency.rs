@@ -6,7 +6,7 @@
 //! computed from the buckets, so they are exact to within one bucket (1 µs). This module only
 //! counts and formats: it never reads a clock and never decides what is a deadline miss.
 
-use core::fmt;
+use bulkhead_abi::console::LatencySummary;
 
 /// Width of one histogram bucket in nanoseconds.
 pub const NANOS_PER_BUCKET: u64 = 1_000;
@@ -138,48 +138,21 @@ impl<const BUCKETS: usize> Histogram<BUCKETS> {
         self.quantile_ns(999, 1000)
     }
 
-    /// The one-line summary of this histogram for `cpu`, with `misses` deadline misses.
-    pub fn summary(&self, cpu: u32, misses: u64) -> Summary<'_, BUCKETS> {
-        Summary {
+    /// The one-line summary of this histogram for `cpu`, with `misses` deadline misses: the
+    /// ABI's console line (`bulkhead_abi::console::LatencySummary`), whose `Display` prints
+    /// it. With no samples the statistics are 0.
+    pub fn summary(&self, cpu: u32, misses: u64) -> LatencySummary {
+        LatencySummary {
             cpu,
-            histogram: self,
+            samples: self.samples(),
+            min_ns: self.min_ns().unwrap_or(0),
+            avg_ns: self.average_ns().unwrap_or(0),
+            max_ns: self.max_ns().unwrap_or(0),
+            p99_ns: self.p99_ns().unwrap_or(0),
+            p999_ns: self.p999_ns().unwrap_or(0),
             misses,
+            overflow: self.overflow(),
         }
-    }
-}
-
-/// One machine-readable line describing a histogram:
-///
-/// `latency cpu=1 samples=10000 min_ns=812 avg_ns=1020 max_ns=4711 p99_ns=1999 p999_ns=3999 misses=0 overflow=0`
-///
-/// Keys are fixed and always present, values are decimal integers, fields are separated by
-/// one space, and there is no trailing newline. With no samples the statistics print as 0.
-#[derive(Debug, Clone, Copy)]
-pub struct Summary<'a, const BUCKETS: usize> {
-    /// The CPU (or core) the samples were taken on.
-    pub cpu: u32,
-    /// The samples.
-    pub histogram: &'a Histogram<BUCKETS>,
-    /// Deadline misses counted alongside.
-    pub misses: u64,
-}
-
-impl<const BUCKETS: usize> fmt::Display for Summary<'_, BUCKETS> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let h = self.histogram;
-        write!(
-            f,
-            "latency cpu={} samples={} min_ns={} avg_ns={} max_ns={} p99_ns={} p999_ns={} misses={} overflow={}",
-            self.cpu,
-            h.samples(),
-            h.min_ns().unwrap_or(0),
-            h.average_ns().unwrap_or(0),
-            h.max_ns().unwrap_or(0),
-            h.p99_ns().unwrap_or(0),
-            h.p999_ns().unwrap_or(0),
-            self.misses,
-            h.overflow(),
-        )
     }
 }
 

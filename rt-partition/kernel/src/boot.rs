@@ -11,7 +11,7 @@ use core::fmt;
 
 use acpi::AcpiTables;
 use acpi::madt::{Madt, MadtEntry};
-use bulkhead_rt_abi::{
+use bulkhead_abi::rt_boot::{
     AbiError, ChannelInfo, MAX_CHANNELS, MULTIBOOT2_MAGIC, RT_BOOT_MAGIC, RtBootInfo,
 };
 use bulkhead_x86::acpi::IdentityMapped;

@@ -30,10 +30,11 @@
 use core::fmt;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use bulkhead_hv_core::hypercall;
+use bulkhead_abi::channel::{Direction as ChannelDirection, Notify as ChannelNotify};
+use bulkhead_abi::hypercall::{Hypercall, Status};
+use bulkhead_abi::rt_boot::{ChannelInfo, MAX_CHANNELS};
 use bulkhead_ring::mq::{Attr, Receiver, Sender};
 use bulkhead_ring::{Armed, Notify, Producer, Ring, RingError, SharedRegion};
-use bulkhead_rt_abi::{ChannelDirection, ChannelInfo, ChannelNotify, MAX_CHANNELS};
 use bulkhead_rt_core::sync::{FlagsCondition, FlagsMode};
 use bulkhead_rt_core::{Error, Resched};
 use spin::Once;
@@ -104,10 +105,7 @@ pub fn init(infos: &'static [ChannelInfo], under_hypervisor: bool) -> usize {
                 usable += 1;
                 log::info!(
                     "channel {name}: {}, {} slots of {} bytes at {:#x}",
-                    match info.direction() {
-                        Some(ChannelDirection::LinuxToRt) => "linux-to-rt",
-                        _ => "rt-to-linux",
-                    },
+                    info.direction().unwrap_or(ChannelDirection::RtToLinux),
                     g.slot_count(),
                     g.slot_size(),
                     info.base
@@ -216,7 +214,8 @@ impl Waiting {
             return;
         }
         if let Some(base) = self.linux_doorbell
-            && crate::arch::cpu::hypercall(hypercall::DOORBELL, base) == hypercall::OK
+            && crate::arch::cpu::hypercall(Hypercall::Doorbell { channel_base: base })
+                == Some(Ok(Status::Ok))
         {
             self.linux_rung += 1;
         }

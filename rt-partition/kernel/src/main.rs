@@ -1,7 +1,7 @@
 //! The Bulkhead RT partition kernel image.
 //!
 //! One multiboot2 ELF, linked identity-mapped at 1 MiB, that boots two ways (see
-//! `bulkhead-rt-abi` for the entry protocol): alone from GRUB ("bare", to measure the same
+//! `bulkhead_abi::rt_boot` for the entry protocol): alone from GRUB ("bare", to measure the same
 //! code without the hypervisor), or in the RT partition, entered by the hypervisor on every
 //! partition CPU. The boot is a straight line; anything that fails ends in one `FATAL:`
 //! line and `bulkhead-rt: halted`:
@@ -32,17 +32,23 @@ mod tasks;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use bulkhead_rt_abi::MULTIBOOT2_MAGIC;
+use bulkhead_abi::hypercall::Hypercall;
+use bulkhead_abi::rt_boot::MULTIBOOT2_MAGIC;
 use spin::Once;
 
 use arch::apic::{self, TimerMode};
 use arch::{halt_forever, interrupts, port, time};
 use boot::{Facts, Mode, Options};
 
-/// Most CPUs the kernel runs on.
-pub const MAX_CPUS: usize = 8;
+/// Most CPUs the kernel runs on: the ABI's limit, which the config tool enforces.
+pub const MAX_CPUS: usize = bulkhead_abi::limits::MAX_RT_CPUS;
 
 static FACTS: Once<Facts> = Once::new();
+
+/// Whether the Bulkhead hypervisor entered the kernel (else GRUB did: bare mode).
+pub fn under_hypervisor() -> bool {
+    FACTS.get().is_some_and(|f| f.mode == Mode::Hypervisor)
+}
 /// The boot CPU has set up what every CPU needs (clock, APIC modes, tasks).
 static SHARED_READY: AtomicBool = AtomicBool::new(false);
 /// Every CPU may start scheduling.
@@ -278,7 +284,7 @@ fn online(index: usize, apic_id: u32) -> ! {
         console::start_buffering();
         ANNOUNCED.store(true, Ordering::Release);
     }
-    if FACTS.get().is_some_and(|f| f.mode == Mode::Hypervisor) {
+    if under_hypervisor() {
         // The hypervisor prints a line for the hello on the console the kernel may share:
         // wait (briefly) until CPU 0's `scheduling` line is out, so the two do not mix.
         let deadline = arch::rdtsc() + time::tsc_hz();
@@ -287,7 +293,7 @@ fn online(index: usize, apic_id: u32) -> ! {
         }
         // The one exit this CPU takes on purpose: it tells the hypervisor it is up. From
         // here on it runs without exits.
-        arch::cpu::hypercall(bulkhead_hv_core::hypercall::HELLO, 0);
+        let _ = arch::cpu::hypercall(Hypercall::Hello { tag: 0 });
     }
     sched::run_idle()
 }

@@ -163,8 +163,8 @@ pub fn spawn(spec: TaskSpec) -> Result<TaskId, Error> {
 /// Every task of the first `cores` cores (the idle tasks of cores that do not exist left out)
 /// as the status report shows it (name, CPU, priority, state, what the kernel measured);
 /// returns how many of `out` were filled.
-pub fn task_snapshot(out: &mut [bulkhead_rt_abi::status::TaskStatus], cores: usize) -> usize {
-    use bulkhead_rt_abi::status::{TaskState as Shown, TaskStatus};
+pub fn task_snapshot(out: &mut [bulkhead_abi::status::TaskStatus], cores: usize) -> usize {
+    use bulkhead_abi::status::{TaskState as Shown, TaskStatus};
     use bulkhead_rt_core::TaskState;
 
     let mut ids = [None; MAX_TASKS];
@@ -187,7 +187,7 @@ pub fn task_snapshot(out: &mut [bulkhead_rt_abi::status::TaskStatus], cores: usi
                 continue;
             }
             *slot = TaskStatus {
-                name: [0; bulkhead_rt_abi::status::TASK_NAME_LEN],
+                name: [0; bulkhead_abi::status::TASK_NAME_LEN],
                 cpu: core.index() as u16,
                 priority: priority.level(),
                 state: match st {

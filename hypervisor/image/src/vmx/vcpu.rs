@@ -22,10 +22,10 @@
 
 use core::mem::offset_of;
 
+use bulkhead_abi::hypercall::{Hypercall, Status};
 use bulkhead_config::PartitionId;
 use hv_core::cpuid::{self, CpuidRegs, HostFacts};
 use hv_core::exit::{ExitCounters, ExitReason, reason};
-use hv_core::hypercall::{self, Hypercall};
 use hv_core::icr;
 use hv_core::vmx_caps::{
     EntryControls, PIN_PREEMPTION_TIMER, SecondaryControls, VmxControls, VmxMsrs,
@@ -426,7 +426,7 @@ impl Vcpu {
                 vmcs::write(guest::IA32_EFER_FULL, EFER_LME_LMA_NXE)?;
                 let index = self.own_cpus.iter().position(|&a| a == self.apic_id);
                 let regs = &mut self.state.regs;
-                regs.rdi = u64::from(bulkhead_rt_abi::RT_BOOT_MAGIC);
+                regs.rdi = u64::from(bulkhead_abi::rt_boot::RT_BOOT_MAGIC);
                 regs.rsi = rt.boot_info;
                 regs.rdx = index.unwrap_or(0) as u64;
                 (rt.entry, CODE64)
@@ -607,7 +607,7 @@ impl Vcpu {
                 regs.rax = match Hypercall::decode(regs.rax, regs.rbx) {
                     Hypercall::Hello { .. } => {
                         crate::guest_said_hello(self.index, self.apic_id, self.partition);
-                        hypercall::OK
+                        Status::Ok
                     }
                     // Each side rings the other, naming the channel by its base in its own
                     // guest-physical space; Linux from any privilege level (a Linux program
@@ -618,9 +618,10 @@ impl Vcpu {
                     },
                     Hypercall::Unknown { number } => {
                         log::warn!("{} guest: unknown hypercall {number:#x}", self.partition);
-                        hypercall::UNKNOWN_CALL
+                        Status::UnknownCall
                     }
-                };
+                }
+                .raw();
                 self.skip_instruction()?;
                 Ok(true)
             }

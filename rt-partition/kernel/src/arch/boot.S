@@ -21,7 +21,7 @@
  */
 
     .set BOOT_STACK_SIZE, 64 * 1024
-    .set MAX_CPUS, 8
+    .set MAX_CPUS, {max_cpus}           /* bulkhead_abi::limits::MAX_RT_CPUS */
 
     BOOT_MULTIBOOT2_HEADER entry32=_start
 

@@ -31,24 +31,13 @@ pub fn load_for_cpu(index: usize) {
     unsafe { tables.load() };
 }
 
-/// A hypercall (`bulkhead_hv_core::hypercall`): VMCALL with the call `number` in RAX and
-/// `arg` in RBX; returns the hypervisor's status. Only under the hypervisor (`VMCALL` raises
-/// #UD on bare metal). Each call is one VM exit of this CPU.
-pub fn hypercall(number: u64, arg: u64) -> u64 {
-    let status: u64;
-    // SAFETY: under the hypervisor VMCALL exits to it, which reads RAX and RBX, answers in
-    // RAX and resumes after the instruction; no other register or memory changes. RBX is
-    // reserved by the compiler, hence the exchange around the call. Not `nomem`: a doorbell
-    // must come after the ring stores that it announces.
-    unsafe {
-        core::arch::asm!(
-            "xchg {arg}, rbx",
-            "vmcall",
-            "xchg {arg}, rbx",
-            arg = inout(reg) arg => _,
-            inout("rax") number => status,
-            options(nostack)
-        );
+/// Makes a hypercall (`bulkhead_abi::hypercall`) through the one guest-side stub; `None`
+/// when the kernel runs bare (there VMCALL would raise #UD). Each call is one VM exit of this
+/// CPU.
+pub fn hypercall(call: bulkhead_abi::hypercall::Hypercall) -> Option<bulkhead_vmcall::Answer> {
+    if !crate::under_hypervisor() {
+        return None;
     }
-    status
+    // SAFETY: the kernel was entered by the Bulkhead hypervisor (checked just above).
+    Some(unsafe { bulkhead_vmcall::hypercall(call) })
 }

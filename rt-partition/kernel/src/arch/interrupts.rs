@@ -7,24 +7,26 @@
 //! is ignored. Every gate uses an IST stack (see `cpu.rs`). The exception gates, stubs and
 //! frame are `bulkhead_x86::idt`'s; the interrupt gates and the report are this module's.
 
+use bulkhead_abi::vectors;
 use bulkhead_x86::idt::{self, ExceptionFrame, Idt};
 use spin::Once;
 
 use super::cpu::IST_INTERRUPTS;
 
 /// The local APIC timer's vector.
-pub const TIMER_VECTOR: u8 = 32;
+pub const TIMER_VECTOR: u8 = vectors::TIMER;
 /// The rescheduling IPI's vector.
-pub const RESCHED_VECTOR: u8 = 33;
-/// Doorbells from the Linux partition (the vector is the hypervisor ABI's).
-pub const DOORBELL_VECTOR: u8 = bulkhead_rt_abi::DOORBELL_VECTOR;
+pub const RESCHED_VECTOR: u8 = vectors::RESCHEDULE;
+/// Doorbells from the Linux partition.
+pub const DOORBELL_VECTOR: u8 = vectors::DOORBELL;
 /// The local APIC's spurious-interrupt vector.
-pub const SPURIOUS_VECTOR: u8 = 0xff;
+pub const SPURIOUS_VECTOR: u8 = vectors::SPURIOUS;
 
+// The stubs of switch.S, generated there from the same constants.
 unsafe extern "C" {
-    fn irq_stub_32();
-    fn irq_stub_33();
-    fn irq_stub_34();
+    fn irq_stub_timer();
+    fn irq_stub_reschedule();
+    fn irq_stub_doorbell();
     fn irq_spurious();
 }
 
@@ -33,9 +35,9 @@ static IDT: Once<Idt<256>> = Once::new();
 fn build_idt() -> Idt<256> {
     let mut idt = Idt::new();
     let irqs: [(u8, unsafe extern "C" fn()); 4] = [
-        (TIMER_VECTOR, irq_stub_32),
-        (RESCHED_VECTOR, irq_stub_33),
-        (DOORBELL_VECTOR, irq_stub_34),
+        (TIMER_VECTOR, irq_stub_timer),
+        (RESCHED_VECTOR, irq_stub_reschedule),
+        (DOORBELL_VECTOR, irq_stub_doorbell),
         (SPURIOUS_VECTOR, irq_spurious),
     ];
     for (vector, stub) in irqs {

@@ -13,9 +13,19 @@ core::arch::global_asm!(
     // The BOOT_* macros boot.S uses, from bulkhead-x86 (see build.rs).
     include_str!(env!("BULKHEAD_X86_BOOT32_ASM")),
     include_str!("boot.S"),
+    max_cpus = const crate::MAX_CPUS,
     options(att_syntax)
 );
-core::arch::global_asm!(include_str!("switch.S"), options(att_syntax));
+// The interrupt stubs, one per vector the ABI gives the kernel.
+core::arch::global_asm!(
+    include_str!("switch.S"),
+    timer = const vectors::TIMER,
+    reschedule = const vectors::RESCHEDULE,
+    doorbell = const vectors::DOORBELL,
+    options(att_syntax)
+);
+
+use bulkhead_abi::vectors;
 
 pub use bulkhead_x86::{halt_forever, msr, port, rdtsc};
 

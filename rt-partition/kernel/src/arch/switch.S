@@ -1,7 +1,8 @@
 /*
  * Interrupt entry and the context switch.
  *
- * Interrupt stubs (timer, rescheduling IPI) are entered on an IST stack (the prebuilt `core`
+ * Interrupt stubs (timer, rescheduling IPI, doorbell; their vectors are the ABI's, passed in
+ * by arch/mod.rs as operands) are entered on an IST stack (the prebuilt `core`
  * uses the red zone, so nothing may be pushed below an interrupted RSP). The stub moves the
  * hardware frame to the interrupted task's own stack, 128 bytes (the red zone) below its RSP,
  * leaves the IST stack and continues there: so the handler may switch tasks, and the
@@ -17,10 +18,10 @@
  * API call's saved flags, or IRETQ).
  */
 
-    .macro IRQ n
+    .macro IRQ name, vector
     .balign 16
-    .global irq_stub_\n
-irq_stub_\n:
+    .global irq_stub_\name
+irq_stub_\name:
     push %rax
     push %rbx
     /* [rsp]=rbx [8]=rax [16]=RIP [24]=CS [32]=RFLAGS [40]=RSP [48]=SS */
@@ -41,14 +42,14 @@ irq_stub_\n:
     pop %rbx
     xchg %rax, (%rsp)
     pop %rsp
-    push $\n
+    push $\vector
     jmp irq_common
     .endm
 
     .text
-    IRQ 32
-    IRQ 33
-    IRQ 34
+    IRQ timer, {timer}
+    IRQ reschedule, {reschedule}
+    IRQ doorbell, {doorbell}
 
 irq_common:
     push %rax

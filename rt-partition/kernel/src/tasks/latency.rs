@@ -16,7 +16,7 @@
 use core::mem::size_of;
 use core::sync::atomic::{AtomicU64, Ordering, fence};
 
-use bulkhead_rt_abi::status::{self, CpuLatency};
+use bulkhead_abi::status::{self, CpuLatency};
 use zerocopy::{FromBytes, IntoBytes};
 
 use bulkhead_rt_core::clock::Periodic;

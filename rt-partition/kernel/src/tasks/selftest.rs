@@ -620,5 +620,8 @@ extern "C" fn controller(_: usize) {
         set_test(Test::Idle);
         let _ = api::sleep_for(2 * MS);
     }
-    println!("selftest: {passed} passed, {failed} failed");
+    println!(
+        "{}",
+        bulkhead_abi::console::SelftestSummary { passed, failed }
+    );
 }

@@ -1,7 +1,7 @@
 //! The status task (`status=CHANNEL`): every report period (`latency_report_s`) it sends the
 //! Linux partition one status report on the `rt-to-linux` channel CHANNEL: each RT CPU's
 //! latency summary and wake-up latency histogram, and every task's CPU time, wake-ups, misses
-//! and longest wake-up latency (`bulkhead_rt_abi::status` owns the layout; Linux's
+//! and longest wake-up latency (`bulkhead_abi::status` owns the layout; Linux's
 //! `bulkhead rt` shows it). Each CPU's record comes whole from its latency task ([`latest`]).
 //!
 //! [`latest`]: super::latency::latest
@@ -12,7 +12,7 @@
 
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use bulkhead_rt_abi::status::{self, CpuLatency, TaskStatus};
+use bulkhead_abi::status::{self, CpuLatency, TaskStatus};
 use spin::Once;
 
 use crate::api::{self, Timeout};

@@ -11,7 +11,7 @@
 
 use core::mem::size_of;
 
-use bulkhead_rt_abi::status::{
+use bulkhead_abi::status::{
     CpuLatency, MAX_REPORT_CPUS, Status, TaskState, TaskStatus, encode, message_len,
 };
 use libfuzzer_sys::fuzz_target;

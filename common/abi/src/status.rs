@@ -8,7 +8,7 @@
 //! little-endian `#[repr(C)]` without padding; records are read by copy, so a message needs no
 //! alignment. [`encode`] writes one; [`Status::parse`] checks one (the reader treats the
 //! message as untrusted: magic, version, counts, length and each CPU's histogram must agree).
-//! `rt-partition/abi/fuzz` holds a cargo-fuzz target for the parser (outside the workspace; how
+//! `common/abi/fuzz` holds a cargo-fuzz target for the parser (outside the workspace; how
 //! to build it on stable is in its `Cargo.toml`).
 //!
 //! # The latency histogram
@@ -38,7 +38,7 @@ pub const STATUS_MAGIC: [u8; 4] = *b"BKST";
 /// Layout version of a status message (2: each CPU record carries a latency histogram).
 pub const STATUS_VERSION: u16 = 2;
 /// Most [`CpuLatency`] records in a message (the RT kernel's CPU limit).
-pub const MAX_REPORT_CPUS: usize = 8;
+pub const MAX_REPORT_CPUS: usize = crate::limits::MAX_RT_CPUS;
 /// Bytes of a task name (UTF-8, NUL-padded, cut to fit).
 pub const TASK_NAME_LEN: usize = 16;
 
@@ -231,7 +231,7 @@ impl TaskState {
 impl TaskStatus {
     /// Its name, if the bytes are UTF-8 (NUL padding removed).
     pub fn name(&self) -> Option<&str> {
-        crate::nul_padded(&self.name)
+        crate::rt_boot::nul_padded(&self.name)
     }
 
     /// A name cut to [`TASK_NAME_LEN`] bytes at a character boundary.

@@ -26,8 +26,8 @@
 //! The kernel treats an [`RtBootInfo`] as input from outside: it calls
 //! [`RtBootInfo::validate`] before using any of it.
 //!
-//! Besides the boot information: the doorbell vector ([`DOORBELL_VECTOR`]) and the status
-//! report the kernel sends Linux on a channel ([`status`]).
+//! The vectors its interrupts use are [`crate::vectors`]; the status report it sends Linux is
+//! [`crate::status`].
 //!
 //! # Layout rules
 //!
@@ -35,15 +35,14 @@
 //! (checked at compile time by the zerocopy derives and the size assertions below). Every
 //! array has a fixed capacity and a count beside it. A change of layout changes
 //! [`RT_BOOT_INFO_VERSION`].
-#![no_std]
-#![forbid(unsafe_code)]
 
 use core::fmt;
 use core::mem::size_of;
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
-pub mod status;
+use crate::channel::{Direction, Notify};
+use crate::limits;
 
 /// `EAX` at `_start` when the hypervisor enters the RT kernel ("BKRT" read as a little-endian
 /// `u32`). Distinct from the multiboot2 magic `0x36d76289`.
@@ -52,23 +51,17 @@ pub const RT_BOOT_MAGIC: u32 = u32::from_le_bytes(*b"BKRT");
 pub const MULTIBOOT2_MAGIC: u32 = 0x36d7_6289;
 /// First bytes of an [`RtBootInfo`].
 pub const RT_BOOT_INFO_MAGIC: [u8; 8] = *b"BLKRTBI\0";
-/// Layout version of [`RtBootInfo`].
-pub const RT_BOOT_INFO_VERSION: u32 = 1;
+/// Layout version of [`RtBootInfo`] (2: room for [`limits::MAX_RT_CPUS`] CPUs, not 64).
+pub const RT_BOOT_INFO_VERSION: u32 = 2;
 
-/// Most CPUs a partition can have (the RT kernel's scheduler handles at most 64 cores).
-pub const MAX_CPUS: usize = 64;
+/// Most CPUs the partition can have: the RT kernel's limit.
+pub const MAX_CPUS: usize = limits::MAX_RT_CPUS;
 /// Most memory regions in an [`RtBootInfo`].
-pub const MAX_MEMORY_REGIONS: usize = 16;
+pub const MAX_MEMORY_REGIONS: usize = limits::MAX_MEMORY_REGIONS;
 /// Most channels in an [`RtBootInfo`].
-pub const MAX_CHANNELS: usize = 32;
+pub const MAX_CHANNELS: usize = limits::MAX_CHANNELS;
 /// Bytes of a channel name (UTF-8, NUL-padded).
-pub const CHANNEL_NAME_LEN: usize = 32;
-
-/// The interrupt vector of a channel doorbell: when Linux rings a channel whose
-/// notification is `doorbell` (hypercall `DOORBELL`), the hypervisor sends this fixed IPI to
-/// the partition's first CPU (CPU index 0), which then wakes the tasks waiting on channels.
-/// The IPI reaches the RT CPU directly: it takes no VM exit.
-pub const DOORBELL_VECTOR: u8 = 34;
+pub const CHANNEL_NAME_LEN: usize = limits::NAME_LEN;
 
 /// [`RtBootInfo::flags`] bit 0: the kernel runs under the Bulkhead hypervisor.
 pub const FLAG_UNDER_HYPERVISOR: u64 = 1 << 0;
@@ -100,26 +93,6 @@ impl MemoryRegion {
     }
 }
 
-/// Which way a channel's messages go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum ChannelDirection {
-    /// Linux produces, the RT partition consumes.
-    LinuxToRt = 0,
-    /// The RT partition produces, Linux consumes.
-    RtToLinux = 1,
-}
-
-/// How the consumer of a channel learns about new messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum ChannelNotify {
-    /// An interrupt, sent only when the consumer asks for one.
-    Doorbell = 0,
-    /// The consumer polls.
-    Poll = 1,
-}
-
 /// A shared-memory channel to the Linux partition.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
@@ -132,9 +105,9 @@ pub struct ChannelInfo {
     pub size: u64,
     /// Bytes per ring slot (not 0, at most `size`).
     pub slot_size: u32,
-    /// A [`ChannelDirection`] as its `u8`.
+    /// A [`Direction`]'s code: `linux-to-rt` or `rt-to-linux`.
     pub direction: u8,
-    /// A [`ChannelNotify`] as its `u8`.
+    /// A [`Notify`] mode's code.
     pub notify: u8,
     /// Zero.
     pub reserved: [u8; 2],
@@ -155,7 +128,7 @@ impl Default for ChannelInfo {
 }
 
 /// The text of a NUL-padded UTF-8 field, if it is one.
-fn nul_padded(bytes: &[u8]) -> Option<&str> {
+pub(crate) fn nul_padded(bytes: &[u8]) -> Option<&str> {
     let len = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
     if bytes[len..].iter().any(|&b| b != 0) {
         return None;
@@ -170,21 +143,14 @@ impl ChannelInfo {
     }
 
     /// The direction, if the byte names one.
-    pub fn direction(&self) -> Option<ChannelDirection> {
-        match self.direction {
-            0 => Some(ChannelDirection::LinuxToRt),
-            1 => Some(ChannelDirection::RtToLinux),
-            _ => None,
-        }
+    /// (The RT partition has no end on a `hypervisor-to-linux` channel: that code is none.)
+    pub fn direction(&self) -> Option<Direction> {
+        Direction::from_code(self.direction).filter(|d| d.involves_rt())
     }
 
     /// The notification mode, if the byte names one.
-    pub fn notify(&self) -> Option<ChannelNotify> {
-        match self.notify {
-            0 => Some(ChannelNotify::Doorbell),
-            1 => Some(ChannelNotify::Poll),
-            _ => None,
-        }
+    pub fn notify(&self) -> Option<Notify> {
+        Notify::from_code(self.notify)
     }
 }
 
@@ -225,7 +191,7 @@ pub struct RtBootInfo {
 
 const _: () = assert!(size_of::<MemoryRegion>() == 16);
 const _: () = assert!(size_of::<ChannelInfo>() == 56);
-const _: () = assert!(size_of::<RtBootInfo>() == 2608);
+const _: () = assert!(size_of::<RtBootInfo>() == 2384);
 const _: () = assert!(core::mem::align_of::<RtBootInfo>() == 8);
 
 /// Why an [`RtBootInfo`] was refused. Names the field.
@@ -516,8 +482,8 @@ mod tests {
             base: 0x0800_0000,
             size: 64 << 10,
             slot_size: 256,
-            direction: ChannelDirection::RtToLinux as u8,
-            notify: ChannelNotify::Doorbell as u8,
+            direction: Direction::RtToLinux.code(),
+            notify: Notify::Doorbell.code(),
             reserved: [0; 2],
         })
         .unwrap();
@@ -538,10 +504,7 @@ mod tests {
         assert_eq!(info.apic_ids(), &[1, 3]);
         assert_eq!(info.channels()[0].name(), Some("telemetry"));
         assert_eq!(info.cmdline(), Some("selftest=kernel"));
-        assert_eq!(
-            info.channels()[0].direction(),
-            Some(ChannelDirection::RtToLinux)
-        );
+        assert_eq!(info.channels()[0].direction(), Some(Direction::RtToLinux));
         // Through an aligned byte buffer, as the kernel reads it from guest memory.
         #[repr(C, align(8))]
         struct Aligned([u8; size_of::<RtBootInfo>() + 8]);
@@ -565,8 +528,11 @@ mod tests {
         info.magic[0] = b'X';
         assert_eq!(info.validate(), Err(AbiError::BadMagic));
         let mut info = good();
-        info.version = 2;
-        assert_eq!(info.validate(), Err(AbiError::UnsupportedVersion(2)));
+        info.version = RT_BOOT_INFO_VERSION + 1;
+        assert_eq!(
+            info.validate(),
+            Err(AbiError::UnsupportedVersion(RT_BOOT_INFO_VERSION + 1))
+        );
         let mut info = good();
         info.size = 10;
         assert_eq!(info.validate(), Err(AbiError::BadSize(10)));

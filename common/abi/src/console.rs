@@ -1,0 +1,348 @@
+//! The console lines that tools and tests read: each structured line the images print has its
+//! one writer and its one parser here, tested together. A parser treats a line as untrusted
+//! text: anything that is not exactly the form below is `None`, never a guess.
+//!
+//! - [`STEADY_STATE`], [`HALTED`], [`FATAL_PREFIX`]: the hypervisor's milestones;
+//! - [`ExitReport`]: the hypervisor's exit counts of one CPU,
+//!   `exits: cpu 1 rt: total 4 new 0: CPUID=3 VMCALL=1` (indented when printed at a
+//!   partition's stop);
+//! - [`LatencySummary`]: the RT kernel's latency task on one RT CPU,
+//!   `latency cpu=0 samples=1001 min_ns=.. avg_ns=.. max_ns=.. p99_ns=.. p999_ns=.. misses=0 overflow=0`;
+//! - [`SelftestSummary`]: the RT kernel's self-test result, `selftest: 12 passed, 0 failed`.
+
+use core::fmt;
+
+use crate::Partition;
+
+/// The hypervisor's line once every CPU runs its guest and every guest that says hello has.
+pub const STEADY_STATE: &str = "bulkhead: steady state";
+/// The hypervisor's last line when it stops the machine (after a [`FATAL_PREFIX`] line).
+pub const HALTED: &str = "bulkhead: halted";
+/// The start of the one line that names why the hypervisor stops the machine.
+pub const FATAL_PREFIX: &str = "FATAL: ";
+
+/// The head of one CPU's exit report; the reasons follow it on the line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitReport<'a> {
+    /// The hypervisor's CPU index.
+    pub cpu: u32,
+    /// The partition the CPU runs; `None` for a CPU in none (printed `none`).
+    pub partition: Option<Partition>,
+    /// Exits since the CPU entered its guest.
+    pub total: u64,
+    /// Exits since the CPU's previous report.
+    pub new: u64,
+    /// Whether the line is indented: the report printed when a partition stopped.
+    pub at_stop: bool,
+    /// `REASON=n` words separated by single spaces (checked by [`ExitReport::parse`]).
+    reasons: &'a str,
+}
+
+/// The indentation of an exit report printed at a partition's stop.
+const AT_STOP_INDENT: &str = "  ";
+
+impl<'a> ExitReport<'a> {
+    /// Writes one report line (without its newline): the head, then ` REASON=n` for each of
+    /// `reasons` (those with a count of 0 are skipped).
+    pub fn write<'r>(
+        out: &mut impl fmt::Write,
+        cpu: u32,
+        partition: Option<Partition>,
+        total: u64,
+        new: u64,
+        at_stop: bool,
+        reasons: impl IntoIterator<Item = (&'r str, u64)>,
+    ) -> fmt::Result {
+        let partition = partition.map_or("none", Partition::key);
+        let indent = if at_stop { AT_STOP_INDENT } else { "" };
+        write!(
+            out,
+            "{indent}exits: cpu {cpu} {partition}: total {total} new {new}:"
+        )?;
+        for (reason, n) in reasons {
+            if n != 0 {
+                write!(out, " {reason}={n}")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Parses one report line.
+    pub fn parse(line: &'a str) -> Option<Self> {
+        let at_stop = line.starts_with(char::is_whitespace);
+        let rest = line.trim().strip_prefix("exits: cpu ")?;
+        let (cpu, rest) = rest.split_once(' ')?;
+        let (partition, rest) = rest.split_once(": total ")?;
+        let partition = match partition {
+            "none" => None,
+            word => Some(Partition::from_key(word)?),
+        };
+        let (total, rest) = rest.split_once(" new ")?;
+        let (new, reasons) = rest.split_once(':')?;
+        let report = Self {
+            cpu: cpu.parse().ok()?,
+            partition,
+            total: total.parse().ok()?,
+            new: new.parse().ok()?,
+            at_stop,
+            reasons: reasons.trim(),
+        };
+        if report.reason_words().any(|r| r.is_none()) {
+            return None;
+        }
+        Some(report)
+    }
+
+    fn reason_words(&self) -> impl Iterator<Item = Option<(&'a str, u64)>> + use<'a> {
+        self.reasons.split_whitespace().map(|word| {
+            let (name, n) = word.split_once('=')?;
+            if name.is_empty() {
+                return None;
+            }
+            Some((name, n.parse().ok()?))
+        })
+    }
+
+    /// `(reason, count)` in the order printed.
+    pub fn reasons(&self) -> impl Iterator<Item = (&'a str, u64)> + use<'a> {
+        self.reason_words().flatten()
+    }
+
+    /// The count of exit reason `name` (0 when the line does not list it).
+    pub fn count(&self, name: &str) -> u64 {
+        self.reasons()
+            .find(|&(r, _)| r == name)
+            .map_or(0, |(_, n)| n)
+    }
+}
+
+/// One cumulative summary of the RT kernel's latency task on one of its CPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LatencySummary {
+    /// The RT kernel's CPU index (0 is the partition's first CPU).
+    pub cpu: u32,
+    /// Wake-ups measured.
+    pub samples: u64,
+    /// Shortest wake-up latency (0 without samples).
+    pub min_ns: u64,
+    /// Mean wake-up latency.
+    pub avg_ns: u64,
+    /// Longest wake-up latency.
+    pub max_ns: u64,
+    /// 99th percentile (the upper edge of its histogram bucket).
+    pub p99_ns: u64,
+    /// 99.9th percentile.
+    pub p999_ns: u64,
+    /// Periods whose job started after its deadline.
+    pub misses: u64,
+    /// Samples beyond the histogram's range.
+    pub overflow: u64,
+}
+
+impl LatencySummary {
+    /// The keys in the order printed, after `latency `.
+    const KEYS: [&'static str; 9] = [
+        "cpu", "samples", "min_ns", "avg_ns", "max_ns", "p99_ns", "p999_ns", "misses", "overflow",
+    ];
+
+    /// The line's start, for a search that needs no parse.
+    pub const PREFIX: &'static str = "latency cpu=";
+
+    /// Parses one summary line (surrounding white space allowed).
+    pub fn parse(line: &str) -> Option<Self> {
+        let rest = line.trim().strip_prefix("latency ")?;
+        let mut values = [0u64; 9];
+        let mut words = rest.split_whitespace();
+        for (key, value) in Self::KEYS.iter().zip(values.iter_mut()) {
+            let (k, v) = words.next()?.split_once('=')?;
+            if k != *key {
+                return None;
+            }
+            *value = v.parse().ok()?;
+        }
+        if words.next().is_some() {
+            return None;
+        }
+        let [
+            cpu,
+            samples,
+            min_ns,
+            avg_ns,
+            max_ns,
+            p99_ns,
+            p999_ns,
+            misses,
+            overflow,
+        ] = values;
+        Some(Self {
+            cpu: u32::try_from(cpu).ok()?,
+            samples,
+            min_ns,
+            avg_ns,
+            max_ns,
+            p99_ns,
+            p999_ns,
+            misses,
+            overflow,
+        })
+    }
+}
+
+/// The line: keys fixed and always present, decimal values, single spaces, no newline.
+impl fmt::Display for LatencySummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "latency cpu={} samples={} min_ns={} avg_ns={} max_ns={} p99_ns={} p999_ns={} misses={} overflow={}",
+            self.cpu,
+            self.samples,
+            self.min_ns,
+            self.avg_ns,
+            self.max_ns,
+            self.p99_ns,
+            self.p999_ns,
+            self.misses,
+            self.overflow,
+        )
+    }
+}
+
+/// The RT kernel's self-test result: `selftest: P passed, F failed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SelftestSummary {
+    /// Checks that held.
+    pub passed: u32,
+    /// Checks that failed.
+    pub failed: u32,
+}
+
+impl SelftestSummary {
+    /// Parses the line.
+    pub fn parse(line: &str) -> Option<Self> {
+        let rest = line.trim().strip_prefix("selftest: ")?;
+        let (passed, failed) = rest.strip_suffix(" failed")?.split_once(" passed, ")?;
+        Some(Self {
+            passed: passed.parse().ok()?,
+            failed: failed.parse().ok()?,
+        })
+    }
+}
+
+impl fmt::Display for SelftestSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "selftest: {} passed, {} failed",
+            self.passed, self.failed
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::string::{String, ToString};
+    use std::vec::Vec;
+
+    #[test]
+    fn exit_reports_written_are_parsed_back() {
+        let mut line = String::new();
+        ExitReport::write(
+            &mut line,
+            1,
+            Some(Partition::Rt),
+            4,
+            0,
+            false,
+            [("CPUID", 3), ("EPT_VIOLATION", 0), ("VMCALL", 1)],
+        )
+        .unwrap();
+        assert_eq!(line, "exits: cpu 1 rt: total 4 new 0: CPUID=3 VMCALL=1");
+        let r = ExitReport::parse(&line).unwrap();
+        assert_eq!(
+            (r.cpu, r.partition, r.total, r.new, r.at_stop),
+            (1, Some(Partition::Rt), 4, 0, false)
+        );
+        assert_eq!(
+            r.reasons().collect::<Vec<_>>(),
+            [("CPUID", 3), ("VMCALL", 1)]
+        );
+        assert_eq!(r.count("VMCALL"), 1);
+        assert_eq!(r.count("HLT"), 0);
+
+        let mut line = String::new();
+        ExitReport::write(&mut line, 0, Some(Partition::Linux), 9, 2, true, []).unwrap();
+        assert_eq!(line, "  exits: cpu 0 linux: total 9 new 2:");
+        let r = ExitReport::parse(&line).unwrap();
+        assert!(r.at_stop);
+        assert_eq!(r.reasons().count(), 0);
+
+        let mut line = String::new();
+        ExitReport::write(&mut line, 3, None, 0, 0, false, []).unwrap();
+        assert_eq!(ExitReport::parse(&line).unwrap().partition, None);
+    }
+
+    #[test]
+    fn malformed_exit_reports_are_none() {
+        for line in [
+            "exits: cpu x rt: total 4 new 0: CPUID=3",
+            "exits: cpu 1 dom0: total 4 new 0: CPUID=3",
+            "exits: cpu 1 rt: total 4 new 0 CPUID=3",
+            "exits: cpu 1 rt: total 4 new 0: CPUID=three",
+            "exits: cpu 1 rt: total 4 new 0: CPUID",
+            "exits: cpu 1 rt: total 4 new 0: =3",
+            "exit: cpu 1 rt: total 4 new 0:",
+        ] {
+            assert_eq!(ExitReport::parse(line), None, "{line}");
+        }
+    }
+
+    #[test]
+    fn latency_summaries_round_trip() {
+        let s = LatencySummary {
+            cpu: 1,
+            samples: 2,
+            min_ns: 1500,
+            avg_ns: 2000,
+            max_ns: 2500,
+            p99_ns: 2500,
+            p999_ns: 2500,
+            misses: 3,
+            overflow: 0,
+        };
+        let line = s.to_string();
+        assert_eq!(
+            line,
+            "latency cpu=1 samples=2 min_ns=1500 avg_ns=2000 max_ns=2500 p99_ns=2500 p999_ns=2500 misses=3 overflow=0"
+        );
+        assert!(line.starts_with(LatencySummary::PREFIX));
+        assert_eq!(LatencySummary::parse(&line), Some(s));
+        assert_eq!(LatencySummary::parse(&std::format!("  {line}  ")), Some(s));
+    }
+
+    #[test]
+    fn latency_summaries_cut_short_reordered_or_extended_are_none() {
+        let line = LatencySummary::default().to_string();
+        let cut = &line[..line.len() - " overflow=0".len()];
+        assert_eq!(LatencySummary::parse(cut), None);
+        assert_eq!(LatencySummary::parse(&std::format!("{line} extra=1")), None);
+        let swapped = line.replace("min_ns", "MIN").replace("avg_ns", "min_ns");
+        assert_eq!(LatencySummary::parse(&swapped), None);
+        assert_eq!(
+            LatencySummary::parse(&line.replace("cpu=0", "cpu=4294967296")),
+            None
+        );
+    }
+
+    #[test]
+    fn selftest_summaries_round_trip() {
+        let s = SelftestSummary {
+            passed: 12,
+            failed: 1,
+        };
+        assert_eq!(s.to_string(), "selftest: 12 passed, 1 failed");
+        assert_eq!(SelftestSummary::parse(&s.to_string()), Some(s));
+        assert_eq!(SelftestSummary::parse("selftest: 12 passed"), None);
+        assert_eq!(SelftestSummary::parse("selftest: x passed, 0 failed"), None);
+    }
+}

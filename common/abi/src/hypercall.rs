@@ -1,0 +1,180 @@
+//! The hypercall ABI between guests and the hypervisor.
+//!
+//! A guest executes VMCALL with the call number in RAX and its argument in RBX; the hypervisor
+//! puts a [`Status`] in RAX and advances RIP past the VMCALL. An unknown number returns
+//! [`Status::UnknownCall`] and does not stop the guest: a wrong call is the caller's error, not a
+//! reason to end it. The only guest-side stub is `bulkhead-vmcall`.
+
+use core::fmt;
+
+/// A call a guest can make; its `u64` is the value in RAX.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u64)]
+pub enum Call {
+    /// "Hello": a guest announces that it runs. Argument (RBX): a guest-defined tag. Returns
+    /// [`Status::Ok`].
+    Hello = 0x4248_0001,
+    /// "Doorbell": a partition asks the hypervisor to notify the other one that a channel
+    /// changed. Argument (RBX): the channel's base in the caller's guest-physical space (for
+    /// Linux, as announced on its command line; for the RT kernel, as in its boot information).
+    ///
+    /// From Linux (kernel or user space): returns [`Status::Ok`] (the RT partition was
+    /// interrupted), [`Status::Coalesced`] (rung too soon after the last doorbell of that
+    /// channel: no new interrupt; the RT side still re-checks its rings within its poll
+    /// interval) or [`Status::NoSuchChannel`]. From the RT partition: raises the channel
+    /// device's interrupt in Linux and returns [`Status::Ok`], or [`Status::NoSuchChannel`] (not
+    /// a doorbell channel, or no channel device).
+    Doorbell = 0x4248_0002,
+}
+
+impl Call {
+    /// Every call, in number order.
+    pub const ALL: [Call; 2] = [Call::Hello, Call::Doorbell];
+
+    /// The value in RAX.
+    pub const fn number(self) -> u64 {
+        self as u64
+    }
+
+    /// The call with this number, if there is one.
+    pub const fn from_number(number: u64) -> Option<Self> {
+        match number {
+            0x4248_0001 => Some(Self::Hello),
+            0x4248_0002 => Some(Self::Doorbell),
+            _ => None,
+        }
+    }
+
+    /// The call's name in log lines.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Hello => "HELLO",
+            Self::Doorbell => "DOORBELL",
+        }
+    }
+}
+
+impl TryFrom<u64> for Call {
+    type Error = u64;
+
+    /// The call numbered `number`; the number itself if there is none.
+    fn try_from(number: u64) -> Result<Self, u64> {
+        Self::from_number(number).ok_or(number)
+    }
+}
+
+impl fmt::Display for Call {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a hypercall returns in RAX: 0 success, small positive numbers success with a remark,
+/// negative numbers (as two's complement) errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u64)]
+pub enum Status {
+    /// Success.
+    Ok = 0,
+    /// The doorbell was merged into an earlier one (not an error).
+    Coalesced = 1,
+    /// No doorbell channel at that base, or not one this caller may ring (-2).
+    NoSuchChannel = u64::MAX - 1,
+    /// The call number is not known (-1).
+    UnknownCall = u64::MAX,
+}
+
+impl Status {
+    /// The value in RAX.
+    pub const fn raw(self) -> u64 {
+        self as u64
+    }
+
+    /// The status RAX holds, if it is one this ABI defines.
+    pub const fn from_raw(raw: u64) -> Option<Self> {
+        match raw {
+            0 => Some(Self::Ok),
+            1 => Some(Self::Coalesced),
+            r if r == u64::MAX - 1 => Some(Self::NoSuchChannel),
+            u64::MAX => Some(Self::UnknownCall),
+            _ => None,
+        }
+    }
+
+    /// Whether the call did what was asked ([`Status::Ok`] or [`Status::Coalesced`]).
+    pub const fn is_success(self) -> bool {
+        matches!(self, Self::Ok | Self::Coalesced)
+    }
+}
+
+/// A decoded hypercall: the call and its argument, or a number this ABI does not define.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hypercall {
+    /// See [`Call::Hello`].
+    Hello { tag: u64 },
+    /// See [`Call::Doorbell`].
+    Doorbell { channel_base: u64 },
+    /// A number this hypervisor does not implement.
+    Unknown { number: u64 },
+}
+
+impl Hypercall {
+    /// Decodes the guest's registers.
+    pub const fn decode(rax: u64, rbx: u64) -> Self {
+        match Call::from_number(rax) {
+            Some(Call::Hello) => Self::Hello { tag: rbx },
+            Some(Call::Doorbell) => Self::Doorbell { channel_base: rbx },
+            None => Self::Unknown { number: rax },
+        }
+    }
+
+    /// The registers that make this call: `(RAX, RBX)`.
+    pub const fn encode(self) -> (u64, u64) {
+        match self {
+            Self::Hello { tag } => (Call::Hello.number(), tag),
+            Self::Doorbell { channel_base } => (Call::Doorbell.number(), channel_base),
+            Self::Unknown { number } => (number, 0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_decode_and_encode_both_ways() {
+        assert_eq!(
+            Hypercall::decode(Call::Hello.number(), 7),
+            Hypercall::Hello { tag: 7 }
+        );
+        assert_eq!(Hypercall::decode(42, 0), Hypercall::Unknown { number: 42 });
+        let doorbell = Hypercall::Doorbell {
+            channel_base: 0x3801_0000,
+        };
+        let (rax, rbx) = doorbell.encode();
+        assert_eq!(rax, 0x4248_0002);
+        assert_eq!(Hypercall::decode(rax, rbx), doorbell);
+        for call in Call::ALL {
+            assert_eq!(Call::try_from(call.number()), Ok(call));
+        }
+        assert_eq!(Call::try_from(0x4248_0003), Err(0x4248_0003));
+    }
+
+    #[test]
+    fn statuses_round_trip_and_errors_are_negative() {
+        for s in [
+            Status::Ok,
+            Status::Coalesced,
+            Status::NoSuchChannel,
+            Status::UnknownCall,
+        ] {
+            assert_eq!(Status::from_raw(s.raw()), Some(s));
+        }
+        assert_eq!(Status::UnknownCall.raw() as i64, -1);
+        assert_eq!(Status::NoSuchChannel.raw() as i64, -2);
+        assert_eq!(Status::from_raw(2), None);
+        assert!(Status::Coalesced.is_success());
+        assert!(!Status::NoSuchChannel.is_success());
+    }
+}
