@@ -44,6 +44,8 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 use crate::channel::{Direction, Notify};
 use crate::limits;
 
+pub mod layout;
+
 /// `EAX` at `_start` when the hypervisor enters the RT kernel ("BKRT" read as a little-endian
 /// `u32`). Distinct from the multiboot2 magic `0x36d76289`.
 pub const RT_BOOT_MAGIC: u32 = u32::from_le_bytes(*b"BKRT");

@@ -203,6 +203,13 @@ pub enum ErrorKind {
         /// Its size.
         size: u64,
     },
+    /// The hypervisor region ends above 4 GiB.
+    HypervisorAbove4G {
+        /// The region.
+        region: Region,
+    },
+    /// The RT partition's RAM and the shared regions do not fit its guest-physical space.
+    RtLayout(bulkhead_abi::rt_boot::layout::LayoutError),
     /// Two memory regions (hypervisor, partition or shared) overlap.
     Overlap {
         /// This region.
@@ -368,6 +375,11 @@ impl fmt::Display for ErrorKind {
                 "hypervisor region is {size:#x} bytes; it needs at least {:#x} (4 MiB)",
                 crate::HYPERVISOR_MIN_SIZE
             ),
+            Self::HypervisorAbove4G { region } => write!(
+                f,
+                "{region} ends above 4 GiB; the hypervisor maps only the first 4 GiB for itself"
+            ),
+            Self::RtLayout(e) => write!(f, "{e}"),
             Self::Overlap {
                 region,
                 other,

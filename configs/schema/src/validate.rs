@@ -5,6 +5,7 @@
 //! earlier one.
 
 use bulkhead_abi::limits;
+use bulkhead_abi::rt_boot::layout;
 
 use crate::MAX_SHARED_REGIONS;
 use crate::error::{ConfigError, ErrorKind, FieldPath};
@@ -15,6 +16,9 @@ pub const PAGE_SIZE: u64 = limits::PAGE_SIZE;
 /// Regions must end at or below this address (64 TiB, the 46-bit physical address width of
 /// common x86 parts); anything beyond is a typo.
 pub const ABSURD_END: u64 = 1 << 46;
+/// The hypervisor region must end at or below this: the hypervisor maps only the first 4 GiB
+/// for itself.
+pub const HYPERVISOR_MAX_END: u64 = 1 << 32;
 /// Smallest hypervisor region: image, module copies, VMCS, EPT and stacks need room.
 pub const HYPERVISOR_MIN_SIZE: u64 = 4 << 20;
 /// Highest IOAPIC pin (GSI) a partition may own: vectors 0..=255 minus the 16 exception ones.
@@ -127,6 +131,14 @@ impl Config {
                 },
             );
         }
+        if self.hypervisor.end() > HYPERVISOR_MAX_END {
+            return err(
+                hypervisor,
+                ErrorKind::HypervisorAbove4G {
+                    region: self.hypervisor,
+                },
+            );
+        }
 
         self.check_console()?;
 
@@ -135,6 +147,7 @@ impl Config {
         }
         self.check_ownership()?;
         self.check_shared()?;
+        self.check_rt_layout()?;
 
         // Overlaps between any two regions, blaming the later one.
         for (j, (path, region)) in self.regions().enumerate() {
@@ -181,6 +194,48 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    /// The RT partition's RAM and the shared regions fit its guest-physical space, placed as
+    /// the RT boot protocol places them (`bulkhead_abi::rt_boot::layout`, the function the
+    /// hypervisor's loader uses).
+    fn check_rt_layout(&self) -> Result<(), ConfigError> {
+        let ram = self.partition(PartitionId::Rt).memory();
+        let mut last = None;
+        let placed = layout::place(
+            ram.iter().map(|r| (r.base, r.size)),
+            self.shared_regions()
+                .iter()
+                .map(|s| (s.region.base, s.region.size)),
+            |piece, _| last = Some(piece),
+        );
+        match placed {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // Blame the piece that did not fit: the one after the last placed.
+                let rt_memory = FieldPath::partition(PartitionId::Rt).key("memory");
+                let next = |i: usize| i.saturating_add(1);
+                let path = match (e, last) {
+                    (layout::LayoutError::RamTooSmall { .. }, _) => rt_memory,
+                    (_, None) => rt_memory.index(0),
+                    (_, Some(layout::Piece::Ram(i))) if next(i) < ram.len() => {
+                        rt_memory.index(next(i))
+                    }
+                    (_, Some(layout::Piece::Ram(_))) => self.shared_path(0),
+                    (_, Some(layout::Piece::Shared(i))) => self.shared_path(next(i)),
+                };
+                err(path, ErrorKind::RtLayout(e))
+            }
+        }
+    }
+
+    /// `shared[index] (name)`.
+    fn shared_path(&self, index: usize) -> FieldPath {
+        let path = FieldPath::at("shared").index(index);
+        match self.shared_regions().get(index) {
+            Some(s) => path.name(s.name),
+            None => path,
+        }
     }
 
     /// A partition on its own: has CPUs and memory, regions sane, pins and ports in range.

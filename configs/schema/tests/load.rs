@@ -329,6 +329,46 @@ fn more_rt_cpus_than_the_rt_kernel_runs() {
 }
 
 #[test]
+fn hypervisor_above_4_gib_is_refused_as_at_boot() {
+    let (text, _) = assert_config_error!(
+        bad(
+            "memory = { base = 0x10_0000, size = \"15 MiB\" }",
+            "memory = { base = 0xffc0_0000, size = \"8 MiB\" }"
+        ),
+        ErrorKind::HypervisorAbove4G { .. },
+        "hypervisor.memory",
+        5
+    );
+    assert!(text.ends_with("0xffc00000..0x100400000 ends above 4 GiB; the hypervisor maps only the first 4 GiB for itself"), "{text}");
+}
+
+#[test]
+fn rt_memory_the_rt_kernel_cannot_use_is_refused_as_at_boot() {
+    // Too small for the loader's first MiB and a kernel.
+    let (text, _) = assert_config_error!(
+        bad(
+            "memory = [{ base = 0x500_0000, size = \"16 MiB\" }]",
+            "memory = [{ base = 0x500_0000, size = \"2 MiB\" }]"
+        ),
+        ErrorKind::RtLayout(_),
+        "partitions.rt.memory",
+        16
+    );
+    assert!(text.contains("must hold the loader's first MiB"), "{text}");
+    // More than the RT kernel's 3 GiB of guest-physical space.
+    let (text, _) = assert_config_error!(
+        bad(
+            "memory = [{ base = 0x500_0000, size = \"16 MiB\" }]",
+            "memory = [{ base = 0x1_0000_0000, size = \"3 GiB\" }]"
+        ),
+        ErrorKind::RtLayout(_),
+        "shared[0] (shm0)",
+        28
+    );
+    assert!(text.contains("past the RT kernel's 0xc0000000"), "{text}");
+}
+
+#[test]
 fn no_cpu() {
     assert_config_error!(
         bad("cpus = [1]", "cpus = []"),

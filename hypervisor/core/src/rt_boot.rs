@@ -42,13 +42,10 @@ pub const BOOT_INFO_GPA: u64 = 0x1000;
 pub const PAGE_TABLES_GPA: u64 = 0x8000;
 /// Pages of start-up page tables: PML4, PDPT and one page directory per GiB.
 pub const PAGE_TABLE_PAGES: usize = 6;
-/// Lowest guest-physical address a kernel segment may occupy.
-pub const IMAGE_MIN_GPA: u64 = 0x10_0000;
-/// Everything the partition sees must end below this (the kernel maps 3-4 GiB uncached).
-pub const GPA_LIMIT: u64 = 3 << 30;
+use bulkhead_abi::rt_boot::layout::{self, LARGE_PAGE, Piece};
+pub use bulkhead_abi::rt_boot::layout::{GPA_LIMIT, IMAGE_MIN_GPA, LayoutError};
 
 const PAGE: u64 = 0x1000;
-const LARGE_PAGE: u64 = 2 << 20;
 /// RAM regions a partition may have (the config's limit).
 const MAX_RAM: usize = bulkhead_config::MAX_REGIONS;
 /// Shared regions a config may have.
@@ -63,6 +60,15 @@ pub struct Mapping {
     pub hpa: u64,
     /// Bytes.
     pub size: u64,
+}
+
+/// The mapping of host `region` at `gpa`.
+fn mapping(gpa: u64, region: Region) -> Mapping {
+    Mapping {
+        gpa,
+        hpa: region.base,
+        size: region.size,
+    }
 }
 
 impl Mapping {
@@ -80,11 +86,9 @@ impl Mapping {
 /// Why the RT partition cannot be loaded. Each names the config field or the image part.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RtLoadError {
-    /// The partition's RAM or its shared regions would reach past [`GPA_LIMIT`].
-    TooMuchMemory { end: u64 },
-    /// The partition's first RAM region cannot hold the loader's first MiB, or all of its
-    /// RAM is smaller than that plus 2 MiB for a kernel.
-    RamTooSmall { bytes: u64 },
+    /// The partition's RAM and shared regions cannot be placed (the config tool refuses such a
+    /// config too).
+    Layout(LayoutError),
     /// A kernel segment starts below [`IMAGE_MIN_GPA`].
     SegmentTooLow { index: usize, phys: u64 },
     /// A kernel segment does not lie inside one RAM region of the partition.
@@ -96,14 +100,7 @@ pub enum RtLoadError {
 impl fmt::Display for RtLoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            Self::TooMuchMemory { end } => write!(
-                f,
-                "partitions.rt.memory and shared regions need guest-physical space up to {end:#x}, past the RT kernel's {GPA_LIMIT:#x}"
-            ),
-            Self::RamTooSmall { bytes } => write!(
-                f,
-                "partitions.rt.memory: the first region ({bytes:#x} bytes) must hold the loader's first MiB, and all regions together that and 2 MiB more for the kernel"
-            ),
+            Self::Layout(e) => write!(f, "partitions.rt.memory: {e}"),
             Self::SegmentTooLow { index, phys } => write!(
                 f,
                 "segment {index} at {phys:#x} lies below {IMAGE_MIN_GPA:#x}, where the loader puts the boot information"
@@ -127,40 +124,26 @@ pub struct RtLayout {
 impl RtLayout {
     /// Places the RT partition's RAM from guest-physical 0 and the shared regions after it.
     pub fn plan(cfg: &Config) -> Result<Self, RtLoadError> {
+        let ram_regions = cfg.partition(PartitionId::Rt).memory();
+        let shared_regions = cfg.shared_regions();
         let mut ram = FixedList::new();
-        let mut cursor = 0u64;
-        for r in cfg.partition(PartitionId::Rt).memory() {
-            let end = cursor.saturating_add(r.size);
-            if end > GPA_LIMIT {
-                return Err(RtLoadError::TooMuchMemory { end });
-            }
-            // The config allows no more regions than the list holds.
-            let _ = ram.push(Mapping {
-                gpa: cursor,
-                hpa: r.base,
-                size: r.size,
-            });
-            cursor = end;
-        }
-        let first = ram.as_slice().first().map_or(0, |m: &Mapping| m.size);
-        if first < IMAGE_MIN_GPA || cursor < IMAGE_MIN_GPA + LARGE_PAGE {
-            return Err(RtLoadError::RamTooSmall { bytes: first });
-        }
         let mut shared = FixedList::new();
-        for s in cfg.shared_regions() {
-            let Region { base, size } = s.region;
-            let gpa = cursor.next_multiple_of(LARGE_PAGE) + base % LARGE_PAGE;
-            let end = gpa.saturating_add(size);
-            if end > GPA_LIMIT {
-                return Err(RtLoadError::TooMuchMemory { end });
-            }
-            let _ = shared.push(Mapping {
-                gpa,
-                hpa: base,
-                size,
-            });
-            cursor = end;
-        }
+        layout::place(
+            ram_regions.iter().map(|r| (r.base, r.size)),
+            shared_regions
+                .iter()
+                .map(|s| (s.region.base, s.region.size)),
+            |piece, gpa| {
+                // The config allows no more regions than the lists hold.
+                let _ = match piece {
+                    Piece::Ram(i) => ram_regions.get(i).map(|r| ram.push(mapping(gpa, *r))),
+                    Piece::Shared(i) => shared_regions
+                        .get(i)
+                        .map(|s| shared.push(mapping(gpa, s.region))),
+                };
+            },
+        )
+        .map_err(RtLoadError::Layout)?;
         Ok(Self { ram, shared })
     }
 
@@ -291,9 +274,9 @@ mod tests {
 
     const MIB: u64 = 1 << 20;
 
-    fn config(rt_memory: &str, shared_base: u64) -> Config {
+    fn config_text(rt_memory: &str, shared_base: u64) -> std::string::String {
         let hvlog_base = shared_base + 0x20_0000;
-        let text = std::format!(
+        std::format!(
             r#"
 [machine]
 name = "t"
@@ -338,8 +321,11 @@ size = "64 KiB"
 slot_size = 256
 notify = "poll"
 "#
-        );
-        bulkhead_config::host::load_str(&text, "test").unwrap()
+        )
+    }
+
+    fn config(rt_memory: &str, shm_base: u64) -> Config {
+        bulkhead_config::host::load_str(&config_text(rt_memory, shm_base), "test").unwrap()
     }
 
     fn two_regions() -> Config {
@@ -401,24 +387,24 @@ notify = "poll"
         assert_eq!(layout.shared()[0].gpa, 4 * MIB + 0x3_0000);
     }
 
+    /// Memory the loader cannot place never reaches it: the config is refused, with the
+    /// placement's own words (the arithmetic is tested in `bulkhead_abi::rt_boot::layout`).
     #[test]
-    fn memory_past_three_gib_is_refused() {
-        let cfg = config(
-            r#"[{ base = 0x40000000, size = "3 GiB" }, { base = 0x10000000, size = "4 MiB" }]"#,
-            0x1_0000_0000,
-        );
-        let e = RtLayout::plan(&cfg).unwrap_err();
-        assert_eq!(e, RtLoadError::TooMuchMemory { end: 0xc040_0000 });
-        assert!(e.to_string().contains("partitions.rt.memory"));
-    }
-
-    #[test]
-    fn tiny_ram_is_refused() {
-        let cfg = config(r#"[{ base = 0x3000000, size = "1 MiB" }]"#, 0x4100_0000);
-        assert_eq!(
-            RtLayout::plan(&cfg).unwrap_err(),
-            RtLoadError::RamTooSmall { bytes: MIB }
-        );
+    fn memory_the_loader_cannot_place_is_refused_by_the_config() {
+        for (memory, words) in [
+            (
+                r#"[{ base = 0x40000000, size = "3 GiB" }, { base = 0x10000000, size = "4 MiB" }]"#,
+                "past the RT kernel's 0xc0000000",
+            ),
+            (
+                r#"[{ base = 0x3000000, size = "1 MiB" }]"#,
+                "must hold the loader's first MiB",
+            ),
+        ] {
+            let text = config_text(memory, 0x1_0000_0000);
+            let e = bulkhead_config::host::load_str(&text, "test").unwrap_err();
+            assert!(e.to_string().contains(words), "{e}");
+        }
     }
 
     #[test]
