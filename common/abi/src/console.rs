@@ -2,7 +2,7 @@
 //! one writer and its one parser here, tested together. A parser treats a line as untrusted
 //! text: anything that is not exactly the form below is `None`, never a guess.
 //!
-//! - [`STEADY_STATE`], [`HALTED`], [`FATAL_PREFIX`]: the hypervisor's milestones;
+//! - [`STEADY_STATE`], [`HALTED`], [`FATAL_PREFIX`], [`RT_HALTED`]: the milestones;
 //! - [`ExitReport`]: the hypervisor's exit counts of one CPU,
 //!   `exits: cpu 1 rt: total 4 new 0: CPUID=3 VMCALL=1` (indented when printed at a
 //!   partition's stop);
@@ -18,8 +18,10 @@ use crate::Partition;
 pub const STEADY_STATE: &str = "bulkhead: steady state";
 /// The hypervisor's last line when it stops the machine (after a [`FATAL_PREFIX`] line).
 pub const HALTED: &str = "bulkhead: halted";
-/// The start of the one line that names why the hypervisor stops the machine.
+/// The start of the one line that names why the hypervisor (or the RT kernel) stops.
 pub const FATAL_PREFIX: &str = "FATAL: ";
+/// The RT kernel's last line when it stops (after a [`FATAL_PREFIX`] line).
+pub const RT_HALTED: &str = "bulkhead-rt: halted";
 
 /// The head of one CPU's exit report; the reasons follow it on the line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,9 @@
-//! How a blocking call waits on Linux: by polling. Channel doorbells are not delivered to Linux
-//! yet, so a blocked sender or receiver retries after a short spin, then after sleeps that
-//! grow from [`FIRST_SLEEP`] to [`MAX_SLEEP`]. A message therefore waits at most about
-//! [`MAX_SLEEP`] (plus scheduling) before a blocked Linux receiver sees it.
+//! How a blocking call waits on Linux when no interrupt can wake it: on a `poll` channel, or on
+//! a `doorbell` channel without the channel device or its `uio_pci_generic` driver (with them,
+//! `interrupt` sleeps on `/dev/uioN` instead). A blocked sender or receiver retries after a
+//! short spin, then after sleeps that grow from [`FIRST_SLEEP`] to [`MAX_SLEEP`]. A message
+//! therefore waits at most about [`MAX_SLEEP`] (plus scheduling) before a polling Linux
+//! receiver sees it.
 
 use std::time::{Duration, Instant};
 

@@ -13,8 +13,9 @@
 //! Channels are found on the kernel command line (`/proc/cmdline`, or `--cmdline`) and mapped
 //! from `/dev/mem` (or `--mem`, a file standing in for physical memory in tests) through the
 //! `bulkhead-channel` library. `list` and `stats` only read a channel's header; `send` and
-//! `receive` attach as Linux's end of it. Blocking waits poll (Linux gets no doorbells yet);
-//! when the RT side sleeps waiting for Linux, its doorbell is rung (under Bulkhead).
+//! `receive` attach as Linux's end of it. A blocked wait on a `doorbell` channel sleeps on the
+//! channel device's interrupt (`/dev/uioN`), else it polls; when the RT side sleeps waiting for
+//! Linux, its doorbell is rung (under Bulkhead).
 //!
 //! `send` sends MESSAGE (or all of standard input when MESSAGE is absent) as one message.
 //! `receive` prints one line per message: `priority=P len=N text=TEXT` when the message is
@@ -127,8 +128,10 @@ Exit status:
      come back within --timeout-ms; rt when no report came within --timeout-ms;
      log -n/-f when the time ran out, after the lines that came)
 
-Linux gets no channel doorbells yet: blocking waits poll (spin, then sleeps of 20 us
-growing to 1 ms). The RT side's doorbell is rung when it sleeps waiting for Linux.";
+Waiting: a blocked send or receive on a `doorbell` channel sleeps until the channel
+device's interrupt (bound to uio_pci_generic) says the RT side rang; without the device
+or its driver, and on `poll` channels, it polls (spin, then sleeps of 20 us growing to
+1 ms). The RT side's doorbell is rung when it sleeps waiting for Linux.";
 
 /// Bulkhead's channels from Linux: list them, send, receive, ping an RT echo task, show the
 /// RT partition's status reports, and the hypervisor's and the RT partition's logs.

@@ -62,7 +62,7 @@ pub fn fatal(args: fmt::Arguments<'_>) -> ! {
     if !REPORTED.swap(true, Ordering::AcqRel) {
         console::fatal_block(|w| {
             writeln!(w, "FATAL: {args}")?;
-            writeln!(w, "bulkhead-rt: halted")
+            writeln!(w, "{}", bulkhead_abi::console::RT_HALTED)
         });
     }
     halt_forever()

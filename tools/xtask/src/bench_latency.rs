@@ -18,13 +18,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
+use bulkhead_abi::console::STEADY_STATE;
 use bulkhead_e2e::config::LoadedConfig;
 use bulkhead_e2e::{
     ConfigModule, Emulator, ExitReport, Expect, IsoSpec, LatencySummary, PartitionKind, Run, RunDir,
 };
 use clap::Args;
-
-const STEADY_STATE: &str = "bulkhead: steady state";
 
 /// What `bench latency` measures.
 #[derive(Args, Debug, Clone, PartialEq, Eq)]
@@ -250,7 +249,7 @@ mod tests {
         let lines: Vec<String> = [
             "exits: cpu 0 linux: total 1 new 1: VMCALL=1",
             "exits: cpu 1 rt: total 4 new 4: CPUID=3 VMCALL=1",
-            "bulkhead: steady state",
+            STEADY_STATE,
             "exits: cpu 1 rt: total 4 new 0: CPUID=3 VMCALL=1",
             "exits: cpu 1 rt: total 6 new 2: CPUID=3 VMCALL=1 WRMSR=2",
         ]

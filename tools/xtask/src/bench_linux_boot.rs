@@ -467,7 +467,7 @@ pub fn run(
         .regex(POWERED_OFF)
         .regex(STOP_EXITS)
         .fail_on("guest stopped")
-        .stop_on("bulkhead: halted");
+        .stop_on(bulkhead_abi::console::HALTED);
     let limit = Duration::from_secs(args.timeout);
     eprintln!(
         "[xtask] bench linux-boot: Linux {} bare ({linux_cpus} CPU(s)) and under the hypervisor \

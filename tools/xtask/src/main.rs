@@ -29,16 +29,14 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use bulkhead_abi::console::{HALTED, STEADY_STATE};
 use bulkhead_e2e::config::LoadedConfig;
 use bulkhead_e2e::{ConfigModule, Emulator, Event, Expect, IsoSpec, Run, RunDir, WaitErrorKind};
 use clap::{Args, Parser, Subcommand};
 
 /// The config `image` and `run` use unless told otherwise.
 const DEFAULT_CONFIG: &str = "configs/bochs-2cpu.toml";
-/// The line the hypervisor prints once every CPU has run its guest.
-const STEADY_STATE: &str = "bulkhead: steady state";
-/// The line the hypervisor prints when it stops after a fatal error.
-const HALTED: &str = "bulkhead: halted";
+
 /// How often `run` reports that the emulator is still running.
 const PROGRESS_EVERY: Duration = Duration::from_secs(30);
 /// `run --until-settled`'s time limit unless `--timeout` says otherwise.

@@ -54,6 +54,7 @@ long_mode_entry:
 
     .section .rodata
 no_lm_msg:
+    /* The last line is bulkhead_abi::console::HALTED (assembly cannot take a string). */
     .asciz "FATAL: this CPU has no 64-bit long mode\r\nbulkhead: halted\r\n"
 
     BOOT_GDT

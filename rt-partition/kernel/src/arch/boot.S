@@ -140,9 +140,10 @@ long_mode_entry:
 
     .section .rodata
 no_lm_msg:
+    /* The last line is bulkhead_abi::console::RT_HALTED (assembly cannot take a string). */
     .asciz "FATAL: this CPU has no 64-bit long mode\r\nbulkhead-rt: halted\r\n"
 too_many_msg:
-    .asciz "FATAL: CPU index beyond the RT kernel's 8 CPUs\r\nbulkhead-rt: halted\r\n"
+    .asciz "FATAL: CPU index beyond the RT kernel's {max_cpus} CPUs\r\nbulkhead-rt: halted\r\n"
 
     BOOT_GDT
 
