@@ -22,7 +22,8 @@
 //! ```
 //!
 //! A scenario never decides what a run must print, and never picks an image that was not handed
-//! over: a missing one fails before the run directory is touched, saying how to run the tests.
+//! over: a missing one fails, saying how to run the tests (the hypervisor and the RT kernel
+//! before the run directory is touched).
 //!
 //! [`Expect`]: crate::Expect
 
