@@ -3,6 +3,9 @@
 //!
 //! `cargo xtask run` and the end-to-end tests in `tests/` share it:
 //!
+//! - [`Scenario`] is how a test boots: a run name, a config, command lines for the hypervisor,
+//!   the RT kernel and Linux (or the stub on Linux's CPUs, or the RT kernel alone from GRUB),
+//!   an emulator; [`Scenario::start`] does the rest below and returns the [`Run`];
 //! - [`build_hypervisor`] builds the freestanding hypervisor image with the flags the image needs
 //!   (see DESIGN.md, "Building freestanding code"); [`build_rt_kernel`] the RT kernel image;
 //! - [`build_iso`] makes a BIOS-bootable GRUB rescue ISO from an [`IsoSpec`]: the hypervisor, the
@@ -29,6 +32,7 @@ mod emulator;
 mod image;
 mod process;
 mod run;
+mod scenario;
 
 pub mod config;
 pub mod expect;
@@ -47,6 +51,9 @@ pub use image::{
 pub use process::{interrupted, kill_all_emulators};
 pub use report::{ExitReport, LatencySummary, PartitionKind};
 pub use run::{Event, Outcome, Run, RunDir, WaitError, WaitErrorKind};
+pub use scenario::{
+    EmulatorKind, LinuxMode, RT_BARE_CPUS, RT_BARE_MEMORY_MIB, Scenario, example_config,
+};
 
 /// Environment variable through which `cargo xtask test` hands the built hypervisor image to the
 /// end-to-end tests.

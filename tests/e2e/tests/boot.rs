@@ -1,19 +1,19 @@
 //! End-to-end tests: boot the hypervisor image in an emulator and check what it prints.
 //!
-//! Each test builds an ISO in `target/runs/<test name>/`, boots it, waits for the lines it needs
-//! (within a wall-clock limit) and stops the emulator. On failure the message shows the tail of
-//! the serial console and of the emulator's log; everything stays in the run directory.
+//! Each test describes its boot as a `Scenario` (its ISO and emulator files in
+//! `target/runs/<test name>/`), boots it, waits for the lines it needs (within a wall-clock
+//! limit) and stops the emulator. On failure the message shows the tail of the serial console
+//! and of the emulator's log; everything stays in the run directory.
 //!
 //! They are `#[ignore]`d so that a plain `cargo test` stays fast: `cargo xtask test` builds the
 //! image and runs them with `--ignored`. They live in one file, so that libtest runs them in
 //! parallel (`--test-threads=2`); each Bochs is single-threaded.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use bulkhead_e2e::config::LoadedConfig;
-use bulkhead_e2e::{ConfigModule, Emulator, Expect, IsoSpec, Pattern, Run, RunDir};
+use bulkhead_e2e::{EmulatorKind, Expect, Pattern, Run, Scenario};
 
 /// Wall-clock limits, generous: on a loaded two-core host, a 2-CPU Bochs boot reaches steady
 /// state (or its FATAL line) in 6 to 12 s, a 4-CPU one in 12 to 18 s, QEMU in about 1 s.
@@ -25,41 +25,9 @@ const STEADY_STATE: &str = "bulkhead: steady state";
 const HALTED: &str = "bulkhead: halted";
 const STARTING: &str = r"^bulkhead \S+ starting$";
 
-fn config_path(name: &str) -> PathBuf {
-    bulkhead_e2e::workspace_root().join("configs").join(name)
-}
-
-fn load_config(path: &Path) -> Result<LoadedConfig> {
-    bulkhead_e2e::config::load(path)
-}
-
-/// Builds the ISO for `dir` with `config` and `cmdline` (and, for a config file, the RT kernel
-/// under the module name it gives), and boots it.
-fn boot(dir: &RunDir, config: ConfigModule, cmdline: &str, emulator: &Emulator) -> Result<Run> {
-    let elf = bulkhead_e2e::hypervisor_elf_from_env()?;
-    let rt_image = match &config {
-        ConfigModule::Toml(path) => Some(load_config(path)?.rt_image),
-        _ => None,
-    };
-    // These tests exercise the hypervisor's own paths; the Linux CPUs run the start-up stub
-    // (tests/linux.rs boots Linux).
-    let cmdline = format!("linux=stub {cmdline}");
-    let mut spec = IsoSpec::new(dir.join("bulkhead.iso"), elf, config).cmdline(cmdline.trim());
-    if let Some(name) = rt_image {
-        spec = spec.module(name, bulkhead_e2e::rt_kernel_elf_from_env()?);
-    }
-    let iso = bulkhead_e2e::build_iso(&spec)?;
-    Run::start(dir, &iso, emulator)
-}
-
-/// The Bochs machine a config asks for.
-fn bochs_for(config: &LoadedConfig) -> Emulator {
-    Emulator::Bochs {
-        cpus: config.cpus(),
-        memory_mib: config.default_memory_mib(),
-        ips: bulkhead_e2e::DEFAULT_BOCHS_IPS,
-    }
-}
+// These tests exercise the hypervisor's own paths: their scenarios keep the default start-up
+// stub on the Linux CPUs (tests/linux.rs boots Linux) and boot in Bochs, sized from the config,
+// unless they say otherwise.
 
 fn re(pattern: &str) -> Pattern {
     Pattern::regex(pattern)
@@ -129,14 +97,9 @@ fn report(run: &Run) {
 }
 
 fn bochs_healthy(test: &str, config: &str, limit: Duration) -> Result<()> {
-    let config = load_config(&config_path(config))?;
-    let dir = RunDir::create(test)?;
-    let mut run = boot(
-        &dir,
-        ConfigModule::Toml(config.path.clone()),
-        "",
-        &bochs_for(&config),
-    )?;
+    let scenario = Scenario::new(test).config(config);
+    let config = scenario.loaded_config()?;
+    let mut run = scenario.start()?;
     run.wait_for(&healthy_boot(&config), limit)?;
     check_once_per_cpu(&run, &config)?;
     report(&run);
@@ -162,15 +125,11 @@ fn bochs_4cpu_vmx() -> Result<()> {
 #[test]
 #[ignore = "boots an emulator; run through cargo xtask test"]
 fn bochs_unhandled_exit() -> Result<()> {
-    let config = load_config(&config_path("bochs-2cpu.toml"))?;
-    let dir = RunDir::create("bochs_unhandled_exit")?;
-    let config_module = ConfigModule::Toml(config.path.clone());
-    let mut run = boot(
-        &dir,
-        config_module,
-        "selftest=unhandled-exit",
-        &bochs_for(&config),
-    )?;
+    let scenario = Scenario::new("bochs_unhandled_exit")
+        .config("bochs-2cpu.toml")
+        .hv_cmdline("selftest=unhandled-exit");
+    let config = scenario.loaded_config()?;
+    let mut run = scenario.start()?;
     let stopped = r"^cpu \d+ apic \d+: guest stopped: unhandled exit [A-Z0-9_]+";
     // The stopped guest may or may not have made its VMCALL before the unhandled instruction;
     // every other CPU's guest (the RT kernel's too) makes its own.
@@ -237,14 +196,11 @@ fn bochs_unhandled_exit() -> Result<()> {
 #[test]
 #[ignore = "boots an emulator; run through cargo xtask test"]
 fn bochs_hypervisor_exception() -> Result<()> {
-    let config = load_config(&config_path("bochs-2cpu.toml"))?;
-    let dir = RunDir::create("bochs_hypervisor_exception")?;
-    let mut run = boot(
-        &dir,
-        ConfigModule::Toml(config.path.clone()),
-        "selftest=exception",
-        &bochs_for(&config),
-    )?;
+    let scenario = Scenario::new("bochs_hypervisor_exception")
+        .config("bochs-2cpu.toml")
+        .hv_cmdline("selftest=exception");
+    let config = scenario.loaded_config()?;
+    let mut run = scenario.start()?;
     let last = config.cpus() - 1;
     let exception = format!(
         r"^EXCEPTION: cpu {last} apic \d+: vector 6 \(#UD invalid opcode\) error 0x0 at RIP=0x[0-9a-f]{{16}} "
@@ -273,13 +229,10 @@ fn bochs_hypervisor_exception() -> Result<()> {
 #[test]
 #[ignore = "boots an emulator; run through cargo xtask test"]
 fn qemu_tcg_no_vtx() -> Result<()> {
-    let config = load_config(&config_path("bochs-2cpu.toml"))?;
-    let dir = RunDir::create("qemu_tcg_no_vtx")?;
-    let emulator = Emulator::QemuTcg {
-        cpus: config.cpus(),
-        memory_mib: config.default_memory_mib(),
-    };
-    let mut run = boot(&dir, ConfigModule::Toml(config.path.clone()), "", &emulator)?;
+    let mut run = Scenario::new("qemu_tcg_no_vtx")
+        .config("bochs-2cpu.toml")
+        .emulator(EmulatorKind::QemuTcg)
+        .start()?;
     let expect = Expect::new()
         .regex(STARTING)
         .line("FATAL: VT-x not available")
@@ -308,22 +261,17 @@ fn check_fatal_then_halted(run: &Run, fatal: &str) -> Result<()> {
 #[test]
 #[ignore = "boots an emulator; run through cargo xtask test"]
 fn bochs_missing_cpu() -> Result<()> {
-    let dir = RunDir::create("bochs_missing_cpu")?;
-    let base = config_path("bochs-2cpu.toml");
+    let base = bulkhead_e2e::example_config("bochs-2cpu.toml");
     let mut doc: toml_edit::DocumentMut = std::fs::read_to_string(&base)?.parse()?;
     let mut cpus = toml_edit::Array::new();
     cpus.push(7);
     doc["partitions"]["rt"]["cpus"] = toml_edit::value(cpus);
-    let path = dir.join("missing-cpu.toml");
-    std::fs::write(&path, doc.to_string())?;
-    // Valid on the host (it cannot know the machine); the hypervisor checks it against the MADT.
-    let config = load_config(&path)?;
-    let emulator = Emulator::Bochs {
-        cpus: 2,
-        memory_mib: config.default_memory_mib(),
-        ips: bulkhead_e2e::DEFAULT_BOCHS_IPS,
-    };
-    let mut run = boot(&dir, ConfigModule::Toml(path), "", &emulator)?;
+    // Valid on the host (it cannot know the machine: the scenario checks and compiles it); the
+    // hypervisor checks it against the MADT of a machine with two CPUs.
+    let mut run = Scenario::new("bochs_missing_cpu")
+        .config_text("missing-cpu.toml", doc.to_string())
+        .cpus(2)
+        .start()?;
     let fatal = "FATAL: config: partitions.rt.cpus[0]: APIC ID 7 is not present";
     let expect = Expect::new().line(fatal).line(HALTED);
     run.wait_for(&expect, BOCHS_2CPU_LIMIT)?;
@@ -336,11 +284,10 @@ fn bochs_missing_cpu() -> Result<()> {
 #[test]
 #[ignore = "boots an emulator; run through cargo xtask test"]
 fn bochs_corrupt_config() -> Result<()> {
-    let dir = RunDir::create("bochs_corrupt_config")?;
-    let blob = dir.join("corrupt.bin");
-    std::fs::write(&blob, pseudo_random_bytes(4096, 0x5eed_b10b))?;
-    let config = load_config(&config_path("bochs-2cpu.toml"))?;
-    let mut run = boot(&dir, ConfigModule::Raw(blob), "", &bochs_for(&config))?;
+    let mut run = Scenario::new("bochs_corrupt_config")
+        .config("bochs-2cpu.toml")
+        .config_blob("corrupt.bin", pseudo_random_bytes(4096, 0x5eed_b10b))
+        .start()?;
     let expect = Expect::new().line("FATAL: config blob:").line(HALTED);
     run.wait_for(&expect, BOCHS_2CPU_LIMIT)?;
     check_fatal_then_halted(&run, "FATAL: config blob:")?;
@@ -352,9 +299,10 @@ fn bochs_corrupt_config() -> Result<()> {
 #[test]
 #[ignore = "boots an emulator; run through cargo xtask test"]
 fn bochs_no_config_module() -> Result<()> {
-    let dir = RunDir::create("bochs_no_config_module")?;
-    let config = load_config(&config_path("bochs-2cpu.toml"))?;
-    let mut run = boot(&dir, ConfigModule::Omit, "", &bochs_for(&config))?;
+    let mut run = Scenario::new("bochs_no_config_module")
+        .config("bochs-2cpu.toml")
+        .without_config_module()
+        .start()?;
     let expect = Expect::new().line("FATAL: no config module").line(HALTED);
     run.wait_for(&expect, BOCHS_2CPU_LIMIT)?;
     check_fatal_then_halted(&run, "FATAL: no config module")?;

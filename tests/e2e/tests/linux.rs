@@ -6,12 +6,11 @@
 //! `cargo xtask test` hands over the images and the guest files in `BULKHEAD_HYPERVISOR_ELF`,
 //! `BULKHEAD_RT_KERNEL_ELF`, `BULKHEAD_LINUX_KERNEL` and `BULKHEAD_LINUX_INITRD`.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use bulkhead_e2e::{
-    Emulator, ExitReport, Expect, IsoSpec, LatencySummary, PartitionKind, Pattern, Run, RunDir,
+    ExitReport, Expect, LatencySummary, LinuxMode, PartitionKind, Pattern, Run, Scenario,
 };
 
 /// Wall-clock limit: GRUB loads the 66 MB vmlinux in about a minute of wall time, Linux
@@ -22,57 +21,6 @@ const BOCHS_LIMIT: Duration = Duration::from_secs(1200);
 const HALTED: &str = "bulkhead: halted";
 const MEMTOTAL: &str = r"^bulkhead-linux: memtotal_kb (\d+)$";
 const POWERED_OFF: &str = r"^cpu \d+ apic \d+: linux partition stopped: it powered off$";
-
-/// Boots the example config `config` with Linux given `linux_args` after the config's
-/// command line.
-fn boot(test: &str, config: &str, hv_cmdline: &str, linux_args: &str) -> Result<Run> {
-    boot_with_rt(test, config, hv_cmdline, "", linux_args)
-}
-
-/// [`boot`] with `rt_args` for the RT kernel.
-fn boot_with_rt(
-    test: &str,
-    config: &str,
-    hv_cmdline: &str,
-    rt_args: &str,
-    linux_args: &str,
-) -> Result<Run> {
-    let dir = RunDir::create(test)?;
-    let path = bulkhead_e2e::workspace_root().join("configs").join(config);
-    boot_in(dir, path, hv_cmdline, rt_args, linux_args)
-}
-
-/// Boots the config at `path` in `dir`.
-fn boot_in(
-    dir: RunDir,
-    path: PathBuf,
-    hv_cmdline: &str,
-    rt_args: &str,
-    linux_args: &str,
-) -> Result<Run> {
-    let loaded = bulkhead_e2e::config::load(&path)?;
-    let kernel = bulkhead_e2e::linux_kernel_from_env(&loaded.linux_kernel)?;
-    let spec = IsoSpec::new(
-        dir.join("bulkhead.iso"),
-        bulkhead_e2e::hypervisor_elf_from_env()?,
-        bulkhead_e2e::ConfigModule::Toml(path),
-    )
-    .cmdline(hv_cmdline)
-    .module_with_args(
-        &loaded.rt_image,
-        bulkhead_e2e::rt_kernel_elf_from_env()?,
-        rt_args,
-    )
-    .module_with_args(&loaded.linux_kernel, kernel, linux_args)
-    .linux_modules_from_env(&loaded)?;
-    let iso = bulkhead_e2e::build_iso(&spec)?;
-    let emulator = Emulator::Bochs {
-        cpus: loaded.cpus(),
-        memory_mib: loaded.default_memory_mib(),
-        ips: bulkhead_e2e::DEFAULT_BOCHS_IPS,
-    };
-    Run::start(&dir, &iso, &emulator)
-}
 
 /// The numbers the first line matching `pattern` captures, group by group.
 fn first_numbers(run: &Run, pattern: &str) -> Result<Vec<u64>> {
@@ -200,12 +148,11 @@ struct PowerOffCase {
 /// Linux partition only, on all its CPUs (the RT side goes on printing summaries); the Linux
 /// CPU's exits are counted per reason and printed at the power-off.
 fn power_off_beside_rt(case: &PowerOffCase) -> Result<()> {
-    let mut run = boot(
-        case.test,
-        case.config,
-        "exit_report_s=2",
-        "bulkhead.init=poweroff",
-    )?;
+    let mut run = Scenario::new(case.test)
+        .config(case.config)
+        .hv_cmdline("exit_report_s=2")
+        .linux(LinuxMode::kernel("bulkhead.init=poweroff"))
+        .start()?;
     let mut expect = Expect::new()
         .regex(r"partition linux: kernel \S+ \(vmlinux, \d+ KiB\) at 0x[0-9a-f]+")
         .line("bulkhead: steady state")
@@ -307,25 +254,20 @@ fn bochs_linux_smp_power_off() -> Result<()> {
 #[test]
 #[ignore = "boots an emulator; run through cargo xtask test"]
 fn bochs_linux_smp_panic_restart() -> Result<()> {
-    let dir = RunDir::create("bochs_linux_smp_panic_restart")?;
-    let example = bulkhead_e2e::workspace_root().join("configs/bochs-4cpu.toml");
+    let example = bulkhead_e2e::example_config("bochs-4cpu.toml");
     let text = std::fs::read_to_string(&example)?;
     ensure!(
         text.contains("on_exit = \"stop\""),
         "bochs-4cpu.toml no longer says on_exit = \"stop\""
     );
-    let restarting = dir.join("bochs-4cpu-restart.toml");
-    std::fs::write(
-        &restarting,
-        text.replace("on_exit = \"stop\"", "on_exit = \"restart\""),
-    )?;
-    let mut run = boot_in(
-        dir,
-        restarting,
-        "exit_report_s=2",
-        "",
-        "panic=-1 bulkhead.init=panic",
-    )?;
+    let mut run = Scenario::new("bochs_linux_smp_panic_restart")
+        .config_text(
+            "bochs-4cpu-restart.toml",
+            text.replace("on_exit = \"stop\"", "on_exit = \"restart\""),
+        )
+        .hv_cmdline("exit_report_s=2")
+        .linux(LinuxMode::kernel("panic=-1 bulkhead.init=panic"))
+        .start()?;
     let smp = r"^bulkhead-linux: cpus online 0-1 count 2$";
     let expect = Expect::new()
         .line("bulkhead: steady state")
@@ -382,13 +324,12 @@ fn bochs_linux_smp_panic_restart() -> Result<()> {
 #[test]
 #[ignore = "boots an emulator; run through cargo xtask test"]
 fn bochs_channels_linux_to_rt_and_back() -> Result<()> {
-    let mut run = boot_with_rt(
-        "bochs_channels_linux_to_rt_and_back",
-        "bochs-2cpu.toml",
-        "exit_report_s=2",
-        "echo=commands:telemetry status=rt-status log=rt-log",
-        "bulkhead.init=channels",
-    )?;
+    let mut run = Scenario::new("bochs_channels_linux_to_rt_and_back")
+        .config("bochs-2cpu.toml")
+        .hv_cmdline("exit_report_s=2")
+        .rt_cmdline("echo=commands:telemetry status=rt-status log=rt-log")
+        .linux(LinuxMode::kernel("bulkhead.init=channels"))
+        .start()?;
     let ping = r"^bulkhead-ping: sent (\d+) received (\d+) lost (\d+) duplicated (\d+) corrupt (\d+) reordered (\d+) max_rtt_us (\d+)$";
     let expect = Expect::new()
         .regex(r"^channel telemetry: 64 KiB at 0x38000000, \d+ slots of 256 bytes, ready$")

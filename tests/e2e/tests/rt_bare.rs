@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use bulkhead_e2e::{Emulator, Expect, IsoSpec, LatencySummary, Pattern, Run, RunDir};
+use bulkhead_e2e::{EmulatorKind, Expect, LatencySummary, Pattern, Run, Scenario};
 
 /// Wall-clock limits. Measured: QEMU reaches its first summaries in 2 to 5 s; Bochs (2 CPUs,
 /// 50 M instructions per emulated second) boots in about 10 s and then runs about 2.5 emulated
@@ -20,14 +20,6 @@ const BOCHS_LIMIT: Duration = Duration::from_secs(240);
 const STARTING: &str = r"^bulkhead-rt \S+ starting \(bare\)$";
 const HALTED: &str = "bulkhead-rt: halted";
 const SELFTEST_DONE: &str = r"^selftest: (\d+) passed, (\d+) failed$";
-
-fn boot(test: &str, cmdline: &str, emulator: &Emulator) -> Result<Run> {
-    let elf = bulkhead_e2e::rt_kernel_elf_from_env()?;
-    let dir = RunDir::create(test)?;
-    let spec = IsoSpec::rt_bare(dir.join("rt.iso"), elf).cmdline(cmdline);
-    let iso = bulkhead_e2e::build_iso(&spec)?;
-    Run::start(&dir, &iso, emulator)
-}
 
 /// Every CPU's latency summary, at least `times` times.
 fn latency_summaries(cpus: u32, times: usize) -> Expect {
@@ -89,11 +81,10 @@ fn check_selftest(run: &Run, expected_tests: usize) -> Result<()> {
 #[test]
 #[ignore = "boots an emulator; run through cargo xtask test"]
 fn qemu_rt_bare_latency() -> Result<()> {
-    let emulator = Emulator::QemuTcg {
-        cpus: 2,
-        memory_mib: 256,
-    };
-    let mut run = boot("qemu_rt_bare_latency", "", &emulator)?;
+    let mut run = Scenario::rt_bare("qemu_rt_bare_latency")
+        .emulator(EmulatorKind::QemuTcg)
+        .cpus(2)
+        .start()?;
     run.wait_for(&latency_summaries(2, 2), QEMU_LIMIT)?;
     let all = LatencySummary::all(run.lines());
     let last = last_per_cpu(&all, 2)?;
@@ -108,11 +99,11 @@ fn qemu_rt_bare_latency() -> Result<()> {
 #[test]
 #[ignore = "boots an emulator; run through cargo xtask test"]
 fn qemu_rt_bare_selftest() -> Result<()> {
-    let emulator = Emulator::QemuTcg {
-        cpus: 2,
-        memory_mib: 256,
-    };
-    let mut run = boot("qemu_rt_bare_selftest", "selftest=kernel", &emulator)?;
+    let mut run = Scenario::rt_bare("qemu_rt_bare_selftest")
+        .rt_cmdline("selftest=kernel")
+        .emulator(EmulatorKind::QemuTcg)
+        .cpus(2)
+        .start()?;
     let expect = Expect::new()
         .regex(STARTING)
         .regex(SELFTEST_DONE)
@@ -135,16 +126,10 @@ fn qemu_rt_bare_selftest() -> Result<()> {
 #[test]
 #[ignore = "boots an emulator; run through cargo xtask test"]
 fn bochs_rt_bare_latency_and_selftest() -> Result<()> {
-    let emulator = Emulator::Bochs {
-        cpus: 2,
-        memory_mib: 256,
-        ips: bulkhead_e2e::DEFAULT_BOCHS_IPS,
-    };
-    let mut run = boot(
-        "bochs_rt_bare_latency_and_selftest",
-        "selftest=kernel latency_period_us=1000 control_hz=1000",
-        &emulator,
-    )?;
+    let mut run = Scenario::rt_bare("bochs_rt_bare_latency_and_selftest")
+        .rt_cmdline("selftest=kernel latency_period_us=1000 control_hz=1000")
+        .cpus(2)
+        .start()?;
     let expect = latency_summaries(2, 2).regex(SELFTEST_DONE);
     run.wait_for(&expect, BOCHS_LIMIT)?;
     check_selftest(&run, 6)?;

@@ -6,14 +6,10 @@
 //! Like `boot.rs`, each test boots an ISO in `target/runs/<test name>/`; `cargo xtask test`
 //! hands over both images in `BULKHEAD_HYPERVISOR_ELF` and `BULKHEAD_RT_KERNEL_ELF`.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use bulkhead_e2e::{
-    ConfigModule, Emulator, ExitReport, Expect, IsoSpec, LatencySummary, PartitionKind, Pattern,
-    Run, RunDir,
-};
+use bulkhead_e2e::{ExitReport, Expect, LatencySummary, PartitionKind, Pattern, Scenario};
 
 /// Wall-clock limit: Bochs boots to steady state in 10 to 20 s and then runs 1 to 2.5 virtual
 /// seconds per wall second, slower on a loaded host.
@@ -23,42 +19,8 @@ const STEADY_STATE: &str = "bulkhead: steady state";
 const HALTED: &str = "bulkhead: halted";
 const SELFTEST_DONE: &str = r"^selftest: (\d+) passed, (\d+) failed$";
 
-fn config_path(name: &str) -> PathBuf {
-    bulkhead_e2e::workspace_root().join("configs").join(name)
-}
-
-/// Boots `config` with the RT kernel module given `rt_args`, or `rt_file` in its place.
-fn boot(
-    test: &str,
-    config: &str,
-    hv_cmdline: &str,
-    rt_args: &str,
-    rt_file: Option<PathBuf>,
-) -> Result<Run> {
-    let dir = RunDir::create(test)?;
-    let path = config_path(config);
-    let loaded = bulkhead_e2e::config::load(&path)?;
-    let rt_file = match rt_file {
-        Some(f) => f,
-        None => bulkhead_e2e::rt_kernel_elf_from_env()?,
-    };
-    let spec = IsoSpec::new(
-        dir.join("bulkhead.iso"),
-        bulkhead_e2e::hypervisor_elf_from_env()?,
-        ConfigModule::Toml(path),
-    )
-    // The Linux CPU runs the start-up stub: this is the RT side's test (tests/linux.rs
-    // measures the RT side while Linux boots).
-    .cmdline(format!("linux=stub {hv_cmdline}").trim())
-    .module_with_args(&loaded.rt_image, rt_file, rt_args);
-    let iso = bulkhead_e2e::build_iso(&spec)?;
-    let emulator = Emulator::Bochs {
-        cpus: loaded.cpus(),
-        memory_mib: loaded.default_memory_mib(),
-        ips: bulkhead_e2e::DEFAULT_BOCHS_IPS,
-    };
-    Run::start(&dir, &iso, &emulator)
-}
+// The Linux CPU runs the start-up stub (the scenario's default): these are the RT side's
+// tests (tests/linux.rs measures the RT side while Linux boots).
 
 /// bochs-2cpu (Linux stub on CPU 0, the RT kernel on CPU 1), `selftest=kernel`, latency task
 /// at 1 ms, exit reports every second: every self-test passes; the latency task runs at least
@@ -67,13 +29,11 @@ fn boot(
 #[test]
 #[ignore = "boots an emulator; run through cargo xtask test"]
 fn bochs_rt_under_hypervisor() -> Result<()> {
-    let mut run = boot(
-        "bochs_rt_under_hypervisor",
-        "bochs-2cpu.toml",
-        "exit_report_s=1",
-        "selftest=kernel latency_period_us=1000 control_hz=1000",
-        None,
-    )?;
+    let mut run = Scenario::new("bochs_rt_under_hypervisor")
+        .config("bochs-2cpu.toml")
+        .hv_cmdline("exit_report_s=1")
+        .rt_cmdline("selftest=kernel latency_period_us=1000 control_hz=1000")
+        .start()?;
     let expect = Expect::new()
         .regex(r"partition rt: EPT in \d+ tables, 64-bit kernel entry at 0x[0-9a-f]+$")
         .regex(r"^bulkhead-rt \S+ starting \(hypervisor\)$")
@@ -136,14 +96,11 @@ fn bochs_rt_under_hypervisor() -> Result<()> {
 #[test]
 #[ignore = "boots an emulator; run through cargo xtask test"]
 fn bochs_rt_image_not_elf() -> Result<()> {
-    let not_elf = config_path("bochs-2cpu.toml");
-    let mut run = boot(
-        "bochs_rt_image_not_elf",
-        "bochs-2cpu.toml",
-        "",
-        "",
-        Some(not_elf),
-    )?;
+    let not_elf = bulkhead_e2e::example_config("bochs-2cpu.toml");
+    let mut run = Scenario::new("bochs_rt_image_not_elf")
+        .config("bochs-2cpu.toml")
+        .rt_file(not_elf)
+        .start()?;
     let expect = Expect::new()
         .no_fail_patterns()
         .line(r#"FATAL: module "rt.elf" (rt.image): no ELF magic at 0"#)

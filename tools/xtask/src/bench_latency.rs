@@ -20,9 +20,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use bulkhead_abi::console::STEADY_STATE;
 use bulkhead_e2e::config::LoadedConfig;
-use bulkhead_e2e::{
-    ConfigModule, Emulator, ExitReport, Expect, IsoSpec, LatencySummary, PartitionKind, Run, RunDir,
-};
+use bulkhead_e2e::{ExitReport, Expect, LatencySummary, PartitionKind, Scenario};
 use clap::Args;
 
 /// What `bench latency` measures.
@@ -94,20 +92,10 @@ fn kernel_options(args: &LatencyArgs) -> String {
     )
 }
 
-/// Boots `spec` and waits for `seconds + 1` summaries; returns the run's lines and the last.
-fn measure(
-    name: &str,
-    spec: IsoSpec,
-    emulator: Emulator,
-    args: &LatencyArgs,
-) -> Result<(Vec<String>, LatencySummary)> {
-    let dir = RunDir::create(name)?;
-    let spec = IsoSpec {
-        output: dir.join("bench.iso"),
-        ..spec
-    };
-    let iso = bulkhead_e2e::build_iso(&spec)?;
-    let mut run = Run::start(&dir, &iso, &emulator)?;
+/// Boots `scenario` and waits for `seconds + 1` summaries; returns the run's lines and the last.
+fn measure(scenario: &Scenario, args: &LatencyArgs) -> Result<(Vec<String>, LatencySummary)> {
+    let name = scenario.name();
+    let mut run = scenario.start()?;
     let want = usize::try_from(args.seconds + 1).unwrap_or(usize::MAX);
     let expect = Expect::new()
         .times(want, LatencySummary::pattern_for_cpu(0))
@@ -150,33 +138,28 @@ pub fn run(
         "the latency benchmark compares one RT CPU: use a config with one Linux and one RT CPU"
     );
     let options = kernel_options(args);
-    let bare_spec = IsoSpec::rt_bare("bare.iso", &rt_kernel).cmdline(options.clone());
-    let hv_spec = IsoSpec::new(
-        "hv.iso",
-        hypervisor,
-        ConfigModule::Toml(config.path.clone()),
-    )
-    .cmdline("linux=stub exit_report_s=1")
-    .module_with_args(&config.rt_image, &rt_kernel, options.clone());
-    let bochs = |cpus, memory_mib| Emulator::Bochs {
-        cpus,
-        memory_mib,
-        ips: args.ips,
-    };
+    // Bare, Bochs emulates the kernel's one CPU; under the hypervisor, the config's machine
+    // with the start-up stub on its Linux CPU.
+    let bare = Scenario::rt_bare("bench_latency_bare")
+        .rt_file(&rt_kernel)
+        .rt_cmdline(options.as_str())
+        .cpus(1)
+        .memory_mib(256)
+        .ips(args.ips);
+    let hv = Scenario::new("bench_latency_hypervisor")
+        .config_path(&config.path)
+        .hypervisor_file(hypervisor)
+        .hv_cmdline("exit_report_s=1")
+        .rt_file(&rt_kernel)
+        .rt_cmdline(options.as_str())
+        .ips(args.ips);
     eprintln!(
         "[xtask] bench latency: {} s at {} us, bare and under the hypervisor, in parallel",
         args.seconds, args.period_us
     );
     let (bare, hv) = std::thread::scope(|s| {
-        let bare = s.spawn(|| measure("bench_latency_bare", bare_spec, bochs(1, 256), args));
-        let hv = s.spawn(|| {
-            measure(
-                "bench_latency_hypervisor",
-                hv_spec,
-                bochs(config.cpus(), config.default_memory_mib()),
-                args,
-            )
-        });
+        let bare = s.spawn(|| measure(&bare, args));
+        let hv = s.spawn(|| measure(&hv, args));
         (bare.join(), hv.join())
     });
     let (Ok(bare), Ok(hv)) = (bare, hv) else {
