@@ -219,9 +219,12 @@ pub struct SelftestSummary {
 }
 
 impl SelftestSummary {
+    /// The line's start, for a search that needs no parse.
+    pub const PREFIX: &'static str = "selftest: ";
+
     /// Parses the line.
     pub fn parse(line: &str) -> Option<Self> {
-        let rest = line.trim().strip_prefix("selftest: ")?;
+        let rest = line.trim().strip_prefix(Self::PREFIX)?;
         let (passed, failed) = rest.strip_suffix(" failed")?.split_once(" passed, ")?;
         Some(Self {
             passed: passed.parse().ok()?,

@@ -49,7 +49,7 @@ pub use image::{
     build_rt_kernel, grub_cfg,
 };
 pub use process::{interrupted, kill_all_emulators};
-pub use report::{ExitReport, LatencySummary, PartitionKind};
+pub use report::{ExitReport, LatencySummary, PartitionKind, SelftestSummary};
 pub use run::{Event, Outcome, Run, RunDir, WaitError, WaitErrorKind};
 pub use scenario::{
     EmulatorKind, LinuxMode, RT_BARE_CPUS, RT_BARE_MEMORY_MIB, Scenario, example_config,

@@ -1,98 +1,59 @@
-//! The numbered report lines the system prints, parsed once for every test and benchmark.
+//! The numbered report lines the system prints, as the tests and benchmarks read them. The
+//! line formats and their parsers are the ABI's (`bulkhead_abi::console`), shared with the code
+//! that prints them; this module adds what a test needs around them:
 //!
-//! - the RT kernel's latency summary:
-//!   `latency cpu=0 samples=1001 min_ns=.. avg_ns=.. max_ns=.. p99_ns=.. p999_ns=.. misses=0 overflow=0`
-//!   ([`LatencySummary`]);
-//! - the hypervisor's exit report, periodic or (indented) at a partition's stop:
-//!   `exits: cpu 1 rt: total 4 new 0: CPUID=3 VMCALL=1` ([`ExitReport`]).
+//! - the RT kernel's latency summary ([`LatencySummary`], the ABI's type): every summary among
+//!   the console lines ([`latency_summaries`]) and patterns to wait for them;
+//! - the RT kernel's self-test result ([`SelftestSummary`], the ABI's type);
+//! - the hypervisor's exit report, periodic or (indented) at a partition's stop: an owned
+//!   [`ExitReport`] parsed by the ABI's parser, and patterns to wait for them.
 //!
 //! A line that does not have exactly the expected form parses to `None`: a test that needs the
 //! numbers then fails on their absence rather than on a guess.
 
+use bulkhead_abi::console;
+pub use bulkhead_abi::console::{LatencySummary, SelftestSummary};
+
 use crate::expect::Pattern;
 
-/// One cumulative summary of the RT kernel's latency task on one of its CPUs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LatencySummary {
-    /// The RT kernel's CPU index (0 is the partition's first CPU).
-    pub cpu: u32,
-    pub samples: u64,
-    pub min_ns: u64,
-    pub avg_ns: u64,
-    pub max_ns: u64,
-    pub p99_ns: u64,
-    pub p999_ns: u64,
-    /// Periods whose job started after its deadline.
-    pub misses: u64,
-    /// Samples beyond the histogram's range.
-    pub overflow: u64,
+/// Which partition an exit report is about: the ABI's partition names.
+pub type PartitionKind = bulkhead_abi::Partition;
+
+/// Every latency summary among `lines`, in order.
+pub fn latency_summaries(lines: &[String]) -> Vec<LatencySummary> {
+    lines
+        .iter()
+        .filter_map(|l| LatencySummary::parse(l))
+        .collect()
 }
 
-impl LatencySummary {
-    const KEYS: [&'static str; 9] = [
-        "cpu", "samples", "min_ns", "avg_ns", "max_ns", "p99_ns", "p999_ns", "misses", "overflow",
-    ];
-
-    /// Parses one summary line (surrounding white space allowed).
-    pub fn parse(line: &str) -> Option<Self> {
-        let rest = line.trim().strip_prefix("latency ")?;
-        let mut values = [0u64; 9];
-        let mut words = rest.split_whitespace();
-        for (key, value) in Self::KEYS.iter().zip(values.iter_mut()) {
-            let (k, v) = words.next()?.split_once('=')?;
-            if k != *key {
-                return None;
-            }
-            *value = v.parse().ok()?;
-        }
-        if words.next().is_some() {
-            return None;
-        }
-        let [
-            cpu,
-            samples,
-            min_ns,
-            avg_ns,
-            max_ns,
-            p99_ns,
-            p999_ns,
-            misses,
-            overflow,
-        ] = values;
-        Some(Self {
-            cpu: u32::try_from(cpu).ok()?,
-            samples,
-            min_ns,
-            avg_ns,
-            max_ns,
-            p99_ns,
-            p999_ns,
-            misses,
-            overflow,
-        })
-    }
-
-    /// Every summary among `lines`, in order.
-    pub fn all(lines: &[String]) -> Vec<Self> {
-        lines.iter().filter_map(|l| Self::parse(l)).collect()
-    }
-
-    /// A pattern for the summaries of every CPU (to count them while waiting).
-    pub fn pattern() -> Pattern {
-        Pattern::regex(r"^latency cpu=\d+ samples=\d+ ")
-    }
-
-    /// A pattern for the summaries of RT CPU `cpu` that counted at least one sample.
-    pub fn pattern_for_cpu(cpu: u32) -> Pattern {
-        Pattern::regex(&format!(r"^latency cpu={cpu} samples=[1-9]\d* "))
-    }
+/// A pattern for the latency summaries of every CPU (to count them while waiting).
+pub fn latency_pattern() -> Pattern {
+    Pattern::regex(&format!(r"^{}\d+ samples=\d+ ", LatencySummary::PREFIX))
 }
 
-/// Which partition an exit report is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PartitionKind {
-    Rt,
-    Linux,
+/// A pattern for the latency summaries of RT CPU `cpu` that counted at least one sample.
+pub fn latency_pattern_for_cpu(cpu: u32) -> Pattern {
+    Pattern::regex(&format!(
+        r"^{}{cpu} samples=[1-9]\d* ",
+        LatencySummary::PREFIX
+    ))
+}
+
+/// A pattern for the RT kernel's self-test result line, whatever its counts.
+pub fn selftest_pattern() -> Pattern {
+    Pattern::regex(&format!(
+        r"^{}\d+ passed, \d+ failed$",
+        SelftestSummary::PREFIX
+    ))
+}
+
+/// The self-test result lines among `lines`, in order.
+pub fn selftest_summaries(lines: &[String]) -> Vec<SelftestSummary> {
+    lines
+        .iter()
+        .filter_map(|l| SelftestSummary::parse(l))
+        .collect()
 }
 
 /// One exit report of one CPU: its totals and the count per exit reason.
@@ -112,33 +73,16 @@ pub struct ExitReport {
 }
 
 impl ExitReport {
-    /// Parses one exit report line.
+    /// Parses one exit report line of a CPU in a partition (the ABI's parser).
     pub fn parse(line: &str) -> Option<Self> {
-        let at_stop = line.starts_with(char::is_whitespace);
-        let rest = line.trim().strip_prefix("exits: cpu ")?;
-        let (cpu, rest) = rest.split_once(' ')?;
-        let (partition, rest) = rest.split_once(": total ")?;
-        let partition = match partition {
-            "rt" => PartitionKind::Rt,
-            "linux" => PartitionKind::Linux,
-            _ => return None,
-        };
-        let (total, rest) = rest.split_once(" new ")?;
-        let (new, reasons) = rest.split_once(':')?;
-        let reasons = reasons
-            .split_whitespace()
-            .map(|word| {
-                let (name, n) = word.split_once('=')?;
-                Some((name.to_string(), n.parse().ok()?))
-            })
-            .collect::<Option<Vec<_>>>()?;
+        let r = console::ExitReport::parse(line)?;
         Some(Self {
-            cpu: cpu.parse().ok()?,
-            partition,
-            total: total.parse().ok()?,
-            new: new.parse().ok()?,
-            reasons,
-            at_stop,
+            cpu: r.cpu,
+            partition: r.partition?,
+            total: r.total,
+            new: r.new,
+            reasons: r.reasons().map(|(n, c)| (n.to_string(), c)).collect(),
+            at_stop: r.at_stop,
         })
     }
 
@@ -153,10 +97,10 @@ impl ExitReport {
 
     /// A pattern for the periodic exit reports about `partition` (not those at a stop).
     pub fn pattern(partition: PartitionKind) -> Pattern {
-        Pattern::regex(match partition {
-            PartitionKind::Rt => r"^exits: cpu \d+ rt: total \d+ new \d+:",
-            PartitionKind::Linux => r"^exits: cpu \d+ linux: total \d+ new \d+:",
-        })
+        Pattern::regex(&format!(
+            r"^exits: cpu \d+ {}: total \d+ new \d+:",
+            partition.key()
+        ))
     }
 
     /// The reasons as printed: `CPUID=3 VMCALL=1`.
@@ -192,9 +136,9 @@ mod tests {
                 overflow: 0,
             }
         );
-        assert!(LatencySummary::pattern().matches(SUMMARY));
-        assert!(LatencySummary::pattern_for_cpu(1).matches(SUMMARY));
-        assert!(!LatencySummary::pattern_for_cpu(0).matches(SUMMARY));
+        assert!(latency_pattern().matches(SUMMARY));
+        assert!(latency_pattern_for_cpu(1).matches(SUMMARY));
+        assert!(!latency_pattern_for_cpu(0).matches(SUMMARY));
     }
 
     #[test]

@@ -12,6 +12,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
+use bulkhead_abi::console::{HALTED, STEADY_STATE};
 use bulkhead_e2e::config::LoadedConfig;
 use bulkhead_e2e::{EmulatorKind, Expect, Pattern, Run, Scenario};
 
@@ -21,8 +22,6 @@ const BOCHS_2CPU_LIMIT: Duration = Duration::from_secs(300);
 const BOCHS_4CPU_LIMIT: Duration = Duration::from_secs(600);
 const QEMU_LIMIT: Duration = Duration::from_secs(120);
 
-const STEADY_STATE: &str = "bulkhead: steady state";
-const HALTED: &str = "bulkhead: halted";
 const STARTING: &str = r"^bulkhead \S+ starting$";
 
 // These tests exercise the hypervisor's own paths: their scenarios keep the default start-up

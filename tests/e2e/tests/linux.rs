@@ -9,8 +9,9 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
+use bulkhead_abi::console::{HALTED, STEADY_STATE};
 use bulkhead_e2e::{
-    ExitReport, Expect, LatencySummary, LinuxMode, PartitionKind, Pattern, Run, Scenario,
+    ExitReport, Expect, LatencySummary, LinuxMode, PartitionKind, Pattern, Run, Scenario, report,
 };
 
 /// Wall-clock limit: GRUB loads the 66 MB vmlinux in about a minute of wall time, Linux
@@ -18,7 +19,6 @@ use bulkhead_e2e::{
 /// wall second, slower on a loaded host.
 const BOCHS_LIMIT: Duration = Duration::from_secs(1200);
 
-const HALTED: &str = "bulkhead: halted";
 const MEMTOTAL: &str = r"^bulkhead-linux: memtotal_kb (\d+)$";
 const POWERED_OFF: &str = r"^cpu \d+ apic \d+: linux partition stopped: it powered off$";
 
@@ -49,7 +49,7 @@ fn memtotal_kb(run: &Run) -> Result<u64> {
 
 /// Every latency summary so far; fails on the first missed deadline.
 fn summaries_without_misses(run: &Run) -> Result<Vec<LatencySummary>> {
-    let summaries = LatencySummary::all(run.lines());
+    let summaries = report::latency_summaries(run.lines());
     for s in &summaries {
         ensure!(
             s.misses == 0,
@@ -155,7 +155,7 @@ fn power_off_beside_rt(case: &PowerOffCase) -> Result<()> {
         .start()?;
     let mut expect = Expect::new()
         .regex(r"partition linux: kernel \S+ \(vmlinux, \d+ KiB\) at 0x[0-9a-f]+")
-        .line("bulkhead: steady state")
+        .line(STEADY_STATE)
         .line("bulkhead-linux: init reached")
         .regex(case.cpus_online)
         .regex(MEMTOTAL)
@@ -170,10 +170,10 @@ fn power_off_beside_rt(case: &PowerOffCase) -> Result<()> {
     }
     run.wait_for(&expect, BOCHS_LIMIT)?;
     // Two more RT summaries after the power-off: the RT side did not notice.
-    let after_off = run.count(LatencySummary::pattern()) + 2;
+    let after_off = run.count(report::latency_pattern()) + 2;
     run.wait_for(
         &Expect::new()
-            .times(after_off, LatencySummary::pattern())
+            .times(after_off, report::latency_pattern())
             .stop_on(HALTED),
         BOCHS_LIMIT,
     )?;
@@ -270,7 +270,7 @@ fn bochs_linux_smp_panic_restart() -> Result<()> {
         .start()?;
     let smp = r"^bulkhead-linux: cpus online 0-1 count 2$";
     let expect = Expect::new()
-        .line("bulkhead: steady state")
+        .line(STEADY_STATE)
         .regex(r"^cpu 1 apic 1: started by Linux, real mode at 0x[0-9a-f]+$")
         .times(2, Pattern::contains("bulkhead-linux: init reached"))
         .times(2, Pattern::regex(smp))

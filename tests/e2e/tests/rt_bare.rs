@@ -9,7 +9,10 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use bulkhead_e2e::{EmulatorKind, Expect, LatencySummary, Pattern, Run, Scenario};
+use bulkhead_abi::console::RT_HALTED;
+use bulkhead_e2e::{
+    EmulatorKind, Expect, LatencySummary, Pattern, Run, Scenario, SelftestSummary, report,
+};
 
 /// Wall-clock limits. Measured: QEMU reaches its first summaries in 2 to 5 s; Bochs (2 CPUs,
 /// 50 M instructions per emulated second) boots in about 10 s and then runs about 2.5 emulated
@@ -18,18 +21,16 @@ const QEMU_LIMIT: Duration = Duration::from_secs(120);
 const BOCHS_LIMIT: Duration = Duration::from_secs(240);
 
 const STARTING: &str = r"^bulkhead-rt \S+ starting \(bare\)$";
-const HALTED: &str = "bulkhead-rt: halted";
-const SELFTEST_DONE: &str = r"^selftest: (\d+) passed, (\d+) failed$";
 
 /// Every CPU's latency summary, at least `times` times.
 fn latency_summaries(cpus: u32, times: usize) -> Expect {
     let mut expect = Expect::new()
         .regex(STARTING)
         .line(format!("bulkhead-rt: {cpus} CPUs online, scheduling").as_str())
-        .stop_on(HALTED)
+        .stop_on(RT_HALTED)
         .fail_on("FAIL ");
     for cpu in 0..cpus {
-        expect = expect.times(times, LatencySummary::pattern_for_cpu(cpu));
+        expect = expect.times(times, report::latency_pattern_for_cpu(cpu));
     }
     expect
 }
@@ -67,11 +68,13 @@ fn check_selftest(run: &Run, expected_tests: usize) -> Result<()> {
         passes == expected_tests,
         "{passes} PASS lines, expected {expected_tests}:\n{log}"
     );
+    let done = SelftestSummary {
+        passed: expected_tests as u32,
+        failed: 0,
+    };
     ensure!(
-        run.count(Pattern::regex(&format!(
-            r"^selftest: {expected_tests} passed, 0 failed$"
-        ))) == 1,
-        "no `selftest: {expected_tests} passed, 0 failed` line:\n{log}"
+        report::selftest_summaries(run.lines()) == [done],
+        "no `{done}` line:\n{log}"
     );
     Ok(())
 }
@@ -86,7 +89,7 @@ fn qemu_rt_bare_latency() -> Result<()> {
         .cpus(2)
         .start()?;
     run.wait_for(&latency_summaries(2, 2), QEMU_LIMIT)?;
-    let all = LatencySummary::all(run.lines());
+    let all = report::latency_summaries(run.lines());
     let last = last_per_cpu(&all, 2)?;
     for s in &last {
         ensure!(s.samples > 0, "no samples: {s:?}");
@@ -106,9 +109,9 @@ fn qemu_rt_bare_selftest() -> Result<()> {
         .start()?;
     let expect = Expect::new()
         .regex(STARTING)
-        .regex(SELFTEST_DONE)
+        .line(report::selftest_pattern())
         .fail_on("FAIL ")
-        .stop_on(HALTED);
+        .stop_on(RT_HALTED);
     run.wait_for(&expect, QEMU_LIMIT)?;
     check_selftest(&run, 6)?;
     println!(
@@ -130,10 +133,10 @@ fn bochs_rt_bare_latency_and_selftest() -> Result<()> {
         .rt_cmdline("selftest=kernel latency_period_us=1000 control_hz=1000")
         .cpus(2)
         .start()?;
-    let expect = latency_summaries(2, 2).regex(SELFTEST_DONE);
+    let expect = latency_summaries(2, 2).line(report::selftest_pattern());
     run.wait_for(&expect, BOCHS_LIMIT)?;
     check_selftest(&run, 6)?;
-    let all = LatencySummary::all(run.lines());
+    let all = report::latency_summaries(run.lines());
     for s in &all {
         ensure!(s.misses == 0, "a deadline was missed: {s:?}");
         ensure!(

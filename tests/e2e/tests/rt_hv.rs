@@ -9,15 +9,12 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use bulkhead_e2e::{ExitReport, Expect, LatencySummary, PartitionKind, Pattern, Scenario};
+use bulkhead_abi::console::{HALTED, STEADY_STATE};
+use bulkhead_e2e::{ExitReport, Expect, PartitionKind, Pattern, Scenario, SelftestSummary, report};
 
 /// Wall-clock limit: Bochs boots to steady state in 10 to 20 s and then runs 1 to 2.5 virtual
 /// seconds per wall second, slower on a loaded host.
 const BOCHS_LIMIT: Duration = Duration::from_secs(900);
-
-const STEADY_STATE: &str = "bulkhead: steady state";
-const HALTED: &str = "bulkhead: halted";
-const SELFTEST_DONE: &str = r"^selftest: (\d+) passed, (\d+) failed$";
 
 // The Linux CPU runs the start-up stub (the scenario's default): these are the RT side's
 // tests (tests/linux.rs measures the RT side while Linux boots).
@@ -39,8 +36,8 @@ fn bochs_rt_under_hypervisor() -> Result<()> {
         .regex(r"^bulkhead-rt \S+ starting \(hypervisor\)$")
         .regex(r"^cpu \d+ apic 1: vmcall from rt guest handled$")
         .line(STEADY_STATE)
-        .regex(SELFTEST_DONE)
-        .times(12, LatencySummary::pattern_for_cpu(0))
+        .line(report::selftest_pattern())
+        .times(12, report::latency_pattern_for_cpu(0))
         .fail_on("FAIL ")
         .fail_on("guest stopped")
         .stop_on(HALTED);
@@ -49,14 +46,16 @@ fn bochs_rt_under_hypervisor() -> Result<()> {
 
     let passes = run.count(Pattern::regex(r"^PASS \S+$"));
     ensure!(passes >= 5, "only {passes} PASS lines:\n{log}");
+    let done = SelftestSummary {
+        passed: passes as u32,
+        failed: 0,
+    };
     ensure!(
-        run.count(Pattern::regex(&format!(
-            r"^selftest: {passes} passed, 0 failed$"
-        ))) == 1,
-        "no `selftest: {passes} passed, 0 failed` line:\n{log}"
+        report::selftest_summaries(run.lines()) == [done],
+        "no `{done}` line:\n{log}"
     );
 
-    let summaries = LatencySummary::all(run.lines());
+    let summaries = report::latency_summaries(run.lines());
     for s in &summaries {
         ensure!(s.misses == 0, "deadline missed: {s:?}\n{log}");
     }

@@ -20,7 +20,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use bulkhead_abi::console::STEADY_STATE;
 use bulkhead_e2e::config::LoadedConfig;
-use bulkhead_e2e::{ExitReport, Expect, LatencySummary, PartitionKind, Scenario};
+use bulkhead_e2e::{ExitReport, Expect, LatencySummary, PartitionKind, Scenario, report};
 use clap::Args;
 
 /// What `bench latency` measures.
@@ -51,7 +51,7 @@ pub struct LatencyArgs {
 
 /// The summaries of the latency task on the RT kernel's CPU 0 among `lines`.
 fn cpu0_summaries(lines: &[String]) -> Vec<LatencySummary> {
-    LatencySummary::all(lines)
+    report::latency_summaries(lines)
         .into_iter()
         .filter(|s| s.cpu == 0)
         .collect()
@@ -98,7 +98,7 @@ fn measure(scenario: &Scenario, args: &LatencyArgs) -> Result<(Vec<String>, Late
     let mut run = scenario.start()?;
     let want = usize::try_from(args.seconds + 1).unwrap_or(usize::MAX);
     let expect = Expect::new()
-        .times(want, LatencySummary::pattern_for_cpu(0))
+        .times(want, report::latency_pattern_for_cpu(0))
         .stop_on("halted");
     run.wait_for(&expect, Duration::from_secs(args.timeout))
         .with_context(|| format!("{name}: the run did not finish"))?;

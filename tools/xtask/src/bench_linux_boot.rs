@@ -28,8 +28,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use bulkhead_e2e::config::LoadedConfig;
 use bulkhead_e2e::{
-    ConfigModule, Emulator, Event, ExitReport, Expect, IsoSpec, LatencySummary, PartitionKind,
-    Pattern, Run, RunDir,
+    ConfigModule, Emulator, Event, ExitReport, Expect, IsoSpec, PartitionKind, Pattern, Run,
+    RunDir, report,
 };
 use clap::Args;
 use regex::Regex;
@@ -182,7 +182,7 @@ fn until_power_off(lines: &[String]) -> (usize, usize) {
         .filter_map(|l| ExitReport::parse(l))
         .filter(|r| r.partition == PartitionKind::Linux && !r.at_stop)
         .count();
-    let rt_summaries = LatencySummary::all(&lines[launch..off])
+    let rt_summaries = report::latency_summaries(&lines[launch..off])
         .iter()
         .filter(|s| s.cpu == 0)
         .count();
