@@ -1,7 +1,7 @@
 //! `cargo xtask bench`: the benchmarks, each a thin wrapper over the command that runs it.
 //!
 //! - `ipc`: the channel ring against a cache-line ping-pong, rtrb, POSIX message queues, a pipe
-//!   and a Unix socket (`linux-bridge/ring/benches/ipc.rs`, which documents what it measures).
+//!   and a Unix socket (`common/ring/benches/ipc.rs`, which documents what it measures).
 //!
 //! A benchmark prints its own tables; this module only builds its command line and passes the
 //! exit status on. It never changes what a benchmark measures.

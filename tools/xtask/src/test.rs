@@ -107,7 +107,7 @@ pub fn run(host: bool, e2e: bool, filter: Option<&str>) -> Result<ExitCode> {
     })
 }
 
-/// The ring's protocol under the loom model checker (`linux-bridge/ring/tests/loom.rs`): a build
+/// The ring's protocol under the loom model checker (`common/ring/tests/loom.rs`): a build
 /// with `--cfg loom`, in a target directory of its own so that the host build's cache survives.
 /// The models bound their own preemptions: they check in about a second (the first build takes
 /// about a minute).

@@ -32,7 +32,7 @@
 //! - `RUSTFLAGS="--cfg loom" cargo test -p bulkhead-ring --release --test loom`: the protocol
 //!   under the loom model checker (every interleaving of small rings);
 //! - `cargo bench -p bulkhead-ring --bench ipc`: latency and throughput against baselines;
-//! - `linux-bridge/ring/fuzz`: cargo-fuzz targets for a hostile peer (`hostile_peer`) and for
+//! - `common/ring/fuzz`: cargo-fuzz targets for a hostile peer (`hostile_peer`) and for
 //!   the command-line announcements (`announce`), outside the workspace (how to build them on
 //!   stable is in its `Cargo.toml`).
 
