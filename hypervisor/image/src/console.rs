@@ -51,6 +51,14 @@ pub fn init(base: Option<u16>) {
     log::set_max_level(log::LevelFilter::Info);
 }
 
+/// Sets up the UART at `port` for a partition's console (one the config routes to a
+/// partition and the hypervisor does not share), before any partition runs.
+pub fn init_partition_port(port: u16) {
+    // SAFETY: the config routes this port to a partition's console; no partition runs yet,
+    // so nothing else uses it.
+    unsafe { Uart::init(port) };
+}
+
 /// From now on, console lines also go to `producer`, the send end of the hypervisor's log
 /// channel; the lines kept since boot go first.
 pub fn attach_log(producer: Producer<'static>) {

@@ -24,6 +24,7 @@ use hv_core::frames::OutOfMemory;
 use hv_core::rt_boot::Mapping;
 
 use crate::memory::{self, HvTables};
+use crate::platform::FadtFacts;
 
 /// The stub guest: `mov eax, HELLO; mov ebx, 0; vmcall; 1: hlt; jmp 1b`.
 const STUB: [u8; 16] = [
@@ -129,11 +130,21 @@ impl fmt::Display for BuildError {
     }
 }
 
+/// What the partitions' build takes from the machine besides the config.
+#[derive(Debug, Clone, Copy)]
+pub struct BuildEnv {
+    /// Whether the EPT may use 1 GiB pages (the bootstrap CPU's VT-x capabilities).
+    pub allow_1g: bool,
+    /// The FADT's power-control ports, which always exit on Linux CPUs.
+    pub fadt: FadtFacts,
+}
+
 /// Builds the EPT, bitmaps and start-up state of partition `id`: its RAM as `ram`, the
 /// shared regions as `shared`, firmware ranges it may see as `firmware` (identity, with
 /// their permissions), starting as `start` (`None`: the stub guest, written here).
 pub fn build(
     cfg: &Config,
+    env: &BuildEnv,
     id: PartitionId,
     ram: impl Iterator<Item = Mapping>,
     shared: impl Iterator<Item = Mapping>,
@@ -141,8 +152,7 @@ pub fn build(
     start: Option<GuestStart>,
 ) -> Result<PartitionResources, BuildError> {
     let part = cfg.partition(id);
-    let allow_1g = crate::VMX.get().is_some_and(|v| v.1.ept_1g_pages);
-    let mut ept = Ept::new(HvTables::default(), allow_1g).map_err(|err| BuildError::Ept {
+    let mut ept = Ept::new(HvTables::default(), env.allow_1g).map_err(|err| BuildError::Ept {
         field: "partitions.memory",
         index: 0,
         err,
@@ -195,7 +205,7 @@ pub fn build(
         bitmaps::io_allow(io, base..base + 8);
     }
     if id == PartitionId::Linux {
-        for ports in always_exiting_ports() {
+        for ports in always_exiting_ports(&env.fadt) {
             bitmaps::io_deny(io, ports);
         }
     }
@@ -221,8 +231,7 @@ pub fn build(
 }
 
 /// Ports that exit on Linux CPUs whatever the config grants (see the module comment).
-fn always_exiting_ports() -> impl Iterator<Item = core::ops::Range<u32>> {
-    let fadt = crate::PLATFORM.get().map(|p| p.fadt).unwrap_or_default();
+fn always_exiting_ports(fadt: &FadtFacts) -> impl Iterator<Item = core::ops::Range<u32>> {
     let reset = fadt.reset.map(|(port, _)| port);
     [0xcf8..0xd00, 0x64..0x65].into_iter().chain(
         fadt.pm1_control

@@ -596,7 +596,7 @@ impl Vcpu {
             let now = crate::arch::rdtsc();
             if now >= self.next_report_tsc {
                 if self.next_report_tsc != 0 {
-                    crate::report_exits();
+                    crate::reports::report_exits();
                 }
                 self.next_report_tsc = now.saturating_add(every);
             }
@@ -606,7 +606,7 @@ impl Vcpu {
                 let regs = &mut self.state.regs;
                 regs.rax = match Hypercall::decode(regs.rax, regs.rbx) {
                     Hypercall::Hello { .. } => {
-                        crate::guest_said_hello(self.index, self.apic_id, self.partition);
+                        crate::reports::guest_said_hello(self.index, self.apic_id, self.partition);
                         hypercall::OK
                     }
                     // Each side rings the other, naming the channel by its base in its own
@@ -944,7 +944,10 @@ impl Vcpu {
                 if others > 0 {
                     writeln!(w, "  {others} other CPUs of the partition asked to stop")?;
                 }
-                writeln!(w, "  {}", crate::ExitCountsLine::new(i))
+                match crate::reports::exit_counts_line(i) {
+                    Some(line) => writeln!(w, "  {line}"),
+                    None => writeln!(w, "  "),
+                }
             });
             return;
         }
@@ -992,7 +995,10 @@ impl Vcpu {
             if others > 0 {
                 writeln!(w, "  {others} other CPUs of the partition asked to stop")?;
             }
-            writeln!(w, "  {}", crate::ExitCountsLine::new(i))
+            match crate::reports::exit_counts_line(i) {
+                Some(line) => writeln!(w, "  {line}"),
+                None => writeln!(w, "  "),
+            }
         });
     }
 }
