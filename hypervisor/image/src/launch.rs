@@ -20,7 +20,7 @@ use crate::arch::{self, apic, interrupts, time};
 use crate::boot::Machine;
 use crate::linux_life::{next_linux_start, wait_for_linux_start};
 use crate::partition::GuestStart;
-use crate::vmx::vcpu::{LinuxTimer, Vcpu};
+use crate::vmx::vcpu::{LinuxTimer, RunEvents, Vcpu};
 use crate::{fatal, linux_cpus, percpu, println, reports, smp, vmx};
 
 /// How long CPUs wait for each other to enter VMX operation.
@@ -29,6 +29,19 @@ pub const VMX_BARRIER_SECONDS: u64 = 10;
 /// A Linux CPU's VMX-preemption timer period (guest time): the longest a Linux CPU runs
 /// without an exit, so the longest it takes to notice that its partition stops.
 const LINUX_TIMER_MS: u64 = 10;
+
+/// What a guest's run tells this layer: hellos and due exit reports, both `reports`'.
+struct Events;
+
+impl RunEvents for Events {
+    fn guest_hello(&self, index: usize, apic_id: u32, partition: PartitionId) {
+        reports::guest_said_hello(index, apic_id, partition);
+    }
+
+    fn exit_report_due(&self) {
+        reports::report_exits();
+    }
+}
 
 /// CPUs that have entered VMX operation.
 static VMX_ON: AtomicUsize = AtomicUsize::new(0);
@@ -142,7 +155,11 @@ pub fn cpu_main(index: usize, apic_id: u32, tables: &'static CpuTables) -> ! {
     ) {
         Ok(mut vcpu) => loop {
             let entered = arch::rdtsc();
-            vcpu.run();
+            let stopped = vcpu.run(&Events);
+            vcpu.report_stop(
+                stopped,
+                reports::ExitCounts(reports::exit_counts_line(index)),
+            );
             let ran_ms = arch::rdtsc().wrapping_sub(entered) / (time::tsc_hz() / 1000).max(1);
             let Some(next) = next_linux_start(cfg, index, apic_id, own, start, ran_ms) else {
                 break;

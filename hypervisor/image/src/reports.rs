@@ -3,6 +3,7 @@
 //! counts and the doorbell totals, `hv_core::exit_report`), printed at steady state, every
 //! `exit_report_s` seconds by the first Linux CPU, and under a stopped guest's report.
 
+use core::fmt;
 use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 use bulkhead_config::{MAX_CPUS, PartitionId};
@@ -59,6 +60,19 @@ fn report_exits_then(last_line: Option<&str>) {
             None => Ok(()),
         }
     });
+}
+
+/// An exit counts line, or nothing for a CPU without counters.
+#[derive(Debug, Clone, Copy)]
+pub struct ExitCounts(pub Option<ExitCountsLine<'static>>);
+
+impl fmt::Display for ExitCounts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(line) => write!(f, "{line}"),
+            None => Ok(()),
+        }
+    }
 }
 
 /// CPU `cpu`'s exit counts line; its next line counts new exits from here.
