@@ -18,6 +18,9 @@
 //! and `linux_devices` emulate what Linux may not touch directly.
 #![no_std]
 #![no_main]
+// Unsafe code lives only in the modules that touch hardware or raw memory, each of which
+// allows it with its reason.
+#![deny(unsafe_code)]
 
 extern crate bulkhead_hv_core as hv_core;
 
@@ -27,6 +30,7 @@ mod boot_info;
 mod channels;
 mod console;
 mod fatal;
+mod guest_memory;
 mod launch;
 mod linux_cpus;
 mod linux_devices;
@@ -52,6 +56,8 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
 }
 
 /// Rust entry of the bootstrap CPU, called by arch/boot.S in long mode.
+// The boot assembly calls it by its unmangled name.
+#[allow(unsafe_code)]
 #[unsafe(no_mangle)]
 extern "C" fn bsp_entry(magic: u32, info_addr: u32) -> ! {
     let bsp_apic = apic::cpuid_apic_id();

@@ -23,6 +23,7 @@ use hv_core::ept::{Ept, EptError, MemType, Perms};
 use hv_core::frames::OutOfMemory;
 use hv_core::rt_boot::Mapping;
 
+use crate::guest_memory::{GuestMemError, GuestRam, gpa};
 use crate::memory::{self, HvTables};
 use crate::platform::FadtFacts;
 
@@ -112,6 +113,7 @@ pub enum BuildError {
         err: EptError,
     },
     NoStubRoom,
+    StubMemory(GuestMemError),
 }
 
 impl fmt::Display for BuildError {
@@ -123,6 +125,7 @@ impl fmt::Display for BuildError {
                 e.requested
             ),
             Self::Ept { field, index, err } => write!(f, "{field}[{index}]: {err}"),
+            Self::StubMemory(e) => write!(f, "start-up guest: {e}"),
             Self::NoStubRoom => {
                 f.write_str("no memory region of at least 8 KiB below 4 GiB for the start-up guest")
             }
@@ -252,16 +255,9 @@ fn write_stub(cfg: &Config, id: PartitionId) -> Result<u64, BuildError> {
         .find(|r| r.size >= 0x2000 && r.base + r.size <= 1 << 32)
         .map(|r| r.base + 0x1000)
         .ok_or(BuildError::NoStubRoom)?;
-    // SAFETY: the page lies in this partition's RAM (config-validated and fit-checked
-    // against usable RAM), identity-mapped below 4 GiB, and no guest runs yet.
-    unsafe {
-        let page = stub_page as *mut u8;
-        core::ptr::copy_nonoverlapping(STUB.as_ptr(), page, STUB.len());
-        core::ptr::copy_nonoverlapping(
-            STUB_UNHANDLED.as_ptr(),
-            page.add(STUB_UNHANDLED_OFFSET as usize),
-            STUB_UNHANDLED.len(),
-        );
-    }
+    let ram = GuestRam::claim(id).map_err(BuildError::StubMemory)?;
+    let write = |offset: u64, code: &[u8]| ram.write(gpa(stub_page + offset)?, code);
+    write(0, &STUB).map_err(BuildError::StubMemory)?;
+    write(STUB_UNHANDLED_OFFSET, &STUB_UNHANDLED).map_err(BuildError::StubMemory)?;
     Ok(stub_page)
 }

@@ -40,6 +40,7 @@ pub fn read(boot: &BootInfo, platform: &Platform) -> &'static Config {
         Err(e) => fatal!("{e}"),
     };
     check_fits(cfg, boot, platform);
+    crate::guest_memory::config_checked(cfg);
     if cfg.console().hypervisor != bulkhead_config::ConsoleTarget::Com1 {
         log::info!("console moves to {}", cfg.console().hypervisor);
         console::init(cfg.console().hypervisor.io_base());

@@ -1,6 +1,8 @@
 //! VMX operation: the feature check every CPU runs, VMXON, and the virtual CPUs: their
 //! VMCS set-up (`setup`), run loop (`vcpu`), exit handlers (`exits`) and stop reports
 //! (`stop`).
+// VMX instructions, the VMX capability MSRs and the control registers VMXON needs.
+#![allow(unsafe_code)]
 
 mod exits;
 mod setup;

@@ -26,9 +26,9 @@ use super::stop::{self, Stop, Stopped};
 use super::vmcs::{self, VmxError, control, guest, ro};
 use crate::arch::cpu::CpuTables;
 use crate::arch::msr;
-use crate::linux_cpus;
 use crate::memory;
 use crate::partition::{GuestStart, PartitionResources};
+use crate::{guest_memory, linux_cpus};
 
 unsafe extern "C" {
     fn vmx_enter(state: *mut VcpuState, resume: u64) -> u64;
@@ -224,6 +224,7 @@ impl Vcpu {
     /// Runs the guest until it stops, handling its exits; returns why it stopped.
     pub fn run(&mut self, events: &impl RunEvents) -> Stopped {
         let linux = self.partition == PartitionId::Linux;
+        guest_memory::enter_guest(self.partition);
         if linux {
             linux_cpus::entering(self.own_cpus, self.apic_id);
         }
@@ -265,6 +266,7 @@ impl Vcpu {
             _ if linux => linux_cpus::stop_others(self.own_cpus, self.apic_id),
             _ => 0,
         };
+        guest_memory::left_guest(self.partition);
         if linux {
             linux_cpus::left(self.own_cpus, self.apic_id);
         }
