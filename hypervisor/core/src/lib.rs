@@ -34,6 +34,7 @@ mod le;
 pub mod linux;
 pub mod linux_firmware;
 pub mod linux_io;
+pub mod log_budget;
 pub mod mmio;
 pub mod restart;
 pub mod rt_boot;

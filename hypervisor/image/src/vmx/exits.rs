@@ -19,6 +19,7 @@ use hv_core::cpuid::{self, CpuidRegs, HostFacts};
 use hv_core::exit::{ExitReason, reason};
 use hv_core::hypercall::{self, Hypercall};
 use hv_core::icr;
+use hv_core::log_budget::LogBudget;
 
 use super::vcpu::GuestRegs;
 use super::vmcs::{self, VmxError, guest, ro};
@@ -57,37 +58,6 @@ pub enum GuestEnd {
     Reset(hv_core::linux_io::ResetKind),
     /// Another CPU of the partition ended its guest, and with it the partition's.
     WithPartition,
-}
-
-/// Counts events of one kind and lets only the first few be logged.
-struct LogBudget {
-    seen: u64,
-    logged: u64,
-}
-
-impl LogBudget {
-    const fn new(logged: u64) -> Self {
-        Self { seen: 0, logged }
-    }
-
-    /// Counts one event. `Some(tail)` if it is to be logged: `tail` is empty, or on the last
-    /// logged one says that `later` (further ones are not logged).
-    fn next(&mut self, later: &'static str) -> Option<LogTail> {
-        self.seen += 1;
-        (self.seen <= self.logged).then_some(LogTail((self.seen == self.logged).then_some(later)))
-    }
-}
-
-/// The end of a rate-limited log line.
-struct LogTail(Option<&'static str>);
-
-impl core::fmt::Display for LogTail {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self.0 {
-            Some(later) => write!(f, " ({later})"),
-            None => Ok(()),
-        }
-    }
 }
 
 /// Accesses to unowned ports per CPU that are logged.
