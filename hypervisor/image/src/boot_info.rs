@@ -5,6 +5,9 @@
 //!
 //! Every field is treated as untrusted: an absent or malformed tag becomes an error
 //! naming it, never a panic.
+// Reads the multiboot2 information, the modules GRUB loaded and the firmware's tables at
+// the physical addresses the boot loader and the firmware give.
+#![allow(unsafe_code)]
 
 use core::fmt;
 
@@ -243,6 +246,28 @@ impl BootInfo {
             .filter(|&(k, _)| k == key)
             .map(|(_, v)| v)
             .next_back()
+    }
+
+    /// Copies firmware memory at `addr` into `buf`, as the ACPI table readers need it:
+    /// only below 4 GiB, and only outside usable RAM (where firmware keeps its tables) or
+    /// inside the boot information (which holds GRUB's copy of the RSDP). `None` otherwise.
+    pub fn read_firmware(&self, addr: u64, buf: &mut [u8]) -> Option<()> {
+        const FOUR_GIB: u64 = 1 << 32;
+        let end = addr.checked_add(buf.len() as u64)?;
+        let want = Region::new(addr, end - addr);
+        let info = self.info_span;
+        let in_info = addr >= info.start && end <= info.end;
+        let in_ram = self.usable_ram().iter().any(|r| r.overlaps(&want));
+        if end > FOUR_GIB || (in_ram && !in_info) {
+            return None;
+        }
+        // SAFETY: the range lies below 4 GiB (identity-mapped by the hypervisor) and is
+        // either firmware memory outside usable RAM or the boot information; reading it has
+        // no side effects.
+        unsafe {
+            core::ptr::copy_nonoverlapping(addr as *const u8, buf.as_mut_ptr(), buf.len());
+        }
+        Some(())
     }
 
     /// Total usable RAM in bytes.

@@ -17,16 +17,19 @@
 //! The config's `hypervisor-to-linux` channel (at most one) is the hypervisor's own: its
 //! console lines go there (`crate::console::attach_log`), and the RT partition is not told
 //! about it.
+// Sends the doorbell IPI to the RT partition through the x2APIC ICR.
+#![allow(unsafe_code)]
 
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use bulkhead_abi::hypercall::Status;
 use bulkhead_config::{ChannelDirection, Config, PartitionId};
-use bulkhead_ring::{Ring, RingError, SharedRegion};
+use bulkhead_ring::{Ring, RingError};
 use hv_core::channels::{DOORBELL_MIN_INTERVAL_US, Doorbells};
 use spin::Once;
 
+use crate::guest_memory::{self, ChannelMemError};
 use crate::println;
 
 /// The doorbell channels and the RT CPU their interrupts go to.
@@ -67,16 +70,10 @@ pub fn init_all(cfg: &Config) -> Result<usize, ChannelInitError> {
             field,
             cause,
         };
-        let memory = cfg.channel_memory(channel).ok_or(fail("region", None))?;
-        // SAFETY: the channel lies inside one of the config's shared regions (channel_memory
-        // checks), which the config fit check put in usable RAM clear of the hypervisor, its
-        // modules and both partitions' private RAM; memory is identity-mapped, no partition
-        // runs yet, and channels of one region do not overlap (config validation), so nothing
-        // else reads or writes these bytes now. The memory stays the channel's for the
-        // hypervisor's whole life (the log channel's producer keeps its view of it); afterwards
-        // both sides reach it only through the ring crate's atomics.
-        let region = unsafe { SharedRegion::new(memory.base as *mut u8, memory.size as usize) }
-            .map_err(|e| fail("size", Some(RingError::Layout(e))))?;
+        let (memory, region) = guest_memory::channel_region(index).map_err(|e| match e {
+            ChannelMemError::Layout(e) => fail("size", Some(RingError::Layout(e))),
+            ChannelMemError::OutsideRegion | ChannelMemError::Unavailable => fail("region", None),
+        })?;
         let ring =
             Ring::init(region, channel.slot_size()).map_err(|e| fail("slot_size", Some(e)))?;
         if channel.direction() == ChannelDirection::HypervisorToLinux {

@@ -12,6 +12,8 @@
 //! full is dropped and counted, and the next one that fits follows a `[... N lines dropped]`
 //! marker. Lines printed before the channels are initialized are kept (up to
 //! `bulkhead_ring::log::EARLY_BYTES`) and sent first ([`attach_log`]).
+// Drives the UARTs through their ports, and breaks the console lock on the fatal path.
+#![allow(unsafe_code)]
 
 use core::fmt::{self, Write};
 
@@ -49,6 +51,14 @@ pub fn init(base: Option<u16>) {
     // A second call (re-routing after the config is read) keeps the logger installed.
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(log::LevelFilter::Info);
+}
+
+/// Sets up the UART at `port` for a partition's console (one the config routes to a
+/// partition and the hypervisor does not share), before any partition runs.
+pub fn init_partition_port(port: u16) {
+    // SAFETY: the config routes this port to a partition's console; no partition runs yet,
+    // so nothing else uses it.
+    unsafe { Uart::init(port) };
 }
 
 /// From now on, console lines also go to `producer`, the send end of the hypervisor's log

@@ -17,6 +17,8 @@
 //! ([`set_polls`]) is sent a real INIT, which in VMX non-root operation always causes a VM
 //! exit. (Not the general way: Bochs keeps an INIT pending after the VM exit it caused, so
 //! every later VM entry of that CPU exits again at once.)
+// Sends the INIT that pulls a Linux CPU without a preemption timer out of its guest.
+#![allow(unsafe_code)]
 
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 

@@ -12,18 +12,22 @@
 //! Both views are per partition and shared by its CPUs, behind one lock each; the real
 //! accesses they lead to happen here, under the same lock, so that a select-then-access
 //! pair on the real device (IOREGSEL/IOWIN, 0xCF8/0xCFC) is never split by another CPU.
+// Reaches the real devices behind Linux's filtered views: IOAPIC registers (MMIO), PCI
+// configuration ports, and the x2APIC ICR for the channel device's interrupt.
+#![allow(unsafe_code)]
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use bulkhead_config::{Config, Notify, PartitionId, PciBdf};
 use hv_core::channel_device::{self, ChannelDevice, Delivery};
-use hv_core::guest_paging::{self, GuestMemory, PagingState};
+use hv_core::guest_paging::{self, PagingState};
 use hv_core::ioapic::{self, IoApicAction, IoApicView};
 use hv_core::linux_io::{FadtIo, IoOutcome, LinuxIo, ResetKind, ResetRegister};
 use hv_core::mmio::{self, MmioInsn};
 use spin::{Mutex, Once};
 
 use crate::arch::port;
+use crate::guest_memory::LinuxRamView;
 use crate::platform::{MAX_IOAPICS, Platform};
 
 /// One IOAPIC: where its registers are and Linux's view of it.
@@ -383,29 +387,6 @@ pub fn is_ioapic(gpa: u64) -> bool {
     })
 }
 
-/// Linux's RAM, read for instruction fetches.
-struct LinuxRam(&'static [bulkhead_config::Region]);
-
-impl GuestMemory for LinuxRam {
-    fn read_u64(&self, gpa: u64) -> Option<u64> {
-        let mut b = [0u8; 8];
-        self.read(gpa, &mut b)?;
-        Some(u64::from_le_bytes(b))
-    }
-
-    fn read(&self, gpa: u64, buf: &mut [u8]) -> Option<()> {
-        let want = bulkhead_config::Region::new(gpa, buf.len() as u64);
-        if !self.0.iter().any(|r| r.contains_region(&want)) || gpa + buf.len() as u64 > 1 << 32 {
-            return None;
-        }
-        // SAFETY: the range is Linux RAM (identity-mapped, GPA = HPA) below 4 GiB, which the
-        // hypervisor maps; reading it has no side effects (Linux may change it meanwhile,
-        // which only affects what we decode).
-        unsafe { core::ptr::copy_nonoverlapping(gpa as *const u8, buf.as_mut_ptr(), buf.len()) };
-        Some(())
-    }
-}
-
 /// Why an IOAPIC access could not be emulated.
 pub enum MmioError {
     Fetch(guest_paging::WalkError),
@@ -436,7 +417,7 @@ pub fn ioapic_access(
     let Some(d) = DEVICES.get() else {
         return Err(MmioError::Direction);
     };
-    let ram = LinuxRam(d.linux_ram);
+    let ram = LinuxRamView(d.linux_ram);
     let mut bytes = [0u8; mmio::MAX_INSN_LEN];
     // Fetch up to the end of the page first, then the rest if the decoder needs it.
     let in_page = (0x1000 - (rip & 0xfff)) as usize;

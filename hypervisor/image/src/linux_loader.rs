@@ -24,7 +24,10 @@ use hv_core::linux::e820::{self, E820Entry, E820Error, E820Map, E820Type, Partit
 use hv_core::linux::place::{self, FOUR_GIB, KernelNeeds, PlaceError, Request};
 use hv_core::rt_boot::{self, PAGE_TABLE_PAGES};
 
+use zerocopy::FromBytes;
+
 use crate::boot_info::BootInfo;
+use crate::guest_memory::{GuestMemError, GuestRam, gpa};
 
 const PAGE: u64 = 0x1000;
 /// The boot area: zero page, command line (two pages), GDT, start-up page tables.
@@ -82,6 +85,14 @@ pub enum LoadError<'a> {
     NoRsdp,
     E820(E820Error),
     BootParams(BootParamsError),
+    /// Linux's RAM refused a write (a placement the checks should have refused).
+    Memory(GuestMemError),
+}
+
+impl From<GuestMemError> for LoadError<'_> {
+    fn from(e: GuestMemError) -> Self {
+        Self::Memory(e)
+    }
 }
 
 impl fmt::Display for LoadError<'_> {
@@ -117,63 +128,20 @@ impl fmt::Display for LoadError<'_> {
             ),
             Self::E820(e) => write!(f, "linux: {e}"),
             Self::BootParams(e) => write!(f, "linux: {e}"),
+            Self::Memory(e) => write!(f, "linux: partition RAM: {e}"),
         }
     }
 }
 
-/// Firmware memory as the ACPI builder may read it: only outside usable RAM (where firmware
-/// keeps its tables), plus the boot information, which holds GRUB's copy of the RSDP.
+/// Firmware memory as the ACPI builder may read it (`BootInfo::read_firmware`).
 struct FirmwareMemory<'a> {
     boot: &'a BootInfo,
 }
 
 impl PhysRead for FirmwareMemory<'_> {
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), ReadError> {
-        let end = addr.checked_add(buf.len() as u64).ok_or(ReadError)?;
-        let want = Region::new(addr, end - addr);
-        let info = self.boot.info_span;
-        let in_info = addr >= info.start && end <= info.end;
-        let in_ram = self.boot.usable_ram().iter().any(|r| r.overlaps(&want));
-        if end > FOUR_GIB || (in_ram && !in_info) {
-            return Err(ReadError);
-        }
-        // SAFETY: the range lies below 4 GiB (identity-mapped by the hypervisor) and is
-        // either firmware memory outside usable RAM or the boot information; reading it has
-        // no side effects.
-        unsafe {
-            core::ptr::copy_nonoverlapping(addr as *const u8, buf.as_mut_ptr(), buf.len());
-        }
-        Ok(())
+        self.boot.read_firmware(addr, buf).ok_or(ReadError)
     }
-}
-
-/// `len` bytes of Linux RAM at `addr`, zeroed, for the loader to fill. Placement keeps
-/// the pieces apart, and each piece is taken once.
-fn ram_slice(ram: &[Region], addr: u64, len: u64) -> &'static mut [u8] {
-    let fits = ram
-        .iter()
-        .any(|r| r.contains_region(&Region::new(addr, len)));
-    assert!(
-        fits,
-        "Linux load range {addr:#x}+{len:#x} lies inside Linux RAM"
-    );
-    // SAFETY: the range lies in one region of Linux's RAM (asserted; placement chose it),
-    // which the config fit check put in usable RAM clear of the hypervisor, its modules
-    // and the RT partition; it is identity-mapped below 4 GiB, no Linux CPU runs yet, and
-    // the loader takes each placed range once.
-    unsafe {
-        core::ptr::write_bytes(addr as *mut u8, 0, len as usize);
-        core::slice::from_raw_parts_mut(addr as *mut u8, len as usize)
-    }
-}
-
-/// Copies `bytes` to Linux RAM at `addr` and zeroes the rest of `len` bytes.
-fn copy_to(ram: &[Region], addr: u64, bytes: &[u8], len: u64) {
-    assert!(
-        bytes.len() as u64 <= len,
-        "a segment's file size exceeds its memory size"
-    );
-    ram_slice(ram, addr, len)[..bytes.len()].copy_from_slice(bytes);
 }
 
 /// The kernel as found in its module (one lives on the stack for the load only).
@@ -209,6 +177,7 @@ pub fn load<'a>(cfg: &'a Config, boot: &'a BootInfo) -> Result<LinuxLoad, LoadEr
         None => None,
     };
     let ram = cfg.partition(PartitionId::Linux).memory();
+    let mem = GuestRam::claim(PartitionId::Linux).map_err(LoadError::Memory)?;
 
     // The kernel, low in RAM from 16 MiB; our page tables map only the first 4 GiB.
     let needs = match &image {
@@ -278,7 +247,9 @@ pub fn load<'a>(cfg: &'a Config, boot: &'a BootInfo) -> Result<LinuxLoad, LoadEr
     };
 
     // From here on the pieces are written in place: the boot area first.
-    let boot_area = ram_slice(ram, area, BOOT_AREA_PAGES * PAGE);
+    let boot_area = mem
+        .take_zeroed(gpa(area)?, BOOT_AREA_PAGES * PAGE)
+        .map_err(LoadError::Memory)?;
     let (zero_page, rest) = boot_area.split_at_mut(PAGE as usize);
     let (cmdline, rest) = rest.split_at_mut(CMDLINE_ROOM);
     let (gdt, page_tables) = rest.split_at_mut(PAGE as usize);
@@ -292,7 +263,9 @@ pub fn load<'a>(cfg: &'a Config, boot: &'a BootInfo) -> Result<LinuxLoad, LoadEr
     // INIT and start-up IPIs, which the hypervisor emulates (`linux_cpus`).
     let cpus = cfg.partition(PartitionId::Linux).cpus();
     let rsdp = boot.rsdp.ok_or(LoadError::NoRsdp)? as u64;
-    let acpi_buf = ram_slice(ram, acpi_at, ACPI_ROOM);
+    let acpi_buf = mem
+        .take_zeroed(gpa(acpi_at)?, ACPI_ROOM)
+        .map_err(LoadError::Memory)?;
     // The channel device's host bridge, when there is a device.
     let ssdt = crate::linux_devices::channel_device()
         .map(|(bus, gsi)| hv_core::channel_device::ssdt(bus, gsi));
@@ -349,30 +322,27 @@ pub fn load<'a>(cfg: &'a Config, boot: &'a BootInfo) -> Result<LinuxLoad, LoadEr
         Image::Vmlinux(plan) => {
             for s in plan.segments.as_slice() {
                 let at = load_address + (s.phys - plan.phys_start);
-                copy_to(ram, at, s.bytes(bytes), s.mem_size);
+                mem.load(gpa(at)?, s.bytes(bytes), s.mem_size)
+                    .map_err(LoadError::Memory)?;
             }
             load_address + (plan.entry - plan.phys_start)
         }
         Image::BzImage(k) => {
-            copy_to(ram, load_address, k.kernel(), k.kernel().len() as u64);
+            mem.write(gpa(load_address)?, k.kernel())
+                .map_err(LoadError::Memory)?;
             k.entry_64(load_address).unwrap_or(load_address)
         }
     };
     if let Some((at, b)) = initrd_at {
-        copy_to(ram, at, b, b.len() as u64);
+        mem.write(gpa(at)?, b).map_err(LoadError::Memory)?;
     }
     for (chunk, d) in gdt.chunks_exact_mut(8).zip(GDT) {
         chunk.copy_from_slice(&d.to_le_bytes());
     }
     let tables_at = area + PAGE_TABLES_OFFSET;
-    // SAFETY: `page_tables` is the page-aligned rest of the boot area (Linux RAM, zeroed,
-    // exclusively ours): exactly PAGE_TABLE_PAGES pages, any bit pattern valid for u64.
-    let pt = unsafe {
-        &mut *page_tables
-            .as_mut_ptr()
-            .cast::<[[u64; 512]; PAGE_TABLE_PAGES]>()
-    };
-    debug_assert_eq!(page_tables.len(), PAGE_TABLE_PAGES * PAGE as usize);
+    // The page-aligned rest of the boot area: exactly PAGE_TABLE_PAGES pages.
+    let pt = <[[u64; 512]; PAGE_TABLE_PAGES]>::mut_from_bytes(page_tables)
+        .map_err(|_| LoadError::Memory(GuestMemError::Table { gpa: tables_at }))?;
     rt_boot::fill_identity_tables(pt, tables_at);
 
     log::info!(

@@ -1,6 +1,8 @@
 //! The hypervisor's memory: page frames carved out of the config's hypervisor region
 //! (around the image, the GRUB modules and the boot information), zeroed on allocation,
 //! and the EPT builder's table storage on top of them.
+// Hands out and zeroes the hypervisor's own frames, and reads the linker's symbols.
+#![allow(unsafe_code)]
 
 use hv_core::addr::HostPhysAddr;
 use hv_core::ept::TableMemory;

@@ -23,7 +23,9 @@ use hv_core::ept::{Ept, EptError, MemType, Perms};
 use hv_core::frames::OutOfMemory;
 use hv_core::rt_boot::Mapping;
 
+use crate::guest_memory::{GuestMemError, GuestRam, gpa};
 use crate::memory::{self, HvTables};
+use crate::platform::FadtFacts;
 
 /// The stub guest: `mov eax, HELLO; mov ebx, 0; vmcall; 1: hlt; jmp 1b`.
 const STUB: [u8; 16] = [
@@ -111,6 +113,7 @@ pub enum BuildError {
         err: EptError,
     },
     NoStubRoom,
+    StubMemory(GuestMemError),
 }
 
 impl fmt::Display for BuildError {
@@ -122,6 +125,7 @@ impl fmt::Display for BuildError {
                 e.requested
             ),
             Self::Ept { field, index, err } => write!(f, "{field}[{index}]: {err}"),
+            Self::StubMemory(e) => write!(f, "start-up guest: {e}"),
             Self::NoStubRoom => {
                 f.write_str("no memory region of at least 8 KiB below 4 GiB for the start-up guest")
             }
@@ -129,11 +133,21 @@ impl fmt::Display for BuildError {
     }
 }
 
+/// What the partitions' build takes from the machine besides the config.
+#[derive(Debug, Clone, Copy)]
+pub struct BuildEnv {
+    /// Whether the EPT may use 1 GiB pages (the bootstrap CPU's VT-x capabilities).
+    pub allow_1g: bool,
+    /// The FADT's power-control ports, which always exit on Linux CPUs.
+    pub fadt: FadtFacts,
+}
+
 /// Builds the EPT, bitmaps and start-up state of partition `id`: its RAM as `ram`, the
 /// shared regions as `shared`, firmware ranges it may see as `firmware` (identity, with
 /// their permissions), starting as `start` (`None`: the stub guest, written here).
 pub fn build(
     cfg: &Config,
+    env: &BuildEnv,
     id: PartitionId,
     ram: impl Iterator<Item = Mapping>,
     shared: impl Iterator<Item = Mapping>,
@@ -141,8 +155,7 @@ pub fn build(
     start: Option<GuestStart>,
 ) -> Result<PartitionResources, BuildError> {
     let part = cfg.partition(id);
-    let allow_1g = crate::VMX.get().is_some_and(|v| v.1.ept_1g_pages);
-    let mut ept = Ept::new(HvTables::default(), allow_1g).map_err(|err| BuildError::Ept {
+    let mut ept = Ept::new(HvTables::default(), env.allow_1g).map_err(|err| BuildError::Ept {
         field: "partitions.memory",
         index: 0,
         err,
@@ -195,7 +208,7 @@ pub fn build(
         bitmaps::io_allow(io, base..base + 8);
     }
     if id == PartitionId::Linux {
-        for ports in always_exiting_ports() {
+        for ports in always_exiting_ports(&env.fadt) {
             bitmaps::io_deny(io, ports);
         }
     }
@@ -221,8 +234,7 @@ pub fn build(
 }
 
 /// Ports that exit on Linux CPUs whatever the config grants (see the module comment).
-fn always_exiting_ports() -> impl Iterator<Item = core::ops::Range<u32>> {
-    let fadt = crate::PLATFORM.get().map(|p| p.fadt).unwrap_or_default();
+fn always_exiting_ports(fadt: &FadtFacts) -> impl Iterator<Item = core::ops::Range<u32>> {
     let reset = fadt.reset.map(|(port, _)| port);
     [0xcf8..0xd00, 0x64..0x65].into_iter().chain(
         fadt.pm1_control
@@ -243,16 +255,9 @@ fn write_stub(cfg: &Config, id: PartitionId) -> Result<u64, BuildError> {
         .find(|r| r.size >= 0x2000 && r.base + r.size <= 1 << 32)
         .map(|r| r.base + 0x1000)
         .ok_or(BuildError::NoStubRoom)?;
-    // SAFETY: the page lies in this partition's RAM (config-validated and fit-checked
-    // against usable RAM), identity-mapped below 4 GiB, and no guest runs yet.
-    unsafe {
-        let page = stub_page as *mut u8;
-        core::ptr::copy_nonoverlapping(STUB.as_ptr(), page, STUB.len());
-        core::ptr::copy_nonoverlapping(
-            STUB_UNHANDLED.as_ptr(),
-            page.add(STUB_UNHANDLED_OFFSET as usize),
-            STUB_UNHANDLED.len(),
-        );
-    }
+    let ram = GuestRam::claim(id).map_err(BuildError::StubMemory)?;
+    let write = |offset: u64, code: &[u8]| ram.write(gpa(stub_page + offset)?, code);
+    write(0, &STUB).map_err(BuildError::StubMemory)?;
+    write(STUB_UNHANDLED_OFFSET, &STUB_UNHANDLED).map_err(BuildError::StubMemory)?;
     Ok(stub_page)
 }

@@ -1,6 +1,8 @@
 //! CPU identity: which logical CPU (boot order index) and which APIC ID the running
 //! code is on. Each CPU's GS base points at its own entry, so `current_index` is one
 //! load; every CPU sets its GS base before it logs anything.
+// Points GS at each CPU's identity and reads it back.
+#![allow(unsafe_code)]
 
 use core::sync::atomic::{AtomicU64, Ordering};
 

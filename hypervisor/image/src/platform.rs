@@ -4,6 +4,8 @@
 //!
 //! Table parsing uses the `acpi` crate; the hypervisor identity-maps all of low
 //! physical memory, so the handler's "mapping" is the physical address itself.
+// Reads the firmware's ACPI tables and enters S5 through the PM1 control ports.
+#![allow(unsafe_code)]
 
 use core::fmt;
 

@@ -5,17 +5,18 @@
 //! `hv_core::rt_boot`'s; this module copies the bytes. It runs once, on the bootstrap CPU,
 //! before any partition CPU enters its guest. The module's bytes are hostile input: the ELF
 //! is parsed and checked before a byte is copied, and every copy lands in partition RAM
-//! through [`RtLayout::ram_host`].
+//! through `GuestRam`, which checks it.
 
 use core::fmt;
 
-use bulkhead_config::Config;
+use bulkhead_config::{Config, PartitionId};
 use hv_core::elf::{ElfError, LoadPlan};
 use hv_core::rt_boot::{
     self, BOOT_INFO_GPA, IMAGE_MIN_GPA, PAGE_TABLE_PAGES, PAGE_TABLES_GPA, RtLayout, RtLoadError,
 };
 
 use crate::boot_info::BootInfo;
+use crate::guest_memory::{GuestMemError, GuestRam, gpa};
 
 /// Where the RT kernel starts on every RT CPU.
 #[derive(Debug, Clone, Copy)]
@@ -39,6 +40,8 @@ pub enum LoadError<'a> {
     Elf(&'a str, ElfError),
     /// The layout, the image placement or the boot information.
     Layout(&'a str, RtLoadError),
+    /// Partition RAM refused a write (a layout the checks should have refused).
+    Memory(&'a str, GuestMemError),
 }
 
 impl fmt::Display for LoadError<'_> {
@@ -54,25 +57,8 @@ impl fmt::Display for LoadError<'_> {
             ),
             Self::Elf(name, e) => write!(f, "module {name:?} (rt.image): {e}"),
             Self::Layout(name, e) => write!(f, "module {name:?} (rt.image): {e}"),
+            Self::Memory(name, e) => write!(f, "module {name:?} (rt.image): partition rt: {e}"),
         }
-    }
-}
-
-/// Writes `bytes` to partition RAM at `gpa` and zeroes up to `len` bytes there. The range
-/// must lie in one RAM region (`RtLayout::plan` and `check_image` guarantee it for the first
-/// MiB and the kernel's segments).
-fn copy_to(layout: &RtLayout, gpa: u64, bytes: &[u8], len: u64) {
-    let Some(host) = layout.ram_host(gpa, len) else {
-        unreachable!("RT load range {gpa:#x}+{len:#x} was checked against the layout");
-    };
-    // SAFETY: `ram_host` confirmed `[gpa, gpa + len)` lies in one RAM region of the RT
-    // partition, which the config fit check placed in usable RAM clear of the hypervisor,
-    // its modules and the other partition; it is identity-mapped below 4 GiB and no guest
-    // runs yet. `bytes.len() <= len` (file size <= memory size, checked by the parser).
-    unsafe {
-        let dst = host as *mut u8;
-        core::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, bytes.len());
-        core::ptr::write_bytes(dst.add(bytes.len()), 0, (len as usize) - bytes.len());
     }
 }
 
@@ -97,25 +83,19 @@ pub fn load<'a>(
         .boot_info(cfg, tsc_hz, module.args())
         .map_err(|e| LoadError::Layout(name, e))?;
 
-    // The loader's first MiB: zeroed, then the boot information and the page tables.
-    copy_to(layout, 0, &[], IMAGE_MIN_GPA);
-    copy_to(
-        layout,
-        BOOT_INFO_GPA,
-        zerocopy::IntoBytes::as_bytes(&info),
-        size_of_val(&info) as u64,
-    );
-    let tables_len = (PAGE_TABLE_PAGES * 0x1000) as u64;
-    if let Some(host) = layout.ram_host(PAGE_TABLES_GPA, tables_len) {
-        // SAFETY: as in `copy_to`; the range is page-aligned partition RAM inside the first
-        // MiB zeroed above, and nothing else refers to it while the tables are filled (which
-        // writes every entry).
-        let tables = unsafe { &mut *(host as *mut [[u64; 512]; PAGE_TABLE_PAGES]) };
+    let ram = GuestRam::claim(PartitionId::Rt).map_err(|e| LoadError::Memory(name, e))?;
+    let copy = || -> Result<(), GuestMemError> {
+        // The loader's first MiB: zeroed, then the boot information and the page tables.
+        ram.zero(gpa(0)?, IMAGE_MIN_GPA)?;
+        ram.write(gpa(BOOT_INFO_GPA)?, zerocopy::IntoBytes::as_bytes(&info))?;
+        let tables = ram.take_table::<[[u64; 512]; PAGE_TABLE_PAGES]>(gpa(PAGE_TABLES_GPA)?)?;
         rt_boot::fill_page_tables(tables);
-    }
-    for s in plan.segments.as_slice() {
-        copy_to(layout, s.phys, s.bytes(bytes), s.mem_size);
-    }
+        for s in plan.segments.as_slice() {
+            ram.load(gpa(s.phys)?, s.bytes(bytes), s.mem_size)?;
+        }
+        Ok(())
+    };
+    copy().map_err(|e| LoadError::Memory(name, e))?;
     log::info!(
         "partition rt: kernel {name:?} ({} KiB in {} segments at {:#x}..{:#x}), entry {:#x}, options {:?}",
         plan.span() >> 10,

@@ -3,6 +3,8 @@
 //! (`bulkhead_x86::smp`), one CPU at a time.
 //!
 //! Only CPUs named in the config are started; the others stay in wait-for-SIPI.
+// Starts application processors: INIT-SIPI-SIPI through the x2APIC and the trampoline.
+#![allow(unsafe_code)]
 
 use core::sync::atomic::{AtomicBool, Ordering};
 

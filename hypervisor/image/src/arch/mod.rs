@@ -2,6 +2,8 @@
 //! time, and port and MSR access (the parts shared with the RT kernel come from
 //! `bulkhead-x86`). Everything here touches hardware; the policy that drives it lives
 //! elsewhere.
+// The machine layer: boot assembly, descriptor tables, port and MSR access.
+#![allow(unsafe_code)]
 
 pub mod interrupts;
 

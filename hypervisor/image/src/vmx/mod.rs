@@ -1,6 +1,12 @@
-//! VMX operation: the feature check every CPU runs, VMXON, the VMCS of each virtual
-//! CPU, and the exit handler.
+//! VMX operation: the feature check every CPU runs, VMXON, and the virtual CPUs: their
+//! VMCS set-up (`setup`), run loop (`vcpu`), exit handlers (`exits`) and stop reports
+//! (`stop`).
+// VMX instructions, the VMX capability MSRs and the control registers VMXON needs.
+#![allow(unsafe_code)]
 
+mod exits;
+mod setup;
+mod stop;
 pub mod vcpu;
 pub mod vmcs;
 

@@ -1,0 +1,389 @@
+//! The exit handlers: what each VM exit the hypervisor understands means, decided as an
+//! [`Action`] that the run loop (`vcpu`) carries out. A handler never ends the guest
+//! itself and never reaches above the VMX layer: it answers the guest (registers, the
+//! devices Linux reaches only through the hypervisor), and says what comes next.
+//!
+//! Handled: VMCALL (the hypercall ABI), CPUID (sanitized), writes to the MSRs the bitmap
+//! intercepts (the x2APIC ICR, filtered to the partition's own CPUs, with INIT and start-up
+//! IPIs among Linux's CPUs emulated, `linux_cpus`; IA32_APIC_BASE and IA32_FEATURE_CONTROL,
+//! ignored), reads of MSRs outside the bitmap (#GP), XSETBV (checked, then executed), IN
+//! and OUT on ports the I/O bitmap does not pass (Linux's platform view, `linux_devices`),
+//! Linux's accesses to the IOAPIC (decoded and filtered, `linux_devices`), a stale INIT and
+//! the preemption timer. Linux's ACPI power-off or reset ends its guest. Anything else (an
+//! access to memory the partition does not own included) stops the guest as unhandled.
+// Executes XSETBV for the guest and writes the x2APIC ICR for the IPIs it may send.
+#![allow(unsafe_code)]
+
+use bulkhead_config::PartitionId;
+use hv_core::cpuid::{self, CpuidRegs, HostFacts};
+use hv_core::exit::{ExitReason, reason};
+use bulkhead_abi::hypercall::{Hypercall, Status};
+use hv_core::icr;
+use hv_core::log_budget::LogBudget;
+
+use super::vcpu::GuestRegs;
+use super::vmcs::{self, VmxError, guest, ro};
+use crate::arch::msr;
+use crate::{channels, linux_cpus, linux_devices};
+
+/// What the run loop does after an exit.
+#[derive(Debug, Clone, Copy)]
+pub enum Action {
+    /// Resume the guest where it is (the handler set RIP if it had to).
+    Resume,
+    /// Step over the exiting instruction, then resume.
+    Skip,
+    /// Deliver #GP(0) to the guest (the instruction does not complete), then resume.
+    InjectGp,
+    /// A start-up guest said hello (VMCALL `HELLO`): step over the VMCALL, tell the CPU's
+    /// launch code, resume.
+    GuestHello,
+    /// Stop the guest.
+    Stop(StopCause),
+}
+
+/// Why a handler stops the guest.
+#[derive(Debug, Clone, Copy)]
+pub enum StopCause {
+    /// The exit is not one the hypervisor handles (or not in this form).
+    Unhandled,
+    /// The guest asked to end.
+    Ended(GuestEnd),
+}
+
+/// A guest's own request to end.
+#[derive(Debug, Clone, Copy)]
+pub enum GuestEnd {
+    PowerOff,
+    Reset(hv_core::linux_io::ResetKind),
+    /// Another CPU of the partition ended its guest, and with it the partition's.
+    WithPartition,
+}
+
+/// Accesses to unowned ports per CPU that are logged.
+const LOGGED_PORTS: u64 = 16;
+
+/// Guest MSR writes refused per CPU that are logged; the rest are only counted.
+const LOGGED_REFUSALS: u64 = 8;
+
+/// One CPU's exit handlers and what they remember of its guest.
+pub struct ExitHandler {
+    index: usize,
+    apic_id: u32,
+    partition: PartitionId,
+    host_facts: HostFacts,
+    /// The partition's CPUs (x2APIC IDs): where this CPU's IPIs may go.
+    own_cpus: &'static [u32],
+    /// Guest MSR writes refused so far (only the first few are logged).
+    refused_writes: LogBudget,
+    /// Accesses to ports without a device so far (only the first few are logged).
+    unowned_ports: LogBudget,
+}
+
+impl ExitHandler {
+    /// The handlers of CPU `index` (`apic_id`, one of `own_cpus`) in `partition`, with
+    /// nothing remembered yet.
+    pub fn new(
+        index: usize,
+        apic_id: u32,
+        partition: PartitionId,
+        host_facts: HostFacts,
+        own_cpus: &'static [u32],
+    ) -> Self {
+        Self {
+            index,
+            apic_id,
+            partition,
+            host_facts,
+            own_cpus,
+            refused_writes: LogBudget::new(LOGGED_REFUSALS),
+            unowned_ports: LogBudget::new(LOGGED_PORTS),
+        }
+    }
+
+    /// Handles one exit of the guest whose registers are `regs`.
+    pub fn handle(&mut self, exit: ExitReason, regs: &mut GuestRegs) -> Result<Action, VmxError> {
+        match exit.basic() {
+            reason::VMCALL => {
+                let mut action = Action::Skip;
+                regs.rax = match Hypercall::decode(regs.rax, regs.rbx) {
+                    Hypercall::Hello { .. } => {
+                        action = Action::GuestHello;
+                        Status::Ok
+                    }
+                    // Each side rings the other, naming the channel by its base in its own
+                    // guest-physical space; Linux from any privilege level (a Linux program
+                    // uses its channels without a kernel module).
+                    Hypercall::Doorbell { channel_base } => match self.partition {
+                        PartitionId::Linux => channels::ring(channel_base),
+                        PartitionId::Rt => channels::ring_linux(channel_base),
+                    },
+                    Hypercall::Unknown { number } => {
+                        log::warn!("{} guest: unknown hypercall {number:#x}", self.partition);
+                        Status::UnknownCall
+                    }
+                }
+                .raw();
+                Ok(action)
+            }
+            reason::CPUID => {
+                let (leaf, subleaf) = (regs.rax as u32, regs.rcx as u32);
+                let real = core::arch::x86_64::__cpuid_count(leaf, subleaf);
+                let r = cpuid::sanitize(
+                    leaf,
+                    subleaf,
+                    CpuidRegs {
+                        eax: real.eax,
+                        ebx: real.ebx,
+                        ecx: real.ecx,
+                        edx: real.edx,
+                    },
+                    self.host_facts,
+                );
+                let r = cpuid::reflect_guest_cr4(leaf, subleaf, r, vmcs::read(guest::CR4)?);
+                regs.rax = u64::from(r.eax);
+                regs.rbx = u64::from(r.ebx);
+                regs.rcx = u64::from(r.ecx);
+                regs.rdx = u64::from(r.edx);
+                Ok(Action::Skip)
+            }
+            reason::WRMSR => {
+                self.write_msr(regs);
+                Ok(Action::Skip)
+            }
+            reason::RDMSR => {
+                // The MSR bitmap passes every read it covers; reads that exit are of MSRs
+                // outside its ranges, which a partition has no business with: #GP, as for
+                // an MSR the CPU does not have.
+                Ok(Action::InjectGp)
+            }
+            reason::XSETBV => Ok(self.xsetbv(regs)),
+            reason::IO_INSTRUCTION => self.io_instruction(regs),
+            reason::EPT_VIOLATION => self.ept_violation(regs),
+            reason::TRIPLE_FAULT => Ok(Action::Stop(StopCause::Unhandled)),
+            // A real INIT is sent only by the hypervisor, to end this guest with its partition
+            // where the CPU has no preemption timer (the run loop saw the stop request). One
+            // without a request is stale: ignored.
+            reason::INIT => Ok(Action::Resume),
+            // Its work (the stop request, the exit report) is the run loop's, for every exit.
+            reason::PREEMPTION_TIMER => Ok(Action::Resume),
+            _ => Ok(Action::Stop(StopCause::Unhandled)),
+        }
+    }
+
+    /// A guest write to an intercepted MSR (the bitmap intercepts only these three).
+    fn write_msr(&mut self, regs: &GuestRegs) {
+        let (number, value) = (regs.rcx as u32, (regs.rdx << 32) | (regs.rax & 0xffff_ffff));
+        match number {
+            msr::X2APIC_ICR => {
+                let action = icr::filter(value, self.apic_id, self.own_cpus);
+                for &send in action.sends.as_slice() {
+                    // SAFETY: x2APIC is on (the feature check enabled it); the filter
+                    // addresses only this partition's CPUs, by physical ID.
+                    unsafe { msr::write(msr::X2APIC_ICR, send) };
+                }
+                for &start in action.starts.as_slice() {
+                    self.start_cpu(value, start);
+                }
+                if let Some(why) = action.refused {
+                    self.refused(format_args!("IPI (ICR {value:#x}): {why}"));
+                }
+            }
+            // SAFETY: reading the APIC base MSR of this CPU has no side effects.
+            msr::IA32_APIC_BASE if value == unsafe { msr::read(msr::IA32_APIC_BASE) } => {}
+            _ => self.refused(format_args!(
+                "write of {value:#x} to MSR {number:#x} ignored"
+            )),
+        }
+    }
+
+    /// An INIT or start-up IPI for another CPU of the partition, emulated: only Linux
+    /// starts CPUs (the RT kernel's are started by the hypervisor), and a running CPU
+    /// cannot be reset.
+    fn start_cpu(&mut self, value: u64, start: icr::StartRequest) {
+        use hv_core::ap_start::Delivery;
+        if self.partition != PartitionId::Linux {
+            self.refused(format_args!(
+                "IPI (ICR {value:#x}): INIT and start-up are for the Linux partition only"
+            ));
+            return;
+        }
+        if linux_cpus::deliver(self.own_cpus, start) == Delivery::RunningCpu {
+            self.refused(format_args!(
+                "IPI (ICR {value:#x}): INIT to CPU with APIC ID {} whose guest runs (resetting a running CPU is not emulated)",
+                start.target
+            ));
+        }
+    }
+
+    /// XSETBV always exits: check the new XCR0 as the CPU would (#GP otherwise), then
+    /// load it. The guest's XCR0 stays loaded while the hypervisor runs; the hypervisor's
+    /// own code uses only legacy SSE, whose state FXSAVE covers.
+    fn xsetbv(&mut self, regs: &GuestRegs) -> Action {
+        let (index, value) = (regs.rcx as u32, (regs.rdx << 32) | (regs.rax & 0xffff_ffff));
+        let d = core::arch::x86_64::__cpuid_count(0xd, 0);
+        let supported = u64::from(d.eax) | (u64::from(d.edx) << 32);
+        if index != 0 || !hv_core::cpuid::xcr0_valid(value, supported) {
+            return Action::InjectGp;
+        }
+        // SAFETY: XCR0 value checked against what the CPU supports and the architectural
+        // rules, so XSETBV does not fault; it affects only this CPU's extended state.
+        unsafe {
+            core::arch::asm!("xsetbv", in("ecx") 0, in("eax") value as u32, in("edx") (value >> 32) as u32, options(nostack));
+        }
+        Action::Skip
+    }
+
+    /// IN/OUT to a port the I/O bitmap does not pass through: the port has no device for
+    /// this partition (reads return all ones, writes are dropped).
+    fn io_instruction(&mut self, regs: &mut GuestRegs) -> Result<Action, VmxError> {
+        let q = vmcs::read(ro::EXIT_QUALIFICATION)?;
+        let size = (q & 7) as u32 + 1;
+        let input = q & (1 << 3) != 0;
+        let string = q & (1 << 4) != 0;
+        let port = (q >> 16) as u16;
+        if string {
+            log::warn!(
+                "cpu {} ({} partition): string I/O on port {port:#x} is not emulated",
+                self.index,
+                self.partition
+            );
+            return Ok(Action::Stop(StopCause::Unhandled));
+        }
+        let write = (!input).then_some(regs.rax as u32);
+        let result = linux_devices::port_access(port, size as u8, write);
+        if result.unowned {
+            self.unowned_port(port, !input);
+        }
+        if let Some(v) = result.read.filter(|_| input) {
+            regs.rax = match size {
+                4 => u64::from(v),
+                2 => (regs.rax & !0xffff) | u64::from(v & 0xffff),
+                _ => (regs.rax & !0xff) | u64::from(v & 0xff),
+            };
+        }
+        Ok(match result.event {
+            linux_devices::Event::Done => Action::Skip,
+            linux_devices::Event::PowerOff => Action::Stop(StopCause::Ended(GuestEnd::PowerOff)),
+            linux_devices::Event::Reset(how) => {
+                Action::Stop(StopCause::Ended(GuestEnd::Reset(how)))
+            }
+        })
+    }
+
+    fn unowned_port(&mut self, port: u16, write: bool) {
+        if let Some(tail) = self.unowned_ports.next("further accesses are not logged") {
+            log::info!(
+                "cpu {} ({} partition): {} port {port:#x}: no device of this partition{tail}",
+                self.index,
+                self.partition,
+                if write { "write to" } else { "read of" },
+            );
+        }
+    }
+
+    /// A guest touched guest-physical memory its EPT does not map (or maps otherwise):
+    /// Linux's IOAPIC accesses are emulated; anything else stops the guest.
+    fn ept_violation(&mut self, regs: &mut GuestRegs) -> Result<Action, VmxError> {
+        let gpa = vmcs::read(ro::GUEST_PHYSICAL_ADDR_FULL)?;
+        let q = vmcs::read(ro::EXIT_QUALIFICATION)?;
+        let (is_write, is_fetch) = (q & 2 != 0, q & 4 != 0);
+        if self.partition == PartitionId::Linux && !is_fetch && linux_devices::is_ioapic(gpa) {
+            return self.emulate_ioapic(gpa, is_write, regs);
+        }
+        log::warn!(
+            "cpu {} ({} partition): {} of guest-physical {gpa:#x}, which the partition does not own",
+            self.index,
+            self.partition,
+            if q & 2 != 0 {
+                "write"
+            } else if q & 4 != 0 {
+                "instruction fetch"
+            } else {
+                "read"
+            }
+        );
+        Ok(Action::Stop(StopCause::Unhandled))
+    }
+
+    fn emulate_ioapic(
+        &mut self,
+        gpa: u64,
+        write: bool,
+        r: &mut GuestRegs,
+    ) -> Result<Action, VmxError> {
+        let paging = hv_core::guest_paging::PagingState {
+            cr0: vmcs::read(guest::CR0)?,
+            cr3: vmcs::read(guest::CR3)?,
+            cr4: vmcs::read(guest::CR4)?,
+            efer: vmcs::read(guest::IA32_EFER_FULL)?,
+        };
+        let rip = vmcs::read(guest::RIP)?;
+        let mut file = [
+            r.rax,
+            r.rcx,
+            r.rdx,
+            r.rbx,
+            vmcs::read(guest::RSP)?,
+            r.rbp,
+            r.rsi,
+            r.rdi,
+            r.r8,
+            r.r9,
+            r.r10,
+            r.r11,
+            r.r12,
+            r.r13,
+            r.r14,
+            r.r15,
+        ];
+        match linux_devices::ioapic_access(gpa, write, rip, &paging, &mut file) {
+            Ok((len, refusal)) => {
+                [
+                    r.rax,
+                    r.rcx,
+                    r.rdx,
+                    r.rbx,
+                    _,
+                    r.rbp,
+                    r.rsi,
+                    r.rdi,
+                    r.r8,
+                    r.r9,
+                    r.r10,
+                    r.r11,
+                    r.r12,
+                    r.r13,
+                    r.r14,
+                    r.r15,
+                ] = file;
+                vmcs::write(guest::RIP, rip.wrapping_add(u64::from(len)))?;
+                if let Some(why) = refusal {
+                    self.refused(format_args!("IOAPIC access at {gpa:#x}: {why}"));
+                }
+                Ok(Action::Resume)
+            }
+            Err(e) => {
+                log::warn!(
+                    "cpu {} ({} partition): IOAPIC access at {gpa:#x} from RIP {rip:#x} not emulated: {e}",
+                    self.index,
+                    self.partition
+                );
+                Ok(Action::Stop(StopCause::Unhandled))
+            }
+        }
+    }
+
+    fn refused(&mut self, what: core::fmt::Arguments<'_>) {
+        if let Some(tail) = self
+            .refused_writes
+            .next("further refusals on this CPU are not logged")
+        {
+            log::warn!(
+                "cpu {} ({} partition): {what}{tail}",
+                self.index,
+                self.partition
+            );
+        }
+    }
+}
