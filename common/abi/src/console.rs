@@ -46,14 +46,14 @@ const AT_STOP_INDENT: &str = "  ";
 impl<'a> ExitReport<'a> {
     /// Writes one report line (without its newline): the head, then ` REASON=n` for each of
     /// `reasons` (those with a count of 0 are skipped).
-    pub fn write<'r>(
+    pub fn write<R: fmt::Display>(
         out: &mut impl fmt::Write,
         cpu: u32,
         partition: Option<Partition>,
         total: u64,
         new: u64,
         at_stop: bool,
-        reasons: impl IntoIterator<Item = (&'r str, u64)>,
+        reasons: impl IntoIterator<Item = (R, u64)>,
     ) -> fmt::Result {
         let partition = partition.map_or("none", Partition::key);
         let indent = if at_stop { AT_STOP_INDENT } else { "" };
@@ -276,14 +276,14 @@ mod tests {
         assert_eq!(r.count("HLT"), 0);
 
         let mut line = String::new();
-        ExitReport::write(&mut line, 0, Some(Partition::Linux), 9, 2, true, []).unwrap();
+        ExitReport::write(&mut line, 0, Some(Partition::Linux), 9, 2, true, [("", 0)]).unwrap();
         assert_eq!(line, "  exits: cpu 0 linux: total 9 new 2:");
         let r = ExitReport::parse(&line).unwrap();
         assert!(r.at_stop);
         assert_eq!(r.reasons().count(), 0);
 
         let mut line = String::new();
-        ExitReport::write(&mut line, 3, None, 0, 0, false, []).unwrap();
+        ExitReport::write(&mut line, 3, None, 0, 0, false, [("", 0)]).unwrap();
         assert_eq!(ExitReport::parse(&line).unwrap().partition, None);
     }
 

@@ -12,8 +12,10 @@ use bulkhead_config::Region;
 use crate::fixed::FixedList;
 use crate::frames::Span;
 
-/// The hypervisor maps only the first 4 GiB, so its own memory must end below it.
-const HYPERVISOR_MEMORY_END: u64 = 1 << 32;
+/// The hypervisor maps only the first 4 GiB, so its own memory must end below it (a rule of
+/// the config, which refuses such a file already; checked again here before the mapping is
+/// relied on).
+const HYPERVISOR_MEMORY_END: u64 = bulkhead_config::HYPERVISOR_MAX_END;
 
 /// The memory in use at boot, each range with its name; at most `N` (the image, the boot
 /// information, and `N - 2` modules).

@@ -7,11 +7,14 @@
 //! doorbells to linux: raised 3 interrupts 3 held 0
 //! ```
 //!
-//! "new" counts the exits since the previous line for that CPU ([`ReportedTotals`]).
+//! "new" counts the exits since the previous line for that CPU ([`ReportedTotals`]). The
+//! exit-count line's format is the ABI's (`bulkhead_abi::console::ExitReport`, whose parser the
+//! tests and benchmarks use); this module feeds it the counters.
 
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use bulkhead_abi::console;
 use bulkhead_config::PartitionId;
 
 use crate::exit::ExitCounters;
@@ -27,25 +30,21 @@ pub struct ExitCountsLine<'a> {
     pub counters: &'a ExitCounters,
     /// Exits since the previous line for this CPU.
     pub new: u64,
+    /// Whether the line is printed in a partition's stop report (indented).
+    pub at_stop: bool,
 }
 
 impl fmt::Display for ExitCountsLine<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let partition = match self.partition {
-            Some(p) => p.key(),
-            None => "none",
-        };
-        write!(
+        console::ExitReport::write(
             f,
-            "exits: cpu {} {partition}: total {} new {}:",
-            self.cpu,
+            self.cpu as u32,
+            self.partition,
             self.counters.total(),
-            self.new
-        )?;
-        for (reason, n) in self.counters.nonzero() {
-            write!(f, " {reason}={n}")?;
-        }
-        Ok(())
+            self.new,
+            self.at_stop,
+            self.counters.nonzero(),
+        )
     }
 }
 
@@ -132,11 +131,15 @@ mod tests {
             partition: Some(PartitionId::Rt),
             counters: &c,
             new: 0,
+            at_stop: false,
         };
-        assert_eq!(
-            line.to_string(),
-            "exits: cpu 1 rt: total 4 new 0: CPUID=3 VMCALL=1"
-        );
+        let text = line.to_string();
+        assert_eq!(text, "exits: cpu 1 rt: total 4 new 0: CPUID=3 VMCALL=1");
+        // What the tests read back is what was counted.
+        let parsed = console::ExitReport::parse(&text).unwrap();
+        assert_eq!(parsed.total, 4);
+        assert_eq!(parsed.partition, Some(PartitionId::Rt));
+        assert_eq!(parsed.count("CPUID"), 3);
     }
 
     #[test]
@@ -147,8 +150,14 @@ mod tests {
             partition: Some(PartitionId::Linux),
             counters: &c,
             new: 0,
+            at_stop: false,
         };
         assert_eq!(linux.to_string(), "exits: cpu 0 linux: total 0 new 0:");
+        let at_stop = ExitCountsLine {
+            at_stop: true,
+            ..linux
+        };
+        assert_eq!(at_stop.to_string(), "  exits: cpu 0 linux: total 0 new 0:");
         let none = ExitCountsLine {
             partition: None,
             cpu: 3,

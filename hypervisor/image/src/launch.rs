@@ -158,7 +158,7 @@ pub fn cpu_main(index: usize, apic_id: u32, tables: &'static CpuTables) -> ! {
             let stopped = vcpu.run(&Events);
             vcpu.report_stop(
                 stopped,
-                reports::ExitCounts(reports::exit_counts_line(index)),
+                reports::ExitCounts(reports::exit_counts_line(index, true)),
             );
             let ran_ms = arch::rdtsc().wrapping_sub(entered) / (time::tsc_hz() / 1000).max(1);
             let Some(next) = next_linux_start(cfg, index, apic_id, own, start, ran_ms) else {

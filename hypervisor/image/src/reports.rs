@@ -50,7 +50,7 @@ fn report_exits_then(last_line: Option<&str>) {
     };
     console::write_block(|w| {
         for cpu in 0..count {
-            if let Some(line) = exit_counts_line(cpu) {
+            if let Some(line) = exit_counts_line(cpu, false) {
                 writeln!(w, "{line}")?;
             }
         }
@@ -75,18 +75,17 @@ impl fmt::Display for ExitCounts {
     }
 }
 
-/// CPU `cpu`'s exit counts line; its next line counts new exits from here.
-pub fn exit_counts_line(cpu: usize) -> Option<ExitCountsLine<'static>> {
+/// CPU `cpu`'s exit counts line (indented `at_stop`, in a partition's stop report); its next
+/// line counts new exits from here.
+pub fn exit_counts_line(cpu: usize, at_stop: bool) -> Option<ExitCountsLine<'static>> {
     let counters = EXIT_COUNTERS.get(cpu)?;
-    let partition = match CPU_PARTITION[cpu].load(Ordering::Relaxed) {
-        0 => Some(PartitionId::Linux),
-        1 => Some(PartitionId::Rt),
-        _ => None,
-    };
+    let partition =
+        PartitionId::from_index(usize::from(CPU_PARTITION[cpu].load(Ordering::Relaxed)));
     Some(ExitCountsLine {
         cpu,
         partition,
         counters,
         new: REPORTED.take_new(cpu, counters.total()),
+        at_stop,
     })
 }

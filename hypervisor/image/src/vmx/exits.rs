@@ -14,10 +14,10 @@
 // Executes XSETBV for the guest and writes the x2APIC ICR for the IPIs it may send.
 #![allow(unsafe_code)]
 
+use bulkhead_abi::hypercall::{Hypercall, Status};
 use bulkhead_config::PartitionId;
 use hv_core::cpuid::{self, CpuidRegs, HostFacts};
 use hv_core::exit::{ExitReason, reason};
-use bulkhead_abi::hypercall::{Hypercall, Status};
 use hv_core::icr;
 use hv_core::log_budget::LogBudget;
 

@@ -60,7 +60,7 @@ pub fn report(vcpu: &Vcpu, r: &GuestRegs, stopped: Stopped, counts: impl fmt::Di
             if others > 0 {
                 writeln!(w, "  {others} other CPUs of the partition asked to stop")?;
             }
-            writeln!(w, "  {counts}")
+            writeln!(w, "{counts}")
         });
         return;
     }
@@ -108,6 +108,6 @@ pub fn report(vcpu: &Vcpu, r: &GuestRegs, stopped: Stopped, counts: impl fmt::Di
         if others > 0 {
             writeln!(w, "  {others} other CPUs of the partition asked to stop")?;
         }
-        writeln!(w, "  {counts}")
+        writeln!(w, "{counts}")
     });
 }
