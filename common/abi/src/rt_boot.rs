@@ -19,7 +19,7 @@
 //!   segments), and `RDX` = the CPU's index within the partition (0 = the partition's boot
 //!   CPU, which must be entered first or at the same time; the others wait for it). The
 //!   hypervisor's side of this (layout, page tables, boot information) is
-//!   `bulkhead_hv_core::rt_boot`. A loader that starts guests in 32-bit protected mode may
+//!   `bulkhead_hv_core::boot::rt`. A loader that starts guests in 32-bit protected mode may
 //!   enter `_start` instead (the multiboot2 entry) with `EAX` = [`RT_BOOT_MAGIC`], `EBX` = the
 //!   boot information and `ESI` = the CPU index.
 //!

@@ -17,7 +17,7 @@
 //!
 //! The RT partition rings Linux with the same hypercall, naming the channel by its base in the
 //! RT partition's guest-physical space ([`Doorbells::rt_channel`]); the hypervisor raises the
-//! channel device's interrupt (`crate::channel_device`), whose INTx masking already limits
+//! channel device's interrupt (`crate::devices::channel_device`), whose INTx masking already limits
 //! Linux to one interrupt per wake-up of its own, so these are not rate-limited here.
 
 use core::fmt::{self, Write};
@@ -26,7 +26,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use bulkhead_config::{ChannelConfig, ChannelDirection, Config, MAX_CHANNELS, Notify};
 use bulkhead_ring::announce::{Announcement, Direction, NotifyMode};
 
-use crate::rt_boot::RtLayout;
+use crate::boot::rt::RtLayout;
 
 /// The announcement of `channel` (`None` for a channel whose memory the config does not place:
 /// a validated config has none).

@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use acpi::madt::{Madt, MadtEntry};
 use acpi::{AcpiHandler, AcpiTables, PhysicalMapping};
-use bulkhead_hv_core::acpi_build::{
+use bulkhead_hv_core::linux::acpi::{
     AcpiBuildError, AcpiWarning, LinuxAcpi, LinuxCpus, PhysRead, ReadError, Sig, build_linux_tables,
 };
 use proptest::prelude::*;
@@ -273,7 +273,7 @@ fn linux_sees_only_its_cpus_boot_first() {
 #[test]
 fn added_tables_are_copied_and_listed_last() {
     let fw = firmware(2, qemu_like_madt());
-    let (ssdt, len) = bulkhead_hv_core::channel_device::ssdt(0xff, 23);
+    let (ssdt, len) = bulkhead_hv_core::devices::channel_device::ssdt(0xff, 23);
     let ssdt = &ssdt[..len];
     let mut out = vec![0u8; 0x1000];
     let cpus = LinuxCpus {

@@ -12,9 +12,9 @@
 use core::fmt;
 
 use bulkhead_config::Region;
-use hv_core::fixed::FixedList;
-use hv_core::frames::Span;
 use hv_core::linux::e820::{E820Entry, E820Type, MAX_FIRMWARE_ENTRIES};
+use hv_core::memory::frames::Span;
+use hv_core::support::fixed::FixedList;
 use multiboot2::{BootInformation, BootInformationHeader, MemoryAreaType};
 
 /// The multiboot2 magic GRUB leaves in EAX.

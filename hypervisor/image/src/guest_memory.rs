@@ -24,10 +24,10 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use bulkhead_config::{Config, MAX_CHANNELS, MAX_REGIONS, PartitionId, Region};
 use bulkhead_ring::{LayoutError, SharedRegion};
-use hv_core::addr::GuestPhysAddr;
-use hv_core::fixed::FixedList;
-use hv_core::guest_paging::GuestMemory;
-use hv_core::rt_boot::{Mapping, RtLayout};
+use hv_core::boot::rt::{Mapping, RtLayout};
+use hv_core::memory::addr::GuestPhysAddr;
+use hv_core::memory::guest_paging::GuestMemory;
+use hv_core::support::fixed::FixedList;
 use spin::Once;
 use zerocopy::{FromBytes, IntoBytes, KnownLayout};
 

@@ -13,7 +13,7 @@ use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use bulkhead_config::PartitionId;
-use hv_core::vmx_caps::VmxControls;
+use hv_core::vmx::caps::VmxControls;
 
 use crate::arch::cpu::CpuTables;
 use crate::arch::{self, apic, interrupts, time};

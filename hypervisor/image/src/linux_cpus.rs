@@ -2,8 +2,8 @@
 //! together.
 //!
 //! Start: Linux starts its other CPUs with INIT and start-up IPIs. The ICR filter turns those
-//! into [`StartRequest`]s (`hv_core::icr`); [`deliver`] moves the target's state
-//! (`hv_core::ap_start`, one atomic word per CPU of the partition), and the target, spinning
+//! into [`StartRequest`]s (`hv_core::devices::icr`); [`deliver`] moves the target's state
+//! (`hv_core::devices::ap_start`, one atomic word per CPU of the partition), and the target, spinning
 //! in [`wait_for_startup`] since the hypervisor booted, sees it and enters its guest in real
 //! mode at the start-up vector's page. No INIT or start-up IPI from Linux ever reaches the
 //! hardware: the target never leaves the hypervisor's control.
@@ -22,8 +22,8 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use hv_core::ap_start::{ApState, Delivery};
-use hv_core::icr::StartRequest;
+use hv_core::devices::ap_start::{ApState, Delivery};
+use hv_core::devices::icr::StartRequest;
 
 const MAX: usize = bulkhead_config::MAX_CPUS;
 

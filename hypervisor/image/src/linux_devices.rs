@@ -1,9 +1,9 @@
 //! The platform devices the Linux partition reaches only through the hypervisor: its view
 //! of each IOAPIC (the MMIO page is absent from its EPT; every access is decoded and
-//! filtered by `hv_core::ioapic`) and the ports its I/O bitmap does not pass through (PCI
-//! configuration, power-off and reset, absent devices: `hv_core::linux_io`).
+//! filtered by `hv_core::devices::ioapic`) and the ports its I/O bitmap does not pass through (PCI
+//! configuration, power-off and reset, absent devices: `hv_core::devices::linux_io`).
 //!
-//! The channel device (`hv_core::channel_device`), when some channel takes doorbells: an
+//! The channel device (`hv_core::devices::channel_device`), when some channel takes doorbells: an
 //! emulated PCI function on a bus of its own whose INTA is an IOAPIC pin no partition owns.
 //! Its configuration space is answered from the model here, its pin's entry is emulated in
 //! Linux's IOAPIC view, and [`raise_channel_interrupt`] (the RT partition's doorbell) sends
@@ -19,11 +19,11 @@
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use bulkhead_config::{Config, Notify, PartitionId, PciBdf};
-use hv_core::channel_device::{self, ChannelDevice, Delivery};
-use hv_core::guest_paging::{self, PagingState};
-use hv_core::ioapic::{self, IoApicAction, IoApicView};
-use hv_core::linux_io::{FadtIo, IoOutcome, LinuxIo, ResetKind, ResetRegister};
-use hv_core::mmio::{self, MmioInsn};
+use hv_core::devices::channel_device::{self, ChannelDevice, Delivery};
+use hv_core::devices::ioapic::{self, IoApicAction, IoApicView};
+use hv_core::devices::linux_io::{FadtIo, IoOutcome, LinuxIo, ResetKind, ResetRegister};
+use hv_core::devices::mmio::{self, MmioInsn};
+use hv_core::memory::guest_paging::{self, PagingState};
 use spin::{Mutex, Once};
 
 use crate::arch::port;

@@ -2,12 +2,12 @@
 //! once its guest ended, when the config restarts Linux (`on_exit = "restart"`).
 //!
 //! Linux's boot CPU waits for the partition's other CPUs to leave their guests, decides by
-//! the restart limit (`hv_core::restart`: back-off after quick ends, then give up), puts
+//! the restart limit (`hv_core::linux::restart`: back-off after quick ends, then give up), puts
 //! Linux's devices back, and reloads Linux from the retained module copies; the other CPUs
 //! wait for the new Linux's start-up IPIs, as at the first start ([`wait_for_linux_start`]).
 
 use bulkhead_config::{Config, OnExit};
-use hv_core::restart::{Decision, RestartPolicy, RestartState};
+use hv_core::linux::restart::{Decision, RestartPolicy, RestartState};
 
 use crate::arch::{self, time};
 use crate::partition::GuestStart;
@@ -23,7 +23,7 @@ static LINUX_RESTARTS: spin::Mutex<RestartState> = spin::Mutex::new(RestartState
 /// A secondary CPU of Linux: waits until Linux sends it INIT and start-up, then says so.
 pub fn wait_for_linux_start(index: usize, apic_id: u32, own: &[u32]) -> GuestStart {
     let vector = linux_cpus::wait_for_startup(own, apic_id);
-    let entry = hv_core::ap_start::RealModeEntry::for_vector(vector);
+    let entry = hv_core::devices::ap_start::RealModeEntry::for_vector(vector);
     println!(
         "cpu {index} apic {apic_id}: started by Linux, real mode at {:#x}",
         entry.cs_base

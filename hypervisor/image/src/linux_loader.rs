@@ -5,7 +5,7 @@
 //! with only its CPUs), its e820 map, the zero page, and start-up page tables and a GDT.
 //!
 //! The decisions are `hv_core::linux`'s (placement, e820, zero page) and
-//! `hv_core::acpi_build`'s; this module finds the modules and copies bytes. Modules are
+//! `hv_core::linux::acpi`'s; this module finds the modules and copies bytes. Modules are
 //! hostile input: each is parsed and checked before a byte is copied, and every copy lands
 //! in the partition's RAM (the config's `partitions.linux.memory`, which the fit check put
 //! in usable RAM clear of the hypervisor, its modules and the other partition). Linux's
@@ -16,13 +16,13 @@
 use core::fmt;
 
 use bulkhead_config::{Config, PartitionId, Region};
-use hv_core::acpi_build::{self, AcpiBuildError, LinuxCpus, PhysRead, ReadError};
-use hv_core::elf::{ElfError, LoadPlan};
+use hv_core::boot::elf::{ElfError, LoadPlan};
+use hv_core::boot::rt::{self as rt_boot, PAGE_TABLE_PAGES};
+use hv_core::linux::acpi::{self as acpi_build, AcpiBuildError, LinuxCpus, PhysRead, ReadError};
 use hv_core::linux::boot_params::{self, BootParamsError, BootParamsInput, Kernel, ZERO_PAGE_SIZE};
 use hv_core::linux::bzimage::{BzImage, BzImageError};
 use hv_core::linux::e820::{self, E820Entry, E820Error, E820Map, E820Type, Partitioning};
 use hv_core::linux::place::{self, FOUR_GIB, KernelNeeds, PlaceError, Request};
-use hv_core::rt_boot::{self, PAGE_TABLE_PAGES};
 
 use zerocopy::FromBytes;
 
@@ -268,7 +268,7 @@ pub fn load<'a>(cfg: &'a Config, boot: &'a BootInfo) -> Result<LinuxLoad, LoadEr
         .map_err(LoadError::Memory)?;
     // The channel device's host bridge, when there is a device.
     let ssdt = crate::linux_devices::channel_device()
-        .map(|(bus, gsi)| hv_core::channel_device::ssdt(bus, gsi));
+        .map(|(bus, gsi)| hv_core::devices::channel_device::ssdt(bus, gsi));
     let added: &[&[u8]] = match &ssdt {
         Some((table, len)) => &[&table[..*len]],
         None => &[],

@@ -4,9 +4,9 @@
 // Hands out and zeroes the hypervisor's own frames, and reads the linker's symbols.
 #![allow(unsafe_code)]
 
-use hv_core::addr::HostPhysAddr;
-use hv_core::ept::TableMemory;
-use hv_core::frames::{FrameAllocator, OutOfMemory, Span};
+use hv_core::memory::addr::HostPhysAddr;
+use hv_core::memory::ept::TableMemory;
+use hv_core::memory::frames::{FrameAllocator, OutOfMemory, Span};
 use spin::Mutex;
 
 static FRAMES: Mutex<Option<FrameAllocator>> = Mutex::new(None);

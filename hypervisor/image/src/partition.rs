@@ -1,6 +1,6 @@
 //! What every CPU of a partition shares: its EPT (the partition's RAM and the shared
 //! channel regions: identity-mapped for Linux, from guest-physical 0 for the RT partition,
-//! see `hv_core::rt_boot`), its I/O bitmap (the ports the config gives it, and the console
+//! see `hv_core::boot::rt`), its I/O bitmap (the ports the config gives it, and the console
 //! port it is routed to), its MSR bitmap, and the guest it starts. Built once by the
 //! bootstrap CPU before any CPU enters VMX non-root operation.
 //!
@@ -17,11 +17,11 @@
 use core::fmt;
 
 use bulkhead_config::{Config, PartitionId};
-use hv_core::addr::{GuestPhysAddr, HostPhysAddr};
-use hv_core::bitmaps::{self, IO_BITMAP_BYTES, MSR_BITMAP_BYTES, MsrAccess};
-use hv_core::ept::{Ept, EptError, MemType, Perms};
-use hv_core::frames::OutOfMemory;
-use hv_core::rt_boot::Mapping;
+use hv_core::boot::rt::Mapping;
+use hv_core::memory::addr::{GuestPhysAddr, HostPhysAddr};
+use hv_core::memory::ept::{Ept, EptError, MemType, Perms};
+use hv_core::memory::frames::OutOfMemory;
+use hv_core::vmx::bitmaps::{self, IO_BITMAP_BYTES, MSR_BITMAP_BYTES, MsrAccess};
 
 use crate::guest_memory::{GuestMemError, GuestRam, gpa};
 use crate::memory::{self, HvTables};
@@ -60,12 +60,12 @@ const WRITE_INTERCEPTS: [u32; 3] = [
 pub enum GuestStart {
     /// The stub guest: 32-bit protected mode, paging off, at `entry`.
     Stub { entry: u64 },
-    /// The RT kernel in 64-bit mode (`hv_core::rt_boot`'s entry state).
+    /// The RT kernel in 64-bit mode (`hv_core::boot::rt`'s entry state).
     Rt(crate::rt_loader::RtStart),
     /// Linux's 64-bit boot protocol entry, on its boot CPU.
     Linux(crate::linux_loader::LinuxStart),
     /// A Linux secondary CPU started by Linux's start-up IPI: real mode at its vector.
-    LinuxSecondary(hv_core::ap_start::RealModeEntry),
+    LinuxSecondary(hv_core::devices::ap_start::RealModeEntry),
 }
 
 /// Shared per-partition state.

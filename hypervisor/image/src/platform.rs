@@ -13,7 +13,7 @@ use acpi::madt::{Madt, MadtEntry};
 use acpi::{AcpiTables, fadt::Fadt};
 use bulkhead_config::MAX_CPUS;
 use bulkhead_x86::acpi::IdentityMapped;
-use hv_core::fixed::{FixedList, Full};
+use hv_core::support::fixed::{FixedList, Full};
 
 use crate::arch::port;
 
@@ -161,7 +161,7 @@ impl Platform {
             let aml = unsafe {
                 core::slice::from_raw_parts(dsdt.address as *const u8, dsdt.length as usize)
             };
-            hv_core::acpi_sleep::s5_sleep_type(aml)
+            hv_core::boot::acpi_sleep::s5_sleep_type(aml)
         });
         let flags = { fadt.flags };
         let reset = fadt

@@ -1,13 +1,13 @@
 //! The console lines about the guests as a whole: the hello of each start-up guest and
 //! `bulkhead: steady state` when all have said it, and the exit report (every CPU's exit
-//! counts and the doorbell totals, `hv_core::exit_report`), printed at steady state, every
+//! counts and the doorbell totals, `hv_core::reports::exits`), printed at steady state, every
 //! `exit_report_s` seconds by the first Linux CPU, and under a stopped guest's report.
 
 use core::fmt;
 use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 use bulkhead_config::{MAX_CPUS, PartitionId};
-use hv_core::exit_report::{DoorbellLines, ExitCountsLine, ReportedTotals};
+use hv_core::reports::exits::{DoorbellLines, ExitCountsLine, ReportedTotals};
 
 use crate::vmx::vcpu::EXIT_COUNTERS;
 use crate::{boot, channels, console, linux_devices, println};

@@ -2,7 +2,7 @@
 //! the boot information and the start-up page tables beside it.
 //!
 //! The decisions (guest-physical layout, image checks, boot information, page tables) are
-//! `hv_core::rt_boot`'s; this module copies the bytes. It runs once, on the bootstrap CPU,
+//! `hv_core::boot::rt`'s; this module copies the bytes. It runs once, on the bootstrap CPU,
 //! before any partition CPU enters its guest. The module's bytes are hostile input: the ELF
 //! is parsed and checked before a byte is copied, and every copy lands in partition RAM
 //! through `GuestRam`, which checks it.
@@ -10,9 +10,10 @@
 use core::fmt;
 
 use bulkhead_config::{Config, PartitionId};
-use hv_core::elf::{ElfError, LoadPlan};
-use hv_core::rt_boot::{
-    self, BOOT_INFO_GPA, IMAGE_MIN_GPA, PAGE_TABLE_PAGES, PAGE_TABLES_GPA, RtLayout, RtLoadError,
+use hv_core::boot::elf::{ElfError, LoadPlan};
+use hv_core::boot::rt::{
+    self as rt_boot, BOOT_INFO_GPA, IMAGE_MIN_GPA, PAGE_TABLE_PAGES, PAGE_TABLES_GPA, RtLayout,
+    RtLoadError,
 };
 
 use crate::boot_info::BootInfo;

@@ -14,8 +14,8 @@ use super::bzimage::{
 };
 use super::e820::{E820Entry, E820Type, MAX_ENTRIES};
 use super::{le_u32, le_u64, put};
-use crate::fixed::FixedList;
 use crate::linux::place::FOUR_GIB;
+use crate::support::fixed::FixedList;
 
 /// Size of the zero page.
 pub const ZERO_PAGE_SIZE: usize = 4096;

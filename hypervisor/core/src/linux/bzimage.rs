@@ -11,7 +11,7 @@ use core::fmt;
 
 use super::place::KernelNeeds;
 use super::{le_u16, le_u32, le_u64};
-use crate::addr::PAGE_4K;
+use crate::memory::addr::PAGE_4K;
 
 /// Offsets of the setup header's fields, the same in a bzImage file and in the zero page
 /// (`boot.rst`, "THE REAL-MODE KERNEL HEADER").

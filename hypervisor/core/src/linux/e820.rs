@@ -16,7 +16,7 @@ use core::fmt;
 
 use bulkhead_config::{Config, PartitionId, Region, SharedRegion};
 
-use crate::fixed::FixedList;
+use crate::support::fixed::FixedList;
 
 /// Most entries the zero page holds.
 pub const MAX_ENTRIES: usize = 128;

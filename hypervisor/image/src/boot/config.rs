@@ -4,7 +4,7 @@
 
 use bulkhead_config::Config;
 use bulkhead_config::platform as fit;
-use hv_core::boot_memory::{self, Occupied};
+use hv_core::boot::memory::{self as boot_memory, Occupied};
 use spin::Once;
 
 use crate::boot_info::{self, BootInfo};

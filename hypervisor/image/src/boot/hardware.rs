@@ -5,7 +5,7 @@
 // and the PICs through their ports: boot-time hardware access, before any partition runs.
 #![allow(unsafe_code)]
 
-use hv_core::vmx_caps::{Feature, VmxControls, VmxMsrs};
+use hv_core::vmx::caps::{Feature, VmxControls, VmxMsrs};
 use spin::Once;
 
 use crate::arch::{apic, port, time};

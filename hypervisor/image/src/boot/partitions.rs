@@ -3,10 +3,10 @@
 //! state built.
 
 use bulkhead_config::{Config, PartitionId};
-use hv_core::frames::Span;
-use hv_core::linux_firmware::{self, FirmwareRanges};
-use hv_core::rt_boot::RtLayout;
-use hv_core::vmx_caps::VmxControls;
+use hv_core::boot::rt::RtLayout;
+use hv_core::linux::firmware::{self as linux_firmware, FirmwareRanges};
+use hv_core::memory::frames::Span;
+use hv_core::vmx::caps::VmxControls;
 use spin::Once;
 
 use super::Options;

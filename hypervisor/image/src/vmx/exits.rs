@@ -16,10 +16,10 @@
 
 use bulkhead_abi::hypercall::{Hypercall, Status};
 use bulkhead_config::PartitionId;
-use hv_core::cpuid::{self, CpuidRegs, HostFacts};
-use hv_core::exit::{ExitReason, reason};
-use hv_core::icr;
-use hv_core::log_budget::LogBudget;
+use hv_core::devices::icr;
+use hv_core::reports::log_budget::LogBudget;
+use hv_core::vmx::cpuid::{self, CpuidRegs, HostFacts};
+use hv_core::vmx::exit::{ExitReason, reason};
 
 use super::vcpu::GuestRegs;
 use super::vmcs::{self, VmxError, guest, ro};
@@ -55,7 +55,7 @@ pub enum StopCause {
 #[derive(Debug, Clone, Copy)]
 pub enum GuestEnd {
     PowerOff,
-    Reset(hv_core::linux_io::ResetKind),
+    Reset(hv_core::devices::linux_io::ResetKind),
     /// Another CPU of the partition ended its guest, and with it the partition's.
     WithPartition,
 }
@@ -201,7 +201,7 @@ impl ExitHandler {
     /// starts CPUs (the RT kernel's are started by the hypervisor), and a running CPU
     /// cannot be reset.
     fn start_cpu(&mut self, value: u64, start: icr::StartRequest) {
-        use hv_core::ap_start::Delivery;
+        use hv_core::devices::ap_start::Delivery;
         if self.partition != PartitionId::Linux {
             self.refused(format_args!(
                 "IPI (ICR {value:#x}): INIT and start-up are for the Linux partition only"
@@ -223,7 +223,7 @@ impl ExitHandler {
         let (index, value) = (regs.rcx as u32, (regs.rdx << 32) | (regs.rax & 0xffff_ffff));
         let d = core::arch::x86_64::__cpuid_count(0xd, 0);
         let supported = u64::from(d.eax) | (u64::from(d.edx) << 32);
-        if index != 0 || !hv_core::cpuid::xcr0_valid(value, supported) {
+        if index != 0 || !hv_core::vmx::cpuid::xcr0_valid(value, supported) {
             return Action::InjectGp;
         }
         // SAFETY: XCR0 value checked against what the CPU supports and the architectural
@@ -312,7 +312,7 @@ impl ExitHandler {
         write: bool,
         r: &mut GuestRegs,
     ) -> Result<Action, VmxError> {
-        let paging = hv_core::guest_paging::PagingState {
+        let paging = hv_core::memory::guest_paging::PagingState {
             cr0: vmcs::read(guest::CR0)?,
             cr3: vmcs::read(guest::CR3)?,
             cr4: vmcs::read(guest::CR4)?,

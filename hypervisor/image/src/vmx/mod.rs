@@ -10,8 +10,8 @@ mod stop;
 pub mod vcpu;
 pub mod vmcs;
 
-use hv_core::addr::HostPhysAddr;
-use hv_core::vmx_caps::{Feature, Missing, VmxControls, VmxMsrs, msr as cap};
+use hv_core::memory::addr::HostPhysAddr;
+use hv_core::vmx::caps::{Feature, Missing, VmxControls, VmxMsrs, msr as cap};
 
 use crate::arch::msr;
 use crate::memory;

@@ -9,8 +9,8 @@
 // Reads the control registers and makes a VMCS current (VMCLEAR, VMPTRLD).
 #![allow(unsafe_code)]
 
-use hv_core::addr::HostPhysAddr;
-use hv_core::vmx_caps::{
+use hv_core::memory::addr::HostPhysAddr;
+use hv_core::vmx::caps::{
     EntryControls, PIN_PREEMPTION_TIMER, SecondaryControls, VmxControls, VmxMsrs,
 };
 
@@ -144,7 +144,7 @@ pub fn exec_controls(
 }
 
 /// The guest's first state: the stub in 32-bit protected mode with paging off; the
-/// RT kernel in 64-bit mode on its start-up page tables (`hv_core::rt_boot`), with
+/// RT kernel in 64-bit mode on its start-up page tables (`hv_core::boot::rt`), with
 /// RDI = RT_BOOT_MAGIC, RSI = boot information, RDX = `cpu_in_partition`; Linux's boot
 /// CPU per the 64-bit boot protocol; or a Linux secondary CPU in real mode where its
 /// start-up IPI points.

@@ -3,7 +3,7 @@
 
 use core::fmt;
 
-use hv_core::exit::ExitReason;
+use hv_core::vmx::exit::ExitReason;
 
 use super::exits::GuestEnd;
 use super::vcpu::{GuestRegs, Vcpu};

@@ -15,10 +15,10 @@ use core::fmt;
 use core::mem::offset_of;
 
 use bulkhead_config::PartitionId;
-use hv_core::addr::HostPhysAddr;
-use hv_core::cpuid::HostFacts;
-use hv_core::exit::{ExitCounters, ExitReason};
-use hv_core::vmx_caps::{SecondaryControls, VmxControls, VmxMsrs};
+use hv_core::memory::addr::HostPhysAddr;
+use hv_core::vmx::caps::{SecondaryControls, VmxControls, VmxMsrs};
+use hv_core::vmx::cpuid::HostFacts;
+use hv_core::vmx::exit::{ExitCounters, ExitReason};
 
 use super::exits::{Action, ExitHandler, GuestEnd, StopCause};
 use super::setup;

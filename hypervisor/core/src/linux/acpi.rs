@@ -16,7 +16,7 @@
 
 use core::fmt;
 
-use crate::fixed::FixedList;
+use crate::support::fixed::FixedList;
 
 /// Reads firmware memory. The image checks `addr..addr + buf.len()` against what the
 /// firmware may own (ACPI and reserved ranges) before copying; tests back it with bytes.

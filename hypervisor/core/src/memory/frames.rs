@@ -4,7 +4,7 @@
 //! is what a partitioning hypervisor needs: every structure exists for the machine's
 //! lifetime.
 
-use crate::addr::{HostPhysAddr, PAGE_4K};
+use crate::memory::addr::{HostPhysAddr, PAGE_4K};
 
 /// Most holes the allocator tracks.
 pub const MAX_HOLES: usize = 32;

@@ -14,9 +14,9 @@
 
 use core::fmt;
 
-use crate::addr::MAX_PHYS_BITS;
-use crate::fixed::FixedList;
-use crate::le::{le_u16, le_u32, le_u64};
+use crate::memory::addr::MAX_PHYS_BITS;
+use crate::support::fixed::FixedList;
+use crate::support::le::{le_u16, le_u32, le_u64};
 
 /// Most `PT_LOAD` segments accepted (a kernel has four or five).
 pub const MAX_SEGMENTS: usize = 16;

@@ -10,7 +10,7 @@ use core::fmt;
 
 use bitflags::bitflags;
 
-use crate::addr::{GuestPhysAddr, HostPhysAddr, PAGE_1G, PAGE_2M, PAGE_4K};
+use crate::memory::addr::{GuestPhysAddr, HostPhysAddr, PAGE_1G, PAGE_2M, PAGE_4K};
 
 bitflags! {
     /// Access rights of an EPT entry.

@@ -17,7 +17,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use bulkhead_abi::console;
 use bulkhead_config::PartitionId;
 
-use crate::exit::ExitCounters;
+use crate::vmx::exit::ExitCounters;
 
 /// One CPU's exit counters as `exits: cpu N PARTITION: total T new D: REASON=n ...`.
 #[derive(Debug, Clone, Copy)]
@@ -117,7 +117,7 @@ impl fmt::Display for DoorbellLines {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exit::{ExitReason, reason};
+    use crate::vmx::exit::{ExitReason, reason};
     use std::string::ToString;
 
     #[test]

@@ -33,8 +33,8 @@ use bulkhead_abi::rt_boot::{
 };
 use bulkhead_config::{Config, PartitionId, Region};
 
-use crate::elf::LoadPlan;
-use crate::fixed::FixedList;
+use crate::boot::elf::LoadPlan;
+use crate::support::fixed::FixedList;
 
 /// Where the [`RtBootInfo`] is written.
 pub const BOOT_INFO_GPA: u64 = 0x1000;
@@ -270,7 +270,7 @@ mod tests {
     use std::string::ToString;
 
     use super::*;
-    use crate::elf::testing::elf;
+    use crate::boot::elf::testing::elf;
 
     const MIB: u64 = 1 << 20;
 

@@ -9,10 +9,10 @@
 
 use bulkhead_config::{Config, PartitionId, Region};
 
-use crate::ept::Perms;
-use crate::fixed::FixedList;
+use crate::boot::rt::Mapping;
 use crate::linux::e820::{E820Entry, E820Type};
-use crate::rt_boot::Mapping;
+use crate::memory::ept::Perms;
+use crate::support::fixed::FixedList;
 
 /// Most firmware ranges mapped into Linux's EPT.
 pub const LINUX_FIRMWARE_MAX: usize = 128;

@@ -15,7 +15,7 @@
 //! running. The state packs into a `u32` so that the image can keep one per CPU in an
 //! atomic.
 
-use crate::icr::StartSignal;
+use crate::devices::icr::StartSignal;
 
 /// Where a secondary CPU stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

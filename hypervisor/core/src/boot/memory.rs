@@ -9,8 +9,8 @@ use core::fmt;
 
 use bulkhead_config::Region;
 
-use crate::fixed::FixedList;
-use crate::frames::Span;
+use crate::memory::frames::Span;
+use crate::support::fixed::FixedList;
 
 /// The hypervisor maps only the first 4 GiB, so its own memory must end below it (a rule of
 /// the config, which refuses such a file already; checked again here before the mapping is

@@ -1,6 +1,6 @@
 //! Walking a guest's own page tables: guest-linear to guest-physical addresses.
 //!
-//! To emulate an instruction (an MMIO access, see [`crate::mmio`]) the hypervisor reads its
+//! To emulate an instruction (an MMIO access, see [`crate::devices::mmio`]) the hypervisor reads its
 //! bytes at the guest's RIP, a linear address. [`translate`] walks the guest's page tables
 //! as the CPU would for each paging mode a guest passes through while starting: none
 //! (CR0.PG clear), 32-bit (with 4 MiB pages under CR4.PSE), PAE (2 MiB pages), 4-level and

@@ -14,7 +14,7 @@
 
 use core::fmt;
 
-use crate::fixed::FixedList;
+use crate::support::fixed::FixedList;
 
 /// Most CPUs one write can reach after filtering (a partition's CPUs).
 pub const MAX_TARGETS: usize = bulkhead_config::MAX_CPUS;

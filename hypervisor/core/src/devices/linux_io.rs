@@ -15,7 +15,7 @@
 //!   bits: Linux reaches extended space through MMCONFIG), or for any other function, reads
 //!   are all ones and writes are dropped.
 //! - ACPI power-off: a write to the FADT's PM1a or PM1b control register with SLP_EN set and
-//!   SLP_TYP equal to the S5 type (from [`crate::acpi_sleep::s5_sleep_type`]) is
+//!   SLP_TYP equal to the S5 type (from [`crate::boot::acpi_sleep::s5_sleep_type`]) is
 //!   [`IoOutcome::PowerOff`]. Other writes there are dropped; reads say SCI_EN (ACPI mode on,
 //!   so Linux does not try the SMI command port).
 //! - Reset: the FADT's reset value written to its reset register (when in I/O space), a
@@ -25,7 +25,7 @@
 //!   reads as all ones like any other absent device, so Linux's i8042 probe finds none and
 //!   its reboot waits out its short input-buffer timeout before writing 0xFE.
 //!
-//! - The channel device (`crate::channel_device`), when there is one: its configuration
+//! - The channel device (`crate::devices::channel_device`), when there is one: its configuration
 //!   accesses are [`IoOutcome::EmulatedConfigRead`] and [`IoOutcome::EmulatedConfigWrite`],
 //!   answered by the hypervisor's model of the function and never reaching the hardware.
 //!

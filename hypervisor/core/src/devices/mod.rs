@@ -1,0 +1,11 @@
+//! What a partition touches that the hypervisor filters or emulates: Linux's view of the
+//! IOAPIC, the x2APIC ICR and emulated start-up of a partition's CPUs, the instruction behind
+//! an emulated MMIO access, Linux's port and PCI configuration accesses, and the channel
+//! device. Each returns what should happen (pass on, refuse, emulate); the image does it.
+
+pub mod ap_start;
+pub mod channel_device;
+pub mod icr;
+pub mod ioapic;
+pub mod linux_io;
+pub mod mmio;
