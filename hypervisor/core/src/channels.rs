@@ -152,7 +152,7 @@ impl Doorbells {
             let rt_base = layout
                 .as_ref()
                 .and_then(|l| l.shared().get(channel.region_index()))
-                .map_or(0, |m| m.gpa + channel.offset());
+                .map_or(0, |m| m.gpa().as_u64() + channel.offset());
             if let Some(memory) = cfg.channel_memory(channel) {
                 d.bases[d.count] = memory.base;
                 d.rt_bases[d.count] = rt_base;
@@ -249,7 +249,7 @@ mod tests {
         let d = Doorbells::from_config(&cfg);
         assert_eq!(d.len(), 2, "both example channels take doorbells");
         let (telemetry, commands) = (0x3800_0000, 0x3801_0000);
-        assert!(d.rt_channel(RtLayout::plan(&cfg).unwrap().shared()[0].gpa));
+        assert!(d.rt_channel(RtLayout::plan(&cfg).unwrap().shared()[0].gpa().as_u64()));
         assert!(
             !d.rt_channel(telemetry),
             "a host address is not the RT side's"

@@ -27,6 +27,7 @@ use bulkhead_abi::hypercall::Status;
 use bulkhead_config::{ChannelDirection, Config, PartitionId};
 use bulkhead_ring::{Ring, RingError};
 use hv_core::channels::{DOORBELL_MIN_INTERVAL_US, Doorbells};
+use hv_core::memory::addr::GuestPhysAddr;
 use spin::Once;
 
 use crate::guest_memory::{self, ChannelMemError};
@@ -101,10 +102,10 @@ pub fn init_all(cfg: &Config) -> Result<usize, ChannelInitError> {
 
 /// The RT partition's doorbell for the channel at `rt_base` (its guest-physical address):
 /// the hypercall's status.
-pub fn ring_linux(rt_base: u64) -> Status {
+pub fn ring_linux(rt_base: GuestPhysAddr) -> Status {
     let known = DOORBELLS
         .get()
-        .is_some_and(|(doorbells, _)| doorbells.rt_channel(rt_base));
+        .is_some_and(|(doorbells, _)| doorbells.rt_channel(rt_base.as_u64()));
     if known && crate::linux_devices::raise_channel_interrupt() {
         Status::Ok
     } else {
@@ -113,12 +114,13 @@ pub fn ring_linux(rt_base: u64) -> Status {
 }
 
 /// Linux's doorbell for the channel at `base`: the hypercall's status.
-pub fn ring(base: u64) -> Status {
+pub fn ring(base: GuestPhysAddr) -> Status {
     let Some((doorbells, target)) = DOORBELLS.get() else {
         return Status::NoSuchChannel;
     };
     let min_interval = crate::arch::time::tsc_hz() / 1_000_000 * DOORBELL_MIN_INTERVAL_US;
-    match doorbells.ring(base, crate::arch::rdtsc(), min_interval) {
+    // Linux's memory is identity-mapped: its guest-physical base is the channel's address.
+    match doorbells.ring(base.as_u64(), crate::arch::rdtsc(), min_interval) {
         hv_core::channels::Ring::Interrupt => {
             // Fixed delivery, physical destination, level assert.
             let icr = u32::from(bulkhead_abi::vectors::DOORBELL) | (1 << 14);

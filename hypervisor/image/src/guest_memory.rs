@@ -136,11 +136,7 @@ impl GuestRam {
         match id {
             PartitionId::Linux => {
                 for r in cfg.partition(id).memory() {
-                    let identity = Mapping {
-                        gpa: r.base,
-                        hpa: r.base,
-                        size: r.size,
-                    };
+                    let identity = Mapping::identity(*r).ok_or(GuestMemError::NoLayout)?;
                     ram.push(identity).map_err(|_| GuestMemError::NoLayout)?;
                 }
             }
@@ -170,14 +166,13 @@ impl GuestRam {
     fn host(&self, gpa: GuestPhysAddr, len: u64) -> Result<*mut u8, GuestMemError> {
         let g = gpa.as_u64();
         let outside = GuestMemError::OutsideRam { gpa: g, len };
-        let end = g.checked_add(len).ok_or(outside)?;
-        let m = self
+        let host = self
             .ram
             .as_slice()
             .iter()
-            .find(|m| g >= m.gpa && end <= m.gpa + m.size)
-            .ok_or(outside)?;
-        let host = m.hpa + (g - m.gpa);
+            .find_map(|m| m.host(gpa, len))
+            .ok_or(outside)?
+            .as_u64();
         if host.saturating_add(len) > MAPPED_END {
             return Err(GuestMemError::Unmapped { gpa: g, len });
         }

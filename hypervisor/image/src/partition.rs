@@ -92,15 +92,12 @@ impl PartitionResources {
     }
 }
 
-/// The identity mappings of `cfg`'s regions (RAM of partition `id`, or the shared regions).
+/// The identity mappings of `cfg`'s regions (RAM of partition `id`, or the shared regions);
+/// the config's regions end below 64 TiB, so each is a valid mapping.
 pub fn identity(
     regions: impl Iterator<Item = bulkhead_config::Region>,
 ) -> impl Iterator<Item = Mapping> {
-    regions.map(|r| Mapping {
-        gpa: r.base,
-        hpa: r.base,
-        size: r.size,
-    })
+    regions.filter_map(Mapping::identity)
 }
 
 /// Why a partition could not be built.
@@ -178,18 +175,7 @@ pub fn build(
                 .map(|(i, (m, perms))| ("firmware ranges", i, m, perms)),
         );
     for (field, index, m, perms) in regions {
-        let (g, h) = (GuestPhysAddr::new(m.gpa), HostPhysAddr::new(m.hpa));
-        let (Some(g), Some(h)) = (g, h) else {
-            return Err(BuildError::Ept {
-                field,
-                index,
-                err: EptError::OutOfRange {
-                    gpa: m.gpa,
-                    size: m.size,
-                },
-            });
-        };
-        ept.map(g, h, m.size, perms, MemType::WriteBack)
+        ept.map(m.gpa(), m.hpa(), m.size(), perms, MemType::WriteBack)
             .map_err(|err| BuildError::Ept { field, index, err })?;
     }
 

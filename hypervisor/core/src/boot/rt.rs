@@ -34,6 +34,7 @@ use bulkhead_abi::rt_boot::{
 use bulkhead_config::{Config, PartitionId, Region};
 
 use crate::boot::elf::LoadPlan;
+use crate::memory::addr::{GuestPhysAddr, HostPhysAddr};
 use crate::support::fixed::FixedList;
 
 /// Where the [`RtBootInfo`] is written.
@@ -51,35 +52,72 @@ const MAX_RAM: usize = bulkhead_config::MAX_REGIONS;
 /// Shared regions a config may have.
 const MAX_SHARED: usize = bulkhead_config::MAX_SHARED_REGIONS;
 
-/// One piece of the partition's guest-physical space and the host memory behind it.
+/// One piece of a partition's guest-physical space and the host memory behind it. Both ends
+/// lie within the physical address width ([`Mapping::new`] checks), so its arithmetic cannot
+/// overflow.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Mapping {
-    /// Guest-physical base.
-    pub gpa: u64,
-    /// Host-physical base.
-    pub hpa: u64,
-    /// Bytes.
-    pub size: u64,
-}
-
-/// The mapping of host `region` at `gpa`.
-fn mapping(gpa: u64, region: Region) -> Mapping {
-    Mapping {
-        gpa,
-        hpa: region.base,
-        size: region.size,
-    }
-}
+pub struct map(GuestPhysAddr, HostPhysAddr, u64)
 
 impl Mapping {
-    fn gpa_end(&self) -> u64 {
-        self.gpa + self.size
+    /// `size` bytes of host memory at `hpa` seen at `gpa`; `None` if either range leaves the
+    /// physical address width.
+    pub const fn new(gpa: GuestPhysAddr, hpa: HostPhysAddr, size: u64) -> Option<Self> {
+        match (gpa.checked_add(size), hpa.checked_add(size)) {
+            (Some(_), Some(_)) => Some(Self { gpa, hpa, size }),
+            _ => None,
+        }
+    }
+
+    /// Host `region` at the same guest-physical address (Linux's memory, firmware ranges).
+    pub fn identity(region: Region) -> Option<Self> {
+        Self::at(region.base, region)
+    }
+
+    /// Host `region` seen at guest-physical `gpa`.
+    pub fn at(gpa: u64, region: Region) -> Option<Self> {
+        Self::new(
+            GuestPhysAddr::new(gpa)?,
+            HostPhysAddr::new(region.base)?,
+            region.size,
+        )
+    }
+
+    /// Guest-physical base.
+    pub const fn gpa(&self) -> GuestPhysAddr {
+        self.gpa
+    }
+
+    /// Host-physical base.
+    pub const fn hpa(&self) -> HostPhysAddr {
+        self.hpa
+    }
+
+    /// Bytes.
+    pub const fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// One past the last guest-physical byte.
+    pub const fn gpa_end(&self) -> u64 {
+        self.gpa.as_u64() + self.size
+    }
+
+    /// The same mapping `bytes` longer, if it stays within the address width.
+    pub const fn grown(self, bytes: u64) -> Option<Self> {
+        match self.size.checked_add(bytes) {
+            Some(size) => Self::new(self.gpa, self.hpa, size),
+            None => None,
+        }
     }
 
     /// The host address of `[gpa, gpa + len)` if it lies inside this mapping.
-    fn host(&self, gpa: u64, len: u64) -> Option<u64> {
-        let end = gpa.checked_add(len)?;
-        (gpa >= self.gpa && end <= self.gpa_end()).then(|| self.hpa + (gpa - self.gpa))
+    pub fn host(&self, gpa: GuestPhysAddr, len: u64) -> Option<HostPhysAddr> {
+        let (g, base) = (gpa.as_u64(), self.gpa.as_u64());
+        let end = g.checked_add(len)?;
+        if g < base || end > self.gpa_end() {
+            return None;
+        }
+        self.hpa.checked_add(g - base)
     }
 }
 
@@ -135,11 +173,17 @@ impl RtLayout {
                 .map(|s| (s.region.base, s.region.size)),
             |piece, gpa| {
                 // The config allows no more regions than the lists hold.
+                // The config's regions end below 64 TiB and the placement below 3 GiB: the
+                // mappings are valid.
                 let _ = match piece {
-                    Piece::Ram(i) => ram_regions.get(i).map(|r| ram.push(mapping(gpa, *r))),
+                    Piece::Ram(i) => ram_regions
+                        .get(i)
+                        .and_then(|r| Mapping::at(gpa, *r))
+                        .map(|m| ram.push(m)),
                     Piece::Shared(i) => shared_regions
                         .get(i)
-                        .map(|s| shared.push(mapping(gpa, s.region))),
+                        .and_then(|s| Mapping::at(gpa, s.region))
+                        .map(|m| shared.push(m)),
                 };
             },
         )
@@ -158,7 +202,7 @@ impl RtLayout {
     }
 
     /// The host address of `len` bytes of partition RAM at `gpa`, if they lie in one region.
-    pub fn ram_host(&self, gpa: u64, len: u64) -> Option<u64> {
+    pub fn ram_host(&self, gpa: GuestPhysAddr, len: u64) -> Option<HostPhysAddr> {
         self.ram().iter().find_map(|m| m.host(gpa, len))
     }
 
@@ -172,7 +216,8 @@ impl RtLayout {
                     phys: s.phys,
                 });
             }
-            if self.ram_host(s.phys, s.mem_size).is_none() {
+            let at = GuestPhysAddr::new(s.phys);
+            if at.and_then(|g| self.ram_host(g, s.mem_size)).is_none() {
                 return Err(RtLoadError::SegmentOutsideRam {
                     index: s.index,
                     phys: s.phys,
@@ -202,7 +247,7 @@ impl RtLayout {
         }
         for m in self.ram() {
             info.push_memory_region(MemoryRegion {
-                base: m.gpa,
+                base: m.gpa().as_u64(),
                 size: m.size,
             })
             .map_err(RtLoadError::BootInfo)?;
@@ -221,7 +266,7 @@ impl RtLayout {
             name[..len].copy_from_slice(&src[..len]);
             info.push_channel(ChannelInfo {
                 name,
-                base: region.gpa + c.offset(),
+                base: region.gpa().as_u64() + c.offset(),
                 size: c.size(),
                 slot_size: c.slot_size(),
                 direction: c.direction().code(),
@@ -328,6 +373,15 @@ notify = "poll"
         bulkhead_config::host::load_str(&config_text(rt_memory, shm_base), "test").unwrap()
     }
 
+    fn map(gpa: u64, hpa: u64, size: u64) -> Mapping {
+        Mapping::new(
+            GuestPhysAddr::new(gpa).unwrap(),
+            HostPhysAddr::new(hpa).unwrap(),
+            size,
+        )
+        .unwrap()
+    }
+
     fn two_regions() -> Config {
         config(
             r#"[{ base = 0x3000000, size = "16 MiB" }, { base = 0x5000000, size = "8 MiB" }]"#,
@@ -341,16 +395,8 @@ notify = "poll"
         assert_eq!(
             layout.ram(),
             &[
-                Mapping {
-                    gpa: 0,
-                    hpa: 0x300_0000,
-                    size: 16 * MIB
-                },
-                Mapping {
-                    gpa: 16 * MIB,
-                    hpa: 0x500_0000,
-                    size: 8 * MIB
-                },
+                map(0, 0x300_0000, 16 * MIB),
+                map(16 * MIB, 0x500_0000, 8 * MIB),
             ]
         );
         // The hypervisor's log region gets guest-physical room too; the image leaves it out
@@ -358,33 +404,26 @@ notify = "poll"
         assert_eq!(
             layout.shared(),
             &[
-                Mapping {
-                    gpa: 24 * MIB,
-                    hpa: 0x4100_0000,
-                    size: 2 * MIB
-                },
-                Mapping {
-                    gpa: 26 * MIB,
-                    hpa: 0x4120_0000,
-                    size: 64 * 1024
-                }
+                map(24 * MIB, 0x4100_0000, 2 * MIB),
+                map(26 * MIB, 0x4120_0000, 64 * 1024)
             ]
         );
-        assert_eq!(layout.ram_host(0x1000, 8), Some(0x300_1000));
-        assert_eq!(layout.ram_host(17 * MIB, 8), Some(0x510_0000));
-        assert_eq!(
-            layout.ram_host(16 * MIB - 4, 8),
-            None,
-            "straddles two regions"
-        );
-        assert_eq!(layout.ram_host(24 * MIB, 1), None, "shared is not RAM");
+        let host = |gpa: u64, len| {
+            layout
+                .ram_host(GuestPhysAddr::new(gpa).unwrap(), len)
+                .map(HostPhysAddr::as_u64)
+        };
+        assert_eq!(host(0x1000, 8), Some(0x300_1000));
+        assert_eq!(host(17 * MIB, 8), Some(0x510_0000));
+        assert_eq!(host(16 * MIB - 4, 8), None, "straddles two regions");
+        assert_eq!(host(24 * MIB, 1), None, "shared is not RAM");
     }
 
     #[test]
     fn shared_regions_keep_their_offset_within_a_large_page() {
         let cfg = config(r#"[{ base = 0x3000000, size = "3 MiB" }]"#, 0x4103_0000);
         let layout = RtLayout::plan(&cfg).unwrap();
-        assert_eq!(layout.shared()[0].gpa, 4 * MIB + 0x3_0000);
+        assert_eq!(layout.shared()[0].gpa().as_u64(), 4 * MIB + 0x3_0000);
     }
 
     /// Memory the loader cannot place never reaches it: the config is refused, with the

@@ -43,16 +43,13 @@ impl FirmwareRanges {
         while page < end {
             if !owned(&Region::new(page, PAGE)) {
                 match self.ranges.as_mut_slice().last_mut() {
-                    Some((last, p)) if *p == perms && last.gpa + last.size == page => {
-                        last.size += PAGE;
+                    Some((last, p)) if *p == perms && last.gpa_end() == page => {
+                        *last = last.grown(PAGE).unwrap_or(*last);
                     }
                     _ => {
-                        let m = Mapping {
-                            gpa: page,
-                            hpa: page,
-                            size: PAGE,
-                        };
-                        if self.ranges.push((m, perms)).is_err() {
+                        let pushed = Mapping::identity(Region::new(page, PAGE))
+                            .map(|m| self.ranges.push((m, perms)));
+                        if !matches!(pushed, Some(Ok(()))) {
                             let _ = self.left_out.push(page);
                             return;
                         }
@@ -109,7 +106,7 @@ mod tests {
         f.ranges
             .as_slice()
             .iter()
-            .map(|(m, p)| (m.gpa, m.size, *p))
+            .map(|(m, p)| (m.gpa().as_u64(), m.size(), *p))
             .collect()
     }
 

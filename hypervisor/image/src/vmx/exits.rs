@@ -17,6 +17,7 @@
 use bulkhead_abi::hypercall::{Hypercall, Status};
 use bulkhead_config::PartitionId;
 use hv_core::devices::icr;
+use hv_core::memory::addr::GuestPhysAddr;
 use hv_core::reports::log_budget::LogBudget;
 use hv_core::vmx::cpuid::{self, CpuidRegs, HostFacts};
 use hv_core::vmx::exit::{ExitReason, reason};
@@ -114,10 +115,15 @@ impl ExitHandler {
                     // Each side rings the other, naming the channel by its base in its own
                     // guest-physical space; Linux from any privilege level (a Linux program
                     // uses its channels without a kernel module).
-                    Hypercall::Doorbell { channel_base } => match self.partition {
-                        PartitionId::Linux => channels::ring(channel_base),
-                        PartitionId::Rt => channels::ring_linux(channel_base),
-                    },
+                    // The base is the guest's claim: an address no partition can have is no
+                    // channel.
+                    Hypercall::Doorbell { channel_base } => {
+                        match (GuestPhysAddr::new(channel_base), self.partition) {
+                            (None, _) => Status::NoSuchChannel,
+                            (Some(base), PartitionId::Linux) => channels::ring(base),
+                            (Some(base), PartitionId::Rt) => channels::ring_linux(base),
+                        }
+                    }
                     Hypercall::Unknown { number } => {
                         log::warn!("{} guest: unknown hypercall {number:#x}", self.partition);
                         Status::UnknownCall
