@@ -18,7 +18,7 @@ use core::fmt;
 
 use bulkhead_config::{Config, PartitionId};
 use hv_core::boot::rt::Mapping;
-use hv_core::memory::addr::{GuestPhysAddr, HostPhysAddr};
+use hv_core::memory::addr::HostPhysAddr;
 use hv_core::memory::ept::{Ept, EptError, MemType, Perms};
 use hv_core::memory::frames::OutOfMemory;
 use hv_core::vmx::bitmaps::{self, IO_BITMAP_BYTES, MSR_BITMAP_BYTES, MsrAccess};

@@ -56,7 +56,11 @@ const MAX_SHARED: usize = bulkhead_config::MAX_SHARED_REGIONS;
 /// lie within the physical address width ([`Mapping::new`] checks), so its arithmetic cannot
 /// overflow.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct map(GuestPhysAddr, HostPhysAddr, u64)
+pub struct Mapping {
+    gpa: GuestPhysAddr,
+    hpa: HostPhysAddr,
+    size: u64,
+}
 
 impl Mapping {
     /// `size` bytes of host memory at `hpa` seen at `gpa`; `None` if either range leaves the
