@@ -8,7 +8,9 @@
 //!   partition's stop);
 //! - [`LatencySummary`]: the RT kernel's latency task on one RT CPU,
 //!   `latency cpu=0 samples=1001 min_ns=.. avg_ns=.. max_ns=.. p99_ns=.. p999_ns=.. misses=0 overflow=0`;
-//! - [`SelftestSummary`]: the RT kernel's self-test result, `selftest: 12 passed, 0 failed`.
+//! - [`SelftestSummary`]: the RT kernel's self-test result, `selftest: 12 passed, 0 failed`;
+//! - [`RefusalReport`]: what the hypervisor refused a partition, by [`Refusal`] kind,
+//!   `refusals: linux: hypercall=2 msr=1`.
 
 use core::fmt;
 
@@ -114,6 +116,114 @@ impl<'a> ExitReport<'a> {
     pub fn count(&self, name: &str) -> u64 {
         self.reasons()
             .find(|&(r, _)| r == name)
+            .map_or(0, |(_, n)| n)
+    }
+}
+
+/// What the hypervisor refused a partition, by kind: every refusal is counted, whether or not
+/// its log line was within the console budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// A hypercall the caller may not make, or does not exist.
+    Hypercall,
+    /// An IPI outside the partition, or a start-up the hypervisor does not emulate.
+    Ipi,
+    /// A write to an MSR the partition may not change (time, APIC base, features).
+    Msr,
+    /// An IOAPIC access the partition's view does not allow.
+    Ioapic,
+    /// An access to a port no device of the partition answers.
+    Port,
+    /// An instruction the partition's CPUs do not have (VMX): #UD in the guest.
+    Instruction,
+    /// An access to memory the partition does not own that the hypervisor answered as a
+    /// platform without a device there would.
+    Memory,
+}
+
+impl Refusal {
+    /// Every kind, in the order a report lists them.
+    pub const ALL: [Refusal; 7] = [
+        Refusal::Hypercall,
+        Refusal::Ipi,
+        Refusal::Msr,
+        Refusal::Ioapic,
+        Refusal::Port,
+        Refusal::Instruction,
+        Refusal::Memory,
+    ];
+
+    /// The kind's word in the report.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Hypercall => "hypercall",
+            Self::Ipi => "ipi",
+            Self::Msr => "msr",
+            Self::Ioapic => "ioapic",
+            Self::Port => "port",
+            Self::Instruction => "instruction",
+            Self::Memory => "memory",
+        }
+    }
+
+    /// The kind whose word is `word`.
+    pub fn from_name(word: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.name() == word)
+    }
+}
+
+/// A partition's refusal counts, printed with the exit report:
+/// `refusals: linux: hypercall=2 msr=1` (kinds with a count of 0 left out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefusalReport<'a> {
+    /// The partition refused.
+    pub partition: Partition,
+    /// `kind=n` words (checked by [`RefusalReport::parse`]).
+    counts: &'a str,
+}
+
+impl<'a> RefusalReport<'a> {
+    /// Writes the line (without its newline).
+    pub fn write(
+        out: &mut impl fmt::Write,
+        partition: Partition,
+        counts: impl IntoIterator<Item = (Refusal, u64)>,
+    ) -> fmt::Result {
+        write!(out, "refusals: {partition}:")?;
+        for (kind, n) in counts {
+            if n != 0 {
+                write!(out, " {}={n}", kind.name())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Parses one line.
+    pub fn parse(line: &'a str) -> Option<Self> {
+        let rest = line.trim().strip_prefix("refusals: ")?;
+        let (partition, counts) = rest.split_once(':')?;
+        let report = Self {
+            partition: Partition::from_key(partition)?,
+            counts: counts.trim(),
+        };
+        if report.words().any(|w| w.is_none()) {
+            return None;
+        }
+        Some(report)
+    }
+
+    fn words(&self) -> impl Iterator<Item = Option<(Refusal, u64)>> + use<'a> {
+        self.counts.split_whitespace().map(|word| {
+            let (name, n) = word.split_once('=')?;
+            Some((Refusal::from_name(name)?, n.parse().ok()?))
+        })
+    }
+
+    /// The count of `kind` (0 when the line does not list it).
+    pub fn count(&self, kind: Refusal) -> u64 {
+        self.words()
+            .flatten()
+            .find(|&(k, _)| k == kind)
             .map_or(0, |(_, n)| n)
     }
 }
@@ -299,6 +409,37 @@ mod tests {
             "exit: cpu 1 rt: total 4 new 0:",
         ] {
             assert_eq!(ExitReport::parse(line), None, "{line}");
+        }
+    }
+
+    #[test]
+    fn refusal_reports_round_trip() {
+        let mut line = String::new();
+        RefusalReport::write(
+            &mut line,
+            Partition::Linux,
+            [
+                (Refusal::Hypercall, 2),
+                (Refusal::Ipi, 0),
+                (Refusal::Msr, 7),
+            ],
+        )
+        .unwrap();
+        assert_eq!(line, "refusals: linux: hypercall=2 msr=7");
+        let r = RefusalReport::parse(&line).unwrap();
+        assert_eq!(r.partition, Partition::Linux);
+        assert_eq!(r.count(Refusal::Msr), 7);
+        assert_eq!(r.count(Refusal::Port), 0);
+        for bad in [
+            "refusals: dom0: msr=1",
+            "refusals: linux: msr=x",
+            "refusals: linux: teleport=1",
+            "refusals linux: msr=1",
+        ] {
+            assert_eq!(RefusalReport::parse(bad), None, "{bad}");
+        }
+        for kind in Refusal::ALL {
+            assert_eq!(Refusal::from_name(kind.name()), Some(kind));
         }
     }
 

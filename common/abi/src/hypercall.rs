@@ -45,6 +45,13 @@ impl Call {
         }
     }
 
+    /// Whether a guest's user space (CPL 3) may make the call: only a doorbell, which a Linux
+    /// program rings for its channels without a kernel module. Every other call is refused
+    /// there with [`Status::NotPermitted`].
+    pub const fn user_space_may_call(self) -> bool {
+        matches!(self, Self::Doorbell)
+    }
+
     /// The call's name in log lines.
     pub const fn name(self) -> &'static str {
         match self {
@@ -78,6 +85,10 @@ pub enum Status {
     Ok = 0,
     /// The doorbell was merged into an earlier one (not an error).
     Coalesced = 1,
+    /// The caller may not make this call: from user space (see
+    /// [`Call::user_space_may_call`]), or a hello from a CPU that said it already or runs no
+    /// start-up guest (-3).
+    NotPermitted = u64::MAX - 2,
     /// No doorbell channel at that base, or not one this caller may ring (-2).
     NoSuchChannel = u64::MAX - 1,
     /// The call number is not known (-1).
@@ -95,6 +106,7 @@ impl Status {
         match raw {
             0 => Some(Self::Ok),
             1 => Some(Self::Coalesced),
+            r if r == u64::MAX - 2 => Some(Self::NotPermitted),
             r if r == u64::MAX - 1 => Some(Self::NoSuchChannel),
             u64::MAX => Some(Self::UnknownCall),
             _ => None,
@@ -166,6 +178,7 @@ mod tests {
         for s in [
             Status::Ok,
             Status::Coalesced,
+            Status::NotPermitted,
             Status::NoSuchChannel,
             Status::UnknownCall,
         ] {
@@ -173,6 +186,9 @@ mod tests {
         }
         assert_eq!(Status::UnknownCall.raw() as i64, -1);
         assert_eq!(Status::NoSuchChannel.raw() as i64, -2);
+        assert_eq!(Status::NotPermitted.raw() as i64, -3);
+        assert!(Call::Doorbell.user_space_may_call());
+        assert!(!Call::Hello.user_space_may_call());
         assert_eq!(Status::from_raw(2), None);
         assert!(Status::Coalesced.is_success());
         assert!(!Status::NoSuchChannel.is_success());

@@ -87,7 +87,9 @@ pub mod port {
 
 /// Model-specific registers used by the images.
 pub mod msr {
+    pub const IA32_TSC: u32 = 0x10;
     pub const IA32_APIC_BASE: u32 = 0x1b;
+    pub const IA32_TSC_ADJUST: u32 = 0x3b;
     pub const IA32_FEATURE_CONTROL: u32 = 0x3a;
     pub const IA32_PAT: u32 = 0x277;
     pub const IA32_TSC_DEADLINE: u32 = 0x6e0;

@@ -404,19 +404,13 @@ impl core::fmt::Display for MmioError {
     }
 }
 
-/// Emulates the guest instruction at `rip` that accessed the IOAPIC page at `gpa`.
-/// `regs` is the guest's register file (RAX RCX RDX RBX RSP RBP RSI RDI R8..R15); returns
-/// the instruction's length, and a refusal to log if the filter refused the access.
-pub fn ioapic_access(
-    gpa: u64,
+/// Fetches and decodes Linux's instruction at `rip`, which made a `write` (or read) access.
+fn decode_access(
+    d: &Devices,
     write: bool,
     rip: u64,
     paging: &PagingState,
-    regs: &mut [u64; 16],
-) -> Result<(u8, Option<ioapic::Refusal>), MmioError> {
-    let Some(d) = DEVICES.get() else {
-        return Err(MmioError::Direction);
-    };
+) -> Result<MmioInsn, MmioError> {
     let ram = LinuxRamView(d.linux_ram);
     let mut bytes = [0u8; mmio::MAX_INSN_LEN];
     // Fetch up to the end of the page first, then the rest if the decoder needs it.
@@ -434,6 +428,46 @@ pub fn ioapic_access(
     if insn.is_write() != write {
         return Err(MmioError::Direction);
     }
+    Ok(insn)
+}
+
+/// Emulates Linux's instruction at `rip` that accessed a page where the platform has no
+/// device for it (the xAPIC page, which x2APIC mode switches off): a write is dropped, a
+/// read gets all ones, as an access no device answers does on a PC. Returns the
+/// instruction's length.
+pub fn absent_device_access(
+    write: bool,
+    rip: u64,
+    paging: &PagingState,
+    regs: &mut [u64; 16],
+) -> Result<u8, MmioError> {
+    let Some(d) = DEVICES.get() else {
+        return Err(MmioError::Direction);
+    };
+    let insn = decode_access(d, write, rip, paging)?;
+    if !write {
+        insn.complete_load(
+            regs,
+            u64::MAX >> (64 - 8 * u32::from(insn.width.clamp(1, 8))),
+        );
+    }
+    Ok(insn.len)
+}
+
+/// Emulates the guest instruction at `rip` that accessed the IOAPIC page at `gpa`.
+/// `regs` is the guest's register file (RAX RCX RDX RBX RSP RBP RSI RDI R8..R15); returns
+/// the instruction's length, and a refusal to log if the filter refused the access.
+pub fn ioapic_access(
+    gpa: u64,
+    write: bool,
+    rip: u64,
+    paging: &PagingState,
+    regs: &mut [u64; 16],
+) -> Result<(u8, Option<ioapic::Refusal>), MmioError> {
+    let Some(d) = DEVICES.get() else {
+        return Err(MmioError::Direction);
+    };
+    let insn = decode_access(d, write, rip, paging)?;
     let cpus = d.linux_cpus;
     let destinations = |dest: u32, logical: bool| {
         if logical {

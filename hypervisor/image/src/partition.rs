@@ -48,9 +48,12 @@ const STUB_UNHANDLED: [u8; 18] = [
 const STUB_UNHANDLED_OFFSET: u64 = 0x40;
 
 /// MSRs whose writes always exit: they would let a guest change the APIC mode, VMX
-/// enablement, or send IPIs to CPUs outside its partition.
-const WRITE_INTERCEPTS: [u32; 3] = [
+/// enablement, the CPU's time stamp counter (the hypervisor's clock on that CPU: its doorbell
+/// rate limits and timers read it), or send IPIs to CPUs outside its partition.
+const WRITE_INTERCEPTS: [u32; 5] = [
+    crate::arch::msr::IA32_TSC,
     crate::arch::msr::IA32_APIC_BASE,
+    crate::arch::msr::IA32_TSC_ADJUST,
     crate::arch::msr::IA32_FEATURE_CONTROL,
     crate::arch::msr::X2APIC_ICR,
 ];

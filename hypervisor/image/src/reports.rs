@@ -1,13 +1,16 @@
 //! The console lines about the guests as a whole: the hello of each start-up guest and
 //! `bulkhead: steady state` when all have said it, and the exit report (every CPU's exit
-//! counts and the doorbell totals, `hv_core::reports::exits`), printed at steady state, every
+//! counts, the doorbell totals and each partition's refusals, `hv_core::reports`), printed at
+//! steady state, every
 //! `exit_report_s` seconds by the first Linux CPU, and under a stopped guest's report.
 
 use core::fmt;
 use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
+use bulkhead_abi::console::{Refusal, STEADY_STATE};
 use bulkhead_config::{MAX_CPUS, PartitionId};
 use hv_core::reports::exits::{DoorbellLines, ExitCountsLine, ReportedTotals};
+use hv_core::reports::refusals::RefusalCounters;
 
 use crate::vmx::vcpu::EXIT_COUNTERS;
 use crate::{boot, channels, console, linux_devices, println};
@@ -18,6 +21,16 @@ static CPU_PARTITION: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(u8::MAX) }; 
 static REPORTED: ReportedTotals<MAX_CPUS> = ReportedTotals::new();
 /// CPUs whose start-up guest has said hello.
 static HELLOS: AtomicUsize = AtomicUsize::new(0);
+
+/// Every refusal per partition (indexed by `PartitionId`), by kind.
+static REFUSALS: [RefusalCounters; 2] = [const { RefusalCounters::new() }; 2];
+
+/// Counts one refusal of `kind` to `partition` (its log line, if any, is the caller's).
+pub fn refused(partition: PartitionId, kind: Refusal) {
+    if let Some(c) = REFUSALS.get(partition.index()) {
+        c.count(kind);
+    }
+}
 
 /// CPU `index` runs a guest of `partition` from now on.
 pub fn set_partition(index: usize, partition: PartitionId) {
@@ -31,7 +44,7 @@ pub fn guest_said_hello(index: usize, apic_id: u32, partition: PartitionId) {
     println!("cpu {index} apic {apic_id}: vmcall from {partition} guest handled");
     let expected = boot::machine().map_or(0, |m| m.expected_hellos);
     if HELLOS.fetch_add(1, Ordering::AcqRel) + 1 == expected {
-        report_exits_then(Some("bulkhead: steady state"));
+        report_exits_then(Some(STEADY_STATE));
     }
 }
 
@@ -55,6 +68,13 @@ fn report_exits_then(last_line: Option<&str>) {
             }
         }
         write!(w, "{doorbells}")?;
+        for p in PartitionId::ALL {
+            if let Some(c) = REFUSALS.get(p.index())
+                && c.any()
+            {
+                writeln!(w, "{}", c.line(p))?;
+            }
+        }
         match last_line {
             Some(line) => writeln!(w, "{line}"),
             None => Ok(()),

@@ -111,6 +111,9 @@ pub enum Refusal {
     /// A write of a register that is not the redirection entry of a pin (ID, version,
     /// arbitration, or past the last entry).
     Register { index: u8 },
+    /// A read of a register the IOAPIC does not define (between arbitration and the first
+    /// entry, or past the last entry): only defined registers reach the hardware.
+    UndefinedRegister { index: u8 },
     /// A write of the redirection entry of a pin Linux does not own.
     ForeignPin { gsi: u32 },
     /// A delivery mode other than fixed or lowest priority.
@@ -135,6 +138,9 @@ impl fmt::Display for Refusal {
             }
             Self::EoiVector { vector } => {
                 write!(f, "EOI of vector {vector} used by no pin Linux owns")
+            }
+            Self::UndefinedRegister { index } => {
+                write!(f, "register {index:#x} is not one this IOAPIC defines")
             }
             Self::Register { index } => {
                 write!(f, "register {index:#x} is not a writable redirection entry")
@@ -314,7 +320,10 @@ impl IoApicView {
             (IOREGSEL, 4, None) => IoApicAction::ReadValue {
                 value: self.select.into(),
             },
-            (IOWIN, 4, None) => self.read_window(),
+            (IOWIN, 4, None) => match self.read_window() {
+                Ok(action) => action,
+                Err(reason) => refuse(reason),
+            },
             (IOWIN, 4, Some(value)) => match self.write_window(value, cpus) {
                 Ok(action) => action,
                 Err(reason) => refuse(reason),
@@ -334,9 +343,9 @@ impl IoApicView {
         (n / 2 < self.pins).then_some((self.gsi_base.saturating_add(n / 2), n % 2 == 1))
     }
 
-    fn read_window(&self) -> IoApicAction {
+    fn read_window(&self) -> Result<IoApicAction, Refusal> {
         let index = self.select;
-        match self.entry(index) {
+        Ok(match self.entry(index) {
             Some((gsi, high)) if !self.owns(gsi) => IoApicAction::ReadValue {
                 value: if high { 0 } else { FOREIGN_ENTRY_LOW },
             },
@@ -347,8 +356,12 @@ impl IoApicView {
                     self.low[gsi as usize]
                 },
             },
-            _ => IoApicAction::ReadRegister { index },
-        }
+            Some(_) => IoApicAction::ReadRegister { index },
+            None if matches!(index, reg::ID | reg::VERSION | reg::ARBITRATION) => {
+                IoApicAction::ReadRegister { index }
+            }
+            None => return Err(Refusal::UndefinedRegister { index }),
+        })
     }
 
     fn write_window(
@@ -481,6 +494,36 @@ mod tests {
         match action {
             IoApicAction::Refused { reason, .. } => Some(reason),
             _ => None,
+        }
+    }
+
+    /// Only registers the IOAPIC defines reach it: an undefined index (0xff ends the whole
+    /// machine in an emulator's IOAPIC) is refused, read or written, and reads as all ones.
+    #[test]
+    fn undefined_registers_never_reach_the_hardware() {
+        let mut v = view();
+        for index in [0x03, 0x0f, low(24), 0x7f, 0xff] {
+            assert_eq!(
+                read(&mut v, index),
+                IoApicAction::Refused {
+                    reason: Refusal::UndefinedRegister { index },
+                    reply: Some(REFUSED_READ),
+                },
+                "read {index:#x}"
+            );
+            assert!(
+                refusal(write(&mut v, index, 0)).is_some(),
+                "write {index:#x}"
+            );
+        }
+        for index in [reg::ID, reg::VERSION, reg::ARBITRATION, low(4), low(23) + 1] {
+            assert!(
+                matches!(
+                    read(&mut v, index),
+                    IoApicAction::ReadRegister { .. } | IoApicAction::ReadValue { .. }
+                ),
+                "read {index:#x}"
+            );
         }
     }
 
@@ -638,8 +681,9 @@ mod tests {
             read(&mut v, low(5) + 1),
             IoApicAction::ReadValue { value: 0 }
         );
-        // ID, version and arbitration read from the hardware; so does past the last entry.
-        for index in [reg::ID, reg::VERSION, reg::ARBITRATION, low(24)] {
+        // ID, version and arbitration read from the hardware (past the last entry is refused:
+        // `undefined_registers_never_reach_the_hardware`).
+        for index in [reg::ID, reg::VERSION, reg::ARBITRATION] {
             assert_eq!(read(&mut v, index), IoApicAction::ReadRegister { index });
         }
     }

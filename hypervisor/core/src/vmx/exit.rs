@@ -108,6 +108,38 @@ pub mod reason {
     pub const EPT_MISCONFIG: u16 = 49;
     pub const PREEMPTION_TIMER: u16 = 52;
     pub const XSETBV: u16 = 55;
+
+    /// The VMX instructions: each exits in VMX non-root operation whatever the guest's
+    /// privilege level (the exit comes before the CPU's own CPL check), so a user-space
+    /// program reaches the hypervisor with them (SDM Vol. 3C, 26.1.2).
+    pub const VMX_INSTRUCTIONS: [u16; 12] = [
+        19, // VMCLEAR
+        20, // VMLAUNCH
+        21, // VMPTRLD
+        22, // VMPTRST
+        23, // VMREAD
+        24, // VMRESUME
+        25, // VMWRITE
+        26, // VMXOFF
+        27, // VMXON
+        50, // INVEPT
+        53, // INVVPID
+        59, // VMFUNC
+    ];
+}
+
+/// What a guest gets for an exit that a CPU without the instruction's feature would fault:
+/// the hypervisor hides VMX from its guests (CPUID), so a VMX instruction raises #UD in the
+/// guest, as on a CPU without VMX, and only the program that executed it is affected.
+pub const fn undefined_in_guest(basic: u16) -> bool {
+    let mut i = 0;
+    while i < reason::VMX_INSTRUCTIONS.len() {
+        if reason::VMX_INSTRUCTIONS[i] == basic {
+            return true;
+        }
+        i += 1;
+    }
+    false
 }
 
 /// The 32-bit "exit reason" VMCS field, decoded (SDM Vol. 3C, 25.9.1).
@@ -240,6 +272,21 @@ mod tests {
         );
         assert_eq!(ExitReason::from_raw(35).to_string(), "RESERVED_35");
         assert_eq!(ExitReason::from_raw(0xffff).to_string(), "RESERVED_65535");
+    }
+
+    #[test]
+    fn vmx_instructions_are_undefined_in_guests() {
+        for r in reason::VMX_INSTRUCTIONS {
+            let name = ExitReason::from_raw(u32::from(r)).name().unwrap();
+            assert!(
+                name.starts_with("VM") || name.starts_with("INV"),
+                "{r}: {name}"
+            );
+            assert!(undefined_in_guest(r));
+        }
+        for r in [reason::CPUID, reason::VMCALL, reason::HLT, reason::WRMSR] {
+            assert!(!undefined_in_guest(r));
+        }
     }
 
     #[test]

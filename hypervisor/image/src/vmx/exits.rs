@@ -14,7 +14,8 @@
 // Executes XSETBV for the guest and writes the x2APIC ICR for the IPIs it may send.
 #![allow(unsafe_code)]
 
-use bulkhead_abi::hypercall::{Hypercall, Status};
+use bulkhead_abi::console::Refusal;
+use bulkhead_abi::hypercall::{Call, Hypercall, Status};
 use bulkhead_config::PartitionId;
 use hv_core::devices::icr;
 use hv_core::memory::addr::GuestPhysAddr;
@@ -25,7 +26,7 @@ use hv_core::vmx::exit::{ExitReason, reason};
 use super::vcpu::GuestRegs;
 use super::vmcs::{self, VmxError, guest, ro};
 use crate::arch::msr;
-use crate::{channels, linux_cpus, linux_devices};
+use crate::{channels, linux_cpus, linux_devices, reports};
 
 /// What the run loop does after an exit.
 #[derive(Debug, Clone, Copy)]
@@ -36,6 +37,8 @@ pub enum Action {
     Skip,
     /// Deliver #GP(0) to the guest (the instruction does not complete), then resume.
     InjectGp,
+    /// Deliver #UD to the guest (the instruction does not exist for it), then resume.
+    InjectUd,
     /// A start-up guest said hello (VMCALL `HELLO`): step over the VMCALL, tell the CPU's
     /// launch code, resume.
     GuestHello,
@@ -64,8 +67,22 @@ pub enum GuestEnd {
 /// Accesses to unowned ports per CPU that are logged.
 const LOGGED_PORTS: u64 = 16;
 
-/// Guest MSR writes refused per CPU that are logged; the rest are only counted.
+/// The local APIC's MMIO page in xAPIC mode (its reset base); the hypervisor runs every CPU
+/// in x2APIC mode, where nothing answers there.
+const XAPIC_PAGE: u64 = 0xfee0_0000;
+
+/// Refusals per CPU that are logged; every one is counted (`reports::refused`).
 const LOGGED_REFUSALS: u64 = 8;
+
+/// The current privilege level of the guest: its SS's DPL (SDM Vol. 3A, 5.5).
+fn guest_cpl() -> Result<u64, VmxError> {
+    Ok((vmcs::read(guest::SS_ACCESS_RIGHTS)? >> 5) & 3)
+}
+
+/// The call a decoded hypercall is, if the ABI defines it.
+fn call_number(call: Hypercall) -> Option<Call> {
+    Call::from_number(call.encode().0)
+}
 
 /// One CPU's exit handlers and what they remember of its guest.
 pub struct ExitHandler {
@@ -75,10 +92,13 @@ pub struct ExitHandler {
     host_facts: HostFacts,
     /// The partition's CPUs (x2APIC IDs): where this CPU's IPIs may go.
     own_cpus: &'static [u32],
-    /// Guest MSR writes refused so far (only the first few are logged).
+    /// Refusals so far on this CPU (only the first few are logged).
     refused_writes: LogBudget,
     /// Accesses to ports without a device so far (only the first few are logged).
     unowned_ports: LogBudget,
+    /// Whether the guest may still say hello: a start-up guest (the RT kernel, Linux's stub)
+    /// that has not yet.
+    hello_expected: bool,
 }
 
 impl ExitHandler {
@@ -90,8 +110,10 @@ impl ExitHandler {
         partition: PartitionId,
         host_facts: HostFacts,
         own_cpus: &'static [u32],
+        hello_expected: bool,
     ) -> Self {
         Self {
+            hello_expected,
             index,
             apic_id,
             partition,
@@ -107,8 +129,29 @@ impl ExitHandler {
         match exit.basic() {
             reason::VMCALL => {
                 let mut action = Action::Skip;
-                regs.rax = match Hypercall::decode(regs.rax, regs.rbx) {
+                let call = Hypercall::decode(regs.rax, regs.rbx);
+                let user_space = guest_cpl()? == 3;
+                regs.rax = match call {
+                    _ if user_space
+                        && !call_number(call).is_some_and(Call::user_space_may_call) =>
+                    {
+                        self.refused(
+                            Refusal::Hypercall,
+                            format_args!("hypercall {:#x} from user space refused", regs.rax),
+                        );
+                        Status::NotPermitted
+                    }
+                    Hypercall::Hello { .. } if !self.hello_expected => {
+                        self.refused(
+                            Refusal::Hypercall,
+                            format_args!(
+                                "HELLO from a CPU that runs no start-up guest or said it already"
+                            ),
+                        );
+                        Status::NotPermitted
+                    }
                     Hypercall::Hello { .. } => {
+                        self.hello_expected = false;
                         action = Action::GuestHello;
                         Status::Ok
                     }
@@ -125,7 +168,10 @@ impl ExitHandler {
                         }
                     }
                     Hypercall::Unknown { number } => {
-                        log::warn!("{} guest: unknown hypercall {number:#x}", self.partition);
+                        self.refused(
+                            Refusal::Hypercall,
+                            format_args!("unknown hypercall {number:#x}"),
+                        );
                         Status::UnknownCall
                     }
                 }
@@ -167,6 +213,15 @@ impl ExitHandler {
             reason::IO_INSTRUCTION => self.io_instruction(regs),
             reason::EPT_VIOLATION => self.ept_violation(regs),
             reason::TRIPLE_FAULT => Ok(Action::Stop(StopCause::Unhandled)),
+            // A CPU without VMX (which is what CPUID shows the guest) raises #UD: only the
+            // program that tried, user space included, is affected.
+            r if hv_core::vmx::exit::undefined_in_guest(r) => {
+                self.refused(
+                    Refusal::Instruction,
+                    format_args!("{exit} in the guest: #UD (no VMX in a partition)"),
+                );
+                Ok(Action::InjectUd)
+            }
             // A real INIT is sent only by the hypervisor, to end this guest with its partition
             // where the CPU has no preemption timer (the run loop saw the stop request). One
             // without a request is stale: ignored.
@@ -192,14 +247,21 @@ impl ExitHandler {
                     self.start_cpu(value, start);
                 }
                 if let Some(why) = action.refused {
-                    self.refused(format_args!("IPI (ICR {value:#x}): {why}"));
+                    self.refused(Refusal::Ipi, format_args!("IPI (ICR {value:#x}): {why}"));
                 }
             }
             // SAFETY: reading the APIC base MSR of this CPU has no side effects.
             msr::IA32_APIC_BASE if value == unsafe { msr::read(msr::IA32_APIC_BASE) } => {}
-            _ => self.refused(format_args!(
-                "write of {value:#x} to MSR {number:#x} ignored"
-            )),
+            msr::IA32_TSC | msr::IA32_TSC_ADJUST => self.refused(
+                Refusal::Msr,
+                format_args!(
+                    "write of {value:#x} to MSR {number:#x} ignored: the time stamp counter is the hypervisor's clock"
+                ),
+            ),
+            _ => self.refused(
+                Refusal::Msr,
+                format_args!("write of {value:#x} to MSR {number:#x} ignored"),
+            ),
         }
     }
 
@@ -209,16 +271,22 @@ impl ExitHandler {
     fn start_cpu(&mut self, value: u64, start: icr::StartRequest) {
         use hv_core::devices::ap_start::Delivery;
         if self.partition != PartitionId::Linux {
-            self.refused(format_args!(
-                "IPI (ICR {value:#x}): INIT and start-up are for the Linux partition only"
-            ));
+            self.refused(
+                Refusal::Ipi,
+                format_args!(
+                    "IPI (ICR {value:#x}): INIT and start-up are for the Linux partition only"
+                ),
+            );
             return;
         }
         if linux_cpus::deliver(self.own_cpus, start) == Delivery::RunningCpu {
-            self.refused(format_args!(
-                "IPI (ICR {value:#x}): INIT to CPU with APIC ID {} whose guest runs (resetting a running CPU is not emulated)",
-                start.target
-            ));
+            self.refused(
+                Refusal::Ipi,
+                format_args!(
+                    "IPI (ICR {value:#x}): INIT to CPU with APIC ID {} whose guest runs (resetting a running CPU is not emulated)",
+                    start.target
+                ),
+            );
         }
     }
 
@@ -278,7 +346,11 @@ impl ExitHandler {
     }
 
     fn unowned_port(&mut self, port: u16, write: bool) {
-        if let Some(tail) = self.unowned_ports.next("further accesses are not logged") {
+        reports::refused(self.partition, Refusal::Port);
+        if let Some(tail) = self
+            .unowned_ports
+            .next("further accesses are counted in the exit report's refusals")
+        {
             log::info!(
                 "cpu {} ({} partition): {} port {port:#x}: no device of this partition{tail}",
                 self.index,
@@ -296,6 +368,9 @@ impl ExitHandler {
         let (is_write, is_fetch) = (q & 2 != 0, q & 4 != 0);
         if self.partition == PartitionId::Linux && !is_fetch && linux_devices::is_ioapic(gpa) {
             return self.emulate_ioapic(gpa, is_write, regs);
+        }
+        if self.partition == PartitionId::Linux && !is_fetch && gpa & !0xfff == XAPIC_PAGE {
+            return self.emulate_absent_xapic(gpa, is_write, regs);
         }
         log::warn!(
             "cpu {} ({} partition): {} of guest-physical {gpa:#x}, which the partition does not own",
@@ -317,6 +392,59 @@ impl ExitHandler {
         gpa: u64,
         write: bool,
         r: &mut GuestRegs,
+    ) -> Result<Action, VmxError> {
+        let mut refusal = None;
+        let action = self.emulate_mmio(gpa, r, |rip, paging, file| {
+            let (len, refused) = linux_devices::ioapic_access(gpa, write, rip, paging, file)?;
+            refusal = refused;
+            Ok(len)
+        })?;
+        if let Some(why) = refusal {
+            self.refused(
+                Refusal::Ioapic,
+                format_args!("IOAPIC access at {gpa:#x}: {why}"),
+            );
+        }
+        Ok(action)
+    }
+
+    /// A Linux access to the xAPIC page: in x2APIC mode no device answers there, so it is
+    /// completed as a PC completes an access nobody answers (reads all ones, writes dropped),
+    /// counted and logged; Linux goes on.
+    fn emulate_absent_xapic(
+        &mut self,
+        gpa: u64,
+        write: bool,
+        r: &mut GuestRegs,
+    ) -> Result<Action, VmxError> {
+        let action = self.emulate_mmio(gpa, r, |rip, paging, file| {
+            linux_devices::absent_device_access(write, rip, paging, file)
+        })?;
+        if matches!(action, Action::Resume) {
+            self.refused(
+                Refusal::Memory,
+                format_args!(
+                    "{} of the xAPIC page at {gpa:#x}: no device there in x2APIC mode ({})",
+                    if write { "write" } else { "read" },
+                    if write { "dropped" } else { "all ones" }
+                ),
+            );
+        }
+        Ok(action)
+    }
+
+    /// Runs `emulate` on the guest's instruction (at its RIP, with its paging state and its
+    /// register file in decoding order), then steps over it; an instruction that cannot be
+    /// emulated stops the guest.
+    fn emulate_mmio(
+        &mut self,
+        gpa: u64,
+        r: &mut GuestRegs,
+        emulate: impl FnOnce(
+            u64,
+            &hv_core::memory::guest_paging::PagingState,
+            &mut [u64; 16],
+        ) -> Result<u8, linux_devices::MmioError>,
     ) -> Result<Action, VmxError> {
         let paging = hv_core::memory::guest_paging::PagingState {
             cr0: vmcs::read(guest::CR0)?,
@@ -343,8 +471,8 @@ impl ExitHandler {
             r.r14,
             r.r15,
         ];
-        match linux_devices::ioapic_access(gpa, write, rip, &paging, &mut file) {
-            Ok((len, refusal)) => {
+        match emulate(rip, &paging, &mut file) {
+            Ok(len) => {
                 [
                     r.rax,
                     r.rcx,
@@ -364,14 +492,11 @@ impl ExitHandler {
                     r.r15,
                 ] = file;
                 vmcs::write(guest::RIP, rip.wrapping_add(u64::from(len)))?;
-                if let Some(why) = refusal {
-                    self.refused(format_args!("IOAPIC access at {gpa:#x}: {why}"));
-                }
                 Ok(Action::Resume)
             }
             Err(e) => {
                 log::warn!(
-                    "cpu {} ({} partition): IOAPIC access at {gpa:#x} from RIP {rip:#x} not emulated: {e}",
+                    "cpu {} ({} partition): access at {gpa:#x} from RIP {rip:#x} not emulated: {e}",
                     self.index,
                     self.partition
                 );
@@ -380,10 +505,12 @@ impl ExitHandler {
         }
     }
 
-    fn refused(&mut self, what: core::fmt::Arguments<'_>) {
+    /// Counts a refusal of `kind` for the partition, and logs it within this CPU's budget.
+    fn refused(&mut self, kind: Refusal, what: core::fmt::Arguments<'_>) {
+        reports::refused(self.partition, kind);
         if let Some(tail) = self
             .refused_writes
-            .next("further refusals on this CPU are not logged")
+            .next("further refusals on this CPU are counted in the exit report's refusals")
         {
             log::warn!(
                 "cpu {} ({} partition): {what}{tail}",

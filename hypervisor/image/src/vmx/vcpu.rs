@@ -163,7 +163,14 @@ impl Vcpu {
             timer,
             next_report_tsc: 0,
             host_facts,
-            exits: ExitHandler::new(index, apic_id, res.id, host_facts, own_cpus),
+            exits: ExitHandler::new(
+                index,
+                apic_id,
+                res.id,
+                host_facts,
+                own_cpus,
+                says_hello(&start),
+            ),
         };
         vcpu.program(tables, msrs, controls, res, start)?;
         Ok(vcpu)
@@ -217,6 +224,7 @@ impl Vcpu {
             self.partition,
             self.host_facts,
             self.own_cpus,
+            says_hello(&start),
         );
         self.program(tables, msrs, controls, res, start)
     }
@@ -308,6 +316,7 @@ impl Vcpu {
             Action::Resume => {}
             Action::Skip => skip_instruction()?,
             Action::InjectGp => inject_gp()?,
+            Action::InjectUd => inject_ud()?,
             Action::GuestHello => {
                 events.guest_hello(self.index, self.apic_id, self.partition);
                 skip_instruction()?;
@@ -331,6 +340,23 @@ fn skip_instruction() -> Result<(), VmxError> {
 }
 
 /// Makes the next VM entry deliver #GP(0) to the guest.
+/// Whether a guest started this way says hello once (the RT kernel and the start-up stub do;
+/// Linux does not).
+fn says_hello(start: &GuestStart) -> bool {
+    matches!(start, GuestStart::Rt(_) | GuestStart::Stub { .. })
+}
+
+/// Delivers #UD at the next entry (no error code): the instruction does not complete.
+fn inject_ud() -> Result<(), VmxError> {
+    const UD: u64 = 6;
+    const HARDWARE_EXCEPTION: u64 = 3 << 8;
+    const VALID: u64 = 1 << 31;
+    vmcs::write(
+        control::VMENTRY_INTERRUPTION_INFO_FIELD,
+        UD | HARDWARE_EXCEPTION | VALID,
+    )
+}
+
 fn inject_gp() -> Result<(), VmxError> {
     const GP: u64 = 13;
     const HARDWARE_EXCEPTION: u64 = 3 << 8;
