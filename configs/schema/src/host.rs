@@ -520,6 +520,10 @@ fn write_description(out: &mut String, cfg: &Config) -> fmt::Result {
         }
         if !part.pci_devices().is_empty() {
             writeln!(out, "    PCI devices {}", join(part.pci_devices()))?;
+            writeln!(
+                out,
+                "    note: without VT-d (not used yet) a bus master among these can DMA into any memory, the other partition's and the hypervisor's included"
+            )?;
         }
     }
     let linux = cfg.linux();

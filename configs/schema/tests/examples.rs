@@ -102,4 +102,7 @@ fn bochs_2cpu_has_the_documented_layout() {
         text.contains("channel hv-log: hypervisor -> linux"),
         "{text}"
     );
+    // Devices are owned, and the summary says what owning them cannot stop without VT-d.
+    assert!(text.contains("    PCI devices "), "{text}");
+    assert!(text.contains("can DMA into any memory"), "{text}");
 }

@@ -45,17 +45,30 @@ pub fn build_rt_kernel(release: bool) -> Result<PathBuf> {
 /// The Linux tool's crate and binary.
 const LINUX_TOOL_PACKAGE: &str = "bulkhead-cli";
 const LINUX_TOOL_BINARY: &str = "bulkhead";
+/// The hostile-Linux attack program's crate and binary (the test initramfs only).
+const HOSTILE_PACKAGE: &str = "bulkhead-hostile";
+const HOSTILE_BINARY: &str = "bulkhead-hostile";
 
 /// Builds the Linux side's tool (`bulkhead`: channels, statistics, the ping test) as a static
 /// executable for the guest's initramfs, in its own target directory (`target/linux-tools`:
 /// the static flag must not rebuild the host crates), and returns its path.
 pub fn build_linux_tool() -> Result<PathBuf> {
+    build_linux_program(LINUX_TOOL_PACKAGE, LINUX_TOOL_BINARY)
+}
+
+/// Builds the hostile-Linux attack program (`tests/hostile`) as [`build_linux_tool`] builds
+/// the tool, for the test initramfs.
+pub fn build_hostile_tool() -> Result<PathBuf> {
+    build_linux_program(HOSTILE_PACKAGE, HOSTILE_BINARY)
+}
+
+fn build_linux_program(package: &str, binary: &str) -> Result<PathBuf> {
     let root = crate::workspace_root();
     let target_dir = crate::target_dir().join("linux-tools");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(&root)
-        .args(["build", "--release", "-p", LINUX_TOOL_PACKAGE])
+        .args(["build", "--release", "-p", package])
         .args(["--target", IMAGE_TARGET, "--target-dir"])
         .arg(&target_dir)
         // A static, non-PIE executable without symbols (the initramfs carries it).
@@ -67,12 +80,9 @@ pub fn build_linux_tool() -> Result<PathBuf> {
         .status()
         .context("cannot run cargo")?;
     if !status.success() {
-        bail!("building the Linux tool failed ({status})");
+        bail!("building the Linux program {binary} failed ({status})");
     }
-    let exe = target_dir
-        .join(IMAGE_TARGET)
-        .join("release")
-        .join(LINUX_TOOL_BINARY);
+    let exe = target_dir.join(IMAGE_TARGET).join("release").join(binary);
     if !exe.is_file() {
         bail!("cargo reported success but {} is missing", exe.display());
     }

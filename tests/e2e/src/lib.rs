@@ -45,8 +45,8 @@ use anyhow::{Result, bail};
 pub use emulator::{DEFAULT_BOCHS_IPS, Emulator, kvm_nested_available};
 pub use expect::{Expect, Pattern};
 pub use image::{
-    BootKernel, ConfigModule, IsoSpec, Module, build_hypervisor, build_iso, build_linux_tool,
-    build_rt_kernel, grub_cfg,
+    BootKernel, ConfigModule, IsoSpec, Module, build_hostile_tool, build_hypervisor, build_iso,
+    build_linux_tool, build_rt_kernel, grub_cfg,
 };
 pub use process::{interrupted, kill_all_emulators};
 pub use report::{ExitReport, LatencySummary, PartitionKind, SelftestSummary};

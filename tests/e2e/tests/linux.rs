@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use bulkhead_abi::console::{HALTED, STEADY_STATE};
+use bulkhead_abi::console::{HALTED, Refusal, RefusalReport, STEADY_STATE};
 use bulkhead_e2e::{
     ExitReport, Expect, LatencySummary, LinuxMode, PartitionKind, Pattern, Run, Scenario, report,
 };
@@ -460,6 +460,91 @@ fn bochs_channels_linux_to_rt_and_back() -> Result<()> {
     println!(
         "done after {:.1}s: {line}; Linux rang {rung} doorbells, the echo task was woken by {woken} to receive and {woken_to_send} to send; it rang Linux {rang_linux} times (device: raised {raised}, delivered {delivered}), ping was woken by {interrupt_wakes} interrupts; the blocked sender was rung {rang_for_room} times; RT exits {rt_total}, of which {vmcalls} new VMCALLs since its first report, nothing else",
         run.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// A hostile Linux beside the RT kernel (`bulkhead.init=hostile`: the attacks of
+/// `tests/hostile`, as root and as `nobody`): a user-space VMXOFF kills only its process
+/// (SIGILL); hypercalls not meant for user space are refused, and a flood of unknown ones is
+/// counted but logged only within the budget; root's writes of the TSC and TSC_ADJUST leave the
+/// clock where it was; root's writes into the hypervisor's console UART are dropped. Through it
+/// all the RT latency task misses no deadline and the RT CPU takes no VM exit; the hypervisor
+/// counts every refusal per kind, and Linux powers off normally at the end.
+#[test]
+#[ignore = "boots an emulator; run through cargo xtask test"]
+fn bochs_hostile_linux() -> Result<()> {
+    let mut run = Scenario::new("bochs_hostile_linux")
+        .config("bochs-2cpu.toml")
+        .hv_cmdline("exit_report_s=2")
+        .linux(LinuxMode::kernel("bulkhead.init=hostile"))
+        .start()?;
+    let expect = Expect::new()
+        .line(STEADY_STATE)
+        .line("bulkhead-linux: init reached")
+        .line("hostile: user-vmxoff: killed by signal 4 (SIGILL)")
+        .line("hostile: user-hello: NotPermitted")
+        .line("hostile: user-hypercall-flood: 1500 calls, 1500 refused")
+        .line("hostile: root-hello: NotPermitted")
+        .line("hostile: root-tsc-write: wrote TSC (accepted) and TSC_ADJUST (accepted); the TSC did not move")
+        .line("hostile: root-hypervisor-uart: wrote 9 bytes to port 0x3f8")
+        .regex(r"^hostile: root-xapic-read: (read 0xffffffff|refused by Linux: .*)$")
+        .line("bulkhead-linux: hostile exit status 0")
+        .regex(POWERED_OFF)
+        .fail_on("guest stopped")
+        .fail_on("Kernel panic")
+        .stop_on(HALTED);
+    run.wait_for(&expect, BOCHS_LIMIT)?;
+    // Two more RT summaries after the power-off: the RT side went on.
+    let after_off = run.count(report::latency_pattern()) + 2;
+    run.wait_for(
+        &Expect::new()
+            .times(after_off, report::latency_pattern())
+            .stop_on(HALTED),
+        BOCHS_LIMIT,
+    )?;
+    let log = run.log();
+    let summaries = summaries_without_misses(&run)?;
+    ensure!(summaries.len() >= 5, "too few latency summaries:\n{log}");
+    let rt_total = rt_cpu_took_no_exits(&run, 1, "Linux attacked")?;
+
+    let refusals = run
+        .lines()
+        .iter()
+        .rev()
+        .filter_map(|l| RefusalReport::parse(l))
+        .find(|r| r.partition == PartitionKind::Linux)
+        .with_context(|| format!("no refusals line for Linux:\n{log}"))?;
+    let count = |kind| refusals.count(kind);
+    ensure!(
+        count(Refusal::Instruction) >= 1
+            && count(Refusal::Hypercall) >= 1502
+            && count(Refusal::Msr) >= 2
+            && count(Refusal::Port) >= 9,
+        "refusals not all counted: instruction {} hypercall {} msr {} port {}\n{log}",
+        count(Refusal::Instruction),
+        count(Refusal::Hypercall),
+        count(Refusal::Msr),
+        count(Refusal::Port)
+    );
+    // The flood reached the console only within the per-CPU budget of 8 refusal lines.
+    let logged = run.count(Pattern::contains("from user space refused"));
+    ensure!(
+        (1..=8).contains(&logged),
+        "{logged} lines logged for 1502 refused hypercalls:\n{log}"
+    );
+    ensure!(
+        run.count(Pattern::contains("HOSTILE")) == 0,
+        "Linux wrote into the hypervisor's console:\n{log}"
+    );
+    let max_ns = summaries.iter().map(|s| s.max_ns).max().unwrap_or(0);
+    println!(
+        "hostile Linux: RT latency max {max_ns} ns over {} summaries, 0 misses; RT CPU exits {rt_total} (none after steady state); refused: instruction {} hypercall {} msr {} port {}; {logged} hypercall lines logged",
+        summaries.len(),
+        count(Refusal::Instruction),
+        count(Refusal::Hypercall),
+        count(Refusal::Msr),
+        count(Refusal::Port)
     );
     Ok(())
 }

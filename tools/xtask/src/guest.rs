@@ -11,8 +11,10 @@
 //!   or checks the channels (and reads the hypervisor's and the RT kernel's logs) with the
 //!   project's Linux tool `bulkhead` (`bulkhead.init=channels`),
 //!   which the archive holds as `/usr/bin/bulkhead`;
-//! - `modules/`: the two kernel modules of the package that drive the channel device's
-//!   interrupt (`uio.ko`, `uio_pci_generic.ko`), loaded by `/init` from `/lib/modules/`;
+//! - `modules/`: the kernel modules of the package that drive the channel device's interrupt
+//!   (`uio.ko`, `uio_pci_generic.ko`), loaded by `/init` from `/lib/modules/`, and the msr
+//!   driver the hostile-Linux test loads (`bulkhead.init=hostile`, which runs the attacks of
+//!   `/usr/bin/bulkhead-hostile`);
 //! - `debs/`: the packages, fetched with `apt-get download` and reused offline; `kernel.stamp`
 //!   and `busybox.stamp` name the package each artefact was made from, so a new package
 //!   remakes them and an unchanged one costs nothing.
@@ -39,9 +41,14 @@ const BUSYBOX_FILE: &str = "busybox";
 const BUSYBOX_STAMP: &str = "busybox.stamp";
 const MODULES_DIR: &str = "modules";
 const MODULES_STAMP: &str = "modules.stamp";
-/// The kernel's modules the guest loads: Linux's generic userspace-I/O PCI driver, which takes
-/// the channel device's interrupt, and the uio core it needs (in load order).
-const UIO_MODULES: [&str; 2] = ["uio", "uio_pci_generic"];
+/// The kernel's modules the guest loads, with their folder in the package: Linux's generic
+/// userspace-I/O PCI driver, which takes the channel device's interrupt, and the uio core it
+/// needs (in load order); and the msr driver (`/dev/cpu/N/msr`) the hostile-Linux test uses.
+const MODULES: [(&str, &str); 3] = [
+    ("uio", "kernel/drivers/uio"),
+    ("uio_pci_generic", "kernel/drivers/uio"),
+    ("msr", "kernel/arch/x86/kernel"),
+];
 
 /// The guest's `/init`. Every line the tests match starts with `bulkhead-linux: `.
 const INIT: &str = r#"#!/bin/busybox sh
@@ -129,6 +136,17 @@ case " $cmdline " in
     echo "bulkhead-linux: powering off"
     poweroff -f
     ;;
+*" bulkhead.init=hostile "*)
+    # A hostile Linux (tests/hostile): every attack as root and as nobody, the RT partition
+    # running beside it. The msr driver gives root the time stamp counter's MSRs.
+    insmod /lib/modules/msr.ko
+    bulkhead-hostile all
+    echo "bulkhead-linux: hostile exit status $?"
+    # Let the RT side and the hypervisor report after the attacks before Linux goes.
+    sleep 3
+    echo "bulkhead-linux: powering off"
+    poweroff -f
+    ;;
 *" bulkhead.init=panic "*)
     echo "bulkhead-linux: panicking"
     # Let the console's interrupt-driven output drain first: the panic's own messages go
@@ -204,18 +222,30 @@ impl Artefacts {
     }
 }
 
-/// [`prepare`] as one `[xtask]` step, with the project's Linux tools built first and put in
-/// the initramfs (`/usr/bin/bulkhead`).
+/// [`prepare`] as one `[xtask]` step, with the project's Linux programs built first and put
+/// in the initramfs: the tool (`/usr/bin/bulkhead`) and the hostile-Linux attacks the tests
+/// run (`/usr/bin/bulkhead-hostile`).
 pub fn prepare_step() -> Result<Artefacts> {
     let tool = crate::step(
         "build the Linux tool (static)",
         bulkhead_e2e::build_linux_tool,
     )?;
-    let extras = [Extra {
-        path: "usr/bin/bulkhead".into(),
-        file: tool,
-        mode: 0o755,
-    }];
+    let hostile = crate::step(
+        "build the hostile-Linux attacks (static)",
+        bulkhead_e2e::build_hostile_tool,
+    )?;
+    let extras = [
+        Extra {
+            path: "usr/bin/bulkhead".into(),
+            file: tool,
+            mode: 0o755,
+        },
+        Extra {
+            path: "usr/bin/bulkhead-hostile".into(),
+            file: hostile,
+            mode: 0o755,
+        },
+    ];
     crate::step(
         "prepare the Linux guest (Debian kernel, vmlinux, initramfs)",
         || prepare(&extras),
@@ -232,10 +262,10 @@ pub fn prepare(extras: &[Extra]) -> Result<Artefacts> {
     let busybox_deb = fetch(&debs, Source::Busybox, offer.as_ref())?;
     let (release, bzimage, vmlinux) = kernel(&dir, &kernel_deb)?;
     let busybox = busybox(&dir, &busybox_deb)?;
-    let modules = uio_modules(&dir, &kernel_deb)?;
+    let modules = kernel_modules(&dir, &kernel_deb)?;
 
     let mut extra_files = Vec::with_capacity(extras.len() + modules.len());
-    for (name, file) in UIO_MODULES.iter().zip(&modules) {
+    for ((name, _), file) in MODULES.iter().zip(&modules) {
         let data = fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
         extra_files.push((format!("lib/modules/{name}.ko"), data, 0o644));
     }
@@ -666,31 +696,31 @@ fn kernel(dir: &Path, deb: &Deb) -> Result<(String, PathBuf, PathBuf)> {
     })
 }
 
-/// The [`UIO_MODULES`] of the kernel package `deb`, extracted (and decompressed, if the
-/// package ships them as `.ko.xz`) if out of date.
-fn uio_modules(dir: &Path, deb: &Deb) -> Result<Vec<PathBuf>> {
+/// The [`MODULES`] of the kernel package `deb`, extracted (and decompressed, if the package
+/// ships them as `.ko.xz`) if out of date.
+fn kernel_modules(dir: &Path, deb: &Deb) -> Result<Vec<PathBuf>> {
     let out = dir.join(MODULES_DIR);
     let stamp = dir.join(MODULES_STAMP);
-    let paths: Vec<PathBuf> = UIO_MODULES
+    let paths: Vec<PathBuf> = MODULES
         .iter()
-        .map(|m| out.join(format!("{m}.ko")))
+        .map(|(m, _)| out.join(format!("{m}.ko")))
         .collect();
     if stamp_matches(&stamp, &deb.key()).is_some() && paths.iter().all(|p| p.is_file()) {
         return Ok(paths);
     }
     let _ = fs::remove_file(&stamp);
     crate::step(
-        &format!("extract the uio modules from {}", deb.key()),
+        &format!("extract the guest's kernel modules from {}", deb.key()),
         || {
             let tmp = scratch(dir)?;
-            let patterns: Vec<String> = UIO_MODULES
+            let patterns: Vec<String> = MODULES
                 .iter()
-                .map(|m| format!("./lib/modules/*/kernel/drivers/uio/{m}.ko*"))
+                .map(|(m, folder)| format!("./lib/modules/*/{folder}/{m}.ko*"))
                 .collect();
             let patterns: Vec<&str> = patterns.iter().map(String::as_str).collect();
             extract(&deb.file, &tmp, &patterns)?;
             fs::create_dir_all(&out)?;
-            for (module, path) in UIO_MODULES.iter().zip(&paths) {
+            for ((module, _), path) in MODULES.iter().zip(&paths) {
                 let found = find_file(&tmp, &format!("{module}.ko"))
                     .or_else(|| find_file(&tmp, &format!("{module}.ko.xz")))
                     .with_context(|| format!("{} holds no {module}.ko", deb.file.display()))?;
@@ -1339,6 +1369,9 @@ mod tests {
             "*\" bulkhead.init=reboot \"*)",
             "*\" bulkhead.init=panic \"*)",
             "*\" bulkhead.init=channels \"*)",
+            "*\" bulkhead.init=hostile \"*)",
+            "bulkhead-hostile all",
+            "echo \"bulkhead-linux: hostile exit status $?\"",
             "bulkhead ping --to commands --from telemetry -n 200",
             "echo \"bulkhead-linux: ping exit status $?\"",
             "bulkhead rt -n 2 --histogram --timeout-ms 5000",

@@ -1,0 +1,264 @@
+//! `bulkhead-hostile`: what a hostile Linux does to the partition beside it, as real programs
+//! in the Linux partition of the end-to-end tests. Each case prints one line,
+//! `hostile: CASE: OUTCOME`, that the test reads; the test then checks the other side (the RT
+//! partition's deadlines and exits, the hypervisor's refusal counts and log budget).
+//!
+//! Cases marked *user* run in a child that drops to the unprivileged `nobody` (uid 65534)
+//! first; the others need root. The program only attacks: it never decides whether an attack
+//! failed, the test does, from both sides' lines.
+//!
+//! It is test tooling: built static for the test initramfs, never part of an installation.
+
+use std::fs::OpenOptions;
+use std::io::{Error, Write};
+use std::os::unix::fs::FileExt;
+use std::process::ExitCode;
+
+use bulkhead_abi::hypercall::{Call, Hypercall, Status};
+
+/// The unprivileged user the *user* cases run as.
+const NOBODY: libc::uid_t = 65534;
+/// Hypercalls of an unknown number the flood makes (more than any log budget).
+const FLOOD_CALLS: u32 = 1500;
+/// A number the ABI does not define.
+const UNKNOWN_CALL: u64 = 0x4248_00ff;
+/// The MSRs of the time stamp counter.
+const IA32_TSC: u64 = 0x10;
+const IA32_TSC_ADJUST: u64 = 0x3b;
+/// The hypervisor's console UART (COM1), not Linux's.
+const HYPERVISOR_UART: u16 = 0x3f8;
+/// The xAPIC's MMIO page, off in x2APIC mode.
+const XAPIC_PAGE: u64 = 0xfee0_0000;
+
+/// One attack: it returns its outcome line.
+type Case = fn() -> String;
+
+/// Every case, in the order `all` runs them.
+const CASES: [(&str, Case); 7] = [
+    ("user-vmxoff", user_vmxoff),
+    ("user-hello", user_hello),
+    ("user-hypercall-flood", user_hypercall_flood),
+    ("root-hello", root_hello),
+    ("root-tsc-write", root_tsc_write),
+    ("root-hypervisor-uart", root_hypervisor_uart),
+    ("root-xapic-read", root_xapic_read),
+];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.is_empty() || args.iter().any(|a| a == "-h" || a == "--help") {
+        eprintln!("usage: bulkhead-hostile all | CASE...");
+        eprintln!("cases: {}", CASES.map(|(n, _)| n).join(" "));
+        return ExitCode::from(2);
+    }
+    if !bulkhead_vmcall::under_bulkhead() {
+        eprintln!("bulkhead-hostile: not in a Bulkhead partition (no hypervisor signature)");
+        return ExitCode::from(1);
+    }
+    let all = args.iter().any(|a| a == "all");
+    for (name, case) in CASES {
+        if all || args.iter().any(|a| a == name) {
+            let outcome = case();
+            println!("hostile: {name}: {outcome}");
+            let _ = std::io::stdout().flush();
+        }
+    }
+    if let Some(unknown) = args
+        .iter()
+        .find(|a| *a != "all" && !CASES.iter().any(|(n, _)| n == a))
+    {
+        eprintln!("bulkhead-hostile: no case {unknown:?}");
+        return ExitCode::from(2);
+    }
+    ExitCode::SUCCESS
+}
+
+/// Runs `attack` in a child process as `nobody`; the child's outcome line, or how it died.
+fn as_nobody(attack: Case) -> String {
+    let mut pipe = [0; 2];
+    // SAFETY: `pipe` has room for the two descriptors.
+    if unsafe { libc::pipe(pipe.as_mut_ptr()) } != 0 {
+        return format!("pipe failed: {}", Error::last_os_error());
+    }
+    // SAFETY: the child only drops privileges, runs the attack, writes and exits; it calls no
+    // code that could hold a lock of the parent's threads (this program has one thread).
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: plain system calls in the child.
+        unsafe {
+            libc::close(pipe[0]);
+            if libc::setgid(NOBODY) != 0 || libc::setuid(NOBODY) != 0 {
+                libc::_exit(3);
+            }
+        }
+        let line = attack();
+        // SAFETY: writes the line into the pipe and leaves without running the parent's
+        // exit handlers.
+        unsafe {
+            libc::write(pipe[1], line.as_ptr().cast(), line.len());
+            libc::_exit(0);
+        }
+    }
+    // SAFETY: the parent's end of the pipe is its own.
+    unsafe { libc::close(pipe[1]) };
+    if pid < 0 {
+        return format!("fork failed: {}", Error::last_os_error());
+    }
+    let mut out = Vec::new();
+    let mut buf = [0u8; 256];
+    loop {
+        // SAFETY: reads into `buf`, at most its length.
+        let n = unsafe { libc::read(pipe[0], buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n as usize]);
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child just forked.
+    unsafe {
+        libc::close(pipe[0]);
+        libc::waitpid(pid, &mut status, 0);
+    }
+    if libc::WIFSIGNALED(status) {
+        let signal = libc::WTERMSIG(status);
+        return format!("killed by signal {signal}{}", signal_name(signal));
+    }
+    match libc::WEXITSTATUS(status) {
+        0 => String::from_utf8_lossy(&out).into_owned(),
+        3 => "could not become nobody".into(),
+        n => format!("exited with status {n}"),
+    }
+}
+
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        libc::SIGILL => " (SIGILL)",
+        libc::SIGSEGV => " (SIGSEGV)",
+        libc::SIGBUS => " (SIGBUS)",
+        _ => "",
+    }
+}
+
+/// A hypercall's status as the ABI names it.
+fn status_name(answer: bulkhead_vmcall::Answer) -> String {
+    match answer {
+        Ok(s) => format!("{s:?}"),
+        Err(raw) => format!("status {raw:#x}"),
+    }
+}
+
+/// `vmxoff` from user space: a CPU without VMX raises #UD, so only this process dies
+/// (SIGILL), not the partition.
+fn user_vmxoff() -> String {
+    as_nobody(|| {
+        // SAFETY: the attack: VMXOFF in VMX non-root operation exits to the hypervisor, which
+        // must answer with #UD (SIGILL here); nothing of this process's memory is involved.
+        unsafe { core::arch::asm!("vmxoff", options(nomem, nostack)) };
+        "vmxoff returned".into()
+    })
+}
+
+/// HELLO from user space: not a user-space call.
+fn user_hello() -> String {
+    as_nobody(|| {
+        // SAFETY: `main` checked that this runs under Bulkhead.
+        status_name(unsafe { bulkhead_vmcall::hypercall(Hypercall::Hello { tag: 7 }) })
+    })
+}
+
+/// HELLO from root (still user space, CPL 3): refused as well.
+fn root_hello() -> String {
+    // SAFETY: `main` checked that this runs under Bulkhead.
+    status_name(unsafe { bulkhead_vmcall::hypercall(Hypercall::Hello { tag: 7 }) })
+}
+
+/// Many calls of a number the ABI does not define, as `nobody`: each is refused; the log
+/// takes only a few of them.
+fn user_hypercall_flood() -> String {
+    as_nobody(|| {
+        let mut refused = 0;
+        for _ in 0..FLOOD_CALLS {
+            let call = Hypercall::Unknown {
+                number: UNKNOWN_CALL,
+            };
+            // SAFETY: `main` checked that this runs under Bulkhead.
+            let answer = unsafe { bulkhead_vmcall::hypercall(call) };
+            if let Ok(Status::NotPermitted | Status::UnknownCall) = answer {
+                refused += 1;
+            }
+        }
+        debug_assert!(Call::from_number(UNKNOWN_CALL).is_none());
+        format!("{FLOOD_CALLS} calls, {refused} refused")
+    })
+}
+
+/// Root moves the TSC forward by a lot (and sets TSC_ADJUST) through the msr driver: the
+/// hypervisor's clock must not follow.
+fn root_tsc_write() -> String {
+    let file = match OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/cpu/0/msr")
+    {
+        Ok(f) => f,
+        Err(e) => return format!("cannot open /dev/cpu/0/msr: {e}"),
+    };
+    let before = rdtsc();
+    let jump = 1u64 << 40;
+    let tsc = file.write_all_at(&(before + jump).to_le_bytes(), IA32_TSC);
+    let adjust = file.write_all_at(&jump.to_le_bytes(), IA32_TSC_ADJUST);
+    let after = rdtsc();
+    let moved = if after.wrapping_sub(before) >= jump {
+        "moved"
+    } else {
+        "did not move"
+    };
+    format!(
+        "wrote TSC ({}) and TSC_ADJUST ({}); the TSC {moved}",
+        result_word(&tsc),
+        result_word(&adjust)
+    )
+}
+
+fn result_word(r: &std::io::Result<()>) -> String {
+    match r {
+        Ok(()) => "accepted".into(),
+        Err(e) => format!("error {e}"),
+    }
+}
+
+fn rdtsc() -> u64 {
+    // SAFETY: RDTSC reads the time stamp counter; it has no other effect.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// Root takes every port (`iopl(3)`) and writes into the hypervisor's console UART: the port
+/// is not Linux's, so the write is dropped and counted.
+fn root_hypervisor_uart() -> String {
+    // SAFETY: raising this process's I/O privilege is what the attack is about; root may.
+    if unsafe { libc::iopl(3) } != 0 {
+        return format!("iopl failed: {}", Error::last_os_error());
+    }
+    for &b in b"HOSTILE\r\n" {
+        // SAFETY: an OUT to a port; with iopl 3 the CPU allows it, the hypervisor decides.
+        unsafe {
+            core::arch::asm!("out dx, al", in("dx") HYPERVISOR_UART, in("al") b, options(nomem, nostack));
+        }
+    }
+    "wrote 9 bytes to port 0x3f8".into()
+}
+
+/// Root reads the xAPIC page through /dev/mem (a driverless access to an APIC that x2APIC
+/// mode switched off).
+fn root_xapic_read() -> String {
+    let file = match OpenOptions::new().read(true).open("/dev/mem") {
+        Ok(f) => f,
+        Err(e) => return format!("cannot open /dev/mem: {e}"),
+    };
+    let mut word = [0u8; 4];
+    match file.read_exact_at(&mut word, XAPIC_PAGE + 0x20) {
+        Ok(()) => format!("read {:#x}", u32::from_le_bytes(word)),
+        Err(e) => format!("refused by Linux: {e}"),
+    }
+}
