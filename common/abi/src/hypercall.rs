@@ -20,8 +20,10 @@ pub enum Call {
     ///
     /// From Linux (kernel or user space): returns [`Status::Ok`] (the RT partition was
     /// interrupted), [`Status::Coalesced`] (rung too soon after the last doorbell of that
-    /// channel: no new interrupt; the RT side still re-checks its rings within its poll
-    /// interval) or [`Status::NoSuchChannel`]. From the RT partition: raises the channel
+    /// channel, or beyond the RT partition's doorbell budget for this second: no new
+    /// interrupt; the RT side still re-checks its rings within its poll interval), [`Status::NotWaiting`] (the RT kernel has not asked for a doorbell on that
+    /// channel, through its request word, see `rt_boot::DOORBELL_REQUESTS_GPA`) or
+    /// [`Status::NoSuchChannel`]. From the RT partition: raises the channel
     /// device's interrupt in Linux and returns [`Status::Ok`], or [`Status::NoSuchChannel`] (not
     /// a doorbell channel, or no channel device).
     Doorbell = 0x4248_0002,
@@ -85,6 +87,9 @@ pub enum Status {
     Ok = 0,
     /// The doorbell was merged into an earlier one (not an error).
     Coalesced = 1,
+    /// No interrupt: the other side has not asked for a doorbell on that channel since its
+    /// last one (it is not waiting; not an error).
+    NotWaiting = 2,
     /// The caller may not make this call: from user space (see
     /// [`Call::user_space_may_call`]), or a hello from a CPU that said it already or runs no
     /// start-up guest (-3).
@@ -106,6 +111,7 @@ impl Status {
         match raw {
             0 => Some(Self::Ok),
             1 => Some(Self::Coalesced),
+            2 => Some(Self::NotWaiting),
             r if r == u64::MAX - 2 => Some(Self::NotPermitted),
             r if r == u64::MAX - 1 => Some(Self::NoSuchChannel),
             u64::MAX => Some(Self::UnknownCall),
@@ -113,9 +119,10 @@ impl Status {
         }
     }
 
-    /// Whether the call did what was asked ([`Status::Ok`] or [`Status::Coalesced`]).
+    /// Whether the call did what was asked ([`Status::Ok`], [`Status::Coalesced`] or
+    /// [`Status::NotWaiting`]).
     pub const fn is_success(self) -> bool {
-        matches!(self, Self::Ok | Self::Coalesced)
+        matches!(self, Self::Ok | Self::Coalesced | Self::NotWaiting)
     }
 }
 
@@ -178,6 +185,7 @@ mod tests {
         for s in [
             Status::Ok,
             Status::Coalesced,
+            Status::NotWaiting,
             Status::NotPermitted,
             Status::NoSuchChannel,
             Status::UnknownCall,
@@ -189,7 +197,7 @@ mod tests {
         assert_eq!(Status::NotPermitted.raw() as i64, -3);
         assert!(Call::Doorbell.user_space_may_call());
         assert!(!Call::Hello.user_space_may_call());
-        assert_eq!(Status::from_raw(2), None);
+        assert_eq!(Status::from_raw(3), None);
         assert!(Status::Coalesced.is_success());
         assert!(!Status::NoSuchChannel.is_success());
     }

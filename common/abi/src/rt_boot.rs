@@ -65,6 +65,14 @@ pub const MAX_CHANNELS: usize = limits::MAX_CHANNELS;
 /// Bytes of a channel name (UTF-8, NUL-padded).
 pub const CHANNEL_NAME_LEN: usize = limits::NAME_LEN;
 
+/// Where the doorbell request words lie in the partition's guest-physical space: one `u32` per
+/// channel of the boot information, in its order, zero at entry. Before a task sleeps waiting
+/// for Linux on a `doorbell` channel, the RT kernel stores 1 in the channel's word; when Linux
+/// rings that channel, the hypervisor takes the word (sets it to 0) and interrupts the RT
+/// partition only if it was 1. The page is the partition's own RAM, which Linux can neither
+/// read nor write: a Linux that rings without being asked costs the RT partition nothing.
+pub const DOORBELL_REQUESTS_GPA: u64 = 0x2000;
+
 /// [`RtBootInfo::flags`] bit 0: the kernel runs under the Bulkhead hypervisor.
 pub const FLAG_UNDER_HYPERVISOR: u64 = 1 << 0;
 /// Every flag this version defines; other bits must be 0.

@@ -35,7 +35,7 @@ use crate::{
 /// First bytes of every blob.
 pub const MAGIC: [u8; 8] = *b"BLKHDCFG";
 /// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// Size of [`Header`].
 pub const HEADER_LEN: usize = size_of::<Header>();
 /// Size of a whole version-1 blob.
@@ -173,6 +173,8 @@ pub struct Body {
     pub linux_cmdline: [u8; CMDLINE_LEN],
     /// RT image module name, NUL-padded.
     pub rt_image: [u8; NAME_LEN],
+    /// Doorbell interrupts from Linux the RT partition takes per second.
+    pub rt_doorbells_per_s: U32,
     /// Linux, then RT.
     pub partitions: [PartitionLe; 2],
     /// Used entries of `shared`.
@@ -202,8 +204,8 @@ const _: () = assert!(size_of::<PciLe>() == 4);
 const _: () = assert!(size_of::<PartitionLe>() == 1044);
 const _: () = assert!(size_of::<SharedLe>() == 48);
 const _: () = assert!(size_of::<ChannelLe>() == 56);
-const _: () = assert!(size_of::<Body>() == 6852);
-const _: () = assert!(size_of::<Blob>() == 6876);
+const _: () = assert!(size_of::<Body>() == 6856);
+const _: () = assert!(size_of::<Blob>() == 6880);
 const _: () = assert!(BLOB_LEN <= u32::MAX as usize);
 
 /// CRC-32 as in IEEE 802.3, zlib and gzip (reflected polynomial 0xEDB88320, initial value and
@@ -555,6 +557,7 @@ pub fn encode_into(cfg: &Config, blob: &mut Blob) {
     );
     put_str(&mut body.linux_cmdline, linux.cmdline());
     put_str(&mut body.rt_image, cfg.rt().image().as_str());
+    body.rt_doorbells_per_s = U32::new(cfg.rt().doorbells_per_s());
     for (dst, id) in body.partitions.iter_mut().zip(PartitionId::ALL) {
         put_partition(dst, cfg.partition(id));
     }
@@ -748,10 +751,10 @@ fn decode_body(body: &Body) -> Result<Config, BlobError> {
         cmdline,
         on_exit_from(linux.key("on_exit"), body.linux_on_exit)?,
     ));
-    b.rt(RtConfig::new(get_name(
-        FieldPath::at("rt").key("image"),
-        &body.rt_image,
-    )?));
+    b.rt(
+        RtConfig::new(get_name(FieldPath::at("rt").key("image"), &body.rt_image)?)
+            .with_doorbells_per_s(body.rt_doorbells_per_s.get()),
+    );
 
     for (id, p) in PartitionId::ALL.into_iter().zip(&body.partitions) {
         get_partition(&mut b, id, p)?;

@@ -203,6 +203,11 @@ pub enum ErrorKind {
         /// Its size.
         size: u64,
     },
+    /// `rt.doorbells_per_s` is 0 or above the most a config may allow.
+    DoorbellBudget {
+        /// The value given.
+        per_s: u32,
+    },
     /// The hypervisor region ends above 4 GiB.
     HypervisorAbove4G {
         /// The region.
@@ -374,6 +379,11 @@ impl fmt::Display for ErrorKind {
                 f,
                 "hypervisor region is {size:#x} bytes; it needs at least {:#x} (4 MiB)",
                 crate::HYPERVISOR_MIN_SIZE
+            ),
+            Self::DoorbellBudget { per_s } => write!(
+                f,
+                "{per_s} doorbells a second: allow 1 to {} (one every 10 us)",
+                crate::RtConfig::MAX_DOORBELLS_PER_S
             ),
             Self::HypervisorAbove4G { region } => write!(
                 f,

@@ -125,6 +125,8 @@ struct LinuxToml {
 #[serde(deny_unknown_fields)]
 struct RtToml {
     image: String,
+    #[serde(default)]
+    doorbells_per_s: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -394,10 +396,11 @@ fn build(file: &FileToml) -> Result<Config, ConfigError> {
             .map_err(|kind| config_error(linux.key("cmdline"), kind))?,
         file.linux.on_exit,
     ));
-    b.rt(RtConfig::new(name(
-        FieldPath::at("rt").key("image"),
-        &file.rt.image,
-    )?));
+    let rt = RtConfig::new(name(FieldPath::at("rt").key("image"), &file.rt.image)?);
+    b.rt(match file.rt.doorbells_per_s {
+        Some(per_s) => rt.with_doorbells_per_s(per_s),
+        None => rt,
+    });
 
     for (i, s) in file.shared.iter().enumerate() {
         let path = FieldPath::at("shared").index(i);

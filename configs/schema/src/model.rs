@@ -597,17 +597,42 @@ impl LinuxConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RtConfig {
     image: Name,
+    doorbells_per_s: u32,
 }
 
 impl RtConfig {
-    /// Boot the module named `image`.
+    /// Doorbell interrupts from Linux the RT partition takes per second unless the config says
+    /// otherwise (`rt.doorbells_per_s`).
+    pub const DEFAULT_DOORBELLS_PER_S: u32 = 2000;
+    /// The most a config may allow: one every 10 us.
+    pub const MAX_DOORBELLS_PER_S: u32 = 100_000;
+
+    /// Boot the module named `image`, taking at most [`Self::DEFAULT_DOORBELLS_PER_S`]
+    /// doorbells a second.
     pub const fn new(image: Name) -> Self {
-        Self { image }
+        Self {
+            image,
+            doorbells_per_s: Self::DEFAULT_DOORBELLS_PER_S,
+        }
+    }
+
+    /// The same with a budget of `per_s` doorbell interrupts a second (checked by
+    /// validation: 1 to [`Self::MAX_DOORBELLS_PER_S`]).
+    #[must_use]
+    pub const fn with_doorbells_per_s(mut self, per_s: u32) -> Self {
+        self.doorbells_per_s = per_s;
+        self
     }
 
     /// The boot module holding the RT kernel image.
     pub const fn image(&self) -> &Name {
         &self.image
+    }
+
+    /// Doorbell interrupts from Linux the RT partition takes per second, all channels
+    /// together; the hypervisor drops (and counts) the rest.
+    pub const fn doorbells_per_s(&self) -> u32 {
+        self.doorbells_per_s
     }
 }
 

@@ -9,7 +9,9 @@ use bulkhead_abi::rt_boot::layout;
 
 use crate::MAX_SHARED_REGIONS;
 use crate::error::{ConfigError, ErrorKind, FieldPath};
-use crate::model::{ChannelDirection, Config, ConsoleTarget, Notify, PartitionId, Region};
+use crate::model::{
+    ChannelDirection, Config, ConsoleTarget, Notify, PartitionId, Region, RtConfig,
+};
 
 /// Page size: every region base and size, and every channel size, is a multiple of it.
 pub const PAGE_SIZE: u64 = limits::PAGE_SIZE;
@@ -167,6 +169,13 @@ impl Config {
 
         check_name(self.linux.kernel(), FieldPath::at("linux").key("kernel"))?;
         check_name(self.rt.image(), FieldPath::at("rt").key("image"))?;
+        let per_s = self.rt.doorbells_per_s();
+        if !(1..=RtConfig::MAX_DOORBELLS_PER_S).contains(&per_s) {
+            return err(
+                FieldPath::at("rt").key("doorbells_per_s"),
+                ErrorKind::DoorbellBudget { per_s },
+            );
+        }
 
         self.check_channels()
     }

@@ -100,7 +100,10 @@ fn round_trip_keeps_everything() {
     let bytes = blob::encode(&cfg);
     assert_eq!(bytes.len(), BLOB_LEN);
     assert_eq!(&bytes[..8], b"BLKHDCFG");
-    assert_eq!(u32::from_le_bytes(bytes[8..12].try_into().unwrap()), 1);
+    assert_eq!(
+        u32::from_le_bytes(bytes[8..12].try_into().unwrap()),
+        blob::FORMAT_VERSION
+    );
     assert_eq!(
         u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize,
         BLOB_LEN
@@ -150,10 +153,10 @@ fn header_checks() {
     assert!(e.to_string().contains("\"XLKHDCFG\""), "{e}");
 
     let mut bad = good.clone();
-    bad[8] = 2;
+    bad[8] = 1;
     assert_eq!(
         blob::decode(&bad),
-        Err(BlobError::UnsupportedVersion { found: 2 })
+        Err(BlobError::UnsupportedVersion { found: 1 })
     );
 
     let mut bad = good.clone();

@@ -369,6 +369,43 @@ fn rt_memory_the_rt_kernel_cannot_use_is_refused_as_at_boot() {
 }
 
 #[test]
+fn doorbell_budget_is_read_and_checked() {
+    let cfg = load_str(BASE, "test.toml").unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(
+        cfg.rt().doorbells_per_s(),
+        bulkhead_config::RtConfig::DEFAULT_DOORBELLS_PER_S
+    );
+    let text = BASE.replacen(
+        "image = \"rt.elf\"",
+        "image = \"rt.elf\"\ndoorbells_per_s = 500",
+        1,
+    );
+    let cfg = load_str(&text, "test.toml").unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(cfg.rt().doorbells_per_s(), 500);
+    let blob = bulkhead_config::blob::encode(&cfg);
+    assert_eq!(
+        bulkhead_config::blob::decode(&blob)
+            .unwrap()
+            .rt()
+            .doorbells_per_s(),
+        500
+    );
+    let (text, _) = assert_config_error!(
+        bad(
+            "image = \"rt.elf\"",
+            "image = \"rt.elf\"\ndoorbells_per_s = 0"
+        ),
+        ErrorKind::DoorbellBudget { per_s: 0 },
+        "rt.doorbells_per_s",
+        27
+    );
+    assert!(
+        text.ends_with("0 doorbells a second: allow 1 to 100000 (one every 10 us)"),
+        "{text}"
+    );
+}
+
+#[test]
 fn no_cpu() {
     assert_config_error!(
         bad("cpus = [1]", "cpus = []"),

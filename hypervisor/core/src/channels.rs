@@ -120,6 +120,13 @@ pub enum Ring {
     Interrupt,
     /// The channel rang less than the minimum interval ago: no new interrupt.
     Coalesced,
+    /// The RT side has not asked for a doorbell on that channel since the last one: no
+    /// interrupt (it is not waiting; it will see the ring when it looks).
+    NotWaiting,
+    /// The RT partition has taken its budget of doorbell interrupts for this second
+    /// (`rt.doorbells_per_s`, all channels together): no interrupt; its waiters' fallback
+    /// timers find the messages.
+    OverBudget,
     /// No channel with doorbell notification at that base.
     NoSuchChannel,
 }
@@ -128,11 +135,19 @@ pub enum Ring {
 #[derive(Debug)]
 pub struct Doorbells {
     bases: [u64; MAX_CHANNELS],
+    /// The same channels' indices in the RT partition's boot information (its request words).
+    rt_indices: [usize; MAX_CHANNELS],
     /// The same channels' bases in the RT partition's guest-physical space.
     rt_bases: [u64; MAX_CHANNELS],
     /// TSC of the last interrupt per channel (0: never).
     last: [AtomicU64; MAX_CHANNELS],
     count: usize,
+    /// Interrupts the RT partition takes per second, all channels together.
+    budget_per_s: u64,
+    /// TSC at which the current one-second budget window began (0: none yet).
+    window_start: AtomicU64,
+    /// Interrupts sent in the current window.
+    window_sent: AtomicU64,
 }
 
 impl Doorbells {
@@ -140,12 +155,22 @@ impl Doorbells {
     pub fn from_config(cfg: &Config) -> Self {
         let mut d = Self {
             bases: [0; MAX_CHANNELS],
+            rt_indices: [0; MAX_CHANNELS],
             rt_bases: [0; MAX_CHANNELS],
             last: [const { AtomicU64::new(0) }; MAX_CHANNELS],
             count: 0,
+            budget_per_s: u64::from(cfg.rt().doorbells_per_s()),
+            window_start: AtomicU64::new(0),
+            window_sent: AtomicU64::new(0),
         };
         let layout = RtLayout::plan(cfg).ok();
-        for channel in cfg.channels() {
+        // The RT boot information lists the channels the RT partition has an end on, in config
+        // order.
+        let rt_channels = cfg
+            .channels()
+            .iter()
+            .filter(|c| c.direction().involves_rt());
+        for (rt_index, channel) in rt_channels.enumerate() {
             if channel.notify() != Notify::Doorbell || d.count == MAX_CHANNELS {
                 continue;
             }
@@ -155,6 +180,7 @@ impl Doorbells {
                 .map_or(0, |m| m.gpa().as_u64() + channel.offset());
             if let Some(memory) = cfg.channel_memory(channel) {
                 d.bases[d.count] = memory.base;
+                d.rt_indices[d.count] = rt_index;
                 d.rt_bases[d.count] = rt_base;
                 d.count += 1;
             }
@@ -178,10 +204,25 @@ impl Doorbells {
         self.count == 0
     }
 
-    /// A doorbell for the channel at `base`, at TSC `now`, with `min_interval` TSC ticks
-    /// between interrupts of one channel. Safe to call from several CPUs at once: of
-    /// concurrent rings within the interval, one interrupts.
-    pub fn ring(&self, base: u64, now: u64, min_interval: u64) -> Ring {
+    /// A doorbell from Linux for the channel at `base`, at TSC `now`, with `min_interval` TSC
+    /// ticks between interrupts of one channel. `take_request(rt_index)` takes the RT side's
+    /// request for a doorbell on the channel with that index in its boot information (its
+    /// request word, which Linux cannot write): only a requested doorbell interrupts, so a
+    /// flood from Linux costs the RT partition at most one interrupt per wait of its own. Safe
+    /// to call from several CPUs at once: of concurrent rings within the interval, one
+    /// interrupts.
+    ///
+    /// `second` is one second in TSC ticks: the RT partition takes at most its budget of
+    /// interrupts per window of that length (all channels together; concurrent rings on
+    /// several Linux CPUs may exceed it by one each).
+    pub fn ring(
+        &self,
+        base: u64,
+        now: u64,
+        min_interval: u64,
+        second: u64,
+        take_request: impl FnOnce(usize) -> bool,
+    ) -> Ring {
         let Some(i) = self.bases[..self.count].iter().position(|&b| b == base) else {
             return Ring::NoSuchChannel;
         };
@@ -190,10 +231,28 @@ impl Doorbells {
         if seen != 0 && now.wrapping_sub(seen) < min_interval {
             return Ring::Coalesced;
         }
+        let start = self.window_start.load(Ordering::Acquire);
+        if start == 0 || now.wrapping_sub(start) >= second {
+            if self
+                .window_start
+                .compare_exchange(start, now.max(1), Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                self.window_sent.store(0, Ordering::Release);
+            }
+        } else if self.window_sent.load(Ordering::Acquire) >= self.budget_per_s {
+            return Ring::OverBudget;
+        }
+        if !take_request(self.rt_indices[i]) {
+            return Ring::NotWaiting;
+        }
         // `now` of 0 would read as "never": 1 tick later is the same moment.
         let stamp = now.max(1);
         match last.compare_exchange(seen, stamp, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => Ring::Interrupt,
+            Ok(_) => {
+                self.window_sent.fetch_add(1, Ordering::AcqRel);
+                Ring::Interrupt
+            }
             Err(_) => Ring::Coalesced,
         }
     }
@@ -243,6 +302,35 @@ mod tests {
         );
     }
 
+    /// One second in the tests' TSC ticks: longer than any test runs, so the budget window
+    /// never turns over unless a test says so.
+    const SECOND: u64 = u64::MAX / 2;
+
+    /// The RT partition takes at most `rt.doorbells_per_s` interrupts a second, all channels
+    /// together; the next second brings a new budget.
+    #[test]
+    fn doorbell_interrupts_keep_to_the_rt_budget() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../configs/bochs-2cpu.toml"
+        ))
+        .unwrap()
+        .replace(
+            "image = \"rt.elf\"",
+            "image = \"rt.elf\"\ndoorbells_per_s = 3",
+        );
+        let cfg = bulkhead_config::host::load_str(&text, "budget.toml").unwrap();
+        let d = Doorbells::from_config(&cfg);
+        let (telemetry, commands, second) = (0x3800_0000, 0x3801_0000, 1_000_000);
+        let ring = |base, now| d.ring(base, now, 10, second, |_| true);
+        assert_eq!(ring(commands, 1_000), Ring::Interrupt);
+        assert_eq!(ring(telemetry, 2_000), Ring::Interrupt);
+        assert_eq!(ring(commands, 3_000), Ring::Interrupt);
+        assert_eq!(ring(telemetry, 4_000), Ring::OverBudget);
+        assert_eq!(ring(commands, 900_000), Ring::OverBudget);
+        assert_eq!(ring(commands, 1_001_000), Ring::Interrupt, "a new second");
+    }
+
     #[test]
     fn doorbells_ring_known_channels_at_most_once_per_interval() {
         let cfg = config();
@@ -255,20 +343,78 @@ mod tests {
             "a host address is not the RT side's"
         );
         assert!(!d.rt_channel(0));
-        assert_eq!(d.ring(commands, 1_000, 100), Ring::Interrupt);
-        assert_eq!(d.ring(commands, 1_050, 100), Ring::Coalesced);
         assert_eq!(
-            d.ring(telemetry, 1_050, 100),
+            d.ring(commands, 1_000, 100, SECOND, |_| true),
+            Ring::Interrupt
+        );
+        assert_eq!(
+            d.ring(commands, 1_050, 100, SECOND, |_| true),
+            Ring::Coalesced
+        );
+        assert_eq!(
+            d.ring(telemetry, 1_050, 100, SECOND, |_| true),
             Ring::Interrupt,
             "per channel"
         );
-        assert_eq!(d.ring(commands, 1_100, 100), Ring::Interrupt);
-        assert_eq!(d.ring(0x3802_0000, 5_000, 100), Ring::NoSuchChannel);
-        assert_eq!(d.ring(commands + 8, 5_000, 100), Ring::NoSuchChannel);
+        assert_eq!(
+            d.ring(commands, 1_100, 100, SECOND, |_| true),
+            Ring::Interrupt
+        );
+        assert_eq!(
+            d.ring(0x3802_0000, 5_000, 100, SECOND, |_| true),
+            Ring::NoSuchChannel
+        );
+        assert_eq!(
+            d.ring(commands + 8, 5_000, 100, SECOND, |_| true),
+            Ring::NoSuchChannel
+        );
         // A TSC of 0 still counts as a ring.
         let fresh = Doorbells::from_config(&cfg);
-        assert_eq!(fresh.ring(commands, 0, 100), Ring::Interrupt);
-        assert_eq!(fresh.ring(commands, 50, 100), Ring::Coalesced);
+        assert_eq!(
+            fresh.ring(commands, 0, 100, SECOND, |_| true),
+            Ring::Interrupt
+        );
+        assert_eq!(
+            fresh.ring(commands, 50, 100, SECOND, |_| true),
+            Ring::Coalesced
+        );
+    }
+
+    /// Only a doorbell the RT side asked for interrupts it: a flood from Linux without a
+    /// request costs nothing, and one request lets one interrupt through.
+    #[test]
+    fn only_requested_doorbells_interrupt() {
+        let cfg = config();
+        let d = Doorbells::from_config(&cfg);
+        let requests: [std::sync::atomic::AtomicBool; 4] = Default::default();
+        let take = |i: usize| requests[i].swap(false, Ordering::AcqRel);
+        let commands = 0x3801_0000;
+        for now in 0..1000 {
+            assert_eq!(
+                d.ring(commands, now * 1_000, 100, SECOND, take),
+                Ring::NotWaiting
+            );
+        }
+        // `commands` is the RT side's second channel (telemetry, commands, rt-status, rt-log).
+        requests[1].store(true, Ordering::Release);
+        assert_eq!(
+            d.ring(commands, 2_000_000, 100, SECOND, take),
+            Ring::Interrupt
+        );
+        assert_eq!(
+            d.ring(commands, 3_000_000, 100, SECOND, take),
+            Ring::NotWaiting
+        );
+        // The telemetry channel's request is its own.
+        requests[0].store(true, Ordering::Release);
+        assert_eq!(
+            d.ring(commands, 4_000_000, 100, SECOND, take),
+            Ring::NotWaiting
+        );
+        assert_eq!(
+            d.ring(0x3800_0000, 4_000_000, 100, SECOND, take),
+            Ring::Interrupt
+        );
     }
 
     #[test]
@@ -282,7 +428,10 @@ mod tests {
         let cfg = bulkhead_config::host::load_str(&toml, "poll.toml").unwrap();
         let d = Doorbells::from_config(&cfg);
         assert!(d.is_empty());
-        assert_eq!(d.ring(0x3801_0000, 1, 100), Ring::NoSuchChannel);
+        assert_eq!(
+            d.ring(0x3801_0000, 1, 100, SECOND, |_| true),
+            Ring::NoSuchChannel
+        );
     }
 
     #[test]
@@ -294,7 +443,9 @@ mod tests {
             for _ in 0..4 {
                 s.spawn(|| {
                     for _ in 0..1000 {
-                        if d.ring(0x3801_0000, 10_000, 1_000_000) == Ring::Interrupt {
+                        if d.ring(0x3801_0000, 10_000, 1_000_000, SECOND, |_| true)
+                            == Ring::Interrupt
+                        {
                             interrupts.fetch_add(1, Ordering::Relaxed);
                         }
                     }

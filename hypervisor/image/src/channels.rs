@@ -9,7 +9,8 @@
 //!
 //! Doorbells ([`ring`]): Linux's `DOORBELL` hypercall for a channel with doorbell
 //! notification becomes a fixed IPI (vector `bulkhead_abi::vectors::DOORBELL`) to the RT
-//! partition's first CPU, at most one per channel per
+//! partition's first CPU, only when the RT kernel asked for one on that channel (its request
+//! word, in its own RAM) and at most one per channel per
 //! `hv_core::channels::DOORBELL_MIN_INTERVAL_US`. The RT CPU takes it without a VM exit.
 //! The RT partition's `DOORBELL` for a doorbell channel ([`ring_linux`]) raises the channel
 //! device's interrupt in Linux (`linux_devices`).
@@ -21,10 +22,10 @@
 #![allow(unsafe_code)]
 
 use core::fmt;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use bulkhead_abi::hypercall::Status;
-use bulkhead_config::{ChannelDirection, Config, PartitionId};
+use bulkhead_config::{ChannelDirection, Config, MAX_CHANNELS, PartitionId};
 use bulkhead_ring::{Ring, RingError};
 use hv_core::channels::{DOORBELL_MIN_INTERVAL_US, Doorbells};
 use hv_core::memory::addr::GuestPhysAddr;
@@ -33,12 +34,17 @@ use spin::Once;
 use crate::guest_memory::{self, ChannelMemError};
 use crate::println;
 
-/// The doorbell channels and the RT CPU their interrupts go to.
-static DOORBELLS: Once<(Doorbells, u32)> = Once::new();
+/// The doorbell channels, the RT CPU their interrupts go to, and the RT partition's doorbell
+/// request words.
+static DOORBELLS: Once<(Doorbells, u32, &'static [AtomicU32; MAX_CHANNELS])> = Once::new();
 /// Doorbells that interrupted the RT partition.
 pub static DOORBELLS_RUNG: AtomicU64 = AtomicU64::new(0);
 /// Doorbells merged into an earlier one by the rate limit.
 pub static DOORBELLS_COALESCED: AtomicU64 = AtomicU64::new(0);
+/// Doorbells the RT side had not asked for: no interrupt.
+pub static DOORBELLS_NOT_WAITING: AtomicU64 = AtomicU64::new(0);
+/// Doorbells beyond the RT partition's budget for the second (`rt.doorbells_per_s`).
+pub static DOORBELLS_OVER_BUDGET: AtomicU64 = AtomicU64::new(0);
 
 /// A channel whose ring could not be initialized.
 #[derive(Debug)]
@@ -94,8 +100,11 @@ pub fn init_all(cfg: &Config) -> Result<usize, ChannelInitError> {
     if !log_channel {
         crate::console::log_off();
     }
-    if let Some(&first_rt_cpu) = cfg.partition(PartitionId::Rt).cpus().first() {
-        DOORBELLS.call_once(|| (Doorbells::from_config(cfg), first_rt_cpu));
+    if let (Some(&first_rt_cpu), Some(requests)) = (
+        cfg.partition(PartitionId::Rt).cpus().first(),
+        guest_memory::rt_doorbell_requests(),
+    ) {
+        DOORBELLS.call_once(|| (Doorbells::from_config(cfg), first_rt_cpu, requests));
     }
     Ok(cfg.channels().len())
 }
@@ -105,7 +114,7 @@ pub fn init_all(cfg: &Config) -> Result<usize, ChannelInitError> {
 pub fn ring_linux(rt_base: GuestPhysAddr) -> Status {
     let known = DOORBELLS
         .get()
-        .is_some_and(|(doorbells, _)| doorbells.rt_channel(rt_base.as_u64()));
+        .is_some_and(|(doorbells, ..)| doorbells.rt_channel(rt_base.as_u64()));
     if known && crate::linux_devices::raise_channel_interrupt() {
         Status::Ok
     } else {
@@ -115,12 +124,21 @@ pub fn ring_linux(rt_base: GuestPhysAddr) -> Status {
 
 /// Linux's doorbell for the channel at `base`: the hypercall's status.
 pub fn ring(base: GuestPhysAddr) -> Status {
-    let Some((doorbells, target)) = DOORBELLS.get() else {
+    let Some((doorbells, target, requests)) = DOORBELLS.get() else {
         return Status::NoSuchChannel;
     };
-    let min_interval = crate::arch::time::tsc_hz() / 1_000_000 * DOORBELL_MIN_INTERVAL_US;
+    let second = crate::arch::time::tsc_hz().max(1);
+    let min_interval = second / 1_000_000 * DOORBELL_MIN_INTERVAL_US;
+    // The RT kernel stores 1 before it sleeps on the channel; taking it lets one interrupt
+    // through.
+    let take_request = |rt_index: usize| {
+        requests
+            .get(rt_index)
+            .is_some_and(|w| w.swap(0, Ordering::AcqRel) == 1)
+    };
     // Linux's memory is identity-mapped: its guest-physical base is the channel's address.
-    match doorbells.ring(base.as_u64(), crate::arch::rdtsc(), min_interval) {
+    let now = crate::arch::rdtsc();
+    match doorbells.ring(base.as_u64(), now, min_interval, second, take_request) {
         hv_core::channels::Ring::Interrupt => {
             // Fixed delivery, physical destination, level assert.
             let icr = u32::from(bulkhead_abi::vectors::DOORBELL) | (1 << 14);
@@ -133,6 +151,14 @@ pub fn ring(base: GuestPhysAddr) -> Status {
         hv_core::channels::Ring::Coalesced => {
             DOORBELLS_COALESCED.fetch_add(1, Ordering::Relaxed);
             Status::Coalesced
+        }
+        hv_core::channels::Ring::OverBudget => {
+            DOORBELLS_OVER_BUDGET.fetch_add(1, Ordering::Relaxed);
+            Status::Coalesced
+        }
+        hv_core::channels::Ring::NotWaiting => {
+            DOORBELLS_NOT_WAITING.fetch_add(1, Ordering::Relaxed);
+            Status::NotWaiting
         }
         hv_core::channels::Ring::NoSuchChannel => Status::NoSuchChannel,
     }

@@ -20,11 +20,11 @@
 
 use core::cell::RefCell;
 use core::fmt;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 use bulkhead_config::{Config, MAX_CHANNELS, MAX_REGIONS, PartitionId, Region};
 use bulkhead_ring::{LayoutError, SharedRegion};
-use hv_core::boot::rt::{Mapping, RtLayout};
+use hv_core::boot::rt::{DOORBELL_REQUESTS_GPA, DOORBELL_REQUESTS_LEN, Mapping, RtLayout};
 use hv_core::memory::addr::GuestPhysAddr;
 use hv_core::memory::guest_paging::GuestMemory;
 use hv_core::support::fixed::FixedList;
@@ -333,4 +333,28 @@ pub fn channel_region(index: usize) -> Result<(Region, SharedRegion<'static>), C
     let region = unsafe { SharedRegion::new(memory.base as *mut u8, memory.size as usize) }
         .map_err(ChannelMemError::Layout)?;
     Ok((memory, region))
+}
+
+/// The RT partition's doorbell request words (`bulkhead_abi::rt_boot::DOORBELL_REQUESTS_GPA`),
+/// for the hypervisor's whole life; handed out once. `None` without a placeable RT partition.
+pub fn rt_doorbell_requests() -> Option<&'static [AtomicU32; MAX_CHANNELS]> {
+    static TAKEN: AtomicBool = AtomicBool::new(false);
+    let cfg = *CHECKED.get()?;
+    let layout = RtLayout::plan(cfg).ok()?;
+    let host = layout
+        .ram_host(
+            GuestPhysAddr::new(DOORBELL_REQUESTS_GPA)?,
+            DOORBELL_REQUESTS_LEN,
+        )?
+        .as_u64();
+    if host.saturating_add(DOORBELL_REQUESTS_LEN) > MAPPED_END || TAKEN.swap(true, Ordering::AcqRel)
+    {
+        return None;
+    }
+    // SAFETY: the words lie in the RT partition's first MiB of RAM (the fit-checked config's,
+    // identity-mapped below 4 GiB), in the loader's page between the boot information and the
+    // page tables (`hv_core::boot::rt`, asserted there), 4-byte aligned, zeroed by the loader
+    // and used by nobody else in the hypervisor (handed out once). The RT kernel reaches them
+    // only through atomics too; any value is a valid `AtomicU32`.
+    Some(unsafe { &*(host as *const [AtomicU32; MAX_CHANNELS]) })
 }

@@ -178,7 +178,7 @@ impl Bell {
     /// The ring said the peer waits for this side.
     fn peer_waits(&mut self) {
         match self.doorbell.map(|d| d.ring()) {
-            Some(Rang::Interrupted | Rang::Coalesced) => self.rung += 1,
+            Some(Rang::Interrupted | Rang::Coalesced | Rang::NotWaiting) => self.rung += 1,
             Some(Rang::Refused(_)) | None => self.not_rung += 1,
         }
     }

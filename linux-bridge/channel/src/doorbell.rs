@@ -38,6 +38,9 @@ pub enum Rang {
     Interrupted,
     /// Merged into a recent doorbell of the same channel (the hypervisor's rate limit).
     Coalesced,
+    /// No interrupt: the RT side had not asked for one on this channel (it is not asleep on
+    /// it; it will find the message when it looks).
+    NotWaiting,
     /// The hypervisor refused (not a doorbell channel, or an unknown call): its status.
     Refused(u64),
 }
@@ -59,6 +62,7 @@ impl Doorbell {
         match unsafe { bulkhead_vmcall::hypercall(call) } {
             Ok(Status::Ok) => Rang::Interrupted,
             Ok(Status::Coalesced) => Rang::Coalesced,
+            Ok(Status::NotWaiting) => Rang::NotWaiting,
             Ok(other) => Rang::Refused(other.raw()),
             Err(raw) => Rang::Refused(raw),
         }

@@ -8,8 +8,10 @@
 //! waits: `NonBlocking` fails with `WouldBlock` at once (`EAGAIN`), `Until(t)` with `TimedOut`
 //! at `t` (`mq_timedsend` / `mq_timedreceive`), `Forever` waits.
 //!
-//! Waiting: on a channel with doorbell notification, a blocked task arms the ring's doorbell
-//! flag and sleeps on the doorbell event flags (one bit per channel). Linux, seeing the flag
+//! Waiting: on a channel with doorbell notification, a blocked task stores 1 in the channel's
+//! doorbell request word (in this partition's own RAM, where Linux cannot reach: the
+//! hypervisor interrupts this partition for Linux's doorbell only when it finds the word set),
+//! arms the ring's doorbell flag and sleeps on the doorbell event flags (one bit per channel). Linux, seeing the flag
 //! when it sends (or frees a slot), rings the `DOORBELL` hypercall; the hypervisor sends
 //! `DOORBELL_VECTOR` to this partition's first CPU without any VM exit here, and
 //! [`on_doorbell`] sets every channel's bit, so each sleeper re-checks its ring. The sleep also
@@ -28,11 +30,11 @@
 //! (the ring crate's `Corrupt` / `PeerFailed`), never the kernel.
 
 use core::fmt;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use bulkhead_abi::channel::{Direction as ChannelDirection, Notify as ChannelNotify};
 use bulkhead_abi::hypercall::{Hypercall, Status};
-use bulkhead_abi::rt_boot::{ChannelInfo, MAX_CHANNELS};
+use bulkhead_abi::rt_boot::{ChannelInfo, DOORBELL_REQUESTS_GPA, MAX_CHANNELS};
 use bulkhead_ring::mq::{Attr, Receiver, Sender};
 use bulkhead_ring::{Armed, Notify, Producer, Ring, RingError, SharedRegion};
 use bulkhead_rt_core::sync::{FlagsCondition, FlagsMode};
@@ -153,6 +155,8 @@ fn attach(info: &ChannelInfo) -> Result<Ring<'static>, RingError> {
 struct Opened {
     ring: Ring<'static>,
     doorbell_bit: Option<u32>,
+    /// The channel's doorbell request word, under the hypervisor.
+    request: Option<&'static AtomicU32>,
     /// The channel's base, when Linux is rung for it.
     linux_doorbell: Option<u64>,
 }
@@ -181,16 +185,38 @@ fn open(name: &str, direction: ChannelDirection) -> Result<Opened, ChannelError>
     let linux_doorbell = (info.notify() == Some(ChannelNotify::Doorbell)
         && RING_LINUX.load(Ordering::Relaxed))
     .then_some(info.base);
+    let request = doorbell_bit
+        .filter(|_| crate::under_hypervisor())
+        .and_then(|_| doorbell_request(index));
     Ok(Opened {
         ring,
         doorbell_bit,
+        request,
         linux_doorbell,
     })
+}
+
+/// Channel `index`'s doorbell request word: the hypervisor interrupts this partition for
+/// Linux's doorbell on the channel only after the kernel stored 1 there (and takes it back to
+/// 0), so Linux cannot interrupt it unasked.
+fn doorbell_request(index: usize) -> Option<&'static AtomicU32> {
+    static WORDS: Once<&'static [AtomicU32; MAX_CHANNELS]> = Once::new();
+    let words = WORDS.call_once(|| {
+        // SAFETY: under the hypervisor (the caller checks) the page at DOORBELL_REQUESTS_GPA
+        // is this partition's RAM, identity-mapped, zeroed by the loader and reserved for
+        // these words by the boot protocol (below the kernel's image, outside every segment);
+        // the hypervisor reaches them only through atomics too, and any value is a valid
+        // `AtomicU32`.
+        unsafe { &*(DOORBELL_REQUESTS_GPA as *const [AtomicU32; MAX_CHANNELS]) }
+    });
+    words.get(index)
 }
 
 /// How an endpoint waits for Linux, and rings it.
 struct Waiting {
     doorbell_bit: Option<u32>,
+    /// The channel's doorbell request word: set before each sleep on the doorbell.
+    request: Option<&'static AtomicU32>,
     /// Sleeps that a doorbell ended.
     doorbell_wakes: u64,
     linux_doorbell: Option<u64>,
@@ -202,6 +228,7 @@ impl Waiting {
     fn new(opened: &Opened) -> Self {
         Self {
             doorbell_bit: opened.doorbell_bit,
+            request: opened.request,
             doorbell_wakes: 0,
             linux_doorbell: opened.linux_doorbell,
             linux_rung: 0,
@@ -246,6 +273,11 @@ fn blocking<E, T>(
         let flags = DOORBELL_FLAGS.get().copied();
         match (waiting.doorbell_bit, flags) {
             (Some(bit), Some(flags)) => {
+                // Ask the hypervisor for Linux's doorbell before arming the ring's flag, so
+                // that whenever Linux sees the flag and rings, the request is there.
+                if let Some(request) = waiting.request {
+                    request.store(1, Ordering::Release);
+                }
                 if arm(end).map_err(ChannelError::Ring)? == Armed::Ready {
                     continue;
                 }

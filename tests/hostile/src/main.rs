@@ -34,10 +34,11 @@ const XAPIC_PAGE: u64 = 0xfee0_0000;
 type Case = fn() -> String;
 
 /// Every case, in the order `all` runs them.
-const CASES: [(&str, Case); 7] = [
+const CASES: [(&str, Case); 8] = [
     ("user-vmxoff", user_vmxoff),
     ("user-hello", user_hello),
     ("user-hypercall-flood", user_hypercall_flood),
+    ("user-doorbell-flood", user_doorbell_flood),
     ("root-hello", root_hello),
     ("root-tsc-write", root_tsc_write),
     ("root-hypervisor-uart", root_hypervisor_uart),
@@ -190,6 +191,44 @@ fn user_hypercall_flood() -> String {
         }
         debug_assert!(Call::from_number(UNKNOWN_CALL).is_none());
         format!("{FLOOD_CALLS} calls, {refused} refused")
+    })
+}
+
+/// Doorbells the flood rings.
+const FLOOD_DOORBELLS: u32 = 20_000;
+/// The channel the flood rings: one the RT side receives on.
+const FLOOD_CHANNEL: &str = "commands";
+
+/// Rings the doorbell of a channel the RT side receives on, as fast as it can, as `nobody`,
+/// without sending anything: the hypervisor interrupts the RT partition only when the RT side
+/// asked (its request word), and never beyond its budget a second.
+fn user_doorbell_flood() -> String {
+    as_nobody(|| {
+        let cmdline = match std::fs::read_to_string("/proc/cmdline") {
+            Ok(c) => c,
+            Err(e) => return format!("cannot read /proc/cmdline: {e}"),
+        };
+        let Some(base) = bulkhead_ring::announce::parse_cmdline(&cmdline)
+            .flatten()
+            .find(|a| a.name == FLOOD_CHANNEL)
+            .map(|a| a.base)
+        else {
+            return format!("no channel {FLOOD_CHANNEL} announced");
+        };
+        let (mut interrupted, mut coalesced, mut not_waiting, mut other) = (0, 0, 0, 0);
+        for _ in 0..FLOOD_DOORBELLS {
+            let call = Hypercall::Doorbell { channel_base: base };
+            // SAFETY: `main` checked that this runs under Bulkhead.
+            match unsafe { bulkhead_vmcall::hypercall(call) } {
+                Ok(Status::Ok) => interrupted += 1,
+                Ok(Status::Coalesced) => coalesced += 1,
+                Ok(Status::NotWaiting) => not_waiting += 1,
+                _ => other += 1,
+            }
+        }
+        format!(
+            "{FLOOD_DOORBELLS} rings: interrupted {interrupted} coalesced {coalesced} not waiting {not_waiting} other {other}"
+        )
     })
 }
 

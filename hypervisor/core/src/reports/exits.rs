@@ -87,6 +87,10 @@ pub struct DoorbellLines {
     pub rung: u64,
     /// Linux's doorbells merged into an earlier one by the rate limit.
     pub coalesced: u64,
+    /// Linux's doorbells the RT side had not asked for (no interrupt).
+    pub not_waiting: u64,
+    /// Linux's doorbells beyond the RT partition's budget for the second (no interrupt).
+    pub over_budget: u64,
     /// The RT partition's doorbells toward Linux: raised, delivered as interrupts, held
     /// (sent while Linux had the pin masked); `None` without a channel device.
     pub to_linux: Option<(u64, u64, u64)>,
@@ -95,11 +99,11 @@ pub struct DoorbellLines {
 impl fmt::Display for DoorbellLines {
     /// Zero, one or two lines, each ending in a newline.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.rung + self.coalesced > 0 {
+        if self.rung + self.coalesced + self.not_waiting + self.over_budget > 0 {
             writeln!(
                 f,
-                "doorbells: rung {} coalesced {}",
-                self.rung, self.coalesced
+                "doorbells: rung {} coalesced {} not waiting {} over budget {}",
+                self.rung, self.coalesced, self.not_waiting, self.over_budget
             )?;
         }
         if let Some((raised, delivered, held)) = self.to_linux
@@ -189,11 +193,13 @@ mod tests {
         let both = DoorbellLines {
             rung: 5,
             coalesced: 1,
+            not_waiting: 0,
+            over_budget: 4,
             to_linux: Some((3, 2, 1)),
         };
         assert_eq!(
             both.to_string(),
-            "doorbells: rung 5 coalesced 1\ndoorbells to linux: raised 3 interrupts 2 held 1\n"
+            "doorbells: rung 5 coalesced 1 not waiting 0 over budget 4\ndoorbells to linux: raised 3 interrupts 2 held 1\n"
         );
         let coalesced_only = DoorbellLines {
             coalesced: 2,
@@ -201,7 +207,7 @@ mod tests {
         };
         assert_eq!(
             coalesced_only.to_string(),
-            "doorbells: rung 0 coalesced 2\n"
+            "doorbells: rung 0 coalesced 2 not waiting 0 over budget 0\n"
         );
     }
 }
