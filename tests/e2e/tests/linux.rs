@@ -60,6 +60,19 @@ fn summaries_without_misses(run: &Run) -> Result<Vec<LatencySummary>> {
     Ok(summaries)
 }
 
+/// Waits for two more RT latency summaries after Linux powered off: the RT side did not
+/// notice.
+fn rt_goes_on(run: &mut Run) -> Result<()> {
+    let after_off = run.count(report::latency_pattern()) + 2;
+    run.wait_for(
+        &Expect::new()
+            .times(after_off, report::latency_pattern())
+            .stop_on(HALTED),
+        BOCHS_LIMIT,
+    )?;
+    Ok(())
+}
+
 /// Fails unless every RT exit report of `cpu` shows the same total: the CPU took no VM exit
 /// between its first report (at steady state) and its last.
 fn rt_cpu_took_no_exits(run: &Run, cpu: u32, while_what: &str) -> Result<u64> {
@@ -169,14 +182,7 @@ fn power_off_beside_rt(case: &PowerOffCase) -> Result<()> {
         expect = expect.regex(r"^cpu \d+ apic \d+: linux guest ended with its partition$");
     }
     run.wait_for(&expect, BOCHS_LIMIT)?;
-    // Two more RT summaries after the power-off: the RT side did not notice.
-    let after_off = run.count(report::latency_pattern()) + 2;
-    run.wait_for(
-        &Expect::new()
-            .times(after_off, report::latency_pattern())
-            .stop_on(HALTED),
-        BOCHS_LIMIT,
-    )?;
+    rt_goes_on(&mut run)?;
     let log = run.log();
 
     let kb = memtotal_kb(&run)?;
@@ -506,14 +512,7 @@ fn bochs_hostile_linux() -> Result<()> {
         .fail_on("Kernel panic")
         .stop_on(HALTED);
     run.wait_for(&expect, BOCHS_LIMIT)?;
-    // Two more RT summaries after the power-off: the RT side went on.
-    let after_off = run.count(report::latency_pattern()) + 2;
-    run.wait_for(
-        &Expect::new()
-            .times(after_off, report::latency_pattern())
-            .stop_on(HALTED),
-        BOCHS_LIMIT,
-    )?;
+    rt_goes_on(&mut run)?;
     let log = run.log();
     let summaries = summaries_without_misses(&run)?;
     ensure!(summaries.len() >= 5, "too few latency summaries:\n{log}");
