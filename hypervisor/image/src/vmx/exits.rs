@@ -3,14 +3,18 @@
 //! itself and never reaches above the VMX layer: it answers the guest (registers, the
 //! devices Linux reaches only through the hypervisor), and says what comes next.
 //!
-//! Handled: VMCALL (the hypercall ABI), CPUID (sanitized), writes to the MSRs the bitmap
-//! intercepts (the x2APIC ICR, filtered to the partition's own CPUs, with INIT and start-up
-//! IPIs among Linux's CPUs emulated, `linux_cpus`; IA32_APIC_BASE and IA32_FEATURE_CONTROL,
-//! ignored), reads of MSRs outside the bitmap (#GP), XSETBV (checked, then executed), IN
-//! and OUT on ports the I/O bitmap does not pass (Linux's platform view, `linux_devices`),
-//! Linux's accesses to the IOAPIC (decoded and filtered, `linux_devices`), a stale INIT and
-//! the preemption timer. Linux's ACPI power-off or reset ends its guest. Anything else (an
-//! access to memory the partition does not own included) stops the guest as unhandled.
+//! Handled: VMCALL (the hypercall ABI; from user space only the doorbell), CPUID
+//! (sanitized), writes to the MSRs the bitmap intercepts (the x2APIC ICR, filtered to the
+//! partition's own CPUs, with INIT and start-up IPIs among Linux's CPUs emulated,
+//! `linux_cpus`; IA32_APIC_BASE, IA32_FEATURE_CONTROL, IA32_TSC and IA32_TSC_ADJUST,
+//! refused), reads of MSRs outside the bitmap (#GP), the VMX instructions (#UD, as on a CPU
+//! without VMX), XSETBV (checked, then executed), IN and OUT on ports the I/O bitmap does not
+//! pass (Linux's platform view, `linux_devices`), Linux's accesses to the IOAPIC (decoded and
+//! filtered, `linux_devices`) and to the xAPIC page (completed as if nothing answered), a
+//! stale INIT and the preemption timer. Linux's ACPI power-off or reset ends its guest.
+//! Anything else (another access to memory the partition does not own included) stops the
+//! guest as unhandled. Every refusal is counted per partition and kind (`reports::refused`)
+//! and logged within a per-CPU budget.
 // Executes XSETBV for the guest and writes the x2APIC ICR for the IPIs it may send.
 #![allow(unsafe_code)]
 
@@ -232,7 +236,7 @@ impl ExitHandler {
         }
     }
 
-    /// A guest write to an intercepted MSR (the bitmap intercepts only these three).
+    /// A guest write to an intercepted MSR (`partition::WRITE_INTERCEPTS`).
     fn write_msr(&mut self, regs: &GuestRegs) {
         let (number, value) = (regs.rcx as u32, (regs.rdx << 32) | (regs.rax & 0xffff_ffff));
         match number {
