@@ -24,6 +24,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use hv_core::devices::ap_start::{ApState, Delivery};
 use hv_core::devices::icr::StartRequest;
+use hv_core::linux::watchdog::{HUNG_AFTER_MS, Watchdog};
 
 const MAX: usize = bulkhead_config::MAX_CPUS;
 
@@ -36,6 +37,9 @@ static STOP: [AtomicBool; MAX] = [const { AtomicBool::new(false) }; MAX];
 /// Whether each Linux CPU's preemption timer brings it out of its guest regularly (else a
 /// stop request is backed by an INIT).
 static POLLS: [AtomicBool; MAX] = [const { AtomicBool::new(false) }; MAX];
+
+/// Since when each Linux CPU has been halted with interrupts off.
+static WATCHDOG: Watchdog<MAX> = Watchdog::new();
 
 /// ICR low word of an INIT (level assert).
 const INIT_ASSERT: u32 = (5 << 8) | (1 << 14);
@@ -107,7 +111,25 @@ pub fn left(own: &[u32], apic_id: u32) {
     if let Some(i) = position(own, apic_id) {
         STATES[i].store(ApState::Reset.encode(), Ordering::Release);
         RUNNING[i].store(false, Ordering::Release);
+        WATCHDOG.forget(i);
     }
+}
+
+/// Records what this CPU's guest was doing at an exit (`dead`: halted with interrupts off);
+/// whether the whole partition now hangs: every CPU in its guest has been so for
+/// `HUNG_AFTER_MS` (`hv_core::linux::watchdog`).
+pub fn watch(own: &[u32], apic_id: u32, dead: bool) -> bool {
+    let Some(me) = position(own, apic_id) else {
+        return false;
+    };
+    let now = crate::arch::rdtsc();
+    WATCHDOG.observe(me, dead, now);
+    if !dead {
+        return false;
+    }
+    let limit = crate::arch::time::tsc_hz() / 1000 * HUNG_AFTER_MS;
+    let running = (0..own.len().min(MAX)).filter(|&i| RUNNING[i].load(Ordering::Acquire));
+    WATCHDOG.hung(running, now, limit)
 }
 
 /// Spins until every CPU of the partition but `apic_id` has left its guest, or the TSC

@@ -315,6 +315,51 @@ fn bochs_linux_smp_panic_restart() -> Result<()> {
     Ok(())
 }
 
+/// A Linux that hangs (`bulkhead.init=hang`: `halt -f`, its CPU halted with interrupts off)
+/// under `on_exit = "restart"`: the hypervisor's watchdog notices, ends the partition and
+/// restarts it from the retained modules; Linux boots again; the RT latency task misses no
+/// deadline and the RT CPU takes no VM exit throughout.
+#[test]
+#[ignore = "boots an emulator; run through cargo xtask test"]
+fn bochs_linux_hang_restart() -> Result<()> {
+    let example = bulkhead_e2e::example_config("bochs-2cpu.toml");
+    let text = std::fs::read_to_string(&example)?;
+    ensure!(
+        text.contains("on_exit = \"stop\""),
+        "bochs-2cpu.toml no longer says on_exit = \"stop\""
+    );
+    let mut run = Scenario::new("bochs_linux_hang_restart")
+        .config_text(
+            "bochs-2cpu-restart.toml",
+            text.replace("on_exit = \"stop\"", "on_exit = \"restart\""),
+        )
+        .hv_cmdline("exit_report_s=2")
+        // The restart's long lines share COM1 with the RT side's (see the SMP restart test).
+        .rt_cmdline("latency_report_s=5")
+        .linux(LinuxMode::kernel("bulkhead.init=hang"))
+        .start()?;
+    let expect = Expect::new()
+        .line(STEADY_STATE)
+        .times(2, Pattern::contains("bulkhead-linux: init reached"))
+        .line("bulkhead-linux: halting")
+        .regex(r"^cpu 0 apic 0: linux partition stopped: it hung \(every CPU halted with interrupts off for \d+ ms\)$")
+        .regex(r"^cpu 0 apic 0: linux partition restarts \(restart 1, from the retained modules\)$")
+        .fail_on("guest stopped")
+        .fail_on("not restarted")
+        .stop_on(HALTED);
+    run.wait_for(&expect, BOCHS_LIMIT)?;
+    let log = run.log();
+    let summaries = summaries_without_misses(&run)?;
+    ensure!(summaries.len() >= 3, "too few latency summaries:\n{log}");
+    rt_cpu_took_no_exits(&run, 1, "Linux hung and restarted")?;
+    println!(
+        "done after {:.1}s: Linux hung, was ended by the watchdog and restarted; {} latency summaries with 0 misses",
+        run.elapsed().as_secs_f64(),
+        summaries.len()
+    );
+    Ok(())
+}
+
 /// bochs-2cpu with the RT kernel's echo task (`echo=commands:telemetry`) and Linux's init
 /// running the project's Linux tool (`bulkhead.init=channels`): the hypervisor initializes
 /// both rings and announces them on Linux's command line; `bulkhead ping` sends 200 messages

@@ -7,7 +7,8 @@
 //!   emulator (the guest does not decompress itself);
 //! - `initramfs.cpio`: an uncompressed `newc` archive around `busybox-static` whose `/init` prints
 //!   `bulkhead-linux: ...` lines for the tests, then powers off, reboots, panics or opens a shell
-//!   on the console, as the kernel command line asks (`bulkhead.init=poweroff|reboot|panic`),
+//!   on the console, as the kernel command line asks (`bulkhead.init=poweroff|reboot|panic`,
+//!   or `hang`: `halt -f`, every CPU halted with interrupts off),
 //!   or checks the channels (and reads the hypervisor's and the RT kernel's logs) with the
 //!   project's Linux tool `bulkhead` (`bulkhead.init=channels`),
 //!   which the archive holds as `/usr/bin/bulkhead`;
@@ -146,6 +147,12 @@ case " $cmdline " in
     sleep 3
     echo "bulkhead-linux: powering off"
     poweroff -f
+    ;;
+*" bulkhead.init=hang "*)
+    # A Linux that hangs: every CPU halted with interrupts off, as a hung kernel looks.
+    echo "bulkhead-linux: halting"
+    sleep 1
+    halt -f
     ;;
 *" bulkhead.init=panic "*)
     echo "bulkhead-linux: panicking"
@@ -1370,6 +1377,8 @@ mod tests {
             "*\" bulkhead.init=panic \"*)",
             "*\" bulkhead.init=channels \"*)",
             "*\" bulkhead.init=hostile \"*)",
+            "*\" bulkhead.init=hang \"*)",
+            "echo \"bulkhead-linux: halting\"",
             "bulkhead-hostile all",
             "echo \"bulkhead-linux: hostile exit status $?\"",
             "bulkhead ping --to commands --from telemetry -n 200",

@@ -10,7 +10,8 @@
 //! - [`boot_params`] fills the 4 KiB zero page;
 //! - [`acpi`] builds the ACPI tables Linux sees (the MADT lists only its CPUs), and
 //!   [`firmware`] the firmware ranges its EPT maps besides its RAM;
-//! - [`restart`] decides, when a Linux the config restarts has ended, whether and when.
+//! - [`restart`] decides, when a Linux the config restarts has ended, whether and when;
+//!   [`watchdog`] notices a Linux that hangs (every CPU halted with interrupts off).
 //!
 //! Everything a boot module or the firmware hands over is hostile: these parsers check
 //! every offset and length, return an error that names what is wrong, allocate nothing
@@ -24,5 +25,6 @@ pub mod e820;
 pub mod firmware;
 pub mod place;
 pub mod restart;
+pub mod watchdog;
 
 pub(crate) use crate::support::le::{le_u16, le_u32, le_u64, put};

@@ -66,6 +66,9 @@ pub enum GuestEnd {
     Reset(hv_core::devices::linux_io::ResetKind),
     /// Another CPU of the partition ended its guest, and with it the partition's.
     WithPartition,
+    /// Every CPU of the partition stayed halted with interrupts off for the watchdog's
+    /// limit: it hangs.
+    Hung,
 }
 
 /// Accesses to unowned ports per CPU that are logged.

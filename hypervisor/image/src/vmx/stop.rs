@@ -51,6 +51,12 @@ pub fn report(vcpu: &Vcpu, r: &GuestRegs, stopped: Stopped, counts: impl fmt::Di
                     "cpu {i} apic {a}: {} partition stopped: it reset the machine ({how}); the reset is not passed on",
                     vcpu.partition
                 )?,
+                GuestEnd::Hung => writeln!(
+                    w,
+                    "cpu {i} apic {a}: {} partition stopped: it hung (every CPU halted with interrupts off for {} ms)",
+                    vcpu.partition,
+                    hv_core::linux::watchdog::HUNG_AFTER_MS
+                )?,
                 GuestEnd::WithPartition => writeln!(
                     w,
                     "cpu {i} apic {a}: {} guest ended with its partition",

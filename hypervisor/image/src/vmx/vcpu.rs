@@ -294,6 +294,17 @@ impl Vcpu {
         {
             return Ok(Action::Stop(StopCause::Ended(GuestEnd::WithPartition)));
         }
+        // The watchdog: a Linux whose every CPU stays halted with interrupts off never goes
+        // on by itself (its CPUs' preemption timers still bring them here).
+        if self.partition == PartitionId::Linux && self.timer.is_some() {
+            const ACTIVITY_HLT: u64 = 1;
+            const RFLAGS_IF: u64 = 1 << 9;
+            let dead = vmcs::read(guest::ACTIVITY_STATE)? == ACTIVITY_HLT
+                && vmcs::read(guest::RFLAGS)? & RFLAGS_IF == 0;
+            if linux_cpus::watch(self.own_cpus, self.apic_id, dead) {
+                return Ok(Action::Stop(StopCause::Ended(GuestEnd::Hung)));
+            }
+        }
         if let Some(every) = self.timer.and_then(|t| t.report_every_tsc) {
             let now = crate::arch::rdtsc();
             if now >= self.next_report_tsc {
