@@ -114,6 +114,9 @@ pub struct Vcpu {
     timer: Option<LinuxTimer>,
     /// When the reporting CPU prints the exit counts next (TSC).
     next_report_tsc: u64,
+    /// Whether the hung-Linux watchdog looks at this CPU: it runs Linux itself, not a
+    /// start-up stub (which halts with interrupts off on purpose).
+    watched: bool,
     host_facts: HostFacts,
     exits: ExitHandler,
 }
@@ -162,6 +165,7 @@ impl Vcpu {
             own_cpus,
             timer,
             next_report_tsc: 0,
+            watched: runs_linux(&start),
             host_facts,
             exits: ExitHandler::new(
                 index,
@@ -216,6 +220,7 @@ impl Vcpu {
     ) -> Result<(), VmxError> {
         setup::make_current(self.vmcs)?;
         self.launched = false;
+        self.watched = runs_linux(&start);
         self.state.regs = GuestRegs::default();
         self.state.guest_fx = [0; 512];
         self.exits = ExitHandler::new(
@@ -296,7 +301,7 @@ impl Vcpu {
         }
         // The watchdog: a Linux whose every CPU stays halted with interrupts off never goes
         // on by itself (its CPUs' preemption timers still bring them here).
-        if self.partition == PartitionId::Linux && self.timer.is_some() {
+        if self.watched && self.timer.is_some() {
             const ACTIVITY_HLT: u64 = 1;
             const RFLAGS_IF: u64 = 1 << 9;
             let dead = vmcs::read(guest::ACTIVITY_STATE)? == ACTIVITY_HLT
@@ -351,6 +356,11 @@ fn skip_instruction() -> Result<(), VmxError> {
 }
 
 /// Makes the next VM entry deliver #GP(0) to the guest.
+/// Whether a guest started this way is Linux itself (the watchdog's business).
+fn runs_linux(start: &GuestStart) -> bool {
+    matches!(start, GuestStart::Linux(_) | GuestStart::LinuxSecondary(_))
+}
+
 /// Whether a guest started this way says hello once (the RT kernel and the start-up stub do;
 /// Linux does not).
 fn says_hello(start: &GuestStart) -> bool {
