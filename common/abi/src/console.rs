@@ -42,6 +42,18 @@ pub struct ExitReport<'a> {
     reasons: &'a str,
 }
 
+/// Reads the ` NAME=n` words that end the exit report and the refusal report: each as
+/// `(NAME, n)`, or `None` where a word is not a non-empty name, `=` and a decimal count.
+fn count_words(words: &str) -> impl Iterator<Item = Option<(&str, u64)>> {
+    words.split_whitespace().map(|word| {
+        let (name, n) = word.split_once('=')?;
+        if name.is_empty() {
+            return None;
+        }
+        Some((name, n.parse().ok()?))
+    })
+}
+
 /// The indentation of an exit report printed at a partition's stop.
 const AT_STOP_INDENT: &str = "  ";
 
@@ -98,13 +110,7 @@ impl<'a> ExitReport<'a> {
     }
 
     fn reason_words(&self) -> impl Iterator<Item = Option<(&'a str, u64)>> + use<'a> {
-        self.reasons.split_whitespace().map(|word| {
-            let (name, n) = word.split_once('=')?;
-            if name.is_empty() {
-                return None;
-            }
-            Some((name, n.parse().ok()?))
-        })
+        count_words(self.reasons)
     }
 
     /// `(reason, count)` in the order printed.
@@ -213,10 +219,8 @@ impl<'a> RefusalReport<'a> {
     }
 
     fn words(&self) -> impl Iterator<Item = Option<(Refusal, u64)>> + use<'a> {
-        self.counts.split_whitespace().map(|word| {
-            let (name, n) = word.split_once('=')?;
-            Some((Refusal::from_name(name)?, n.parse().ok()?))
-        })
+        count_words(self.counts)
+            .map(|word| word.and_then(|(name, n)| Some((Refusal::from_name(name)?, n))))
     }
 
     /// The count of `kind` (0 when the line does not list it).

@@ -142,6 +142,29 @@ fn linux_exits(run: &Run) -> Vec<String> {
         .collect()
 }
 
+/// Boots the example config `machine` (`bochs-4cpu` for `bochs-4cpu.toml`) changed to
+/// `on_exit = "restart"`, with Linux given `linux_args` and exit reports every 2 s.
+fn boot_restarting(test: &str, machine: &str, linux_args: &str) -> Result<Run> {
+    let example = bulkhead_e2e::example_config(&format!("{machine}.toml"));
+    let text = std::fs::read_to_string(&example)?;
+    ensure!(
+        text.contains("on_exit = \"stop\""),
+        "{machine}.toml no longer says on_exit = \"stop\""
+    );
+    Scenario::new(test)
+        .config_text(
+            format!("{machine}-restart.toml"),
+            text.replace("on_exit = \"stop\"", "on_exit = \"restart\""),
+        )
+        .hv_cmdline("exit_report_s=2")
+        // The RT kernel shares COM1 with the hypervisor, and a line of each written at once
+        // interleaves character by character; a restart prints long lines the tests read, so
+        // the RT side reports every 5 s rather than every second.
+        .rt_cmdline("latency_report_s=5")
+        .linux(LinuxMode::kernel(linux_args))
+        .start()
+}
+
 /// A machine config and what its Linux partition must look like.
 struct PowerOffCase {
     test: &'static str,
@@ -260,24 +283,11 @@ fn bochs_linux_smp_power_off() -> Result<()> {
 #[test]
 #[ignore = "boots an emulator; run through cargo xtask test"]
 fn bochs_linux_smp_panic_restart() -> Result<()> {
-    let example = bulkhead_e2e::example_config("bochs-4cpu.toml");
-    let text = std::fs::read_to_string(&example)?;
-    ensure!(
-        text.contains("on_exit = \"stop\""),
-        "bochs-4cpu.toml no longer says on_exit = \"stop\""
-    );
-    let mut run = Scenario::new("bochs_linux_smp_panic_restart")
-        .config_text(
-            "bochs-4cpu-restart.toml",
-            text.replace("on_exit = \"stop\"", "on_exit = \"restart\""),
-        )
-        .hv_cmdline("exit_report_s=2")
-        // The RT kernel shares COM1 with the hypervisor, and a line of each written at once
-        // interleaves character by character; the restart prints long lines the test reads,
-        // so the RT side reports every 5 s rather than every second.
-        .rt_cmdline("latency_report_s=5")
-        .linux(LinuxMode::kernel("panic=-1 bulkhead.init=panic"))
-        .start()?;
+    let mut run = boot_restarting(
+        "bochs_linux_smp_panic_restart",
+        "bochs-4cpu",
+        "panic=-1 bulkhead.init=panic",
+    )?;
     let smp = r"^bulkhead-linux: cpus online 0-1 count 2$";
     let expect = Expect::new()
         .line(STEADY_STATE)
@@ -322,22 +332,11 @@ fn bochs_linux_smp_panic_restart() -> Result<()> {
 #[test]
 #[ignore = "boots an emulator; run through cargo xtask test"]
 fn bochs_linux_hang_restart() -> Result<()> {
-    let example = bulkhead_e2e::example_config("bochs-2cpu.toml");
-    let text = std::fs::read_to_string(&example)?;
-    ensure!(
-        text.contains("on_exit = \"stop\""),
-        "bochs-2cpu.toml no longer says on_exit = \"stop\""
-    );
-    let mut run = Scenario::new("bochs_linux_hang_restart")
-        .config_text(
-            "bochs-2cpu-restart.toml",
-            text.replace("on_exit = \"stop\"", "on_exit = \"restart\""),
-        )
-        .hv_cmdline("exit_report_s=2")
-        // The restart's long lines share COM1 with the RT side's (see the SMP restart test).
-        .rt_cmdline("latency_report_s=5")
-        .linux(LinuxMode::kernel("bulkhead.init=hang"))
-        .start()?;
+    let mut run = boot_restarting(
+        "bochs_linux_hang_restart",
+        "bochs-2cpu",
+        "bulkhead.init=hang",
+    )?;
     let expect = Expect::new()
         .line(STEADY_STATE)
         .times(2, Pattern::contains("bulkhead-linux: init reached"))
