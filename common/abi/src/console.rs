@@ -8,6 +8,10 @@
 //!   partition's stop);
 //! - [`LatencySummary`]: the RT kernel's latency task on one RT CPU,
 //!   `latency cpu=0 samples=1001 min_ns=.. avg_ns=.. max_ns=.. p99_ns=.. p999_ns=.. misses=0 overflow=0`;
+//! - [`SectionSummary`], [`WakePathSummary`]: what the RT kernel measures of itself on one RT
+//!   CPU (`trace=on`): its longest interrupts-off section and where it began, and its wake-up
+//!   path stage by stage;
+//! - [`ControlSummary`]: the RT kernel's demo control loop, `control: jobs=.. misses=0 ..`;
 //! - [`SelftestSummary`]: the RT kernel's self-test result, `selftest: 12 passed, 0 failed`;
 //! - [`RefusalReport`]: what the hypervisor refused a partition, by [`Refusal`] kind,
 //!   `refusals: linux: hypercall=2 msr=1`.
@@ -232,6 +236,24 @@ impl<'a> RefusalReport<'a> {
     }
 }
 
+/// Reads `words` as exactly the `KEY=n` words `keys` names, in that order, single spaces
+/// or not, nothing after them: their decimal values, or `None`.
+fn key_values<const N: usize>(words: &str, keys: [&str; N]) -> Option<[u64; N]> {
+    let mut values = [0u64; N];
+    let mut words = words.split_whitespace();
+    for (key, value) in keys.iter().zip(values.iter_mut()) {
+        let (k, v) = words.next()?.split_once('=')?;
+        if k != *key {
+            return None;
+        }
+        *value = v.parse().ok()?;
+    }
+    if words.next().is_some() {
+        return None;
+    }
+    Some(values)
+}
+
 /// One cumulative summary of the RT kernel's latency task on one of its CPUs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LatencySummary {
@@ -267,18 +289,7 @@ impl LatencySummary {
     /// Parses one summary line (surrounding white space allowed).
     pub fn parse(line: &str) -> Option<Self> {
         let rest = line.trim().strip_prefix("latency ")?;
-        let mut values = [0u64; 9];
-        let mut words = rest.split_whitespace();
-        for (key, value) in Self::KEYS.iter().zip(values.iter_mut()) {
-            let (k, v) = words.next()?.split_once('=')?;
-            if k != *key {
-                return None;
-            }
-            *value = v.parse().ok()?;
-        }
-        if words.next().is_some() {
-            return None;
-        }
+        let values = key_values(rest, Self::KEYS)?;
         let [
             cpu,
             samples,
@@ -323,6 +334,170 @@ impl fmt::Display for LatencySummary {
     }
 }
 
+/// The RT kernel's longest interrupts-off section on one CPU since it began scheduling:
+/// `sections cpu=0 count=81234 irq_off_max_ns=2140 at=rt-partition/kernel/src/api.rs:212`.
+/// Every kernel entry, interrupt handler and lock of the kernel runs with interrupts off, so
+/// this bounds how late an interrupt (and the task it wakes) can be served. `at` names where
+/// the section began: a source location (`FILE:LINE`) or an interrupt (`irq:VECTOR`); it
+/// holds no white space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SectionSummary<'a> {
+    /// The RT kernel's CPU index.
+    pub cpu: u32,
+    /// Sections measured.
+    pub count: u64,
+    /// The longest one.
+    pub irq_off_max_ns: u64,
+    /// Where the longest one began.
+    pub at: &'a str,
+}
+
+impl<'a> SectionSummary<'a> {
+    /// The line's start, for a search that needs no parse.
+    pub const PREFIX: &'static str = "sections cpu=";
+
+    /// Parses one line (surrounding white space allowed).
+    pub fn parse(line: &'a str) -> Option<Self> {
+        let rest = line.trim().strip_prefix("sections ")?;
+        let (numbers, at) = rest.rsplit_once(" at=")?;
+        if at.is_empty() || at.contains(char::is_whitespace) {
+            return None;
+        }
+        let [cpu, count, irq_off_max_ns] = key_values(numbers, ["cpu", "count", "irq_off_max_ns"])?;
+        Some(Self {
+            cpu: u32::try_from(cpu).ok()?,
+            count,
+            irq_off_max_ns,
+            at,
+        })
+    }
+}
+
+impl fmt::Display for SectionSummary<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "sections cpu={} count={} irq_off_max_ns={} at={}",
+            self.cpu, self.count, self.irq_off_max_ns, self.at
+        )
+    }
+}
+
+/// Where the RT kernel's wake-up path spends its time on one CPU, from the latency task's
+/// wake-ups: its timer's deadline to the interrupt's entry, to the scheduling decision, to
+/// the context switch, to the task running again. Averages, then each stage's maximum:
+/// `wake cpu=0 samples=1000 to_irq_ns=.. to_decision_ns=.. to_switch_ns=.. to_task_ns=..
+/// max_to_irq_ns=.. max_to_decision_ns=.. max_to_switch_ns=.. max_to_task_ns=..`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WakePathSummary {
+    /// The RT kernel's CPU index.
+    pub cpu: u32,
+    /// Wake-ups measured.
+    pub samples: u64,
+    /// Mean time of each stage, in [`WakePathSummary::STAGES`] order.
+    pub avg_ns: [u64; 4],
+    /// Longest time of each stage (not necessarily of one wake-up).
+    pub max_ns: [u64; 4],
+}
+
+impl WakePathSummary {
+    /// The stages, as their keys say them.
+    pub const STAGES: [&'static str; 4] = ["to_irq", "to_decision", "to_switch", "to_task"];
+    const KEYS: [&'static str; 10] = [
+        "cpu",
+        "samples",
+        "to_irq_ns",
+        "to_decision_ns",
+        "to_switch_ns",
+        "to_task_ns",
+        "max_to_irq_ns",
+        "max_to_decision_ns",
+        "max_to_switch_ns",
+        "max_to_task_ns",
+    ];
+
+    /// The line's start, for a search that needs no parse.
+    pub const PREFIX: &'static str = "wake cpu=";
+
+    /// Parses one line (surrounding white space allowed).
+    pub fn parse(line: &str) -> Option<Self> {
+        let rest = line.trim().strip_prefix("wake ")?;
+        let v = key_values(rest, Self::KEYS)?;
+        Some(Self {
+            cpu: u32::try_from(v[0]).ok()?,
+            samples: v[1],
+            avg_ns: [v[2], v[3], v[4], v[5]],
+            max_ns: [v[6], v[7], v[8], v[9]],
+        })
+    }
+
+    /// The mean of the whole path: the stages' means added.
+    pub fn total_avg_ns(&self) -> u64 {
+        self.avg_ns.iter().sum()
+    }
+}
+
+impl fmt::Display for WakePathSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let values = [self.cpu as u64, self.samples]
+            .into_iter()
+            .chain(self.avg_ns)
+            .chain(self.max_ns);
+        f.write_str("wake")?;
+        for (key, value) in Self::KEYS.iter().zip(values) {
+            write!(f, " {key}={value}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The demo control loop's report every 2 s: jobs and missed deadlines since it started,
+/// tracking error and longest job in the last window:
+/// `control: jobs=20001 misses=0 max_err_urad=.. mean_err_urad=.. max_job_ns=..`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ControlSummary {
+    /// Jobs run.
+    pub jobs: u64,
+    /// Jobs that ended after their deadline (the next release).
+    pub misses: u64,
+    /// Largest position error in the window, in microradians.
+    pub max_err_urad: u64,
+    /// Mean position error in the window.
+    pub mean_err_urad: u64,
+    /// Longest job (compute only) in the window.
+    pub max_job_ns: u64,
+}
+
+impl ControlSummary {
+    const KEYS: [&'static str; 5] = ["jobs", "misses", "max_err_urad", "mean_err_urad", "max_job_ns"];
+
+    /// The line's start, for a search that needs no parse.
+    pub const PREFIX: &'static str = "control: jobs=";
+
+    /// Parses one line (surrounding white space allowed).
+    pub fn parse(line: &str) -> Option<Self> {
+        let rest = line.trim().strip_prefix("control: ")?;
+        let [jobs, misses, max_err_urad, mean_err_urad, max_job_ns] = key_values(rest, Self::KEYS)?;
+        Some(Self {
+            jobs,
+            misses,
+            max_err_urad,
+            mean_err_urad,
+            max_job_ns,
+        })
+    }
+}
+
+impl fmt::Display for ControlSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "control: jobs={} misses={} max_err_urad={} mean_err_urad={} max_job_ns={}",
+            self.jobs, self.misses, self.max_err_urad, self.mean_err_urad, self.max_job_ns
+        )
+    }
+}
+
 /// The RT kernel's self-test result: `selftest: P passed, F failed`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SelftestSummary {
@@ -362,6 +537,71 @@ mod tests {
     use super::*;
     use std::string::{String, ToString};
     use std::vec::Vec;
+
+    #[test]
+    fn section_summaries_written_are_parsed_back() {
+        let s = SectionSummary {
+            cpu: 1,
+            count: 81234,
+            irq_off_max_ns: 2140,
+            at: "rt-partition/kernel/src/api.rs:212:9",
+        };
+        let line = s.to_string();
+        assert_eq!(
+            line,
+            "sections cpu=1 count=81234 irq_off_max_ns=2140 at=rt-partition/kernel/src/api.rs:212:9"
+        );
+        assert!(line.starts_with(SectionSummary::PREFIX));
+        assert_eq!(SectionSummary::parse(&line), Some(s));
+        let irq = SectionSummary { at: "irq:32", ..s };
+        assert_eq!(SectionSummary::parse(&irq.to_string()), Some(irq));
+        assert_eq!(SectionSummary::parse("sections cpu=1 count=1 irq_off_max_ns=2 at="), None);
+        assert_eq!(SectionSummary::parse("sections cpu=1 count=1 irq_off_max_ns=2"), None);
+        assert_eq!(SectionSummary::parse("sections cpu=1 irq_off_max_ns=2 at=x"), None);
+        assert_eq!(
+            SectionSummary::parse("sections cpu=1 count=1 irq_off_max_ns=2 at=a b"),
+            None
+        );
+    }
+
+    #[test]
+    fn wake_path_summaries_written_are_parsed_back() {
+        let s = WakePathSummary {
+            cpu: 0,
+            samples: 1000,
+            avg_ns: [1, 2, 3, 4],
+            max_ns: [5, 6, 7, 8],
+        };
+        let line = s.to_string();
+        assert_eq!(
+            line,
+            "wake cpu=0 samples=1000 to_irq_ns=1 to_decision_ns=2 to_switch_ns=3 to_task_ns=4 max_to_irq_ns=5 max_to_decision_ns=6 max_to_switch_ns=7 max_to_task_ns=8"
+        );
+        assert!(line.starts_with(WakePathSummary::PREFIX));
+        assert_eq!(WakePathSummary::parse(&line), Some(s));
+        assert_eq!(s.total_avg_ns(), 10);
+        assert_eq!(WakePathSummary::parse(&line.replace(" max_to_task_ns=8", "")), None);
+        assert_eq!(WakePathSummary::parse(&std::format!("{line} x=1")), None);
+    }
+
+    #[test]
+    fn control_summaries_written_are_parsed_back() {
+        let s = ControlSummary {
+            jobs: 20001,
+            misses: 3,
+            max_err_urad: 28524,
+            mean_err_urad: 1547,
+            max_job_ns: 2700,
+        };
+        let line = s.to_string();
+        assert_eq!(
+            line,
+            "control: jobs=20001 misses=3 max_err_urad=28524 mean_err_urad=1547 max_job_ns=2700"
+        );
+        assert!(line.starts_with(ControlSummary::PREFIX));
+        assert_eq!(ControlSummary::parse(&line), Some(s));
+        assert_eq!(ControlSummary::parse("control: jobs=1 misses=x"), None);
+    }
 
     #[test]
     fn exit_reports_written_are_parsed_back() {

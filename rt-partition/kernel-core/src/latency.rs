@@ -6,7 +6,7 @@
 //! computed from the buckets, so they are exact to within one bucket (1 µs). This module only
 //! counts and formats: it never reads a clock and never decides what is a deadline miss.
 
-use bulkhead_abi::console::LatencySummary;
+use bulkhead_abi::console::{LatencySummary, WakePathSummary};
 
 /// Width of one histogram bucket in nanoseconds.
 pub const NANOS_PER_BUCKET: u64 = 1_000;
@@ -55,6 +55,31 @@ impl<const BUCKETS: usize> Histogram<BUCKETS> {
         self.sum_ns = self.sum_ns.saturating_add(latency_ns);
         self.min_ns = self.min_ns.min(latency_ns);
         self.max_ns = self.max_ns.max(latency_ns);
+    }
+
+    /// The histogram whose buckets, overflow, exact sum, minimum and maximum are these (a
+    /// copy of one kept elsewhere, such as counters another task updates); the sample count
+    /// is what the buckets and the overflow add up to. `min_ns`/`max_ns` are ignored without
+    /// samples.
+    pub fn from_counts(
+        buckets: [u64; BUCKETS],
+        overflow: u64,
+        sum_ns: u64,
+        min_ns: u64,
+        max_ns: u64,
+    ) -> Self {
+        let samples = buckets
+            .iter()
+            .fold(overflow, |total, &n| total.saturating_add(n));
+        let empty = Self::new();
+        Self {
+            buckets,
+            overflow,
+            samples,
+            sum_ns,
+            min_ns: if samples == 0 { empty.min_ns } else { min_ns },
+            max_ns: if samples == 0 { empty.max_ns } else { max_ns },
+        }
     }
 
     /// Forgets every sample.
@@ -156,6 +181,55 @@ impl<const BUCKETS: usize> Histogram<BUCKETS> {
     }
 }
 
+/// The wake-up path stage by stage, accumulated over wake-ups: the means and each stage's
+/// maximum of the four stages between five instants (the timer's deadline, the interrupt's
+/// entry, the scheduling decision, the context switch, the task running again), in the
+/// order [`WakePathSummary::STAGES`] names them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WakePath {
+    samples: u64,
+    sum_ns: [u64; 4],
+    max_ns: [u64; 4],
+}
+
+impl WakePath {
+    /// Nothing recorded.
+    pub const fn new() -> Self {
+        Self {
+            samples: 0,
+            sum_ns: [0; 4],
+            max_ns: [0; 4],
+        }
+    }
+
+    /// Records one wake-up from its five instants in nanoseconds. Instants out of order
+    /// (the stamps of another interrupt or switch than this wake-up's) are not recorded;
+    /// returns whether it was.
+    pub fn record(&mut self, instants: [u64; 5]) -> bool {
+        if instants.windows(2).any(|pair| pair[1] < pair[0]) {
+            return false;
+        }
+        for (stage, pair) in instants.windows(2).enumerate() {
+            let ns = pair[1] - pair[0];
+            self.sum_ns[stage] = self.sum_ns[stage].saturating_add(ns);
+            self.max_ns[stage] = self.max_ns[stage].max(ns);
+        }
+        self.samples += 1;
+        true
+    }
+
+    /// The summary line of CPU `cpu`.
+    pub fn summary(&self, cpu: u32) -> WakePathSummary {
+        let avg = |sum: u64| sum.checked_div(self.samples).unwrap_or(0);
+        WakePathSummary {
+            cpu,
+            samples: self.samples,
+            avg_ns: self.sum_ns.map(avg),
+            max_ns: self.max_ns,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,6 +298,41 @@ mod tests {
         assert_eq!(a.min_ns(), Some(100));
         assert_eq!(a.max_ns(), Some(9_000));
         assert_eq!(a.samples(), 3);
+    }
+
+    #[test]
+    fn wake_path_stages_add_up_and_out_of_order_stamps_are_skipped() {
+        let mut path = WakePath::new();
+        assert_eq!(path.summary(0).samples, 0);
+        assert_eq!(path.summary(0).avg_ns, [0; 4]);
+        assert!(path.record([100, 110, 130, 160, 200]));
+        assert!(path.record([1000, 1030, 1050, 1080, 1100]));
+        // A switch stamp older than the decision: another wake-up's.
+        assert!(!path.record([2000, 2010, 2020, 1990, 2100]));
+        let s = path.summary(3);
+        assert_eq!(s.cpu, 3);
+        assert_eq!(s.samples, 2);
+        assert_eq!(s.avg_ns, [20, 20, 30, 30]);
+        assert_eq!(s.max_ns, [30, 20, 30, 40]);
+        assert_eq!(s.total_avg_ns(), 100);
+    }
+
+    #[test]
+    fn a_histogram_rebuilt_from_its_counts_is_the_same() {
+        let mut h = Histogram::<10>::new();
+        for ns in [1_500, 2_500, 9_000, 12_000] {
+            h.record(ns);
+        }
+        let copy = Histogram::from_counts(
+            *h.buckets(),
+            h.overflow(),
+            h.average_ns().unwrap() * h.samples(),
+            h.min_ns().unwrap(),
+            h.max_ns().unwrap(),
+        );
+        assert_eq!(copy, h);
+        let empty = Histogram::<10>::from_counts([0; 10], 0, 0, 7, 9);
+        assert_eq!(empty, Histogram::new());
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! switches tasks if told to, and on resuming reads why the wait ended. Objects are created
 //! at init (no allocation afterwards) and named by small copyable handles. Times are the
 //! kernel's monotonic nanoseconds ([`now_ns`]); waits take a [`Timeout`] with an absolute
-//! deadline, like the POSIX `timed*` calls.
+//! deadline, like the POSIX `timed*` calls. Each call that enters the kernel is
+//! `#[track_caller]`, so the kernel's measured interrupts-off sections (`crate::trace`) name
+//! the task's source line that made it.
 
 use bulkhead_rt_core::clock::{Periodic, Sleep};
 use bulkhead_rt_core::sync::{
@@ -43,6 +45,7 @@ pub fn cpu() -> usize {
 }
 
 /// The priority the caller is scheduled at now (raised by priority inheritance).
+#[track_caller]
 pub fn effective_priority() -> Priority {
     sched::enter(|state, core, _| {
         let p = state
@@ -75,47 +78,45 @@ fn wake_reason() -> Option<WakeReason> {
     })
 }
 
-fn finish_sleep(sleep: Result<Sleep, Error>) -> (Result<bool, Error>, Resched, Switch) {
+/// A sleep's kernel entry. Its wake reason (deadline or early wake) is not read: sleeps
+/// return nothing, and every block or sleep resets the reason, so it is never read stale.
+fn finish_sleep(sleep: Result<Sleep, Error>) -> (Result<(), Error>, Resched, Switch) {
     match sleep {
-        Ok(Sleep::Elapsed) => (Ok(false), Resched::NONE, Switch::Stay),
-        Ok(Sleep::Asleep(resched)) => (Ok(true), resched, Switch::Stay),
+        Ok(Sleep::Elapsed) => (Ok(()), Resched::NONE, Switch::Stay),
+        Ok(Sleep::Asleep(resched)) => (Ok(()), resched, Switch::Stay),
         Err(e) => (Err(e), Resched::NONE, Switch::Stay),
     }
 }
 
 /// Sleeps until the absolute time `deadline_ns` (`clock_nanosleep(TIMER_ABSTIME)`): a
 /// deadline in the past returns at once.
+#[track_caller]
 pub fn sleep_until(deadline_ns: u64) -> Result<(), Error> {
-    let _irq = IrqGuard::new();
-    let slept = sched::enter(|state, core, now| {
+    sched::enter(|state, core, now| {
         finish_sleep(state.kernel.sleep_until(core, deadline_ns, now))
-    })?;
-    if slept {
-        let _ = wake_reason();
-    }
-    Ok(())
+    })
+    .map(drop)
 }
 
 /// Sleeps for `duration_ns`.
+#[track_caller]
 pub fn sleep_for(duration_ns: u64) -> Result<(), Error> {
     sleep_until(now_ns().saturating_add(duration_ns))
 }
 
 /// Ends the current job of a periodic task and sleeps until its next release. Returns
 /// whether the job that just ended missed its deadline (also counted in the task's stats).
+#[track_caller]
 pub fn wait_next_period(periodic: &mut Periodic) -> Result<bool, Error> {
-    let _irq = IrqGuard::new();
     let misses_before = periodic.misses();
-    let slept = sched::enter(|state, core, now| {
+    sched::enter(|state, core, now| {
         finish_sleep(state.kernel.wait_next_period(core, periodic, now))
     })?;
-    if slept {
-        let _ = wake_reason();
-    }
     Ok(periodic.misses() != misses_before)
 }
 
 /// Goes to the tail of the caller's priority (`sched_yield`).
+#[track_caller]
 pub fn yield_now() {
     sched::enter(|state, core, now| {
         let switch = state
@@ -147,12 +148,14 @@ fn store<T>(table: &mut [Option<T>], value: T) -> Result<usize, Error> {
     Ok(index)
 }
 
+#[track_caller]
 fn with_state<R>(f: impl FnOnce(&mut State) -> R) -> R {
     let _irq = IrqGuard::new();
     f(&mut sched::STATE.lock())
 }
 
 /// A new priority-inheritance mutex.
+#[track_caller]
 pub fn create_mutex() -> Result<MutexHandle, Error> {
     with_state(|s| {
         let m = s.kernel.create_mutex();
@@ -161,6 +164,7 @@ pub fn create_mutex() -> Result<MutexHandle, Error> {
 }
 
 /// A new counting semaphore.
+#[track_caller]
 pub fn create_semaphore(initial: u32, max: u32) -> Result<SemaphoreHandle, Error> {
     with_state(|s| {
         let sem = s.kernel.create_semaphore(initial, max)?;
@@ -169,6 +173,7 @@ pub fn create_semaphore(initial: u32, max: u32) -> Result<SemaphoreHandle, Error
 }
 
 /// New event flags.
+#[track_caller]
 pub fn create_event_flags(initial: u32) -> Result<EventFlagsHandle, Error> {
     with_state(|s| {
         let f = s.kernel.create_event_flags(initial);
@@ -177,6 +182,7 @@ pub fn create_event_flags(initial: u32) -> Result<EventFlagsHandle, Error> {
 }
 
 /// A new message queue (64-byte messages, 16 slots).
+#[track_caller]
 pub fn create_queue() -> Result<QueueHandle, Error> {
     with_state(|s| {
         let q = s.kernel.create_message_queue();
@@ -196,6 +202,7 @@ fn object<T>(table: &mut [Option<T>], handle: usize) -> Result<&mut T, Error> {
 
 /// Runs one object call under the kernel lock: `f` gives its result and what to reschedule.
 /// A failed call asks for no rescheduling; no call names a switch itself (`Switch::Stay`).
+#[track_caller]
 fn call<R>(
     f: impl FnOnce(&mut State, CoreId, u64) -> Result<(R, Resched), Error>,
 ) -> Result<R, Error> {
@@ -207,6 +214,7 @@ fn call<R>(
 
 /// Takes a mutex or a semaphore unit with `wait`: at once, or after blocking until the wake
 /// reason says how the wait ended.
+#[track_caller]
 fn acquire(
     wait: impl FnOnce(&mut State, CoreId, u64) -> Result<Acquire, Error>,
 ) -> Result<(), Error> {
@@ -225,6 +233,7 @@ fn acquire(
 // ----- mutexes ---------------------------------------------------------------------------
 
 /// Locks `mutex` (`pthread_mutex_timedlock`; `Timeout::NonBlocking` is `trylock`).
+#[track_caller]
 pub fn mutex_lock(mutex: MutexHandle, timeout: Timeout) -> Result<(), Error> {
     acquire(|state, core, now| {
         let m = object(&mut state.mutexes, mutex.0)?;
@@ -233,6 +242,7 @@ pub fn mutex_lock(mutex: MutexHandle, timeout: Timeout) -> Result<(), Error> {
 }
 
 /// Unlocks `mutex`, which the caller must own.
+#[track_caller]
 pub fn mutex_unlock(mutex: MutexHandle) -> Result<(), Error> {
     call(|state, core, now| {
         let m = object(&mut state.mutexes, mutex.0)?;
@@ -243,6 +253,7 @@ pub fn mutex_unlock(mutex: MutexHandle) -> Result<(), Error> {
 // ----- semaphores ------------------------------------------------------------------------
 
 /// Takes a unit (`sem_timedwait`; `Timeout::NonBlocking` is `sem_trywait`).
+#[track_caller]
 pub fn sem_wait(sem: SemaphoreHandle, timeout: Timeout) -> Result<(), Error> {
     acquire(|state, core, now| {
         let s = object(&mut state.semaphores, sem.0)?;
@@ -251,6 +262,7 @@ pub fn sem_wait(sem: SemaphoreHandle, timeout: Timeout) -> Result<(), Error> {
 }
 
 /// Gives a unit (`sem_post`).
+#[track_caller]
 pub fn sem_post(sem: SemaphoreHandle) -> Result<(), Error> {
     call(|state, _core, now| {
         let s = object(&mut state.semaphores, sem.0)?;
@@ -261,6 +273,7 @@ pub fn sem_post(sem: SemaphoreHandle) -> Result<(), Error> {
 // ----- event flags -----------------------------------------------------------------------
 
 /// Waits until `condition` holds on `flags`; returns the flags as they were then.
+#[track_caller]
 pub fn event_wait(
     flags: EventFlagsHandle,
     condition: FlagsCondition,
@@ -298,6 +311,7 @@ pub(crate) fn event_set_locked(
 }
 
 /// Sets `bits` in `flags`, waking every waiter whose condition then holds.
+#[track_caller]
 pub fn event_set(flags: EventFlagsHandle, bits: u32) -> Result<(), Error> {
     call(|state, _core, now| {
         let f = object(&mut state.event_flags, flags.0)?;
@@ -308,6 +322,7 @@ pub fn event_set(flags: EventFlagsHandle, bits: u32) -> Result<(), Error> {
 // ----- message queues --------------------------------------------------------------------
 
 /// Sends `message` at `priority` (`mq_timedsend`).
+#[track_caller]
 pub fn queue_send(
     queue: QueueHandle,
     message: &[u8],
@@ -337,6 +352,7 @@ pub fn queue_send(
 }
 
 /// Receives the next message into `buffer` (`mq_timedreceive`).
+#[track_caller]
 pub fn queue_receive(
     queue: QueueHandle,
     buffer: &mut [u8],

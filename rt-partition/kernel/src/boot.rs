@@ -259,6 +259,10 @@ pub struct Options<'a> {
     /// `log=CHANNEL`: every console line also goes to Linux on the `rt-to-linux` channel
     /// CHANNEL (`bulkhead log rt`).
     pub log: Option<&'a str>,
+    /// `trace=on`: each latency summary is followed by the CPU's longest interrupts-off
+    /// section and its wake-up path stage by stage (`bulkhead_abi::console::SectionSummary`
+    /// and `WakePathSummary`).
+    pub trace: bool,
 }
 
 impl<'a> Options<'a> {
@@ -272,6 +276,7 @@ impl<'a> Options<'a> {
             echo: None,
             status: None,
             log: None,
+            trace: false,
         };
         for word in cmdline.split_ascii_whitespace() {
             let Some((key, value)) = word.split_once('=') else {
@@ -289,6 +294,7 @@ impl<'a> Options<'a> {
                 ("selftest", _) => options.selftest = value == "kernel",
                 ("status", _) if !value.is_empty() => options.status = Some(value),
                 ("log", _) if !value.is_empty() => options.log = Some(value),
+                ("trace", _) => options.trace = value == "on",
                 ("echo", _) => {
                     options.echo = value
                         .split_once(':')

@@ -58,7 +58,7 @@ static DIRECT: Mutex<()> = Mutex::new(());
 static LOG: Mutex<LogWriter<'static>> = Mutex::new(LogWriter::new());
 
 /// A fixed buffer that formats text and cuts what does not fit.
-struct TextBuf<const N: usize> {
+pub struct TextBuf<const N: usize> {
     buf: [u8; N],
     len: usize,
     /// Text was cut.
@@ -66,7 +66,7 @@ struct TextBuf<const N: usize> {
 }
 
 impl<const N: usize> TextBuf<N> {
-    const fn new() -> Self {
+    pub const fn new() -> Self {
         Self {
             buf: [0; N],
             len: 0,
@@ -76,6 +76,14 @@ impl<const N: usize> TextBuf<N> {
 
     fn bytes(&self) -> &[u8] {
         &self.buf[..self.len]
+    }
+
+    /// The text so far (whole characters only: a cut never splits one).
+    pub fn as_str(&self) -> &str {
+        match core::str::from_utf8(self.bytes()) {
+            Ok(s) => s,
+            Err(e) => core::str::from_utf8(&self.buf[..e.valid_up_to()]).unwrap_or(""),
+        }
     }
 }
 

@@ -28,6 +28,7 @@ mod percpu;
 mod sched;
 mod smp;
 mod tasks;
+mod trace;
 
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -259,8 +259,25 @@ pub fn finish(
         }
     }
     let next = state.kernel.next_event(core).ok().flatten();
-    apic::arm_timer(next.map(time::deadline_tsc));
+    arm_timer(core, next);
     switch
+}
+
+/// What each core's TSC-deadline timer is armed for (kernel nanoseconds), `u64::MAX` for
+/// nothing known: most kernel entries leave the next event where it was, and then the
+/// timer is not written again.
+static ARMED_NS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(u64::MAX) }; MAX_CPUS];
+/// `ARMED_NS` for "disarmed".
+const DISARMED: u64 = u64::MAX - 1;
+
+/// Arms `core`'s timer for `next` (`None` disarms) unless it already is.
+fn arm_timer(core: CoreId, next: Option<u64>) {
+    let want = next.map_or(DISARMED, |ns| ns.min(DISARMED - 1));
+    let armed = &ARMED_NS[core.index()];
+    if armed.load(Ordering::Relaxed) != want {
+        armed.store(want, Ordering::Relaxed);
+        apic::arm_timer(next.map(time::deadline_tsc));
+    }
 }
 
 /// Performs a switch decided by [`finish`]: interrupts disabled, the lock released.
@@ -273,6 +290,7 @@ pub fn switch_to(switch: Switch) {
     }
     let save = SAVED_RSP[from.index()].as_ptr();
     let next = SAVED_RSP[to.index()].load(Ordering::Relaxed);
+    crate::trace::switching();
     // SAFETY: interrupts are off and only this core switches its own (pinned) tasks, so
     // `from` is the running context and `next` is the complete saved context of `to`
     // (its first frame from `spawn`, or what an earlier `rt_switch` saved).
@@ -296,6 +314,7 @@ fn check_canary(task: TaskId) {
 /// One entry into the kernel from a task: `f` runs under the lock with this core and the
 /// time, and returns its result, the cores that must reschedule and its own switch
 /// decision. Interrupts stay off until this task runs again.
+#[track_caller]
 pub fn enter<R>(f: impl FnOnce(&mut State, CoreId, u64) -> (R, Resched, Switch)) -> R {
     let _irq = IrqGuard::new();
     let core = this_core();
@@ -313,6 +332,7 @@ pub fn enter<R>(f: impl FnOnce(&mut State, CoreId, u64) -> (R, Resched, Switch))
 /// Starts scheduling on this CPU; its boot context becomes its idle task. Never returns.
 pub fn run_idle() -> ! {
     let core = this_core();
+    crate::trace::start();
     {
         let _irq = IrqGuard::new();
         let switch = {
@@ -337,6 +357,7 @@ pub fn run_idle() -> ! {
 #[unsafe(no_mangle)]
 extern "C" fn irq_handler(vector: u64) {
     let vector = vector as u8;
+    let entry = crate::trace::irq_entry(vector);
     apic::eoi();
     let core = this_core();
     let switch = {
@@ -345,12 +366,17 @@ extern "C" fn irq_handler(vector: u64) {
         match vector {
             TIMER_VECTOR => {
                 TIMER_IRQS[core.index()].fetch_add(1, Ordering::Relaxed);
+                // The timer fired, so it is disarmed now (whatever it was armed for).
+                ARMED_NS[core.index()].store(u64::MAX, Ordering::Relaxed);
                 let resched = state
                     .kernel
                     .expire_timers(core, now)
                     .unwrap_or(Resched::NONE);
+                // `tick` decides for this core after the expiries: only the others are
+                // left in `resched`.
                 let switch = state.kernel.tick(core, now).unwrap_or(Switch::Stay);
-                finish(&mut state, core, now, resched, switch)
+                crate::trace::timer_decided(entry);
+                finish(&mut state, core, now, resched.without(core), switch)
             }
             RESCHED_VECTOR => {
                 let switch = state.kernel.schedule(core, now).unwrap_or(Switch::Stay);
@@ -364,6 +390,8 @@ extern "C" fn irq_handler(vector: u64) {
         }
     };
     switch_to(switch);
+    // Back in the task this interrupt came to; IRETQ enables interrupts.
+    crate::trace::irqs_on();
 }
 
 /// Timer interrupts taken per core.

@@ -12,13 +12,17 @@
 //! `seconds + 1` cumulative summaries (one a second); the last one is the result. Under the
 //! hypervisor the exits of the RT CPUs are read from the per-second exit reports
 //! (`exit_report_s=1`): those after `bulkhead: steady state` fall in the measured window.
+//! The kernel runs with `trace=on`, so each run also shows its wake-up path stage by stage,
+//! its longest interrupts-off section and where it began, and the control loop's missed
+//! deadlines; `--rt-cmdline` adds kernel options to both runs (the status, log and echo tasks,
+//! for one: the channels exist only under the hypervisor, so bare runs without them).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use bulkhead_abi::console::STEADY_STATE;
+use bulkhead_abi::console::{ControlSummary, STEADY_STATE, SectionSummary, WakePathSummary};
 use bulkhead_e2e::config::LoadedConfig;
 use bulkhead_e2e::{ExitReport, Expect, LatencySummary, PartitionKind, Scenario, report};
 use clap::Args;
@@ -44,6 +48,11 @@ pub struct LatencyArgs {
     /// Bochs instructions per emulated second.
     #[arg(long, value_name = "N", default_value_t = bulkhead_e2e::DEFAULT_BOCHS_IPS)]
     pub ips: u32,
+    /// More RT kernel options for both runs, after the benchmark's own (e.g.
+    /// `status=rt-status log=rt-log echo=commands:telemetry`: the status, log and echo tasks;
+    /// a bare kernel has no channels, so it runs without them and says so).
+    #[arg(long, value_name = "STR", default_value = "")]
+    pub rt_cmdline: String,
     /// Wall-clock limit per run, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 1800)]
     pub timeout: u64,
@@ -87,13 +96,50 @@ fn rt_exits_in_window(lines: &[String]) -> Vec<(u32, u64, u64, String)> {
 
 fn kernel_options(args: &LatencyArgs) -> String {
     format!(
-        "latency_period_us={} latency_report_s=1 control_hz={}",
-        args.period_us, args.control_hz
+        "latency_period_us={} latency_report_s=1 control_hz={} trace=on {}",
+        args.period_us, args.control_hz, args.rt_cmdline
     )
+    .trim_end()
+    .to_string()
 }
 
-/// Boots `scenario` and waits for `seconds + 1` summaries; returns the run's lines and the last.
-fn measure(scenario: &Scenario, args: &LatencyArgs) -> Result<(Vec<String>, LatencySummary)> {
+/// What the kernel said of itself on its CPU 0 by the end of the measured window: its
+/// longest interrupts-off section (and where it began), its wake-up path, and the control
+/// loop's last report.
+#[derive(Debug, Default)]
+struct KernelView {
+    section: Option<(u64, String)>,
+    path: Option<WakePathSummary>,
+    control: Option<ControlSummary>,
+}
+
+/// The kernel's view among `lines` up to the `want`-th latency summary of CPU 0.
+fn kernel_view(lines: &[String], want: usize) -> KernelView {
+    let mut view = KernelView::default();
+    let mut summaries = 0;
+    for line in lines {
+        if LatencySummary::parse(line).is_some_and(|s| s.cpu == 0) {
+            summaries += 1;
+            if summaries > want {
+                break;
+            }
+        } else if let Some(s) = SectionSummary::parse(line).filter(|s| s.cpu == 0) {
+            view.section = Some((s.irq_off_max_ns, s.at.to_string()));
+        } else if let Some(p) = WakePathSummary::parse(line).filter(|p| p.cpu == 0) {
+            view.path = Some(p);
+        } else if let Some(c) = ControlSummary::parse(line) {
+            view.control = Some(c);
+        }
+    }
+    view
+}
+
+/// Boots `scenario` and waits for `seconds + 1` summaries; returns the run's lines, the last
+/// summary and the kernel's view of itself then.
+fn measure(
+    scenario: &Scenario,
+    args: &LatencyArgs,
+) -> Result<(Vec<String>, LatencySummary, KernelView)> {
     let name = scenario.name();
     let mut run = scenario.start()?;
     let want = usize::try_from(args.seconds + 1).unwrap_or(usize::MAX);
@@ -115,7 +161,8 @@ fn measure(scenario: &Scenario, args: &LatencyArgs) -> Result<(Vec<String>, Late
         "[xtask] {name}: done after {:.0} s wall",
         run.elapsed().as_secs_f64()
     );
-    Ok((lines, last))
+    let view = kernel_view(&lines, want);
+    Ok((lines, last, view))
 }
 
 fn ratio(hv: u64, bare: u64) -> String {
@@ -165,7 +212,7 @@ pub fn run(
     let (Ok(bare), Ok(hv)) = (bare, hv) else {
         bail!("a benchmark thread panicked");
     };
-    let ((_, bare), (hv_lines, hv)) = (bare?, hv?);
+    let ((_, bare, bare_view), (hv_lines, hv, hv_view)) = (bare?, hv?);
     let exits = rt_exits_in_window(&hv_lines);
 
     println!(
@@ -193,6 +240,32 @@ pub fn run(
         ratio(hv.p99_ns, bare.p99_ns),
         ratio(hv.p999_ns, bare.p999_ns)
     );
+    println!(
+        "{:<14}{:>12}{:>12}{:>12}{:>12}{:>12}  longest interrupts-off section",
+        "wake path avg", "to_irq", "to_decision", "to_switch", "to_task", "total"
+    );
+    for (name, view) in [("bare", &bare_view), ("hypervisor", &hv_view)] {
+        let path = view.path.unwrap_or_default();
+        let (longest, at) = view.section.clone().unwrap_or((0, "-".into()));
+        println!(
+            "{name:<14}{:>12}{:>12}{:>12}{:>12}{:>12}  {longest} ns at {at}",
+            path.avg_ns[0],
+            path.avg_ns[1],
+            path.avg_ns[2],
+            path.avg_ns[3],
+            path.total_avg_ns()
+        );
+    }
+    for (name, view) in [("bare", &bare_view), ("hypervisor", &hv_view)] {
+        match view.control {
+            Some(c) => println!(
+                "control loop, {name}: {} jobs, {} missed deadlines, longest job {} ns",
+                c.jobs, c.misses, c.max_job_ns
+            ),
+            None if args.control_hz > 0 => println!("control loop, {name}: no report seen"),
+            None => {}
+        }
+    }
     if exits.is_empty() {
         println!(
             "RT CPU exits: no exit report seen (the hypervisor prints them with exit_report_s)"
@@ -225,6 +298,28 @@ mod tests {
             (s[0].samples, s[0].avg_ns, s[0].p999_ns),
             (1001, 41825, 81999)
         );
+    }
+
+    #[test]
+    fn the_kernel_view_is_taken_up_to_the_wanted_summary() {
+        let lines: Vec<String> = [
+            "latency cpu=0 samples=1 min_ns=1 avg_ns=1 max_ns=1 p99_ns=1 p999_ns=1 misses=0 overflow=0",
+            "sections cpu=0 count=10 irq_off_max_ns=500 at=irq:32",
+            "wake cpu=0 samples=1 to_irq_ns=1 to_decision_ns=2 to_switch_ns=3 to_task_ns=4 max_to_irq_ns=1 max_to_decision_ns=2 max_to_switch_ns=3 max_to_task_ns=4",
+            "sections cpu=1 count=10 irq_off_max_ns=900 at=irq:33",
+            "control: jobs=20001 misses=0 max_err_urad=1 mean_err_urad=1 max_job_ns=2700",
+            "latency cpu=0 samples=2 min_ns=1 avg_ns=1 max_ns=1 p99_ns=1 p999_ns=1 misses=0 overflow=0",
+            "sections cpu=0 count=20 irq_off_max_ns=700 at=src/a.rs:1",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let view = kernel_view(&lines, 1);
+        assert_eq!(view.section, Some((500, "irq:32".to_string())));
+        assert_eq!(view.path.map(|p| p.total_avg_ns()), Some(10));
+        assert_eq!(view.control.map(|c| c.jobs), Some(20001));
+        let view = kernel_view(&lines, 2);
+        assert_eq!(view.section, Some((700, "src/a.rs:1".to_string())));
     }
 
     #[test]

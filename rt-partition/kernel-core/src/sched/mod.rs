@@ -217,11 +217,25 @@ impl Resched {
         self.cores == 0
     }
 
-    /// The cores in the set, lowest first.
+    /// The set without `core`.
+    pub const fn without(self, core: CoreId) -> Self {
+        Self {
+            cores: self.cores & !Self::bit(core),
+        }
+    }
+
+    /// The cores in the set, lowest first (one step per core in the set, not per possible
+    /// core: this runs at the end of every kernel entry).
     pub fn cores(self) -> impl Iterator<Item = CoreId> {
-        (0..64u8)
-            .map(CoreId)
-            .filter(move |core| self.contains(*core))
+        let mut rest = self.cores;
+        core::iter::from_fn(move || {
+            if rest == 0 {
+                return None;
+            }
+            let core = rest.trailing_zeros() as u8;
+            rest &= rest - 1;
+            Some(CoreId(core))
+        })
     }
 
     /// The bit of `core`; cores from 64 on have none (the kernel refuses more than 64 cores).
@@ -259,6 +273,10 @@ mod tests {
         assert!(!set.contains(CoreId::new(1)));
         let cores: Vec<usize> = set.cores().map(CoreId::index).collect();
         assert_eq!(cores, [0, 3, 63]);
+        let cores: Vec<usize> = set.without(CoreId::new(3)).cores().map(CoreId::index).collect();
+        assert_eq!(cores, [0, 63]);
+        assert_eq!(set.without(CoreId::new(64)), set);
+        assert_eq!(Resched::NONE.cores().count(), 0);
     }
 
     #[test]

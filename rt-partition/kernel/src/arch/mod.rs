@@ -30,7 +30,9 @@ use bulkhead_abi::vectors;
 pub use bulkhead_x86::{halt_forever, msr, port, rdtsc};
 
 /// Interrupts disabled on this CPU until dropped; then the interrupt flag is restored to
-/// what it was. Nests.
+/// what it was. Nests. The outermost guard opens a measured section (`crate::trace`) at its
+/// caller's location (callers that are kernel plumbing pass their own caller's on with
+/// `#[track_caller]`).
 #[derive(Debug)]
 pub struct IrqGuard {
     was_enabled: bool,
@@ -39,15 +41,18 @@ pub struct IrqGuard {
 impl IrqGuard {
     /// Disables interrupts on this CPU.
     #[inline]
+    #[track_caller]
     pub fn new() -> Self {
         let flags: u64;
         // SAFETY: reads RFLAGS and clears IF; only this CPU's interrupt delivery changes.
         unsafe {
             core::arch::asm!("pushfq", "pop {}", "cli", out(reg) flags, options(nomem));
         }
-        Self {
-            was_enabled: flags & (1 << 9) != 0,
+        let was_enabled = flags & (1 << 9) != 0;
+        if was_enabled {
+            crate::trace::irqs_off(crate::trace::Site::Code(core::panic::Location::caller()));
         }
+        Self { was_enabled }
     }
 }
 
@@ -55,6 +60,7 @@ impl Drop for IrqGuard {
     #[inline]
     fn drop(&mut self) {
         if self.was_enabled {
+            crate::trace::irqs_on();
             // SAFETY: interrupts were enabled when the guard was made; restoring that is
             // what the caller asked for.
             unsafe { core::arch::asm!("sti", options(nomem, nostack)) };
@@ -65,6 +71,7 @@ impl Drop for IrqGuard {
 /// Enables interrupts and waits for one (atomically: STI's shadow covers HLT), then
 /// returns with interrupts enabled.
 pub fn enable_and_wait() {
+    crate::trace::irqs_on();
     // SAFETY: waiting for an interrupt with interrupts enabled is the idle loop's job; the
     // handlers it may run are the kernel's own.
     unsafe { core::arch::asm!("sti; hlt", options(nomem, nostack)) };
@@ -72,6 +79,7 @@ pub fn enable_and_wait() {
 
 /// Enables interrupts on this CPU.
 pub fn enable_interrupts() {
+    crate::trace::irqs_on();
     // SAFETY: called once a CPU's IDT, APIC and scheduler are ready for interrupts.
     unsafe { core::arch::asm!("sti", options(nomem, nostack)) };
 }

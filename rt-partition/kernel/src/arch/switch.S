@@ -118,8 +118,9 @@ rt_switch:
     .balign 16
     .global task_start
 task_start:
-    mov %r13, %rdi
     and $~0xf, %rsp
+    call rt_trace_irqs_on               /* the section that switched here ends */
+    mov %r13, %rdi
     sti
     call *%r12
     call task_exited

@@ -37,7 +37,12 @@ pub fn tsc() -> Tsc {
 /// Monotonic nanoseconds since the kernel's clock started.
 #[inline]
 pub fn now_ns() -> u64 {
-    tsc().ticks_to_ns(rdtsc().saturating_sub(EPOCH_TSC.load(Ordering::Relaxed)))
+    ns_at(rdtsc())
+}
+
+/// The kernel time at TSC value `tsc` (0 for a value before the clock started).
+pub fn ns_at(tsc: u64) -> u64 {
+    self::tsc().ticks_to_ns(tsc.saturating_sub(EPOCH_TSC.load(Ordering::Relaxed)))
 }
 
 /// The TSC value at which kernel time `ns` is reached (rounded up: never early).

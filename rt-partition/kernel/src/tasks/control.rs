@@ -5,9 +5,11 @@
 //! position loop commands a velocity, a PI velocity loop with anti-windup commands a
 //! saturated torque. The position reference is a triangle wave (±1 rad, 2 s period). Each
 //! job is released at an absolute time (`wait_next_period`), so the loop never drifts.
-//! Every 2 s of kernel time it prints its tracking error and timing:
+//! Every 2 s of kernel time it publishes its tracking error and timing, which its CPU's
+//! report task prints:
 //!
 //! `control: jobs=.. misses=.. max_err_urad=.. mean_err_urad=.. max_job_ns=..`
+//! (`bulkhead_abi::console::ControlSummary`)
 //!
 //! The pattern is: create a `Periodic` once, then `loop { read inputs, compute, write
 //! outputs, api::wait_next_period(&mut periodic) }`. Nothing in the loop allocates, blocks
@@ -15,12 +17,31 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use bulkhead_abi::console::ControlSummary;
 use bulkhead_rt_core::clock::Periodic;
 
+use super::report::{self, Published};
 use crate::api;
 use crate::println;
 
 static RATE_HZ: AtomicU64 = AtomicU64::new(10_000);
+
+/// The last report: jobs, misses, max and mean error, longest job.
+static PUBLISHED: Published<5> = Published::new();
+
+/// Prints the last report (the report task of the loop's CPU).
+pub fn print_latest() {
+    if let Some([jobs, misses, max_err_urad, mean_err_urad, max_job_ns]) = PUBLISHED.latest() {
+        let summary = ControlSummary {
+            jobs,
+            misses,
+            max_err_urad,
+            mean_err_urad,
+            max_job_ns,
+        };
+        println!("{summary}");
+    }
+}
 
 /// Sets the loop rate (init).
 pub fn configure(hz: u64) {
@@ -134,11 +155,15 @@ pub extern "C" fn task(_: usize) {
             } else {
                 0.0
             };
-            println!(
-                "control: jobs={jobs} misses={misses} max_err_urad={} mean_err_urad={} max_job_ns={max_job_ns}",
+            // Printed by this CPU's report task: formatting is not this task's job.
+            PUBLISHED.publish(&[
+                jobs,
+                misses,
                 (max_err * 1e6) as u64,
-                (mean * 1e6) as u64
-            );
+                (mean * 1e6) as u64,
+                max_job_ns,
+            ]);
+            report::ready(api::cpu(), report::CONTROL);
             max_err = 0.0;
             sum_err = 0.0;
             window_jobs = 0;

@@ -4,25 +4,37 @@
 //! each wake-up records `now - release`: the time from the programmed wake-up to the task
 //! running, interrupt entry, timer expiry, scheduling and context switch included. Samples
 //! go to a histogram of 1 µs buckets up to 1 ms plus overflow
-//! (`bulkhead_rt_core::latency`); every `latency_report_s` seconds the task prints the
-//! cumulative one-line summary:
+//! (`bulkhead_rt_core::latency`); every `latency_report_s` seconds the cumulative one-line
+//! summary is printed:
 //!
 //! `latency cpu=<i> samples=.. min_ns=.. avg_ns=.. max_ns=.. p99_ns=.. p999_ns=.. misses=.. overflow=..`
 //!
-//! Printing goes through the console ring, so it costs the formatting only. The same
-//! numbers, with the histogram folded into the status report's log-2 buckets, are published
-//! for the status task ([`latest`]).
+//! With `trace=on` two more lines follow each summary: the CPU's longest interrupts-off
+//! section and where it began (`SectionSummary`), and the wake-up path stage by stage
+//! (`WakePathSummary`: deadline to interrupt entry, to scheduling decision, to switch, to
+//! this task), from the time stamps `crate::trace` keeps of the interrupt that woke it.
+//!
+//! The task itself only counts: its samples go to its CPU's shared counters ([`Samples`]),
+//! and at each report time it tells its CPU's report task (`report.rs`, the lowest
+//! priority), which reads the counters, prints the lines and publishes the record the status
+//! task sends ([`latest`]: the summary with the histogram folded into the status report's
+//! log-2 buckets). Scanning a thousand buckets and formatting text would otherwise cost the
+//! highest-priority task of the CPU, and everything below it, a few hundred microseconds
+//! every report.
 
 use core::mem::size_of;
-use core::sync::atomic::{AtomicU64, Ordering, fence};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use bulkhead_abi::console::{SectionSummary, WakePathSummary};
 use bulkhead_abi::status::{self, CpuLatency};
 use zerocopy::{FromBytes, IntoBytes};
 
 use bulkhead_rt_core::clock::Periodic;
-use bulkhead_rt_core::latency::{Histogram, NANOS_PER_BUCKET};
+use bulkhead_rt_core::latency::{Histogram, NANOS_PER_BUCKET, WakePath};
 
+use super::report::{self, Published};
 use crate::api;
+use crate::arch::time;
 use crate::boot::Options;
 use crate::println;
 
@@ -35,111 +47,195 @@ const _: () = assert!(
 );
 
 static PERIOD_NS: AtomicU64 = AtomicU64::new(1_000_000);
+static REPORT_NS: AtomicU64 = AtomicU64::new(1_000_000_000);
+static TRACE: AtomicBool = AtomicBool::new(false);
+
+/// One CPU's latency samples since boot, counted by its latency task only (plain loads and
+/// stores of its own counters, no read-modify-write) and read by its report task. A reader
+/// sees every counter whole; counters read while a sample lands may be one sample apart,
+/// which a report once a second does not notice.
+struct Samples {
+    buckets: [AtomicU64; BUCKETS],
+    overflow: AtomicU64,
+    sum_ns: AtomicU64,
+    min_ns: AtomicU64,
+    max_ns: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl Samples {
+    fn record(&self, ns: u64) {
+        let bump = |counter: &AtomicU64| {
+            counter.store(
+                counter.load(Ordering::Relaxed).saturating_add(1),
+                Ordering::Relaxed,
+            )
+        };
+        match self.buckets.get((ns / NANOS_PER_BUCKET) as usize) {
+            Some(bucket) => bump(bucket),
+            None => bump(&self.overflow),
+        }
+        let sum = self.sum_ns.load(Ordering::Relaxed).saturating_add(ns);
+        self.sum_ns.store(sum, Ordering::Relaxed);
+        if ns < self.min_ns.load(Ordering::Relaxed) {
+            self.min_ns.store(ns, Ordering::Relaxed);
+        }
+        if ns > self.max_ns.load(Ordering::Relaxed) {
+            self.max_ns.store(ns, Ordering::Relaxed);
+        }
+    }
+
+    fn histogram(&self) -> Histogram<BUCKETS> {
+        Histogram::from_counts(
+            core::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed)),
+            self.overflow.load(Ordering::Relaxed),
+            self.sum_ns.load(Ordering::Relaxed),
+            self.min_ns.load(Ordering::Relaxed),
+            self.max_ns.load(Ordering::Relaxed),
+        )
+    }
+}
+
+static SAMPLES: [Samples; crate::MAX_CPUS] = [const {
+    Samples {
+        buckets: [const { AtomicU64::new(0) }; BUCKETS],
+        overflow: AtomicU64::new(0),
+        sum_ns: AtomicU64::new(0),
+        min_ns: AtomicU64::new(u64::MAX),
+        max_ns: AtomicU64::new(0),
+        misses: AtomicU64::new(0),
+    }
+}; crate::MAX_CPUS];
 
 /// A [`CpuLatency`] record as 64-bit words (it is all `u64` but for two `u32`s).
 const WORDS: usize = size_of::<CpuLatency>() / 8;
 const _: () = assert!(WORDS * 8 == size_of::<CpuLatency>());
 
-/// One CPU's last summary and histogram, written by that CPU's latency task only and read by
-/// anyone: a sequence lock (odd while being written), so the writer never waits.
-struct Published {
-    seq: AtomicU64,
-    /// The [`CpuLatency`] record's words.
-    words: [AtomicU64; WORDS],
-}
+/// Each CPU's last record, written by its report task.
+static PUBLISHED: [Published<WORDS>; crate::MAX_CPUS] =
+    [const { Published::new() }; crate::MAX_CPUS];
 
-static PUBLISHED: [Published; crate::MAX_CPUS] = [const {
-    Published {
-        seq: AtomicU64::new(0),
-        words: [const { AtomicU64::new(0) }; WORDS],
-    }
-}; crate::MAX_CPUS];
+/// A [`WakePathSummary`] as words: CPU, samples, the four means, the four maxima.
+const PATH_WORDS: usize = 10;
+/// Each CPU's wake-up path, published by its latency task at each report (`trace=on`).
+static PATHS: [Published<PATH_WORDS>; crate::MAX_CPUS] =
+    [const { Published::new() }; crate::MAX_CPUS];
 
-fn publish(cpu: usize, record: &CpuLatency) {
-    let (Some(p), Ok(words)) = (
-        PUBLISHED.get(cpu),
-        <[u64; WORDS]>::read_from_bytes(record.as_bytes()),
-    ) else {
-        return;
-    };
-    let seq = p.seq.load(Ordering::Relaxed);
-    p.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
-    fence(Ordering::Release);
-    for (slot, v) in p.words.iter().zip(words) {
-        slot.store(v, Ordering::Relaxed);
-    }
-    p.seq.store(seq.wrapping_add(2), Ordering::Release);
-}
-
-/// CPU `cpu`'s last published summary and histogram (`None` before its first). A reader
-/// that meets the writer (the sequence odd, or changed while it read) reads again; the
-/// writer is the highest-priority task of its CPU and writes twenty words, so a
-/// retry is rare and short.
+/// CPU `cpu`'s last summary and histogram (`None` before its first).
 pub fn latest(cpu: usize) -> Option<CpuLatency> {
-    let p = PUBLISHED.get(cpu)?;
-    loop {
-        let before = p.seq.load(Ordering::Acquire);
-        if before == 0 {
-            return None;
-        }
-        if before % 2 == 1 {
-            core::hint::spin_loop();
-            continue;
-        }
-        let words: [u64; WORDS] = core::array::from_fn(|i| p.words[i].load(Ordering::Relaxed));
-        fence(Ordering::Acquire);
-        if p.seq.load(Ordering::Relaxed) == before {
-            return CpuLatency::read_from_bytes(words.as_bytes()).ok();
-        }
-    }
+    let words = PUBLISHED.get(cpu)?.latest()?;
+    CpuLatency::read_from_bytes(words.as_bytes()).ok()
 }
-static REPORT_NS: AtomicU64 = AtomicU64::new(1_000_000_000);
 
 /// Takes the period and report interval from the options (init).
 pub fn configure(options: &Options) {
     PERIOD_NS.store(options.latency_period_us * 1000, Ordering::Relaxed);
     REPORT_NS.store(options.latency_report_s * 1_000_000_000, Ordering::Relaxed);
+    TRACE.store(options.trace, Ordering::Relaxed);
+}
+
+/// Prints CPU `cpu`'s summary from its counters and publishes the record (its report
+/// task, at the lowest priority); with `trace=on`, the section and wake-up path lines.
+pub fn print_latest(cpu: usize) {
+    let Some(samples) = SAMPLES.get(cpu) else {
+        return;
+    };
+    let histogram = samples.histogram();
+    let misses = samples.misses.load(Ordering::Relaxed);
+    println!("{}", histogram.summary(cpu as u32, misses));
+    let record = CpuLatency {
+        cpu: cpu as u32,
+        reserved: 0,
+        samples: histogram.samples(),
+        min_ns: histogram.min_ns().unwrap_or(0),
+        avg_ns: histogram.average_ns().unwrap_or(0),
+        max_ns: histogram.max_ns().unwrap_or(0),
+        p99_ns: histogram.p99_ns().unwrap_or(0),
+        p999_ns: histogram.p999_ns().unwrap_or(0),
+        misses,
+        overflow: histogram.overflow(),
+        histogram: status::histogram_from_microseconds(histogram.buckets()),
+    };
+    if let Ok(words) = <[u64; WORDS]>::read_from_bytes(record.as_bytes()) {
+        PUBLISHED[cpu].publish(&words);
+    }
+    if TRACE.load(Ordering::Relaxed) {
+        print_trace(cpu);
+    }
+}
+
+/// Prints CPU `cpu`'s longest interrupts-off section and its wake-up path.
+fn print_trace(cpu: usize) {
+    let (count, ticks, site) = crate::trace::longest_section(cpu);
+    let mut at = crate::console::TextBuf::<160>::new();
+    match site {
+        Some(site) => {
+            let _ = core::fmt::Write::write_fmt(&mut at, format_args!("{site}"));
+        }
+        None => {
+            let _ = core::fmt::Write::write_str(&mut at, "none");
+        }
+    }
+    let summary = SectionSummary {
+        cpu: cpu as u32,
+        count,
+        irq_off_max_ns: time::tsc().ticks_to_ns(ticks),
+        at: at.as_str(),
+    };
+    println!("{summary}");
+    if let Some(w) = PATHS.get(cpu).and_then(Published::latest) {
+        let path = WakePathSummary {
+            cpu: w[0] as u32,
+            samples: w[1],
+            avg_ns: [w[2], w[3], w[4], w[5]],
+            max_ns: [w[6], w[7], w[8], w[9]],
+        };
+        println!("{path}");
+    }
 }
 
 /// The latency task of CPU `cpu`.
 pub extern "C" fn task(cpu: usize) {
+    let Some(samples) = SAMPLES.get(cpu) else {
+        return;
+    };
     let period = PERIOD_NS.load(Ordering::Relaxed);
     let report_every = REPORT_NS.load(Ordering::Relaxed);
-    let mut histogram = Histogram::<BUCKETS>::new();
     // Start on a period boundary a little in the future, so all CPUs are in phase.
     let start = (api::now_ns() / period + 2) * period;
     let Ok(mut periodic) = Periodic::new(start, period) else {
         return;
     };
     let mut next_report = start + report_every;
-    let mut misses = 0u64;
+    let trace = TRACE.load(Ordering::Relaxed);
+    let mut path = WakePath::new();
     loop {
         let release = periodic.upcoming_release_ns();
         match api::wait_next_period(&mut periodic) {
-            Ok(missed) => misses += u64::from(missed),
+            Ok(true) => samples
+                .misses
+                .store(samples.misses.load(Ordering::Relaxed) + 1, Ordering::Relaxed),
+            Ok(false) => {}
             Err(_) => return,
         }
         let now = api::now_ns();
-        histogram.record(now.saturating_sub(release));
+        samples.record(now.saturating_sub(release));
+        if trace {
+            let [irq, decided, switched] = crate::trace::last_wake_stamps().map(time::ns_at);
+            path.record([release, irq, decided, switched, now]);
+        }
         if now >= next_report {
             next_report += report_every;
-            println!("{}", histogram.summary(cpu as u32, misses));
-            publish(
-                cpu,
-                &CpuLatency {
-                    cpu: cpu as u32,
-                    reserved: 0,
-                    samples: histogram.samples(),
-                    min_ns: histogram.min_ns().unwrap_or(0),
-                    avg_ns: histogram.average_ns().unwrap_or(0),
-                    max_ns: histogram.max_ns().unwrap_or(0),
-                    p99_ns: histogram.p99_ns().unwrap_or(0),
-                    p999_ns: histogram.p999_ns().unwrap_or(0),
-                    misses,
-                    overflow: histogram.overflow(),
-                    histogram: status::histogram_from_microseconds(histogram.buckets()),
-                },
-            );
+            if trace {
+                let s = path.summary(cpu as u32);
+                let mut words = [0u64; PATH_WORDS];
+                words[0] = u64::from(s.cpu);
+                words[1] = s.samples;
+                words[2..6].copy_from_slice(&s.avg_ns);
+                words[6..10].copy_from_slice(&s.max_ns);
+                PATHS[cpu].publish(&words);
+            }
+            report::ready(cpu, report::LATENCY);
         }
     }
 }

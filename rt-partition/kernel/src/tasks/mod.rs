@@ -8,15 +8,18 @@
 //! - with `selftest=kernel`, the **self-test** task set (`selftest.rs`);
 //! - with `echo=FROM:TO`, the **echo** task (`echo.rs`) on the last CPU, serving Linux
 //!   through two channels;
+//! - per CPU a **report** task (`report.rs`) at the lowest priority: it prints what the
+//!   latency task and the control loop of its CPU measured, so they never format text;
 //! - with `status=CHANNEL`, the **status** task (`status.rs`) on CPU 0, reporting latency
 //!   and task statistics to Linux every report period.
 //!
 //! Priorities (higher is more urgent): latency 90, control 80, echo 70, self-tests 20 to 60,
-//! status 10.
+//! status 10, report 5.
 
 mod control;
 mod echo;
 mod latency;
+mod report;
 mod selftest;
 mod status;
 
@@ -33,11 +36,22 @@ pub const CONTROL_PRIORITY: u8 = 80;
 pub const ECHO_PRIORITY: u8 = 70;
 /// Priority of the status task.
 pub const STATUS_PRIORITY: u8 = 10;
+/// Priority of the report tasks.
+pub const REPORT_PRIORITY: u8 = 5;
 
 /// Creates every task and object for `cpus` CPUs.
 pub fn create_all(options: &Options<'static>, cpus: usize) -> Result<(), Error> {
     latency::configure(options);
     for cpu in 0..cpus {
+        report::create_flags(cpu)?;
+        spawn(TaskSpec {
+            name: "report",
+            core: cpu,
+            priority: REPORT_PRIORITY,
+            policy: Policy::Fifo,
+            entry: report::task,
+            arg: cpu,
+        })?;
         spawn(TaskSpec {
             name: "latency",
             core: cpu,

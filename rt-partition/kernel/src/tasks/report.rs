@@ -1,0 +1,113 @@
+//! The report task: one per CPU at the lowest priority, it prints what the urgent tasks of
+//! its CPU measured, so that they never spend their deadline formatting text.
+//!
+//! A latency task or the control loop *publishes* its summary ([`Published`]: a sequence
+//! lock of a few words, written without waiting) and sets a flag of its CPU's report
+//! flags; the report task wakes when nothing more urgent runs, reads the record and prints
+//! the line (`LatencySummary`, and with `trace=on` `SectionSummary` and `WakePathSummary`;
+//! `ControlSummary`). A record published again before it was printed is printed once, the
+//! newest.
+
+use core::sync::atomic::{AtomicU64, Ordering, fence};
+
+use bulkhead_rt_core::sync::{FlagsCondition, FlagsMode};
+use spin::Once;
+
+use crate::api::{self, EventFlagsHandle, Timeout};
+
+/// The flag a latency task sets when its summary is published.
+pub const LATENCY: u32 = 1 << 0;
+/// The flag the control loop sets when its summary is published.
+pub const CONTROL: u32 = 1 << 1;
+
+/// One record of `WORDS` words, written by one task only and read by anyone: a sequence
+/// lock (odd while being written), so the writer never waits.
+pub struct Published<const WORDS: usize> {
+    seq: AtomicU64,
+    words: [AtomicU64; WORDS],
+}
+
+impl<const WORDS: usize> Published<WORDS> {
+    /// Nothing published yet.
+    pub const fn new() -> Self {
+        Self {
+            seq: AtomicU64::new(0),
+            words: [const { AtomicU64::new(0) }; WORDS],
+        }
+    }
+
+    /// Publishes `words` (one writer only).
+    pub fn publish(&self, words: &[u64; WORDS]) {
+        let seq = self.seq.load(Ordering::Relaxed);
+        self.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
+        fence(Ordering::Release);
+        for (slot, &v) in self.words.iter().zip(words) {
+            slot.store(v, Ordering::Relaxed);
+        }
+        self.seq.store(seq.wrapping_add(2), Ordering::Release);
+    }
+
+    /// The last record published (`None` before the first). A reader that meets the writer
+    /// (the sequence odd, or changed while it read) reads again; writers are short.
+    pub fn latest(&self) -> Option<[u64; WORDS]> {
+        loop {
+            let before = self.seq.load(Ordering::Acquire);
+            if before == 0 {
+                return None;
+            }
+            if before % 2 == 1 {
+                core::hint::spin_loop();
+                continue;
+            }
+            let words: [u64; WORDS] =
+                core::array::from_fn(|i| self.words[i].load(Ordering::Relaxed));
+            fence(Ordering::Acquire);
+            if self.seq.load(Ordering::Relaxed) == before {
+                return Some(words);
+            }
+        }
+    }
+}
+
+/// Each CPU's report flags, created at init.
+static FLAGS: [Once<EventFlagsHandle>; crate::MAX_CPUS] = [const { Once::new() }; crate::MAX_CPUS];
+
+/// Creates CPU `cpu`'s report flags (init, before its report task is spawned).
+pub fn create_flags(cpu: usize) -> Result<(), bulkhead_rt_core::Error> {
+    let flags = api::create_event_flags(0)?;
+    if let Some(slot) = FLAGS.get(cpu) {
+        slot.call_once(|| flags);
+    }
+    Ok(())
+}
+
+/// Tells CPU `cpu`'s report task that `what` ([`LATENCY`], [`CONTROL`]) was published.
+#[track_caller]
+pub fn ready(cpu: usize, what: u32) {
+    if let Some(&flags) = FLAGS.get(cpu).and_then(Once::get) {
+        let _ = api::event_set(flags, what);
+    }
+}
+
+/// The report task of CPU `cpu`.
+pub extern "C" fn task(cpu: usize) {
+    let Some(&flags) = FLAGS.get(cpu).and_then(Once::get) else {
+        return;
+    };
+    let condition = FlagsCondition {
+        mask: LATENCY | CONTROL,
+        mode: FlagsMode::Any,
+        clear_on_exit: true,
+    };
+    loop {
+        let Ok(what) = api::event_wait(flags, condition, Timeout::Forever) else {
+            return;
+        };
+        if what & LATENCY != 0 {
+            super::latency::print_latest(cpu);
+        }
+        if what & CONTROL != 0 {
+            super::control::print_latest();
+        }
+    }
+}
