@@ -73,6 +73,25 @@ pub const CHANNEL_NAME_LEN: usize = limits::NAME_LEN;
 /// read nor write: a Linux that rings without being asked costs the RT partition nothing.
 pub const DOORBELL_REQUESTS_GPA: u64 = 0x2000;
 
+/// Where the console turn word lies in the partition's guest-physical space: one `u32`, zero
+/// at entry, in the partition's own RAM (Linux can neither read nor write it). When the config
+/// gives the RT kernel the hypervisor's console UART, the two take turns line by line so that
+/// their lines never interleave: a writer changes the word from [`CONSOLE_FREE`] to its own
+/// value ([`CONSOLE_RT`], [`CONSOLE_HYPERVISOR`]) with a compare-and-exchange, writes one whole
+/// line (or one block of lines), and stores [`CONSOLE_FREE`] again. Neither side ever waits
+/// for the other without bound: the RT kernel, which drains its console from its idle task,
+/// tries again later; the hypervisor gives up after [`CONSOLE_TURN_WAIT_MS`] and writes anyway
+/// (a line that interleaves is the worst outcome, never a hang).
+pub const CONSOLE_TURN_GPA: u64 = 0x3000;
+/// The console turn word: nobody writes.
+pub const CONSOLE_FREE: u32 = 0;
+/// The console turn word: the RT kernel writes a line.
+pub const CONSOLE_RT: u32 = 1;
+/// The console turn word: the hypervisor writes a line.
+pub const CONSOLE_HYPERVISOR: u32 = 2;
+/// Longest the hypervisor waits for its console turn, in milliseconds of TSC time.
+pub const CONSOLE_TURN_WAIT_MS: u64 = 20;
+
 /// [`RtBootInfo::flags`] bit 0: the kernel runs under the Bulkhead hypervisor.
 pub const FLAG_UNDER_HYPERVISOR: u64 = 1 << 0;
 /// Every flag this version defines; other bits must be 0.

@@ -2,7 +2,10 @@
 //! hypervisor's log channel.
 //!
 //! Every line is written whole under one lock, so lines from different CPUs never
-//! interleave. The fatal path may steal the lock (`force_unlock`) so that a CPU that
+//! interleave. When the RT kernel writes the same UART, each line (or block) is also written
+//! in the console turn the two share in the RT partition's RAM
+//! (`bulkhead_abi::rt_boot::CONSOLE_TURN_GPA`), so its lines and the hypervisor's never mix;
+//! the hypervisor waits for its turn at most `CONSOLE_TURN_WAIT_MS`. The fatal path may steal the lock (`force_unlock`) so that a CPU that
 //! died holding it cannot silence the last words of another.
 //!
 //! The same text also goes, one message per line, into the config's `hypervisor-to-linux`
@@ -17,9 +20,12 @@
 
 use core::fmt::{self, Write};
 
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use bulkhead_abi::rt_boot::{CONSOLE_FREE, CONSOLE_HYPERVISOR, CONSOLE_TURN_WAIT_MS};
 use bulkhead_ring::Producer;
 use bulkhead_ring::log::LogWriter;
-use spin::Mutex;
+use spin::{Mutex, Once};
 
 pub use bulkhead_x86::uart::Uart;
 
@@ -72,14 +78,61 @@ pub fn log_off() {
     CONSOLE.lock().log.off();
 }
 
+/// The console turn shared with the RT kernel, when it writes this console's UART too.
+static RT_TURN: Once<&'static AtomicU32> = Once::new();
+
+/// The RT kernel writes this console's UART too: from now on, lines are written in the turn
+/// `turn` they share.
+pub fn share_with_rt(turn: &'static AtomicU32) {
+    RT_TURN.call_once(|| turn);
+}
+
+/// Holds the console turn shared with the RT kernel (if any) while it lives.
+struct Turn(Option<&'static AtomicU32>);
+
+impl Turn {
+    /// Waits for the turn, at most `CONSOLE_TURN_WAIT_MS`; after that it writes anyway.
+    fn take() -> Self {
+        let Some(&turn) = RT_TURN.get() else {
+            return Self(None);
+        };
+        let give_up = bulkhead_x86::rdtsc()
+            .saturating_add(bulkhead_x86::time::tsc_hz() / 1000 * CONSOLE_TURN_WAIT_MS);
+        loop {
+            if turn
+                .compare_exchange(CONSOLE_FREE, CONSOLE_HYPERVISOR, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                return Self(Some(turn));
+            }
+            if bulkhead_x86::rdtsc() >= give_up {
+                return Self(None);
+            }
+            core::hint::spin_loop();
+        }
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        if let Some(turn) = self.0 {
+            turn.store(CONSOLE_FREE, Ordering::Release);
+        }
+    }
+}
+
 /// Writes pre-formatted text as one unit.
 pub fn write_fmt(args: fmt::Arguments<'_>) {
-    let _ = CONSOLE.lock().write_fmt(args);
+    let mut console = CONSOLE.lock();
+    let _turn = Turn::take();
+    let _ = console.write_fmt(args);
 }
 
 /// Writes several lines as one unit, so no other CPU's line lands in between.
 pub fn write_block(block: impl FnOnce(&mut dyn Write) -> fmt::Result) {
-    let _ = block(&mut *CONSOLE.lock());
+    let mut console = CONSOLE.lock();
+    let _turn = Turn::take();
+    let _ = block(&mut *console);
 }
 
 /// Breaks a lock held by a CPU that will never release it; used only on the way to halt.

@@ -24,7 +24,9 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 use bulkhead_config::{Config, MAX_CHANNELS, MAX_REGIONS, PartitionId, Region};
 use bulkhead_ring::{LayoutError, SharedRegion};
-use hv_core::boot::rt::{DOORBELL_REQUESTS_GPA, DOORBELL_REQUESTS_LEN, Mapping, RtLayout};
+use hv_core::boot::rt::{
+    CONSOLE_TURN_GPA, DOORBELL_REQUESTS_GPA, DOORBELL_REQUESTS_LEN, Mapping, RtLayout,
+};
 use hv_core::memory::addr::GuestPhysAddr;
 use hv_core::memory::guest_paging::GuestMemory;
 use hv_core::support::fixed::FixedList;
@@ -357,4 +359,24 @@ pub fn rt_doorbell_requests() -> Option<&'static [AtomicU32; MAX_CHANNELS]> {
     // and used by nobody else in the hypervisor (handed out once). The RT kernel reaches them
     // only through atomics too; any value is a valid `AtomicU32`.
     Some(unsafe { &*(host as *const [AtomicU32; MAX_CHANNELS]) })
+}
+
+/// The RT partition's console turn word (`bulkhead_abi::rt_boot::CONSOLE_TURN_GPA`), for the
+/// hypervisor's whole life; handed out once. `None` without a placeable RT partition.
+pub fn rt_console_turn() -> Option<&'static AtomicU32> {
+    static TAKEN: AtomicBool = AtomicBool::new(false);
+    let cfg = *CHECKED.get()?;
+    let layout = RtLayout::plan(cfg).ok()?;
+    let host = layout
+        .ram_host(GuestPhysAddr::new(CONSOLE_TURN_GPA)?, 4)?
+        .as_u64();
+    if host.saturating_add(4) > MAPPED_END || TAKEN.swap(true, Ordering::AcqRel) {
+        return None;
+    }
+    // SAFETY: the word lies in the RT partition's first MiB of RAM (the fit-checked config's,
+    // identity-mapped below 4 GiB), in the loader's page between the doorbell requests and the
+    // page tables (`hv_core::boot::rt`, asserted there), 4-byte aligned, zeroed by the loader
+    // and used by nobody else in the hypervisor (handed out once). The RT kernel reaches it
+    // only through atomics too; any value is a valid `AtomicU32`.
+    Some(unsafe { &*(host as *const AtomicU32) })
 }

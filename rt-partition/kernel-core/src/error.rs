@@ -36,6 +36,9 @@ pub enum Error {
     MessageTooLong,
     /// The receive buffer is shorter than the queue's slot size (`EMSGSIZE` on receive).
     BufferTooSmall,
+    /// The object belongs to another core's tasks: only they may wait on it or own it
+    /// (`EPERM`); other cores may only post to it.
+    OtherCore,
     /// The per-core timer queue is full. Cannot happen while every task has at most one timer;
     /// reported rather than assumed.
     TimerQueueFull,
@@ -57,6 +60,7 @@ impl fmt::Display for Error {
             Error::CountOverflow => "count overflow",
             Error::MessageTooLong => "message too long",
             Error::BufferTooSmall => "buffer too small",
+            Error::OtherCore => "the object belongs to another CPU's tasks",
             Error::TimerQueueFull => "timer queue full",
         };
         f.write_str(text)

@@ -12,7 +12,7 @@
 //!
 //! - **No hardware, no `unsafe`, no allocation.** Every table has a fixed capacity chosen by
 //!   const generics; everything is created at init. Nothing here may ever touch a register,
-//!   an address or a lock.
+//!   an address or a lock (the mailbox's atomics are memory, not a lock: neither side waits).
 //! - **Time is an argument.** Every operation that depends on time takes `now` as monotonic
 //!   nanoseconds (`u64`). The crate never reads a clock, so tests drive time by hand and the
 //!   arch layer decides where the nanoseconds come from (TSC through [`clock::Tsc`]).
@@ -26,10 +26,11 @@
 //!   the core's one-shot timer for [`Kernel::next_event`] (the earliest timer deadline or
 //!   round-robin slice end) and calls [`Kernel::expire_timers`] and [`Kernel::tick`] when it
 //!   fires.
-//! - **One lock around the kernel.** A [`Kernel`] is a plain value mutated through `&mut`;
-//!   the arch layer keeps it (and the synchronisation objects) behind one lock shared by the
-//!   partition's cores. Tasks are pinned to cores, so the lock is only contended by
-//!   cross-core wake-ups and shared objects.
+//! - **One kernel per core.** A [`Kernel`] is a plain value mutated through `&mut`. The RT
+//!   image keeps one per core (a one-core `Kernel<TASKS, 1>`, beside the objects that core's
+//!   tasks wait on), and only that core touches it, with interrupts off; what one core asks of
+//!   another travels through a [`mailbox`] and an IPI. (A `Kernel` of several cores behind one
+//!   lock is still a valid use, and its tests keep the multi-core semantics.)
 //!
 //! # Modules
 //!
@@ -38,16 +39,20 @@
 //! - [`timer`]: the per-core timer queue of absolute deadlines.
 //! - [`sync`]: priority-inheritance mutexes, semaphores, event flags and message queues.
 //! - [`clock`]: absolute and relative sleeps, TSC to nanosecond conversion, periodic releases.
-//! - [`latency`]: latency histograms, percentiles and the one-line summary.
+//! - [`latency`]: latency histograms, percentiles and the one-line summary; the wake-up
+//!   path's stages.
+//! - [`mailbox`]: the lock-free single-producer single-consumer queue of requests from one
+//!   core to another (model-checked with loom).
 #![no_std]
 #![forbid(unsafe_code)]
 
-#[cfg(test)]
+#[cfg(any(test, loom))]
 extern crate std;
 
 pub mod clock;
 mod error;
 pub mod latency;
+pub mod mailbox;
 pub mod sched;
 pub mod sync;
 #[cfg(test)]

@@ -1,9 +1,17 @@
 //! The task API: what a task calls to sleep, yield, and use the synchronisation objects.
 //!
 //! Tasks run in ring 0 in the kernel's address space, so a "system call" is an ordinary
-//! function call: it disables interrupts, takes the kernel lock, asks `bulkhead-rt-core`,
-//! switches tasks if told to, and on resuming reads why the wait ended. Objects are created
-//! at init (no allocation afterwards) and named by small copyable handles. Times are the
+//! function call: it disables interrupts, works on its own core's state (`sched.rs`), asks
+//! `bulkhead-rt-core`, switches tasks if told to, and on resuming reads why the wait ended.
+//! Objects are created at init (no allocation afterwards) and named by small copyable
+//! handles.
+//!
+//! **Every object belongs to one CPU**, named when it is created: only that CPU's tasks may
+//! wait on it, own it (a mutex: priority inheritance stays on one core) or receive from it;
+//! any other CPU gets [`Error::OtherCore`]. Posts are the exception: a task of any CPU may
+//! post a semaphore or set event flags, and from another CPU the post travels to the owner
+//! by its mailbox and an IPI, so no CPU ever takes another's state ([`Error::WouldBlock`]
+//! when that mailbox is full; nothing was posted). Times are the
 //! kernel's monotonic nanoseconds ([`now_ns`]); waits take a [`Timeout`] with an absolute
 //! deadline, like the POSIX `timed*` calls. Each call that enters the kernel is
 //! `#[track_caller]`, so the kernel's measured interrupts-off sections (`crate::trace`) name
@@ -20,18 +28,25 @@ pub use bulkhead_rt_core::Timeout;
 use crate::arch::{IrqGuard, time};
 use crate::sched::{self, State};
 
+/// Where an object lives: its CPU and its index in that CPU's table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Place {
+    cpu: usize,
+    index: usize,
+}
+
 /// A mutex made by [`create_mutex`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MutexHandle(usize);
+pub struct MutexHandle(Place);
 /// A semaphore made by [`create_semaphore`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SemaphoreHandle(usize);
+pub struct SemaphoreHandle(Place);
 /// Event flags made by [`create_event_flags`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EventFlagsHandle(usize);
+pub struct EventFlagsHandle(Place);
 /// A message queue made by [`create_queue`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QueueHandle(usize);
+pub struct QueueHandle(Place);
 
 /// The kernel's time: nanoseconds since boot.
 #[inline]
@@ -148,78 +163,78 @@ fn store<T>(table: &mut [Option<T>], value: T) -> Result<usize, Error> {
     Ok(index)
 }
 
+/// A new priority-inheritance mutex for the tasks of CPU `cpu`.
 #[track_caller]
-fn with_state<R>(f: impl FnOnce(&mut State) -> R) -> R {
-    let _irq = IrqGuard::new();
-    f(&mut sched::STATE.lock())
-}
-
-/// A new priority-inheritance mutex.
-#[track_caller]
-pub fn create_mutex() -> Result<MutexHandle, Error> {
-    with_state(|s| {
+pub fn create_mutex(cpu: usize) -> Result<MutexHandle, Error> {
+    sched::with_state_of(cpu, |s| {
         let m = s.kernel.create_mutex();
-        store(&mut s.mutexes, m).map(MutexHandle)
+        store(&mut s.mutexes, m).map(|index| MutexHandle(Place { cpu, index }))
     })
 }
 
-/// A new counting semaphore.
+/// A new counting semaphore for the tasks of CPU `cpu`.
 #[track_caller]
-pub fn create_semaphore(initial: u32, max: u32) -> Result<SemaphoreHandle, Error> {
-    with_state(|s| {
+pub fn create_semaphore(cpu: usize, initial: u32, max: u32) -> Result<SemaphoreHandle, Error> {
+    sched::with_state_of(cpu, |s| {
         let sem = s.kernel.create_semaphore(initial, max)?;
-        store(&mut s.semaphores, sem).map(SemaphoreHandle)
+        store(&mut s.semaphores, sem).map(|index| SemaphoreHandle(Place { cpu, index }))
     })
 }
 
-/// New event flags.
+/// New event flags for the tasks of CPU `cpu`.
 #[track_caller]
-pub fn create_event_flags(initial: u32) -> Result<EventFlagsHandle, Error> {
-    with_state(|s| {
+pub fn create_event_flags(cpu: usize, initial: u32) -> Result<EventFlagsHandle, Error> {
+    sched::with_state_of(cpu, |s| {
         let f = s.kernel.create_event_flags(initial);
-        store(&mut s.event_flags, f).map(EventFlagsHandle)
+        store(&mut s.event_flags, f).map(|index| EventFlagsHandle(Place { cpu, index }))
     })
 }
 
-/// A new message queue (64-byte messages, 16 slots).
+/// A new message queue (64-byte messages, 16 slots) for the tasks of CPU `cpu`.
 #[track_caller]
-pub fn create_queue() -> Result<QueueHandle, Error> {
-    with_state(|s| {
+pub fn create_queue(cpu: usize) -> Result<QueueHandle, Error> {
+    sched::with_state_of(cpu, |s| {
         let q = s.kernel.create_message_queue();
-        store(&mut s.queues, q).map(QueueHandle)
+        store(&mut s.queues, q).map(|index| QueueHandle(Place { cpu, index }))
     })
 }
 
 // ----- object calls ----------------------------------------------------------------------
 
-/// The object `handle` names in `table`, or [`Error::InvalidArgument`].
-fn object<T>(table: &mut [Option<T>], handle: usize) -> Result<&mut T, Error> {
+/// The object `index` names in `table`, or [`Error::InvalidArgument`].
+fn object<T>(table: &mut [Option<T>], index: usize) -> Result<&mut T, Error> {
     table
-        .get_mut(handle)
+        .get_mut(index)
         .and_then(Option::as_mut)
         .ok_or(Error::InvalidArgument)
 }
 
-/// Runs one object call under the kernel lock: `f` gives its result and what to reschedule.
-/// A failed call asks for no rescheduling; no call names a switch itself (`Switch::Stay`).
+/// Runs one call on an object of CPU `owner` in this core's state: `f` gives its result and
+/// what to reschedule. [`Error::OtherCore`] when the object is another CPU's. A failed call
+/// asks for no rescheduling; no call names a switch itself (`Switch::Stay`).
 #[track_caller]
 fn call<R>(
+    owner: usize,
     f: impl FnOnce(&mut State, CoreId, u64) -> Result<(R, Resched), Error>,
 ) -> Result<R, Error> {
+    if owner != cpu() {
+        return Err(Error::OtherCore);
+    }
     sched::enter(|state, core, now| match f(state, core, now) {
         Ok((result, resched)) => (Ok(result), resched, Switch::Stay),
         Err(e) => (Err(e), Resched::NONE, Switch::Stay),
     })
 }
 
-/// Takes a mutex or a semaphore unit with `wait`: at once, or after blocking until the wake
-/// reason says how the wait ended.
+/// Takes a mutex or a semaphore unit of CPU `owner` with `wait`: at once, or after blocking
+/// until the wake reason says how the wait ended.
 #[track_caller]
 fn acquire(
+    owner: usize,
     wait: impl FnOnce(&mut State, CoreId, u64) -> Result<Acquire, Error>,
 ) -> Result<(), Error> {
     let _irq = IrqGuard::new();
-    let blocked = call(|state, core, now| match wait(state, core, now)? {
+    let blocked = call(owner, |state, core, now| match wait(state, core, now)? {
         Acquire::Acquired => Ok((false, Resched::NONE)),
         Acquire::Blocked(r) => Ok((true, r)),
     })?;
@@ -235,8 +250,9 @@ fn acquire(
 /// Locks `mutex` (`pthread_mutex_timedlock`; `Timeout::NonBlocking` is `trylock`).
 #[track_caller]
 pub fn mutex_lock(mutex: MutexHandle, timeout: Timeout) -> Result<(), Error> {
-    acquire(|state, core, now| {
-        let m = object(&mut state.mutexes, mutex.0)?;
+    let Place { cpu, index } = mutex.0;
+    acquire(cpu, |state, core, now| {
+        let m = object(&mut state.mutexes, index)?;
         state.kernel.mutex_lock(core, m, timeout, now)
     })
 }
@@ -244,8 +260,9 @@ pub fn mutex_lock(mutex: MutexHandle, timeout: Timeout) -> Result<(), Error> {
 /// Unlocks `mutex`, which the caller must own.
 #[track_caller]
 pub fn mutex_unlock(mutex: MutexHandle) -> Result<(), Error> {
-    call(|state, core, now| {
-        let m = object(&mut state.mutexes, mutex.0)?;
+    let Place { cpu, index } = mutex.0;
+    call(cpu, |state, core, now| {
+        let m = object(&mut state.mutexes, index)?;
         Ok(((), state.kernel.mutex_unlock(core, m, now)?))
     })
 }
@@ -255,17 +272,23 @@ pub fn mutex_unlock(mutex: MutexHandle) -> Result<(), Error> {
 /// Takes a unit (`sem_timedwait`; `Timeout::NonBlocking` is `sem_trywait`).
 #[track_caller]
 pub fn sem_wait(sem: SemaphoreHandle, timeout: Timeout) -> Result<(), Error> {
-    acquire(|state, core, now| {
-        let s = object(&mut state.semaphores, sem.0)?;
+    let Place { cpu, index } = sem.0;
+    acquire(cpu, |state, core, now| {
+        let s = object(&mut state.semaphores, index)?;
         state.kernel.semaphore_wait(core, s, timeout, now)
     })
 }
 
-/// Gives a unit (`sem_post`).
+/// Gives a unit (`sem_post`), from any CPU: on another CPU than the semaphore's, through
+/// the mailbox (a post the owner then finds at its maximum is counted as refused there).
 #[track_caller]
 pub fn sem_post(sem: SemaphoreHandle) -> Result<(), Error> {
-    call(|state, _core, now| {
-        let s = object(&mut state.semaphores, sem.0)?;
+    let Place { cpu: owner, index } = sem.0;
+    if owner != cpu() {
+        return sched::send_request(owner, sched::Request::SemaphorePost(index));
+    }
+    call(owner, |state, _core, now| {
+        let s = object(&mut state.semaphores, index)?;
         Ok(((), state.kernel.semaphore_post(s, now)?))
     })
 }
@@ -279,9 +302,10 @@ pub fn event_wait(
     condition: FlagsCondition,
     timeout: Timeout,
 ) -> Result<u32, Error> {
+    let Place { cpu, index } = flags.0;
     let _irq = IrqGuard::new();
-    let outcome = call(|state, core, now| {
-        let f = object(&mut state.event_flags, flags.0)?;
+    let outcome = call(cpu, |state, core, now| {
+        let f = object(&mut state.event_flags, index)?;
         let wait = state
             .kernel
             .event_flags_wait(core, f, condition, timeout, now)?;
@@ -296,32 +320,43 @@ pub fn event_wait(
     }
 }
 
-/// [`event_set`] for an interrupt handler that already holds the kernel lock: returns what
-/// to reschedule (a bad handle sets nothing).
+/// [`event_set`] for an interrupt handler that already holds its core's state: returns what
+/// to reschedule. Flags of another CPU are set through the mailbox; a bad handle sets
+/// nothing.
 pub(crate) fn event_set_locked(
     state: &mut State,
     flags: EventFlagsHandle,
     bits: u32,
     now: u64,
 ) -> Resched {
-    match object(&mut state.event_flags, flags.0) {
+    let Place { cpu: owner, index } = flags.0;
+    if owner != cpu() {
+        let _ = sched::send_request(owner, sched::Request::EventSet(index, bits));
+        return Resched::NONE;
+    }
+    match object(&mut state.event_flags, index) {
         Ok(f) => state.kernel.event_flags_set(f, bits, now),
         Err(_) => Resched::NONE,
     }
 }
 
-/// Sets `bits` in `flags`, waking every waiter whose condition then holds.
+/// Sets `bits` in `flags`, waking every waiter whose condition then holds; from any CPU
+/// (through the mailbox from another CPU than the flags').
 #[track_caller]
 pub fn event_set(flags: EventFlagsHandle, bits: u32) -> Result<(), Error> {
-    call(|state, _core, now| {
-        let f = object(&mut state.event_flags, flags.0)?;
+    let Place { cpu: owner, index } = flags.0;
+    if owner != cpu() {
+        return sched::send_request(owner, sched::Request::EventSet(index, bits));
+    }
+    call(owner, |state, _core, now| {
+        let f = object(&mut state.event_flags, index)?;
         Ok(((), state.kernel.event_flags_set(f, bits, now)))
     })
 }
 
 // ----- message queues --------------------------------------------------------------------
 
-/// Sends `message` at `priority` (`mq_timedsend`).
+/// Sends `message` at `priority` (`mq_timedsend`), from a task of the queue's CPU.
 #[track_caller]
 pub fn queue_send(
     queue: QueueHandle,
@@ -329,10 +364,11 @@ pub fn queue_send(
     priority: u32,
     timeout: Timeout,
 ) -> Result<(), Error> {
+    let Place { cpu, index } = queue.0;
     let _irq = IrqGuard::new();
     loop {
-        let blocked = call(|state, core, now| {
-            let q = object(&mut state.queues, queue.0)?;
+        let blocked = call(cpu, |state, core, now| {
+            let q = object(&mut state.queues, index)?;
             let sent = state
                 .kernel
                 .queue_send(core, q, message, priority, timeout, now)?;
@@ -351,17 +387,18 @@ pub fn queue_send(
     }
 }
 
-/// Receives the next message into `buffer` (`mq_timedreceive`).
+/// Receives the next message into `buffer` (`mq_timedreceive`), on the queue's CPU.
 #[track_caller]
 pub fn queue_receive(
     queue: QueueHandle,
     buffer: &mut [u8],
     timeout: Timeout,
 ) -> Result<Received, Error> {
+    let Place { cpu, index } = queue.0;
     let _irq = IrqGuard::new();
     loop {
-        let outcome = call(|state, core, now| {
-            let q = object(&mut state.queues, queue.0)?;
+        let outcome = call(cpu, |state, core, now| {
+            let q = object(&mut state.queues, index)?;
             let received = state.kernel.queue_receive(core, q, buffer, timeout, now)?;
             match received {
                 ReceiveOutcome::Received { message, resched } => Ok((Some(message), resched)),

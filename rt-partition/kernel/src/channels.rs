@@ -49,8 +49,9 @@ pub const POLL_NS: u64 = 100_000;
 /// The longest a task blocked on a `doorbell` channel sleeps without one.
 pub const DOORBELL_FALLBACK_NS: u64 = 1_000_000;
 
-/// The doorbell event flags: bit `i` for channel `i`.
-static DOORBELL_FLAGS: Once<EventFlagsHandle> = Once::new();
+/// Each CPU's doorbell event flags (its tasks wait on its own): bit `i` for channel `i`.
+static DOORBELL_FLAGS: [Once<EventFlagsHandle>; crate::MAX_CPUS] =
+    [const { Once::new() }; crate::MAX_CPUS];
 
 /// What a channel operation can fail with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,26 +120,30 @@ pub fn init(infos: &'static [ChannelInfo], under_hypervisor: bool) -> usize {
     usable
 }
 
-/// Creates the doorbell event flags (init, after the scheduler is set up) when a channel
-/// takes doorbells.
-pub fn create_objects() -> Result<(), Error> {
+/// Creates each of the `cpus` CPUs' doorbell event flags (init, after the scheduler is set
+/// up) when a channel takes doorbells.
+pub fn create_objects(cpus: usize) -> Result<(), Error> {
     let infos = CHANNELS.get().copied().unwrap_or(&[]);
     if infos
         .iter()
         .any(|c| c.notify() == Some(ChannelNotify::Doorbell))
     {
-        let flags = api::create_event_flags(0)?;
-        DOORBELL_FLAGS.call_once(|| flags);
+        for (cpu, slot) in DOORBELL_FLAGS.iter().enumerate().take(cpus) {
+            let flags = api::create_event_flags(cpu, 0)?;
+            slot.call_once(|| flags);
+        }
     }
     Ok(())
 }
 
-/// The doorbell interrupt (kernel lock held): wakes every task waiting on a channel.
+/// The doorbell interrupt (its core's state held): wakes every task waiting on a channel,
+/// on this CPU directly and on the others through their mailboxes.
 pub fn on_doorbell(state: &mut State, now: u64) -> Resched {
-    match DOORBELL_FLAGS.get() {
-        Some(&flags) => api::event_set_locked(state, flags, u32::MAX, now),
-        None => Resched::NONE,
+    let mut resched = Resched::NONE;
+    for flags in DOORBELL_FLAGS.iter().filter_map(Once::get) {
+        resched.merge(api::event_set_locked(state, *flags, u32::MAX, now));
     }
+    resched
 }
 
 /// The ring at `info`'s memory.
@@ -180,7 +185,7 @@ fn open(name: &str, direction: ChannelDirection) -> Result<Opened, ChannelError>
         ChannelError::Ring(e)
     })?;
     let doorbell_bit = (info.notify() == Some(ChannelNotify::Doorbell)
-        && DOORBELL_FLAGS.get().is_some())
+        && DOORBELL_FLAGS[0].get().is_some())
     .then(|| 1u32 << index);
     let linux_doorbell = (info.notify() == Some(ChannelNotify::Doorbell)
         && RING_LINUX.load(Ordering::Relaxed))
@@ -270,7 +275,10 @@ fn blocking<E, T>(
             Timeout::Until(deadline) => Some(deadline),
             Timeout::Forever => None,
         };
-        let flags = DOORBELL_FLAGS.get().copied();
+        let flags = DOORBELL_FLAGS
+            .get(api::cpu())
+            .and_then(Once::get)
+            .copied();
         match (waiting.doorbell_bit, flags) {
             (Some(bit), Some(flags)) => {
                 // Ask the hypervisor for Linux's doorbell before arming the ring's flag, so

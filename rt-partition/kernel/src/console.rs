@@ -3,12 +3,17 @@
 //!
 //! Until the scheduler runs, lines go straight to the UART (direct mode). From then on a
 //! line is copied whole into one ring buffer under one lock (interrupts off for the copy
-//! only) and CPU 0's idle task drains the ring to the UART with interrupts enabled: a UART
+//! only, and for the copy into the log channel in a section of its own) and CPU 0's idle task drains the ring to the UART with interrupts enabled: a UART
 //! sends about 11 bytes a millisecond at 115200 baud, and waiting for it with interrupts off
 //! would cost real-time tasks that much latency. Lines never interleave; when the ring is
 //! full a line is dropped and counted. Fatal paths (exceptions, panics) switch back to
 //! direct mode, flush what is buffered and write their report synchronously. A line longer
 //! than [`LINE_MAX`] is cut and ends in `bulkhead_ring::log::CUT_MARKER`.
+//!
+//! Under the hypervisor, the UART may be the hypervisor's console too: each line goes out in
+//! the console turn the two share (`bulkhead_abi::rt_boot::CONSOLE_TURN_GPA`), so their lines
+//! never mix. The idle task's drain only tries for the turn (a line that finds the hypervisor
+//! writing waits for the next drain); boot-time direct writes wait for it a bounded while.
 //!
 //! With `log=CHANNEL`, every line also goes into that `rt-to-linux` channel, one message per
 //! line, for Linux's `bulkhead log rt` (`bulkhead_ring::log` owns the framing). The channel's
@@ -19,12 +24,14 @@
 //! kept (up to `bulkhead_ring::log::EARLY_BYTES`) and sent first.
 
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, Ordering};
+
+use bulkhead_abi::rt_boot::{CONSOLE_FREE, CONSOLE_RT, CONSOLE_TURN_GPA};
 
 use bulkhead_ring::Producer;
 use bulkhead_ring::log::{CUT_MARKER, LogWriter};
 use bulkhead_x86::uart::Uart;
-use spin::Mutex;
+use spin::{Mutex, Once};
 
 use crate::arch::IrqGuard;
 
@@ -117,6 +124,45 @@ pub fn init(base: Option<u16>, program: bool) {
     log::set_max_level(log::LevelFilter::Info);
 }
 
+/// The console turn shared with the hypervisor (under the hypervisor only).
+static TURN: Once<&'static AtomicU32> = Once::new();
+
+/// Under the hypervisor: from now on lines go out in the console turn it shares.
+pub fn take_turns_with_hypervisor() {
+    // SAFETY: under the hypervisor (the caller checks) the word at CONSOLE_TURN_GPA is this
+    // partition's RAM, identity-mapped, zeroed by the loader and reserved for it by the boot
+    // protocol (below the kernel's image, outside every segment); the hypervisor reaches it
+    // only through atomics too, and any value is a valid `AtomicU32`.
+    TURN.call_once(|| unsafe { &*(CONSOLE_TURN_GPA as *const AtomicU32) });
+}
+
+/// Takes the console turn, trying `tries` times; `Ok(None)` without a shared console,
+/// `Err(())` when the hypervisor kept it.
+fn take_turn(tries: u32) -> Result<Option<&'static AtomicU32>, ()> {
+    let Some(&turn) = TURN.get() else {
+        return Ok(None);
+    };
+    for _ in 0..tries {
+        if turn
+            .compare_exchange(CONSOLE_FREE, CONSOLE_RT, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            return Ok(Some(turn));
+        }
+        core::hint::spin_loop();
+    }
+    Err(())
+}
+
+fn give_turn(turn: Option<&'static AtomicU32>) {
+    if let Some(turn) = turn {
+        turn.store(CONSOLE_FREE, Ordering::Release);
+    }
+}
+
+/// Boot-time (direct) writes wait this many tries for the turn, then write anyway.
+const DIRECT_TURN_TRIES: u32 = 1_000_000;
+
 fn put_bytes(bytes: &[u8]) {
     let base = UART_BASE.load(Ordering::Relaxed);
     if base == 0 {
@@ -126,24 +172,32 @@ fn put_bytes(bytes: &[u8]) {
     unsafe { Uart::at(base) }.write_bytes(bytes);
 }
 
+/// One line to the log channel and to the UART (through the ring once buffered). Each
+/// destination is written in its own interrupts-off section, a copy of the line long: the
+/// two keep their lines whole and in order, each on its own.
 fn emit(bytes: &[u8]) {
+    {
+        let _irq = IrqGuard::new();
+        LOG.lock().write_bytes(bytes);
+    }
     let _irq = IrqGuard::new();
-    LOG.lock().write_bytes(bytes);
     if BUFFERED.load(Ordering::Acquire) {
         let mut ring = RING.lock();
         if ring.len + bytes.len() > RING_SIZE {
             DROPPED.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let mut at = (ring.head + ring.len) % RING_SIZE;
-        for &b in bytes {
-            ring.buf[at] = b;
-            at = (at + 1) % RING_SIZE;
-        }
+        // At most two pieces: up to the ring's end, then from its start.
+        let at = (ring.head + ring.len) % RING_SIZE;
+        let (first, second) = bytes.split_at(bytes.len().min(RING_SIZE - at));
+        ring.buf[at..at + first.len()].copy_from_slice(first);
+        ring.buf[..second.len()].copy_from_slice(second);
         ring.len += bytes.len();
     } else {
         let _lock = DIRECT.lock();
+        let turn = take_turn(DIRECT_TURN_TRIES).unwrap_or(None);
         put_bytes(bytes);
+        give_turn(turn);
     }
 }
 
@@ -181,23 +235,46 @@ pub fn start_buffering() {
     BUFFERED.store(true, Ordering::Release);
 }
 
-/// Moves up to 64 buffered bytes to the UART with interrupts enabled; CPU 0's idle task
-/// calls it. Returns whether there was anything to write.
+/// Moves the next buffered line to the UART with interrupts enabled, in the console turn
+/// when it is shared; CPU 0's idle task calls it. Returns whether it wrote anything (not
+/// when the ring is empty, nor when the hypervisor has the turn: then a later call writes).
 pub fn drain() -> bool {
-    let mut chunk = [0u8; 64];
-    let n = {
+    drain_line(1)
+}
+
+/// [`drain`], trying `tries` times for the turn.
+fn drain_line(tries: u32) -> bool {
+    let mut line = [0u8; LINE_MAX];
+    // Copy what may be the next line out (only the drain moves the ring's head, so the bytes
+    // stay where they are), then find its end outside the interrupts-off section.
+    let copied = {
         let _irq = IrqGuard::new();
-        let mut ring = RING.lock();
-        let n = ring.len.min(chunk.len());
-        for (i, slot) in chunk.iter_mut().enumerate().take(n) {
-            *slot = ring.buf[(ring.head + i) % RING_SIZE];
-        }
-        ring.head = (ring.head + n) % RING_SIZE;
-        ring.len -= n;
+        let ring = RING.lock();
+        let n = ring.len.min(LINE_MAX);
+        let first = n.min(RING_SIZE - ring.head);
+        line[..first].copy_from_slice(&ring.buf[ring.head..ring.head + first]);
+        line[first..n].copy_from_slice(&ring.buf[..n - first]);
         n
     };
-    put_bytes(&chunk[..n]);
-    n > 0
+    if copied == 0 {
+        return false;
+    }
+    // Lines are at most LINE_MAX bytes with their newline; a ring without one (only after a
+    // fatal flush broke a writer) is drained as it is.
+    let len = line[..copied]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(copied, |end| end + 1);
+    let Ok(turn) = take_turn(tries) else {
+        return false;
+    };
+    put_bytes(&line[..len]);
+    give_turn(turn);
+    let _irq = IrqGuard::new();
+    let mut ring = RING.lock();
+    ring.head = (ring.head + len) % RING_SIZE;
+    ring.len -= len;
+    true
 }
 
 /// Lines dropped because the ring was full.
@@ -218,10 +295,12 @@ pub fn fatal_block(block: impl FnOnce(&mut dyn Write) -> fmt::Result) {
         // SAFETY: as above.
         unsafe { DIRECT.force_unlock() };
     }
-    while drain() {}
+    while drain_line(DIRECT_TURN_TRIES) {}
     let mut text = TextBuf::<BLOCK_MAX>::new();
     let _ = block(&mut text);
+    let turn = take_turn(DIRECT_TURN_TRIES).unwrap_or(None);
     put_bytes(text.bytes());
+    give_turn(turn);
     // The log channel too, unless its lock stays taken (its holder may be the code that
     // failed; it is never broken, so that a torn writer is not used again).
     for _ in 0..10_000 {

@@ -122,6 +122,7 @@ fn boot_cpu(magic: u32, info: usize) -> ! {
     };
     if !bare {
         console::init(facts.console, false);
+        console::take_turns_with_hypervisor();
         println!(
             "bulkhead-rt {} starting ({})",
             env!("CARGO_PKG_VERSION"),
@@ -197,7 +198,7 @@ fn boot_cpu(magic: u32, info: usize) -> ! {
         }
     }
     sched::set_cores(facts.cpus());
-    if let Err(e) = channels::create_objects() {
+    if let Err(e) = channels::create_objects(facts.cpus().len()) {
         fatal(format_args!("creating the channels' doorbell flags: {e:?}"));
     }
     if let Err(e) = tasks::create_all(&options, facts.cpus().len()) {
@@ -222,6 +223,7 @@ fn boot_cpu(magic: u32, info: usize) -> ! {
     {
         core::hint::spin_loop();
     }
+    sched::start_scheduling();
     GO.store(true, Ordering::Release);
     online(0, apic_id)
 }

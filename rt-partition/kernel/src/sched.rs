@@ -1,15 +1,24 @@
-//! The scheduler wired to the hardware: one `bulkhead_rt_core::Kernel` and the
-//! synchronisation objects beside it in one static behind one IRQ-safe spin lock, the task
-//! contexts and stacks, the context switch, the timer and rescheduling interrupts, and the
-//! tickless timer programming.
+//! The scheduler wired to the hardware: one `bulkhead_rt_core::Kernel` per core with the
+//! synchronisation objects its tasks wait on, the task contexts and stacks, the context
+//! switch, the interrupts, the tickless timer programming, and the mail between cores.
 //!
-//! After every entry into the kernel (an API call, the timer interrupt, a rescheduling IPI)
-//! [`finish`] does what the core crate's calling protocol asks: IPI the other cores that
-//! must reschedule, reschedule this core if it must, and program this core's TSC-deadline
-//! timer for `next_event`. The lock is released before the context switch; that is safe
-//! because tasks are pinned: only their own core ever switches into or out of them, and it
-//! does so with interrupts disabled, so a task's context is always completely saved before
-//! anyone can switch back into it.
+//! **No lock is shared between cores.** Each core's [`State`] (a one-core kernel: its run
+//! queue, timer queue, current task, and its objects) is touched only by that core, with
+//! interrupts off, once scheduling has begun; before that, the boot CPU builds every core's
+//! tasks and objects. (The state sits behind a per-core lock only so that Rust can check the
+//! exclusive access; its own core takes it with `try_lock`, so a second taker is a bug that
+//! stops the kernel, never a wait.) What a core asks of another, a semaphore post or event
+//! flags set for the other core's tasks, goes as a word into the pair's [`Mailbox`] and a
+//! rescheduling IPI; the owner applies it in its own state when the IPI arrives. What others
+//! read of a core (its tasks' statistics for the status report) it publishes itself.
+//!
+//! After every entry into the kernel (an API call, the timer interrupt, an IPI) [`finish`]
+//! does what the core crate's calling protocol asks: reschedule this core if it must, and
+//! program its TSC-deadline timer for `next_event` (unless it is armed for that already).
+//! The state is released before the context switch; that is safe because tasks are pinned:
+//! only their own core ever switches into or out of them, and it does so with interrupts
+//! disabled, so a task's context is always completely saved before anyone can switch back
+//! into it.
 //!
 //! Tasks and the kernel share ring 0 and one address space: a task's "system call" is a
 //! plain function call (see `api.rs`). That is a deliberate choice for this kernel: the
@@ -17,22 +26,29 @@
 //! kernel, and isolation from Linux is the hypervisor's job, not the RT kernel's.
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
+use bulkhead_abi::status::TaskStatus;
+use bulkhead_rt_core::mailbox::Mailbox;
 use bulkhead_rt_core::sync::{EventFlags, MessageQueue, Mutex, Semaphore};
 use bulkhead_rt_core::{
     CoreId, Error, Kernel, Policy, Priority, Resched, Switch, TaskConfig, TaskId,
 };
+use spin::{MutexGuard, Once};
+use zerocopy::{FromBytes, IntoBytes};
 
 use crate::MAX_CPUS;
 use crate::arch::interrupts::{DOORBELL_VECTOR, RESCHED_VECTOR, TIMER_VECTOR};
 use crate::arch::{IrqGuard, apic, time};
+use crate::tasks::report::Published;
 
-/// Size of the task table, idle tasks (one per possible CPU) included.
-pub const MAX_TASKS: usize = 40;
+/// Tasks per core, its idle task included.
+pub const TASKS_PER_CORE: usize = 16;
+/// Tasks of the whole partition.
+pub const MAX_TASKS: usize = MAX_CPUS * TASKS_PER_CORE;
 /// Stack of each created task.
 pub const TASK_STACK_SIZE: usize = 32 * 1024;
-/// Capacities of the object tables.
+/// Capacities of each core's object tables.
 pub const MAX_MUTEXES: usize = 16;
 pub const MAX_SEMAPHORES: usize = 32;
 pub const MAX_EVENT_FLAGS: usize = 16;
@@ -40,35 +56,97 @@ pub const MAX_QUEUES: usize = 8;
 /// Geometry of every message queue: messages of up to 64 bytes, 16 of them.
 pub const QUEUE_MESSAGE_SIZE: usize = 64;
 pub const QUEUE_SLOTS: usize = 16;
+/// Requests in flight from one core to another.
+const MAIL_SLOTS: usize = 32;
 
-/// The kernel core instantiated for this image.
-pub type RtKernel = Kernel<MAX_TASKS, MAX_CPUS>;
+/// One core's kernel: the core crate's kernel for one core, which knows itself as core 0
+/// ([`LOCAL`]).
+pub type CoreKernel = Kernel<TASKS_PER_CORE, 1>;
+/// The core id every core's own kernel calls it by.
+pub const LOCAL: CoreId = CoreId::new(0);
 /// The message queue type of this image.
 pub type Queue = MessageQueue<QUEUE_MESSAGE_SIZE, QUEUE_SLOTS>;
 
-/// Everything the one lock guards.
+/// One core's state: its kernel and the objects its tasks wait on.
 #[derive(Debug)]
 pub struct State {
-    pub kernel: RtKernel,
+    pub kernel: CoreKernel,
     pub mutexes: [Option<Mutex>; MAX_MUTEXES],
     pub semaphores: [Option<Semaphore>; MAX_SEMAPHORES],
     pub event_flags: [Option<EventFlags>; MAX_EVENT_FLAGS],
     pub queues: [Option<Queue>; MAX_QUEUES],
 }
 
-/// The kernel's whole state.
-pub static STATE: spin::Mutex<State> = spin::Mutex::new(State {
-    kernel: Kernel::new(),
-    mutexes: [const { None }; MAX_MUTEXES],
-    semaphores: [const { None }; MAX_SEMAPHORES],
-    event_flags: [const { None }; MAX_EVENT_FLAGS],
-    queues: [const { None }; MAX_QUEUES],
-});
+static STATES: [spin::Mutex<State>; MAX_CPUS] = [const {
+    spin::Mutex::new(State {
+        kernel: Kernel::new(),
+        mutexes: [const { None }; MAX_MUTEXES],
+        semaphores: [const { None }; MAX_SEMAPHORES],
+        event_flags: [const { None }; MAX_EVENT_FLAGS],
+        queues: [const { None }; MAX_QUEUES],
+    })
+}; MAX_CPUS];
+
+/// Set when the boot CPU lets every CPU schedule: from then on a core's state is its own.
+static SCHEDULING: AtomicBool = AtomicBool::new(false);
+
+/// Initialisation is over: from now on each core touches its own state only.
+pub fn start_scheduling() {
+    SCHEDULING.store(true, Ordering::Release);
+}
+
+/// This core's state (interrupts must be off).
+fn own_state(core: usize) -> MutexGuard<'static, State> {
+    match STATES[core].try_lock() {
+        Some(state) => state,
+        None => crate::fatal(format_args!(
+            "core {core}'s kernel state is held by another CPU or context"
+        )),
+    }
+}
+
+/// Core `core`'s state for a kernel call from this core: its own, or (only before scheduling
+/// begins, on the boot CPU) any core's; another scheduling core's state is
+/// [`Error::OtherCore`].
+fn state_of(core: usize) -> Result<MutexGuard<'static, State>, Error> {
+    if core >= cores() {
+        return Err(Error::NoSuchCore);
+    }
+    if !SCHEDULING.load(Ordering::Acquire) {
+        return Ok(STATES[core].lock());
+    }
+    if core != this_core_index() {
+        return Err(Error::OtherCore);
+    }
+    Ok(own_state(core))
+}
+
+/// Runs `f` on core `core`'s state with interrupts off (init: any core; afterwards this
+/// core's own only).
+#[track_caller]
+pub fn with_state_of<R>(core: usize, f: impl FnOnce(&mut State) -> Result<R, Error>) -> Result<R, Error> {
+    let _irq = IrqGuard::new();
+    f(&mut *state_of(core)?)
+}
+
+/// A task of the partition: its core and its id in that core's kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskRef {
+    pub core: usize,
+    pub local: TaskId,
+}
+
+impl TaskRef {
+    /// Its index among the partition's tasks (stacks, contexts, names).
+    fn index(self) -> usize {
+        self.core * TASKS_PER_CORE + self.local.index()
+    }
+}
 
 /// Saved stack pointer of each task while it is not running.
 static SAVED_RSP: [AtomicU64; MAX_TASKS] = [const { AtomicU64::new(0) }; MAX_TASKS];
-/// Name of each task, for reports.
-static NAMES: spin::Mutex<[&str; MAX_TASKS]> = spin::Mutex::new([""; MAX_TASKS]);
+/// Name of each task, set when it is created.
+static NAMES: [Once<&'static str>; MAX_TASKS] = [const { Once::new() }; MAX_TASKS];
 /// APIC ID of each core, for IPIs.
 static CORE_APIC: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(u32::MAX) }; MAX_CPUS];
 /// Cores in use.
@@ -76,11 +154,11 @@ static CORES: AtomicUsize = AtomicUsize::new(0);
 
 const STACK_CANARY: u64 = 0x5354_4143_4b5f_4f4b; // "STACK_OK"
 
-/// Stacks of the created tasks, indexed by task id (idle tasks run on their CPU's boot
-/// stack and leave their entries unused).
+/// Stacks of the created tasks, indexed by [`TaskRef::index`] (idle tasks run on their CPU's
+/// boot stack and leave their entries unused).
 struct Stacks(UnsafeCell<[[u8; TASK_STACK_SIZE]; MAX_TASKS]>);
-// SAFETY: stack `i` is written only by `spawn` before task `i` first runs (under the state
-// lock), and afterwards only by task `i` itself.
+// SAFETY: stack `i` is written only by `spawn` before task `i` first runs (on the boot CPU,
+// during init), and afterwards only by task `i` itself.
 unsafe impl Sync for Stacks {}
 static STACKS: Stacks = Stacks(UnsafeCell::new([[0; TASK_STACK_SIZE]; MAX_TASKS]));
 
@@ -89,10 +167,10 @@ unsafe extern "C" {
     fn task_start();
 }
 
-/// This CPU's core id.
+/// This CPU's core index.
 #[inline]
-pub fn this_core() -> CoreId {
-    CoreId::new(crate::percpu::current_index() as u8)
+pub fn this_core_index() -> usize {
+    crate::percpu::current_index()
 }
 
 /// Records the cores in use and their APIC IDs (boot CPU, before any task runs).
@@ -119,22 +197,23 @@ pub struct TaskSpec {
     pub arg: usize,
 }
 
-/// Creates a task (at init): its kernel entry, its stack with the first frame that
-/// `rt_switch` resumes into `task_start`, and its name.
-pub fn spawn(spec: TaskSpec) -> Result<TaskId, Error> {
-    if spec.core >= cores() {
-        return Err(Error::NoSuchCore);
-    }
-    let _irq = IrqGuard::new();
-    let mut state = STATE.lock();
-    let id = state.kernel.create_task(TaskConfig {
-        core: CoreId::new(spec.core as u8),
-        priority: Priority::new(spec.priority),
-        policy: spec.policy,
+/// Creates a task (at init, on the boot CPU): its kernel entry on its core, its stack with
+/// the first frame that `rt_switch` resumes into `task_start`, and its name.
+pub fn spawn(spec: TaskSpec) -> Result<TaskRef, Error> {
+    let local = with_state_of(spec.core, |state| {
+        state.kernel.create_task(TaskConfig {
+            core: LOCAL,
+            priority: Priority::new(spec.priority),
+            policy: spec.policy,
+        })
     })?;
-    // SAFETY: task `id` was just created and has never run, so nobody else uses its stack;
-    // the state lock is held, so no other `spawn` runs.
-    let stack = unsafe { &mut (*STACKS.0.get())[id.index()] };
+    let task = TaskRef {
+        core: spec.core,
+        local,
+    };
+    // SAFETY: task `task` was just created and has never run, so nobody else uses its stack;
+    // only the boot CPU spawns, during init.
+    let stack = unsafe { &mut (*STACKS.0.get())[task.index()] };
     stack[..8].copy_from_slice(&STACK_CANARY.to_le_bytes());
     let top = (stack.as_mut_ptr() as u64 + TASK_STACK_SIZE as u64) & !0xf;
     // rt_switch pops: control words (16 bytes), r15, r14, r13, r12, rbx, rbp, return address.
@@ -155,40 +234,58 @@ pub fn spawn(spec: TaskSpec) -> Result<TaskId, Error> {
         // SAFETY: the frame lies inside this task's stack, below its top.
         unsafe { ((rsp + 8 * i as u64) as *mut u64).write(*word) };
     }
-    SAVED_RSP[id.index()].store(rsp, Ordering::Relaxed);
-    NAMES.lock()[id.index()] = spec.name;
-    Ok(id)
+    SAVED_RSP[task.index()].store(rsp, Ordering::Relaxed);
+    NAMES[task.index()].call_once(|| spec.name);
+    Ok(task)
 }
 
-/// Every task of the first `cores` cores (the idle tasks of cores that do not exist left out)
-/// as the status report shows it (name, CPU, priority, state, what the kernel measured);
-/// returns how many of `out` were filled.
-pub fn task_snapshot(out: &mut [bulkhead_abi::status::TaskStatus], cores: usize) -> usize {
-    use bulkhead_abi::status::{TaskState as Shown, TaskStatus};
+/// The name a task was created with ("idle" for an idle task).
+pub fn task_name(task: TaskRef) -> &'static str {
+    if task.local == LOCAL_IDLE {
+        return "idle";
+    }
+    NAMES
+        .get(task.index())
+        .and_then(Once::get)
+        .copied()
+        .unwrap_or("?")
+}
+
+/// Every core's idle task in its own kernel.
+const LOCAL_IDLE: TaskId = TaskId::new(0);
+
+/// A [`TaskStatus`] as 64-bit words.
+const STATUS_WORDS: usize = size_of::<TaskStatus>() / 8;
+const _: () = assert!(STATUS_WORDS * 8 == size_of::<TaskStatus>());
+/// One core's published task table: how many, then their records.
+const SNAPSHOT_WORDS: usize = 1 + TASKS_PER_CORE * STATUS_WORDS;
+static SNAPSHOTS: [Published<SNAPSHOT_WORDS>; MAX_CPUS] = [const { Published::new() }; MAX_CPUS];
+
+/// Publishes this core's tasks as the status report shows them (name, CPU, priority, state,
+/// what the kernel measured), for the status task of any core to read; each core's report
+/// task calls it once a report period.
+pub fn publish_own_tasks() {
+    use bulkhead_abi::status::TaskState as Shown;
     use bulkhead_rt_core::TaskState;
 
-    let mut ids = [None; MAX_TASKS];
+    let core = this_core_index();
+    let mut words = [0u64; SNAPSHOT_WORDS];
+    let mut records = [TaskStatus::default(); TASKS_PER_CORE];
     let filled = enter(|state, _core, _now| {
         let k = &state.kernel;
         let mut n = 0;
-        for task in k.tasks() {
-            let (Some(slot), Some(id)) = (out.get_mut(n), ids.get_mut(n)) else {
+        for local in k.tasks() {
+            let Some(slot) = records.get_mut(n) else {
                 break;
             };
-            let (Ok(stats), Ok(core), Ok(priority), Ok(st)) = (
-                k.task_stats(task),
-                k.task_core(task),
-                k.base_priority(task),
-                k.task_state(task),
-            ) else {
+            let (Ok(stats), Ok(priority), Ok(st)) =
+                (k.task_stats(local), k.base_priority(local), k.task_state(local))
+            else {
                 continue;
             };
-            if core.index() >= cores {
-                continue;
-            }
             *slot = TaskStatus {
                 name: [0; bulkhead_abi::status::TASK_NAME_LEN],
-                cpu: core.index() as u16,
+                cpu: core as u16,
                 priority: priority.level(),
                 state: match st {
                     TaskState::Ready => Shown::Ready,
@@ -203,27 +300,42 @@ pub fn task_snapshot(out: &mut [bulkhead_abi::status::TaskStatus], cores: usize)
                 deadline_misses: stats.deadline_misses,
                 wake_max_ns: stats.wake_latency.max_ns().unwrap_or(0),
             };
-            *id = Some(task);
+            slot.name = TaskStatus::name_bytes(task_name(TaskRef { core, local }));
             n += 1;
         }
         (n, Resched::NONE, Switch::Stay)
     });
-    // Names after the kernel lock is released (they have a lock of their own).
-    for (slot, id) in out.iter_mut().zip(ids).take(filled) {
-        if let Some(task) = id {
-            let name = match task_name(task) {
-                "" => "idle",
-                n => n,
-            };
-            slot.name = TaskStatus::name_bytes(name);
+    words[0] = filled as u64;
+    for (record, chunk) in records
+        .iter()
+        .take(filled)
+        .zip(words[1..].chunks_exact_mut(STATUS_WORDS))
+    {
+        if let Ok(w) = <[u64; STATUS_WORDS]>::read_from_bytes(record.as_bytes()) {
+            chunk.copy_from_slice(&w);
         }
     }
-    filled
+    SNAPSHOTS[core].publish(&words);
 }
 
-/// The name a task was created with.
-pub fn task_name(task: TaskId) -> &'static str {
-    NAMES.lock().get(task.index()).copied().unwrap_or("?")
+/// Every task of the first `cores` cores as their cores last published them (idle tasks
+/// first on each core); returns how many of `out` were filled.
+pub fn task_snapshot(out: &mut [TaskStatus], cores: usize) -> usize {
+    let mut n = 0;
+    for snapshot in SNAPSHOTS.iter().take(cores) {
+        let Some(words) = snapshot.latest() else {
+            continue;
+        };
+        let count = (words[0] as usize).min(TASKS_PER_CORE);
+        for chunk in words[1..].chunks_exact(STATUS_WORDS).take(count) {
+            let (Some(slot), Ok(record)) = (out.get_mut(n), TaskStatus::read_from_bytes(chunk.as_bytes())) else {
+                return n;
+            };
+            *slot = record;
+            n += 1;
+        }
+    }
+    n
 }
 
 /// Combines two decisions taken one after the other on one core.
@@ -236,29 +348,16 @@ fn combine(first: Switch, second: Switch) -> Switch {
     }
 }
 
-/// The end of every kernel entry, under the lock: IPIs to the other cores in `resched`,
-/// this core's own rescheduling, and its timer for the next event. Returns the switch to
-/// perform once the lock is released.
-pub fn finish(
-    state: &mut State,
-    core: CoreId,
-    now: u64,
-    resched: Resched,
-    switch: Switch,
-) -> Switch {
+/// The end of every kernel entry on core `core`, its state held: its own rescheduling if
+/// `resched` asks for it (a core's kernel names no other core), and its timer for the next
+/// event. Returns the switch to perform once the state is released.
+pub fn finish(state: &mut State, core: usize, now: u64, resched: Resched, switch: Switch) -> Switch {
     let mut switch = switch;
-    for other in resched.cores() {
-        if other == core {
-            let again = state.kernel.schedule(core, now).unwrap_or(Switch::Stay);
-            switch = combine(switch, again);
-        } else if let Some(apic_id) = CORE_APIC.get(other.index()) {
-            let apic_id = apic_id.load(Ordering::Relaxed);
-            if apic_id != u32::MAX {
-                apic::send_ipi(apic_id, RESCHED_VECTOR);
-            }
-        }
+    if !resched.is_empty() {
+        let again = state.kernel.schedule(LOCAL, now).unwrap_or(Switch::Stay);
+        switch = combine(switch, again);
     }
-    let next = state.kernel.next_event(core).ok().flatten();
+    let next = state.kernel.next_event(LOCAL).ok().flatten();
     arm_timer(core, next);
     switch
 }
@@ -270,22 +369,24 @@ static ARMED_NS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(u64::MAX) }; MA
 /// `ARMED_NS` for "disarmed".
 const DISARMED: u64 = u64::MAX - 1;
 
-/// Arms `core`'s timer for `next` (`None` disarms) unless it already is.
-fn arm_timer(core: CoreId, next: Option<u64>) {
+/// Arms core `core`'s timer for `next` (`None` disarms) unless it already is.
+fn arm_timer(core: usize, next: Option<u64>) {
     let want = next.map_or(DISARMED, |ns| ns.min(DISARMED - 1));
-    let armed = &ARMED_NS[core.index()];
+    let armed = &ARMED_NS[core];
     if armed.load(Ordering::Relaxed) != want {
         armed.store(want, Ordering::Relaxed);
         apic::arm_timer(next.map(time::deadline_tsc));
     }
 }
 
-/// Performs a switch decided by [`finish`]: interrupts disabled, the lock released.
-pub fn switch_to(switch: Switch) {
+/// Performs on core `core` a switch decided by [`finish`]: interrupts disabled, the state
+/// released.
+pub fn switch_to(core: usize, switch: Switch) {
     let Switch::To { from, to } = switch else {
         return;
     };
-    if from.index() >= MAX_CPUS {
+    let (from, to) = (TaskRef { core, local: from }, TaskRef { core, local: to });
+    if from.local != LOCAL_IDLE {
         check_canary(from);
     }
     let save = SAVED_RSP[from.index()].as_ptr();
@@ -297,55 +398,153 @@ pub fn switch_to(switch: Switch) {
     unsafe { rt_switch(save, next) };
 }
 
-fn check_canary(task: TaskId) {
+fn check_canary(task: TaskRef) {
     // SAFETY: the bottom word of a created task's stack is only written by `spawn`; reading
     // it races with nothing but a stack overflow, which is what we look for.
     let word = unsafe { ((*STACKS.0.get())[task.index()].as_ptr() as *const u64).read_volatile() };
     if word != STACK_CANARY {
         crate::fatal(format_args!(
-            "task {} ({}) overflowed its {} KiB stack",
-            task.index(),
+            "task {} of CPU {} ({}) overflowed its {} KiB stack",
+            task.local.index(),
+            task.core,
             task_name(task),
             TASK_STACK_SIZE / 1024
         ));
     }
 }
 
-/// One entry into the kernel from a task: `f` runs under the lock with this core and the
-/// time, and returns its result, the cores that must reschedule and its own switch
-/// decision. Interrupts stay off until this task runs again.
+/// One entry into the kernel from a task: `f` runs on this core's state with its kernel's
+/// core id ([`LOCAL`]) and the time, and returns its result, whether the core must
+/// reschedule, and its own switch decision. Interrupts stay off until this task runs again.
 #[track_caller]
 pub fn enter<R>(f: impl FnOnce(&mut State, CoreId, u64) -> (R, Resched, Switch)) -> R {
     let _irq = IrqGuard::new();
-    let core = this_core();
+    let core = this_core_index();
     let (result, switch) = {
-        let mut state = STATE.lock();
+        let mut state = own_state(core);
         let now = time::now_ns();
-        let (result, resched, switch) = f(&mut state, core, now);
+        let (result, resched, switch) = f(&mut state, LOCAL, now);
         let switch = finish(&mut state, core, now, resched, switch);
         (result, switch)
     };
-    switch_to(switch);
+    switch_to(core, switch);
     result
 }
 
+// ----- mail between cores ----------------------------------------------------------------
+
+/// What one core asks of another, as a mailbox word: the kind in bits 0..8, the object's
+/// index in its core's table in bits 8..24, the argument in bits 32..64.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// Post the semaphore with this index.
+    SemaphorePost(usize),
+    /// Set these bits of the event flags with this index.
+    EventSet(usize, u32),
+}
+
+impl Request {
+    fn encode(self) -> u64 {
+        match self {
+            Request::SemaphorePost(index) => 1 | (index as u64 & 0xffff) << 8,
+            Request::EventSet(index, bits) => {
+                2 | (index as u64 & 0xffff) << 8 | u64::from(bits) << 32
+            }
+        }
+    }
+
+    fn decode(word: u64) -> Option<Self> {
+        let index = ((word >> 8) & 0xffff) as usize;
+        match word & 0xff {
+            1 => Some(Request::SemaphorePost(index)),
+            2 => Some(Request::EventSet(index, (word >> 32) as u32)),
+            _ => None,
+        }
+    }
+}
+
+/// `MAIL[to][from]`: the requests of core `from` to core `to`.
+static MAIL: [[Mailbox<MAIL_SLOTS>; MAX_CPUS]; MAX_CPUS] =
+    [const { [const { Mailbox::new() }; MAX_CPUS] }; MAX_CPUS];
+/// Requests each core received that named no object of it, or that its object refused (a
+/// semaphore at its maximum).
+static MAIL_REFUSED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// Sends `request` to core `to` (not this one) and interrupts it; [`Error::WouldBlock`] when
+/// its mailbox from this core is full (nothing was sent).
+pub fn send_request(to: usize, request: Request) -> Result<(), Error> {
+    let _irq = IrqGuard::new();
+    let from = this_core_index();
+    let mailbox = MAIL
+        .get(to)
+        .and_then(|m| m.get(from))
+        .filter(|_| to != from && to < cores())
+        .ok_or(Error::NoSuchCore)?;
+    mailbox
+        .send(request.encode())
+        .map_err(|_| Error::WouldBlock)?;
+    let apic_id = CORE_APIC[to].load(Ordering::Relaxed);
+    if apic_id != u32::MAX {
+        apic::send_ipi(apic_id, RESCHED_VECTOR);
+    }
+    Ok(())
+}
+
+/// Applies the requests waiting in core `core`'s mailboxes to its state.
+fn deliver_mail(state: &mut State, core: usize, now: u64) -> Resched {
+    let mut resched = Resched::NONE;
+    for mailbox in MAIL[core].iter().take(cores()) {
+        while let Some(word) = mailbox.receive() {
+            let done = match Request::decode(word) {
+                Some(Request::SemaphorePost(index)) => state
+                    .semaphores
+                    .get_mut(index)
+                    .and_then(Option::as_mut)
+                    .ok_or(Error::InvalidArgument)
+                    .and_then(|s| state.kernel.semaphore_post(s, now)),
+                Some(Request::EventSet(index, bits)) => state
+                    .event_flags
+                    .get_mut(index)
+                    .and_then(Option::as_mut)
+                    .ok_or(Error::InvalidArgument)
+                    .map(|f| state.kernel.event_flags_set(f, bits, now)),
+                None => Err(Error::InvalidArgument),
+            };
+            match done {
+                Ok(r) => resched.merge(r),
+                Err(_) => {
+                    MAIL_REFUSED[core].fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+    resched
+}
+
+/// Requests core `core` received that it could not apply.
+pub fn mail_refused(core: usize) -> u64 {
+    MAIL_REFUSED.get(core).map_or(0, |n| n.load(Ordering::Relaxed))
+}
+
+// ----- idle, interrupts, task exit -------------------------------------------------------
+
 /// Starts scheduling on this CPU; its boot context becomes its idle task. Never returns.
 pub fn run_idle() -> ! {
-    let core = this_core();
+    let core = this_core_index();
     crate::trace::start();
     {
         let _irq = IrqGuard::new();
         let switch = {
-            let mut state = STATE.lock();
+            let mut state = own_state(core);
             let now = time::now_ns();
-            let switch = state.kernel.schedule(core, now).unwrap_or(Switch::Stay);
+            let switch = state.kernel.schedule(LOCAL, now).unwrap_or(Switch::Stay);
             finish(&mut state, core, now, Resched::NONE, switch)
         };
-        switch_to(switch);
+        switch_to(core, switch);
     }
     crate::arch::enable_interrupts();
     loop {
-        if core.index() == 0 && crate::console::drain() {
+        if core == 0 && crate::console::drain() {
             continue;
         }
         crate::arch::enable_and_wait();
@@ -359,28 +558,24 @@ extern "C" fn irq_handler(vector: u64) {
     let vector = vector as u8;
     let entry = crate::trace::irq_entry(vector);
     apic::eoi();
-    let core = this_core();
+    let core = this_core_index();
     let switch = {
-        let mut state = STATE.lock();
+        let mut state = own_state(core);
         let now = time::now_ns();
         match vector {
             TIMER_VECTOR => {
-                TIMER_IRQS[core.index()].fetch_add(1, Ordering::Relaxed);
+                TIMER_IRQS[core].fetch_add(1, Ordering::Relaxed);
                 // The timer fired, so it is disarmed now (whatever it was armed for).
-                ARMED_NS[core.index()].store(u64::MAX, Ordering::Relaxed);
-                let resched = state
-                    .kernel
-                    .expire_timers(core, now)
-                    .unwrap_or(Resched::NONE);
-                // `tick` decides for this core after the expiries: only the others are
-                // left in `resched`.
-                let switch = state.kernel.tick(core, now).unwrap_or(Switch::Stay);
+                ARMED_NS[core].store(u64::MAX, Ordering::Relaxed);
+                let _ = state.kernel.expire_timers(LOCAL, now);
+                // `tick` decides for this core after the expiries.
+                let switch = state.kernel.tick(LOCAL, now).unwrap_or(Switch::Stay);
                 crate::trace::timer_decided(entry);
-                finish(&mut state, core, now, resched.without(core), switch)
+                finish(&mut state, core, now, Resched::NONE, switch)
             }
             RESCHED_VECTOR => {
-                let switch = state.kernel.schedule(core, now).unwrap_or(Switch::Stay);
-                finish(&mut state, core, now, Resched::NONE, switch)
+                let resched = deliver_mail(&mut state, core, now);
+                finish(&mut state, core, now, resched, Switch::Stay)
             }
             DOORBELL_VECTOR => {
                 let resched = crate::channels::on_doorbell(&mut state, now);
@@ -389,7 +584,7 @@ extern "C" fn irq_handler(vector: u64) {
             _ => Switch::Stay,
         }
     };
-    switch_to(switch);
+    switch_to(core, switch);
     // Back in the task this interrupt came to; IRETQ enables interrupts.
     crate::trace::irqs_on();
 }

@@ -5,7 +5,7 @@
 //!   to the one that enables them again, whichever task that is after a switch. The longest
 //!   one and where it began are kept: a source location (the [`IrqGuard`] that opened it,
 //!   passed up through `#[track_caller]` to the API call or kernel function that asked) or
-//!   an interrupt vector. Since every kernel lock is taken with interrupts off, this bounds
+//!   an interrupt vector. Since every kernel entry runs with interrupts off, this bounds
 //!   how late an interrupt, and the task it wakes, can be served on that CPU.
 //! - **the wake-up path**: the time stamps of the last timer interrupt's entry, its
 //!   scheduling decision and the context switch it made, which the latency task, woken by

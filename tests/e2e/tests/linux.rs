@@ -591,13 +591,15 @@ fn bochs_hostile_linux() -> Result<()> {
         run.count(Pattern::contains("HOSTILE")) == 0,
         "Linux wrote into the hypervisor's console:\n{log}"
     );
-    // The flood: most rings found no request; the interrupts stayed within the budget (2000 a
-    // second by default; the flood takes well under 5 s of virtual time).
+    // The flood: every ring is accounted for (an interrupt, coalesced into one pending, or
+    // no request; how the rings split between the last two depends on how fast the RT side
+    // asks again), and the interrupts stayed within the budget (2000 a second by default;
+    // the flood takes well under 5 s of virtual time).
     let flood = first_numbers(&run, DOORBELL_FLOOD)?;
-    let (interrupted, not_waiting) = (flood[0], flood[2]);
+    let interrupted = flood[0];
     ensure!(
-        interrupted < 10_000 && not_waiting > 0,
-        "the doorbell flood interrupted the RT partition {interrupted} times:\n{log}"
+        interrupted < 10_000 && flood[..3].iter().sum::<u64>() == 20_000,
+        "the doorbell flood interrupted the RT partition {interrupted} times ({flood:?}):\n{log}"
     );
     let max_ns = summaries.iter().map(|s| s.max_ns).max().unwrap_or(0);
     println!(

@@ -9,7 +9,9 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use bulkhead_abi::console::{HALTED, STEADY_STATE};
+use bulkhead_abi::console::{
+    ControlSummary, HALTED, STEADY_STATE, SectionSummary, WakePathSummary,
+};
 use bulkhead_e2e::{ExitReport, Expect, PartitionKind, Pattern, Scenario, SelftestSummary, report};
 
 /// Wall-clock limit: Bochs boots to steady state in 10 to 20 s and then runs 1 to 2.5 virtual
@@ -20,8 +22,10 @@ const BOCHS_LIMIT: Duration = Duration::from_secs(900);
 // tests (tests/linux.rs measures the RT side while Linux boots).
 
 /// bochs-2cpu (Linux stub on CPU 0, the RT kernel on CPU 1), `selftest=kernel`, latency task
-/// at 1 ms, exit reports every second: every self-test passes; the latency task runs at least
-/// 11 summaries (over 10 s of virtual time) with 0 misses; the RT CPU's exit counts do not
+/// at 1 ms, exit reports every second, `trace=on`: every self-test passes; the latency task
+/// runs at least 11 summaries (over 10 s of virtual time) with 0 misses; the kernel's own
+/// measurements (longest interrupts-off section, wake-up path) and the control loop's
+/// report are printed and hang together; the RT CPU's exit counts do not
 /// move after steady state (its only exits are the start-up CPUIDs and the hello VMCALL).
 #[test]
 #[ignore = "boots an emulator; run through cargo xtask test"]
@@ -29,7 +33,7 @@ fn bochs_rt_under_hypervisor() -> Result<()> {
     let mut run = Scenario::new("bochs_rt_under_hypervisor")
         .config("bochs-2cpu.toml")
         .hv_cmdline("exit_report_s=1")
-        .rt_cmdline("selftest=kernel latency_period_us=1000 control_hz=1000")
+        .rt_cmdline("selftest=kernel latency_period_us=1000 control_hz=1000 trace=on")
         .start()?;
     let expect = Expect::new()
         .regex(r"partition rt: EPT in \d+ tables, 64-bit kernel entry at 0x[0-9a-f]+$")
@@ -64,6 +68,33 @@ fn bochs_rt_under_hypervisor() -> Result<()> {
         last.samples >= 10_000,
         "only {} samples at 1 ms (less than 10 s):\n{log}",
         last.samples
+    );
+
+    // trace=on: the kernel names its longest interrupts-off section and breaks its wake-up
+    // path into stages that add up to the latency task's mean; the control loop reports.
+    let section = run
+        .lines()
+        .iter()
+        .filter_map(|l| SectionSummary::parse(l))
+        .next_back()
+        .context("no `sections` line (trace=on)")?;
+    ensure!(
+        section.cpu == 0 && section.count > 0 && section.irq_off_max_ns > 0 && section.at != "none",
+        "{section}\n{log}"
+    );
+    let path = run
+        .lines()
+        .iter()
+        .filter_map(|l| WakePathSummary::parse(l))
+        .next_back()
+        .context("no `wake` line (trace=on)")?;
+    ensure!(
+        path.samples > 0 && path.total_avg_ns() > 0 && path.total_avg_ns() <= last.max_ns,
+        "{path} against {last}\n{log}"
+    );
+    ensure!(
+        run.lines().iter().any(|l| ControlSummary::parse(l).is_some()),
+        "no control loop report:\n{log}"
     );
 
     // Exit reports: the first RT line is the steady-state one; every later one shows no new exit

@@ -6,8 +6,8 @@
 //! the instruction count and the numbers do not depend on the host), and with the kernel on
 //! one CPU in both: bare, Bochs emulates that one CPU; under the hypervisor, two, of which the
 //! config's Linux CPU runs the start-up stub (halted) and the RT partition owns the other. (A
-//! bare kernel on two CPUs is not the same workload: its two latency tasks wake at the same
-//! instant and contend for the kernel lock, which adds about 20 us to each wake-up.) The two
+//! bare kernel on two CPUs is another workload: two latency tasks, one per CPU, waking at the
+//! same instant; each CPU has its own kernel state, so they do not wait for each other.) The two
 //! runs go at once, one per host core. Each stops after the kernel's CPU 0 has printed
 //! `seconds + 1` cumulative summaries (one a second); the last one is the result. Under the
 //! hypervisor the exits of the RT CPUs are read from the per-second exit reports

@@ -107,14 +107,24 @@ pub fn run(host: bool, e2e: bool, filter: Option<&str>) -> Result<ExitCode> {
     })
 }
 
-/// The ring's protocol under the loom model checker (`common/ring/tests/loom.rs`): a build
+/// The lock-free protocols under the loom model checker (the ring's, `common/ring/tests/loom.rs`,
+/// and the RT kernel's cross-core mailbox, `rt-partition/kernel-core/tests/loom.rs`): a build
 /// with `--cfg loom`, in a target directory of its own so that the host build's cache survives.
 /// The models bound their own preemptions: they check in about a second (the first build takes
 /// about a minute).
 fn loom_command(filter: Option<&str>) -> Command {
     let mut command = cargo();
     command
-        .args(["test", "-p", "bulkhead-ring", "--release", "--test", "loom"])
+        .args([
+            "test",
+            "-p",
+            "bulkhead-ring",
+            "-p",
+            "bulkhead-rt-core",
+            "--release",
+            "--test",
+            "loom",
+        ])
         .env("RUSTFLAGS", "--cfg loom")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env(

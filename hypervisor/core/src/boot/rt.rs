@@ -9,6 +9,7 @@
 //! 0x0000_0000  page 0, left unused (a null pointer faults on nothing, but reads zeros)
 //! 0x0000_1000  RtBootInfo                                   (BOOT_INFO_GPA)
 //! 0x0000_2000  the doorbell request words, zeroed           (DOORBELL_REQUESTS_GPA)
+//! 0x0000_3000  the console turn word, zeroed                (CONSOLE_TURN_GPA)
 //! 0x0000_8000  start-up page tables: PML4, PDPT, 4 PDs       (PAGE_TABLES_GPA)
 //! 0x0010_0000  the kernel's PT_LOAD segments, at their p_paddr (from IMAGE_MIN_GPA)
 //!   ...        the rest of the partition's RAM
@@ -43,13 +44,14 @@ pub const BOOT_INFO_GPA: u64 = 0x1000;
 /// Where the start-up page tables are written ([`PAGE_TABLE_PAGES`] pages).
 pub const PAGE_TABLES_GPA: u64 = 0x8000;
 /// The doorbell request words (the ABI's place for them), one `u32` per RT channel.
-pub use bulkhead_abi::rt_boot::DOORBELL_REQUESTS_GPA;
+pub use bulkhead_abi::rt_boot::{CONSOLE_TURN_GPA, DOORBELL_REQUESTS_GPA};
 /// Bytes of the doorbell request words.
 pub const DOORBELL_REQUESTS_LEN: u64 = 4 * bulkhead_abi::rt_boot::MAX_CHANNELS as u64;
 
 const _: () = {
     assert!(BOOT_INFO_GPA + core::mem::size_of::<RtBootInfo>() as u64 <= DOORBELL_REQUESTS_GPA);
-    assert!(DOORBELL_REQUESTS_GPA + DOORBELL_REQUESTS_LEN <= PAGE_TABLES_GPA);
+    assert!(DOORBELL_REQUESTS_GPA + DOORBELL_REQUESTS_LEN <= CONSOLE_TURN_GPA);
+    assert!(CONSOLE_TURN_GPA + 4 <= PAGE_TABLES_GPA);
 };
 /// Pages of start-up page tables: PML4, PDPT and one page directory per GiB.
 pub const PAGE_TABLE_PAGES: usize = 6;

@@ -46,9 +46,9 @@ pub fn build(
     };
     // The RT kernel writes its console without setting the UART up (it may share the port
     // with the hypervisor): set up a port it does not share.
-    if let Some(port) = cfg.console().rt.io_base()
-        && Some(port) != cfg.console().hypervisor.io_base()
-    {
+    let rt_port = cfg.console().rt.io_base();
+    let shared_port = rt_port.is_some() && rt_port == cfg.console().hypervisor.io_base();
+    if let (Some(port), false) = (rt_port, shared_port) {
         console::init_partition_port(port);
     }
     if let Err(e) = channels::init_all(cfg) {
@@ -58,6 +58,10 @@ pub fn build(
         Ok(s) => s,
         Err(e) => fatal!("{e}"),
     };
+    // A shared port: the two take turns line by line (the loader has zeroed the turn word).
+    if shared_port && let Some(turn) = crate::guest_memory::rt_console_turn() {
+        console::share_with_rt(turn);
+    }
     let options = Options::for_partitions(boot);
     // Linux's devices first: the loader describes the channel device in Linux's ACPI tables.
     linux_devices::init(cfg, platform);

@@ -19,7 +19,7 @@
 mod control;
 mod echo;
 mod latency;
-mod report;
+pub mod report;
 mod selftest;
 mod status;
 

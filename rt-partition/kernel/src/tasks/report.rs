@@ -6,7 +6,8 @@
 //! flags; the report task wakes when nothing more urgent runs, reads the record and prints
 //! the line (`LatencySummary`, and with `trace=on` `SectionSummary` and `WakePathSummary`;
 //! `ControlSummary`). A record published again before it was printed is printed once, the
-//! newest.
+//! newest. Once a report period it also publishes its CPU's task statistics for the status
+//! task (`sched::publish_own_tasks`): no CPU reads another's kernel state.
 
 use core::sync::atomic::{AtomicU64, Ordering, fence};
 
@@ -74,7 +75,7 @@ static FLAGS: [Once<EventFlagsHandle>; crate::MAX_CPUS] = [const { Once::new() }
 
 /// Creates CPU `cpu`'s report flags (init, before its report task is spawned).
 pub fn create_flags(cpu: usize) -> Result<(), bulkhead_rt_core::Error> {
-    let flags = api::create_event_flags(0)?;
+    let flags = api::create_event_flags(cpu, 0)?;
     if let Some(slot) = FLAGS.get(cpu) {
         slot.call_once(|| flags);
     }
@@ -99,15 +100,27 @@ pub extern "C" fn task(cpu: usize) {
         mode: FlagsMode::Any,
         clear_on_exit: true,
     };
+    let mut refused_seen = 0;
     loop {
         let Ok(what) = api::event_wait(flags, condition, Timeout::Forever) else {
             return;
         };
+        let refused = crate::sched::mail_refused(cpu);
+        if refused != refused_seen {
+            refused_seen = refused;
+            log::warn!(
+                "{refused} requests from other CPUs named no object of this CPU or were refused by it (a semaphore at its maximum)"
+            );
+        }
         if what & LATENCY != 0 {
             super::latency::print_latest(cpu);
         }
         if what & CONTROL != 0 {
             super::control::print_latest();
+        }
+        // Once a report period: this CPU's tasks, for the status report.
+        if what & LATENCY != 0 {
+            crate::sched::publish_own_tasks();
         }
     }
 }

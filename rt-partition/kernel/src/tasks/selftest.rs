@@ -141,16 +141,17 @@ static REMOTE_CPU: AtomicUsize = AtomicUsize::new(usize::MAX);
 pub fn create(cpus: usize) -> Result<(), Error> {
     CPUS.store(cpus, Ordering::Relaxed);
     let objects = Objects {
-        high: api::create_semaphore(0, 8)?,
-        mid: api::create_semaphore(0, 8)?,
-        low: api::create_semaphore(0, 8)?,
-        rr: api::create_semaphore(0, 8)?,
-        rr_done: api::create_semaphore(0, 8)?,
-        remote: api::create_semaphore(0, 8)?,
-        never: api::create_semaphore(0, 1)?,
-        mutex: api::create_mutex()?,
-        flags: api::create_event_flags(0)?,
-        queue: api::create_queue()?,
+        high: api::create_semaphore(0, 0, 8)?,
+        mid: api::create_semaphore(0, 0, 8)?,
+        low: api::create_semaphore(0, 0, 8)?,
+        rr: api::create_semaphore(0, 0, 8)?,
+        rr_done: api::create_semaphore(0, 0, 8)?,
+        // Waited on by the task on CPU 1 (on CPU 0 when there is no CPU 1, and unused).
+        remote: api::create_semaphore(if cpus > 1 { 1 } else { 0 }, 0, 8)?,
+        never: api::create_semaphore(0, 0, 1)?,
+        mutex: api::create_mutex(0)?,
+        flags: api::create_event_flags(0, 0)?,
+        queue: api::create_queue(0)?,
     };
     OBJECTS.call_once(|| objects);
     let fifo = Policy::Fifo;
