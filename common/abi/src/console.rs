@@ -11,6 +11,8 @@
 //! - [`SectionSummary`], [`WakePathSummary`]: what the RT kernel measures of itself on one RT
 //!   CPU (`trace=on`): its longest interrupts-off section and where it began, and its wake-up
 //!   path stage by stage;
+//! - [`HistogramLine`]: the latency task's histogram, in as many lines as it needs
+//!   (`trace=on`), `histogram cpu=0 us:count=14:9995,15:3`;
 //! - [`ControlSummary`]: the RT kernel's demo control loop, `control: jobs=.. misses=0 ..`;
 //! - [`SelftestSummary`]: the RT kernel's self-test result, `selftest: 12 passed, 0 failed`;
 //! - [`RefusalReport`]: what the hypervisor refused a partition, by [`Refusal`] kind,
@@ -498,6 +500,67 @@ impl fmt::Display for ControlSummary {
     }
 }
 
+/// Part of the latency task's histogram on one CPU (`trace=on`): its non-empty 1 µs buckets
+/// as `MICROSECONDS:COUNT` pairs, lowest first, at most [`HistogramLine::MAX_PAIRS`] to a line
+/// (a histogram takes as many lines as it needs; they follow its `latency` summary):
+/// `histogram cpu=0 us:count=14:9995,15:3,16:2`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistogramLine<'a> {
+    /// The RT kernel's CPU index.
+    pub cpu: u32,
+    /// The pairs, checked by [`HistogramLine::parse`].
+    pairs: &'a str,
+}
+
+impl<'a> HistogramLine<'a> {
+    /// The line's start, for a search that needs no parse.
+    pub const PREFIX: &'static str = "histogram cpu=";
+    /// The most pairs one line carries (so that it stays well inside a console line).
+    pub const MAX_PAIRS: usize = 20;
+
+    /// Writes the line of CPU `cpu` with `pairs` (at most [`Self::MAX_PAIRS`] are written).
+    pub fn write(
+        out: &mut impl fmt::Write,
+        cpu: u32,
+        pairs: impl IntoIterator<Item = (u64, u64)>,
+    ) -> fmt::Result {
+        write!(out, "histogram cpu={cpu} us:count=")?;
+        for (i, (us, count)) in pairs.into_iter().take(Self::MAX_PAIRS).enumerate() {
+            let comma = if i == 0 { "" } else { "," };
+            write!(out, "{comma}{us}:{count}")?;
+        }
+        Ok(())
+    }
+
+    /// Parses one line (surrounding white space allowed); every pair must be well formed.
+    pub fn parse(line: &'a str) -> Option<Self> {
+        let rest = line.trim().strip_prefix(Self::PREFIX)?;
+        let (cpu, pairs) = rest.split_once(" us:count=")?;
+        let parsed = Self {
+            cpu: cpu.parse().ok()?,
+            pairs,
+        };
+        let mut n = 0;
+        for pair in parsed.pair_words() {
+            pair?;
+            n += 1;
+        }
+        (n > 0 && n <= Self::MAX_PAIRS).then_some(parsed)
+    }
+
+    fn pair_words(&self) -> impl Iterator<Item = Option<(u64, u64)>> + use<'a> {
+        self.pairs.split(',').map(|pair| {
+            let (us, count) = pair.split_once(':')?;
+            Some((us.parse().ok()?, count.parse().ok()?))
+        })
+    }
+
+    /// The `(microseconds, count)` pairs.
+    pub fn pairs(&self) -> impl Iterator<Item = (u64, u64)> + use<'a> {
+        self.pair_words().flatten()
+    }
+}
+
 /// The RT kernel's self-test result: `selftest: P passed, F failed`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SelftestSummary {
@@ -601,6 +664,30 @@ mod tests {
         assert!(line.starts_with(ControlSummary::PREFIX));
         assert_eq!(ControlSummary::parse(&line), Some(s));
         assert_eq!(ControlSummary::parse("control: jobs=1 misses=x"), None);
+    }
+
+    #[test]
+    fn histogram_lines_written_are_parsed_back() {
+        let mut line = String::new();
+        HistogramLine::write(&mut line, 1, [(14, 9995), (15, 3), (16, 2)]).unwrap();
+        assert_eq!(line, "histogram cpu=1 us:count=14:9995,15:3,16:2");
+        let h = HistogramLine::parse(&line).unwrap();
+        assert_eq!(h.cpu, 1);
+        assert_eq!(h.pairs().collect::<Vec<_>>(), [(14, 9995), (15, 3), (16, 2)]);
+        let mut long = String::new();
+        HistogramLine::write(&mut long, 0, (0..30).map(|us| (us, 1))).unwrap();
+        assert_eq!(
+            HistogramLine::parse(&long).unwrap().pairs().count(),
+            HistogramLine::MAX_PAIRS
+        );
+        for bad in [
+            "histogram cpu=1 us:count=",
+            "histogram cpu=1 us:count=14",
+            "histogram cpu=1 us:count=14:1,",
+            "histogram cpu=x us:count=14:1",
+        ] {
+            assert_eq!(HistogramLine::parse(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -22,10 +22,17 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use bulkhead_abi::console::{ControlSummary, STEADY_STATE, SectionSummary, WakePathSummary};
+use bulkhead_abi::console::{
+    ControlSummary, HistogramLine, STEADY_STATE, SectionSummary, WakePathSummary,
+};
 use bulkhead_e2e::config::LoadedConfig;
-use bulkhead_e2e::{ExitReport, Expect, LatencySummary, PartitionKind, Scenario, report};
+use bulkhead_e2e::{
+    ExitReport, Expect, LatencySummary, LinuxMode, PartitionKind, Pattern, Scenario, report,
+};
 use clap::Args;
+
+use crate::guest::Artefacts;
+use crate::latency_plot::{self, Series};
 
 /// What `bench latency` measures.
 #[derive(Args, Debug, Clone, PartialEq, Eq)]
@@ -53,6 +60,12 @@ pub struct LatencyArgs {
     /// a bare kernel has no channels, so it runs without them and says so).
     #[arg(long, value_name = "STR", default_value = "")]
     pub rt_cmdline: String,
+    /// Also boot Linux for real in its partition, idle (at its shell) and loaded (the guest's
+    /// `bulkhead.init=load`: a CPU hog on every Linux CPU, memory streaming, a fork and exec
+    /// loop, console output, channel traffic through `bulkhead ping` and the RT echo task),
+    /// and measure from the moment its init runs; takes several more minutes.
+    #[arg(long)]
+    pub linux_load: bool,
     /// Wall-clock limit per run, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 1800)]
     pub timeout: u64,
@@ -111,6 +124,8 @@ struct KernelView {
     section: Option<(u64, String)>,
     path: Option<WakePathSummary>,
     control: Option<ControlSummary>,
+    /// The non-empty 1 µs buckets of CPU 0's histogram after its last summary counted.
+    histogram: Vec<(u64, u64)>,
 }
 
 /// The kernel's view among `lines` up to the `want`-th latency summary of CPU 0.
@@ -123,6 +138,9 @@ fn kernel_view(lines: &[String], want: usize) -> KernelView {
             if summaries > want {
                 break;
             }
+            view.histogram.clear();
+        } else if let Some(h) = HistogramLine::parse(line).filter(|h| h.cpu == 0) {
+            view.histogram.extend(h.pairs());
         } else if let Some(s) = SectionSummary::parse(line).filter(|s| s.cpu == 0) {
             view.section = Some((s.irq_off_max_ns, s.at.to_string()));
         } else if let Some(p) = WakePathSummary::parse(line).filter(|p| p.cpu == 0) {
@@ -134,22 +152,32 @@ fn kernel_view(lines: &[String], want: usize) -> KernelView {
     view
 }
 
-/// Boots `scenario` and waits for `seconds + 1` summaries; returns the run's lines, the last
-/// summary and the kernel's view of itself then.
+/// Boots `scenario` and waits for `seconds + 1` summaries (after a line matching `from`, when
+/// given: the summaries are cumulative, so the window then covers what came before too);
+/// returns the run's lines, the last summary and the kernel's view of itself then.
 fn measure(
     scenario: &Scenario,
     args: &LatencyArgs,
+    from: Option<&str>,
 ) -> Result<(Vec<String>, LatencySummary, KernelView)> {
     let name = scenario.name();
     let mut run = scenario.start()?;
-    let want = usize::try_from(args.seconds + 1).unwrap_or(usize::MAX);
+    let limit = Duration::from_secs(args.timeout);
+    let mut before = 0;
+    if let Some(from) = from {
+        let start = Expect::new().line(Pattern::regex(from)).stop_on("halted");
+        run.wait_for(&start, limit)
+            .with_context(|| format!("{name}: no `{from}` line"))?;
+        before = cpu0_summaries(run.lines()).len();
+    }
+    let want = before + usize::try_from(args.seconds + 1).unwrap_or(usize::MAX);
     let expect = Expect::new()
         .times(want, report::latency_pattern_for_cpu(0))
         .stop_on("halted");
-    run.wait_for(&expect, Duration::from_secs(args.timeout))
+    run.wait_for(&expect, limit)
         .with_context(|| format!("{name}: the run did not finish"))?;
     let lines = run.lines().to_vec();
-    // The `want`-th summary, so that both runs cover the same virtual time even when one
+    // The `want`-th summary, so that every run covers the same virtual time even when one
     // printed more before it was stopped.
     let summaries = cpu0_summaries(&lines);
     let last = summaries
@@ -165,6 +193,45 @@ fn measure(
     Ok((lines, last, view))
 }
 
+/// One column of the table: a run's name, its last summary, the kernel's view, and its RT
+/// CPU's exits in the measured window.
+struct Measured {
+    name: &'static str,
+    summary: LatencySummary,
+    view: KernelView,
+    exits: Vec<(u32, u64, u64, String)>,
+}
+
+/// Runs `runs` two at a time (one per host core).
+fn measure_all(
+    runs: Vec<(&'static str, Scenario, Option<&'static str>)>,
+    args: &LatencyArgs,
+) -> Result<Vec<Measured>> {
+    let mut out = Vec::new();
+    for pair in runs.chunks(2) {
+        let results = std::thread::scope(|s| {
+            let handles: Vec<_> = pair
+                .iter()
+                .map(|(_, scenario, from)| s.spawn(move || measure(scenario, args, *from)))
+                .collect();
+            handles.into_iter().map(|h| h.join()).collect::<Vec<_>>()
+        });
+        for ((name, _, _), result) in pair.iter().zip(results) {
+            let Ok(result) = result else {
+                bail!("the benchmark thread of {name} panicked");
+            };
+            let (lines, summary, view) = result?;
+            out.push(Measured {
+                name,
+                summary,
+                view,
+                exits: rt_exits_in_window(&lines),
+            });
+        }
+    }
+    Ok(out)
+}
+
 fn ratio(hv: u64, bare: u64) -> String {
     if bare == 0 {
         "-".into()
@@ -173,12 +240,18 @@ fn ratio(hv: u64, bare: u64) -> String {
     }
 }
 
-/// Runs both and prints the table.
+/// The guest's line when its load runs (`bulkhead.init=load`).
+const LOAD_RUNNING: &str = r"^bulkhead-linux: load running on \d+ CPUs$";
+/// The guest's line when its init runs.
+const INIT_REACHED: &str = r"^bulkhead-linux: init reached$";
+
+/// Runs the benchmark and prints the table.
 pub fn run(
     args: &LatencyArgs,
     config: &LoadedConfig,
     hypervisor: PathBuf,
     rt_kernel: PathBuf,
+    linux: Option<&Artefacts>,
 ) -> Result<ExitCode> {
     ensure!(
         config.rt_cpus.len() == 1 && config.cpus() == 2,
@@ -193,62 +266,135 @@ pub fn run(
         .cpus(1)
         .memory_mib(256)
         .ips(args.ips);
-    let hv = Scenario::new("bench_latency_hypervisor")
-        .config_path(&config.path)
-        .hypervisor_file(hypervisor)
-        .hv_cmdline("exit_report_s=1")
-        .rt_file(&rt_kernel)
-        .rt_cmdline(options.as_str())
-        .ips(args.ips);
-    eprintln!(
-        "[xtask] bench latency: {} s at {} us, bare and under the hypervisor, in parallel",
-        args.seconds, args.period_us
-    );
-    let (bare, hv) = std::thread::scope(|s| {
-        let bare = s.spawn(|| measure(&bare, args));
-        let hv = s.spawn(|| measure(&hv, args));
-        (bare.join(), hv.join())
-    });
-    let (Ok(bare), Ok(hv)) = (bare, hv) else {
-        bail!("a benchmark thread panicked");
+    let hv = |name: &str| {
+        Scenario::new(name)
+            .config_path(&config.path)
+            .hypervisor_file(&hypervisor)
+            .hv_cmdline("exit_report_s=1")
+            .rt_file(&rt_kernel)
+            .ips(args.ips)
     };
-    let ((_, bare, bare_view), (hv_lines, hv, hv_view)) = (bare?, hv?);
-    let exits = rt_exits_in_window(&hv_lines);
+    let mut runs = vec![
+        ("bare", bare, None),
+        (
+            "hypervisor",
+            hv("bench_latency_hypervisor").rt_cmdline(options.as_str()),
+            None,
+        ),
+    ];
+    if let Some(linux) = linux {
+        ensure!(
+            config.linux_initrd.is_some(),
+            "{} names no [linux] initrd: the Linux runs need the guest's initramfs",
+            config.path.display()
+        );
+        // Both with the echo task, which the load's channel traffic goes through.
+        let with_echo = format!("{options} echo=commands:telemetry");
+        runs.push((
+            "linux idle",
+            hv("bench_latency_linux_idle")
+                .rt_cmdline(with_echo.as_str())
+                .linux(LinuxMode::kernel(""))
+                .linux_files(&linux.vmlinux, &linux.initramfs),
+            Some(INIT_REACHED),
+        ));
+        runs.push((
+            "linux loaded",
+            hv("bench_latency_linux_loaded")
+                .rt_cmdline(with_echo.as_str())
+                .linux(LinuxMode::kernel("bulkhead.init=load"))
+                .linux_files(&linux.vmlinux, &linux.initramfs),
+            Some(LOAD_RUNNING),
+        ));
+    }
+    eprintln!(
+        "[xtask] bench latency: {} s at {} us, {} runs, two at a time",
+        args.seconds,
+        args.period_us,
+        runs.len()
+    );
+    let measured = measure_all(runs, args)?;
+    print_table(args, &options, &measured);
+    let series: Vec<Series<'_>> = measured
+        .iter()
+        .map(|m| Series {
+            name: m.name,
+            buckets: &m.view.histogram,
+        })
+        .collect();
+    let title = format!(
+        "RT wake-up latency, {} us period, {} s; Bochs, ips {}, virtual time",
+        args.period_us, args.seconds, args.ips
+    );
+    let chart = bulkhead_e2e::workspace_root().join("target/bench/latency.svg");
+    if let Some(dir) = chart.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(&chart, latency_plot::svg(&title, &series))
+        .with_context(|| format!("writing {}", chart.display()))?;
+    println!("histograms: {}", crate::shown(&chart));
+    Ok(ExitCode::SUCCESS)
+}
 
+fn print_table(args: &LatencyArgs, options: &str, measured: &[Measured]) {
     println!(
         "RT latency, {} us period, {} s measured; Bochs corei7_icelake_u, ips {}, virtual time",
         args.period_us, args.seconds, args.ips
     );
     println!("kernel options: {options}");
+    if measured.len() > 2 {
+        println!(
+            "linux runs: measured from Linux's init (idle: at its shell; loaded: from `load running`), the RT echo task on; summaries are cumulative since boot"
+        );
+    }
     println!(
         "{:<14}{:>9}{:>10}{:>10}{:>10}{:>10}{:>11}{:>8}{:>10}",
         "", "samples", "min_ns", "avg_ns", "max_ns", "p99_ns", "p99.9_ns", "misses", "overflow"
     );
-    for (name, s) in [("bare", bare), ("hypervisor", hv)] {
+    for m in measured {
+        let s = m.summary;
         println!(
-            "{name:<14}{:>9}{:>10}{:>10}{:>10}{:>10}{:>11}{:>8}{:>10}",
-            s.samples, s.min_ns, s.avg_ns, s.max_ns, s.p99_ns, s.p999_ns, s.misses, s.overflow
+            "{:<14}{:>9}{:>10}{:>10}{:>10}{:>10}{:>11}{:>8}{:>10}",
+            m.name, s.samples, s.min_ns, s.avg_ns, s.max_ns, s.p99_ns, s.p999_ns, s.misses, s.overflow
         );
     }
-    println!(
-        "{:<14}{:>9}{:>10}{:>10}{:>10}{:>10}{:>11}",
-        "hv / bare",
-        "",
-        ratio(hv.min_ns, bare.min_ns),
-        ratio(hv.avg_ns, bare.avg_ns),
-        ratio(hv.max_ns, bare.max_ns),
-        ratio(hv.p99_ns, bare.p99_ns),
-        ratio(hv.p999_ns, bare.p999_ns)
-    );
+    let bare = measured[0].summary;
+    for m in &measured[1..] {
+        let s = m.summary;
+        println!(
+            "{:<14}{:>9}{:>10}{:>10}{:>10}{:>10}{:>11}",
+            format!("{} / bare", short(m.name)),
+            "",
+            ratio(s.min_ns, bare.min_ns),
+            ratio(s.avg_ns, bare.avg_ns),
+            ratio(s.max_ns, bare.max_ns),
+            ratio(s.p99_ns, bare.p99_ns),
+            ratio(s.p999_ns, bare.p999_ns)
+        );
+    }
+    if let [_, _, idle, loaded] = measured {
+        let (i, l) = (idle.summary, loaded.summary);
+        println!(
+            "{:<14}{:>9}{:>10}{:>10}{:>10}{:>10}{:>11}",
+            "loaded / idle",
+            "",
+            ratio(l.min_ns, i.min_ns),
+            ratio(l.avg_ns, i.avg_ns),
+            ratio(l.max_ns, i.max_ns),
+            ratio(l.p99_ns, i.p99_ns),
+            ratio(l.p999_ns, i.p999_ns)
+        );
+    }
     println!(
         "{:<14}{:>12}{:>12}{:>12}{:>12}{:>12}  longest interrupts-off section",
         "wake path avg", "to_irq", "to_decision", "to_switch", "to_task", "total"
     );
-    for (name, view) in [("bare", &bare_view), ("hypervisor", &hv_view)] {
-        let path = view.path.unwrap_or_default();
-        let (longest, at) = view.section.clone().unwrap_or((0, "-".into()));
+    for m in measured {
+        let path = m.view.path.unwrap_or_default();
+        let (longest, at) = m.view.section.clone().unwrap_or((0, "-".into()));
         println!(
-            "{name:<14}{:>12}{:>12}{:>12}{:>12}{:>12}  {longest} ns at {at}",
+            "{:<14}{:>12}{:>12}{:>12}{:>12}{:>12}  {longest} ns at {at}",
+            m.name,
             path.avg_ns[0],
             path.avg_ns[1],
             path.avg_ns[2],
@@ -256,27 +402,40 @@ pub fn run(
             path.total_avg_ns()
         );
     }
-    for (name, view) in [("bare", &bare_view), ("hypervisor", &hv_view)] {
-        match view.control {
+    for m in measured {
+        match m.view.control {
             Some(c) => println!(
-                "control loop, {name}: {} jobs, {} missed deadlines, longest job {} ns",
-                c.jobs, c.misses, c.max_job_ns
+                "control loop, {}: {} jobs, {} missed deadlines, longest job {} ns",
+                m.name, c.jobs, c.misses, c.max_job_ns
             ),
-            None if args.control_hz > 0 => println!("control loop, {name}: no report seen"),
+            None if args.control_hz > 0 => println!("control loop, {}: no report seen", m.name),
             None => {}
         }
     }
-    if exits.is_empty() {
-        println!(
-            "RT CPU exits: no exit report seen (the hypervisor prints them with exit_report_s)"
-        );
+    for m in &measured[1..] {
+        if m.exits.is_empty() {
+            println!(
+                "RT CPU exits, {}: no exit report seen (the hypervisor prints them with exit_report_s)",
+                m.name
+            );
+        }
+        for (cpu, before, window, reasons) in &m.exits {
+            println!(
+                "RT CPU {cpu} exits, {}: {window} after steady state ({before} at start-up; all: {reasons})",
+                m.name
+            );
+        }
     }
-    for (cpu, before, window, reasons) in &exits {
-        println!(
-            "RT CPU {cpu} exits: {window} during the measured window ({before} at start-up; all: {reasons})"
-        );
+}
+
+/// A run's name for a ratio's row.
+fn short(name: &str) -> &str {
+    match name {
+        "hypervisor" => "hv",
+        "linux idle" => "idle",
+        "linux loaded" => "loaded",
+        other => other,
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]
@@ -304,6 +463,8 @@ mod tests {
     fn the_kernel_view_is_taken_up_to_the_wanted_summary() {
         let lines: Vec<String> = [
             "latency cpu=0 samples=1 min_ns=1 avg_ns=1 max_ns=1 p99_ns=1 p999_ns=1 misses=0 overflow=0",
+            "histogram cpu=0 us:count=1:1",
+            "histogram cpu=1 us:count=9:1",
             "sections cpu=0 count=10 irq_off_max_ns=500 at=irq:32",
             "wake cpu=0 samples=1 to_irq_ns=1 to_decision_ns=2 to_switch_ns=3 to_task_ns=4 max_to_irq_ns=1 max_to_decision_ns=2 max_to_switch_ns=3 max_to_task_ns=4",
             "sections cpu=1 count=10 irq_off_max_ns=900 at=irq:33",
@@ -318,7 +479,9 @@ mod tests {
         assert_eq!(view.section, Some((500, "irq:32".to_string())));
         assert_eq!(view.path.map(|p| p.total_avg_ns()), Some(10));
         assert_eq!(view.control.map(|c| c.jobs), Some(20001));
+        assert_eq!(view.histogram, [(1, 1)]);
         let view = kernel_view(&lines, 2);
+        assert!(view.histogram.is_empty());
         assert_eq!(view.section, Some((700, "src/a.rs:1".to_string())));
     }
 

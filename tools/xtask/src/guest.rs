@@ -9,6 +9,8 @@
 //!   `bulkhead-linux: ...` lines for the tests, then powers off, reboots, panics or opens a shell
 //!   on the console, as the kernel command line asks (`bulkhead.init=poweroff|reboot|panic`,
 //!   or `hang`: `halt -f`, every CPU halted with interrupts off),
+//!   or runs the latency benchmark's Linux load (`bulkhead.init=load`: CPU hogs, memory
+//!   streaming, fork and exec, console output, channel traffic),
 //!   or checks the channels (and reads the hypervisor's and the RT kernel's logs) with the
 //!   project's Linux tool `bulkhead` (`bulkhead.init=channels`),
 //!   which the archive holds as `/usr/bin/bulkhead`;
@@ -147,6 +149,26 @@ case " $cmdline " in
     sleep 3
     echo "bulkhead-linux: powering off"
     poweroff -f
+    ;;
+*" bulkhead.init=load "*)
+    # The latency benchmark's Linux load (`cargo xtask bench latency --linux-load`), until
+    # the run ends: a CPU hog on every Linux CPU; memory streaming (a 32 MiB file in the
+    # initramfs's RAM read over and over); a fork and exec loop; console output (a line a
+    # second on Linux's serial console); channel traffic (round trips through the RT
+    # kernel's echo task, `echo=commands:telemetry`).
+    n=$(nproc)
+    i=0
+    while [ "$i" -lt "$n" ]; do
+        (while :; do :; done) &
+        i=$((i + 1))
+    done
+    dd if=/dev/zero of=/tmp/stream bs=1M count=32 2> /dev/null
+    (while :; do cat /tmp/stream > /dev/null; done) &
+    (while :; do /bin/true; done) &
+    (while :; do echo "bulkhead-linux: load $(cat /proc/loadavg)"; sleep 1; done) &
+    (while :; do bulkhead ping --to commands --from telemetry -n 100 --timeout-ms 20000 > /dev/null; done) &
+    echo "bulkhead-linux: load running on $n CPUs"
+    wait
     ;;
 *" bulkhead.init=hang "*)
     # A Linux that hangs: every CPU halted with interrupts off, as a hung kernel looks.
@@ -1378,6 +1400,8 @@ mod tests {
             "*\" bulkhead.init=channels \"*)",
             "*\" bulkhead.init=hostile \"*)",
             "*\" bulkhead.init=hang \"*)",
+            "*\" bulkhead.init=load \"*)",
+            "echo \"bulkhead-linux: load running on $n CPUs\"",
             "echo \"bulkhead-linux: halting\"",
             "bulkhead-hostile all",
             "echo \"bulkhead-linux: hostile exit status $?\"",

@@ -22,6 +22,7 @@ mod bench_latency;
 mod bench_linux_boot;
 mod deps;
 mod guest;
+mod latency_plot;
 mod test;
 
 use std::path::{Path, PathBuf};
@@ -123,7 +124,10 @@ enum BenchCmd {
     /// a Unix socket: latency and throughput, 8 B to 64 KiB, with ratios.
     Ipc(bench::IpcArgs),
     /// The RT kernel's latency task bare and under the hypervisor in Bochs (same kernel, CPU
-    /// model, ips and virtual clock), side by side with the ratio and the RT CPU's VM exits.
+    /// model, ips and virtual clock), side by side with the ratio and the RT CPU's VM exits,
+    /// the wake-up path stage by stage, the longest interrupts-off section, the control
+    /// loop's misses, and the histograms as an SVG; `--linux-load` adds real Linux, idle and
+    /// loaded.
     Latency(bench_latency::LatencyArgs),
     /// Linux's boot from kernel entry to its init in Bochs' virtual time, bare and under the
     /// hypervisor (same kernel, initramfs, number of Linux CPUs, emulated RAM), side by side
@@ -303,7 +307,12 @@ fn bench_latency(args: &bench_latency::LatencyArgs) -> Result<ExitCode> {
     deps::ensure(true)?;
     let config = bulkhead_e2e::config::load(&user_path(args.config.as_deref(), DEFAULT_CONFIG))?;
     let (hypervisor, rt_kernel) = (build_image(false)?, build_rt_image(false)?);
-    bench_latency::run(args, &config, hypervisor, rt_kernel)
+    let linux = if args.linux_load {
+        Some(guest::prepare_step()?)
+    } else {
+        None
+    };
+    bench_latency::run(args, &config, hypervisor, rt_kernel, linux.as_ref())
 }
 
 fn bench_linux_boot(args: &bench_linux_boot::LinuxBootArgs) -> Result<ExitCode> {

@@ -9,7 +9,8 @@
 //!
 //! `latency cpu=<i> samples=.. min_ns=.. avg_ns=.. max_ns=.. p99_ns=.. p999_ns=.. misses=.. overflow=..`
 //!
-//! With `trace=on` two more lines follow each summary: the CPU's longest interrupts-off
+//! With `trace=on` more lines follow each summary: its histogram's non-empty buckets
+//! (`HistogramLine`), the CPU's longest interrupts-off
 //! section and where it began (`SectionSummary`), and the wake-up path stage by stage
 //! (`WakePathSummary`: deadline to interrupt entry, to scheduling decision, to switch, to
 //! this task), from the time stamps `crate::trace` keeps of the interrupt that woke it.
@@ -25,7 +26,7 @@
 use core::mem::size_of;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use bulkhead_abi::console::{SectionSummary, WakePathSummary};
+use bulkhead_abi::console::{HistogramLine, SectionSummary, WakePathSummary};
 use bulkhead_abi::status::{self, CpuLatency};
 use zerocopy::{FromBytes, IntoBytes};
 
@@ -160,7 +161,25 @@ pub fn print_latest(cpu: usize) {
         PUBLISHED[cpu].publish(&words);
     }
     if TRACE.load(Ordering::Relaxed) {
+        print_histogram(cpu, &histogram);
         print_trace(cpu);
+    }
+}
+
+/// Prints CPU `cpu`'s non-empty buckets, as many lines as they take.
+fn print_histogram(cpu: usize, histogram: &Histogram<BUCKETS>) {
+    let mut pairs = histogram
+        .buckets()
+        .iter()
+        .enumerate()
+        .filter(|&(_, &count)| count > 0)
+        .map(|(us, &count)| (us as u64, count))
+        .peekable();
+    while pairs.peek().is_some() {
+        let chunk = pairs.by_ref().take(HistogramLine::MAX_PAIRS);
+        let mut line = crate::console::TextBuf::<320>::new();
+        let _ = HistogramLine::write(&mut line, cpu as u32, chunk);
+        println!("{}", line.as_str());
     }
 }
 
