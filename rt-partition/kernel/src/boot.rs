@@ -246,13 +246,8 @@ pub struct Options<'a> {
     pub latency_period_us: u64,
     /// `latency_report_s=`: seconds between latency summaries (default 1).
     pub latency_report_s: u64,
-    /// `control_hz=`: the demo control loop's rate (default 10000; 0 = off).
-    pub control_hz: u64,
     /// `selftest=kernel`: run the kernel self-tests.
     pub selftest: bool,
-    /// `echo=FROM:TO`: an echo task copies every message of the `linux-to-rt` channel FROM
-    /// to the `rt-to-linux` channel TO, with its priority.
-    pub echo: Option<(&'a str, &'a str)>,
     /// `status=CHANNEL`: a status task sends Linux a status report on the `rt-to-linux`
     /// channel CHANNEL every `latency_report_s` seconds.
     pub status: Option<&'a str>,
@@ -271,9 +266,7 @@ impl<'a> Options<'a> {
         let mut options = Self {
             latency_period_us: 1000,
             latency_report_s: 1,
-            control_hz: 10_000,
             selftest: false,
-            echo: None,
             status: None,
             log: None,
             trace: false,
@@ -290,16 +283,10 @@ impl<'a> Options<'a> {
                 ("latency_report_s", Some(n)) if (1..=3600).contains(&n) => {
                     options.latency_report_s = n;
                 }
-                ("control_hz", Some(n)) if n <= 100_000 => options.control_hz = n,
                 ("selftest", _) => options.selftest = value == "kernel",
                 ("status", _) if !value.is_empty() => options.status = Some(value),
                 ("log", _) if !value.is_empty() => options.log = Some(value),
                 ("trace", _) => options.trace = value == "on",
-                ("echo", _) => {
-                    options.echo = value
-                        .split_once(':')
-                        .filter(|(from, to)| !from.is_empty() && !to.is_empty());
-                }
                 _ => {}
             }
         }

@@ -11,10 +11,11 @@
 //! Waiting: on a channel with doorbell notification, a blocked task stores 1 in the channel's
 //! doorbell request word (in this partition's own RAM, where Linux cannot reach: the
 //! hypervisor interrupts this partition for Linux's doorbell only when it finds the word set),
-//! arms the ring's doorbell flag and sleeps on the doorbell event flags (one bit per channel). Linux, seeing the flag
-//! when it sends (or frees a slot), rings the `DOORBELL` hypercall; the hypervisor sends
-//! `DOORBELL_VECTOR` to this partition's first CPU without any VM exit here, and
-//! [`on_doorbell`] sets every channel's bit, so each sleeper re-checks its ring. The sleep also
+//! arms the ring's doorbell flag and sleeps on its CPU's doorbell event flags (one bit per
+//! channel). Linux, seeing the flag when it sends (or frees a slot), rings the `DOORBELL`
+//! hypercall; the hypervisor sends `DOORBELL_VECTOR` to this partition's first CPU without
+//! any VM exit here, and `on_doorbell` sets every channel's bit in every CPU's flags (the
+//! other CPUs' through their mailboxes), so each sleeper re-checks its ring. The sleep also
 //! ends after [`DOORBELL_FALLBACK_NS`]: a doorbell the hypervisor coalesced (it limits each
 //! channel's rate) delays a wake-up, it never loses it. On a `poll` channel a blocked task
 //! sleeps [`POLL_NS`] between attempts.
@@ -96,7 +97,7 @@ static OPEN: [AtomicBool; MAX_CHANNELS] = [const { AtomicBool::new(false) }; MAX
 /// Takes the channel table (init, boot CPU) and checks each ring's header; returns how many
 /// are usable and logs each one.
 /// `under_hypervisor`: whether Linux may be rung.
-pub fn init(infos: &'static [ChannelInfo], under_hypervisor: bool) -> usize {
+pub(crate) fn init(infos: &'static [ChannelInfo], under_hypervisor: bool) -> usize {
     CHANNELS.call_once(|| infos);
     RING_LINUX.store(under_hypervisor, Ordering::Relaxed);
     let mut usable = 0;
@@ -122,7 +123,7 @@ pub fn init(infos: &'static [ChannelInfo], under_hypervisor: bool) -> usize {
 
 /// Creates each of the `cpus` CPUs' doorbell event flags (init, after the scheduler is set
 /// up) when a channel takes doorbells.
-pub fn create_objects(cpus: usize) -> Result<(), Error> {
+pub(crate) fn create_objects(cpus: usize) -> Result<(), Error> {
     let infos = CHANNELS.get().copied().unwrap_or(&[]);
     if infos
         .iter()
@@ -138,7 +139,7 @@ pub fn create_objects(cpus: usize) -> Result<(), Error> {
 
 /// The doorbell interrupt (its core's state held): wakes every task waiting on a channel,
 /// on this CPU directly and on the others through their mailboxes.
-pub fn on_doorbell(state: &mut State, now: u64) -> Resched {
+pub(crate) fn on_doorbell(state: &mut State, now: u64) -> Resched {
     let mut resched = Resched::NONE;
     for flags in DOORBELL_FLAGS.iter().filter_map(Once::get) {
         resched.merge(api::event_set_locked(state, *flags, u32::MAX, now));
@@ -218,6 +219,7 @@ fn doorbell_request(index: usize) -> Option<&'static AtomicU32> {
 }
 
 /// How an endpoint waits for Linux, and rings it.
+#[derive(Debug)]
 struct Waiting {
     doorbell_bit: Option<u32>,
     /// The channel's doorbell request word: set before each sleep on the doorbell.
@@ -313,13 +315,14 @@ fn blocking<E, T>(
 
 /// Opens `name` (an `rt-to-linux` channel) as the bare ring producer, for a sender that never
 /// waits and serializes its own calls: the console's log (`log=CHANNEL`).
-pub fn open_log(name: &str) -> Result<Producer<'static>, ChannelError> {
+pub(crate) fn open_log(name: &str) -> Result<Producer<'static>, ChannelError> {
     Ok(open(name, ChannelDirection::RtToLinux)?
         .ring
         .into_producer())
 }
 
 /// The RT end of an `rt-to-linux` channel.
+#[derive(Debug)]
 pub struct ChannelSender {
     sender: Sender<'static>,
     waiting: Waiting,
@@ -365,6 +368,7 @@ impl ChannelSender {
 }
 
 /// The RT end of a `linux-to-rt` channel.
+#[derive(Debug)]
 pub struct ChannelReceiver {
     receiver: Receiver<'static>,
     waiting: Waiting,

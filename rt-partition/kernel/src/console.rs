@@ -312,11 +312,13 @@ pub fn fatal_block(block: impl FnOnce(&mut dyn Write) -> fmt::Result) {
     }
 }
 
-/// Prints one line on the console.
+/// Prints one line on the RT kernel's console (and its log channel): whole, never waiting
+/// for the UART. Formatting costs the caller, so urgent tasks leave it to the report task
+/// (`bulkhead_rt::report`).
 #[macro_export]
 macro_rules! println {
     ($($arg:tt)*) => {
-        $crate::console::write_line(format_args!($($arg)*))
+        $crate::__console_line(format_args!($($arg)*))
     };
 }
 

@@ -42,6 +42,133 @@ pub fn build_rt_kernel(release: bool) -> Result<PathBuf> {
     build_image(RT_IMAGE_PACKAGE, "the RT kernel image", release)
 }
 
+/// Builds an RT image with the default image's applications and those of the crates at
+/// `apps` (each a `no_std` library crate that exports `APP`, see `bulkhead_rt::app`), and
+/// returns the path of the ELF. The image crate is made in `target/rt-app-image/<packages>/`
+/// (its `main.rs` names the applications, its manifest depends on them by path, its build
+/// script and lock file are the default image's and the workspace's), and built with the
+/// image flags into `target/image-apps/<packages>/`, so that the default image and the
+/// images of other sets of applications stay as they are. An application
+/// that asks for more tasks or stack than the image has fails this build with the message
+/// of `bulkhead_rt::applications!`.
+pub fn build_rt_kernel_with_apps(release: bool, apps: &[PathBuf]) -> Result<PathBuf> {
+    let root = crate::workspace_root();
+    let mut dependencies = String::new();
+    let mut packages = Vec::new();
+    let mut names = vec![
+        "bulkhead_rt_app_control::APP".to_string(),
+        "bulkhead_rt_app_echo::APP".to_string(),
+    ];
+    for app in apps {
+        let app = fs::canonicalize(app)
+            .with_context(|| format!("the RT application {}", app.display()))?;
+        let manifest = app.join("Cargo.toml");
+        let text = fs::read_to_string(&manifest)
+            .with_context(|| format!("reading {}", manifest.display()))?;
+        let doc: toml_edit::DocumentMut = text
+            .parse()
+            .with_context(|| format!("{} is not TOML", manifest.display()))?;
+        let Some(package) = doc
+            .get("package")
+            .and_then(|p| p.get("name"))
+            .and_then(|n| n.as_str())
+        else {
+            bail!("{} names no [package] name", manifest.display());
+        };
+        let _ = writeln!(
+            dependencies,
+            "{package} = {{ path = {:?} }}",
+            app.display().to_string()
+        );
+        names.push(format!("{}::APP", package.replace('-', "_")));
+        packages.push(package.to_string());
+    }
+    // One image crate and target directory per set of applications, so images of different
+    // sets do not overwrite each other.
+    let set = packages.join("+");
+    let dir = crate::target_dir().join("rt-app-image").join(&set);
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = |relative: &str| format!("{:?}", root.join(relative).display().to_string());
+    let manifest = format!(
+        "# Made by the build tool (`cargo xtask build --rt-app PATH`); remade on every build.
+[package]
+name = \"{RT_IMAGE_PACKAGE}\"
+version = \"0.1.0\"
+edition = \"2024\"
+publish = false
+
+[[bin]]
+name = \"{RT_IMAGE_PACKAGE}\"
+path = \"main.rs\"
+test = false
+bench = false
+
+[dependencies]
+bulkhead-rt = {{ path = {} }}
+bulkhead-x86 = {{ path = {}, features = [\"runtime\"] }}
+bulkhead-rt-app-control = {{ path = {} }}
+bulkhead-rt-app-echo = {{ path = {} }}
+{dependencies}
+[profile.release]
+debug = 1
+
+[workspace]
+",
+        path("rt-partition/kernel"),
+        path("common/x86"),
+        path("rt-partition/apps/control"),
+        path("rt-partition/apps/echo"),
+    );
+    let main = format!(
+        "//! Made by the build tool: the RT kernel with these applications.
+#![no_std]
+#![no_main]
+
+bulkhead_rt::applications!({});
+",
+        names.join(", ")
+    );
+    write_if_changed(&dir.join("Cargo.toml"), &manifest)?;
+    write_if_changed(&dir.join("main.rs"), &main)?;
+    let build_script = fs::read_to_string(root.join("rt-partition/image/build.rs"))
+        .context("reading the image's build script")?;
+    write_if_changed(&dir.join("build.rs"), &build_script)?;
+    if !dir.join("Cargo.lock").exists() {
+        // The workspace's versions of every crate the kernel uses.
+        fs::copy(root.join("Cargo.lock"), dir.join("Cargo.lock"))
+            .context("copying the lock file")?;
+    }
+    let target_dir = crate::target_dir().join("image-apps").join(&set);
+    let mut command = image_build_command(release, &target_dir);
+    command
+        .current_dir(&dir)
+        .arg("--manifest-path")
+        .arg(dir.join("Cargo.toml"));
+    let output = command.output().context("cannot run cargo")?;
+    if !output.status.success() {
+        // The compiler's errors, without cargo's progress lines.
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let errors: Vec<&str> = stderr
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("Compiling") && !l.trim().is_empty())
+            .collect();
+        bail!(
+            "building the RT image with the applications {set} failed ({}):\n{}",
+            output.status,
+            errors.join("\n")
+        );
+    }
+    built_elf(&target_dir, release, RT_IMAGE_PACKAGE)
+}
+
+/// Writes `text` to `path` unless it holds it already (so its time stamp means something).
+fn write_if_changed(path: &Path, text: &str) -> Result<()> {
+    if fs::read_to_string(path).ok().as_deref() == Some(text) {
+        return Ok(());
+    }
+    fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
 /// The Linux tool's crate and binary.
 const LINUX_TOOL_PACKAGE: &str = "bulkhead-cli";
 const LINUX_TOOL_BINARY: &str = "bulkhead";
@@ -90,26 +217,40 @@ fn build_linux_program(package: &str, binary: &str) -> Result<PathBuf> {
 }
 
 fn build_image(package: &str, what: &str, release: bool) -> Result<PathBuf> {
-    let root = crate::workspace_root();
     let target_dir = crate::target_dir().join("image");
+    let mut command = image_build_command(release, &target_dir);
+    command
+        .current_dir(crate::workspace_root())
+        .args(["-p", package]);
+    let status = command.status().context("cannot run cargo")?;
+    if !status.success() {
+        bail!("building {what} failed ({status})");
+    }
+    built_elf(&target_dir, release, package)
+}
+
+/// `cargo build` of an image for [`IMAGE_TARGET`] with the image flags into `target_dir`
+/// (the caller says what and from where).
+fn image_build_command(release: bool, target_dir: &Path) -> Command {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
-    command.current_dir(&root).args(["build", "-p", package]);
+    command.arg("build");
     if release {
         command.arg("--release");
     }
     command
         .args(["--target", IMAGE_TARGET, "--target-dir"])
-        .arg(&target_dir)
+        .arg(target_dir)
         .env("RUSTFLAGS", IMAGE_RUSTFLAGS)
         // Would take precedence over RUSTFLAGS.
         .env_remove("CARGO_ENCODED_RUSTFLAGS");
-    let status = command.status().context("cannot run cargo")?;
-    if !status.success() {
-        bail!("building {what} failed ({status})");
-    }
+    command
+}
+
+/// The ELF a successful image build left in `target_dir`.
+fn built_elf(target_dir: &Path, release: bool, binary: &str) -> Result<PathBuf> {
     let profile = if release { "release" } else { "debug" };
-    let elf = target_dir.join(IMAGE_TARGET).join(profile).join(package);
+    let elf = target_dir.join(IMAGE_TARGET).join(profile).join(binary);
     if !elf.is_file() {
         bail!("cargo reported success but {} is missing", elf.display());
     }

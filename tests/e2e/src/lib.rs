@@ -46,7 +46,7 @@ pub use emulator::{DEFAULT_BOCHS_IPS, Emulator, kvm_nested_available};
 pub use expect::{Expect, Pattern};
 pub use image::{
     BootKernel, ConfigModule, IsoSpec, Module, build_hostile_tool, build_hypervisor, build_iso,
-    build_linux_tool, build_rt_kernel, grub_cfg,
+    build_linux_tool, build_rt_kernel, build_rt_kernel_with_apps, grub_cfg,
 };
 pub use process::{interrupted, kill_all_emulators};
 pub use report::{ExitReport, LatencySummary, PartitionKind, SelftestSummary};
@@ -79,6 +79,11 @@ pub fn target_dir() -> PathBuf {
 /// Environment variable through which `cargo xtask test` hands the built RT kernel image to the
 /// end-to-end tests.
 pub const RT_KERNEL_ELF_ENV: &str = "BULKHEAD_RT_KERNEL_ELF";
+/// The environment variable naming the RT image built with the example application
+/// (`examples/rt-app`), which `cargo xtask test` builds for the tests.
+pub const RT_EXAMPLE_ELF_ENV: &str = "BULKHEAD_RT_EXAMPLE_ELF";
+/// The example RT application's folder, relative to the workspace root.
+pub const RT_EXAMPLE_APP: &str = "examples/rt-app";
 
 /// Environment variable through which `cargo xtask test` hands the Linux kernel (by default the
 /// uncompressed vmlinux taken out of Debian's bzImage) to the end-to-end tests.
@@ -91,6 +96,12 @@ pub const LINUX_INITRD_ENV: &str = "BULKHEAD_LINUX_INITRD";
 /// The RT kernel image handed over by `cargo xtask test` in [`RT_KERNEL_ELF_ENV`].
 pub fn rt_kernel_elf_from_env() -> Result<PathBuf> {
     image_from_env(RT_KERNEL_ELF_ENV, "RT kernel")
+}
+
+/// The RT image with the example application, handed over by `cargo xtask test` in
+/// [`RT_EXAMPLE_ELF_ENV`].
+pub fn rt_example_elf_from_env() -> Result<PathBuf> {
+    image_from_env(RT_EXAMPLE_ELF_ENV, "RT image with the example application")
 }
 
 /// The hypervisor image handed over by `cargo xtask test` in [`HYPERVISOR_ELF_ENV`].

@@ -57,6 +57,10 @@ enum Cmd {
         /// Build with the dev profile instead of release.
         #[arg(long)]
         debug: bool,
+        /// Link this RT application crate into the RT image too (repeatable; see "Writing an
+        /// RT application" in the README).
+        #[arg(long = "rt-app", value_name = "PATH")]
+        rt_apps: Vec<PathBuf>,
     },
     /// Build the image and a bootable GRUB ISO with a compiled config.
     Image {
@@ -156,6 +160,9 @@ struct IsoArgs {
     /// instead of the uncompressed vmlinux taken out of it (which boots faster in an emulator).
     #[arg(long)]
     linux_bzimage: bool,
+    /// Link this RT application crate into the RT image too (repeatable).
+    #[arg(long = "rt-app", value_name = "PATH")]
+    rt_apps: Vec<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -206,7 +213,7 @@ fn main() -> ExitCode {
         eprintln!("[xtask] warning: cannot install the Ctrl-C handler: {e}");
     }
     let result = match cli.command {
-        Cmd::Build { debug } => build(debug),
+        Cmd::Build { debug, rt_apps } => build(debug, &rt_apps),
         Cmd::Image { iso, out } => image(&iso, out),
         Cmd::Run(args) => run(&args),
         Cmd::Test {
@@ -285,14 +292,25 @@ fn build_image(debug: bool) -> Result<PathBuf> {
 }
 
 pub(crate) fn build_rt_image(debug: bool) -> Result<PathBuf> {
-    let profile = if debug { "dev" } else { "release" };
-    step(&format!("build RT kernel image ({profile})"), || {
-        bulkhead_e2e::build_rt_kernel(!debug)
-    })
+    build_rt_image_with(debug, &[])
 }
 
-fn build(debug: bool) -> Result<ExitCode> {
-    for elf in [build_image(debug)?, build_rt_image(debug)?] {
+/// The RT image, with the applications at `apps` beside the default ones.
+pub(crate) fn build_rt_image_with(debug: bool, apps: &[PathBuf]) -> Result<PathBuf> {
+    let profile = if debug { "dev" } else { "release" };
+    if apps.is_empty() {
+        return step(&format!("build RT kernel image ({profile})"), || {
+            bulkhead_e2e::build_rt_kernel(!debug)
+        });
+    }
+    step(
+        &format!("build RT kernel image with {} more applications ({profile})", apps.len()),
+        || bulkhead_e2e::build_rt_kernel_with_apps(!debug, apps),
+    )
+}
+
+fn build(debug: bool, rt_apps: &[PathBuf]) -> Result<ExitCode> {
+    for elf in [build_image(debug)?, build_rt_image_with(debug, rt_apps)?] {
         let size = std::fs::metadata(&elf)?.len();
         println!(
             "{} ({size} bytes, {:.1} KiB)",
@@ -333,7 +351,7 @@ fn iso_spec(
     output: PathBuf,
 ) -> Result<IsoSpec> {
     let elf = build_image(debug)?;
-    let rt_elf = build_rt_image(debug)?;
+    let rt_elf = build_rt_image_with(debug, &args.rt_apps)?;
     let linux = guest::prepare_step()?;
     Ok(
         IsoSpec::new(output, elf, ConfigModule::Toml(config.path.clone()))
@@ -516,7 +534,7 @@ fn run_rt_bare(args: &RunArgs) -> Result<ExitCode> {
         Some(0) | None => None,
         Some(secs) => Some(Duration::from_secs(secs)),
     };
-    let elf = build_rt_image(args.debug)?;
+    let elf = build_rt_image_with(args.debug, &args.iso.rt_apps)?;
     let dir = RunDir::create("run")?;
     let spec =
         IsoSpec::rt_bare(dir.join("bulkhead-rt.iso"), elf).cmdline(args.iso.rt_cmdline.clone());

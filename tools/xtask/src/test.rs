@@ -7,7 +7,7 @@ use std::process::{Command, ExitCode, Stdio};
 
 use anyhow::{Context, Result, bail};
 
-use crate::{build_image, build_rt_image, deps, guest, step};
+use crate::{build_image, build_rt_image, build_rt_image_with, deps, guest, step};
 
 /// Test counts summed over every `cargo test` run.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -58,10 +58,17 @@ pub fn run(host: bool, e2e: bool, filter: Option<&str>) -> Result<ExitCode> {
         summary.cargo_test_stage("loom tests", loom_command(filter));
     }
     if e2e {
-        let artefacts = build_image(false)
-            .and_then(|elf| Ok((elf, build_rt_image(false)?, guest::prepare_step()?)));
+        let example = bulkhead_e2e::workspace_root().join(bulkhead_e2e::RT_EXAMPLE_APP);
+        let artefacts = build_image(false).and_then(|elf| {
+            Ok((
+                elf,
+                build_rt_image(false)?,
+                build_rt_image_with(false, std::slice::from_ref(&example))?,
+                guest::prepare_step()?,
+            ))
+        });
         match artefacts {
-            Ok((elf, rt_elf, linux)) => {
+            Ok((elf, rt_elf, example_elf, linux)) => {
                 let mut command = cargo();
                 command
                     .args([
@@ -74,6 +81,7 @@ pub fn run(host: bool, e2e: bool, filter: Option<&str>) -> Result<ExitCode> {
                     ])
                     .env(bulkhead_e2e::HYPERVISOR_ELF_ENV, &elf)
                     .env(bulkhead_e2e::RT_KERNEL_ELF_ENV, &rt_elf)
+                    .env(bulkhead_e2e::RT_EXAMPLE_ELF_ENV, &example_elf)
                     .env(bulkhead_e2e::LINUX_KERNEL_ENV, linux.kernel(false))
                     .env(bulkhead_e2e::LINUX_INITRD_ENV, &linux.initramfs);
                 // A failed boot explains itself with the console's tail; a backtrace of the

@@ -1,23 +1,17 @@
-//! The tasks built into the image, created at init from static tables (no task is created
-//! later and nothing is allocated):
+//! The kernel's own tasks, created at init from static tables (no task is created later and
+//! nothing is allocated); the applications' tasks come after them (`crate::app`):
 //!
 //! - per CPU a **latency** task (`latency.rs`): cyclictest's measurement, at the highest
 //!   priority;
-//! - one **demo control loop** (`control.rs`) on the last CPU: how a user writes a periodic
-//!   task;
-//! - with `selftest=kernel`, the **self-test** task set (`selftest.rs`);
-//! - with `echo=FROM:TO`, the **echo** task (`echo.rs`) on the last CPU, serving Linux
-//!   through two channels;
 //! - per CPU a **report** task (`report.rs`) at the lowest priority: it prints what the
-//!   latency task and the control loop of its CPU measured, so they never format text;
+//!   latency task and the applications of its CPU published, so they never format text;
+//! - with `selftest=kernel`, the **self-test** task set (`selftest.rs`);
 //! - with `status=CHANNEL`, the **status** task (`status.rs`) on CPU 0, reporting latency
 //!   and task statistics to Linux every report period.
 //!
-//! Priorities (higher is more urgent): latency 90, control 80, echo 70, self-tests 20 to 60,
-//! status 10, report 5.
+//! Priorities (higher is more urgent): latency 90, self-tests 20 to 60, status 10, report 5
+//! (the default image's applications: control loop 80, echo 70).
 
-mod control;
-mod echo;
 mod latency;
 pub mod report;
 mod selftest;
@@ -30,10 +24,6 @@ use crate::sched::{TaskSpec, spawn};
 
 /// Priority of the latency tasks.
 pub const LATENCY_PRIORITY: u8 = 90;
-/// Priority of the demo control loop.
-pub const CONTROL_PRIORITY: u8 = 80;
-/// Priority of the echo task.
-pub const ECHO_PRIORITY: u8 = 70;
 /// Priority of the status task.
 pub const STATUS_PRIORITY: u8 = 10;
 /// Priority of the report tasks.
@@ -43,15 +33,6 @@ pub const REPORT_PRIORITY: u8 = 5;
 pub fn create_all(options: &Options<'static>, cpus: usize) -> Result<(), Error> {
     latency::configure(options);
     for cpu in 0..cpus {
-        report::create_flags(cpu)?;
-        spawn(TaskSpec {
-            name: "report",
-            core: cpu,
-            priority: REPORT_PRIORITY,
-            policy: Policy::Fifo,
-            entry: report::task,
-            arg: cpu,
-        })?;
         spawn(TaskSpec {
             name: "latency",
             core: cpu,
@@ -60,27 +41,14 @@ pub fn create_all(options: &Options<'static>, cpus: usize) -> Result<(), Error> 
             entry: latency::task,
             arg: cpu,
         })?;
-    }
-    if options.control_hz > 0 {
-        control::configure(options.control_hz);
+        report::create_flags(cpu)?;
         spawn(TaskSpec {
-            name: "control",
-            core: cpus - 1,
-            priority: CONTROL_PRIORITY,
+            name: "report",
+            core: cpu,
+            priority: REPORT_PRIORITY,
             policy: Policy::Fifo,
-            entry: control::task,
-            arg: 0,
-        })?;
-    }
-    if let Some((from, to)) = options.echo {
-        echo::configure(from, to);
-        spawn(TaskSpec {
-            name: "echo",
-            core: cpus - 1,
-            priority: ECHO_PRIORITY,
-            policy: Policy::Fifo,
-            entry: echo::task,
-            arg: 0,
+            entry: report::task,
+            arg: cpu,
         })?;
     }
     if let Some(channel) = options.status {
@@ -98,11 +66,9 @@ pub fn create_all(options: &Options<'static>, cpus: usize) -> Result<(), Error> 
         selftest::create(cpus)?;
     }
     log::info!(
-        "tasks: latency on {cpus} CPUs every {} us (summary every {} s), control loop {}, echo {}, status {}, self-tests {}",
+        "tasks: latency on {cpus} CPUs every {} us (summary every {} s), status {}, self-tests {}",
         options.latency_period_us,
         options.latency_report_s,
-        if options.control_hz > 0 { "on" } else { "off" },
-        if options.echo.is_some() { "on" } else { "off" },
         if options.status.is_some() {
             "on"
         } else {

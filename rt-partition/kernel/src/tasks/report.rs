@@ -1,11 +1,11 @@
 //! The report task: one per CPU at the lowest priority, it prints what the urgent tasks of
 //! its CPU measured, so that they never spend their deadline formatting text.
 //!
-//! A latency task or the control loop *publishes* its summary ([`Published`]: a sequence
+//! A latency task or an application's task *publishes* its summary ([`Published`]: a sequence
 //! lock of a few words, written without waiting) and sets a flag of its CPU's report
 //! flags; the report task wakes when nothing more urgent runs, reads the record and prints
 //! the line (`LatencySummary`, and with `trace=on` `SectionSummary` and `WakePathSummary`;
-//! `ControlSummary`). A record published again before it was printed is printed once, the
+//! for applications, their `report` functions). A record published again before it was printed is printed once, the
 //! newest. Once a report period it also publishes its CPU's task statistics for the status
 //! task (`sched::publish_own_tasks`): no CPU reads another's kernel state.
 
@@ -18,11 +18,21 @@ use crate::api::{self, EventFlagsHandle, Timeout};
 
 /// The flag a latency task sets when its summary is published.
 pub const LATENCY: u32 = 1 << 0;
-/// The flag the control loop sets when its summary is published.
-pub const CONTROL: u32 = 1 << 1;
+/// The flags of the applications, one each from bit 1 on in their order in the image
+/// ([`request`]); applications past the 31st share the last bit.
+pub const APPS: u32 = !LATENCY;
+
+/// The report flag of the application named `name` (none for a name no application has).
+fn app_flag(name: &str) -> u32 {
+    crate::app::all()
+        .iter()
+        .position(|app| app.name == name)
+        .map_or(0, |index| 1 << (1 + index.min(30)))
+}
 
 /// One record of `WORDS` words, written by one task only and read by anyone: a sequence
 /// lock (odd while being written), so the writer never waits.
+#[derive(Debug)]
 pub struct Published<const WORDS: usize> {
     seq: AtomicU64,
     words: [AtomicU64; WORDS],
@@ -82,12 +92,20 @@ pub fn create_flags(cpu: usize) -> Result<(), bulkhead_rt_core::Error> {
     Ok(())
 }
 
-/// Tells CPU `cpu`'s report task that `what` ([`LATENCY`], [`CONTROL`]) was published.
+/// Tells CPU `cpu`'s report task that `what` ([`LATENCY`], [`APPS`]) was published.
 #[track_caller]
 pub fn ready(cpu: usize, what: u32) {
     if let Some(&flags) = FLAGS.get(cpu).and_then(Once::get) {
         let _ = api::event_set(flags, what);
     }
+}
+
+/// For a task of the application named `app`: asks this CPU's report task to run that
+/// application's `report` function (which prints what the task published, at the lowest
+/// priority). Requests made before it ran are served once.
+#[track_caller]
+pub fn request(app: &str) {
+    ready(crate::api::cpu(), app_flag(app));
 }
 
 /// The report task of CPU `cpu`.
@@ -96,7 +114,7 @@ pub extern "C" fn task(cpu: usize) {
         return;
     };
     let condition = FlagsCondition {
-        mask: LATENCY | CONTROL,
+        mask: LATENCY | APPS,
         mode: FlagsMode::Any,
         clear_on_exit: true,
     };
@@ -115,8 +133,12 @@ pub extern "C" fn task(cpu: usize) {
         if what & LATENCY != 0 {
             super::latency::print_latest(cpu);
         }
-        if what & CONTROL != 0 {
-            super::control::print_latest();
+        for app in crate::app::all() {
+            if what & app_flag(app.name) != 0
+                && let Some(report) = app.report
+            {
+                report();
+            }
         }
         // Once a report period: this CPU's tasks, for the status report.
         if what & LATENCY != 0 {

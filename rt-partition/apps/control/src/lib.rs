@@ -1,12 +1,14 @@
-//! The demo control loop: how a user writes a periodic real-time task.
+//! The demo control loop, an application of the default RT image: how a user writes a
+//! periodic real-time task.
 //!
 //! A simulated motor (inertia, viscous friction, a load torque that steps now and then) is
-//! driven by a cascaded controller at `control_hz` (10 kHz by default): a proportional
+//! driven by a cascaded controller at `control_hz` (the kernel command line's word; 10 kHz by
+//! default, 0 = off; at most 100 kHz), on the partition's last CPU: a proportional
 //! position loop commands a velocity, a PI velocity loop with anti-windup commands a
 //! saturated torque. The position reference is a triangle wave (±1 rad, 2 s period). Each
 //! job is released at an absolute time (`wait_next_period`), so the loop never drifts.
 //! Every 2 s of kernel time it publishes its tracking error and timing, which its CPU's
-//! report task prints:
+//! report task prints (this application's `report`):
 //!
 //! `control: jobs=.. misses=.. max_err_urad=.. mean_err_urad=.. max_job_ns=..`
 //! (`bulkhead_abi::console::ControlSummary`)
@@ -15,22 +17,51 @@
 //! outputs, api::wait_next_period(&mut periodic) }`. Nothing in the loop allocates, blocks
 //! on I/O or prints more than a line now and then.
 
+#![no_std]
+
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use bulkhead_abi::console::ControlSummary;
-use bulkhead_rt_core::clock::Periodic;
+use bulkhead_rt::app::{App, Context, Cpu, STACK_BYTES, TaskDecl};
+use bulkhead_rt::core_types::{Error, Periodic, Policy};
+use bulkhead_rt::report::{self, Published};
+use bulkhead_rt::{api, println};
 
-use super::report::{self, Published};
-use crate::api;
-use crate::println;
+/// The application.
+pub const APP: App = App {
+    name: "control",
+    tasks: &[TaskDecl {
+        name: "control",
+        cpu: Cpu::Last,
+        priority: 80,
+        policy: Policy::Fifo,
+        stack_bytes: STACK_BYTES,
+        entry: task,
+        arg: 0,
+    }],
+    init: Some(init),
+    report: Some(print_latest),
+};
 
+/// The loop's rate; 0 = off.
 static RATE_HZ: AtomicU64 = AtomicU64::new(10_000);
+
+/// Reads `control_hz=` (init).
+fn init(context: &Context<'static>) -> Result<(), Error> {
+    if let Some(value) = context.option("control_hz") {
+        match value.parse::<u64>() {
+            Ok(hz) if hz <= 100_000 => RATE_HZ.store(hz, Ordering::Relaxed),
+            _ => return Err(Error::InvalidArgument),
+        }
+    }
+    Ok(())
+}
 
 /// The last report: jobs, misses, max and mean error, longest job.
 static PUBLISHED: Published<5> = Published::new();
 
 /// Prints the last report (the report task of the loop's CPU).
-pub fn print_latest() {
+fn print_latest() {
     if let Some([jobs, misses, max_err_urad, mean_err_urad, max_job_ns]) = PUBLISHED.latest() {
         let summary = ControlSummary {
             jobs,
@@ -41,11 +72,6 @@ pub fn print_latest() {
         };
         println!("{summary}");
     }
-}
-
-/// Sets the loop rate (init).
-pub fn configure(hz: u64) {
-    RATE_HZ.store(hz.max(1), Ordering::Relaxed);
 }
 
 /// The simulated plant: a motor shaft.
@@ -106,8 +132,11 @@ fn reference(t: f64) -> (f64, f64) {
 }
 
 /// The control loop task.
-pub extern "C" fn task(_: usize) {
+extern "C" fn task(_: usize) {
     let hz = RATE_HZ.load(Ordering::Relaxed);
+    if hz == 0 {
+        return;
+    }
     let period_ns = 1_000_000_000 / hz;
     let dt = 1.0 / hz as f64;
     let start = (api::now_ns() / period_ns + 10) * period_ns;
@@ -163,7 +192,7 @@ pub extern "C" fn task(_: usize) {
                 (mean * 1e6) as u64,
                 max_job_ns,
             ]);
-            report::ready(api::cpu(), report::CONTROL);
+            report::request(APP.name);
             max_err = 0.0;
             sum_err = 0.0;
             window_jobs = 0;

@@ -1,6 +1,6 @@
-//! The Bulkhead RT partition kernel image.
-//!
-//! One multiboot2 ELF, linked identity-mapped at 1 MiB, that boots two ways (see
+//! The Bulkhead RT partition kernel, as a library that the image crate
+//! (`rt-partition/image`) links with its applications ([`app`]) into one multiboot2 ELF,
+//! linked identity-mapped at 1 MiB, that boots two ways (see
 //! `bulkhead_abi::rt_boot` for the entry protocol): alone from GRUB ("bare", to measure the same
 //! code without the hypervisor), or in the RT partition, entered by the hypervisor on every
 //! partition CPU. The boot is a straight line; anything that fails ends in one `FATAL:`
@@ -8,27 +8,52 @@
 //!
 //! 1. every CPU: its boot stack, long mode, descriptor tables, IDT, per-CPU pointer;
 //! 2. the boot CPU: the facts (multiboot2 + ACPI MADT, or the validated `RtBootInfo`), the
-//!    console, the TSC frequency, the local APIC and timer modes, the tasks and objects
-//!    from the static tables in `tasks/`;
+//!    console, the TSC frequency, the local APIC and timer modes, the kernel's own tasks and
+//!    objects (`tasks/`), then the applications' (their `init`, then their tasks);
 //! 3. the other CPUs: started with INIT-SIPI-SIPI (bare) or already entered (hypervisor),
 //!    each initialises its local APIC and waits for the go;
 //! 4. every CPU schedules: its boot context becomes its idle task.
 //!
 //! Scheduling policy, timers and synchronisation are `bulkhead-rt-core`'s; `sched.rs` wires
-//! them to the hardware and `api.rs` is what tasks call.
+//! them to the hardware. What applications use: [`api`] (what tasks call), [`channels`]
+//! (the channels to Linux), [`report`] (printing at the lowest priority), [`app`] (what an
+//! application declares), [`println!`], and `bulkhead-rt-core`'s types ([`core_types`]).
 #![no_std]
-#![no_main]
 
-mod api;
+pub mod api;
+pub mod app;
 mod arch;
 mod boot;
-mod channels;
+pub mod channels;
 mod console;
 mod percpu;
 mod sched;
 mod smp;
 mod tasks;
 mod trace;
+
+/// What an application's task publishes and has printed by its CPU's report task, at the
+/// lowest priority: [`Published`](report::Published) records (written without waiting) and
+/// [`request`](report::request).
+pub mod report {
+    pub use crate::tasks::report::{Published, request};
+}
+
+/// The core crate's types an application meets: policies, priorities, errors, periodic
+/// releases, timeouts, flag conditions; and [`Once`](core_types::Once), for a handle made in
+/// an application's `init` and read by its tasks.
+pub mod core_types {
+    pub use spin::Once;
+    pub use bulkhead_rt_core::clock::Periodic;
+    pub use bulkhead_rt_core::sync::{FlagsCondition, FlagsMode, Received};
+    pub use bulkhead_rt_core::{Error, Policy, Priority, Timeout};
+}
+
+/// [`println!`]'s way to the console (not for direct use).
+#[doc(hidden)]
+pub fn __console_line(args: fmt::Arguments<'_>) {
+    console::write_line(args);
+}
 
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -203,6 +228,12 @@ fn boot_cpu(magic: u32, info: usize) -> ! {
     }
     if let Err(e) = tasks::create_all(&options, facts.cpus().len()) {
         fatal(format_args!("creating the tasks: {e}"));
+    }
+    if let Err(e) = app::start_all(facts.cmdline(), facts.cpus().len()) {
+        fatal(format_args!("{e}"));
+    }
+    for a in app::all() {
+        log::info!("application {}: {} tasks", a.name, a.tasks.len());
     }
     SHARED_READY.store(true, Ordering::Release);
 

@@ -1,4 +1,5 @@
-//! The echo task (`echo=FROM:TO`): copies every message of the `linux-to-rt` channel FROM to
+//! The echo task, an application of the default RT image (`echo=FROM:TO` on the kernel
+//! command line, on the partition's last CPU at priority 70): copies every message of the `linux-to-rt` channel FROM to
 //! the `rt-to-linux` channel TO, unchanged and with the same priority. It is the RT peer of
 //! the Linux tool's `bulkhead ping`, and the smallest example of a task that serves Linux
 //! through the channel API: open both ends once, then block in `receive` and `send`.
@@ -11,18 +12,46 @@
 //! Linux sender waiting for room). A channel that fails (a corrupt ring: Linux is not trusted) ends the
 //! task with a line naming it; the rest of the kernel goes on.
 
+#![no_std]
+
 use spin::Once;
 
-use crate::api::{self, Timeout};
-use crate::channels::{self, ChannelError};
-use crate::println;
+use bulkhead_rt::api::{self, Timeout};
+use bulkhead_rt::app::{App, Context, Cpu, STACK_BYTES, TaskDecl};
+use bulkhead_rt::channels::{self, ChannelError};
+use bulkhead_rt::core_types::{Error, Policy};
+use bulkhead_rt::println;
+
+/// The application.
+pub const APP: App = App {
+    name: "echo",
+    tasks: &[TaskDecl {
+        name: "echo",
+        cpu: Cpu::Last,
+        priority: 70,
+        policy: Policy::Fifo,
+        stack_bytes: STACK_BYTES,
+        entry: task,
+        arg: 0,
+    }],
+    init: Some(init),
+    report: None,
+};
 
 /// The two channels, from the kernel options.
 static ROUTE: Once<(&'static str, &'static str)> = Once::new();
 
-/// Sets the route (init).
-pub fn configure(from: &'static str, to: &'static str) {
-    ROUTE.call_once(|| (from, to));
+/// Reads `echo=FROM:TO` (init); without it the task ends at once.
+fn init(context: &Context<'static>) -> Result<(), Error> {
+    if let Some(route) = context.option("echo") {
+        match route.split_once(':') {
+            Some((from, to)) if !from.is_empty() && !to.is_empty() => {
+                ROUTE.call_once(|| (from, to));
+            }
+            _ => return Err(Error::InvalidArgument),
+        }
+    }
+    Ok(())
 }
 
 /// The message buffer: a slot's largest payload is bigger than a task stack.
@@ -33,7 +62,7 @@ static BUFFER: spin::Mutex<[u8; bulkhead_ring::MAX_SLOT_SIZE as usize]> =
 const QUIET_NS: u64 = 1_000_000_000;
 
 /// The echo task.
-pub extern "C" fn task(_: usize) {
+extern "C" fn task(_: usize) {
     let Some(&(from, to)) = ROUTE.get() else {
         return;
     };
