@@ -3,9 +3,11 @@
 //!
 //! Until the scheduler runs, lines go straight to the UART (direct mode). From then on a
 //! line is copied whole into one ring buffer under one lock (interrupts off for the copy
-//! only, and for the copy into the log channel in a section of its own) and CPU 0's idle task drains the ring to the UART with interrupts enabled: a UART
-//! sends about 11 bytes a millisecond at 115200 baud, and waiting for it with interrupts off
-//! would cost real-time tasks that much latency. Lines never interleave; when the ring is
+//! only, and for the copy into the log channel in a section of its own) and CPU 0's idle
+//! task drains the ring to the UART with interrupts enabled: a UART sends about 11 bytes a
+//! millisecond at 115200 baud, and waiting for it with interrupts off would cost real-time
+//! tasks that much latency. (These two locks are the kernel's only ones that CPUs share:
+//! a line printed on two CPUs at once waits for the other's copy, a line long.) Lines never interleave; when the ring is
 //! full a line is dropped and counted. Fatal paths (exceptions, panics) switch back to
 //! direct mode, flush what is buffered and write their report synchronously. A line longer
 //! than [`LINE_MAX`] is cut and ends in `bulkhead_ring::log::CUT_MARKER`.

@@ -43,7 +43,7 @@ use crate::arch::{IrqGuard, apic, time};
 use crate::tasks::report::Published;
 
 /// Tasks per core, its idle task included.
-pub const TASKS_PER_CORE: usize = 16;
+pub const TASKS_PER_CORE: usize = 24;
 /// Tasks of the whole partition.
 pub const MAX_TASKS: usize = MAX_CPUS * TASKS_PER_CORE;
 /// Stack of each created task.
