@@ -331,14 +331,15 @@ fn find_byte(text: &[u8], byte: u8) -> Option<usize> {
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     let pattern = ONES.wrapping_mul(u64::from(byte));
     let (chunks, tail) = text.as_chunks::<8>();
-    for (i, chunk) in chunks.iter().enumerate() {
+    let mut start = 0usize;
+    for chunk in chunks {
         let x = u64::from_le_bytes(*chunk) ^ pattern;
         if x.wrapping_sub(ONES) & !x & HIGHS != 0 {
-            return chunk.iter().position(|&b| b == byte).map(|p| i * 8 + p);
+            return chunk.iter().position(|&b| b == byte).map(|p| start.saturating_add(p));
         }
+        start = start.saturating_add(8);
     }
-    let start = chunks.len() * 8;
-    tail.iter().position(|&b| b == byte).map(|p| start + p)
+    tail.iter().position(|&b| b == byte).map(|p| start.saturating_add(p))
 }
 
 /// Sends `text` as one line on `producer` (cut to its largest message, and marked, when it
