@@ -564,7 +564,6 @@ extern "C" fn irq_handler(vector: u64) {
         let now = time::now_ns();
         match vector {
             TIMER_VECTOR => {
-                TIMER_IRQS[core].fetch_add(1, Ordering::Relaxed);
                 // The timer fired, so it is disarmed now (whatever it was armed for).
                 ARMED_NS[core].store(u64::MAX, Ordering::Relaxed);
                 let _ = state.kernel.expire_timers(LOCAL, now);
@@ -588,9 +587,6 @@ extern "C" fn irq_handler(vector: u64) {
     // Back in the task this interrupt came to; IRETQ enables interrupts.
     crate::trace::irqs_on();
 }
-
-/// Timer interrupts taken per core.
-pub static TIMER_IRQS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
 /// Where a task's entry function returns to (from `task_start`): it is suspended for good.
 #[unsafe(no_mangle)]

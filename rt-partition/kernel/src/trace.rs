@@ -105,24 +105,25 @@ pub fn start() {
 /// Interrupts just went off on this CPU at `site` (they were on).
 #[inline]
 pub fn irqs_off(site: Site) {
-    let t = this();
-    if t.measuring.load(Ordering::Relaxed) {
-        t.off_site.store(site.pack(), Ordering::Relaxed);
-        t.off_since.store(rdtsc(), Ordering::Relaxed);
-    }
+    begin(site, rdtsc());
 }
 
 /// An interrupt handler begins (interrupts are off since its delivery); returns the TSC.
 #[inline]
 pub fn irq_entry(vector: u8) -> u64 {
     let now = rdtsc();
+    begin(Site::Interrupt(vector), now);
+    now
+}
+
+/// A section begins at `site`, TSC `now`, if this CPU measures.
+#[inline]
+fn begin(site: Site, now: u64) {
     let t = this();
     if t.measuring.load(Ordering::Relaxed) {
-        t.off_site
-            .store(Site::Interrupt(vector).pack(), Ordering::Relaxed);
+        t.off_site.store(site.pack(), Ordering::Relaxed);
         t.off_since.store(now, Ordering::Relaxed);
     }
-    now
 }
 
 /// Interrupts are about to go on again on this CPU: the section ends.

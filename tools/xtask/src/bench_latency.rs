@@ -290,20 +290,20 @@ pub fn run(
         );
         // Both with the echo task, which the load's channel traffic goes through.
         let with_echo = format!("{options} echo=commands:telemetry");
+        let linux_run = |name: &str, init: &str| {
+            hv(name)
+                .rt_cmdline(with_echo.as_str())
+                .linux(LinuxMode::kernel(init))
+                .linux_files(&linux.vmlinux, &linux.initramfs)
+        };
         runs.push((
             "linux idle",
-            hv("bench_latency_linux_idle")
-                .rt_cmdline(with_echo.as_str())
-                .linux(LinuxMode::kernel(""))
-                .linux_files(&linux.vmlinux, &linux.initramfs),
+            linux_run("bench_latency_linux_idle", ""),
             Some(INIT_REACHED),
         ));
         runs.push((
             "linux loaded",
-            hv("bench_latency_linux_loaded")
-                .rt_cmdline(with_echo.as_str())
-                .linux(LinuxMode::kernel("bulkhead.init=load"))
-                .linux_files(&linux.vmlinux, &linux.initramfs),
+            linux_run("bench_latency_linux_loaded", "bulkhead.init=load"),
             Some(LOAD_RUNNING),
         ));
     }
@@ -360,30 +360,10 @@ fn print_table(args: &LatencyArgs, options: &str, measured: &[Measured]) {
     }
     let bare = measured[0].summary;
     for m in &measured[1..] {
-        let s = m.summary;
-        println!(
-            "{:<14}{:>9}{:>10}{:>10}{:>10}{:>10}{:>11}",
-            format!("{} / bare", short(m.name)),
-            "",
-            ratio(s.min_ns, bare.min_ns),
-            ratio(s.avg_ns, bare.avg_ns),
-            ratio(s.max_ns, bare.max_ns),
-            ratio(s.p99_ns, bare.p99_ns),
-            ratio(s.p999_ns, bare.p999_ns)
-        );
+        print_ratio_row(&format!("{} / bare", short(m.name)), m.summary, bare);
     }
     if let [_, _, idle, loaded] = measured {
-        let (i, l) = (idle.summary, loaded.summary);
-        println!(
-            "{:<14}{:>9}{:>10}{:>10}{:>10}{:>10}{:>11}",
-            "loaded / idle",
-            "",
-            ratio(l.min_ns, i.min_ns),
-            ratio(l.avg_ns, i.avg_ns),
-            ratio(l.max_ns, i.max_ns),
-            ratio(l.p99_ns, i.p99_ns),
-            ratio(l.p999_ns, i.p999_ns)
-        );
+        print_ratio_row("loaded / idle", loaded.summary, idle.summary);
     }
     println!(
         "{:<14}{:>12}{:>12}{:>12}{:>12}{:>12}  longest interrupts-off section",
@@ -426,6 +406,20 @@ fn print_table(args: &LatencyArgs, options: &str, measured: &[Measured]) {
             );
         }
     }
+}
+
+/// One row of ratios `of / to`, under the table's statistics columns.
+fn print_ratio_row(name: &str, of: LatencySummary, to: LatencySummary) {
+    println!(
+        "{:<14}{:>9}{:>10}{:>10}{:>10}{:>10}{:>11}",
+        name,
+        "",
+        ratio(of.min_ns, to.min_ns),
+        ratio(of.avg_ns, to.avg_ns),
+        ratio(of.max_ns, to.max_ns),
+        ratio(of.p99_ns, to.p99_ns),
+        ratio(of.p999_ns, to.p999_ns)
+    );
 }
 
 /// A run's name for a ratio's row.

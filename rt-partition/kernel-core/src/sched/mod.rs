@@ -217,13 +217,6 @@ impl Resched {
         self.cores == 0
     }
 
-    /// The set without `core`.
-    pub const fn without(self, core: CoreId) -> Self {
-        Self {
-            cores: self.cores & !Self::bit(core),
-        }
-    }
-
     /// The cores in the set, lowest first (one step per core in the set, not per possible
     /// core: this runs at the end of every kernel entry).
     pub fn cores(self) -> impl Iterator<Item = CoreId> {
@@ -273,9 +266,6 @@ mod tests {
         assert!(!set.contains(CoreId::new(1)));
         let cores: Vec<usize> = set.cores().map(CoreId::index).collect();
         assert_eq!(cores, [0, 3, 63]);
-        let cores: Vec<usize> = set.without(CoreId::new(3)).cores().map(CoreId::index).collect();
-        assert_eq!(cores, [0, 63]);
-        assert_eq!(set.without(CoreId::new(64)), set);
         assert_eq!(Resched::NONE.cores().count(), 0);
     }
 

@@ -143,18 +143,20 @@ pub fn print_latest(cpu: usize) {
     };
     let histogram = samples.histogram();
     let misses = samples.misses.load(Ordering::Relaxed);
-    println!("{}", histogram.summary(cpu as u32, misses));
+    // The percentiles scan every bucket: once, for the line and the record.
+    let summary = histogram.summary(cpu as u32, misses);
+    println!("{summary}");
     let record = CpuLatency {
-        cpu: cpu as u32,
+        cpu: summary.cpu,
         reserved: 0,
-        samples: histogram.samples(),
-        min_ns: histogram.min_ns().unwrap_or(0),
-        avg_ns: histogram.average_ns().unwrap_or(0),
-        max_ns: histogram.max_ns().unwrap_or(0),
-        p99_ns: histogram.p99_ns().unwrap_or(0),
-        p999_ns: histogram.p999_ns().unwrap_or(0),
-        misses,
-        overflow: histogram.overflow(),
+        samples: summary.samples,
+        min_ns: summary.min_ns,
+        avg_ns: summary.avg_ns,
+        max_ns: summary.max_ns,
+        p99_ns: summary.p99_ns,
+        p999_ns: summary.p999_ns,
+        misses: summary.misses,
+        overflow: summary.overflow,
         histogram: status::histogram_from_microseconds(histogram.buckets()),
     };
     if let Ok(words) = <[u64; WORDS]>::read_from_bytes(record.as_bytes()) {
