@@ -6,11 +6,16 @@
 //! returns timers whose deadline is at or before `now`, so an interrupt that arrives before
 //! its deadline (or a spurious one) expires nothing.
 //!
-//! The queue is a binary min-heap over fixed slots, so insert, cancel and pop are
-//! O(log capacity) and nothing is allocated. Each timer is named by a [`TimerHandle`] that
-//! carries a generation count, so cancelling a timer that already expired (or whose slot
-//! was reused) is harmless. This module only orders deadlines: it never reads a clock and
-//! never knows what a timer is for (that is the payload's business).
+//! The queue is a list over fixed slots kept sorted by deadline, linked both ways: the
+//! timer interrupt's work (look at the head, unlink it) and cancelling are O(1), and the
+//! sorting is paid by whoever arms a timer, walking from the latest deadline backwards
+//! (a periodic task's next release is usually the latest, so the walk is short) — at most
+//! `CAPACITY` steps, which is small (a core's task table). That puts the cost on the task
+//! going to sleep, not on the wake-up path of the task that is due. Nothing is allocated.
+//! Each timer is named by a [`TimerHandle`] that carries a generation count, so cancelling a
+//! timer that already expired (or whose slot was reused) is harmless. This module only
+//! orders deadlines: it never reads a clock and never knows what a timer is for (that is
+//! the payload's business).
 
 /// Names one inserted timer. Stale handles (timer expired or cancelled) are recognised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -32,14 +37,18 @@ pub struct Expired<T> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueFull;
 
+/// "No slot" in the links.
+const NONE: u16 = u16::MAX;
+
 #[derive(Debug, Clone, Copy)]
 struct TimerSlot<T> {
     deadline_ns: u64,
-    /// Insertion order, to break ties between equal deadlines.
-    sequence: u64,
     generation: u32,
-    /// Where this slot sits in `heap` while armed.
-    heap_position: u16,
+    /// The slot with the next later (or equal, inserted later) deadline; for a free slot,
+    /// the next free slot.
+    next: u16,
+    /// The slot with the next earlier deadline.
+    previous: u16,
     /// `Some` while armed.
     payload: Option<T>,
 }
@@ -48,13 +57,12 @@ struct TimerSlot<T> {
 #[derive(Debug, Clone)]
 pub struct TimerQueue<T, const CAPACITY: usize> {
     slots: [TimerSlot<T>; CAPACITY],
-    /// Slot indices forming a binary min-heap ordered by (deadline, sequence).
-    heap: [u16; CAPACITY],
-    heap_len: usize,
-    /// Stack of free slot indices.
-    free: [u16; CAPACITY],
-    free_len: usize,
-    next_sequence: u64,
+    /// Earliest and latest armed slots.
+    head: u16,
+    tail: u16,
+    /// First free slot (free slots are chained through `next`).
+    free: u16,
+    len: usize,
 }
 
 impl<T: Copy, const CAPACITY: usize> Default for TimerQueue<T, CAPACITY> {
@@ -68,30 +76,29 @@ impl<T: Copy, const CAPACITY: usize> TimerQueue<T, CAPACITY> {
     pub const fn new() -> Self {
         const {
             assert!(
-                CAPACITY <= u16::MAX as usize,
+                CAPACITY < NONE as usize,
                 "timer queue capacity too large"
             )
         };
-        let mut free = [0u16; CAPACITY];
+        let mut slots = [TimerSlot {
+            deadline_ns: 0,
+            generation: 0,
+            next: NONE,
+            previous: NONE,
+            payload: None,
+        }; CAPACITY];
+        // Free slots chained in index order, so slots are used lowest first.
         let mut i = 0;
-        while i < CAPACITY {
-            // Lowest slot on top of the stack, so slots are used in index order.
-            free[i] = (CAPACITY - 1 - i) as u16;
+        while i + 1 < CAPACITY {
+            slots[i].next = (i + 1) as u16;
             i += 1;
         }
         Self {
-            slots: [TimerSlot {
-                deadline_ns: 0,
-                sequence: 0,
-                generation: 0,
-                heap_position: 0,
-                payload: None,
-            }; CAPACITY],
-            heap: [0; CAPACITY],
-            heap_len: 0,
-            free,
-            free_len: CAPACITY,
-            next_sequence: 0,
+            slots,
+            head: NONE,
+            tail: NONE,
+            free: if CAPACITY == 0 { NONE } else { 0 },
+            len: 0,
         }
     }
 
@@ -102,44 +109,51 @@ impl<T: Copy, const CAPACITY: usize> TimerQueue<T, CAPACITY> {
 
     /// Timers currently armed.
     pub fn len(&self) -> usize {
-        self.heap_len
+        self.len
     }
 
     /// No timer is armed.
     pub fn is_empty(&self) -> bool {
-        self.heap_len == 0
+        self.len == 0
     }
 
-    /// Arms a timer for the absolute time `deadline_ns`.
+    /// Arms a timer for the absolute time `deadline_ns`, after every armed timer whose
+    /// deadline is not later.
     pub fn insert(&mut self, deadline_ns: u64, payload: T) -> Result<TimerHandle, QueueFull> {
-        if self.free_len == 0 {
+        let Some(slot) = self.slots.get(usize::from(self.free)) else {
             return Err(QueueFull);
+        };
+        let index = self.free;
+        self.free = slot.next;
+        // The armed timer this one goes after: walk back from the latest.
+        let mut before = self.tail;
+        while let Some(earlier) = self.slots.get(usize::from(before))
+            && earlier.deadline_ns > deadline_ns
+        {
+            before = earlier.previous;
         }
-        self.free_len -= 1;
-        let slot_index = self.free[self.free_len];
-        let sequence = self.next_sequence;
-        self.next_sequence += 1;
-        let position = self.heap_len;
-        let slot = &mut self.slots[usize::from(slot_index)];
+        let after = match self.slots.get(usize::from(before)) {
+            Some(slot) => slot.next,
+            None => self.head,
+        };
+        let slot = &mut self.slots[usize::from(index)];
         slot.deadline_ns = deadline_ns;
-        slot.sequence = sequence;
         slot.payload = Some(payload);
-        slot.heap_position = position as u16;
+        slot.previous = before;
+        slot.next = after;
         let handle = TimerHandle {
-            slot: slot_index,
+            slot: index,
             generation: slot.generation,
         };
-        self.heap[position] = slot_index;
-        self.heap_len += 1;
-        self.sift_up(position);
+        self.link(before, index, after);
+        self.len += 1;
         Ok(handle)
     }
 
     /// Disarms a timer and returns its payload; `None` if it already expired or was cancelled.
     pub fn cancel(&mut self, handle: TimerHandle) -> Option<T> {
         self.armed_slot(handle)?;
-        let position = usize::from(self.slots[usize::from(handle.slot)].heap_position);
-        Some(self.remove_at(position).payload)
+        Some(self.remove(handle.slot).payload)
     }
 
     /// The deadline of an armed timer.
@@ -149,14 +163,14 @@ impl<T: Copy, const CAPACITY: usize> TimerQueue<T, CAPACITY> {
 
     /// The earliest armed deadline: what the core's one-shot timer should be programmed for.
     pub fn next_deadline(&self) -> Option<u64> {
-        (self.heap_len > 0).then(|| self.slots[usize::from(self.heap[0])].deadline_ns)
+        self.slots.get(usize::from(self.head)).map(|slot| slot.deadline_ns)
     }
 
     /// Removes and returns the earliest timer if its deadline is at or before `now_ns`.
     /// Call it in a loop until `None` to expire everything that is due.
     pub fn pop_expired(&mut self, now_ns: u64) -> Option<Expired<T>> {
         match self.next_deadline() {
-            Some(deadline) if deadline <= now_ns => Some(self.remove_at(0)),
+            Some(deadline) if deadline <= now_ns => Some(self.remove(self.head)),
             _ => None,
         }
     }
@@ -166,75 +180,43 @@ impl<T: Copy, const CAPACITY: usize> TimerQueue<T, CAPACITY> {
         (slot.generation == handle.generation && slot.payload.is_some()).then_some(slot)
     }
 
-    /// Takes the timer at heap position `position` out and frees its slot.
-    fn remove_at(&mut self, position: usize) -> Expired<T> {
-        let slot_index = self.heap[position];
-        let last = self.heap_len - 1;
-        self.swap_heap(position, last);
-        self.heap_len -= 1;
-        if position < self.heap_len {
-            // The element moved into `position` may belong above or below it.
-            let moved = usize::from(self.heap[position]);
-            self.sift_up(position);
-            if usize::from(self.slots[moved].heap_position) == position {
-                self.sift_down(position);
-            }
+    /// Makes `index` the neighbour of `before` and `after` (either `NONE` at an end).
+    fn link(&mut self, before: u16, index: u16, after: u16) {
+        match self.slots.get_mut(usize::from(before)) {
+            Some(slot) => slot.next = index,
+            None => self.head = index,
         }
-        let slot = &mut self.slots[usize::from(slot_index)];
+        match self.slots.get_mut(usize::from(after)) {
+            Some(slot) => slot.previous = index,
+            None => self.tail = index,
+        }
+    }
+
+    /// Takes the armed timer in slot `index` out of the list and frees its slot.
+    fn remove(&mut self, index: u16) -> Expired<T> {
+        let slot = &mut self.slots[usize::from(index)];
+        let (before, after) = (slot.previous, slot.next);
         let expired = Expired {
             deadline_ns: slot.deadline_ns,
             payload: slot
                 .payload
                 .take()
-                .expect("every slot in the heap is armed"),
+                .expect("every slot in the list is armed"),
         };
         slot.generation = slot.generation.wrapping_add(1);
-        self.free[self.free_len] = slot_index;
-        self.free_len += 1;
+        slot.next = self.free;
+        slot.previous = NONE;
+        self.free = index;
+        match self.slots.get_mut(usize::from(before)) {
+            Some(slot) => slot.next = after,
+            None => self.head = after,
+        }
+        match self.slots.get_mut(usize::from(after)) {
+            Some(slot) => slot.previous = before,
+            None => self.tail = before,
+        }
+        self.len -= 1;
         expired
-    }
-
-    /// Heap order: earlier deadline first, then earlier insertion.
-    fn earlier(&self, a: usize, b: usize) -> bool {
-        let slot_a = &self.slots[usize::from(self.heap[a])];
-        let slot_b = &self.slots[usize::from(self.heap[b])];
-        (slot_a.deadline_ns, slot_a.sequence) < (slot_b.deadline_ns, slot_b.sequence)
-    }
-
-    fn swap_heap(&mut self, a: usize, b: usize) {
-        self.heap.swap(a, b);
-        self.slots[usize::from(self.heap[a])].heap_position = a as u16;
-        self.slots[usize::from(self.heap[b])].heap_position = b as u16;
-    }
-
-    fn sift_up(&mut self, mut position: usize) {
-        while position > 0 {
-            let parent = (position - 1) / 2;
-            if !self.earlier(position, parent) {
-                break;
-            }
-            self.swap_heap(position, parent);
-            position = parent;
-        }
-    }
-
-    fn sift_down(&mut self, mut position: usize) {
-        loop {
-            let left = 2 * position + 1;
-            let right = left + 1;
-            let mut earliest = position;
-            if left < self.heap_len && self.earlier(left, earliest) {
-                earliest = left;
-            }
-            if right < self.heap_len && self.earlier(right, earliest) {
-                earliest = right;
-            }
-            if earliest == position {
-                break;
-            }
-            self.swap_heap(position, earliest);
-            position = earliest;
-        }
     }
 }
 

@@ -271,40 +271,40 @@ pub fn publish_own_tasks() {
     let core = this_core_index();
     let mut words = [0u64; SNAPSHOT_WORDS];
     let mut records = [TaskStatus::default(); TASKS_PER_CORE];
-    let filled = enter(|state, _core, _now| {
-        let k = &state.kernel;
-        let mut n = 0;
-        for local in k.tasks() {
-            let Some(slot) = records.get_mut(n) else {
-                break;
+    let mut filled = 0;
+    // One kernel entry per task: a short section each, not one as long as the table.
+    for index in 0..TASKS_PER_CORE {
+        let local = TaskId::new(index as u16);
+        let record = enter(|state, _core, _now| {
+            let k = &state.kernel;
+            let record = match (k.task_stats(local), k.base_priority(local), k.task_state(local)) {
+                (Ok(stats), Ok(priority), Ok(st)) => Some(TaskStatus {
+                    name: [0; bulkhead_abi::status::TASK_NAME_LEN],
+                    cpu: core as u16,
+                    priority: priority.level(),
+                    state: match st {
+                        TaskState::Ready => Shown::Ready,
+                        TaskState::Running => Shown::Running,
+                        TaskState::Blocked(_) => Shown::Blocked,
+                        TaskState::Sleeping => Shown::Sleeping,
+                        TaskState::Suspended => Shown::Suspended,
+                    } as u8,
+                    reserved: 0,
+                    cpu_time_ns: stats.cpu_time_ns,
+                    wakeups: stats.wakeups,
+                    deadline_misses: stats.deadline_misses,
+                    wake_max_ns: stats.wake_latency.max_ns().unwrap_or(0),
+                }),
+                _ => None,
             };
-            let (Ok(stats), Ok(priority), Ok(st)) =
-                (k.task_stats(local), k.base_priority(local), k.task_state(local))
-            else {
-                continue;
-            };
-            *slot = TaskStatus {
-                name: [0; bulkhead_abi::status::TASK_NAME_LEN],
-                cpu: core as u16,
-                priority: priority.level(),
-                state: match st {
-                    TaskState::Ready => Shown::Ready,
-                    TaskState::Running => Shown::Running,
-                    TaskState::Blocked(_) => Shown::Blocked,
-                    TaskState::Sleeping => Shown::Sleeping,
-                    TaskState::Suspended => Shown::Suspended,
-                } as u8,
-                reserved: 0,
-                cpu_time_ns: stats.cpu_time_ns,
-                wakeups: stats.wakeups,
-                deadline_misses: stats.deadline_misses,
-                wake_max_ns: stats.wake_latency.max_ns().unwrap_or(0),
-            };
-            slot.name = TaskStatus::name_bytes(task_name(TaskRef { core, local }));
-            n += 1;
+            (record, Resched::NONE, Switch::Stay)
+        });
+        if let Some(mut record) = record {
+            record.name = TaskStatus::name_bytes(task_name(TaskRef { core, local }));
+            records[filled] = record;
+            filled += 1;
         }
-        (n, Resched::NONE, Switch::Stay)
-    });
+    }
     words[0] = filled as u64;
     for (record, chunk) in records
         .iter()

@@ -151,7 +151,19 @@ impl<const TASKS: usize> RunQueue<TASKS> {
     /// Takes the task that should run next out of the queue.
     pub fn pop_highest(&mut self) -> Option<(TaskId, Priority)> {
         let (task, priority) = self.highest()?;
-        self.remove(task);
+        // The head of its list: unlinked without the general removal's cases.
+        let level = usize::from(priority.level());
+        let after = self.next[task.index()].take();
+        self.heads[level] = after;
+        match after {
+            Some(after) => self.previous[after.index()] = None,
+            None => {
+                self.tails[level] = None;
+                self.clear_level(level);
+            }
+        }
+        self.queued_at[task.index()] = None;
+        self.len -= 1;
         Some((task, priority))
     }
 
