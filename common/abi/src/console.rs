@@ -14,6 +14,8 @@
 //! - [`HistogramLine`]: the latency task's histogram, in as many lines as it needs
 //!   (`trace=on`), `histogram cpu=0 us:count=14:9995,15:3`;
 //! - [`ControlSummary`]: the RT kernel's demo control loop, `control: jobs=.. misses=0 ..`;
+//! - [`SerialSummary`]: an RT-owned UART's driver (the serial echo application),
+//!   `serial: port=0x3e8 gsi=4 rx=.. tx=.. overruns=0 irqs=.. unhandled=0 irq_to_task_max_ns=..`;
 //! - [`SelftestSummary`]: the RT kernel's self-test result, `selftest: 12 passed, 0 failed`;
 //! - [`RefusalReport`]: what the hypervisor refused a partition, by [`Refusal`] kind,
 //!   `refusals: linux: hypercall=2 msr=1`.
@@ -500,6 +502,74 @@ impl fmt::Display for ControlSummary {
     }
 }
 
+/// An RT-owned UART's driver: what it received and sent, receiver overruns, the interrupts
+/// its line took (and took with no handler), and the longest time from an interrupt's top
+/// half to the driver's task running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SerialSummary {
+    /// The UART's I/O base.
+    pub port: u16,
+    /// Its IOAPIC pin.
+    pub gsi: u32,
+    pub rx: u64,
+    pub tx: u64,
+    pub overruns: u64,
+    pub irqs: u64,
+    pub unhandled: u64,
+    pub irq_to_task_max_ns: u64,
+}
+
+impl SerialSummary {
+    const KEYS: [&'static str; 6] = [
+        "rx",
+        "tx",
+        "overruns",
+        "irqs",
+        "unhandled",
+        "irq_to_task_max_ns",
+    ];
+
+    /// The line's start, for a search that needs no parse.
+    pub const PREFIX: &'static str = "serial: port=";
+
+    /// Parses one line (surrounding white space allowed).
+    pub fn parse(line: &str) -> Option<Self> {
+        let rest = line.trim().strip_prefix(Self::PREFIX)?;
+        let (port, rest) = rest.split_once(' ')?;
+        let port = u16::from_str_radix(port.strip_prefix("0x")?, 16).ok()?;
+        let (gsi, rest) = rest.strip_prefix("gsi=")?.split_once(' ')?;
+        let gsi = gsi.parse().ok()?;
+        let [rx, tx, overruns, irqs, unhandled, irq_to_task_max_ns] = key_values(rest, Self::KEYS)?;
+        Some(Self {
+            port,
+            gsi,
+            rx,
+            tx,
+            overruns,
+            irqs,
+            unhandled,
+            irq_to_task_max_ns,
+        })
+    }
+}
+
+impl fmt::Display for SerialSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "serial: port={:#x} gsi={} rx={} tx={} overruns={} irqs={} unhandled={} irq_to_task_max_ns={}",
+            self.port,
+            self.gsi,
+            self.rx,
+            self.tx,
+            self.overruns,
+            self.irqs,
+            self.unhandled,
+            self.irq_to_task_max_ns
+        )
+    }
+}
+
 /// Part of the latency task's histogram on one CPU (`trace=on`): its non-empty 1 µs buckets
 /// as `MICROSECONDS:COUNT` pairs, lowest first, at most [`HistogramLine::MAX_PAIRS`] to a line
 /// (a histogram takes as many lines as it needs; they follow its `latency` summary):
@@ -645,6 +715,24 @@ mod tests {
         assert_eq!(s.total_avg_ns(), 10);
         assert_eq!(WakePathSummary::parse(&line.replace(" max_to_task_ns=8", "")), None);
         assert_eq!(WakePathSummary::parse(&std::format!("{line} x=1")), None);
+    }
+
+    #[test]
+    fn serial_summaries_written_are_parsed_back() {
+        let summary = SerialSummary {
+            port: 0x3e8,
+            gsi: 4,
+            rx: 12,
+            tx: 12,
+            overruns: 0,
+            irqs: 5,
+            unhandled: 0,
+            irq_to_task_max_ns: 4200,
+        };
+        let line = summary.to_string();
+        assert!(line.starts_with(SerialSummary::PREFIX));
+        assert_eq!(SerialSummary::parse(&line), Some(summary));
+        assert_eq!(SerialSummary::parse("serial: port=3e8 gsi=4 rx=1"), None);
     }
 
     #[test]

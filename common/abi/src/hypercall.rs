@@ -27,11 +27,21 @@ pub enum Call {
     /// device's interrupt in Linux and returns [`Status::Ok`], or [`Status::NoSuchChannel`] (not
     /// a doorbell channel, or no channel device).
     Doorbell = 0x4248_0002,
+    /// "Line": the RT kernel masks or unmasks one of its device lines (the IOAPIC pins of its
+    /// boot information's line table) — when a driver attaches or detaches, or a line fires
+    /// with nobody attached; never on the path of an interrupt that is handled. Argument
+    /// (RBX): the line's index in bits 15:0, [`LINE_UNMASK`] to unmask (masks without it), every
+    /// other bit 0. Returns [`Status::Ok`], [`Status::NoSuchLine`] (no such line, or other
+    /// bits set), or [`Status::NotPermitted`] from Linux.
+    Line = 0x4248_0003,
 }
+
+/// [`Call::Line`]'s argument bit that unmasks the line.
+pub const LINE_UNMASK: u64 = 1 << 63;
 
 impl Call {
     /// Every call, in number order.
-    pub const ALL: [Call; 2] = [Call::Hello, Call::Doorbell];
+    pub const ALL: [Call; 3] = [Call::Hello, Call::Doorbell, Call::Line];
 
     /// The value in RAX.
     pub const fn number(self) -> u64 {
@@ -43,6 +53,7 @@ impl Call {
         match number {
             0x4248_0001 => Some(Self::Hello),
             0x4248_0002 => Some(Self::Doorbell),
+            0x4248_0003 => Some(Self::Line),
             _ => None,
         }
     }
@@ -59,6 +70,7 @@ impl Call {
         match self {
             Self::Hello => "HELLO",
             Self::Doorbell => "DOORBELL",
+            Self::Line => "LINE",
         }
     }
 }
@@ -96,6 +108,8 @@ pub enum Status {
     NotPermitted = u64::MAX - 2,
     /// No doorbell channel at that base, or not one this caller may ring (-2).
     NoSuchChannel = u64::MAX - 1,
+    /// No device line with that index, or a malformed argument (-4).
+    NoSuchLine = u64::MAX - 3,
     /// The call number is not known (-1).
     UnknownCall = u64::MAX,
 }
@@ -112,6 +126,7 @@ impl Status {
             0 => Some(Self::Ok),
             1 => Some(Self::Coalesced),
             2 => Some(Self::NotWaiting),
+            r if r == u64::MAX - 3 => Some(Self::NoSuchLine),
             r if r == u64::MAX - 2 => Some(Self::NotPermitted),
             r if r == u64::MAX - 1 => Some(Self::NoSuchChannel),
             u64::MAX => Some(Self::UnknownCall),
@@ -133,6 +148,8 @@ pub enum Hypercall {
     Hello { tag: u64 },
     /// See [`Call::Doorbell`].
     Doorbell { channel_base: u64 },
+    /// See [`Call::Line`]; `line` is `None` for a malformed argument.
+    Line { line: Option<u16>, unmask: bool },
     /// A number this hypervisor does not implement.
     Unknown { number: u64 },
 }
@@ -143,6 +160,14 @@ impl Hypercall {
         match Call::from_number(rax) {
             Some(Call::Hello) => Self::Hello { tag: rbx },
             Some(Call::Doorbell) => Self::Doorbell { channel_base: rbx },
+            Some(Call::Line) => Self::Line {
+                line: if rbx & !(LINE_UNMASK | 0xffff) == 0 {
+                    Some(rbx as u16)
+                } else {
+                    None
+                },
+                unmask: rbx & LINE_UNMASK != 0,
+            },
             None => Self::Unknown { number: rax },
         }
     }
@@ -152,6 +177,13 @@ impl Hypercall {
         match self {
             Self::Hello { tag } => (Call::Hello.number(), tag),
             Self::Doorbell { channel_base } => (Call::Doorbell.number(), channel_base),
+            Self::Line { line, unmask } => (
+                Call::Line.number(),
+                match line {
+                    Some(line) => line as u64,
+                    None => !LINE_UNMASK,
+                } | if unmask { LINE_UNMASK } else { 0 },
+            ),
             Self::Unknown { number } => (number, 0),
         }
     }
@@ -177,7 +209,19 @@ mod tests {
         for call in Call::ALL {
             assert_eq!(Call::try_from(call.number()), Ok(call));
         }
-        assert_eq!(Call::try_from(0x4248_0003), Err(0x4248_0003));
+        assert_eq!(Call::try_from(0x4248_0004), Err(0x4248_0004));
+        for line in [
+            Hypercall::Line { line: Some(3), unmask: true },
+            Hypercall::Line { line: Some(0xffff), unmask: false },
+            Hypercall::Line { line: None, unmask: true },
+        ] {
+            let (rax, rbx) = line.encode();
+            assert_eq!(Hypercall::decode(rax, rbx), line);
+        }
+        assert_eq!(
+            Hypercall::decode(Call::Line.number(), 1 << 20),
+            Hypercall::Line { line: None, unmask: false }
+        );
     }
 
     #[test]
@@ -188,6 +232,7 @@ mod tests {
             Status::NotWaiting,
             Status::NotPermitted,
             Status::NoSuchChannel,
+            Status::NoSuchLine,
             Status::UnknownCall,
         ] {
             assert_eq!(Status::from_raw(s.raw()), Some(s));
@@ -195,6 +240,7 @@ mod tests {
         assert_eq!(Status::UnknownCall.raw() as i64, -1);
         assert_eq!(Status::NoSuchChannel.raw() as i64, -2);
         assert_eq!(Status::NotPermitted.raw() as i64, -3);
+        assert_eq!(Status::NoSuchLine.raw() as i64, -4);
         assert!(Call::Doorbell.user_space_may_call());
         assert!(!Call::Hello.user_space_may_call());
         assert_eq!(Status::from_raw(3), None);

@@ -11,6 +11,9 @@ pub const MAX_CPUS: usize = 64;
 pub const MAX_RT_CPUS: usize = 8;
 /// Most memory regions one partition can own (and the RT boot information can list).
 pub const MAX_MEMORY_REGIONS: usize = 16;
+/// Most device interrupt lines (IOAPIC pins) the RT partition can own and have delivered to
+/// its CPUs: the RT boot information's line table and the device vectors are this long.
+pub const MAX_RT_LINES: usize = 16;
 /// Most channels in a config (and in the RT boot information).
 pub const MAX_CHANNELS: usize = 32;
 /// Longest name of a channel, a shared region, a module or a machine, in bytes.
@@ -41,6 +44,8 @@ const _: () = {
     assert!(crate::rt_boot::MAX_CPUS == MAX_RT_CPUS);
     assert!(crate::rt_boot::MAX_MEMORY_REGIONS == MAX_MEMORY_REGIONS);
     assert!(crate::rt_boot::MAX_CHANNELS == MAX_CHANNELS);
+    assert!(crate::rt_boot::MAX_LINES == MAX_RT_LINES);
+    assert!(crate::vectors::DEVICE_LINES == MAX_RT_LINES);
     assert!(crate::rt_boot::CHANNEL_NAME_LEN == NAME_LEN);
     assert!(CHANNEL_HEADER_SIZE.is_multiple_of(CHANNEL_ALIGN));
     assert!(CHANNEL_MIN_SLOT_SIZE.is_power_of_two() && CHANNEL_MAX_SLOT_SIZE.is_power_of_two());

@@ -54,7 +54,7 @@ pub const MULTIBOOT2_MAGIC: u32 = 0x36d7_6289;
 /// First bytes of an [`RtBootInfo`].
 pub const RT_BOOT_INFO_MAGIC: [u8; 8] = *b"BLKRTBI\0";
 /// Layout version of [`RtBootInfo`] (2: room for [`limits::MAX_RT_CPUS`] CPUs, not 64).
-pub const RT_BOOT_INFO_VERSION: u32 = 2;
+pub const RT_BOOT_INFO_VERSION: u32 = 3;
 
 /// Most CPUs the partition can have: the RT kernel's limit.
 pub const MAX_CPUS: usize = limits::MAX_RT_CPUS;
@@ -64,6 +64,8 @@ pub const MAX_MEMORY_REGIONS: usize = limits::MAX_MEMORY_REGIONS;
 pub const MAX_CHANNELS: usize = limits::MAX_CHANNELS;
 /// Bytes of a channel name (UTF-8, NUL-padded).
 pub const CHANNEL_NAME_LEN: usize = limits::NAME_LEN;
+/// Most device lines the boot information lists.
+pub const MAX_LINES: usize = limits::MAX_RT_LINES;
 
 /// Where the doorbell request words lie in the partition's guest-physical space: one `u32` per
 /// channel of the boot information, in its order, zero at entry. Before a task sleeps waiting
@@ -183,6 +185,44 @@ impl ChannelInfo {
     }
 }
 
+/// One device line (an IOAPIC pin) of the RT partition: the hypervisor programmed the pin's
+/// redirection entry to deliver [`LineInfo::vector`] to the RT CPU [`LineInfo::cpu`]
+/// (a partition CPU index), with the trigger mode and polarity of [`LineInfo::flags`], and
+/// left it masked; the RT kernel unmasks it with the `LINE` hypercall when a driver attaches.
+#[repr(C)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct LineInfo {
+    /// The pin's global system interrupt number.
+    pub gsi: u32,
+    /// The RT partition CPU (index into the boot information's CPU list) it is delivered to.
+    pub cpu: u16,
+    /// Its vector: `vectors::DEVICE_FIRST` plus its index in the table.
+    pub vector: u8,
+    /// [`LINE_LEVEL`] and [`LINE_ACTIVE_LOW`].
+    pub flags: u8,
+}
+
+/// [`LineInfo::flags`]: level-triggered (edge-triggered without it).
+pub const LINE_LEVEL: u8 = 1 << 0;
+/// [`LineInfo::flags`]: active low (active high without it).
+pub const LINE_ACTIVE_LOW: u8 = 1 << 1;
+/// Every [`LineInfo::flags`] bit this ABI defines.
+pub const LINE_KNOWN_FLAGS: u8 = LINE_LEVEL | LINE_ACTIVE_LOW;
+
+impl LineInfo {
+    /// Whether the line is level-triggered.
+    pub fn level_triggered(&self) -> bool {
+        self.flags & LINE_LEVEL != 0
+    }
+
+    /// Whether the line is active low.
+    pub fn active_low(&self) -> bool {
+        self.flags & LINE_ACTIVE_LOW != 0
+    }
+}
+
 /// What the hypervisor tells the RT kernel about its partition.
 #[repr(C)]
 #[derive(Debug, Clone, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
@@ -216,11 +256,17 @@ pub struct RtBootInfo {
     /// The RT kernel's command line (`selftest=kernel latency_period_us=100`), UTF-8,
     /// NUL-padded; all NUL for none.
     pub cmdline: [u8; CMDLINE_LEN],
+    /// Used entries of `lines`.
+    pub line_count: u32,
+    pub reserved1: u32,
+    /// The partition's device lines (version 3 and later).
+    pub lines: [LineInfo; MAX_LINES],
 }
 
 const _: () = assert!(size_of::<MemoryRegion>() == 16);
 const _: () = assert!(size_of::<ChannelInfo>() == 56);
-const _: () = assert!(size_of::<RtBootInfo>() == 2384);
+const _: () = assert!(size_of::<LineInfo>() == 8);
+const _: () = assert!(size_of::<RtBootInfo>() == 2384 + 8 + 8 * MAX_LINES);
 const _: () = assert!(core::mem::align_of::<RtBootInfo>() == 8);
 
 /// Why an [`RtBootInfo`] was refused. Names the field.
@@ -252,6 +298,8 @@ pub enum AbiError {
     BadChannel(usize),
     /// The command line is not NUL-padded UTF-8.
     BadCmdline,
+    LineCount(u32),
+    BadLine(usize),
 }
 
 impl fmt::Display for AbiError {
@@ -288,6 +336,11 @@ impl fmt::Display for AbiError {
                 "boot info: channels[{i}]: bad name, geometry, direction or notify"
             ),
             Self::BadCmdline => f.write_str("boot info: cmdline: not NUL-padded UTF-8"),
+            Self::LineCount(n) => write!(f, "boot info: line_count: {n} (at most {MAX_LINES})"),
+            Self::BadLine(i) => write!(
+                f,
+                "boot info: lines[{i}]: CPU outside the partition, vector not the line's, unknown flags, or a pin listed twice"
+            ),
         }
     }
 }
@@ -324,6 +377,14 @@ impl RtBootInfo {
                 reserved: [0; 2],
             }; MAX_CHANNELS],
             cmdline: [0; CMDLINE_LEN],
+            line_count: 0,
+            reserved1: 0,
+            lines: [LineInfo {
+                gsi: 0,
+                cpu: 0,
+                vector: 0,
+                flags: 0,
+            }; MAX_LINES],
         }
     }
 
@@ -365,6 +426,11 @@ impl RtBootInfo {
         )
     }
 
+    /// Adds a device line; its vector must be the next device vector.
+    pub fn push_line(&mut self, line: LineInfo) -> Result<(), AbiError> {
+        push_counted(&mut self.lines, &mut self.line_count, line, AbiError::LineCount)
+    }
+
     /// The command line, if it is NUL-padded UTF-8.
     pub fn cmdline(&self) -> Option<&str> {
         nul_padded(&self.cmdline)
@@ -400,9 +466,15 @@ impl RtBootInfo {
         &self.channels[..(self.channel_count as usize).min(MAX_CHANNELS)]
     }
 
+    /// The partition's device lines (clamped to the capacity; validate first).
+    pub fn lines(&self) -> &[LineInfo] {
+        &self.lines[..(self.line_count as usize).min(MAX_LINES)]
+    }
+
     /// Checks everything the kernel relies on: header, counts within capacity, distinct APIC
     /// IDs, regions non-empty, 4 KiB aligned, not overflowing, sorted and disjoint, channels
-    /// named, with sane geometry and known direction and notification bytes.
+    /// named, with sane geometry and known direction and notification bytes, device lines on
+    /// the partition's CPUs with their own vectors, known flags and distinct pins.
     pub fn validate(&self) -> Result<(), AbiError> {
         if self.magic != RT_BOOT_INFO_MAGIC {
             return Err(AbiError::BadMagic);
@@ -463,6 +535,22 @@ impl RtBootInfo {
                 return Err(AbiError::BadChannel(i));
             }
         }
+        if self.reserved1 != 0 {
+            return Err(AbiError::ReservedNotZero);
+        }
+        if self.line_count as usize > MAX_LINES {
+            return Err(AbiError::LineCount(self.line_count));
+        }
+        let lines = self.lines();
+        for (i, line) in lines.iter().enumerate() {
+            let sane = u32::from(line.cpu) < self.cpu_count
+                && Some(line.vector) == crate::vectors::device_vector(i)
+                && line.flags & !LINE_KNOWN_FLAGS == 0
+                && !lines[..i].iter().any(|l| l.gsi == line.gsi);
+            if !sane {
+                return Err(AbiError::BadLine(i));
+            }
+        }
         Ok(())
     }
 }
@@ -516,7 +604,40 @@ mod tests {
             reserved: [0; 2],
         })
         .unwrap();
+        info.push_line(LineInfo {
+            gsi: 4,
+            cpu: 1,
+            vector: crate::vectors::DEVICE_FIRST,
+            flags: 0,
+        })
+        .unwrap();
         info
+    }
+
+    #[test]
+    fn lines_are_checked() {
+        assert_eq!(good().validate(), Ok(()));
+        let mut info = good();
+        info.lines[0].cpu = 2;
+        assert_eq!(info.validate(), Err(AbiError::BadLine(0)));
+        let mut info = good();
+        info.lines[0].vector += 1;
+        assert_eq!(info.validate(), Err(AbiError::BadLine(0)));
+        let mut info = good();
+        info.lines[0].flags = 0x80;
+        assert_eq!(info.validate(), Err(AbiError::BadLine(0)));
+        let mut info = good();
+        info.push_line(LineInfo {
+            gsi: 4,
+            cpu: 0,
+            vector: crate::vectors::DEVICE_FIRST + 1,
+            flags: LINE_LEVEL | LINE_ACTIVE_LOW,
+        })
+        .unwrap();
+        assert_eq!(info.validate(), Err(AbiError::BadLine(1)));
+        let mut info = good();
+        info.line_count = MAX_LINES as u32 + 1;
+        assert_eq!(info.validate(), Err(AbiError::LineCount(MAX_LINES as u32 + 1)));
     }
 
     #[test]

@@ -142,6 +142,32 @@ pub fn init(cfg: &'static Config, platform: &Platform) {
     });
 }
 
+/// Runs `f` on the redirection entry of `gsi` (its `(low, high)` dwords) in the IOAPIC that
+/// has the pin, under the IOAPIC lock, and writes back what `f` returns: high dword first,
+/// then low (so an entry is unmasked only once it aims where it should). For the RT
+/// partition's lines (`rt_lines`), which Linux's view already refuses; `false` when no IOAPIC
+/// has the pin or the views are not set up.
+pub fn update_redirection(gsi: u32, f: impl FnOnce(u32, u32) -> (u32, u32)) -> bool {
+    let Some(d) = DEVICES.get() else {
+        return false;
+    };
+    let ioapics = d.ioapics.lock();
+    let Some(slot) = ioapics.iter().flatten().find(|s| {
+        gsi.checked_sub(s.view.gsi_base())
+            .is_some_and(|pin| pin < s.view.pins())
+    }) else {
+        return false;
+    };
+    let index = ioapic::reg::REDIRECTION + 2 * (gsi - slot.view.gsi_base()) as u8;
+    let (low, high) = f(
+        ioapic_read(slot.base, index),
+        ioapic_read(slot.base, index + 1),
+    );
+    ioapic_write(slot.base, index + 1, high);
+    ioapic_write(slot.base, index, low);
+    true
+}
+
 /// The channel device, when some channel takes doorbells and the machine has room for it: a
 /// free IOAPIC pin and a free bus.
 fn channel_slot(cfg: &Config, ioapics: &[(u32, u32)]) -> Option<ChannelSlot> {

@@ -41,6 +41,7 @@ mod partition;
 mod percpu;
 mod platform;
 mod reports;
+mod rt_lines;
 mod rt_loader;
 mod smp;
 mod vmx;

@@ -1,8 +1,12 @@
 //! The Bulkhead RT partition image: the RT kernel (`bulkhead-rt`) and the applications of
-//! the default image, the demo control loop and the echo task. The build tool makes images
+//! the default image, the demo control loop, the echo task and the serial echo driver. The build tool makes images
 //! with more applications the same way (`cargo xtask build --rt-app PATH`): this file is all
 //! an image is.
 #![no_std]
 #![no_main]
 
-bulkhead_rt::applications!(bulkhead_rt_app_control::APP, bulkhead_rt_app_echo::APP);
+bulkhead_rt::applications!(
+    bulkhead_rt_app_control::APP,
+    bulkhead_rt_app_echo::APP,
+    bulkhead_rt_app_serial::APP
+);

@@ -12,7 +12,8 @@ use core::fmt;
 use acpi::AcpiTables;
 use acpi::madt::{Madt, MadtEntry};
 use bulkhead_abi::rt_boot::{
-    AbiError, ChannelInfo, MAX_CHANNELS, MULTIBOOT2_MAGIC, RT_BOOT_MAGIC, RtBootInfo,
+    AbiError, ChannelInfo, LineInfo, MAX_CHANNELS, MAX_LINES, MULTIBOOT2_MAGIC, RT_BOOT_MAGIC,
+    RtBootInfo,
 };
 use bulkhead_x86::acpi::IdentityMapped;
 use multiboot2::{BootInformation, BootInformationHeader, MemoryAreaType};
@@ -60,6 +61,9 @@ pub struct Facts {
     /// Channels the hypervisor described (none in bare mode): `channel_table[..channels]`.
     pub channels: usize,
     channel_table: [ChannelInfo; MAX_CHANNELS],
+    /// Device lines the hypervisor set up (none in bare mode): `line_table[..lines]`.
+    pub lines: usize,
+    line_table: [LineInfo; MAX_LINES],
 }
 
 /// Why the kernel cannot start.
@@ -107,6 +111,8 @@ impl Facts {
             ram_ranges: 0,
             channels: 0,
             channel_table: [ChannelInfo::default(); MAX_CHANNELS],
+            lines: 0,
+            line_table: [LineInfo::default(); MAX_LINES],
         }
     }
 
@@ -136,6 +142,11 @@ impl Facts {
     /// The channels to Linux, as the hypervisor described them (validated).
     pub fn channel_infos(&self) -> &[ChannelInfo] {
         &self.channel_table[..self.channels]
+    }
+
+    /// The device lines, as the hypervisor described them (validated).
+    pub fn line_infos(&self) -> &[LineInfo] {
+        &self.line_table[..self.lines]
     }
 
     /// The kernel command line.
@@ -234,6 +245,8 @@ impl Facts {
         }
         facts.channels = boot.channels().len();
         facts.channel_table[..facts.channels].copy_from_slice(boot.channels());
+        facts.lines = boot.lines().len();
+        facts.line_table[..facts.lines].copy_from_slice(boot.lines());
         facts.set_cmdline(boot.cmdline().unwrap_or(""));
         Ok(facts)
     }

@@ -26,6 +26,7 @@ mod arch;
 mod boot;
 pub mod channels;
 mod console;
+pub mod irq;
 mod percpu;
 mod sched;
 mod smp;
@@ -49,6 +50,10 @@ pub mod core_types {
     pub use bulkhead_rt_core::{Error, Policy, Priority, Timeout};
 }
 
+/// Port I/O for drivers of the devices the partition owns: the config's RT `io_ports` pass
+/// straight through (no VM exit); any other port exits to the hypervisor, which refuses it.
+pub use bulkhead_x86::port;
+
 /// [`println!`]'s way to the console (not for direct use).
 #[doc(hidden)]
 pub fn __console_line(args: fmt::Arguments<'_>) {
@@ -63,7 +68,7 @@ use bulkhead_abi::rt_boot::MULTIBOOT2_MAGIC;
 use spin::Once;
 
 use arch::apic::{self, TimerMode};
-use arch::{halt_forever, interrupts, port, time};
+use arch::{halt_forever, interrupts, time};
 use boot::{Facts, Mode, Options};
 
 /// Most CPUs the kernel runs on: the ABI's limit, which the config tool enforces.
@@ -223,6 +228,7 @@ fn boot_cpu(magic: u32, info: usize) -> ! {
         }
     }
     sched::set_cores(facts.cpus());
+    irq::init(facts.line_infos());
     if let Err(e) = channels::create_objects(facts.cpus().len()) {
         fatal(format_args!("creating the channels' doorbell flags: {e:?}"));
     }

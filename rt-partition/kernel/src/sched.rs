@@ -580,7 +580,13 @@ extern "C" fn irq_handler(vector: u64) {
                 let resched = crate::channels::on_doorbell(&mut state, now);
                 finish(&mut state, core, now, resched, Switch::Stay)
             }
-            _ => Switch::Stay,
+            v => match bulkhead_abi::vectors::device_line(v) {
+                Some(line) => {
+                    let resched = crate::irq::top_half(&mut state, line, now);
+                    finish(&mut state, core, now, resched, Switch::Stay)
+                }
+                None => Switch::Stay,
+            },
         }
     };
     switch_to(core, switch);

@@ -9,10 +9,17 @@
 //!   too, or Bochs blocks once a guest has written a few KiB to its VGA console.
 //! - **QEMU TCG** has no VT-x: the hypervisor must stop with its clear message there.
 //! - **QEMU with KVM** (`-cpu host,+vmx`) where the host offers nested VT-x.
+//!
+//! Every machine has COM1 and COM2, written to files in the run directory. A run may add COM3
+//! (I/O ports 0x3e8 to 0x3ef, ISA IRQ 4 as in both emulators), whose other end is a TCP
+//! connection the emulator opens as a client, at start-up, to an address the harness already
+//! listens on ([`crate::SerialPeer`]): Bochs gets `com3: enabled=1, mode=socket-client,
+//! dev=127.0.0.1:PORT`, QEMU a third `-serial tcp:127.0.0.1:PORT`.
 
 use std::fmt;
 use std::fs::{self, File};
 use std::io::{Read, Write};
+use std::net::SocketAddrV4;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -152,6 +159,21 @@ impl Emulator {
     /// The `bochsrc` for booting `iso` with its serial ports (COM1 and COM2) and log in `run_dir`
     /// (Bochs only).
     pub fn bochsrc(&self, iso: &Path, run_dir: &Path) -> Option<String> {
+        self.bochsrc_with_com3(iso, run_dir, None)
+    }
+
+    /// [`Emulator::bochsrc`], plus, with `com3`, a third serial port connected to `com3` as a
+    /// TCP client (`com3: enabled=1, mode=socket-client, dev=<com3>`, after COM2's line).
+    /// Without `com3` it is [`Emulator::bochsrc`]'s text exactly.
+    ///
+    /// Bochs connects while it sets up its devices; if nothing listens there it logs
+    /// `com3: connect() failed` and runs with COM3 unconnected.
+    pub fn bochsrc_with_com3(
+        &self,
+        iso: &Path,
+        run_dir: &Path,
+        com3: Option<SocketAddrV4>,
+    ) -> Option<String> {
         let Self::Bochs {
             cpus,
             memory_mib,
@@ -178,7 +200,7 @@ boot: cdrom
 clock: sync=none, time0=946681200
 com1: enabled=1, mode=file, dev={serial}
 com2: enabled=1, mode=file, dev={com2}
-display_library: term
+{com3}display_library: term
 sound: waveoutdrv=dummy, waveindrv=dummy, midioutdrv=dummy
 log: {log}
 panic: action=fatal
@@ -190,6 +212,9 @@ magic_break: enabled=0
             iso = iso.display(),
             serial = serial.display(),
             com2 = com2.display(),
+            com3 = com3
+                .map(|addr| format!("com3: enabled=1, mode=socket-client, dev={addr}\n"))
+                .unwrap_or_default(),
             log = log.display(),
         ))
     }
@@ -197,6 +222,20 @@ magic_break: enabled=0
     /// The QEMU command line for booting `iso` with its serial ports (COM1 and COM2) in `run_dir`
     /// (QEMU only).
     pub fn qemu_args(&self, iso: &Path, run_dir: &Path) -> Option<Vec<String>> {
+        self.qemu_args_with_com3(iso, run_dir, None)
+    }
+
+    /// [`Emulator::qemu_args`], plus, with `com3`, a third serial port connected to `com3` as a
+    /// TCP client (`-serial tcp:<com3>` after COM2's). Without `com3` they are
+    /// [`Emulator::qemu_args`]' exactly.
+    ///
+    /// QEMU connects before the machine starts and exits if nothing listens there.
+    pub fn qemu_args_with_com3(
+        &self,
+        iso: &Path,
+        run_dir: &Path,
+        com3: Option<SocketAddrV4>,
+    ) -> Option<Vec<String>> {
         let (cpus, memory_mib, kvm) = match *self {
             Self::Bochs { .. } => return None,
             Self::QemuTcg { cpus, memory_mib } => (cpus, memory_mib, false),
@@ -222,6 +261,12 @@ magic_break: enabled=0
             format!("file:{}", run_dir.join(COM1_LOG).display()),
             "-serial".into(),
             format!("file:{}", run_dir.join(COM2_LOG).display()),
+        ]);
+        if let Some(addr) = com3 {
+            // The third `-serial` is the third ISA UART: COM3.
+            args.extend(["-serial".into(), format!("tcp:{addr}")]);
+        }
+        args.extend([
             "-no-reboot".into(),
             "-monitor".into(),
             "none".into(),
@@ -231,21 +276,34 @@ magic_break: enabled=0
         Some(args)
     }
 
-    /// Starts the emulator on `iso`, with every file it writes in `run_dir`.
-    pub(crate) fn spawn(&self, iso: &Path, run_dir: &Path) -> Result<GroupChild> {
+    /// Starts the emulator on `iso`, with every file it writes in `run_dir`, and with COM3
+    /// connected to `com3` when given (something must listen there already).
+    pub(crate) fn spawn(
+        &self,
+        iso: &Path,
+        run_dir: &Path,
+        com3: Option<SocketAddrV4>,
+    ) -> Result<GroupChild> {
         self.validate()?;
         match self {
-            Self::Bochs { .. } => self.spawn_bochs(iso, run_dir),
-            Self::QemuTcg { .. } | Self::QemuKvm { .. } => self.spawn_qemu(iso, run_dir),
+            Self::Bochs { .. } => self.spawn_bochs(iso, run_dir, com3),
+            Self::QemuTcg { .. } | Self::QemuKvm { .. } => self.spawn_qemu(iso, run_dir, com3),
         }
     }
 
-    fn spawn_bochs(&self, iso: &Path, run_dir: &Path) -> Result<GroupChild> {
+    fn spawn_bochs(
+        &self,
+        iso: &Path,
+        run_dir: &Path,
+        com3: Option<SocketAddrV4>,
+    ) -> Result<GroupChild> {
         let bochsrc = run_dir.join("bochsrc");
         let rc = run_dir.join("bochs.rc");
         write(
             &bochsrc,
-            self.bochsrc(iso, run_dir).unwrap_or_default().as_bytes(),
+            self.bochsrc_with_com3(iso, run_dir, com3)
+                .unwrap_or_default()
+                .as_bytes(),
         )?;
         // Debian's Bochs has its debugger built in and stops at its prompt: continue, and quit
         // when the simulation ends.
@@ -278,8 +336,15 @@ magic_break: enabled=0
         Ok(child)
     }
 
-    fn spawn_qemu(&self, iso: &Path, run_dir: &Path) -> Result<GroupChild> {
-        let args = self.qemu_args(iso, run_dir).unwrap_or_default();
+    fn spawn_qemu(
+        &self,
+        iso: &Path,
+        run_dir: &Path,
+        com3: Option<SocketAddrV4>,
+    ) -> Result<GroupChild> {
+        let args = self
+            .qemu_args_with_com3(iso, run_dir, com3)
+            .unwrap_or_default();
         write(&run_dir.join("qemu.args"), args.join(" ").as_bytes())?;
         let log_path = run_dir.join("qemu.log");
         let log = File::create(&log_path)
@@ -440,6 +505,102 @@ mod tests {
         ));
         assert!(rc.contains("log: /r/bochs.log\n"));
         assert!(rc.contains("clock: sync=none, time0=946681200\n"));
+    }
+
+    /// The whole `bochsrc` of a run without COM3, as it was before COM3 could be asked for.
+    const BOCHSRC_2CPU: &str = "\
+# Generated for one run; `bochs -q -f bochsrc -rc bochs.rc` in this directory repeats it.
+memory: guest=1024, host=1024
+cpu: model=corei7_icelake_u, count=2, ips=50000000, reset_on_triple_fault=0
+romimage: file=/usr/share/bochs/BIOS-bochs-latest
+vgaromimage: file=/usr/share/vgabios/vgabios.bin
+pci: enabled=1, chipset=i440fx
+ata0: enabled=1, ioaddr1=0x1f0, ioaddr2=0x3f0, irq=14
+ata0-master: type=cdrom, path=/r/x.iso, status=inserted
+boot: cdrom
+clock: sync=none, time0=946681200
+com1: enabled=1, mode=file, dev=/r/serial.log
+com2: enabled=1, mode=file, dev=/r/com2.log
+display_library: term
+sound: waveoutdrv=dummy, waveindrv=dummy, midioutdrv=dummy
+log: /r/bochs.log
+panic: action=fatal
+error: action=report
+info: action=report
+debug: action=ignore
+magic_break: enabled=0
+";
+
+    fn bochs_2cpu() -> Emulator {
+        Emulator::Bochs {
+            cpus: 2,
+            memory_mib: 1024,
+            ips: 50_000_000,
+        }
+    }
+
+    #[test]
+    fn bochsrc_without_com3_is_unchanged() {
+        let emu = bochs_2cpu();
+        let (iso, dir) = (Path::new("/r/x.iso"), Path::new("/r"));
+        assert_eq!(emu.bochsrc(iso, dir).unwrap(), BOCHSRC_2CPU);
+        assert_eq!(emu.bochsrc_with_com3(iso, dir, None).unwrap(), BOCHSRC_2CPU);
+        assert!(!BOCHSRC_2CPU.contains("com3"));
+    }
+
+    #[test]
+    fn bochsrc_with_com3_adds_its_line_after_com2() {
+        let emu = bochs_2cpu();
+        let addr = SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 40123);
+        let rc = emu
+            .bochsrc_with_com3(Path::new("/r/x.iso"), Path::new("/r"), Some(addr))
+            .unwrap();
+        let line = "com3: enabled=1, mode=socket-client, dev=127.0.0.1:40123\n";
+        assert_eq!(rc.matches("com3:").count(), 1);
+        assert!(
+            rc.contains(&format!(
+                "com2: enabled=1, mode=file, dev=/r/com2.log\n{line}"
+            )),
+            "{rc}"
+        );
+        // Nothing else changes.
+        assert_eq!(rc.replacen(line, "", 1), BOCHSRC_2CPU);
+        let qemu = Emulator::QemuTcg {
+            cpus: 2,
+            memory_mib: 1024,
+        };
+        assert_eq!(
+            qemu.bochsrc_with_com3(Path::new("a.iso"), Path::new("/r"), Some(addr)),
+            None
+        );
+    }
+
+    #[test]
+    fn qemu_gets_com3_as_a_third_serial_port_when_asked() {
+        let emu = Emulator::QemuKvm {
+            cpus: 2,
+            memory_mib: 1024,
+        };
+        let (iso, dir) = (Path::new("a.iso"), Path::new("/r"));
+        let plain = emu.qemu_args(iso, dir).unwrap();
+        assert_eq!(emu.qemu_args_with_com3(iso, dir, None).unwrap(), plain);
+        assert_eq!(plain.iter().filter(|a| *a == "-serial").count(), 2);
+        let addr = SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 40123);
+        let args = emu.qemu_args_with_com3(iso, dir, Some(addr)).unwrap();
+        assert!(
+            args.join(" ").contains(
+                "-serial file:/r/serial.log -serial file:/r/com2.log -serial tcp:127.0.0.1:40123 "
+            ),
+            "{args:?}"
+        );
+        let mut without = args.clone();
+        let at = without
+            .iter()
+            .position(|a| a == "tcp:127.0.0.1:40123")
+            .unwrap();
+        without.drain(at - 1..=at);
+        assert_eq!(without, plain);
+        assert_eq!(bochs_2cpu().qemu_args_with_com3(iso, dir, Some(addr)), None);
     }
 
     #[test]

@@ -17,6 +17,9 @@
 //! - [`Run::wait_for`] follows the serial logs (`serial.log` for COM1, `com2.log` for COM2,
 //!   merged into one console in the order it reads them) until the lines an [`Expect`] names
 //!   have appeared, and fails with the tail of the console and of the emulator's log otherwise;
+//! - [`Scenario::com3_peer`] gives the machine a third serial port, COM3, wired to a TCP
+//!   connection: [`Run::com3`] hands the test its end, a [`SerialPeer`] that sends bytes to the
+//!   guest's UART and reads what the guest writes to it;
 //! - [`report`] parses the numbered lines (latency summaries, exit reports) tests and
 //!   benchmarks check.
 //!
@@ -33,6 +36,7 @@ mod image;
 mod process;
 mod run;
 mod scenario;
+mod serial_peer;
 
 pub mod config;
 pub mod expect;
@@ -54,6 +58,7 @@ pub use run::{Event, Outcome, Run, RunDir, WaitError, WaitErrorKind};
 pub use scenario::{
     EmulatorKind, LinuxMode, RT_BARE_CPUS, RT_BARE_MEMORY_MIB, Scenario, example_config,
 };
+pub use serial_peer::SerialPeer;
 
 /// Environment variable through which `cargo xtask test` hands the built hypervisor image to the
 /// end-to-end tests.

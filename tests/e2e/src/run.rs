@@ -4,6 +4,11 @@
 //! to `com2.log`. A [`Run`] follows both and merges their complete lines into one console, in
 //! the order it read them: on each poll COM1's new lines, then COM2's. Lines from COM2 carry no
 //! prefix.
+//!
+//! A run started with a COM3 peer ([`Run::start_with_com3_peer`], [`Scenario::com3_peer`]) also
+//! holds the TCP listener COM3's other end connects to; [`Run::com3`] hands the test that end.
+//!
+//! [`Scenario::com3_peer`]: crate::Scenario::com3_peer
 
 use std::fmt;
 use std::fs::{self, File};
@@ -17,6 +22,7 @@ use anyhow::{Context, Result, bail};
 use crate::emulator::{COM1_LOG, COM2_LOG, Emulator};
 use crate::expect::{Expect, Pattern, Progress, clean_line};
 use crate::process::{GroupChild, interrupted};
+use crate::serial_peer::{PeerListener, SerialPeer};
 
 /// How often the serial logs are polled.
 const POLL: Duration = Duration::from_millis(50);
@@ -179,7 +185,8 @@ impl fmt::Debug for WaitError {
 
 impl std::error::Error for WaitError {}
 
-/// A booted emulator. Dropping it stops the emulator (its whole process group).
+/// A booted emulator. Dropping it stops the emulator (its whole process group), and only then
+/// lets go of COM3's connection if it has one.
 #[derive(Debug)]
 pub struct Run {
     emulator: Emulator,
@@ -187,25 +194,73 @@ pub struct Run {
     child: GroupChild,
     started: Instant,
     console: Console,
+    /// COM3's listener and connection. After `child`: fields drop in order, so the emulator is
+    /// stopped before its socket's other end closes.
+    com3: Option<PeerListener>,
 }
 
 impl Run {
     /// Boots `iso` in `emulator`, with its files in `dir`.
     pub fn start(dir: &RunDir, iso: &Path, emulator: &Emulator) -> Result<Self> {
+        Self::launch(dir, iso, emulator, None)
+    }
+
+    /// [`Run::start`], with a third serial port, COM3 (I/O ports 0x3e8 to 0x3ef, ISA IRQ 4),
+    /// whose other end is a TCP connection for the test: the run listens on `127.0.0.1`, on a
+    /// port the system picks, before the emulator starts, and the emulator connects to it
+    /// (Bochs as a `socket-client`, QEMU with `-serial tcp:`). [`Run::com3`] accepts it.
+    pub fn start_with_com3_peer(dir: &RunDir, iso: &Path, emulator: &Emulator) -> Result<Self> {
+        let listener =
+            PeerListener::bind("COM3").with_context(|| format!("{}: the COM3 peer", dir.name()))?;
+        Self::launch(dir, iso, emulator, Some(listener))
+    }
+
+    fn launch(
+        dir: &RunDir,
+        iso: &Path,
+        emulator: &Emulator,
+        com3: Option<PeerListener>,
+    ) -> Result<Self> {
         let iso = fs::canonicalize(iso).with_context(|| format!("no ISO at {}", iso.display()))?;
         let logs = [COM1_LOG, COM2_LOG].map(|name| dir.join(name));
         // The emulator appends to or replaces them; make sure they exist and are empty either way.
         for log in &logs {
             File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
         }
-        let child = emulator.spawn(&iso, dir.path())?;
+        // The listener exists already: the emulator connects while it starts.
+        let child = emulator.spawn(&iso, dir.path(), com3.as_ref().map(PeerListener::addr))?;
         Ok(Self {
             emulator: emulator.clone(),
             dir: dir.path().to_path_buf(),
             console: Console::new(logs),
             child,
             started: Instant::now(),
+            com3,
         })
+    }
+
+    /// The test's end of COM3, for a run started with a COM3 peer ([`Run::start_with_com3_peer`],
+    /// [`Scenario::com3_peer`]).
+    ///
+    /// The first call accepts the emulator's connection, waiting up to `timeout` (the emulator
+    /// connects as it starts, so it is usually there already); it fails, naming COM3 and its
+    /// address, when nothing connected by then or when the emulator exited first. Later calls
+    /// return a handle on the same connection at once. The run keeps the connection open until
+    /// it is dropped, whatever becomes of the handles.
+    ///
+    /// Fails at once for a run without a COM3 peer.
+    ///
+    /// [`Scenario::com3_peer`]: crate::Scenario::com3_peer
+    pub fn com3(&mut self, timeout: Duration) -> Result<SerialPeer> {
+        let Some(listener) = &mut self.com3 else {
+            bail!(
+                "{}: this run has no COM3 peer (start it with Scenario::com3_peer or \
+                 Run::start_with_com3_peer)",
+                self.dir.display()
+            );
+        };
+        let child = &mut self.child;
+        listener.peer(timeout, &mut || child.exited(), &self.dir)
     }
 
     /// Waits until every line `expect` asks for has appeared on the console (COM1 or COM2).

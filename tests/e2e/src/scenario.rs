@@ -21,6 +21,9 @@
 //! # Ok(()) }
 //! ```
 //!
+//! [`Scenario::com3_peer`] adds a third serial port, COM3, whose other end the test holds
+//! ([`Run::com3`]), to send bytes to a UART the guest drives and read what it sends back.
+//!
 //! A scenario never decides what a run must print, and never picks an image that was not handed
 //! over: a missing one fails, saying how to run the tests (the hypervisor and the RT kernel
 //! before the run directory is touched).
@@ -132,6 +135,7 @@ pub struct Scenario {
     cpus: Option<u32>,
     memory_mib: Option<u32>,
     ips: Option<u32>,
+    com3_peer: bool,
 }
 
 impl Scenario {
@@ -154,6 +158,7 @@ impl Scenario {
             cpus: None,
             memory_mib: None,
             ips: None,
+            com3_peer: false,
         }
     }
 
@@ -276,6 +281,19 @@ impl Scenario {
         self
     }
 
+    /// Gives the machine a third serial port, COM3 (I/O ports 0x3e8 to 0x3ef, ISA IRQ 4, shared
+    /// with COM1), whose other end is a TCP connection the test holds: [`Scenario::start`]
+    /// listens on `127.0.0.1` (a port the system picks) before the emulator starts, the emulator
+    /// connects to it, and [`Run::com3`] hands the test its end.
+    ///
+    /// In Bochs the port is `com3: enabled=1, mode=socket-client, dev=127.0.0.1:PORT` in the
+    /// `bochsrc`; in QEMU (TCG or KVM) a third `-serial tcp:127.0.0.1:PORT`. Without this call
+    /// the machine has COM1 and COM2 only and its `bochsrc` or QEMU command line is unchanged.
+    pub fn com3_peer(mut self) -> Self {
+        self.com3_peer = true;
+        self
+    }
+
     /// The config file this scenario boots, checked and compiled (what a test builds its
     /// expectations from). Fails for a config given as text, which exists once the run starts,
     /// and for a scenario without a config.
@@ -290,13 +308,18 @@ impl Scenario {
         }
     }
 
-    /// Makes the run directory, builds the ISO and boots it.
+    /// Makes the run directory, builds the ISO and boots it (listening for COM3's connection
+    /// first with [`Scenario::com3_peer`]).
     pub fn start(&self) -> Result<Run> {
         let images = self.images()?;
         let dir = RunDir::create(&self.name)?;
         let (spec, emulator) = self.plan(&images, dir.path())?;
         let iso = crate::build_iso(&spec).with_context(|| format!("{}: the ISO", self.name))?;
-        Run::start(&dir, &iso, &emulator)
+        if self.com3_peer {
+            Run::start_with_com3_peer(&dir, &iso, &emulator)
+        } else {
+            Run::start(&dir, &iso, &emulator)
+        }
     }
 
     /// The images this scenario boots: given, or handed over in the environment.

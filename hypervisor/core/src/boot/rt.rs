@@ -247,12 +247,14 @@ impl RtLayout {
     /// The boot information for this layout: the partition's CPUs (partition index = config
     /// order), its RAM, its channels at their guest-physical addresses (not the hypervisor's
     /// `hypervisor-to-linux` one), the console port the
-    /// config routes it to, the TSC frequency and the kernel command line.
+    /// config routes it to, the TSC frequency, the kernel command line and its device lines
+    /// (`lines`, planned by `devices::rt_lines`).
     pub fn boot_info(
         &self,
         cfg: &Config,
         tsc_hz: u64,
         cmdline: &str,
+        lines: &[crate::devices::rt_lines::Line],
     ) -> Result<RtBootInfo, RtLoadError> {
         let mut info = RtBootInfo::new();
         info.flags = FLAG_UNDER_HYPERVISOR;
@@ -290,6 +292,9 @@ impl RtLayout {
                 reserved: [0; 2],
             })
             .map_err(RtLoadError::BootInfo)?;
+        }
+        for line in lines {
+            info.push_line(line.info()).map_err(RtLoadError::BootInfo)?;
         }
         info.set_cmdline(cmdline).map_err(RtLoadError::BootInfo)?;
         info.validate().map_err(RtLoadError::BootInfo)?;
@@ -493,7 +498,7 @@ notify = "poll"
         let cfg = two_regions();
         let layout = RtLayout::plan(&cfg).unwrap();
         let info = layout
-            .boot_info(&cfg, 2_000_000_000, "latency_period_us=100")
+            .boot_info(&cfg, 2_000_000_000, "latency_period_us=100", &[])
             .unwrap();
         assert!(info.under_hypervisor());
         assert_eq!(info.apic_ids(), &[1, 3]);
@@ -516,7 +521,7 @@ notify = "poll"
         assert_eq!(info.cmdline(), Some("latency_period_us=100"));
         assert!(
             layout
-                .boot_info(&cfg, 1, &"x".repeat(300))
+                .boot_info(&cfg, 1, &"x".repeat(300), &[])
                 .unwrap_err()
                 .to_string()
                 .contains("boot information")

@@ -1,5 +1,5 @@
 //! What a partition touches that the hypervisor filters or emulates: Linux's view of the
-//! IOAPIC, the x2APIC ICR and emulated start-up of a partition's CPUs, the instruction behind
+//! IOAPIC and the RT partition's device lines in it, the x2APIC ICR and emulated start-up of a partition's CPUs, the instruction behind
 //! an emulated MMIO access, Linux's port and PCI configuration accesses, and the channel
 //! device. Each returns what should happen (pass on, refuse, emulate); the image does it.
 
@@ -9,3 +9,4 @@ pub mod icr;
 pub mod ioapic;
 pub mod linux_io;
 pub mod mmio;
+pub mod rt_lines;

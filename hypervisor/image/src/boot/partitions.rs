@@ -14,7 +14,9 @@ use crate::arch::time;
 use crate::boot_info::BootInfo;
 use crate::partition::{self, GuestStart, PartitionResources};
 use crate::platform::Platform;
-use crate::{channels, console, fatal, linux_devices, linux_loader, memory, println, rt_loader};
+use crate::{
+    channels, console, fatal, linux_devices, linux_loader, memory, println, rt_lines, rt_loader,
+};
 
 static PARTITIONS: Once<[PartitionResources; 2]> = Once::new();
 
@@ -54,7 +56,11 @@ pub fn build(
     if let Err(e) = channels::init_all(cfg) {
         fatal!("{e}");
     }
-    let rt_start = match rt_loader::load(cfg, boot, &layout, time::tsc_hz()) {
+    let lines = match rt_lines::plan(cfg, platform) {
+        Ok(l) => l,
+        Err(e) => fatal!("config: {e}"),
+    };
+    let rt_start = match rt_loader::load(cfg, boot, &layout, time::tsc_hz(), lines.as_slice()) {
         Ok(s) => s,
         Err(e) => fatal!("{e}"),
     };
@@ -65,6 +71,8 @@ pub fn build(
     let options = Options::for_partitions(boot);
     // Linux's devices first: the loader describes the channel device in Linux's ACPI tables.
     linux_devices::init(cfg, platform);
+    // The RT partition's pins, in the IOAPICs whose lock Linux's views now hold.
+    rt_lines::program();
     let linux = if options.linux_stub {
         log::info!("partition linux: start-up stub instead of Linux (linux=stub)");
         None

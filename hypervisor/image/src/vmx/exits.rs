@@ -174,6 +174,19 @@ impl ExitHandler {
                             (Some(base), PartitionId::Rt) => channels::ring_linux(base),
                         }
                     }
+                    // The RT kernel's own device lines; Linux has none to mask.
+                    Hypercall::Line { .. } if self.partition != PartitionId::Rt => {
+                        self.refused(
+                            Refusal::Hypercall,
+                            format_args!("LINE from the Linux partition refused"),
+                        );
+                        Status::NotPermitted
+                    }
+                    Hypercall::Line { line: None, .. } => Status::NoSuchLine,
+                    Hypercall::Line {
+                        line: Some(line),
+                        unmask,
+                    } => crate::rt_lines::set_masked(line, !unmask),
                     Hypercall::Unknown { number } => {
                         self.refused(
                             Refusal::Hypercall,

@@ -2,8 +2,9 @@
 //!
 //! Vectors 0..31 are CPU exceptions: an exception in the RT kernel (which runs its tasks in
 //! ring 0 too) is a bug; it is reported with vector, error code, RIP and CPU, and that CPU
-//! halts. The other CPUs keep running. Vectors [`TIMER_VECTOR`] and [`RESCHED_VECTOR`] go
-//! through the interrupt stubs of `switch.S` to `sched::irq_handler`; [`SPURIOUS_VECTOR`]
+//! halts. The other CPUs keep running. Vectors [`TIMER_VECTOR`], [`RESCHED_VECTOR`],
+//! [`DOORBELL_VECTOR`] and the device lines' (`vectors::DEVICE_FIRST` on) go through the
+//! interrupt stubs of `switch.S` to `sched::irq_handler`; [`SPURIOUS_VECTOR`]
 //! is ignored. Every gate uses an IST stack (see `cpu.rs`). The exception gates, stubs and
 //! frame are `bulkhead_x86::idt`'s; the interrupt gates and the report are this module's.
 
@@ -28,6 +29,8 @@ unsafe extern "C" {
     fn irq_stub_reschedule();
     fn irq_stub_doorbell();
     fn irq_spurious();
+    /// The device lines' stubs, line by line (switch.S).
+    static irq_device_stubs: [u64; vectors::DEVICE_LINES];
 }
 
 static IDT: Once<Idt<256>> = Once::new();
@@ -44,6 +47,13 @@ fn build_idt() -> Idt<256> {
         // SAFETY: the stubs of switch.S are interrupt entries (they save the interrupted
         // context and end in `iretq`); every CPU's tables have the interrupt stack (cpu.rs).
         unsafe { idt.set_gate(vector, stub as *const () as u64, IST_INTERRUPTS) };
+    }
+    for line in 0..vectors::DEVICE_LINES {
+        let Some(vector) = vectors::device_vector(line) else {
+            continue;
+        };
+        // SAFETY: as above; the table holds the addresses of switch.S's device-line stubs.
+        unsafe { idt.set_gate(vector, irq_device_stubs[line], IST_INTERRUPTS) };
     }
     idt
 }

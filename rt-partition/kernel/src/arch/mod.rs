@@ -22,12 +22,15 @@ core::arch::global_asm!(
     timer = const vectors::TIMER,
     reschedule = const vectors::RESCHEDULE,
     doorbell = const vectors::DOORBELL,
+    device_first = const vectors::DEVICE_FIRST,
     options(att_syntax)
 );
+// switch.S spells the device lines out one by one.
+const _: () = assert!(vectors::DEVICE_LINES == 16);
 
 use bulkhead_abi::vectors;
 
-pub use bulkhead_x86::{halt_forever, msr, port, rdtsc};
+pub use bulkhead_x86::{halt_forever, msr, rdtsc};
 
 /// Interrupts disabled on this CPU until dropped; then the interrupt flag is restored to
 /// what it was. Nests. The outermost guard opens a measured section (`crate::trace`) at its

@@ -1,7 +1,7 @@
 /*
  * Interrupt entry and the context switch.
  *
- * Interrupt stubs (timer, rescheduling IPI, doorbell; their vectors are the ABI's, passed in
+ * Interrupt stubs (timer, rescheduling IPI, doorbell, device lines; their vectors are the ABI's, passed in
  * by arch/mod.rs as operands) are entered on an IST stack (the prebuilt `core`
  * uses the red zone, so nothing may be pushed below an interrupted RSP). The stub moves the
  * hardware frame to the interrupted task's own stack, 128 bytes (the red zone) below its RSP,
@@ -50,6 +50,21 @@ irq_stub_\name:
     IRQ timer, {timer}
     IRQ reschedule, {reschedule}
     IRQ doorbell, {doorbell}
+    /* The device lines: one stub per line, vector {device_first} + line, and a table of
+     * their addresses for the IDT (interrupts.rs). arch/mod.rs checks that the ABI has
+     * exactly these 16 lines. */
+    .irp line, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15
+    IRQ device\line, ({device_first} + \line)
+    .endr
+
+    .pushsection .rodata
+    .balign 8
+    .global irq_device_stubs
+irq_device_stubs:
+    .irp line, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15
+    .quad irq_stub_device\line
+    .endr
+    .popsection
 
 irq_common:
     push %rax

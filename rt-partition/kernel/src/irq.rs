@@ -1,0 +1,260 @@
+//! Device interrupts: the RT partition's device lines and the threaded handlers that serve
+//! them.
+//!
+//! The hypervisor gives the partition its IOAPIC pins as *lines* (the boot information's
+//! line table): line `i` arrives with vector `vectors::DEVICE_FIRST + i` on the RT CPU the
+//! line names, straight into this kernel's IDT, with no VM exit. Each line starts masked.
+//!
+//! A driver takes a line in its application's `init` with [`attach`], and its handler task
+//! (a task of the application, on the line's CPU, at the priority the driver wants) loops on
+//! [`Attached::wait`], then talks to its device. The kernel's part of an interrupt (the *top
+//! half*, in the interrupt itself) is short and the same for every device: end the
+//! interrupt at the local APIC, count it, stamp the time of the first interrupt the handler
+//! has not seen yet, and set the line's event flag, which wakes the handler task through the
+//! scheduler like any other wake-up. [`attach`] unmasks the line (the `LINE` hypercall: one
+//! VM exit, at start-up, before any CPU takes interrupts: an interrupt that comes early
+//! waits in its CPU's local APIC until the CPU schedules); after that, interrupts cost no
+//! exit.
+//!
+//! A line that fires with no handler attached is counted as unhandled and masked again
+//! (that one costs an exit), never a crash. Only edge-triggered lines can be attached so far:
+//! a level-triggered line (PCI INTx) must be quieted at the device before its interrupt ends,
+//! which needs a device-specific top half this kernel does not have yet ([`attach`] refuses
+//! with [`Error::InvalidArgument`]).
+//!
+//! Per line the kernel keeps: interrupts taken, unhandled ones, handler wake-ups, and the
+//! time from the top half to the handler task running (minimum, maximum, sum), for
+//! [`Attached::stats`].
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use bulkhead_abi::hypercall::Hypercall;
+use bulkhead_abi::rt_boot::{LineInfo, MAX_LINES};
+use bulkhead_rt_core::sync::{FlagsCondition, FlagsMode};
+use bulkhead_rt_core::{Error, Resched, Timeout};
+use spin::Once;
+
+use crate::api::{self, EventFlagsHandle};
+use crate::arch::{rdtsc, time};
+use crate::sched::State;
+
+/// The line's event flag.
+const FIRED: u32 = 1;
+
+/// What the kernel keeps for one line.
+struct LineState {
+    info: Once<LineInfo>,
+    /// The handler's flags, once attached.
+    attached: Once<EventFlagsHandle>,
+    /// Interrupts taken while attached; `seen` of them the handler has been told of.
+    fired: AtomicU64,
+    seen: AtomicU64,
+    unhandled: AtomicU64,
+    /// TSC of the first interrupt the handler has not seen yet; 0 when none.
+    pending_since: AtomicU64,
+    wakeups: AtomicU64,
+    latency_min_ns: AtomicU64,
+    latency_max_ns: AtomicU64,
+    latency_sum_ns: AtomicU64,
+}
+
+static LINES: [LineState; MAX_LINES] = [const {
+    LineState {
+        info: Once::new(),
+        attached: Once::new(),
+        fired: AtomicU64::new(0),
+        seen: AtomicU64::new(0),
+        unhandled: AtomicU64::new(0),
+        pending_since: AtomicU64::new(0),
+        wakeups: AtomicU64::new(0),
+        latency_min_ns: AtomicU64::new(u64::MAX),
+        latency_max_ns: AtomicU64::new(0),
+        latency_sum_ns: AtomicU64::new(0),
+    }
+}; MAX_LINES];
+
+/// Records the lines of the boot information (boot CPU, before any task).
+pub fn init(lines: &[LineInfo]) {
+    for (state, info) in LINES.iter().zip(lines) {
+        state.info.call_once(|| *info);
+        log::info!(
+            "line {}: IOAPIC pin {} on CPU {}, vector {}, {}",
+            info.vector - bulkhead_abi::vectors::DEVICE_FIRST,
+            info.gsi,
+            info.cpu,
+            info.vector,
+            if info.level_triggered() { "level" } else { "edge" }
+        );
+    }
+}
+
+/// A device line of the partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Line {
+    index: usize,
+    info: LineInfo,
+}
+
+impl Line {
+    /// The line that carries IOAPIC pin `gsi`, if the partition has it.
+    pub fn for_gsi(gsi: u32) -> Option<Line> {
+        LINES.iter().enumerate().find_map(|(index, state)| {
+            let info = *state.info.get()?;
+            (info.gsi == gsi).then_some(Line { index, info })
+        })
+    }
+
+    /// The RT CPU its interrupts arrive on: the handler task must run there.
+    pub fn cpu(&self) -> usize {
+        usize::from(self.info.cpu)
+    }
+
+    /// Its IOAPIC pin.
+    pub fn gsi(&self) -> u32 {
+        self.info.gsi
+    }
+
+    /// Its index in the partition's line table.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+}
+
+/// A line with a handler: what [`attach`] returns to the driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attached {
+    line: Line,
+    flags: EventFlagsHandle,
+}
+
+/// What the kernel counted for a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LineStats {
+    /// Interrupts the line delivered to its handler.
+    pub fired: u64,
+    /// Interrupts that arrived with no handler attached (the line was masked again).
+    pub unhandled: u64,
+    /// Times the handler task woke for the line.
+    pub wakeups: u64,
+    /// Top half to handler task running, over those wake-ups (nanoseconds; 0 without any).
+    pub latency_min_ns: u64,
+    pub latency_max_ns: u64,
+    pub latency_avg_ns: u64,
+}
+
+/// Makes `line`'s handler the tasks of its CPU that call [`Attached::wait`], and unmasks it
+/// (an application's `init`). [`Error::InvalidArgument`] for a level-triggered line (not
+/// supported yet) or a line already attached.
+pub fn attach(line: Line) -> Result<Attached, Error> {
+    if line.info.level_triggered() {
+        return Err(Error::InvalidArgument);
+    }
+    let state = &LINES[line.index];
+    if state.attached.get().is_some() {
+        return Err(Error::InvalidArgument);
+    }
+    let flags = api::create_event_flags(line.cpu(), 0)?;
+    let mut ours = false;
+    state.attached.call_once(|| {
+        ours = true;
+        flags
+    });
+    if !ours {
+        return Err(Error::InvalidArgument);
+    }
+    set_masked(line.index, false);
+    Ok(Attached { line, flags })
+}
+
+impl Attached {
+    /// The line.
+    pub fn line(&self) -> Line {
+        self.line
+    }
+
+    /// Waits for the line's next interrupt (or returns at once if one came since the last
+    /// wait); returns how many interrupts the line took since then. Only a task of the line's
+    /// CPU may wait ([`Error::OtherCore`]).
+    #[track_caller]
+    pub fn wait(&self, timeout: Timeout) -> Result<u64, Error> {
+        let state = &LINES[self.line.index];
+        let condition = FlagsCondition {
+            mask: FIRED,
+            mode: FlagsMode::Any,
+            clear_on_exit: true,
+        };
+        api::event_wait(self.flags, condition, timeout)?;
+        let since = state.pending_since.swap(0, Ordering::Relaxed);
+        if since != 0 {
+            let ns = time::ns_at(rdtsc()).saturating_sub(time::ns_at(since));
+            state.latency_min_ns.fetch_min(ns, Ordering::Relaxed);
+            state.latency_max_ns.fetch_max(ns, Ordering::Relaxed);
+            state.latency_sum_ns.fetch_add(ns, Ordering::Relaxed);
+        }
+        state.wakeups.fetch_add(1, Ordering::Relaxed);
+        let fired = state.fired.load(Ordering::Relaxed);
+        let seen = state.seen.swap(fired, Ordering::Relaxed);
+        Ok(fired.wrapping_sub(seen))
+    }
+
+    /// What the kernel counted for the line so far.
+    pub fn stats(&self) -> LineStats {
+        stats_of(self.line.index)
+    }
+}
+
+fn stats_of(index: usize) -> LineStats {
+    let state = &LINES[index];
+    let wakeups = state.wakeups.load(Ordering::Relaxed);
+    let sum = state.latency_sum_ns.load(Ordering::Relaxed);
+    LineStats {
+        fired: state.fired.load(Ordering::Relaxed),
+        unhandled: state.unhandled.load(Ordering::Relaxed),
+        wakeups,
+        latency_min_ns: if wakeups == 0 {
+            0
+        } else {
+            state.latency_min_ns.load(Ordering::Relaxed).min(sum)
+        },
+        latency_max_ns: state.latency_max_ns.load(Ordering::Relaxed),
+        latency_avg_ns: sum.checked_div(wakeups).unwrap_or(0),
+    }
+}
+
+/// Masks or unmasks line `index` through the hypervisor (one VM exit).
+fn set_masked(index: usize, masked: bool) {
+    let answer = crate::arch::cpu::hypercall(Hypercall::Line {
+        line: Some(index as u16),
+        unmask: !masked,
+    });
+    if let Some(answer) = answer
+        && !answer.is_ok_and(|s| s.is_success())
+    {
+        log::warn!(
+            "line {index}: the hypervisor refused to {} it ({answer:?})",
+            if masked { "mask" } else { "unmask" },
+        );
+    }
+}
+
+/// The top half of line `index`'s interrupt on this CPU (its state held, interrupts off, the
+/// local APIC's EOI done): count, stamp, and wake the handler.
+pub fn top_half(state: &mut State, index: usize, now: u64) -> Resched {
+    let Some(line) = LINES.get(index) else {
+        return Resched::NONE;
+    };
+    match line.attached.get() {
+        Some(&flags) => {
+            line.fired.fetch_add(1, Ordering::Relaxed);
+            if line.pending_since.load(Ordering::Relaxed) == 0 {
+                line.pending_since.store(rdtsc(), Ordering::Relaxed);
+            }
+            api::event_set_locked(state, flags, FIRED, now)
+        }
+        None => {
+            line.unhandled.fetch_add(1, Ordering::Relaxed);
+            set_masked(index, true);
+            Resched::NONE
+        }
+    }
+}

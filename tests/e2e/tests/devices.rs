@@ -1,0 +1,105 @@
+//! End-to-end tests of devices the RT partition owns, in Bochs: their interrupts are
+//! delivered by the IOAPIC straight to an RT CPU and served by a driver task of an RT
+//! application, with no VM exit.
+//!
+//! `cargo xtask test` hands over the images in `BULKHEAD_HYPERVISOR_ELF` and
+//! `BULKHEAD_RT_KERNEL_ELF`; each test boots in `target/runs/<test name>/`.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use bulkhead_abi::console::{HALTED, STEADY_STATE, SerialSummary};
+use bulkhead_e2e::{ExitReport, Expect, PartitionKind, Scenario, example_config};
+
+/// Wall-clock limit of a run.
+const BOCHS_LIMIT: Duration = Duration::from_secs(600);
+
+/// bochs-2cpu with COM3 (ports 0x3e8..0x3ef, ISA IRQ 4 on IOAPIC pin 4) given to the RT
+/// partition instead of Linux.
+fn config_with_rt_uart() -> Result<String> {
+    let path = example_config("bochs-2cpu.toml");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
+    let linux_pins = "ioapic_pins = [1, 2, 3, 4, 8, 9, 12, 14, 15]";
+    let rt = "[partitions.rt]\ncpus = [1]\n";
+    ensure!(
+        text.contains(linux_pins) && text.contains(rt),
+        "{} no longer has the lines this test edits",
+        path.display()
+    );
+    Ok(text
+        .replace(linux_pins, "ioapic_pins = [1, 2, 3, 8, 9, 12, 14, 15]")
+        .replace(
+            rt,
+            "[partitions.rt]\ncpus = [1]\nioapic_pins = [4]\nio_ports = [{ base = 0x3e8, count = 8 }]\n",
+        ))
+}
+
+/// The RT partition owns COM3 and its pin; the serial echo application drives it
+/// (`serial=0x3e8@4`): bytes the test sends to COM3 come back unchanged, the driver
+/// counts each of them and the interrupts that woke it, no interrupt arrives without a
+/// handler, and the RT CPU takes no VM exit after steady state while it serves them.
+#[test]
+#[ignore = "boots an emulator; run through cargo xtask test"]
+fn bochs_rt_serial_echo() -> Result<()> {
+    let mut run = Scenario::new("bochs_rt_serial_echo")
+        .config_text("bochs-2cpu-rt-uart.toml", config_with_rt_uart()?)
+        .hv_cmdline("exit_report_s=1")
+        .rt_cmdline("serial=0x3e8@4 control_hz=1000")
+        .com3_peer()
+        .start()?;
+    let ready = Expect::new()
+        .regex(r"partition rt: line 0 = IOAPIC pin 4 -> RT CPU 0 \(APIC ID 1\) vector 48, edge active high")
+        .line(STEADY_STATE)
+        .regex(r"^serial: UART at 0x3e8 on IOAPIC pin 4 \(line 0\), echoing$")
+        .fail_on("FATAL")
+        .stop_on(HALTED);
+    run.wait_for(&ready, BOCHS_LIMIT)?;
+
+    let mut peer = run.com3(Duration::from_secs(60))?;
+    let mut sent = 0u64;
+    for message in [&b"hello, RT partition\n"[..], b"0123456789abcdef", b"\x00\x7f\xff\r\n"] {
+        peer.send(message)?;
+        let back = peer.read_until(message, Duration::from_secs(120))?;
+        ensure!(
+            back.ends_with(message) && back.len() == message.len(),
+            "sent {message:?}, got back {back:?}\n{}",
+            run.log()
+        );
+        sent += message.len() as u64;
+    }
+
+    let counted = Expect::new()
+        .regex(&format!(r"^serial: port=0x3e8 gsi=4 rx={sent} tx={sent} "))
+        .fail_on("FATAL")
+        .stop_on(HALTED);
+    run.wait_for(&counted, BOCHS_LIMIT)?;
+    let log = run.log();
+    let summary = run
+        .lines()
+        .iter()
+        .filter_map(|l| SerialSummary::parse(l))
+        .next_back()
+        .context("no serial summary")?;
+    ensure!(
+        summary.overruns == 0 && summary.unhandled == 0 && summary.irqs > 0 && summary.irqs <= sent,
+        "{summary}\n{log}"
+    );
+
+    // The RT CPU's exits: none after steady state (the line was unmasked before it), while
+    // it took every one of those interrupts.
+    let exits = ExitReport::all(run.lines(), PartitionKind::Rt);
+    ensure!(exits.len() >= 2, "only {} RT exit reports:\n{log}", exits.len());
+    let at_steady_state = exits[0].total;
+    for e in &exits[1..] {
+        ensure!(
+            e.new == 0 && e.total == at_steady_state,
+            "the RT CPU took VM exits while serving its UART: {e:?}\n{log}"
+        );
+    }
+    println!(
+        "{sent} bytes echoed by the RT UART driver after {:.1}s: {summary}; RT exits: {at_steady_state} before steady state, 0 in {} reports after",
+        run.elapsed().as_secs_f64(),
+        exits.len() - 1
+    );
+    Ok(())
+}
