@@ -5,7 +5,7 @@
 //! alignment requirement and one meaning on every machine:
 //!
 //! ```text
-//! Header (24 bytes)  magic "BLKHDCFG", format version (1), total length, CRC-32 of the body, 0
+//! Header (24 bytes)  magic "BLKHDCFG", format version (3), total length, CRC-32 of the body, 0
 //! Body               machine name, hypervisor region, console routing, Linux and RT boot
 //!                    settings, both partitions (counts + fixed arrays), shared regions, channels
 //! ```
@@ -24,8 +24,8 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 use crate::error::{ConfigError, ErrorKind, FieldPath};
 use crate::model::{
     ChannelConfig, ChannelDirection, Cmdline, Config, ConfigBuilder, ConsoleRouting, ConsoleTarget,
-    LinuxConfig, Name, Notify, OnExit, PartitionConfig, PartitionId, PciBdf, PortRange, Region,
-    RtConfig, SharedRegion,
+    LinuxConfig, Name, Notify, OnExit, PartitionConfig, PartitionId, PciBdf, PinRoute, PortRange,
+    Region, RtConfig, SharedRegion,
 };
 use crate::{
     CMDLINE_LEN, MAX_CHANNELS, MAX_CPUS, MAX_PCI_DEVICES, MAX_PINS, MAX_PORT_RANGES, MAX_REGIONS,
@@ -35,7 +35,7 @@ use crate::{
 /// First bytes of every blob.
 pub const MAGIC: [u8; 8] = *b"BLKHDCFG";
 /// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// Size of [`Header`].
 pub const HEADER_LEN: usize = size_of::<Header>();
 /// Size of a whole version-1 blob.
@@ -77,6 +77,65 @@ pub struct PortRangeLe {
     pub count: U16,
 }
 
+/// How one IOAPIC pin is delivered ([`PinRoute`]).
+#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned)]
+#[repr(C)]
+pub struct PinRouteLe {
+    /// The CPU (APIC ID); [`NO_CPU`] for the default.
+    pub cpu: U32,
+    /// [`ROUTE_TRIGGER_GIVEN`], [`ROUTE_LEVEL`], [`ROUTE_POLARITY_GIVEN`], [`ROUTE_ACTIVE_LOW`].
+    pub flags: u8,
+    /// Zero.
+    pub reserved: [u8; 3],
+}
+
+/// [`PinRouteLe::cpu`] when the config names no CPU.
+pub const NO_CPU: u32 = u32::MAX;
+/// [`PinRouteLe::flags`]: the config gives the trigger mode, [`ROUTE_LEVEL`] or edge.
+pub const ROUTE_TRIGGER_GIVEN: u8 = 1 << 0;
+/// [`PinRouteLe::flags`]: level-triggered.
+pub const ROUTE_LEVEL: u8 = 1 << 1;
+/// [`PinRouteLe::flags`]: the config gives the polarity, [`ROUTE_ACTIVE_LOW`] or high.
+pub const ROUTE_POLARITY_GIVEN: u8 = 1 << 2;
+/// [`PinRouteLe::flags`]: active low.
+pub const ROUTE_ACTIVE_LOW: u8 = 1 << 3;
+
+impl PinRouteLe {
+    fn put(route: &PinRoute) -> Self {
+        let flag = |v: Option<bool>, given: u8, set: u8| match v {
+            None => 0,
+            Some(false) => given,
+            Some(true) => given | set,
+        };
+        Self {
+            cpu: U32::new(route.cpu.unwrap_or(NO_CPU)),
+            flags: flag(route.level, ROUTE_TRIGGER_GIVEN, ROUTE_LEVEL)
+                | flag(route.active_low, ROUTE_POLARITY_GIVEN, ROUTE_ACTIVE_LOW),
+            reserved: [0; 3],
+        }
+    }
+
+    /// The route, or `None` for unknown flags, a flag without its `GIVEN` bit, or reserved
+    /// bytes that are not zero.
+    fn get(&self) -> Option<PinRoute> {
+        let known = ROUTE_TRIGGER_GIVEN | ROUTE_LEVEL | ROUTE_POLARITY_GIVEN | ROUTE_ACTIVE_LOW;
+        let f = self.flags;
+        if f & !known != 0
+            || self.reserved != [0; 3]
+            || (f & ROUTE_LEVEL != 0 && f & ROUTE_TRIGGER_GIVEN == 0)
+            || (f & ROUTE_ACTIVE_LOW != 0 && f & ROUTE_POLARITY_GIVEN == 0)
+        {
+            return None;
+        }
+        let flag = |given: u8, set: u8| (f & given != 0).then_some(f & set != 0);
+        Some(PinRoute {
+            cpu: (self.cpu.get() != NO_CPU).then_some(self.cpu.get()),
+            level: flag(ROUTE_TRIGGER_GIVEN, ROUTE_LEVEL),
+            active_low: flag(ROUTE_POLARITY_GIVEN, ROUTE_ACTIVE_LOW),
+        })
+    }
+}
+
 /// A PCI function address.
 #[derive(Debug, Clone, Copy, FromBytes, IntoBytes, Immutable, KnownLayout, Unaligned)]
 #[repr(C)]
@@ -111,6 +170,8 @@ pub struct PartitionLe {
     pub memory: [RegionLe; MAX_REGIONS],
     /// IOAPIC pins (GSIs).
     pub ioapic_pins: [U32; MAX_PINS],
+    /// How each pin is delivered (`pin_count` of them, as `ioapic_pins`).
+    pub pin_routes: [PinRouteLe; MAX_PINS],
     /// I/O port ranges.
     pub io_ports: [PortRangeLe; MAX_PORT_RANGES],
     /// PCI functions.
@@ -201,11 +262,11 @@ const _: () = assert!(size_of::<Header>() == 24);
 const _: () = assert!(size_of::<RegionLe>() == 16);
 const _: () = assert!(size_of::<PortRangeLe>() == 4);
 const _: () = assert!(size_of::<PciLe>() == 4);
-const _: () = assert!(size_of::<PartitionLe>() == 1044);
+const _: () = assert!(size_of::<PartitionLe>() == 1556);
 const _: () = assert!(size_of::<SharedLe>() == 48);
 const _: () = assert!(size_of::<ChannelLe>() == 56);
-const _: () = assert!(size_of::<Body>() == 6856);
-const _: () = assert!(size_of::<Blob>() == 6880);
+const _: () = assert!(size_of::<Body>() == 7880);
+const _: () = assert!(size_of::<Blob>() == 7904);
 const _: () = assert!(BLOB_LEN <= u32::MAX as usize);
 
 /// CRC-32 as in IEEE 802.3, zlib and gzip (reflected polynomial 0xEDB88320, initial value and
@@ -521,6 +582,9 @@ fn put_partition(dst: &mut PartitionLe, part: &PartitionConfig) {
     for (d, &p) in dst.ioapic_pins.iter_mut().zip(part.ioapic_pins()) {
         *d = U32::new(p);
     }
+    for (d, r) in dst.pin_routes.iter_mut().zip(part.pin_routes()) {
+        *d = PinRouteLe::put(r);
+    }
     dst.port_count = put_count(part.io_ports().len());
     for (d, r) in dst.io_ports.iter_mut().zip(part.io_ports()) {
         *d = PortRangeLe {
@@ -653,8 +717,14 @@ fn get_partition(b: &mut ConfigBuilder, id: PartitionId, p: &PartitionLe) -> Res
     for r in used(path.key("memory"), p.memory_count, &p.memory)? {
         b.push_memory(id, get_region(r))?;
     }
-    for pin in used(path.key("ioapic_pins"), p.pin_count, &p.ioapic_pins)? {
-        b.push_ioapic_pin(id, pin.get())?;
+    let pins = used(path.key("ioapic_pins"), p.pin_count, &p.ioapic_pins)?;
+    let routes = used(path.key("ioapic_pins"), p.pin_count, &p.pin_routes)?;
+    for (i, (pin, route)) in pins.iter().zip(routes).enumerate() {
+        let route = route.get().ok_or(BlobError::NotZero {
+            path: path.key("ioapic_pins").index(i),
+            what: "route's unknown flag bits, flags without their GIVEN bit, or reserved bytes are",
+        })?;
+        b.push_routed_ioapic_pin(id, pin.get(), route)?;
     }
     for r in used(path.key("io_ports"), p.port_count, &p.io_ports)? {
         b.push_io_ports(id, PortRange::new(r.base.get(), r.count.get()))?;

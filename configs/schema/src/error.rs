@@ -247,6 +247,18 @@ pub enum ErrorKind {
         /// The pin (GSI).
         pin: u32,
     },
+    /// A Linux pin with a CPU, trigger mode or polarity: Linux programs its own pins.
+    LinuxPinRouted {
+        /// The pin.
+        pin: u32,
+    },
+    /// An RT pin delivered to a CPU that is not the RT partition's.
+    PinCpuOutside {
+        /// The pin.
+        pin: u32,
+        /// The CPU named.
+        apic_id: u32,
+    },
     /// An I/O port range with count 0.
     PortCountZero,
     /// An I/O port range running past port 0xffff.
@@ -405,6 +417,14 @@ impl fmt::Display for ErrorKind {
             Self::PinOwnedTwice { pin, other } => {
                 write!(f, "IOAPIC pin {pin} is already owned by {other}")
             }
+            Self::LinuxPinRouted { pin } => write!(
+                f,
+                "IOAPIC pin {pin}: Linux programs its own pins; give the pin number only (cpu, trigger and polarity are for the RT partition's pins)"
+            ),
+            Self::PinCpuOutside { pin, apic_id } => write!(
+                f,
+                "IOAPIC pin {pin} is to go to APIC ID {apic_id}, which is not a CPU of the RT partition"
+            ),
             Self::PinOutOfRange { pin } => write!(
                 f,
                 "IOAPIC pin {pin} is out of range (at most {})",

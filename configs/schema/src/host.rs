@@ -17,8 +17,8 @@ use serde::de::{self, Deserializer, Visitor};
 use crate::error::{ConfigError, ErrorKind, FieldPath, Segment};
 use crate::model::{
     ChannelConfig, ChannelDirection, Cmdline, Config, ConfigBuilder, ConsoleRouting, ConsoleTarget,
-    LinuxConfig, Name, Notify, OnExit, PartitionId, PciBdf, PortRange, Region, RtConfig,
-    SharedRegion,
+    LinuxConfig, Name, Notify, OnExit, PartitionId, PciBdf, PinRoute, PortRange, Region,
+    RtConfig, SharedRegion,
 };
 
 // The file's schema, as serde sees it. Documented for people in configs/README.md.
@@ -95,11 +95,92 @@ struct PartitionToml {
     cpus: Vec<u32>,
     memory: Vec<RegionToml>,
     #[serde(default)]
-    ioapic_pins: Vec<u32>,
+    ioapic_pins: Vec<PinToml>,
     #[serde(default)]
     io_ports: Vec<PortsToml>,
     #[serde(default)]
     pci_devices: Vec<String>,
+}
+
+/// An entry of `ioapic_pins`: the pin alone, or a table that also says where and how it is
+/// delivered. Read by hand (not `untagged`) so that a mistake inside the table is reported
+/// as itself.
+enum PinToml {
+    Pin(u32),
+    Routed(RoutedPinToml),
+}
+
+impl<'de> Deserialize<'de> for PinToml {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PinVisitor;
+        impl<'de> Visitor<'de> for PinVisitor {
+            type Value = PinToml;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a pin number, or a table { pin, cpu, trigger, polarity }")
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<PinToml, E> {
+                u32::try_from(v)
+                    .map(PinToml::Pin)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<PinToml, E> {
+                u32::try_from(v)
+                    .map(PinToml::Pin)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Unsigned(v), &self))
+            }
+
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<PinToml, A::Error> {
+                RoutedPinToml::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(PinToml::Routed)
+            }
+        }
+        deserializer.deserialize_any(PinVisitor)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoutedPinToml {
+    pin: u32,
+    #[serde(default)]
+    cpu: Option<u32>,
+    #[serde(default)]
+    trigger: Option<TriggerToml>,
+    #[serde(default)]
+    polarity: Option<PolarityToml>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum TriggerToml {
+    Edge,
+    Level,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum PolarityToml {
+    High,
+    Low,
+}
+
+impl PinToml {
+    fn pin_and_route(&self) -> (u32, PinRoute) {
+        match self {
+            Self::Pin(pin) => (*pin, PinRoute::default()),
+            Self::Routed(r) => (
+                r.pin,
+                PinRoute {
+                    cpu: r.cpu,
+                    level: r.trigger.map(|t| matches!(t, TriggerToml::Level)),
+                    active_low: r.polarity.map(|p| matches!(p, PolarityToml::Low)),
+                },
+            ),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -374,8 +455,9 @@ fn build(file: &FileToml) -> Result<Config, ConfigError> {
         for (i, r) in part.memory.iter().enumerate() {
             b.push_memory(id, region(path.key("memory").index(i), r)?)?;
         }
-        for &pin in &part.ioapic_pins {
-            b.push_ioapic_pin(id, pin)?;
+        for entry in &part.ioapic_pins {
+            let (pin, route) = entry.pin_and_route();
+            b.push_routed_ioapic_pin(id, pin, route)?;
         }
         for ports in &part.io_ports {
             b.push_io_ports(id, PortRange::new(ports.base, ports.count))?;
@@ -517,6 +599,23 @@ fn write_description(out: &mut String, cfg: &Config) -> fmt::Result {
         }
         if !part.ioapic_pins().is_empty() {
             writeln!(out, "    IOAPIC pins {}", join(part.ioapic_pins()))?;
+        }
+        for (pin, route) in part.ioapic_pins().iter().zip(part.pin_routes()) {
+            if route.is_default() {
+                continue;
+            }
+            let cpu = route.cpu.map_or("the first CPU".into(), |c| format!("APIC ID {c}"));
+            let how = |v: Option<bool>, yes: &'static str, no: &'static str| match v {
+                Some(true) => yes,
+                Some(false) => no,
+                None => "bus default",
+            };
+            writeln!(
+                out,
+                "    pin {pin} -> {cpu}, trigger {}, polarity {}",
+                how(route.level, "level", "edge"),
+                how(route.active_low, "low", "high")
+            )?;
         }
         if !part.io_ports().is_empty() {
             writeln!(out, "    I/O ports {}", join(part.io_ports()))?;

@@ -52,8 +52,8 @@ pub mod host;
 pub use error::{ConfigError, ErrorKind, FieldPath, Segment};
 pub use model::{
     ChannelConfig, ChannelDirection, Cmdline, Config, ConfigBuilder, ConsoleRouting, ConsoleTarget,
-    LinuxConfig, Name, Notify, OnExit, PartitionConfig, PartitionId, PciBdf, PortRange, Region,
-    RtConfig, SharedRegion,
+    LinuxConfig, Name, Notify, OnExit, PartitionConfig, PartitionId, PciBdf, PinRoute, PortRange,
+    Region, RtConfig, SharedRegion,
 };
 pub use validate::{
     ABSURD_END, CHANNEL_HEADER_SIZE, CHANNEL_MIN_SLOTS, HYPERVISOR_MAX_END, HYPERVISOR_MIN_SIZE,

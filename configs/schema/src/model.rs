@@ -309,12 +309,37 @@ impl fmt::Debug for Cmdline {
     }
 }
 
+/// How one of the RT partition's IOAPIC pins is delivered, as far as the config says
+/// (`ioapic_pins = [{ pin = 4, cpu = 3, trigger = "edge", polarity = "high" }]`); what it
+/// leaves out takes the defaults: the partition's first CPU, and the trigger mode and
+/// polarity of the bus (ISA pins below 16 edge and active high unless the MADT overrides
+/// them, PCI pins level and active low). Linux programs its own pins: its routes are all
+/// default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PinRoute {
+    /// The CPU (APIC ID) the pin's interrupts go to.
+    pub cpu: Option<u32>,
+    /// Level-triggered (`Some(false)`: edge-triggered).
+    pub level: Option<bool>,
+    /// Active low (`Some(false)`: active high).
+    pub active_low: Option<bool>,
+}
+
+impl PinRoute {
+    /// Whether the config said nothing but the pin.
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 /// What one partition owns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PartitionConfig {
     cpus: FixedVec<u32, MAX_CPUS>,
     memory: FixedVec<Region, MAX_REGIONS>,
     ioapic_pins: FixedVec<u32, MAX_PINS>,
+    /// `pin_routes[i]` is how `ioapic_pins[i]` is delivered.
+    pin_routes: FixedVec<PinRoute, MAX_PINS>,
     io_ports: FixedVec<PortRange, MAX_PORT_RANGES>,
     pci_devices: FixedVec<PciBdf, MAX_PCI_DEVICES>,
 }
@@ -333,6 +358,11 @@ impl PartitionConfig {
     /// The IOAPIC pins (GSIs) routed to the partition.
     pub fn ioapic_pins(&self) -> &[u32] {
         self.ioapic_pins.as_slice()
+    }
+
+    /// How each of [`PartitionConfig::ioapic_pins`] is delivered, in the same order.
+    pub fn pin_routes(&self) -> &[PinRoute] {
+        self.pin_routes.as_slice()
     }
 
     /// The I/O ports the partition may access directly.
@@ -827,12 +857,23 @@ impl ConfigBuilder {
             .map_err(|_| full(FieldPath::partition(id).key("memory"), len, MAX_REGIONS))
     }
 
-    /// Gives an IOAPIC pin (GSI) to a partition.
+    /// Gives an IOAPIC pin (GSI) to a partition, delivered the default way.
     pub fn push_ioapic_pin(&mut self, id: PartitionId, pin: u32) -> Result<(), ConfigError> {
-        let list = &mut self.partition_mut(id).ioapic_pins;
-        let len = list.len();
-        list.push(pin)
-            .map_err(|_| full(FieldPath::partition(id).key("ioapic_pins"), len, MAX_PINS))
+        self.push_routed_ioapic_pin(id, pin, PinRoute::default())
+    }
+
+    /// Gives an IOAPIC pin (GSI) to a partition, delivered as `route` says.
+    pub fn push_routed_ioapic_pin(
+        &mut self,
+        id: PartitionId,
+        pin: u32,
+        route: PinRoute,
+    ) -> Result<(), ConfigError> {
+        let part = self.partition_mut(id);
+        let len = part.ioapic_pins.len();
+        let too_many = || full(FieldPath::partition(id).key("ioapic_pins"), len, MAX_PINS);
+        part.ioapic_pins.push(pin).map_err(|_| too_many())?;
+        part.pin_routes.push(route).map_err(|_| too_many())
     }
 
     /// Gives a range of I/O ports to a partition.

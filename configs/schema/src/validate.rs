@@ -269,12 +269,18 @@ impl Config {
         for (i, region) in part.memory().iter().enumerate() {
             check_region(region, path.key("memory").index(i))?;
         }
-        for (i, &pin) in part.ioapic_pins().iter().enumerate() {
+        for (i, (&pin, route)) in part.ioapic_pins().iter().zip(part.pin_routes()).enumerate() {
+            let at = path.key("ioapic_pins").index(i);
             if pin > MAX_IOAPIC_PIN {
-                return err(
-                    path.key("ioapic_pins").index(i),
-                    ErrorKind::PinOutOfRange { pin },
-                );
+                return err(at, ErrorKind::PinOutOfRange { pin });
+            }
+            if id == PartitionId::Linux && !route.is_default() {
+                return err(at, ErrorKind::LinuxPinRouted { pin });
+            }
+            if let Some(apic_id) = route.cpu
+                && !part.cpus().contains(&apic_id)
+            {
+                return err(at.key("cpu"), ErrorKind::PinCpuOutside { pin, apic_id });
             }
         }
         for (i, &range) in part.io_ports().iter().enumerate() {

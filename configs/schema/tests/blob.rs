@@ -25,7 +25,7 @@ pci_devices = ["00:01.1", "00:1f.3"]
 [partitions.rt]
 cpus = [1, 3]
 memory = [{ base = "80 MiB", size = "16 MiB" }]
-ioapic_pins = [17]
+ioapic_pins = [17, { pin = 5, cpu = 3, trigger = "edge", polarity = "low" }, { pin = 6, trigger = "level" }]
 io_ports = [{ base = 0x2f8, count = 8 }]
 pci_devices = ["03:00.0"]
 [linux]
@@ -200,6 +200,35 @@ fn count_beyond_capacity() {
         e.to_string(),
         "config blob: partitions.rt.cpus count 70 exceeds capacity 64"
     );
+}
+
+#[test]
+fn pin_routes_round_trip_and_bad_route_bits_are_refused() {
+    let cfg = config();
+    let routes = cfg.partition(bulkhead_config::PartitionId::Rt).pin_routes();
+    assert_eq!(routes.len(), 3);
+    assert!(routes[0].is_default());
+    assert_eq!(
+        routes[1],
+        bulkhead_config::PinRoute {
+            cpu: Some(3),
+            level: Some(false),
+            active_low: Some(true)
+        }
+    );
+    assert_eq!(routes[2].level, Some(true));
+    assert_eq!(routes[2].cpu, None);
+    for bad in [blob::ROUTE_LEVEL, 0x80] {
+        let mut bytes = valid_blob();
+        let at = body_offset(|b| &b.partitions[1].pin_routes[0].flags as *const u8);
+        bytes[at] = bad;
+        fix_crc(&mut bytes);
+        let e = blob::decode(&bytes).unwrap_err();
+        assert!(
+            e.to_string().contains("partitions.rt.ioapic_pins[0]: route's"),
+            "{e}"
+        );
+    }
 }
 
 #[test]

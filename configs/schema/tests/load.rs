@@ -439,6 +439,50 @@ fn pin_owned_twice() {
 }
 
 #[test]
+fn pins_name_their_cpu_trigger_and_polarity() {
+    let text = BASE.replacen(
+        "ioapic_pins = [3]",
+        r#"ioapic_pins = [3, { pin = 5, cpu = 1, trigger = "level", polarity = "low" }, { pin = 6 }]"#,
+        1,
+    );
+    let cfg = load_str(&text, "test.toml").unwrap_or_else(|d| panic!("{d}"));
+    let rt = cfg.partition(PartitionId::Rt);
+    assert_eq!(rt.ioapic_pins(), &[3, 5, 6]);
+    let routes = rt.pin_routes();
+    assert!(routes[0].is_default() && routes[2].is_default());
+    assert_eq!(routes[1].cpu, Some(1));
+    assert_eq!(routes[1].level, Some(true));
+    assert_eq!(routes[1].active_low, Some(true));
+}
+
+#[test]
+fn pin_routed_to_a_cpu_outside_the_rt_partition() {
+    let (text, _) = assert_config_error!(
+        bad("ioapic_pins = [3]", "ioapic_pins = [{ pin = 3, cpu = 0 }]"),
+        ErrorKind::PinCpuOutside { pin: 3, apic_id: 0 },
+        "partitions.rt.ioapic_pins[0].cpu",
+        17
+    );
+    assert!(text.contains("not a CPU of the RT partition"), "{text}");
+}
+
+#[test]
+fn linux_pins_take_no_route() {
+    assert_config_error!(
+        bad("ioapic_pins = [1, 4]", r#"ioapic_pins = [1, { pin = 4, trigger = "edge" }]"#),
+        ErrorKind::LinuxPinRouted { pin: 4 },
+        "partitions.linux.ioapic_pins[1]",
+        10
+    );
+}
+
+#[test]
+fn pin_route_words_are_checked() {
+    let d = bad("ioapic_pins = [3]", r#"ioapic_pins = [{ pin = 3, trigger = "rising" }]"#);
+    assert!(d.config_error().is_none(), "a TOML error, not a semantic one: {d}");
+}
+
+#[test]
 fn pin_out_of_range() {
     assert_config_error!(
         bad("ioapic_pins = [3]", "ioapic_pins = [240]"),

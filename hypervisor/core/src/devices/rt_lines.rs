@@ -10,10 +10,11 @@
 //! of the IOAPIC already hides these pins (`ioapic`): it reads them as masked and cannot
 //! write them.
 //!
-//! Trigger mode and polarity: an ISA IRQ (GSI below 16) is edge-triggered and active high
+//! Where and how each line is delivered is the config's (`ioapic_pins = [{ pin, cpu,
+//! trigger, polarity }]`); what it leaves out: the RT partition's first CPU, and the bus's
+//! trigger mode and polarity: an ISA IRQ (GSI below 16) is edge-triggered and active high
 //! unless an interrupt source override for its GSI says otherwise; any other GSI is a PCI
-//! INTx line: level-triggered, active low. Every line goes to the RT partition's first CPU
-//! (the config has no per-line affinity yet).
+//! INTx line: level-triggered, active low.
 //!
 //! This module only computes: the image writes the entries, under the IOAPIC lock it shares
 //! with Linux's view.
@@ -67,7 +68,7 @@ pub enum PlanError {
     /// The RT CPU's APIC ID does not fit an IOAPIC entry's 8-bit destination (no interrupt
     /// remapping here).
     DestinationTooHigh(u32),
-    /// The RT partition has no CPU.
+    /// The RT partition has no CPU, or a pin names a CPU that is not the partition's.
     NoCpu,
 }
 
@@ -82,7 +83,9 @@ impl core::fmt::Display for PlanError {
                 f,
                 "partitions.rt.cpus: APIC ID {id} cannot receive IOAPIC interrupts (above 255, no interrupt remapping)"
             ),
-            Self::NoCpu => f.write_str("partitions.rt.cpus: empty"),
+            Self::NoCpu => f.write_str(
+                "partitions.rt.ioapic_pins: a pin goes to no CPU of the RT partition",
+            ),
         }
     }
 }
@@ -98,20 +101,27 @@ pub fn plan(cfg: &Config, overrides: &[IsaOverride]) -> Result<Lines, PlanError>
     if pins.len() > MAX_LINES {
         return Err(PlanError::TooManyLines(pins.len()));
     }
-    let &apic_id = rt.cpus().first().ok_or(PlanError::NoCpu)?;
-    if !pins.is_empty() && apic_id > 0xff {
-        return Err(PlanError::DestinationTooHigh(apic_id));
-    }
     let mut lines = Lines::new();
-    for (index, &gsi) in pins.iter().enumerate() {
-        let (level, active_low) = trigger_and_polarity(gsi, overrides);
+    for (index, (&gsi, route)) in pins.iter().zip(rt.pin_routes()).enumerate() {
+        // The config check made sure a named CPU is the partition's.
+        let cpu = match route.cpu {
+            Some(apic_id) => rt.cpus().iter().position(|&c| c == apic_id),
+            None => Some(0),
+        };
+        let (cpu, &apic_id) = cpu
+            .and_then(|i| Some((i, rt.cpus().get(i)?)))
+            .ok_or(PlanError::NoCpu)?;
+        if apic_id > 0xff {
+            return Err(PlanError::DestinationTooHigh(apic_id));
+        }
+        let (bus_level, bus_low) = trigger_and_polarity(gsi, overrides);
         let line = Line {
             gsi,
-            cpu: 0,
+            cpu: cpu as u16,
             apic_id,
             vector: vectors::device_vector(index).ok_or(PlanError::TooManyLines(pins.len()))?,
-            level,
-            active_low,
+            level: route.level.unwrap_or(bus_level),
+            active_low: route.active_low.unwrap_or(bus_low),
         };
         lines
             .push(line)
@@ -160,6 +170,20 @@ pub fn redirection_entry(line: &Line, masked: bool) -> (u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_config_names_cpu_trigger_and_polarity() {
+        let cfg = cfg(
+            r#"[{ pin = 4, cpu = 3, trigger = "level", polarity = "low" }, { pin = 20, trigger = "edge" }]"#,
+            "[2, 3]",
+        );
+        let lines = plan(&cfg, &[]).unwrap();
+        let lines = lines.as_slice();
+        assert_eq!((lines[0].cpu, lines[0].apic_id), (1, 3));
+        assert!(lines[0].level && lines[0].active_low);
+        assert_eq!((lines[1].cpu, lines[1].apic_id), (0, 2));
+        assert!(!lines[1].level && lines[1].active_low, "polarity from the bus");
+    }
 
     fn cfg(rt_pins: &str, rt_cpus: &str) -> Config {
         let text = std::format!(
@@ -231,5 +255,6 @@ image = "rt.elf"
             Some(PlanError::DestinationTooHigh(300))
         );
         assert!(plan(&cfg("[]", "[300]"), &[]).is_ok());
+        assert!(plan(&cfg("[{ pin = 4, cpu = 2 }]", "[2, 300]"), &[]).is_ok());
     }
 }
