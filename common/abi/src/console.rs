@@ -16,6 +16,9 @@
 //! - [`ControlSummary`]: the RT kernel's demo control loop, `control: jobs=.. misses=0 ..`;
 //! - [`SerialSummary`]: an RT-owned UART's driver (the serial echo application),
 //!   `serial: port=0x3e8 gsi=4 rx=.. tx=.. overruns=0 irqs=.. unhandled=0 irq_to_task_max_ns=..`;
+//! - [`DeviceLatencySummary`]: a device interrupt whose event time is known (the HPET
+//!   application), from the event to the handler task running:
+//!   `device-latency source=hpet gsi=20 samples=.. min_ns=.. avg_ns=.. max_ns=.. p99_ns=.. p999_ns=.. lost=0 overflow=0`;
 //! - [`SelftestSummary`]: the RT kernel's self-test result, `selftest: 12 passed, 0 failed`;
 //! - [`RefusalReport`]: what the hypervisor refused a partition, by [`Refusal`] kind,
 //!   `refusals: linux: hypercall=2 msr=1`.
@@ -502,6 +505,80 @@ impl fmt::Display for ControlSummary {
     }
 }
 
+/// A device interrupt's latency, cumulative: from the moment the device raised it (known:
+/// a timer's comparator) to its handler task running, on the RT CPU the line goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceLatencySummary<'a> {
+    /// The device (`hpet`).
+    pub source: &'a str,
+    /// Its IOAPIC pin.
+    pub gsi: u32,
+    pub samples: u64,
+    pub min_ns: u64,
+    pub avg_ns: u64,
+    pub max_ns: u64,
+    /// 99th and 99.9th percentiles (the upper edges of their 1 us buckets).
+    pub p99_ns: u64,
+    pub p999_ns: u64,
+    /// Events whose interrupt never came (the handler's wait timed out).
+    pub lost: u64,
+    /// Samples beyond the histogram's range.
+    pub overflow: u64,
+}
+
+impl<'a> DeviceLatencySummary<'a> {
+    const KEYS: [&'static str; 8] = [
+        "samples", "min_ns", "avg_ns", "max_ns", "p99_ns", "p999_ns", "lost", "overflow",
+    ];
+
+    /// The line's start, for a search that needs no parse.
+    pub const PREFIX: &'static str = "device-latency source=";
+
+    /// Parses one line (surrounding white space allowed).
+    pub fn parse(line: &'a str) -> Option<Self> {
+        let rest = line.trim().strip_prefix(Self::PREFIX)?;
+        let (source, rest) = rest.split_once(' ')?;
+        let (gsi, rest) = rest.strip_prefix("gsi=")?.split_once(' ')?;
+        let gsi = gsi.parse().ok()?;
+        if source.is_empty() || source.contains('=') {
+            return None;
+        }
+        let [samples, min_ns, avg_ns, max_ns, p99_ns, p999_ns, lost, overflow] =
+            key_values(rest, Self::KEYS)?;
+        Some(Self {
+            source,
+            gsi,
+            samples,
+            min_ns,
+            avg_ns,
+            max_ns,
+            p99_ns,
+            p999_ns,
+            lost,
+            overflow,
+        })
+    }
+}
+
+impl fmt::Display for DeviceLatencySummary<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "device-latency source={} gsi={} samples={} min_ns={} avg_ns={} max_ns={} p99_ns={} p999_ns={} lost={} overflow={}",
+            self.source,
+            self.gsi,
+            self.samples,
+            self.min_ns,
+            self.avg_ns,
+            self.max_ns,
+            self.p99_ns,
+            self.p999_ns,
+            self.lost,
+            self.overflow
+        )
+    }
+}
+
 /// An RT-owned UART's driver: what it received and sent, receiver overruns, the interrupts
 /// its line took (and took with no handler), and the longest time from an interrupt's top
 /// half to the driver's task running.
@@ -715,6 +792,26 @@ mod tests {
         assert_eq!(s.total_avg_ns(), 10);
         assert_eq!(WakePathSummary::parse(&line.replace(" max_to_task_ns=8", "")), None);
         assert_eq!(WakePathSummary::parse(&std::format!("{line} x=1")), None);
+    }
+
+    #[test]
+    fn device_latency_summaries_written_are_parsed_back() {
+        let summary = DeviceLatencySummary {
+            source: "hpet",
+            gsi: 20,
+            samples: 5000,
+            min_ns: 9000,
+            avg_ns: 9500,
+            max_ns: 21000,
+            p99_ns: 10000,
+            p999_ns: 12000,
+            lost: 0,
+            overflow: 0,
+        };
+        let line = summary.to_string();
+        assert!(line.starts_with(DeviceLatencySummary::PREFIX));
+        assert_eq!(DeviceLatencySummary::parse(&line), Some(summary));
+        assert_eq!(DeviceLatencySummary::parse("device-latency source=hpet gsi=20 samples=1"), None);
     }
 
     #[test]

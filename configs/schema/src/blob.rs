@@ -5,7 +5,7 @@
 //! alignment requirement and one meaning on every machine:
 //!
 //! ```text
-//! Header (24 bytes)  magic "BLKHDCFG", format version (3), total length, CRC-32 of the body, 0
+//! Header (24 bytes)  magic "BLKHDCFG", format version (4), total length, CRC-32 of the body, 0
 //! Body               machine name, hypervisor region, console routing, Linux and RT boot
 //!                    settings, both partitions (counts + fixed arrays), shared regions, channels
 //! ```
@@ -28,14 +28,14 @@ use crate::model::{
     Region, RtConfig, SharedRegion,
 };
 use crate::{
-    CMDLINE_LEN, MAX_CHANNELS, MAX_CPUS, MAX_PCI_DEVICES, MAX_PINS, MAX_PORT_RANGES, MAX_REGIONS,
-    MAX_SHARED_REGIONS, NAME_LEN,
+    CMDLINE_LEN, MAX_CHANNELS, MAX_CPUS, MAX_MMIO_REGIONS, MAX_PCI_DEVICES, MAX_PINS,
+    MAX_PORT_RANGES, MAX_REGIONS, MAX_SHARED_REGIONS, NAME_LEN,
 };
 
 /// First bytes of every blob.
 pub const MAGIC: [u8; 8] = *b"BLKHDCFG";
 /// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 /// Size of [`Header`].
 pub const HEADER_LEN: usize = size_of::<Header>();
 /// Size of a whole version-1 blob.
@@ -164,6 +164,8 @@ pub struct PartitionLe {
     pub port_count: U32,
     /// Used entries of `pci_devices`.
     pub pci_count: U32,
+    /// Used entries of `mmio`.
+    pub mmio_count: U32,
     /// APIC IDs.
     pub cpus: [U32; MAX_CPUS],
     /// RAM regions.
@@ -176,6 +178,8 @@ pub struct PartitionLe {
     pub io_ports: [PortRangeLe; MAX_PORT_RANGES],
     /// PCI functions.
     pub pci_devices: [PciLe; MAX_PCI_DEVICES],
+    /// Device register ranges.
+    pub mmio: [RegionLe; MAX_MMIO_REGIONS],
 }
 
 /// A shared region.
@@ -262,11 +266,11 @@ const _: () = assert!(size_of::<Header>() == 24);
 const _: () = assert!(size_of::<RegionLe>() == 16);
 const _: () = assert!(size_of::<PortRangeLe>() == 4);
 const _: () = assert!(size_of::<PciLe>() == 4);
-const _: () = assert!(size_of::<PartitionLe>() == 1556);
+const _: () = assert!(size_of::<PartitionLe>() == 1688);
 const _: () = assert!(size_of::<SharedLe>() == 48);
 const _: () = assert!(size_of::<ChannelLe>() == 56);
-const _: () = assert!(size_of::<Body>() == 7880);
-const _: () = assert!(size_of::<Blob>() == 7904);
+const _: () = assert!(size_of::<Body>() == 8144);
+const _: () = assert!(size_of::<Blob>() == 8168);
 const _: () = assert!(BLOB_LEN <= u32::MAX as usize);
 
 /// CRC-32 as in IEEE 802.3, zlib and gzip (reflected polynomial 0xEDB88320, initial value and
@@ -592,6 +596,10 @@ fn put_partition(dst: &mut PartitionLe, part: &PartitionConfig) {
             count: U16::new(r.count),
         };
     }
+    dst.mmio_count = put_count(part.mmio().len());
+    for (d, r) in dst.mmio.iter_mut().zip(part.mmio()) {
+        *d = put_region(r);
+    }
     dst.pci_count = put_count(part.pci_devices().len());
     for (d, b) in dst.pci_devices.iter_mut().zip(part.pci_devices()) {
         *d = PciLe {
@@ -728,6 +736,9 @@ fn get_partition(b: &mut ConfigBuilder, id: PartitionId, p: &PartitionLe) -> Res
     }
     for r in used(path.key("io_ports"), p.port_count, &p.io_ports)? {
         b.push_io_ports(id, PortRange::new(r.base.get(), r.count.get()))?;
+    }
+    for r in used(path.key("mmio"), p.mmio_count, &p.mmio)? {
+        b.push_mmio(id, get_region(r))?;
     }
     let pci_path = path.key("pci_devices");
     for (i, d) in used(pci_path, p.pci_count, &p.pci_devices)?

@@ -247,6 +247,18 @@ pub enum ErrorKind {
         /// The pin (GSI).
         pin: u32,
     },
+    /// Device registers (`mmio`) given to Linux: only the RT partition owns device memory.
+    LinuxMmio,
+    /// RT device registers outside [`MMIO_WINDOW`](crate::MMIO_WINDOW).
+    MmioOutsideWindow {
+        /// The range.
+        region: Region,
+    },
+    /// RT device registers on the local APIC's page.
+    MmioIsLocalApic {
+        /// The range.
+        region: Region,
+    },
     /// A Linux pin with a CPU, trigger mode or polarity: Linux programs its own pins.
     LinuxPinRouted {
         /// The pin.
@@ -417,6 +429,17 @@ impl fmt::Display for ErrorKind {
             Self::PinOwnedTwice { pin, other } => {
                 write!(f, "IOAPIC pin {pin} is already owned by {other}")
             }
+            Self::LinuxMmio => f.write_str(
+                "device registers (mmio) are for the RT partition; Linux reaches its devices' memory through its PCI devices",
+            ),
+            Self::MmioOutsideWindow { region } => write!(
+                f,
+                "{region} is outside 0xc0000000..0x100000000, the top GiB below 4 GiB where device registers lie (the RT kernel maps it uncached)"
+            ),
+            Self::MmioIsLocalApic { region } => write!(
+                f,
+                "{region} covers the local APIC's registers (0xfee00000..0xfef00000), which stay each CPU's own"
+            ),
             Self::LinuxPinRouted { pin } => write!(
                 f,
                 "IOAPIC pin {pin}: Linux programs its own pins; give the pin number only (cpu, trigger and polarity are for the RT partition's pins)"

@@ -100,6 +100,8 @@ struct PartitionToml {
     io_ports: Vec<PortsToml>,
     #[serde(default)]
     pci_devices: Vec<String>,
+    #[serde(default)]
+    mmio: Vec<RegionToml>,
 }
 
 /// An entry of `ioapic_pins`: the pin alone, or a table that also says where and how it is
@@ -462,6 +464,9 @@ fn build(file: &FileToml) -> Result<Config, ConfigError> {
         for ports in &part.io_ports {
             b.push_io_ports(id, PortRange::new(ports.base, ports.count))?;
         }
+        for (i, r) in part.mmio.iter().enumerate() {
+            b.push_mmio(id, region(path.key("mmio").index(i), r)?)?;
+        }
         for (i, text) in part.pci_devices.iter().enumerate() {
             let bdf: PciBdf = text
                 .parse()
@@ -619,6 +624,9 @@ fn write_description(out: &mut String, cfg: &Config) -> fmt::Result {
         }
         if !part.io_ports().is_empty() {
             writeln!(out, "    I/O ports {}", join(part.io_ports()))?;
+        }
+        for r in part.mmio() {
+            writeln!(out, "    device registers {r} ({}), uncached", human_size(r.size))?;
         }
         if !part.pci_devices().is_empty() {
             writeln!(out, "    PCI devices {}", join(part.pci_devices()))?;

@@ -73,6 +73,13 @@ pub const MAX_PINS: usize = 64;
 pub const MAX_PORT_RANGES: usize = 32;
 /// Most PCI devices one partition can own.
 pub const MAX_PCI_DEVICES: usize = 32;
+/// Most device register ranges (`mmio`) the RT partition can own.
+pub const MAX_MMIO_REGIONS: usize = 8;
+/// Where device registers the RT partition owns may lie: the top GiB below 4 GiB, which the RT
+/// kernel maps uncached at the same guest-physical addresses (its RAM ends below 3 GiB).
+pub const MMIO_WINDOW: core::ops::Range<u64> = 0xC000_0000..0x1_0000_0000;
+/// The local APIC's register page range, which no partition may own as device memory.
+pub const LOCAL_APIC_RANGE: core::ops::Range<u64> = 0xFEE0_0000..0xFEF0_0000;
 /// Most shared-memory regions in a config.
 pub const MAX_SHARED_REGIONS: usize = 16;
 /// Most channels in a config.

@@ -13,8 +13,8 @@ use crate::error::{ConfigError, ErrorKind, FieldPath};
 use crate::fixed::FixedVec;
 use crate::validate::round_up_page;
 use crate::{
-    CMDLINE_LEN, MAX_CHANNELS, MAX_CPUS, MAX_PCI_DEVICES, MAX_PINS, MAX_PORT_RANGES, MAX_REGIONS,
-    MAX_SHARED_REGIONS, NAME_LEN,
+    CMDLINE_LEN, MAX_CHANNELS, MAX_CPUS, MAX_MMIO_REGIONS, MAX_PCI_DEVICES, MAX_PINS,
+    MAX_PORT_RANGES, MAX_REGIONS, MAX_SHARED_REGIONS, NAME_LEN,
 };
 
 /// The two partitions: the ABI's vocabulary, under the name the config has always used.
@@ -342,6 +342,7 @@ pub struct PartitionConfig {
     pin_routes: FixedVec<PinRoute, MAX_PINS>,
     io_ports: FixedVec<PortRange, MAX_PORT_RANGES>,
     pci_devices: FixedVec<PciBdf, MAX_PCI_DEVICES>,
+    mmio: FixedVec<Region, MAX_MMIO_REGIONS>,
 }
 
 impl PartitionConfig {
@@ -368,6 +369,12 @@ impl PartitionConfig {
     /// The I/O ports the partition may access directly.
     pub fn io_ports(&self) -> &[PortRange] {
         self.io_ports.as_slice()
+    }
+
+    /// Device register ranges the partition owns (the RT partition's only): mapped uncached at
+    /// the same guest-physical addresses.
+    pub fn mmio(&self) -> &[Region] {
+        self.mmio.as_slice()
     }
 
     /// The PCI functions the partition owns.
@@ -874,6 +881,14 @@ impl ConfigBuilder {
         let too_many = || full(FieldPath::partition(id).key("ioapic_pins"), len, MAX_PINS);
         part.ioapic_pins.push(pin).map_err(|_| too_many())?;
         part.pin_routes.push(route).map_err(|_| too_many())
+    }
+
+    /// Gives a range of device registers (MMIO) to a partition.
+    pub fn push_mmio(&mut self, id: PartitionId, region: Region) -> Result<(), ConfigError> {
+        let list = &mut self.partition_mut(id).mmio;
+        let len = list.len();
+        list.push(region)
+            .map_err(|_| full(FieldPath::partition(id).key("mmio"), len, MAX_MMIO_REGIONS))
     }
 
     /// Gives a range of I/O ports to a partition.

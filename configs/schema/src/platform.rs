@@ -18,6 +18,9 @@ pub struct Platform<'a> {
     pub usable_ram: &'a [Region],
     /// Ranges in use before the partitions start, by name: the hypervisor image, the boot modules.
     pub occupied: &'a [(&'a str, Region)],
+    /// Register pages the hypervisor keeps for itself, by name (the IOAPICs): no partition
+    /// may own them as device memory.
+    pub kept_registers: &'a [(&'a str, Region)],
 }
 
 /// A config field that does not fit the machine, and the hardware fact it contradicts.
@@ -55,6 +58,22 @@ pub enum FitErrorKind<'a> {
         /// The occupied range.
         occupied: Region,
     },
+    /// Device registers (`mmio`) that are RAM the firmware lists as usable.
+    MmioIsRam {
+        /// The configured range.
+        region: Region,
+        /// The usable RAM it overlaps.
+        ram: Region,
+    },
+    /// Device registers (`mmio`) over registers the hypervisor keeps.
+    MmioIsKept {
+        /// The configured range.
+        region: Region,
+        /// What is there.
+        name: &'a str,
+        /// Where it is.
+        kept: Region,
+    },
 }
 
 impl fmt::Display for FitError<'_> {
@@ -77,6 +96,13 @@ impl fmt::Display for FitError<'_> {
                 "{region} is not usable RAM on this machine ({first_unusable:#x} is not in any \
                  usable range)"
             ),
+            FitErrorKind::MmioIsRam { region, ram } => write!(
+                f,
+                "{region} is usable RAM on this machine ({ram} in the firmware's memory map), not device registers"
+            ),
+            FitErrorKind::MmioIsKept { region, name, kept } => {
+                write!(f, "{region} overlaps the {name} ({kept}), which the hypervisor keeps")
+            }
             FitErrorKind::OverlapsOccupied {
                 region,
                 name,
@@ -144,8 +170,9 @@ fn first_unusable(region: &Region, usable: &[Region]) -> Option<u64> {
 }
 
 /// Checks that `cfg` fits the machine: every configured CPU present; the hypervisor region, each
-/// partition region and each shared region entirely in usable RAM; no partition or shared region
-/// overlapping an occupied range. (Occupied ranges are expected inside the hypervisor region.)
+/// partition region and each shared region entirely in usable RAM; device registers neither
+/// usable RAM nor registers the hypervisor keeps; no partition or shared region overlapping an
+/// occupied range. (Occupied ranges are expected inside the hypervisor region.)
 pub fn check_fit<'a>(cfg: &Config, hw: &Platform<'a>) -> Result<(), FitError<'a>> {
     for id in PartitionId::ALL {
         for (i, &apic_id) in cfg.partition(id).cpus().iter().enumerate() {
@@ -187,6 +214,27 @@ pub fn check_fit<'a>(cfg: &Config, hw: &Platform<'a>) -> Result<(), FitError<'a>
                     region,
                     first_unusable,
                 },
+            });
+        }
+    }
+    let mmio = PartitionId::ALL.into_iter().flat_map(|id| {
+        cfg.partition(id)
+            .mmio()
+            .iter()
+            .enumerate()
+            .map(move |(i, r)| (FieldPath::partition(id).key("mmio").index(i), *r))
+    });
+    for (path, region) in mmio {
+        if let Some(&ram) = hw.usable_ram.iter().find(|r| r.overlaps(&region)) {
+            return Err(FitError {
+                path,
+                kind: FitErrorKind::MmioIsRam { region, ram },
+            });
+        }
+        if let Some(&(name, kept)) = hw.kept_registers.iter().find(|(_, k)| k.overlaps(&region)) {
+            return Err(FitError {
+                path,
+                kind: FitErrorKind::MmioIsKept { region, name, kept },
             });
         }
     }

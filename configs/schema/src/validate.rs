@@ -86,7 +86,8 @@ fn check_name(name: &crate::Name, path: FieldPath) -> Result<(), ConfigError> {
 
 impl Config {
     /// Every memory region in the config with the path of its field: the hypervisor region,
-    /// each partition's memory, each shared region (in that order).
+    /// each partition's memory, each shared region, each partition's device registers (in
+    /// that order).
     fn regions(&self) -> impl Iterator<Item = (FieldPath, Region)> + '_ {
         let hypervisor =
             core::iter::once((FieldPath::at("hypervisor").key("memory"), self.hypervisor));
@@ -102,7 +103,14 @@ impl Config {
             .iter()
             .enumerate()
             .map(|(i, s)| (FieldPath::at("shared").index(i).name(s.name), s.region));
-        hypervisor.chain(partitions).chain(shared)
+        let mmio = PartitionId::ALL.into_iter().flat_map(move |id| {
+            self.partition(id)
+                .mmio()
+                .iter()
+                .enumerate()
+                .map(move |(i, r)| (FieldPath::partition(id).key("mmio").index(i), *r))
+        });
+        hypervisor.chain(partitions).chain(shared).chain(mmio)
     }
 
     /// Items of one kind owned by the partitions, in config order, with their paths.
@@ -281,6 +289,23 @@ impl Config {
                 && !part.cpus().contains(&apic_id)
             {
                 return err(at.key("cpu"), ErrorKind::PinCpuOutside { pin, apic_id });
+            }
+        }
+        for (i, region) in part.mmio().iter().enumerate() {
+            let at = path.key("mmio").index(i);
+            if id == PartitionId::Linux {
+                return err(at, ErrorKind::LinuxMmio);
+            }
+            check_region(region, at)?;
+            if region.base < crate::MMIO_WINDOW.start || region.end() > crate::MMIO_WINDOW.end {
+                return err(at, ErrorKind::MmioOutsideWindow { region: *region });
+            }
+            let apic = Region::new(
+                crate::LOCAL_APIC_RANGE.start,
+                crate::LOCAL_APIC_RANGE.end - crate::LOCAL_APIC_RANGE.start,
+            );
+            if region.overlaps(&apic) {
+                return err(at, ErrorKind::MmioIsLocalApic { region: *region });
             }
         }
         for (i, &range) in part.io_ports().iter().enumerate() {

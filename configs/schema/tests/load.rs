@@ -483,6 +483,41 @@ fn pin_route_words_are_checked() {
 }
 
 #[test]
+fn rt_device_registers_are_read_and_checked() {
+    let text = BASE.replacen(
+        "pci_devices = [\"00:03.0\"]",
+        "pci_devices = [\"00:03.0\"]\nmmio = [{ base = 0xfed0_0000, size = \"4 KiB\" }]",
+        1,
+    );
+    let cfg = load_str(&text, "test.toml").unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(
+        cfg.partition(PartitionId::Rt).mmio(),
+        &[Region::new(0xfed0_0000, 0x1000)]
+    );
+    let mmio = "pci_devices = [\"00:03.0\"]\nmmio = ";
+    let with = |region: &str| {
+        let text = BASE.replacen("pci_devices = [\"00:03.0\"]", &format!("{mmio}[{region}]"), 1);
+        load_str(&text, "test.toml").expect_err("accepted")
+    };
+    let d = with("{ base = 0x8000_0000, size = \"4 KiB\" }");
+    assert!(matches!(d.config_error().unwrap().kind, ErrorKind::MmioOutsideWindow { .. }), "{d}");
+    assert_eq!(d.config_error().unwrap().path.to_string(), "partitions.rt.mmio[0]");
+    let d = with("{ base = 0xfee0_0000, size = \"4 KiB\" }");
+    assert!(matches!(d.config_error().unwrap().kind, ErrorKind::MmioIsLocalApic { .. }), "{d}");
+    let d = with("{ base = 0xfed0_0800, size = \"4 KiB\" }");
+    assert!(matches!(d.config_error().unwrap().kind, ErrorKind::Unaligned { .. }), "{d}");
+    assert_config_error!(
+        bad(
+            "pci_devices = [\"00:01.1\"]",
+            "pci_devices = [\"00:01.1\"]\nmmio = [{ base = 0xfed0_0000, size = \"4 KiB\" }]"
+        ),
+        ErrorKind::LinuxMmio,
+        "partitions.linux.mmio[0]",
+        13
+    );
+}
+
+#[test]
 fn pin_out_of_range() {
     assert_config_error!(
         bad("ioapic_pins = [3]", "ioapic_pins = [240]"),

@@ -32,6 +32,7 @@ fn bochs_plan_fits_bochs() {
         apic_ids: &IDS,
         usable_ram: &RAM,
         occupied: &occupied,
+        kept_registers: &[],
     };
     check_fit(&config(), &hw).unwrap_or_else(|e| panic!("{e}"));
 }
@@ -43,6 +44,7 @@ fn missing_cpu_names_field_and_present_list() {
         apic_ids: &ids,
         usable_ram: &RAM,
         occupied: &[],
+        kept_registers: &[],
     };
     let e = check_fit(&config(), &hw).unwrap_err();
     assert!(matches!(
@@ -80,6 +82,7 @@ image = "r"
         apic_ids: &ids,
         usable_ram: &ram,
         occupied: &[],
+        kept_registers: &[],
     };
     let e = check_fit(&cfg, &hw).unwrap_err();
     assert_eq!(
@@ -90,6 +93,7 @@ image = "r"
         apic_ids: &[0, 1],
         usable_ram: &ram,
         occupied: &[],
+        kept_registers: &[],
     };
     assert!(
         check_fit(&cfg, &hw)
@@ -107,6 +111,7 @@ fn region_beyond_ram() {
         apic_ids: &IDS,
         usable_ram: &ram,
         occupied: &[],
+        kept_registers: &[],
     };
     let e = check_fit(&config(), &hw).unwrap_err();
     assert!(matches!(
@@ -136,6 +141,7 @@ fn region_spanning_adjacent_entries_fits() {
         apic_ids: &IDS,
         usable_ram: &ram,
         occupied: &[],
+        kept_registers: &[],
     };
     check_fit(&config(), &hw).unwrap_or_else(|e| panic!("{e}"));
 }
@@ -152,6 +158,7 @@ fn hole_in_ram_is_found() {
         apic_ids: &IDS,
         usable_ram: &ram,
         occupied: &[],
+        kept_registers: &[],
     };
     let e = check_fit(&config(), &hw).unwrap_err();
     assert_eq!(e.path.to_string(), "partitions.rt.memory[0]");
@@ -171,6 +178,7 @@ fn hypervisor_region_must_be_ram() {
         apic_ids: &IDS,
         usable_ram: &ram,
         occupied: &[],
+        kept_registers: &[],
     };
     let e = check_fit(&config(), &hw).unwrap_err();
     assert_eq!(e.path.to_string(), "hypervisor.memory");
@@ -189,6 +197,7 @@ fn no_ram_at_all() {
         apic_ids: &IDS,
         usable_ram: &[],
         occupied: &[],
+        kept_registers: &[],
     };
     let e = check_fit(&config(), &hw).unwrap_err();
     assert_eq!(e.path.to_string(), "hypervisor.memory");
@@ -204,6 +213,7 @@ fn shared_region_overlapping_a_module() {
         apic_ids: &IDS,
         usable_ram: &RAM,
         occupied: &occupied,
+        kept_registers: &[],
     };
     let e = check_fit(&config(), &hw).unwrap_err();
     assert!(matches!(
@@ -227,6 +237,7 @@ fn partition_region_overlapping_a_module() {
         apic_ids: &IDS,
         usable_ram: &RAM,
         occupied: &occupied,
+        kept_registers: &[],
     };
     let e = check_fit(&config(), &hw).unwrap_err();
     assert_eq!(e.path.to_string(), "partitions.linux.memory[1]");
@@ -239,6 +250,40 @@ fn occupied_ranges_inside_the_hypervisor_region_are_fine() {
         apic_ids: &IDS,
         usable_ram: &RAM,
         occupied: &occupied,
+        kept_registers: &[],
     };
     assert!(check_fit(&config(), &hw).is_ok());
+}
+
+/// The Bochs plan with the RT partition owning the HPET's registers.
+fn config_with_rt_mmio(region: &str) -> Config {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../bochs-2cpu.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let rt = "[partitions.rt]\ncpus = [1]\n";
+    assert!(text.contains(rt));
+    let text = text.replacen(rt, &format!("{rt}mmio = [{region}]\n"), 1);
+    load_str(&text, "test.toml").unwrap_or_else(|d| panic!("{d}"))
+}
+
+#[test]
+fn device_registers_are_neither_ram_nor_kept_registers() {
+    let kept = [("IOAPIC registers", Region::new(0xfec0_0000, 0x1000))];
+    let hw = |ram: &'static [Region]| Platform {
+        apic_ids: &IDS,
+        usable_ram: ram,
+        occupied: &[],
+        kept_registers: &kept,
+    };
+    let hpet = config_with_rt_mmio(r#"{ base = 0xfed0_0000, size = "4 KiB" }"#);
+    check_fit(&hpet, &hw(&RAM)).unwrap_or_else(|e| panic!("{e}"));
+
+    static RAM_UP_HIGH: [Region; 3] = [RAM[0], RAM[1], Region::new(0xfed0_0000, 0x1000)];
+    let e = check_fit(&hpet, &hw(&RAM_UP_HIGH)).unwrap_err();
+    assert!(matches!(e.kind, FitErrorKind::MmioIsRam { .. }), "{e}");
+    assert!(e.to_string().starts_with("partitions.rt.mmio[0]: "), "{e}");
+
+    let over_ioapic = config_with_rt_mmio(r#"{ base = 0xfec0_0000, size = "4 KiB" }"#);
+    let e = check_fit(&over_ioapic, &hw(&RAM)).unwrap_err();
+    assert!(matches!(e.kind, FitErrorKind::MmioIsKept { .. }), "{e}");
+    assert!(e.to_string().contains("IOAPIC registers"), "{e}");
 }

@@ -181,6 +181,22 @@ pub fn build(
         ept.map(m.gpa(), m.hpa(), m.size(), perms, MemType::WriteBack)
             .map_err(|err| BuildError::Ept { field, index, err })?;
     }
+    // Device registers the config gives the partition (the RT partition's only: the config
+    // check refuses Linux's): identity-mapped, uncached, never executable.
+    for (index, m) in identity(part.mmio().iter().copied()).enumerate() {
+        ept.map(
+            m.gpa(),
+            m.hpa(),
+            m.size(),
+            Perms::READ | Perms::WRITE,
+            MemType::Uncacheable,
+        )
+        .map_err(|err| BuildError::Ept {
+            field: "partitions.rt.mmio",
+            index,
+            err,
+        })?;
+    }
 
     let io = memory::alloc_static::<[u8; IO_BITMAP_BYTES]>().map_err(BuildError::Memory)?;
     bitmaps::io_deny_all(io);

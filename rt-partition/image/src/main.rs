@@ -1,5 +1,6 @@
 //! The Bulkhead RT partition image: the RT kernel (`bulkhead-rt`) and the applications of
-//! the default image, the demo control loop, the echo task and the serial echo driver. The build tool makes images
+//! the default image: the demo control loop, the echo task, the serial echo driver and the
+//! HPET device-latency measurement. The build tool makes images
 //! with more applications the same way (`cargo xtask build --rt-app PATH`): this file is all
 //! an image is.
 #![no_std]
@@ -8,5 +9,6 @@
 bulkhead_rt::applications!(
     bulkhead_rt_app_control::APP,
     bulkhead_rt_app_echo::APP,
-    bulkhead_rt_app_serial::APP
+    bulkhead_rt_app_serial::APP,
+    bulkhead_rt_app_hpet::APP
 );

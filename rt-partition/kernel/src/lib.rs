@@ -46,8 +46,33 @@ pub mod report {
 pub mod core_types {
     pub use spin::Once;
     pub use bulkhead_rt_core::clock::Periodic;
+    pub use bulkhead_rt_core::latency::Histogram;
     pub use bulkhead_rt_core::sync::{FlagsCondition, FlagsMode, Received};
     pub use bulkhead_rt_core::{Error, Policy, Priority, Timeout};
+}
+
+/// Register access for drivers of the device memory the partition owns (the config's RT
+/// `mmio` ranges, which the kernel maps uncached at their physical addresses): each access is
+/// one volatile load or store of its width.
+pub mod mmio {
+    /// Reads the 64-bit register at physical address `address`.
+    ///
+    /// # Safety
+    /// `address` must be 8-byte aligned, inside a device range the partition owns, and reading
+    /// it must be what the driver means (reads may have side effects).
+    pub unsafe fn read_u64(address: u64) -> u64 {
+        // SAFETY: forwarded to the caller; the kernel identity-maps the top GiB uncached.
+        unsafe { core::ptr::read_volatile(address as *const u64) }
+    }
+
+    /// Writes the 64-bit register at physical address `address`.
+    ///
+    /// # Safety
+    /// As [`read_u64`], for a write.
+    pub unsafe fn write_u64(address: u64, value: u64) {
+        // SAFETY: forwarded to the caller.
+        unsafe { core::ptr::write_volatile(address as *mut u64, value) }
+    }
 }
 
 /// Port I/O for drivers of the devices the partition owns: the config's RT `io_ports` pass

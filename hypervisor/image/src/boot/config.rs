@@ -55,10 +55,17 @@ pub fn read(boot: &BootInfo, platform: &Platform) -> &'static Config {
 /// Re-checks the config against this machine; stops with the config field on failure.
 fn check_fits(cfg: &Config, boot: &BootInfo, platform: &Platform) {
     let occupied = occupied(boot).regions();
+    let mut kept = [("IOAPIC registers", bulkhead_config::Region::new(0, 0));
+        crate::platform::MAX_IOAPICS];
+    let ioapics = platform.ioapics().len().min(kept.len());
+    for (k, io) in kept.iter_mut().zip(platform.ioapics()) {
+        k.1 = bulkhead_config::Region::new(u64::from(io.address) & !0xfff, 0x1000);
+    }
     let hw = fit::Platform {
         apic_ids: platform.apic_ids(),
         usable_ram: boot.usable_ram(),
         occupied: occupied.as_slice(),
+        kept_registers: &kept[..ioapics],
     };
     if let Err(e) = fit::check_fit(cfg, &hw) {
         fatal!("config: {e}");
