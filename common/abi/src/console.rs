@@ -18,7 +18,7 @@
 //!   `serial: port=0x3e8 gsi=4 rx=.. tx=.. overruns=0 irqs=.. unhandled=0 irq_to_task_max_ns=..`;
 //! - [`DeviceLatencySummary`]: a device interrupt whose event time is known (the HPET
 //!   application), from the event to the handler task running:
-//!   `device-latency source=hpet gsi=20 samples=.. min_ns=.. avg_ns=.. max_ns=.. p99_ns=.. p999_ns=.. lost=0 overflow=0`;
+//!   `device-latency source=hpet gsi=20 samples=.. min_ns=.. avg_ns=.. max_ns=.. p99_ns=.. p999_ns=.. lost=0 overflow=0 kernel_avg_ns=.. kernel_max_ns=..`;
 //! - [`SelftestSummary`]: the RT kernel's self-test result, `selftest: 12 passed, 0 failed`;
 //! - [`RefusalReport`]: what the hypervisor refused a partition, by [`Refusal`] kind,
 //!   `refusals: linux: hypercall=2 msr=1`.
@@ -524,11 +524,24 @@ pub struct DeviceLatencySummary<'a> {
     pub lost: u64,
     /// Samples beyond the histogram's range.
     pub overflow: u64,
+    /// The kernel's share: from its top half (the interrupt entered) to the task running,
+    /// mean and maximum; the rest of `avg_ns` is the hardware's (device to CPU).
+    pub kernel_avg_ns: u64,
+    pub kernel_max_ns: u64,
 }
 
 impl<'a> DeviceLatencySummary<'a> {
-    const KEYS: [&'static str; 8] = [
-        "samples", "min_ns", "avg_ns", "max_ns", "p99_ns", "p999_ns", "lost", "overflow",
+    const KEYS: [&'static str; 10] = [
+        "samples",
+        "min_ns",
+        "avg_ns",
+        "max_ns",
+        "p99_ns",
+        "p999_ns",
+        "lost",
+        "overflow",
+        "kernel_avg_ns",
+        "kernel_max_ns",
     ];
 
     /// The line's start, for a search that needs no parse.
@@ -543,8 +556,18 @@ impl<'a> DeviceLatencySummary<'a> {
         if source.is_empty() || source.contains('=') {
             return None;
         }
-        let [samples, min_ns, avg_ns, max_ns, p99_ns, p999_ns, lost, overflow] =
-            key_values(rest, Self::KEYS)?;
+        let [
+            samples,
+            min_ns,
+            avg_ns,
+            max_ns,
+            p99_ns,
+            p999_ns,
+            lost,
+            overflow,
+            kernel_avg_ns,
+            kernel_max_ns,
+        ] = key_values(rest, Self::KEYS)?;
         Some(Self {
             source,
             gsi,
@@ -556,6 +579,8 @@ impl<'a> DeviceLatencySummary<'a> {
             p999_ns,
             lost,
             overflow,
+            kernel_avg_ns,
+            kernel_max_ns,
         })
     }
 }
@@ -564,7 +589,7 @@ impl fmt::Display for DeviceLatencySummary<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "device-latency source={} gsi={} samples={} min_ns={} avg_ns={} max_ns={} p99_ns={} p999_ns={} lost={} overflow={}",
+            "device-latency source={} gsi={} samples={} min_ns={} avg_ns={} max_ns={} p99_ns={} p999_ns={} lost={} overflow={} kernel_avg_ns={} kernel_max_ns={}",
             self.source,
             self.gsi,
             self.samples,
@@ -574,7 +599,9 @@ impl fmt::Display for DeviceLatencySummary<'_> {
             self.p99_ns,
             self.p999_ns,
             self.lost,
-            self.overflow
+            self.overflow,
+            self.kernel_avg_ns,
+            self.kernel_max_ns
         )
     }
 }
@@ -807,6 +834,8 @@ mod tests {
             p999_ns: 12000,
             lost: 0,
             overflow: 0,
+            kernel_avg_ns: 8000,
+            kernel_max_ns: 15000,
         };
         let line = summary.to_string();
         assert!(line.starts_with(DeviceLatencySummary::PREFIX));

@@ -221,6 +221,22 @@ impl LineInfo {
     pub fn active_low(&self) -> bool {
         self.flags & LINE_ACTIVE_LOW != 0
     }
+
+    /// The `(low, high)` dwords of the IOAPIC redirection entry that delivers this line to
+    /// the CPU with APIC ID `apic_id` (at most 255): fixed delivery, physical destination,
+    /// its vector, trigger mode and polarity, masked or not (Intel 82093AA datasheet 3.2.4).
+    /// Whoever programs the pin (the hypervisor; the RT kernel itself when it runs bare)
+    /// writes these.
+    pub fn ioapic_entry(&self, apic_id: u32, masked: bool) -> (u32, u32) {
+        const MASKED: u32 = 1 << 16;
+        const LEVEL: u32 = 1 << 15;
+        const ACTIVE_LOW: u32 = 1 << 13;
+        let low = u32::from(self.vector)
+            | if self.level_triggered() { LEVEL } else { 0 }
+            | if self.active_low() { ACTIVE_LOW } else { 0 }
+            | if masked { MASKED } else { 0 };
+        (low, (apic_id & 0xff) << 24)
+    }
 }
 
 /// What the hypervisor tells the RT kernel about its partition.
@@ -555,6 +571,49 @@ impl RtBootInfo {
     }
 }
 
+/// The device lines of an RT kernel booted bare (no hypervisor to program the IOAPIC):
+/// `lines=SPEC` on its command line, SPEC being comma-separated
+/// `GSI[:edge|:level][:high|:low]` (an ISA pin, below 16, defaults to edge and active high,
+/// any other to level and active low). Line `i` is the `i`-th, delivered with vector
+/// `vectors::DEVICE_FIRST + i` to the boot CPU (partition CPU 0). Fills `out`; returns how
+/// many, or the first word that is wrong.
+pub fn parse_bare_lines<'a>(
+    spec: &'a str,
+    out: &mut [LineInfo; MAX_LINES],
+) -> Result<usize, &'a str> {
+    let mut count = 0;
+    for word in spec.split(',') {
+        let mut parts = word.split(':');
+        let gsi: u32 = parts
+            .next()
+            .and_then(|g| g.parse().ok())
+            .filter(|&g| g < 240)
+            .ok_or(word)?;
+        let (mut level, mut active_low) = (gsi >= 16, gsi >= 16);
+        for part in parts {
+            match part {
+                "edge" => level = false,
+                "level" => level = true,
+                "high" => active_low = false,
+                "low" => active_low = true,
+                _ => return Err(word),
+            }
+        }
+        let vector = crate::vectors::device_vector(count).ok_or(word)?;
+        if out[..count].iter().any(|l| l.gsi == gsi) {
+            return Err(word);
+        }
+        out[count] = LineInfo {
+            gsi,
+            cpu: 0,
+            vector,
+            flags: if level { LINE_LEVEL } else { 0 } | if active_low { LINE_ACTIVE_LOW } else { 0 },
+        };
+        count += 1;
+    }
+    Ok(count)
+}
+
 #[cfg(test)]
 extern crate std;
 
@@ -612,6 +671,24 @@ mod tests {
         })
         .unwrap();
         info
+    }
+
+    #[test]
+    fn bare_line_specs() {
+        let mut lines = [LineInfo::default(); MAX_LINES];
+        assert_eq!(parse_bare_lines("20:edge:high,4,17", &mut lines), Ok(3));
+        assert_eq!(lines[0].gsi, 20);
+        assert_eq!(lines[0].flags, 0);
+        assert_eq!(lines[0].vector, crate::vectors::DEVICE_FIRST);
+        assert_eq!(lines[1].flags, 0, "ISA default");
+        assert_eq!(lines[2].flags, LINE_LEVEL | LINE_ACTIVE_LOW, "PCI default");
+        assert_eq!(lines[2].vector, crate::vectors::DEVICE_FIRST + 2);
+        assert_eq!(parse_bare_lines("20:rising", &mut lines), Err("20:rising"));
+        assert_eq!(parse_bare_lines("4,4", &mut lines), Err("4"));
+        assert_eq!(parse_bare_lines("x", &mut lines), Err("x"));
+        assert_eq!(parse_bare_lines("240", &mut lines), Err("240"));
+        let too_many = "0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16";
+        assert_eq!(parse_bare_lines(too_many, &mut lines), Err("16"));
     }
 
     #[test]

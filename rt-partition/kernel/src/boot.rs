@@ -40,6 +40,18 @@ impl fmt::Display for Mode {
     }
 }
 
+/// Most IOAPICs the kernel drives in bare mode.
+pub const MAX_IOAPICS: usize = 8;
+
+/// An IOAPIC the MADT lists.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IoApic {
+    /// Its registers' physical address.
+    pub address: u64,
+    /// The GSI of its pin 0.
+    pub gsi_base: u32,
+}
+
 /// What the kernel knows about its machine.
 #[derive(Debug, Clone)]
 pub struct Facts {
@@ -61,9 +73,13 @@ pub struct Facts {
     /// Channels the hypervisor described (none in bare mode): `channel_table[..channels]`.
     pub channels: usize,
     channel_table: [ChannelInfo; MAX_CHANNELS],
-    /// Device lines the hypervisor set up (none in bare mode): `line_table[..lines]`.
+    /// Device lines the hypervisor set up (bare: none until `set_bare_lines`):
+    /// `line_table[..lines]`.
     pub lines: usize,
     line_table: [LineInfo; MAX_LINES],
+    /// The IOAPICs the MADT lists (bare mode only): register base and first GSI.
+    ioapics: [IoApic; MAX_IOAPICS],
+    ioapic_count: usize,
 }
 
 /// Why the kernel cannot start.
@@ -75,6 +91,8 @@ pub enum BootError {
     Acpi(acpi::AcpiError),
     BootInfo(AbiError),
     BootCpuMissing(u32),
+    /// `lines=` is not a list of `GSI[:edge|:level][:high|:low]`.
+    BadLines,
 }
 
 impl fmt::Display for BootError {
@@ -88,6 +106,9 @@ impl fmt::Display for BootError {
             Self::NoRsdp => f.write_str("ACPI: the boot loader passed no RSDP"),
             Self::Acpi(e) => write!(f, "ACPI: no usable MADT: {e:?}"),
             Self::BootInfo(e) => write!(f, "{e}"),
+            Self::BadLines => f.write_str(
+                "lines=: expected comma-separated GSI[:edge|:level][:high|:low], at most 16, each pin once, GSIs below 240",
+            ),
             Self::BootCpuMissing(id) => write!(
                 f,
                 "the boot CPU (APIC ID {id}) is not among the CPUs the firmware lists"
@@ -113,6 +134,8 @@ impl Facts {
             channel_table: [ChannelInfo::default(); MAX_CHANNELS],
             lines: 0,
             line_table: [LineInfo::default(); MAX_LINES],
+            ioapics: [IoApic::default(); MAX_IOAPICS],
+            ioapic_count: 0,
         }
     }
 
@@ -144,9 +167,15 @@ impl Facts {
         &self.channel_table[..self.channels]
     }
 
-    /// The device lines, as the hypervisor described them (validated).
+    /// The device lines, as the hypervisor described them (validated), or as the command
+    /// line's `lines=` named them in bare mode.
     pub fn line_infos(&self) -> &[LineInfo] {
         &self.line_table[..self.lines]
+    }
+
+    /// The IOAPICs (bare mode).
+    pub fn ioapics(&self) -> &[IoApic] {
+        &self.ioapics[..self.ioapic_count]
     }
 
     /// The kernel command line.
@@ -187,6 +216,12 @@ impl Facts {
         }
         if let Some(Ok(cmdline)) = mbi.command_line_tag().map(|t| t.cmdline()) {
             facts.set_cmdline(cmdline);
+            // No hypervisor programs the IOAPIC: the command line names the device lines.
+            if let Some(spec) = Options::parse(cmdline).lines {
+                facts.lines =
+                    bulkhead_abi::rt_boot::parse_bare_lines(spec, &mut facts.line_table)
+                        .map_err(|_| BootError::BadLines)?;
+            }
         }
         // The RSDP tags carry a copy of the RSDP after the 8-byte tag header.
         let rsdp = if let Some(tag) = mbi.rsdp_v2_tag() {
@@ -205,6 +240,16 @@ impl Facts {
         let madt = tables.find_table::<Madt>().map_err(BootError::Acpi)?;
         let mut boot_listed = false;
         for entry in madt.get().entries() {
+            if let MadtEntry::IoApic(e) = entry {
+                if let Some(slot) = facts.ioapics.get_mut(facts.ioapic_count) {
+                    *slot = IoApic {
+                        address: u64::from(e.io_apic_address),
+                        gsi_base: e.global_system_interrupt_base,
+                    };
+                    facts.ioapic_count += 1;
+                }
+                continue;
+            }
             let id = match entry {
                 // Flags bit 0: enabled; bit 1: online capable.
                 MadtEntry::LocalApic(e) if e.flags & 0b11 != 0 => u32::from(e.apic_id),
@@ -267,6 +312,9 @@ pub struct Options<'a> {
     /// `log=CHANNEL`: every console line also goes to Linux on the `rt-to-linux` channel
     /// CHANNEL (`bulkhead log rt`).
     pub log: Option<&'a str>,
+    /// `lines=SPEC`: the device lines of a bare kernel (`GSI[:edge|:level][:high|:low],...`;
+    /// under the hypervisor the config decides and this is ignored).
+    pub lines: Option<&'a str>,
     /// `trace=on`: each latency summary is followed by the CPU's longest interrupts-off
     /// section and its wake-up path stage by stage (`bulkhead_abi::console::SectionSummary`
     /// and `WakePathSummary`).
@@ -282,6 +330,7 @@ impl<'a> Options<'a> {
             selftest: false,
             status: None,
             log: None,
+            lines: None,
             trace: false,
         };
         for word in cmdline.split_ascii_whitespace() {
@@ -299,6 +348,7 @@ impl<'a> Options<'a> {
                 ("selftest", _) => options.selftest = value == "kernel",
                 ("status", _) if !value.is_empty() => options.status = Some(value),
                 ("log", _) if !value.is_empty() => options.log = Some(value),
+                ("lines", _) if !value.is_empty() => options.lines = Some(value),
                 ("trace", _) => options.trace = value == "on",
                 _ => {}
             }

@@ -22,6 +22,10 @@
 //! which needs a device-specific top half this kernel does not have yet ([`attach`] refuses
 //! with [`Error::InvalidArgument`]).
 //!
+//! Booted bare (no hypervisor), the kernel programs the IOAPIC itself: the command line's
+//! `lines=` names the pins (`bulkhead_abi::rt_boot::parse_bare_lines`), delivered to the boot
+//! CPU, and masking is a write of the pin's entry instead of a hypercall.
+//!
 //! Per line the kernel keeps: interrupts taken, unhandled ones, handler wake-ups, and the
 //! time from the top half to the handler task running (minimum, maximum, sum), for
 //! [`Attached::stats`].
@@ -36,6 +40,7 @@ use spin::Once;
 
 use crate::api::{self, EventFlagsHandle};
 use crate::arch::{rdtsc, time};
+use crate::boot::IoApic;
 use crate::sched::State;
 
 /// The line's event flag.
@@ -44,6 +49,8 @@ const FIRED: u32 = 1;
 /// What the kernel keeps for one line.
 struct LineState {
     info: Once<LineInfo>,
+    /// Bare mode: the pin's IOAPIC registers, its index there, and the APIC ID it goes to.
+    bare: Once<BarePin>,
     /// The handler's flags, once attached.
     attached: Once<EventFlagsHandle>,
     /// Interrupts taken while attached; `seen` of them the handler has been told of.
@@ -61,6 +68,7 @@ struct LineState {
 static LINES: [LineState; MAX_LINES] = [const {
     LineState {
         info: Once::new(),
+        bare: Once::new(),
         attached: Once::new(),
         fired: AtomicU64::new(0),
         seen: AtomicU64::new(0),
@@ -73,18 +81,80 @@ static LINES: [LineState; MAX_LINES] = [const {
     }
 }; MAX_LINES];
 
-/// Records the lines of the boot information (boot CPU, before any task).
-pub fn init(lines: &[LineInfo]) {
+/// Records the lines of the boot information (boot CPU, before any task). Bare
+/// (`ioapics` given: the MADT's), also programs each line's IOAPIC entry, masked, to the CPU
+/// with APIC ID `boot_apic_id`; a pin no IOAPIC has is reported and left out.
+pub fn init(lines: &[LineInfo], ioapics: Option<&[IoApic]>, boot_apic_id: u32) {
     for (state, info) in LINES.iter().zip(lines) {
+        if let Some(ioapics) = ioapics {
+            let Some(pin) = BarePin::find(ioapics, info.gsi, boot_apic_id) else {
+                log::warn!("lines=: IOAPIC pin {} is on no IOAPIC of this machine", info.gsi);
+                continue;
+            };
+            pin.write(info, true);
+            state.bare.call_once(|| pin);
+        }
         state.info.call_once(|| *info);
         log::info!(
-            "line {}: IOAPIC pin {} on CPU {}, vector {}, {}",
+            "line {}: IOAPIC pin {} on CPU {}, vector {}, {} {}",
             info.vector - bulkhead_abi::vectors::DEVICE_FIRST,
             info.gsi,
             info.cpu,
             info.vector,
-            if info.level_triggered() { "level" } else { "edge" }
+            if info.level_triggered() { "level" } else { "edge" },
+            if info.active_low() { "active low" } else { "active high" }
         );
+    }
+}
+
+/// A pin the kernel programs itself (bare mode).
+#[derive(Debug, Clone, Copy)]
+struct BarePin {
+    ioapic: u64,
+    pin: u8,
+    apic_id: u32,
+}
+
+/// The IOAPICs' select-then-access register pairs are not split between CPUs.
+static IOAPIC_LOCK: spin::Mutex<()> = spin::Mutex::new(());
+
+impl BarePin {
+    fn find(ioapics: &[IoApic], gsi: u32, apic_id: u32) -> Option<BarePin> {
+        ioapics.iter().find_map(|io| {
+            let pin = gsi.checked_sub(io.gsi_base)?;
+            // The version register's bits 23:16 are the highest pin's index.
+            let pins = (Self::read(io.address, 1) >> 16 & 0xff) + 1;
+            (pin < pins && apic_id <= 0xff).then_some(BarePin {
+                ioapic: io.address,
+                pin: pin as u8,
+                apic_id,
+            })
+        })
+    }
+
+    fn read(ioapic: u64, register: u8) -> u32 {
+        let _guard = IOAPIC_LOCK.lock();
+        // SAFETY: bare, the kernel owns the machine's IOAPICs (the MADT's addresses, in the
+        // uncached top GiB it identity-maps); selecting a register and reading the window has
+        // no other effect, and the lock keeps the pair together.
+        unsafe {
+            core::ptr::write_volatile(ioapic as *mut u32, u32::from(register));
+            core::ptr::read_volatile((ioapic + 0x10) as *const u32)
+        }
+    }
+
+    /// Writes `line`'s entry for this pin, high dword first.
+    fn write(&self, line: &LineInfo, masked: bool) {
+        let (low, high) = line.ioapic_entry(self.apic_id, masked);
+        let index = 0x10 + 2 * self.pin;
+        let _guard = IOAPIC_LOCK.lock();
+        for (register, value) in [(index + 1, high), (index, low)] {
+            // SAFETY: as in `read`; the entry is one of this kernel's lines.
+            unsafe {
+                core::ptr::write_volatile(self.ioapic as *mut u32, u32::from(register));
+                core::ptr::write_volatile((self.ioapic + 0x10) as *mut u32, value);
+            }
+        }
     }
 }
 
@@ -186,7 +256,7 @@ impl Attached {
         api::event_wait(self.flags, condition, timeout)?;
         let since = state.pending_since.swap(0, Ordering::Relaxed);
         if since != 0 {
-            let ns = time::ns_at(rdtsc()).saturating_sub(time::ns_at(since));
+            let ns = time::tsc().ticks_to_ns(rdtsc().saturating_sub(since));
             state.latency_min_ns.fetch_min(ns, Ordering::Relaxed);
             state.latency_max_ns.fetch_max(ns, Ordering::Relaxed);
             state.latency_sum_ns.fetch_add(ns, Ordering::Relaxed);
@@ -221,8 +291,16 @@ fn stats_of(index: usize) -> LineStats {
     }
 }
 
-/// Masks or unmasks line `index` through the hypervisor (one VM exit).
+/// Masks or unmasks line `index`: through the hypervisor (one VM exit), or bare by writing
+/// its IOAPIC entry.
 fn set_masked(index: usize, masked: bool) {
+    let Some(state) = LINES.get(index) else {
+        return;
+    };
+    if let (Some(pin), Some(info)) = (state.bare.get(), state.info.get()) {
+        pin.write(info, masked);
+        return;
+    }
     let answer = crate::arch::cpu::hypercall(Hypercall::Line {
         line: Some(index as u16),
         unmask: !masked,

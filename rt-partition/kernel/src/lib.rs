@@ -185,6 +185,9 @@ fn boot_cpu(magic: u32, info: usize) -> ! {
         );
     }
     let options = Options::parse(facts.cmdline());
+    if !bare && options.lines.is_some() {
+        log::warn!("lines= is for a kernel booted bare: under the hypervisor the config gives the device lines");
+    }
     log::info!(
         "{} CPUs (APIC IDs {:?}), {} MiB RAM in {} ranges, command line {:?}",
         facts.cpus().len(),
@@ -253,7 +256,11 @@ fn boot_cpu(magic: u32, info: usize) -> ! {
         }
     }
     sched::set_cores(facts.cpus());
-    irq::init(facts.line_infos());
+    irq::init(
+        facts.line_infos(),
+        bare.then(|| facts.ioapics()),
+        facts.cpus().first().copied().unwrap_or(0),
+    );
     if let Err(e) = channels::create_objects(facts.cpus().len()) {
         fatal(format_args!("creating the channels' doorbell flags: {e:?}"));
     }

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use bulkhead_config::{PartitionId, blob, host};
 
 /// Room left above the highest configured region for what the firmware puts at the top of RAM
@@ -136,5 +136,95 @@ mod tests {
         let err = load(&bad).unwrap_err().to_string();
         assert!(err.starts_with(&bad.display().to_string()), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+/// The HPET's register page and the IOAPIC pin its comparator is routed to, as the device
+/// tests and `cargo xtask bench irq` give them to the RT partition.
+pub const RT_HPET_BASE: u64 = 0xfed0_0000;
+/// See [`RT_HPET_BASE`].
+pub const RT_HPET_GSI: u32 = 20;
+
+/// The RT kernel options that measure the HPET's interrupt on its line.
+pub fn rt_hpet_option() -> String {
+    format!("hpet={RT_HPET_BASE:#x}@{RT_HPET_GSI}")
+}
+
+/// The example config `example` (a one-RT-CPU plan such as `bochs-2cpu.toml`) with the HPET
+/// given to the RT partition: its register page as `mmio` and pin [`RT_HPET_GSI`],
+/// edge-triggered and active high (the HPET's comparator interrupts by edge).
+pub fn example_with_rt_hpet(example: &str) -> Result<String> {
+    let extra = format!(
+        "ioapic_pins = [{{ pin = {RT_HPET_GSI}, trigger = \"edge\", polarity = \"high\" }}]\nmmio = [{{ base = {RT_HPET_BASE:#x}, size = \"4 KiB\" }}]\n"
+    );
+    with_rt_lines(example, &extra, None)
+}
+
+/// The example config `example` with COM3 (ports 0x3e8..0x3ef, ISA IRQ 4 on pin 4) given to
+/// the RT partition instead of Linux.
+pub fn example_with_rt_uart(example: &str) -> Result<String> {
+    let extra = "ioapic_pins = [4]\nio_ports = [{ base = 0x3e8, count = 8 }]\n";
+    with_rt_lines(example, extra, Some(4))
+}
+
+/// `example`'s text with `extra` added to `[partitions.rt]` right after its `cpus`, and pin
+/// `from_linux` taken out of Linux's `ioapic_pins`. Fails, naming the file, when the text no
+/// longer has the shape this edits.
+fn with_rt_lines(example: &str, extra: &str, from_linux: Option<u32>) -> Result<String> {
+    let path = crate::example_config(example);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let mut out = String::new();
+    let (mut in_rt, mut in_linux, mut added) = (false, false, false);
+    for line in text.lines() {
+        if line.starts_with('[') {
+            in_rt = line.trim() == "[partitions.rt]";
+            in_linux = line.trim() == "[partitions.linux]";
+        }
+        let mut line = line.to_string();
+        if let (true, Some(pin), Some(list)) =
+            (in_linux, from_linux, line.strip_prefix("ioapic_pins = ["))
+        {
+            let pins: Vec<&str> = list
+                .trim_end_matches(']')
+                .split(',')
+                .map(str::trim)
+                .filter(|p| *p != pin.to_string())
+                .collect();
+            line = format!("ioapic_pins = [{}]", pins.join(", "));
+        }
+        out.push_str(&line);
+        out.push('\n');
+        if in_rt && !added && line.starts_with("cpus = ") {
+            out.push_str(extra);
+            added = true;
+        }
+    }
+    anyhow::ensure!(
+        added,
+        "{} has no [partitions.rt] cpus line to add devices after",
+        path.display()
+    );
+    Ok(out)
+}
+
+#[cfg(test)]
+mod device_tests {
+    use super::*;
+
+    fn load_text(text: &str) -> bulkhead_config::Config {
+        host::load_str(text, "test.toml").unwrap_or_else(|d| panic!("{d}\n{text}"))
+    }
+
+    #[test]
+    fn example_configs_with_rt_devices_are_valid() {
+        let hpet = load_text(&example_with_rt_hpet("bochs-2cpu.toml").unwrap());
+        let rt = hpet.partition(PartitionId::Rt);
+        assert_eq!(rt.ioapic_pins(), &[RT_HPET_GSI]);
+        assert_eq!(rt.mmio().len(), 1);
+        let uart = load_text(&example_with_rt_uart("bochs-2cpu.toml").unwrap());
+        assert_eq!(uart.partition(PartitionId::Rt).ioapic_pins(), &[4]);
+        assert!(!uart.partition(PartitionId::Linux).ioapic_pins().contains(&4));
+        assert!(uart.partition(PartitionId::Linux).ioapic_pins().contains(&3));
     }
 }

@@ -9,43 +9,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use bulkhead_abi::console::{DeviceLatencySummary, HALTED, STEADY_STATE, SerialSummary};
-use bulkhead_e2e::{ExitReport, Expect, PartitionKind, Scenario, example_config};
+use bulkhead_e2e::{ExitReport, Expect, PartitionKind, Scenario, config};
 
 /// Wall-clock limit of a run.
 const BOCHS_LIMIT: Duration = Duration::from_secs(600);
-
-/// bochs-2cpu with COM3 (ports 0x3e8..0x3ef, ISA IRQ 4 on IOAPIC pin 4) given to the RT
-/// partition instead of Linux.
-fn config_with_rt_uart() -> Result<String> {
-    let path = example_config("bochs-2cpu.toml");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
-    let linux_pins = "ioapic_pins = [1, 2, 3, 4, 8, 9, 12, 14, 15]";
-    let rt = "[partitions.rt]\ncpus = [1]\n";
-    ensure!(
-        text.contains(linux_pins) && text.contains(rt),
-        "{} no longer has the lines this test edits",
-        path.display()
-    );
-    Ok(text
-        .replace(linux_pins, "ioapic_pins = [1, 2, 3, 8, 9, 12, 14, 15]")
-        .replace(
-            rt,
-            "[partitions.rt]\ncpus = [1]\nioapic_pins = [4]\nio_ports = [{ base = 0x3e8, count = 8 }]\n",
-        ))
-}
-
-/// bochs-2cpu with the HPET's registers and IOAPIC pin 20 (edge, active high: the HPET's
-/// comparator interrupts by edge) given to the RT partition.
-fn config_with_rt_hpet() -> Result<String> {
-    let path = example_config("bochs-2cpu.toml");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
-    let rt = "[partitions.rt]\ncpus = [1]\n";
-    ensure!(text.contains(rt), "{} no longer has the lines this test edits", path.display());
-    Ok(text.replace(
-        rt,
-        "[partitions.rt]\ncpus = [1]\nioapic_pins = [{ pin = 20, trigger = \"edge\", polarity = \"high\" }]\nmmio = [{ base = 0xfed0_0000, size = \"4 KiB\" }]\n",
-    ))
-}
 
 /// The RT partition owns the HPET and pin 20; the HPET application (`hpet=0xfed00000@20`)
 /// sets a comparator 1 ms ahead, again and again, and measures from each comparator match to
@@ -56,9 +23,9 @@ fn config_with_rt_hpet() -> Result<String> {
 #[ignore = "boots an emulator; run through cargo xtask test"]
 fn bochs_rt_hpet_interrupts() -> Result<()> {
     let mut run = Scenario::new("bochs_rt_hpet_interrupts")
-        .config_text("bochs-2cpu-rt-hpet.toml", config_with_rt_hpet()?)
+        .config_text("bochs-2cpu-rt-hpet.toml", config::example_with_rt_hpet("bochs-2cpu.toml")?)
         .hv_cmdline("exit_report_s=1")
-        .rt_cmdline("hpet=0xfed00000@20 control_hz=1000")
+        .rt_cmdline(format!("{} control_hz=1000", config::rt_hpet_option()))
         .start()?;
     let expect = Expect::new()
         .regex(r"partition rt: line 0 = IOAPIC pin 20 -> RT CPU 0 \(APIC ID 1\) vector 48, edge active high")
@@ -113,7 +80,7 @@ fn bochs_rt_hpet_interrupts() -> Result<()> {
 #[ignore = "boots an emulator; run through cargo xtask test"]
 fn bochs_rt_serial_echo() -> Result<()> {
     let mut run = Scenario::new("bochs_rt_serial_echo")
-        .config_text("bochs-2cpu-rt-uart.toml", config_with_rt_uart()?)
+        .config_text("bochs-2cpu-rt-uart.toml", config::example_with_rt_uart("bochs-2cpu.toml")?)
         .hv_cmdline("exit_report_s=1")
         .rt_cmdline("serial=0x3e8@4 control_hz=1000")
         .com3_peer()

@@ -80,7 +80,7 @@ fn cpu0_summaries(lines: &[String]) -> Vec<LatencySummary> {
 }
 
 /// RT exits after steady state, per RT CPU: `(cpu, total before, new after, reasons)`.
-fn rt_exits_in_window(lines: &[String]) -> Vec<(u32, u64, u64, String)> {
+pub(crate) fn rt_exits_in_window(lines: &[String]) -> Vec<(u32, u64, u64, String)> {
     let mut out: Vec<(u32, u64, u64, String)> = Vec::new();
     let mut after_steady = false;
     for line in lines {
@@ -232,7 +232,7 @@ fn measure_all(
     Ok(out)
 }
 
-fn ratio(hv: u64, bare: u64) -> String {
+pub(crate) fn ratio(hv: u64, bare: u64) -> String {
     if bare == 0 {
         "-".into()
     } else {

@@ -18,6 +18,7 @@
 //! command line around it and never boots anything on its own.
 
 mod bench;
+mod bench_irq;
 mod bench_latency;
 mod bench_linux_boot;
 mod deps;
@@ -133,6 +134,10 @@ enum BenchCmd {
     /// loop's misses, and the histograms as an SVG; `--linux-load` adds real Linux, idle and
     /// loaded.
     Latency(bench_latency::LatencyArgs),
+    /// A device interrupt's latency (the HPET's, whose event time is known) from the device to
+    /// the RT handler task, bare and under the hypervisor in Bochs, side by side with the
+    /// ratio, the kernel's share, and the RT CPU's VM exits while it takes them.
+    Irq(bench_irq::IrqArgs),
     /// Linux's boot from kernel entry to its init in Bochs' virtual time, bare and under the
     /// hypervisor (same kernel, initramfs, number of Linux CPUs, emulated RAM), side by side
     /// with the ratio and the Linux CPU's VM exits per reason.
@@ -234,6 +239,9 @@ fn main() -> ExitCode {
             command: BenchCmd::Latency(args),
         } => bench_latency(&args),
         Cmd::Bench {
+            command: BenchCmd::Irq(args),
+        } => bench_irq(&args),
+        Cmd::Bench {
             command: BenchCmd::LinuxBoot(args),
         } => bench_linux_boot(&args),
         Cmd::Deps => deps::ensure(false).map(|()| ExitCode::SUCCESS),
@@ -331,6 +339,13 @@ fn bench_latency(args: &bench_latency::LatencyArgs) -> Result<ExitCode> {
         None
     };
     bench_latency::run(args, &config, hypervisor, rt_kernel, linux.as_ref())
+}
+
+fn bench_irq(args: &bench_irq::IrqArgs) -> Result<ExitCode> {
+    deps::ensure(true)?;
+    let config = bulkhead_e2e::config::load(&bulkhead_e2e::example_config(&args.config))?;
+    let (hypervisor, rt_kernel) = (build_image(false)?, build_rt_image(false)?);
+    bench_irq::run(args, &config, hypervisor, rt_kernel)
 }
 
 fn bench_linux_boot(args: &bench_linux_boot::LinuxBootArgs) -> Result<ExitCode> {

@@ -152,19 +152,11 @@ pub fn trigger_and_polarity(gsi: u32, overrides: &[IsaOverride]) -> (bool, bool)
     (level, active_low)
 }
 
-/// Redirection entry low-dword bits (Intel 82093AA datasheet 3.2.4).
-const MASKED: u32 = 1 << 16;
-const LEVEL: u32 = 1 << 15;
-const ACTIVE_LOW: u32 = 1 << 13;
-
 /// The `(low, high)` dwords of `line`'s redirection entry: fixed delivery, physical
-/// destination (its CPU's APIC ID), its vector, trigger mode and polarity, masked or not.
+/// destination (its CPU's APIC ID), its vector, trigger mode and polarity, masked or not
+/// (the encoding is the ABI's, shared with the RT kernel when it runs bare).
 pub fn redirection_entry(line: &Line, masked: bool) -> (u32, u32) {
-    let low = u32::from(line.vector)
-        | if line.level { LEVEL } else { 0 }
-        | if line.active_low { ACTIVE_LOW } else { 0 }
-        | if masked { MASKED } else { 0 };
-    (low, (line.apic_id & 0xff) << 24)
+    line.info().ioapic_entry(line.apic_id, masked)
 }
 
 #[cfg(test)]
@@ -236,10 +228,14 @@ image = "rt.elf"
         assert_eq!(lines[1].vector, vectors::DEVICE_FIRST + 1);
         assert!(lines[1].level && lines[1].active_low);
         let (low, high) = redirection_entry(&lines[0], true);
-        assert_eq!(low, u32::from(vectors::DEVICE_FIRST) | MASKED);
+        assert_eq!(low, u32::from(vectors::DEVICE_FIRST) | 1 << 16, "masked");
         assert_eq!(high, 2 << 24);
         let (low, _) = redirection_entry(&lines[1], false);
-        assert_eq!(low, u32::from(vectors::DEVICE_FIRST + 1) | LEVEL | ACTIVE_LOW);
+        assert_eq!(
+            low,
+            u32::from(vectors::DEVICE_FIRST + 1) | 1 << 15 | 1 << 13,
+            "level, active low"
+        );
         assert_eq!(lines[1].info().flags, LINE_LEVEL | LINE_ACTIVE_LOW);
     }
 

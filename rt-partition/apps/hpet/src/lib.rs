@@ -15,8 +15,9 @@
 //! kernel's top half, the wake-up and the switch, in HPET ticks. An event whose interrupt
 //! does not come within ten intervals is counted as lost. Once a second the CPU's report task
 //! prints the cumulative histogram's summary,
-//! `device-latency source=hpet gsi=20 samples=.. min_ns=.. avg_ns=.. max_ns=.. p99_ns=.. p999_ns=.. lost=.. overflow=..`
-//! (`bulkhead_abi::console::DeviceLatencySummary`).
+//! `device-latency source=hpet gsi=20 samples=.. min_ns=.. avg_ns=.. max_ns=.. p99_ns=.. p999_ns=.. lost=.. overflow=.. kernel_avg_ns=.. kernel_max_ns=..`
+//! (`bulkhead_abi::console::DeviceLatencySummary`), the last two being the kernel's share:
+//! from its top half to the task (`bulkhead_rt::irq::LineStats`).
 
 #![no_std]
 
@@ -127,8 +128,9 @@ fn init(context: &Context<'static>) -> Result<(), Error> {
     Ok(())
 }
 
-/// The last cumulative summary: samples, min, avg, max, p99, p99.9, lost, overflow.
-static PUBLISHED: Published<8> = Published::new();
+/// The last cumulative summary: samples, min, avg, max, p99, p99.9, lost, overflow, and the
+/// kernel's share (top half to task) on average and at most.
+static PUBLISHED: Published<10> = Published::new();
 
 /// Prints the last summary (the report task of the measuring CPU).
 fn print_latest() {
@@ -146,6 +148,8 @@ fn print_latest() {
         p999_ns: w[5],
         lost: w[6],
         overflow: w[7],
+        kernel_avg_ns: w[8],
+        kernel_max_ns: w[9],
     };
     println!("{summary}");
 }
@@ -242,6 +246,7 @@ extern "C" fn task(_: usize) {
         let now = api::now_ns();
         if now >= next_report {
             next_report = next_report.saturating_add(1_000_000_000).max(now);
+            let kernel = hpet.attached.stats();
             PUBLISHED.publish(&[
                 histogram.samples(),
                 histogram.min_ns().unwrap_or(0),
@@ -251,6 +256,8 @@ extern "C" fn task(_: usize) {
                 histogram.p999_ns().unwrap_or(0),
                 lost,
                 histogram.overflow(),
+                kernel.latency_avg_ns,
+                kernel.latency_max_ns,
             ]);
             report::request(APP.name);
         }

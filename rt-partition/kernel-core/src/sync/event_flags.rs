@@ -119,8 +119,11 @@ impl<const TASKS: usize, const CORES: usize> Kernel<TASKS, CORES> {
         flags.flags |= bits;
         let reason = BlockReason::EventFlags(flags.id);
         let mut resched = Resched::NONE;
-        // Each pass readies one waiter, so this ends after at most TASKS passes.
-        loop {
+        // Each pass readies one waiter, so this ends after at most TASKS passes. No condition
+        // is met by no flags (a wait's mask is never 0), so once a clear-on-exit has taken
+        // every flag there is nobody left to find: the usual case of one waiter that clears
+        // what woke it costs one pass over the tasks, not two.
+        while flags.flags != 0 {
             let current_flags = flags.flags;
             let satisfied = self.best_waiter(|task| {
                 task.state == TaskState::Blocked(reason)

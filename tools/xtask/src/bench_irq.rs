@@ -1,0 +1,211 @@
+//! `cargo xtask bench irq`: a device interrupt's latency bare and under the hypervisor, side
+//! by side.
+//!
+//! The device is the HPET, whose interrupt time is known exactly: the RT kernel's HPET
+//! application (`rt-partition/apps/hpet`) sets a comparator one period ahead, waits for the
+//! interrupt on its line and reads the counter, so counter minus comparator is the time from
+//! the device raising the interrupt to the handler task running. Bare, the kernel routes the
+//! HPET's pin itself (`lines=`); under the hypervisor, the config gives the RT partition the
+//! HPET's registers and pin (`bulkhead_e2e::config::example_with_rt_hpet`) and the hypervisor
+//! routes it to the RT CPU. Everything else is as in `bench latency`: the same kernel ELF and
+//! options, Bochs with the same CPU model, ips and deterministic clock, one RT CPU, both runs
+//! at once; each stops after `seconds + 1` cumulative summaries (one a second) and the last is
+//! the result. Under the hypervisor the RT CPU's exits after steady state are counted from
+//! the exit reports: every interrupt arrives without one.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use bulkhead_abi::console::DeviceLatencySummary;
+use bulkhead_e2e::config::{self, LoadedConfig, RT_HPET_GSI};
+use bulkhead_e2e::{Expect, Scenario};
+use clap::Args;
+
+use crate::bench_latency::{ratio, rt_exits_in_window};
+
+/// What `bench irq` measures.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct IrqArgs {
+    /// The example config of the hypervisor run (one Linux and one RT CPU), to which the
+    /// benchmark gives the HPET [default: bochs-2cpu.toml].
+    #[arg(long, value_name = "NAME", default_value = "bochs-2cpu.toml")]
+    pub config: String,
+    /// The interval between HPET events in microseconds (100 to 1000000).
+    #[arg(long, value_name = "US", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(100..=1_000_000))]
+    pub period_us: u64,
+    /// Seconds of virtual time measured after the first summary (1 to 600).
+    #[arg(long, value_name = "S", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub seconds: u64,
+    /// The demo control loop's rate in Hz, 0 = off, in both runs (it runs below the HPET
+    /// task's priority).
+    #[arg(long, value_name = "HZ", default_value_t = 0)]
+    pub control_hz: u64,
+    /// Bochs instructions per emulated second.
+    #[arg(long, value_name = "N", default_value_t = bulkhead_e2e::DEFAULT_BOCHS_IPS)]
+    pub ips: u32,
+    /// Wall-clock limit per run, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 1800)]
+    pub timeout: u64,
+}
+
+/// One run's result: its last summary line and its RT CPU's exits in the window.
+struct Measured {
+    name: &'static str,
+    line: String,
+    exits: Vec<(u32, u64, u64, String)>,
+}
+
+impl Measured {
+    fn summary(&self) -> DeviceLatencySummary<'_> {
+        // `measure` kept only a line that parses.
+        DeviceLatencySummary::parse(&self.line).unwrap_or(DeviceLatencySummary {
+            source: "?",
+            gsi: 0,
+            samples: 0,
+            min_ns: 0,
+            avg_ns: 0,
+            max_ns: 0,
+            p99_ns: 0,
+            p999_ns: 0,
+            lost: 0,
+            overflow: 0,
+            kernel_avg_ns: 0,
+            kernel_max_ns: 0,
+        })
+    }
+}
+
+/// Boots `scenario` and waits for `seconds + 1` summaries; returns the `seconds + 1`-th.
+fn measure(name: &'static str, scenario: &Scenario, args: &IrqArgs) -> Result<Measured> {
+    let mut run = scenario.start()?;
+    let want = usize::try_from(args.seconds + 1).unwrap_or(usize::MAX);
+    let expect = Expect::new()
+        .times(want, DeviceLatencySummary::PREFIX)
+        .fail_on("FATAL")
+        .stop_on("halted");
+    run.wait_for(&expect, Duration::from_secs(args.timeout))
+        .with_context(|| format!("{}: the run did not finish", scenario.name()))?;
+    let lines = run.lines().to_vec();
+    let line = lines
+        .iter()
+        .filter(|l| DeviceLatencySummary::parse(l).is_some())
+        .nth(want - 1)
+        .with_context(|| format!("{}: no device-latency summary", scenario.name()))?;
+    let line = line.clone();
+    eprintln!(
+        "[xtask] {}: done after {:.0} s wall",
+        scenario.name(),
+        run.elapsed().as_secs_f64()
+    );
+    Ok(Measured {
+        name,
+        line,
+        exits: rt_exits_in_window(&lines),
+    })
+}
+
+/// Runs the benchmark and prints the table.
+pub fn run(
+    args: &IrqArgs,
+    config: &LoadedConfig,
+    hypervisor: PathBuf,
+    rt_kernel: PathBuf,
+) -> Result<ExitCode> {
+    ensure!(
+        config.rt_cpus.len() == 1 && config.cpus() == 2,
+        "the irq benchmark compares one RT CPU: use a config with one Linux and one RT CPU"
+    );
+    let options = format!(
+        "{} hpet_period_us={} control_hz={}",
+        config::rt_hpet_option(),
+        args.period_us,
+        args.control_hz
+    );
+    let bare_options = format!("lines={RT_HPET_GSI}:edge:high {options}");
+    let bare = Scenario::rt_bare("bench_irq_bare")
+        .rt_file(&rt_kernel)
+        .rt_cmdline(bare_options.as_str())
+        .cpus(1)
+        .memory_mib(256)
+        .ips(args.ips);
+    let hv = Scenario::new("bench_irq_hypervisor")
+        .config_text("bench-irq.toml", config::example_with_rt_hpet(&args.config)?)
+        .hypervisor_file(&hypervisor)
+        .hv_cmdline("exit_report_s=1")
+        .rt_file(&rt_kernel)
+        .rt_cmdline(options.as_str())
+        .ips(args.ips);
+    eprintln!(
+        "[xtask] bench irq: {} s of HPET events every {} us, bare and under the hypervisor, at once",
+        args.seconds, args.period_us
+    );
+    let results = std::thread::scope(|s| {
+        let bare = s.spawn(|| measure("bare", &bare, args));
+        let hv = s.spawn(|| measure("hypervisor", &hv, args));
+        [bare.join(), hv.join()]
+    });
+    let mut measured = Vec::new();
+    for result in results {
+        match result {
+            Ok(m) => measured.push(m?),
+            Err(_) => bail!("a benchmark thread panicked"),
+        }
+    }
+    print_table(args, &bare_options, &options, &measured);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_table(args: &IrqArgs, bare_options: &str, options: &str, measured: &[Measured]) {
+    println!(
+        "device interrupt latency: HPET comparator to handler task, an event every {} us, {} s measured; Bochs corei7_icelake_u, ips {}, virtual time",
+        args.period_us, args.seconds, args.ips
+    );
+    println!("kernel options: bare `{bare_options}`, hypervisor `{options}`");
+    println!(
+        "{:<12}{:>9}{:>10}{:>10}{:>10}{:>10}{:>11}{:>6}{:>9}  kernel share avg/max (top half to task)",
+        "", "samples", "min_ns", "avg_ns", "max_ns", "p99_ns", "p99.9_ns", "lost", "overflow"
+    );
+    for m in measured {
+        let s = m.summary();
+        println!(
+            "{:<12}{:>9}{:>10}{:>10}{:>10}{:>10}{:>11}{:>6}{:>9}  {} / {} ns",
+            m.name,
+            s.samples,
+            s.min_ns,
+            s.avg_ns,
+            s.max_ns,
+            s.p99_ns,
+            s.p999_ns,
+            s.lost,
+            s.overflow,
+            s.kernel_avg_ns,
+            s.kernel_max_ns
+        );
+    }
+    if let [bare, hv] = measured {
+        let (b, h) = (bare.summary(), hv.summary());
+        println!(
+            "{:<12}{:>9}{:>10}{:>10}{:>10}{:>10}{:>11}",
+            "hv / bare",
+            "",
+            ratio(h.min_ns, b.min_ns),
+            ratio(h.avg_ns, b.avg_ns),
+            ratio(h.max_ns, b.max_ns),
+            ratio(h.p99_ns, b.p99_ns),
+            ratio(h.p999_ns, b.p999_ns)
+        );
+        if hv.exits.is_empty() {
+            println!("RT CPU exits, hypervisor: no exit report seen");
+        }
+        for (cpu, before, window, reasons) in &hv.exits {
+            println!(
+                "RT CPU {cpu} exits, hypervisor: {window} after steady state while it took {} device interrupts ({before} at start-up; all: {reasons})",
+                h.samples + h.lost
+            );
+        }
+    }
+}
