@@ -236,6 +236,33 @@ pub fn attach(line: Line) -> Result<Attached, Error> {
     Ok(Attached { line, flags })
 }
 
+/// What a driver's `init` does for the device whose interrupt is IOAPIC pin `gsi`, handled by
+/// a task on CPU `task_cpu`: finds the line and [`attach`]es it. `Ok(None)`, after a line
+/// saying so (prefixed `driver:`), when the partition has no such line (a config without the
+/// pin, or a bare kernel without it in `lines=`): the driver then does nothing. An error,
+/// after a line naming the cause, when the line goes to another CPU or cannot be attached.
+pub fn attach_gsi(driver: &str, gsi: u32, task_cpu: usize) -> Result<Option<Attached>, Error> {
+    let Some(line) = Line::for_gsi(gsi) else {
+        crate::println!(
+            "{driver}: IOAPIC pin {gsi} is not a line of the RT partition (the config's RT ioapic_pins, or lines= when booted bare)"
+        );
+        return Ok(None);
+    };
+    if line.cpu() != task_cpu {
+        crate::println!(
+            "{driver}: line {} (IOAPIC pin {gsi}) arrives on CPU {}, but the driver's task runs on CPU {task_cpu}",
+            line.index(),
+            line.cpu()
+        );
+        return Err(Error::InvalidArgument);
+    }
+    attach(line).map(Some).inspect_err(|e| {
+        crate::println!(
+            "{driver}: IOAPIC pin {gsi}: cannot attach: {e} (only edge-triggered lines can be, once)"
+        );
+    })
+}
+
 impl Attached {
     /// The line.
     pub fn line(&self) -> Line {

@@ -27,7 +27,7 @@ use bulkhead_abi::console::DeviceLatencySummary;
 use bulkhead_rt::api::{self, Timeout};
 use bulkhead_rt::app::{App, Context, Cpu, STACK_BYTES, TaskDecl};
 use bulkhead_rt::core_types::{Error, Histogram, Once, Policy};
-use bulkhead_rt::irq::{self, Attached, Line};
+use bulkhead_rt::irq::{self, Attached};
 use bulkhead_rt::report::{self, Published};
 use bulkhead_rt::{mmio, println};
 
@@ -107,24 +107,10 @@ fn init(context: &Context<'static>) -> Result<(), Error> {
             }
         }
     }
-    let Some(line) = Line::for_gsi(gsi) else {
-        println!(
-            "hpet: IOAPIC pin {gsi} is not a line of the RT partition (give it the pin in the config's ioapic_pins; a kernel booted without the hypervisor has none)"
-        );
-        return Ok(());
-    };
-    if line.cpu() != 0 {
-        println!(
-            "hpet: line {} arrives on CPU {}, but the measuring task runs on CPU 0",
-            line.index(),
-            line.cpu()
-        );
-        return Err(Error::InvalidArgument);
+    // The task runs on CPU 0 (`Cpu::First`).
+    if let Some(attached) = irq::attach_gsi(APP.name, gsi, 0)? {
+        HPET.call_once(|| Hpet { base, attached });
     }
-    let attached = irq::attach(line).inspect_err(|e| {
-        println!("hpet: IOAPIC pin {gsi}: cannot attach: {e} (configure it edge-triggered)");
-    })?;
-    HPET.call_once(|| Hpet { base, attached });
     Ok(())
 }
 

@@ -25,7 +25,7 @@ use bulkhead_abi::console::SerialSummary;
 use bulkhead_rt::api::{self, Timeout};
 use bulkhead_rt::app::{App, Context, Cpu, STACK_BYTES, TaskDecl};
 use bulkhead_rt::core_types::{Error, Once, Policy};
-use bulkhead_rt::irq::{self, Attached, Line};
+use bulkhead_rt::irq::{self, Attached};
 use bulkhead_rt::report::{self, Published};
 use bulkhead_rt::{port, println};
 
@@ -91,24 +91,10 @@ fn init(context: &Context<'static>) -> Result<(), Error> {
         println!("serial: option {value:?}: expected PORT@GSI, for example serial=0x3e8@4");
         return Err(Error::InvalidArgument);
     };
-    let Some(line) = Line::for_gsi(gsi) else {
-        println!(
-            "serial: IOAPIC pin {gsi} is not a line of the RT partition (give it the pin in the config's ioapic_pins; a kernel booted without the hypervisor has none)"
-        );
-        return Ok(());
-    };
-    if line.cpu() != 0 {
-        println!(
-            "serial: line {} arrives on CPU {}, but the driver's task runs on CPU 0",
-            line.index(),
-            line.cpu()
-        );
-        return Err(Error::InvalidArgument);
+    // The task runs on CPU 0 (`Cpu::First`).
+    if let Some(attached) = irq::attach_gsi(APP.name, gsi, 0)? {
+        UART.call_once(|| Uart { base, attached });
     }
-    let attached = irq::attach(line).inspect_err(|e| {
-        println!("serial: IOAPIC pin {gsi}: cannot attach: {e} (only edge-triggered lines can be)");
-    })?;
-    UART.call_once(|| Uart { base, attached });
     Ok(())
 }
 
