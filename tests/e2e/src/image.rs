@@ -53,12 +53,13 @@ pub fn build_rt_kernel(release: bool) -> Result<PathBuf> {
 /// of `bulkhead_rt::applications!`.
 pub fn build_rt_kernel_with_apps(release: bool, apps: &[PathBuf]) -> Result<PathBuf> {
     let root = crate::workspace_root();
+    let defaults = default_applications(&root)?;
     let mut dependencies = String::new();
+    for (package, path) in &defaults.packages {
+        let _ = writeln!(dependencies, "{package} = {{ path = {:?} }}", path.display().to_string());
+    }
     let mut packages = Vec::new();
-    let mut names = vec![
-        "bulkhead_rt_app_control::APP".to_string(),
-        "bulkhead_rt_app_echo::APP".to_string(),
-    ];
+    let mut names = defaults.names;
     for app in apps {
         let app = fs::canonicalize(app)
             .with_context(|| format!("the RT application {}", app.display()))?;
@@ -106,8 +107,6 @@ bench = false
 [dependencies]
 bulkhead-rt = {{ path = {} }}
 bulkhead-x86 = {{ path = {}, features = [\"runtime\"] }}
-bulkhead-rt-app-control = {{ path = {} }}
-bulkhead-rt-app-echo = {{ path = {} }}
 {dependencies}
 [profile.release]
 debug = 1
@@ -116,8 +115,6 @@ debug = 1
 ",
         path("rt-partition/kernel"),
         path("common/x86"),
-        path("rt-partition/apps/control"),
-        path("rt-partition/apps/echo"),
     );
     let main = format!(
         "//! Made by the build tool: the RT kernel with these applications.
@@ -159,6 +156,52 @@ bulkhead_rt::applications!({});
         );
     }
     built_elf(&target_dir, release, RT_IMAGE_PACKAGE)
+}
+
+/// The default image's applications, as its crate (`rt-partition/image`) names them: the
+/// packages it depends on whose names start with `bulkhead-rt-app-` (their paths from the
+/// workspace's dependency table) and the list its `main.rs` gives `applications!`, in order.
+struct DefaultApplications {
+    packages: Vec<(String, PathBuf)>,
+    names: Vec<String>,
+}
+
+fn default_applications(root: &Path) -> Result<DefaultApplications> {
+    let read = |relative: &str| {
+        fs::read_to_string(root.join(relative)).with_context(|| format!("reading {relative}"))
+    };
+    let image: toml_edit::DocumentMut = read("rt-partition/image/Cargo.toml")?
+        .parse()
+        .context("rt-partition/image/Cargo.toml is not TOML")?;
+    let workspace: toml_edit::DocumentMut = read("Cargo.toml")?
+        .parse()
+        .context("Cargo.toml is not TOML")?;
+    let mut packages = Vec::new();
+    if let Some(deps) = image.get("dependencies").and_then(|d| d.as_table_like()) {
+        for (package, _) in deps.iter().filter(|(p, _)| p.starts_with("bulkhead-rt-app-")) {
+            let path = workspace
+                .get("workspace")
+                .and_then(|w| w.get("dependencies"))
+                .and_then(|d| d.get(package))
+                .and_then(|p| p.get("path"))
+                .and_then(|p| p.as_str())
+                .with_context(|| format!("the workspace gives no path for {package}"))?;
+            packages.push((package.to_string(), root.join(path)));
+        }
+    }
+    let main = read("rt-partition/image/src/main.rs")?;
+    let list = main
+        .split_once("applications!(")
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .map(|(list, _)| list)
+        .context("rt-partition/image/src/main.rs has no applications!(...) list")?;
+    let names = list
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(String::from)
+        .collect();
+    Ok(DefaultApplications { packages, names })
 }
 
 /// Writes `text` to `path` unless it holds it already (so its time stamp means something).
@@ -722,5 +765,22 @@ mod tests {
         assert!(grub_cfg(&spec).is_err());
         let spec = IsoSpec::new("x.iso", "hv.elf", ConfigModule::Omit).module("c", "/x/config.bin");
         assert!(grub_cfg(&spec).is_err());
+    }
+}
+
+#[cfg(test)]
+mod default_application_tests {
+    use super::*;
+
+    #[test]
+    fn an_image_with_more_applications_keeps_the_default_ones() {
+        let defaults = default_applications(&crate::workspace_root()).unwrap();
+        assert!(defaults.names.len() >= 2, "{:?}", defaults.names);
+        assert_eq!(defaults.names.len(), defaults.packages.len());
+        for (package, path) in &defaults.packages {
+            let name = format!("{}::APP", package.replace('-', "_"));
+            assert!(defaults.names.contains(&name), "{name} not in {:?}", defaults.names);
+            assert!(path.join("Cargo.toml").is_file(), "{}", path.display());
+        }
     }
 }
