@@ -16,8 +16,9 @@
 //! since the CPU count is known only at boot), or a stack larger than [`STACK_BYTES`].
 //! Everything is static: tasks and objects are created once at boot, nothing is allocated.
 //!
-//! The kernel's own services are not applications: the latency task and the report task on
-//! every CPU, the status task, and the self-tests (`tasks/`).
+//! The kernel's own tasks are not applications: the report task on every CPU and the
+//! self-tests (`tasks/`). The latency measurement and the status report are applications of
+//! the default image like any other (`rt-partition/apps/latency`, `rt-partition/apps/status`).
 
 use bulkhead_rt_core::{Error, Policy};
 
@@ -41,8 +42,8 @@ pub struct TaskDecl {
     pub name: &'static str,
     /// Where it runs.
     pub cpu: Cpu,
-    /// Its priority, 1 (least urgent) to 255; the kernel's latency task has 90, its report
-    /// and status tasks 5 and 10.
+    /// Its priority, 1 (least urgent) to 255; the kernel's report tasks have 5, the default
+    /// image's latency tasks 90 and its status task 10.
     pub priority: u8,
     /// FIFO or round-robin within its priority.
     pub policy: Policy,
@@ -92,8 +93,8 @@ pub struct App {
 /// Each task's stack.
 pub const STACK_BYTES: usize = crate::sched::TASK_STACK_SIZE;
 /// Tasks an image's applications may declare: what a CPU's task table holds beyond the
-/// kernel's own tasks on its busiest CPU (idle, latency, report, status, six self-tests).
-pub const TASK_ROOM_PER_CPU: usize = crate::sched::TASKS_PER_CORE - 10;
+/// kernel's own tasks on its busiest CPU (idle, report, six self-tests).
+pub const TASK_ROOM_PER_CPU: usize = crate::sched::TASKS_PER_CORE - 8;
 
 /// Whether `apps` fit the image (see the module docs); [`applications!`] checks it at
 /// compile time.

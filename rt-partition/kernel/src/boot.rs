@@ -300,38 +300,27 @@ impl Facts {
 /// Kernel options from the command line (`key=value` words; unknown words are ignored).
 #[derive(Debug, Clone, Copy)]
 pub struct Options<'a> {
-    /// `latency_period_us=`: the latency task's period (default 1000).
-    pub latency_period_us: u64,
-    /// `latency_report_s=`: seconds between latency summaries (default 1).
+    /// `latency_report_s=`: the report period in seconds (default 1): how often the report
+    /// tasks publish their CPUs' tasks and the latency application prints its summaries.
     pub latency_report_s: u64,
     /// `selftest=kernel`: run the kernel self-tests.
     pub selftest: bool,
-    /// `status=CHANNEL`: a status task sends Linux a status report on the `rt-to-linux`
-    /// channel CHANNEL every `latency_report_s` seconds.
-    pub status: Option<&'a str>,
     /// `log=CHANNEL`: every console line also goes to Linux on the `rt-to-linux` channel
     /// CHANNEL (`bulkhead log rt`).
     pub log: Option<&'a str>,
     /// `lines=SPEC`: the device lines of a bare kernel (`GSI[:edge|:level][:high|:low],...`;
     /// under the hypervisor the config decides and this is ignored).
     pub lines: Option<&'a str>,
-    /// `trace=on`: each latency summary is followed by the CPU's longest interrupts-off
-    /// section and its wake-up path stage by stage (`bulkhead_abi::console::SectionSummary`
-    /// and `WakePathSummary`).
-    pub trace: bool,
 }
 
 impl<'a> Options<'a> {
     /// Parses `cmdline`.
     pub fn parse(cmdline: &'a str) -> Self {
         let mut options = Self {
-            latency_period_us: 1000,
             latency_report_s: 1,
             selftest: false,
-            status: None,
             log: None,
             lines: None,
-            trace: false,
         };
         for word in cmdline.split_ascii_whitespace() {
             let Some((key, value)) = word.split_once('=') else {
@@ -339,17 +328,12 @@ impl<'a> Options<'a> {
             };
             let number = value.parse::<u64>().ok();
             match (key, number) {
-                ("latency_period_us", Some(n)) if (10..=1_000_000).contains(&n) => {
-                    options.latency_period_us = n;
-                }
                 ("latency_report_s", Some(n)) if (1..=3600).contains(&n) => {
                     options.latency_report_s = n;
                 }
                 ("selftest", _) => options.selftest = value == "kernel",
-                ("status", _) if !value.is_empty() => options.status = Some(value),
                 ("log", _) if !value.is_empty() => options.log = Some(value),
                 ("lines", _) if !value.is_empty() => options.lines = Some(value),
-                ("trace", _) => options.trace = value == "on",
                 _ => {}
             }
         }

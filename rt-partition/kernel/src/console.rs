@@ -67,6 +67,7 @@ static DIRECT: Mutex<()> = Mutex::new(());
 static LOG: Mutex<LogWriter<'static>> = Mutex::new(LogWriter::new());
 
 /// A fixed buffer that formats text and cuts what does not fit.
+#[derive(Debug)]
 pub struct TextBuf<const N: usize> {
     buf: [u8; N],
     len: usize,

@@ -31,14 +31,21 @@ mod percpu;
 mod sched;
 mod smp;
 mod tasks;
-mod trace;
+pub mod trace;
 
 /// What an application's task publishes and has printed by its CPU's report task, at the
 /// lowest priority: [`Published`](report::Published) records (written without waiting) and
-/// [`request`](report::request).
+/// [`request`](report::request); the report period (`latency_report_s=`); and what the
+/// kernel publishes of itself for reports: every CPU's tasks as their report tasks last
+/// published them ([`task_snapshot`](report::task_snapshot)) and a [`TextBuf`](report::TextBuf)
+/// to format a line in without allocating.
 pub mod report {
-    pub use crate::tasks::report::{Published, request};
+    pub use crate::console::TextBuf;
+    pub use crate::sched::{MAX_TASKS, task_snapshot};
+    pub use crate::tasks::report::{Published, period_ns, request};
 }
+
+
 
 /// The core crate's types an application meets: policies, priorities, errors, periodic
 /// releases, timeouts, flag conditions; and [`Once`](core_types::Once), for a handle made in
@@ -46,7 +53,7 @@ pub mod report {
 pub mod core_types {
     pub use spin::Once;
     pub use bulkhead_rt_core::clock::Periodic;
-    pub use bulkhead_rt_core::latency::Histogram;
+    pub use bulkhead_rt_core::latency::{Histogram, NANOS_PER_BUCKET, WakePath};
     pub use bulkhead_rt_core::sync::{FlagsCondition, FlagsMode, Received};
     pub use bulkhead_rt_core::{Error, Policy, Priority, Timeout};
 }

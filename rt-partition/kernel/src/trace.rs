@@ -13,6 +13,8 @@
 //!   (`bulkhead_rt_core::latency::WakePath`).
 //!
 //! Each CPU writes only its own entry, with interrupts off; other CPUs read it for reports.
+//! What applications may read (the latency application's `trace=on` lines) is public:
+//! [`longest_section_ns`], [`last_wake_ns`] and [`Site`].
 //! The costs are a TSC read and a few stores per section; nothing here waits or locks.
 //!
 //! [`IrqGuard`]: crate::arch::IrqGuard
@@ -98,19 +100,19 @@ fn this() -> &'static CoreTrace {
 }
 
 /// This CPU starts scheduling: from now on its sections are measured.
-pub fn start() {
+pub(crate) fn start() {
     this().measuring.store(true, Ordering::Relaxed);
 }
 
 /// Interrupts just went off on this CPU at `site` (they were on).
 #[inline]
-pub fn irqs_off(site: Site) {
+pub(crate) fn irqs_off(site: Site) {
     begin(site, rdtsc());
 }
 
 /// An interrupt handler begins (interrupts are off since its delivery); returns the TSC.
 #[inline]
-pub fn irq_entry(vector: u8) -> u64 {
+pub(crate) fn irq_entry(vector: u8) -> u64 {
     let now = rdtsc();
     begin(Site::Interrupt(vector), now);
     now
@@ -128,7 +130,7 @@ fn begin(site: Site, now: u64) {
 
 /// Interrupts are about to go on again on this CPU: the section ends.
 #[inline]
-pub fn irqs_on() {
+pub(crate) fn irqs_on() {
     let t = this();
     let since = t.off_since.swap(0, Ordering::Relaxed);
     if since == 0 {
@@ -152,7 +154,7 @@ extern "C" fn rt_trace_irqs_on() {
 /// Stamps the timer interrupt's entry (`entry`, from [`irq_entry`]) and its scheduling
 /// decision (now).
 #[inline]
-pub fn timer_decided(entry: u64) {
+pub(crate) fn timer_decided(entry: u64) {
     let t = this();
     t.timer_entry.store(entry, Ordering::Relaxed);
     t.timer_decided.store(rdtsc(), Ordering::Relaxed);
@@ -160,12 +162,12 @@ pub fn timer_decided(entry: u64) {
 
 /// Stamps a context switch on this CPU (just before it).
 #[inline]
-pub fn switching() {
+pub(crate) fn switching() {
     this().switched.store(rdtsc(), Ordering::Relaxed);
 }
 
 /// This CPU's last timer interrupt entry, its decision and the last switch (TSC values).
-pub fn last_wake_stamps() -> [u64; 3] {
+pub(crate) fn last_wake_stamps() -> [u64; 3] {
     let t = this();
     [
         t.timer_entry.load(Ordering::Relaxed),
@@ -174,8 +176,20 @@ pub fn last_wake_stamps() -> [u64; 3] {
     ]
 }
 
+/// This CPU's last timer interrupt entry, its decision and the last switch, in kernel
+/// nanoseconds (0 before any).
+pub fn last_wake_ns() -> [u64; 3] {
+    last_wake_stamps().map(crate::arch::time::ns_at)
+}
+
+/// CPU `cpu`'s sections so far: how many, the longest in nanoseconds, and where it began.
+pub fn longest_section_ns(cpu: usize) -> (u64, u64, Option<Site>) {
+    let (count, ticks, site) = longest_section(cpu);
+    (count, crate::arch::time::tsc().ticks_to_ns(ticks), site)
+}
+
 /// CPU `cpu`'s sections so far: how many, the longest in TSC ticks, and where it began.
-pub fn longest_section(cpu: usize) -> (u64, u64, Option<Site>) {
+pub(crate) fn longest_section(cpu: usize) -> (u64, u64, Option<Site>) {
     let Some(t) = TRACE.get(cpu) else {
         return (0, 0, None);
     };

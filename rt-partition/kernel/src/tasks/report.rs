@@ -1,13 +1,13 @@
 //! The report task: one per CPU at the lowest priority, it prints what the urgent tasks of
 //! its CPU measured, so that they never spend their deadline formatting text.
 //!
-//! A latency task or an application's task *publishes* its summary ([`Published`]: a sequence
-//! lock of a few words, written without waiting) and sets a flag of its CPU's report
-//! flags; the report task wakes when nothing more urgent runs, reads the record and prints
-//! the line (`LatencySummary`, and with `trace=on` `SectionSummary` and `WakePathSummary`;
-//! for applications, their `report` functions). A record published again before it was printed is printed once, the
-//! newest. Once a report period it also publishes its CPU's task statistics for the status
-//! task (`sched::publish_own_tasks`): no CPU reads another's kernel state.
+//! An application's task *publishes* its summary ([`Published`]: a sequence lock of a few
+//! words, written without waiting) and sets its application's flag of its CPU's report flags
+//! ([`request`]); the report task wakes when nothing more urgent runs and runs the
+//! application's `report` function, which reads the record and prints the line. A record
+//! published again before it was printed is printed once, the newest. Once a report period
+//! (`latency_report_s=`, [`period_ns`]) it also publishes its CPU's task statistics for the
+//! status report (`sched::publish_own_tasks`): no CPU reads another's kernel state.
 
 use core::sync::atomic::{AtomicU64, Ordering, fence};
 
@@ -16,18 +16,28 @@ use spin::Once;
 
 use crate::api::{self, EventFlagsHandle, Timeout};
 
-/// The flag a latency task sets when its summary is published.
-pub const LATENCY: u32 = 1 << 0;
-/// The flags of the applications, one each from bit 1 on in their order in the image
-/// ([`request`]); applications past the 31st share the last bit.
-pub const APPS: u32 = !LATENCY;
-
-/// The report flag of the application named `name` (none for a name no application has).
+/// The report flag of the application named `name`: one bit each in the applications'
+/// order in the image; applications past the 32nd share the last bit (none for a name no
+/// application has).
 fn app_flag(name: &str) -> u32 {
     crate::app::all()
         .iter()
         .position(|app| app.name == name)
-        .map_or(0, |index| 1 << (1 + index.min(30)))
+        .map_or(0, |index| 1 << index.min(31))
+}
+
+/// The report period in nanoseconds (`latency_report_s=`, default 1 s).
+static PERIOD_NS: AtomicU64 = AtomicU64::new(1_000_000_000);
+
+/// The report period in nanoseconds: how often the report tasks publish their CPUs' tasks,
+/// and how often applications that report periodically (the latency application) should.
+pub fn period_ns() -> u64 {
+    PERIOD_NS.load(Ordering::Relaxed)
+}
+
+/// Sets the report period (init).
+pub fn set_period_s(seconds: u64) {
+    PERIOD_NS.store(seconds.max(1).saturating_mul(1_000_000_000), Ordering::Relaxed);
 }
 
 /// One record of `WORDS` words, written by one task only and read by anyone: a sequence
@@ -92,9 +102,9 @@ pub fn create_flags(cpu: usize) -> Result<(), bulkhead_rt_core::Error> {
     Ok(())
 }
 
-/// Tells CPU `cpu`'s report task that `what` ([`LATENCY`], [`APPS`]) was published.
+/// Tells CPU `cpu`'s report task that the applications whose flags are `what` published.
 #[track_caller]
-pub fn ready(cpu: usize, what: u32) {
+fn ready(cpu: usize, what: u32) {
     if let Some(&flags) = FLAGS.get(cpu).and_then(Once::get) {
         let _ = api::event_set(flags, what);
     }
@@ -114,14 +124,17 @@ pub extern "C" fn task(cpu: usize) {
         return;
     };
     let condition = FlagsCondition {
-        mask: LATENCY | APPS,
+        mask: u32::MAX,
         mode: FlagsMode::Any,
         clear_on_exit: true,
     };
     let mut refused_seen = 0;
+    let mut next_publish = api::now_ns().saturating_add(period_ns());
     loop {
-        let Ok(what) = api::event_wait(flags, condition, Timeout::Forever) else {
-            return;
+        let what = match api::event_wait(flags, condition, Timeout::Until(next_publish)) {
+            Ok(what) => what,
+            Err(bulkhead_rt_core::Error::TimedOut) => 0,
+            Err(_) => return,
         };
         let refused = crate::sched::mail_refused(cpu);
         if refused != refused_seen {
@@ -129,9 +142,6 @@ pub extern "C" fn task(cpu: usize) {
             log::warn!(
                 "{refused} requests from other CPUs named no object of this CPU or were refused by it (a semaphore at its maximum)"
             );
-        }
-        if what & LATENCY != 0 {
-            super::latency::print_latest(cpu);
         }
         for app in crate::app::all() {
             if what & app_flag(app.name) != 0
@@ -141,7 +151,9 @@ pub extern "C" fn task(cpu: usize) {
             }
         }
         // Once a report period: this CPU's tasks, for the status report.
-        if what & LATENCY != 0 {
+        let now = api::now_ns();
+        if now >= next_publish {
+            next_publish = next_publish.saturating_add(period_ns()).max(now);
             crate::sched::publish_own_tasks();
         }
     }

@@ -1,11 +1,12 @@
-//! The latency task: cyclictest's measurement thread, one per CPU at the highest priority.
+//! The latency application: cyclictest's measurement thread, one task per CPU at priority 90,
+//! above every other task of the default image.
 //!
 //! It sleeps until absolute release times `first + k * period` (`wait_next_period`), and on
 //! each wake-up records `now - release`: the time from the programmed wake-up to the task
 //! running, interrupt entry, timer expiry, scheduling and context switch included. Samples
 //! go to a histogram of 1 µs buckets up to 1 ms plus overflow
-//! (`bulkhead_rt_core::latency`); every `latency_report_s` seconds the cumulative one-line
-//! summary is printed:
+//! (`Histogram`); every report period (`latency_report_s=`) the cumulative one-line summary is
+//! printed:
 //!
 //! `latency cpu=<i> samples=.. min_ns=.. avg_ns=.. max_ns=.. p99_ns=.. p999_ns=.. misses=.. overflow=..`
 //!
@@ -13,15 +14,20 @@
 //! (`HistogramLine`), the CPU's longest interrupts-off
 //! section and where it began (`SectionSummary`), and the wake-up path stage by stage
 //! (`WakePathSummary`: deadline to interrupt entry, to scheduling decision, to switch, to
-//! this task), from the time stamps `crate::trace` keeps of the interrupt that woke it.
+//! this task), from the time stamps the kernel keeps of the interrupt that woke it
+//! (`bulkhead_rt::trace`).
+//!
+//! `latency_period_us=N` sets the period (10 to 1000000, default 1000).
 //!
 //! The task itself only counts: its samples go to its CPU's shared counters ([`Samples`]),
-//! and at each report time it tells its CPU's report task (`report.rs`, the lowest
-//! priority), which reads the counters, prints the lines and publishes the record the status
-//! task sends ([`latest`]: the summary with the histogram folded into the status report's
-//! log-2 buckets). Scanning a thousand buckets and formatting text would otherwise cost the
-//! highest-priority task of the CPU, and everything below it, a few hundred microseconds
-//! every report.
+//! and at each report time it asks its CPU's report task (the lowest priority) to run this
+//! application's `report`, which reads the counters, prints the lines and publishes the
+//! record the status application sends ([`latest`]: the summary with the histogram folded
+//! into the status report's log-2 buckets). Scanning a thousand buckets and formatting text
+//! would otherwise cost the highest-priority task of the CPU, and everything below it, a few
+//! hundred microseconds every report.
+
+#![no_std]
 
 use core::mem::size_of;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,14 +36,28 @@ use bulkhead_abi::console::{HistogramLine, SectionSummary, WakePathSummary};
 use bulkhead_abi::status::{self, CpuLatency};
 use zerocopy::{FromBytes, IntoBytes};
 
-use bulkhead_rt_core::clock::Periodic;
-use bulkhead_rt_core::latency::{Histogram, NANOS_PER_BUCKET, WakePath};
+use bulkhead_rt::app::{App, Context, Cpu, STACK_BYTES, TaskDecl};
+use bulkhead_rt::core_types::{
+    Error, Histogram, NANOS_PER_BUCKET, Periodic, Policy, WakePath,
+};
+use bulkhead_rt::report::{self, Published, TextBuf};
+use bulkhead_rt::{MAX_CPUS, api, println, trace};
 
-use super::report::{self, Published};
-use crate::api;
-use crate::arch::time;
-use crate::boot::Options;
-use crate::println;
+/// The application.
+pub const APP: App = App {
+    name: "latency",
+    tasks: &[TaskDecl {
+        name: "latency",
+        cpu: Cpu::Each,
+        priority: 90,
+        policy: Policy::Fifo,
+        stack_bytes: STACK_BYTES,
+        entry: task,
+        arg: 0,
+    }],
+    init: Some(init),
+    report: Some(report),
+};
 
 /// Histogram range: 1000 buckets of 1 µs.
 const BUCKETS: usize = 1000;
@@ -48,7 +68,6 @@ const _: () = assert!(
 );
 
 static PERIOD_NS: AtomicU64 = AtomicU64::new(1_000_000);
-static REPORT_NS: AtomicU64 = AtomicU64::new(1_000_000_000);
 static TRACE: AtomicBool = AtomicBool::new(false);
 
 /// One CPU's latency samples since boot, counted by its latency task only (plain loads and
@@ -97,7 +116,7 @@ impl Samples {
     }
 }
 
-static SAMPLES: [Samples; crate::MAX_CPUS] = [const {
+static SAMPLES: [Samples; MAX_CPUS] = [const {
     Samples {
         buckets: [const { AtomicU64::new(0) }; BUCKETS],
         overflow: AtomicU64::new(0),
@@ -106,21 +125,21 @@ static SAMPLES: [Samples; crate::MAX_CPUS] = [const {
         max_ns: AtomicU64::new(0),
         misses: AtomicU64::new(0),
     }
-}; crate::MAX_CPUS];
+}; MAX_CPUS];
 
 /// A [`CpuLatency`] record as 64-bit words (it is all `u64` but for two `u32`s).
 const WORDS: usize = size_of::<CpuLatency>() / 8;
 const _: () = assert!(WORDS * 8 == size_of::<CpuLatency>());
 
 /// Each CPU's last record, written by its report task.
-static PUBLISHED: [Published<WORDS>; crate::MAX_CPUS] =
-    [const { Published::new() }; crate::MAX_CPUS];
+static PUBLISHED: [Published<WORDS>; MAX_CPUS] =
+    [const { Published::new() }; MAX_CPUS];
 
 /// A [`WakePathSummary`] as words: CPU, samples, the four means, the four maxima.
 const PATH_WORDS: usize = 10;
 /// Each CPU's wake-up path, published by its latency task at each report (`trace=on`).
-static PATHS: [Published<PATH_WORDS>; crate::MAX_CPUS] =
-    [const { Published::new() }; crate::MAX_CPUS];
+static PATHS: [Published<PATH_WORDS>; MAX_CPUS] =
+    [const { Published::new() }; MAX_CPUS];
 
 /// CPU `cpu`'s last summary and histogram (`None` before its first).
 pub fn latest(cpu: usize) -> Option<CpuLatency> {
@@ -129,15 +148,37 @@ pub fn latest(cpu: usize) -> Option<CpuLatency> {
 }
 
 /// Takes the period and report interval from the options (init).
-pub fn configure(options: &Options) {
-    PERIOD_NS.store(options.latency_period_us * 1000, Ordering::Relaxed);
-    REPORT_NS.store(options.latency_report_s * 1_000_000_000, Ordering::Relaxed);
-    TRACE.store(options.trace, Ordering::Relaxed);
+/// Reads `latency_period_us=` and `trace=on` (init).
+fn init(context: &Context<'static>) -> Result<(), Error> {
+    if let Some(value) = context.option("latency_period_us") {
+        match value.parse::<u64>() {
+            Ok(us) if (10..=1_000_000).contains(&us) => {
+                PERIOD_NS.store(us * 1000, Ordering::Relaxed);
+            }
+            _ => {
+                println!("latency: latency_period_us={value}: expected 10 to 1000000");
+                return Err(Error::InvalidArgument);
+            }
+        }
+    }
+    TRACE.store(context.option("trace") == Some("on"), Ordering::Relaxed);
+    log::info!(
+        "latency: a task on each of {} CPUs every {} us, a summary every {} s",
+        context.cpus,
+        PERIOD_NS.load(Ordering::Relaxed) / 1000,
+        report::period_ns() / 1_000_000_000
+    );
+    Ok(())
+}
+
+/// The report of the CPU it runs on (its report task).
+fn report() {
+    print_latest(api::cpu());
 }
 
 /// Prints CPU `cpu`'s summary from its counters and publishes the record (its report
 /// task, at the lowest priority); with `trace=on`, the section and wake-up path lines.
-pub fn print_latest(cpu: usize) {
+fn print_latest(cpu: usize) {
     let Some(samples) = SAMPLES.get(cpu) else {
         return;
     };
@@ -179,7 +220,7 @@ fn print_histogram(cpu: usize, histogram: &Histogram<BUCKETS>) {
         .peekable();
     while pairs.peek().is_some() {
         let chunk = pairs.by_ref().take(HistogramLine::MAX_PAIRS);
-        let mut line = crate::console::TextBuf::<320>::new();
+        let mut line = TextBuf::<320>::new();
         let _ = HistogramLine::write(&mut line, cpu as u32, chunk);
         println!("{}", line.as_str());
     }
@@ -187,8 +228,8 @@ fn print_histogram(cpu: usize, histogram: &Histogram<BUCKETS>) {
 
 /// Prints CPU `cpu`'s longest interrupts-off section and its wake-up path.
 fn print_trace(cpu: usize) {
-    let (count, ticks, site) = crate::trace::longest_section(cpu);
-    let mut at = crate::console::TextBuf::<160>::new();
+    let (count, irq_off_max_ns, site) = trace::longest_section_ns(cpu);
+    let mut at = TextBuf::<160>::new();
     match site {
         Some(site) => {
             let _ = core::fmt::Write::write_fmt(&mut at, format_args!("{site}"));
@@ -200,7 +241,7 @@ fn print_trace(cpu: usize) {
     let summary = SectionSummary {
         cpu: cpu as u32,
         count,
-        irq_off_max_ns: time::tsc().ticks_to_ns(ticks),
+        irq_off_max_ns,
         at: at.as_str(),
     };
     println!("{summary}");
@@ -221,7 +262,7 @@ pub extern "C" fn task(cpu: usize) {
         return;
     };
     let period = PERIOD_NS.load(Ordering::Relaxed);
-    let report_every = REPORT_NS.load(Ordering::Relaxed);
+    let report_every = report::period_ns();
     // Start on a period boundary a little in the future, so all CPUs are in phase.
     let start = (api::now_ns() / period + 2) * period;
     let Ok(mut periodic) = Periodic::new(start, period) else {
@@ -242,7 +283,7 @@ pub extern "C" fn task(cpu: usize) {
         let now = api::now_ns();
         samples.record(now.saturating_sub(release));
         if trace {
-            let [irq, decided, switched] = crate::trace::last_wake_stamps().map(time::ns_at);
+            let [irq, decided, switched] = trace::last_wake_ns();
             path.record([release, irq, decided, switched, now]);
         }
         if now >= next_report {
@@ -256,7 +297,7 @@ pub extern "C" fn task(cpu: usize) {
                 words[6..10].copy_from_slice(&s.max_ns);
                 PATHS[cpu].publish(&words);
             }
-            report::ready(cpu, report::LATENCY);
+            report::request(APP.name);
         }
     }
 }

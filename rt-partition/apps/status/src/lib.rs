@@ -1,40 +1,61 @@
-//! The status task (`status=CHANNEL`): every report period (`latency_report_s`) it sends the
-//! Linux partition one status report on the `rt-to-linux` channel CHANNEL: each RT CPU's
-//! latency summary and wake-up latency histogram, and every task's CPU time, wake-ups, misses
-//! and longest wake-up latency (`bulkhead_abi::status` owns the layout; Linux's
-//! `bulkhead rt` shows it). Each CPU's record comes whole from its latency task ([`latest`]).
+//! The status application (`status=CHANNEL`): every report period (`latency_report_s`) its
+//! task sends the Linux partition one status report on the `rt-to-linux` channel CHANNEL:
+//! each RT CPU's latency summary and wake-up latency histogram, and every task's CPU time,
+//! wake-ups, misses and longest wake-up latency (`bulkhead_abi::status` owns the layout;
+//! Linux's `bulkhead rt` shows it). Each CPU's record comes whole from the latency
+//! application ([`latest`]), each CPU's tasks as its report task last published them
+//! (`bulkhead_rt::report::task_snapshot`).
 //!
-//! [`latest`]: super::latency::latest
+//! [`latest`]: bulkhead_rt_app_latency::latest
 //!
 //! It runs at the lowest task priority on CPU 0 and never waits for Linux: a report that finds
 //! the ring full (nobody reads on Linux) is dropped and counted, so the real-time tasks never
 //! notice whether Linux listens.
 
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+#![no_std]
+
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use bulkhead_abi::status::{self, CpuLatency, TaskStatus};
-use spin::Once;
+use bulkhead_rt::api::{self, Timeout};
+use bulkhead_rt::app::{App, Context, Cpu, STACK_BYTES, TaskDecl};
+use bulkhead_rt::channels::{self, ChannelError};
+use bulkhead_rt::core_types::{Error, Once, Policy};
+use bulkhead_rt::report::{self, MAX_TASKS};
+use bulkhead_rt::{MAX_CPUS, println};
 
-use crate::api::{self, Timeout};
-use crate::channels::{self, ChannelError};
-use crate::println;
-use crate::sched::MAX_TASKS;
+/// The application: one task on the partition's first CPU, just above the report tasks.
+pub const APP: App = App {
+    name: "status",
+    tasks: &[TaskDecl {
+        name: "status",
+        cpu: Cpu::First,
+        priority: 10,
+        policy: Policy::Fifo,
+        stack_bytes: STACK_BYTES,
+        entry: task,
+        arg: 0,
+    }],
+    init: Some(init),
+    report: None,
+};
 
 // Every RT CPU has a record in a report, and they all fit a 2048-byte channel slot.
 const _: () = assert!(
-    crate::MAX_CPUS <= status::MAX_REPORT_CPUS
-        && status::message_len(crate::MAX_CPUS, 0) + bulkhead_ring::SLOT_HEADER_SIZE <= 2048
+    MAX_CPUS <= status::MAX_REPORT_CPUS
+        && status::message_len(MAX_CPUS, 0) + bulkhead_ring::SLOT_HEADER_SIZE <= 2048
 );
 
 static CHANNEL: Once<&'static str> = Once::new();
-static PERIOD_NS: AtomicU64 = AtomicU64::new(1_000_000_000);
 static CPUS: AtomicUsize = AtomicUsize::new(1);
 
-/// Sets the channel, the period and the number of CPUs (init).
-pub fn configure(channel: &'static str, period_s: u64, cpus: usize) {
-    CHANNEL.call_once(|| channel);
-    PERIOD_NS.store(period_s.max(1) * 1_000_000_000, Ordering::Relaxed);
-    CPUS.store(cpus.min(crate::MAX_CPUS), Ordering::Relaxed);
+/// Reads `status=CHANNEL` (init); without it the task ends at once.
+fn init(context: &Context<'static>) -> Result<(), Error> {
+    if let Some(channel) = context.option("status").filter(|c| !c.is_empty()) {
+        CHANNEL.call_once(|| channel);
+    }
+    CPUS.store(context.cpus.min(MAX_CPUS), Ordering::Relaxed);
+    Ok(())
 }
 
 /// The report buffer: bigger than is wise on a task stack.
@@ -42,7 +63,7 @@ static BUFFER: spin::Mutex<[u8; bulkhead_ring::MAX_SLOT_SIZE as usize]> =
     spin::Mutex::new([0; bulkhead_ring::MAX_SLOT_SIZE as usize]);
 
 /// The status task.
-pub extern "C" fn task(_: usize) {
+extern "C" fn task(_: usize) {
     let Some(&name) = CHANNEL.get() else {
         return;
     };
@@ -57,7 +78,7 @@ pub extern "C" fn task(_: usize) {
     let Some(mut buf) = BUFFER.try_lock() else {
         return println!("status: a second status task");
     };
-    let period = PERIOD_NS.load(Ordering::Relaxed);
+    let period = report::period_ns();
     let cpus = CPUS.load(Ordering::Relaxed);
     println!(
         "status: reports on {name} every {} s (up to {max} bytes each)",
@@ -71,15 +92,15 @@ pub extern "C" fn task(_: usize) {
             return;
         }
         next = next.saturating_add(period);
-        let mut latency = [CpuLatency::default(); crate::MAX_CPUS];
+        let mut latency = [CpuLatency::default(); MAX_CPUS];
         let mut n_cpus = 0;
         for cpu in 0..cpus {
-            if let Some(l) = super::latency::latest(cpu) {
+            if let Some(l) = bulkhead_rt_app_latency::latest(cpu) {
                 latency[n_cpus] = l;
                 n_cpus += 1;
             }
         }
-        let n_tasks = crate::sched::task_snapshot(&mut tasks, cpus);
+        let n_tasks = report::task_snapshot(&mut tasks, cpus);
         let room = max.min(buf.len());
         let len = match status::encode(
             &mut buf[..room],
