@@ -1,7 +1,7 @@
 //! Time: absolute and relative sleeps, TSC to nanosecond conversion, and periodic releases.
 //!
 //! The kernel's time is monotonic nanoseconds since an epoch the arch layer picks (boot).
-//! [`Tsc`] converts between TSC ticks and those nanoseconds exactly (fixed-point, corrected),
+//! [`Tsc`] converts between TSC ticks and those nanoseconds exactly (128-bit intermediate),
 //! rounding so that a timer programmed from a deadline never fires before it. Sleeps follow
 //! `clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME)`: a deadline that has already passed
 //! returns at once, without blocking or yielding. [`Periodic`] computes release times as
@@ -15,59 +15,18 @@ use crate::{Error, Kernel, Resched};
 pub const NANOS_PER_SECOND: u64 = 1_000_000_000;
 
 /// A TSC frequency, for converting between ticks and nanoseconds.
-///
-/// The conversions are on every kernel entry's path, so they do not divide: each ratio
-/// (`1e9 / hz` and `hz / 1e9`) is kept as an integer part and a 64-bit binary fraction,
-/// computed once. Multiplying by them gives the quotient or one less (the fraction is rounded
-/// down); one exact 128-bit comparison then picks the right one, so the results are the
-/// exactly rounded quotients a 128-bit division would give.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tsc {
     hz: u64,
-    /// `1e9 / hz` as a fixed-point number.
-    ns_per_tick: Ratio,
-    /// `hz / 1e9` as a fixed-point number.
-    ticks_per_ns: Ratio,
-}
-
-/// `numerator / denominator` as `whole + fraction / 2^64`, the fraction rounded down.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Ratio {
-    whole: u64,
-    fraction: u64,
-}
-
-impl Ratio {
-    const fn new(numerator: u64, denominator: u64) -> Self {
-        let whole = numerator / denominator;
-        let rest = (numerator % denominator) as u128;
-        Self {
-            whole,
-            fraction: ((rest << 64) / denominator as u128) as u64,
-        }
-    }
-
-    /// `x * ratio`, rounded down, then possibly one less (never more than the exact value).
-    const fn times_at_most(self, x: u64) -> u128 {
-        x as u128 * self.whole as u128 + ((x as u128 * self.fraction as u128) >> 64)
-    }
 }
 
 impl Tsc {
-    /// The fastest TSC the conversions take (2^40 Hz, about 1.1 THz): their 128-bit
-    /// intermediates cannot overflow below it.
-    pub const MAX_HZ: u64 = 1 << 40;
-
-    /// A TSC ticking `hz` times a second; `hz` must be between 1 and [`Tsc::MAX_HZ`].
+    /// A TSC ticking `hz` times a second; `hz` must not be 0.
     pub const fn new(hz: u64) -> Result<Self, Error> {
-        if hz == 0 || hz > Self::MAX_HZ {
+        if hz == 0 {
             Err(Error::InvalidArgument)
         } else {
-            Ok(Self {
-                hz,
-                ns_per_tick: Ratio::new(NANOS_PER_SECOND, hz),
-                ticks_per_ns: Ratio::new(hz, NANOS_PER_SECOND),
-            })
+            Ok(Self { hz })
         }
     }
 
@@ -79,36 +38,24 @@ impl Tsc {
     /// `ticks * 1e9 / hz`, rounded down (a time read from the TSC is never in the future);
     /// saturates at `u64::MAX`.
     pub const fn ticks_to_ns(self, ticks: u64) -> u64 {
-        // `estimate` is the quotient or one less: add one while `(estimate + 1) * hz` still
-        // fits in `ticks * 1e9`.
-        let scaled = ticks as u128 * NANOS_PER_SECOND as u128;
-        let mut ns = self.ns_per_tick.times_at_most(ticks);
-        if (ns + 1) * self.hz as u128 <= scaled {
-            ns += 1;
+        let ns = ticks as u128 * NANOS_PER_SECOND as u128 / self.hz as u128;
+        if ns > u64::MAX as u128 {
+            u64::MAX
+        } else {
+            ns as u64
         }
-        saturate(ns)
     }
 
     /// `ns * hz / 1e9`, rounded up: the first tick at which `ns` has been reached, which is
     /// what a TSC-deadline timer must be programmed with so that it never fires early.
     /// Saturates at `u64::MAX`.
     pub const fn ns_to_ticks(self, ns: u64) -> u64 {
-        // The rounded-down quotient is `estimate` or one more; the rounded-up one is at most
-        // one above that.
-        let scaled = ns as u128 * self.hz as u128;
-        let mut ticks = self.ticks_per_ns.times_at_most(ns);
-        while ticks * (NANOS_PER_SECOND as u128) < scaled {
-            ticks += 1;
+        let ticks = (ns as u128 * self.hz as u128).div_ceil(NANOS_PER_SECOND as u128);
+        if ticks > u64::MAX as u128 {
+            u64::MAX
+        } else {
+            ticks as u64
         }
-        saturate(ticks)
-    }
-}
-
-const fn saturate(value: u128) -> u64 {
-    if value > u64::MAX as u128 {
-        u64::MAX
-    } else {
-        value as u64
     }
 }
 

@@ -136,7 +136,7 @@ bulkhead_rt::applications!({});
             .context("copying the lock file")?;
     }
     let target_dir = crate::target_dir().join("image-apps").join(&set);
-    let mut command = image_build_command(release, &target_dir);
+    let mut command = image_build_command(release, &target_dir, true);
     command
         .current_dir(&dir)
         .arg("--manifest-path")
@@ -261,7 +261,7 @@ fn build_linux_program(package: &str, binary: &str) -> Result<PathBuf> {
 
 fn build_image(package: &str, what: &str, release: bool) -> Result<PathBuf> {
     let target_dir = crate::target_dir().join("image");
-    let mut command = image_build_command(release, &target_dir);
+    let mut command = image_build_command(release, &target_dir, package == RT_IMAGE_PACKAGE);
     command
         .current_dir(crate::workspace_root())
         .args(["-p", package]);
@@ -274,7 +274,7 @@ fn build_image(package: &str, what: &str, release: bool) -> Result<PathBuf> {
 
 /// `cargo build` of an image for [`IMAGE_TARGET`] with the image flags into `target_dir`
 /// (the caller says what and from where).
-fn image_build_command(release: bool, target_dir: &Path) -> Command {
+fn image_build_command(release: bool, target_dir: &Path, lto: bool) -> Command {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
     command.arg("build");
@@ -287,6 +287,13 @@ fn image_build_command(release: bool, target_dir: &Path) -> Command {
         .env("RUSTFLAGS", IMAGE_RUSTFLAGS)
         // Would take precedence over RUSTFLAGS.
         .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    if release && lto {
+        // One optimisation unit across crates: an application's calls into the kernel's API
+        // (a separate crate) are inlined as the kernel's own are; the images are small, so
+        // this costs seconds.
+        command
+            .env("CARGO_PROFILE_RELEASE_LTO", "thin");
+    }
     command
 }
 
