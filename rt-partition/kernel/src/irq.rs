@@ -10,8 +10,10 @@
 //! [`Attached::wait`], then talks to its device. The kernel's part of an interrupt (the *top
 //! half*, in the interrupt itself) is short and the same for every device: end the
 //! interrupt at the local APIC, count it, stamp the time of the first interrupt the handler
-//! has not seen yet, and set the line's event flag, which wakes the handler task through the
-//! scheduler like any other wake-up. [`attach`] unmasks the line (the `LINE` hypercall: one
+//! has not seen yet, and wake the handler task if it waits: the line remembers which task
+//! waits on it, so the wake-up is a direct hand-off to the scheduler (no object to search,
+//! no waiter list to scan). The handler's CPU owns all of this: the top half and the waits
+//! run on it with interrupts off, so nothing here is shared between CPUs. [`attach`] unmasks the line (the `LINE` hypercall: one
 //! VM exit, at start-up, before any CPU takes interrupts: an interrupt that comes early
 //! waits in its CPU's local APIC until the CPU schedules); after that, interrupts cost no
 //! exit.
@@ -30,29 +32,33 @@
 //! time from the top half to the handler task running (minimum, maximum, sum), for
 //! [`Attached::stats`].
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use bulkhead_abi::hypercall::Hypercall;
 use bulkhead_abi::rt_boot::{LineInfo, MAX_LINES};
-use bulkhead_rt_core::sync::{FlagsCondition, FlagsMode};
-use bulkhead_rt_core::{Error, Resched, Timeout};
+use bulkhead_rt_core::clock::Sleep;
+use bulkhead_rt_core::{Error, Resched, Switch, TaskId, Timeout};
 use spin::Once;
 
-use crate::api::{self, EventFlagsHandle};
+use crate::api;
 use crate::arch::{rdtsc, time};
 use crate::boot::IoApic;
-use crate::sched::State;
+use crate::sched::{self, State};
 
-/// The line's event flag.
-const FIRED: u32 = 1;
+/// The tag a handler task parks with (plus the line's index), for what the kernel shows of
+/// blocked tasks.
+const PARK_TAG: u32 = 0x1_0000;
 
 /// What the kernel keeps for one line.
 struct LineState {
     info: Once<LineInfo>,
     /// Bare mode: the pin's IOAPIC registers, its index there, and the APIC ID it goes to.
     bare: Once<BarePin>,
-    /// The handler's flags, once attached.
-    attached: Once<EventFlagsHandle>,
+    /// Set once a driver attached the line.
+    attached: AtomicBool,
+    /// The task waiting for the line, as its index plus one; 0 when none (the line's CPU
+    /// only, interrupts off).
+    waiter: AtomicU32,
     /// Interrupts taken while attached; `seen` of them the handler has been told of.
     fired: AtomicU64,
     seen: AtomicU64,
@@ -69,7 +75,8 @@ static LINES: [LineState; MAX_LINES] = [const {
     LineState {
         info: Once::new(),
         bare: Once::new(),
-        attached: Once::new(),
+        attached: AtomicBool::new(false),
+        waiter: AtomicU32::new(0),
         fired: AtomicU64::new(0),
         seen: AtomicU64::new(0),
         unhandled: AtomicU64::new(0),
@@ -194,7 +201,6 @@ impl Line {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Attached {
     line: Line,
-    flags: EventFlagsHandle,
 }
 
 /// What the kernel counted for a line.
@@ -220,20 +226,11 @@ pub fn attach(line: Line) -> Result<Attached, Error> {
         return Err(Error::InvalidArgument);
     }
     let state = &LINES[line.index];
-    if state.attached.get().is_some() {
-        return Err(Error::InvalidArgument);
-    }
-    let flags = api::create_event_flags(line.cpu(), 0)?;
-    let mut ours = false;
-    state.attached.call_once(|| {
-        ours = true;
-        flags
-    });
-    if !ours {
+    if state.attached.swap(true, Ordering::AcqRel) {
         return Err(Error::InvalidArgument);
     }
     set_masked(line.index, false);
-    Ok(Attached { line, flags })
+    Ok(Attached { line })
 }
 
 /// What a driver's `init` does for the device whose interrupt is IOAPIC pin `gsi`, handled by
@@ -275,12 +272,53 @@ impl Attached {
     #[track_caller]
     pub fn wait(&self, timeout: Timeout) -> Result<u64, Error> {
         let state = &LINES[self.line.index];
-        let condition = FlagsCondition {
-            mask: FIRED,
-            mode: FlagsMode::Any,
-            clear_on_exit: true,
-        };
-        api::event_wait(self.flags, condition, timeout)?;
+        if api::cpu() != self.line.cpu() {
+            return Err(Error::OtherCore);
+        }
+        // Each pass either finds an interrupt not yet seen, or waits (parked, or asleep until
+        // the deadline) as the line's waiter; the top half wakes the waiter. A wake-up that
+        // is not the line's (the deadline, a stale wake) just leads to the next pass.
+        let tag = PARK_TAG + self.line.index as u32;
+        let pending = || state.fired.load(Ordering::Relaxed) != state.seen.load(Ordering::Relaxed);
+        // Seen without entering the kernel (after a wake-up, the usual case); only a wait
+        // needs the kernel, where the check is made again with interrupts off.
+        while !pending() {
+            let pending = sched::enter(|kernel_state, core, now| {
+                let pending = pending();
+                let task = kernel_state.kernel.current(core);
+                match (pending, task, timeout) {
+                    (true, _, _) => (Ok(true), Resched::NONE, Switch::Stay),
+                    (false, _, Timeout::NonBlocking) => {
+                        (Err(Error::WouldBlock), Resched::NONE, Switch::Stay)
+                    }
+                    (false, Err(e), _) => (Err(e), Resched::NONE, Switch::Stay),
+                    (false, Ok(task), Timeout::Forever) => {
+                        state.waiter.store(task.index() as u32 + 1, Ordering::Relaxed);
+                        let switch = kernel_state
+                            .kernel
+                            .block_current(core, tag, now)
+                            .unwrap_or(Switch::Stay);
+                        (Ok(false), Resched::NONE, switch)
+                    }
+                    (false, Ok(task), Timeout::Until(deadline)) => {
+                        match kernel_state.kernel.sleep_until(core, deadline, now) {
+                            Ok(Sleep::Asleep(resched)) => {
+                                state.waiter.store(task.index() as u32 + 1, Ordering::Relaxed);
+                                (Ok(false), resched, Switch::Stay)
+                            }
+                            Ok(Sleep::Elapsed) => {
+                                state.waiter.store(0, Ordering::Relaxed);
+                                (Err(Error::TimedOut), Resched::NONE, Switch::Stay)
+                            }
+                            Err(e) => (Err(e), Resched::NONE, Switch::Stay),
+                        }
+                    }
+                }
+            })?;
+            if pending {
+                break;
+            }
+        }
         let since = state.pending_since.swap(0, Ordering::Relaxed);
         if since != 0 {
             let ns = time::tsc().ticks_to_ns(rdtsc().saturating_sub(since));
@@ -343,23 +381,25 @@ fn set_masked(index: usize, masked: bool) {
 }
 
 /// The top half of line `index`'s interrupt on this CPU (its state held, interrupts off, the
-/// local APIC's EOI done): count, stamp, and wake the handler.
+/// local APIC's EOI done): count, stamp, and wake the handler if it waits.
 pub fn top_half(state: &mut State, index: usize, now: u64) -> Resched {
     let Some(line) = LINES.get(index) else {
         return Resched::NONE;
     };
-    match line.attached.get() {
-        Some(&flags) => {
-            line.fired.fetch_add(1, Ordering::Relaxed);
-            if line.pending_since.load(Ordering::Relaxed) == 0 {
-                line.pending_since.store(rdtsc(), Ordering::Relaxed);
-            }
-            api::event_set_locked(state, flags, FIRED, now)
-        }
-        None => {
-            line.unhandled.fetch_add(1, Ordering::Relaxed);
-            set_masked(index, true);
-            Resched::NONE
-        }
+    if !line.attached.load(Ordering::Relaxed) {
+        line.unhandled.fetch_add(1, Ordering::Relaxed);
+        set_masked(index, true);
+        return Resched::NONE;
+    }
+    line.fired.fetch_add(1, Ordering::Relaxed);
+    if line.pending_since.load(Ordering::Relaxed) == 0 {
+        line.pending_since.store(rdtsc(), Ordering::Relaxed);
+    }
+    match line.waiter.swap(0, Ordering::Relaxed) {
+        0 => Resched::NONE,
+        waiter => state
+            .kernel
+            .wake(TaskId::new((waiter - 1) as u16), now)
+            .map_or(Resched::NONE, Resched::from),
     }
 }
