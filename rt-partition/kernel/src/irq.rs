@@ -29,14 +29,16 @@
 //! CPU, and masking is a write of the pin's entry instead of a hypercall.
 //!
 //! Per line the kernel keeps: interrupts taken, unhandled ones, handler wake-ups, and the
-//! time from the top half to the handler task running (minimum, maximum, sum), for
-//! [`Attached::stats`].
+//! time from the top half to the handler task running as a histogram of 1 us buckets, for
+//! [`Attached::stats`] and [`Attached::latency_histogram`]. The handler task writes them,
+//! anyone may read them (atomics, no lock).
 
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use bulkhead_abi::hypercall::Hypercall;
 use bulkhead_abi::rt_boot::{LineInfo, MAX_LINES};
 use bulkhead_rt_core::clock::Sleep;
+use bulkhead_rt_core::latency::{Histogram, NANOS_PER_BUCKET};
 use bulkhead_rt_core::{Error, Resched, Switch, TaskId, Timeout};
 use spin::Once;
 
@@ -69,7 +71,13 @@ struct LineState {
     latency_min_ns: AtomicU64,
     latency_max_ns: AtomicU64,
     latency_sum_ns: AtomicU64,
+    /// Top half to task, in 1 us buckets (`latency::NANOS_PER_BUCKET`), and beyond them.
+    latency_buckets: [AtomicU64; LINE_BUCKETS],
+    latency_overflow: AtomicU64,
 }
+
+/// The per-line latency histogram's buckets: 1 us each, up to this many microseconds.
+pub const LINE_BUCKETS: usize = 200;
 
 static LINES: [LineState; MAX_LINES] = [const {
     LineState {
@@ -85,6 +93,8 @@ static LINES: [LineState; MAX_LINES] = [const {
         latency_min_ns: AtomicU64::new(u64::MAX),
         latency_max_ns: AtomicU64::new(0),
         latency_sum_ns: AtomicU64::new(0),
+        latency_buckets: [const { AtomicU64::new(0) }; LINE_BUCKETS],
+        latency_overflow: AtomicU64::new(0),
     }
 }; MAX_LINES];
 
@@ -212,10 +222,15 @@ pub struct LineStats {
     pub unhandled: u64,
     /// Times the handler task woke for the line.
     pub wakeups: u64,
-    /// Top half to handler task running, over those wake-ups (nanoseconds; 0 without any).
+    /// Top half to handler task running, over the wake-ups that followed an interrupt
+    /// (nanoseconds; 0 without any): how many, minimum, maximum, mean, 99th and 99.9th
+    /// percentiles (upper edges of 1 us buckets; see [`Attached::latency_histogram`]).
+    pub latency_samples: u64,
     pub latency_min_ns: u64,
     pub latency_max_ns: u64,
     pub latency_avg_ns: u64,
+    pub latency_p99_ns: u64,
+    pub latency_p999_ns: u64,
 }
 
 /// Makes `line`'s handler the tasks of its CPU that call [`Attached::wait`], and unmasks it
@@ -325,6 +340,10 @@ impl Attached {
             state.latency_min_ns.fetch_min(ns, Ordering::Relaxed);
             state.latency_max_ns.fetch_max(ns, Ordering::Relaxed);
             state.latency_sum_ns.fetch_add(ns, Ordering::Relaxed);
+            match state.latency_buckets.get((ns / NANOS_PER_BUCKET) as usize) {
+                Some(bucket) => bucket.fetch_add(1, Ordering::Relaxed),
+                None => state.latency_overflow.fetch_add(1, Ordering::Relaxed),
+            };
         }
         state.wakeups.fetch_add(1, Ordering::Relaxed);
         let fired = state.fired.load(Ordering::Relaxed);
@@ -336,24 +355,39 @@ impl Attached {
     pub fn stats(&self) -> LineStats {
         stats_of(self.line.index)
     }
+
+    /// The line's top-half-to-task latency histogram so far (1 us buckets up to
+    /// [`LINE_BUCKETS`] us).
+    pub fn latency_histogram(&self) -> Histogram<LINE_BUCKETS> {
+        histogram_of(self.line.index)
+    }
 }
 
 fn stats_of(index: usize) -> LineStats {
     let state = &LINES[index];
-    let wakeups = state.wakeups.load(Ordering::Relaxed);
-    let sum = state.latency_sum_ns.load(Ordering::Relaxed);
+    let histogram = histogram_of(index);
     LineStats {
         fired: state.fired.load(Ordering::Relaxed),
         unhandled: state.unhandled.load(Ordering::Relaxed),
-        wakeups,
-        latency_min_ns: if wakeups == 0 {
-            0
-        } else {
-            state.latency_min_ns.load(Ordering::Relaxed).min(sum)
-        },
-        latency_max_ns: state.latency_max_ns.load(Ordering::Relaxed),
-        latency_avg_ns: sum.checked_div(wakeups).unwrap_or(0),
+        wakeups: state.wakeups.load(Ordering::Relaxed),
+        latency_samples: histogram.samples(),
+        latency_min_ns: histogram.min_ns().unwrap_or(0),
+        latency_max_ns: histogram.max_ns().unwrap_or(0),
+        latency_avg_ns: histogram.average_ns().unwrap_or(0),
+        latency_p99_ns: histogram.p99_ns().unwrap_or(0),
+        latency_p999_ns: histogram.p999_ns().unwrap_or(0),
     }
+}
+
+fn histogram_of(index: usize) -> Histogram<LINE_BUCKETS> {
+    let state = &LINES[index];
+    Histogram::from_counts(
+        core::array::from_fn(|i| state.latency_buckets[i].load(Ordering::Relaxed)),
+        state.latency_overflow.load(Ordering::Relaxed),
+        state.latency_sum_ns.load(Ordering::Relaxed),
+        state.latency_min_ns.load(Ordering::Relaxed),
+        state.latency_max_ns.load(Ordering::Relaxed),
+    )
 }
 
 /// Masks or unmasks line `index`: through the hypervisor (one VM exit), or bare by writing
