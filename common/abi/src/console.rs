@@ -151,6 +151,9 @@ pub enum Refusal {
     Ioapic,
     /// An access to a port no device of the partition answers.
     Port,
+    /// A PCI configuration-space write to a function the partition does not own (another
+    /// partition's, or one it may only read).
+    PciConfig,
     /// An instruction the partition's CPUs do not have (VMX): #UD in the guest.
     Instruction,
     /// An access to memory the partition does not own that the hypervisor answered as a
@@ -160,12 +163,13 @@ pub enum Refusal {
 
 impl Refusal {
     /// Every kind, in the order a report lists them.
-    pub const ALL: [Refusal; 7] = [
+    pub const ALL: [Refusal; 8] = [
         Refusal::Hypercall,
         Refusal::Ipi,
         Refusal::Msr,
         Refusal::Ioapic,
         Refusal::Port,
+        Refusal::PciConfig,
         Refusal::Instruction,
         Refusal::Memory,
     ];
@@ -178,6 +182,7 @@ impl Refusal {
             Self::Msr => "msr",
             Self::Ioapic => "ioapic",
             Self::Port => "port",
+            Self::PciConfig => "pci",
             Self::Instruction => "instruction",
             Self::Memory => "memory",
         }

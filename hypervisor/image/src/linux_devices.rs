@@ -312,35 +312,42 @@ fn pci_address(bdf: PciBdf, offset: u8) -> u32 {
         | u32::from(offset & 0xfc)
 }
 
-/// What an IN or OUT did: the value read (for IN), its meaning for the partition, and
-/// whether the port has no device for Linux (to count and log).
+/// What an IN or OUT did: the value read (for IN), its meaning for the partition, whether
+/// the port has no device for Linux, and a refused PCI configuration write (both to count
+/// and log).
 pub struct PortResult {
     pub read: Option<u32>,
     pub event: Event,
     pub unowned: bool,
+    pub refused: Option<IoOutcome>,
 }
 
 /// An IN (`write` = `None`) or OUT of `width` bytes on `port`.
 pub fn port_access(port: u16, width: u8, write: Option<u32>) -> PortResult {
-    let (read, event, unowned) = port_access_inner(port, width, write);
+    let (read, event, unowned, refused) = port_access_inner(port, width, write);
     PortResult {
         read,
         event,
         unowned,
+        refused,
     }
 }
 
-fn port_access_inner(port: u16, width: u8, write: Option<u32>) -> (Option<u32>, Event, bool) {
+/// The value read, the event, whether the port is unowned, and a refused configuration write.
+type PortOutcome = (Option<u32>, Event, bool, Option<IoOutcome>);
+
+fn port_access_inner(port: u16, width: u8, write: Option<u32>) -> PortOutcome {
     let Some(d) = DEVICES.get() else {
         let all_ones = u32::MAX >> (32 - 8 * u32::from(width.clamp(1, 4)));
-        return (write.is_none().then_some(all_ones), Event::Done, true);
+        return (write.is_none().then_some(all_ones), Event::Done, true, None);
     };
     let mut io = d.io.lock();
     let outcome = io.access(port, width, write);
     let data = 0xcfc;
     match outcome {
-        IoOutcome::Read(v) => (Some(v), Event::Done, false),
-        IoOutcome::Ignored => (None, Event::Done, false),
+        IoOutcome::Read(v) => (Some(v), Event::Done, false, None),
+        IoOutcome::Ignored => (None, Event::Done, false, None),
+        refused @ IoOutcome::RefusedConfigWrite { .. } => (None, Event::Done, false, Some(refused)),
         IoOutcome::PciConfigRead { bdf, offset, width } => {
             let at = data + u16::from(offset & 3);
             // SAFETY: mechanism #1 through the real ports, for a function Linux may read
@@ -353,7 +360,7 @@ fn port_access_inner(port: u16, width: u8, write: Option<u32>) -> (Option<u32>, 
                     _ => port::inl(at),
                 }
             };
-            (Some(v), Event::Done, false)
+            (Some(v), Event::Done, false, None)
         }
         IoOutcome::PciConfigWrite {
             bdf,
@@ -371,14 +378,14 @@ fn port_access_inner(port: u16, width: u8, write: Option<u32>) -> (Option<u32>, 
                     _ => port::outl(at, value),
                 }
             }
-            (None, Event::Done, false)
+            (None, Event::Done, false, None)
         }
         IoOutcome::EmulatedConfigRead { offset, width } => {
             let v = d
                 .channel
                 .as_ref()
                 .map_or(u32::MAX, |c| c.device.lock().read(offset, width));
-            (Some(v), Event::Done, false)
+            (Some(v), Event::Done, false, None)
         }
         IoOutcome::EmulatedConfigWrite {
             offset,
@@ -393,12 +400,12 @@ fn port_access_inner(port: u16, width: u8, write: Option<u32>) -> (Option<u32>, 
             if send {
                 deliver_channel_interrupt();
             }
-            (None, Event::Done, false)
+            (None, Event::Done, false, None)
         }
-        IoOutcome::PowerOff => (None, Event::PowerOff, false),
-        IoOutcome::Reset { how } => (None, Event::Reset(how), false),
-        IoOutcome::UnownedRead { value, .. } => (Some(value), Event::Done, true),
-        IoOutcome::UnownedWrite { .. } => (None, Event::Done, true),
+        IoOutcome::PowerOff => (None, Event::PowerOff, false, None),
+        IoOutcome::Reset { how } => (None, Event::Reset(how), false, None),
+        IoOutcome::UnownedRead { value, .. } => (Some(value), Event::Done, true, None),
+        IoOutcome::UnownedWrite { .. } => (None, Event::Done, true, None),
     }
 }
 

@@ -527,7 +527,9 @@ const DOORBELL_FLOOD: &str = r"^hostile: user-doorbell-flood: 20000 rings: inter
 /// meant for user space are refused, and a flood of unknown ones is counted but logged only
 /// within the budget; a flood of 20,000 doorbells on `commands` interrupts the RT partition
 /// only when its echo task asked, and never beyond its budget of doorbells a second; root's writes of the TSC and TSC_ADJUST leave the
-/// clock where it was; root's writes into the hypervisor's console UART are dropped. Through it
+/// clock where it was; root's writes into the hypervisor's console UART are dropped; root's
+/// write to the configuration space of a PCI function Linux may only read changes nothing and
+/// is counted as a `pci` refusal. Through it
 /// all the RT latency task misses no deadline and the RT CPU takes no VM exit; the hypervisor
 /// counts every refusal per kind, and Linux powers off normally at the end.
 #[test]
@@ -550,6 +552,7 @@ fn bochs_hostile_linux() -> Result<()> {
         .line("hostile: root-tsc-write: wrote TSC (accepted) and TSC_ADJUST (accepted); the TSC did not move")
         .line("hostile: root-hypervisor-uart: wrote 9 bytes to port 0x3f8")
         .regex(r"^hostile: root-xapic-read: (read 0xffffffff|refused by Linux: .*)$")
+        .regex(r"^hostile: root-pci-config-write: host bridge command 0x[0-9a-f]{4} unchanged after writing 0x[0-9a-f]{4}$")
         .line("bulkhead-linux: hostile exit status 0")
         .regex(POWERED_OFF)
         .fail_on("guest stopped")
@@ -574,12 +577,14 @@ fn bochs_hostile_linux() -> Result<()> {
         count(Refusal::Instruction) >= 1
             && count(Refusal::Hypercall) >= 1502
             && count(Refusal::Msr) >= 2
-            && count(Refusal::Port) >= 9,
-        "refusals not all counted: instruction {} hypercall {} msr {} port {}\n{log}",
+            && count(Refusal::Port) >= 9
+            && count(Refusal::PciConfig) >= 1,
+        "refusals not all counted: instruction {} hypercall {} msr {} port {} pci {}\n{log}",
         count(Refusal::Instruction),
         count(Refusal::Hypercall),
         count(Refusal::Msr),
-        count(Refusal::Port)
+        count(Refusal::Port),
+        count(Refusal::PciConfig)
     );
     // The flood reached the console only within the per-CPU budget of 8 refusal lines.
     let logged = run.count(Pattern::contains("from user space refused"));

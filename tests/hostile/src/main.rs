@@ -34,7 +34,7 @@ const XAPIC_PAGE: u64 = 0xfee0_0000;
 type Case = fn() -> String;
 
 /// Every case, in the order `all` runs them.
-const CASES: [(&str, Case); 8] = [
+const CASES: [(&str, Case); 9] = [
     ("user-vmxoff", user_vmxoff),
     ("user-hello", user_hello),
     ("user-hypercall-flood", user_hypercall_flood),
@@ -43,6 +43,7 @@ const CASES: [(&str, Case); 8] = [
     ("root-tsc-write", root_tsc_write),
     ("root-hypervisor-uart", root_hypervisor_uart),
     ("root-xapic-read", root_xapic_read),
+    ("root-pci-config-write", root_pci_config_write),
 ];
 
 fn main() -> ExitCode {
@@ -286,6 +287,43 @@ fn root_hypervisor_uart() -> String {
         }
     }
     "wrote 9 bytes to port 0x3f8".into()
+}
+
+/// Root writes the PCI configuration space of a function Linux may only read (the host
+/// bridge, 00:00.0: its command register's SERR# enable bit, flipped) through the
+/// configuration ports, and reads it back.
+fn root_pci_config_write() -> String {
+    const ADDRESS: u16 = 0xcf8;
+    const DATA: u16 = 0xcfc;
+    // Enable bit, bus 0, device 0, function 0, register 0x04 (command).
+    const HOST_BRIDGE_COMMAND: u32 = 0x8000_0004;
+    // SAFETY: raising this process's I/O privilege is what the attack is about; root may.
+    if unsafe { libc::iopl(3) } != 0 {
+        return format!("iopl failed: {}", Error::last_os_error());
+    }
+    let read = || -> u16 {
+        let value: u16;
+        // SAFETY: the configuration mechanism's two ports; with iopl 3 the CPU allows them,
+        // the hypervisor decides what they reach.
+        unsafe {
+            core::arch::asm!("out dx, eax", in("dx") ADDRESS, in("eax") HOST_BRIDGE_COMMAND, options(nomem, nostack));
+            core::arch::asm!("in ax, dx", in("dx") DATA, out("ax") value, options(nomem, nostack));
+        }
+        value
+    };
+    let before = read();
+    let written = before ^ 0x0100;
+    // SAFETY: as in `read`.
+    unsafe {
+        core::arch::asm!("out dx, eax", in("dx") ADDRESS, in("eax") HOST_BRIDGE_COMMAND, options(nomem, nostack));
+        core::arch::asm!("out dx, ax", in("dx") DATA, in("ax") written, options(nomem, nostack));
+    }
+    let after = read();
+    if after == before {
+        format!("host bridge command {before:#06x} unchanged after writing {written:#06x}")
+    } else {
+        format!("host bridge command {before:#06x} became {after:#06x}")
+    }
 }
 
 /// Root reads the xAPIC page through /dev/mem (a driverless access to an APIC that x2APIC

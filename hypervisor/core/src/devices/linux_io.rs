@@ -129,6 +129,10 @@ pub enum IoOutcome {
         width: u8,
         value: u32,
     },
+    /// A configuration-space write to a function Linux does not own (the RT partition's, a
+    /// host bridge it may only read, one that is not there), or with the address latch not
+    /// naming a function (`bdf` `None`): dropped, and counted as a refusal.
+    RefusedConfigWrite { bdf: Option<PciBdf>, offset: u8 },
     /// Read `width` bytes at `offset` of the emulated channel device's config space.
     EmulatedConfigRead { offset: u8, width: u8 },
     /// Write `value` (`width` bytes) at `offset` of the emulated channel device.
@@ -148,6 +152,12 @@ impl fmt::Display for IoOutcome {
         match *self {
             Self::Read(value) => write!(f, "emulated read {value:#x}"),
             Self::Ignored => f.write_str("write ignored"),
+            Self::RefusedConfigWrite { bdf: Some(bdf), offset } => {
+                write!(f, "configuration write to {bdf} offset {offset:#x} refused")
+            }
+            Self::RefusedConfigWrite { bdf: None, offset } => {
+                write!(f, "configuration write at offset {offset:#x} with no function selected refused")
+            }
             Self::PciConfigRead { bdf, offset, width } => {
                 write!(f, "PCI {bdf} config read of {width} bytes at {offset:#x}")
             }
@@ -335,7 +345,7 @@ impl<'a> LinuxIo<'a> {
                     width,
                     value,
                 },
-                None => IoOutcome::Ignored,
+                None => IoOutcome::RefusedConfigWrite { bdf, offset },
             },
         }
     }
@@ -506,7 +516,13 @@ mod tests {
         io.access(0xcf8, 4, Some(address(bdf(0, 3, 1), 0)));
         assert_eq!(io.access(0xcfc, 4, None), IoOutcome::Read(0xffff_ffff));
         assert_eq!(io.access(0xcfc, 2, None), IoOutcome::Read(0xffff));
-        assert_eq!(io.access(0xcfc, 4, Some(0)), IoOutcome::Ignored);
+        assert_eq!(
+            io.access(0xcfc, 4, Some(0)),
+            IoOutcome::RefusedConfigWrite {
+                bdf: Some(bdf(0, 3, 1)),
+                offset: 0
+            }
+        );
     }
 
     #[test]
@@ -514,7 +530,10 @@ mod tests {
         let mut io = io();
         io.access(0xcf8, 4, Some(address(DEVICES[0], 0) & !ADDRESS_ENABLE));
         assert_eq!(io.access(0xcfc, 4, None), IoOutcome::Read(0xffff_ffff));
-        assert_eq!(io.access(0xcfc, 1, Some(0)), IoOutcome::Ignored);
+        assert_eq!(
+            io.access(0xcfc, 1, Some(0)),
+            IoOutcome::RefusedConfigWrite { bdf: None, offset: 0 }
+        );
         io.access(0xcf8, 4, Some(address(DEVICES[0], 0) | 1 << 24));
         assert_eq!(io.access(0xcfc, 4, None), IoOutcome::Read(0xffff_ffff));
     }
@@ -531,11 +550,15 @@ mod tests {
                 width: 4
             }
         );
-        assert_eq!(io.access(0xcfc, 4, Some(0)), IoOutcome::Ignored);
+        let refused = |offset| IoOutcome::RefusedConfigWrite {
+            bdf: Some(HOST_BRIDGE),
+            offset,
+        };
+        assert_eq!(io.access(0xcfc, 4, Some(0)), refused(0x08));
         // Even when the config gives it to Linux.
         let mut owner = LinuxIo::new(&READ_ONLY_DEVICES, FADT);
         owner.access(0xcf8, 4, Some(address(HOST_BRIDGE, 0x04)));
-        assert_eq!(owner.access(0xcfc, 2, Some(7)), IoOutcome::Ignored);
+        assert_eq!(owner.access(0xcfc, 2, Some(7)), refused(0x04));
     }
 
     #[test]

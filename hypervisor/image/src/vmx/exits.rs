@@ -103,6 +103,9 @@ pub struct ExitHandler {
     refused_writes: LogBudget,
     /// Accesses to ports without a device so far (only the first few are logged).
     unowned_ports: LogBudget,
+    /// Refused PCI configuration writes so far (only the first few are logged: Linux's own
+    /// probing writes to functions it may only read, such as the host bridge's BARs).
+    refused_config: LogBudget,
     /// Whether the guest may still say hello: a start-up guest (the RT kernel, Linux's stub)
     /// that has not yet.
     hello_expected: bool,
@@ -128,6 +131,7 @@ impl ExitHandler {
             own_cpus,
             refused_writes: LogBudget::new(LOGGED_REFUSALS),
             unowned_ports: LogBudget::new(LOGGED_PORTS),
+            refused_config: LogBudget::new(LOGGED_PORTS),
         }
     }
 
@@ -348,6 +352,19 @@ impl ExitHandler {
         let result = linux_devices::port_access(port, size as u8, write);
         if result.unowned {
             self.unowned_port(port, !input);
+        }
+        if let Some(refused) = &result.refused {
+            reports::refused(self.partition, Refusal::PciConfig);
+            if let Some(tail) = self
+                .refused_config
+                .next("further ones are counted in the exit report's refusals")
+            {
+                log::info!(
+                    "cpu {} ({} partition): PCI {refused}{tail}",
+                    self.index,
+                    self.partition
+                );
+            }
         }
         if let Some(v) = result.read.filter(|_| input) {
             regs.rax = match size {
