@@ -37,12 +37,13 @@ pub mod trace;
 /// lowest priority: [`Published`](report::Published) records (written without waiting) and
 /// [`request`](report::request); the report period (`latency_report_s=`); and what the
 /// kernel publishes of itself for reports: every CPU's tasks as their report tasks last
-/// published them ([`task_snapshot`](report::task_snapshot)) and a [`TextBuf`](report::TextBuf)
-/// to format a line in without allocating.
+/// published them when asked ([`request_task_snapshots`](report::request_task_snapshots),
+/// [`task_snapshot`](report::task_snapshot)) and a [`TextBuf`](report::TextBuf) to format a
+/// line in without allocating.
 pub mod report {
     pub use crate::console::TextBuf;
     pub use crate::sched::{MAX_TASKS, task_snapshot};
-    pub use crate::tasks::report::{Published, period_ns, request};
+    pub use crate::tasks::report::{Published, period_ns, request, request_task_snapshots};
 }
 
 

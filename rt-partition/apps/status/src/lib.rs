@@ -3,8 +3,9 @@
 //! each RT CPU's latency summary and wake-up latency histogram, and every task's CPU time,
 //! wake-ups, misses and longest wake-up latency (`bulkhead_abi::status` owns the layout;
 //! Linux's `bulkhead rt` shows it). Each CPU's record comes whole from the latency
-//! application ([`latest`]), each CPU's tasks as its report task last published them
-//! (`bulkhead_rt::report::task_snapshot`).
+//! application ([`latest`]), each CPU's tasks as its report task last published them when
+//! the status task asked the period before (`bulkhead_rt::report::request_task_snapshots`,
+//! `task_snapshot`).
 //!
 //! [`latest`]: bulkhead_rt_app_latency::latest
 //!
@@ -87,6 +88,8 @@ extern "C" fn task(_: usize) {
     let mut tasks = [TaskStatus::default(); MAX_TASKS];
     let (mut sent, mut dropped) = (0u64, 0u64);
     let mut next = api::now_ns().saturating_add(period);
+    // Each period asks every CPU's report task to publish its tasks for the next report.
+    report::request_task_snapshots(cpus);
     loop {
         if api::sleep_until(next).is_err() {
             return;
@@ -101,6 +104,7 @@ extern "C" fn task(_: usize) {
             }
         }
         let n_tasks = report::task_snapshot(&mut tasks, cpus);
+        report::request_task_snapshots(cpus);
         let room = max.min(buf.len());
         let len = match status::encode(
             &mut buf[..room],

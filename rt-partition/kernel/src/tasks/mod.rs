@@ -3,7 +3,7 @@
 //!
 //! - per CPU a **report** task (`report.rs`) at the lowest priority: it prints what the
 //!   applications of its CPU published, so that their urgent tasks never format text, and
-//!   publishes its CPU's task statistics once a report period;
+//!   publishes its CPU's task statistics when the status report asks;
 //! - with `selftest=kernel`, the **self-test** task set (`selftest.rs`).
 //!
 //! The latency measurement and the status report are applications of the default image
@@ -40,8 +40,7 @@ pub fn create_all(options: &Options<'static>, cpus: usize) -> Result<(), Error> 
         selftest::create(cpus)?;
     }
     log::info!(
-        "tasks: a report task on each of {cpus} CPUs (every {} s), self-tests {}",
-        options.latency_report_s,
+        "tasks: a report task on each of {cpus} CPUs, self-tests {}",
         if options.selftest { "on" } else { "off" }
     );
     Ok(())

@@ -5,9 +5,9 @@
 //! words, written without waiting) and sets its application's flag of its CPU's report flags
 //! ([`request`]); the report task wakes when nothing more urgent runs and runs the
 //! application's `report` function, which reads the record and prints the line. A record
-//! published again before it was printed is printed once, the newest. Once a report period
-//! (`latency_report_s=`, [`period_ns`]) it also publishes its CPU's task statistics for the
-//! status report (`sched::publish_own_tasks`): no CPU reads another's kernel state.
+//! published again before it was printed is printed once, the newest. Asked
+//! ([`request_task_snapshots`], by the status report once a period), it also publishes its
+//! CPU's task statistics (`sched::publish_own_tasks`): no CPU reads another's kernel state.
 
 use core::sync::atomic::{AtomicU64, Ordering, fence};
 
@@ -16,21 +16,35 @@ use spin::Once;
 
 use crate::api::{self, EventFlagsHandle, Timeout};
 
+/// The flag that asks a report task to publish its CPU's tasks ([`request_task_snapshots`]).
+const PUBLISH_TASKS: u32 = 1 << 31;
+
 /// The report flag of the application named `name`: one bit each in the applications'
-/// order in the image; applications past the 32nd share the last bit (none for a name no
-/// application has).
+/// order in the image, from bit 0; applications past the 31st share bit 30 (none for a name
+/// no application has).
 fn app_flag(name: &str) -> u32 {
     crate::app::all()
         .iter()
         .position(|app| app.name == name)
-        .map_or(0, |index| 1 << index.min(31))
+        .map_or(0, |index| 1 << index.min(30))
+}
+
+/// Asks the report task of each of the first `cpus` CPUs to publish its CPU's tasks
+/// (`task_snapshot` then reads them): what a status report asks for once a period. The
+/// report tasks keep no timer of their own, so a CPU nobody asks takes no extra timer
+/// interrupt or re-arm on its wake-up paths.
+#[track_caller]
+pub fn request_task_snapshots(cpus: usize) {
+    for cpu in 0..cpus.min(crate::MAX_CPUS) {
+        ready(cpu, PUBLISH_TASKS);
+    }
 }
 
 /// The report period in nanoseconds (`latency_report_s=`, default 1 s).
 static PERIOD_NS: AtomicU64 = AtomicU64::new(1_000_000_000);
 
-/// The report period in nanoseconds: how often the report tasks publish their CPUs' tasks,
-/// and how often applications that report periodically (the latency application) should.
+/// The report period in nanoseconds: how often applications that report periodically (the
+/// latency application, the status report) should.
 pub fn period_ns() -> u64 {
     PERIOD_NS.load(Ordering::Relaxed)
 }
@@ -129,12 +143,9 @@ pub extern "C" fn task(cpu: usize) {
         clear_on_exit: true,
     };
     let mut refused_seen = 0;
-    let mut next_publish = api::now_ns().saturating_add(period_ns());
     loop {
-        let what = match api::event_wait(flags, condition, Timeout::Until(next_publish)) {
-            Ok(what) => what,
-            Err(bulkhead_rt_core::Error::TimedOut) => 0,
-            Err(_) => return,
+        let Ok(what) = api::event_wait(flags, condition, Timeout::Forever) else {
+            return;
         };
         let refused = crate::sched::mail_refused(cpu);
         if refused != refused_seen {
@@ -150,10 +161,7 @@ pub extern "C" fn task(cpu: usize) {
                 report();
             }
         }
-        // Once a report period: this CPU's tasks, for the status report.
-        let now = api::now_ns();
-        if now >= next_publish {
-            next_publish = next_publish.saturating_add(period_ns()).max(now);
+        if what & PUBLISH_TASKS != 0 {
             crate::sched::publish_own_tasks();
         }
     }
