@@ -512,7 +512,7 @@ impl fmt::Display for ControlSummary {
 
 /// A device interrupt's latency, cumulative: from the moment the device raised it (known:
 /// a timer's comparator) to its handler task running, on the RT CPU the line goes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct DeviceLatencySummary<'a> {
     /// The device (`hpet`).
     pub source: &'a str,

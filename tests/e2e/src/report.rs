@@ -6,11 +6,13 @@
 //!   the console lines ([`latency_summaries`]) and patterns to wait for them;
 //! - the RT kernel's self-test result ([`SelftestSummary`], the ABI's type);
 //! - the hypervisor's exit report, periodic or (indented) at a partition's stop: an owned
-//!   [`ExitReport`] parsed by the ABI's parser, and patterns to wait for them.
+//!   [`ExitReport`] parsed by the ABI's parser, patterns to wait for them, and the check that
+//!   an RT CPU took no exit after steady state ([`rt_cpu_took_no_exits`]).
 //!
 //! A line that does not have exactly the expected form parses to `None`: a test that needs the
 //! numbers then fails on their absence rather than on a guess.
 
+use anyhow::{Context, Result};
 use bulkhead_abi::console;
 pub use bulkhead_abi::console::{LatencySummary, SelftestSummary};
 
@@ -113,6 +115,26 @@ impl ExitReport {
     }
 }
 
+/// Fails unless every RT exit report of `cpu` in `run` shows the same total: the CPU took no
+/// VM exit between its first report (at steady state) and its last. Returns that total and
+/// how many reports there were.
+pub fn rt_cpu_took_no_exits(run: &crate::Run, cpu: u32, while_what: &str) -> Result<(u64, usize)> {
+    let totals: Vec<u64> = ExitReport::all(run.lines(), PartitionKind::Rt)
+        .iter()
+        .filter(|e| e.cpu == cpu)
+        .map(|e| e.total)
+        .collect();
+    let first = *totals
+        .first()
+        .with_context(|| format!("no exit report of RT CPU {cpu}"))?;
+    anyhow::ensure!(
+        totals.iter().all(|&t| t == first),
+        "RT CPU {cpu} took VM exits while {while_what}: totals {totals:?}\n{}",
+        run.log()
+    );
+    Ok((first, totals.len()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,3 +224,4 @@ mod tests {
         assert_eq!(ExitReport::all(&lines, PartitionKind::Linux)[0].total, 8);
     }
 }
+

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use bulkhead_abi::console::{DeviceLatencySummary, HALTED, STEADY_STATE, SerialSummary};
-use bulkhead_e2e::{ExitReport, Expect, PartitionKind, Scenario, config};
+use bulkhead_e2e::{Expect, Scenario, config, report};
 
 /// Wall-clock limit of a run.
 const BOCHS_LIMIT: Duration = Duration::from_secs(600);
@@ -55,19 +55,13 @@ fn bochs_rt_hpet_interrupts() -> Result<()> {
             && last.p99_ns <= last.p999_ns,
         "inconsistent or lost: {last}\n{log}"
     );
-    let exits = ExitReport::all(run.lines(), PartitionKind::Rt);
-    ensure!(exits.len() >= 10, "only {} RT exit reports:\n{log}", exits.len());
-    let at_steady_state = exits[0].total;
-    for e in &exits[1..] {
-        ensure!(
-            e.new == 0 && e.total == at_steady_state,
-            "the RT CPU took VM exits while taking HPET interrupts: {e:?}\n{log}"
-        );
-    }
+    let (at_steady_state, reports) =
+        report::rt_cpu_took_no_exits(&run, 1, "taking HPET interrupts")?;
+    ensure!(reports >= 10, "only {reports} RT exit reports:\n{log}");
     println!(
         "HPET interrupts on the RT CPU after {:.1}s: {last}; RT exits: {at_steady_state} before steady state, 0 in {} reports after",
         run.elapsed().as_secs_f64(),
-        exits.len() - 1
+        reports - 1
     );
     Ok(())
 }
@@ -125,19 +119,13 @@ fn bochs_rt_serial_echo() -> Result<()> {
 
     // The RT CPU's exits: none after steady state (the line was unmasked before it), while
     // it took every one of those interrupts.
-    let exits = ExitReport::all(run.lines(), PartitionKind::Rt);
-    ensure!(exits.len() >= 2, "only {} RT exit reports:\n{log}", exits.len());
-    let at_steady_state = exits[0].total;
-    for e in &exits[1..] {
-        ensure!(
-            e.new == 0 && e.total == at_steady_state,
-            "the RT CPU took VM exits while serving its UART: {e:?}\n{log}"
-        );
-    }
+    let (at_steady_state, reports) =
+        report::rt_cpu_took_no_exits(&run, 1, "serving its UART")?;
+    ensure!(reports >= 2, "only {reports} RT exit reports:\n{log}");
     println!(
         "{sent} bytes echoed by the RT UART driver after {:.1}s: {summary}; RT exits: {at_steady_state} before steady state, 0 in {} reports after",
         run.elapsed().as_secs_f64(),
-        exits.len() - 1
+        reports - 1
     );
     Ok(())
 }

@@ -73,25 +73,6 @@ fn rt_goes_on(run: &mut Run) -> Result<()> {
     Ok(())
 }
 
-/// Fails unless every RT exit report of `cpu` shows the same total: the CPU took no VM exit
-/// between its first report (at steady state) and its last.
-fn rt_cpu_took_no_exits(run: &Run, cpu: u32, while_what: &str) -> Result<u64> {
-    let totals: Vec<u64> = ExitReport::all(run.lines(), PartitionKind::Rt)
-        .iter()
-        .filter(|e| e.cpu == cpu)
-        .map(|e| e.total)
-        .collect();
-    let first = *totals
-        .first()
-        .with_context(|| format!("no exit report of RT CPU {cpu}"))?;
-    ensure!(
-        totals.iter().all(|&t| t == first),
-        "RT CPU {cpu} took VM exits while {while_what}: totals {totals:?}\n{}",
-        run.log()
-    );
-    Ok(first)
-}
-
 /// `bulkhead list`'s line on the channel device: doorbells raised, interrupts delivered.
 const INTERRUPT_STATE: &str = r"^interrupt from the RT side: /dev/uio\d+ \(PCI 0000:ff:00\.0\), doorbells raised (\d+), interrupts (\d+)$";
 
@@ -218,11 +199,12 @@ fn power_off_beside_rt(case: &PowerOffCase) -> Result<()> {
     ensure!(summaries.len() >= 5, "too few latency summaries:\n{log}");
     let mut rt = Vec::new();
     for &cpu in case.rt_cpus {
-        rt.push(rt_cpu_took_no_exits(
+        rt.push(report::rt_cpu_took_no_exits(
             &run,
             cpu,
             "Linux booted and powered off",
-        )?);
+        )?
+        .0);
     }
     let linux = linux_exits(&run);
     ensure!(!linux.is_empty(), "no exit report of the Linux CPU:\n{log}");
@@ -314,7 +296,7 @@ fn bochs_linux_smp_panic_restart() -> Result<()> {
     let summaries = summaries_without_misses(&run)?;
     ensure!(summaries.len() >= 4, "too few latency summaries:\n{log}");
     for cpu in [2, 3] {
-        rt_cpu_took_no_exits(&run, cpu, "Linux booted, panicked and restarted")?;
+        report::rt_cpu_took_no_exits(&run, cpu, "Linux booted, panicked and restarted")?;
     }
     println!(
         "done after {:.1}s: Linux restarted once with 2 CPUs, MemTotal {kb} KiB; {} latency summaries with 0 misses; Linux CPU exits: {:?}",
@@ -350,7 +332,7 @@ fn bochs_linux_hang_restart() -> Result<()> {
     let log = run.log();
     let summaries = summaries_without_misses(&run)?;
     ensure!(summaries.len() >= 3, "too few latency summaries:\n{log}");
-    rt_cpu_took_no_exits(&run, 1, "Linux hung and restarted")?;
+    report::rt_cpu_took_no_exits(&run, 1, "Linux hung and restarted")?;
     println!(
         "done after {:.1}s: Linux hung, was ended by the watchdog and restarted; {} latency summaries with 0 misses",
         run.elapsed().as_secs_f64(),
@@ -563,7 +545,7 @@ fn bochs_hostile_linux() -> Result<()> {
     let log = run.log();
     let summaries = summaries_without_misses(&run)?;
     ensure!(summaries.len() >= 5, "too few latency summaries:\n{log}");
-    let rt_total = rt_cpu_took_no_exits(&run, 1, "Linux attacked")?;
+    let (rt_total, _) = report::rt_cpu_took_no_exits(&run, 1, "Linux attacked")?;
 
     let refusals = run
         .lines()

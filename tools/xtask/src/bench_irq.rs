@@ -62,20 +62,7 @@ struct Measured {
 impl Measured {
     fn summary(&self) -> DeviceLatencySummary<'_> {
         // `measure` kept only a line that parses.
-        DeviceLatencySummary::parse(&self.line).unwrap_or(DeviceLatencySummary {
-            source: "?",
-            gsi: 0,
-            samples: 0,
-            min_ns: 0,
-            avg_ns: 0,
-            max_ns: 0,
-            p99_ns: 0,
-            p999_ns: 0,
-            lost: 0,
-            overflow: 0,
-            kernel_avg_ns: 0,
-            kernel_max_ns: 0,
-        })
+        DeviceLatencySummary::parse(&self.line).unwrap_or_default()
     }
 }
 

@@ -19,8 +19,6 @@
 
 #![no_std]
 
-use core::sync::atomic::{AtomicU64, Ordering};
-
 use bulkhead_abi::console::SerialSummary;
 use bulkhead_rt::api::{self, Timeout};
 use bulkhead_rt::app::{App, Context, Cpu, STACK_BYTES, TaskDecl};
@@ -98,16 +96,17 @@ fn init(context: &Context<'static>) -> Result<(), Error> {
     Ok(())
 }
 
-/// What the task counted; published for the report.
-static PUBLISHED: Published<4> = Published::new();
-static IRQ_STATS: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
+/// What the task counted and what the kernel counted for its line, published together for
+/// the report: rx, tx, overruns, interrupts, unhandled ones, longest top half to task.
+static PUBLISHED: Published<6> = Published::new();
 
 /// Prints the last report (the report task of the driver's CPU).
 fn print_latest() {
-    let (Some(uart), Some([rx, tx, overruns, _])) = (UART.get(), PUBLISHED.latest()) else {
+    let (Some(uart), Some([rx, tx, overruns, irqs, unhandled, max_ns])) =
+        (UART.get(), PUBLISHED.latest())
+    else {
         return;
     };
-    let [irqs, unhandled, max_ns] = IRQ_STATS.each_ref().map(|n| n.load(Ordering::Relaxed));
     let summary = SerialSummary {
         port: uart.base,
         gsi: uart.attached.line().gsi(),
@@ -225,13 +224,14 @@ extern "C" fn task(_: usize) {
             next_report = now.saturating_add(REPORT_NS);
             published = (rx, tx);
             let stats = uart.attached.stats();
-            for (slot, value) in IRQ_STATS
-                .iter()
-                .zip([stats.fired, stats.unhandled, stats.latency_max_ns])
-            {
-                slot.store(value, Ordering::Relaxed);
-            }
-            PUBLISHED.publish(&[rx, tx, overruns, 0]);
+            PUBLISHED.publish(&[
+                rx,
+                tx,
+                overruns,
+                stats.fired,
+                stats.unhandled,
+                stats.latency_max_ns,
+            ]);
             report::request(APP.name);
         }
     }
