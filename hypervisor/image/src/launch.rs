@@ -156,12 +156,19 @@ pub fn cpu_main(index: usize, apic_id: u32, tables: &'static CpuTables) -> ! {
         Ok(mut vcpu) => loop {
             let entered = arch::rdtsc();
             let stopped = vcpu.run(&Events);
+            let reset = stopped.reset_by_init();
             vcpu.report_stop(
                 stopped,
                 reports::ExitCounts(reports::exit_counts_line(index, true)),
             );
             let ran_ms = arch::rdtsc().wrapping_sub(entered) / (time::tsc_hz() / 1000).max(1);
-            let Some(next) = next_linux_start(cfg, index, apic_id, own, start, ran_ms) else {
+            let next = if reset {
+                // Only this CPU was reset; its partition goes on and starts it again.
+                Some(wait_for_linux_start(index, apic_id, own))
+            } else {
+                next_linux_start(cfg, index, apic_id, own, start, ran_ms)
+            };
+            let Some(next) = next else {
                 break;
             };
             if let Err(e) = vcpu.restart(tables, &msrs, &controls, res, next) {

@@ -8,6 +8,11 @@
 //! mode at the start-up vector's page. No INIT or start-up IPI from Linux ever reaches the
 //! hardware: the target never leaves the hypervisor's control.
 //!
+//! Start again: an INIT to a secondary CPU whose guest runs (Linux bringing back a CPU it took
+//! offline) raises that CPU's reset flag the same way as a stop request; at its next exit
+//! ([`take_reset_request`]) the CPU leaves its guest alone, without stopping the partition
+//! ([`left_for_reset`] keeps its start-up state), and waits for its start-up IPI again.
+//!
 //! Stop: when one Linux CPU's guest ends (power-off, reset, triple fault, a fault the
 //! hypervisor does not handle), [`stop_others`] asks every other running Linux CPU to end
 //! its guest too by raising that CPU's stop flag. Every exit of a Linux CPU looks at its
@@ -34,6 +39,9 @@ static STATES: [AtomicU32; MAX] = [const { AtomicU32::new(ApState::Reset.encode(
 static RUNNING: [AtomicBool; MAX] = [const { AtomicBool::new(false) }; MAX];
 /// Whether each Linux CPU has been asked to end its guest.
 static STOP: [AtomicBool; MAX] = [const { AtomicBool::new(false) }; MAX];
+/// Whether each Linux CPU has been sent an INIT while its guest ran (it leaves its guest and
+/// waits for a start-up IPI).
+static RESET: [AtomicBool; MAX] = [const { AtomicBool::new(false) }; MAX];
 /// Whether each Linux CPU's preemption timer brings it out of its guest regularly (else a
 /// stop request is backed by an INIT).
 static POLLS: [AtomicBool; MAX] = [const { AtomicBool::new(false) }; MAX];
@@ -49,26 +57,47 @@ fn position(own: &[u32], apic_id: u32) -> Option<usize> {
 }
 
 /// Applies one emulated INIT or start-up IPI to its target among `own` (the partition's
-/// CPUs). Returns what it did; a target outside `own` is ignored (the filter never makes
-/// one).
+/// secondary CPUs: the caller refuses signals to the boot CPU, which the hypervisor started).
+/// Returns what it did; a target outside `own` is ignored (the filter never makes one). On
+/// [`Delivery::Reset`] the target is asked to leave its guest.
 pub fn deliver(own: &[u32], request: StartRequest) -> Delivery {
-    let Some(state) = position(own, request.target).map(|i| &STATES[i]) else {
+    let Some(i) = position(own, request.target) else {
         return Delivery::Ignored;
     };
+    let state = &STATES[i];
     let mut word = state.load(Ordering::Acquire);
-    loop {
+    let delivery = loop {
         let Some(current) = ApState::decode(word) else {
             return Delivery::Ignored;
         };
         let delivery = current.deliver(request.signal);
-        let Delivery::Moved(next) = delivery else {
-            return delivery;
+        let next = match delivery {
+            Delivery::Moved(next) => next,
+            Delivery::Reset => ApState::WaitForSipi,
+            Delivery::Ignored => return delivery,
         };
         match state.compare_exchange(word, next.encode(), Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => return delivery,
+            Ok(_) => break delivery,
             Err(now) => word = now,
         }
+    };
+    if delivery == Delivery::Reset {
+        RESET[i].store(true, Ordering::Release);
+        pull_out(i, request.target);
     }
+    delivery
+}
+
+/// Makes Linux CPU `i` (APIC ID `apic_id`), asked to stop or reset, exit soon: its
+/// preemption timer does that by itself; a CPU without one is sent a real INIT.
+fn pull_out(i: usize, apic_id: u32) {
+    if POLLS[i].load(Ordering::Acquire) {
+        return;
+    }
+    // SAFETY: x2APIC mode is on on every CPU the hypervisor runs; the target is a CPU of the
+    // same partition in VMX operation, where an INIT causes a VM exit (in VMX non-root
+    // operation) or waits for the next VM entry (in root operation): it never resets the CPU.
+    unsafe { crate::arch::apic::x2apic_send_icr(apic_id, INIT_ASSERT) };
 }
 
 /// Spins until this CPU (`apic_id`, one of `own`) has been sent INIT and a start-up IPI;
@@ -110,9 +139,26 @@ pub fn set_polls(own: &[u32], apic_id: u32, polls: bool) {
 pub fn left(own: &[u32], apic_id: u32) {
     if let Some(i) = position(own, apic_id) {
         STATES[i].store(ApState::Reset.encode(), Ordering::Release);
+        RESET[i].store(false, Ordering::Release);
         RUNNING[i].store(false, Ordering::Release);
         WATCHDOG.forget(i);
     }
+}
+
+/// Marks this CPU's guest as left for an INIT: its start-up state stays as the INIT and any
+/// start-up IPI since left it (waiting, or already started again).
+pub fn left_for_reset(own: &[u32], apic_id: u32) {
+    if let Some(i) = position(own, apic_id) {
+        RUNNING[i].store(false, Ordering::Release);
+        WATCHDOG.forget(i);
+    }
+}
+
+/// Whether this CPU was sent an INIT while its guest ran (clearing the request).
+pub fn take_reset_request(own: &[u32], apic_id: u32) -> bool {
+    position(own, apic_id).is_some_and(|i| {
+        RESET[i].load(Ordering::Acquire) && RESET[i].swap(false, Ordering::AcqRel)
+    })
 }
 
 /// Records what this CPU's guest was doing at an exit (`dead`: halted with interrupts off);
@@ -169,14 +215,7 @@ pub fn stop_others(own: &[u32], apic_id: u32) -> usize {
         if RUNNING[i].load(Ordering::Acquire) {
             STOP[i].store(true, Ordering::Release);
             asked += 1;
-            if POLLS[i].load(Ordering::Acquire) {
-                continue;
-            }
-            // SAFETY: x2APIC mode is on on every CPU the hypervisor runs; the target is a
-            // CPU of the same partition in VMX operation, where an INIT causes a VM exit (in
-            // VMX non-root operation) or waits for the next VM entry (in root operation):
-            // it never resets the CPU.
-            unsafe { crate::arch::apic::x2apic_send_icr(other, INIT_ASSERT) };
+            pull_out(i, other);
         } else {
             STATES[i].store(ApState::Reset.encode(), Ordering::Release);
         }

@@ -6,6 +6,8 @@
 //! Linux's devices back, and reloads Linux from the retained module copies; the other CPUs
 //! wait for the new Linux's start-up IPIs, as at the first start ([`wait_for_linux_start`]).
 
+use core::sync::atomic::{AtomicU32, Ordering};
+
 use bulkhead_config::{Config, OnExit};
 use hv_core::linux::restart::{Decision, RestartPolicy, RestartState};
 
@@ -20,14 +22,33 @@ const LINUX_STOP_WAIT_MS: u64 = 1000;
 /// The Linux partition's restarts so far (only Linux's boot CPU decides them).
 static LINUX_RESTARTS: spin::Mutex<RestartState> = spin::Mutex::new(RestartState::new());
 
-/// A secondary CPU of Linux: waits until Linux sends it INIT and start-up, then says so.
+/// Starts of each CPU by Linux that are logged (Linux may take a CPU offline and back again
+/// and again).
+const LOGGED_STARTS: u32 = 8;
+
+/// Starts of each CPU by Linux so far, by CPU index.
+static STARTS: [AtomicU32; bulkhead_config::MAX_CPUS] =
+    [const { AtomicU32::new(0) }; bulkhead_config::MAX_CPUS];
+
+/// A secondary CPU of Linux: waits until Linux sends it INIT and start-up, then says so
+/// (the first [`LOGGED_STARTS`] times).
 pub fn wait_for_linux_start(index: usize, apic_id: u32, own: &[u32]) -> GuestStart {
     let vector = linux_cpus::wait_for_startup(own, apic_id);
     let entry = hv_core::devices::ap_start::RealModeEntry::for_vector(vector);
-    println!(
-        "cpu {index} apic {apic_id}: started by Linux, real mode at {:#x}",
-        entry.cs_base
-    );
+    let n = STARTS
+        .get(index)
+        .map_or(0, |s| s.fetch_add(1, Ordering::Relaxed).saturating_add(1));
+    if n <= LOGGED_STARTS {
+        let last = if n == LOGGED_STARTS {
+            " (later starts of this CPU are not logged)"
+        } else {
+            ""
+        };
+        println!(
+            "cpu {index} apic {apic_id}: started by Linux, real mode at {:#x}{last}",
+            entry.cs_base
+        );
+    }
     GuestStart::LinuxSecondary(entry)
 }
 

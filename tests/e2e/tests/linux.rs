@@ -307,6 +307,65 @@ fn bochs_linux_smp_panic_restart() -> Result<()> {
     Ok(())
 }
 
+/// bochs-4cpu (Linux on CPUs 0 and 1, the RT kernel on 2 and 3), Linux's init taking CPU 1
+/// offline and bringing it back twice (`bulkhead.init=hotplug`): the offlined CPU idles in its
+/// guest; Linux's INIT to it makes the hypervisor pull that CPU alone out of its guest, and its
+/// start-up IPI starts it again in real mode, so each `echo 1 > .../online` succeeds and a
+/// process pinned to CPU 1 runs there; Linux powers off normally at the end; the RT CPUs take
+/// no VM exit and miss no deadline throughout.
+#[test]
+#[ignore = "boots an emulator; run through cargo xtask test"]
+fn bochs_linux_cpu_hotplug() -> Result<()> {
+    let mut run = Scenario::new("bochs_linux_cpu_hotplug")
+        .config("bochs-4cpu.toml")
+        .hv_cmdline("exit_report_s=2")
+        .linux(LinuxMode::kernel("bulkhead.init=hotplug"))
+        .start()?;
+    let started = r"^cpu 1 apic 1: started by Linux, real mode at 0x[0-9a-f]+$";
+    let mut expect = Expect::new()
+        .line(STEADY_STATE)
+        .regex(r"^bulkhead-linux: cpus online 0-1 count 2$")
+        .times(3, Pattern::regex(started))
+        .times(
+            2,
+            Pattern::regex(
+                r"INIT to the running CPU with APIC ID 1: it leaves its guest and waits for a start-up IPI$",
+            ),
+        );
+    for round in 1..=2 {
+        expect = expect
+            .line(format!("bulkhead-linux: hotplug {round} offline, cpus online 0").as_str())
+            .line(
+                format!(
+                    "bulkhead-linux: hotplug {round} online ok, cpus online 0-1, pinned process ran on cpu 1"
+                )
+                .as_str(),
+            );
+    }
+    let expect = expect
+        .regex(POWERED_OFF)
+        .regex(r"^cpu 1 apic 1: linux guest ended with its partition$")
+        .fail_on("guest stopped")
+        .fail_on("Kernel panic")
+        .fail_on("do_boot_cpu failed")
+        .stop_on(HALTED);
+    run.wait_for(&expect, BOCHS_LIMIT)?;
+    rt_goes_on(&mut run)?;
+    let log = run.log();
+    let summaries = summaries_without_misses(&run)?;
+    ensure!(summaries.len() >= 4, "too few latency summaries:\n{log}");
+    let mut rt = Vec::new();
+    for cpu in [2, 3] {
+        rt.push(report::rt_cpu_took_no_exits(&run, cpu, "Linux took a CPU offline and back")?.0);
+    }
+    println!(
+        "done after {:.1}s: Linux's CPU 1 went offline and came back twice; {} latency summaries with 0 misses; RT exits {rt:?} (none after steady state)",
+        run.elapsed().as_secs_f64(),
+        summaries.len()
+    );
+    Ok(())
+}
+
 /// A Linux that hangs (`bulkhead.init=hang`: `halt -f`, its CPU halted with interrupts off)
 /// under `on_exit = "restart"`: the hypervisor's watchdog notices, ends the partition and
 /// restarts it from the retained modules; Linux boots again; the RT latency task misses no

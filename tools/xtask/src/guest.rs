@@ -8,7 +8,8 @@
 //! - `initramfs.cpio`: an uncompressed `newc` archive around `busybox-static` whose `/init` prints
 //!   `bulkhead-linux: ...` lines for the tests, then powers off, reboots, panics or opens a shell
 //!   on the console, as the kernel command line asks (`bulkhead.init=poweroff|reboot|panic`,
-//!   or `hang`: `halt -f`, every CPU halted with interrupts off),
+//!   or `hang`: `halt -f`, every CPU halted with interrupts off; or `hotplug`: CPU 1 taken
+//!   offline and brought back twice),
 //!   or runs the latency benchmark's Linux load (`bulkhead.init=load`: CPU hogs, memory
 //!   streaming, fork and exec, console output, channel traffic),
 //!   or checks the channels (and reads the hypervisor's and the RT kernel's logs) with the
@@ -169,6 +170,19 @@ case " $cmdline " in
     (while :; do bulkhead ping --to commands --from telemetry -n 100 --timeout-ms 20000 > /dev/null; done) &
     echo "bulkhead-linux: load running on $n CPUs"
     wait
+    ;;
+*" bulkhead.init=hotplug "*)
+    # Linux's second CPU taken offline and brought back twice (as power managers and tuned
+    # do); each time, a process pinned to it says where it ran.
+    for round in 1 2; do
+        echo 0 > /sys/devices/system/cpu/cpu1/online
+        echo "bulkhead-linux: hotplug $round offline, cpus online $(cat /sys/devices/system/cpu/online)"
+        if echo 1 > /sys/devices/system/cpu/cpu1/online; then r=ok; else r=failed; fi
+        ran=$(taskset -c 1 cat /proc/self/stat | awk '{print $39}')
+        echo "bulkhead-linux: hotplug $round online $r, cpus online $(cat /sys/devices/system/cpu/online), pinned process ran on cpu $ran"
+    done
+    echo "bulkhead-linux: powering off"
+    poweroff -f
     ;;
 *" bulkhead.init=hang "*)
     # A Linux that hangs: every CPU halted with interrupts off, as a hung kernel looks.
@@ -1400,6 +1414,7 @@ mod tests {
             "*\" bulkhead.init=channels \"*)",
             "*\" bulkhead.init=hostile \"*)",
             "*\" bulkhead.init=hang \"*)",
+            "*\" bulkhead.init=hotplug \"*)",
             "*\" bulkhead.init=load \"*)",
             "echo \"bulkhead-linux: load running on $n CPUs\"",
             "echo \"bulkhead-linux: halting\"",

@@ -10,10 +10,13 @@
 //! The states follow the architecture: a CPU that has taken INIT waits for a start-up IPI
 //! and ignores further INITs; a start-up IPI to a CPU that is not waiting (never got INIT,
 //! or already runs) is ignored, as the second of Linux's two start-up IPIs always is. An
-//! INIT to a CPU whose guest already runs would reset it; the hypervisor cannot pull a CPU
-//! out of its guest, so that is refused ([`Delivery::RunningCpu`]) and the CPU keeps
-//! running. The state packs into a `u32` so that the image can keep one per CPU in an
-//! atomic.
+//! INIT to a CPU whose guest already runs resets it ([`Delivery::Reset`]): the state moves
+//! to waiting at once, and the image pulls the CPU out of its guest, which then waits in
+//! the hypervisor like a CPU that never ran. This is how Linux brings back a CPU it took
+//! offline (its offlined CPU idles in its guest; `echo 1 > .../online` sends INIT and
+//! start-up IPIs). A start-up IPI may arrive before the CPU has left its guest; the CPU
+//! then finds itself started as soon as it looks. The state packs into a `u32` so that the
+//! image can keep one per CPU in an atomic.
 
 use crate::devices::icr::StartSignal;
 
@@ -36,8 +39,9 @@ pub enum Delivery {
     /// The architecture ignores the signal in this state (a start-up IPI to a CPU that is
     /// not waiting for one, an INIT to a waiting CPU).
     Ignored,
-    /// INIT to a CPU whose guest runs: not emulated, the CPU keeps running.
-    RunningCpu,
+    /// INIT to a CPU whose guest runs: the state is now [`ApState::WaitForSipi`], and the
+    /// CPU must leave its guest (its old guest state is gone) before it looks again.
+    Reset,
 }
 
 impl ApState {
@@ -71,7 +75,7 @@ impl ApState {
             (Self::WaitForSipi, StartSignal::Startup { vector }) => {
                 Delivery::Moved(Self::Started { vector })
             }
-            (Self::Started { .. }, StartSignal::Init) => Delivery::RunningCpu,
+            (Self::Started { .. }, StartSignal::Init) => Delivery::Reset,
             (Self::WaitForSipi, StartSignal::Init)
             | (Self::Reset | Self::Started { .. }, StartSignal::Startup { .. }) => {
                 Delivery::Ignored
@@ -134,7 +138,18 @@ mod tests {
             ApState::WaitForSipi.deliver(StartSignal::Init),
             Delivery::Ignored
         );
-        assert_eq!(running.deliver(StartSignal::Init), Delivery::RunningCpu);
+    }
+
+    #[test]
+    fn init_to_a_running_cpu_resets_it_for_a_new_start() {
+        // Linux brings an offlined CPU back: INIT, then its two start-up IPIs.
+        let running = ApState::Started { vector: 0x9a };
+        assert_eq!(running.deliver(StartSignal::Init), Delivery::Reset);
+        let again = StartSignal::Startup { vector: 0x9b };
+        assert_eq!(
+            ApState::WaitForSipi.deliver(again),
+            Delivery::Moved(ApState::Started { vector: 0x9b })
+        );
     }
 
     proptest! {

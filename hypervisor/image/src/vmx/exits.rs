@@ -69,6 +69,9 @@ pub enum GuestEnd {
     /// Every CPU of the partition stayed halted with interrupts off for the watchdog's
     /// limit: it hangs.
     Hung,
+    /// Another CPU of the partition sent this one an INIT: this CPU alone leaves its guest
+    /// and waits for a start-up IPI; the partition goes on.
+    Init,
 }
 
 /// Accesses to unowned ports per CPU that are logged.
@@ -106,6 +109,8 @@ pub struct ExitHandler {
     /// Refused PCI configuration writes so far (only the first few are logged: Linux's own
     /// probing writes to functions it may only read, such as the host bridge's BARs).
     refused_config: LogBudget,
+    /// INITs this CPU sent to running CPUs of its partition (only the first few are logged).
+    cpu_resets: LogBudget,
     /// Whether the guest may still say hello: a start-up guest (the RT kernel, Linux's stub)
     /// that has not yet.
     hello_expected: bool,
@@ -132,7 +137,17 @@ impl ExitHandler {
             refused_writes: LogBudget::new(LOGGED_REFUSALS),
             unowned_ports: LogBudget::new(LOGGED_PORTS),
             refused_config: LogBudget::new(LOGGED_PORTS),
+            cpu_resets: LogBudget::new(LOGGED_REFUSALS),
         }
+    }
+
+    /// Carries over what `old` (the handlers of this CPU's previous guest) spent of its log
+    /// budgets.
+    pub fn keep_log_budgets(&mut self, old: &Self) {
+        self.refused_writes = old.refused_writes;
+        self.unowned_ports = old.unowned_ports;
+        self.refused_config = old.refused_config;
+        self.cpu_resets = old.cpu_resets;
     }
 
     /// Handles one exit of the guest whose registers are `regs`.
@@ -290,8 +305,9 @@ impl ExitHandler {
     }
 
     /// An INIT or start-up IPI for another CPU of the partition, emulated: only Linux
-    /// starts CPUs (the RT kernel's are started by the hypervisor), and a running CPU
-    /// cannot be reset.
+    /// starts CPUs (the RT kernel's are started by the hypervisor), and only its secondary
+    /// ones (the boot CPU, started by the hypervisor, cannot be reset). An INIT to a running
+    /// secondary CPU resets it (`linux_cpus::deliver`).
     fn start_cpu(&mut self, value: u64, start: icr::StartRequest) {
         use hv_core::devices::ap_start::Delivery;
         if self.partition != PartitionId::Linux {
@@ -303,13 +319,25 @@ impl ExitHandler {
             );
             return;
         }
-        if linux_cpus::deliver(self.own_cpus, start) == Delivery::RunningCpu {
+        if self.own_cpus.first() == Some(&start.target) {
             self.refused(
                 Refusal::Ipi,
                 format_args!(
-                    "IPI (ICR {value:#x}): INIT to CPU with APIC ID {} whose guest runs (resetting a running CPU is not emulated)",
+                    "IPI (ICR {value:#x}): INIT or start-up to Linux's boot CPU (APIC ID {}), which only the hypervisor starts",
                     start.target
                 ),
+            );
+            return;
+        }
+        if linux_cpus::deliver(self.own_cpus, start) == Delivery::Reset
+            && let Some(tail) = self
+                .cpu_resets
+                .next("further INITs from this CPU are not logged")
+        {
+            log::info!(
+                "cpu {} (linux partition): INIT to the running CPU with APIC ID {}: it leaves its guest and waits for a start-up IPI{tail}",
+                self.index,
+                start.target
             );
         }
     }

@@ -32,12 +32,24 @@ pub struct Stopped {
     pub others: usize,
 }
 
+impl Stopped {
+    /// Whether only this CPU's guest was reset (an INIT from its partition): the partition
+    /// goes on, and this CPU waits for a start-up IPI.
+    pub fn reset_by_init(&self) -> bool {
+        matches!(self.stop, Stop::Ended(GuestEnd::Init))
+    }
+}
+
 /// Reports why the guest of CPU `vcpu` stopped (registers `r`), then its exit counts
 /// `counts`; reads the guest state from the current VMCS.
 pub fn report(vcpu: &Vcpu, r: &GuestRegs, stopped: Stopped, counts: impl fmt::Display) {
     let (i, a) = (vcpu.index, vcpu.apic_id);
     let Stopped { stop, others } = stopped;
     let rd = |f| vmcs::read(f).unwrap_or(u64::MAX);
+    if let Stop::Ended(GuestEnd::Init) = stop {
+        // Not an end: the CPU waits for its start-up IPI, and says so when it comes.
+        return;
+    }
     if let Stop::Ended(end) = stop {
         console::write_block(|w| {
             match end {
@@ -57,6 +69,7 @@ pub fn report(vcpu: &Vcpu, r: &GuestRegs, stopped: Stopped, counts: impl fmt::Di
                     vcpu.partition,
                     hv_core::linux::watchdog::HUNG_AFTER_MS
                 )?,
+                GuestEnd::Init => {}
                 GuestEnd::WithPartition => writeln!(
                     w,
                     "cpu {i} apic {a}: {} guest ended with its partition",

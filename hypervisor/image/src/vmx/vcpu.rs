@@ -209,7 +209,8 @@ impl Vcpu {
 
     /// Makes the guest start again from scratch as `start` (a Linux that restarts), on the
     /// same VMCS: cleared, refilled, launched anew; registers, FPU state and the exit
-    /// handlers' memory of the old guest forgotten.
+    /// handlers' memory of the old guest forgotten, except how much of this CPU's log budgets
+    /// is spent (a guest that restarts again and again does not log more).
     pub fn restart(
         &mut self,
         tables: &CpuTables,
@@ -223,14 +224,18 @@ impl Vcpu {
         self.watched = runs_linux(&start);
         self.state.regs = GuestRegs::default();
         self.state.guest_fx = [0; 512];
-        self.exits = ExitHandler::new(
-            self.index,
-            self.apic_id,
-            self.partition,
-            self.host_facts,
-            self.own_cpus,
-            says_hello(&start),
+        let old = core::mem::replace(
+            &mut self.exits,
+            ExitHandler::new(
+                self.index,
+                self.apic_id,
+                self.partition,
+                self.host_facts,
+                self.own_cpus,
+                says_hello(&start),
+            ),
         );
+        self.exits.keep_log_budgets(&old);
         self.program(tables, msrs, controls, res, start)
     }
 
@@ -275,13 +280,15 @@ impl Vcpu {
             }
         };
         let others = match stop {
-            Stop::Ended(GuestEnd::WithPartition) => 0,
+            Stop::Ended(GuestEnd::WithPartition | GuestEnd::Init) => 0,
             _ if linux => linux_cpus::stop_others(self.own_cpus, self.apic_id),
             _ => 0,
         };
         guest_memory::left_guest(self.partition);
-        if linux {
-            linux_cpus::left(self.own_cpus, self.apic_id);
+        match stop {
+            Stop::Ended(GuestEnd::Init) => linux_cpus::left_for_reset(self.own_cpus, self.apic_id),
+            _ if linux => linux_cpus::left(self.own_cpus, self.apic_id),
+            _ => {}
         }
         Stopped { stop, others }
     }
@@ -298,6 +305,12 @@ impl Vcpu {
             && linux_cpus::take_stop_request(self.own_cpus, self.apic_id)
         {
             return Ok(Action::Stop(StopCause::Ended(GuestEnd::WithPartition)));
+        }
+        // An INIT from another CPU of the partition (Linux bringing this CPU back online).
+        if self.partition == PartitionId::Linux
+            && linux_cpus::take_reset_request(self.own_cpus, self.apic_id)
+        {
+            return Ok(Action::Stop(StopCause::Ended(GuestEnd::Init)));
         }
         // The watchdog: a Linux whose every CPU stays halted with interrupts off never goes
         // on by itself (its CPUs' preemption timers still bring them here).
