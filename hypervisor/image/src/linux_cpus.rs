@@ -156,9 +156,8 @@ pub fn left_for_reset(own: &[u32], apic_id: u32) {
 
 /// Whether this CPU was sent an INIT while its guest ran (clearing the request).
 pub fn take_reset_request(own: &[u32], apic_id: u32) -> bool {
-    position(own, apic_id).is_some_and(|i| {
-        RESET[i].load(Ordering::Acquire) && RESET[i].swap(false, Ordering::AcqRel)
-    })
+    position(own, apic_id)
+        .is_some_and(|i| RESET[i].load(Ordering::Acquire) && RESET[i].swap(false, Ordering::AcqRel))
 }
 
 /// Records what this CPU's guest was doing at an exit (`dead`: halted with interrupts off);

@@ -9,6 +9,11 @@
 //! Linux's IOAPIC view, and [`raise_channel_interrupt`] (the RT partition's doorbell) sends
 //! the vector Linux programmed there to the Linux CPU it named.
 //!
+//! The PCI functions Linux owns: probed before Linux runs, then every configuration write to
+//! one is checked (`hv_core::devices::pci_owned`) against what Linux owns, so that no BAR of
+//! Linux's decodes over a port or page that is not Linux's and no MSI of Linux's goes to a CPU
+//! that is not Linux's.
+//!
 //! Both views are per partition and shared by its CPUs, behind one lock each; the real
 //! accesses they lead to happen here, under the same lock, so that a select-then-access
 //! pair on the real device (IOREGSEL/IOWIN, 0xCF8/0xCFC) is never split by another CPU.
@@ -18,12 +23,14 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use bulkhead_config::{Config, Notify, PartitionId, PciBdf};
+use bulkhead_config::{Config, MAX_PCI_DEVICES, Notify, PartitionId, PciBdf, Region};
 use hv_core::devices::channel_device::{self, ChannelDevice, Delivery};
 use hv_core::devices::ioapic::{self, IoApicAction, IoApicView};
 use hv_core::devices::linux_io::{FadtIo, IoOutcome, LinuxIo, ResetKind, ResetRegister};
 use hv_core::devices::mmio::{self, MmioInsn};
+use hv_core::devices::pci_owned::{self, ConfigSpace, LinuxReach, OwnedFunction};
 use hv_core::memory::guest_paging::{self, PagingState};
+use hv_core::support::fixed::FixedList;
 use spin::{Mutex, Once};
 
 use crate::arch::port;
@@ -61,6 +68,98 @@ struct Devices {
     channel: Option<ChannelSlot>,
     linux_cpus: &'static [u32],
     linux_ram: &'static [bulkhead_config::Region],
+    /// The PCI functions Linux owns, as probed before it ran.
+    owned: [Option<OwnedFunction>; MAX_PCI_DEVICES],
+    /// Linux's ports, and the memory its BARs must keep off.
+    ports: FixedList<Region, LINUX_PORT_RANGES>,
+    off_limits: FixedList<Region, OFF_LIMITS>,
+}
+
+/// Linux's port ranges: the config's and its console's.
+const LINUX_PORT_RANGES: usize = bulkhead_config::MAX_PORT_RANGES + 1;
+/// Memory ranges Linux's BARs keep off: RAM, RT windows, register pages.
+const OFF_LIMITS: usize = 160;
+
+/// The MSI address range: the local APICs as a device's interrupt messages reach them.
+const MSI_WINDOW: Region = Region::new(0xfee0_0000, 0x10_0000);
+
+/// A PCI function's configuration space through the real mechanism #1 ports (callers hold
+/// the I/O lock, so an address-then-data pair is never split).
+struct Mechanism1(PciBdf);
+
+impl ConfigSpace for Mechanism1 {
+    fn read(&mut self, offset: u8) -> u32 {
+        // SAFETY: mechanism #1 through the real ports, under the partition's I/O lock (or
+        // before any partition runs); reads of the BARs and capabilities have no effect.
+        unsafe {
+            port::outl(0xcf8, pci_address(self.0, offset));
+            port::inl(0xcfc)
+        }
+    }
+
+    fn write(&mut self, offset: u8, value: u32) {
+        // SAFETY: as above; only the probe writes through this (the BARs' sizing pattern
+        // with decoding off, then their values back), before Linux runs.
+        unsafe {
+            port::outl(0xcf8, pci_address(self.0, offset));
+            port::outl(0xcfc, value);
+        }
+    }
+}
+
+/// What Linux owns, for the BAR and MSI checks: its ports (the config's and its console's)
+/// and the memory its BARs must keep off (all RAM, every partition's and the hypervisor's
+/// regions, the RT partition's device windows, the IOAPICs' pages, the MSI range).
+fn linux_reach(
+    cfg: &Config,
+    platform: &Platform,
+    usable_ram: &[Region],
+) -> (
+    FixedList<Region, LINUX_PORT_RANGES>,
+    FixedList<Region, OFF_LIMITS>,
+) {
+    let linux = cfg.partition(PartitionId::Linux);
+    let mut ports = FixedList::new();
+    let console = cfg
+        .console()
+        .linux
+        .io_base()
+        .map(|p| Region::new(u64::from(p), 8));
+    for r in linux
+        .io_ports()
+        .iter()
+        .map(|p| Region::new(u64::from(p.base), u64::from(p.count)))
+        .chain(console)
+    {
+        // Never full: the config holds at most MAX_PORT_RANGES.
+        let _ = ports.push(r);
+    }
+    let mut off = FixedList::new();
+    let rt = cfg.partition(PartitionId::Rt);
+    let regions = usable_ram
+        .iter()
+        .chain(linux.memory())
+        .chain(rt.memory())
+        .chain(rt.mmio())
+        .copied()
+        .chain(core::iter::once(cfg.hypervisor_region()))
+        .chain(cfg.shared_regions().iter().map(|s| s.region))
+        .chain(
+            platform
+                .ioapics()
+                .iter()
+                .map(|io| Region::new(u64::from(io.address) & !0xfff, 0x1000)),
+        )
+        .chain(core::iter::once(MSI_WINDOW));
+    for r in regions {
+        if off.push(r).is_err() {
+            log::warn!(
+                "linux PCI: more than {OFF_LIMITS} memory ranges to keep Linux's BARs off; {r} and later ones not checked"
+            );
+            break;
+        }
+    }
+    (ports, off)
 }
 
 /// Channel-device interrupts sent while the pin's entry was masked or aimed nowhere: they
@@ -99,7 +198,7 @@ fn ioapic_write(base: u64, index: u8, value: u32) {
 
 /// Sets up Linux's views, once, before any Linux CPU runs. Every pin Linux owns is masked
 /// first (the filter assumes Linux starts with its pins masked).
-pub fn init(cfg: &'static Config, platform: &Platform) {
+pub fn init(cfg: &'static Config, platform: &Platform, usable_ram: &[Region]) {
     let linux = cfg.partition(PartitionId::Linux);
     let mut slots = [const { None }; MAX_IOAPICS];
     let mut pins = [(0u32, 0u32); MAX_IOAPICS];
@@ -133,12 +232,26 @@ pub fn init(cfg: &'static Config, platform: &Platform) {
     if let Some(c) = &channel {
         io = io.with_emulated(c.bdf);
     }
+    let mut owned = [None; MAX_PCI_DEVICES];
+    for (slot, &bdf) in owned.iter_mut().zip(linux.pci_devices()) {
+        let f = OwnedFunction::probe(bdf, &mut Mechanism1(bdf));
+        log::info!(
+            "linux PCI {bdf}: {} BARs{}; writes moving them outside what Linux owns are refused",
+            f.bars().count(),
+            if f.msi().is_some() { ", MSI" } else { "" }
+        );
+        *slot = Some(f);
+    }
+    let (ports, off_limits) = linux_reach(cfg, platform, usable_ram);
     DEVICES.call_once(|| Devices {
         io: Mutex::new(io),
         ioapics: Mutex::new(slots),
         channel,
         linux_cpus: linux.cpus(),
         linux_ram: linux.memory(),
+        owned,
+        ports,
+        off_limits,
     });
 }
 
@@ -319,7 +432,34 @@ pub struct PortResult {
     pub read: Option<u32>,
     pub event: Event,
     pub unowned: bool,
-    pub refused: Option<IoOutcome>,
+    pub refused: Option<RefusedConfig>,
+}
+
+/// A PCI configuration write that did not reach the hardware.
+pub enum RefusedConfig {
+    /// To a function Linux does not own or may only read, or with no function selected.
+    Filtered(IoOutcome),
+    /// To a function Linux owns, but it would have made the function decode or signal
+    /// outside what Linux owns.
+    Owned {
+        bdf: PciBdf,
+        offset: u8,
+        why: pci_owned::Refused,
+    },
+}
+
+impl core::fmt::Display for RefusedConfig {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Filtered(outcome) => write!(f, "{outcome}"),
+            Self::Owned { bdf, offset, why } => {
+                write!(
+                    f,
+                    "configuration write to {bdf} offset {offset:#x} refused: {why}"
+                )
+            }
+        }
+    }
 }
 
 /// An IN (`write` = `None`) or OUT of `width` bytes on `port`.
@@ -334,7 +474,7 @@ pub fn port_access(port: u16, width: u8, write: Option<u32>) -> PortResult {
 }
 
 /// The value read, the event, whether the port is unowned, and a refused configuration write.
-type PortOutcome = (Option<u32>, Event, bool, Option<IoOutcome>);
+type PortOutcome = (Option<u32>, Event, bool, Option<RefusedConfig>);
 
 fn port_access_inner(port: u16, width: u8, write: Option<u32>) -> PortOutcome {
     let Some(d) = DEVICES.get() else {
@@ -347,7 +487,12 @@ fn port_access_inner(port: u16, width: u8, write: Option<u32>) -> PortOutcome {
     match outcome {
         IoOutcome::Read(v) => (Some(v), Event::Done, false, None),
         IoOutcome::Ignored => (None, Event::Done, false, None),
-        refused @ IoOutcome::RefusedConfigWrite { .. } => (None, Event::Done, false, Some(refused)),
+        refused @ IoOutcome::RefusedConfigWrite { .. } => (
+            None,
+            Event::Done,
+            false,
+            Some(RefusedConfig::Filtered(refused)),
+        ),
         IoOutcome::PciConfigRead { bdf, offset, width } => {
             let at = data + u16::from(offset & 3);
             // SAFETY: mechanism #1 through the real ports, for a function Linux may read
@@ -368,8 +513,23 @@ fn port_access_inner(port: u16, width: u8, write: Option<u32>) -> PortOutcome {
             width,
             value,
         } => {
+            let reach = LinuxReach {
+                ports: d.ports.as_slice(),
+                off_limits: d.off_limits.as_slice(),
+                cpus: d.linux_cpus,
+            };
+            let checked = d
+                .owned
+                .iter()
+                .flatten()
+                .find(|f| f.bdf == bdf)
+                .map(|f| f.check_write(&reach, offset, width, value, &mut Mechanism1(bdf)));
+            if let Some(Err(why)) = checked {
+                let refused = RefusedConfig::Owned { bdf, offset, why };
+                return (None, Event::Done, false, Some(refused));
+            }
             let at = data + u16::from(offset & 3);
-            // SAFETY: as above, for a function Linux owns.
+            // SAFETY: as above, for a function Linux owns, and a write the check allowed.
             unsafe {
                 port::outl(0xcf8, pci_address(bdf, offset));
                 match width {

@@ -34,7 +34,7 @@ const XAPIC_PAGE: u64 = 0xfee0_0000;
 type Case = fn() -> String;
 
 /// Every case, in the order `all` runs them.
-const CASES: [(&str, Case); 9] = [
+const CASES: [(&str, Case); 10] = [
     ("user-vmxoff", user_vmxoff),
     ("user-hello", user_hello),
     ("user-hypercall-flood", user_hypercall_flood),
@@ -44,6 +44,7 @@ const CASES: [(&str, Case); 9] = [
     ("root-hypervisor-uart", root_hypervisor_uart),
     ("root-xapic-read", root_xapic_read),
     ("root-pci-config-write", root_pci_config_write),
+    ("root-pci-bar-move", root_pci_bar_move),
 ];
 
 fn main() -> ExitCode {
@@ -276,9 +277,8 @@ fn rdtsc() -> u64 {
 /// Root takes every port (`iopl(3)`) and writes into the hypervisor's console UART: the port
 /// is not Linux's, so the write is dropped and counted.
 fn root_hypervisor_uart() -> String {
-    // SAFETY: raising this process's I/O privilege is what the attack is about; root may.
-    if unsafe { libc::iopl(3) } != 0 {
-        return format!("iopl failed: {}", Error::last_os_error());
+    if let Err(e) = raise_io_privilege() {
+        return e;
     }
     for &b in b"HOSTILE\r\n" {
         // SAFETY: an OUT to a port; with iopl 3 the CPU allows it, the hypervisor decides.
@@ -293,36 +293,82 @@ fn root_hypervisor_uart() -> String {
 /// bridge, 00:00.0: its command register's SERR# enable bit, flipped) through the
 /// configuration ports, and reads it back.
 fn root_pci_config_write() -> String {
-    const ADDRESS: u16 = 0xcf8;
-    const DATA: u16 = 0xcfc;
     // Enable bit, bus 0, device 0, function 0, register 0x04 (command).
     const HOST_BRIDGE_COMMAND: u32 = 0x8000_0004;
-    // SAFETY: raising this process's I/O privilege is what the attack is about; root may.
-    if unsafe { libc::iopl(3) } != 0 {
-        return format!("iopl failed: {}", Error::last_os_error());
+    if let Err(e) = raise_io_privilege() {
+        return e;
     }
-    let read = || -> u16 {
-        let value: u16;
-        // SAFETY: the configuration mechanism's two ports; with iopl 3 the CPU allows them,
-        // the hypervisor decides what they reach.
-        unsafe {
-            core::arch::asm!("out dx, eax", in("dx") ADDRESS, in("eax") HOST_BRIDGE_COMMAND, options(nomem, nostack));
-            core::arch::asm!("in ax, dx", in("dx") DATA, out("ax") value, options(nomem, nostack));
-        }
-        value
-    };
-    let before = read();
+    let before = config_read(HOST_BRIDGE_COMMAND) as u16;
     let written = before ^ 0x0100;
-    // SAFETY: as in `read`.
-    unsafe {
-        core::arch::asm!("out dx, eax", in("dx") ADDRESS, in("eax") HOST_BRIDGE_COMMAND, options(nomem, nostack));
-        core::arch::asm!("out dx, ax", in("dx") DATA, in("ax") written, options(nomem, nostack));
-    }
-    let after = read();
+    config_write16(HOST_BRIDGE_COMMAND, written);
+    let after = config_read(HOST_BRIDGE_COMMAND) as u16;
     if after == before {
         format!("host bridge command {before:#06x} unchanged after writing {written:#06x}")
     } else {
         format!("host bridge command {before:#06x} became {after:#06x}")
+    }
+}
+
+/// Root moves the I/O BAR of a PCI function Linux owns (the IDE controller's bus-master
+/// registers, 00:01.1 BAR4) over the hypervisor's console UART, through the configuration
+/// ports.
+fn root_pci_bar_move() -> String {
+    // Enable bit, bus 0, device 1, function 1, register 0x20 (BAR4).
+    const IDE_BUS_MASTER_BAR: u32 = 0x8000_0920;
+    if let Err(e) = raise_io_privilege() {
+        return e;
+    }
+    let before = config_read(IDE_BUS_MASTER_BAR);
+    let written = u32::from(HYPERVISOR_UART & !0xf) | 1;
+    config_write32(IDE_BUS_MASTER_BAR, written);
+    let after = config_read(IDE_BUS_MASTER_BAR);
+    if after == before {
+        format!("IDE bus-master BAR {before:#010x} unchanged after writing {written:#010x}")
+    } else {
+        format!("IDE bus-master BAR {before:#010x} became {after:#010x}")
+    }
+}
+
+/// PCI configuration mechanism #1's ports.
+const CONFIG_ADDRESS: u16 = 0xcf8;
+const CONFIG_DATA: u16 = 0xcfc;
+
+/// Raises this process's I/O privilege level to 3 (root may), for the configuration ports.
+fn raise_io_privilege() -> Result<(), String> {
+    // SAFETY: raising this process's I/O privilege is what the attacks are about.
+    if unsafe { libc::iopl(3) } != 0 {
+        return Err(format!("iopl failed: {}", Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// The configuration dword at `address` (mechanism #1's address word).
+fn config_read(address: u32) -> u32 {
+    let value: u32;
+    // SAFETY: the configuration mechanism's two ports; with iopl 3 the CPU allows them, the
+    // hypervisor decides what they reach.
+    unsafe {
+        core::arch::asm!("out dx, eax", in("dx") CONFIG_ADDRESS, in("eax") address, options(nomem, nostack));
+        core::arch::asm!("in eax, dx", in("dx") CONFIG_DATA, out("eax") value, options(nomem, nostack));
+    }
+    value
+}
+
+/// Writes the low word of the configuration dword at `address`.
+fn config_write16(address: u32, value: u16) {
+    // SAFETY: as in `config_read`.
+    unsafe {
+        core::arch::asm!("out dx, eax", in("dx") CONFIG_ADDRESS, in("eax") address, options(nomem, nostack));
+        core::arch::asm!("out dx, ax", in("dx") CONFIG_DATA, in("ax") value, options(nomem, nostack));
+    }
+}
+
+/// Writes the configuration dword at `address`.
+fn config_write32(address: u32, value: u32) {
+    // SAFETY: as in `config_read`.
+    unsafe {
+        core::arch::asm!("out dx, eax", in("dx") CONFIG_ADDRESS, in("eax") address, options(nomem, nostack));
+        core::arch::asm!("out dx, eax", in("dx") CONFIG_DATA, in("eax") value, options(nomem, nostack));
     }
 }
 

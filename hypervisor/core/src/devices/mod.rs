@@ -1,7 +1,7 @@
 //! What a partition touches that the hypervisor filters or emulates: Linux's view of the
 //! IOAPIC and the RT partition's device lines in it, the x2APIC ICR and emulated start-up of a partition's CPUs, the instruction behind
-//! an emulated MMIO access, Linux's port and PCI configuration accesses, and the channel
-//! device. Each returns what should happen (pass on, refuse, emulate); the image does it.
+//! an emulated MMIO access, Linux's port and PCI configuration accesses (and what its writes
+//! may do to the functions it owns), and the channel device. Each returns what should happen (pass on, refuse, emulate); the image does it.
 
 pub mod ap_start;
 pub mod channel_device;
@@ -9,4 +9,5 @@ pub mod icr;
 pub mod ioapic;
 pub mod linux_io;
 pub mod mmio;
+pub mod pci_owned;
 pub mod rt_lines;

@@ -70,7 +70,7 @@ pub fn build(
     }
     let options = Options::for_partitions(boot);
     // Linux's devices first: the loader describes the channel device in Linux's ACPI tables.
-    linux_devices::init(cfg, platform);
+    linux_devices::init(cfg, platform, boot.usable_ram());
     // The RT partition's pins, in the IOAPICs whose lock Linux's views now hold.
     rt_lines::program();
     let linux = if options.linux_stub {

@@ -30,6 +30,7 @@ use hv_core::vmx::exit::{ExitReason, reason};
 use super::vcpu::GuestRegs;
 use super::vmcs::{self, VmxError, guest, ro};
 use crate::arch::msr;
+use crate::linux_devices::RefusedConfig;
 use crate::{channels, linux_cpus, linux_devices, reports};
 
 /// What the run loop does after an exit.
@@ -109,6 +110,8 @@ pub struct ExitHandler {
     /// Refused PCI configuration writes so far (only the first few are logged: Linux's own
     /// probing writes to functions it may only read, such as the host bridge's BARs).
     refused_config: LogBudget,
+    /// Refused configuration writes to functions Linux owns so far (the first few are logged).
+    refused_owned_config: LogBudget,
     /// INITs this CPU sent to running CPUs of its partition (only the first few are logged).
     cpu_resets: LogBudget,
     /// Whether the guest may still say hello: a start-up guest (the RT kernel, Linux's stub)
@@ -137,6 +140,7 @@ impl ExitHandler {
             refused_writes: LogBudget::new(LOGGED_REFUSALS),
             unowned_ports: LogBudget::new(LOGGED_PORTS),
             refused_config: LogBudget::new(LOGGED_PORTS),
+            refused_owned_config: LogBudget::new(LOGGED_REFUSALS),
             cpu_resets: LogBudget::new(LOGGED_REFUSALS),
         }
     }
@@ -147,6 +151,7 @@ impl ExitHandler {
         self.refused_writes = old.refused_writes;
         self.unowned_ports = old.unowned_ports;
         self.refused_config = old.refused_config;
+        self.refused_owned_config = old.refused_owned_config;
         self.cpu_resets = old.cpu_resets;
     }
 
@@ -383,9 +388,14 @@ impl ExitHandler {
         }
         if let Some(refused) = &result.refused {
             reports::refused(self.partition, Refusal::PciConfig);
-            if let Some(tail) = self
-                .refused_config
-                .next("further ones are counted in the exit report's refusals")
+            // Linux's own boot probing writes to functions it may only read; a write that
+            // would move a function of its own outside what it owns never comes from it.
+            let budget = match refused {
+                RefusedConfig::Filtered(_) => &mut self.refused_config,
+                RefusedConfig::Owned { .. } => &mut self.refused_owned_config,
+            };
+            if let Some(tail) =
+                budget.next("further ones are counted in the exit report's refusals")
             {
                 log::info!(
                     "cpu {} ({} partition): PCI {refused}{tail}",
