@@ -13,6 +13,10 @@
 //! ([`take_reset_request`]) the CPU leaves its guest alone, without stopping the partition
 //! ([`left_for_reset`] keeps its start-up state), and waits for its start-up IPI again.
 //!
+//! Watchdog: Linux may feed the emulated IB700 watchdog (`hv_core::linux::watchdog`); one
+//! deadline for the partition, fed and disarmed by any of its CPUs ([`feed_watchdog`],
+//! [`disarm_watchdog`]) and checked at every exit ([`watchdog_expired`]).
+//!
 //! Stop: when one Linux CPU's guest ends (power-off, reset, triple fault, a fault the
 //! hypervisor does not handle), [`stop_others`] asks every other running Linux CPU to end
 //! its guest too by raising that CPU's stop flag. Every exit of a Linux CPU looks at its
@@ -25,11 +29,11 @@
 // Sends the INIT that pulls a Linux CPU without a preemption timer out of its guest.
 #![allow(unsafe_code)]
 
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use hv_core::devices::ap_start::{ApState, Delivery};
 use hv_core::devices::icr::StartRequest;
-use hv_core::linux::watchdog::{HUNG_AFTER_MS, Watchdog};
+use hv_core::linux::watchdog::{FedDeadline, HUNG_AFTER_MS, Watchdog};
 
 const MAX: usize = bulkhead_config::MAX_CPUS;
 
@@ -48,6 +52,13 @@ static POLLS: [AtomicBool; MAX] = [const { AtomicBool::new(false) }; MAX];
 
 /// Since when each Linux CPU has been halted with interrupts off.
 static WATCHDOG: Watchdog<MAX> = Watchdog::new();
+
+/// When Linux's fed watchdog expires, and its last timeout.
+static FED: FedDeadline = FedDeadline::new();
+static FED_TIMEOUT_S: AtomicU64 = AtomicU64::new(0);
+/// Watchdog arms and disarms so far (only the first few are logged).
+static FED_CHANGES: AtomicU32 = AtomicU32::new(0);
+const LOGGED_FED_CHANGES: u32 = 8;
 
 /// ICR low word of an INIT (level assert).
 const INIT_ASSERT: u32 = (5 << 8) | (1 << 14);
@@ -143,6 +154,8 @@ pub fn left(own: &[u32], apic_id: u32) {
         RUNNING[i].store(false, Ordering::Release);
         WATCHDOG.forget(i);
     }
+    // The partition ends: a restarted Linux starts with its watchdog disarmed.
+    disarm_watchdog();
 }
 
 /// Marks this CPU's guest as left for an INIT: its start-up state stays as the INIT and any
@@ -175,6 +188,39 @@ pub fn watch(own: &[u32], apic_id: u32, dead: bool) -> bool {
     let limit = crate::arch::time::tsc_hz() / 1000 * HUNG_AFTER_MS;
     let running = (0..own.len().min(MAX)).filter(|&i| RUNNING[i].load(Ordering::Acquire));
     WATCHDOG.hung(running, now, limit)
+}
+
+/// Linux armed or fed its watchdog for `timeout_s` seconds.
+pub fn feed_watchdog(timeout_s: u64) {
+    FED_TIMEOUT_S.store(timeout_s, Ordering::Relaxed);
+    let ticks = timeout_s.saturating_mul(crate::arch::time::tsc_hz());
+    if FED.feed(crate::arch::rdtsc(), ticks) {
+        log_fed_change(format_args!(
+            "linux watchdog armed: the partition ends if not fed within {timeout_s} s"
+        ));
+    }
+}
+
+/// Linux disarmed its watchdog (or its partition ended).
+pub fn disarm_watchdog() {
+    if FED.disarm() {
+        log_fed_change(format_args!("linux watchdog disarmed"));
+    }
+}
+
+fn log_fed_change(what: core::fmt::Arguments<'_>) {
+    let n = FED_CHANGES.fetch_add(1, Ordering::Relaxed) + 1;
+    if n < LOGGED_FED_CHANGES {
+        log::info!("{what}");
+    } else if n == LOGGED_FED_CHANGES {
+        log::info!("{what} (later arms and disarms are not logged)");
+    }
+}
+
+/// Whether Linux's fed watchdog has expired: `Some(timeout_s)` for exactly one caller.
+pub fn watchdog_expired() -> Option<u64> {
+    FED.claim_expiry(crate::arch::rdtsc())
+        .then(|| FED_TIMEOUT_S.load(Ordering::Relaxed))
 }
 
 /// Spins until every CPU of the partition but `apic_id` has left its guest, or the TSC

@@ -562,6 +562,14 @@ fn port_access_inner(port: u16, width: u8, write: Option<u32>) -> PortOutcome {
             }
             (None, Event::Done, false, None)
         }
+        IoOutcome::WatchdogFeed { timeout_s } => {
+            crate::linux_cpus::feed_watchdog(timeout_s);
+            (None, Event::Done, false, None)
+        }
+        IoOutcome::WatchdogStop => {
+            crate::linux_cpus::disarm_watchdog();
+            (None, Event::Done, false, None)
+        }
         IoOutcome::PowerOff => (None, Event::PowerOff, false, None),
         IoOutcome::Reset { how } => (None, Event::Reset(how), false, None),
         IoOutcome::UnownedRead { value, .. } => (Some(value), Event::Done, true, None),

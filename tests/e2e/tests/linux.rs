@@ -395,6 +395,45 @@ fn bochs_linux_hang_restart() -> Result<()> {
     Ok(())
 }
 
+/// A Linux that hangs with its CPUs busy (`bulkhead.init=watchdog-hog`: Linux's own
+/// `ib700wdt` driver and busybox's daemon feed the hypervisor's emulated watchdog every second
+/// with a 4 s timeout, then a root process takes every CPU with a SCHED_FIFO 99 busy loop)
+/// under `on_exit = "restart"`: the CPUs never halt, so only the watchdog can tell; it
+/// expires, the hypervisor ends the partition and restarts it; Linux boots again; the RT
+/// latency task misses no deadline and the RT CPU takes no VM exit throughout.
+#[test]
+#[ignore = "boots an emulator; run through cargo xtask test"]
+fn bochs_linux_watchdog_restart() -> Result<()> {
+    let mut run = boot_restarting(
+        "bochs_linux_watchdog_restart",
+        "bochs-2cpu",
+        "bulkhead.init=watchdog-hog",
+    )?;
+    let expect = Expect::new()
+        .line(STEADY_STATE)
+        .times(2, Pattern::contains("bulkhead-linux: init reached"))
+        .line("bulkhead-linux: watchdog daemon started, exit status 0")
+        .regex(r"linux watchdog armed: the partition ends if not fed within 4 s$")
+        .line("hostile: root-rt-hog: taking 1 CPUs")
+        .regex(r"^cpu 0 apic 0: linux partition stopped: it hung \(its watchdog was not fed within 4 s\)$")
+        .regex(r"^cpu 0 apic 0: linux partition restarts \(restart 1, from the retained modules\)$")
+        .fail_on("guest stopped")
+        .fail_on("not restarted")
+        .fail_on("every CPU halted")
+        .stop_on(HALTED);
+    run.wait_for(&expect, BOCHS_LIMIT)?;
+    let log = run.log();
+    let summaries = summaries_without_misses(&run)?;
+    ensure!(summaries.len() >= 3, "too few latency summaries:\n{log}");
+    report::rt_cpu_took_no_exits(&run, 1, "Linux hung busy and restarted")?;
+    println!(
+        "done after {:.1}s: Linux hung with its CPU busy, was ended by its watchdog and restarted; {} latency summaries with 0 misses",
+        run.elapsed().as_secs_f64(),
+        summaries.len()
+    );
+    Ok(())
+}
+
 /// bochs-2cpu with the RT kernel's echo task (`echo=commands:telemetry`) and Linux's init
 /// running the project's Linux tool (`bulkhead.init=channels`): the hypervisor initializes
 /// both rings and announces them on Linux's command line; `bulkhead ping` sends 200 messages

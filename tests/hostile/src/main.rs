@@ -47,11 +47,18 @@ const CASES: [(&str, Case); 10] = [
     ("root-pci-bar-move", root_pci_bar_move),
 ];
 
+/// Cases that leave Linux unusable, run by name only (never by `all`).
+const ENDING_CASES: [(&str, Case); 1] = [("root-rt-hog", root_rt_hog)];
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.is_empty() || args.iter().any(|a| a == "-h" || a == "--help") {
         eprintln!("usage: bulkhead-hostile all | CASE...");
         eprintln!("cases: {}", CASES.map(|(n, _)| n).join(" "));
+        eprintln!(
+            "by name only (they leave Linux unusable): {}",
+            ENDING_CASES.map(|(n, _)| n).join(" ")
+        );
         return ExitCode::from(2);
     }
     if !bulkhead_vmcall::under_bulkhead() {
@@ -66,9 +73,15 @@ fn main() -> ExitCode {
             let _ = std::io::stdout().flush();
         }
     }
+    for (name, case) in ENDING_CASES {
+        if args.iter().any(|a| a == name) {
+            println!("hostile: {name}: {}", case());
+            let _ = std::io::stdout().flush();
+        }
+    }
     if let Some(unknown) = args
         .iter()
-        .find(|a| *a != "all" && !CASES.iter().any(|(n, _)| n == a))
+        .find(|a| *a != "all" && !CASES.iter().chain(&ENDING_CASES).any(|(n, _)| n == a))
     {
         eprintln!("bulkhead-hostile: no case {unknown:?}");
         return ExitCode::from(2);
@@ -370,6 +383,40 @@ fn config_write32(address: u32, value: u32) {
         core::arch::asm!("out dx, eax", in("dx") CONFIG_ADDRESS, in("eax") address, options(nomem, nostack));
         core::arch::asm!("out dx, eax", in("dx") CONFIG_DATA, in("eax") value, options(nomem, nostack));
     }
+}
+
+/// Root takes every Linux CPU with a busy loop at the highest real-time priority
+/// (SCHED_FIFO 99, the kernel's real-time throttling off): the CPUs keep running with
+/// interrupts on, but no other task of Linux's runs again. Says so before it starts, since
+/// Linux's console output needs its own tasks; returns only if it could not start.
+fn root_rt_hog() -> String {
+    if let Err(e) = std::fs::write("/proc/sys/kernel/sched_rt_runtime_us", "-1") {
+        return format!("cannot turn real-time throttling off: {e}");
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("hostile: root-rt-hog: taking {cpus} CPUs");
+    let _ = std::io::stdout().flush();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    for cpu in 0..cpus {
+        // SAFETY: the child only pins itself, raises its priority and spins; this program
+        // has one thread.
+        if unsafe { libc::fork() } == 0 {
+            // SAFETY: plain system calls on this process, with valid arguments.
+            unsafe {
+                let mut set: libc::cpu_set_t = core::mem::zeroed();
+                libc::CPU_SET(cpu, &mut set);
+                libc::sched_setaffinity(0, core::mem::size_of::<libc::cpu_set_t>(), &set);
+                let param = libc::sched_param { sched_priority: 99 };
+                libc::sched_setscheduler(0, libc::SCHED_FIFO, &param);
+            }
+            loop {
+                core::hint::spin_loop();
+            }
+        }
+    }
+    // SAFETY: waits for any child; they never end.
+    unsafe { libc::wait(core::ptr::null_mut()) };
+    "a busy loop ended".into()
 }
 
 /// Root reads the xAPIC page through /dev/mem (a driverless access to an APIC that x2APIC

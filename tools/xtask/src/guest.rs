@@ -9,7 +9,8 @@
 //!   `bulkhead-linux: ...` lines for the tests, then powers off, reboots, panics or opens a shell
 //!   on the console, as the kernel command line asks (`bulkhead.init=poweroff|reboot|panic`,
 //!   or `hang`: `halt -f`, every CPU halted with interrupts off; or `hotplug`: CPU 1 taken
-//!   offline and brought back twice),
+//!   offline and brought back twice; or `watchdog-hog`: the emulated watchdog fed, then every
+//!   CPU taken by a real-time busy loop),
 //!   or runs the latency benchmark's Linux load (`bulkhead.init=load`: CPU hogs, memory
 //!   streaming, fork and exec, console output, channel traffic),
 //!   or checks the channels (and reads the hypervisor's and the RT kernel's logs) with the
@@ -18,7 +19,7 @@
 //! - `modules/`: the kernel modules of the package that drive the channel device's interrupt
 //!   (`uio.ko`, `uio_pci_generic.ko`), loaded by `/init` from `/lib/modules/`, and the msr
 //!   driver the hostile-Linux test loads (`bulkhead.init=hostile`, which runs the attacks of
-//!   `/usr/bin/bulkhead-hostile`);
+//!   `/usr/bin/bulkhead-hostile`), and the IB700 watchdog driver;
 //! - `debs/`: the packages, fetched with `apt-get download` and reused offline; `kernel.stamp`
 //!   and `busybox.stamp` name the package each artefact was made from, so a new package
 //!   remakes them and an unchanged one costs nothing.
@@ -47,11 +48,13 @@ const MODULES_DIR: &str = "modules";
 const MODULES_STAMP: &str = "modules.stamp";
 /// The kernel's modules the guest loads, with their folder in the package: Linux's generic
 /// userspace-I/O PCI driver, which takes the channel device's interrupt, and the uio core it
-/// needs (in load order); and the msr driver (`/dev/cpu/N/msr`) the hostile-Linux test uses.
-const MODULES: [(&str, &str); 3] = [
+/// needs (in load order); the msr driver (`/dev/cpu/N/msr`) the hostile-Linux test uses; and
+/// the IB700 watchdog driver, for the watchdog the hypervisor emulates.
+const MODULES: [(&str, &str); 4] = [
     ("uio", "kernel/drivers/uio"),
     ("uio_pci_generic", "kernel/drivers/uio"),
     ("msr", "kernel/arch/x86/kernel"),
+    ("ib700wdt", "kernel/drivers/watchdog"),
 ];
 
 /// The guest's `/init`. Every line the tests match starts with `bulkhead-linux: `.
@@ -183,6 +186,17 @@ case " $cmdline " in
     done
     echo "bulkhead-linux: powering off"
     poweroff -f
+    ;;
+*" bulkhead.init=watchdog-hog "*)
+    # Linux feeds the hypervisor's watchdog (the IB700's, through Linux's own driver and
+    # busybox's daemon: every second, 4 s timeout), then a root process takes every CPU with a
+    # real-time busy loop: Linux keeps taking interrupts but none of its services, the
+    # daemon among them, runs again.
+    insmod /lib/modules/ib700wdt.ko timeout=4
+    watchdog -t 1 -T 4 /dev/watchdog
+    echo "bulkhead-linux: watchdog daemon started, exit status $?"
+    sleep 3
+    bulkhead-hostile root-rt-hog
     ;;
 *" bulkhead.init=hang "*)
     # A Linux that hangs: every CPU halted with interrupts off, as a hung kernel looks.
@@ -1415,6 +1429,7 @@ mod tests {
             "*\" bulkhead.init=hostile \"*)",
             "*\" bulkhead.init=hang \"*)",
             "*\" bulkhead.init=hotplug \"*)",
+            "*\" bulkhead.init=watchdog-hog \"*)",
             "*\" bulkhead.init=load \"*)",
             "echo \"bulkhead-linux: load running on $n CPUs\"",
             "echo \"bulkhead-linux: halting\"",

@@ -24,6 +24,10 @@
 //!   reset, so Linux's first write there (0x02) is dropped. The keyboard controller's status
 //!   reads as all ones like any other absent device, so Linux's i8042 probe finds none and
 //!   its reboot waits out its short input-buffer timeout before writing 0xFE.
+//! - Watchdog: writes to the IB700 watchdog's ports (0x443 arms or feeds it, 0x441 disarms
+//!   it, `crate::linux::watchdog::ib700`) are [`IoOutcome::WatchdogFeed`] and
+//!   [`IoOutcome::WatchdogStop`] (unless the config gives Linux those ports, when they never
+//!   exit); reads are all ones.
 //!
 //! - The channel device (`crate::devices::channel_device`), when there is one: its configuration
 //!   accesses are [`IoOutcome::EmulatedConfigRead`] and [`IoOutcome::EmulatedConfigWrite`],
@@ -35,6 +39,8 @@
 use core::fmt;
 
 use bulkhead_config::PciBdf;
+
+use crate::linux::watchdog::ib700;
 
 /// The PCI configuration address latch (mechanism #1).
 pub const PCI_CONFIG_ADDRESS: u16 = 0xcf8;
@@ -137,6 +143,10 @@ pub enum IoOutcome {
     EmulatedConfigRead { offset: u8, width: u8 },
     /// Write `value` (`width` bytes) at `offset` of the emulated channel device.
     EmulatedConfigWrite { offset: u8, width: u8, value: u32 },
+    /// Linux armed or fed its watchdog (`crate::linux::watchdog::ib700`) for this long.
+    WatchdogFeed { timeout_s: u64 },
+    /// Linux disarmed its watchdog.
+    WatchdogStop,
     /// Linux asked for S5: power the machine off.
     PowerOff,
     /// Linux asked to reset the machine.
@@ -152,11 +162,17 @@ impl fmt::Display for IoOutcome {
         match *self {
             Self::Read(value) => write!(f, "emulated read {value:#x}"),
             Self::Ignored => f.write_str("write ignored"),
-            Self::RefusedConfigWrite { bdf: Some(bdf), offset } => {
+            Self::RefusedConfigWrite {
+                bdf: Some(bdf),
+                offset,
+            } => {
                 write!(f, "configuration write to {bdf} offset {offset:#x} refused")
             }
             Self::RefusedConfigWrite { bdf: None, offset } => {
-                write!(f, "configuration write at offset {offset:#x} with no function selected refused")
+                write!(
+                    f,
+                    "configuration write at offset {offset:#x} with no function selected refused"
+                )
             }
             Self::PciConfigRead { bdf, offset, width } => {
                 write!(f, "PCI {bdf} config read of {width} bytes at {offset:#x}")
@@ -184,6 +200,8 @@ impl fmt::Display for IoOutcome {
                 f,
                 "channel device config write of {value:#x} ({width} bytes) at {offset:#x}"
             ),
+            Self::WatchdogFeed { timeout_s } => write!(f, "watchdog fed for {timeout_s} s"),
+            Self::WatchdogStop => f.write_str("watchdog disarmed"),
             Self::PowerOff => f.write_str("power off (S5)"),
             Self::Reset { how } => write!(f, "reset through {how}"),
             Self::UnownedRead { port, width, .. } => {
@@ -282,6 +300,15 @@ impl<'a> LinuxIo<'a> {
                 }
                 Some(_) => IoOutcome::Ignored,
             };
+        }
+        match (port, write) {
+            (ib700::START, Some(level)) => {
+                return IoOutcome::WatchdogFeed {
+                    timeout_s: ib700::timeout_s(level as u8),
+                };
+            }
+            (ib700::STOP, Some(_)) => return IoOutcome::WatchdogStop,
+            _ => {}
         }
         match (width, write) {
             (1, Some(value)) => match self.reset_kind(port, value as u8) {
@@ -444,6 +471,21 @@ mod tests {
     }
 
     #[test]
+    fn the_ib700_watchdog_ports_arm_feed_and_disarm() {
+        let mut io = io();
+        // Linux's ib700wdt writes the level as a byte; 13 is 4 s.
+        assert_eq!(
+            io.access(0x443, 1, Some(13)),
+            IoOutcome::WatchdogFeed { timeout_s: 4 }
+        );
+        assert_eq!(io.access(0x441, 1, Some(0)), IoOutcome::WatchdogStop);
+        assert!(matches!(
+            io.access(0x443, 1, None),
+            IoOutcome::UnownedRead { value: 0xff, .. }
+        ));
+    }
+
+    #[test]
     fn non_dword_latch_accesses_are_unowned() {
         let mut io = io();
         // Linux's pci_check_type1 writes a byte to 0xcfb first.
@@ -532,7 +574,10 @@ mod tests {
         assert_eq!(io.access(0xcfc, 4, None), IoOutcome::Read(0xffff_ffff));
         assert_eq!(
             io.access(0xcfc, 1, Some(0)),
-            IoOutcome::RefusedConfigWrite { bdf: None, offset: 0 }
+            IoOutcome::RefusedConfigWrite {
+                bdf: None,
+                offset: 0
+            }
         );
         io.access(0xcf8, 4, Some(address(DEVICES[0], 0) | 1 << 24));
         assert_eq!(io.access(0xcfc, 4, None), IoOutcome::Read(0xffff_ffff));

@@ -70,6 +70,10 @@ pub enum GuestEnd {
     /// Every CPU of the partition stayed halted with interrupts off for the watchdog's
     /// limit: it hangs.
     Hung,
+    /// Linux armed its watchdog and did not feed it within this many seconds.
+    WatchdogExpired {
+        timeout_s: u64,
+    },
     /// Another CPU of the partition sent this one an INIT: this CPU alone leaves its guest
     /// and waits for a start-up IPI; the partition goes on.
     Init,

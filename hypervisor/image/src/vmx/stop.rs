@@ -69,6 +69,11 @@ pub fn report(vcpu: &Vcpu, r: &GuestRegs, stopped: Stopped, counts: impl fmt::Di
                     vcpu.partition,
                     hv_core::linux::watchdog::HUNG_AFTER_MS
                 )?,
+                GuestEnd::WatchdogExpired { timeout_s } => writeln!(
+                    w,
+                    "cpu {i} apic {a}: {} partition stopped: it hung (its watchdog was not fed within {timeout_s} s)",
+                    vcpu.partition
+                )?,
                 GuestEnd::Init => {}
                 GuestEnd::WithPartition => writeln!(
                     w,

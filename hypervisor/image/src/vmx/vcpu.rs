@@ -306,6 +306,14 @@ impl Vcpu {
         {
             return Ok(Action::Stop(StopCause::Ended(GuestEnd::WithPartition)));
         }
+        // Linux's fed watchdog: a Linux that stopped feeding it hangs, whatever its CPUs do.
+        if self.partition == PartitionId::Linux
+            && let Some(timeout_s) = linux_cpus::watchdog_expired()
+        {
+            return Ok(Action::Stop(StopCause::Ended(GuestEnd::WatchdogExpired {
+                timeout_s,
+            })));
+        }
         // An INIT from another CPU of the partition (Linux bringing this CPU back online).
         if self.partition == PartitionId::Linux
             && linux_cpus::take_reset_request(self.own_cpus, self.apic_id)
