@@ -19,7 +19,8 @@
 //! 0x100   8     consumer index            consumer
 //! 0x180   8     consumer wants doorbell   consumer sets, producer clears when it rings
 //! 0x200   8     producer wants doorbell   producer sets, consumer clears when it rings
-//! 0x280   3456  reserved (0)
+//! 0x280   8     re-initialization request Linux sets; the initializer clears it (by initializing)
+//! 0x300   3328  reserved (0)
 //! 0x1000        slot 0, slot 1, ...
 //! ```
 //!
@@ -115,8 +116,13 @@ pub struct HeaderPage {
     pub producer_wants_doorbell: u64,
     /// Padding.
     pub pad_producer_wants: [u64; 15],
+    /// Nonzero: Linux asks the side that re-establishes the channel (the RT side, or the
+    /// hypervisor for its own log) to initialize it again (see [`crate::Producer::reinit`]).
+    pub reinit_request: u64,
+    /// Padding.
+    pub pad_reinit_request: [u64; 15],
     /// Zero.
-    pub reserved: [u64; 432],
+    pub reserved: [u64; 416],
 }
 
 /// The header at the start of every slot, read and written as one 8-byte word.
@@ -162,7 +168,8 @@ const _: () = {
     assert!(offset_of!(HeaderPage, consumer_index) == 0x100);
     assert!(offset_of!(HeaderPage, consumer_wants_doorbell) == 0x180);
     assert!(offset_of!(HeaderPage, producer_wants_doorbell) == 0x200);
-    assert!(offset_of!(HeaderPage, reserved) == 0x280);
+    assert!(offset_of!(HeaderPage, reinit_request) == 0x280);
+    assert!(offset_of!(HeaderPage, reserved) == 0x300);
     assert!(offset_of!(SlotHeader, len) == 0);
     assert!(offset_of!(SlotHeader, seq) == 4);
     assert!(offset_of!(SlotHeader, priority) == 6);
@@ -200,6 +207,8 @@ pub(crate) const W_CONSUMER_INDEX: usize = offset_of!(HeaderPage, consumer_index
     allow(dead_code, reason = "under loom these words live in the model")
 )]
 pub(crate) const W_CONSUMER_WANTS: usize = offset_of!(HeaderPage, consumer_wants_doorbell) / 8;
+/// Word index of [`HeaderPage::reinit_request`].
+pub(crate) const W_REINIT_REQUEST: usize = offset_of!(HeaderPage, reinit_request) / 8;
 /// Word index of [`HeaderPage::producer_wants_doorbell`].
 #[cfg_attr(
     loom,

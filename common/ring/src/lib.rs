@@ -78,5 +78,7 @@ pub use layout::{
     Geometry, HEADER_SIZE, HeaderPage, MAGIC, MAX_SLOT_SIZE, MIN_SLOT_SIZE, MIN_SLOTS,
     SLOT_HEADER_SIZE, SlotHeader, State, VERSION,
 };
-pub use ring::{Armed, Consumer, Notify, Producer, Received, Ring};
+pub use ring::{
+    Armed, Consumer, Notify, Producer, Received, Ring, reinit_requested, request_reinit,
+};
 pub use shared::SharedRegion;

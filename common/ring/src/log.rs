@@ -335,11 +335,16 @@ fn find_byte(text: &[u8], byte: u8) -> Option<usize> {
     for chunk in chunks {
         let x = u64::from_le_bytes(*chunk) ^ pattern;
         if x.wrapping_sub(ONES) & !x & HIGHS != 0 {
-            return chunk.iter().position(|&b| b == byte).map(|p| start.saturating_add(p));
+            return chunk
+                .iter()
+                .position(|&b| b == byte)
+                .map(|p| start.saturating_add(p));
         }
         start = start.saturating_add(8);
     }
-    tail.iter().position(|&b| b == byte).map(|p| start.saturating_add(p))
+    tail.iter()
+        .position(|&b| b == byte)
+        .map(|p| start.saturating_add(p))
 }
 
 /// Sends `text` as one line on `producer` (cut to its largest message, and marked, when it

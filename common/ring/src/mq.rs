@@ -84,6 +84,16 @@ impl<'a> Sender<'a> {
         self.producer.disarm_doorbell();
     }
 
+    /// See [`Producer::reinit_requested`].
+    pub fn reinit_requested(&self) -> bool {
+        self.producer.reinit_requested()
+    }
+
+    /// Initializes the channel again, empty (see [`Producer::reinit`]).
+    pub fn reinit(&mut self) -> Result<(), RingError> {
+        self.producer.reinit()
+    }
+
     /// The ring producer underneath.
     pub fn into_inner(self) -> Producer<'a> {
         self.producer
@@ -179,6 +189,21 @@ impl<'a> Receiver<'a> {
     /// See [`Consumer::disarm_doorbell`].
     pub fn disarm_doorbell(&self) {
         self.consumer.disarm_doorbell();
+    }
+
+    /// See [`Consumer::reinit_requested`].
+    pub fn reinit_requested(&self) -> bool {
+        self.consumer.reinit_requested()
+    }
+
+    /// Initializes the channel again, empty (see [`Consumer::reinit`]), and forgets what it
+    /// had scanned.
+    pub fn reinit(&mut self) -> Result<(), RingError> {
+        self.consumer.reinit()?;
+        self.scanned = self.consumer.head();
+        self.counts = [0; PRIORITIES];
+        self.present = [0; PRIORITIES / 64];
+        Ok(())
     }
 
     /// The error that stopped this endpoint, if any.

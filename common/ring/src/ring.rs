@@ -41,7 +41,7 @@ use core::sync::atomic::AtomicU64;
 use core::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 
 use crate::error::{Corruption, LayoutError, RingError};
-use crate::layout::{GEOMETRY_WORDS, Geometry, GeometryBlock, SlotHeader, State};
+use crate::layout::{GEOMETRY_WORDS, Geometry, GeometryBlock, SlotHeader, State, W_REINIT_REQUEST};
 use crate::shared::{Control, SharedRegion, fence};
 
 /// Whether the peer must be woken after a send or a receive.
@@ -195,6 +195,19 @@ impl<'a> Ring<'a> {
     pub fn split(self) -> (Producer<'a>, Consumer<'a>) {
         (self.clone().into_producer(), self.into_consumer())
     }
+}
+
+/// Asks the side that re-establishes the channel in `region` to initialize it again (Linux,
+/// after the channel failed or when it starts afresh). The request is one word that
+/// initializing clears; it never touches the ring itself, so a request to a healthy channel
+/// only costs its messages in flight once the other side acts on it.
+pub fn request_reinit(region: SharedRegion<'_>) {
+    region.header_words()[W_REINIT_REQUEST].store(1, Release);
+}
+
+/// Whether a re-initialization of the channel in `region` was asked for and not yet done.
+pub fn reinit_requested(region: SharedRegion<'_>) -> bool {
+    region.header_words()[W_REINIT_REQUEST].load(Acquire) != 0
 }
 
 /// What both endpoints share: the region, the private geometry, and the sticky failure.
@@ -468,6 +481,22 @@ impl<'a> Producer<'a> {
         self.end.failed
     }
 
+    /// Whether Linux asked for the channel to be initialized again (see [`Producer::reinit`]).
+    pub fn reinit_requested(&self) -> bool {
+        reinit_requested(self.end.region)
+    }
+
+    /// Initializes the channel again, empty, with the geometry this side validated when it
+    /// attached (never the one the region holds now), and starts over on it: the way back
+    /// from a failure, for the side that re-establishes the channel (the RT side, or the
+    /// hypervisor for its log), on its own decision or when [`Producer::reinit_requested`].
+    /// Messages in the ring are lost; a peer still attached sees the indices move under it and
+    /// stops, and attaches again. Fails only as [`Ring::init`] does.
+    pub fn reinit(&mut self) -> Result<(), RingError> {
+        *self = Ring::init(self.end.region, self.end.geometry.slot_size())?.into_producer();
+        Ok(())
+    }
+
     fn capacity(&self) -> u64 {
         u64::from(self.end.geometry.slot_count())
     }
@@ -576,6 +605,17 @@ impl<'a> Consumer<'a> {
     /// The error that stopped this endpoint, if any.
     pub fn failure(&self) -> Option<RingError> {
         self.end.failed
+    }
+
+    /// Whether Linux asked for the channel to be initialized again (see [`Consumer::reinit`]).
+    pub fn reinit_requested(&self) -> bool {
+        reinit_requested(self.end.region)
+    }
+
+    /// As [`Producer::reinit`], for the consuming side.
+    pub fn reinit(&mut self) -> Result<(), RingError> {
+        *self = Ring::init(self.end.region, self.end.geometry.slot_size())?.into_consumer();
+        Ok(())
     }
 
     /// Checks the endpoint is usable (see `End::check`).

@@ -301,3 +301,41 @@ fn exhaustive_single_word_corruption() {
         }
     }
 }
+
+proptest! {
+    /// Whatever the peer wrote, once it asks for a re-initialization the side that owns the
+    /// channel's re-establishment brings it back: empty, with its own geometry (not whatever
+    /// the peer left in the header), the request cleared, and messages flowing through a peer
+    /// endpoint attached afresh.
+    #[test]
+    fn a_corrupted_channel_comes_back_on_request(
+        pokes in proptest::collection::vec(poke(), 1..8),
+    ) {
+        let slot_size = 64u32;
+        let slots = 8usize;
+        let guarded = Guarded::new(HEADER_SIZE + slots * slot_size as usize);
+        let region = guarded.region();
+        // The RT side receives (a linux-to-rt channel); Linux sends, then scribbles.
+        let mut rt = Receiver::new(Ring::init(region, slot_size).unwrap().into_consumer());
+        let mut linux = Ring::attach(region).unwrap().into_producer();
+        let _ = linux.try_send(b"before", 1).unwrap();
+        for p in &pokes {
+            apply(guarded.inner(), slot_size as usize, p);
+        }
+        let mut buf = [0u8; 64];
+        // Whatever the pokes did, this receive may fail and stop the endpoint.
+        let _ = rt.try_receive(&mut buf);
+        bulkhead_ring::request_reinit(region);
+        prop_assert!(rt.reinit_requested());
+        rt.reinit().unwrap();
+        prop_assert!(!bulkhead_ring::reinit_requested(region), "initializing clears the request");
+        let attr = rt.attr().unwrap();
+        prop_assert_eq!((attr.max_messages, attr.current), (slots as u32, 0));
+        let mut linux = Ring::attach(region).unwrap().into_producer();
+        let _ = linux.try_send(b"again", 7).unwrap();
+        let got = rt.try_receive(&mut buf).unwrap();
+        prop_assert_eq!(&buf[..got.len], b"again");
+        prop_assert_eq!(got.priority, 7);
+        prop_assert!(guarded.guards_intact());
+    }
+}

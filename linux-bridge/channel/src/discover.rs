@@ -4,12 +4,17 @@
 
 use std::fmt;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
+use bulkhead_ring::Ring;
 use bulkhead_ring::announce::{self, Announcement, Direction, NotifyMode};
 
 use crate::error::{Error, Result};
 use crate::mapping::{Caching, Mapping};
 use crate::status::Status;
+
+/// How often [`ChannelInfo::reestablish`] looks whether the channel is back.
+const REESTABLISH_POLL: Duration = Duration::from_millis(5);
 
 /// Where the running kernel's command line is.
 pub const PROC_CMDLINE: &str = "/proc/cmdline";
@@ -66,6 +71,26 @@ impl ChannelInfo {
     /// The channel's header as it is now, read without attaching or writing anything.
     pub fn inspect(&self, mem: impl AsRef<Path>) -> Result<Status> {
         Status::read(&self.map(mem)?)
+    }
+
+    /// Asks the side that re-establishes this channel (the RT side: the task that has it open)
+    /// to initialize it again, then waits until `deadline` for the channel to be usable with
+    /// the request taken ([`Error::TimedOut`] if not). The way back after the channel failed
+    /// (`bulkhead reset`): messages in it are lost, and every endpoint open on it, in any
+    /// process, stops and must be opened again. It never attaches as an endpoint.
+    pub fn reestablish(&self, mem: impl AsRef<Path>, deadline: Instant) -> Result<()> {
+        let mapping = self.map(mem)?;
+        let region = mapping.region()?;
+        bulkhead_ring::request_reinit(region);
+        loop {
+            if !bulkhead_ring::reinit_requested(region) && Ring::attach(region).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::TimedOut);
+            }
+            std::thread::sleep(REESTABLISH_POLL);
+        }
     }
 }
 

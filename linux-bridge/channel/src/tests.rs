@@ -423,3 +423,41 @@ fn a_sleeping_peer_gets_no_doorbell_but_is_counted() {
         0
     );
 }
+
+/// A channel an endpoint found corrupt comes back through `reestablish`: the side that
+/// re-establishes it (a thread standing for the RT side, holding its producer) sees the
+/// request, initializes the ring again, and Linux's receiver opened afterwards gets its
+/// messages; with nobody to answer, the request times out.
+#[test]
+fn a_failed_channel_is_reestablished_on_request() {
+    let f = Fixture::new(256);
+    let words = f.map(0x2000);
+    let mut rt = Ring::attach(words.region().unwrap())
+        .unwrap()
+        .into_producer();
+    // The RT side stops the channel (as after finding Linux's scribbles).
+    words.words()[word!(state)].store(bulkhead_ring::State::failed(3, true), Relaxed);
+    let err = ChannelReceiver::open_with(&f.announcements, f.mem.path(), "rx").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    let info = f.announcements.find("rx").unwrap().clone();
+    let timed_out = info.reestablish(f.mem.path(), Instant::now() + Duration::from_millis(20));
+    assert!(matches!(timed_out, Err(Error::TimedOut)), "{timed_out:?}");
+
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            while !rt.reinit_requested() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            rt.reinit().unwrap();
+            let _ = rt.try_send(b"back", 3).unwrap();
+        });
+        info.reestablish(f.mem.path(), Instant::now() + Duration::from_secs(10))
+            .unwrap();
+    });
+    let mut rx = ChannelReceiver::open_with(&f.announcements, f.mem.path(), "rx").unwrap();
+    let mut buf = [0u8; 64];
+    let (len, priority) = rx
+        .receive_until(&mut buf, Instant::now() + Duration::from_secs(5))
+        .unwrap();
+    assert_eq!((&buf[..len], priority), (&b"back"[..], 3));
+}

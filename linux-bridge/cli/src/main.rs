@@ -8,6 +8,7 @@
 //! bulkhead ping --to CHANNEL --from CHANNEL [-n COUNT] [--timeout-ms N] [--json]
 //! bulkhead rt [--channel CHANNEL] [-n COUNT] [--timeout-ms N] [--json] [--queued] [--histogram]
 //! bulkhead log hypervisor|rt [--channel CHANNEL] [-n COUNT | -f] [--timeout-ms N] [--json]
+//! bulkhead reset CHANNEL [--timeout-ms N]
 //! ```
 //!
 //! Channels are found on the kernel command line (`/proc/cmdline`, or `--cmdline`) and mapped
@@ -85,6 +86,12 @@
 //! `[... N lines dropped]` says how many. Control characters are escaped. With `--json`, one
 //! JSON object per line: `{"text":..}` (with `"cut":true` for a cut line) or `{"dropped":N}`.
 //! See [`log`].
+//!
+//! `reset` brings back a channel that failed (an endpoint found it corrupt: `list` shows it
+//! `failed`): it asks the RT side to initialize it again and waits until it is usable, then
+//! prints `channel NAME re-established`. Messages in it are lost and every endpoint open on
+//! it stops; the RT side decides when (its task that owns the channel looks every 10 ms while
+//! the channel is down).
 //!
 //! # Exit status
 //!
@@ -288,6 +295,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Re-establishes a channel that failed: asks the RT side to initialize it again (messages
+    /// in it are lost, endpoints open on it stop) and waits until it is usable.
+    #[command(after_help = EXIT_STATUS)]
+    Reset {
+        /// The channel's name.
+        channel: String,
+        /// Wait at most this long (status 3 when it runs out).
+        #[arg(long, value_name = "N", default_value_t = 5_000)]
+        timeout_ms: u64,
+    },
 }
 
 /// Why a command failed: the channel (when there is one) and the cause.
@@ -391,6 +408,20 @@ fn out(args: std::fmt::Arguments<'_>) -> Result<(), Failure> {
         })
 }
 
+/// `reset`: asks for the channel to be initialized again and waits until it is usable.
+fn reset(
+    announcements: &Announcements,
+    mem: &Path,
+    channel: &str,
+    timeout: Duration,
+) -> Result<(), Failure> {
+    let info = announcements.find(channel).map_err(Failure::on(channel))?;
+    info.reestablish(mem, Instant::now() + timeout)
+        .map_err(Failure::on(channel))?;
+    println!("channel {channel} re-established");
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(&cli) {
@@ -478,6 +509,15 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                 queued: *queued,
                 histogram: *histogram,
             },
+        ),
+        Command::Reset {
+            channel,
+            timeout_ms,
+        } => reset(
+            &announcements,
+            mem,
+            channel,
+            Duration::from_millis(*timeout_ms),
         ),
         Command::Log {
             source,

@@ -29,6 +29,15 @@
 //!
 //! Linux is not trusted: a corrupt ring stops that channel with an error the caller sees
 //! (the ring crate's `Corrupt` / `PeerFailed`), never the kernel.
+//!
+//! Re-establishment is the RT side's: the endpoint's owner task initializes the ring again,
+//! empty, from the geometry it validated at open, never from what the ring's header says now.
+//! The cue is Linux's request (a word in the ring's header that Linux's `bulkhead reset` sets):
+//! a healthy endpoint honours it whenever it would wait anyway; a failed one (every operation
+//! returns the failure) leaves the decision to its task: `reestablish` at once, or
+//! `await_reestablish`, which looks for the request at a slow poll ([`REESTABLISH_POLL_NS`]).
+//! Either way it happens in the task that owns the channel, at most once per wait or poll, so
+//! a Linux that corrupts or resets the channel again and again costs only that task.
 
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -49,6 +58,9 @@ use crate::sched::State;
 pub const POLL_NS: u64 = 100_000;
 /// The longest a task blocked on a `doorbell` channel sleeps without one.
 pub const DOORBELL_FALLBACK_NS: u64 = 1_000_000;
+
+/// How often a task waiting for Linux to ask for a re-establishment looks.
+pub const REESTABLISH_POLL_NS: u64 = 10_000_000;
 
 /// Each CPU's doorbell event flags (its tasks wait on its own): bit `i` for channel `i`.
 static DOORBELL_FLAGS: [Once<EventFlagsHandle>; crate::MAX_CPUS] =
@@ -229,6 +241,8 @@ struct Waiting {
     linux_doorbell: Option<u64>,
     /// Doorbells rung toward Linux.
     linux_rung: u64,
+    /// Re-establishments Linux asked for that a wait carried out.
+    reestablished: u64,
 }
 
 impl Waiting {
@@ -239,6 +253,7 @@ impl Waiting {
             doorbell_wakes: 0,
             linux_doorbell: opened.linux_doorbell,
             linux_rung: 0,
+            reestablished: 0,
         }
     }
 
@@ -256,9 +271,35 @@ impl Waiting {
     }
 }
 
+/// What [`blocking`] needs of an endpoint besides its attempt: Linux's re-establishment
+/// request, honoured whenever the endpoint would wait.
+trait Reinit {
+    fn reinit_requested(&self) -> bool;
+    fn reinit(&mut self) -> Result<(), RingError>;
+}
+
+impl Reinit for Sender<'static> {
+    fn reinit_requested(&self) -> bool {
+        Sender::reinit_requested(self)
+    }
+    fn reinit(&mut self) -> Result<(), RingError> {
+        Sender::reinit(self)
+    }
+}
+
+impl Reinit for Receiver<'static> {
+    fn reinit_requested(&self) -> bool {
+        Receiver::reinit_requested(self)
+    }
+    fn reinit(&mut self) -> Result<(), RingError> {
+        Receiver::reinit(self)
+    }
+}
+
 /// Runs `attempt` on `end` until it stops saying `WouldBlock`, waiting until `timeout`: on the
-/// doorbell (after `arm`) with a fallback timer, or by polling.
-fn blocking<E, T>(
+/// doorbell (after `arm`) with a fallback timer, or by polling. Before each wait, a
+/// re-establishment Linux asked for is carried out (the channel starts over, empty).
+fn blocking<E: Reinit, T>(
     end: &mut E,
     waiting: &mut Waiting,
     timeout: Timeout,
@@ -270,6 +311,11 @@ fn blocking<E, T>(
             Err(RingError::WouldBlock) => {}
             other => return other.map_err(ChannelError::Ring),
         }
+        if end.reinit_requested() {
+            end.reinit().map_err(ChannelError::Ring)?;
+            waiting.reestablished += 1;
+            continue;
+        }
         let now = api::now_ns();
         let limit = match timeout {
             Timeout::NonBlocking => return Err(ChannelError::WouldBlock),
@@ -277,10 +323,7 @@ fn blocking<E, T>(
             Timeout::Until(deadline) => Some(deadline),
             Timeout::Forever => None,
         };
-        let flags = DOORBELL_FLAGS
-            .get(api::cpu())
-            .and_then(Once::get)
-            .copied();
+        let flags = DOORBELL_FLAGS.get(api::cpu()).and_then(Once::get).copied();
         match (waiting.doorbell_bit, flags) {
             (Some(bit), Some(flags)) => {
                 // Ask the hypervisor for Linux's doorbell before arming the ring's flag, so
@@ -310,6 +353,24 @@ fn blocking<E, T>(
                 api::sleep_until(wake).map_err(ChannelError::Kernel)?;
             }
         }
+    }
+}
+
+/// Sleeps in steps of [`REESTABLISH_POLL_NS`] until `requested` or `timeout`.
+fn await_request(requested: impl Fn() -> bool, timeout: Timeout) -> Result<(), ChannelError> {
+    loop {
+        if requested() {
+            return Ok(());
+        }
+        let now = api::now_ns();
+        let next = now.saturating_add(REESTABLISH_POLL_NS);
+        let wake = match timeout {
+            Timeout::NonBlocking => return Err(ChannelError::WouldBlock),
+            Timeout::Until(deadline) if now >= deadline => return Err(ChannelError::TimedOut),
+            Timeout::Until(deadline) => next.min(deadline),
+            Timeout::Forever => next,
+        };
+        api::sleep_until(wake).map_err(ChannelError::Kernel)?;
     }
 }
 
@@ -354,6 +415,31 @@ impl ChannelSender {
     /// The queue's attributes (`mq_getattr`).
     pub fn attr(&mut self) -> Result<Attr, ChannelError> {
         self.sender.attr().map_err(ChannelError::Ring)
+    }
+
+    /// Whether Linux asked for the channel to be re-established.
+    pub fn reestablish_requested(&self) -> bool {
+        self.sender.reinit_requested()
+    }
+
+    /// Initializes the channel again, empty (messages in it are lost), and goes on from there
+    /// (`bulkhead_ring::Producer::reinit`).
+    pub fn reestablish(&mut self) -> Result<(), ChannelError> {
+        self.sender.reinit().map_err(ChannelError::Ring)?;
+        self.waiting.reestablished += 1;
+        Ok(())
+    }
+
+    /// Times the channel was re-established (by [`ChannelSender::reestablish`], or by a wait
+    /// that found Linux's request).
+    pub fn reestablished(&self) -> u64 {
+        self.waiting.reestablished
+    }
+
+    /// Waits until `timeout` for Linux to ask for a re-establishment, then re-establishes.
+    pub fn await_reestablish(&mut self, timeout: Timeout) -> Result<(), ChannelError> {
+        await_request(|| self.sender.reinit_requested(), timeout)?;
+        self.reestablish()
     }
 
     /// Waits for a free slot that a doorbell ended.
@@ -408,6 +494,31 @@ impl ChannelReceiver {
     /// The queue's attributes (`mq_getattr`).
     pub fn attr(&mut self) -> Result<Attr, ChannelError> {
         self.receiver.attr().map_err(ChannelError::Ring)
+    }
+
+    /// Whether Linux asked for the channel to be re-established.
+    pub fn reestablish_requested(&self) -> bool {
+        self.receiver.reinit_requested()
+    }
+
+    /// Initializes the channel again, empty (messages in it are lost), and goes on from there
+    /// (`bulkhead_ring::Consumer::reinit`).
+    pub fn reestablish(&mut self) -> Result<(), ChannelError> {
+        self.receiver.reinit().map_err(ChannelError::Ring)?;
+        self.waiting.reestablished += 1;
+        Ok(())
+    }
+
+    /// Times the channel was re-established (by [`ChannelReceiver::reestablish`], or by a
+    /// wait that found Linux's request).
+    pub fn reestablished(&self) -> u64 {
+        self.waiting.reestablished
+    }
+
+    /// Waits until `timeout` for Linux to ask for a re-establishment, then re-establishes.
+    pub fn await_reestablish(&mut self, timeout: Timeout) -> Result<(), ChannelError> {
+        await_request(|| self.receiver.reinit_requested(), timeout)?;
+        self.reestablish()
     }
 
     /// Waits for a message that a doorbell ended.

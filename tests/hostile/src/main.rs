@@ -34,7 +34,7 @@ const XAPIC_PAGE: u64 = 0xfee0_0000;
 type Case = fn() -> String;
 
 /// Every case, in the order `all` runs them.
-const CASES: [(&str, Case); 10] = [
+const CASES: [(&str, Case); 11] = [
     ("user-vmxoff", user_vmxoff),
     ("user-hello", user_hello),
     ("user-hypercall-flood", user_hypercall_flood),
@@ -45,6 +45,7 @@ const CASES: [(&str, Case); 10] = [
     ("root-xapic-read", root_xapic_read),
     ("root-pci-config-write", root_pci_config_write),
     ("root-pci-bar-move", root_pci_bar_move),
+    ("root-ring-corrupt", root_ring_corrupt),
 ];
 
 /// Cases that leave Linux unusable, run by name only (never by `all`).
@@ -340,6 +341,62 @@ fn root_pci_bar_move() -> String {
     } else {
         format!("IDE bus-master BAR {before:#010x} became {after:#010x}")
     }
+}
+
+/// The channel the ring corruption case scribbles on (the RT echo task reads it).
+const CORRUPTED_CHANNEL: &str = "commands";
+/// Offset of a ring's producer index in its header page (`bulkhead_ring::layout::HeaderPage`).
+const PRODUCER_INDEX: u64 = 0x80;
+
+/// Root scribbles on a channel's ring through `/dev/mem`: the producer index of `commands`
+/// (Linux is its producer) jumps a million messages ahead, which no ring holds.
+fn root_ring_corrupt() -> String {
+    let cmdline = match std::fs::read_to_string("/proc/cmdline") {
+        Ok(c) => c,
+        Err(e) => return format!("cannot read /proc/cmdline: {e}"),
+    };
+    let Some(base) = bulkhead_ring::announce::parse_cmdline(&cmdline)
+        .flatten()
+        .find(|a| a.name == CORRUPTED_CHANNEL)
+        .map(|a| a.base)
+    else {
+        return format!("no channel {CORRUPTED_CHANNEL} announced");
+    };
+    let file = match OpenOptions::new().read(true).write(true).open("/dev/mem") {
+        Ok(f) => f,
+        Err(e) => return format!("cannot open /dev/mem: {e}"),
+    };
+    // Mapped, as Linux's channel library maps a channel (reads and writes of /dev/mem refuse
+    // memory the kernel does not have as RAM).
+    // SAFETY: maps one page of the channel's header, shared; nothing else in this program uses
+    // it, and it is unmapped below.
+    let page = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            std::os::fd::AsRawFd::as_raw_fd(&file),
+            base as libc::off_t,
+        )
+    };
+    if page == libc::MAP_FAILED {
+        return format!("cannot map the channel: {}", Error::last_os_error());
+    }
+    let index = page
+        .cast::<u8>()
+        .wrapping_add(PRODUCER_INDEX as usize)
+        .cast::<u64>();
+    // SAFETY: `index` is 8-byte aligned inside the mapped page; volatile, as the RT side reads
+    // it concurrently.
+    let before = unsafe { index.read_volatile() };
+    let after = before.wrapping_add(1_000_000);
+    // SAFETY: as above; the page is unmapped once, after the last access.
+    unsafe {
+        index.write_volatile(after);
+        libc::munmap(page, 4096);
+    }
+    format!("{CORRUPTED_CHANNEL} producer index {before} set to {after}")
 }
 
 /// PCI configuration mechanism #1's ports.

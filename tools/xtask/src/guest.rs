@@ -149,6 +149,13 @@ case " $cmdline " in
     insmod /lib/modules/msr.ko
     bulkhead-hostile all
     echo "bulkhead-linux: hostile exit status $?"
+    # Its last attack left the channel `commands` corrupt: ask the RT side to bring it back,
+    # then use it.
+    sleep 1
+    bulkhead reset commands --timeout-ms 5000
+    echo "bulkhead-linux: reset exit status $?"
+    bulkhead ping --to commands --from telemetry -n 20 --timeout-ms 20000
+    echo "bulkhead-linux: ping exit status $?"
     # Let the RT side and the hypervisor report after the attacks before Linux goes.
     sleep 3
     echo "bulkhead-linux: powering off"

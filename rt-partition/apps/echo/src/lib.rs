@@ -9,8 +9,11 @@
 //! doorbells R to receive, S to send; rang linux M for messages, F for room` (waits for a
 //! message, or for room in a full ring, that a doorbell from Linux ended rather than the
 //! fallback timer; doorbells rung toward a Linux receiver waiting for a message, and toward a
-//! Linux sender waiting for room). A channel that fails (a corrupt ring: Linux is not trusted) ends the
-//! task with a line naming it; the rest of the kernel goes on.
+//! Linux sender waiting for room). A channel that fails (a corrupt ring: Linux is not
+//! trusted) is reported in a line naming it (`echo: channel FROM failed: ...; waiting for Linux
+//! to ask for it again`); the task then waits for Linux's request (`bulkhead reset FROM`),
+//! re-establishes the channel and goes on (`echo: channel FROM re-established`). The rest of
+//! the kernel never notices.
 
 #![no_std]
 
@@ -101,10 +104,27 @@ extern "C" fn task(_: usize) {
                 }
                 continue;
             }
+            Err(ChannelError::Ring(e)) if e.is_fatal() => {
+                println!("echo: channel {from} failed: {e}; waiting for Linux to ask for it again");
+                match rx.await_reestablish(Timeout::Forever) {
+                    Ok(()) => println!("echo: channel {from} re-established"),
+                    Err(e) => return println!("echo: stopped: channel {from}: {e}"),
+                }
+                continue;
+            }
             Err(e) => return println!("echo: stopped: channel {from}: {e}"),
         };
-        if let Err(e) = tx.send(&buf[..len], priority, Timeout::Forever) {
-            return println!("echo: stopped: channel {to}: {e}");
+        match tx.send(&buf[..len], priority, Timeout::Forever) {
+            Ok(()) => {}
+            Err(ChannelError::Ring(e)) if e.is_fatal() => {
+                println!("echo: channel {to} failed: {e}; waiting for Linux to ask for it again");
+                match tx.await_reestablish(Timeout::Forever) {
+                    Ok(()) => println!("echo: channel {to} re-established"),
+                    Err(e) => return println!("echo: stopped: channel {to}: {e}"),
+                }
+                continue;
+            }
+            Err(e) => return println!("echo: stopped: channel {to}: {e}"),
         }
         messages += 1;
         bytes += len as u64;
