@@ -125,6 +125,8 @@ struct Counts {
     dropped: u64,
     /// Lines dropped since the last marker went out.
     pending: u64,
+    /// Times the channel was initialized again at its reader's request.
+    reinits: u64,
 }
 
 impl Counts {
@@ -188,6 +190,7 @@ impl<'a> LogWriter<'a> {
                 sent: 0,
                 dropped: 0,
                 pending: 0,
+                reinits: 0,
             },
         }
     }
@@ -244,6 +247,11 @@ impl<'a> LogWriter<'a> {
         self.counts.dropped
     }
 
+    /// Times the channel, stopped, was initialized again because its reader asked.
+    pub fn reinits(&self) -> u64 {
+        self.counts.reinits
+    }
+
     /// Takes console text: each `\n` finishes a line (a `\r` before it is dropped); the rest
     /// waits for the next call.
     pub fn write_bytes(&mut self, text: &[u8]) {
@@ -288,6 +296,12 @@ impl<'a> LogWriter<'a> {
         let text = self.line.get(..len).unwrap_or_default();
         match (self.mode, self.producer.as_mut()) {
             (Mode::Attached, Some(producer)) => {
+                // A log that stopped (its reader corrupted it) starts over once the reader asks
+                // (`crate::request_reinit`); the lines dropped meanwhile are announced.
+                if producer.failure().is_some() && producer.reinit_requested() {
+                    let _ = producer.reinit();
+                    self.counts.reinits = self.counts.reinits.saturating_add(1);
+                }
                 deliver(producer, &mut self.out, text, cut, &mut self.counts);
             }
             (Mode::Early, _) => {
@@ -437,6 +451,29 @@ mod tests {
         log.write_bytes(b"\n");
         assert_eq!(drain(&mut rx), ["sixth"]);
         assert_eq!((log.sent(), log.dropped()), (6, 0));
+    }
+
+    #[test]
+    fn a_log_its_reader_corrupted_starts_over_when_the_reader_asks() {
+        let mem = heap(8, 64);
+        let region = mem.region().unwrap();
+        let (tx, _) = Ring::init(region, 64).unwrap().split();
+        let mut log = LogWriter::new();
+        log.attach(tx);
+        writeln!(log, "before").unwrap();
+        // The reader scribbles on the state word: the producer stops at its next line.
+        region.header_words()[crate::layout::W_STATE]
+            .store(0xdead, core::sync::atomic::Ordering::Relaxed);
+        writeln!(log, "lost 1").unwrap();
+        writeln!(log, "lost 2").unwrap();
+        assert_eq!((log.sent(), log.dropped(), log.reinits()), (1, 2, 0));
+        // Asked, the writer initializes the ring again at its next line, and says what it lost.
+        crate::request_reinit(region);
+        writeln!(log, "after").unwrap();
+        assert!(!crate::reinit_requested(region));
+        let mut rx = Ring::attach(region).unwrap().into_consumer();
+        assert_eq!(drain(&mut rx), ["[... 2 lines dropped]", "after"]);
+        assert_eq!((log.sent(), log.dropped(), log.reinits()), (2, 2, 1));
     }
 
     #[test]

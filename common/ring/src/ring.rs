@@ -129,6 +129,37 @@ impl<'a> Ring<'a> {
         })
     }
 
+    /// Formats `region` again as an empty channel of `geometry` (validated for this region
+    /// when the endpoint attached): as [`Ring::init`], but it writes only the words that mean
+    /// something (the geometry block, the state, the indices, the doorbell flags, the
+    /// re-initialization request), a few dozen stores, so that a producer that never waits
+    /// (a log) can do it where it stands.
+    fn reinit(region: SharedRegion<'a>, geometry: Geometry) -> Self {
+        let state = region.control(Control::State);
+        state.store(0, Relaxed);
+        let block: [u64; GEOMETRY_WORDS] = zerocopy::transmute!(geometry.block());
+        for (word, value) in region.geometry_words().iter().zip(block) {
+            word.store(value, Relaxed);
+        }
+        for control in [
+            Control::ProducerIndex,
+            Control::ConsumerIndex,
+            Control::ConsumerWants,
+            Control::ProducerWants,
+        ] {
+            region.control(control).store(0, Relaxed);
+        }
+        region.header_words()[W_REINIT_REQUEST].store(0, Relaxed);
+        // Publishes everything above to an attacher's Acquire load of the state word.
+        state.store(State::READY, Release);
+        Self {
+            region,
+            geometry,
+            producer: 0,
+            consumer: 0,
+        }
+    }
+
     /// Attaches to a channel another party initialized, validating its header against the
     /// region's real length: wrong magic, version, sizes, or indices more than a ring apart are
     /// refused. The geometry read here is the only one used afterwards.
@@ -491,9 +522,9 @@ impl<'a> Producer<'a> {
     /// from a failure, for the side that re-establishes the channel (the RT side, or the
     /// hypervisor for its log), on its own decision or when [`Producer::reinit_requested`].
     /// Messages in the ring are lost; a peer still attached sees the indices move under it and
-    /// stops, and attaches again. Fails only as [`Ring::init`] does.
+    /// stops, and attaches again. Never fails today (the geometry was checked at attach).
     pub fn reinit(&mut self) -> Result<(), RingError> {
-        *self = Ring::init(self.end.region, self.end.geometry.slot_size())?.into_producer();
+        *self = Ring::reinit(self.end.region, self.end.geometry).into_producer();
         Ok(())
     }
 
@@ -614,7 +645,7 @@ impl<'a> Consumer<'a> {
 
     /// As [`Producer::reinit`], for the consuming side.
     pub fn reinit(&mut self) -> Result<(), RingError> {
-        *self = Ring::init(self.end.region, self.end.geometry.slot_size())?.into_consumer();
+        *self = Ring::reinit(self.end.region, self.end.geometry).into_consumer();
         Ok(())
     }
 

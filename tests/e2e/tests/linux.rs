@@ -606,8 +606,10 @@ const DOORBELL_FLOOD: &str = r"^hostile: user-doorbell-flood: 20000 rings: inter
 /// write to the configuration space of a PCI function Linux may only read changes nothing and
 /// is counted as a `pci` refusal; root's move of a BAR of a function Linux owns (the IDE
 /// controller's bus-master registers) over the hypervisor's console UART is refused, named and
-/// counted; root's scribble on the `commands` ring stops that channel on the RT side (the echo
-/// task says so), and `bulkhead reset commands` brings it back: 20 pings go through it again.
+/// counted; root's scribbles on the rings of `commands`, the RT kernel's status and log
+/// channels and the hypervisor's log stop them (the echo and status tasks say so), and
+/// `bulkhead reset` brings each back: 20 pings, a status report and a line of each log come
+/// through them again.
 /// Through it
 /// all the RT latency task misses no deadline and the RT CPU takes no VM exit; the hypervisor
 /// counts every refusal per kind, and Linux powers off normally at the end.
@@ -617,7 +619,7 @@ fn bochs_hostile_linux() -> Result<()> {
     let mut run = Scenario::new("bochs_hostile_linux")
         .config("bochs-2cpu.toml")
         .hv_cmdline("exit_report_s=2")
-        .rt_cmdline("echo=commands:telemetry")
+        .rt_cmdline("echo=commands:telemetry status=rt-status log=rt-log")
         .linux(LinuxMode::kernel("bulkhead.init=hostile"))
         .start()?;
     let expect = Expect::new()
@@ -634,13 +636,20 @@ fn bochs_hostile_linux() -> Result<()> {
         .regex(r"^hostile: root-pci-config-write: host bridge command 0x[0-9a-f]{4} unchanged after writing 0x[0-9a-f]{4}$")
         .regex(r"^hostile: root-pci-bar-move: IDE bus-master BAR 0x[0-9a-f]{8} unchanged after writing 0x000003f1$")
         .regex(r"configuration write to 00:01\.1 offset 0x20 refused: I/O BAR at 0x20 moved to 0x3f0\.\.0x400, outside what Linux owns")
-        .regex(r"^hostile: root-ring-corrupt: commands producer index \d+ set to \d+$")
+        .line("hostile: root-ring-corrupt: scribbled on commands, rt-status, rt-log, hv-log")
         .regex(r"^echo: channel commands failed: .*; waiting for Linux to ask for it again$")
-        .line("channel commands re-established")
-        .line("bulkhead-linux: reset exit status 0")
+        .regex(r"^status: channel rt-status failed: .*; waiting for Linux to ask for it again$")
         .line("echo: channel commands re-established")
+        .line("status: channel rt-status re-established")
+        .line("bulkhead-linux: reset commands exit status 0")
+        .line("bulkhead-linux: reset rt-status exit status 0")
+        .line("bulkhead-linux: reset rt-log exit status 0")
+        .line("bulkhead-linux: reset hv-log exit status 0")
         .regex(r"^bulkhead-ping: sent 20 received 20 lost 0 duplicated 0 corrupt 0 reordered 0 ")
         .line("bulkhead-linux: ping exit status 0")
+        .line("bulkhead-linux: rt exit status 0")
+        .line("bulkhead-linux: log rt exit status 0")
+        .line("bulkhead-linux: log hypervisor exit status 0")
         .regex(r"^echo: forwarded 20 messages, ")
         .line("bulkhead-linux: hostile exit status 0")
         .regex(POWERED_OFF)

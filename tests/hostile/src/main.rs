@@ -343,29 +343,51 @@ fn root_pci_bar_move() -> String {
     }
 }
 
-/// The channel the ring corruption case scribbles on (the RT echo task reads it).
-const CORRUPTED_CHANNEL: &str = "commands";
-/// Offset of a ring's producer index in its header page (`bulkhead_ring::layout::HeaderPage`).
+/// What the ring corruption case scribbles on: each channel's header word, and the value
+/// (`None`: the word plus a million): `commands`' producer index (Linux produces; a million
+/// messages ahead, which no ring holds), and the state word of the RT kernel's status and log
+/// channels and of the hypervisor's log (a value no side writes).
+const SCRIBBLES: [(&str, u64, Option<u64>); 4] = [
+    ("commands", PRODUCER_INDEX, None),
+    ("rt-status", STATE, Some(0xdead)),
+    ("rt-log", STATE, Some(0xdead)),
+    ("hv-log", STATE, Some(0xdead)),
+];
+/// Offsets of a ring's state word and producer index in its header page
+/// (`bulkhead_ring::layout::HeaderPage`).
+const STATE: u64 = 0x40;
 const PRODUCER_INDEX: u64 = 0x80;
 
-/// Root scribbles on a channel's ring through `/dev/mem`: the producer index of `commands`
-/// (Linux is its producer) jumps a million messages ahead, which no ring holds.
+/// Root scribbles on channel rings through `/dev/mem` ([`SCRIBBLES`]); a channel that is not
+/// announced is skipped.
 fn root_ring_corrupt() -> String {
     let cmdline = match std::fs::read_to_string("/proc/cmdline") {
         Ok(c) => c,
         Err(e) => return format!("cannot read /proc/cmdline: {e}"),
     };
-    let Some(base) = bulkhead_ring::announce::parse_cmdline(&cmdline)
-        .flatten()
-        .find(|a| a.name == CORRUPTED_CHANNEL)
-        .map(|a| a.base)
-    else {
-        return format!("no channel {CORRUPTED_CHANNEL} announced");
-    };
     let file = match OpenOptions::new().read(true).write(true).open("/dev/mem") {
         Ok(f) => f,
         Err(e) => return format!("cannot open /dev/mem: {e}"),
     };
+    let mut done = Vec::new();
+    for (name, offset, value) in SCRIBBLES {
+        let Some(base) = bulkhead_ring::announce::parse_cmdline(&cmdline)
+            .flatten()
+            .find(|a| a.name == name)
+            .map(|a| a.base)
+        else {
+            continue;
+        };
+        match scribble(&file, base, offset, value) {
+            Ok(()) => done.push(name),
+            Err(e) => return format!("cannot scribble on {name}: {e}"),
+        }
+    }
+    format!("scribbled on {}", done.join(", "))
+}
+
+/// Writes `value` (or the word plus a million) at `offset` in the header page at `base`.
+fn scribble(file: &std::fs::File, base: u64, offset: u64, value: Option<u64>) -> Result<(), Error> {
     // Mapped, as Linux's channel library maps a channel (reads and writes of /dev/mem refuse
     // memory the kernel does not have as RAM).
     // SAFETY: maps one page of the channel's header, shared; nothing else in this program uses
@@ -376,27 +398,25 @@ fn root_ring_corrupt() -> String {
             4096,
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_SHARED,
-            std::os::fd::AsRawFd::as_raw_fd(&file),
+            std::os::fd::AsRawFd::as_raw_fd(file),
             base as libc::off_t,
         )
     };
     if page == libc::MAP_FAILED {
-        return format!("cannot map the channel: {}", Error::last_os_error());
+        return Err(Error::last_os_error());
     }
-    let index = page
+    let word = page
         .cast::<u8>()
-        .wrapping_add(PRODUCER_INDEX as usize)
+        .wrapping_add(offset as usize)
         .cast::<u64>();
-    // SAFETY: `index` is 8-byte aligned inside the mapped page; volatile, as the RT side reads
-    // it concurrently.
-    let before = unsafe { index.read_volatile() };
-    let after = before.wrapping_add(1_000_000);
-    // SAFETY: as above; the page is unmapped once, after the last access.
+    // SAFETY: `word` is 8-byte aligned inside the mapped page; volatile, as the other side
+    // reads it concurrently; the page is unmapped once, after the last access.
     unsafe {
-        index.write_volatile(after);
+        let new = value.unwrap_or_else(|| word.read_volatile().wrapping_add(1_000_000));
+        word.write_volatile(new);
         libc::munmap(page, 4096);
     }
-    format!("{CORRUPTED_CHANNEL} producer index {before} set to {after}")
+    Ok(())
 }
 
 /// PCI configuration mechanism #1's ports.

@@ -149,13 +149,21 @@ case " $cmdline " in
     insmod /lib/modules/msr.ko
     bulkhead-hostile all
     echo "bulkhead-linux: hostile exit status $?"
-    # Its last attack left the channel `commands` corrupt: ask the RT side to bring it back,
-    # then use it.
+    # Its last attack left channels corrupt: ask the RT side (and the hypervisor, for its
+    # log) to bring each back, then use it.
     sleep 1
-    bulkhead reset commands --timeout-ms 5000
-    echo "bulkhead-linux: reset exit status $?"
+    for c in commands rt-status rt-log hv-log; do
+        bulkhead reset $c --timeout-ms 5000
+        echo "bulkhead-linux: reset $c exit status $?"
+    done
     bulkhead ping --to commands --from telemetry -n 20 --timeout-ms 20000
     echo "bulkhead-linux: ping exit status $?"
+    bulkhead rt --timeout-ms 5000 > /dev/null
+    echo "bulkhead-linux: rt exit status $?"
+    bulkhead log rt -n 1 --timeout-ms 5000 > /dev/null
+    echo "bulkhead-linux: log rt exit status $?"
+    bulkhead log hypervisor -n 1 --timeout-ms 5000 > /dev/null
+    echo "bulkhead-linux: log hypervisor exit status $?"
     # Let the RT side and the hypervisor report after the attacks before Linux goes.
     sleep 3
     echo "bulkhead-linux: powering off"

@@ -11,7 +11,9 @@
 //!
 //! It runs at the lowest task priority on CPU 0 and never waits for Linux: a report that finds
 //! the ring full (nobody reads on Linux) is dropped and counted, so the real-time tasks never
-//! notice whether Linux listens.
+//! notice whether Linux listens. A channel that fails (Linux corrupted it) is reported once;
+//! the task then looks each period for Linux's request to re-establish it (`bulkhead reset
+//! CHANNEL`) and carries it out.
 
 #![no_std]
 
@@ -87,6 +89,8 @@ extern "C" fn task(_: usize) {
     );
     let mut tasks = [TaskStatus::default(); MAX_TASKS];
     let (mut sent, mut dropped) = (0u64, 0u64);
+    // The channel failed and waits for Linux's request to be re-established.
+    let mut down = false;
     let mut next = api::now_ns().saturating_add(period);
     // Each period asks every CPU's report task to publish its tasks for the next report.
     report::request_task_snapshots(cpus);
@@ -95,6 +99,16 @@ extern "C" fn task(_: usize) {
             return;
         }
         next = next.saturating_add(period);
+        if down {
+            if !tx.reestablish_requested() {
+                continue;
+            }
+            match tx.reestablish() {
+                Ok(()) => println!("status: channel {name} re-established"),
+                Err(e) => return println!("status: stopped: channel {name}: {e}"),
+            }
+            down = false;
+        }
         let mut latency = [CpuLatency::default(); MAX_CPUS];
         let mut n_cpus = 0;
         for cpu in 0..cpus {
@@ -125,6 +139,12 @@ extern "C" fn task(_: usize) {
                         "status: channel {name} full (nobody reads on Linux): {dropped} reports dropped, {sent} sent"
                     );
                 }
+            }
+            Err(ChannelError::Ring(e)) if e.is_fatal() => {
+                println!(
+                    "status: channel {name} failed: {e}; waiting for Linux to ask for it again"
+                );
+                down = true;
             }
             Err(e) => return println!("status: stopped: channel {name}: {e}"),
         }
