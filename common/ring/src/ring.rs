@@ -102,38 +102,18 @@ impl<'a> Ring<'a> {
     /// index jump and stop with [`RingError::Corrupt`]. Slot contents are left as they are.
     pub fn init(region: SharedRegion<'a>, slot_size: u32) -> Result<Self, RingError> {
         let geometry = Geometry::new(region.len(), slot_size)?;
-        let state = region.control(Control::State);
-        state.store(0, Relaxed);
+        region.control(Control::State).store(0, Relaxed);
         for word in region.header_words() {
             word.store(0, Relaxed);
         }
-        let block: [u64; GEOMETRY_WORDS] = zerocopy::transmute!(geometry.block());
-        for (word, value) in region.geometry_words().iter().zip(block) {
-            word.store(value, Relaxed);
-        }
-        for control in [
-            Control::ProducerIndex,
-            Control::ConsumerIndex,
-            Control::ConsumerWants,
-            Control::ProducerWants,
-        ] {
-            region.control(control).store(0, Relaxed);
-        }
-        // Publishes everything above to an attacher's Acquire load of the state word.
-        state.store(State::READY, Release);
-        Ok(Self {
-            region,
-            geometry,
-            producer: 0,
-            consumer: 0,
-        })
+        Ok(Self::reinit(region, geometry))
     }
 
-    /// Formats `region` again as an empty channel of `geometry` (validated for this region
-    /// when the endpoint attached): as [`Ring::init`], but it writes only the words that mean
-    /// something (the geometry block, the state, the indices, the doorbell flags, the
-    /// re-initialization request), a few dozen stores, so that a producer that never waits
-    /// (a log) can do it where it stands.
+    /// Formats `region` as an empty channel of `geometry` (validated for this region): writes
+    /// the words that mean something (the geometry block, the state, the indices, the doorbell
+    /// flags, the re-initialization request), a few dozen stores, and publishes the state
+    /// last. [`Ring::init`] zeroes the rest of the header page first; an endpoint's `reinit`
+    /// does only this, so that a producer that never waits (a log) can do it where it stands.
     fn reinit(region: SharedRegion<'a>, geometry: Geometry) -> Self {
         let state = region.control(Control::State);
         state.store(0, Relaxed);

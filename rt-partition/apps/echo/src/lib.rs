@@ -104,29 +104,48 @@ extern "C" fn task(_: usize) {
                 }
                 continue;
             }
-            Err(ChannelError::Ring(e)) if e.is_fatal() => {
-                println!("echo: channel {from} failed: {e}; waiting for Linux to ask for it again");
-                match rx.await_reestablish(Timeout::Forever) {
-                    Ok(()) => println!("echo: channel {from} re-established"),
-                    Err(e) => return println!("echo: stopped: channel {from}: {e}"),
+            Err(e) => {
+                if recover(from, e, || rx.await_reestablish(Timeout::Forever)) {
+                    continue;
                 }
-                continue;
+                return;
             }
-            Err(e) => return println!("echo: stopped: channel {from}: {e}"),
         };
-        match tx.send(&buf[..len], priority, Timeout::Forever) {
-            Ok(()) => {}
-            Err(ChannelError::Ring(e)) if e.is_fatal() => {
-                println!("echo: channel {to} failed: {e}; waiting for Linux to ask for it again");
-                match tx.await_reestablish(Timeout::Forever) {
-                    Ok(()) => println!("echo: channel {to} re-established"),
-                    Err(e) => return println!("echo: stopped: channel {to}: {e}"),
-                }
+        if let Err(e) = tx.send(&buf[..len], priority, Timeout::Forever) {
+            if recover(to, e, || tx.await_reestablish(Timeout::Forever)) {
                 continue;
             }
-            Err(e) => return println!("echo: stopped: channel {to}: {e}"),
+            return;
         }
         messages += 1;
         bytes += len as u64;
+    }
+}
+
+/// After `error` on channel `name`: a failed channel is reported, and `reestablish` waits for
+/// Linux's request and carries it out. Whether the task goes on (any other error ends it, with
+/// a line).
+fn recover(
+    name: &str,
+    error: ChannelError,
+    reestablish: impl FnOnce() -> Result<(), ChannelError>,
+) -> bool {
+    let e = match error {
+        ChannelError::Ring(e) if e.is_fatal() => e,
+        other => {
+            println!("echo: stopped: channel {name}: {other}");
+            return false;
+        }
+    };
+    println!("echo: channel {name} failed: {e}; waiting for Linux to ask for it again");
+    match reestablish() {
+        Ok(()) => {
+            println!("echo: channel {name} re-established");
+            true
+        }
+        Err(e) => {
+            println!("echo: stopped: channel {name}: {e}");
+            false
+        }
     }
 }
