@@ -22,6 +22,7 @@ use hv_core::memory::addr::HostPhysAddr;
 use hv_core::memory::ept::{Ept, EptError, MemType, Perms};
 use hv_core::memory::frames::OutOfMemory;
 use hv_core::vmx::bitmaps::{self, IO_BITMAP_BYTES, MSR_BITMAP_BYTES, MsrAccess};
+use hv_core::vmx::msr_policy::LINUX_WRITABLE;
 
 use crate::guest_memory::{GuestMemError, GuestRam, gpa};
 use crate::memory::{self, HvTables};
@@ -218,6 +219,15 @@ pub fn build(
         }
     }
     let msr = memory::alloc_static::<[u8; MSR_BITMAP_BYTES]>().map_err(BuildError::Memory)?;
+    if id == PartitionId::Linux {
+        // Linux writes only its own CPU's MSRs directly (`hv_core::vmx::msr_policy`).
+        bitmaps::msr_intercept_all_writes(msr);
+        for msr_range in LINUX_WRITABLE {
+            for m in msr_range {
+                bitmaps::msr_pass_writes(msr, m);
+            }
+        }
+    }
     for m in WRITE_INTERCEPTS {
         bitmaps::msr_intercept(msr, m, MsrAccess::Write);
     }

@@ -612,8 +612,10 @@ const DOORBELL_FLOOD: &str = r"^hostile: user-doorbell-flood: 20000 rings: inter
 /// task on `commands`): a user-space VMXOFF kills only its process (SIGILL); hypercalls not
 /// meant for user space are refused, and a flood of unknown ones is counted but logged only
 /// within the budget; a flood of 20,000 doorbells on `commands` interrupts the RT partition
-/// only when its echo task asked, and never beyond its budget of doorbells a second; root's writes of the TSC and TSC_ADJUST leave the
-/// clock where it was; root's writes into the hypervisor's console UART are dropped; root's
+/// only when its echo task asked, and never beyond its budget of doorbells a second; root's
+/// writes of the TSC and TSC_ADJUST leave the clock where it was, and its writes of MSRs shared
+/// beyond its CPU (IA32_MISC_ENABLE, the MTRRs' default type) leave them as they were; root's
+/// writes into the hypervisor's console UART are dropped; root's
 /// write to the configuration space of a PCI function Linux may only read changes nothing and
 /// is counted as a `pci` refusal; root's move of a BAR of a function Linux owns (the IDE
 /// controller's bus-master registers) over the hypervisor's console UART is refused, named and
@@ -642,6 +644,7 @@ fn bochs_hostile_linux() -> Result<()> {
         .regex(DOORBELL_FLOOD)
         .line("hostile: root-hello: NotPermitted")
         .line("hostile: root-tsc-write: wrote TSC (accepted) and TSC_ADJUST (accepted); the TSC did not move")
+        .line("hostile: root-msr-shared-write: MISC_ENABLE (accepted) unchanged, MTRR_DEF_TYPE (accepted) unchanged")
         .line("hostile: root-hypervisor-uart: wrote 9 bytes to port 0x3f8")
         .regex(r"^hostile: root-xapic-read: (read 0xffffffff|refused by Linux: .*)$")
         .regex(r"^hostile: root-pci-config-write: host bridge command 0x[0-9a-f]{4} unchanged after writing 0x[0-9a-f]{4}$")
@@ -700,7 +703,7 @@ fn bochs_hostile_linux() -> Result<()> {
     ensure!(
         count(Refusal::Instruction) >= 1
             && count(Refusal::Hypercall) >= 1502
-            && count(Refusal::Msr) >= 2
+            && count(Refusal::Msr) >= 4
             && count(Refusal::Port) >= 9
             && count(Refusal::PciConfig) >= 2,
         "refusals not all counted: instruction {} hypercall {} msr {} port {} pci {}\n{log}",

@@ -34,13 +34,14 @@ const XAPIC_PAGE: u64 = 0xfee0_0000;
 type Case = fn() -> String;
 
 /// Every case, in the order `all` runs them.
-const CASES: [(&str, Case); 11] = [
+const CASES: [(&str, Case); 12] = [
     ("user-vmxoff", user_vmxoff),
     ("user-hello", user_hello),
     ("user-hypercall-flood", user_hypercall_flood),
     ("user-doorbell-flood", user_doorbell_flood),
     ("root-hello", root_hello),
     ("root-tsc-write", root_tsc_write),
+    ("root-msr-shared-write", root_msr_shared_write),
     ("root-hypervisor-uart", root_hypervisor_uart),
     ("root-xapic-read", root_xapic_read),
     ("root-pci-config-write", root_pci_config_write),
@@ -274,6 +275,49 @@ fn root_tsc_write() -> String {
         result_word(&tsc),
         result_word(&adjust)
     )
+}
+
+/// MSRs shared beyond Linux's own CPU that root writes (the bit flipped): IA32_MISC_ENABLE's
+/// fast-strings bit, and IA32_MTRR_DEF_TYPE's fixed-range enable.
+const SHARED_MSRS: [(&str, u64, u64); 2] =
+    [("MISC_ENABLE", 0x1a0, 1), ("MTRR_DEF_TYPE", 0x2ff, 1 << 10)];
+
+/// Root writes MSRs that reach beyond its own CPU (SDM: core or package scope, or state every
+/// CPU must share) through the msr driver, and reads each back.
+fn root_msr_shared_write() -> String {
+    let file = match OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/cpu/0/msr")
+    {
+        Ok(f) => f,
+        Err(e) => return format!("cannot open /dev/cpu/0/msr: {e}"),
+    };
+    let read = |msr: u64| {
+        let mut word = [0u8; 8];
+        file.read_exact_at(&mut word, msr)
+            .map(|()| u64::from_le_bytes(word))
+    };
+    let mut outcomes = Vec::new();
+    for (name, msr, bit) in SHARED_MSRS {
+        let before = match read(msr) {
+            Ok(v) => v,
+            Err(e) => return format!("cannot read {name}: {e}"),
+        };
+        let written = file.write_all_at(&(before ^ bit).to_le_bytes(), msr);
+        let after = read(msr).map_or_else(
+            |e| format!("unreadable ({e})"),
+            |v| {
+                if v == before {
+                    "unchanged".into()
+                } else {
+                    format!("changed to {v:#x}")
+                }
+            },
+        );
+        outcomes.push(format!("{name} ({}) {after}", result_word(&written)));
+    }
+    outcomes.join(", ")
 }
 
 fn result_word(r: &std::io::Result<()>) -> String {

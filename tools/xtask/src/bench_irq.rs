@@ -120,7 +120,10 @@ pub fn run(
         .memory_mib(256)
         .ips(args.ips);
     let hv = Scenario::new("bench_irq_hypervisor")
-        .config_text("bench-irq.toml", config::example_with_rt_hpet(&args.config)?)
+        .config_text(
+            "bench-irq.toml",
+            config::example_with_rt_hpet(&args.config)?,
+        )
         .hypervisor_file(&hypervisor)
         .hv_cmdline("exit_report_s=1")
         .rt_file(&rt_kernel)

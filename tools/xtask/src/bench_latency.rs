@@ -66,6 +66,12 @@ pub struct LatencyArgs {
     /// and measure from the moment its init runs; takes several more minutes.
     #[arg(long)]
     pub linux_load: bool,
+    /// Also boot Linux hostile (the guest's `bulkhead.init=hostile-loop`: the attacks of the
+    /// hostile-Linux test, as root and as `nobody`, again and again, each round bringing back
+    /// the channels it corrupted), beside Linux idle, and measure from the moment the attacks
+    /// start; takes several more minutes.
+    #[arg(long)]
+    pub linux_hostile: bool,
     /// Wall-clock limit per run, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 1800)]
     pub timeout: u64,
@@ -244,6 +250,8 @@ pub(crate) fn ratio(hv: u64, bare: u64) -> String {
 const LOAD_RUNNING: &str = r"^bulkhead-linux: load running on \d+ CPUs$";
 /// The guest's line when its init runs.
 const INIT_REACHED: &str = r"^bulkhead-linux: init reached$";
+/// The guest's line when its attacks start (`bulkhead.init=hostile-loop`).
+const HOSTILE_RUNNING: &str = r"^bulkhead-linux: hostile loop running$";
 
 /// Runs the benchmark and prints the table.
 pub fn run(
@@ -301,11 +309,20 @@ pub fn run(
             linux_run("bench_latency_linux_idle", ""),
             Some(INIT_REACHED),
         ));
-        runs.push((
-            "linux loaded",
-            linux_run("bench_latency_linux_loaded", "bulkhead.init=load"),
-            Some(LOAD_RUNNING),
-        ));
+        if args.linux_load {
+            runs.push((
+                "linux loaded",
+                linux_run("bench_latency_linux_loaded", "bulkhead.init=load"),
+                Some(LOAD_RUNNING),
+            ));
+        }
+        if args.linux_hostile {
+            runs.push((
+                "linux hostile",
+                linux_run("bench_latency_linux_hostile", "bulkhead.init=hostile-loop"),
+                Some(HOSTILE_RUNNING),
+            ));
+        }
     }
     eprintln!(
         "[xtask] bench latency: {} s at {} us, {} runs, two at a time",
@@ -344,7 +361,7 @@ fn print_table(args: &LatencyArgs, options: &str, measured: &[Measured]) {
     println!("kernel options: {options}");
     if measured.len() > 2 {
         println!(
-            "linux runs: measured from Linux's init (idle: at its shell; loaded: from `load running`), the RT echo task on; summaries are cumulative since boot"
+            "linux runs: measured from Linux's init (idle: at its shell; loaded: from `load running`; hostile: from `hostile loop running`), the RT echo task on; summaries are cumulative since boot"
         );
     }
     println!(
@@ -355,15 +372,31 @@ fn print_table(args: &LatencyArgs, options: &str, measured: &[Measured]) {
         let s = m.summary;
         println!(
             "{:<14}{:>9}{:>10}{:>10}{:>10}{:>10}{:>11}{:>8}{:>10}",
-            m.name, s.samples, s.min_ns, s.avg_ns, s.max_ns, s.p99_ns, s.p999_ns, s.misses, s.overflow
+            m.name,
+            s.samples,
+            s.min_ns,
+            s.avg_ns,
+            s.max_ns,
+            s.p99_ns,
+            s.p999_ns,
+            s.misses,
+            s.overflow
         );
     }
     let bare = measured[0].summary;
     for m in &measured[1..] {
         print_ratio_row(&format!("{} / bare", short(m.name)), m.summary, bare);
     }
-    if let [_, _, idle, loaded] = measured {
-        print_ratio_row("loaded / idle", loaded.summary, idle.summary);
+    let run = |name| measured.iter().find(|m| m.name == name).map(|m| m.summary);
+    if let Some(idle) = run("linux idle") {
+        for (row, name) in [
+            ("loaded / idle", "linux loaded"),
+            ("hostile / idle", "linux hostile"),
+        ] {
+            if let Some(of) = run(name) {
+                print_ratio_row(row, of, idle);
+            }
+        }
     }
     println!(
         "{:<14}{:>12}{:>12}{:>12}{:>12}{:>12}  longest interrupts-off section",
@@ -428,6 +461,7 @@ fn short(name: &str) -> &str {
         "hypervisor" => "hv",
         "linux idle" => "idle",
         "linux loaded" => "loaded",
+        "linux hostile" => "hostile",
         other => other,
     }
 }

@@ -12,7 +12,8 @@
 //!   offline and brought back twice; or `watchdog-hog`: the emulated watchdog fed, then every
 //!   CPU taken by a real-time busy loop),
 //!   or runs the latency benchmark's Linux load (`bulkhead.init=load`: CPU hogs, memory
-//!   streaming, fork and exec, console output, channel traffic),
+//!   streaming, fork and exec, console output, channel traffic) or its hostile Linux
+//!   (`bulkhead.init=hostile-loop`: the hostile-Linux attacks over and over),
 //!   or checks the channels (and reads the hypervisor's and the RT kernel's logs) with the
 //!   project's Linux tool `bulkhead` (`bulkhead.init=channels`),
 //!   which the archive holds as `/usr/bin/bulkhead`;
@@ -168,6 +169,19 @@ case " $cmdline " in
     sleep 3
     echo "bulkhead-linux: powering off"
     poweroff -f
+    ;;
+*" bulkhead.init=hostile-loop "*)
+    # The latency benchmark's hostile Linux (`cargo xtask bench latency --linux-hostile`): the
+    # attacks of tests/hostile, as root and as nobody, again and again until the run ends;
+    # each round asks for the channels it corrupted back (those the RT side serves come back).
+    insmod /lib/modules/msr.ko
+    echo "bulkhead-linux: hostile loop running"
+    while :; do
+        bulkhead-hostile all > /dev/null
+        for c in commands rt-status rt-log hv-log; do
+            bulkhead reset $c --timeout-ms 2000 > /dev/null 2>&1
+        done
+    done
     ;;
 *" bulkhead.init=load "*)
     # The latency benchmark's Linux load (`cargo xtask bench latency --linux-load`), until
@@ -1445,6 +1459,7 @@ mod tests {
             "*\" bulkhead.init=hang \"*)",
             "*\" bulkhead.init=hotplug \"*)",
             "*\" bulkhead.init=watchdog-hog \"*)",
+            "*\" bulkhead.init=hostile-loop \"*)",
             "*\" bulkhead.init=load \"*)",
             "echo \"bulkhead-linux: load running on $n CPUs\"",
             "echo \"bulkhead-linux: halting\"",

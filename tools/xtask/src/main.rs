@@ -312,7 +312,10 @@ pub(crate) fn build_rt_image_with(debug: bool, apps: &[PathBuf]) -> Result<PathB
         });
     }
     step(
-        &format!("build RT kernel image with {} more applications ({profile})", apps.len()),
+        &format!(
+            "build RT kernel image with {} more applications ({profile})",
+            apps.len()
+        ),
         || bulkhead_e2e::build_rt_kernel_with_apps(!debug, apps),
     )
 }
@@ -333,7 +336,7 @@ fn bench_latency(args: &bench_latency::LatencyArgs) -> Result<ExitCode> {
     deps::ensure(true)?;
     let config = bulkhead_e2e::config::load(&user_path(args.config.as_deref(), DEFAULT_CONFIG))?;
     let (hypervisor, rt_kernel) = (build_image(false)?, build_rt_image(false)?);
-    let linux = if args.linux_load {
+    let linux = if args.linux_load || args.linux_hostile {
         Some(guest::prepare_step()?)
     } else {
         None

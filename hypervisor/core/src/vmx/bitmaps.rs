@@ -65,6 +65,22 @@ pub fn msr_intercept(bitmap: &mut [u8; MSR_BITMAP_BYTES], msr: u32, access: MsrA
     true
 }
 
+/// Makes every write of an MSR in the bitmap's two ranges exit (writes outside them always do).
+pub fn msr_intercept_all_writes(bitmap: &mut [u8; MSR_BITMAP_BYTES]) {
+    bitmap[MSR_BITMAP_BYTES / 2..].fill(0xff);
+}
+
+/// Lets writes of `msr` reach the hardware without an exit. Returns `false` for an MSR outside
+/// the bitmap's ranges (those always exit).
+pub fn msr_pass_writes(bitmap: &mut [u8; MSR_BITMAP_BYTES], msr: u32) -> bool {
+    let Some(bit) = msr_slot(msr) else {
+        return false;
+    };
+    let bit = bit + 2048 * 8;
+    bitmap[bit / 8] &= !(1 << (bit % 8));
+    true
+}
+
 /// Whether a read (`write = false`) or write of `msr` exits.
 pub fn msr_exits(bitmap: &[u8; MSR_BITMAP_BYTES], msr: u32, write: bool) -> bool {
     match msr_slot(msr) {
@@ -93,6 +109,21 @@ mod tests {
         assert!(io_exits(&b, 0x400));
         assert!(!io_exits(&b, 0xffff));
         assert!(io_exits(&b, 0x8000));
+    }
+
+    #[test]
+    fn all_writes_exit_but_those_let_through() {
+        let mut b = [0u8; MSR_BITMAP_BYTES];
+        msr_intercept_all_writes(&mut b);
+        assert!(msr_pass_writes(&mut b, 0x6e0));
+        assert!(msr_pass_writes(&mut b, 0xc000_0100));
+        assert!(!msr_pass_writes(&mut b, 0x4000_0000));
+        assert!(!msr_exits(&b, 0x6e0, true));
+        assert!(!msr_exits(&b, 0xc000_0100, true));
+        assert!(msr_exits(&b, 0x6df, true));
+        assert!(msr_exits(&b, 0x610, true));
+        assert!(msr_exits(&b, 0xc000_0101, true));
+        assert!(!msr_exits(&b, 0x610, false), "reads are untouched");
     }
 
     #[test]

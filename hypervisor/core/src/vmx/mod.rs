@@ -6,3 +6,4 @@ pub mod bitmaps;
 pub mod caps;
 pub mod cpuid;
 pub mod exit;
+pub mod msr_policy;

@@ -116,6 +116,8 @@ pub struct ExitHandler {
     refused_config: LogBudget,
     /// Refused configuration writes to functions Linux owns so far (the first few are logged).
     refused_owned_config: LogBudget,
+    /// Refused MSR writes so far (only the first few are logged).
+    refused_msrs: LogBudget,
     /// INITs this CPU sent to running CPUs of its partition (only the first few are logged).
     cpu_resets: LogBudget,
     /// Whether the guest may still say hello: a start-up guest (the RT kernel, Linux's stub)
@@ -146,6 +148,7 @@ impl ExitHandler {
             refused_config: LogBudget::new(LOGGED_PORTS),
             refused_owned_config: LogBudget::new(LOGGED_REFUSALS),
             cpu_resets: LogBudget::new(LOGGED_REFUSALS),
+            refused_msrs: LogBudget::new(LOGGED_REFUSALS),
         }
     }
 
@@ -157,6 +160,7 @@ impl ExitHandler {
         self.refused_config = old.refused_config;
         self.refused_owned_config = old.refused_owned_config;
         self.cpu_resets = old.cpu_resets;
+        self.refused_msrs = old.refused_msrs;
     }
 
     /// Handles one exit of the guest whose registers are `regs`.
@@ -300,16 +304,33 @@ impl ExitHandler {
             }
             // SAFETY: reading the APIC base MSR of this CPU has no side effects.
             msr::IA32_APIC_BASE if value == unsafe { msr::read(msr::IA32_APIC_BASE) } => {}
-            msr::IA32_TSC | msr::IA32_TSC_ADJUST => self.refused(
-                Refusal::Msr,
-                format_args!(
-                    "write of {value:#x} to MSR {number:#x} ignored: the time stamp counter is the hypervisor's clock"
-                ),
-            ),
-            _ => self.refused(
-                Refusal::Msr,
-                format_args!("write of {value:#x} to MSR {number:#x} ignored"),
-            ),
+            msr::IA32_TSC | msr::IA32_TSC_ADJUST => self.refused_msr(format_args!(
+                "write of {value:#x} to MSR {number:#x} ignored: the time stamp counter is the hypervisor's clock"
+            )),
+            _ => self.refused_msr(format_args!(
+                "write of {value:#x} to MSR {number:#x} ignored{}",
+                if self.partition == PartitionId::Linux {
+                    ": not one of the MSRs Linux's CPUs may write"
+                } else {
+                    ""
+                }
+            )),
+        }
+    }
+
+    /// Counts a refused MSR write and logs it within this CPU's budget for those (Linux's own
+    /// boot writes a few MSRs it may not, so they do not use up the other refusals' lines).
+    fn refused_msr(&mut self, what: core::fmt::Arguments<'_>) {
+        reports::refused(self.partition, Refusal::Msr);
+        if let Some(tail) = self
+            .refused_msrs
+            .next("further ones are counted in the exit report's refusals")
+        {
+            log::warn!(
+                "cpu {} ({} partition): {what}{tail}",
+                self.index,
+                self.partition
+            );
         }
     }
 
