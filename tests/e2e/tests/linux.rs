@@ -473,7 +473,7 @@ fn bochs_channels_linux_to_rt_and_back() -> Result<()> {
         .regex(SENT_MORE)
         .line("bulkhead-linux: received them, exit status 0")
         .line("bulkhead-linux: blocked send woke, exit status 0")
-        .times(3, Pattern::regex(ECHO_LAST))
+        .times(2, Pattern::regex(ECHO_LAST))
         .regex(PING_BELLS)
         .line("bulkhead-linux: blocked receive woke, exit status 0 got priority=0 len=7 text=wake up")
         .times(
@@ -550,23 +550,10 @@ fn bochs_channels_linux_to_rt_and_back() -> Result<()> {
         woken_to_send > 0,
         "the echo task, blocked on a full ring, was never woken by Linux's doorbell\n{log}"
     );
-    // Toward Linux: the echo task rang a waiting receiver by the time of its last report (at
-    // the latest for the receive blocked on "wake up"; whether any of ping's waits lasted until
-    // a reply came is a matter of timing), and the device counted the interrupts (`bulkhead
-    // list` at the end).
-    let rang_by_the_end = run
-        .matching(Pattern::regex(ECHO_LAST))
-        .last()
-        .and_then(|l| {
-            regex::Regex::new(ECHO_LAST).ok()?.captures(l)?[4]
-                .parse::<u64>()
-                .ok()
-        })
-        .context("no last echo report")?;
-    ensure!(
-        rang_by_the_end > 0,
-        "no interrupt into Linux: the echo task rang {rang_by_the_end} (ping was woken by {interrupt_wakes})\n{log}"
-    );
+    // Toward Linux: the device counted the interrupts the echo task's doorbells raised
+    // (`bulkhead list` at the end, after the receive blocked on "wake up"). Whether any of
+    // ping's own waits lasted until a reply came, so that the echo task rang for it, is a
+    // matter of timing, and is not asked.
     let lists = run.matching(Pattern::regex(INTERRUPT_STATE));
     let re = regex::Regex::new(INTERRUPT_STATE)?;
     let caps = re
@@ -614,8 +601,10 @@ const DOORBELL_FLOOD: &str = r"^hostile: user-doorbell-flood: 20000 rings: inter
 /// within the budget; a flood of 20,000 doorbells on `commands` interrupts the RT partition
 /// only when its echo task asked, and never beyond its budget of doorbells a second; root's
 /// writes of the TSC and TSC_ADJUST leave the clock where it was, and its writes of MSRs shared
-/// beyond its CPU (IA32_MISC_ENABLE, the MTRRs' default type) leave them as they were; root's
-/// writes into the hypervisor's console UART are dropped; root's
+/// beyond its CPU (IA32_MISC_ENABLE, the MTRRs' default type) leave them as they were; 2,000
+/// hypercalls with random registers from `nobody` are each refused or answered with a defined
+/// status; an exit storm as root (CPUID, unowned-port reads, intercepted MSR writes, 20,000 of
+/// each per Linux CPU) costs only Linux's CPUs; root's writes into the hypervisor's console UART are dropped; root's
 /// write to the configuration space of a PCI function Linux may only read changes nothing and
 /// is counted as a `pci` refusal; root's move of a BAR of a function Linux owns (the IDE
 /// controller's bus-master registers) over the hypervisor's console UART is refused, named and
@@ -641,10 +630,12 @@ fn bochs_hostile_linux() -> Result<()> {
         .line("hostile: user-vmxoff: killed by signal 4 (SIGILL)")
         .line("hostile: user-hello: NotPermitted")
         .line("hostile: user-hypercall-flood: 1500 calls, 1500 refused")
+        .regex(r"^hostile: user-hypercall-fuzz: 2000 calls, \d+ refused, \d+ answered, 0 undefined answers$")
         .regex(DOORBELL_FLOOD)
         .line("hostile: root-hello: NotPermitted")
         .line("hostile: root-tsc-write: wrote TSC (accepted) and TSC_ADJUST (accepted); the TSC did not move")
         .line("hostile: root-msr-shared-write: MISC_ENABLE (accepted) unchanged, MTRR_DEF_TYPE (accepted) unchanged")
+        .line("hostile: root-exit-storm: 1 of 1 CPUs made 20000 CPUID, port and MSR exits each")
         .line("hostile: root-hypervisor-uart: wrote 9 bytes to port 0x3f8")
         .regex(r"^hostile: root-xapic-read: (read 0xffffffff|refused by Linux: .*)$")
         .regex(r"^hostile: root-pci-config-write: host bridge command 0x[0-9a-f]{4} unchanged after writing 0x[0-9a-f]{4}$")
@@ -702,8 +693,8 @@ fn bochs_hostile_linux() -> Result<()> {
     let count = |kind| refusals.count(kind);
     ensure!(
         count(Refusal::Instruction) >= 1
-            && count(Refusal::Hypercall) >= 1502
-            && count(Refusal::Msr) >= 4
+            && count(Refusal::Hypercall) >= 1502 + 1000
+            && count(Refusal::Msr) >= 20_004
             && count(Refusal::Port) >= 9
             && count(Refusal::PciConfig) >= 2,
         "refusals not all counted: instruction {} hypercall {} msr {} port {} pci {}\n{log}",

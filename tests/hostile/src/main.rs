@@ -34,14 +34,16 @@ const XAPIC_PAGE: u64 = 0xfee0_0000;
 type Case = fn() -> String;
 
 /// Every case, in the order `all` runs them.
-const CASES: [(&str, Case); 12] = [
+const CASES: [(&str, Case); 14] = [
     ("user-vmxoff", user_vmxoff),
     ("user-hello", user_hello),
     ("user-hypercall-flood", user_hypercall_flood),
+    ("user-hypercall-fuzz", user_hypercall_fuzz),
     ("user-doorbell-flood", user_doorbell_flood),
     ("root-hello", root_hello),
     ("root-tsc-write", root_tsc_write),
     ("root-msr-shared-write", root_msr_shared_write),
+    ("root-exit-storm", root_exit_storm),
     ("root-hypervisor-uart", root_hypervisor_uart),
     ("root-xapic-read", root_xapic_read),
     ("root-pci-config-write", root_pci_config_write),
@@ -209,6 +211,91 @@ fn user_hypercall_flood() -> String {
         debug_assert!(Call::from_number(UNKNOWN_CALL).is_none());
         format!("{FLOOD_CALLS} calls, {refused} refused")
     })
+}
+
+/// Hypercalls the fuzzer makes.
+const FUZZ_CALLS: u32 = 2000;
+
+/// Hypercalls with random registers, as `nobody`: a quarter with a number of the ABI's (any
+/// argument), the rest with any number. Every one is refused or answered with a status the
+/// ABI defines; none reaches the RT partition (a doorbell with a random base names no
+/// channel).
+fn user_hypercall_fuzz() -> String {
+    as_nobody(|| {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = || {
+            // xorshift64*: reproducible, no dependency.
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        };
+        let (mut refused, mut answered, mut undefined) = (0, 0, 0);
+        for _ in 0..FUZZ_CALLS {
+            let pick = next();
+            let number = if pick & 3 == 0 {
+                0x4248_0000 | (pick >> 8) & 0xf
+            } else {
+                next()
+            };
+            let call = Hypercall::decode(number, next());
+            // SAFETY: `main` checked that this runs under Bulkhead.
+            match unsafe { bulkhead_vmcall::hypercall(call) } {
+                Ok(Status::NotPermitted | Status::UnknownCall) => refused += 1,
+                Ok(_) => answered += 1,
+                Err(_) => undefined += 1,
+            }
+        }
+        format!(
+            "{FUZZ_CALLS} calls, {refused} refused, {answered} answered, {undefined} undefined answers"
+        )
+    })
+}
+
+/// Exits each Linux CPU makes in the storm, per kind.
+const STORM_EXITS: u32 = 20_000;
+/// A port no partition is given (Bochs has no device there either).
+const UNOWNED_PORT: u16 = 0x2e8;
+
+/// An exit storm as root on every Linux CPU at once: CPUID, reads of an unowned port and
+/// writes of an MSR the hypervisor intercepts ([`STORM_EXITS`] of each per CPU), each a VM
+/// exit on that CPU alone.
+fn root_exit_storm() -> String {
+    if let Err(e) = raise_io_privilege() {
+        return e;
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers: Vec<_> = (0..cpus)
+        .map(|cpu| {
+            std::thread::spawn(move || {
+                // SAFETY: pins this thread to `cpu`; a plain system call.
+                unsafe {
+                    let mut set: libc::cpu_set_t = core::mem::zeroed();
+                    libc::CPU_SET(cpu, &mut set);
+                    libc::sched_setaffinity(0, core::mem::size_of::<libc::cpu_set_t>(), &set);
+                }
+                let msr = OpenOptions::new()
+                    .write(true)
+                    .open(format!("/dev/cpu/{cpu}/msr"))
+                    .ok();
+                for i in 0..STORM_EXITS {
+                    let _ = core::arch::x86_64::__cpuid(i % 0x20);
+                    // SAFETY: a read of a port nobody owns; iopl 3 lets it through, the
+                    // hypervisor answers all ones.
+                    unsafe {
+                        let _v: u8;
+                        core::arch::asm!("in al, dx", in("dx") UNOWNED_PORT, out("al") _v, options(nomem, nostack));
+                    }
+                    if let Some(f) = &msr {
+                        // IA32_MISC_ENABLE: intercepted, refused, counted.
+                        let _ = f.write_all_at(&0u64.to_le_bytes(), 0x1a0);
+                    }
+                }
+            })
+        })
+        .collect();
+    let done = workers.into_iter().filter_map(|w| w.join().ok()).count();
+    format!("{done} of {cpus} CPUs made {STORM_EXITS} CPUID, port and MSR exits each")
 }
 
 /// Doorbells the flood rings.
