@@ -274,10 +274,7 @@ fn root_exit_storm() -> String {
                     libc::CPU_SET(cpu, &mut set);
                     libc::sched_setaffinity(0, core::mem::size_of::<libc::cpu_set_t>(), &set);
                 }
-                let msr = OpenOptions::new()
-                    .write(true)
-                    .open(format!("/dev/cpu/{cpu}/msr"))
-                    .ok();
+                let msr = open_msr(cpu).ok();
                 for i in 0..STORM_EXITS {
                     let _ = core::arch::x86_64::__cpuid(i % 0x20);
                     // SAFETY: a read of a port nobody owns; iopl 3 lets it through, the
@@ -339,13 +336,9 @@ fn user_doorbell_flood() -> String {
 /// Root moves the TSC forward by a lot (and sets TSC_ADJUST) through the msr driver: the
 /// hypervisor's clock must not follow.
 fn root_tsc_write() -> String {
-    let file = match OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/cpu/0/msr")
-    {
+    let file = match open_msr(0) {
         Ok(f) => f,
-        Err(e) => return format!("cannot open /dev/cpu/0/msr: {e}"),
+        Err(e) => return e,
     };
     let before = rdtsc();
     let jump = 1u64 << 40;
@@ -364,6 +357,16 @@ fn root_tsc_write() -> String {
     )
 }
 
+/// CPU `cpu`'s MSRs through the msr driver, for reading and writing.
+fn open_msr(cpu: usize) -> Result<std::fs::File, String> {
+    let path = format!("/dev/cpu/{cpu}/msr");
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {path}: {e}"))
+}
+
 /// MSRs shared beyond Linux's own CPU that root writes (the bit flipped): IA32_MISC_ENABLE's
 /// fast-strings bit, and IA32_MTRR_DEF_TYPE's fixed-range enable.
 const SHARED_MSRS: [(&str, u64, u64); 2] =
@@ -372,13 +375,9 @@ const SHARED_MSRS: [(&str, u64, u64); 2] =
 /// Root writes MSRs that reach beyond its own CPU (SDM: core or package scope, or state every
 /// CPU must share) through the msr driver, and reads each back.
 fn root_msr_shared_write() -> String {
-    let file = match OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/cpu/0/msr")
-    {
+    let file = match open_msr(0) {
         Ok(f) => f,
-        Err(e) => return format!("cannot open /dev/cpu/0/msr: {e}"),
+        Err(e) => return e,
     };
     let read = |msr: u64| {
         let mut word = [0u8; 8];
