@@ -8,7 +8,8 @@
 //! millisecond at 115200 baud, and waiting for it with interrupts off would cost real-time
 //! tasks that much latency. (These two locks are the kernel's only ones that CPUs share:
 //! a line printed on two CPUs at once waits for the other's copy, a line long.) Lines never interleave; when the ring is
-//! full a line is dropped and counted. Fatal paths (exceptions, panics) switch back to
+//! full a line is dropped and counted, and once the ring has emptied the console says so
+//! (`[... N console lines dropped: the console fell behind]`). Fatal paths (exceptions, panics) switch back to
 //! direct mode, flush what is buffered and write their report synchronously. A line longer
 //! than [`LINE_MAX`] is cut and ends in `bulkhead_ring::log::CUT_MARKER`.
 //!
@@ -48,7 +49,10 @@ const BLOCK_MAX: usize = 2048;
 
 static UART_BASE: AtomicU16 = AtomicU16::new(0);
 static BUFFERED: AtomicBool = AtomicBool::new(false);
+/// Lines dropped because the ring was full.
 static DROPPED: AtomicU64 = AtomicU64::new(0);
+/// How many of them the console has said it dropped.
+static DROPPED_TOLD: AtomicU64 = AtomicU64::new(0);
 
 struct Ring {
     buf: [u8; RING_SIZE],
@@ -235,6 +239,8 @@ pub fn log_off() {
 
 /// From now on, lines go through the ring (called when the scheduler starts).
 pub fn start_buffering() {
+    // The lines dropped before are said at boot (`online`).
+    DROPPED_TOLD.store(DROPPED.load(Ordering::Relaxed), Ordering::Relaxed);
     BUFFERED.store(true, Ordering::Release);
 }
 
@@ -242,7 +248,22 @@ pub fn start_buffering() {
 /// when it is shared; CPU 0's idle task calls it. Returns whether it wrote anything (not
 /// when the ring is empty, nor when the hypervisor has the turn: then a later call writes).
 pub fn drain() -> bool {
-    drain_line(1)
+    drain_line(1) || announce_dropped()
+}
+
+/// Once the ring is empty: says how many lines were dropped since it last said so (a line
+/// that found the ring full is lost, and the reader must know). Returns whether it said so.
+fn announce_dropped() -> bool {
+    let dropped = DROPPED.load(Ordering::Relaxed);
+    let told = DROPPED_TOLD.swap(dropped, Ordering::Relaxed);
+    if dropped == told {
+        return false;
+    }
+    write_line(format_args!(
+        "[... {} console lines dropped: the console fell behind]",
+        dropped.wrapping_sub(told)
+    ));
+    true
 }
 
 /// [`drain`], trying `tries` times for the turn.
