@@ -1,13 +1,14 @@
 //! The RT kernel's console: whole lines on the 16550 UART of `bulkhead-x86`, and the `log`
 //! backend.
 //!
-//! Until the scheduler runs, lines go straight to the UART (direct mode). From then on a
-//! line is copied whole into one ring buffer under one lock (interrupts off for the copy
-//! only, and for the copy into the log channel in a section of its own) and CPU 0's idle
-//! task drains the ring to the UART with interrupts enabled: a UART sends about 11 bytes a
-//! millisecond at 115200 baud, and waiting for it with interrupts off would cost real-time
-//! tasks that much latency. (These two locks are the kernel's only ones that CPUs share:
-//! a line printed on two CPUs at once waits for the other's copy, a line long.) Lines never interleave; when the ring is
+//! Until the scheduler runs, lines go straight to the UART and the log channel (direct
+//! mode). From then on a line is copied whole into one ring buffer under one lock
+//! (interrupts off for that copy only) and CPU 0's idle task drains the ring, line by line,
+//! to the UART and then to the log channel, with interrupts enabled: a UART sends about 11
+//! bytes a millisecond at 115200 baud, and a line's copy into the log channel is several
+//! microseconds; doing either with interrupts off would cost real-time tasks that much
+//! latency. (The ring's lock is the kernel's only one that CPUs share: a line printed on two
+//! CPUs at once waits for the other's copy, a line long.) Lines never interleave; when the ring is
 //! full a line is dropped and counted, and once the ring has emptied the console says so
 //! (`[... N console lines dropped: the console fell behind]`). Fatal paths (exceptions, panics) switch back to
 //! direct mode, flush what is buffered and write their report synchronously. A line longer
@@ -19,9 +20,10 @@
 //! writing waits for the next drain); boot-time direct writes wait for it a bounded while.
 //!
 //! With `log=CHANNEL`, every line also goes into that `rt-to-linux` channel, one message per
-//! line, for Linux's `bulkhead log rt` (`bulkhead_ring::log` owns the framing). The channel's
-//! send end has one owner, [`LOG`], locked with interrupts off like the ring, so lines from
-//! interrupt handlers and from every CPU are serialized. It never waits for Linux: a line
+//! line, for Linux's `bulkhead log rt` (`bulkhead_ring::log` owns the framing), in the order
+//! of the UART and at its pace. The channel's send end, [`LOG`], is written by direct-mode
+//! lines (with interrupts off), then only by the idle task's drain (interrupts on: nothing
+//! else takes it, but for the fatal path, which only tries). It never waits for Linux: a line
 //! that finds the channel full is dropped and counted, and the next one that fits follows a
 //! `[... N lines dropped]` marker. Lines printed before the channel is opened at boot are
 //! kept (up to `bulkhead_ring::log::EARLY_BYTES`) and sent first.
@@ -179,14 +181,9 @@ fn put_bytes(bytes: &[u8]) {
     unsafe { Uart::at(base) }.write_bytes(bytes);
 }
 
-/// One line to the log channel and to the UART (through the ring once buffered). Each
-/// destination is written in its own interrupts-off section, a copy of the line long: the
-/// two keep their lines whole and in order, each on its own.
+/// One line to the UART and the log channel: into the ring once buffered (the drain takes it
+/// to both), else to each in its own interrupts-off section, a copy of the line long.
 fn emit(bytes: &[u8]) {
-    {
-        let _irq = IrqGuard::new();
-        LOG.lock().write_bytes(bytes);
-    }
     let _irq = IrqGuard::new();
     if BUFFERED.load(Ordering::Acquire) {
         let mut ring = RING.lock();
@@ -201,6 +198,7 @@ fn emit(bytes: &[u8]) {
         ring.buf[..second.len()].copy_from_slice(second);
         ring.len += bytes.len();
     } else {
+        LOG.lock().write_bytes(bytes);
         let _lock = DIRECT.lock();
         let turn = take_turn(DIRECT_TURN_TRIES).unwrap_or(None);
         put_bytes(bytes);
@@ -294,6 +292,11 @@ fn drain_line(tries: u32) -> bool {
     };
     put_bytes(&line[..len]);
     give_turn(turn);
+    // Interrupts stay on: in buffered mode only this drain writes the log channel. Only
+    // tried: the fatal path drains too, and the lock's holder may be what failed.
+    if let Some(mut log) = LOG.try_lock() {
+        log.write_bytes(&line[..len]);
+    }
     let _irq = IrqGuard::new();
     let mut ring = RING.lock();
     ring.head = (ring.head + len) % RING_SIZE;
