@@ -219,7 +219,7 @@ fn log_fed_change(what: core::fmt::Arguments<'_>) {
 
 /// Whether Linux's fed watchdog has expired: `Some(timeout_s)` for exactly one caller.
 pub fn watchdog_expired() -> Option<u64> {
-    FED.claim_expiry(crate::arch::rdtsc())
+    FED.claim_expiry(crate::arch::rdtsc)
         .then(|| FED_TIMEOUT_S.load(Ordering::Relaxed))
 }
 

@@ -6,6 +6,8 @@
 //! computed from the buckets, so they are exact to within one bucket (1 µs). This module only
 //! counts and formats: it never reads a clock and never decides what is a deadline miss.
 
+use core::sync::atomic::{AtomicU64, Ordering};
+
 use bulkhead_abi::console::{LatencySummary, WakePathSummary};
 
 /// Width of one histogram bucket in nanoseconds.
@@ -230,10 +232,87 @@ impl WakePath {
     }
 }
 
+/// A [`Histogram`] one task records into and others read while it does: the same buckets,
+/// overflow, sum, minimum and maximum as atomics. The writer is one task (plain loads and
+/// stores of its own counters, no read-modify-write); a reader sees every counter whole, and
+/// counters read while a sample lands may be one sample apart, which a periodic report does
+/// not notice.
+#[derive(Debug)]
+pub struct SharedHistogram<const BUCKETS: usize> {
+    buckets: [AtomicU64; BUCKETS],
+    overflow: AtomicU64,
+    sum_ns: AtomicU64,
+    min_ns: AtomicU64,
+    max_ns: AtomicU64,
+}
+
+impl<const BUCKETS: usize> Default for SharedHistogram<BUCKETS> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const BUCKETS: usize> SharedHistogram<BUCKETS> {
+    /// An empty histogram (for a `static`).
+    pub const fn new() -> Self {
+        Self {
+            buckets: [const { AtomicU64::new(0) }; BUCKETS],
+            overflow: AtomicU64::new(0),
+            sum_ns: AtomicU64::new(0),
+            min_ns: AtomicU64::new(u64::MAX),
+            max_ns: AtomicU64::new(0),
+        }
+    }
+
+    /// Adds one sample; only its one writer calls this. Counters saturate.
+    pub fn record(&self, latency_ns: u64) {
+        let add = |counter: &AtomicU64, n: u64| {
+            counter.store(
+                counter.load(Ordering::Relaxed).saturating_add(n),
+                Ordering::Relaxed,
+            );
+        };
+        match self.buckets.get((latency_ns / NANOS_PER_BUCKET) as usize) {
+            Some(bucket) => add(bucket, 1),
+            None => add(&self.overflow, 1),
+        }
+        add(&self.sum_ns, latency_ns);
+        if latency_ns < self.min_ns.load(Ordering::Relaxed) {
+            self.min_ns.store(latency_ns, Ordering::Relaxed);
+        }
+        if latency_ns > self.max_ns.load(Ordering::Relaxed) {
+            self.max_ns.store(latency_ns, Ordering::Relaxed);
+        }
+    }
+
+    /// The histogram as it stands ([`Histogram::from_counts`] of the counters).
+    pub fn snapshot(&self) -> Histogram<BUCKETS> {
+        Histogram::from_counts(
+            core::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed)),
+            self.overflow.load(Ordering::Relaxed),
+            self.sum_ns.load(Ordering::Relaxed),
+            self.min_ns.load(Ordering::Relaxed),
+            self.max_ns.load(Ordering::Relaxed),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::string::ToString;
+
+    #[test]
+    fn a_shared_histogram_reads_as_the_one_it_mirrors() {
+        let shared = SharedHistogram::<4>::new();
+        let mut plain = Histogram::<4>::new();
+        assert_eq!(shared.snapshot(), plain);
+        for ns in [1_500, 999, 3_999, 4_000, 250_000, 0] {
+            shared.record(ns);
+            plain.record(ns);
+        }
+        assert_eq!(shared.snapshot(), plain);
+    }
 
     #[test]
     fn empty_histogram_has_no_statistics() {

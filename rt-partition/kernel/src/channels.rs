@@ -312,8 +312,7 @@ fn blocking<E: Reinit, T>(
             other => return other.map_err(ChannelError::Ring),
         }
         if end.reinit_requested() {
-            end.reinit().map_err(ChannelError::Ring)?;
-            waiting.reestablished += 1;
+            reestablish(end, waiting)?;
             continue;
         }
         let now = api::now_ns();
@@ -356,11 +355,23 @@ fn blocking<E: Reinit, T>(
     }
 }
 
-/// Sleeps in steps of [`REESTABLISH_POLL_NS`] until `requested` or `timeout`.
-fn await_request(requested: impl Fn() -> bool, timeout: Timeout) -> Result<(), ChannelError> {
+/// Initializes `end`'s channel again, empty, and counts it.
+fn reestablish<E: Reinit>(end: &mut E, waiting: &mut Waiting) -> Result<(), ChannelError> {
+    end.reinit().map_err(ChannelError::Ring)?;
+    waiting.reestablished += 1;
+    Ok(())
+}
+
+/// Sleeps in steps of [`REESTABLISH_POLL_NS`] until Linux asks for `end`'s channel to be
+/// re-established, or `timeout`; then re-establishes it.
+fn await_reestablish<E: Reinit>(
+    end: &mut E,
+    waiting: &mut Waiting,
+    timeout: Timeout,
+) -> Result<(), ChannelError> {
     loop {
-        if requested() {
-            return Ok(());
+        if end.reinit_requested() {
+            return reestablish(end, waiting);
         }
         let now = api::now_ns();
         let next = now.saturating_add(REESTABLISH_POLL_NS);
@@ -425,9 +436,7 @@ impl ChannelSender {
     /// Initializes the channel again, empty (messages in it are lost), and goes on from there
     /// (`bulkhead_ring::Producer::reinit`).
     pub fn reestablish(&mut self) -> Result<(), ChannelError> {
-        self.sender.reinit().map_err(ChannelError::Ring)?;
-        self.waiting.reestablished += 1;
-        Ok(())
+        reestablish(&mut self.sender, &mut self.waiting)
     }
 
     /// Times the channel was re-established (by [`ChannelSender::reestablish`], or by a wait
@@ -438,8 +447,7 @@ impl ChannelSender {
 
     /// Waits until `timeout` for Linux to ask for a re-establishment, then re-establishes.
     pub fn await_reestablish(&mut self, timeout: Timeout) -> Result<(), ChannelError> {
-        await_request(|| self.sender.reinit_requested(), timeout)?;
-        self.reestablish()
+        await_reestablish(&mut self.sender, &mut self.waiting, timeout)
     }
 
     /// Waits for a free slot that a doorbell ended.
@@ -504,9 +512,7 @@ impl ChannelReceiver {
     /// Initializes the channel again, empty (messages in it are lost), and goes on from there
     /// (`bulkhead_ring::Consumer::reinit`).
     pub fn reestablish(&mut self) -> Result<(), ChannelError> {
-        self.receiver.reinit().map_err(ChannelError::Ring)?;
-        self.waiting.reestablished += 1;
-        Ok(())
+        reestablish(&mut self.receiver, &mut self.waiting)
     }
 
     /// Times the channel was re-established (by [`ChannelReceiver::reestablish`], or by a
@@ -517,8 +523,7 @@ impl ChannelReceiver {
 
     /// Waits until `timeout` for Linux to ask for a re-establishment, then re-establishes.
     pub fn await_reestablish(&mut self, timeout: Timeout) -> Result<(), ChannelError> {
-        await_request(|| self.receiver.reinit_requested(), timeout)?;
-        self.reestablish()
+        await_reestablish(&mut self.receiver, &mut self.waiting, timeout)
     }
 
     /// Waits for a message that a doorbell ended.

@@ -38,7 +38,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use bulkhead_abi::hypercall::Hypercall;
 use bulkhead_abi::rt_boot::{LineInfo, MAX_LINES};
 use bulkhead_rt_core::clock::Sleep;
-use bulkhead_rt_core::latency::{Histogram, NANOS_PER_BUCKET};
+use bulkhead_rt_core::latency::{Histogram, SharedHistogram};
 use bulkhead_rt_core::{Error, Resched, Switch, TaskId, Timeout};
 use spin::Once;
 
@@ -68,12 +68,9 @@ struct LineState {
     /// TSC of the first interrupt the handler has not seen yet; 0 when none.
     pending_since: AtomicU64,
     wakeups: AtomicU64,
-    latency_min_ns: AtomicU64,
-    latency_max_ns: AtomicU64,
-    latency_sum_ns: AtomicU64,
-    /// Top half to task, in 1 us buckets (`latency::NANOS_PER_BUCKET`), and beyond them.
-    latency_buckets: [AtomicU64; LINE_BUCKETS],
-    latency_overflow: AtomicU64,
+    /// Top half to task, in 1 us buckets (`latency::NANOS_PER_BUCKET`), and beyond them;
+    /// written by the line's handler task only.
+    latency: SharedHistogram<LINE_BUCKETS>,
 }
 
 /// The per-line latency histogram's buckets: 1 us each, up to this many microseconds.
@@ -90,11 +87,7 @@ static LINES: [LineState; MAX_LINES] = [const {
         unhandled: AtomicU64::new(0),
         pending_since: AtomicU64::new(0),
         wakeups: AtomicU64::new(0),
-        latency_min_ns: AtomicU64::new(u64::MAX),
-        latency_max_ns: AtomicU64::new(0),
-        latency_sum_ns: AtomicU64::new(0),
-        latency_buckets: [const { AtomicU64::new(0) }; LINE_BUCKETS],
-        latency_overflow: AtomicU64::new(0),
+        latency: SharedHistogram::new(),
     }
 }; MAX_LINES];
 
@@ -337,13 +330,7 @@ impl Attached {
         let since = state.pending_since.swap(0, Ordering::Relaxed);
         if since != 0 {
             let ns = time::tsc().ticks_to_ns(rdtsc().saturating_sub(since));
-            state.latency_min_ns.fetch_min(ns, Ordering::Relaxed);
-            state.latency_max_ns.fetch_max(ns, Ordering::Relaxed);
-            state.latency_sum_ns.fetch_add(ns, Ordering::Relaxed);
-            match state.latency_buckets.get((ns / NANOS_PER_BUCKET) as usize) {
-                Some(bucket) => bucket.fetch_add(1, Ordering::Relaxed),
-                None => state.latency_overflow.fetch_add(1, Ordering::Relaxed),
-            };
+            state.latency.record(ns);
         }
         state.wakeups.fetch_add(1, Ordering::Relaxed);
         let fired = state.fired.load(Ordering::Relaxed);
@@ -380,14 +367,7 @@ fn stats_of(index: usize) -> LineStats {
 }
 
 fn histogram_of(index: usize) -> Histogram<LINE_BUCKETS> {
-    let state = &LINES[index];
-    Histogram::from_counts(
-        core::array::from_fn(|i| state.latency_buckets[i].load(Ordering::Relaxed)),
-        state.latency_overflow.load(Ordering::Relaxed),
-        state.latency_sum_ns.load(Ordering::Relaxed),
-        state.latency_min_ns.load(Ordering::Relaxed),
-        state.latency_max_ns.load(Ordering::Relaxed),
-    )
+    LINES[index].latency.snapshot()
 }
 
 /// Masks or unmasks line `index`: through the hypervisor (one VM exit), or bare by writing

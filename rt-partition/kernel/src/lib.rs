@@ -54,7 +54,7 @@ pub mod report {
 pub mod core_types {
     pub use spin::Once;
     pub use bulkhead_rt_core::clock::Periodic;
-    pub use bulkhead_rt_core::latency::{Histogram, NANOS_PER_BUCKET, WakePath};
+    pub use bulkhead_rt_core::latency::{Histogram, NANOS_PER_BUCKET, SharedHistogram, WakePath};
     pub use bulkhead_rt_core::sync::{FlagsCondition, FlagsMode, Received};
     pub use bulkhead_rt_core::{Error, Policy, Priority, Timeout};
 }

@@ -412,12 +412,17 @@ impl OwnedFunction {
         merged: u32,
         space: &mut impl ConfigSpace,
     ) -> Result<(), Refused> {
-        let (mut low, mut high) = bar_dwords(bar, space);
-        if register == bar.register {
-            low = merged;
+        // The dword written is `merged`; only the other half of a 64-bit BAR is read.
+        let (low, high) = if register == bar.register {
+            let high = if bar.kind == BarKind::Memory64 {
+                space.read(bar.register + 4)
+            } else {
+                0
+            };
+            (merged, high)
         } else {
-            high = merged;
-        }
+            (space.read(bar.register), merged)
+        };
         let base = bar.base(low, high);
         if placed(reach, bar, base) {
             return Ok(());

@@ -114,11 +114,12 @@ impl FedDeadline {
         self.deadline.swap(0, Ordering::AcqRel) != 0
     }
 
-    /// Whether it expired at TSC `now`: true for exactly one caller, which also disarms it.
-    pub fn claim_expiry(&self, now: u64) -> bool {
+    /// Whether it expired by the TSC `now` reads (read only when armed: every exit of a
+    /// Linux CPU asks): true for exactly one caller, which also disarms it.
+    pub fn claim_expiry(&self, now: impl FnOnce() -> u64) -> bool {
         let deadline = self.deadline.load(Ordering::Acquire);
         deadline != 0
-            && now >= deadline
+            && now() >= deadline
             && self
                 .deadline
                 .compare_exchange(deadline, 0, Ordering::AcqRel, Ordering::Acquire)
@@ -147,19 +148,19 @@ mod tests {
     #[test]
     fn a_fed_deadline_expires_once_unless_fed_or_disarmed() {
         let d = FedDeadline::new();
-        assert!(!d.claim_expiry(u64::MAX), "never armed");
+        assert!(!d.claim_expiry(|| unreachable!("not read when disarmed")), "never armed");
         assert!(d.feed(100, 50), "armed from disarmed");
-        assert!(!d.claim_expiry(149));
+        assert!(!d.claim_expiry(|| 149));
         assert!(!d.feed(140, 50), "fed again");
-        assert!(!d.claim_expiry(150));
-        assert!(d.claim_expiry(190));
-        assert!(!d.claim_expiry(191), "claimed once");
+        assert!(!d.claim_expiry(|| 150));
+        assert!(d.claim_expiry(|| 190));
+        assert!(!d.claim_expiry(|| 191), "claimed once");
         assert!(d.feed(200, 0), "a zero timeout");
-        assert!(d.claim_expiry(200));
+        assert!(d.claim_expiry(|| 200));
         d.feed(300, 10);
         assert!(d.disarm());
         assert!(!d.disarm());
-        assert!(!d.claim_expiry(u64::MAX));
+        assert!(!d.claim_expiry(|| u64::MAX));
     }
 
     #[test]

@@ -99,6 +99,38 @@ fn call_number(call: Hypercall) -> Option<Call> {
     Call::from_number(call.encode().0)
 }
 
+/// How much of each of a CPU's log budgets is spent: only the first few of each kind of
+/// event a guest can repeat are logged. Kept across the CPU's guest restarts.
+#[derive(Debug, Clone, Copy)]
+struct LogBudgets {
+    /// Refusals (other kinds' own budgets below aside).
+    refusals: LogBudget,
+    /// Refused MSR writes.
+    refused_msrs: LogBudget,
+    /// Accesses to ports without a device.
+    unowned_ports: LogBudget,
+    /// Refused PCI configuration writes (Linux's own probing writes to functions it may only
+    /// read, such as the host bridge's BARs, use some).
+    refused_config: LogBudget,
+    /// Refused configuration writes to functions Linux owns.
+    refused_owned_config: LogBudget,
+    /// INITs this CPU sent to running CPUs of its partition.
+    cpu_resets: LogBudget,
+}
+
+impl LogBudgets {
+    const fn new() -> Self {
+        Self {
+            refusals: LogBudget::new(LOGGED_REFUSALS),
+            refused_msrs: LogBudget::new(LOGGED_REFUSALS),
+            unowned_ports: LogBudget::new(LOGGED_PORTS),
+            refused_config: LogBudget::new(LOGGED_PORTS),
+            refused_owned_config: LogBudget::new(LOGGED_REFUSALS),
+            cpu_resets: LogBudget::new(LOGGED_REFUSALS),
+        }
+    }
+}
+
 /// One CPU's exit handlers and what they remember of its guest.
 pub struct ExitHandler {
     index: usize,
@@ -107,19 +139,8 @@ pub struct ExitHandler {
     host_facts: HostFacts,
     /// The partition's CPUs (x2APIC IDs): where this CPU's IPIs may go.
     own_cpus: &'static [u32],
-    /// Refusals so far on this CPU (only the first few are logged).
-    refused_writes: LogBudget,
-    /// Accesses to ports without a device so far (only the first few are logged).
-    unowned_ports: LogBudget,
-    /// Refused PCI configuration writes so far (only the first few are logged: Linux's own
-    /// probing writes to functions it may only read, such as the host bridge's BARs).
-    refused_config: LogBudget,
-    /// Refused configuration writes to functions Linux owns so far (the first few are logged).
-    refused_owned_config: LogBudget,
-    /// Refused MSR writes so far (only the first few are logged).
-    refused_msrs: LogBudget,
-    /// INITs this CPU sent to running CPUs of its partition (only the first few are logged).
-    cpu_resets: LogBudget,
+    /// What this CPU has logged of the events its guest can repeat.
+    budgets: LogBudgets,
     /// Whether the guest may still say hello: a start-up guest (the RT kernel, Linux's stub)
     /// that has not yet.
     hello_expected: bool,
@@ -143,24 +164,14 @@ impl ExitHandler {
             partition,
             host_facts,
             own_cpus,
-            refused_writes: LogBudget::new(LOGGED_REFUSALS),
-            unowned_ports: LogBudget::new(LOGGED_PORTS),
-            refused_config: LogBudget::new(LOGGED_PORTS),
-            refused_owned_config: LogBudget::new(LOGGED_REFUSALS),
-            cpu_resets: LogBudget::new(LOGGED_REFUSALS),
-            refused_msrs: LogBudget::new(LOGGED_REFUSALS),
+            budgets: LogBudgets::new(),
         }
     }
 
     /// Carries over what `old` (the handlers of this CPU's previous guest) spent of its log
     /// budgets.
     pub fn keep_log_budgets(&mut self, old: &Self) {
-        self.refused_writes = old.refused_writes;
-        self.unowned_ports = old.unowned_ports;
-        self.refused_config = old.refused_config;
-        self.refused_owned_config = old.refused_owned_config;
-        self.cpu_resets = old.cpu_resets;
-        self.refused_msrs = old.refused_msrs;
+        self.budgets = old.budgets;
     }
 
     /// Handles one exit of the guest whose registers are `regs`.
@@ -304,33 +315,23 @@ impl ExitHandler {
             }
             // SAFETY: reading the APIC base MSR of this CPU has no side effects.
             msr::IA32_APIC_BASE if value == unsafe { msr::read(msr::IA32_APIC_BASE) } => {}
-            msr::IA32_TSC | msr::IA32_TSC_ADJUST => self.refused_msr(format_args!(
-                "write of {value:#x} to MSR {number:#x} ignored: the time stamp counter is the hypervisor's clock"
-            )),
-            _ => self.refused_msr(format_args!(
-                "write of {value:#x} to MSR {number:#x} ignored{}",
-                if self.partition == PartitionId::Linux {
-                    ": not one of the MSRs Linux's CPUs may write"
-                } else {
-                    ""
-                }
-            )),
-        }
-    }
-
-    /// Counts a refused MSR write and logs it within this CPU's budget for those (Linux's own
-    /// boot writes a few MSRs it may not, so they do not use up the other refusals' lines).
-    fn refused_msr(&mut self, what: core::fmt::Arguments<'_>) {
-        reports::refused(self.partition, Refusal::Msr);
-        if let Some(tail) = self
-            .refused_msrs
-            .next("further ones are counted in the exit report's refusals")
-        {
-            log::warn!(
-                "cpu {} ({} partition): {what}{tail}",
-                self.index,
-                self.partition
-            );
+            msr::IA32_TSC | msr::IA32_TSC_ADJUST => self.refused(
+                Refusal::Msr,
+                format_args!(
+                    "write of {value:#x} to MSR {number:#x} ignored: the time stamp counter is the hypervisor's clock"
+                ),
+            ),
+            _ => self.refused(
+                Refusal::Msr,
+                format_args!(
+                    "write of {value:#x} to MSR {number:#x} ignored{}",
+                    if self.partition == PartitionId::Linux {
+                        ": not one of the MSRs Linux's CPUs may write"
+                    } else {
+                        ""
+                    }
+                ),
+            ),
         }
     }
 
@@ -361,6 +362,7 @@ impl ExitHandler {
         }
         if linux_cpus::deliver(self.own_cpus, start) == Delivery::Reset
             && let Some(tail) = self
+                .budgets
                 .cpu_resets
                 .next("further INITs from this CPU are not logged")
         {
@@ -416,8 +418,8 @@ impl ExitHandler {
             // Linux's own boot probing writes to functions it may only read; a write that
             // would move a function of its own outside what it owns never comes from it.
             let budget = match refused {
-                RefusedConfig::Filtered(_) => &mut self.refused_config,
-                RefusedConfig::Owned { .. } => &mut self.refused_owned_config,
+                RefusedConfig::Filtered(_) => &mut self.budgets.refused_config,
+                RefusedConfig::Owned { .. } => &mut self.budgets.refused_owned_config,
             };
             if let Some(tail) =
                 budget.next("further ones are counted in the exit report's refusals")
@@ -448,6 +450,7 @@ impl ExitHandler {
     fn unowned_port(&mut self, port: u16, write: bool) {
         reports::refused(self.partition, Refusal::Port);
         if let Some(tail) = self
+            .budgets
             .unowned_ports
             .next("further accesses are counted in the exit report's refusals")
         {
@@ -605,13 +608,22 @@ impl ExitHandler {
         }
     }
 
-    /// Counts a refusal of `kind` for the partition, and logs it within this CPU's budget.
+    /// Counts a refusal of `kind` for the partition, and logs it within this CPU's budget
+    /// for its kind: MSR writes have their own (Linux's own boot writes a few MSRs it may not,
+    /// and they must not use up the other refusals' lines).
     fn refused(&mut self, kind: Refusal, what: core::fmt::Arguments<'_>) {
         reports::refused(self.partition, kind);
-        if let Some(tail) = self
-            .refused_writes
-            .next("further refusals on this CPU are counted in the exit report's refusals")
-        {
+        let (budget, later) = match kind {
+            Refusal::Msr => (
+                &mut self.budgets.refused_msrs,
+                "further MSR refusals on this CPU are counted in the exit report's refusals",
+            ),
+            _ => (
+                &mut self.budgets.refusals,
+                "further refusals on this CPU are counted in the exit report's refusals",
+            ),
+        };
+        if let Some(tail) = budget.next(later) {
             log::warn!(
                 "cpu {} ({} partition): {what}{tail}",
                 self.index,

@@ -38,7 +38,7 @@ use zerocopy::{FromBytes, IntoBytes};
 
 use bulkhead_rt::app::{App, Context, Cpu, STACK_BYTES, TaskDecl};
 use bulkhead_rt::core_types::{
-    Error, Histogram, NANOS_PER_BUCKET, Periodic, Policy, WakePath,
+    Error, Histogram, NANOS_PER_BUCKET, Periodic, Policy, SharedHistogram, WakePath,
 };
 use bulkhead_rt::report::{self, Published, TextBuf};
 use bulkhead_rt::{MAX_CPUS, api, println, trace};
@@ -70,59 +70,16 @@ const _: () = assert!(
 static PERIOD_NS: AtomicU64 = AtomicU64::new(1_000_000);
 static TRACE: AtomicBool = AtomicBool::new(false);
 
-/// One CPU's latency samples since boot, counted by its latency task only (plain loads and
-/// stores of its own counters, no read-modify-write) and read by its report task. A reader
-/// sees every counter whole; counters read while a sample lands may be one sample apart,
-/// which a report once a second does not notice.
+/// One CPU's latency samples since boot, recorded by its latency task only and read by its
+/// report task.
 struct Samples {
-    buckets: [AtomicU64; BUCKETS],
-    overflow: AtomicU64,
-    sum_ns: AtomicU64,
-    min_ns: AtomicU64,
-    max_ns: AtomicU64,
+    histogram: SharedHistogram<BUCKETS>,
     misses: AtomicU64,
-}
-
-impl Samples {
-    fn record(&self, ns: u64) {
-        let bump = |counter: &AtomicU64| {
-            counter.store(
-                counter.load(Ordering::Relaxed).saturating_add(1),
-                Ordering::Relaxed,
-            )
-        };
-        match self.buckets.get((ns / NANOS_PER_BUCKET) as usize) {
-            Some(bucket) => bump(bucket),
-            None => bump(&self.overflow),
-        }
-        let sum = self.sum_ns.load(Ordering::Relaxed).saturating_add(ns);
-        self.sum_ns.store(sum, Ordering::Relaxed);
-        if ns < self.min_ns.load(Ordering::Relaxed) {
-            self.min_ns.store(ns, Ordering::Relaxed);
-        }
-        if ns > self.max_ns.load(Ordering::Relaxed) {
-            self.max_ns.store(ns, Ordering::Relaxed);
-        }
-    }
-
-    fn histogram(&self) -> Histogram<BUCKETS> {
-        Histogram::from_counts(
-            core::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed)),
-            self.overflow.load(Ordering::Relaxed),
-            self.sum_ns.load(Ordering::Relaxed),
-            self.min_ns.load(Ordering::Relaxed),
-            self.max_ns.load(Ordering::Relaxed),
-        )
-    }
 }
 
 static SAMPLES: [Samples; MAX_CPUS] = [const {
     Samples {
-        buckets: [const { AtomicU64::new(0) }; BUCKETS],
-        overflow: AtomicU64::new(0),
-        sum_ns: AtomicU64::new(0),
-        min_ns: AtomicU64::new(u64::MAX),
-        max_ns: AtomicU64::new(0),
+        histogram: SharedHistogram::new(),
         misses: AtomicU64::new(0),
     }
 }; MAX_CPUS];
@@ -132,14 +89,12 @@ const WORDS: usize = size_of::<CpuLatency>() / 8;
 const _: () = assert!(WORDS * 8 == size_of::<CpuLatency>());
 
 /// Each CPU's last record, written by its report task.
-static PUBLISHED: [Published<WORDS>; MAX_CPUS] =
-    [const { Published::new() }; MAX_CPUS];
+static PUBLISHED: [Published<WORDS>; MAX_CPUS] = [const { Published::new() }; MAX_CPUS];
 
 /// A [`WakePathSummary`] as words: CPU, samples, the four means, the four maxima.
 const PATH_WORDS: usize = 10;
 /// Each CPU's wake-up path, published by its latency task at each report (`trace=on`).
-static PATHS: [Published<PATH_WORDS>; MAX_CPUS] =
-    [const { Published::new() }; MAX_CPUS];
+static PATHS: [Published<PATH_WORDS>; MAX_CPUS] = [const { Published::new() }; MAX_CPUS];
 
 /// CPU `cpu`'s last summary and histogram (`None` before its first).
 pub fn latest(cpu: usize) -> Option<CpuLatency> {
@@ -182,7 +137,7 @@ fn print_latest(cpu: usize) {
     let Some(samples) = SAMPLES.get(cpu) else {
         return;
     };
-    let histogram = samples.histogram();
+    let histogram = samples.histogram.snapshot();
     let misses = samples.misses.load(Ordering::Relaxed);
     // The percentiles scan every bucket: once, for the line and the record.
     let summary = histogram.summary(cpu as u32, misses);
@@ -274,14 +229,15 @@ pub extern "C" fn task(cpu: usize) {
     loop {
         let release = periodic.upcoming_release_ns();
         match api::wait_next_period(&mut periodic) {
-            Ok(true) => samples
-                .misses
-                .store(samples.misses.load(Ordering::Relaxed) + 1, Ordering::Relaxed),
+            Ok(true) => samples.misses.store(
+                samples.misses.load(Ordering::Relaxed) + 1,
+                Ordering::Relaxed,
+            ),
             Ok(false) => {}
             Err(_) => return,
         }
         let now = api::now_ns();
-        samples.record(now.saturating_sub(release));
+        samples.histogram.record(now.saturating_sub(release));
         if trace {
             let [irq, decided, switched] = trace::last_wake_ns();
             path.record([release, irq, decided, switched, now]);
