@@ -10,11 +10,13 @@
 //! - **QEMU TCG** has no VT-x: the hypervisor must stop with its clear message there.
 //! - **QEMU with KVM** (`-cpu host,+vmx`) where the host offers nested VT-x.
 //!
-//! Every machine has COM1 and COM2, written to files in the run directory. A run may add COM3
-//! (I/O ports 0x3e8 to 0x3ef, ISA IRQ 4 as in both emulators), whose other end is a TCP
-//! connection the emulator opens as a client, at start-up, to an address the harness already
-//! listens on ([`crate::SerialPeer`]): Bochs gets `com3: enabled=1, mode=socket-client,
-//! dev=127.0.0.1:PORT`, QEMU a third `-serial tcp:127.0.0.1:PORT`.
+//! Every machine has COM1 and COM2, written to files in the run directory. A run may wire
+//! ports to the harness instead ([`SerialPeers`]): COM2, Linux's console, for a console a person
+//! types into (the harness then writes `com2.log` itself), and a third port, COM3 (I/O ports
+//! 0x3e8 to 0x3ef, ISA IRQ 4 as in both emulators). Such a port's other end is a TCP connection
+//! the emulator opens as a client, at start-up, to an address the harness already listens on
+//! ([`crate::SerialPeer`]): Bochs gets `comN: enabled=1, mode=socket-client,
+//! dev=127.0.0.1:PORT`, QEMU `-serial tcp:127.0.0.1:PORT` in that port's place.
 
 use std::fmt;
 use std::fs::{self, File};
@@ -48,6 +50,16 @@ const KVM_INTEL_NESTED: &str = "/sys/module/kvm_intel/parameters/nested";
 
 /// How much of Bochs' terminal output is kept in `term.log` (the rest is read and dropped).
 const TERM_LOG_CAP: u64 = 1 << 20;
+
+/// The serial ports wired to a TCP peer of the harness instead of a file; the default wires
+/// none (COM1 and COM2 to their files, no COM3).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SerialPeers {
+    /// COM2 (Linux's console) connects here instead of writing `com2.log`.
+    pub com2: Option<SocketAddrV4>,
+    /// A third port, COM3, connects here.
+    pub com3: Option<SocketAddrV4>,
+}
 
 /// An emulator and the machine it emulates.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -159,20 +171,21 @@ impl Emulator {
     /// The `bochsrc` for booting `iso` with its serial ports (COM1 and COM2) and log in `run_dir`
     /// (Bochs only).
     pub fn bochsrc(&self, iso: &Path, run_dir: &Path) -> Option<String> {
-        self.bochsrc_with_com3(iso, run_dir, None)
+        self.bochsrc_with_peers(iso, run_dir, SerialPeers::default())
     }
 
-    /// [`Emulator::bochsrc`], plus, with `com3`, a third serial port connected to `com3` as a
-    /// TCP client (`com3: enabled=1, mode=socket-client, dev=<com3>`, after COM2's line).
-    /// Without `com3` it is [`Emulator::bochsrc`]'s text exactly.
+    /// [`Emulator::bochsrc`] with the ports `peers` names connected to their addresses as TCP
+    /// clients (`comN: enabled=1, mode=socket-client, dev=<address>`): COM2 in place of its
+    /// file, COM3 as a line after COM2's. Without peers it is [`Emulator::bochsrc`]'s text
+    /// exactly.
     ///
     /// Bochs connects while it sets up its devices; if nothing listens there it logs
-    /// `com3: connect() failed` and runs with COM3 unconnected.
-    pub fn bochsrc_with_com3(
+    /// `comN: connect() failed` and runs with that port unconnected.
+    pub fn bochsrc_with_peers(
         &self,
         iso: &Path,
         run_dir: &Path,
-        com3: Option<SocketAddrV4>,
+        peers: SerialPeers,
     ) -> Option<String> {
         let Self::Bochs {
             cpus,
@@ -184,7 +197,15 @@ impl Emulator {
         };
         let host_mib = memory_mib.min(BOCHS_MAX_HOST_MIB);
         let serial = run_dir.join(COM1_LOG);
-        let com2 = run_dir.join(COM2_LOG);
+        let socket = |addr| format!("mode=socket-client, dev={addr}");
+        let com2 = peers
+            .com2
+            .map(socket)
+            .unwrap_or_else(|| format!("mode=file, dev={}", run_dir.join(COM2_LOG).display()));
+        let com3 = peers
+            .com3
+            .map(|addr| format!("com3: enabled=1, {}\n", socket(addr)))
+            .unwrap_or_default();
         let log = run_dir.join("bochs.log");
         Some(format!(
             "\
@@ -199,7 +220,7 @@ ata0-master: type=cdrom, path={iso}, status=inserted
 boot: cdrom
 clock: sync=none, time0=946681200
 com1: enabled=1, mode=file, dev={serial}
-com2: enabled=1, mode=file, dev={com2}
+com2: enabled=1, {com2}
 {com3}display_library: term
 sound: waveoutdrv=dummy, waveindrv=dummy, midioutdrv=dummy
 log: {log}
@@ -211,10 +232,6 @@ magic_break: enabled=0
 ",
             iso = iso.display(),
             serial = serial.display(),
-            com2 = com2.display(),
-            com3 = com3
-                .map(|addr| format!("com3: enabled=1, mode=socket-client, dev={addr}\n"))
-                .unwrap_or_default(),
             log = log.display(),
         ))
     }
@@ -222,19 +239,19 @@ magic_break: enabled=0
     /// The QEMU command line for booting `iso` with its serial ports (COM1 and COM2) in `run_dir`
     /// (QEMU only).
     pub fn qemu_args(&self, iso: &Path, run_dir: &Path) -> Option<Vec<String>> {
-        self.qemu_args_with_com3(iso, run_dir, None)
+        self.qemu_args_with_peers(iso, run_dir, SerialPeers::default())
     }
 
-    /// [`Emulator::qemu_args`], plus, with `com3`, a third serial port connected to `com3` as a
-    /// TCP client (`-serial tcp:<com3>` after COM2's). Without `com3` they are
-    /// [`Emulator::qemu_args`]' exactly.
+    /// [`Emulator::qemu_args`] with the ports `peers` names connected to their addresses as
+    /// TCP clients (`-serial tcp:<address>`): COM2 in place of its file, COM3 as a third
+    /// `-serial`. Without peers they are [`Emulator::qemu_args`]' exactly.
     ///
     /// QEMU connects before the machine starts and exits if nothing listens there.
-    pub fn qemu_args_with_com3(
+    pub fn qemu_args_with_peers(
         &self,
         iso: &Path,
         run_dir: &Path,
-        com3: Option<SocketAddrV4>,
+        peers: SerialPeers,
     ) -> Option<Vec<String>> {
         let (cpus, memory_mib, kvm) = match *self {
             Self::Bochs { .. } => return None,
@@ -260,9 +277,12 @@ magic_break: enabled=0
             "-serial".into(),
             format!("file:{}", run_dir.join(COM1_LOG).display()),
             "-serial".into(),
-            format!("file:{}", run_dir.join(COM2_LOG).display()),
+            match peers.com2 {
+                Some(addr) => format!("tcp:{addr}"),
+                None => format!("file:{}", run_dir.join(COM2_LOG).display()),
+            },
         ]);
-        if let Some(addr) = com3 {
+        if let Some(addr) = peers.com3 {
             // The third `-serial` is the third ISA UART: COM3.
             args.extend(["-serial".into(), format!("tcp:{addr}")]);
         }
@@ -276,32 +296,27 @@ magic_break: enabled=0
         Some(args)
     }
 
-    /// Starts the emulator on `iso`, with every file it writes in `run_dir`, and with COM3
-    /// connected to `com3` when given (something must listen there already).
+    /// Starts the emulator on `iso`, with every file it writes in `run_dir`, and with the ports
+    /// `peers` names connected to their addresses (something must listen there already).
     pub(crate) fn spawn(
         &self,
         iso: &Path,
         run_dir: &Path,
-        com3: Option<SocketAddrV4>,
+        peers: SerialPeers,
     ) -> Result<GroupChild> {
         self.validate()?;
         match self {
-            Self::Bochs { .. } => self.spawn_bochs(iso, run_dir, com3),
-            Self::QemuTcg { .. } | Self::QemuKvm { .. } => self.spawn_qemu(iso, run_dir, com3),
+            Self::Bochs { .. } => self.spawn_bochs(iso, run_dir, peers),
+            Self::QemuTcg { .. } | Self::QemuKvm { .. } => self.spawn_qemu(iso, run_dir, peers),
         }
     }
 
-    fn spawn_bochs(
-        &self,
-        iso: &Path,
-        run_dir: &Path,
-        com3: Option<SocketAddrV4>,
-    ) -> Result<GroupChild> {
+    fn spawn_bochs(&self, iso: &Path, run_dir: &Path, peers: SerialPeers) -> Result<GroupChild> {
         let bochsrc = run_dir.join("bochsrc");
         let rc = run_dir.join("bochs.rc");
         write(
             &bochsrc,
-            self.bochsrc_with_com3(iso, run_dir, com3)
+            self.bochsrc_with_peers(iso, run_dir, peers)
                 .unwrap_or_default()
                 .as_bytes(),
         )?;
@@ -336,14 +351,9 @@ magic_break: enabled=0
         Ok(child)
     }
 
-    fn spawn_qemu(
-        &self,
-        iso: &Path,
-        run_dir: &Path,
-        com3: Option<SocketAddrV4>,
-    ) -> Result<GroupChild> {
+    fn spawn_qemu(&self, iso: &Path, run_dir: &Path, peers: SerialPeers) -> Result<GroupChild> {
         let args = self
-            .qemu_args_with_com3(iso, run_dir, com3)
+            .qemu_args_with_peers(iso, run_dir, peers)
             .unwrap_or_default();
         write(&run_dir.join("qemu.args"), args.join(" ").as_bytes())?;
         let log_path = run_dir.join("qemu.log");
@@ -539,21 +549,38 @@ magic_break: enabled=0
         }
     }
 
+    fn com3_at(port: u16) -> SerialPeers {
+        SerialPeers {
+            com3: Some(SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, port)),
+            ..SerialPeers::default()
+        }
+    }
+
+    fn com2_at(port: u16) -> SerialPeers {
+        SerialPeers {
+            com2: Some(SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, port)),
+            ..SerialPeers::default()
+        }
+    }
+
     #[test]
-    fn bochsrc_without_com3_is_unchanged() {
+    fn bochsrc_without_peers_is_unchanged() {
         let emu = bochs_2cpu();
         let (iso, dir) = (Path::new("/r/x.iso"), Path::new("/r"));
         assert_eq!(emu.bochsrc(iso, dir).unwrap(), BOCHSRC_2CPU);
-        assert_eq!(emu.bochsrc_with_com3(iso, dir, None).unwrap(), BOCHSRC_2CPU);
+        assert_eq!(
+            emu.bochsrc_with_peers(iso, dir, SerialPeers::default())
+                .unwrap(),
+            BOCHSRC_2CPU
+        );
         assert!(!BOCHSRC_2CPU.contains("com3"));
     }
 
     #[test]
     fn bochsrc_with_com3_adds_its_line_after_com2() {
         let emu = bochs_2cpu();
-        let addr = SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 40123);
         let rc = emu
-            .bochsrc_with_com3(Path::new("/r/x.iso"), Path::new("/r"), Some(addr))
+            .bochsrc_with_peers(Path::new("/r/x.iso"), Path::new("/r"), com3_at(40123))
             .unwrap();
         let line = "com3: enabled=1, mode=socket-client, dev=127.0.0.1:40123\n";
         assert_eq!(rc.matches("com3:").count(), 1);
@@ -570,9 +597,20 @@ magic_break: enabled=0
             memory_mib: 1024,
         };
         assert_eq!(
-            qemu.bochsrc_with_com3(Path::new("a.iso"), Path::new("/r"), Some(addr)),
+            qemu.bochsrc_with_peers(Path::new("a.iso"), Path::new("/r"), com3_at(40123)),
             None
         );
+    }
+
+    #[test]
+    fn bochsrc_with_com2_replaces_its_file_by_the_socket() {
+        let rc = bochs_2cpu()
+            .bochsrc_with_peers(Path::new("/r/x.iso"), Path::new("/r"), com2_at(40124))
+            .unwrap();
+        let file = "com2: enabled=1, mode=file, dev=/r/com2.log\n";
+        let socket = "com2: enabled=1, mode=socket-client, dev=127.0.0.1:40124\n";
+        assert!(!rc.contains("com2.log") && !rc.contains("com3"), "{rc}");
+        assert_eq!(rc.replacen(socket, file, 1), BOCHSRC_2CPU);
     }
 
     #[test]
@@ -583,10 +621,13 @@ magic_break: enabled=0
         };
         let (iso, dir) = (Path::new("a.iso"), Path::new("/r"));
         let plain = emu.qemu_args(iso, dir).unwrap();
-        assert_eq!(emu.qemu_args_with_com3(iso, dir, None).unwrap(), plain);
+        assert_eq!(
+            emu.qemu_args_with_peers(iso, dir, SerialPeers::default())
+                .unwrap(),
+            plain
+        );
         assert_eq!(plain.iter().filter(|a| *a == "-serial").count(), 2);
-        let addr = SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 40123);
-        let args = emu.qemu_args_with_com3(iso, dir, Some(addr)).unwrap();
+        let args = emu.qemu_args_with_peers(iso, dir, com3_at(40123)).unwrap();
         assert!(
             args.join(" ").contains(
                 "-serial file:/r/serial.log -serial file:/r/com2.log -serial tcp:127.0.0.1:40123 "
@@ -600,7 +641,17 @@ magic_break: enabled=0
             .unwrap();
         without.drain(at - 1..=at);
         assert_eq!(without, plain);
-        assert_eq!(bochs_2cpu().qemu_args_with_com3(iso, dir, Some(addr)), None);
+        assert_eq!(
+            bochs_2cpu().qemu_args_with_peers(iso, dir, com3_at(40123)),
+            None
+        );
+        // COM2 wired to the harness takes its file's place: still the second `-serial`.
+        let args = emu.qemu_args_with_peers(iso, dir, com2_at(40124)).unwrap();
+        assert!(
+            args.join(" ")
+                .contains("-serial file:/r/serial.log -serial tcp:127.0.0.1:40124 -no-reboot"),
+            "{args:?}"
+        );
     }
 
     #[test]

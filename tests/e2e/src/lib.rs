@@ -20,6 +20,9 @@
 //! - [`Scenario::com3_peer`] gives the machine a third serial port, COM3, wired to a TCP
 //!   connection: [`Run::com3`] hands the test its end, a [`SerialPeer`] that sends bytes to the
 //!   guest's UART and reads what the guest writes to it;
+//! - [`Run::start_with_linux_console`] wires COM2 to the harness the same way, for a Linux
+//!   console a person types into (`cargo xtask run`): the run copies Linux's output to
+//!   `com2.log` and to a terminal, and [`Run::linux_console`] sends keys;
 //! - [`report`] parses the numbered lines (latency summaries, exit reports) tests and
 //!   benchmarks check.
 //!
@@ -46,15 +49,15 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 
-pub use emulator::{DEFAULT_BOCHS_IPS, Emulator, kvm_nested_available};
+pub use emulator::{DEFAULT_BOCHS_IPS, Emulator, SerialPeers, kvm_nested_available};
 pub use expect::{Expect, Pattern};
 pub use image::{
     BootKernel, ConfigModule, IsoSpec, Module, build_hostile_tool, build_hypervisor, build_iso,
     build_linux_tool, build_rt_kernel, build_rt_kernel_with_apps, grub_cfg,
 };
-pub use process::{interrupted, kill_all_emulators};
+pub use process::{interrupted, kill_all_emulators, open_pty};
 pub use report::{ExitReport, LatencySummary, PartitionKind, SelftestSummary};
-pub use run::{Event, Outcome, Run, RunDir, WaitError, WaitErrorKind};
+pub use run::{Event, Outcome, Port, Run, RunDir, WaitError, WaitErrorKind};
 pub use scenario::{
     EmulatorKind, LinuxMode, RT_BARE_CPUS, RT_BARE_MEMORY_MIB, Scenario, example_config,
 };
@@ -97,6 +100,25 @@ pub const LINUX_KERNEL_ENV: &str = "BULKHEAD_LINUX_KERNEL";
 /// Environment variable through which `cargo xtask test` hands Linux's initramfs to the
 /// end-to-end tests.
 pub const LINUX_INITRD_ENV: &str = "BULKHEAD_LINUX_INITRD";
+
+/// Environment variable through which `cargo xtask test` hands its own executable to the
+/// end-to-end tests that run the build tool's commands as a user does.
+pub const XTASK_ENV: &str = "BULKHEAD_XTASK";
+
+/// The build tool handed over by `cargo xtask test` in [`XTASK_ENV`].
+pub fn xtask_from_env() -> Result<PathBuf> {
+    match std::env::var_os(XTASK_ENV).map(PathBuf::from) {
+        Some(path) if path.is_file() => Ok(path),
+        Some(path) => bail!(
+            "{XTASK_ENV}={} does not name a file; run the tests with `cargo xtask test`",
+            path.display()
+        ),
+        None => bail!(
+            "{XTASK_ENV} is not set: this test runs the build tool's own commands; run it with \
+             `cargo xtask test` (or `cargo xtask test --e2e-only --filter NAME`), which sets it"
+        ),
+    }
+}
 
 /// The RT kernel image handed over by `cargo xtask test` in [`RT_KERNEL_ELF_ENV`].
 pub fn rt_kernel_elf_from_env() -> Result<PathBuf> {

@@ -200,11 +200,12 @@ fn group_alive(group: libc::pid_t) -> bool {
     unsafe { libc::kill(-group, 0) == 0 }
 }
 
-/// A pseudo-terminal pair: the master (kept by the harness) and the slave (the child's stdio).
+/// A pseudo-terminal pair of `rows` by `cols`: the master (kept by the harness, or by a test
+/// that plays the user at a terminal) and the slave (the child's stdio).
 ///
 /// Both ends are close-on-exec from the start, so a pty opened for one emulator can never leak
 /// into another started at the same time from another thread.
-pub(crate) fn open_pty(rows: u16, cols: u16) -> io::Result<(std::fs::File, std::os::fd::OwnedFd)> {
+pub fn open_pty(rows: u16, cols: u16) -> io::Result<(std::fs::File, std::os::fd::OwnedFd)> {
     use std::ffi::CStr;
     use std::os::fd::{FromRawFd, OwnedFd};
 

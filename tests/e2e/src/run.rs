@@ -8,24 +8,33 @@
 //! A run started with a COM3 peer ([`Run::start_with_com3_peer`], [`Scenario::com3_peer`]) also
 //! holds the TCP listener COM3's other end connects to; [`Run::com3`] hands the test that end.
 //!
+//! A run started with Linux's console on the harness ([`Run::start_with_linux_console`]) wires
+//! COM2 to a TCP connection instead of its file: a thread of the run copies what Linux writes
+//! into `com2.log` (so the console is followed as in any run) and to a tap (a terminal), and
+//! [`Run::linux_console`] hands out the end that sends keys to Linux.
+//!
 //! [`Scenario::com3_peer`]: crate::Scenario::com3_peer
 
 use std::fmt;
-use std::fs::{self, File};
-use std::io::{Read, Seek, SeekFrom};
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::emulator::{COM1_LOG, COM2_LOG, Emulator};
+use crate::emulator::{COM1_LOG, COM2_LOG, Emulator, SerialPeers};
 use crate::expect::{Expect, Pattern, Progress, clean_line};
 use crate::process::{GroupChild, interrupted};
 use crate::serial_peer::{PeerListener, SerialPeer};
 
 /// How often the serial logs are polled.
 const POLL: Duration = Duration::from_millis(50);
+/// How long a run waits for the emulator to connect a port wired to the harness when it needs
+/// the connection at start-up (Linux's console).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a run keeps reading after a fail pattern, so that the report shows what followed.
 const FAIL_GRACE: Duration = Duration::from_secs(1);
 /// Lines of the console shown when a run fails.
@@ -83,11 +92,20 @@ impl RunDir {
     }
 }
 
+/// The serial port a line of the console came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    /// COM1: the hypervisor and the RT kernel.
+    Com1,
+    /// COM2: Linux.
+    Com2,
+}
+
 /// Something a run reports while it is followed with [`Run::watch`].
 #[derive(Debug)]
 pub enum Event<'a> {
     /// A new, complete line of the console, from COM1 or COM2 (cleaned of terminal escapes).
-    Line(&'a str),
+    Line(Port, &'a str),
     /// One poll went by with nothing else to report.
     Tick {
         /// Wall time since the emulator started.
@@ -194,15 +212,45 @@ pub struct Run {
     child: GroupChild,
     started: Instant,
     console: Console,
-    /// COM3's listener and connection. After `child`: fields drop in order, so the emulator is
-    /// stopped before its socket's other end closes.
+    /// COM2's listener and connection when Linux's console is on the harness, and COM3's when
+    /// the run has a COM3 peer. After `child`: fields drop in order, so the emulator is
+    /// stopped before its sockets' other ends close.
+    com2: Option<PeerListener>,
     com3: Option<PeerListener>,
 }
 
 impl Run {
     /// Boots `iso` in `emulator`, with its files in `dir`.
     pub fn start(dir: &RunDir, iso: &Path, emulator: &Emulator) -> Result<Self> {
-        Self::launch(dir, iso, emulator, None)
+        Self::launch(dir, iso, emulator, None, None)
+    }
+
+    /// [`Run::start`], with COM2, Linux's console, wired to the harness instead of its file, so
+    /// that a person (or a test) can type into it: the run listens on `127.0.0.1` before the
+    /// emulator starts and accepts its connection (within a minute); from then on a thread
+    /// copies every byte Linux writes to `com2.log`, where the run's console reads it as in
+    /// any run, and to `tap` (a terminal's output; errors writing it are ignored).
+    /// [`Run::linux_console`] sends keys.
+    pub fn start_with_linux_console(
+        dir: &RunDir,
+        iso: &Path,
+        emulator: &Emulator,
+        tap: Box<dyn Write + Send>,
+    ) -> Result<Self> {
+        let listener = PeerListener::bind("COM2")
+            .with_context(|| format!("{}: Linux's console", dir.name()))?;
+        let mut run = Self::launch(dir, iso, emulator, Some(listener), None)?;
+        let log_path = dir.join(COM2_LOG);
+        let log = OpenOptions::new()
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("cannot open {}", log_path.display()))?;
+        let output = run.linux_console()?.into_stream();
+        std::thread::Builder::new()
+            .name("linux-console".into())
+            .spawn(move || copy_console(output, log, tap))
+            .context("cannot start the thread that copies Linux's console")?;
+        Ok(run)
     }
 
     /// [`Run::start`], with a third serial port, COM3 (I/O ports 0x3e8 to 0x3ef, ISA IRQ 4),
@@ -212,13 +260,14 @@ impl Run {
     pub fn start_with_com3_peer(dir: &RunDir, iso: &Path, emulator: &Emulator) -> Result<Self> {
         let listener =
             PeerListener::bind("COM3").with_context(|| format!("{}: the COM3 peer", dir.name()))?;
-        Self::launch(dir, iso, emulator, Some(listener))
+        Self::launch(dir, iso, emulator, None, Some(listener))
     }
 
     fn launch(
         dir: &RunDir,
         iso: &Path,
         emulator: &Emulator,
+        com2: Option<PeerListener>,
         com3: Option<PeerListener>,
     ) -> Result<Self> {
         let iso = fs::canonicalize(iso).with_context(|| format!("no ISO at {}", iso.display()))?;
@@ -227,16 +276,37 @@ impl Run {
         for log in &logs {
             File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
         }
-        // The listener exists already: the emulator connects while it starts.
-        let child = emulator.spawn(&iso, dir.path(), com3.as_ref().map(PeerListener::addr))?;
+        // The listeners exist already: the emulator connects while it starts.
+        let peers = SerialPeers {
+            com2: com2.as_ref().map(PeerListener::addr),
+            com3: com3.as_ref().map(PeerListener::addr),
+        };
+        let child = emulator.spawn(&iso, dir.path(), peers)?;
         Ok(Self {
             emulator: emulator.clone(),
             dir: dir.path().to_path_buf(),
             console: Console::new(logs),
             child,
             started: Instant::now(),
+            com2,
             com3,
         })
+    }
+
+    /// The end of Linux's console that sends keys to it, for a run started with
+    /// [`Run::start_with_linux_console`]: what is sent there, Linux reads from COM2. (What
+    /// Linux writes goes to `com2.log` and the run's tap; reading from this handle would take
+    /// bytes from them.) Fails at once for any other run.
+    pub fn linux_console(&mut self) -> Result<SerialPeer> {
+        let Some(listener) = &mut self.com2 else {
+            bail!(
+                "{}: this run has Linux's console in its file (start it with \
+                 Run::start_with_linux_console)",
+                self.dir.display()
+            );
+        };
+        let child = &mut self.child;
+        listener.peer(CONNECT_TIMEOUT, &mut || child.exited(), &self.dir)
     }
 
     /// The test's end of COM3, for a run started with a COM3 peer ([`Run::start_with_com3_peer`],
@@ -297,8 +367,11 @@ impl Run {
             let exit = self.child.exited();
             let first_new = self.console.lines.len();
             self.console.poll(exit.is_some());
-            for line in &self.console.lines[first_new..] {
-                observer(Event::Line(line));
+            let new = self.console.lines[first_new..]
+                .iter()
+                .zip(&self.console.ports[first_new..]);
+            for (line, &port) in new {
+                observer(Event::Line(port, line));
                 progress.feed(line);
             }
 
@@ -428,30 +501,38 @@ impl Run {
 #[derive(Debug)]
 struct Console {
     /// One reader per port's log, in the order their new lines are merged.
-    readers: Vec<SerialReader>,
+    readers: Vec<(Port, SerialReader)>,
     /// Every complete line read so far, of all ports, in the order they were read.
     lines: Vec<String>,
+    /// The port of each line.
+    ports: Vec<Port>,
 }
 
 impl Console {
-    fn new(paths: impl IntoIterator<Item = PathBuf>) -> Self {
+    /// The console of COM1's and COM2's logs, at `logs`.
+    fn new(logs: [PathBuf; 2]) -> Self {
         Self {
-            readers: paths.into_iter().map(SerialReader::new).collect(),
+            readers: [Port::Com1, Port::Com2]
+                .into_iter()
+                .zip(logs.map(SerialReader::new))
+                .collect(),
             lines: Vec::new(),
+            ports: Vec::new(),
         }
     }
 
     /// Polls each port in turn, appending its new complete lines. With `at_end`, a last
     /// unterminated line counts as a line.
     fn poll(&mut self, at_end: bool) {
-        for reader in &mut self.readers {
+        for (port, reader) in &mut self.readers {
             reader.poll(at_end, &mut self.lines);
+            self.ports.resize(self.lines.len(), *port);
         }
     }
 
     /// Bytes read so far, of all ports.
     fn bytes(&self) -> u64 {
-        self.readers.iter().map(|r| r.offset).sum()
+        self.readers.iter().map(|(_, r)| r.offset).sum()
     }
 }
 
@@ -501,6 +582,30 @@ impl SerialReader {
         if at_end && !self.partial.is_empty() {
             let raw = std::mem::take(&mut self.partial);
             lines.push(clean_line(&String::from_utf8_lossy(&raw)));
+        }
+    }
+}
+
+/// Copies what Linux writes to its console (`from`, COM2's connection) into its `log` and to
+/// `tap`, until the emulator closes the connection.
+fn copy_console(mut from: TcpStream, mut log: File, mut tap: Box<dyn Write + Send>) {
+    let mut buf = [0u8; 4096];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                // A log that cannot be written shows as a console that stopped; the run's time
+                // limit ends it.
+                let _ = log.write_all(&buf[..n]);
+                let _ = tap.write_all(&buf[..n]).and_then(|()| tap.flush());
+            }
+            // Another handle on the connection may have set a read time limit.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) => {}
+            Err(_) => return,
         }
     }
 }

@@ -167,14 +167,16 @@ impl PeerListener {
     }
 }
 
-/// The test's end of an emulated serial port (COM3): what it sends, the guest reads from the
-/// UART's receive buffer; what the guest writes to the UART, it reads.
+/// The test's end of an emulated serial port (COM3, or COM2 for Linux's console): what it
+/// sends, the guest reads from the UART's receive buffer; what the guest writes to the UART, it
+/// reads.
 ///
-/// [`Run::com3`] hands it out. Every [`SerialPeer`] of a run is a handle on the same
+/// [`Run::com3`] and [`Run::linux_console`] hand it out. Every [`SerialPeer`] of a run is a handle on the same
 /// connection, with a read-ahead buffer of its own: bytes one handle has read are not seen by
 /// another.
 ///
 /// [`Run::com3`]: crate::Run::com3
+/// [`Run::linux_console`]: crate::Run::linux_console
 pub struct SerialPeer {
     port: &'static str,
     addr: SocketAddrV4,
@@ -194,6 +196,11 @@ impl fmt::Debug for SerialPeer {
 }
 
 impl SerialPeer {
+    /// The connection itself, for a reader of the port's output that runs on its own.
+    pub(crate) fn into_stream(self) -> TcpStream {
+        self.stream
+    }
+
     /// The port's name (`COM3`).
     pub fn port(&self) -> &'static str {
         self.port

@@ -373,7 +373,7 @@ fn measure(
     let mut run = Run::start(&dir, &iso, emulator)?;
     let mut next_report = PROGRESS_EVERY;
     run.watch(expect, Some(limit), &mut |event| match event {
-        Event::Line(line) => {
+        Event::Line(_, line) => {
             if line.starts_with("bulkhead-linux: ") || RE.powered_off.is_match(line) {
                 eprintln!("[xtask] {name}: {line}");
             }

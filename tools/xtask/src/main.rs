@@ -3,8 +3,8 @@
 //! - `build`: the hypervisor image and the RT kernel image (freestanding multiboot2 ELFs);
 //! - `image`: the image plus a compiled config, the RT kernel and the Linux guest (Debian's
 //!   kernel and an initramfs, see [`guest`]), in a GRUB ISO;
-//! - `run`: boots that ISO headless in an emulator and streams its serial console (`--rt-bare`:
-//!   the RT kernel alone, without the hypervisor);
+//! - `run`: boots that ISO headless in an emulator with Linux's console on the terminal, to type
+//!   into (see [`console`]; `--rt-bare`: the RT kernel alone, without the hypervisor);
 //! - `test`: host tests, then the end-to-end tests that boot emulators;
 //! - `guest`: the Linux guest's artefacts alone;
 //! - `config check|compile`: the config tool;
@@ -21,6 +21,7 @@ mod bench;
 mod bench_irq;
 mod bench_latency;
 mod bench_linux_boot;
+mod console;
 mod deps;
 mod guest;
 mod latency_plot;
@@ -33,7 +34,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use bulkhead_abi::console::{HALTED, STEADY_STATE};
 use bulkhead_e2e::config::LoadedConfig;
-use bulkhead_e2e::{ConfigModule, Emulator, Event, Expect, IsoSpec, Run, RunDir, WaitErrorKind};
+use bulkhead_e2e::{
+    ConfigModule, Emulator, Event, Expect, IsoSpec, Port, Run, RunDir, WaitErrorKind,
+};
 use clap::{Args, Parser, Subcommand};
 
 /// The config `image` and `run` use unless told otherwise.
@@ -202,8 +205,16 @@ struct RunArgs {
     debug: bool,
     /// Boot the RT kernel alone from GRUB (bare mode, no hypervisor, no config); stops at
     /// nothing but the time limit [default CPUs: 2].
-    #[arg(long, conflicts_with_all = ["kvm", "until_settled", "linux_bzimage"])]
+    #[arg(long, conflicts_with_all = ["kvm", "until_settled", "linux_bzimage", "console"])]
     rt_bare: bool,
+    /// What the terminal shows: Linux's console, the hypervisor's and the RT kernel's lines,
+    /// or both [default: linux on a terminal, both with --until-settled or without a
+    /// terminal]. Keys always go to Linux's console; Ctrl-] quits.
+    #[arg(long, value_enum, value_name = "VIEW")]
+    console: Option<console::View>,
+    /// The run directory's name under target/runs/.
+    #[arg(long, value_name = "NAME", default_value = "run")]
+    name: String,
 }
 
 fn main() -> ExitCode {
@@ -211,6 +222,7 @@ fn main() -> ExitCode {
     // Ctrl-C: stop the emulators (they are in process groups of their own, out of the
     // terminal's reach), then leave with the conventional status.
     if let Err(e) = ctrlc::set_handler(|| {
+        console::restore_terminal();
         eprintln!("\n[xtask] interrupted: stopping the emulator");
         bulkhead_e2e::kill_all_emulators();
         std::process::exit(130);
@@ -457,7 +469,7 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
         None => None,
     };
 
-    let dir = RunDir::create("run")?;
+    let dir = RunDir::create(&args.name)?;
     let spec = iso_spec(&args.iso, &config, args.debug, dir.join("bulkhead.iso"))?;
     let iso = step("make ISO", || bulkhead_e2e::build_iso(&spec))?;
 
@@ -467,26 +479,61 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
     } else {
         expect.to_the_end()
     };
+    let keyboard = console::Keyboard::of_stdin();
+    let on_terminal = keyboard == console::Keyboard::Terminal;
+    let view = args
+        .console
+        .unwrap_or_else(|| console::View::default_for(on_terminal, args.until_settled));
+    let (com1, com2) = (shown(&dir.join("serial.log")), shown(&dir.join("com2.log")));
     eprintln!(
-        "[xtask] booting in {emulator}; serial consoles in {} (COM1) and {} (COM2){}",
-        shown(&dir.join("serial.log")),
-        shown(&dir.join("com2.log")),
-        if let Some(t) = timeout {
-            format!(", limit {}s", t.as_secs())
-        } else {
-            String::new()
+        "[xtask] booting in {emulator}{}",
+        timeout.map_or(String::new(), |t| format!(", limit {}s", t.as_secs()))
+    );
+    eprintln!(
+        "[xtask] this terminal shows {}; the hypervisor's and the RT kernel's console (COM1) \
+         is in {com1}, Linux's (COM2) in {com2}",
+        match view {
+            console::View::Linux => "Linux's console",
+            console::View::Hypervisor => "the hypervisor's and the RT kernel's lines",
+            console::View::Both => "both consoles' lines",
         }
     );
-    let mut run = Run::start(&dir, &iso, &emulator)?;
+    if on_terminal {
+        eprintln!(
+            "[xtask] what you type goes to Linux's console; {} quits",
+            console::QUIT_KEY_NAME
+        );
+    }
+    let mut run = Run::start_with_linux_console(&dir, &iso, &emulator, view.linux_tap())?;
+    let terminal = if keyboard == console::Keyboard::Background {
+        None
+    } else {
+        let keys = run.linux_console()?;
+        let terminal = console::TerminalGuard::keys_to_linux();
+        std::thread::Builder::new()
+            .name("keys".into())
+            .spawn(move || console::forward_keys(keys))
+            .context("cannot start the thread that forwards keys to Linux")?;
+        terminal
+    };
     let name = emulator.name();
     let mut next_report = PROGRESS_EVERY;
+    let mut linux_spoke = false;
     let result = run.watch(&expect, timeout, &mut |event| match event {
-        Event::Line(line) => println!("{line}"),
+        Event::Line(port, line) => {
+            linux_spoke |= port == Port::Com2;
+            if view.prints_line(port) {
+                println!("{line}");
+            } else if console::is_milestone(port, line) {
+                eprintln!("\r[xtask] COM1: {line}");
+            }
+        }
         Event::Tick {
             elapsed,
             serial_bytes,
         } => {
-            if elapsed >= next_report {
+            // Once Linux writes its console, progress lines would cut into it.
+            if elapsed >= next_report && (view != console::View::Linux || !linux_spoke) {
                 next_report += PROGRESS_EVERY;
                 eprintln!(
                     "[xtask] {name} running, {}s, serial {:.1} KiB",
@@ -496,6 +543,16 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
             }
         }
     });
+    drop(terminal);
+    if console::quit_requested() {
+        run.stop();
+        eprintln!(
+            "\n[xtask] {name}: quit with {}; run ended after {:.1}s",
+            console::QUIT_KEY_NAME,
+            run.elapsed().as_secs_f64()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let stopped = run.stop();
     match result {
         Ok(outcome) => {
@@ -568,7 +625,7 @@ fn run_rt_bare(args: &RunArgs) -> Result<ExitCode> {
     );
     let mut run = Run::start(&dir, &iso, &emulator)?;
     let result = run.watch(&expect, timeout, &mut |event| {
-        if let Event::Line(line) = event {
+        if let Event::Line(_, line) = event {
             println!("{line}");
         }
     });

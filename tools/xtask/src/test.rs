@@ -84,6 +84,10 @@ pub fn run(host: bool, e2e: bool, filter: Option<&str>) -> Result<ExitCode> {
                     .env(bulkhead_e2e::RT_EXAMPLE_ELF_ENV, &example_elf)
                     .env(bulkhead_e2e::LINUX_KERNEL_ENV, linux.kernel(false))
                     .env(bulkhead_e2e::LINUX_INITRD_ENV, &linux.initramfs);
+                // The tests of the tool's own commands (`run`'s console) run this executable.
+                if let Ok(xtask) = std::env::current_exe() {
+                    command.env(bulkhead_e2e::XTASK_ENV, xtask);
+                }
                 // A failed boot explains itself with the console's tail; a backtrace of the
                 // test code on top would bury it (panics still get theirs).
                 if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
