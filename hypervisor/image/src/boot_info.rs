@@ -3,6 +3,11 @@
 //! by name, the ACPI RSDP, the command line) and
 //! copied into fixed-size tables so nothing refers back to GRUB's memory afterwards.
 //!
+//! BIOS and UEFI boots differ only in where the memory map comes from: on UEFI the
+//! firmware's own map (the EFI memory map tag) is read when it passes its checks
+//! (`hv_core::boot::efi_memory_map`), GRUB's map otherwise; the RSDP comes from GRUB's ACPI
+//! tags either way, never from a scan of BIOS areas.
+//!
 //! Every field is treated as untrusted: an absent or malformed tag becomes an error
 //! naming it, never a panic.
 // Reads the multiboot2 information, the modules GRUB loaded and the firmware's tables at
@@ -12,10 +17,11 @@
 use core::fmt;
 
 use bulkhead_config::Region;
+use hv_core::boot::efi_memory_map::{EfiMapError, EfiMemoryMap};
 use hv_core::linux::e820::{E820Entry, E820Type, MAX_FIRMWARE_ENTRIES};
 use hv_core::memory::frames::Span;
 use hv_core::support::fixed::FixedList;
-use multiboot2::{BootInformation, BootInformationHeader, MemoryAreaType};
+use multiboot2::{BootInformation, BootInformationHeader};
 
 /// The multiboot2 magic GRUB leaves in EAX.
 pub const MULTIBOOT2_MAGIC: u32 = 0x36d7_6289;
@@ -86,9 +92,31 @@ impl Module {
     }
 }
 
+/// Which memory map the boot facts were read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryMapSource {
+    /// The UEFI firmware's map, passed on by the loader.
+    Efi,
+    /// The loader's own map (BIOS e820, or its conversion of the UEFI map).
+    Multiboot,
+}
+
+impl fmt::Display for MemoryMapSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Efi => "UEFI memory map",
+            Self::Multiboot => "multiboot2 memory map",
+        })
+    }
+}
+
 /// The boot facts, copied out of the multiboot2 information.
 #[derive(Debug)]
 pub struct BootInfo {
+    /// Where the memory map came from.
+    pub memory_map_source: MemoryMapSource,
+    /// Why a UEFI memory map the loader passed was not used (the loader's map was).
+    pub efi_map_refused: Option<EfiMapError>,
     ram: FixedList<Region, MAX_RAM_RANGES>,
     firmware_map: FixedList<E820Entry, MAX_FIRMWARE_ENTRIES>,
     modules: FixedList<Module, MAX_MODULES>,
@@ -123,6 +151,21 @@ impl fmt::Display for BootInfoError {
     }
 }
 
+/// The body of a multiboot2 tag: its bytes after the 8-byte type and size, as long as the
+/// tag's size field says.
+///
+/// # Safety
+/// `tag` must be a tag inside intact boot information.
+unsafe fn tag_body<T: ?Sized>(tag: &T) -> &[u8] {
+    let start = core::ptr::from_ref(tag).cast::<u8>();
+    // SAFETY: every tag starts with its type and size (two u32), 8-aligned (the caller's
+    // contract); the multiboot2 crate checked that the size keeps the tag inside the
+    // information.
+    let size = unsafe { start.cast::<u32>().add(1).read() } as usize;
+    // SAFETY: as above: `size` bytes from `start` are the tag.
+    unsafe { core::slice::from_raw_parts(start.add(8), size.saturating_sub(8)) }
+}
+
 impl BootInfo {
     /// Reads the boot information at `addr`.
     ///
@@ -136,6 +179,8 @@ impl BootInfo {
         let mbi = unsafe { BootInformation::load(addr as *const BootInformationHeader) }
             .map_err(BootInfoError::Unreadable)?;
         let mut info = Self {
+            memory_map_source: MemoryMapSource::Multiboot,
+            efi_map_refused: None,
             ram: FixedList::new(),
             firmware_map: FixedList::new(),
             modules: FixedList::new(),
@@ -149,28 +194,23 @@ impl BootInfo {
             dropped_entries: 0,
         };
 
-        let map = mbi.memory_map_tag().ok_or(BootInfoError::NoMemoryMap)?;
-        for area in map.memory_areas() {
-            let kind = E820Type(area.typ().val());
-            if area.size() > 0
-                && info
-                    .firmware_map
-                    .push(E820Entry::new(area.start_address(), area.size(), kind))
-                    .is_err()
-            {
-                info.dropped_entries += 1;
+        if let Some(tag) = mbi.efi_memory_map_tag() {
+            // SAFETY: the tag lies inside the boot information the caller vouches for.
+            match EfiMemoryMap::parse(unsafe { tag_body(tag) }) {
+                Ok(map) => {
+                    info.memory_map_source = MemoryMapSource::Efi;
+                    for entry in map.e820_entries() {
+                        info.add_range(entry);
+                    }
+                }
+                Err(e) => info.efi_map_refused = Some(e),
             }
-            if area.typ() == MemoryAreaType::Available
-                && area.size() > 0
-                && info
-                    .ram
-                    .push(Region {
-                        base: area.start_address(),
-                        size: area.size(),
-                    })
-                    .is_err()
-            {
-                info.dropped_entries += 1;
+        }
+        if info.memory_map_source == MemoryMapSource::Multiboot {
+            let map = mbi.memory_map_tag().ok_or(BootInfoError::NoMemoryMap)?;
+            for area in map.memory_areas() {
+                let kind = E820Type(area.typ().val());
+                info.add_range(E820Entry::new(area.start_address(), area.size(), kind));
             }
         }
         info.ram.as_mut_slice().sort_unstable_by_key(|r| r.base);
@@ -203,6 +243,24 @@ impl BootInfo {
             info.cmdline_len = n;
         }
         Ok(info)
+    }
+
+    /// Records one range of the firmware's map (and, if it is free RAM, of usable RAM);
+    /// empty ranges are left out, ranges beyond the tables' room counted.
+    fn add_range(&mut self, entry: E820Entry) {
+        if entry.size == 0 {
+            return;
+        }
+        if self.firmware_map.push(entry).is_err() {
+            self.dropped_entries += 1;
+        }
+        let ram = Region {
+            base: entry.addr,
+            size: entry.size,
+        };
+        if entry.kind == E820Type::RAM && self.ram.push(ram).is_err() {
+            self.dropped_entries += 1;
+        }
     }
 
     /// The firmware's memory map (every type), as GRUB passed it.

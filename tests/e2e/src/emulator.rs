@@ -10,6 +10,9 @@
 //! - **QEMU TCG** has no VT-x: the hypervisor must stop with its clear message there.
 //! - **QEMU with KVM** (`-cpu host,+vmx`) where the host offers nested VT-x.
 //!
+//! QEMU boots with SeaBIOS (BIOS) or with OVMF (UEFI, Debian's `ovmf`, [`Firmware`]); the ISO
+//! boots either way. Bochs has its BIOS only.
+//!
 //! Every machine has COM1 and COM2, written to files in the run directory. A run may wire
 //! ports to the harness instead ([`SerialPeers`]): COM2, Linux's console, for a console a person
 //! types into (the harness then writes `com2.log` itself), and a third port, COM3 (I/O ports
@@ -34,6 +37,10 @@ use crate::process::{GroupChild, open_pty};
 pub(crate) const COM1_LOG: &str = "serial.log";
 /// The file in the run directory that the emulator writes COM2 to (Linux's console).
 pub(crate) const COM2_LOG: &str = "com2.log";
+
+/// OVMF, the UEFI firmware QEMU boots with [`Firmware::Uefi`] (Debian's `ovmf`): code and
+/// variable store in one image, given with `-bios` (variables do not persist between runs).
+pub const OVMF_FIRMWARE: &str = "/usr/share/ovmf/OVMF.fd";
 
 /// Instructions per emulated second for Bochs unless told otherwise.
 pub const DEFAULT_BOCHS_IPS: u32 = 50_000_000;
@@ -61,6 +68,16 @@ pub struct SerialPeers {
     pub com3: Option<SocketAddrV4>,
 }
 
+/// The firmware a QEMU machine boots with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Firmware {
+    /// QEMU's SeaBIOS.
+    #[default]
+    Bios,
+    /// OVMF ([`OVMF_FIRMWARE`]).
+    Uefi,
+}
+
 /// An emulator and the machine it emulates.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Emulator {
@@ -79,6 +96,8 @@ pub enum Emulator {
         cpus: u32,
         /// Guest RAM in MiB.
         memory_mib: u32,
+        /// BIOS or UEFI.
+        firmware: Firmware,
     },
     /// QEMU with KVM and the host CPU plus VMX (needs nested VT-x on the host).
     QemuKvm {
@@ -86,6 +105,8 @@ pub enum Emulator {
         cpus: u32,
         /// Guest RAM in MiB.
         memory_mib: u32,
+        /// BIOS or UEFI.
+        firmware: Firmware,
     },
 }
 
@@ -102,7 +123,11 @@ impl Emulator {
     /// faster), Bochs otherwise.
     pub fn default_for(cpus: u32, memory_mib: u32) -> Self {
         if kvm_nested_available() {
-            Self::QemuKvm { cpus, memory_mib }
+            Self::QemuKvm {
+                cpus,
+                memory_mib,
+                firmware: Firmware::Bios,
+            }
         } else {
             Self::Bochs {
                 cpus,
@@ -139,6 +164,14 @@ impl Emulator {
         }
     }
 
+    /// The machine's firmware (Bochs: always its BIOS).
+    pub fn firmware(&self) -> Firmware {
+        match *self {
+            Self::Bochs { .. } => Firmware::Bios,
+            Self::QemuTcg { firmware, .. } | Self::QemuKvm { firmware, .. } => firmware,
+        }
+    }
+
     /// The name of the emulator's own log in the run directory.
     pub fn log_name(&self) -> &'static str {
         match self {
@@ -156,6 +189,12 @@ impl Emulator {
         let memory = self.memory_mib();
         if !(32..=1 << 20).contains(&memory) {
             bail!("{self}: {memory} MiB of RAM is out of range (32 MiB to 1 TiB)");
+        }
+        if self.firmware() == Firmware::Uefi && !Path::new(OVMF_FIRMWARE).is_file() {
+            bail!(
+                "{self}: no UEFI firmware at {OVMF_FIRMWARE} (Debian's `ovmf`; install it with \
+                 `cargo xtask deps`)"
+            );
         }
         if let Self::Bochs { ips, .. } = *self
             && (ips == 0 || i32::try_from(ips).is_err())
@@ -253,13 +292,24 @@ magic_break: enabled=0
         run_dir: &Path,
         peers: SerialPeers,
     ) -> Option<Vec<String>> {
-        let (cpus, memory_mib, kvm) = match *self {
+        let (cpus, memory_mib, kvm, firmware) = match *self {
             Self::Bochs { .. } => return None,
-            Self::QemuTcg { cpus, memory_mib } => (cpus, memory_mib, false),
-            Self::QemuKvm { cpus, memory_mib } => (cpus, memory_mib, true),
+            Self::QemuTcg {
+                cpus,
+                memory_mib,
+                firmware,
+            } => (cpus, memory_mib, false, firmware),
+            Self::QemuKvm {
+                cpus,
+                memory_mib,
+                firmware,
+            } => (cpus, memory_mib, true, firmware),
         };
         let mut args: Vec<String> = Vec::new();
         args.extend(["-machine", "pc"].map(String::from));
+        if firmware == Firmware::Uefi {
+            args.extend(["-bios", OVMF_FIRMWARE].map(String::from));
+        }
         if kvm {
             args.extend(["-enable-kvm", "-cpu", "host,+vmx"].map(String::from));
         } else {
@@ -381,12 +431,31 @@ impl fmt::Display for Emulator {
             } => {
                 write!(f, "bochs ({cpus} CPUs, {memory_mib} MiB, ips {ips})")
             }
-            Self::QemuTcg { cpus, memory_mib } => {
-                write!(f, "qemu TCG ({cpus} CPUs, {memory_mib} MiB)")
+            Self::QemuTcg {
+                cpus,
+                memory_mib,
+                firmware,
+            } => {
+                write!(f, "qemu TCG ({cpus} CPUs, {memory_mib} MiB{})", firmware.suffix())
             }
-            Self::QemuKvm { cpus, memory_mib } => {
-                write!(f, "qemu KVM ({cpus} CPUs, {memory_mib} MiB)")
+            Self::QemuKvm {
+                cpus,
+                memory_mib,
+                firmware,
+            } => {
+                write!(f, "qemu KVM ({cpus} CPUs, {memory_mib} MiB{})", firmware.suffix())
             }
+        }
+    }
+}
+
+impl Firmware {
+    /// How a machine's description names it: nothing for the BIOS everything boots with by
+    /// default.
+    fn suffix(self) -> &'static str {
+        match self {
+            Firmware::Bios => "",
+            Firmware::Uefi => ", UEFI",
         }
     }
 }
@@ -595,6 +664,7 @@ magic_break: enabled=0
         let qemu = Emulator::QemuTcg {
             cpus: 2,
             memory_mib: 1024,
+            firmware: Firmware::Bios,
         };
         assert_eq!(
             qemu.bochsrc_with_peers(Path::new("a.iso"), Path::new("/r"), com3_at(40123)),
@@ -618,6 +688,7 @@ magic_break: enabled=0
         let emu = Emulator::QemuKvm {
             cpus: 2,
             memory_mib: 1024,
+            firmware: Firmware::Bios,
         };
         let (iso, dir) = (Path::new("a.iso"), Path::new("/r"));
         let plain = emu.qemu_args(iso, dir).unwrap();
@@ -690,6 +761,7 @@ magic_break: enabled=0
         let kvm = Emulator::QemuKvm {
             cpus: 2,
             memory_mib: 1024,
+            firmware: Firmware::Bios,
         };
         let args = kvm
             .qemu_args(Path::new("a.iso"), Path::new("/r"))
@@ -700,6 +772,7 @@ magic_break: enabled=0
         let tcg = Emulator::QemuTcg {
             cpus: 2,
             memory_mib: 1024,
+            firmware: Firmware::Bios,
         };
         let args = tcg
             .qemu_args(Path::new("a.iso"), Path::new("/r"))
@@ -707,5 +780,26 @@ magic_break: enabled=0
             .join(" ");
         assert!(args.contains("-cpu max") && !args.contains("kvm"));
         assert!(args.contains("-no-reboot") && args.contains("-monitor none"));
+        assert!(!args.contains("-bios"), "SeaBIOS is QEMU's own default");
+    }
+
+    #[test]
+    fn qemu_boots_ovmf_for_uefi() {
+        let uefi = Emulator::QemuTcg {
+            cpus: 2,
+            memory_mib: 1024,
+            firmware: Firmware::Uefi,
+        };
+        let args = uefi
+            .qemu_args(Path::new("a.iso"), Path::new("/r"))
+            .unwrap()
+            .join(" ");
+        assert!(
+            args.starts_with(&format!("-machine pc -bios {OVMF_FIRMWARE} -cpu max")),
+            "{args}"
+        );
+        assert_eq!(uefi.firmware(), Firmware::Uefi);
+        assert_eq!(uefi.to_string(), "qemu TCG (2 CPUs, 1024 MiB, UEFI)");
+        assert_eq!(bochs_2cpu().firmware(), Firmware::Bios);
     }
 }

@@ -489,6 +489,14 @@ impl IsoSpec {
     }
 }
 
+/// Where GRUB keeps its modules, one folder per platform.
+const GRUB_MODULES: &str = "/usr/lib/grub";
+/// The platforms every ISO boots on, with the Debian package of their GRUB modules.
+const GRUB_PLATFORMS: [(&str, &str); 2] = [
+    ("i386-pc", "grub-pc-bin"),
+    ("x86_64-efi", "grub-efi-amd64-bin"),
+];
+
 /// GRUB's `grub.cfg` for `spec`: serial console at 115200, no menu delay, one entry.
 pub fn grub_cfg(spec: &IsoSpec) -> Result<String> {
     if spec.boots == BootKernel::Linux {
@@ -603,10 +611,23 @@ fn staged_name(spec: &IsoSpec, module: &Module) -> Result<String> {
     Ok(name.to_string())
 }
 
-/// Builds the ISO `spec` describes with `grub-mkrescue` (BIOS GRUB) and returns its path.
+/// Builds the ISO `spec` describes with `grub-mkrescue` and returns its path. The ISO boots
+/// from BIOS (El Torito and a hybrid MBR) and from UEFI (an EFI system partition image with
+/// GRUB for x86-64 UEFI), with one `grub.cfg`; it fails when GRUB's UEFI modules are missing
+/// rather than make an ISO that boots one way only.
 ///
 /// The files are staged in `<output>.staging/`, which is removed afterwards.
 pub fn build_iso(spec: &IsoSpec) -> Result<PathBuf> {
+    for (platform, package) in GRUB_PLATFORMS {
+        let dir = Path::new(GRUB_MODULES).join(platform);
+        if !dir.is_dir() {
+            bail!(
+                "no GRUB modules for {platform} in {}: install Debian's {package} (`cargo xtask \
+                 deps`), or the ISO would not boot that way",
+                dir.display()
+            );
+        }
+    }
     let cfg = grub_cfg(spec)?;
     let staging = spec.output.with_extension("staging");
     let _ = fs::remove_dir_all(&staging);

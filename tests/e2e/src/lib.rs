@@ -8,11 +8,13 @@
 //!   an emulator; [`Scenario::start`] does the rest below and returns the [`Run`];
 //! - [`build_hypervisor`] builds the freestanding hypervisor image with the flags the image needs
 //!   (see DESIGN.md, "Building freestanding code"); [`build_rt_kernel`] the RT kernel image;
-//! - [`build_iso`] makes a BIOS-bootable GRUB rescue ISO from an [`IsoSpec`]: the hypervisor, the
-//!   compiled config blob (or any raw file in its place) and extra multiboot2 modules;
+//! - [`build_iso`] makes a GRUB rescue ISO that boots from BIOS and from UEFI out of an
+//!   [`IsoSpec`]: the hypervisor, the compiled config blob (or any raw file in its place) and
+//!   extra multiboot2 modules;
 //!   [`IsoSpec::for_config`] is the ISO a config boots with the images `cargo xtask test` hands
 //!   over in environment variables (hypervisor, RT kernel, Linux kernel and initramfs);
-//! - [`Emulator`] names an emulator and its machine (Bochs, QEMU TCG, QEMU with nested KVM);
+//! - [`Emulator`] names an emulator and its machine (Bochs, QEMU TCG, QEMU with nested KVM;
+//!   QEMU with BIOS or UEFI firmware);
 //!   [`Run::start`] boots an ISO in one, in a run directory of its own ([`RunDir`]);
 //! - [`Run::wait_for`] follows the serial logs (`serial.log` for COM1, `com2.log` for COM2,
 //!   merged into one console in the order it reads them) until the lines an [`Expect`] names
@@ -49,7 +51,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 
-pub use emulator::{DEFAULT_BOCHS_IPS, Emulator, SerialPeers, kvm_nested_available};
+pub use emulator::{
+    DEFAULT_BOCHS_IPS, Emulator, Firmware, OVMF_FIRMWARE, SerialPeers, kvm_nested_available,
+};
 pub use expect::{Expect, Pattern};
 pub use image::{
     BootKernel, ConfigModule, IsoSpec, Module, build_hostile_tool, build_hypervisor, build_iso,

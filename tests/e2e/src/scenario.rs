@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use crate::config::LoadedConfig;
-use crate::{ConfigModule, DEFAULT_BOCHS_IPS, Emulator, IsoSpec, Run, RunDir};
+use crate::{ConfigModule, DEFAULT_BOCHS_IPS, Emulator, Firmware, IsoSpec, Run, RunDir};
 
 /// Emulated CPUs for the RT kernel booted alone, unless told otherwise.
 pub const RT_BARE_CPUS: u32 = 2;
@@ -136,6 +136,7 @@ pub struct Scenario {
     memory_mib: Option<u32>,
     ips: Option<u32>,
     com3_peer: bool,
+    firmware: Firmware,
 }
 
 impl Scenario {
@@ -159,6 +160,7 @@ impl Scenario {
             memory_mib: None,
             ips: None,
             com3_peer: false,
+            firmware: Firmware::Bios,
         }
     }
 
@@ -259,6 +261,12 @@ impl Scenario {
     /// The emulator (Bochs unless told otherwise).
     pub fn emulator(mut self, kind: EmulatorKind) -> Self {
         self.emulator = kind;
+        self
+    }
+
+    /// The firmware QEMU boots with (BIOS unless told otherwise; Bochs has its BIOS only).
+    pub fn firmware(mut self, firmware: Firmware) -> Self {
+        self.firmware = firmware;
         self
     }
 
@@ -458,14 +466,25 @@ impl Scenario {
         if self.ips.is_some() && self.emulator != EmulatorKind::Bochs {
             bail!("{}: ips is for Bochs", self.name);
         }
+        if self.firmware == Firmware::Uefi && self.emulator == EmulatorKind::Bochs {
+            bail!("{}: UEFI is for QEMU (Bochs boots its BIOS)", self.name);
+        }
         let emulator = match self.emulator {
             EmulatorKind::Bochs => Emulator::Bochs {
                 cpus,
                 memory_mib,
                 ips: self.ips.unwrap_or(DEFAULT_BOCHS_IPS),
             },
-            EmulatorKind::QemuTcg => Emulator::QemuTcg { cpus, memory_mib },
-            EmulatorKind::QemuKvm => Emulator::QemuKvm { cpus, memory_mib },
+            EmulatorKind::QemuTcg => Emulator::QemuTcg {
+                cpus,
+                memory_mib,
+                firmware: self.firmware,
+            },
+            EmulatorKind::QemuKvm => Emulator::QemuKvm {
+                cpus,
+                memory_mib,
+                firmware: self.firmware,
+            },
         };
         emulator.validate()?;
         Ok(emulator)
@@ -576,7 +595,8 @@ mod tests {
             emulator,
             Emulator::QemuTcg {
                 cpus: 3,
-                memory_mib: 2048
+                memory_mib: 2048,
+                firmware: Firmware::Bios,
             }
         );
         fs::remove_dir_all(&dir).unwrap();
@@ -636,7 +656,8 @@ mod tests {
             emulator,
             Emulator::QemuTcg {
                 cpus: RT_BARE_CPUS,
-                memory_mib: RT_BARE_MEMORY_MIB
+                memory_mib: RT_BARE_MEMORY_MIB,
+                firmware: Firmware::Bios,
             }
         );
         let with_config = scenario.clone().config("bochs-2cpu.toml");

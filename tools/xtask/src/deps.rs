@@ -6,17 +6,21 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
-/// Debian packages: the emulators (Bochs with its BIOS, VGA BIOS and terminal display; QEMU),
-/// what `grub-mkrescue` needs for a BIOS-bootable ISO, `xz` (the Linux guest's vmlinux is
+/// Debian packages: the emulators (Bochs with its BIOS, VGA BIOS and terminal display; QEMU and
+/// its UEFI firmware, OVMF), what `grub-mkrescue` needs for an ISO that boots from BIOS and
+/// UEFI (GRUB for both platforms, xorriso, mtools for the EFI system partition), `xz` (the
+/// Linux guest's vmlinux is
 /// decompressed from Debian's xz-compressed bzImage), and glibc's static libraries (the Linux
 /// tool in the initramfs is a static executable).
-pub const PACKAGES: [&str; 11] = [
+pub const PACKAGES: [&str; 13] = [
     "bochs",
     "bochsbios",
     "vgabios",
     "bochs-term",
     "qemu-system-x86",
+    "ovmf",
     "grub-pc-bin",
+    "grub-efi-amd64-bin",
     "grub-common",
     "xorriso",
     "mtools",

@@ -35,7 +35,7 @@ use anyhow::{Context, Result, bail};
 use bulkhead_abi::console::{HALTED, STEADY_STATE};
 use bulkhead_e2e::config::LoadedConfig;
 use bulkhead_e2e::{
-    ConfigModule, Emulator, Event, Expect, IsoSpec, Port, Run, RunDir, WaitErrorKind,
+    ConfigModule, Emulator, Event, Expect, Firmware, IsoSpec, Port, Run, RunDir, WaitErrorKind,
 };
 use clap::{Args, Parser, Subcommand};
 
@@ -215,6 +215,20 @@ struct RunArgs {
     /// The run directory's name under target/runs/.
     #[arg(long, value_name = "NAME", default_value = "run")]
     name: String,
+    /// Boot QEMU's machine with UEFI firmware (OVMF) instead of its BIOS; the ISO boots
+    /// either way (with --qemu or --kvm).
+    #[arg(long, conflicts_with = "ips")]
+    uefi: bool,
+}
+
+impl RunArgs {
+    fn firmware(&self) -> Firmware {
+        if self.uefi {
+            Firmware::Uefi
+        } else {
+            Firmware::Bios
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -445,13 +459,22 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
         None => bail!("{} names no CPUs; give --cpus", config_path.display()),
     };
     let memory_mib = args.memory.unwrap_or_else(|| config.default_memory_mib());
+    let firmware = args.firmware();
     let emulator = if args.qemu {
-        Emulator::QemuTcg { cpus, memory_mib }
+        Emulator::QemuTcg {
+            cpus,
+            memory_mib,
+            firmware,
+        }
     } else if args.kvm {
         if !bulkhead_e2e::kvm_nested_available() {
             eprintln!("[xtask] warning: this host does not announce nested VT-x; trying anyway");
         }
-        Emulator::QemuKvm { cpus, memory_mib }
+        Emulator::QemuKvm {
+            cpus,
+            memory_mib,
+            firmware,
+        }
     } else if let Some(ips) = args.ips {
         Emulator::Bochs {
             cpus,
@@ -461,6 +484,11 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
     } else {
         Emulator::default_for(cpus, memory_mib)
     };
+    if args.uefi && matches!(emulator, Emulator::Bochs { .. }) {
+        bail!(
+            "--uefi boots QEMU's machine with OVMF: give --qemu or --kvm (Bochs has its BIOS only)"
+        );
+    }
     emulator.validate()?;
     let timeout = match args.timeout {
         Some(0) => None,
@@ -596,7 +624,11 @@ fn run_rt_bare(args: &RunArgs) -> Result<ExitCode> {
     let cpus = args.cpus.unwrap_or(2);
     let memory_mib = args.memory.unwrap_or(256);
     let emulator = if args.qemu {
-        Emulator::QemuTcg { cpus, memory_mib }
+        Emulator::QemuTcg {
+            cpus,
+            memory_mib,
+            firmware: args.firmware(),
+        }
     } else {
         Emulator::Bochs {
             cpus,
@@ -604,6 +636,11 @@ fn run_rt_bare(args: &RunArgs) -> Result<ExitCode> {
             ips: args.ips.unwrap_or(bulkhead_e2e::DEFAULT_BOCHS_IPS),
         }
     };
+    if args.uefi && matches!(emulator, Emulator::Bochs { .. }) {
+        bail!(
+            "--uefi boots QEMU's machine with OVMF: give --qemu or --kvm (Bochs has its BIOS only)"
+        );
+    }
     emulator.validate()?;
     let timeout = match args.timeout {
         Some(0) | None => None,

@@ -44,10 +44,14 @@ pub fn discover(magic: u32, info_addr: u32) -> (&'static BootInfo, &'static Plat
             platform.dropped_entries
         );
     }
+    if let Some(e) = boot.efi_map_refused {
+        log::warn!("{e}: the boot loader's own memory map is used instead");
+    }
     log::info!(
-        "{} MiB usable RAM in {} ranges; {} CPUs and {} IOAPICs in the MADT; hypervisor command line {:?}",
+        "{} MiB usable RAM in {} ranges ({}); {} CPUs and {} IOAPICs in the MADT; hypervisor command line {:?}",
         boot.total_ram() >> 20,
         boot.usable_ram().len(),
+        boot.memory_map_source,
         platform.apic_ids().len(),
         platform.ioapics().len(),
         boot.cmdline()
