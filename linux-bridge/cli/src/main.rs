@@ -9,6 +9,8 @@
 //! bulkhead rt [--channel CHANNEL] [-n COUNT] [--timeout-ms N] [--json] [--queued] [--histogram]
 //! bulkhead log hypervisor|rt [--channel CHANNEL] [-n COUNT | -f] [--timeout-ms N] [--json]
 //! bulkhead reset CHANNEL [--timeout-ms N]
+//! bulkhead probe [--rt-cpus N] [--rt-device BB:DD.F]... [--rt-serial ttySN]... [--rt-memory MIB]
+//!                [--name NAME] [-o FILE] [--root DIR]
 //! ```
 //!
 //! Channels are found on the kernel command line (`/proc/cmdline`, or `--cmdline`) and mapped
@@ -93,6 +95,13 @@
 //! it stops; the RT side decides when (its task that owns the channel looks every 10 ms while
 //! the channel is down).
 //!
+//! `probe` reads this machine (run it as root, with the `msr` module loaded, on the machine to
+//! partition or a Debian live system on it) and writes a proposed config: Linux keeps the boot
+//! CPU's core and its devices, the RT partition gets `--rt-cpus` CPUs as whole cores and the
+//! devices named, every choice commented. What stands in the way of a clean partitioning (no
+//! VT-x, a pin an RT device shares with Linux, no IOMMU, ...) goes to standard error. See
+//! [`probe`] and the `bulkhead-probe` crate.
+//!
 //! # Exit status
 //!
 //! - 0: success (`list`/`stats`: every channel shown is usable; `ping`: every reply came back,
@@ -103,12 +112,14 @@
 //! - 2: usage error (from the argument parser);
 //! - 3: timed out or would block (`--timeout-ms`, `--nonblock`; `ping` when the only problem
 //!   is replies that did not come back within `--timeout-ms`; `rt` when no report came within
-//!   `--timeout-ms`; `log -n`/`-f` when the time ran out, after the lines that came).
+//!   `--timeout-ms`; `log -n`/`-f` when the time ran out, after the lines that came);
+//! - 4: `probe` wrote its config, but something blocks a clean partitioning (on standard error).
 
 #![forbid(unsafe_code)]
 
 mod log;
 mod ping;
+mod probe;
 mod rt;
 mod show;
 
@@ -134,6 +145,7 @@ Exit status:
   3  timed out or would block (--timeout-ms, --nonblock; ping when replies did not
      come back within --timeout-ms; rt when no report came within --timeout-ms;
      log -n/-f when the time ran out, after the lines that came)
+  4  probe: the config is written, but something blocks a clean partitioning
 
 Waiting: a blocked send or receive on a `doorbell` channel sleeps until the channel
 device's interrupt (bound to uio_pci_generic) says the RT side rang; without the device
@@ -157,6 +169,32 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Reads this machine and writes a proposed Bulkhead config for it (run as root, with the
+    /// msr module loaded); what blocks a clean partitioning goes to standard error.
+    #[command(after_help = EXIT_STATUS)]
+    Probe {
+        /// CPUs for the RT partition, taken as whole cores (with their SMT siblings).
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        rt_cpus: u32,
+        /// A PCI function for the RT partition, `BB:DD.F` as lspci shows it (repeatable).
+        #[arg(long = "rt-device", value_name = "BB:DD.F")]
+        rt_devices: Vec<String>,
+        /// A serial port for the RT partition, `ttyS2` (repeatable).
+        #[arg(long = "rt-serial", value_name = "TTY")]
+        rt_serial: Vec<String>,
+        /// RAM for the RT partition, in MiB.
+        #[arg(long, value_name = "MIB", default_value_t = 128)]
+        rt_memory: u64,
+        /// The machine's name in the config [default: the host name].
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        /// Write the config here instead of standard output.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Read a dump of a machine (its /proc, /sys and /dev files) under this directory.
+        #[arg(long, value_name = "DIR", default_value = "/")]
+        root: PathBuf,
+    },
     /// Lists every announced channel with its header's geometry, count and state.
     #[command(after_help = EXIT_STATUS)]
     List {
@@ -424,6 +462,29 @@ fn reset(
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The probe needs no channel.
+    if let Command::Probe {
+        rt_cpus,
+        rt_devices,
+        rt_serial,
+        rt_memory,
+        name,
+        output,
+        root,
+    } = &cli.command
+    {
+        return probe::run(&probe::Options {
+            root: root.clone(),
+            request: bulkhead_probe::Request {
+                rt_cpus: *rt_cpus,
+                rt_devices: rt_devices.clone(),
+                rt_serial: rt_serial.clone(),
+                rt_memory_mib: *rt_memory,
+                name: name.clone(),
+            },
+            output: output.clone(),
+        });
+    }
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
@@ -439,6 +500,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
     let announcements = Announcements::read(&cli.cmdline)?;
     let mem = cli.mem.as_path();
     match &cli.command {
+        Command::Probe { .. } => unreachable!("handled in main"),
         Command::List { json } => show::list(&announcements, mem, *json),
         Command::Stats { channel, json } => show::stats(&announcements, mem, channel, *json),
         Command::Send {

@@ -218,6 +218,50 @@ const EPT_INVEPT: u64 = 1 << 20;
 const VPID_INVVPID: u64 = 1 << 32;
 
 impl VmxMsrs {
+    /// Reads the capability MSRs through `read` (an MSR number to its value): the TRUE
+    /// controls where IA32_VMX_BASIC says the CPU has them, the secondary controls and the
+    /// EPT/VPID capabilities only where secondary controls may be 1. `None` from `read` (an
+    /// MSR that could not be read) makes the result `None`.
+    pub fn read_with(mut read: impl FnMut(u32) -> Option<u64>) -> Option<Self> {
+        let basic = read(msr::IA32_VMX_BASIC)?;
+        let has_true = basic & BASIC_TRUE_CONTROLS != 0;
+        let mut pick = |plain, true_| read(if has_true { true_ } else { plain });
+        let primary = pick(
+            msr::IA32_VMX_PROCBASED_CTLS,
+            msr::IA32_VMX_TRUE_PROCBASED_CTLS,
+        )?;
+        let pin = pick(
+            msr::IA32_VMX_PINBASED_CTLS,
+            msr::IA32_VMX_TRUE_PINBASED_CTLS,
+        )?;
+        let exit = pick(msr::IA32_VMX_EXIT_CTLS, msr::IA32_VMX_TRUE_EXIT_CTLS)?;
+        let entry = pick(msr::IA32_VMX_ENTRY_CTLS, msr::IA32_VMX_TRUE_ENTRY_CTLS)?;
+        let has_secondary =
+            (primary >> 32) as u32 & PrimaryControls::SECONDARY_CONTROLS.bits() != 0;
+        let (secondary, ept_vpid) = if has_secondary {
+            (
+                read(msr::IA32_VMX_PROCBASED_CTLS2)?,
+                read(msr::IA32_VMX_EPT_VPID_CAP)?,
+            )
+        } else {
+            (0, 0)
+        };
+        Some(Self {
+            basic,
+            pin,
+            primary,
+            secondary,
+            exit,
+            entry,
+            ept_vpid,
+            misc: read(msr::IA32_VMX_MISC)?,
+            cr0_fixed0: read(msr::IA32_VMX_CR0_FIXED0)?,
+            cr0_fixed1: read(msr::IA32_VMX_CR0_FIXED1)?,
+            cr4_fixed0: read(msr::IA32_VMX_CR4_FIXED0)?,
+            cr4_fixed1: read(msr::IA32_VMX_CR4_FIXED1)?,
+        })
+    }
+
     /// Checks every feature Bulkhead relies on and computes the control values.
     pub fn check(&self) -> Result<VmxControls, Missing> {
         let mut missing = Feature::empty();
@@ -351,6 +395,45 @@ impl VmxMsrs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_with_asks_for_the_true_and_secondary_msrs_only_where_they_exist() {
+        use std::vec::Vec;
+        let mut asked = Vec::new();
+        let with_true = VmxMsrs::read_with(|m| {
+            asked.push(m);
+            Some(match m {
+                msr::IA32_VMX_BASIC => BASIC_TRUE_CONTROLS,
+                msr::IA32_VMX_TRUE_PROCBASED_CTLS => 1 << 63,
+                other => u64::from(other),
+            })
+        })
+        .unwrap();
+        assert_eq!(with_true.pin, u64::from(msr::IA32_VMX_TRUE_PINBASED_CTLS));
+        assert_eq!(
+            with_true.secondary,
+            u64::from(msr::IA32_VMX_PROCBASED_CTLS2)
+        );
+        assert_eq!(with_true.ept_vpid, u64::from(msr::IA32_VMX_EPT_VPID_CAP));
+        assert!(!asked.contains(&msr::IA32_VMX_PINBASED_CTLS));
+        let mut asked = Vec::new();
+        let plain = VmxMsrs::read_with(|m| {
+            asked.push(m);
+            Some(if m == msr::IA32_VMX_BASIC {
+                0
+            } else {
+                u64::from(m)
+            })
+        })
+        .unwrap();
+        assert_eq!(plain.primary, u64::from(msr::IA32_VMX_PROCBASED_CTLS));
+        assert_eq!((plain.secondary, plain.ept_vpid), (0, 0));
+        assert!(!asked.contains(&msr::IA32_VMX_PROCBASED_CTLS2));
+        assert_eq!(
+            VmxMsrs::read_with(|m| (m != msr::IA32_VMX_MISC).then_some(0)),
+            None
+        );
+    }
     use std::string::ToString;
 
     /// Capability values of a CPU that has everything (modelled on a Skylake-era part).

@@ -11,7 +11,7 @@ pub mod vcpu;
 pub mod vmcs;
 
 use hv_core::memory::addr::HostPhysAddr;
-use hv_core::vmx::caps::{Feature, Missing, VmxControls, VmxMsrs, msr as cap};
+use hv_core::vmx::caps::{Feature, Missing, VmxControls, VmxMsrs};
 
 use crate::arch::msr;
 use crate::memory;
@@ -28,44 +28,13 @@ const CR4_OSXSAVE: u64 = 1 << 18;
 /// # Safety
 /// The CPU must report VMX in CPUID (the MSRs #GP otherwise).
 unsafe fn read_msrs() -> VmxMsrs {
-    // SAFETY: VMX is present (caller), so all of these MSRs exist; the TRUE ones are read
-    // only when IA32_VMX_BASIC[55] says they exist, IA32_VMX_PROCBASED_CTLS2 and
-    // EPT_VPID_CAP only when secondary controls may be 1.
-    unsafe {
-        let basic = msr::read(cap::IA32_VMX_BASIC);
-        let has_true = basic & (1 << 55) != 0;
-        let pick = |plain, true_| msr::read(if has_true { true_ } else { plain });
-        let primary = pick(
-            cap::IA32_VMX_PROCBASED_CTLS,
-            cap::IA32_VMX_TRUE_PROCBASED_CTLS,
-        );
-        let has_secondary = primary & (1 << 63) != 0;
-        VmxMsrs {
-            basic,
-            pin: pick(
-                cap::IA32_VMX_PINBASED_CTLS,
-                cap::IA32_VMX_TRUE_PINBASED_CTLS,
-            ),
-            primary,
-            secondary: if has_secondary {
-                msr::read(cap::IA32_VMX_PROCBASED_CTLS2)
-            } else {
-                0
-            },
-            exit: pick(cap::IA32_VMX_EXIT_CTLS, cap::IA32_VMX_TRUE_EXIT_CTLS),
-            entry: pick(cap::IA32_VMX_ENTRY_CTLS, cap::IA32_VMX_TRUE_ENTRY_CTLS),
-            ept_vpid: if has_secondary {
-                msr::read(cap::IA32_VMX_EPT_VPID_CAP)
-            } else {
-                0
-            },
-            misc: msr::read(cap::IA32_VMX_MISC),
-            cr0_fixed0: msr::read(cap::IA32_VMX_CR0_FIXED0),
-            cr0_fixed1: msr::read(cap::IA32_VMX_CR0_FIXED1),
-            cr4_fixed0: msr::read(cap::IA32_VMX_CR4_FIXED0),
-            cr4_fixed1: msr::read(cap::IA32_VMX_CR4_FIXED1),
-        }
-    }
+    VmxMsrs::read_with(|number| {
+        // SAFETY: VMX is present (caller), so the capability MSRs exist; `read_with` asks for
+        // the TRUE ones only when IA32_VMX_BASIC[55] says they exist, and for
+        // IA32_VMX_PROCBASED_CTLS2 and EPT_VPID_CAP only when secondary controls may be 1.
+        Some(unsafe { msr::read(number) })
+    })
+    .unwrap_or_default()
 }
 
 /// Checks, on the running CPU, every VT-x feature Bulkhead needs. Also enables VMX in

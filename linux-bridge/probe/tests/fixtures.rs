@@ -1,0 +1,705 @@
+//! `bulkhead probe` on machines written out as Linux shows them: the files of `/proc`, `/sys`
+//! and `/dev/cpu/0/msr` under a temporary root.
+//!
+//! Two machines: the emulator's (Bochs as the tests boot it: two CPUs, 1 GiB, the PIIX
+//! chipset, COM1 and COM2, Linux's console on COM2), and an industrial PC with a 4-core CPU
+//! with SMT, 16 GiB with the PCI hole below 4 GiB, an extra NIC behind a PCIe root port whose
+//! legacy interrupt pin the on-board audio also uses, and an IOMMU. Their files are written in
+//! the formats of the kernel's own (Debian 12's 6.1) from those machines' facts.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::Path;
+
+use bulkhead_probe::madt::{self, IoApic, IrqOverride};
+use bulkhead_probe::{Facts, Request, Severity, facts, propose};
+
+/// Capability MSRs of a CPU with everything the hypervisor needs.
+const GOOD_MSRS: [(u32, u64); 15] = [
+    (0x3a, 0x5),                                         // locked, VMX outside SMX on
+    (0x480, (1 << 55) | (6 << 50) | (0x1000 << 32) | 1), // TRUE controls, WB, revision 1
+    (0x485, 0x5),                                        // misc: preemption timer rate
+    (0x486, 0x8000_0021),
+    (0x487, 0xffff_ffff),
+    (0x488, 0x2000),
+    (0x489, 0x3f_ffff),
+    (0x48b, 0xffff_ffff_0000_0000), // every secondary control may be 1
+    (
+        0x48c,
+        (1 << 6) | (1 << 14) | (1 << 16) | (1 << 17) | (1 << 20) | (1 << 32),
+    ),
+    (0x48d, 0xffff_ffff_0000_0016), // TRUE pin-based, preemption timer allowed
+    (0x48e, 0xffff_ffff_0400_6172), // TRUE primary, secondary controls allowed
+    (0x48f, 0xffff_ffff_0003_6dfb),
+    (0x490, 0xffff_ffff_0000_11fb),
+    (0x481, 0),
+    (0x482, 0),
+];
+
+fn write(root: &Path, file: &str, contents: impl AsRef<[u8]>) {
+    let path = root.join(file.trim_start_matches('/'));
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, contents).unwrap();
+}
+
+/// A machine's MSRs as its dump keeps them: `NUMBER VALUE` lines in `msr.txt` beside the
+/// machine's files.
+fn write_msrs(root: &Path, msrs: &[(u32, u64)]) {
+    let text: String = msrs
+        .iter()
+        .map(|(n, v)| format!("{n:#x} {v:#x}\n"))
+        .collect();
+    write(root, "/msr.txt", text);
+}
+
+/// Reads a dumped machine: its files, and its MSRs from `msr.txt` when there is one.
+fn read_dump(root: &Path) -> Result<Facts, bulkhead_probe::ReadError> {
+    let msrs: BTreeMap<u32, u64> = fs::read_to_string(root.join("msr.txt"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let (n, v) = l.split_once(' ').unwrap();
+            let hex = |t: &str| u64::from_str_radix(t.trim_start_matches("0x"), 16).unwrap();
+            (hex(n) as u32, hex(v))
+        })
+        .collect();
+    facts::read_with_msrs(root, |number| {
+        msrs.get(&number)
+            .copied()
+            .ok_or_else(|| format!("/dev/cpu/0/msr: no MSR {number:#x} (load the msr module with `modprobe msr` and run as root)"))
+    })
+}
+
+fn cpuinfo(cpus: &[(u32, u32, u32)], flags: &str) -> String {
+    cpus.iter()
+        .map(|&(linux, apic, core)| {
+            format!(
+                "processor\t: {linux}\nvendor_id\t: GenuineIntel\nphysical id\t: 0\n\
+                 core id\t\t: {core}\napicid\t\t: {apic}\nflags\t\t: {flags}\n\n"
+            )
+        })
+        .collect()
+}
+
+fn memmap(root: &Path, ranges: &[(u64, u64, &str)]) {
+    for (i, &(start, last, kind)) in ranges.iter().enumerate() {
+        write(
+            root,
+            &format!("/sys/firmware/memmap/{i}/start"),
+            format!("{start:#x}\n"),
+        );
+        write(
+            root,
+            &format!("/sys/firmware/memmap/{i}/end"),
+            format!("{last:#x}\n"),
+        );
+        write(
+            root,
+            &format!("/sys/firmware/memmap/{i}/type"),
+            format!("{kind}\n"),
+        );
+    }
+}
+
+struct Pci<'a> {
+    bdf: &'a str,
+    vendor: u16,
+    device: u16,
+    class: u32,
+    irq: u32,
+    driver: Option<&'a str>,
+    buses: Option<(u8, u8)>,
+}
+
+fn pci(root: &Path, functions: &[Pci<'_>]) {
+    for f in functions {
+        let dir = format!("/sys/bus/pci/devices/0000:{}", f.bdf);
+        write(
+            root,
+            &format!("{dir}/vendor"),
+            format!("{:#06x}\n", f.vendor),
+        );
+        write(
+            root,
+            &format!("{dir}/device"),
+            format!("{:#06x}\n", f.device),
+        );
+        write(root, &format!("{dir}/class"), format!("{:#08x}\n", f.class));
+        write(root, &format!("{dir}/irq"), format!("{}\n", f.irq));
+        let mut config = vec![0u8; 64];
+        if let Some((secondary, subordinate)) = f.buses {
+            config[0x19] = secondary;
+            config[0x1a] = subordinate;
+        }
+        write(root, &format!("{dir}/config"), config);
+        if let Some(driver) = f.driver {
+            let target = format!("../../../../bus/pci/drivers/{driver}");
+            let link = root.join(&dir[1..]).join("driver");
+            let _ = fs::remove_file(&link);
+            std::os::unix::fs::symlink(target, link).unwrap();
+        }
+    }
+}
+
+fn serial(root: &Path, ports: &[(&str, u16, u32, u32)]) {
+    for &(name, port, irq, kind) in ports {
+        write(
+            root,
+            &format!("/sys/class/tty/{name}/port"),
+            format!("0x{port:X}\n"),
+        );
+        write(
+            root,
+            &format!("/sys/class/tty/{name}/irq"),
+            format!("{irq}\n"),
+        );
+        write(
+            root,
+            &format!("/sys/class/tty/{name}/type"),
+            format!("{kind}\n"),
+        );
+    }
+}
+
+const BOCHS_FLAGS: &str = "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat \
+    pse36 clflush mmx fxsr sse sse2 ss ht syscall nx rdtscp lm constant_tsc nopl xtopology \
+    nonstop_tsc cpuid pni vmx ssse3 cx16 x2apic tsc_deadline_timer xsave";
+
+/// The emulator's machine: what Linux booted alone in Bochs (`bochs-2cpu`'s machine) shows.
+fn bochs_machine(root: &Path) {
+    write(
+        root,
+        "/proc/cpuinfo",
+        cpuinfo(&[(0, 0, 0), (1, 1, 1)], BOCHS_FLAGS),
+    );
+    memmap(
+        root,
+        &[
+            (0, 0x9_fbff, "System RAM"),
+            (0x9_fc00, 0x9_ffff, "Reserved"),
+            (0xe_8000, 0xf_ffff, "Reserved"),
+            (0x10_0000, 0x3ffe_ffff, "System RAM"),
+            (0x3fff_0000, 0x3fff_ffff, "ACPI Tables"),
+            (0xfffc_0000, 0xffff_ffff, "Reserved"),
+        ],
+    );
+    write(
+        root,
+        "/sys/firmware/acpi/tables/APIC",
+        madt::build(
+            &[0, 1],
+            &[IoApic {
+                id: 2,
+                address: 0xfec0_0000,
+                gsi_base: 0,
+            }],
+            &[
+                IrqOverride {
+                    irq: 0,
+                    gsi: 2,
+                    flags: 0,
+                },
+                IrqOverride {
+                    irq: 9,
+                    gsi: 9,
+                    flags: 0xd,
+                },
+            ],
+        ),
+    );
+    write(
+        root,
+        "/proc/interrupts",
+        "           CPU0       CPU1       \n\
+           0:         37          0   IO-APIC   2-edge      timer\n\
+           1:          9          0   IO-APIC   1-edge      i8042\n\
+           3:        391          0   IO-APIC   3-edge      ttyS1\n\
+           8:          1          0   IO-APIC   8-edge      rtc0\n\
+           9:          0          0   IO-APIC   9-fasteoi   acpi\n\
+          12:        141          0   IO-APIC  12-edge      i8042\n\
+          14:          0          0   IO-APIC  14-edge      ata_piix\n\
+          15:         61          0   IO-APIC  15-edge      ata_piix\n\
+         NMI:          0          0   Non-maskable interrupts\n\
+         LOC:       1711       1393   Local timer interrupts\n",
+    );
+    write(
+        root,
+        "/proc/ioports",
+        "0000-0cf7 : PCI Bus 0000:00\n  0000-001f : dma1\n  0020-0021 : pic1\n  \
+         0040-0043 : timer0\n  0050-0053 : timer1\n  0060-0060 : keyboard\n  \
+         0064-0064 : keyboard\n  0070-0071 : rtc0\n  0080-008f : dma page reg\n  \
+         00a0-00a1 : pic2\n  00c0-00df : dma2\n  00f0-00ff : fpu\n  0170-0177 : 0000:00:01.1\n  \
+         01f0-01f7 : 0000:00:01.1\n  02f8-02ff : serial\n  03f8-03ff : serial\n  \
+         04d0-04d1 : pnp 00:00\n0cf8-0cff : PCI conf1\n0d00-ffff : PCI Bus 0000:00\n  \
+         b000-b03f : 0000:00:01.3\n    b000-b03f : PNP0c02:00\n      b000-b003 : ACPI PM1a_EVT_BLK\n      \
+         b004-b005 : ACPI PM1a_CNT_BLK\n      b008-b00b : ACPI PM_TMR\n      b00c-b00f : ACPI GPE0_BLK\n  \
+         c000-c00f : 0000:00:01.1\n    c000-c00f : ata_piix\n",
+    );
+    pci(
+        root,
+        &[
+            Pci {
+                bdf: "00:00.0",
+                vendor: 0x8086,
+                device: 0x1237,
+                class: 0x06_0000,
+                irq: 0,
+                driver: None,
+                buses: None,
+            },
+            Pci {
+                bdf: "00:01.0",
+                vendor: 0x8086,
+                device: 0x7000,
+                class: 0x06_0100,
+                irq: 0,
+                driver: None,
+                buses: None,
+            },
+            Pci {
+                bdf: "00:01.1",
+                vendor: 0x8086,
+                device: 0x7010,
+                class: 0x01_0180,
+                irq: 0,
+                driver: Some("ata_piix"),
+                buses: None,
+            },
+            Pci {
+                bdf: "00:01.3",
+                vendor: 0x8086,
+                device: 0x7113,
+                class: 0x06_8000,
+                irq: 9,
+                driver: Some("piix4_smbus"),
+                buses: None,
+            },
+        ],
+    );
+    serial(
+        root,
+        &[
+            ("ttyS0", 0x3f8, 4, 4),
+            ("ttyS1", 0x2f8, 3, 4),
+            ("ttyS2", 0x3e8, 4, 0),
+            ("ttyS3", 0x2e8, 3, 0),
+        ],
+    );
+    write(
+        root,
+        "/proc/cmdline",
+        "console=ttyS1,115200 quiet cryptomgr.notests bulkhead.init=probe\n",
+    );
+    write(
+        root,
+        "/proc/consoles",
+        "ttyS1                -W- (EC p a)    4:65\n",
+    );
+    write(root, "/proc/sys/kernel/hostname", "(none)\n");
+    write_msrs(root, &GOOD_MSRS);
+}
+
+/// An industrial PC: 4 cores with SMT (Linux CPUs 0-3 are the cores' first threads), 16 GiB,
+/// an i210 at 03:00.0 behind the root port 00:1c.0 on pin 17, which the on-board audio uses too.
+fn ipc_machine(root: &Path) {
+    let flags = format!("{BOCHS_FLAGS} invpcid");
+    let cpus: Vec<(u32, u32, u32)> = (0..8).map(|i| (i, (i % 4) * 2 + i / 4, i % 4)).collect();
+    write(root, "/proc/cpuinfo", cpuinfo(&cpus, &flags));
+    memmap(
+        root,
+        &[
+            (0, 0x9_cfff, "System RAM"),
+            (0x9_d000, 0x9_ffff, "Reserved"),
+            (0xe_0000, 0xf_ffff, "Reserved"),
+            (0x10_0000, 0x7a3f_ffff, "System RAM"),
+            (0x7a40_0000, 0x7aff_ffff, "Reserved"),
+            (0x7b00_0000, 0x7b0f_ffff, "ACPI Non-volatile Storage"),
+            (0x7b10_0000, 0x7b1f_ffff, "ACPI Tables"),
+            (0x7b20_0000, 0x7fff_ffff, "Reserved"),
+            (0xe000_0000, 0xefff_ffff, "Reserved"),
+            (0xfed0_0000, 0xfed0_3fff, "Reserved"),
+            (0x1_0000_0000, 0x4_7fff_ffff, "System RAM"),
+        ],
+    );
+    write(
+        root,
+        "/sys/firmware/acpi/tables/APIC",
+        madt::build(
+            &[0, 2, 4, 6, 1, 3, 5, 7],
+            &[IoApic {
+                id: 2,
+                address: 0xfec0_0000,
+                gsi_base: 0,
+            }],
+            &[
+                IrqOverride {
+                    irq: 0,
+                    gsi: 2,
+                    flags: 0,
+                },
+                IrqOverride {
+                    irq: 9,
+                    gsi: 9,
+                    flags: 0xd,
+                },
+            ],
+        ),
+    );
+    write(root, "/sys/firmware/acpi/tables/MCFG", b"MCFG");
+    write(root, "/sys/firmware/acpi/tables/DMAR", b"DMAR");
+    let header: String = (0..8).map(|i| format!("       CPU{i}")).collect();
+    let zeros = "          0".repeat(8);
+    let row = |irq: u32, pin: u32, mode: &str, names: &str| {
+        format!("{irq:>4}:{zeros}   IO-APIC  {pin:>2}-{mode}   {names}\n")
+    };
+    let mut interrupts = format!("{header}\n");
+    interrupts += &row(0, 2, "edge", "timer");
+    interrupts += &row(4, 4, "edge", "ttyS0");
+    interrupts += &row(8, 8, "edge", "rtc0");
+    interrupts += &row(9, 9, "fasteoi", "acpi");
+    interrupts += &row(16, 16, "fasteoi", "i801_smbus");
+    interrupts += &row(17, 17, "fasteoi", "snd_hda_intel:card0");
+    interrupts += " 120:";
+    interrupts += &zeros;
+    interrupts += "   PCI-MSI 327680-edge      xhci_hcd\n";
+    write(root, "/proc/interrupts", interrupts);
+    write(
+        root,
+        "/proc/ioports",
+        "0000-0cf7 : PCI Bus 0000:00\n  0020-0021 : pic1\n  0040-0043 : timer0\n  \
+         0070-0077 : rtc0\n  0080-008f : dma page reg\n  00a0-00a1 : pic2\n  \
+         02f8-02ff : serial\n  03f8-03ff : serial\n  04d0-04d1 : pnp 00:01\n\
+         0cf8-0cff : PCI conf1\n0d00-ffff : PCI Bus 0000:00\n  1800-18fe : pnp 00:02\n    \
+         1800-1803 : ACPI PM1a_EVT_BLK\n    1804-1805 : ACPI PM1a_CNT_BLK\n    \
+         1808-180b : ACPI PM_TMR\n    1860-187f : ACPI GPE0_BLK\n",
+    );
+    let f = |bdf, vendor, device, class, irq, driver, buses| Pci {
+        bdf,
+        vendor,
+        device,
+        class,
+        irq,
+        driver,
+        buses,
+    };
+    pci(
+        root,
+        &[
+            f("00:00.0", 0x8086, 0x3e0f, 0x06_0000, 0, None, None),
+            f(
+                "00:14.0",
+                0x8086,
+                0xa36d,
+                0x0c_0330,
+                16,
+                Some("xhci_hcd"),
+                None,
+            ),
+            f("00:17.0", 0x8086, 0xa352, 0x01_0601, 16, Some("ahci"), None),
+            f(
+                "00:1c.0",
+                0x8086,
+                0xa338,
+                0x06_0400,
+                16,
+                Some("pcieport"),
+                Some((3, 3)),
+            ),
+            f("00:1f.0", 0x8086, 0xa309, 0x06_0100, 0, None, None),
+            f(
+                "00:1f.3",
+                0x8086,
+                0xa348,
+                0x04_0300,
+                17,
+                Some("snd_hda_intel"),
+                None,
+            ),
+            f(
+                "00:1f.4",
+                0x8086,
+                0xa323,
+                0x0c_0500,
+                16,
+                Some("i801_smbus"),
+                None,
+            ),
+            f(
+                "00:1f.6",
+                0x8086,
+                0x15bc,
+                0x02_0000,
+                16,
+                Some("e1000e"),
+                None,
+            ),
+            f("03:00.0", 0x8086, 0x1533, 0x02_0000, 17, Some("igb"), None),
+        ],
+    );
+    serial(root, &[("ttyS0", 0x3f8, 4, 4), ("ttyS1", 0x2f8, 3, 4)]);
+    write(
+        root,
+        "/proc/cmdline",
+        "BOOT_IMAGE=/boot/vmlinuz-6.1.0-28-amd64 root=UUID=0b0f3b8c-8a35-4d0a-9d4c-1e6b0f2d3c4a ro console=ttyS0,115200 quiet\n",
+    );
+    write(
+        root,
+        "/proc/consoles",
+        "ttyS0                -W- (EC p a)    4:64\n",
+    );
+    write(root, "/proc/sys/kernel/hostname", "line-7-press\n");
+    write_msrs(root, &GOOD_MSRS);
+}
+
+fn read(build: fn(&Path)) -> (tempfile::TempDir, Facts) {
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path());
+    let facts = read_dump(dir.path()).unwrap();
+    (dir, facts)
+}
+
+fn request(rt_cpus: u32) -> Request {
+    Request {
+        rt_cpus,
+        ..Request::default()
+    }
+}
+
+/// The value of `key` in the section `[section]` of a proposal (the first occurrence).
+fn value<'a>(toml: &'a str, section: &str, key: &str) -> Option<&'a str> {
+    let start = toml.find(&format!("[{section}]\n"))?;
+    toml[start..]
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.starts_with('['))
+        .find_map(|l| l.strip_prefix(&format!("{key} = ")))
+}
+
+#[test]
+fn the_emulators_machine_is_read_as_it_is() {
+    let (_dir, facts) = read(bochs_machine);
+    let apic: Vec<u32> = facts.cpus.iter().map(|c| c.apic_id).collect();
+    assert_eq!(apic, [0, 1]);
+    assert_eq!(facts.memory[0].end, 0x9_fc00);
+    assert_eq!(facts.madt.gsi_of_isa_irq(0), 2);
+    assert_eq!(facts.console.as_deref(), Some("ttyS1"));
+    assert_eq!(facts.serial.len(), 2, "ttyS2 and ttyS3 have no UART");
+    let vmx = facts.vmx.as_ref().unwrap();
+    assert!(vmx.missing.is_empty(), "{}", vmx.missing);
+    assert!(!vmx.disabled_by_firmware && vmx.preemption_timer);
+    assert!(!facts.has_dmar);
+    let ide = facts.pci.iter().find(|f| f.bdf == "00:01.1").unwrap();
+    assert_eq!(ide.driver.as_deref(), Some("ata_piix"));
+}
+
+#[test]
+fn the_emulators_machine_gets_the_hand_written_partitioning() {
+    let (_dir, facts) = read(bochs_machine);
+    let proposal = propose(&facts, &request(1)).unwrap();
+    let toml = &proposal.toml;
+    // Proposed and hand-written configs split the machine alike.
+    let proposed = bulkhead_config::host::load_str(toml, "proposal").unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/bochs-2cpu.toml");
+    let written = bulkhead_config::host::load_file(example).unwrap();
+    for id in bulkhead_config::PartitionId::ALL {
+        assert_eq!(
+            proposed.partition(id).cpus(),
+            written.partition(id).cpus(),
+            "{id:?}'s CPUs\n{toml}"
+        );
+    }
+    assert_eq!(value(toml, "console", "linux"), Some("\"com2\""));
+    assert_eq!(value(toml, "console", "hypervisor"), Some("\"com1\""));
+    let linux_pins: BTreeSet<u32> = toml
+        .lines()
+        .skip_while(|l| !l.starts_with("ioapic_pins = ["))
+        .skip(1)
+        .take_while(|l| *l != "]")
+        .map(|l| l.trim().split(',').next().unwrap().parse().unwrap())
+        .collect();
+    // The hand-written config's pins but COM1's IRQ 4 (the hypervisor's console, which it
+    // prints to by polling: nobody's pin).
+    assert_eq!(
+        linux_pins,
+        BTreeSet::from([1, 2, 3, 8, 9, 12, 14, 15]),
+        "{toml}"
+    );
+    assert!(toml.contains("\"00:01.1\", # [8086:7010]"), "{toml}");
+    assert!(toml.contains("# Left out: 00:00.0"), "{toml}");
+    assert!(toml.contains("{ base = 0xb000, count = 0x10 }"), "{toml}");
+    assert!(
+        toml.contains("cmdline = \"console=ttyS1,115200 quiet cryptomgr.notests\""),
+        "{toml}"
+    );
+    assert!(!proposal.blocked(), "{:?}", proposal.findings);
+    assert!(
+        proposal
+            .findings
+            .iter()
+            .any(|f| f.severity == Severity::Warning && f.text.starts_with("no IOMMU")),
+        "{:?}",
+        proposal.findings
+    );
+}
+
+#[test]
+fn the_rt_partition_gets_whole_cores_never_an_smt_sibling() {
+    let (_dir, facts) = read(ipc_machine);
+    let proposal = propose(&facts, &request(2)).unwrap();
+    // The last core: Linux CPUs 3 and 7, APIC IDs 6 and 7.
+    assert_eq!(
+        value(&proposal.toml, "partitions.rt", "cpus"),
+        Some("[6, 7]")
+    );
+    assert_eq!(
+        value(&proposal.toml, "partitions.linux", "cpus"),
+        Some("[0, 2, 4, 1, 3, 5]")
+    );
+    let err = propose(&facts, &request(1)).unwrap_err();
+    assert!(err.contains("SMT siblings (Linux CPUs 3, 7)"), "{err}");
+    let err = propose(&facts, &request(8)).unwrap_err();
+    assert!(err.contains("at most 6 can go"), "{err}");
+    // RAM: the top of the RAM below the PCI hole; Linux keeps the 14 GiB above 4 GiB.
+    assert!(
+        proposal
+            .toml
+            .contains("{ base = 0x100000000, size = \"14 GiB\" }"),
+        "{}",
+        proposal.toml
+    );
+    assert_eq!(
+        value(&proposal.toml, "linux", "cmdline"),
+        Some("\"root=UUID=0b0f3b8c-8a35-4d0a-9d4c-1e6b0f2d3c4a ro console=ttyS0,115200 quiet\"")
+    );
+    assert_eq!(
+        value(&proposal.toml, "machine", "name"),
+        Some("\"line-7-press\"")
+    );
+}
+
+#[test]
+fn an_rt_device_sharing_its_pin_with_linux_is_a_blocker() {
+    let (_dir, facts) = read(ipc_machine);
+    let ask = Request {
+        rt_cpus: 4,
+        rt_devices: vec!["0000:03:00.0".into()],
+        rt_serial: vec!["ttyS1".into()],
+        ..Request::default()
+    };
+    let proposal = propose(&facts, &ask).unwrap();
+    let toml = &proposal.toml;
+    assert!(
+        toml.contains("{ pin = 17, cpu = 4, trigger = \"level\", polarity = \"low\" },"),
+        "{toml}"
+    );
+    assert!(toml.contains("{ pin = 3, cpu = 4 },"), "{toml}");
+    assert!(toml.contains("{ base = 0x2f8, count = 8 }"), "{toml}");
+    let linux = &toml[..toml.find("[partitions.rt]").unwrap()];
+    assert!(!linux.contains("03:00.0\""), "{toml}");
+    assert!(
+        toml.contains("\"03:00.0\", # [8086:1533] class 020000, driver igb"),
+        "{toml}"
+    );
+    let blockers: Vec<&str> = proposal
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Blocker)
+        .map(|f| f.text.as_str())
+        .collect();
+    assert_eq!(blockers.len(), 1, "{blockers:?}");
+    assert!(blockers[0].contains("pin 17, which 00:1f.3 (snd_hda_intel) also uses"));
+    assert!(
+        proposal
+            .findings
+            .iter()
+            .any(|f| f.text.contains("behind the bridge 00:1c.0")),
+        "{:?}",
+        proposal.findings
+    );
+    // Linux keeps pin 16 and not 17; the IOMMU is a note.
+    assert!(toml.contains("    16, # i801_smbus"), "{toml}");
+    assert!(!toml.contains("    17, #"), "{toml}");
+    assert!(
+        proposal
+            .findings
+            .iter()
+            .any(|f| f.severity == Severity::Note && f.text.contains("IOMMU"))
+    );
+}
+
+#[test]
+fn impossible_requests_name_the_option() {
+    let (_dir, facts) = read(bochs_machine);
+    let err = |ask: Request| propose(&facts, &ask).unwrap_err();
+    let e = err(Request {
+        rt_devices: vec!["05:00.0".into()],
+        ..Request::default()
+    });
+    assert!(e.starts_with("--rt-device 05:00.0: no PCI function"), "{e}");
+    let e = err(Request {
+        rt_serial: vec!["ttyS1".into()],
+        ..Request::default()
+    });
+    assert!(e.contains("it is Linux's console"), "{e}");
+    let e = err(Request {
+        rt_serial: vec!["ttyS7".into()],
+        ..Request::default()
+    });
+    assert!(e.contains("present: ttyS0, ttyS1"), "{e}");
+    let e = err(request(2));
+    assert!(e.contains("at most 1 can go"), "{e}");
+    let e = err(Request {
+        rt_memory_mib: 4096,
+        ..Request::default()
+    });
+    assert!(e.starts_with("--rt-memory 4096"), "{e}");
+}
+
+#[test]
+fn vtx_off_in_the_firmware_or_unreadable_msrs_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    bochs_machine(dir.path());
+    let mut msrs = GOOD_MSRS;
+    msrs[0] = (0x3a, 0x1); // locked, VMX off
+    write_msrs(dir.path(), &msrs);
+    let facts = read_dump(dir.path()).unwrap();
+    let proposal = propose(&facts, &request(1)).unwrap();
+    assert!(proposal.blocked());
+    assert!(
+        proposal
+            .toml
+            .contains("# BLOCKER: VT-x is disabled and locked by the firmware")
+    );
+
+    fs::remove_file(dir.path().join("msr.txt")).unwrap();
+    let facts = read_dump(dir.path()).unwrap();
+    let proposal = propose(&facts, &request(1)).unwrap();
+    assert!(!proposal.blocked());
+    assert!(
+        proposal
+            .findings
+            .iter()
+            .any(|f| f.text.contains("modprobe msr"))
+    );
+}
+
+#[test]
+fn a_missing_or_broken_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    bochs_machine(dir.path());
+    fs::remove_file(dir.path().join("proc/cpuinfo")).unwrap();
+    let e = read_dump(dir.path()).unwrap_err();
+    assert_eq!(e.file, "/proc/cpuinfo");
+    bochs_machine(dir.path());
+    write(
+        dir.path(),
+        "/sys/firmware/acpi/tables/APIC",
+        b"APIC and nothing else",
+    );
+    let e = read_dump(dir.path()).unwrap_err();
+    assert_eq!(e.file, "/sys/firmware/acpi/tables/APIC");
+    bochs_machine(dir.path());
+    write(dir.path(), "/sys/firmware/memmap/3/end", "zzz");
+    let e = read_dump(dir.path()).unwrap_err();
+    assert_eq!(e.to_string(), "/sys/firmware/memmap/3/end: not a number");
+}
