@@ -118,6 +118,11 @@ impl PciFunction {
         self.class >> 8 == 0x0600
     }
 
+    /// An ISA bridge (class 06 01): the chipset's legacy interrupt router among others.
+    pub fn is_isa_bridge(&self) -> bool {
+        self.class >> 8 == 0x0601
+    }
+
     /// A PCI-to-PCI bridge (class 06 04).
     pub fn is_bridge(&self) -> bool {
         self.class >> 8 == 0x0604

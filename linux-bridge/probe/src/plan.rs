@@ -11,8 +11,10 @@
 //!   the RAM below 640 KiB and every other piece of RAM of at least 2 MiB.
 //! - **Devices**: the RT partition gets the PCI functions and serial ports asked for, with their
 //!   interrupt pins delivered to its first CPU and the ports of each UART; Linux gets every
-//!   other PCI function it has a driver for (and the bridges), the IOAPIC pins its handlers
-//!   and devices use, and the legacy platform ports it drives (PICs, PIT, RTC, ACPI registers).
+//!   other PCI function but the host bridges (which the hypervisor shows it read-only) and the
+//!   ISA bridge (whose interrupt router could steer interrupts onto RT pins), the IOAPIC pins
+//!   its handlers and devices use, and the legacy platform ports it drives (PICs, PIT, RTC,
+//!   ACPI registers).
 //! - **Consoles**: Linux keeps its serial console; the hypervisor and the RT kernel share
 //!   another of COM1 and COM2 when there is one.
 //! - **Channels**: the standard set (`telemetry`, `commands`, `rt-status`, `rt-log`, `hv-log`).
@@ -178,7 +180,7 @@ pub fn propose(facts: &Facts, request: &Request) -> Result<Proposal, String> {
         ));
     }
     out.line("]");
-    out.line("# PCI functions with a Linux driver, and bridges (/sys/bus/pci/devices).");
+    out.line("# Every PCI function but the host and ISA bridges and the RT partition's (/sys/bus/pci/devices).");
     out.line("pci_devices = [");
     for (bdf, why) in &devices.linux_pci {
         out.line(&format!("    \"{bdf}\", # {why}"));
@@ -730,19 +732,24 @@ fn assign_devices(
                 f.bdf,
                 describe_pci(f)
             ));
-        } else if f.driver.is_some() || f.is_bridge() {
-            linux_pci.push((f.bdf.clone(), describe_pci(f)));
-        } else {
+        } else if f.is_isa_bridge() {
             left_out.push(format!(
-                "{} {} (no Linux driver bound)",
+                "{} {} (the ISA bridge: its interrupt router could steer PCI interrupts onto \
+                 the RT partition's pins; Linux routes by ACPI without it)",
                 f.bdf,
                 describe_pci(f)
             ));
+        } else {
+            let mut why = describe_pci(f);
+            if f.driver.is_none() && !f.is_bridge() {
+                why.push_str(", no Linux driver bound now");
+            }
+            linux_pci.push((f.bdf.clone(), why));
         }
     }
     if linux_pci.len() > MAX_PCI {
         return Err(format!(
-            "Linux has {} PCI functions with drivers or bridges, more than a partition's {MAX_PCI}",
+            "Linux has {} PCI functions, more than a partition's {MAX_PCI}",
             linux_pci.len()
         ));
     }
@@ -804,6 +811,21 @@ fn assign_devices(
             linux_pins
                 .entry(gsi)
                 .or_insert_with(|| format!("{bdf}'s INTx"));
+        }
+    }
+    // An IDE controller in compatibility mode interrupts on ISA IRQs 14 and 15, whatever its
+    // PCI interrupt pin (programming interface bits 0 and 2: the channels' native mode).
+    for (bdf, _) in &linux_pci {
+        if let Some(f) = facts.pci.iter().find(|f| &f.bdf == bdf)
+            && f.class >> 8 == 0x0101
+        {
+            for (native_bit, irq) in [(0, 14u32), (2, 15)] {
+                if f.class & (1 << native_bit) == 0 {
+                    linux_pins
+                        .entry(facts.gsi_of_irq(irq))
+                        .or_insert_with(|| format!("{bdf}'s legacy IDE channel"));
+                }
+            }
         }
     }
     for p in &facts.serial {

@@ -526,6 +526,10 @@ fn the_emulators_machine_gets_the_hand_written_partitioning() {
     );
     assert!(toml.contains("\"00:01.1\", # [8086:7010]"), "{toml}");
     assert!(toml.contains("# Left out: 00:00.0"), "{toml}");
+    assert!(
+        toml.contains("# Left out: 00:01.0 [8086:7000] class 060100 (the ISA bridge"),
+        "{toml}"
+    );
     assert!(toml.contains("{ base = 0xb000, count = 0x10 }"), "{toml}");
     assert!(
         toml.contains("cmdline = \"console=ttyS1,115200 quiet cryptomgr.notests\""),

@@ -105,21 +105,35 @@ pub const LINUX_KERNEL_ENV: &str = "BULKHEAD_LINUX_KERNEL";
 /// end-to-end tests.
 pub const LINUX_INITRD_ENV: &str = "BULKHEAD_LINUX_INITRD";
 
+/// Environment variable through which `cargo xtask test` hands Debian's compressed bzImage (the
+/// kernel GRUB boots when Linux runs alone on the machine) to the end-to-end tests.
+pub const LINUX_BZIMAGE_ENV: &str = "BULKHEAD_LINUX_BZIMAGE";
+
+/// The bzImage handed over by `cargo xtask test` in [`LINUX_BZIMAGE_ENV`].
+pub fn linux_bzimage_from_env() -> Result<PathBuf> {
+    file_from_env(LINUX_BZIMAGE_ENV, "boots Linux alone from Debian's bzImage")
+}
+
 /// Environment variable through which `cargo xtask test` hands its own executable to the
 /// end-to-end tests that run the build tool's commands as a user does.
 pub const XTASK_ENV: &str = "BULKHEAD_XTASK";
 
 /// The build tool handed over by `cargo xtask test` in [`XTASK_ENV`].
 pub fn xtask_from_env() -> Result<PathBuf> {
-    match std::env::var_os(XTASK_ENV).map(PathBuf::from) {
+    file_from_env(XTASK_ENV, "runs the build tool's own commands")
+}
+
+/// The file `cargo xtask test` hands over in `var`, for a test that `does` something with it.
+fn file_from_env(var: &str, does: &str) -> Result<PathBuf> {
+    match std::env::var_os(var).map(PathBuf::from) {
         Some(path) if path.is_file() => Ok(path),
         Some(path) => bail!(
-            "{XTASK_ENV}={} does not name a file; run the tests with `cargo xtask test`",
+            "{var}={} does not name a file; run the tests with `cargo xtask test`",
             path.display()
         ),
         None => bail!(
-            "{XTASK_ENV} is not set: this test runs the build tool's own commands; run it with \
-             `cargo xtask test` (or `cargo xtask test --e2e-only --filter NAME`), which sets it"
+            "{var} is not set: this test {does}; run it with `cargo xtask test` (or `cargo \
+             xtask test --e2e-only --filter NAME`), which sets it"
         ),
     }
 }

@@ -203,6 +203,20 @@ case " $cmdline " in
     echo "bulkhead-linux: load running on $n CPUs"
     wait
     ;;
+*" bulkhead.init=probe "*)
+    # Linux booted alone on the machine: `bulkhead probe` proposes its config (one RT CPU),
+    # which the test reads back from the console, line by line, and boots.
+    insmod /lib/modules/msr.ko
+    bulkhead probe --rt-cpus 1 -o /tmp/probe.toml 2> /tmp/probe.err
+    status=$?
+    sed 's/^/bulkhead-linux: probe-config: /' /tmp/probe.toml
+    sed 's/^/bulkhead-linux: probe-finding: /' /tmp/probe.err
+    echo "bulkhead-linux: probe exit status $status"
+    # The console drains at its own pace; a power-off does not wait for it.
+    sleep 3
+    echo "bulkhead-linux: powering off"
+    poweroff -f
+    ;;
 *" bulkhead.init=hotplug "*)
     # Linux's second CPU taken offline and brought back twice (as power managers and tuned
     # do); each time, a process pinned to it says where it ran.

@@ -83,7 +83,8 @@ pub fn run(host: bool, e2e: bool, filter: Option<&str>) -> Result<ExitCode> {
                     .env(bulkhead_e2e::RT_KERNEL_ELF_ENV, &rt_elf)
                     .env(bulkhead_e2e::RT_EXAMPLE_ELF_ENV, &example_elf)
                     .env(bulkhead_e2e::LINUX_KERNEL_ENV, linux.kernel(false))
-                    .env(bulkhead_e2e::LINUX_INITRD_ENV, &linux.initramfs);
+                    .env(bulkhead_e2e::LINUX_INITRD_ENV, &linux.initramfs)
+                    .env(bulkhead_e2e::LINUX_BZIMAGE_ENV, &linux.bzimage);
                 // The tests of the tool's own commands (`run`'s console) run this executable.
                 if let Ok(xtask) = std::env::current_exe() {
                     command.env(bulkhead_e2e::XTASK_ENV, xtask);
