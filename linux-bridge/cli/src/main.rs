@@ -11,6 +11,9 @@
 //! bulkhead reset CHANNEL [--timeout-ms N]
 //! bulkhead probe [--rt-cpus N] [--rt-device BB:DD.F]... [--rt-serial ttySN]... [--rt-memory MIB]
 //!                [--name NAME] [-o FILE] [--root DIR]
+//! bulkhead install --config FILE --hypervisor ELF --rt-image ELF [--rt-cmdline STR]
+//!                  [--kernel VERSION] [--root DIR] [--no-update-grub] [--force]
+//! bulkhead install --uninstall [--root DIR] [--no-update-grub]
 //! ```
 //!
 //! Channels are found on the kernel command line (`/proc/cmdline`, or `--cmdline`) and mapped
@@ -102,6 +105,11 @@
 //! VT-x, a pin an RT device shares with Linux, no IOMMU, ...) goes to standard error. See
 //! [`probe`] and the `bulkhead-probe` crate.
 //!
+//! `install` puts Bulkhead on this Debian system (or an image's root): the images and the
+//! config in `/boot/bulkhead/`, a GRUB entry that boots them with the installed kernel as the
+//! Linux partition, the log units, the channel device's udev rule and this tool; then
+//! `update-grub`. `--uninstall` removes exactly what it wrote. See [`install`].
+//!
 //! # Exit status
 //!
 //! - 0: success (`list`/`stats`: every channel shown is usable; `ping`: every reply came back,
@@ -117,6 +125,7 @@
 
 #![forbid(unsafe_code)]
 
+mod install;
 mod log;
 mod ping;
 mod probe;
@@ -169,6 +178,40 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Installs Bulkhead on this Debian system so that GRUB boots it with the installed kernel
+    /// as the Linux partition (Debian's own entries stay as the fallback); --uninstall removes
+    /// it. Run as root.
+    Install {
+        /// The config (from `bulkhead probe`, reviewed).
+        #[arg(long, value_name = "FILE", required_unless_present = "uninstall")]
+        config: Option<PathBuf>,
+        /// The hypervisor image (`cargo xtask build` prints its path).
+        #[arg(long, value_name = "ELF", required_unless_present = "uninstall")]
+        hypervisor: Option<PathBuf>,
+        /// The RT kernel image.
+        #[arg(long, value_name = "ELF", required_unless_present = "uninstall")]
+        rt_image: Option<PathBuf>,
+        /// The RT kernel's command line [default: its status and log channels, where the
+        /// config has `rt-status` and `rt-log`].
+        #[arg(long, value_name = "STR")]
+        rt_cmdline: Option<String>,
+        /// The kernel in /boot to boot as the Linux partition, by version [default: the
+        /// running one, else the newest].
+        #[arg(long, value_name = "VERSION")]
+        kernel: Option<String>,
+        /// Install into this root (an image being built) instead of /.
+        #[arg(long, value_name = "DIR", default_value = "/")]
+        root: PathBuf,
+        /// Do not run update-grub.
+        #[arg(long)]
+        no_update_grub: bool,
+        /// Install even where the probe finds the machine cannot run Bulkhead.
+        #[arg(long)]
+        force: bool,
+        /// Remove what an earlier install wrote.
+        #[arg(long, conflicts_with_all = ["config", "hypervisor", "rt_image", "rt_cmdline", "kernel", "force"])]
+        uninstall: bool,
+    },
     /// Reads this machine and writes a proposed Bulkhead config for it (run as root, with the
     /// msr module loaded); what blocks a clean partitioning goes to standard error.
     #[command(after_help = EXIT_STATUS)]
@@ -462,7 +505,31 @@ fn reset(
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The probe needs no channel.
+    // The probe and the installer need no channel.
+    if let Command::Install {
+        config,
+        hypervisor,
+        rt_image,
+        rt_cmdline,
+        kernel,
+        root,
+        no_update_grub,
+        force,
+        uninstall,
+    } = &cli.command
+    {
+        return install::run(&install::Options {
+            root: root.clone(),
+            config: config.clone(),
+            hypervisor: hypervisor.clone(),
+            rt_image: rt_image.clone(),
+            rt_cmdline: rt_cmdline.clone(),
+            kernel: kernel.clone(),
+            force: *force,
+            no_update_grub: *no_update_grub,
+            uninstall: *uninstall,
+        });
+    }
     if let Command::Probe {
         rt_cpus,
         rt_devices,
@@ -500,7 +567,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
     let announcements = Announcements::read(&cli.cmdline)?;
     let mem = cli.mem.as_path();
     match &cli.command {
-        Command::Probe { .. } => unreachable!("handled in main"),
+        Command::Probe { .. } | Command::Install { .. } => unreachable!("handled in main"),
         Command::List { json } => show::list(&announcements, mem, *json),
         Command::Stats { channel, json } => show::stats(&announcements, mem, channel, *json),
         Command::Send {

@@ -52,7 +52,11 @@ pub fn run(options: &Options) -> ExitCode {
         return ExitCode::from(1);
     }
     for finding in &proposal.findings {
-        eprintln!("bulkhead probe: {}: {}", finding.severity.word(), finding.text);
+        eprintln!(
+            "bulkhead probe: {}: {}",
+            finding.severity.word(),
+            finding.text
+        );
     }
     let blockers = proposal
         .findings

@@ -20,4 +20,4 @@ pub mod plan;
 pub mod vmx;
 
 pub use facts::{Facts, ReadError};
-pub use plan::{Finding, Proposal, Request, Severity, propose};
+pub use plan::{Finding, Proposal, Request, Severity, fits, propose};

@@ -24,9 +24,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use bulkhead_config::Region;
 use bulkhead_config::host::load_str;
 use bulkhead_config::platform::{Platform, check_fit};
+use bulkhead_config::{Config, Region};
 
 use crate::facts::{Facts, PciFunction, SerialPort};
 
@@ -918,6 +918,15 @@ fn legacy_ports(facts: &Facts, findings: &mut Vec<Finding>) -> Vec<(u16, u16, St
 
 // ----- the machine ---------------------------------------------------------------------------
 
+/// What the machine itself (not a request) has against running Bulkhead: VT-x, x2APIC, the
+/// capability MSRs, the TSC, the IOMMU, the ACPI tables; blockers first.
+pub fn judge(facts: &Facts) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    judge_machine(facts, &mut findings);
+    findings.sort_by_key(|f| f.severity);
+    findings
+}
+
 fn judge_machine(facts: &Facts, findings: &mut Vec<Finding>) {
     let mut add = |severity, text: String| findings.push(Finding { severity, text });
     if !facts.has_flag("vmx") {
@@ -1022,6 +1031,14 @@ fn judge_machine(facts: &Facts, findings: &mut Vec<Finding>) {
 fn check(facts: &Facts, toml: &str) -> Result<(), String> {
     let config = load_str(toml, "the proposed config")
         .map_err(|d| format!("the proposal does not validate (a bug in the probe): {d}"))?;
+    fits(facts, &config)
+        .map_err(|e| format!("the proposal does not fit this machine (a bug in the probe): {e}"))
+}
+
+/// Whether a valid `config` fits the machine `facts` describes as the hypervisor checks it at
+/// boot: every CPU present, every region in usable RAM, no device range on RAM or on an
+/// IOAPIC's registers. The error names the config field and the fact.
+pub fn fits(facts: &Facts, config: &Config) -> Result<(), String> {
     let apic_ids: Vec<u32> = facts
         .madt
         .local_apics
@@ -1058,7 +1075,5 @@ fn check(facts: &Facts, toml: &str) -> Result<(), String> {
         occupied: &[],
         kept_registers: &kept,
     };
-    check_fit(&config, &platform)
-        .map_err(|e| format!("the proposal does not fit this machine (a bug in the probe): {e}"))?;
-    Ok(())
+    check_fit(config, &platform).map_err(|e| e.to_string())
 }

@@ -11,6 +11,8 @@
 //! - `bench ipc`: the host IPC benchmark (the channel ring against its baselines); `bench
 //!   latency` and `bench linux-boot`: the RT kernel's latency and Linux's boot time, bare and
 //!   under the hypervisor, in Bochs' virtual time;
+//! - `install`: the images and the `bulkhead` tool installed into a system's root by the tool's
+//!   own `install` (the machine itself, or an image being built);
 //! - `deps`: the Debian packages the above need.
 //!
 //! CI calls the same commands a person does (`.ci/run` runs `cargo xtask test`). The work itself
@@ -107,6 +109,29 @@ enum Cmd {
     /// Fetch Debian's kernel and busybox-static (cached in target/linux-guest/), make the
     /// uncompressed vmlinux and the initramfs, and print where they are.
     Guest,
+    /// Build the images and the `bulkhead` tool, and install them into a system's root with
+    /// `bulkhead install` (`/` on the machine itself, as root; an image's root when building
+    /// one, where update-grub is left to its chroot).
+    Install {
+        /// The system's root.
+        #[arg(long, value_name = "DIR")]
+        root: PathBuf,
+        /// The config to install (from `bulkhead probe`, reviewed).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The RT kernel's command line [default: its status and log channels].
+        #[arg(long, value_name = "STR")]
+        rt_cmdline: Option<String>,
+        /// The kernel in the root's /boot to boot as the Linux partition, by version.
+        #[arg(long, value_name = "VERSION")]
+        kernel: Option<String>,
+        /// Do not run update-grub.
+        #[arg(long)]
+        no_update_grub: bool,
+        /// Install even where the probe finds the machine cannot run Bulkhead.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -272,6 +297,21 @@ fn main() -> ExitCode {
         } => bench_linux_boot(&args),
         Cmd::Deps => deps::ensure(false).map(|()| ExitCode::SUCCESS),
         Cmd::Guest => guest(),
+        Cmd::Install {
+            root,
+            config,
+            rt_cmdline,
+            kernel,
+            no_update_grub,
+            force,
+        } => install(
+            &root,
+            &config,
+            rt_cmdline.as_deref(),
+            kernel.as_deref(),
+            no_update_grub,
+            force,
+        ),
     };
     match result {
         Ok(code) => code,
@@ -403,6 +443,55 @@ fn iso_spec(
             .module_with_args(&config.rt_image, rt_elf, args.rt_cmdline.clone())
             .linux_modules(config, linux.kernel(args.linux_bzimage), &linux.initramfs),
     )
+}
+
+/// `cargo xtask install`: the release images and the static tool, installed by the tool itself.
+fn install(
+    root: &Path,
+    config: &Path,
+    rt_cmdline: Option<&str>,
+    kernel: Option<&str>,
+    no_update_grub: bool,
+    force: bool,
+) -> Result<ExitCode> {
+    // Check the config before spending time on the build.
+    bulkhead_e2e::config::load(config)?;
+    let (hypervisor, rt_image) = (build_image(false)?, build_rt_image(false)?);
+    let tool = step(
+        "build the Linux tool (static)",
+        bulkhead_e2e::build_linux_tool,
+    )?;
+    let mut command = std::process::Command::new(&tool);
+    command
+        .arg("install")
+        .arg("--root")
+        .arg(root)
+        .arg("--config")
+        .arg(config)
+        .arg("--hypervisor")
+        .arg(&hypervisor)
+        .arg("--rt-image")
+        .arg(&rt_image);
+    if let Some(line) = rt_cmdline {
+        command.args(["--rt-cmdline", line]);
+    }
+    if let Some(version) = kernel {
+        command.args(["--kernel", version]);
+    }
+    if no_update_grub {
+        command.arg("--no-update-grub");
+    }
+    if force {
+        command.arg("--force");
+    }
+    let status = command
+        .status()
+        .with_context(|| format!("cannot run {}", tool.display()))?;
+    Ok(if status.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// `cargo xtask guest`: the Linux guest's artefacts, where they are and how big.
