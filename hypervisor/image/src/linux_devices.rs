@@ -233,12 +233,19 @@ pub fn init(cfg: &'static Config, platform: &Platform, usable_ram: &[Region]) {
         io = io.with_emulated(c.bdf);
     }
     let mut owned = [None; MAX_PCI_DEVICES];
+    let rt_functions = cfg.partition(PartitionId::Rt).pci_devices();
     for (slot, &bdf) in owned.iter_mut().zip(linux.pci_devices()) {
-        let f = OwnedFunction::probe(bdf, &mut Mechanism1(bdf));
+        let mut f = OwnedFunction::probe(bdf, &mut Mechanism1(bdf));
+        let guards = f.guard_rt_behind(rt_functions);
         log::info!(
-            "linux PCI {bdf}: {} BARs{}; writes moving them outside what Linux owns are refused",
+            "linux PCI {bdf}: {} BARs{}; writes moving them outside what Linux owns are refused{}",
             f.bars().count(),
-            if f.msi().is_some() { ", MSI" } else { "" }
+            if f.msi().is_some() { ", MSI" } else { "" },
+            if guards {
+                "; a bridge with an RT function behind it: its routing is fixed"
+            } else {
+                ""
+            }
         );
         *slot = Some(f);
     }

@@ -674,11 +674,11 @@ fn assign_devices(
                 .is_some_and(|(sec, sub)| (sec..=sub).contains(&f.bus()))
         }) {
             findings.push(Finding {
-                severity: Severity::Warning,
+                severity: Severity::Note,
                 text: format!(
-                    "{bdf} sits behind the bridge {}, which Linux keeps: Linux could move the \
-                     bridge's windows and cut the RT partition off its device (the hypervisor \
-                     does not check bridge windows yet)",
+                    "{bdf} sits behind the bridge {}, which Linux keeps: the hypervisor keeps \
+                     that bridge's routing (bus numbers, windows, forwarding, no secondary bus \
+                     reset) as the firmware set it",
                     bridge.bdf
                 ),
             });
@@ -1001,8 +1001,9 @@ fn judge_machine(facts: &Facts, findings: &mut Vec<Finding>) {
     if facts.has_mcfg {
         add(
             Severity::Note,
-            "PCI Express configuration space (an MCFG table): devices' extended configuration \
-             registers are reached through memory, which the hypervisor does not filter yet"
+            "PCI Express configuration space (an MCFG table): the hypervisor hides it from \
+             Linux, which reaches its devices' configuration through the filtered ports only \
+             (the first 256 bytes of each function: no extended capabilities such as AER)"
                 .into(),
         );
     }

@@ -19,10 +19,16 @@
 //!   bits), its upper half 0; MSI data must ask for fixed or lowest-priority delivery (no SMI,
 //!   NMI, INIT or ExtINT); MSI may be enabled only while both are so.
 //!
+//! - a PCI-to-PCI bridge with an RT function behind it ([`OwnedFunction::guard_rt_behind`])
+//!   keeps its routing: its bus numbers, its I/O, memory and prefetchable windows, and its
+//!   command register's decoding and bus-master bits may not change, and its secondary bus may
+//!   not be reset (any of those cuts the RT partition off its device, or its device's DMA).
+//!
 //! A write narrower than a dword is merged into the register's current value first, so a byte
-//! write is judged by the register it leaves. Not checked here: a PCI-to-PCI bridge's windows,
-//! MSI-X tables (in BAR memory, which Linux's EPT does not map), and DMA (bus mastering needs
-//! an IOMMU). Written by hand: no crate knows which partition owns what.
+//! write is judged by the register it leaves. Not checked here: the windows of a bridge with
+//! nothing of the RT partition's behind it, MSI-X tables (in BAR memory, which Linux's EPT
+//! does not map), and DMA (bus mastering needs an IOMMU). Written by hand: no crate knows
+//! which partition owns what.
 
 use core::fmt;
 
@@ -42,7 +48,31 @@ pub mod reg {
     pub const ROM: u8 = 0x30;
     /// The expansion ROM BAR of a type 1 (bridge) header.
     pub const BRIDGE_ROM: u8 = 0x38;
+    /// A bridge's primary, secondary and subordinate bus numbers (bytes 0 to 2).
+    pub const BRIDGE_BUSES: u8 = 0x18;
+    /// A bridge's bridge control register (bits 31:16).
+    pub const BRIDGE_CONTROL: u8 = 0x3c;
 }
+
+/// The command register bits a bridge forwards with: I/O and memory decoding, bus mastering.
+const BRIDGE_FORWARDING: u32 = IO_DECODE | MEMORY_DECODE | BUS_MASTER;
+const BUS_MASTER: u32 = 1 << 2;
+/// Bridge control's secondary bus reset (bit 6 of the register, bit 22 of its dword).
+const SECONDARY_BUS_RESET: u32 = 1 << 22;
+/// A bridge's routing registers and the bits of each that route: the bus numbers (not the
+/// secondary latency timer), the I/O window (not the secondary status, whose bits clear on
+/// write), the memory and prefetchable windows with their upper halves, the I/O window's
+/// upper halves.
+const BRIDGE_ROUTING: [(u8, u32); 6] = [
+    (reg::BRIDGE_BUSES, 0x00ff_ffff),
+    (0x1c, 0x0000_ffff),
+    (0x20, u32::MAX),
+    (0x24, u32::MAX),
+    (0x28, u32::MAX),
+    (0x2c, u32::MAX),
+];
+/// The I/O window's upper halves.
+const BRIDGE_IO_UPPER: u8 = 0x30;
 
 /// Command register bits.
 const IO_DECODE: u32 = 1 << 0;
@@ -237,6 +267,8 @@ pub enum Refused {
         base: u64,
         size: u64,
     },
+    /// A bridge with an RT function behind it would have changed how it routes to it.
+    BridgeRouting { register: u8 },
     /// An MSI address (both halves) naming no CPU of Linux's.
     MsiAddress { address: u64 },
     /// MSI data asking for a delivery mode other than fixed or lowest priority.
@@ -266,6 +298,10 @@ impl fmt::Display for Refused {
                 "decoding turned on while the {kind} BAR at {register:#x} is at {base:#x}..{:#x}, outside what Linux owns",
                 base.saturating_add(size)
             ),
+            Self::BridgeRouting { register } => write!(
+                f,
+                "bridge register {register:#x} routes to a function of the RT partition's behind it"
+            ),
             Self::MsiAddress { address } => {
                 write!(f, "MSI address {address:#x} names no CPU of Linux's")
             }
@@ -291,6 +327,10 @@ pub struct OwnedFunction {
     pub bdf: PciBdf,
     bars: [Option<Bar>; MAX_BARS],
     msi: Option<Msi>,
+    /// For a PCI-to-PCI bridge: its secondary and subordinate bus numbers at boot.
+    buses: Option<(u8, u8)>,
+    /// A function of the RT partition's sits behind this bridge.
+    guards_rt: bool,
 }
 
 impl OwnedFunction {
@@ -302,13 +342,19 @@ impl OwnedFunction {
             bdf,
             bars: [None; MAX_BARS],
             msi: None,
+            buses: None,
+            guards_rt: false,
         };
         if space.read(0) & 0xffff == 0xffff {
             return f;
         }
         let (bar_count, rom) = match (space.read(reg::HEADER) >> 16) & 0x7f {
             0 => (6, Some(reg::ROM)),
-            1 => (2, Some(reg::BRIDGE_ROM)),
+            1 => {
+                let buses = space.read(reg::BRIDGE_BUSES);
+                f.buses = Some(((buses >> 8) as u8, (buses >> 16) as u8));
+                (2, Some(reg::BRIDGE_ROM))
+            }
             _ => (0, None),
         };
         let command = space.read(reg::COMMAND);
@@ -341,6 +387,18 @@ impl OwnedFunction {
         f
     }
 
+    /// Marks a bridge that has one of `rt_functions` behind it (on a bus from its secondary to
+    /// its subordinate bus number at boot): from now on its routing may not change. Returns
+    /// whether it has; a function that is not a bridge never has.
+    pub fn guard_rt_behind(&mut self, rt_functions: &[PciBdf]) -> bool {
+        self.guards_rt = self.buses.is_some_and(|(secondary, subordinate)| {
+            rt_functions
+                .iter()
+                .any(|f| (secondary..=subordinate).contains(&f.bus()))
+        });
+        self.guards_rt
+    }
+
     /// The BARs found.
     pub fn bars(&self) -> impl Iterator<Item = &Bar> {
         self.bars.iter().flatten()
@@ -362,7 +420,11 @@ impl OwnedFunction {
         space: &mut impl ConfigSpace,
     ) -> Result<(), Refused> {
         let register = offset & !3;
-        let merged = merge(space.read(register), offset & 3, width, value);
+        let current = space.read(register);
+        let merged = merge(current, offset & 3, width, value);
+        if self.guards_rt {
+            check_bridge_routing(register, current, merged)?;
+        }
         if register == reg::COMMAND {
             return self.check_command(reach, merged, space);
         }
@@ -446,6 +508,25 @@ impl OwnedFunction {
             size: bar.size,
         })
     }
+}
+
+/// A write to a bridge with an RT function behind it, leaving `register` (now `current`) as
+/// `merged`: refused when it changes a routing bit, turns forwarding off or on, or resets the
+/// secondary bus.
+fn check_bridge_routing(register: u8, current: u32, merged: u32) -> Result<(), Refused> {
+    let routing = match register {
+        reg::COMMAND => BRIDGE_FORWARDING,
+        BRIDGE_IO_UPPER => u32::MAX,
+        r => BRIDGE_ROUTING
+            .iter()
+            .find(|(at, _)| *at == r)
+            .map_or(0, |(_, mask)| *mask),
+    };
+    let resets = register == reg::BRIDGE_CONTROL && merged & SECONDARY_BUS_RESET != 0;
+    if (current ^ merged) & routing != 0 || resets {
+        return Err(Refused::BridgeRouting { register });
+    }
+    Ok(())
 }
 
 /// Whether `bar` at `base` is where Linux may have it: inside what it owns, or where the
@@ -894,6 +975,89 @@ mod tests {
         assert!(check(&mut f, MEM64_BAR + 4, 4, 0).is_err(), "0x0 is RAM");
         assert!(check(&mut f, MEM64_BAR + 4, 4, 0x10).is_ok());
         assert!(check(&mut f, MEM64_BAR, 4, 0x4010_0004).is_ok());
+    }
+
+    /// A PCIe root port: buses 3 to 4 behind it, a memory window 0xfe00_0000..0xfe1f_ffff, an
+    /// I/O window 0x1000..0x1fff, forwarding on.
+    fn bridge() -> Function {
+        let mut f = Function {
+            dwords: [0; 64],
+            writable: [u32::MAX; 64],
+            writes: Vec::new(),
+        };
+        f.dwords[0] = 0xa338_8086;
+        f.dwords[1] = IO_DECODE | MEMORY_DECODE | BUS_MASTER;
+        f.dwords[3] = 1 << 16; // header type 1
+        f.writable[3] = 0;
+        f.writable[usize::from(reg::BAR0 / 4)] = 0;
+        f.writable[usize::from(reg::BAR0 / 4) + 1] = 0;
+        f.writable[usize::from(reg::BRIDGE_ROM / 4)] = 0;
+        f.dwords[usize::from(reg::BRIDGE_BUSES / 4)] = 0x0004_0300;
+        f.dwords[0x1c / 4] = 0x1010;
+        f.dwords[0x20 / 4] = 0xfe10_fe00;
+        f
+    }
+
+    #[test]
+    fn a_bridge_in_front_of_an_rt_function_keeps_its_routing() {
+        let rt_device = PciBdf::new(3, 0, 0).unwrap();
+        let elsewhere = PciBdf::new(5, 0, 0).unwrap();
+        let mut space = bridge();
+        let mut f = OwnedFunction::probe(PciBdf::new(0, 0x1c, 0).unwrap(), &mut space);
+        assert!(!f.guard_rt_behind(&[elsewhere]));
+        // Nothing of the RT partition's behind it: Linux may re-route it.
+        assert_eq!(check_on(&f, &mut space, 0x20, 4, 0xfe30_fe20), Ok(()));
+        assert!(f.guard_rt_behind(&[elsewhere, rt_device]));
+        let refused = |register| Err(Refused::BridgeRouting { register });
+        for (offset, width, value, register) in [
+            (0x20, 4, 0xfe30_fe20, 0x20),               // the memory window moved
+            (0x22, 2, 0x0000, 0x20),                    // its limit alone, by a word write
+            (0x19, 1, 0x07, 0x18),                      // the secondary bus renumbered
+            (0x1c, 1, 0xf0, 0x1c),                      // the I/O window's base
+            (0x24, 4, 0x0001_fff1, 0x24),               // a prefetchable window opened
+            (0x04, 2, IO_DECODE | BUS_MASTER, 0x04),    // memory forwarding turned off
+            (0x04, 2, IO_DECODE | MEMORY_DECODE, 0x04), // bus mastering (the device's DMA) off
+            (0x3e, 1, 0x40, 0x3c),                      // the secondary bus reset
+        ] {
+            assert_eq!(
+                check_on(&f, &mut space, offset, width, value),
+                refused(register),
+                "write of {value:#x} at {offset:#x}"
+            );
+        }
+        // What does not route still goes through: the latency timer, a status bit cleared,
+        // the interrupt line, the same window written again, SERR enabled in the command.
+        for (offset, width, value) in [
+            (0x1b, 1, 0x40),
+            (0x1e, 2, 0x8000),
+            (0x3c, 1, 0x0b),
+            (0x20, 4, 0xfe10_fe00),
+            (0x04, 2, IO_DECODE | MEMORY_DECODE | BUS_MASTER | 1 << 8),
+        ] {
+            assert_eq!(
+                check_on(&f, &mut space, offset, width, value),
+                Ok(()),
+                "write of {value:#x} at {offset:#x}"
+            );
+        }
+        assert_eq!(
+            Refused::BridgeRouting { register: 0x20 }.to_string(),
+            "bridge register 0x20 routes to a function of the RT partition's behind it"
+        );
+        // An ordinary function is never a bridge.
+        let mut ide = function();
+        let mut ide = OwnedFunction::probe(bdf(), &mut ide);
+        assert!(!ide.guard_rt_behind(&[rt_device, PciBdf::new(0, 1, 1).unwrap()]));
+    }
+
+    fn check_on(
+        f: &OwnedFunction,
+        space: &mut Function,
+        offset: u8,
+        width: u8,
+        value: u32,
+    ) -> Result<(), Refused> {
+        f.check_write(&reach(), offset, width, value, space)
     }
 
     #[test]
