@@ -11,7 +11,7 @@
 //! - [`SectionSummary`], [`WakePathSummary`]: what the RT kernel measures of itself on one RT
 //!   CPU (`trace=on`): its longest interrupts-off section and where it began, and its wake-up
 //!   path stage by stage;
-//! - [`HistogramLine`]: the latency task's histogram, in as many lines as it needs
+//! - [`HistogramLine`]: the latency task's or a device's histogram, in as many lines as it needs
 //!   (`trace=on`), `histogram cpu=0 us:count=14:9995,15:3`;
 //! - [`ControlSummary`]: the RT kernel's demo control loop, `control: jobs=.. misses=0 ..`;
 //! - [`SerialSummary`]: an RT-owned UART's driver (the serial echo application),
@@ -481,7 +481,13 @@ pub struct ControlSummary {
 }
 
 impl ControlSummary {
-    const KEYS: [&'static str; 5] = ["jobs", "misses", "max_err_urad", "mean_err_urad", "max_job_ns"];
+    const KEYS: [&'static str; 5] = [
+        "jobs",
+        "misses",
+        "max_err_urad",
+        "mean_err_urad",
+        "max_job_ns",
+    ];
 
     /// The line's start, for a search that needs no parse.
     pub const PREFIX: &'static str = "control: jobs=";
@@ -679,31 +685,50 @@ impl fmt::Display for SerialSummary {
     }
 }
 
-/// Part of the latency task's histogram on one CPU (`trace=on`): its non-empty 1 µs buckets
-/// as `MICROSECONDS:COUNT` pairs, lowest first, at most [`HistogramLine::MAX_PAIRS`] to a line
-/// (a histogram takes as many lines as it needs; they follow its `latency` summary):
-/// `histogram cpu=0 us:count=14:9995,15:3,16:2`.
+/// Whose histogram a [`HistogramLine`] carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistogramOwner<'a> {
+    /// The latency task's wake-up latencies on this RT kernel CPU index.
+    Cpu(u32),
+    /// A device's interrupt latencies (`hpet`).
+    Device(&'a str),
+}
+
+impl fmt::Display for HistogramOwner<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Cpu(cpu) => write!(f, "cpu={cpu}"),
+            Self::Device(name) => write!(f, "device={name}"),
+        }
+    }
+}
+
+/// Part of a latency histogram (`trace=on`): the latency task's on one CPU, or a device's
+/// interrupt latencies; its non-empty 1 µs buckets as `MICROSECONDS:COUNT` pairs, lowest first,
+/// at most [`HistogramLine::MAX_PAIRS`] to a line (a histogram takes as many lines as it needs;
+/// they follow its summary): `histogram cpu=0 us:count=14:9995,15:3,16:2`,
+/// `histogram device=hpet us:count=3:1000`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HistogramLine<'a> {
-    /// The RT kernel's CPU index.
-    pub cpu: u32,
+    /// Whose histogram.
+    pub owner: HistogramOwner<'a>,
     /// The pairs, checked by [`HistogramLine::parse`].
     pairs: &'a str,
 }
 
 impl<'a> HistogramLine<'a> {
     /// The line's start, for a search that needs no parse.
-    pub const PREFIX: &'static str = "histogram cpu=";
+    pub const PREFIX: &'static str = "histogram ";
     /// The most pairs one line carries (so that it stays well inside a console line).
     pub const MAX_PAIRS: usize = 20;
 
-    /// Writes the line of CPU `cpu` with `pairs` (at most [`Self::MAX_PAIRS`] are written).
+    /// Writes `owner`'s line with `pairs` (at most [`Self::MAX_PAIRS`] are written).
     pub fn write(
         out: &mut impl fmt::Write,
-        cpu: u32,
+        owner: HistogramOwner<'_>,
         pairs: impl IntoIterator<Item = (u64, u64)>,
     ) -> fmt::Result {
-        write!(out, "histogram cpu={cpu} us:count=")?;
+        write!(out, "histogram {owner} us:count=")?;
         for (i, (us, count)) in pairs.into_iter().take(Self::MAX_PAIRS).enumerate() {
             let comma = if i == 0 { "" } else { "," };
             write!(out, "{comma}{us}:{count}")?;
@@ -711,14 +736,21 @@ impl<'a> HistogramLine<'a> {
         Ok(())
     }
 
-    /// Parses one line (surrounding white space allowed); every pair must be well formed.
+    /// Parses one line (surrounding white space allowed); every pair must be well formed, a
+    /// device's name one word.
     pub fn parse(line: &'a str) -> Option<Self> {
         let rest = line.trim().strip_prefix(Self::PREFIX)?;
-        let (cpu, pairs) = rest.split_once(" us:count=")?;
-        let parsed = Self {
-            cpu: cpu.parse().ok()?,
-            pairs,
+        let (owner, pairs) = rest.split_once(" us:count=")?;
+        let owner = if let Some(cpu) = owner.strip_prefix("cpu=") {
+            HistogramOwner::Cpu(cpu.parse().ok()?)
+        } else {
+            let name = owner.strip_prefix("device=")?;
+            if name.is_empty() || name.contains(char::is_whitespace) {
+                return None;
+            }
+            HistogramOwner::Device(name)
         };
+        let parsed = Self { owner, pairs };
         let mut n = 0;
         for pair in parsed.pair_words() {
             pair?;
@@ -797,9 +829,18 @@ mod tests {
         assert_eq!(SectionSummary::parse(&line), Some(s));
         let irq = SectionSummary { at: "irq:32", ..s };
         assert_eq!(SectionSummary::parse(&irq.to_string()), Some(irq));
-        assert_eq!(SectionSummary::parse("sections cpu=1 count=1 irq_off_max_ns=2 at="), None);
-        assert_eq!(SectionSummary::parse("sections cpu=1 count=1 irq_off_max_ns=2"), None);
-        assert_eq!(SectionSummary::parse("sections cpu=1 irq_off_max_ns=2 at=x"), None);
+        assert_eq!(
+            SectionSummary::parse("sections cpu=1 count=1 irq_off_max_ns=2 at="),
+            None
+        );
+        assert_eq!(
+            SectionSummary::parse("sections cpu=1 count=1 irq_off_max_ns=2"),
+            None
+        );
+        assert_eq!(
+            SectionSummary::parse("sections cpu=1 irq_off_max_ns=2 at=x"),
+            None
+        );
         assert_eq!(
             SectionSummary::parse("sections cpu=1 count=1 irq_off_max_ns=2 at=a b"),
             None
@@ -822,7 +863,10 @@ mod tests {
         assert!(line.starts_with(WakePathSummary::PREFIX));
         assert_eq!(WakePathSummary::parse(&line), Some(s));
         assert_eq!(s.total_avg_ns(), 10);
-        assert_eq!(WakePathSummary::parse(&line.replace(" max_to_task_ns=8", "")), None);
+        assert_eq!(
+            WakePathSummary::parse(&line.replace(" max_to_task_ns=8", "")),
+            None
+        );
         assert_eq!(WakePathSummary::parse(&std::format!("{line} x=1")), None);
     }
 
@@ -845,7 +889,10 @@ mod tests {
         let line = summary.to_string();
         assert!(line.starts_with(DeviceLatencySummary::PREFIX));
         assert_eq!(DeviceLatencySummary::parse(&line), Some(summary));
-        assert_eq!(DeviceLatencySummary::parse("device-latency source=hpet gsi=20 samples=1"), None);
+        assert_eq!(
+            DeviceLatencySummary::parse("device-latency source=hpet gsi=20 samples=1"),
+            None
+        );
     }
 
     #[test]
@@ -888,13 +935,28 @@ mod tests {
     #[test]
     fn histogram_lines_written_are_parsed_back() {
         let mut line = String::new();
-        HistogramLine::write(&mut line, 1, [(14, 9995), (15, 3), (16, 2)]).unwrap();
+        HistogramLine::write(
+            &mut line,
+            HistogramOwner::Cpu(1),
+            [(14, 9995), (15, 3), (16, 2)],
+        )
+        .unwrap();
         assert_eq!(line, "histogram cpu=1 us:count=14:9995,15:3,16:2");
         let h = HistogramLine::parse(&line).unwrap();
-        assert_eq!(h.cpu, 1);
-        assert_eq!(h.pairs().collect::<Vec<_>>(), [(14, 9995), (15, 3), (16, 2)]);
+        assert_eq!(h.owner, HistogramOwner::Cpu(1));
+        assert_eq!(
+            h.pairs().collect::<Vec<_>>(),
+            [(14, 9995), (15, 3), (16, 2)]
+        );
+        let mut device = String::new();
+        HistogramLine::write(&mut device, HistogramOwner::Device("hpet"), [(3, 1000)]).unwrap();
+        assert_eq!(device, "histogram device=hpet us:count=3:1000");
+        assert_eq!(
+            HistogramLine::parse(&device).unwrap().owner,
+            HistogramOwner::Device("hpet")
+        );
         let mut long = String::new();
-        HistogramLine::write(&mut long, 0, (0..30).map(|us| (us, 1))).unwrap();
+        HistogramLine::write(&mut long, HistogramOwner::Cpu(0), (0..30).map(|us| (us, 1))).unwrap();
         assert_eq!(
             HistogramLine::parse(&long).unwrap().pairs().count(),
             HistogramLine::MAX_PAIRS
@@ -904,6 +966,8 @@ mod tests {
             "histogram cpu=1 us:count=14",
             "histogram cpu=1 us:count=14:1,",
             "histogram cpu=x us:count=14:1",
+            "histogram device= us:count=14:1",
+            "histogram port=3 us:count=14:1",
         ] {
             assert_eq!(HistogramLine::parse(bad), None, "{bad}");
         }

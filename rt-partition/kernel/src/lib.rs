@@ -43,7 +43,9 @@ pub mod trace;
 pub mod report {
     pub use crate::console::TextBuf;
     pub use crate::sched::{MAX_TASKS, task_snapshot};
-    pub use crate::tasks::report::{Published, period_ns, request, request_task_snapshots};
+    pub use crate::tasks::report::{
+        Published, period_ns, print_histogram, request, request_task_snapshots,
+    };
 }
 
 

@@ -11,19 +11,22 @@
 //! options, Bochs with the same CPU model, ips and deterministic clock, one RT CPU, both runs
 //! at once; each stops after `seconds + 1` cumulative summaries (one a second) and the last is
 //! the result. Under the hypervisor the RT CPU's exits after steady state are counted from
-//! the exit reports: every interrupt arrives without one.
+//! the exit reports: every interrupt arrives without one. The kernel runs with `trace=on`, so
+//! each summary is followed by its histogram (`histogram device=hpet` lines), which go into
+//! one chart, `target/bench/irq.svg`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use bulkhead_abi::console::DeviceLatencySummary;
+use bulkhead_abi::console::{DeviceLatencySummary, HistogramLine, HistogramOwner};
 use bulkhead_e2e::config::{self, LoadedConfig, RT_HPET_GSI};
 use bulkhead_e2e::{Expect, Scenario};
 use clap::Args;
 
 use crate::bench_latency::{ratio, rt_exits_in_window};
+use crate::latency_plot::{self, Series};
 
 /// What `bench irq` measures.
 #[derive(Args, Debug, Clone, PartialEq, Eq)]
@@ -52,10 +55,12 @@ pub struct IrqArgs {
     pub timeout: u64,
 }
 
-/// One run's result: its last summary line and its RT CPU's exits in the window.
+/// One run's result: its last summary line, the histogram printed after it (non-empty 1 µs
+/// buckets), and its RT CPU's exits in the window.
 struct Measured {
     name: &'static str,
     line: String,
+    histogram: Vec<(u64, u64)>,
     exits: Vec<(u32, u64, u64, String)>,
 }
 
@@ -77,12 +82,14 @@ fn measure(name: &'static str, scenario: &Scenario, args: &IrqArgs) -> Result<Me
     run.wait_for(&expect, Duration::from_secs(args.timeout))
         .with_context(|| format!("{}: the run did not finish", scenario.name()))?;
     let lines = run.lines().to_vec();
-    let line = lines
+    let (at, line) = lines
         .iter()
-        .filter(|l| DeviceLatencySummary::parse(l).is_some())
+        .enumerate()
+        .filter(|(_, l)| DeviceLatencySummary::parse(l).is_some())
         .nth(want - 1)
         .with_context(|| format!("{}: no device-latency summary", scenario.name()))?;
     let line = line.clone();
+    let histogram = histogram_after(&lines[at + 1..]);
     eprintln!(
         "[xtask] {}: done after {:.0} s wall",
         scenario.name(),
@@ -91,8 +98,20 @@ fn measure(name: &'static str, scenario: &Scenario, args: &IrqArgs) -> Result<Me
     Ok(Measured {
         name,
         line,
+        histogram,
         exits: rt_exits_in_window(&lines),
     })
+}
+
+/// The HPET's histogram in the lines after its summary, up to its next summary.
+fn histogram_after(lines: &[String]) -> Vec<(u64, u64)> {
+    lines
+        .iter()
+        .take_while(|l| DeviceLatencySummary::parse(l).is_none())
+        .filter_map(|l| HistogramLine::parse(l))
+        .filter(|h| h.owner == HistogramOwner::Device("hpet"))
+        .flat_map(|h| h.pairs().collect::<Vec<_>>())
+        .collect()
 }
 
 /// Runs the benchmark and prints the table.
@@ -107,7 +126,7 @@ pub fn run(
         "the irq benchmark compares one RT CPU: use a config with one Linux and one RT CPU"
     );
     let options = format!(
-        "{} hpet_period_us={} control_hz={}",
+        "{} hpet_period_us={} control_hz={} trace=on",
         config::rt_hpet_option(),
         args.period_us,
         args.control_hz
@@ -146,6 +165,19 @@ pub fn run(
         }
     }
     print_table(args, &bare_options, &options, &measured);
+    let series: Vec<Series<'_>> = measured
+        .iter()
+        .map(|m| Series {
+            name: m.name,
+            buckets: &m.histogram,
+        })
+        .collect();
+    let title = format!(
+        "HPET interrupt to handler task, an event every {} us, {} s; Bochs, ips {}, virtual time",
+        args.period_us, args.seconds, args.ips
+    );
+    let chart = latency_plot::write(&title, &series, "irq.svg")?;
+    println!("histograms: {}", crate::shown(&chart));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -197,5 +229,26 @@ fn print_table(args: &IrqArgs, bare_options: &str, options: &str, measured: &[Me
                 h.samples + h.lost
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_histogram_is_the_one_after_the_summary() {
+        let lines: Vec<String> = [
+            "histogram device=hpet us:count=3:5,4:1",
+            "latency cpu=0 samples=1",
+            "histogram cpu=0 us:count=15:9",
+            "histogram device=hpet us:count=2:1",
+            "device-latency source=hpet gsi=20 samples=2 min_ns=1 avg_ns=1 max_ns=1 p99_ns=1 p999_ns=1 lost=0 overflow=0 kernel_avg_ns=1 kernel_max_ns=1",
+            "histogram device=hpet us:count=9:9",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(histogram_after(&lines), [(3, 5), (4, 1), (2, 1)]);
+        assert_eq!(histogram_after(&lines[5..]), [(9, 9)]);
     }
 }

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use bulkhead_abi::console::{
-    ControlSummary, HistogramLine, STEADY_STATE, SectionSummary, WakePathSummary,
+    ControlSummary, HistogramLine, HistogramOwner, STEADY_STATE, SectionSummary, WakePathSummary,
 };
 use bulkhead_e2e::config::LoadedConfig;
 use bulkhead_e2e::{
@@ -145,7 +145,9 @@ fn kernel_view(lines: &[String], want: usize) -> KernelView {
                 break;
             }
             view.histogram.clear();
-        } else if let Some(h) = HistogramLine::parse(line).filter(|h| h.cpu == 0) {
+        } else if let Some(h) =
+            HistogramLine::parse(line).filter(|h| h.owner == HistogramOwner::Cpu(0))
+        {
             view.histogram.extend(h.pairs());
         } else if let Some(s) = SectionSummary::parse(line).filter(|s| s.cpu == 0) {
             view.section = Some((s.irq_off_max_ns, s.at.to_string()));
@@ -343,12 +345,7 @@ pub fn run(
         "RT wake-up latency, {} us period, {} s; Bochs, ips {}, virtual time",
         args.period_us, args.seconds, args.ips
     );
-    let chart = bulkhead_e2e::workspace_root().join("target/bench/latency.svg");
-    if let Some(dir) = chart.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    std::fs::write(&chart, latency_plot::svg(&title, &series))
-        .with_context(|| format!("writing {}", chart.display()))?;
+    let chart = latency_plot::write(&title, &series, "latency.svg")?;
     println!("histograms: {}", crate::shown(&chart));
     Ok(ExitCode::SUCCESS)
 }

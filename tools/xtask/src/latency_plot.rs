@@ -1,8 +1,11 @@
-//! The latency benchmark's chart: each run's histogram of wake-up latencies as a step line,
+//! The latency benchmarks' chart: each run's histogram of latencies as a step line,
 //! counts on a log scale over microseconds, all runs in one SVG, the way rt-tests and OSADL
 //! latency plots look. Written by hand (an SVG of a few lines and labels needs no crate).
 
 use std::fmt::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
 
 /// One run's line: its name and its non-empty 1 µs buckets `(microseconds, count)`.
 pub struct Series<'a> {
@@ -19,6 +22,19 @@ const BOTTOM: f64 = 50.0;
 const COLOURS: [&str; 6] = [
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
 ];
+
+/// Writes the chart of `series`, titled `title`, as `target/bench/<file>`; returns its path.
+pub fn write(title: &str, series: &[Series<'_>], file: &str) -> Result<PathBuf> {
+    let chart = bulkhead_e2e::workspace_root()
+        .join("target/bench")
+        .join(file);
+    if let Some(dir) = chart.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(&chart, svg(title, series))
+        .with_context(|| format!("writing {}", chart.display()))?;
+    Ok(chart)
+}
 
 /// The chart of `series`, titled `title`.
 pub fn svg(title: &str, series: &[Series<'_>]) -> String {

@@ -17,16 +17,18 @@
 //! prints the cumulative histogram's summary,
 //! `device-latency source=hpet gsi=20 samples=.. min_ns=.. avg_ns=.. max_ns=.. p99_ns=.. p999_ns=.. lost=.. overflow=.. kernel_avg_ns=.. kernel_max_ns=..`
 //! (`bulkhead_abi::console::DeviceLatencySummary`), the last two being the kernel's share:
-//! from its top half to the task (`bulkhead_rt::irq::LineStats`).
+//! from its top half to the task (`bulkhead_rt::irq::LineStats`). With `trace=on` the
+//! histogram itself follows, `histogram device=hpet us:count=..` lines
+//! (`bulkhead_abi::console::HistogramLine`), which `cargo xtask bench irq` plots.
 
 #![no_std]
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use bulkhead_abi::console::DeviceLatencySummary;
+use bulkhead_abi::console::{DeviceLatencySummary, HistogramOwner};
 use bulkhead_rt::api::{self, Timeout};
 use bulkhead_rt::app::{App, Context, Cpu, STACK_BYTES, TaskDecl};
-use bulkhead_rt::core_types::{Error, Histogram, Once, Policy};
+use bulkhead_rt::core_types::{Error, Once, Policy, SharedHistogram};
 use bulkhead_rt::irq::{self, Attached};
 use bulkhead_rt::report::{self, Published};
 use bulkhead_rt::{mmio, println};
@@ -55,6 +57,10 @@ struct Hpet {
 
 static HPET: Once<Hpet> = Once::new();
 static PERIOD_NS: AtomicU64 = AtomicU64::new(1_000_000);
+/// `trace=on`: the report prints the histogram too.
+static TRACE: AtomicBool = AtomicBool::new(false);
+/// Every event's latency, 1 µs buckets up to 1 ms: written by the task, read by the report.
+static SAMPLES: SharedHistogram<1000> = SharedHistogram::new();
 
 /// Register offsets and bits (IA-PC HPET specification 1.0a, 2.3).
 mod reg {
@@ -93,9 +99,12 @@ fn init(context: &Context<'static>) -> Result<(), Error> {
         return Ok(());
     };
     let Some((base, gsi)) = parse(value).filter(|&(base, _)| base % 0x1000 == 0) else {
-        println!("hpet: option {value:?}: expected BASE@GSI with a page-aligned base, for example hpet=0xfed00000@20");
+        println!(
+            "hpet: option {value:?}: expected BASE@GSI with a page-aligned base, for example hpet=0xfed00000@20"
+        );
         return Err(Error::InvalidArgument);
     };
+    TRACE.store(context.option("trace") == Some("on"), Ordering::Relaxed);
     if let Some(us) = context.option("hpet_period_us") {
         match us.parse::<u64>() {
             Ok(us) if (100..=1_000_000).contains(&us) => {
@@ -138,6 +147,9 @@ fn print_latest() {
         kernel_max_ns: w[9],
     };
     println!("{summary}");
+    if TRACE.load(Ordering::Relaxed) {
+        bulkhead_rt::report::print_histogram(HistogramOwner::Device("hpet"), &SAMPLES.snapshot());
+    }
 }
 
 /// The HPET's registers at `base`.
@@ -155,9 +167,6 @@ impl Regs {
         unsafe { mmio::write_u64(self.0 + offset, value) }
     }
 }
-
-/// 1 us buckets up to 1 ms.
-type LatencyHistogram = Histogram<1000>;
 
 /// The measuring task.
 extern "C" fn task(_: usize) {
@@ -207,7 +216,6 @@ extern "C" fn task(_: usize) {
         period_ns / 1000
     );
 
-    let mut histogram = LatencyHistogram::new();
     let mut lost = 0u64;
     let mut next_report = api::now_ns().saturating_add(1_000_000_000);
     loop {
@@ -220,7 +228,7 @@ extern "C" fn task(_: usize) {
                 let ticks = now.wrapping_sub(due);
                 // A counter before the comparator would be a spurious wake-up.
                 if ticks < period_ticks {
-                    histogram.record(ticks * tick_fs / 1_000_000);
+                    SAMPLES.record(ticks * tick_fs / 1_000_000);
                 }
             }
             Err(Error::TimedOut) => lost += 1,
@@ -233,6 +241,7 @@ extern "C" fn task(_: usize) {
         if now >= next_report {
             next_report = next_report.saturating_add(1_000_000_000).max(now);
             let kernel = hpet.attached.stats();
+            let histogram = SAMPLES.snapshot();
             PUBLISHED.publish(&[
                 histogram.samples(),
                 histogram.min_ns().unwrap_or(0),

@@ -32,7 +32,7 @@
 use core::mem::size_of;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use bulkhead_abi::console::{HistogramLine, SectionSummary, WakePathSummary};
+use bulkhead_abi::console::{HistogramOwner, SectionSummary, WakePathSummary};
 use bulkhead_abi::status::{self, CpuLatency};
 use zerocopy::{FromBytes, IntoBytes};
 
@@ -159,25 +159,8 @@ fn print_latest(cpu: usize) {
         PUBLISHED[cpu].publish(&words);
     }
     if TRACE.load(Ordering::Relaxed) {
-        print_histogram(cpu, &histogram);
+        report::print_histogram(HistogramOwner::Cpu(cpu as u32), &histogram);
         print_trace(cpu);
-    }
-}
-
-/// Prints CPU `cpu`'s non-empty buckets, as many lines as they take.
-fn print_histogram(cpu: usize, histogram: &Histogram<BUCKETS>) {
-    let mut pairs = histogram
-        .buckets()
-        .iter()
-        .enumerate()
-        .filter(|&(_, &count)| count > 0)
-        .map(|(us, &count)| (us as u64, count))
-        .peekable();
-    while pairs.peek().is_some() {
-        let chunk = pairs.by_ref().take(HistogramLine::MAX_PAIRS);
-        let mut line = TextBuf::<320>::new();
-        let _ = HistogramLine::write(&mut line, cpu as u32, chunk);
-        println!("{}", line.as_str());
     }
 }
 

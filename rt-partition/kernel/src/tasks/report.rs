@@ -8,9 +8,12 @@
 //! published again before it was printed is printed once, the newest. Asked
 //! ([`request_task_snapshots`], by the status report once a period), it also publishes its
 //! CPU's task statistics (`sched::publish_own_tasks`): no CPU reads another's kernel state.
+//! [`print_histogram`] prints a latency histogram in the lines tools read back.
 
 use core::sync::atomic::{AtomicU64, Ordering, fence};
 
+use bulkhead_abi::console::{HistogramLine, HistogramOwner};
+use bulkhead_rt_core::latency::Histogram;
 use bulkhead_rt_core::sync::{FlagsCondition, FlagsMode};
 use spin::Once;
 
@@ -27,6 +30,27 @@ fn app_flag(name: &str) -> u32 {
         .iter()
         .position(|app| app.name == name)
         .map_or(0, |index| 1 << index.min(30))
+}
+
+/// Prints `histogram`'s non-empty 1 µs buckets as `owner`'s histogram lines
+/// (`bulkhead_abi::console::HistogramLine`), as many as they take; for a report function.
+pub fn print_histogram<const BUCKETS: usize>(
+    owner: HistogramOwner<'_>,
+    histogram: &Histogram<BUCKETS>,
+) {
+    let mut pairs = histogram
+        .buckets()
+        .iter()
+        .enumerate()
+        .filter(|&(_, &count)| count > 0)
+        .map(|(us, &count)| (us as u64, count))
+        .peekable();
+    while pairs.peek().is_some() {
+        let chunk = pairs.by_ref().take(HistogramLine::MAX_PAIRS);
+        let mut line = crate::console::TextBuf::<320>::new();
+        let _ = HistogramLine::write(&mut line, owner, chunk);
+        crate::println!("{}", line.as_str());
+    }
 }
 
 /// Asks the report task of each of the first `cpus` CPUs to publish its CPU's tasks
@@ -51,7 +75,10 @@ pub fn period_ns() -> u64 {
 
 /// Sets the report period (init).
 pub fn set_period_s(seconds: u64) {
-    PERIOD_NS.store(seconds.max(1).saturating_mul(1_000_000_000), Ordering::Relaxed);
+    PERIOD_NS.store(
+        seconds.max(1).saturating_mul(1_000_000_000),
+        Ordering::Relaxed,
+    );
 }
 
 /// One record of `WORDS` words, written by one task only and read by anyone: a sequence
