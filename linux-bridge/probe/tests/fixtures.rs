@@ -161,6 +161,31 @@ fn serial(root: &Path, ports: &[(&str, u16, u32, u32)]) {
     }
 }
 
+/// A PC's MADT: these local APICs, one IOAPIC at 0xfec00000 from GSI 0, the PIT's IRQ 0 on
+/// GSI 2 and the ACPI SCI (IRQ 9) level-triggered, active low.
+fn pc_madt(local_apic_ids: &[u32]) -> Vec<u8> {
+    madt::build(
+        local_apic_ids,
+        &[IoApic {
+            id: 2,
+            address: 0xfec0_0000,
+            gsi_base: 0,
+        }],
+        &[
+            IrqOverride {
+                irq: 0,
+                gsi: 2,
+                flags: 0,
+            },
+            IrqOverride {
+                irq: 9,
+                gsi: 9,
+                flags: 0xd,
+            },
+        ],
+    )
+}
+
 const BOCHS_FLAGS: &str = "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat \
     pse36 clflush mmx fxsr sse sse2 ss ht syscall nx rdtscp lm constant_tsc nopl xtopology \
     nonstop_tsc cpuid pni vmx ssse3 cx16 x2apic tsc_deadline_timer xsave";
@@ -183,30 +208,7 @@ fn bochs_machine(root: &Path) {
             (0xfffc_0000, 0xffff_ffff, "Reserved"),
         ],
     );
-    write(
-        root,
-        "/sys/firmware/acpi/tables/APIC",
-        madt::build(
-            &[0, 1],
-            &[IoApic {
-                id: 2,
-                address: 0xfec0_0000,
-                gsi_base: 0,
-            }],
-            &[
-                IrqOverride {
-                    irq: 0,
-                    gsi: 2,
-                    flags: 0,
-                },
-                IrqOverride {
-                    irq: 9,
-                    gsi: 9,
-                    flags: 0xd,
-                },
-            ],
-        ),
-    );
+    write(root, "/sys/firmware/acpi/tables/APIC", pc_madt(&[0, 1]));
     write(
         root,
         "/proc/interrupts",
@@ -324,26 +326,7 @@ fn ipc_machine(root: &Path) {
     write(
         root,
         "/sys/firmware/acpi/tables/APIC",
-        madt::build(
-            &[0, 2, 4, 6, 1, 3, 5, 7],
-            &[IoApic {
-                id: 2,
-                address: 0xfec0_0000,
-                gsi_base: 0,
-            }],
-            &[
-                IrqOverride {
-                    irq: 0,
-                    gsi: 2,
-                    flags: 0,
-                },
-                IrqOverride {
-                    irq: 9,
-                    gsi: 9,
-                    flags: 0xd,
-                },
-            ],
-        ),
+        pc_madt(&[0, 2, 4, 6, 1, 3, 5, 7]),
     );
     write(root, "/sys/firmware/acpi/tables/MCFG", b"MCFG");
     write(root, "/sys/firmware/acpi/tables/DMAR", b"DMAR");

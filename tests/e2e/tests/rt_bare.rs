@@ -11,8 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use bulkhead_abi::console::RT_HALTED;
 use bulkhead_e2e::{
-    EmulatorKind, Expect, Firmware, LatencySummary, Pattern, Run, Scenario, SelftestSummary,
-    report,
+    EmulatorKind, Expect, Firmware, LatencySummary, Pattern, Run, Scenario, SelftestSummary, report,
 };
 
 /// Wall-clock limits. Measured: QEMU reaches its first summaries in 2 to 5 s; Bochs (2 CPUs,
@@ -85,18 +84,7 @@ fn check_selftest(run: &Run, expected_tests: usize) -> Result<()> {
 #[test]
 #[ignore = "boots an emulator; run through cargo xtask test"]
 fn qemu_rt_bare_latency() -> Result<()> {
-    let mut run = Scenario::rt_bare("qemu_rt_bare_latency")
-        .emulator(EmulatorKind::QemuTcg)
-        .cpus(2)
-        .start()?;
-    run.wait_for(&latency_summaries(2, 2), QEMU_LIMIT)?;
-    let all = report::latency_summaries(run.lines());
-    let last = last_per_cpu(&all, 2)?;
-    for s in &last {
-        ensure!(s.samples > 0, "no samples: {s:?}");
-    }
-    report(&run, &last);
-    Ok(())
+    qemu_latency("qemu_rt_bare_latency", Firmware::Bios, QEMU_LIMIT)
 }
 
 /// The same from UEFI firmware (OVMF): GRUB for UEFI boots the RT kernel alone, which finds
@@ -105,13 +93,18 @@ fn qemu_rt_bare_latency() -> Result<()> {
 #[test]
 #[ignore = "boots an emulator; run through cargo xtask test"]
 fn qemu_uefi_rt_bare_latency() -> Result<()> {
-    let mut run = Scenario::rt_bare("qemu_uefi_rt_bare_latency")
+    // OVMF takes several seconds before GRUB under TCG.
+    qemu_latency("qemu_uefi_rt_bare_latency", Firmware::Uefi, QEMU_LIMIT * 2)
+}
+
+/// QEMU TCG with `firmware`, two CPUs: each reports its summary at least twice, with samples.
+fn qemu_latency(name: &str, firmware: Firmware, limit: Duration) -> Result<()> {
+    let mut run = Scenario::rt_bare(name)
         .emulator(EmulatorKind::QemuTcg)
-        .firmware(Firmware::Uefi)
+        .firmware(firmware)
         .cpus(2)
         .start()?;
-    // OVMF takes several seconds before GRUB under TCG.
-    run.wait_for(&latency_summaries(2, 2), QEMU_LIMIT * 2)?;
+    run.wait_for(&latency_summaries(2, 2), limit)?;
     let all = report::latency_summaries(run.lines());
     let last = last_per_cpu(&all, 2)?;
     for s in &last {
