@@ -19,10 +19,16 @@
 //! exit.
 //!
 //! A line that fires with no handler attached is counted as unhandled and masked again
-//! (that one costs an exit), never a crash. Only edge-triggered lines can be attached so far:
-//! a level-triggered line (PCI INTx) must be quieted at the device before its interrupt ends,
-//! which needs a device-specific top half this kernel does not have yet ([`attach`] refuses
-//! with [`Error::InvalidArgument`]).
+//! (that one costs an exit), never a crash.
+//!
+//! A level-triggered line (PCI INTx) keeps asserting until its device is quieted, which only
+//! its driver knows how to do. So its interrupt is not ended at the local APIC in the top
+//! half: it stays in service while the handler task runs, and ends when the handler waits
+//! again ([`Attached::wait`]), by which time the driver has quieted the device; the EOI then
+//! also tells the IOAPIC that the line may fire again. Meanwhile the local APIC holds off the
+//! other device lines of that CPU (they share a priority class below the kernel's own
+//! vectors, `bulkhead_abi::vectors`): the timer and the IPIs still arrive. A handler of a
+//! level-triggered line must therefore come back to `wait` soon.
 //!
 //! Booted bare (no hypervisor), the kernel programs the IOAPIC itself: the command line's
 //! `lines=` names the pins (`bulkhead_abi::rt_boot::parse_bare_lines`), delivered to the boot
@@ -67,6 +73,9 @@ struct LineState {
     unhandled: AtomicU64,
     /// TSC of the first interrupt the handler has not seen yet; 0 when none.
     pending_since: AtomicU64,
+    /// A level-triggered line's interrupt is in service at the local APIC, its end owed
+    /// until the handler waits again (the line's CPU only).
+    eoi_owed: AtomicBool,
     wakeups: AtomicU64,
     /// Top half to task, in 1 us buckets (`latency::NANOS_PER_BUCKET`), and beyond them;
     /// written by the line's handler task only.
@@ -86,6 +95,7 @@ static LINES: [LineState; MAX_LINES] = [const {
         seen: AtomicU64::new(0),
         unhandled: AtomicU64::new(0),
         pending_since: AtomicU64::new(0),
+        eoi_owed: AtomicBool::new(false),
         wakeups: AtomicU64::new(0),
         latency: SharedHistogram::new(),
     }
@@ -98,7 +108,10 @@ pub fn init(lines: &[LineInfo], ioapics: Option<&[IoApic]>, boot_apic_id: u32) {
     for (state, info) in LINES.iter().zip(lines) {
         if let Some(ioapics) = ioapics {
             let Some(pin) = BarePin::find(ioapics, info.gsi, boot_apic_id) else {
-                log::warn!("lines=: IOAPIC pin {} is on no IOAPIC of this machine", info.gsi);
+                log::warn!(
+                    "lines=: IOAPIC pin {} is on no IOAPIC of this machine",
+                    info.gsi
+                );
                 continue;
             };
             pin.write(info, true);
@@ -111,8 +124,16 @@ pub fn init(lines: &[LineInfo], ioapics: Option<&[IoApic]>, boot_apic_id: u32) {
             info.gsi,
             info.cpu,
             info.vector,
-            if info.level_triggered() { "level" } else { "edge" },
-            if info.active_low() { "active low" } else { "active high" }
+            if info.level_triggered() {
+                "level"
+            } else {
+                "edge"
+            },
+            if info.active_low() {
+                "active low"
+            } else {
+                "active high"
+            }
         );
     }
 }
@@ -198,6 +219,11 @@ impl Line {
     pub fn index(&self) -> usize {
         self.index
     }
+
+    /// Whether it is level-triggered (its interrupt ends when the handler waits again).
+    pub fn level_triggered(&self) -> bool {
+        self.info.level_triggered()
+    }
 }
 
 /// A line with a handler: what [`attach`] returns to the driver.
@@ -227,12 +253,8 @@ pub struct LineStats {
 }
 
 /// Makes `line`'s handler the tasks of its CPU that call [`Attached::wait`], and unmasks it
-/// (an application's `init`). [`Error::InvalidArgument`] for a level-triggered line (not
-/// supported yet) or a line already attached.
+/// (an application's `init`). [`Error::InvalidArgument`] for a line already attached.
 pub fn attach(line: Line) -> Result<Attached, Error> {
-    if line.info.level_triggered() {
-        return Err(Error::InvalidArgument);
-    }
     let state = &LINES[line.index];
     if state.attached.swap(true, Ordering::AcqRel) {
         return Err(Error::InvalidArgument);
@@ -262,9 +284,7 @@ pub fn attach_gsi(driver: &str, gsi: u32, task_cpu: usize) -> Result<Option<Atta
         return Err(Error::InvalidArgument);
     }
     attach(line).map(Some).inspect_err(|e| {
-        crate::println!(
-            "{driver}: IOAPIC pin {gsi}: cannot attach: {e} (only edge-triggered lines can be, once)"
-        );
+        crate::println!("{driver}: IOAPIC pin {gsi}: cannot attach: {e} (a line is attached once)");
     })
 }
 
@@ -276,12 +296,18 @@ impl Attached {
 
     /// Waits for the line's next interrupt (or returns at once if one came since the last
     /// wait); returns how many interrupts the line took since then. Only a task of the line's
-    /// CPU may wait ([`Error::OtherCore`]).
+    /// CPU may wait ([`Error::OtherCore`]). On a level-triggered line, waiting first ends the
+    /// interrupt the handler was woken for: its device must be quiet by then.
     #[track_caller]
     pub fn wait(&self, timeout: Timeout) -> Result<u64, Error> {
         let state = &LINES[self.line.index];
         if api::cpu() != self.line.cpu() {
             return Err(Error::OtherCore);
+        }
+        if state.eoi_owed.swap(false, Ordering::Relaxed) {
+            // Only this line's vector is in service on this CPU now: every interrupt of a
+            // higher class ended in its handler, and the other lines cannot be delivered.
+            crate::arch::apic::eoi();
         }
         // Each pass either finds an interrupt not yet seen, or waits (parked, or asleep until
         // the deadline) as the line's waiter; the top half wakes the waiter. A wake-up that
@@ -301,7 +327,9 @@ impl Attached {
                     }
                     (false, Err(e), _) => (Err(e), Resched::NONE, Switch::Stay),
                     (false, Ok(task), Timeout::Forever) => {
-                        state.waiter.store(task.index() as u32 + 1, Ordering::Relaxed);
+                        state
+                            .waiter
+                            .store(task.index() as u32 + 1, Ordering::Relaxed);
                         let switch = kernel_state
                             .kernel
                             .block_current(core, tag, now)
@@ -311,7 +339,9 @@ impl Attached {
                     (false, Ok(task), Timeout::Until(deadline)) => {
                         match kernel_state.kernel.sleep_until(core, deadline, now) {
                             Ok(Sleep::Asleep(resched)) => {
-                                state.waiter.store(task.index() as u32 + 1, Ordering::Relaxed);
+                                state
+                                    .waiter
+                                    .store(task.index() as u32 + 1, Ordering::Relaxed);
                                 (Ok(false), resched, Switch::Stay)
                             }
                             Ok(Sleep::Elapsed) => {
@@ -394,8 +424,18 @@ fn set_masked(index: usize, masked: bool) {
     }
 }
 
+/// Whether line `index`'s interrupt ends only when its handler waits again: an attached
+/// level-triggered line ([`top_half`] then owes the EOI; the interrupt entry skips it).
+pub fn defers_eoi(index: usize) -> bool {
+    LINES.get(index).is_some_and(|line| {
+        line.attached.load(Ordering::Relaxed)
+            && line.info.get().is_some_and(LineInfo::level_triggered)
+    })
+}
+
 /// The top half of line `index`'s interrupt on this CPU (its state held, interrupts off, the
-/// local APIC's EOI done): count, stamp, and wake the handler if it waits.
+/// local APIC's EOI done unless [`defers_eoi`]): count, stamp, and wake the handler if it
+/// waits.
 pub fn top_half(state: &mut State, index: usize, now: u64) -> Resched {
     let Some(line) = LINES.get(index) else {
         return Resched::NONE;
@@ -404,6 +444,9 @@ pub fn top_half(state: &mut State, index: usize, now: u64) -> Resched {
         line.unhandled.fetch_add(1, Ordering::Relaxed);
         set_masked(index, true);
         return Resched::NONE;
+    }
+    if defers_eoi(index) {
+        line.eoi_owed.store(true, Ordering::Relaxed);
     }
     line.fired.fetch_add(1, Ordering::Relaxed);
     if line.pending_since.load(Ordering::Relaxed) == 0 {

@@ -557,7 +557,10 @@ pub fn run_idle() -> ! {
 extern "C" fn irq_handler(vector: u64) {
     let vector = vector as u8;
     let entry = crate::trace::irq_entry(vector);
-    apic::eoi();
+    // An attached level-triggered line's interrupt ends when its handler waits again.
+    if !bulkhead_abi::vectors::device_line(vector).is_some_and(crate::irq::defers_eoi) {
+        apic::eoi();
+    }
     let core = this_core_index();
     let switch = {
         let mut state = own_state(core);

@@ -151,11 +151,13 @@ pub fn rt_hpet_option() -> String {
 }
 
 /// The example config `example` (a one-RT-CPU plan such as `bochs-2cpu.toml`) with the HPET
-/// given to the RT partition: its register page as `mmio` and pin [`RT_HPET_GSI`],
-/// edge-triggered and active high (the HPET's comparator interrupts by edge).
-pub fn example_with_rt_hpet(example: &str) -> Result<String> {
+/// given to the RT partition: its register page as `mmio` and pin [`RT_HPET_GSI`], active
+/// high, edge-triggered or, with `level`, level-triggered (the HPET's application programs
+/// its comparator to match the line).
+pub fn example_with_rt_hpet(example: &str, level: bool) -> Result<String> {
+    let trigger = if level { "level" } else { "edge" };
     let extra = format!(
-        "ioapic_pins = [{{ pin = {RT_HPET_GSI}, trigger = \"edge\", polarity = \"high\" }}]\nmmio = [{{ base = {RT_HPET_BASE:#x}, size = \"4 KiB\" }}]\n"
+        "ioapic_pins = [{{ pin = {RT_HPET_GSI}, trigger = \"{trigger}\", polarity = \"high\" }}]\nmmio = [{{ base = {RT_HPET_BASE:#x}, size = \"4 KiB\" }}]\n"
     );
     with_rt_lines(example, &extra, None)
 }
@@ -218,7 +220,7 @@ mod device_tests {
 
     #[test]
     fn example_configs_with_rt_devices_are_valid() {
-        let hpet = load_text(&example_with_rt_hpet("bochs-2cpu.toml").unwrap());
+        let hpet = load_text(&example_with_rt_hpet("bochs-2cpu.toml", false).unwrap());
         let rt = hpet.partition(PartitionId::Rt);
         assert_eq!(rt.ioapic_pins(), &[RT_HPET_GSI]);
         assert_eq!(rt.mmio().len(), 1);

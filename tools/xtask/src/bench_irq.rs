@@ -141,7 +141,7 @@ pub fn run(
     let hv = Scenario::new("bench_irq_hypervisor")
         .config_text(
             "bench-irq.toml",
-            config::example_with_rt_hpet(&args.config)?,
+            config::example_with_rt_hpet(&args.config, false)?,
         )
         .hypervisor_file(&hypervisor)
         .hv_cmdline("exit_report_s=1")

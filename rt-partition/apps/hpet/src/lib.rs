@@ -10,7 +10,9 @@
 //! The task (priority 85, on the partition's first CPU, where the line must be delivered)
 //! enables the main counter, picks a comparator that can reach the pin, and then for every
 //! event: sets the comparator to the counter plus one interval, waits for the line
-//! (`bulkhead_rt::irq`), and reads the counter again. Counter minus comparator is the time
+//! (`bulkhead_rt::irq`), and reads the counter again. On a level-triggered line (the config's
+//! `trigger = "level"`) the comparator interrupts by level, and the task clears its interrupt
+//! status after each event, before it waits again (which ends the interrupt). Counter minus comparator is the time
 //! from the device raising its interrupt to the handler task running: IOAPIC delivery, the
 //! kernel's top half, the wake-up and the switch, in HPET ticks. An event whose interrupt
 //! does not come within ten intervals is counted as lost. Once a second the CPU's report task
@@ -66,6 +68,8 @@ static SAMPLES: SharedHistogram<1000> = SharedHistogram::new();
 mod reg {
     pub const CAPABILITIES: u64 = 0x000;
     pub const CONFIGURATION: u64 = 0x010;
+    /// General interrupt status: a level-triggered comparator's bit, cleared by writing 1.
+    pub const INTERRUPT_STATUS: u64 = 0x020;
     pub const MAIN_COUNTER: u64 = 0x0f0;
     pub const ENABLE: u64 = 1 << 0;
     pub const LEGACY_ROUTE: u64 = 1 << 1;
@@ -192,7 +196,9 @@ extern "C" fn task(_: usize) {
         println!("hpet: none of its {timers} comparators can interrupt on IOAPIC pin {gsi}");
         return;
     };
-    // Main counter on, legacy routing off; the comparator one-shot, 64-bit, edge, to the pin.
+    // Main counter on, legacy routing off; the comparator one-shot, 64-bit, by the line's
+    // trigger mode, to the pin.
+    let level = hpet.attached.line().level_triggered();
     let config = regs.read(reg::CONFIGURATION);
     regs.write(
         reg::CONFIGURATION,
@@ -204,14 +210,16 @@ extern "C" fn task(_: usize) {
             | reg::TIMER_32BIT
             | reg::TIMER_FSB
             | 0x1f << reg::ROUTE_SHIFT);
+    let trigger = if level { reg::TIMER_LEVEL } else { 0 };
     regs.write(
         reg::timer_config(timer),
-        timer_config | reg::TIMER_INTERRUPT_ENABLE | u64::from(gsi) << reg::ROUTE_SHIFT,
+        timer_config | trigger | reg::TIMER_INTERRUPT_ENABLE | u64::from(gsi) << reg::ROUTE_SHIFT,
     );
     let period_ns = PERIOD_NS.load(Ordering::Relaxed);
     let period_ticks = (period_ns * 1_000_000 / tick_fs).max(1);
     println!(
-        "hpet: comparator {timer} of {timers} on IOAPIC pin {gsi}, a tick is {} fs, an event every {} us",
+        "hpet: comparator {timer} of {timers} on IOAPIC pin {gsi} ({}), a tick is {} fs, an event every {} us",
+        if level { "level" } else { "edge" },
         tick_fs,
         period_ns / 1000
     );
@@ -229,6 +237,10 @@ extern "C" fn task(_: usize) {
                 // A counter before the comparator would be a spurious wake-up.
                 if ticks < period_ticks {
                     SAMPLES.record(ticks * tick_fs / 1_000_000);
+                }
+                if level {
+                    // Quiet the comparator before the next wait ends its interrupt.
+                    regs.write(reg::INTERRUPT_STATUS, 1 << timer);
                 }
             }
             Err(Error::TimedOut) => lost += 1,

@@ -38,7 +38,7 @@ use zerocopy::{FromBytes, IntoBytes};
 
 use bulkhead_rt::app::{App, Context, Cpu, STACK_BYTES, TaskDecl};
 use bulkhead_rt::core_types::{
-    Error, Histogram, NANOS_PER_BUCKET, Periodic, Policy, SharedHistogram, WakePath,
+    Error, NANOS_PER_BUCKET, Periodic, Policy, SharedHistogram, WakePath,
 };
 use bulkhead_rt::report::{self, Published, TextBuf};
 use bulkhead_rt::{MAX_CPUS, api, println, trace};
