@@ -191,8 +191,8 @@ fn bochs_rt_bare_hpet_level_line() -> Result<()> {
     let last = run
         .lines()
         .iter()
-        .filter_map(|l| DeviceLatencySummary::parse(l))
-        .last()
+        .rev()
+        .find_map(|l| DeviceLatencySummary::parse(l))
         .context("no device-latency summary")?;
     ensure!(
         last.samples >= 5_000 && last.lost == 0 && last.overflow == 0,
