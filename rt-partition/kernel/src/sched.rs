@@ -557,16 +557,15 @@ pub fn run_idle() -> ! {
 extern "C" fn irq_handler(vector: u64) {
     let vector = vector as u8;
     let entry = crate::trace::irq_entry(vector);
-    // An attached level-triggered line's interrupt ends when its handler waits again.
-    if !bulkhead_abi::vectors::device_line(vector).is_some_and(crate::irq::defers_eoi) {
-        apic::eoi();
-    }
     let core = this_core_index();
     let switch = {
         let mut state = own_state(core);
         let now = time::now_ns();
+        // Each arm ends its interrupt at the local APIC (interrupts stay off until IRETQ),
+        // except an attached level-triggered line's, which ends when its handler waits again.
         match vector {
             TIMER_VECTOR => {
+                apic::eoi();
                 // The timer fired, so it is disarmed now (whatever it was armed for).
                 ARMED_NS[core].store(u64::MAX, Ordering::Relaxed);
                 let _ = state.kernel.expire_timers(LOCAL, now);
@@ -576,19 +575,27 @@ extern "C" fn irq_handler(vector: u64) {
                 finish(&mut state, core, now, Resched::NONE, switch)
             }
             RESCHED_VECTOR => {
+                apic::eoi();
                 let resched = deliver_mail(&mut state, core, now);
                 finish(&mut state, core, now, resched, Switch::Stay)
             }
             DOORBELL_VECTOR => {
+                apic::eoi();
                 let resched = crate::channels::on_doorbell(&mut state, now);
                 finish(&mut state, core, now, resched, Switch::Stay)
             }
             v => match bulkhead_abi::vectors::device_line(v) {
                 Some(line) => {
+                    if !crate::irq::defers_eoi(line) {
+                        apic::eoi();
+                    }
                     let resched = crate::irq::top_half(&mut state, line, now);
                     finish(&mut state, core, now, resched, Switch::Stay)
                 }
-                None => Switch::Stay,
+                None => {
+                    apic::eoi();
+                    Switch::Stay
+                }
             },
         }
     };
