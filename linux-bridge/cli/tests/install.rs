@@ -21,19 +21,35 @@ fn bulkhead(args: &[&str]) -> Output {
 }
 
 /// A root with a kernel, its initrd and an older kernel, and two fake ELF images beside it.
-fn system() -> (tempfile::TempDir, PathBuf, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root");
-    fs::create_dir_all(root.join("boot")).unwrap();
-    for v in ["5.10.0-30-amd64", VERSION] {
-        fs::write(root.join(format!("boot/vmlinuz-{v}")), b"MZ kernel").unwrap();
-        fs::write(root.join(format!("boot/initrd.img-{v}")), b"initrd").unwrap();
+struct System {
+    dir: tempfile::TempDir,
+    root: PathBuf,
+    /// The root, the two images and the example config as the command line names them.
+    args: [String; 4],
+}
+
+impl System {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        fs::create_dir_all(root.join("boot")).unwrap();
+        for v in ["5.10.0-30-amd64", VERSION] {
+            fs::write(root.join(format!("boot/vmlinuz-{v}")), b"MZ kernel").unwrap();
+            fs::write(root.join(format!("boot/initrd.img-{v}")), b"initrd").unwrap();
+        }
+        let hv = dir.path().join("hypervisor.elf");
+        let rt = dir.path().join("rt.elf");
+        fs::write(&hv, b"\x7fELF hypervisor").unwrap();
+        fs::write(&rt, b"\x7fELF rt").unwrap();
+        let args = [&root, &hv, &rt, &example_config()].map(|p| p.to_str().unwrap().to_string());
+        Self { dir, root, args }
     }
-    let hv = dir.path().join("hypervisor.elf");
-    let rt = dir.path().join("rt.elf");
-    fs::write(&hv, b"\x7fELF hypervisor").unwrap();
-    fs::write(&rt, b"\x7fELF rt").unwrap();
-    (dir, hv, rt)
+
+    /// The root, hypervisor, RT image and config arguments.
+    fn args(&self) -> (&str, &str, &str, &str) {
+        let [r, h, t, c] = &self.args;
+        (r, h, t, c)
+    }
 }
 
 fn install_args<'a>(root: &'a str, hv: &'a str, rt: &'a str, config: &'a str) -> Vec<&'a str> {
@@ -53,15 +69,9 @@ fn install_args<'a>(root: &'a str, hv: &'a str, rt: &'a str, config: &'a str) ->
 
 #[test]
 fn install_writes_its_files_and_uninstall_takes_them_back() {
-    let (dir, hv, rt) = system();
-    let root = dir.path().join("root");
-    let config = example_config();
-    let (r, h, t, c) = (
-        root.to_str().unwrap(),
-        hv.to_str().unwrap(),
-        rt.to_str().unwrap(),
-        config.to_str().unwrap(),
-    );
+    let system = System::new();
+    let (dir, root, config) = (&system.dir, &system.root, example_config());
+    let (r, h, t, c) = system.args();
     let out = bulkhead(&install_args(r, h, t, c));
     assert!(
         out.status.success(),
@@ -151,15 +161,9 @@ fn install_writes_its_files_and_uninstall_takes_them_back() {
 
 #[test]
 fn install_refuses_what_it_cannot_boot() {
-    let (dir, hv, rt) = system();
-    let root = dir.path().join("root");
-    let config = example_config();
-    let (r, h, t, c) = (
-        root.to_str().unwrap(),
-        hv.to_str().unwrap(),
-        rt.to_str().unwrap(),
-        config.to_str().unwrap(),
-    );
+    let system = System::new();
+    let (dir, root, config) = (&system.dir, &system.root, example_config());
+    let (r, h, t, c) = system.args();
     let refused = |args: Vec<&str>, because: &str| {
         let out = bulkhead(&args);
         let err = String::from_utf8_lossy(&out.stderr);

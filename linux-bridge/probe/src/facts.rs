@@ -179,7 +179,15 @@ pub struct Facts {
 /// `/dev/cpu/0/msr`.
 pub fn read(root: &Path) -> Result<Facts, ReadError> {
     let machine = Machine { root };
-    read_with_msrs(root, |number| machine.msr(number))
+    // Opened once, for every MSR read.
+    let msrs = machine.msr_file();
+    read_with_msrs(root, |number| {
+        let file = msrs.as_ref().map_err(Clone::clone)?;
+        let mut value = [0u8; 8];
+        file.read_exact_at(&mut value, u64::from(number))
+            .map_err(|e| format!("MSR {number:#x} through /dev/cpu/0/msr: {e}"))?;
+        Ok(u64::from_le_bytes(value))
+    })
 }
 
 /// [`read`], with CPU 0's MSRs from `msr` (an MSR number to its value, or why it could not be
@@ -415,16 +423,11 @@ impl Machine<'_> {
         Ok(ports)
     }
 
-    /// An MSR of CPU 0 through the msr driver's file.
-    fn msr(&self, number: u32) -> Result<u64, String> {
-        let file = self.path("/dev/cpu/0/msr");
-        let f = fs::File::open(&file).map_err(|e| {
+    /// CPU 0's MSRs through the msr driver's file (read at the MSR's number as offset).
+    fn msr_file(&self) -> Result<fs::File, String> {
+        fs::File::open(self.path("/dev/cpu/0/msr")).map_err(|e| {
             format!("/dev/cpu/0/msr: {e} (load the msr module with `modprobe msr` and run as root)")
-        })?;
-        let mut value = [0u8; 8];
-        f.read_exact_at(&mut value, u64::from(number))
-            .map_err(|e| format!("MSR {number:#x} through /dev/cpu/0/msr: {e}"))?;
-        Ok(u64::from_le_bytes(value))
+        })
     }
 }
 

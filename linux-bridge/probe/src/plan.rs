@@ -411,19 +411,15 @@ fn split_cpus(facts: &Facts, request: &Request) -> Result<CpuSplit, String> {
         rt_cores.push(*key);
     }
     if rt.len() < wanted {
+        let boot_threads = cores
+            .iter()
+            .find(|(k, _)| *k == boot)
+            .map_or(1, |(_, t)| t.len());
         return Err(format!(
             "--rt-cpus {wanted}: this machine has {} CPUs, and Linux keeps the boot CPU's core \
-             ({} CPUs); at most {} can go to the RT partition",
+             ({boot_threads} CPUs); at most {} can go to the RT partition",
             facts.cpus.len(),
-            cores
-                .iter()
-                .find(|(k, _)| *k == boot)
-                .map_or(1, |(_, t)| t.len()),
-            facts.cpus.len()
-                - cores
-                    .iter()
-                    .find(|(k, _)| *k == boot)
-                    .map_or(1, |(_, t)| t.len())
+            facts.cpus.len() - boot_threads
         ));
     }
     rt.sort_by_key(|c| c.linux);

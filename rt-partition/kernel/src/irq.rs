@@ -424,29 +424,24 @@ fn set_masked(index: usize, masked: bool) {
     }
 }
 
-/// Whether line `index`'s interrupt ends only when its handler waits again: an attached
-/// level-triggered line ([`top_half`] then owes the EOI; the interrupt entry skips it).
-pub fn defers_eoi(index: usize) -> bool {
-    LINES.get(index).is_some_and(|line| {
-        line.attached.load(Ordering::Relaxed)
-            && line.info.get().is_some_and(LineInfo::level_triggered)
-    })
-}
-
-/// The top half of line `index`'s interrupt on this CPU (its state held, interrupts off, the
-/// local APIC's EOI done unless [`defers_eoi`]): count, stamp, and wake the handler if it
-/// waits.
+/// The top half of line `index`'s interrupt on this CPU (its state held, interrupts off):
+/// end the interrupt at the local APIC (an attached level-triggered line's is owed until its
+/// handler waits again), count, stamp, and wake the handler if it waits.
 pub fn top_half(state: &mut State, index: usize, now: u64) -> Resched {
     let Some(line) = LINES.get(index) else {
+        crate::arch::apic::eoi();
         return Resched::NONE;
     };
     if !line.attached.load(Ordering::Relaxed) {
+        crate::arch::apic::eoi();
         line.unhandled.fetch_add(1, Ordering::Relaxed);
         set_masked(index, true);
         return Resched::NONE;
     }
-    if defers_eoi(index) {
+    if line.info.get().is_some_and(LineInfo::level_triggered) {
         line.eoi_owed.store(true, Ordering::Relaxed);
+    } else {
+        crate::arch::apic::eoi();
     }
     line.fired.fetch_add(1, Ordering::Relaxed);
     if line.pending_since.load(Ordering::Relaxed) == 0 {

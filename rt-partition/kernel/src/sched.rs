@@ -561,8 +561,9 @@ extern "C" fn irq_handler(vector: u64) {
     let switch = {
         let mut state = own_state(core);
         let now = time::now_ns();
-        // Each arm ends its interrupt at the local APIC (interrupts stay off until IRETQ),
-        // except an attached level-triggered line's, which ends when its handler waits again.
+        // Each arm ends its interrupt at the local APIC (interrupts stay off until IRETQ); a
+        // device line's top half decides for its line (a level-triggered one's ends when its
+        // handler waits again).
         match vector {
             TIMER_VECTOR => {
                 apic::eoi();
@@ -586,9 +587,6 @@ extern "C" fn irq_handler(vector: u64) {
             }
             v => match bulkhead_abi::vectors::device_line(v) {
                 Some(line) => {
-                    if !crate::irq::defers_eoi(line) {
-                        apic::eoi();
-                    }
                     let resched = crate::irq::top_half(&mut state, line, now);
                     finish(&mut state, core, now, resched, Switch::Stay)
                 }

@@ -201,21 +201,10 @@ fn linux_file_from_env(
 }
 
 fn image_from_env(var: &str, what: &str) -> Result<PathBuf> {
-    let Some(path) = std::env::var_os(var) else {
-        bail!(
-            "{var} is not set: the end-to-end tests boot a freshly built {what} image; run \
-             them with `cargo xtask test` (or `cargo xtask test --e2e-only --filter NAME`), \
-             which builds the image and sets it"
-        );
-    };
-    let path = PathBuf::from(path);
-    if !path.is_file() {
-        bail!(
-            "{var}={} does not name a file; run the tests with `cargo xtask test`",
-            path.display()
-        );
-    }
-    Ok(path)
+    file_from_env(
+        var,
+        &format!("boots a freshly built {what} image, which `cargo xtask test` builds"),
+    )
 }
 
 /// A file in the workspace, by its path relative to the root (for example `configs/bochs-2cpu.toml`).
