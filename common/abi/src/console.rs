@@ -617,6 +617,115 @@ impl fmt::Display for DeviceLatencySummary<'_> {
     }
 }
 
+/// A cyclic frame exchange, cumulative, the way a fieldbus master runs one: every `period_us`
+/// a frame goes out on an RT-owned NIC and its answer must be back before the next cycle
+/// starts; the round trip (frame handed to the NIC to answer seen by the driver's task) is
+/// measured for every answer in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CycleSummary<'a> {
+    /// The NIC (`e1000`).
+    pub source: &'a str,
+    pub period_us: u64,
+    /// Frames sent.
+    pub cycles: u64,
+    /// Answers back within their cycle, checked.
+    pub answered: u64,
+    /// Answers that came back in a later cycle.
+    pub late: u64,
+    /// Frames whose answer never came (given up after 16 cycles).
+    pub lost: u64,
+    /// Frames received that were no answer to this exchange, or a wrong one.
+    pub bad: u64,
+    /// Round trips of the answers in time: min, mean, max, 99th and 99.9th percentiles
+    /// (upper edges of 1 us buckets).
+    pub min_ns: u64,
+    pub avg_ns: u64,
+    pub max_ns: u64,
+    pub p99_ns: u64,
+    pub p999_ns: u64,
+    /// Interrupts the NIC's line took.
+    pub irqs: u64,
+}
+
+impl<'a> CycleSummary<'a> {
+    const KEYS: [&'static str; 12] = [
+        "period_us",
+        "cycles",
+        "answered",
+        "late",
+        "lost",
+        "bad",
+        "min_ns",
+        "avg_ns",
+        "max_ns",
+        "p99_ns",
+        "p999_ns",
+        "irqs",
+    ];
+
+    /// The line's start, for a search that needs no parse.
+    pub const PREFIX: &'static str = "frame-cycle source=";
+
+    /// Parses one line (surrounding white space allowed).
+    pub fn parse(line: &'a str) -> Option<Self> {
+        let (source, rest) = line.trim().strip_prefix(Self::PREFIX)?.split_once(' ')?;
+        if source.is_empty() || source.contains('=') {
+            return None;
+        }
+        let [
+            period_us,
+            cycles,
+            answered,
+            late,
+            lost,
+            bad,
+            min_ns,
+            avg_ns,
+            max_ns,
+            p99_ns,
+            p999_ns,
+            irqs,
+        ] = key_values(rest, Self::KEYS)?;
+        Some(Self {
+            source,
+            period_us,
+            cycles,
+            answered,
+            late,
+            lost,
+            bad,
+            min_ns,
+            avg_ns,
+            max_ns,
+            p99_ns,
+            p999_ns,
+            irqs,
+        })
+    }
+}
+
+impl fmt::Display for CycleSummary<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "frame-cycle source={} period_us={} cycles={} answered={} late={} lost={} bad={} min_ns={} avg_ns={} max_ns={} p99_ns={} p999_ns={} irqs={}",
+            self.source,
+            self.period_us,
+            self.cycles,
+            self.answered,
+            self.late,
+            self.lost,
+            self.bad,
+            self.min_ns,
+            self.avg_ns,
+            self.max_ns,
+            self.p99_ns,
+            self.p999_ns,
+            self.irqs
+        )
+    }
+}
+
 /// An RT-owned UART's driver: what it received and sent, receiver overruns, the interrupts
 /// its line took (and took with no handler), and the longest time from an interrupt's top
 /// half to the driver's task running.
@@ -868,6 +977,33 @@ mod tests {
             None
         );
         assert_eq!(WakePathSummary::parse(&std::format!("{line} x=1")), None);
+    }
+
+    #[test]
+    fn cycle_summaries_written_are_parsed_back() {
+        let summary = CycleSummary {
+            source: "e1000",
+            period_us: 1000,
+            cycles: 10_000,
+            answered: 9_998,
+            late: 1,
+            lost: 1,
+            bad: 0,
+            min_ns: 40_000,
+            avg_ns: 52_000,
+            max_ns: 90_000,
+            p99_ns: 61_000,
+            p999_ns: 80_000,
+            irqs: 10_001,
+        };
+        let line = summary.to_string();
+        assert!(line.starts_with(CycleSummary::PREFIX));
+        assert_eq!(CycleSummary::parse(&line), Some(summary));
+        assert_eq!(
+            CycleSummary::parse("frame-cycle source=e1000 period_us=1"),
+            None
+        );
+        assert_eq!(CycleSummary::parse(&line.replace("lost=1", "lost=x")), None);
     }
 
     #[test]

@@ -14,6 +14,8 @@
 //!   time;
 //! - [`rt_boot`]: what the hypervisor hands the RT kernel when it starts it;
 //! - [`status`]: the RT kernel's status report to Linux;
+//! - [`frame_exchange`]: the cyclic frame exchange an RT NIC driver runs with its peer (frame
+//!   layout, the master's bookkeeping);
 //! - [`console`]: the console lines that tools and tests read, each with its one writer and its
 //!   one parser.
 //!
@@ -29,6 +31,7 @@ pub mod channel;
 pub mod channel_device;
 pub mod console;
 pub mod cpuid;
+pub mod frame_exchange;
 pub mod hypercall;
 pub mod limits;
 pub mod partition;

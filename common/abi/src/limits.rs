@@ -14,6 +14,8 @@ pub const MAX_MEMORY_REGIONS: usize = 16;
 /// Most device interrupt lines (IOAPIC pins) the RT partition can own and have delivered to
 /// its CPUs: the RT boot information's line table and the device vectors are this long.
 pub const MAX_RT_LINES: usize = 16;
+/// Most PCI functions the RT partition can own (the RT boot information's function table).
+pub const MAX_RT_PCI_FUNCTIONS: usize = 8;
 /// Most channels in a config (and in the RT boot information).
 pub const MAX_CHANNELS: usize = 32;
 /// Longest name of a channel, a shared region, a module or a machine, in bytes.
@@ -45,6 +47,7 @@ const _: () = {
     assert!(crate::rt_boot::MAX_MEMORY_REGIONS == MAX_MEMORY_REGIONS);
     assert!(crate::rt_boot::MAX_CHANNELS == MAX_CHANNELS);
     assert!(crate::rt_boot::MAX_LINES == MAX_RT_LINES);
+    assert!(crate::rt_boot::MAX_PCI_FUNCTIONS == MAX_RT_PCI_FUNCTIONS);
     assert!(crate::vectors::DEVICE_LINES == MAX_RT_LINES);
     assert!(crate::rt_boot::CHANNEL_NAME_LEN == NAME_LEN);
     assert!(CHANNEL_HEADER_SIZE.is_multiple_of(CHANNEL_ALIGN));

@@ -53,8 +53,9 @@ pub const RT_BOOT_MAGIC: u32 = u32::from_le_bytes(*b"BKRT");
 pub const MULTIBOOT2_MAGIC: u32 = 0x36d7_6289;
 /// First bytes of an [`RtBootInfo`].
 pub const RT_BOOT_INFO_MAGIC: [u8; 8] = *b"BLKRTBI\0";
-/// Layout version of [`RtBootInfo`] (2: room for [`limits::MAX_RT_CPUS`] CPUs, not 64).
-pub const RT_BOOT_INFO_VERSION: u32 = 3;
+/// Layout version of [`RtBootInfo`] (2: room for [`limits::MAX_RT_CPUS`] CPUs, not 64; 3: the
+/// device lines; 4: the PCI functions and the RAM's bus addresses).
+pub const RT_BOOT_INFO_VERSION: u32 = 4;
 
 /// Most CPUs the partition can have: the RT kernel's limit.
 pub const MAX_CPUS: usize = limits::MAX_RT_CPUS;
@@ -66,6 +67,8 @@ pub const MAX_CHANNELS: usize = limits::MAX_CHANNELS;
 pub const CHANNEL_NAME_LEN: usize = limits::NAME_LEN;
 /// Most device lines the boot information lists.
 pub const MAX_LINES: usize = limits::MAX_RT_LINES;
+/// Most PCI functions the boot information lists.
+pub const MAX_PCI_FUNCTIONS: usize = limits::MAX_RT_PCI_FUNCTIONS;
 
 /// Where the doorbell request words lie in the partition's guest-physical space: one `u32` per
 /// channel of the boot information, in its order, zero at entry. Before a task sleeps waiting
@@ -239,6 +242,118 @@ impl LineInfo {
     }
 }
 
+/// One base address register of a [`PciFunctionInfo`], as the hypervisor found it at boot and
+/// left it: the function decodes there (the hypervisor turned its decoding on), a memory BAR
+/// mapped into the partition uncached at the same (guest-physical = host-physical) address, an
+/// I/O BAR's ports passed through.
+#[repr(C)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct PciBar {
+    /// Its address (memory) or first port (I/O); 0 with `size` 0 for a register that is no
+    /// BAR (unimplemented, or the upper half of a 64-bit BAR).
+    pub base: u64,
+    /// Bytes (ports) it decodes, a power of two; 0 for none.
+    pub size: u64,
+}
+
+/// [`PciFunctionInfo::bar_kinds`]: no BAR at this register.
+pub const BAR_NONE: u8 = 0;
+/// [`PciFunctionInfo::bar_kinds`]: I/O ports.
+pub const BAR_IO: u8 = 1;
+/// [`PciFunctionInfo::bar_kinds`]: memory (32- or 64-bit; a 64-bit BAR takes two registers,
+/// the second listed as [`BAR_NONE`]).
+pub const BAR_MEMORY: u8 = 2;
+/// [`PciFunctionInfo::line`] of a function that signals no interrupt the partition owns (no
+/// INTx pin, or MSI only).
+pub const NO_LINE: u8 = 0xff;
+
+/// One PCI function the RT partition owns. The hypervisor read its identity and BARs at boot,
+/// turned on its memory and I/O decoding and its bus mastering, and found the IOAPIC pin its
+/// INTx reaches (through the chipset's PIRQ routing, as the firmware set it up): that pin is
+/// one of the partition's device lines, [`PciFunctionInfo::line`]. Its configuration space is
+/// the hypervisor's (the RT kernel never needs it: everything a driver needs is here).
+#[repr(C)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct PciFunctionInfo {
+    /// Bus (bits 15:8), device (7:3) and function (2:0).
+    pub bdf: u16,
+    pub vendor_id: u16,
+    pub device_id: u16,
+    /// The index in the boot information's `lines` of the line its INTx reaches, or
+    /// [`NO_LINE`].
+    pub line: u8,
+    /// Its INTx pin: 1 to 4 for INTA to INTD, 0 for none.
+    pub interrupt_pin: u8,
+    /// Class code (bits 23:16), subclass (15:8) and programming interface (7:0).
+    pub class: u32,
+    /// [`BAR_NONE`], [`BAR_IO`] or [`BAR_MEMORY`] for each of the six BARs.
+    pub bar_kinds: [u8; 6],
+    /// Zero.
+    pub reserved: [u8; 6],
+    /// The six BARs.
+    pub bars: [PciBar; 6],
+}
+
+impl PciFunctionInfo {
+    /// The function's address as `BB:DD.F`.
+    pub fn address(&self) -> PciAddress {
+        PciAddress(self.bdf)
+    }
+
+    /// BAR `index`'s address and size if it is a memory BAR.
+    pub fn memory_bar(&self, index: usize) -> Option<PciBar> {
+        (*self.bar_kinds.get(index)? == BAR_MEMORY).then(|| self.bars[index])
+    }
+
+    /// BAR `index`'s first port and count if it is an I/O BAR.
+    pub fn io_bar(&self, index: usize) -> Option<PciBar> {
+        (*self.bar_kinds.get(index)? == BAR_IO).then(|| self.bars[index])
+    }
+
+    fn sane(&self, line_count: u32) -> bool {
+        let line = self.line == NO_LINE || u32::from(self.line) < line_count;
+        let bars = self
+            .bar_kinds
+            .iter()
+            .zip(&self.bars)
+            .all(|(&kind, bar)| match kind {
+                BAR_NONE => bar.base == 0 && bar.size == 0,
+                BAR_IO => {
+                    bar.size.is_power_of_two()
+                        && bar.base % bar.size == 0
+                        && bar.base + bar.size <= 0x1_0000
+                }
+                BAR_MEMORY => {
+                    bar.size.is_power_of_two()
+                        && bar.base % bar.size == 0
+                        && bar.base.checked_add(bar.size).is_some()
+                }
+                _ => false,
+            });
+        line && bars && self.interrupt_pin <= 4 && self.reserved == [0; 6] && self.class >> 24 == 0
+    }
+}
+
+/// A PCI function's bus, device and function, shown as `BB:DD.F` (hex).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PciAddress(pub u16);
+
+impl fmt::Display for PciAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:02x}:{:02x}.{:x}",
+            self.0 >> 8,
+            (self.0 >> 3) & 0x1f,
+            self.0 & 7
+        )
+    }
+}
+
 /// What the hypervisor tells the RT kernel about its partition.
 #[repr(C)]
 #[derive(Debug, Clone, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
@@ -277,12 +392,28 @@ pub struct RtBootInfo {
     pub reserved1: u32,
     /// The partition's device lines (version 3 and later).
     pub lines: [LineInfo; MAX_LINES],
+    /// The bus address (host-physical: what a device's DMA uses, there being no IOMMU) of
+    /// `memory_regions[i]` at index `i` (version 4 and later; equal to the guest-physical base
+    /// when the kernel runs bare).
+    pub ram_bus: [u64; MAX_MEMORY_REGIONS],
+    /// Used entries of `pci_functions`.
+    pub pci_function_count: u32,
+    pub reserved2: u32,
+    /// The PCI functions the partition owns (version 4 and later).
+    pub pci_functions: [PciFunctionInfo; MAX_PCI_FUNCTIONS],
 }
 
 const _: () = assert!(size_of::<MemoryRegion>() == 16);
 const _: () = assert!(size_of::<ChannelInfo>() == 56);
 const _: () = assert!(size_of::<LineInfo>() == 8);
-const _: () = assert!(size_of::<RtBootInfo>() == 2384 + 8 + 8 * MAX_LINES);
+const _: () = assert!(size_of::<PciBar>() == 16);
+const _: () = assert!(size_of::<PciFunctionInfo>() == 120);
+const _: () = assert!(
+    size_of::<RtBootInfo>()
+        == 2384 + 8 + 8 * MAX_LINES + 8 * MAX_MEMORY_REGIONS + 8 + 120 * MAX_PCI_FUNCTIONS
+);
+// The boot information and the doorbell words share the partition's second and third pages.
+const _: () = assert!(size_of::<RtBootInfo>() <= 4096);
 const _: () = assert!(core::mem::align_of::<RtBootInfo>() == 8);
 
 /// Why an [`RtBootInfo`] was refused. Names the field.
@@ -314,8 +445,18 @@ pub enum AbiError {
     BadChannel(usize),
     /// The command line is not NUL-padded UTF-8.
     BadCmdline,
+    /// `line_count` is above [`MAX_LINES`].
     LineCount(u32),
+    /// Line `index` is on a CPU outside the partition, has another vector, unknown flags or
+    /// a pin listed before.
     BadLine(usize),
+    /// `pci_function_count` is above [`MAX_PCI_FUNCTIONS`].
+    PciFunctionCount(u32),
+    /// PCI function `index` names no line of the table, has an unknown or misplaced BAR, or
+    /// an address listed before.
+    BadPciFunction(usize),
+    /// The bus address of memory region `index` overflows.
+    BadRamBus(usize),
 }
 
 impl fmt::Display for AbiError {
@@ -356,6 +497,18 @@ impl fmt::Display for AbiError {
             Self::BadLine(i) => write!(
                 f,
                 "boot info: lines[{i}]: CPU outside the partition, vector not the line's, unknown flags, or a pin listed twice"
+            ),
+            Self::PciFunctionCount(n) => write!(
+                f,
+                "boot info: pci_function_count: {n} (at most {MAX_PCI_FUNCTIONS})"
+            ),
+            Self::BadPciFunction(i) => write!(
+                f,
+                "boot info: pci_functions[{i}]: line not in the table, a BAR of unknown kind, unaligned or out of range, or an address listed twice"
+            ),
+            Self::BadRamBus(i) => write!(
+                f,
+                "boot info: ram_bus[{i}]: the region's bus addresses overflow"
             ),
         }
     }
@@ -401,6 +554,20 @@ impl RtBootInfo {
                 vector: 0,
                 flags: 0,
             }; MAX_LINES],
+            ram_bus: [0; MAX_MEMORY_REGIONS],
+            pci_function_count: 0,
+            reserved2: 0,
+            pci_functions: [PciFunctionInfo {
+                bdf: 0,
+                vendor_id: 0,
+                device_id: 0,
+                line: 0,
+                interrupt_pin: 0,
+                class: 0,
+                bar_kinds: [0; 6],
+                reserved: [0; 6],
+                bars: [PciBar { base: 0, size: 0 }; 6],
+            }; MAX_PCI_FUNCTIONS],
         }
     }
 
@@ -422,13 +589,26 @@ impl RtBootInfo {
         )
     }
 
-    /// Adds a memory region.
-    pub fn push_memory_region(&mut self, region: MemoryRegion) -> Result<(), AbiError> {
+    /// Adds a memory region whose bus address (what DMA uses) is `bus`.
+    pub fn push_memory_region(&mut self, region: MemoryRegion, bus: u64) -> Result<(), AbiError> {
+        let index = self.memory_region_count as usize;
         push_counted(
             &mut self.memory_regions,
             &mut self.memory_region_count,
             region,
             AbiError::MemoryRegionCount,
+        )?;
+        self.ram_bus[index] = bus;
+        Ok(())
+    }
+
+    /// Adds a PCI function.
+    pub fn push_pci_function(&mut self, function: PciFunctionInfo) -> Result<(), AbiError> {
+        push_counted(
+            &mut self.pci_functions,
+            &mut self.pci_function_count,
+            function,
+            AbiError::PciFunctionCount,
         )
     }
 
@@ -444,7 +624,12 @@ impl RtBootInfo {
 
     /// Adds a device line; its vector must be the next device vector.
     pub fn push_line(&mut self, line: LineInfo) -> Result<(), AbiError> {
-        push_counted(&mut self.lines, &mut self.line_count, line, AbiError::LineCount)
+        push_counted(
+            &mut self.lines,
+            &mut self.line_count,
+            line,
+            AbiError::LineCount,
+        )
     }
 
     /// The command line, if it is NUL-padded UTF-8.
@@ -485,6 +670,16 @@ impl RtBootInfo {
     /// The partition's device lines (clamped to the capacity; validate first).
     pub fn lines(&self) -> &[LineInfo] {
         &self.lines[..(self.line_count as usize).min(MAX_LINES)]
+    }
+
+    /// The partition's PCI functions (clamped to the capacity; validate first).
+    pub fn pci_functions(&self) -> &[PciFunctionInfo] {
+        &self.pci_functions[..(self.pci_function_count as usize).min(MAX_PCI_FUNCTIONS)]
+    }
+
+    /// The bus addresses of the memory regions, in their order (validate first).
+    pub fn ram_bus(&self) -> &[u64] {
+        &self.ram_bus[..self.memory_regions().len()]
     }
 
     /// Checks everything the kernel relies on: header, counts within capacity, distinct APIC
@@ -567,7 +762,54 @@ impl RtBootInfo {
                 return Err(AbiError::BadLine(i));
             }
         }
+        for (i, (region, &bus)) in self.memory_regions().iter().zip(self.ram_bus()).enumerate() {
+            if bus % PAGE_SIZE != 0 || bus.checked_add(region.size).is_none() {
+                return Err(AbiError::BadRamBus(i));
+            }
+        }
+        if self.reserved2 != 0 {
+            return Err(AbiError::ReservedNotZero);
+        }
+        if self.pci_function_count as usize > MAX_PCI_FUNCTIONS {
+            return Err(AbiError::PciFunctionCount(self.pci_function_count));
+        }
+        let functions = self.pci_functions();
+        for (i, function) in functions.iter().enumerate() {
+            if !function.sane(self.line_count)
+                || functions[..i].iter().any(|f| f.bdf == function.bdf)
+            {
+                return Err(AbiError::BadPciFunction(i));
+            }
+        }
         Ok(())
+    }
+}
+
+/// Where guest-physical RAM lies on the bus: each memory region's guest-physical range and
+/// its bus address (from an [`RtBootInfo`]'s `memory_regions` and `ram_bus`). A driver gives a
+/// device the bus address of a buffer, never its guest-physical one: under the hypervisor the
+/// two differ (the partition's RAM is mapped from guest-physical 0), and no IOMMU translates.
+#[derive(Debug, Clone, Copy)]
+pub struct BusMap<'a> {
+    regions: &'a [MemoryRegion],
+    bus: &'a [u64],
+}
+
+impl<'a> BusMap<'a> {
+    /// The map of `regions`, whose bus addresses are `bus` (index by index).
+    pub fn new(regions: &'a [MemoryRegion], bus: &'a [u64]) -> Self {
+        Self { regions, bus }
+    }
+
+    /// The bus address of the `len` bytes at guest-physical `gpa`, if they lie in one region
+    /// (a DMA buffer never spans two: they need not be adjacent on the bus).
+    pub fn bus_address(&self, gpa: u64, len: u64) -> Option<u64> {
+        let end = gpa.checked_add(len)?;
+        self.regions
+            .iter()
+            .zip(self.bus)
+            .find(|(r, _)| r.base <= gpa && r.end().is_some_and(|e| end <= e))
+            .map(|(r, &bus)| bus + (gpa - r.base))
     }
 }
 
@@ -607,7 +849,8 @@ pub fn parse_bare_lines<'a>(
             gsi,
             cpu: 0,
             vector,
-            flags: if level { LINE_LEVEL } else { 0 } | if active_low { LINE_ACTIVE_LOW } else { 0 },
+            flags: if level { LINE_LEVEL } else { 0 }
+                | if active_low { LINE_ACTIVE_LOW } else { 0 },
         };
         count += 1;
     }
@@ -646,10 +889,13 @@ mod tests {
         info.set_cmdline("selftest=kernel").unwrap();
         info.push_cpu(1).unwrap();
         info.push_cpu(3).unwrap();
-        info.push_memory_region(MemoryRegion {
-            base: 0,
-            size: 128 << 20,
-        })
+        info.push_memory_region(
+            MemoryRegion {
+                base: 0,
+                size: 128 << 20,
+            },
+            0x6000_0000,
+        )
         .unwrap();
         let mut name = [0u8; CHANNEL_NAME_LEN];
         name[..9].copy_from_slice(b"telemetry");
@@ -714,7 +960,10 @@ mod tests {
         assert_eq!(info.validate(), Err(AbiError::BadLine(1)));
         let mut info = good();
         info.line_count = MAX_LINES as u32 + 1;
-        assert_eq!(info.validate(), Err(AbiError::LineCount(MAX_LINES as u32 + 1)));
+        assert_eq!(
+            info.validate(),
+            Err(AbiError::LineCount(MAX_LINES as u32 + 1))
+        );
     }
 
     #[test]
@@ -834,7 +1083,7 @@ mod tests {
         ];
         for region in bad {
             let mut info = good();
-            info.push_memory_region(region).unwrap();
+            info.push_memory_region(region, 0x1_0000_0000).unwrap();
             assert_eq!(
                 info.validate(),
                 Err(AbiError::BadMemoryRegion(1)),
@@ -842,12 +1091,114 @@ mod tests {
             );
         }
         let mut info = good();
-        info.push_memory_region(MemoryRegion {
-            base: 0x1000_0000,
-            size: 0x1000,
-        })
+        info.push_memory_region(
+            MemoryRegion {
+                base: 0x1000_0000,
+                size: 0x1000,
+            },
+            0x1_0000_0000,
+        )
         .unwrap();
         info.validate().unwrap();
+    }
+
+    fn nic() -> PciFunctionInfo {
+        let mut f = PciFunctionInfo {
+            bdf: 2 << 3,
+            vendor_id: 0x8086,
+            device_id: 0x100e,
+            line: 0,
+            interrupt_pin: 1,
+            class: 0x02_00_00,
+            ..PciFunctionInfo::default()
+        };
+        f.bar_kinds[0] = BAR_MEMORY;
+        f.bars[0] = PciBar {
+            base: 0xfebc_0000,
+            size: 0x2_0000,
+        };
+        f.bar_kinds[1] = BAR_IO;
+        f.bars[1] = PciBar {
+            base: 0xc000,
+            size: 0x40,
+        };
+        f
+    }
+
+    #[test]
+    fn pci_functions_are_checked() {
+        let mut info = good();
+        info.push_pci_function(nic()).unwrap();
+        assert_eq!(info.validate(), Ok(()));
+        let f = &info.pci_functions()[0];
+        assert_eq!(f.address().to_string(), "00:02.0");
+        assert_eq!(f.memory_bar(0).map(|b| b.base), Some(0xfebc_0000));
+        assert_eq!(f.io_bar(0), None);
+        assert_eq!(f.io_bar(1).map(|b| b.size), Some(0x40));
+        assert_eq!(f.memory_bar(6), None);
+        let mutations: [fn(&mut PciFunctionInfo); 8] = [
+            |f| f.line = 1,
+            |f| f.interrupt_pin = 5,
+            |f| f.bar_kinds[2] = 7,
+            |f| f.bars[3].size = 0x1000,
+            |f| f.bars[0].base = 0xfebc_1000,
+            |f| f.bars[0].size = 0x3_0000,
+            |f| f.bars[1].base = 0xffe0,
+            |f| f.reserved[1] = 1,
+        ];
+        for (i, mutate) in mutations.iter().enumerate() {
+            let mut info = good();
+            let mut f = nic();
+            mutate(&mut f);
+            info.push_pci_function(f).unwrap();
+            assert_eq!(
+                info.validate(),
+                Err(AbiError::BadPciFunction(0)),
+                "mutation {i}"
+            );
+        }
+        let mut info = good();
+        info.push_pci_function(nic()).unwrap();
+        info.push_pci_function(nic()).unwrap();
+        assert_eq!(
+            info.validate(),
+            Err(AbiError::BadPciFunction(1)),
+            "listed twice"
+        );
+        let mut info = good();
+        info.line_count = 0;
+        info.push_pci_function(PciFunctionInfo {
+            line: NO_LINE,
+            ..nic()
+        })
+        .unwrap();
+        assert_eq!(info.validate(), Ok(()), "no line");
+        let mut info = good();
+        info.ram_bus[0] = 0x6000_0800;
+        assert_eq!(info.validate(), Err(AbiError::BadRamBus(0)));
+        let mut info = good();
+        info.ram_bus[0] = u64::MAX - 0xfff;
+        assert_eq!(info.validate(), Err(AbiError::BadRamBus(0)));
+    }
+
+    #[test]
+    fn bus_addresses_follow_the_regions() {
+        let regions = [
+            MemoryRegion {
+                base: 0,
+                size: 0x10_0000,
+            },
+            MemoryRegion {
+                base: 0x10_0000,
+                size: 0x10_0000,
+            },
+        ];
+        let map = BusMap::new(&regions, &[0x6000_0000, 0x9000_0000]);
+        assert_eq!(map.bus_address(0x1000, 0x800), Some(0x6000_1000));
+        assert_eq!(map.bus_address(0x10_0000, 0x1000), Some(0x9000_0000));
+        assert_eq!(map.bus_address(0xf_f800, 0x1000), None, "spans two regions");
+        assert_eq!(map.bus_address(0x20_0000, 1), None, "outside RAM");
+        assert_eq!(map.bus_address(u64::MAX, 2), None);
     }
 
     #[test]

@@ -180,6 +180,13 @@ pub enum ErrorKind {
         /// The RT kernel's limit.
         max: usize,
     },
+    /// More PCI functions in the RT partition than its kernel's boot information lists.
+    TooManyRtPciFunctions {
+        /// Functions given.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
     /// A size or address the host loader could not read (`"64 MB"`, `"lots"`).
     InvalidSize,
     /// A PCI address the host loader could not read (expected `"BB:DD.F"`).
@@ -383,6 +390,10 @@ impl fmt::Display for ErrorKind {
             Self::TooManyRtCpus { count, max } => write!(
                 f,
                 "{count} CPUs, but the RT kernel runs on at most {max}: give the others to Linux"
+            ),
+            Self::TooManyRtPciFunctions { count, max } => write!(
+                f,
+                "{count} PCI functions, but the RT partition owns at most {max}"
             ),
             Self::InvalidSize => f.write_str(
                 "not a size or address: expected an integer or a string like \"64 MiB\", \

@@ -65,6 +65,8 @@ pub use validate::{
 pub const MAX_CPUS: usize = bulkhead_abi::limits::MAX_CPUS;
 /// Most CPUs the RT partition can own: the RT kernel's limit.
 pub const MAX_RT_CPUS: usize = bulkhead_abi::limits::MAX_RT_CPUS;
+/// Most PCI functions the RT partition can own: the RT boot information's limit.
+pub const MAX_RT_PCI_FUNCTIONS: usize = bulkhead_abi::limits::MAX_RT_PCI_FUNCTIONS;
 /// Most memory regions one partition can own.
 pub const MAX_REGIONS: usize = bulkhead_abi::limits::MAX_MEMORY_REGIONS;
 /// Most IOAPIC pins (GSIs) one partition can own.

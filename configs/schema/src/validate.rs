@@ -271,6 +271,15 @@ impl Config {
                 },
             );
         }
+        if id == PartitionId::Rt && part.pci_devices().len() > crate::MAX_RT_PCI_FUNCTIONS {
+            return err(
+                path.key("pci_devices").index(crate::MAX_RT_PCI_FUNCTIONS),
+                ErrorKind::TooManyRtPciFunctions {
+                    count: part.pci_devices().len(),
+                    max: crate::MAX_RT_PCI_FUNCTIONS,
+                },
+            );
+        }
         if part.memory().is_empty() {
             return err(path.key("memory"), ErrorKind::NoMemory);
         }

@@ -1035,3 +1035,15 @@ fn sizes() {
         assert_eq!(parse_size(bad), None, "{bad:?}");
     }
 }
+
+#[test]
+fn more_rt_pci_functions_than_the_boot_information_lists() {
+    let nine = r#"pci_devices = ["00:02.0", "00:03.0", "00:04.0", "00:05.0", "00:06.0", "00:07.0", "00:08.0", "00:09.0", "00:0a.0"]"#;
+    let (text, _) = assert_config_error!(
+        bad(r#"pci_devices = ["00:03.0"]"#, nine),
+        ErrorKind::TooManyRtPciFunctions { count: 9, max: 8 },
+        "partitions.rt.pci_devices[8]",
+        19
+    );
+    assert!(text.ends_with("9 PCI functions, but the RT partition owns at most 8"));
+}

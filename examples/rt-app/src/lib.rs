@@ -66,13 +66,8 @@ static COUNTS: Published<3> = Published::new();
 
 /// Reads `example_period_us=` and creates the semaphore (boot CPU, before any task).
 fn init(context: &Context<'static>) -> Result<(), Error> {
-    if let Some(value) = context.option("example_period_us") {
-        match value.parse::<u64>() {
-            Ok(us) if (10..=1_000_000).contains(&us) => {
-                PERIOD_NS.store(us * 1000, Ordering::Relaxed);
-            }
-            _ => return Err(Error::InvalidArgument),
-        }
+    if let Some(us) = context.number(APP.name, "example_period_us", 10..=1_000_000)? {
+        PERIOD_NS.store(us * 1000, Ordering::Relaxed);
     }
     // The consumer, which waits on it, runs on the first CPU.
     let batch = api::create_semaphore(0, 0, 1000)?;

@@ -84,8 +84,8 @@ const OFF_LIMITS: usize = 160;
 const MSI_WINDOW: Region = Region::new(0xfee0_0000, 0x10_0000);
 
 /// A PCI function's configuration space through the real mechanism #1 ports (callers hold
-/// the I/O lock, so an address-then-data pair is never split).
-struct Mechanism1(PciBdf);
+/// the I/O lock, or no partition runs yet, so an address-then-data pair is never split).
+pub struct Mechanism1(pub PciBdf);
 
 impl ConfigSpace for Mechanism1 {
     fn read(&mut self, offset: u8) -> u32 {
@@ -142,6 +142,7 @@ fn linux_reach(
         .chain(rt.memory())
         .chain(rt.mmio())
         .copied()
+        .chain(crate::rt_pci::memory_windows())
         .chain(core::iter::once(cfg.hypervisor_region()))
         .chain(cfg.shared_regions().iter().map(|s| s.region))
         .chain(

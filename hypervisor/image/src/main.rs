@@ -42,6 +42,7 @@ mod percpu;
 mod platform;
 mod reports;
 mod rt_lines;
+mod rt_pci;
 mod rt_loader;
 mod smp;
 mod vmx;

@@ -183,8 +183,21 @@ pub fn build(
             .map_err(|err| BuildError::Ept { field, index, err })?;
     }
     // Device registers the config gives the partition (the RT partition's only: the config
-    // check refuses Linux's): identity-mapped, uncached, never executable.
-    for (index, m) in identity(part.mmio().iter().copied()).enumerate() {
+    // check refuses Linux's), and the memory BARs of the RT partition's PCI functions
+    // (`rt_pci`): identity-mapped, uncached, never executable.
+    let pci_windows = (id == PartitionId::Rt)
+        .then(crate::rt_pci::memory_windows)
+        .into_iter()
+        .flatten();
+    let device_windows = identity(part.mmio().iter().copied())
+        .enumerate()
+        .map(|(i, m)| ("partitions.rt.mmio", i, m))
+        .chain(
+            identity(pci_windows)
+                .enumerate()
+                .map(|(i, m)| ("partitions.rt.pci_devices (memory BARs)", i, m)),
+        );
+    for (field, index, m) in device_windows {
         ept.map(
             m.gpa(),
             m.hpa(),
@@ -192,11 +205,7 @@ pub fn build(
             Perms::READ | Perms::WRITE,
             MemType::Uncacheable,
         )
-        .map_err(|err| BuildError::Ept {
-            field: "partitions.rt.mmio",
-            index,
-            err,
-        })?;
+        .map_err(|err| BuildError::Ept { field, index, err })?;
     }
 
     let io = memory::alloc_static::<[u8; IO_BITMAP_BYTES]>().map_err(BuildError::Memory)?;
@@ -212,6 +221,11 @@ pub fn build(
     if let Some(port) = console.io_base() {
         let base = u32::from(port);
         bitmaps::io_allow(io, base..base + 8);
+    }
+    if id == PartitionId::Rt {
+        for ports in crate::rt_pci::port_windows() {
+            bitmaps::io_allow(io, ports.base as u32..ports.end() as u32);
+        }
     }
     if id == PartitionId::Linux {
         for ports in always_exiting_ports(&env.fadt) {

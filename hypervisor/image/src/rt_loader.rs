@@ -70,6 +70,7 @@ pub fn load<'a>(
     layout: &RtLayout,
     tsc_hz: u64,
     lines: &[hv_core::devices::rt_lines::Line],
+    pci: impl IntoIterator<Item = bulkhead_abi::rt_boot::PciFunctionInfo>,
 ) -> Result<RtStart, LoadError<'a>> {
     let name = cfg.rt().image().as_str();
     let module = boot.module(name).ok_or(LoadError::NoModule(name))?;
@@ -82,7 +83,7 @@ pub fn load<'a>(
         .check_image(&plan)
         .map_err(|e| LoadError::Layout(name, e))?;
     let info = layout
-        .boot_info(cfg, tsc_hz, module.args(), lines)
+        .boot_info(cfg, tsc_hz, module.args(), lines, pci)
         .map_err(|e| LoadError::Layout(name, e))?;
 
     let ram = GuestRam::claim(PartitionId::Rt).map_err(|e| LoadError::Memory(name, e))?;

@@ -73,6 +73,31 @@ impl<'a> Context<'a> {
             .find(|&(k, _)| k == key)
             .map(|(_, v)| v)
     }
+
+    /// The number of the command-line word `key=N`, if there is one: a decimal in `range`,
+    /// or else [`Error::InvalidArgument`] after a line naming the application `app`, the word
+    /// and the range (`hpet: hpet_period_us=5: expected 100 to 1000000`).
+    pub fn number(
+        &self,
+        app: &str,
+        key: &str,
+        range: core::ops::RangeInclusive<u64>,
+    ) -> Result<Option<u64>, Error> {
+        let Some(value) = self.option(key) else {
+            return Ok(None);
+        };
+        match value.parse::<u64>() {
+            Ok(n) if range.contains(&n) => Ok(Some(n)),
+            _ => {
+                crate::println!(
+                    "{app}: {key}={value}: expected {} to {}",
+                    range.start(),
+                    range.end()
+                );
+                Err(Error::InvalidArgument)
+            }
+        }
+    }
 }
 
 /// An application.

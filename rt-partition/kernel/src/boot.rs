@@ -12,8 +12,8 @@ use core::fmt;
 use acpi::AcpiTables;
 use acpi::madt::{Madt, MadtEntry};
 use bulkhead_abi::rt_boot::{
-    AbiError, ChannelInfo, LineInfo, MAX_CHANNELS, MAX_LINES, MULTIBOOT2_MAGIC, RT_BOOT_MAGIC,
-    RtBootInfo,
+    AbiError, ChannelInfo, LineInfo, MAX_CHANNELS, MAX_LINES, MAX_MEMORY_REGIONS,
+    MAX_PCI_FUNCTIONS, MULTIBOOT2_MAGIC, MemoryRegion, PciFunctionInfo, RT_BOOT_MAGIC, RtBootInfo,
 };
 use bulkhead_x86::acpi::IdentityMapped;
 use multiboot2::{BootInformation, BootInformationHeader, MemoryAreaType};
@@ -80,6 +80,14 @@ pub struct Facts {
     /// The IOAPICs the MADT lists (bare mode only): register base and first GSI.
     ioapics: [IoApic; MAX_IOAPICS],
     ioapic_count: usize,
+    /// The PCI functions the hypervisor gave the partition (none in bare mode):
+    /// `pci_table[..pci_functions]`.
+    pci_functions: usize,
+    pci_table: [PciFunctionInfo; MAX_PCI_FUNCTIONS],
+    /// The RAM regions and their bus addresses (under the hypervisor; bare, RAM is where it
+    /// is on the bus): `ram[..ram_ranges]`, `ram_bus[..ram_ranges]`.
+    ram: [MemoryRegion; MAX_MEMORY_REGIONS],
+    ram_bus: [u64; MAX_MEMORY_REGIONS],
 }
 
 /// Why the kernel cannot start.
@@ -136,6 +144,10 @@ impl Facts {
             line_table: [LineInfo::default(); MAX_LINES],
             ioapics: [IoApic::default(); MAX_IOAPICS],
             ioapic_count: 0,
+            pci_functions: 0,
+            pci_table: [PciFunctionInfo::default(); MAX_PCI_FUNCTIONS],
+            ram: [MemoryRegion::default(); MAX_MEMORY_REGIONS],
+            ram_bus: [0; MAX_MEMORY_REGIONS],
         }
     }
 
@@ -171,6 +183,22 @@ impl Facts {
     /// line's `lines=` named them in bare mode.
     pub fn line_infos(&self) -> &[LineInfo] {
         &self.line_table[..self.lines]
+    }
+
+    /// The PCI functions the hypervisor gave the partition (validated; none in bare mode).
+    pub fn pci_functions(&self) -> &[PciFunctionInfo] {
+        &self.pci_table[..self.pci_functions]
+    }
+
+    /// Where the partition's RAM lies on the bus, for DMA; `None` in bare mode, where
+    /// physical addresses are bus addresses.
+    pub fn bus_map(&self) -> Option<bulkhead_abi::rt_boot::BusMap<'_>> {
+        (self.mode == Mode::Hypervisor).then(|| {
+            bulkhead_abi::rt_boot::BusMap::new(
+                &self.ram[..self.ram_ranges],
+                &self.ram_bus[..self.ram_ranges],
+            )
+        })
     }
 
     /// The IOAPICs (bare mode).
@@ -284,10 +312,14 @@ impl Facts {
         }
         facts.tsc_hz = (boot.tsc_hz != 0).then_some(boot.tsc_hz);
         facts.console = (boot.console_port != 0).then_some(boot.console_port);
-        for region in boot.memory_regions() {
+        for (i, (region, &bus)) in boot.memory_regions().iter().zip(boot.ram_bus()).enumerate() {
             facts.ram_bytes += region.size;
             facts.ram_ranges += 1;
+            facts.ram[i] = *region;
+            facts.ram_bus[i] = bus;
         }
+        facts.pci_functions = boot.pci_functions().len();
+        facts.pci_table[..facts.pci_functions].copy_from_slice(boot.pci_functions());
         facts.channels = boot.channels().len();
         facts.channel_table[..facts.channels].copy_from_slice(boot.channels());
         facts.lines = boot.lines().len();

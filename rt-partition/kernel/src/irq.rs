@@ -205,6 +205,12 @@ impl Line {
         })
     }
 
+    /// Line `index` of the partition's line table, if it has that many.
+    pub fn at(index: usize) -> Option<Line> {
+        let info = *LINES.get(index)?.info.get()?;
+        Some(Line { index, info })
+    }
+
     /// The RT CPU its interrupts arrive on: the handler task must run there.
     pub fn cpu(&self) -> usize {
         usize::from(self.info.cpu)

@@ -16,8 +16,10 @@
 //!
 //! Scheduling policy, timers and synchronisation are `bulkhead-rt-core`'s; `sched.rs` wires
 //! them to the hardware. What applications use: [`api`] (what tasks call), [`channels`]
-//! (the channels to Linux), [`report`] (printing at the lowest priority), [`app`] (what an
-//! application declares), [`println!`], and `bulkhead-rt-core`'s types ([`core_types`]).
+//! (the channels to Linux), [`irq`], [`pci`], [`mmio`] and [`port`] (device lines, PCI
+//! functions and registers, for drivers), [`report`] (printing at the lowest priority),
+//! [`app`] (what an application declares), [`println!`], and `bulkhead-rt-core`'s types
+//! ([`core_types`]).
 #![no_std]
 
 pub mod api;
@@ -27,6 +29,7 @@ mod boot;
 pub mod channels;
 mod console;
 pub mod irq;
+pub mod pci;
 mod percpu;
 mod sched;
 mod smp;
@@ -62,8 +65,8 @@ pub mod core_types {
 }
 
 /// Register access for drivers of the device memory the partition owns (the config's RT
-/// `mmio` ranges, which the kernel maps uncached at their physical addresses): each access is
-/// one volatile load or store of its width.
+/// `mmio` ranges and its PCI functions' memory BARs, which the kernel maps uncached at their
+/// physical addresses): each access is one volatile load or store of its width.
 pub mod mmio {
     /// Reads the 64-bit register at physical address `address`.
     ///
@@ -73,6 +76,24 @@ pub mod mmio {
     pub unsafe fn read_u64(address: u64) -> u64 {
         // SAFETY: forwarded to the caller; the kernel identity-maps the top GiB uncached.
         unsafe { core::ptr::read_volatile(address as *const u64) }
+    }
+
+    /// Reads the 32-bit register at physical address `address`.
+    ///
+    /// # Safety
+    /// As [`read_u64`], 4-byte aligned.
+    pub unsafe fn read_u32(address: u64) -> u32 {
+        // SAFETY: forwarded to the caller; the kernel identity-maps the top GiB uncached.
+        unsafe { core::ptr::read_volatile(address as *const u32) }
+    }
+
+    /// Writes the 32-bit register at physical address `address`.
+    ///
+    /// # Safety
+    /// As [`read_u32`], for a write.
+    pub unsafe fn write_u32(address: u64, value: u32) {
+        // SAFETY: forwarded to the caller.
+        unsafe { core::ptr::write_volatile(address as *mut u32, value) }
     }
 
     /// Writes the 64-bit register at physical address `address`.

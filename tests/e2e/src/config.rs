@@ -169,6 +169,22 @@ pub fn example_with_rt_uart(example: &str) -> Result<String> {
     with_rt_lines(example, extra, Some(4))
 }
 
+/// The PCI function of the NIC a run with a NIC peer has ([`crate::Scenario::nic_peer`]), and
+/// the IRQ the Bochs BIOS routes its INTA to.
+pub const RT_NIC_FUNCTION: &str = "00:03.0";
+/// See [`RT_NIC_FUNCTION`].
+pub const RT_NIC_IRQ: u32 = 11;
+
+/// The example config `example` with the NIC of a run with a NIC peer given to the RT
+/// partition: its PCI function and the IOAPIC pin its INTx arrives on, level-triggered (PCI
+/// INTx; active high, as the chipset drives an ISA IRQ input).
+pub fn example_with_rt_nic(example: &str) -> Result<String> {
+    let extra = format!(
+        "pci_devices = [\"{RT_NIC_FUNCTION}\"]\nioapic_pins = [{{ pin = {RT_NIC_IRQ}, trigger = \"level\", polarity = \"high\" }}]\n"
+    );
+    with_rt_lines(example, &extra, Some(RT_NIC_IRQ))
+}
+
 /// `example`'s text with `extra` added to `[partitions.rt]` right after its `cpus`, and pin
 /// `from_linux` taken out of Linux's `ioapic_pins`. Fails, naming the file, when the text no
 /// longer has the shape this edits.
@@ -228,5 +244,15 @@ mod device_tests {
         assert_eq!(uart.partition(PartitionId::Rt).ioapic_pins(), &[4]);
         assert!(!uart.partition(PartitionId::Linux).ioapic_pins().contains(&4));
         assert!(uart.partition(PartitionId::Linux).ioapic_pins().contains(&3));
+        let nic = load_text(&example_with_rt_nic("bochs-2cpu.toml").unwrap());
+        let rt = nic.partition(PartitionId::Rt);
+        assert_eq!(rt.ioapic_pins(), &[RT_NIC_IRQ]);
+        assert_eq!(rt.pci_devices().len(), 1);
+        assert_eq!(rt.pci_devices()[0].to_string(), RT_NIC_FUNCTION);
+        assert!(
+            !nic.partition(PartitionId::Linux)
+                .ioapic_pins()
+                .contains(&RT_NIC_IRQ)
+        );
     }
 }

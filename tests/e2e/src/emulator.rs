@@ -14,7 +14,7 @@
 //! boots either way. Bochs has its BIOS only.
 //!
 //! Every machine has COM1 and COM2, written to files in the run directory. A run may wire
-//! ports to the harness instead ([`SerialPeers`]): COM2, Linux's console, for a console a person
+//! ports to the harness instead ([`Peers`]): COM2, Linux's console, for a console a person
 //! types into (the harness then writes `com2.log` itself), and a third port, COM3 (I/O ports
 //! 0x3e8 to 0x3ef, ISA IRQ 4 as in both emulators). Such a port's other end is a TCP connection
 //! the emulator opens as a client, at start-up, to an address the harness already listens on
@@ -58,15 +58,23 @@ const KVM_INTEL_NESTED: &str = "/sys/module/kvm_intel/parameters/nested";
 /// How much of Bochs' terminal output is kept in `term.log` (the rest is read and dropped).
 const TERM_LOG_CAP: u64 = 1 << 20;
 
-/// The serial ports wired to a TCP peer of the harness instead of a file; the default wires
-/// none (COM1 and COM2 to their files, no COM3).
+/// What of the machine is wired to a peer of the harness: serial ports to a TCP peer instead of
+/// a file, and a NIC to a UDP peer; the default wires none (COM1 and COM2 to their files, no
+/// COM3, no NIC).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SerialPeers {
+pub struct Peers {
     /// COM2 (Linux's console) connects here instead of writing `com2.log`.
     pub com2: Option<SocketAddrV4>,
     /// A third port, COM3, connects here.
     pub com3: Option<SocketAddrV4>,
+    /// An Intel 8254x NIC (Bochs' `e1000`, [`NIC_MAC`], in PCI slot 2: function 00:03.0,
+    /// whose INTA the Bochs BIOS routes to IRQ 11) on this local UDP port: Bochs receives
+    /// frames there and sends each to the next port up, one frame per datagram.
+    pub nic: Option<u16>,
 }
+
+/// The MAC address of the NIC a run with a NIC peer has.
+pub const NIC_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
 
 /// The firmware a QEMU machine boots with.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -210,7 +218,7 @@ impl Emulator {
     /// The `bochsrc` for booting `iso` with its serial ports (COM1 and COM2) and log in `run_dir`
     /// (Bochs only).
     pub fn bochsrc(&self, iso: &Path, run_dir: &Path) -> Option<String> {
-        self.bochsrc_with_peers(iso, run_dir, SerialPeers::default())
+        self.bochsrc_with_peers(iso, run_dir, Peers::default())
     }
 
     /// [`Emulator::bochsrc`] with the ports `peers` names connected to their addresses as TCP
@@ -220,12 +228,7 @@ impl Emulator {
     ///
     /// Bochs connects while it sets up its devices; if nothing listens there it logs
     /// `comN: connect() failed` and runs with that port unconnected.
-    pub fn bochsrc_with_peers(
-        &self,
-        iso: &Path,
-        run_dir: &Path,
-        peers: SerialPeers,
-    ) -> Option<String> {
+    pub fn bochsrc_with_peers(&self, iso: &Path, run_dir: &Path, peers: Peers) -> Option<String> {
         let Self::Bochs {
             cpus,
             memory_mib,
@@ -245,6 +248,19 @@ impl Emulator {
             .com3
             .map(|addr| format!("com3: enabled=1, {}\n", socket(addr)))
             .unwrap_or_default();
+        let (pci_slots, nic) = match peers.nic {
+            Some(port) => {
+                let m = NIC_MAC;
+                (
+                    ", slot2=e1000",
+                    format!(
+                        "e1000: enabled=1, mac={:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, ethmod=socket, ethdev={port}\n",
+                        m[0], m[1], m[2], m[3], m[4], m[5]
+                    ),
+                )
+            }
+            None => ("", String::new()),
+        };
         let log = run_dir.join("bochs.log");
         Some(format!(
             "\
@@ -253,14 +269,14 @@ memory: guest={memory_mib}, host={host_mib}
 cpu: model=corei7_icelake_u, count={cpus}, ips={ips}, reset_on_triple_fault=0
 romimage: file={BOCHS_BIOS}
 vgaromimage: file={VGA_BIOS}
-pci: enabled=1, chipset=i440fx
+pci: enabled=1, chipset=i440fx{pci_slots}
 ata0: enabled=1, ioaddr1=0x1f0, ioaddr2=0x3f0, irq=14
 ata0-master: type=cdrom, path={iso}, status=inserted
 boot: cdrom
 clock: sync=none, time0=946681200
 com1: enabled=1, mode=file, dev={serial}
 com2: enabled=1, {com2}
-{com3}display_library: term
+{com3}{nic}display_library: term
 sound: waveoutdrv=dummy, waveindrv=dummy, midioutdrv=dummy
 log: {log}
 panic: action=fatal
@@ -278,7 +294,7 @@ magic_break: enabled=0
     /// The QEMU command line for booting `iso` with its serial ports (COM1 and COM2) in `run_dir`
     /// (QEMU only).
     pub fn qemu_args(&self, iso: &Path, run_dir: &Path) -> Option<Vec<String>> {
-        self.qemu_args_with_peers(iso, run_dir, SerialPeers::default())
+        self.qemu_args_with_peers(iso, run_dir, Peers::default())
     }
 
     /// [`Emulator::qemu_args`] with the ports `peers` names connected to their addresses as
@@ -290,7 +306,7 @@ magic_break: enabled=0
         &self,
         iso: &Path,
         run_dir: &Path,
-        peers: SerialPeers,
+        peers: Peers,
     ) -> Option<Vec<String>> {
         let (cpus, memory_mib, kvm, firmware) = match *self {
             Self::Bochs { .. } => return None,
@@ -348,20 +364,18 @@ magic_break: enabled=0
 
     /// Starts the emulator on `iso`, with every file it writes in `run_dir`, and with the ports
     /// `peers` names connected to their addresses (something must listen there already).
-    pub(crate) fn spawn(
-        &self,
-        iso: &Path,
-        run_dir: &Path,
-        peers: SerialPeers,
-    ) -> Result<GroupChild> {
+    pub(crate) fn spawn(&self, iso: &Path, run_dir: &Path, peers: Peers) -> Result<GroupChild> {
         self.validate()?;
+        if peers.nic.is_some() && !matches!(self, Self::Bochs { .. }) {
+            bail!("{self}: a NIC peer is wired in Bochs only");
+        }
         match self {
             Self::Bochs { .. } => self.spawn_bochs(iso, run_dir, peers),
             Self::QemuTcg { .. } | Self::QemuKvm { .. } => self.spawn_qemu(iso, run_dir, peers),
         }
     }
 
-    fn spawn_bochs(&self, iso: &Path, run_dir: &Path, peers: SerialPeers) -> Result<GroupChild> {
+    fn spawn_bochs(&self, iso: &Path, run_dir: &Path, peers: Peers) -> Result<GroupChild> {
         let bochsrc = run_dir.join("bochsrc");
         let rc = run_dir.join("bochs.rc");
         write(
@@ -401,7 +415,7 @@ magic_break: enabled=0
         Ok(child)
     }
 
-    fn spawn_qemu(&self, iso: &Path, run_dir: &Path, peers: SerialPeers) -> Result<GroupChild> {
+    fn spawn_qemu(&self, iso: &Path, run_dir: &Path, peers: Peers) -> Result<GroupChild> {
         let args = self
             .qemu_args_with_peers(iso, run_dir, peers)
             .unwrap_or_default();
@@ -618,17 +632,17 @@ magic_break: enabled=0
         }
     }
 
-    fn com3_at(port: u16) -> SerialPeers {
-        SerialPeers {
+    fn com3_at(port: u16) -> Peers {
+        Peers {
             com3: Some(SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, port)),
-            ..SerialPeers::default()
+            ..Peers::default()
         }
     }
 
-    fn com2_at(port: u16) -> SerialPeers {
-        SerialPeers {
+    fn com2_at(port: u16) -> Peers {
+        Peers {
             com2: Some(SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, port)),
-            ..SerialPeers::default()
+            ..Peers::default()
         }
     }
 
@@ -638,8 +652,7 @@ magic_break: enabled=0
         let (iso, dir) = (Path::new("/r/x.iso"), Path::new("/r"));
         assert_eq!(emu.bochsrc(iso, dir).unwrap(), BOCHSRC_2CPU);
         assert_eq!(
-            emu.bochsrc_with_peers(iso, dir, SerialPeers::default())
-                .unwrap(),
+            emu.bochsrc_with_peers(iso, dir, Peers::default()).unwrap(),
             BOCHSRC_2CPU
         );
         assert!(!BOCHSRC_2CPU.contains("com3"));
@@ -673,6 +686,25 @@ magic_break: enabled=0
     }
 
     #[test]
+    fn bochsrc_with_a_nic_puts_the_e1000_in_slot_2_on_its_port() {
+        let peers = Peers {
+            nic: Some(40200),
+            ..Peers::default()
+        };
+        let rc = bochs_2cpu()
+            .bochsrc_with_peers(Path::new("/r/x.iso"), Path::new("/r"), peers)
+            .unwrap();
+        let nic = "e1000: enabled=1, mac=52:54:00:12:34:56, ethmod=socket, ethdev=40200\n";
+        assert!(rc.contains("pci: enabled=1, chipset=i440fx, slot2=e1000\n"), "{rc}");
+        assert!(rc.contains(nic), "{rc}");
+        // Nothing else changes.
+        assert_eq!(
+            rc.replacen(nic, "", 1).replacen(", slot2=e1000", "", 1),
+            BOCHSRC_2CPU
+        );
+    }
+
+    #[test]
     fn bochsrc_with_com2_replaces_its_file_by_the_socket() {
         let rc = bochs_2cpu()
             .bochsrc_with_peers(Path::new("/r/x.iso"), Path::new("/r"), com2_at(40124))
@@ -693,7 +725,7 @@ magic_break: enabled=0
         let (iso, dir) = (Path::new("a.iso"), Path::new("/r"));
         let plain = emu.qemu_args(iso, dir).unwrap();
         assert_eq!(
-            emu.qemu_args_with_peers(iso, dir, SerialPeers::default())
+            emu.qemu_args_with_peers(iso, dir, Peers::default())
                 .unwrap(),
             plain
         );

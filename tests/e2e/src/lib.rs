@@ -42,6 +42,7 @@ mod process;
 mod run;
 mod scenario;
 mod serial_peer;
+mod nic_peer;
 
 pub mod config;
 pub mod expect;
@@ -52,7 +53,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 
 pub use emulator::{
-    DEFAULT_BOCHS_IPS, Emulator, Firmware, OVMF_FIRMWARE, SerialPeers, kvm_nested_available,
+    DEFAULT_BOCHS_IPS, Emulator, Firmware, NIC_MAC, OVMF_FIRMWARE, Peers, kvm_nested_available,
 };
 pub use expect::{Expect, Pattern};
 pub use image::{
@@ -65,6 +66,7 @@ pub use run::{Event, Outcome, Port, Run, RunDir, WaitError, WaitErrorKind};
 pub use scenario::{
     EmulatorKind, LinuxMode, RT_BARE_CPUS, RT_BARE_MEMORY_MIB, Scenario, example_config,
 };
+pub use nic_peer::{NicPeer, PEER_MAC};
 pub use serial_peer::SerialPeer;
 
 /// Environment variable through which `cargo xtask test` hands the built hypervisor image to the

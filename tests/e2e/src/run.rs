@@ -25,8 +25,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::emulator::{COM1_LOG, COM2_LOG, Emulator, SerialPeers};
+use crate::emulator::{COM1_LOG, COM2_LOG, Emulator, Peers};
 use crate::expect::{Expect, Pattern, Progress, clean_line};
+use crate::nic_peer::NicPeer;
 use crate::process::{GroupChild, interrupted};
 use crate::serial_peer::{PeerListener, SerialPeer};
 
@@ -217,12 +218,14 @@ pub struct Run {
     /// stopped before its sockets' other ends close.
     com2: Option<PeerListener>,
     com3: Option<PeerListener>,
+    /// The NIC's peer, when the run has one (stopped after the emulator, too).
+    nic: Option<NicPeer>,
 }
 
 impl Run {
     /// Boots `iso` in `emulator`, with its files in `dir`.
     pub fn start(dir: &RunDir, iso: &Path, emulator: &Emulator) -> Result<Self> {
-        Self::launch(dir, iso, emulator, None, None)
+        Self::launch(dir, iso, emulator, None, None, None)
     }
 
     /// [`Run::start`], with COM2, Linux's console, wired to the harness instead of its file, so
@@ -239,7 +242,7 @@ impl Run {
     ) -> Result<Self> {
         let listener = PeerListener::bind("COM2")
             .with_context(|| format!("{}: Linux's console", dir.name()))?;
-        let mut run = Self::launch(dir, iso, emulator, Some(listener), None)?;
+        let mut run = Self::launch(dir, iso, emulator, Some(listener), None, None)?;
         let log_path = dir.join(COM2_LOG);
         let log = OpenOptions::new()
             .append(true)
@@ -258,9 +261,41 @@ impl Run {
     /// port the system picks, before the emulator starts, and the emulator connects to it
     /// (Bochs as a `socket-client`, QEMU with `-serial tcp:`). [`Run::com3`] accepts it.
     pub fn start_with_com3_peer(dir: &RunDir, iso: &Path, emulator: &Emulator) -> Result<Self> {
-        let listener =
-            PeerListener::bind("COM3").with_context(|| format!("{}: the COM3 peer", dir.name()))?;
-        Self::launch(dir, iso, emulator, None, Some(listener))
+        Self::start_with_test_peers(dir, iso, emulator, true, false)
+    }
+
+    /// [`Run::start`], with a COM3 peer ([`Run::start_with_com3_peer`]) if `com3`, and with an
+    /// Intel 8254x NIC whose wire is a [`NicPeer`] that answers the RT NIC driver's frames if
+    /// `nic` (Bochs only; [`Run::nic`] reads its counts).
+    pub fn start_with_test_peers(
+        dir: &RunDir,
+        iso: &Path,
+        emulator: &Emulator,
+        com3: bool,
+        nic: bool,
+    ) -> Result<Self> {
+        let com3 = com3
+            .then(|| PeerListener::bind("COM3"))
+            .transpose()
+            .with_context(|| format!("{}: the COM3 peer", dir.name()))?;
+        let nic = nic
+            .then(NicPeer::start)
+            .transpose()
+            .with_context(|| format!("{}: the NIC peer", dir.name()))?;
+        Self::launch(dir, iso, emulator, None, com3, nic)
+    }
+
+    /// The NIC's peer, for a run started with one ([`Run::start_with_test_peers`],
+    /// [`Scenario::nic_peer`]); fails at once for any other run.
+    ///
+    /// [`Scenario::nic_peer`]: crate::Scenario::nic_peer
+    pub fn nic(&self) -> Result<&NicPeer> {
+        self.nic.as_ref().with_context(|| {
+            format!(
+                "{}: this run has no NIC peer (start it with Scenario::nic_peer)",
+                self.dir.display()
+            )
+        })
     }
 
     fn launch(
@@ -269,6 +304,7 @@ impl Run {
         emulator: &Emulator,
         com2: Option<PeerListener>,
         com3: Option<PeerListener>,
+        nic: Option<NicPeer>,
     ) -> Result<Self> {
         let iso = fs::canonicalize(iso).with_context(|| format!("no ISO at {}", iso.display()))?;
         let logs = [COM1_LOG, COM2_LOG].map(|name| dir.join(name));
@@ -277,9 +313,10 @@ impl Run {
             File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
         }
         // The listeners exist already: the emulator connects while it starts.
-        let peers = SerialPeers {
+        let peers = Peers {
             com2: com2.as_ref().map(PeerListener::addr),
             com3: com3.as_ref().map(PeerListener::addr),
+            nic: nic.as_ref().map(NicPeer::emulator_port),
         };
         let child = emulator.spawn(&iso, dir.path(), peers)?;
         Ok(Self {
@@ -290,6 +327,7 @@ impl Run {
             started: Instant::now(),
             com2,
             com3,
+            nic,
         })
     }
 

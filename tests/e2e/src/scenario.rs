@@ -136,6 +136,7 @@ pub struct Scenario {
     memory_mib: Option<u32>,
     ips: Option<u32>,
     com3_peer: bool,
+    nic_peer: bool,
     firmware: Firmware,
 }
 
@@ -160,6 +161,7 @@ impl Scenario {
             memory_mib: None,
             ips: None,
             com3_peer: false,
+            nic_peer: false,
             firmware: Firmware::Bios,
         }
     }
@@ -302,6 +304,15 @@ impl Scenario {
         self
     }
 
+    /// Gives the machine an Intel 8254x NIC (Bochs' `e1000` in PCI slot 2: function 00:03.0,
+    /// INTA routed to IRQ 11 by the Bochs BIOS) whose wire is a [`crate::NicPeer`] of the
+    /// harness, which answers the RT NIC driver's cyclic frames; [`Run::nic`] reads what it
+    /// counted. Bochs only.
+    pub fn nic_peer(mut self) -> Self {
+        self.nic_peer = true;
+        self
+    }
+
     /// The config file this scenario boots, checked and compiled (what a test builds its
     /// expectations from). Fails for a config given as text, which exists once the run starts,
     /// and for a scenario without a config.
@@ -317,17 +328,14 @@ impl Scenario {
     }
 
     /// Makes the run directory, builds the ISO and boots it (listening for COM3's connection
-    /// first with [`Scenario::com3_peer`]).
+    /// first with [`Scenario::com3_peer`], the NIC's peer bound first with
+    /// [`Scenario::nic_peer`]).
     pub fn start(&self) -> Result<Run> {
         let images = self.images()?;
         let dir = RunDir::create(&self.name)?;
         let (spec, emulator) = self.plan(&images, dir.path())?;
         let iso = crate::build_iso(&spec).with_context(|| format!("{}: the ISO", self.name))?;
-        if self.com3_peer {
-            Run::start_with_com3_peer(&dir, &iso, &emulator)
-        } else {
-            Run::start(&dir, &iso, &emulator)
-        }
+        Run::start_with_test_peers(&dir, &iso, &emulator, self.com3_peer, self.nic_peer)
     }
 
     /// The images this scenario boots: given, or handed over in the environment.

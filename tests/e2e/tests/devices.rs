@@ -8,11 +8,22 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use bulkhead_abi::console::{DeviceLatencySummary, HALTED, STEADY_STATE, SerialSummary};
-use bulkhead_e2e::{Expect, Scenario, config, report};
+use bulkhead_abi::console::{
+    CycleSummary, DeviceLatencySummary, HALTED, STEADY_STATE, SerialSummary,
+};
+use bulkhead_e2e::{Expect, LinuxMode, Run, Scenario, config, report};
 
 /// Wall-clock limit of a run.
 const BOCHS_LIMIT: Duration = Duration::from_secs(600);
+
+/// The last console line of the run that `parse` reads (a driver's cumulative summary).
+fn last_line<'a, T>(run: &'a Run, parse: fn(&'a str) -> Option<T>, what: &str) -> Result<T> {
+    run.lines()
+        .iter()
+        .filter_map(|l| parse(l))
+        .next_back()
+        .with_context(|| format!("no {what}:\n{}", run.log()))
+}
 
 /// The RT partition owns the HPET and pin 20; the HPET application (`hpet=0xfed00000@20`)
 /// sets a comparator 1 ms ahead, again and again, and measures from each comparator match to
@@ -58,12 +69,7 @@ fn hpet_interrupts(name: &str, level: bool) -> Result<()> {
         .stop_on(HALTED);
     run.wait_for(&expect, BOCHS_LIMIT)?;
     let log = run.log();
-    let summaries: Vec<_> = run
-        .lines()
-        .iter()
-        .filter_map(|l| DeviceLatencySummary::parse(l))
-        .collect();
-    let last = summaries.last().context("no device-latency summary")?;
+    let last = last_line(&run, DeviceLatencySummary::parse, "device-latency summary")?;
     ensure!(
         last.source == "hpet" && last.gsi == 20 && last.samples >= 10_000,
         "fewer than 10 s of HPET events: {last}\n{log}"
@@ -135,12 +141,7 @@ fn bochs_rt_serial_echo() -> Result<()> {
         .stop_on(HALTED);
     run.wait_for(&counted, BOCHS_LIMIT)?;
     let log = run.log();
-    let summary = run
-        .lines()
-        .iter()
-        .filter_map(|l| SerialSummary::parse(l))
-        .next_back()
-        .context("no serial summary")?;
+    let summary = last_line(&run, SerialSummary::parse, "serial summary")?;
     ensure!(
         summary.overruns == 0 && summary.unhandled == 0 && summary.irqs > 0 && summary.irqs <= sent,
         "{summary}\n{log}"
@@ -152,6 +153,148 @@ fn bochs_rt_serial_echo() -> Result<()> {
     ensure!(reports >= 2, "only {reports} RT exit reports:\n{log}");
     println!(
         "{sent} bytes echoed by the RT UART driver after {:.1}s: {summary}; RT exits: {at_steady_state} before steady state, 0 in {} reports after",
+        run.elapsed().as_secs_f64(),
+        reports - 1
+    );
+    Ok(())
+}
+
+/// The RT partition owns the Intel 8254x NIC (PCI 00:03.0) and the pin its INTx is routed to
+/// (IRQ 11, level-triggered); the NIC application (`nic=e1000`) sends a frame every 2 ms and
+/// the harness's peer answers each on the wire: at least 10 s of cycles, every answer checked,
+/// none lost, none bad, at most 1% late, the round trips' summary consistent, and the RT CPU
+/// takes no VM exit after steady state while its NIC interrupts it.
+///
+/// Why 2 ms and why late ones at all: Bochs reads its socket once per millisecond of emulated
+/// time, so an answer reaches the NIC up to 1 ms after it is on the wire (with 1 ms cycles
+/// about one answer in ten lands in the next cycle); and the peer is a thread of the host,
+/// running in real time beside an emulator whose clock follows its instruction count, faster
+/// than real time while its CPUs idle: an answer the host schedules late misses a poll and
+/// waits a further emulated millisecond (a few per thousand cycles).
+#[test]
+#[ignore = "boots an emulator; run through cargo xtask test"]
+fn bochs_rt_nic_frame_exchange() -> Result<()> {
+    let mut run = Scenario::new("bochs_rt_nic_frame_exchange")
+        .config_text(
+            "bochs-2cpu-rt-nic.toml",
+            config::example_with_rt_nic("bochs-2cpu.toml")?,
+        )
+        .hv_cmdline("exit_report_s=1")
+        .rt_cmdline("nic=e1000 nic_period_us=2000")
+        .nic_peer()
+        .start()?;
+    let expect = Expect::new()
+        .regex(r"partition rt: line 0 = IOAPIC pin 11 -> RT CPU 0 \(APIC ID 1\) vector 48, level active high")
+        .regex(r"partition rt: PCI 00:03\.0 \(8086:100e, class 020000\): 1 memory and 1 I/O BARs mapped, bus mastering on, INTx on IOAPIC pin 11 \(line 0\)")
+        .line(STEADY_STATE)
+        .regex(r"^nic: 00:03\.0 \(8086:100e\) registers at 0x[0-9a-f]+, INTx on IOAPIC pin 11, a frame every 2000 us$")
+        .line("nic: MAC 52:54:00:12:34:56, link up, exchanging frames")
+        .times(11, CycleSummary::PREFIX)
+        .fail_on("FATAL")
+        .stop_on(HALTED);
+    run.wait_for(&expect, BOCHS_LIMIT)?;
+    let log = run.log();
+    let last = last_line(&run, CycleSummary::parse, "frame-cycle summary")?;
+    ensure!(
+        last.source == "e1000" && last.period_us == 2000 && last.cycles >= 5_000,
+        "fewer than 10 s of cycles: {last}\n{log}"
+    );
+    ensure!(
+        last.lost == 0
+            && last.bad == 0
+            && last.late * 100 <= last.cycles
+            && last.answered + last.late + 17 >= last.cycles,
+        "frames lost, bad or too many late: {last}\n{log}"
+    );
+    ensure!(
+        last.min_ns > 0
+            && last.min_ns <= last.avg_ns
+            && last.avg_ns <= last.max_ns
+            && last.p99_ns <= last.p999_ns
+            && last.irqs >= last.answered,
+        "inconsistent summary: {last}\n{log}"
+    );
+    let peer = run.nic()?;
+    ensure!(
+        peer.answered() >= last.answered + last.late && peer.ignored() == 0,
+        "the peer answered {} frames and ignored {}, the driver counted {last}",
+        peer.answered(),
+        peer.ignored()
+    );
+    let (at_steady_state, reports) =
+        report::rt_cpu_took_no_exits(&run, 1, "exchanging frames on its NIC")?;
+    ensure!(reports >= 10, "only {reports} RT exit reports:\n{log}");
+    println!(
+        "frames exchanged by the RT NIC driver after {:.1}s: {last}; the peer answered {}; RT exits: {at_steady_state} before steady state, 0 in {} reports after",
+        run.elapsed().as_secs_f64(),
+        peer.answered(),
+        reports - 1
+    );
+    Ok(())
+}
+
+/// Debian's Linux beside the RT partition's NIC (its own boot, `bulkhead.init=rt-devices`):
+/// Linux's PCI scan does not list the NIC (00:03.0) and its interrupt table has no IRQ 11;
+/// root's writes to the NIC's command register (decoding and bus mastering off) and BAR0
+/// (over the local APICs) change nothing: Linux reads the function as absent before and
+/// after, and the frame exchange, which needs both, goes on through Linux's whole boot and
+/// the attack, none lost, none bad; the RT CPU takes no VM exit after steady state. (The
+/// hypervisor counts the refused writes; its log of them is spent on Linux's boot-time
+/// probing by then.)
+#[test]
+#[ignore = "boots an emulator; run through cargo xtask test"]
+fn bochs_linux_beside_rt_nic() -> Result<()> {
+    let mut run = Scenario::new("bochs_linux_beside_rt_nic")
+        .config_text(
+            "bochs-2cpu-rt-nic.toml",
+            config::example_with_rt_nic("bochs-2cpu.toml")?,
+        )
+        .hv_cmdline("exit_report_s=1")
+        .rt_cmdline("nic=e1000 nic_period_us=2000")
+        .linux(LinuxMode::kernel("bulkhead.init=rt-devices"))
+        .nic_peer()
+        .start()?;
+    let expect = Expect::new()
+        .line(STEADY_STATE)
+        .line("nic: MAC 52:54:00:12:34:56, link up, exchanging frames")
+        .regex(r"^bulkhead-linux: pci functions: ")
+        .line("bulkhead-linux: irq 11 lines: 0")
+        .line("hostile: root-rt-nic-config: 00:03.0 command 0xffffffff BAR0 0xffffffff unchanged after writing 0 and 0xfee00000 (now 0xffffffff 0xffffffff)")
+        .line("bulkhead-linux: rt-devices done")
+        .fail_on("FATAL")
+        .fail_on("Kernel panic")
+        .stop_on(HALTED);
+    run.wait_for(&expect, BOCHS_LIMIT)?;
+    let summaries_then = run
+        .lines()
+        .iter()
+        .filter(|l| l.starts_with(CycleSummary::PREFIX))
+        .count();
+    let after = Expect::new()
+        .times(summaries_then + 3, CycleSummary::PREFIX)
+        .fail_on("FATAL")
+        .stop_on(HALTED);
+    run.wait_for(&after, BOCHS_LIMIT)?;
+    let log = run.log();
+    let functions = run
+        .lines()
+        .iter()
+        .find_map(|l| l.strip_prefix("bulkhead-linux: pci functions: "))
+        .context("no PCI function list")?
+        .to_string();
+    ensure!(
+        functions.contains("0000:00:00.0") && !functions.contains("0000:00:03.0"),
+        "Linux's PCI functions: {functions}\n{log}"
+    );
+    let last = last_line(&run, CycleSummary::parse, "frame-cycle summary")?;
+    ensure!(
+        last.lost == 0 && last.bad == 0 && last.late * 100 <= last.cycles && last.cycles >= 1000,
+        "the exchange suffered beside Linux: {last}\n{log}"
+    );
+    let (at_steady_state, reports) =
+        report::rt_cpu_took_no_exits(&run, 1, "exchanging frames beside Linux")?;
+    println!(
+        "Linux sees PCI functions {functions}and no IRQ 11; root's writes to the RT NIC refused; after {:.1}s: {last}; RT exits: {at_steady_state} before steady state, 0 in {} reports after",
         run.elapsed().as_secs_f64(),
         reports - 1
     );

@@ -34,7 +34,7 @@ const XAPIC_PAGE: u64 = 0xfee0_0000;
 type Case = fn() -> String;
 
 /// Every case, in the order `all` runs them.
-const CASES: [(&str, Case); 14] = [
+const CASES: [(&str, Case); 15] = [
     ("user-vmxoff", user_vmxoff),
     ("user-hello", user_hello),
     ("user-hypercall-flood", user_hypercall_flood),
@@ -48,6 +48,7 @@ const CASES: [(&str, Case); 14] = [
     ("root-xapic-read", root_xapic_read),
     ("root-pci-config-write", root_pci_config_write),
     ("root-pci-bar-move", root_pci_bar_move),
+    ("root-rt-nic-config", root_rt_nic_config),
     ("root-ring-corrupt", root_ring_corrupt),
 ];
 
@@ -471,6 +472,32 @@ fn root_pci_bar_move() -> String {
     } else {
         format!("IDE bus-master BAR {before:#010x} became {after:#010x}")
     }
+}
+
+/// Root goes for the configuration space of the RT partition's NIC in the device tests
+/// (00:03.0: an absent function on other machines, which reads the same): turns its decoding
+/// and bus mastering off and moves its register BAR over the local APICs' page, and reads
+/// both registers before and after.
+fn root_rt_nic_config() -> String {
+    // Enable bit, bus 0, device 3, function 0: the command register and BAR0.
+    const COMMAND: u32 = 0x8000_1804;
+    const BAR0: u32 = 0x8000_1810;
+    if let Err(e) = raise_io_privilege() {
+        return e;
+    }
+    let before = (config_read(COMMAND), config_read(BAR0));
+    config_write32(COMMAND, 0);
+    config_write32(BAR0, XAPIC_PAGE as u32);
+    let after = (config_read(COMMAND), config_read(BAR0));
+    let verb = if after == before {
+        "unchanged"
+    } else {
+        "changed"
+    };
+    format!(
+        "00:03.0 command {:#010x} BAR0 {:#010x} {verb} after writing 0 and {XAPIC_PAGE:#x} (now {:#010x} {:#010x})",
+        before.0, before.1, after.0, after.1
+    )
 }
 
 /// What the ring corruption case scribbles on: each channel's header word, and the value

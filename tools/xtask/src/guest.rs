@@ -11,6 +11,7 @@
 //!   or `hang`: `halt -f`, every CPU halted with interrupts off; or `hotplug`: CPU 1 taken
 //!   offline and brought back twice; or `watchdog-hog`: the emulated watchdog fed, then every
 //!   CPU taken by a real-time busy loop),
+//!   or looks at the RT partition's devices and attacks one (`bulkhead.init=rt-devices`),
 //!   or runs the latency benchmark's Linux load (`bulkhead.init=load`: CPU hogs, memory
 //!   streaming, fork and exec, console output, channel traffic) or its hostile Linux
 //!   (`bulkhead.init=hostile-loop`: the hostile-Linux attacks over and over),
@@ -169,6 +170,15 @@ case " $cmdline " in
     sleep 3
     echo "bulkhead-linux: powering off"
     poweroff -f
+    ;;
+*" bulkhead.init=rt-devices "*)
+    # What Linux sees of the RT partition's devices in the device tests (the RT NIC, PCI
+    # 00:03.0, its INTx on IRQ 11): its PCI functions as lspci reads them, IRQ 11 in its
+    # interrupt table, then root's attack on the NIC's configuration space.
+    echo "bulkhead-linux: pci functions: $(ls /sys/bus/pci/devices | tr '\n' ' ')"
+    echo "bulkhead-linux: irq 11 lines: $(grep -c '^ *11:' /proc/interrupts)"
+    bulkhead-hostile root-rt-nic-config
+    echo "bulkhead-linux: rt-devices done"
     ;;
 *" bulkhead.init=hostile-loop "*)
     # The latency benchmark's hostile Linux (`cargo xtask bench latency --linux-hostile`): the

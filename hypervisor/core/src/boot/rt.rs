@@ -247,14 +247,16 @@ impl RtLayout {
     /// The boot information for this layout: the partition's CPUs (partition index = config
     /// order), its RAM, its channels at their guest-physical addresses (not the hypervisor's
     /// `hypervisor-to-linux` one), the console port the
-    /// config routes it to, the TSC frequency, the kernel command line and its device lines
-    /// (`lines`, planned by `devices::rt_lines`).
+    /// config routes it to, the TSC frequency, the kernel command line, its device lines
+    /// (`lines`, planned by `devices::rt_lines`) and its PCI functions (`pci`, described by
+    /// `devices::rt_pci`); each RAM region's bus address is its host-physical one.
     pub fn boot_info(
         &self,
         cfg: &Config,
         tsc_hz: u64,
         cmdline: &str,
         lines: &[crate::devices::rt_lines::Line],
+        pci: impl IntoIterator<Item = bulkhead_abi::rt_boot::PciFunctionInfo>,
     ) -> Result<RtBootInfo, RtLoadError> {
         let mut info = RtBootInfo::new();
         info.flags = FLAG_UNDER_HYPERVISOR;
@@ -264,10 +266,13 @@ impl RtLayout {
             info.push_cpu(apic_id).map_err(RtLoadError::BootInfo)?;
         }
         for m in self.ram() {
-            info.push_memory_region(MemoryRegion {
-                base: m.gpa().as_u64(),
-                size: m.size,
-            })
+            info.push_memory_region(
+                MemoryRegion {
+                    base: m.gpa().as_u64(),
+                    size: m.size,
+                },
+                m.hpa().as_u64(),
+            )
             .map_err(RtLoadError::BootInfo)?;
         }
         for c in cfg.channels() {
@@ -295,6 +300,10 @@ impl RtLayout {
         }
         for line in lines {
             info.push_line(line.info()).map_err(RtLoadError::BootInfo)?;
+        }
+        for function in pci {
+            info.push_pci_function(function)
+                .map_err(RtLoadError::BootInfo)?;
         }
         info.set_cmdline(cmdline).map_err(RtLoadError::BootInfo)?;
         info.validate().map_err(RtLoadError::BootInfo)?;
@@ -498,7 +507,7 @@ notify = "poll"
         let cfg = two_regions();
         let layout = RtLayout::plan(&cfg).unwrap();
         let info = layout
-            .boot_info(&cfg, 2_000_000_000, "latency_period_us=100", &[])
+            .boot_info(&cfg, 2_000_000_000, "latency_period_us=100", &[], [])
             .unwrap();
         assert!(info.under_hypervisor());
         assert_eq!(info.apic_ids(), &[1, 3]);
@@ -521,7 +530,7 @@ notify = "poll"
         assert_eq!(info.cmdline(), Some("latency_period_us=100"));
         assert!(
             layout
-                .boot_info(&cfg, 1, &"x".repeat(300), &[])
+                .boot_info(&cfg, 1, &"x".repeat(300), &[], [])
                 .unwrap_err()
                 .to_string()
                 .contains("boot information")

@@ -16,6 +16,7 @@ use crate::partition::{self, GuestStart, PartitionResources};
 use crate::platform::Platform;
 use crate::{
     channels, console, fatal, linux_devices, linux_loader, memory, println, rt_lines, rt_loader,
+    rt_pci,
 };
 
 static PARTITIONS: Once<[PartitionResources; 2]> = Once::new();
@@ -60,7 +61,20 @@ pub fn build(
         Ok(l) => l,
         Err(e) => fatal!("config: {e}"),
     };
-    let rt_start = match rt_loader::load(cfg, boot, &layout, time::tsc_hz(), lines.as_slice()) {
+    // Before Linux's devices: their BAR filter keeps off the RT functions' windows.
+    let pci = match rt_pci::plan(cfg, platform, boot.usable_ram(), lines.as_slice()) {
+        Ok(p) => p,
+        Err(e) => fatal!("config: {e}"),
+    };
+    let pci_infos = pci.iter().map(|d| d.info);
+    let rt_start = match rt_loader::load(
+        cfg,
+        boot,
+        &layout,
+        time::tsc_hz(),
+        lines.as_slice(),
+        pci_infos,
+    ) {
         Ok(s) => s,
         Err(e) => fatal!("{e}"),
     };

@@ -48,11 +48,8 @@ static RATE_HZ: AtomicU64 = AtomicU64::new(10_000);
 
 /// Reads `control_hz=` (init).
 fn init(context: &Context<'static>) -> Result<(), Error> {
-    if let Some(value) = context.option("control_hz") {
-        match value.parse::<u64>() {
-            Ok(hz) if hz <= 100_000 => RATE_HZ.store(hz, Ordering::Relaxed),
-            _ => return Err(Error::InvalidArgument),
-        }
+    if let Some(hz) = context.number(APP.name, "control_hz", 0..=100_000)? {
+        RATE_HZ.store(hz, Ordering::Relaxed);
     }
     Ok(())
 }

@@ -109,16 +109,8 @@ fn init(context: &Context<'static>) -> Result<(), Error> {
         return Err(Error::InvalidArgument);
     };
     TRACE.store(context.option("trace") == Some("on"), Ordering::Relaxed);
-    if let Some(us) = context.option("hpet_period_us") {
-        match us.parse::<u64>() {
-            Ok(us) if (100..=1_000_000).contains(&us) => {
-                PERIOD_NS.store(us * 1000, Ordering::Relaxed);
-            }
-            _ => {
-                println!("hpet: hpet_period_us={us}: expected 100 to 1000000");
-                return Err(Error::InvalidArgument);
-            }
-        }
+    if let Some(us) = context.number(APP.name, "hpet_period_us", 100..=1_000_000)? {
+        PERIOD_NS.store(us * 1000, Ordering::Relaxed);
     }
     // The task runs on CPU 0 (`Cpu::First`).
     if let Some(attached) = irq::attach_gsi(APP.name, gsi, 0)? {

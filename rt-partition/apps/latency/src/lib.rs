@@ -105,16 +105,8 @@ pub fn latest(cpu: usize) -> Option<CpuLatency> {
 /// Takes the period and report interval from the options (init).
 /// Reads `latency_period_us=` and `trace=on` (init).
 fn init(context: &Context<'static>) -> Result<(), Error> {
-    if let Some(value) = context.option("latency_period_us") {
-        match value.parse::<u64>() {
-            Ok(us) if (10..=1_000_000).contains(&us) => {
-                PERIOD_NS.store(us * 1000, Ordering::Relaxed);
-            }
-            _ => {
-                println!("latency: latency_period_us={value}: expected 10 to 1000000");
-                return Err(Error::InvalidArgument);
-            }
-        }
+    if let Some(us) = context.number(APP.name, "latency_period_us", 10..=1_000_000)? {
+        PERIOD_NS.store(us * 1000, Ordering::Relaxed);
     }
     TRACE.store(context.option("trace") == Some("on"), Ordering::Relaxed);
     log::info!(

@@ -1,0 +1,519 @@
+//! The PCI functions the RT partition owns, checked and described at boot.
+//!
+//! For each function of `partitions.rt.pci_devices` the hypervisor reads, before any partition
+//! runs, what a driver needs and what isolation depends on ([`describe`]):
+//!
+//! - its identity and class, and its BARs (through [`OwnedFunction::probe`]): every memory BAR
+//!   must be assigned, lie in the window where the RT kernel maps device memory
+//!   ([`bulkhead_config::MMIO_WINDOW`]) and overlap nothing else ([`Surroundings::memory`]: RAM,
+//!   the hypervisor's and the partitions' regions, the RT partition's `mmio`, the IOAPICs' and
+//!   the local APICs' pages, the BARs of the RT functions before it); every I/O BAR must keep
+//!   off the ports others own ([`Surroundings::ports`]). The image maps the memory BARs into
+//!   the RT partition's EPT uncached at their own addresses and passes the I/O BARs' ports
+//!   through; Linux's BAR filter keeps Linux's own BARs off them (`pci_owned`);
+//! - its INTx: the pin it signals on (configuration byte 0x3d) and the IRQ the firmware routed
+//!   that pin to (the interrupt line, byte 0x3c). On a PC chipset a slot's INTx reaches the
+//!   interrupt controllers through the chipset's PIRQ routing, which the firmware programs and
+//!   records in that byte; the IOAPIC sees an ISA IRQ on the pin of the same number. When
+//!   that pin is one of the RT partition's lines, it must be level-triggered (INTx is a level
+//!   signal: an edge-triggered pin would lose interrupts once two overlap), and no function of
+//!   Linux's may be routed there too (a shared pin would let Linux's device raise RT
+//!   interrupts and the RT kernel's masking silence Linux's device). A pin of Linux's is
+//!   refused. A pin nobody owns is reported and the function gets no line: chipsets whose
+//!   PIRQs reach IOAPIC pins above 15 leave the PIC-mode IRQ in that byte while the IOAPIC
+//!   pin is only in the ACPI namespace's `_PRT`, which the hypervisor does not interpret;
+//!
+//! then turns its decoding and bus mastering on ([`Described::command`]). The RT kernel gets
+//! the description in its boot information ([`PciFunctionInfo`]) and never touches the
+//! function's configuration space (its ports exit and are refused, as every unowned port).
+//!
+//! Not handled: bridges (refused: their windows would have to be guarded too), MSI and MSI-X
+//! (the emulated machines have no device with them; the RT kernel would program them through
+//! the hypervisor), the INTx routing of chipsets whose PIRQs reach IOAPIC pins above 15 (see
+//! above), and DMA:
+//! without an IOMMU a bus-mastering device reaches all memory. Written by hand: no crate knows
+//! which partition owns what.
+
+use core::fmt;
+
+use bulkhead_abi::rt_boot::{BAR_IO, BAR_MEMORY, NO_LINE, PciBar, PciFunctionInfo};
+use bulkhead_config::{PciBdf, Region};
+
+use super::pci_owned::{BarKind, ConfigSpace, OwnedFunction, reg};
+use super::rt_lines::Line;
+
+/// Command register bits: I/O and memory decoding, bus mastering, INTx disable.
+const IO_DECODE: u32 = 1 << 0;
+const MEMORY_DECODE: u32 = 1 << 1;
+const BUS_MASTER: u32 = 1 << 2;
+const INTX_DISABLE: u32 = 1 << 10;
+/// The dword holding the interrupt line (bits 7:0) and pin (bits 15:8).
+const INTERRUPT: u8 = 0x3c;
+/// The dword holding the revision (7:0) and the class code (31:8).
+const CLASS: u8 = 0x08;
+
+/// What an RT function's BARs and line must keep off.
+#[derive(Debug, Clone, Copy)]
+pub struct Surroundings<'a> {
+    /// Memory that is someone else's, each with what it is (`"RAM"`, `"an IOAPIC's
+    /// registers"`, `"partitions.rt.mmio[0]"`).
+    pub memory: &'a [(Region, &'static str)],
+    /// Ports that are someone else's, with what they are.
+    pub ports: &'a [(Region, &'static str)],
+    /// The RT partition's device lines.
+    pub lines: &'a [Line],
+    /// Linux's IOAPIC pins.
+    pub linux_pins: &'a [u32],
+    /// The IRQ each of Linux's functions is routed to (its interrupt line register; functions
+    /// without an INTx pin left out).
+    pub linux_irqs: &'a [(PciBdf, u8)],
+}
+
+/// An RT function as the boot information describes it, and what to do to it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Described {
+    pub info: PciFunctionInfo,
+    /// The IRQ (IOAPIC pin) its INTx is routed to, if the firmware routed it.
+    pub irq: Option<u8>,
+    /// The command register value that turns its decoding and bus mastering on.
+    pub command: u32,
+}
+
+impl Described {
+    /// Its memory BARs, as regions.
+    pub fn memory_windows(&self) -> impl Iterator<Item = Region> + '_ {
+        (0..6)
+            .filter_map(|i| self.info.memory_bar(i))
+            .map(|b| Region::new(b.base, b.size))
+    }
+
+    /// Its I/O BARs, as port regions.
+    pub fn port_windows(&self) -> impl Iterator<Item = Region> + '_ {
+        (0..6)
+            .filter_map(|i| self.info.io_bar(i))
+            .map(|b| Region::new(b.base, b.size))
+    }
+}
+
+/// Why an RT function cannot be given to the RT partition. Each names the function by its
+/// place in `partitions.rt.pci_devices`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RtPciError {
+    /// No function answers there.
+    Absent { index: usize, bdf: PciBdf },
+    /// It is a bridge (or another header type than a device's).
+    NotADevice { index: usize, bdf: PciBdf },
+    /// A memory BAR the firmware left unassigned (at 0).
+    BarUnassigned {
+        index: usize,
+        bdf: PciBdf,
+        register: u8,
+    },
+    /// A memory BAR outside the RT kernel's device window.
+    BarOutsideWindow {
+        index: usize,
+        bdf: PciBdf,
+        register: u8,
+        window: Region,
+    },
+    /// A BAR over memory or ports that are someone else's.
+    BarOverlaps {
+        index: usize,
+        bdf: PciBdf,
+        register: u8,
+        io: bool,
+        window: Region,
+        what_else: &'static str,
+    },
+    /// Its INTx is routed to one of Linux's pins.
+    LineLinux {
+        index: usize,
+        bdf: PciBdf,
+        pin: u8,
+        irq: u8,
+    },
+    /// Its INTx's RT line is edge-triggered.
+    LineEdge { index: usize, bdf: PciBdf, irq: u8 },
+    /// A function of Linux's is routed to the same IRQ.
+    LineShared {
+        index: usize,
+        bdf: PciBdf,
+        irq: u8,
+        linux: PciBdf,
+    },
+}
+
+impl fmt::Display for RtPciError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (index, bdf) = match *self {
+            Self::Absent { index, bdf }
+            | Self::NotADevice { index, bdf }
+            | Self::BarUnassigned { index, bdf, .. }
+            | Self::BarOutsideWindow { index, bdf, .. }
+            | Self::BarOverlaps { index, bdf, .. }
+            | Self::LineLinux { index, bdf, .. }
+            | Self::LineEdge { index, bdf, .. }
+            | Self::LineShared { index, bdf, .. } => (index, bdf),
+        };
+        write!(f, "partitions.rt.pci_devices[{index}]: {bdf}")?;
+        match *self {
+            Self::Absent { .. } => f.write_str(": no PCI function answers there"),
+            Self::NotADevice { .. } => f.write_str(
+                ": not a device function (a bridge's windows would have to be guarded too: give the RT partition the functions behind it)",
+            ),
+            Self::BarUnassigned { register, .. } => write!(
+                f,
+                ": the memory BAR at {register:#x} is unassigned (the firmware gave it no address)"
+            ),
+            Self::BarOutsideWindow {
+                register, window, ..
+            } => write!(
+                f,
+                ": the memory BAR at {register:#x} decodes {window}, outside {:#x}..{:#x} where the RT kernel maps device memory",
+                bulkhead_config::MMIO_WINDOW.start,
+                bulkhead_config::MMIO_WINDOW.end
+            ),
+            Self::BarOverlaps {
+                register,
+                io,
+                window,
+                what_else,
+                ..
+            } => write!(
+                f,
+                ": the {} BAR at {register:#x} decodes {window}, over {what_else}",
+                if io { "I/O" } else { "memory" }
+            ),
+            Self::LineLinux { pin, irq, .. } => write!(
+                f,
+                ": its INT{} is routed to IRQ {irq} (its interrupt line, as the firmware set up the chipset's PIRQ routing), which is in partitions.linux.ioapic_pins: give the pin to the RT partition, {{ pin = {irq}, trigger = \"level\" }}",
+                char::from(b'A' + pin - 1)
+            ),
+            Self::LineEdge { irq, .. } => write!(
+                f,
+                ": its INTx arrives on IOAPIC pin {irq}, which partitions.rt.ioapic_pins makes edge-triggered: PCI interrupts are level signals (write trigger = \"level\")"
+            ),
+            Self::LineShared { irq, linux, .. } => write!(
+                f,
+                ": its INTx shares IRQ {irq} with {linux}, a function of Linux's (a shared pin cannot be split between partitions: move one of them to another slot)"
+            ),
+        }
+    }
+}
+
+/// Reads and checks the function at `bdf`, the `index`-th of the RT partition's, through
+/// `space` (the probe sizes its BARs with decoding off and restores them). `lines` is in
+/// `surroundings`; its index is the function's line in the boot information.
+pub fn describe(
+    index: usize,
+    bdf: PciBdf,
+    space: &mut impl ConfigSpace,
+    surroundings: &Surroundings<'_>,
+) -> Result<Described, RtPciError> {
+    let id = space.read(0);
+    if id & 0xffff == 0xffff {
+        return Err(RtPciError::Absent { index, bdf });
+    }
+    if (space.read(reg::HEADER) >> 16) & 0x7f != 0 {
+        return Err(RtPciError::NotADevice { index, bdf });
+    }
+    let probed = OwnedFunction::probe(bdf, space);
+    let mut info = PciFunctionInfo {
+        bdf: u16::from(bdf.bus()) << 8 | u16::from(bdf.device()) << 3 | u16::from(bdf.function()),
+        vendor_id: id as u16,
+        device_id: (id >> 16) as u16,
+        line: NO_LINE,
+        class: space.read(CLASS) >> 8,
+        ..PciFunctionInfo::default()
+    };
+    let mut decode = 0;
+    for bar in probed.bars() {
+        let slot = usize::from((bar.register - reg::BAR0) / 4);
+        let window = Region::new(bar.boot_base, bar.size);
+        let (kind, taken, io) = match bar.kind {
+            // The expansion ROM stays as the firmware left it (off): no driver here runs it.
+            BarKind::Rom => continue,
+            BarKind::Io => (BAR_IO, surroundings.ports, true),
+            BarKind::Memory32 | BarKind::Memory64 => {
+                if bar.boot_base == 0 {
+                    return Err(RtPciError::BarUnassigned {
+                        index,
+                        bdf,
+                        register: bar.register,
+                    });
+                }
+                let inside = bar.boot_base >= bulkhead_config::MMIO_WINDOW.start
+                    && window.end() <= bulkhead_config::MMIO_WINDOW.end;
+                if !inside {
+                    return Err(RtPciError::BarOutsideWindow {
+                        index,
+                        bdf,
+                        register: bar.register,
+                        window,
+                    });
+                }
+                (BAR_MEMORY, surroundings.memory, false)
+            }
+        };
+        if let Some(&(_, what_else)) = taken.iter().find(|(r, _)| r.overlaps(&window)) {
+            return Err(RtPciError::BarOverlaps {
+                index,
+                bdf,
+                register: bar.register,
+                io,
+                window,
+                what_else,
+            });
+        }
+        decode |= if io { IO_DECODE } else { MEMORY_DECODE };
+        info.bar_kinds[slot] = kind;
+        info.bars[slot] = PciBar {
+            base: bar.boot_base,
+            size: bar.size,
+        };
+    }
+    let interrupt = space.read(INTERRUPT);
+    let (irq, pin) = (interrupt as u8, (interrupt >> 8) as u8);
+    info.interrupt_pin = if pin <= 4 { pin } else { 0 };
+    // A pin the firmware left unrouted (line 0xff, or 0, which no PCI slot is routed to):
+    // the device can be polled, never interrupt.
+    let routed = info.interrupt_pin != 0 && irq != 0xff && irq != 0;
+    let line = routed
+        .then(|| {
+            surroundings
+                .lines
+                .iter()
+                .position(|l| l.gsi == u32::from(irq))
+        })
+        .flatten();
+    if routed && line.is_none() && surroundings.linux_pins.contains(&u32::from(irq)) {
+        return Err(RtPciError::LineLinux {
+            index,
+            bdf,
+            pin,
+            irq,
+        });
+    }
+    if let Some(line) = line {
+        if !surroundings.lines[line].level {
+            return Err(RtPciError::LineEdge { index, bdf, irq });
+        }
+        if let Some(&(linux, _)) = surroundings.linux_irqs.iter().find(|&&(_, i)| i == irq) {
+            return Err(RtPciError::LineShared {
+                index,
+                bdf,
+                irq,
+                linux,
+            });
+        }
+        // At most MAX_LINES lines, fewer than NO_LINE.
+        info.line = line as u8;
+    }
+    let command = (space.read(reg::COMMAND) & 0xffff & !INTX_DISABLE) | decode | BUS_MASTER;
+    Ok(Described {
+        info,
+        irq: routed.then_some(irq),
+        command,
+    })
+}
+
+/// Turns the function's decoding and bus mastering on (after [`describe`]).
+pub fn enable(space: &mut impl ConfigSpace, described: &Described) {
+    space.write(reg::COMMAND, described.command);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::string::ToString;
+
+    use super::*;
+
+    /// A device's configuration space whose BARs keep only their writable bits.
+    struct Device {
+        dwords: [u32; 64],
+        writable: [u32; 64],
+    }
+
+    impl ConfigSpace for Device {
+        fn read(&mut self, offset: u8) -> u32 {
+            self.dwords[usize::from(offset / 4)]
+        }
+        fn write(&mut self, offset: u8, value: u32) {
+            let i = usize::from(offset / 4);
+            let w = self.writable[i];
+            self.dwords[i] = (self.dwords[i] & !w) | (value & w);
+        }
+    }
+
+    /// An 8254x-like NIC: 128 KiB memory BAR0 at 0xfebc0000, 64 ports at 0xc040 (BAR1),
+    /// INTA routed to IRQ 11, decoding off.
+    fn nic() -> Device {
+        let mut d = Device {
+            dwords: [0; 64],
+            writable: [0; 64],
+        };
+        d.dwords[0] = 0x100e_8086;
+        d.writable[1] = 0xffff;
+        d.dwords[2] = 0x0200_0003;
+        d.dwords[4] = 0xfebc_0000;
+        d.writable[4] = 0xfffe_0000;
+        d.dwords[5] = 0xc041;
+        d.writable[5] = 0xffff_ffc0;
+        d.dwords[15] = 0x0000_010b;
+        d
+    }
+
+    fn bdf() -> PciBdf {
+        PciBdf::new(0, 2, 0).unwrap()
+    }
+
+    fn line(gsi: u32, level: bool) -> Line {
+        Line {
+            gsi,
+            cpu: 0,
+            apic_id: 2,
+            vector: 48,
+            level,
+            active_low: false,
+        }
+    }
+
+    const MEMORY: [(Region, &str); 3] = [
+        (Region::new(0, 0x8000_0000), "RAM"),
+        (Region::new(0xfec0_0000, 0x1000), "an IOAPIC's registers"),
+        (
+            Region::new(0xfee0_0000, 0x10_0000),
+            "the local APICs' range",
+        ),
+    ];
+    const PORTS: [(Region, &str); 1] = [(Region::new(0xcf8, 8), "the PCI configuration ports")];
+
+    const LINUX_PINS: [u32; 3] = [1, 9, 14];
+
+    fn with<R>(lines: &[Line], linux: &[(PciBdf, u8)], f: impl FnOnce(Surroundings<'_>) -> R) -> R {
+        f(Surroundings {
+            memory: &MEMORY,
+            ports: &PORTS,
+            lines,
+            linux_pins: &LINUX_PINS,
+            linux_irqs: linux,
+        })
+    }
+
+    #[test]
+    fn a_nic_is_described_and_enabled() {
+        let lines = [line(4, false), line(11, true)];
+        let mut d = nic();
+        let described = with(&lines, &[], |s| describe(0, bdf(), &mut d, &s)).unwrap();
+        let info = described.info;
+        assert_eq!((info.vendor_id, info.device_id), (0x8086, 0x100e));
+        assert_eq!(info.class, 0x02_0000);
+        assert_eq!(info.address().to_string(), "00:02.0");
+        assert_eq!(
+            info.memory_bar(0),
+            Some(PciBar {
+                base: 0xfebc_0000,
+                size: 0x2_0000
+            })
+        );
+        assert_eq!(
+            info.io_bar(1),
+            Some(PciBar {
+                base: 0xc040,
+                size: 0x40
+            })
+        );
+        assert_eq!(
+            (info.line, info.interrupt_pin, described.irq),
+            (1, 1, Some(11))
+        );
+        assert_eq!(d.dwords[4], 0xfebc_0000, "the probe restored the BAR");
+        enable(&mut d, &described);
+        assert_eq!(d.dwords[1] & 0x7, 0x7, "I/O, memory and bus master on");
+        assert_eq!(described.memory_windows().count(), 1);
+        assert_eq!(described.port_windows().count(), 1);
+    }
+
+    #[test]
+    fn what_cannot_be_given_is_named() {
+        let lines = [line(11, true)];
+        let describe_with = |mutate: fn(&mut Device), lines: &[Line], linux: &[(PciBdf, u8)]| {
+            let mut d = nic();
+            mutate(&mut d);
+            with(lines, linux, |s| describe(3, bdf(), &mut d, &s))
+                .unwrap_err()
+                .to_string()
+        };
+        type Mutation = fn(&mut Device);
+        let cases: [(Mutation, &str); 5] = [
+            (|d| d.dwords[0] = u32::MAX, "no PCI function answers there"),
+            (|d| d.dwords[3] = 0x0001_0000, "not a device function"),
+            (|d| d.dwords[4] = 0, "the memory BAR at 0x10 is unassigned"),
+            (
+                |d| d.dwords[4] = 0x8000_0000,
+                "decodes 0x80000000..0x80020000, outside 0xc0000000..0x100000000",
+            ),
+            (
+                |d| d.dwords[4] = 0xfee0_0000,
+                "the memory BAR at 0x10 decodes 0xfee00000..0xfee20000, over the local APICs' range",
+            ),
+        ];
+        for (mutate, expected) in cases {
+            let message = describe_with(mutate, &lines, &[]);
+            assert!(
+                message.starts_with("partitions.rt.pci_devices[3]: 00:02.0"),
+                "{message}"
+            );
+            assert!(message.contains(expected), "{message} lacks {expected}");
+        }
+        let message = describe_with(|d| d.dwords[5] = 0xcf9, &lines, &[]);
+        assert!(message.contains("the I/O BAR at 0x14 decodes"), "{message}");
+        assert!(
+            message.contains("over the PCI configuration ports"),
+            "{message}"
+        );
+        let message = describe_with(|d| d.dwords[15] = 0x0000_0109, &[line(10, true)], &[]);
+        assert!(
+            message.contains("its INTA is routed to IRQ 9 (its interrupt line, as the firmware set up the chipset's PIRQ routing), which is in partitions.linux.ioapic_pins"),
+            "{message}"
+        );
+        let message = describe_with(|_| {}, &[line(11, false)], &[]);
+        assert!(
+            message.contains("IOAPIC pin 11, which partitions.rt.ioapic_pins makes edge-triggered"),
+            "{message}"
+        );
+        let ide = PciBdf::new(0, 1, 1).unwrap();
+        let message = describe_with(|_| {}, &lines, &[(ide, 14), (ide, 11)]);
+        assert!(message.contains("shares IRQ 11 with 00:01.1"), "{message}");
+    }
+
+    #[test]
+    fn a_pin_nobody_owns_is_no_line() {
+        // The firmware's PIC-mode IRQ on a chipset whose PIRQs reach higher IOAPIC pins.
+        let mut d = nic();
+        let described = with(&[line(17, true)], &[], |s| describe(0, bdf(), &mut d, &s)).unwrap();
+        assert_eq!((described.info.line, described.irq), (NO_LINE, Some(11)));
+    }
+
+    #[test]
+    fn an_unrouted_pin_is_no_line() {
+        for interrupt in [0x0000_01ff, 0x0000_0100, 0x0000_000b] {
+            let mut d = nic();
+            d.dwords[15] = interrupt;
+            let described = with(&[], &[], |s| describe(0, bdf(), &mut d, &s)).unwrap();
+            assert_eq!(described.info.line, NO_LINE, "{interrupt:#x}");
+            assert_eq!(described.irq, None);
+        }
+    }
+
+    #[test]
+    fn a_64_bit_bar_takes_two_registers() {
+        let mut d = nic();
+        d.dwords[4] = 0xfebc_0004;
+        d.dwords[5] = 0;
+        d.writable[5] = u32::MAX;
+        let described = with(&[line(11, true)], &[], |s| describe(0, bdf(), &mut d, &s)).unwrap();
+        assert_eq!(described.info.bar_kinds[..2], [BAR_MEMORY, 0]);
+        assert_eq!(described.info.bars[0].base, 0xfebc_0000);
+    }
+}
