@@ -101,6 +101,8 @@ pub enum BootError {
     BootCpuMissing(u32),
     /// `lines=` is not a list of `GSI[:edge|:level][:high|:low]`.
     BadLines,
+    /// `pci=` names a function that cannot be described.
+    BarePci(crate::pci::BareError),
 }
 
 impl fmt::Display for BootError {
@@ -117,6 +119,7 @@ impl fmt::Display for BootError {
             Self::BadLines => f.write_str(
                 "lines=: expected comma-separated GSI[:edge|:level][:high|:low], at most 16, each pin once, GSIs below 240",
             ),
+            Self::BarePci(e) => write!(f, "{e}"),
             Self::BootCpuMissing(id) => write!(
                 f,
                 "the boot CPU (APIC ID {id}) is not among the CPUs the firmware lists"
@@ -245,10 +248,19 @@ impl Facts {
         if let Some(Ok(cmdline)) = mbi.command_line_tag().map(|t| t.cmdline()) {
             facts.set_cmdline(cmdline);
             // No hypervisor programs the IOAPIC: the command line names the device lines.
-            if let Some(spec) = Options::parse(cmdline).lines {
-                facts.lines =
-                    bulkhead_abi::rt_boot::parse_bare_lines(spec, &mut facts.line_table)
-                        .map_err(|_| BootError::BadLines)?;
+            let options = Options::parse(cmdline);
+            if let Some(spec) = options.lines {
+                facts.lines = bulkhead_abi::rt_boot::parse_bare_lines(spec, &mut facts.line_table)
+                    .map_err(|_| BootError::BadLines)?;
+            }
+            // Nor describes the PCI functions: the command line names them too.
+            if let Some(spec) = options.pci {
+                facts.pci_functions = crate::pci::describe_bare(
+                    spec,
+                    &facts.line_table[..facts.lines],
+                    &mut facts.pci_table,
+                )
+                .map_err(BootError::BarePci)?;
             }
         }
         // The RSDP tags carry a copy of the RSDP after the 8-byte tag header.
@@ -343,6 +355,9 @@ pub struct Options<'a> {
     /// `lines=SPEC`: the device lines of a bare kernel (`GSI[:edge|:level][:high|:low],...`;
     /// under the hypervisor the config decides and this is ignored).
     pub lines: Option<&'a str>,
+    /// `pci=BB:DD.F,...`: the PCI functions a bare kernel describes for its drivers (under the
+    /// hypervisor the config decides and this is ignored).
+    pub pci: Option<&'a str>,
 }
 
 impl<'a> Options<'a> {
@@ -353,6 +368,7 @@ impl<'a> Options<'a> {
             selftest: false,
             log: None,
             lines: None,
+            pci: None,
         };
         for word in cmdline.split_ascii_whitespace() {
             let Some((key, value)) = word.split_once('=') else {
@@ -366,6 +382,7 @@ impl<'a> Options<'a> {
                 ("selftest", _) => options.selftest = value == "kernel",
                 ("log", _) if !value.is_empty() => options.log = Some(value),
                 ("lines", _) if !value.is_empty() => options.lines = Some(value),
+                ("pci", _) if !value.is_empty() => options.pci = Some(value),
                 _ => {}
             }
         }

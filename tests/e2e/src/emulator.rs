@@ -2,7 +2,9 @@
 //!
 //! - **Bochs** is the VT-x test bed. Each run gets its own `bochsrc` (written into the run
 //!   directory, so a failed run can be repeated by hand) with `clock: sync=none` and a fixed
-//!   `ips`: emulated time follows the instruction count, so runs are deterministic. Debian's
+//!   `ips`: emulated time follows the instruction count, so runs are deterministic (a run
+//!   with a NIC peer, whose other end lives in real time, gets `sync=slowdown`: the emulated
+//!   clock never runs ahead of real time). Debian's
 //!   Bochs stops at its debugger prompt, so it gets `-rc` with `c` and `quit`; its `term` display
 //!   needs a terminal, so it runs on a pseudo-terminal of its own (the harness drains it into
 //!   `term.log`), in a session of its own. The screen terminal Bochs opens besides it is drained
@@ -69,7 +71,8 @@ pub struct Peers {
     pub com3: Option<SocketAddrV4>,
     /// An Intel 8254x NIC (Bochs' `e1000`, [`NIC_MAC`], in PCI slot 2: function 00:03.0,
     /// whose INTA the Bochs BIOS routes to IRQ 11) on this local UDP port: Bochs receives
-    /// frames there and sends each to the next port up, one frame per datagram.
+    /// frames there and sends each to the next port up, one frame per datagram. Its clock
+    /// then never runs ahead of real time (`clock: sync=slowdown`), where the peer lives.
     pub nic: Option<u16>,
 }
 
@@ -248,7 +251,10 @@ impl Emulator {
             .com3
             .map(|addr| format!("com3: enabled=1, {}\n", socket(addr)))
             .unwrap_or_default();
-        let (pci_slots, nic) = match peers.nic {
+        // A NIC's wire leads to a peer that runs in real time: the emulated clock may not
+        // run ahead of it (`slowdown` holds the emulation back while it would; it never
+        // speeds it up, so a busy machine keeps its instruction-count time).
+        let (pci_slots, nic, sync) = match peers.nic {
             Some(port) => {
                 let m = NIC_MAC;
                 (
@@ -257,9 +263,10 @@ impl Emulator {
                         "e1000: enabled=1, mac={:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, ethmod=socket, ethdev={port}\n",
                         m[0], m[1], m[2], m[3], m[4], m[5]
                     ),
+                    "slowdown",
                 )
             }
-            None => ("", String::new()),
+            None => ("", String::new(), "none"),
         };
         let log = run_dir.join("bochs.log");
         Some(format!(
@@ -273,7 +280,7 @@ pci: enabled=1, chipset=i440fx{pci_slots}
 ata0: enabled=1, ioaddr1=0x1f0, ioaddr2=0x3f0, irq=14
 ata0-master: type=cdrom, path={iso}, status=inserted
 boot: cdrom
-clock: sync=none, time0=946681200
+clock: sync={sync}, time0=946681200
 com1: enabled=1, mode=file, dev={serial}
 com2: enabled=1, {com2}
 {com3}{nic}display_library: term
@@ -697,9 +704,12 @@ magic_break: enabled=0
         let nic = "e1000: enabled=1, mac=52:54:00:12:34:56, ethmod=socket, ethdev=40200\n";
         assert!(rc.contains("pci: enabled=1, chipset=i440fx, slot2=e1000\n"), "{rc}");
         assert!(rc.contains(nic), "{rc}");
-        // Nothing else changes.
+        // The clock may not run ahead of the peer; nothing else changes.
+        assert!(rc.contains("clock: sync=slowdown, "), "{rc}");
         assert_eq!(
-            rc.replacen(nic, "", 1).replacen(", slot2=e1000", "", 1),
+            rc.replacen(nic, "", 1)
+                .replacen(", slot2=e1000", "", 1)
+                .replacen("sync=slowdown", "sync=none", 1),
             BOCHSRC_2CPU
         );
     }

@@ -163,8 +163,9 @@ enum BenchCmd {
     /// loaded.
     Latency(bench_latency::LatencyArgs),
     /// A device interrupt's latency (the HPET's, whose event time is known) from the device to
-    /// the RT handler task, bare and under the hypervisor in Bochs, side by side with the
-    /// ratio, the kernel's share, and the RT CPU's VM exits while it takes them.
+    /// the RT handler task, or (`--device nic`) an RT NIC driver's cyclic frame exchange and
+    /// its round trips, bare and under the hypervisor in Bochs, side by side with the ratio
+    /// and the RT CPU's VM exits while it takes the interrupts.
     Irq(bench_irq::IrqArgs),
     /// Linux's boot from kernel entry to its init in Bochs' virtual time, bare and under the
     /// hypervisor (same kernel, initramfs, number of Linux CPUs, emulated RAM), side by side
@@ -879,6 +880,18 @@ mod tests {
         };
         assert_eq!((args.seconds, args.period_us), (3, 1000));
         assert!(Cli::try_parse_from(["xtask", "bench", "latency", "--period-us", "5"]).is_err());
+        let cli = Cli::try_parse_from(["xtask", "bench", "irq", "--device", "nic"]).unwrap();
+        let Cmd::Bench {
+            command: BenchCmd::Irq(args),
+        } = cli.command
+        else {
+            panic!("not bench irq")
+        };
+        assert_eq!(
+            (args.device, args.period_us),
+            (bench_irq::Device::Nic, None)
+        );
+        assert!(Cli::try_parse_from(["xtask", "bench", "irq", "--device", "usb"]).is_err());
         let cli = Cli::try_parse_from([
             "xtask",
             "bench",
