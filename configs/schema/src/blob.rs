@@ -146,8 +146,9 @@ pub struct PciLe {
     pub device: u8,
     /// Function (below 8).
     pub function: u8,
-    /// Zero.
-    pub reserved: u8,
+    /// The IOAPIC pin its INTx arrives on, as the config says (`intx`); 0 when it does not
+    /// (pin 0 is the timer's, never a PCI function's).
+    pub intx: u8,
 }
 
 /// One partition: counts, then fixed arrays of which the first `count` entries are used.
@@ -601,12 +602,18 @@ fn put_partition(dst: &mut PartitionLe, part: &PartitionConfig) {
         *d = put_region(r);
     }
     dst.pci_count = put_count(part.pci_devices().len());
-    for (d, b) in dst.pci_devices.iter_mut().zip(part.pci_devices()) {
+    for ((d, b), intx) in dst
+        .pci_devices
+        .iter_mut()
+        .zip(part.pci_devices())
+        .zip(part.pci_intx())
+    {
         *d = PciLe {
             bus: b.bus(),
             device: b.device(),
             function: b.function(),
-            reserved: 0,
+            // A validated config's `intx` is an RT pin, 1 to 239.
+            intx: intx.map_or(0, |pin| u8::try_from(pin).unwrap_or(0)),
         };
     }
 }
@@ -746,19 +753,14 @@ fn get_partition(b: &mut ConfigBuilder, id: PartitionId, p: &PartitionLe) -> Res
         .enumerate()
     {
         let path = pci_path.index(i);
-        if d.reserved != 0 {
-            return Err(BlobError::NotZero {
-                path,
-                what: "reserved byte is",
-            });
-        }
         let bdf = PciBdf::new(d.bus, d.device, d.function).ok_or(BlobError::BadBdf {
             path,
             bus: d.bus,
             device: d.device,
             function: d.function,
         })?;
-        b.push_pci_device(id, bdf)?;
+        let intx = (d.intx != 0).then_some(u32::from(d.intx));
+        b.push_pci_device_with_intx(id, bdf, intx)?;
     }
     Ok(())
 }

@@ -180,6 +180,18 @@ pub enum ErrorKind {
         /// The RT kernel's limit.
         max: usize,
     },
+    /// A Linux function with `intx`: Linux routes its own interrupts.
+    LinuxPciIntx {
+        /// The function.
+        bdf: PciBdf,
+    },
+    /// An RT function's `intx` names a pin that is not the RT partition's.
+    PciIntxNotRtPin {
+        /// The function.
+        bdf: PciBdf,
+        /// The pin named.
+        pin: u32,
+    },
     /// More PCI functions in the RT partition than its kernel's boot information lists.
     TooManyRtPciFunctions {
         /// Functions given.
@@ -390,6 +402,15 @@ impl fmt::Display for ErrorKind {
             Self::TooManyRtCpus { count, max } => write!(
                 f,
                 "{count} CPUs, but the RT kernel runs on at most {max}: give the others to Linux"
+            ),
+            Self::LinuxPciIntx { bdf } => write!(
+                f,
+                "{bdf}: intx is for the RT partition's functions (Linux routes its own interrupts)"
+            ),
+            Self::PciIntxNotRtPin { bdf, pin } => write!(
+                f,
+                "{bdf}: its INTx is to arrive on IOAPIC pin {pin}, which is not among partitions.rt.ioapic_pins{}",
+                if *pin == 0 { " (and pin 0 carries no PCI interrupt)" } else { "" }
             ),
             Self::TooManyRtPciFunctions { count, max } => write!(
                 f,

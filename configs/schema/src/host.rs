@@ -99,7 +99,7 @@ struct PartitionToml {
     #[serde(default)]
     io_ports: Vec<PortsToml>,
     #[serde(default)]
-    pci_devices: Vec<String>,
+    pci_devices: Vec<PciToml>,
     #[serde(default)]
     mmio: Vec<RegionToml>,
 }
@@ -181,6 +181,53 @@ impl PinToml {
                     active_low: r.polarity.map(|p| matches!(p, PolarityToml::Low)),
                 },
             ),
+        }
+    }
+}
+
+/// An entry of `pci_devices`: the function alone (`"BB:DD.F"`), or a table that also names
+/// the IOAPIC pin its INTx arrives on, `{ function = "03:00.0", intx = 17 }` (read by hand
+/// for the same reason as [`PinToml`]).
+enum PciToml {
+    Function(String),
+    WithIntx(PciWithIntxToml),
+}
+
+impl<'de> Deserialize<'de> for PciToml {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PciVisitor;
+        impl<'de> Visitor<'de> for PciVisitor {
+            type Value = PciToml;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a PCI function \"BB:DD.F\", or a table { function, intx }")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<PciToml, E> {
+                Ok(PciToml::Function(v.to_owned()))
+            }
+
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<PciToml, A::Error> {
+                PciWithIntxToml::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(PciToml::WithIntx)
+            }
+        }
+        deserializer.deserialize_any(PciVisitor)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PciWithIntxToml {
+    function: String,
+    intx: u32,
+}
+
+impl PciToml {
+    fn function_and_intx(&self) -> (&str, Option<u32>) {
+        match self {
+            Self::Function(f) => (f, None),
+            Self::WithIntx(t) => (&t.function, Some(t.intx)),
         }
     }
 }
@@ -467,11 +514,16 @@ fn build(file: &FileToml) -> Result<Config, ConfigError> {
         for (i, r) in part.mmio.iter().enumerate() {
             b.push_mmio(id, region(path.key("mmio").index(i), r)?)?;
         }
-        for (i, text) in part.pci_devices.iter().enumerate() {
-            let bdf: PciBdf = text
-                .parse()
-                .map_err(|kind| config_error(path.key("pci_devices").index(i), kind))?;
-            b.push_pci_device(id, bdf)?;
+        for (i, entry) in part.pci_devices.iter().enumerate() {
+            let (text, intx) = entry.function_and_intx();
+            let at = path.key("pci_devices").index(i);
+            let at = if intx.is_some() {
+                at.key("function")
+            } else {
+                at
+            };
+            let bdf: PciBdf = text.parse().map_err(|kind| config_error(at, kind))?;
+            b.push_pci_device_with_intx(id, bdf, intx)?;
         }
     }
 
@@ -630,6 +682,14 @@ fn write_description(out: &mut String, cfg: &Config) -> fmt::Result {
         }
         if !part.pci_devices().is_empty() {
             writeln!(out, "    PCI devices {}", join(part.pci_devices()))?;
+            for (bdf, pin) in part.pci_devices().iter().zip(part.pci_intx()) {
+                if let Some(pin) = pin {
+                    writeln!(
+                        out,
+                        "    {bdf}'s INTx on IOAPIC pin {pin} (as the config says)"
+                    )?;
+                }
+            }
             writeln!(
                 out,
                 "    note: without VT-d (not used yet) a bus master among these can DMA into any memory, the other partition's and the hypervisor's included"

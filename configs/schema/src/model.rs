@@ -342,6 +342,9 @@ pub struct PartitionConfig {
     pin_routes: FixedVec<PinRoute, MAX_PINS>,
     io_ports: FixedVec<PortRange, MAX_PORT_RANGES>,
     pci_devices: FixedVec<PciBdf, MAX_PCI_DEVICES>,
+    /// `pci_intx[i]` is the IOAPIC pin the config says `pci_devices[i]`'s INTx arrives on
+    /// (the RT partition's only), `None` to take the function's own routing.
+    pci_intx: FixedVec<Option<u32>, MAX_PCI_DEVICES>,
     mmio: FixedVec<Region, MAX_MMIO_REGIONS>,
 }
 
@@ -380,6 +383,13 @@ impl PartitionConfig {
     /// The PCI functions the partition owns.
     pub fn pci_devices(&self) -> &[PciBdf] {
         self.pci_devices.as_slice()
+    }
+
+    /// For each of [`PartitionConfig::pci_devices`], in the same order, the IOAPIC pin the
+    /// config says its INTx arrives on (`intx`), or `None`: the function's interrupt line
+    /// register, as the firmware routed it, says.
+    pub fn pci_intx(&self) -> &[Option<u32>] {
+        self.pci_intx.as_slice()
     }
 
     /// Total RAM in bytes (saturating).
@@ -906,15 +916,28 @@ impl ConfigBuilder {
 
     /// Gives a PCI function to a partition.
     pub fn push_pci_device(&mut self, id: PartitionId, bdf: PciBdf) -> Result<(), ConfigError> {
-        let list = &mut self.partition_mut(id).pci_devices;
-        let len = list.len();
-        list.push(bdf).map_err(|_| {
+        self.push_pci_device_with_intx(id, bdf, None)
+    }
+
+    /// Gives a PCI function to a partition, saying which IOAPIC pin its INTx arrives on
+    /// (`None`: as its interrupt line register says).
+    pub fn push_pci_device_with_intx(
+        &mut self,
+        id: PartitionId,
+        bdf: PciBdf,
+        intx: Option<u32>,
+    ) -> Result<(), ConfigError> {
+        let part = self.partition_mut(id);
+        let len = part.pci_devices.len();
+        let too_many = || {
             full(
                 FieldPath::partition(id).key("pci_devices"),
                 len,
                 MAX_PCI_DEVICES,
             )
-        })
+        };
+        part.pci_devices.push(bdf).map_err(|_| too_many())?;
+        part.pci_intx.push(intx).map_err(|_| too_many())
     }
 
     /// Adds a shared region.

@@ -300,6 +300,16 @@ impl Config {
                 return err(at.key("cpu"), ErrorKind::PinCpuOutside { pin, apic_id });
             }
         }
+        for (i, (&bdf, &intx)) in part.pci_devices().iter().zip(part.pci_intx()).enumerate() {
+            let Some(pin) = intx else { continue };
+            let at = path.key("pci_devices").index(i).key("intx");
+            if id == PartitionId::Linux {
+                return err(at, ErrorKind::LinuxPciIntx { bdf });
+            }
+            if pin == 0 || !part.ioapic_pins().contains(&pin) {
+                return err(at, ErrorKind::PciIntxNotRtPin { bdf, pin });
+            }
+        }
         for (i, region) in part.mmio().iter().enumerate() {
             let at = path.key("mmio").index(i);
             if id == PartitionId::Linux {

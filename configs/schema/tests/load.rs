@@ -1047,3 +1047,49 @@ fn more_rt_pci_functions_than_the_boot_information_lists() {
     );
     assert!(text.ends_with("9 PCI functions, but the RT partition owns at most 8"));
 }
+
+#[test]
+fn an_rt_function_may_name_its_intx_pin() {
+    let text = BASE.replacen(
+        r#"pci_devices = ["00:03.0"]"#,
+        r#"pci_devices = [{ function = "00:03.0", intx = 3 }, "00:04.0"]"#,
+        1,
+    );
+    let cfg = load_str(&text, "test.toml").unwrap_or_else(|d| panic!("{d}"));
+    let rt = cfg.partition(PartitionId::Rt);
+    assert_eq!(rt.pci_devices().len(), 2);
+    assert_eq!(rt.pci_intx(), &[Some(3), None]);
+    let back = bulkhead_config::blob::decode(&bulkhead_config::blob::encode(&cfg)).unwrap();
+    assert_eq!(back.partition(PartitionId::Rt).pci_intx(), &[Some(3), None]);
+
+    let (text, _) = assert_config_error!(
+        bad(
+            r#"pci_devices = ["00:03.0"]"#,
+            r#"pci_devices = [{ function = "00:03.0", intx = 9 }]"#
+        ),
+        ErrorKind::PciIntxNotRtPin { pin: 9, .. },
+        "partitions.rt.pci_devices[0].intx",
+        19
+    );
+    assert!(text.ends_with(
+        "00:03.0: its INTx is to arrive on IOAPIC pin 9, which is not among partitions.rt.ioapic_pins"
+    ));
+    assert_config_error!(
+        bad(
+            r#"pci_devices = ["00:01.1"]"#,
+            r#"pci_devices = [{ function = "00:01.1", intx = 4 }]"#
+        ),
+        ErrorKind::LinuxPciIntx { .. },
+        "partitions.linux.pci_devices[0].intx",
+        12
+    );
+    assert_config_error!(
+        bad(
+            r#"pci_devices = ["00:03.0"]"#,
+            r#"pci_devices = [{ function = "00:3", intx = 3 }]"#
+        ),
+        ErrorKind::InvalidBdf,
+        "partitions.rt.pci_devices[0].function",
+        19
+    );
+}

@@ -95,7 +95,7 @@ pub fn plan(
     }
 
     let mut described = FixedList::new();
-    for (index, &bdf) in rt.pci_devices().iter().enumerate() {
+    for (index, (&bdf, &intx)) in rt.pci_devices().iter().zip(rt.pci_intx()).enumerate() {
         let surroundings = Surroundings {
             memory: memory.as_slice(),
             ports: ports.as_slice(),
@@ -103,7 +103,7 @@ pub fn plan(
             linux_pins: linux.ioapic_pins(),
             linux_irqs: linux_irqs.as_slice(),
         };
-        let function = rt_pci::describe(index, bdf, &mut Mechanism1(bdf), &surroundings)?;
+        let function = rt_pci::describe(index, bdf, intx, &mut Mechanism1(bdf), &surroundings)?;
         rt_pci::enable(&mut Mechanism1(bdf), &function);
         for window in function.memory_windows() {
             add(&mut memory, window, "another RT PCI function's BAR");

@@ -217,8 +217,15 @@ pub fn propose(facts: &Facts, request: &Request) -> Result<Proposal, String> {
     }
     if !devices.rt_pci.is_empty() {
         out.line("pci_devices = [");
-        for (bdf, why) in &devices.rt_pci {
-            out.line(&format!("    \"{bdf}\", # {why}"));
+        // The pin Linux found (ACPI's routing, which the hypervisor does not read; the
+        // function's interrupt line register may hold the PIC-mode IRQ instead).
+        for (bdf, intx, why) in &devices.rt_pci {
+            match intx {
+                Some(gsi) => out.line(&format!(
+                    "    {{ function = \"{bdf}\", intx = {gsi} }}, # {why}"
+                )),
+                None => out.line(&format!("    \"{bdf}\", # {why}")),
+            }
         }
         out.line("]");
     }
@@ -564,7 +571,8 @@ struct DevicePlan {
     left_out: Vec<String>,
     rt_pins: Vec<String>,
     rt_ports: Vec<(u16, u16, String)>,
-    rt_pci: Vec<(String, String)>,
+    /// Each RT function, the IOAPIC pin its INTx arrives on (as Linux found it), and why.
+    rt_pci: Vec<(String, Option<u32>, String)>,
     hv_console: &'static str,
     linux_console: &'static str,
     console_comment: String,
@@ -648,12 +656,12 @@ fn assign_devices(
                 "--rt-device {wanted}: {bdf} is a bridge, not a device the RT partition can drive"
             ));
         }
-        rt_pci.push((bdf.clone(), describe_pci(f)));
-        if let Some(gsi) = f
+        let intx = f
             .irq
             .map(|irq| facts.gsi_of_irq(irq))
-            .filter(|&g| g <= HIGHEST_PIN)
-        {
+            .filter(|&g| g <= HIGHEST_PIN);
+        rt_pci.push((bdf.clone(), intx, describe_pci(f)));
+        if let Some(gsi) = intx {
             rt_pins.insert(
                 gsi,
                 (

@@ -584,7 +584,9 @@ fn an_rt_device_sharing_its_pin_with_linux_is_a_blocker() {
     let linux = &toml[..toml.find("[partitions.rt]").unwrap()];
     assert!(!linux.contains("03:00.0\""), "{toml}");
     assert!(
-        toml.contains("\"03:00.0\", # [8086:1533] class 020000, driver igb"),
+        toml.contains(
+            "{ function = \"03:00.0\", intx = 17 }, # [8086:1533] class 020000, driver igb"
+        ),
         "{toml}"
     );
     let blockers: Vec<&str> = proposal

@@ -132,6 +132,8 @@ pub enum RtPciError {
         pin: u8,
         irq: u8,
     },
+    /// The config names an INTx pin for a function that signals no INTx.
+    NoIntxPin { index: usize, bdf: PciBdf },
     /// Its INTx's RT line is edge-triggered.
     LineEdge { index: usize, bdf: PciBdf, irq: u8 },
     /// A function of Linux's is routed to the same IRQ.
@@ -152,6 +154,7 @@ impl fmt::Display for RtPciError {
             | Self::BarOutsideWindow { index, bdf, .. }
             | Self::BarOverlaps { index, bdf, .. }
             | Self::LineLinux { index, bdf, .. }
+            | Self::NoIntxPin { index, bdf }
             | Self::LineEdge { index, bdf, .. }
             | Self::LineShared { index, bdf, .. } => (index, bdf),
         };
@@ -189,6 +192,9 @@ impl fmt::Display for RtPciError {
                 ": its INT{} is routed to IRQ {irq} (its interrupt line, as the firmware set up the chipset's PIRQ routing), which is in partitions.linux.ioapic_pins: give the pin to the RT partition, {{ pin = {irq}, trigger = \"level\" }}",
                 char::from(b'A' + pin - 1)
             ),
+            Self::NoIntxPin { .. } => f.write_str(
+                ": intx names a pin, but the function signals no INTx (its interrupt pin register is 0)",
+            ),
             Self::LineEdge { irq, .. } => write!(
                 f,
                 ": its INTx arrives on IOAPIC pin {irq}, which partitions.rt.ioapic_pins makes edge-triggered: PCI interrupts are level signals (write trigger = \"level\")"
@@ -203,10 +209,12 @@ impl fmt::Display for RtPciError {
 
 /// Reads and checks the function at `bdf`, the `index`-th of the RT partition's, through
 /// `space` (the probe sizes its BARs with decoding off and restores them). `lines` is in
-/// `surroundings`; its index is the function's line in the boot information.
+/// `surroundings`; its index is the function's line in the boot information. `intx` is the
+/// IOAPIC pin the config says its INTx arrives on (`None`: its interrupt line register says).
 pub fn describe(
     index: usize,
     bdf: PciBdf,
+    intx: Option<u32>,
     space: &mut impl ConfigSpace,
     surroundings: &Surroundings<'_>,
 ) -> Result<Described, RtPciError> {
@@ -273,10 +281,15 @@ pub fn describe(
         };
     }
     let interrupt = space.read(INTERRUPT);
-    let (irq, pin) = (interrupt as u8, (interrupt >> 8) as u8);
+    let (register_irq, pin) = (interrupt as u8, (interrupt >> 8) as u8);
     info.interrupt_pin = if pin <= 4 { pin } else { 0 };
-    // A pin the firmware left unrouted (line 0xff, or 0, which no PCI slot is routed to):
-    // the device can be polled, never interrupt.
+    if intx.is_some() && info.interrupt_pin == 0 {
+        return Err(RtPciError::NoIntxPin { index, bdf });
+    }
+    // The config's pin (the config check made it an RT pin, 1 to 239), or the firmware's
+    // routing; a pin the firmware left unrouted (line 0xff, or 0, which no PCI slot is routed
+    // to) means the device can be polled, never interrupt.
+    let irq = intx.map_or(register_irq, |gsi| gsi as u8);
     let routed = info.interrupt_pin != 0 && irq != 0xff && irq != 0;
     let line = routed
         .then(|| {
@@ -298,7 +311,10 @@ pub fn describe(
         if !surroundings.lines[line].level {
             return Err(RtPciError::LineEdge { index, bdf, irq });
         }
-        if let Some(&(linux, _)) = surroundings.linux_irqs.iter().find(|&&(_, i)| i == irq) {
+        // Linux's functions' interrupt line registers say where their INTx go the way this
+        // one's does: compared only when this one's is what counts too.
+        let shared = surroundings.linux_irqs.iter().find(|&&(_, i)| i == irq);
+        if let (None, Some(&(linux, _))) = (intx, shared) {
             return Err(RtPciError::LineShared {
                 index,
                 bdf,
@@ -404,7 +420,7 @@ mod tests {
     fn a_nic_is_described_and_enabled() {
         let lines = [line(4, false), line(11, true)];
         let mut d = nic();
-        let described = with(&lines, &[], |s| describe(0, bdf(), &mut d, &s)).unwrap();
+        let described = with(&lines, &[], |s| describe(0, bdf(), None, &mut d, &s)).unwrap();
         let info = described.info;
         assert_eq!((info.vendor_id, info.device_id), (0x8086, 0x100e));
         assert_eq!(info.class, 0x02_0000);
@@ -440,7 +456,7 @@ mod tests {
         let describe_with = |mutate: fn(&mut Device), lines: &[Line], linux: &[(PciBdf, u8)]| {
             let mut d = nic();
             mutate(&mut d);
-            with(lines, linux, |s| describe(3, bdf(), &mut d, &s))
+            with(lines, linux, |s| describe(3, bdf(), None, &mut d, &s))
                 .unwrap_err()
                 .to_string()
         };
@@ -488,10 +504,33 @@ mod tests {
     }
 
     #[test]
+    fn the_configs_intx_pin_wins_over_the_line_register() {
+        // A chipset whose PIRQs reach pin 17 while the register keeps the PIC-mode IRQ 11.
+        let lines = [line(17, true)];
+        let mut d = nic();
+        let described = with(&lines, &[], |s| describe(0, bdf(), Some(17), &mut d, &s)).unwrap();
+        assert_eq!((described.info.line, described.irq), (0, Some(17)));
+        let mut d = nic();
+        d.dwords[15] = 0x0000_00ff;
+        let message = with(&lines, &[], |s| describe(2, bdf(), Some(17), &mut d, &s))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains(
+                "pci_devices[2]: 00:02.0: intx names a pin, but the function signals no INTx"
+            ),
+            "{message}"
+        );
+    }
+
+    #[test]
     fn a_pin_nobody_owns_is_no_line() {
         // The firmware's PIC-mode IRQ on a chipset whose PIRQs reach higher IOAPIC pins.
         let mut d = nic();
-        let described = with(&[line(17, true)], &[], |s| describe(0, bdf(), &mut d, &s)).unwrap();
+        let described = with(&[line(17, true)], &[], |s| {
+            describe(0, bdf(), None, &mut d, &s)
+        })
+        .unwrap();
         assert_eq!((described.info.line, described.irq), (NO_LINE, Some(11)));
     }
 
@@ -500,7 +539,7 @@ mod tests {
         for interrupt in [0x0000_01ff, 0x0000_0100, 0x0000_000b] {
             let mut d = nic();
             d.dwords[15] = interrupt;
-            let described = with(&[], &[], |s| describe(0, bdf(), &mut d, &s)).unwrap();
+            let described = with(&[], &[], |s| describe(0, bdf(), None, &mut d, &s)).unwrap();
             assert_eq!(described.info.line, NO_LINE, "{interrupt:#x}");
             assert_eq!(described.irq, None);
         }
@@ -512,7 +551,10 @@ mod tests {
         d.dwords[4] = 0xfebc_0004;
         d.dwords[5] = 0;
         d.writable[5] = u32::MAX;
-        let described = with(&[line(11, true)], &[], |s| describe(0, bdf(), &mut d, &s)).unwrap();
+        let described = with(&[line(11, true)], &[], |s| {
+            describe(0, bdf(), None, &mut d, &s)
+        })
+        .unwrap();
         assert_eq!(described.info.bar_kinds[..2], [BAR_MEMORY, 0]);
         assert_eq!(described.info.bars[0].base, 0xfebc_0000);
     }
