@@ -739,7 +739,8 @@ fn assign_devices(
         } else if f.is_isa_bridge() {
             left_out.push(format!(
                 "{} {} (the ISA bridge: its interrupt router could steer PCI interrupts onto \
-                 the RT partition's pins; Linux routes by ACPI without it)",
+                 the RT partition's pins; Linux routes by ACPI without it, and sees it as a \
+                 placeholder so that it still finds the bridge's sibling functions)",
                 f.bdf,
                 describe_pci(f)
             ));

@@ -234,7 +234,9 @@ fn bochs_rt_nic_frame_exchange() -> Result<()> {
 }
 
 /// Debian's Linux beside the RT partition's NIC (its own boot, `bulkhead.init=rt-devices`):
-/// Linux's PCI scan does not list the NIC (00:03.0) and its interrupt table has no IRQ 11;
+/// Linux's PCI scan does not list the NIC (00:03.0) and its interrupt table has no IRQ 11,
+/// while it does list its own IDE function 00:01.1 (found through the placeholder of
+/// 00:01.0, which is not Linux's);
 /// root's writes to the NIC's command register (decoding and bus mastering off) and BAR0
 /// (over the local APICs) change nothing: Linux reads the function as absent before and
 /// after, and the frame exchange, which needs both, goes on through Linux's whole boot and
@@ -283,7 +285,7 @@ fn bochs_linux_beside_rt_nic() -> Result<()> {
         .context("no PCI function list")?
         .to_string();
     ensure!(
-        functions.contains("0000:00:00.0") && !functions.contains("0000:00:03.0"),
+        functions.contains("0000:00:01.1") && !functions.contains("0000:00:03.0"),
         "Linux's PCI functions: {functions}\n{log}"
     );
     let last = last_line(&run, CycleSummary::parse, "frame-cycle summary")?;

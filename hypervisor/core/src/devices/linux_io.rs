@@ -13,7 +13,12 @@
 //!   0xCFC under its own lock; the [`READ_ONLY_DEVICES`] are read but never written. With the
 //!   latch disabled (bit 31 clear), with reserved bits 30:24 set (AMD's extended register
 //!   bits: Linux reaches extended space through MMCONFIG), or for any other function, reads
-//!   are all ones and writes are dropped.
+//!   are all ones and writes are dropped. One exception: function 0 of a device of which
+//!   Linux owns another function but not function 0 (on a PC, 00:1f.0, the LPC bridge, whose
+//!   siblings are the SMBus, audio and network functions) is a *placeholder*: Linux's scan
+//!   finds a device's other functions only through function 0, so it reads the function's
+//!   identity, class and header type, and zeros everywhere else (no resources, no
+//!   interrupt); its writes are refused.
 //! - ACPI power-off: a write to the FADT's PM1a or PM1b control register with SLP_EN set and
 //!   SLP_TYP equal to the S5 type (from [`crate::boot::acpi_sleep::s5_sleep_type`]) is
 //!   [`IoOutcome::PowerOff`]. Other writes there are dropped; reads say SCI_EN (ACPI mode on,
@@ -63,6 +68,12 @@ pub const HOST_BRIDGE: PciBdf = match PciBdf::new(0, 0, 0) {
 /// probe (`pci_sanity_check`) looks for a host bridge on bus 0 before it trusts mechanism #1,
 /// and the host bridge's config space holds nothing Linux needs to change.
 pub const READ_ONLY_DEVICES: [PciBdf; 1] = [HOST_BRIDGE];
+
+/// The registers of a placeholder function 0 (see [`LinuxIo`]'s module comment) that are
+/// read from the real function: its identity (0x00), class and revision (0x08) and header
+/// type with the multi-function bit (0x0c). Every other register reads 0 (no command, no
+/// status, no capabilities, no BARs, no interrupt pin) and every write is refused.
+const PLACEHOLDER_REGISTERS: [u8; 3] = [0x00, 0x08, 0x0c];
 
 /// Latch bits.
 const ADDRESS_ENABLE: u32 = 1 << 31;
@@ -356,6 +367,19 @@ impl<'a> LinuxIo<'a> {
                 },
             };
         }
+        if write.is_none()
+            && let Some(placeholder) = bdf.filter(|&bdf| self.is_placeholder(bdf))
+        {
+            return if PLACEHOLDER_REGISTERS.contains(&(offset & 0xfc)) {
+                IoOutcome::PciConfigRead {
+                    bdf: placeholder,
+                    offset,
+                    width,
+                }
+            } else {
+                IoOutcome::Read(0)
+            };
+        }
         let readable =
             bdf.filter(|bdf| self.devices.contains(bdf) || READ_ONLY_DEVICES.contains(bdf));
         let writable =
@@ -375,6 +399,21 @@ impl<'a> LinuxIo<'a> {
                 None => IoOutcome::RefusedConfigWrite { bdf, offset },
             },
         }
+    }
+}
+
+impl LinuxIo<'_> {
+    /// Whether `bdf` is function 0 of a device of which Linux owns another function but not
+    /// this one: Linux's PCI scan looks at a device's other functions only when its function
+    /// 0 answers (and says it has more), so Linux sees it as a placeholder.
+    fn is_placeholder(&self, bdf: PciBdf) -> bool {
+        bdf.function() == 0
+            && !self.devices.contains(&bdf)
+            && !READ_ONLY_DEVICES.contains(&bdf)
+            && self
+                .devices
+                .iter()
+                .any(|d| d.bus() == bdf.bus() && d.device() == bdf.device() && d.function() != 0)
     }
 }
 
@@ -467,6 +506,68 @@ mod tests {
         let _ = io.access(0xcf8, 4, Some(address(bdf(0xff, 0, 1), 0)));
         assert_eq!(io.access(0xcfc, 4, None), IoOutcome::Read(u32::MAX));
         let _ = io.access(0xcf8, 4, Some(address(dev, 0) & !ADDRESS_ENABLE));
+        assert_eq!(io.access(0xcfc, 4, None), IoOutcome::Read(u32::MAX));
+    }
+
+    #[test]
+    fn function_0_of_a_device_linux_owns_part_of_is_a_placeholder() {
+        // Linux owns 00:1f.3 but not 00:1f.0: 00:1f.0 answers with its identity, class and
+        // header type only; 00:1f.1 (not Linux's) stays absent.
+        let devices = [bdf(0, 0x1f, 3)];
+        let mut io = LinuxIo::new(&devices, FADT);
+        let lpc = bdf(0, 0x1f, 0);
+        for (register, width, expected) in [
+            (
+                0x00,
+                4,
+                IoOutcome::PciConfigRead {
+                    bdf: lpc,
+                    offset: 0x00,
+                    width: 4,
+                },
+            ),
+            (
+                0x08,
+                4,
+                IoOutcome::PciConfigRead {
+                    bdf: lpc,
+                    offset: 0x08,
+                    width: 4,
+                },
+            ),
+            (
+                0x0c,
+                1,
+                IoOutcome::PciConfigRead {
+                    bdf: lpc,
+                    offset: 0x0e,
+                    width: 1,
+                },
+            ),
+            (0x04, 4, IoOutcome::Read(0)),
+            (0x10, 4, IoOutcome::Read(0)),
+            (0x3c, 2, IoOutcome::Read(0)),
+        ] {
+            let _ = io.access(0xcf8, 4, Some(address(lpc, register)));
+            let port = if register == 0x0c { 0xcfe } else { 0xcfc };
+            assert_eq!(
+                io.access(port, width, None),
+                expected,
+                "register {register:#x}"
+            );
+        }
+        let _ = io.access(0xcf8, 4, Some(address(lpc, 0x60)));
+        assert_eq!(
+            io.access(0xcfc, 4, Some(0x8080_8080)),
+            IoOutcome::RefusedConfigWrite {
+                bdf: Some(lpc),
+                offset: 0x60
+            }
+        );
+        let _ = io.access(0xcf8, 4, Some(address(bdf(0, 0x1f, 1), 0)));
+        assert_eq!(io.access(0xcfc, 4, None), IoOutcome::Read(u32::MAX));
+        // A device of which Linux owns nothing has no placeholder.
+        let _ = io.access(0xcf8, 4, Some(address(bdf(0, 0x1e, 0), 0)));
         assert_eq!(io.access(0xcfc, 4, None), IoOutcome::Read(u32::MAX));
     }
 
@@ -792,8 +893,9 @@ mod tests {
 
     proptest! {
         /// Whatever Linux does, config writes reach only the functions it owns, never the
-        /// host bridge, and config reads only those or the host bridge; every access stays
-        /// within one dword.
+        /// host bridge, and config reads only those, the host bridge, or a placeholder's
+        /// identity, class and header registers (02:00.0, function 0 beside Linux's 02:00.1);
+        /// every access stays within one dword.
         #[test]
         fn pci_config_reaches_only_owned_functions(
             steps in proptest::collection::vec(arb_step(), 0..200)
@@ -808,7 +910,9 @@ mod tests {
                         prop_assert_eq!(value & !ones(width), 0);
                     }
                     IoOutcome::PciConfigRead { bdf, offset, width } => {
-                        prop_assert!(DEVICES.contains(&bdf) || bdf == HOST_BRIDGE);
+                        let placeholder = bdf == PciBdf::new(2, 0, 0).unwrap()
+                            && PLACEHOLDER_REGISTERS.contains(&(offset & 0xfc));
+                        prop_assert!(DEVICES.contains(&bdf) || bdf == HOST_BRIDGE || placeholder);
                         prop_assert!(u32::from(offset % 4) + u32::from(width) <= 4);
                     }
                     _ => {}
