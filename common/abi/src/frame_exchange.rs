@@ -238,6 +238,36 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Whatever answers come, in whatever order (in time, late, twice, for frames never
+        /// sent or long given up on), every frame sent is answered in time, late, lost or
+        /// still out, exactly once, and every answer taken is counted once.
+        #[test]
+        fn frames_and_answers_are_each_counted_once(
+            steps in proptest::collection::vec((0u8..4, 0u64..40), 0..400)
+        ) {
+            let mut x = Exchange::new();
+            let mut answers = 0u64;
+            let mut now = 0u64;
+            for (kind, back) in steps {
+                now += 100;
+                if kind == 0 {
+                    x.start_cycle(now);
+                } else {
+                    // An answer to the frame `back` cycles before the next one.
+                    x.answer(x.next_sequence.wrapping_sub(1 + back), now);
+                    answers += 1;
+                }
+                let current_out = u64::from(matches!(x.current, Some((_, _, false))));
+                let out = current_out + u64::from(x.overdue.count_ones());
+                proptest::prop_assert_eq!(x.answered + x.late + x.lost + out, x.cycles);
+                proptest::prop_assert_eq!(x.answered + x.late + x.bad, answers);
+                proptest::prop_assert_eq!(x.overdue & 1, 0);
+                proptest::prop_assert_eq!(x.overdue >> (LOST_AFTER_CYCLES + 1), 0);
+            }
+        }
+    }
+
     #[test]
     fn every_frame_ends_counted_once() {
         // Answer every third frame in time, every third one cycle late, never the rest.

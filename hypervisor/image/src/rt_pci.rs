@@ -128,7 +128,7 @@ pub fn plan(
         );
         if let (Some(irq), NO_LINE) = (function.irq, info.line) {
             log::warn!(
-                "partition rt: PCI {bdf}: its INTx is routed to IRQ {irq} (its interrupt line register), which no partition owns: it gets no line (on a chipset whose PCI interrupts reach IOAPIC pins 16 and above, that register holds the PIC-mode IRQ; the driver must poll)"
+                "partition rt: PCI {bdf}: its INTx is routed to IRQ {irq} (its interrupt line register), which no partition owns: it gets no line (on a chipset whose PCI interrupts reach IOAPIC pins 16 and above, that register holds the PIC-mode IRQ: name the pin, as Linux's /proc/interrupts showed it, with intx in the config)"
             );
         }
         // The config holds at most MAX_PCI_FUNCTIONS RT functions.

@@ -545,6 +545,70 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Whatever a device's registers say (its BARs' values and writable bits, its header
+        /// type, its interrupt registers), describing it never panics, and a function that
+        /// is given to the partition decodes only inside the device window and off everything
+        /// taken, and its description passes the RT kernel's checks.
+        #[test]
+        fn a_hostile_device_is_refused_or_described_within_bounds(
+            header in proptest::prop_oneof![proptest::strategy::Just(0u32), 0u32..=u32::MAX],
+            bars in proptest::array::uniform6((
+                proptest::prop_oneof![
+                    proptest::strategy::Just(0u32),
+                    proptest::strategy::Just(0xfebc_0000u32),
+                    proptest::strategy::Just(0xc041u32),
+                    0u32..=u32::MAX
+                ],
+                proptest::prop_oneof![
+                    proptest::strategy::Just(0u32),
+                    proptest::strategy::Just(0xfffe_0000u32),
+                    proptest::strategy::Just(0xffff_ffc0u32),
+                    0u32..=u32::MAX
+                ],
+            )),
+            interrupt in 0u32..=u32::MAX,
+            intx in proptest::option::of(proptest::prop_oneof![
+                proptest::strategy::Just(11u32),
+                proptest::strategy::Just(4u32)
+            ]),
+        ) {
+            let mut d = nic();
+            d.dwords[3] = header;
+            for (i, (value, writable)) in bars.into_iter().enumerate() {
+                d.dwords[4 + i] = value;
+                d.writable[4 + i] = writable;
+            }
+            d.dwords[15] = interrupt;
+            let lines = [line(4, false), Line { vector: 49, ..line(11, true) }];
+            let described = with(&lines, &[], |s| describe(0, bdf(), intx, &mut d, &s));
+            let Ok(described) = described else {
+                return Ok(());
+            };
+            for window in described.memory_windows() {
+                proptest::prop_assert!(window.base >= bulkhead_config::MMIO_WINDOW.start);
+                proptest::prop_assert!(window.end() <= bulkhead_config::MMIO_WINDOW.end);
+                proptest::prop_assert!(!MEMORY.iter().any(|(r, _)| r.overlaps(&window)));
+            }
+            for window in described.port_windows() {
+                proptest::prop_assert!(window.end() <= 0x1_0000);
+                proptest::prop_assert!(!PORTS.iter().any(|(r, _)| r.overlaps(&window)));
+            }
+            let mut info = bulkhead_abi::rt_boot::RtBootInfo::new();
+            info.push_cpu(2).unwrap();
+            info.push_memory_region(
+                bulkhead_abi::rt_boot::MemoryRegion { base: 0, size: 0x10_0000 },
+                0x6000_0000,
+            )
+            .unwrap();
+            for l in &lines {
+                info.push_line(l.info()).unwrap();
+            }
+            info.push_pci_function(described.info).unwrap();
+            proptest::prop_assert_eq!(info.validate(), Ok(()));
+        }
+    }
+
     #[test]
     fn a_64_bit_bar_takes_two_registers() {
         let mut d = nic();
