@@ -69,10 +69,11 @@ pub struct Peers {
     pub com2: Option<SocketAddrV4>,
     /// A third port, COM3, connects here.
     pub com3: Option<SocketAddrV4>,
-    /// An Intel 8254x NIC (Bochs' `e1000`, [`NIC_MAC`], in PCI slot 2: function 00:03.0,
-    /// whose INTA the Bochs BIOS routes to IRQ 11) on this local UDP port: Bochs receives
-    /// frames there and sends each to the next port up, one frame per datagram. Its clock
-    /// then never runs ahead of real time (`clock: sync=slowdown`), where the peer lives.
+    /// An Intel 8254x NIC ([`NIC_MAC`], function 00:03.0, whose INTA the firmware routes to
+    /// IRQ 11: Bochs' `e1000` in PCI slot 2, QEMU's `-nic ...,model=e1000` in place of its
+    /// default NIC) on this local UDP port: the emulator receives frames there and sends each
+    /// to the next port up, one frame per datagram. Bochs' clock then never runs ahead of real
+    /// time (`clock: sync=slowdown`), where the peer lives; QEMU's follows real time anyway.
     pub nic: Option<u16>,
 }
 
@@ -359,6 +360,21 @@ magic_break: enabled=0
             // The third `-serial` is the third ISA UART: COM3.
             args.extend(["-serial".into(), format!("tcp:{addr}")]);
         }
+        if let Some(port) = peers.nic {
+            // In place of the machine's default NIC (also an e1000, at 00:03.0, where this one
+            // goes too: 00:02.0 is the VGA); SeaBIOS routes its INTA to IRQ 11 as Bochs' BIOS
+            // does. QEMU's UDP socket wire is Bochs' too: it receives on `localaddr`, sends to
+            // `udp`, one frame per datagram.
+            let m = NIC_MAC;
+            args.extend([
+                "-nic".into(),
+                format!(
+                    "socket,udp=127.0.0.1:{},localaddr=127.0.0.1:{port},model=e1000,mac={:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+                    u32::from(port) + 1,
+                    m[0], m[1], m[2], m[3], m[4], m[5]
+                ),
+            ]);
+        }
         args.extend([
             "-no-reboot".into(),
             "-monitor".into(),
@@ -373,9 +389,6 @@ magic_break: enabled=0
     /// `peers` names connected to their addresses (something must listen there already).
     pub(crate) fn spawn(&self, iso: &Path, run_dir: &Path, peers: Peers) -> Result<GroupChild> {
         self.validate()?;
-        if peers.nic.is_some() && !matches!(self, Self::Bochs { .. }) {
-            bail!("{self}: a NIC peer is wired in Bochs only");
-        }
         match self {
             Self::Bochs { .. } => self.spawn_bochs(iso, run_dir, peers),
             Self::QemuTcg { .. } | Self::QemuKvm { .. } => self.spawn_qemu(iso, run_dir, peers),
@@ -702,7 +715,10 @@ magic_break: enabled=0
             .bochsrc_with_peers(Path::new("/r/x.iso"), Path::new("/r"), peers)
             .unwrap();
         let nic = "e1000: enabled=1, mac=52:54:00:12:34:56, ethmod=socket, ethdev=40200\n";
-        assert!(rc.contains("pci: enabled=1, chipset=i440fx, slot2=e1000\n"), "{rc}");
+        assert!(
+            rc.contains("pci: enabled=1, chipset=i440fx, slot2=e1000\n"),
+            "{rc}"
+        );
         assert!(rc.contains(nic), "{rc}");
         // The clock may not run ahead of the peer; nothing else changes.
         assert!(rc.contains("clock: sync=slowdown, "), "{rc}");
@@ -712,6 +728,34 @@ magic_break: enabled=0
                 .replacen("sync=slowdown", "sync=none", 1),
             BOCHSRC_2CPU
         );
+    }
+
+    #[test]
+    fn qemu_gets_the_nic_in_place_of_its_default_one() {
+        let emu = Emulator::QemuTcg {
+            cpus: 1,
+            memory_mib: 256,
+            firmware: Firmware::Bios,
+        };
+        let (iso, dir) = (Path::new("a.iso"), Path::new("/r"));
+        let peers = Peers {
+            nic: Some(40300),
+            ..Peers::default()
+        };
+        let args = emu.qemu_args_with_peers(iso, dir, peers).unwrap();
+        let plain = emu.qemu_args(iso, dir).unwrap();
+        let nic = "socket,udp=127.0.0.1:40301,localaddr=127.0.0.1:40300,model=e1000,mac=52:54:00:12:34:56";
+        let at = args
+            .iter()
+            .position(|a| a == nic)
+            .expect("the -nic argument");
+        assert_eq!(args[at - 1], "-nic");
+        let without: Vec<_> = args[..at - 1]
+            .iter()
+            .chain(&args[at + 1..])
+            .cloned()
+            .collect();
+        assert_eq!(without, plain);
     }
 
     #[test]

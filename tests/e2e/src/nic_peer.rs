@@ -1,13 +1,14 @@
 //! The other end of the emulated machine's NIC: a thread of the harness that answers the RT
 //! NIC driver's cyclic frames (`bulkhead_abi::frame_exchange`), the way the slaves of a
-//! fieldbus do, over Bochs' `ethmod=socket` wire.
+//! fieldbus do, over the emulator's UDP socket wire (Bochs' `ethmod=socket`, QEMU's
+//! `-nic socket,udp=`).
 //!
-//! That wire is UDP on localhost, one Ethernet frame (without FCS) per datagram: Bochs
-//! receives on the port its `ethdev` names and sends every frame the guest transmits to the
-//! next port up. [`NicPeer::start`] binds that next port (one the system picks, whose
-//! predecessor is free) before the emulator starts, and answers every request it receives
-//! at once, counting them; anything else it receives is counted and dropped. Bochs reads
-//! one datagram per poll of its socket, once a millisecond of emulated time.
+//! That wire is UDP on localhost, one Ethernet frame (without FCS) per datagram: the emulator
+//! receives on one port and sends every frame the guest transmits to the next port up.
+//! [`NicPeer::start`] binds that next port (one the system picks, whose predecessor is free)
+//! before the emulator starts, and answers every request it receives at once, counting them;
+//! anything else it receives is counted and dropped. Bochs reads one datagram per poll of its
+//! socket, once a millisecond of emulated time; QEMU reads them as they come.
 
 use std::net::{Ipv4Addr, UdpSocket};
 use std::sync::Arc;

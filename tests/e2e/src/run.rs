@@ -266,7 +266,7 @@ impl Run {
 
     /// [`Run::start`], with a COM3 peer ([`Run::start_with_com3_peer`]) if `com3`, and with an
     /// Intel 8254x NIC whose wire is a [`NicPeer`] that answers the RT NIC driver's frames if
-    /// `nic` (Bochs only; [`Run::nic`] reads its counts).
+    /// `nic` ([`Run::nic`] reads its counts).
     pub fn start_with_test_peers(
         dir: &RunDir,
         iso: &Path,

@@ -304,10 +304,9 @@ impl Scenario {
         self
     }
 
-    /// Gives the machine an Intel 8254x NIC (Bochs' `e1000` in PCI slot 2: function 00:03.0,
-    /// INTA routed to IRQ 11 by the Bochs BIOS) whose wire is a [`crate::NicPeer`] of the
-    /// harness, which answers the RT NIC driver's cyclic frames; [`Run::nic`] reads what it
-    /// counted. Bochs only.
+    /// Gives the machine an Intel 8254x NIC (function 00:03.0, INTA routed to IRQ 11 by the
+    /// firmware; `crate::Peers::nic`) whose wire is a [`crate::NicPeer`] of the harness,
+    /// which answers the RT NIC driver's cyclic frames; [`Run::nic`] reads what it counted.
     pub fn nic_peer(mut self) -> Self {
         self.nic_peer = true;
         self

@@ -13,8 +13,8 @@
 //! The task resets nothing it does not own: it masks the NIC's interrupts, reads the MAC
 //! from the EEPROM, sets up one receive and one transmit ring of 16 legacy descriptors with
 //! 2 KiB buffers in the partition's RAM (given to the NIC by their bus addresses,
-//! `bulkhead_rt::pci::bus_address`), enables receive-timer and overrun interrupts, and then
-//! runs cycles: at the start of each it hands the NIC the cycle's frame, then handles the
+//! `bulkhead_rt::pci::bus_address`), enables receive-timer and overrun interrupts, waits for
+//! the link (saying so every 10 s without one), and then runs cycles: at the start of each it hands the NIC the cycle's frame, then handles the
 //! line until the next cycle starts (each interrupt: read ICR, which quiets the NIC, then
 //! take every received frame: the cycle's answer gives its round trip, an earlier one is
 //! late, anything else is counted bad). Once a second its CPU's report task prints
@@ -78,6 +78,7 @@ static ROUND_TRIPS: SharedHistogram<1200> = SharedHistogram::new();
 /// Register offsets and bits (8254x developer's manual, 13).
 mod reg {
     pub const CTRL: u64 = 0x0000;
+    pub const STATUS: u64 = 0x0008;
     pub const EERD: u64 = 0x0014;
     pub const ICR: u64 = 0x00c0;
     pub const IMS: u64 = 0x00d0;
@@ -101,6 +102,8 @@ mod reg {
 
     /// CTRL: set link up.
     pub const CTRL_SLU: u32 = 1 << 6;
+    /// STATUS: the link is up (auto-negotiation, where the PHY does it, is done).
+    pub const STATUS_LU: u32 = 1 << 1;
     /// EERD: start a read; the read is done (82540EM's bit positions).
     pub const EERD_START: u32 = 1 << 0;
     pub const EERD_DONE: u32 = 1 << 4;
@@ -481,6 +484,18 @@ extern "C" fn task(_: usize) {
     let Some((mac, mut rings)) = set_up(&regs) else {
         return;
     };
+    // No frame before the link is up: a NIC without link holds what arrives (QEMU's model
+    // negotiates for half a second and then hands over everything it queued meanwhile).
+    let mut waited_ms = 0u64;
+    while regs.read(reg::STATUS) & reg::STATUS_LU == 0 {
+        if waited_ms > 0 && waited_ms.is_multiple_of(10_000) {
+            println!("nic: no link after {} s, still waiting", waited_ms / 1000);
+        }
+        if api::sleep_for(1_000_000).is_err() {
+            return;
+        }
+        waited_ms += 1;
+    }
     println!(
         "nic: MAC {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, link up, exchanging frames",
         mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]
