@@ -445,7 +445,8 @@ pub struct PortResult {
 
 /// A PCI configuration write that did not reach the hardware.
 pub enum RefusedConfig {
-    /// To a function Linux does not own or may only read, or with no function selected.
+    /// To a function the partition does not own or may only read, or with no function
+    /// selected (or, from the RT partition, to a register it may not write).
     Filtered(IoOutcome),
     /// To a function Linux owns, but it would have made the function decode or signal
     /// outside what Linux owns.
@@ -484,6 +485,47 @@ pub fn port_access(port: u16, width: u8, write: Option<u32>) -> PortResult {
 /// The value read, the event, whether the port is unowned, and a refused configuration write.
 type PortOutcome = (Option<u32>, Event, bool, Option<RefusedConfig>);
 
+/// Reads (`write` `None`, returning the value) or writes `width` bytes at `offset` of `bdf`'s
+/// configuration space through the real mechanism #1 ports. The caller holds the I/O lock
+/// (the address-then-data pair is never split) and has decided the access may happen.
+fn real_config(bdf: PciBdf, offset: u8, width: u8, write: Option<u32>) -> u32 {
+    let at = 0xcfc + u16::from(offset & 3);
+    // SAFETY: mechanism #1 through the real ports, under the I/O lock, for an access the
+    // caller's filter allowed.
+    unsafe {
+        port::outl(0xcf8, pci_address(bdf, offset));
+        match (width, write) {
+            (1, None) => u32::from(port::inb(at)),
+            (2, None) => u32::from(port::inw(at)),
+            (_, None) => port::inl(at),
+            (1, Some(v)) => {
+                port::outb(at, v as u8);
+                0
+            }
+            (2, Some(v)) => {
+                port::outw(at, v as u16);
+                0
+            }
+            (_, Some(v)) => {
+                port::outl(at, v);
+                0
+            }
+        }
+    }
+}
+
+/// [`real_config`] under the I/O lock Linux's accesses take: for the RT partition's own
+/// functions (`rt_pci::port_access`). Before Linux's views exist, no other CPU runs.
+pub fn config_access(bdf: PciBdf, offset: u8, width: u8, write: Option<u32>) -> u32 {
+    match DEVICES.get() {
+        Some(d) => {
+            let _io = d.io.lock();
+            real_config(bdf, offset, width, write)
+        }
+        None => real_config(bdf, offset, width, write),
+    }
+}
+
 fn port_access_inner(port: u16, width: u8, write: Option<u32>) -> PortOutcome {
     let Some(d) = DEVICES.get() else {
         let all_ones = u32::MAX >> (32 - 8 * u32::from(width.clamp(1, 4)));
@@ -491,7 +533,6 @@ fn port_access_inner(port: u16, width: u8, write: Option<u32>) -> PortOutcome {
     };
     let mut io = d.io.lock();
     let outcome = io.access(port, width, write);
-    let data = 0xcfc;
     match outcome {
         IoOutcome::Read(v) => (Some(v), Event::Done, false, None),
         IoOutcome::Ignored => (None, Event::Done, false, None),
@@ -502,17 +543,8 @@ fn port_access_inner(port: u16, width: u8, write: Option<u32>) -> PortOutcome {
             Some(RefusedConfig::Filtered(refused)),
         ),
         IoOutcome::PciConfigRead { bdf, offset, width } => {
-            let at = data + u16::from(offset & 3);
-            // SAFETY: mechanism #1 through the real ports, for a function Linux may read
-            // (the filter's decision), under the partition's I/O lock.
-            let v = unsafe {
-                port::outl(0xcf8, pci_address(bdf, offset));
-                match width {
-                    1 => u32::from(port::inb(at)),
-                    2 => u32::from(port::inw(at)),
-                    _ => port::inl(at),
-                }
-            };
+            // A function Linux may read (the filter's decision), under the I/O lock.
+            let v = real_config(bdf, offset, width, None);
             (Some(v), Event::Done, false, None)
         }
         IoOutcome::PciConfigWrite {
@@ -536,16 +568,8 @@ fn port_access_inner(port: u16, width: u8, write: Option<u32>) -> PortOutcome {
                 let refused = RefusedConfig::Owned { bdf, offset, why };
                 return (None, Event::Done, false, Some(refused));
             }
-            let at = data + u16::from(offset & 3);
-            // SAFETY: as above, for a function Linux owns, and a write the check allowed.
-            unsafe {
-                port::outl(0xcf8, pci_address(bdf, offset));
-                match width {
-                    1 => port::outb(at, value as u8),
-                    2 => port::outw(at, value as u16),
-                    _ => port::outl(at, value),
-                }
-            }
+            // A function Linux owns, and a write the check allowed, under the I/O lock.
+            real_config(bdf, offset, width, Some(value));
             (None, Event::Done, false, None)
         }
         IoOutcome::EmulatedConfigRead { offset, width } => {

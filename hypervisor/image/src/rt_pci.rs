@@ -3,16 +3,18 @@
 //! mastering are turned on. The partition builder maps their memory BARs into the RT
 //! partition's EPT and passes their ports through ([`memory_windows`], [`port_windows`]);
 //! Linux's BAR filter keeps Linux's functions off the same windows; the RT loader lists them
-//! in the boot information.
+//! in the boot information. An RT CPU's exiting port accesses come here ([`port_access`]):
+//! its own functions' configuration space, nothing else.
 
 use bulkhead_abi::rt_boot::NO_LINE;
 use bulkhead_config::{Config, MAX_PCI_DEVICES, PartitionId, Region};
+use hv_core::devices::linux_io::IoOutcome;
 use hv_core::devices::rt_lines::Line;
-use hv_core::devices::rt_pci::{self, Described, RtPciError, Surroundings};
+use hv_core::devices::rt_pci::{self, Described, RtPciError, RtPortOutcome, RtPorts, Surroundings};
 use hv_core::support::fixed::FixedList;
-use spin::Once;
+use spin::{Mutex, Once};
 
-use crate::linux_devices::Mechanism1;
+use crate::linux_devices::{self, Event, Mechanism1, PortResult, RefusedConfig};
 use crate::platform::Platform;
 
 /// Most ranges an RT function's BARs are checked against.
@@ -20,6 +22,8 @@ const MAX_TAKEN: usize = 192;
 
 static FUNCTIONS: Once<FixedList<Described, { bulkhead_abi::rt_boot::MAX_PCI_FUNCTIONS }>> =
     Once::new();
+/// The RT partition's view of the ports that exit, shared by its CPUs (one latch).
+static PORTS: Once<Mutex<RtPorts<'static>>> = Once::new();
 
 /// The PCI configuration ports: the hypervisor's (it filters Linux's accesses; the RT
 /// partition has none).
@@ -30,7 +34,7 @@ const LOCAL_APICS: Region = Region::new(0xfee0_0000, 0x10_0000);
 /// Describes, checks and enables the RT partition's functions (once, before Linux's devices
 /// are set up and before the RT loader writes the boot information).
 pub fn plan(
-    cfg: &Config,
+    cfg: &'static Config,
     platform: &Platform,
     usable_ram: &[Region],
     lines: &[Line],
@@ -136,7 +140,50 @@ pub fn plan(
             break;
         }
     }
+    PORTS.call_once(|| Mutex::new(RtPorts::new(rt.pci_devices())));
     Ok(FUNCTIONS.call_once(|| described).as_slice())
+}
+
+/// An RT CPU's `IN` or `OUT` that exited (see `hv_core::devices::rt_pci::RtPorts`).
+pub fn port_access(port: u16, width: u8, write: Option<u32>) -> PortResult {
+    let outcome = match PORTS.get() {
+        Some(ports) => ports.lock().access(port, width, write),
+        None => RtPortOutcome::Unowned,
+    };
+    let ones = u32::MAX >> (32 - 8 * u32::from(width.clamp(1, 4)));
+    let (read, unowned, refused) = match outcome {
+        RtPortOutcome::Read(v) | RtPortOutcome::Absent(v) => (Some(v), false, None),
+        RtPortOutcome::Ignored => (None, false, None),
+        RtPortOutcome::ConfigRead { bdf, offset, width } => (
+            Some(linux_devices::config_access(bdf, offset, width, None)),
+            false,
+            None,
+        ),
+        RtPortOutcome::ConfigWrite {
+            bdf,
+            offset,
+            width,
+            value,
+        } => {
+            linux_devices::config_access(bdf, offset, width, Some(value));
+            (None, false, None)
+        }
+        RtPortOutcome::RefusedConfigWrite { bdf, offset } => (
+            None,
+            false,
+            Some(RefusedConfig::Filtered(IoOutcome::RefusedConfigWrite {
+                bdf,
+                offset,
+            })),
+        ),
+        RtPortOutcome::Unowned => (write.is_none().then_some(ones), true, None),
+    };
+    PortResult {
+        read,
+        event: Event::Done,
+        unowned,
+        refused,
+    }
 }
 
 /// How the boot report names a function's interrupt: its IRQ and line, if routed.

@@ -3,12 +3,15 @@
 //! their addresses, bus mastering on, the device line its INTx arrives on), and the bus
 //! addresses a driver gives its device for DMA.
 //!
-//! Under the hypervisor the kernel never touches a function's configuration space: those
-//! ports are not the partition's. Booted bare (to measure the same drivers without the
-//! hypervisor), the kernel describes the functions its command line names itself
-//! (`pci=BB:DD.F,...`, [`describe_bare`]), the way the hypervisor would: identity, BARs
-//! (sized with decoding off), the `lines=` line its INTx is routed to, decoding and bus
-//! mastering on.
+//! A driver may read its function's configuration space ([`config_read`]: capabilities, a
+//! device-specific register) and write its command register ([`set_command`]); under the
+//! hypervisor each access is a VM exit, which the hypervisor allows for the partition's own
+//! functions only (reads, and the command register's decoding, bus-master, INTx-disable and
+//! error-reporting bits): do it in the application's `init`, never in steady state. Booted
+//! bare (to measure the same drivers without the hypervisor), the kernel describes the
+//! functions its command line names itself (`pci=BB:DD.F,...`, [`describe_bare`]), the way
+//! the hypervisor would: identity, BARs (sized with decoding off), the `lines=` line its INTx
+//! is routed to, decoding and bus mastering on.
 //!
 //! DMA: the partition's RAM is mapped from guest-physical 0 while it lies elsewhere on the
 //! bus, and there is no IOMMU to translate, so a device must be given [`bus_address`]es,
@@ -51,6 +54,20 @@ pub fn bus_address(address: *const u8, len: usize) -> Option<u64> {
         Some(map) => map.bus_address(gpa, len as u64),
         None => Some(gpa),
     }
+}
+
+/// The configuration dword at `offset` (rounded down to a multiple of 4) of `function`.
+/// Under the hypervisor a VM exit; all ones for a function that is not the partition's.
+pub fn config_read(function: &PciFunctionInfo, offset: u8) -> u32 {
+    Config(function.bdf).read(offset)
+}
+
+/// Writes `function`'s command register (bits 15:0 of the dword at 0x04; its status half
+/// written as 0, which clears nothing). Under the hypervisor a VM exit, refused (and logged
+/// there) when it sets a bit other than decoding, bus mastering, memory-write-and-invalidate,
+/// parity and SERR reporting and INTx disable.
+pub fn set_command(function: &PciFunctionInfo, command: u16) {
+    Config(function.bdf).write(0x04, u32::from(command));
 }
 
 /// Why `pci=` could not be followed (bare mode).
@@ -168,14 +185,17 @@ fn parse_bdf(word: &str) -> Option<u16> {
     Some(bus << 8 | device << 3 | function)
 }
 
-/// A function's configuration space through the configuration ports (mechanism #1), in bare
-/// mode: the boot CPU alone uses them, before any other CPU runs.
+/// A function's configuration space through the configuration ports (mechanism #1): in bare
+/// mode the kernel's own (the boot CPU describes the functions before any other CPU runs; a
+/// driver's accesses come from its `init`, on the boot CPU too); under the hypervisor each
+/// access exits and the hypervisor decides.
 struct Config(u16);
 
 impl Config {
     fn select(&self, offset: u8) {
         let address = 0x8000_0000 | u32::from(self.0) << 8 | u32::from(offset & 0xfc);
-        // SAFETY: bare mode, the kernel owns the machine; the address port selects a register.
+        // SAFETY: the address port selects a register (bare: the kernel owns the machine;
+        // under the hypervisor: the partition's own latch).
         unsafe { port::outl(0xcf8, address) }
     }
 

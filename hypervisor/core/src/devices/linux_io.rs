@@ -234,7 +234,7 @@ fn slp_typ(value: u32) -> u8 {
 }
 
 /// All ones for an access of `width` bytes (1, 2 or 4).
-fn ones(width: u8) -> u32 {
+pub(crate) fn ones(width: u8) -> u32 {
     match width {
         1 => 0xff,
         2 => 0xffff,
@@ -349,14 +349,7 @@ impl<'a> LinuxIo<'a> {
         if !byte.is_multiple_of(width) {
             return unowned(port, width, write);
         }
-        let a = self.address;
-        let bdf = PciBdf::new(
-            (a >> 16) as u8,
-            (a >> 11) as u8 & 0x1f,
-            (a >> 8) as u8 & 0x7,
-        )
-        .filter(|_| a & ADDRESS_ENABLE != 0 && a & ADDRESS_RESERVED == 0);
-        let offset = (a & 0xfc) as u8 | byte;
+        let (bdf, offset) = latched(self.address, byte);
         if bdf.is_some() && bdf == self.emulated {
             return match write {
                 None => IoOutcome::EmulatedConfigRead { offset, width },
@@ -415,6 +408,20 @@ impl LinuxIo<'_> {
                 .iter()
                 .any(|d| d.bus() == bdf.bus() && d.device() == bdf.device() && d.function() != 0)
     }
+}
+
+/// The function and register a configuration data access at byte `byte` of the data port
+/// reaches, given the latch `address`: no function while the latch is disabled or has
+/// reserved bits set.
+pub(crate) fn latched(address: u32, byte: u8) -> (Option<PciBdf>, u8) {
+    let a = address;
+    let bdf = PciBdf::new(
+        (a >> 16) as u8,
+        (a >> 11) as u8 & 0x1f,
+        (a >> 8) as u8 & 0x7,
+    )
+    .filter(|_| a & ADDRESS_ENABLE != 0 && a & ADDRESS_RESERVED == 0);
+    (bdf, (a & 0xfc) as u8 | byte)
 }
 
 /// A port Linux does not own: reads are all ones, writes are dropped.

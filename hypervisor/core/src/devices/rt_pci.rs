@@ -24,8 +24,15 @@
 //!   pin is only in the ACPI namespace's `_PRT`, which the hypervisor does not interpret;
 //!
 //! then turns its decoding and bus mastering on ([`Described::command`]). The RT kernel gets
-//! the description in its boot information ([`PciFunctionInfo`]) and never touches the
-//! function's configuration space (its ports exit and are refused, as every unowned port).
+//! the description in its boot information ([`PciFunctionInfo`]).
+//!
+//! An RT CPU's port accesses that exit (its I/O bitmap passes its own ports) are [`RtPorts`]'
+//! to decide, never Linux's view: configuration mechanism #1 through a latch of the RT
+//! partition's own reaches its own functions only, to read any register and to write the
+//! command register's decoding, bus-master, INTx-disable and error-reporting bits and the
+//! status register (whose bits clear on write): a driver's start-up (capabilities, a device
+//! that must be told to decode again) costs exits then, never in steady state. Every other
+//! port reads all ones and drops writes.
 //!
 //! Not handled: bridges (refused: their windows would have to be guarded too), MSI and MSI-X
 //! (the emulated machines have no device with them; the RT kernel would program them through
@@ -333,6 +340,104 @@ pub fn describe(
     })
 }
 
+/// What an exiting `IN` or `OUT` of an RT CPU does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RtPortOutcome {
+    /// An `IN` answered from the partition's own latch.
+    Read(u32),
+    /// An `OUT` to the latch, taken.
+    Ignored,
+    /// Read `width` bytes at `offset` of `bdf`'s configuration space (the hardware's).
+    ConfigRead { bdf: PciBdf, offset: u8, width: u8 },
+    /// Write them.
+    ConfigWrite {
+        bdf: PciBdf,
+        offset: u8,
+        width: u8,
+        value: u32,
+    },
+    /// A configuration read of a function that is not the partition's, or with no function
+    /// selected: all ones.
+    Absent(u32),
+    /// A configuration write that does not reach the hardware (another function, no
+    /// function selected, a register other than command and status, or command bits that
+    /// are not the partition's to set).
+    RefusedConfigWrite { bdf: Option<PciBdf>, offset: u8 },
+    /// A port the partition does not own: reads all ones, writes dropped.
+    Unowned,
+}
+
+/// The command register bits an RT driver may write: I/O and memory decoding (its BARs stay
+/// where the hypervisor checked them), bus mastering, memory-write-and-invalidate, parity and
+/// SERR reporting, INTx disable.
+const RT_COMMAND_BITS: u32 = 0b0000_0101_0101_0111;
+
+/// The RT partition's view of the ports that exit (see the module comment).
+#[derive(Debug, Clone)]
+pub struct RtPorts<'a> {
+    functions: &'a [PciBdf],
+    /// The partition's virtual 0xCF8.
+    address: u32,
+}
+
+impl<'a> RtPorts<'a> {
+    /// The view of a partition owning `functions`.
+    pub fn new(functions: &'a [PciBdf]) -> Self {
+        Self {
+            functions,
+            address: 0,
+        }
+    }
+
+    /// One `IN` (`write` is `None`) or `OUT` of `width` bytes (1, 2 or 4) at `port`.
+    pub fn access(&mut self, port: u16, width: u8, write: Option<u32>) -> RtPortOutcome {
+        use super::linux_io::{PCI_CONFIG_ADDRESS, PCI_CONFIG_DATA, latched, ones};
+        if !matches!(width, 1 | 2 | 4) {
+            return RtPortOutcome::Unowned;
+        }
+        let write = write.map(|v| v & ones(width));
+        if port == PCI_CONFIG_ADDRESS && width == 4 {
+            return match write {
+                Some(v) => {
+                    self.address = v;
+                    RtPortOutcome::Ignored
+                }
+                None => RtPortOutcome::Read(self.address),
+            };
+        }
+        let byte = port.wrapping_sub(PCI_CONFIG_DATA);
+        if byte > 3 || !(byte as u8).is_multiple_of(width) {
+            return RtPortOutcome::Unowned;
+        }
+        let (bdf, offset) = latched(self.address, byte as u8);
+        let own = bdf.filter(|b| self.functions.contains(b));
+        match (own, write) {
+            (Some(bdf), None) => RtPortOutcome::ConfigRead { bdf, offset, width },
+            (None, None) => RtPortOutcome::Absent(ones(width)),
+            (Some(bdf), Some(value)) if command_write_allowed(offset, value) => {
+                RtPortOutcome::ConfigWrite {
+                    bdf,
+                    offset,
+                    width,
+                    value,
+                }
+            }
+            (_, Some(_)) => RtPortOutcome::RefusedConfigWrite { bdf, offset },
+        }
+    }
+}
+
+/// Whether writing `value` at `offset` touches only the command register's bits an RT driver
+/// may set and the status register.
+fn command_write_allowed(offset: u8, value: u32) -> bool {
+    if offset & 0xfc != reg::COMMAND {
+        return false;
+    }
+    // The value as it lands in the dword: command in bits 15:0, status in 31:16.
+    let dword = value << (8 * u32::from(offset & 3));
+    dword & 0xffff & !RT_COMMAND_BITS == 0
+}
+
 /// Turns the function's decoding and bus mastering on (after [`describe`]).
 pub fn enable(space: &mut impl ConfigSpace, described: &Described) {
     space.write(reg::COMMAND, described.command);
@@ -607,6 +712,85 @@ mod tests {
             info.push_pci_function(described.info).unwrap();
             proptest::prop_assert_eq!(info.validate(), Ok(()));
         }
+    }
+
+    #[test]
+    fn an_rt_cpu_reaches_the_configuration_of_its_own_functions_only() {
+        let nic = bdf();
+        let other = PciBdf::new(0, 1, 1).unwrap();
+        let own = [nic];
+        let mut ports = RtPorts::new(&own);
+        let select = |ports: &mut RtPorts<'_>, f: PciBdf, register: u32| {
+            let address = 0x8000_0000
+                | u32::from(f.bus()) << 16
+                | u32::from(f.device()) << 11
+                | u32::from(f.function()) << 8
+                | register;
+            assert_eq!(
+                ports.access(0xcf8, 4, Some(address)),
+                RtPortOutcome::Ignored
+            );
+            assert_eq!(ports.access(0xcf8, 4, None), RtPortOutcome::Read(address));
+        };
+        select(&mut ports, nic, 0x00);
+        assert_eq!(
+            ports.access(0xcfe, 2, None),
+            RtPortOutcome::ConfigRead {
+                bdf: nic,
+                offset: 2,
+                width: 2
+            }
+        );
+        select(&mut ports, nic, 0x04);
+        // Decoding, bus mastering, INTx disable; status bits cleared by writing ones.
+        for (port, width, value) in [
+            (0xcfc, 4, 0xffff_0407),
+            (0xcfd, 1, 0x04),
+            (0xcfc, 2, 0x0006),
+        ] {
+            assert!(
+                matches!(ports.access(port, width, Some(value)), RtPortOutcome::ConfigWrite { bdf, .. } if bdf == nic),
+                "{port:#x} {value:#x}"
+            );
+        }
+        // Special cycles (bit 3) and anything but command and status: refused.
+        assert_eq!(
+            ports.access(0xcfc, 2, Some(0x0008)),
+            RtPortOutcome::RefusedConfigWrite {
+                bdf: Some(nic),
+                offset: 4
+            }
+        );
+        select(&mut ports, nic, 0x10);
+        assert_eq!(
+            ports.access(0xcfc, 4, Some(0xfee0_0000)),
+            RtPortOutcome::RefusedConfigWrite {
+                bdf: Some(nic),
+                offset: 0x10
+            }
+        );
+        // Another function: absent, and never written.
+        select(&mut ports, other, 0x04);
+        assert_eq!(
+            ports.access(0xcfc, 4, None),
+            RtPortOutcome::Absent(u32::MAX)
+        );
+        assert_eq!(
+            ports.access(0xcfc, 2, Some(0x0007)),
+            RtPortOutcome::RefusedConfigWrite {
+                bdf: Some(other),
+                offset: 4
+            }
+        );
+        // Any other port: unowned (no power-off, no reset, nothing of Linux's).
+        for port in [0x64, 0xcf9, 0x604, 0x443, 0x3f8] {
+            assert_eq!(ports.access(port, 1, Some(0xfe)), RtPortOutcome::Unowned);
+        }
+        assert_eq!(
+            ports.access(0xcfd, 2, None),
+            RtPortOutcome::Unowned,
+            "misaligned"
+        );
     }
 
     #[test]

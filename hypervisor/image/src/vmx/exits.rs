@@ -409,7 +409,11 @@ impl ExitHandler {
             return Ok(Action::Stop(StopCause::Unhandled));
         }
         let write = (!input).then_some(regs.rax as u32);
-        let result = linux_devices::port_access(port, size as u8, write);
+        // Each partition's own view: Linux's emulated devices are never the RT partition's.
+        let result = match self.partition {
+            PartitionId::Linux => linux_devices::port_access(port, size as u8, write),
+            PartitionId::Rt => crate::rt_pci::port_access(port, size as u8, write),
+        };
         if result.unowned {
             self.unowned_port(port, !input);
         }

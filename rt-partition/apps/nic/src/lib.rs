@@ -234,6 +234,17 @@ fn init(context: &Context<'static>) -> Result<(), Error> {
         );
         return Err(Error::InvalidArgument);
     };
+    // The function's own configuration space (under the hypervisor, exits allowed for the
+    // partition's own functions, here at start-up) says what the boot information says.
+    let id = pci::config_read(function, 0x00);
+    let expected = u32::from(function.device_id) << 16 | u32::from(function.vendor_id);
+    if id != expected {
+        println!(
+            "nic: {}: its configuration space reads {id:#010x}, not {expected:#010x}",
+            function.address()
+        );
+        return Err(Error::InvalidArgument);
+    }
     // The task runs on CPU 0 (`Cpu::First`).
     let Some(attached) = irq::attach_gsi(APP.name, line.gsi(), 0)? else {
         return Ok(());
