@@ -214,29 +214,9 @@ fn bochs_rt_bare_hpet_level_line() -> Result<()> {
 #[test]
 #[ignore = "boots an emulator; run through cargo xtask test"]
 fn bochs_rt_bare_nic_frame_exchange() -> Result<()> {
-    let mut run = Scenario::rt_bare("bochs_rt_bare_nic_frame_exchange")
-        .rt_cmdline(format!(
-            "lines={}:level:high pci={} nic=e1000 nic_period_us=2000 control_hz=0",
-            bulkhead_e2e::config::RT_NIC_IRQ,
-            bulkhead_e2e::config::RT_NIC_FUNCTION
-        ))
-        .cpus(1)
-        .nic_peer()
-        .start()?;
-    let expect = Expect::new()
-        .regex(STARTING)
-        .regex(r"^nic: 00:03\.0 \(8086:100e\) registers at 0x[0-9a-f]+, INTx on IOAPIC pin 11, a frame every 2000 us$")
-        .line("nic: MAC 52:54:00:12:34:56, link up, exchanging frames")
-        .times(6, CycleSummary::PREFIX)
-        .fail_on("FATAL")
-        .stop_on(RT_HALTED);
-    run.wait_for(&expect, BOCHS_LIMIT)?;
-    let last = run
-        .lines()
-        .iter()
-        .rev()
-        .find_map(|l| CycleSummary::parse(l))
-        .context("no frame-cycle summary")?;
+    let run = bare_nic_run("bochs_rt_bare_nic_frame_exchange", EmulatorKind::Bochs)?;
+    let summaries = cycle_summaries(&run);
+    let last = summaries.last().context("no frame-cycle summary")?;
     ensure!(
         last.cycles >= 2_500
             && last.answered * 10 >= last.cycles * 9
@@ -260,8 +240,33 @@ fn bochs_rt_bare_nic_frame_exchange() -> Result<()> {
 #[test]
 #[ignore = "boots an emulator; run through cargo xtask test"]
 fn qemu_rt_bare_nic_frame_exchange() -> Result<()> {
-    let mut run = Scenario::rt_bare("qemu_rt_bare_nic_frame_exchange")
-        .emulator(EmulatorKind::QemuTcg)
+    let run = bare_nic_run("qemu_rt_bare_nic_frame_exchange", EmulatorKind::QemuTcg)?;
+    let summaries = cycle_summaries(&run);
+    let (first, last) = match summaries.as_slice() {
+        [_, first, .., last] => (*first, *last),
+        _ => anyhow::bail!("fewer than three frame-cycle summaries:\n{}", run.log()),
+    };
+    let cycles = last.cycles - first.cycles;
+    let late = last.late - first.late;
+    ensure!(
+        cycles >= 1_500 && last.lost == first.lost && last.bad == first.bad && late * 20 <= cycles,
+        "from {first}\nto {last}: frames lost, bad or too many late\n{}",
+        run.log()
+    );
+    println!("{}: from {first}\nto {last}", run.emulator());
+    Ok(())
+}
+
+/// Boots the kernel alone on one CPU of `emulator` with the 8254x NIC and its pin
+/// (`pci=00:03.0 lines=11:level:high`), its NIC application exchanging frames every 2 ms with
+/// the harness's peer, and waits for six summaries.
+fn bare_nic_run(name: &str, emulator: EmulatorKind) -> Result<Run> {
+    let limit = match emulator {
+        EmulatorKind::Bochs => BOCHS_LIMIT,
+        _ => QEMU_LIMIT,
+    };
+    let mut run = Scenario::rt_bare(name)
+        .emulator(emulator)
         .rt_cmdline(format!(
             "lines={}:level:high pci={} nic=e1000 nic_period_us=2000 control_hz=0",
             bulkhead_e2e::config::RT_NIC_IRQ,
@@ -277,23 +282,14 @@ fn qemu_rt_bare_nic_frame_exchange() -> Result<()> {
         .times(6, CycleSummary::PREFIX)
         .fail_on("FATAL")
         .stop_on(RT_HALTED);
-    run.wait_for(&expect, QEMU_LIMIT)?;
-    let summaries: Vec<_> = run
-        .lines()
+    run.wait_for(&expect, limit)?;
+    Ok(run)
+}
+
+/// The run's frame-cycle summaries, in order.
+fn cycle_summaries(run: &Run) -> Vec<CycleSummary<'_>> {
+    run.lines()
         .iter()
         .filter_map(|l| CycleSummary::parse(l))
-        .collect();
-    let (first, last) = match summaries.as_slice() {
-        [_, first, .., last] => (*first, *last),
-        _ => anyhow::bail!("fewer than three frame-cycle summaries:\n{}", run.log()),
-    };
-    let cycles = last.cycles - first.cycles;
-    let late = last.late - first.late;
-    ensure!(
-        cycles >= 1_500 && last.lost == first.lost && last.bad == first.bad && late * 20 <= cycles,
-        "from {first}\nto {last}: frames lost, bad or too many late\n{}",
-        run.log()
-    );
-    println!("{}: from {first}\nto {last}", run.emulator());
-    Ok(())
+        .collect()
 }
