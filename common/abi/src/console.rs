@@ -645,10 +645,14 @@ pub struct CycleSummary<'a> {
     pub p999_ns: u64,
     /// Interrupts the NIC's line took.
     pub irqs: u64,
+    /// The kernel's share, from its top half (the NIC's interrupt entered) to the driver's
+    /// task running, mean and maximum: the part of the round trip that is the RT system's.
+    pub kernel_avg_ns: u64,
+    pub kernel_max_ns: u64,
 }
 
 impl<'a> CycleSummary<'a> {
-    const KEYS: [&'static str; 12] = [
+    const KEYS: [&'static str; 14] = [
         "period_us",
         "cycles",
         "answered",
@@ -661,6 +665,8 @@ impl<'a> CycleSummary<'a> {
         "p99_ns",
         "p999_ns",
         "irqs",
+        "kernel_avg_ns",
+        "kernel_max_ns",
     ];
 
     /// The line's start, for a search that needs no parse.
@@ -685,6 +691,8 @@ impl<'a> CycleSummary<'a> {
             p99_ns,
             p999_ns,
             irqs,
+            kernel_avg_ns,
+            kernel_max_ns,
         ] = key_values(rest, Self::KEYS)?;
         Some(Self {
             source,
@@ -700,6 +708,8 @@ impl<'a> CycleSummary<'a> {
             p99_ns,
             p999_ns,
             irqs,
+            kernel_avg_ns,
+            kernel_max_ns,
         })
     }
 }
@@ -708,7 +718,7 @@ impl fmt::Display for CycleSummary<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "frame-cycle source={} period_us={} cycles={} answered={} late={} lost={} bad={} min_ns={} avg_ns={} max_ns={} p99_ns={} p999_ns={} irqs={}",
+            "frame-cycle source={} period_us={} cycles={} answered={} late={} lost={} bad={} min_ns={} avg_ns={} max_ns={} p99_ns={} p999_ns={} irqs={} kernel_avg_ns={} kernel_max_ns={}",
             self.source,
             self.period_us,
             self.cycles,
@@ -721,7 +731,9 @@ impl fmt::Display for CycleSummary<'_> {
             self.max_ns,
             self.p99_ns,
             self.p999_ns,
-            self.irqs
+            self.irqs,
+            self.kernel_avg_ns,
+            self.kernel_max_ns
         )
     }
 }
@@ -995,6 +1007,8 @@ mod tests {
             p99_ns: 61_000,
             p999_ns: 80_000,
             irqs: 10_001,
+            kernel_avg_ns: 11_000,
+            kernel_max_ns: 40_000,
         };
         let line = summary.to_string();
         assert!(line.starts_with(CycleSummary::PREFIX));

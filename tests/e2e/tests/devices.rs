@@ -211,7 +211,9 @@ fn bochs_rt_nic_frame_exchange() -> Result<()> {
             && last.min_ns <= last.avg_ns
             && last.avg_ns <= last.max_ns
             && last.p99_ns <= last.p999_ns
-            && last.irqs >= last.answered,
+            && last.irqs >= last.answered
+            && last.kernel_avg_ns > 0
+            && last.kernel_avg_ns <= last.kernel_max_ns,
         "inconsistent summary: {last}\n{log}"
     );
     let peer = run.nic()?;

@@ -351,7 +351,7 @@ fn print_nic_table(
     );
     println!("kernel options: bare `{bare_options}`, hypervisor `{options}`");
     println!(
-        "{:<12}{:>8}{:>9}{:>6}{:>6}{:>5}{:>10}{:>10}{:>10}{:>10}{:>11}{:>8}",
+        "{:<12}{:>8}{:>9}{:>6}{:>6}{:>5}{:>10}{:>10}{:>10}{:>10}{:>11}{:>8}  kernel share avg/max (top half to task)",
         "",
         "cycles",
         "answered",
@@ -368,7 +368,7 @@ fn print_nic_table(
     for m in measured {
         let s = m.nic();
         println!(
-            "{:<12}{:>8}{:>9}{:>6}{:>6}{:>5}{:>10}{:>10}{:>10}{:>10}{:>11}{:>8}",
+            "{:<12}{:>8}{:>9}{:>6}{:>6}{:>5}{:>10}{:>10}{:>10}{:>10}{:>11}{:>8}  {} / {} ns",
             m.name,
             s.cycles,
             s.answered,
@@ -380,13 +380,15 @@ fn print_nic_table(
             s.max_ns,
             s.p99_ns,
             s.p999_ns,
-            s.irqs
+            s.irqs,
+            s.kernel_avg_ns,
+            s.kernel_max_ns
         );
     }
     if let [bare, hv] = measured {
         let (b, h) = (bare.nic(), hv.nic());
         println!(
-            "{:<12}{:>8}{:>9}{:>6}{:>6}{:>5}{:>10}{:>10}{:>10}{:>10}{:>11}",
+            "{:<12}{:>8}{:>9}{:>6}{:>6}{:>5}{:>10}{:>10}{:>10}{:>10}{:>11}{:>8}  {} / {}",
             "hv / bare",
             "",
             "",
@@ -397,7 +399,10 @@ fn print_nic_table(
             ratio(h.avg_ns, b.avg_ns),
             ratio(h.max_ns, b.max_ns),
             ratio(h.p99_ns, b.p99_ns),
-            ratio(h.p999_ns, b.p999_ns)
+            ratio(h.p999_ns, b.p999_ns),
+            "",
+            ratio(h.kernel_avg_ns, b.kernel_avg_ns),
+            ratio(h.kernel_max_ns, b.kernel_max_ns)
         );
         print_exits(hv, h.irqs);
     }
