@@ -690,7 +690,7 @@ fn find_msi(space: &mut impl ConfigSpace) -> Option<Msi> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use proptest::prelude::*;
     use std::string::ToString;
     use std::vec::Vec;
@@ -698,12 +698,24 @@ mod tests {
     use super::*;
 
     /// A function's configuration space with BARs that keep only their writable bits, as the
-    /// hardware does (a model of the register semantics the probe relies on).
-    struct Function {
-        dwords: [u32; 64],
+    /// hardware does (a model of the register semantics the probe relies on; the RT
+    /// functions' tests use it too).
+    pub(crate) struct Function {
+        pub(crate) dwords: [u32; 64],
         /// Writable address bits of each register (0 = read-only).
-        writable: [u32; 64],
-        writes: Vec<(u8, u32)>,
+        pub(crate) writable: [u32; 64],
+        pub(crate) writes: Vec<(u8, u32)>,
+    }
+
+    impl Function {
+        /// A function whose every register reads 0 and none is writable.
+        pub(crate) fn blank() -> Self {
+            Self {
+                dwords: [0; 64],
+                writable: [0; 64],
+                writes: Vec::new(),
+            }
+        }
     }
 
     impl ConfigSpace for Function {
@@ -727,11 +739,7 @@ mod tests {
     /// 0xfebf0000 (BAR0), a 64-bit 1 MiB BAR at 0x8_0000_0000 (BAR1/2), a 64 KiB ROM, and a
     /// 64-bit MSI capability.
     fn function() -> Function {
-        let mut f = Function {
-            dwords: [0; 64],
-            writable: [0; 64],
-            writes: Vec::new(),
-        };
+        let mut f = Function::blank();
         f.dwords[0] = 0x7010_8086;
         f.dwords[1] = HAS_CAPABILITIES | IO_DECODE | MEMORY_DECODE;
         f.writable[1] = 0xffff;

@@ -447,32 +447,13 @@ pub fn enable(space: &mut impl ConfigSpace, described: &Described) {
 mod tests {
     use std::string::ToString;
 
+    use super::super::pci_owned::tests::Function as Device;
     use super::*;
-
-    /// A device's configuration space whose BARs keep only their writable bits.
-    struct Device {
-        dwords: [u32; 64],
-        writable: [u32; 64],
-    }
-
-    impl ConfigSpace for Device {
-        fn read(&mut self, offset: u8) -> u32 {
-            self.dwords[usize::from(offset / 4)]
-        }
-        fn write(&mut self, offset: u8, value: u32) {
-            let i = usize::from(offset / 4);
-            let w = self.writable[i];
-            self.dwords[i] = (self.dwords[i] & !w) | (value & w);
-        }
-    }
 
     /// An 8254x-like NIC: 128 KiB memory BAR0 at 0xfebc0000, 64 ports at 0xc040 (BAR1),
     /// INTA routed to IRQ 11, decoding off.
     fn nic() -> Device {
-        let mut d = Device {
-            dwords: [0; 64],
-            writable: [0; 64],
-        };
+        let mut d = Device::blank();
         d.dwords[0] = 0x100e_8086;
         d.writable[1] = 0xffff;
         d.dwords[2] = 0x0200_0003;
