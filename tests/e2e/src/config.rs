@@ -175,6 +175,12 @@ pub const RT_NIC_FUNCTION: &str = "00:03.0";
 /// See [`RT_NIC_FUNCTION`].
 pub const RT_NIC_IRQ: u32 = 11;
 
+/// What a bare RT kernel is told of that NIC instead of a config: the function to describe
+/// and its INTx pin, level-triggered (`pci=00:03.0 lines=11:level:high`).
+pub fn rt_nic_bare_options() -> String {
+    format!("lines={RT_NIC_IRQ}:level:high pci={RT_NIC_FUNCTION}")
+}
+
 /// The example config `example` with the NIC of a run with a NIC peer given to the RT
 /// partition: its PCI function and the IOAPIC pin its INTx arrives on, level-triggered (PCI
 /// INTx; active high, as the chipset drives an ISA IRQ input).

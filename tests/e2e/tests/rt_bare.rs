@@ -268,9 +268,8 @@ fn bare_nic_run(name: &str, emulator: EmulatorKind) -> Result<Run> {
     let mut run = Scenario::rt_bare(name)
         .emulator(emulator)
         .rt_cmdline(format!(
-            "lines={}:level:high pci={} nic=e1000 nic_period_us=2000 control_hz=0",
-            bulkhead_e2e::config::RT_NIC_IRQ,
-            bulkhead_e2e::config::RT_NIC_FUNCTION
+            "{} nic=e1000 nic_period_us=2000 control_hz=0",
+            bulkhead_e2e::config::rt_nic_bare_options()
         ))
         .cpus(1)
         .nic_peer()

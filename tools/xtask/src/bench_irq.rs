@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use bulkhead_abi::console::{CycleSummary, DeviceLatencySummary, HistogramLine, HistogramOwner};
-use bulkhead_e2e::config::{self, LoadedConfig, RT_HPET_GSI, RT_NIC_FUNCTION, RT_NIC_IRQ};
+use bulkhead_e2e::config::{self, LoadedConfig, RT_HPET_GSI};
 use bulkhead_e2e::{Expect, Scenario};
 use clap::{Args, ValueEnum};
 
@@ -212,7 +212,7 @@ pub fn run(
                 "nic=e1000 nic_period_us={period_us} control_hz={} trace=on",
                 args.control_hz
             );
-            let bare = format!("lines={RT_NIC_IRQ}:level:high pci={RT_NIC_FUNCTION} {options}");
+            let bare = format!("{} {options}", config::rt_nic_bare_options());
             (options, bare, config::example_with_rt_nic(&args.config)?)
         }
     };
