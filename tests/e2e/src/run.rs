@@ -5,7 +5,7 @@
 //! the order it read them: on each poll COM1's new lines, then COM2's. Lines from COM2 carry no
 //! prefix.
 //!
-//! A run started with a COM3 peer ([`Run::start_with_com3_peer`], [`Scenario::com3_peer`]) also
+//! A run started with a COM3 peer ([`Run::start_with_test_peers`], [`Scenario::com3_peer`]) also
 //! holds the TCP listener COM3's other end connects to; [`Run::com3`] hands the test that end.
 //!
 //! A run started with Linux's console on the harness ([`Run::start_with_linux_console`]) wires
@@ -256,17 +256,12 @@ impl Run {
         Ok(run)
     }
 
-    /// [`Run::start`], with a third serial port, COM3 (I/O ports 0x3e8 to 0x3ef, ISA IRQ 4),
-    /// whose other end is a TCP connection for the test: the run listens on `127.0.0.1`, on a
-    /// port the system picks, before the emulator starts, and the emulator connects to it
-    /// (Bochs as a `socket-client`, QEMU with `-serial tcp:`). [`Run::com3`] accepts it.
-    pub fn start_with_com3_peer(dir: &RunDir, iso: &Path, emulator: &Emulator) -> Result<Self> {
-        Self::start_with_test_peers(dir, iso, emulator, true, false)
-    }
-
-    /// [`Run::start`], with a COM3 peer ([`Run::start_with_com3_peer`]) if `com3`, and with an
-    /// Intel 8254x NIC whose wire is a [`NicPeer`] that answers the RT NIC driver's frames if
-    /// `nic` ([`Run::nic`] reads its counts).
+    /// [`Run::start`], with a third serial port if `com3`: COM3 (I/O ports 0x3e8 to 0x3ef, ISA
+    /// IRQ 4), whose other end is a TCP connection for the test (the run listens on
+    /// `127.0.0.1`, on a port the system picks, before the emulator starts, and the emulator
+    /// connects to it: Bochs as a `socket-client`, QEMU with `-serial tcp:`; [`Run::com3`]
+    /// accepts it); and with an Intel 8254x NIC whose wire is a [`NicPeer`] that answers the RT
+    /// NIC driver's frames if `nic` ([`Run::nic`] reads its counts).
     pub fn start_with_test_peers(
         dir: &RunDir,
         iso: &Path,
@@ -347,7 +342,7 @@ impl Run {
         listener.peer(CONNECT_TIMEOUT, &mut || child.exited(), &self.dir)
     }
 
-    /// The test's end of COM3, for a run started with a COM3 peer ([`Run::start_with_com3_peer`],
+    /// The test's end of COM3, for a run started with a COM3 peer ([`Run::start_with_test_peers`],
     /// [`Scenario::com3_peer`]).
     ///
     /// The first call accepts the emulator's connection, waiting up to `timeout` (the emulator
@@ -363,7 +358,7 @@ impl Run {
         let Some(listener) = &mut self.com3 else {
             bail!(
                 "{}: this run has no COM3 peer (start it with Scenario::com3_peer or \
-                 Run::start_with_com3_peer)",
+                 Run::start_with_test_peers)",
                 self.dir.display()
             );
         };
