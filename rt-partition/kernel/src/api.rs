@@ -80,16 +80,16 @@ pub fn spin_for(ns: u64) {
     }
 }
 
-/// Why the caller's last wait ended (read once, on resuming).
+/// Why the caller's last wait ended (read once, on resuming; taking it changes nothing the
+/// scheduler decides on, so it is not a full kernel entry).
 fn wake_reason() -> Option<WakeReason> {
-    sched::enter(|state, core, _| {
-        let reason = state
+    sched::peek_own(|state, core| {
+        state
             .kernel
             .current(core)
             .and_then(|t| state.kernel.take_wake_reason(t))
             .ok()
-            .flatten();
-        (reason, Resched::NONE, Switch::Stay)
+            .flatten()
     })
 }
 

@@ -14,8 +14,9 @@
 //! arms the ring's doorbell flag and sleeps on its CPU's doorbell event flags (one bit per
 //! channel). Linux, seeing the flag when it sends (or frees a slot), rings the `DOORBELL`
 //! hypercall; the hypervisor sends `DOORBELL_VECTOR` to this partition's first CPU without
-//! any VM exit here, and `on_doorbell` sets every channel's bit in every CPU's flags (the
-//! other CPUs' through their mailboxes), so each sleeper re-checks its ring. The sleep also
+//! any VM exit here, and `on_doorbell` sets the bit of each channel whose request the
+//! hypervisor took in the flags of the CPU that asked (another CPU's through its mailbox), so
+//! that channel's sleeper re-checks its ring and nobody else wakes. The sleep also
 //! ends after [`DOORBELL_FALLBACK_NS`]: a doorbell the hypervisor coalesced (it limits each
 //! channel's rate) delays a wake-up, it never loses it. On a `poll` channel a blocked task
 //! sleeps [`POLL_NS`] between attempts.
@@ -149,12 +150,42 @@ pub(crate) fn create_objects(cpus: usize) -> Result<(), Error> {
     Ok(())
 }
 
-/// The doorbell interrupt (its core's state held): wakes every task waiting on a channel,
-/// on this CPU directly and on the others through their mailboxes.
+/// Which CPU asked for Linux's doorbell on each channel (its index + 1; 0: none), set by the
+/// asking task before it stores its request word. The doorbell interrupt says only that some
+/// request was taken; this and the words tell which.
+static ASKED_BY: [AtomicU32; MAX_CHANNELS] = [const { AtomicU32::new(0) }; MAX_CHANNELS];
+
+/// The doorbell interrupt (its core's state held): wakes the tasks waiting on the channels
+/// whose request the hypervisor took (their request word is back to 0), each on the CPU that
+/// asked (this one directly, another through its mailbox). A flood from Linux on one channel
+/// therefore wakes that channel's task only, never the others'.
+///
+/// A request stored again between the hypervisor's take and this interrupt leaves its
+/// channel alone: the asking task checks its ring after storing the request, so whatever
+/// Linux sent before then is seen there. A request about to be stored (`ASKED_BY` set, the
+/// word not yet) reads as taken: one spurious wake-up, after which the task checks its ring
+/// and waits again.
 pub(crate) fn on_doorbell(state: &mut State, now: u64) -> Resched {
+    let mut rung = [0u32; crate::MAX_CPUS];
+    let channels = CHANNELS.get().map_or(0, |c| c.len());
+    for (index, asked_by) in ASKED_BY.iter().enumerate().take(channels) {
+        let by = asked_by.load(Ordering::Acquire);
+        let taken = || doorbell_request(index).is_some_and(|w| w.load(Ordering::Acquire) == 0);
+        if by != 0
+            && taken()
+            && asked_by
+                .compare_exchange(by, 0, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            && let Some(bits) = rung.get_mut(by as usize - 1)
+        {
+            *bits |= 1 << index;
+        }
+    }
     let mut resched = Resched::NONE;
-    for flags in DOORBELL_FLAGS.iter().filter_map(Once::get) {
-        resched.merge(api::event_set_locked(state, *flags, u32::MAX, now));
+    for (bits, flags) in rung.iter().zip(&DOORBELL_FLAGS) {
+        if let (true, Some(flags)) = (*bits != 0, flags.get()) {
+            resched.merge(api::event_set_locked(state, *flags, *bits, now));
+        }
     }
     resched
 }
@@ -328,6 +359,8 @@ fn blocking<E: Reinit, T>(
                 // Ask the hypervisor for Linux's doorbell before arming the ring's flag, so
                 // that whenever Linux sees the flag and rings, the request is there.
                 if let Some(request) = waiting.request {
+                    ASKED_BY[bit.trailing_zeros() as usize]
+                        .store(api::cpu() as u32 + 1, Ordering::Release);
                     request.store(1, Ordering::Release);
                 }
                 if arm(end).map_err(ChannelError::Ring)? == Armed::Ready {

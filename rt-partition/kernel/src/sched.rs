@@ -431,6 +431,16 @@ pub fn enter<R>(f: impl FnOnce(&mut State, CoreId, u64) -> (R, Resched, Switch))
     result
 }
 
+/// A look at this core's state that decides nothing (the running task's own bookkeeping,
+/// such as why its wait ended): no clock read, no rescheduling, the timer left as it is.
+/// Interrupts stay off while `f` runs.
+pub fn peek_own<R>(f: impl FnOnce(&mut State, CoreId) -> R) -> R {
+    let _irq = IrqGuard::new();
+    let core = this_core_index();
+    let mut state = own_state(core);
+    f(&mut state, LOCAL)
+}
+
 // ----- mail between cores ----------------------------------------------------------------
 
 /// What one core asks of another, as a mailbox word: the kind in bits 0..8, the object's

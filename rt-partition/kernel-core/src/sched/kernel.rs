@@ -55,6 +55,44 @@ impl<const TASKS: usize> Core<TASKS> {
     }
 }
 
+/// A set of task ids, one bit per entry of the task table (at most [`TaskSet::CAPACITY`]).
+#[derive(Debug, Clone, Copy)]
+struct TaskSet([u64; TaskSet::WORDS]);
+
+impl TaskSet {
+    const WORDS: usize = 4;
+    const CAPACITY: usize = Self::WORDS * 64;
+
+    const fn new() -> Self {
+        Self([0; Self::WORDS])
+    }
+
+    fn insert(&mut self, task: TaskId) {
+        self.0[task.index() / 64] |= 1 << (task.index() % 64);
+    }
+
+    fn remove(&mut self, task: TaskId) {
+        self.0[task.index() / 64] &= !(1 << (task.index() % 64));
+    }
+
+    fn contains(self, task: TaskId) -> bool {
+        self.0[task.index() / 64] & (1 << (task.index() % 64)) != 0
+    }
+
+    /// The members, lowest id first.
+    fn iter(self) -> impl Iterator<Item = TaskId> {
+        self.0.into_iter().enumerate().flat_map(|(word, mut bits)| {
+            core::iter::from_fn(move || {
+                let bit = bits.trailing_zeros();
+                (bits != 0).then(|| {
+                    bits &= bits - 1;
+                    TaskId::new((word * 64) as u16 + bit as u16)
+                })
+            })
+        })
+    }
+}
+
 /// The RT kernel's whole state for `CORES` cores and a table of `TASKS` tasks (including one
 /// idle task per core). Create it with the `const fn` [`Kernel::new`] (it can sit in a
 /// `static`), create tasks and objects at init, then let each core call
@@ -70,6 +108,9 @@ impl<const TASKS: usize> Core<TASKS> {
 pub struct Kernel<const TASKS: usize, const CORES: usize> {
     tasks: [Task; TASKS],
     cores: [Core<TASKS>; CORES],
+    /// The tasks whose state is `Blocked`: where an object looks for its waiters, so that a
+    /// wake-up costs the number of blocked tasks, not the size of the table.
+    blocked: TaskSet,
     next_wait_sequence: u64,
     next_object_id: u32,
 }
@@ -90,7 +131,10 @@ impl<const TASKS: usize, const CORES: usize> Kernel<TASKS, CORES> {
                 TASKS > CORES,
                 "the task table holds the idle tasks and at least one more"
             );
-            assert!(TASKS <= u16::MAX as usize, "task ids are 16 bits");
+            assert!(
+                TASKS <= TaskSet::CAPACITY,
+                "the blocked tasks' set holds 256 tasks"
+            );
         };
         let mut tasks = [const { Task::UNUSED }; TASKS];
         let mut cores = [const { Core::new() }; CORES];
@@ -106,6 +150,7 @@ impl<const TASKS: usize, const CORES: usize> Kernel<TASKS, CORES> {
         Self {
             tasks,
             cores,
+            blocked: TaskSet::new(),
             next_wait_sequence: 0,
             next_object_id: 0,
         }
@@ -293,9 +338,10 @@ impl<const TASKS: usize, const CORES: usize> Kernel<TASKS, CORES> {
             return Err(Error::InvalidState);
         }
         match t.state {
-            TaskState::Blocked(BlockReason::Parked(_)) | TaskState::Sleeping => {
-                Ok(self.make_ready(task, now_ns, WakeReason::Woken))
+            TaskState::Blocked(BlockReason::Parked(_)) => {
+                Ok(self.unblock(task, now_ns, WakeReason::Woken))
             }
+            TaskState::Sleeping => Ok(self.make_ready(task, now_ns, WakeReason::Woken)),
             TaskState::Ready | TaskState::Running => {
                 self.tasks[task.index()].wake_pending = true;
                 Ok(Preempt::No)
@@ -317,6 +363,7 @@ impl<const TASKS: usize, const CORES: usize> Kernel<TASKS, CORES> {
         t.state = TaskState::Blocked(BlockReason::Parked(tag));
         t.wake_reason = None;
         t.wait_sequence = sequence;
+        self.blocked.insert(task);
         self.schedule(core, now_ns)
     }
 
@@ -375,7 +422,7 @@ impl<const TASKS: usize, const CORES: usize> Kernel<TASKS, CORES> {
                 }
                 TaskState::Blocked(_) => {
                     let mutex_owner = t.mutex_owner;
-                    let preempt = self.make_ready(task, expired.deadline_ns, WakeReason::Timeout);
+                    let preempt = self.unblock(task, expired.deadline_ns, WakeReason::Timeout);
                     resched.merge(preempt.into());
                     if let Some(owner) = mutex_owner {
                         self.update_priority_chain(owner, &mut resched);
@@ -458,15 +505,6 @@ impl<const TASKS: usize, const CORES: usize> Kernel<TASKS, CORES> {
         &mut self.tasks[task.index()]
     }
 
-    /// All task table entries in use, with their ids.
-    pub(crate) fn task_entries(&self) -> impl Iterator<Item = (TaskId, &Task)> + '_ {
-        self.tasks
-            .iter()
-            .enumerate()
-            .filter(|(_, task)| task.in_use)
-            .map(|(index, task)| (TaskId::new(index as u16), task))
-    }
-
     pub(crate) fn core_index(&self, core: CoreId) -> Result<usize, Error> {
         if core.index() < CORES {
             Ok(core.index())
@@ -503,6 +541,7 @@ impl<const TASKS: usize, const CORES: usize> Kernel<TASKS, CORES> {
         t.state = TaskState::Blocked(reason);
         t.wake_reason = None;
         t.wait_sequence = sequence;
+        self.blocked.insert(task);
         Ok(())
     }
 
@@ -515,14 +554,22 @@ impl<const TASKS: usize, const CORES: usize> Kernel<TASKS, CORES> {
         Ok(())
     }
 
-    /// Ends a block or sleep: cancels the task's timer, records why, and queues it at the
-    /// tail of its priority. `ready_since_ns` is where its wake-up latency is measured from.
-    pub(crate) fn make_ready(
+    /// Ends a block: takes the task out of the blocked set, then as [`Kernel::make_ready`].
+    /// Every wake-up of a `Blocked` task goes through here.
+    pub(crate) fn unblock(
         &mut self,
         task: TaskId,
         ready_since_ns: u64,
         reason: WakeReason,
     ) -> Preempt {
+        self.blocked.remove(task);
+        self.make_ready(task, ready_since_ns, reason)
+    }
+
+    /// Ends a sleep (or, through [`Kernel::unblock`], a block): cancels the task's timer,
+    /// records why, and queues it at the tail of its priority. `ready_since_ns` is where its
+    /// wake-up latency is measured from.
+    fn make_ready(&mut self, task: TaskId, ready_since_ns: u64, reason: WakeReason) -> Preempt {
         let t = &mut self.tasks[task.index()];
         if let Some(handle) = t.timer.take() {
             self.cores[t.core.index()].timers.cancel(handle);
@@ -575,15 +622,27 @@ impl<const TASKS: usize, const CORES: usize> Kernel<TASKS, CORES> {
 
     /// The waiter that an object hands itself to first: the highest effective priority among
     /// tasks blocked on `reason`, first come first served within a priority. The scan is over
-    /// the whole task table: O(TASKS), bounded, and always consistent with priority changes.
+    /// the blocked tasks: bounded, and always consistent with priority changes.
     pub(crate) fn top_waiter(&self, reason: BlockReason) -> Option<TaskId> {
         self.best_waiter(|task| task.state == TaskState::Blocked(reason))
     }
 
-    /// As [`Kernel::top_waiter`], among the tasks for which `eligible` holds.
+    /// The tasks whose state is `Blocked`, lowest id first.
+    pub(crate) fn blocked_tasks(&self) -> impl Iterator<Item = (TaskId, &Task)> + '_ {
+        debug_assert!(
+            self.tasks.iter().enumerate().all(|(index, task)| {
+                matches!(task.state, TaskState::Blocked(_))
+                    == self.blocked.contains(TaskId::new(index as u16))
+            }),
+            "the blocked set is the tasks in the Blocked state"
+        );
+        self.blocked.iter().map(|id| (id, &self.tasks[id.index()]))
+    }
+
+    /// As [`Kernel::top_waiter`], among the blocked tasks for which `eligible` holds.
     pub(crate) fn best_waiter(&self, eligible: impl Fn(&Task) -> bool) -> Option<TaskId> {
         let mut best: Option<(TaskId, Priority, u64)> = None;
-        for (id, task) in self.task_entries() {
+        for (id, task) in self.blocked_tasks() {
             if !eligible(task) {
                 continue;
             }
@@ -712,6 +771,18 @@ mod tests {
     use super::*;
 
     type TestKernel = Kernel<8, 2>;
+
+    #[test]
+    fn task_set_lists_its_members_in_order_across_words() {
+        let mut set = TaskSet::new();
+        for index in [200, 0, 63, 64, 130, 255] {
+            set.insert(TaskId::new(index));
+        }
+        set.remove(TaskId::new(130));
+        let members: std::vec::Vec<usize> = set.iter().map(TaskId::index).collect();
+        assert_eq!(members, [0, 63, 64, 200, 255]);
+        assert!(set.contains(TaskId::new(255)) && !set.contains(TaskId::new(130)));
+    }
 
     const CORE0: CoreId = CoreId::new(0);
     const CORE1: CoreId = CoreId::new(1);

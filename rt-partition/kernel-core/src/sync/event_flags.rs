@@ -139,7 +139,7 @@ impl<const TASKS: usize, const CORES: usize> Kernel<TASKS, CORES> {
             {
                 flags.clear(condition.mask);
             }
-            let preempt = self.make_ready(waiter, now_ns, WakeReason::Flags(current_flags));
+            let preempt = self.unblock(waiter, now_ns, WakeReason::Flags(current_flags));
             resched.merge(preempt.into());
         }
         resched

@@ -102,7 +102,7 @@ impl<const TASKS: usize, const CORES: usize> Kernel<TASKS, CORES> {
         now_ns: u64,
     ) -> Option<Resched> {
         let waiter = self.top_waiter(reason)?;
-        Some(self.make_ready(waiter, now_ns, wake).into())
+        Some(self.unblock(waiter, now_ns, wake).into())
     }
 }
 

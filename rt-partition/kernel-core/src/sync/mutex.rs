@@ -102,7 +102,7 @@ impl<const TASKS: usize, const CORES: usize> Kernel<TASKS, CORES> {
                 }
                 // The heir was the top waiter, so the waiters it now lends nothing to it: its
                 // effective priority is already at least theirs.
-                let preempt = self.make_ready(heir, now_ns, WakeReason::Acquired);
+                let preempt = self.unblock(heir, now_ns, WakeReason::Acquired);
                 resched.merge(preempt.into());
             }
             None => mutex.owner = None,
@@ -130,7 +130,7 @@ impl<const TASKS: usize, const CORES: usize> Kernel<TASKS, CORES> {
 
     /// The highest effective priority among the tasks blocked on mutexes that `owner` holds.
     pub(crate) fn inherited_priority(&self, owner: TaskId) -> Option<Priority> {
-        self.task_entries()
+        self.blocked_tasks()
             .filter(|(_, task)| {
                 matches!(task.state, TaskState::Blocked(BlockReason::Mutex(_)))
                     && task.mutex_owner == Some(owner)
