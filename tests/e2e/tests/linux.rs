@@ -608,7 +608,12 @@ const DOORBELL_FLOOD: &str = r"^hostile: user-doorbell-flood: 20000 rings: inter
 /// write to the configuration space of a PCI function Linux may only read changes nothing and
 /// is counted as a `pci` refusal; root's move of a BAR of a function Linux owns (the IDE
 /// controller's bus-master registers) over the hypervisor's console UART is refused, named and
-/// counted; root's scribbles on the rings of `commands`, the RT kernel's status and log
+/// counted; with device pages opened to root's `/dev/mem` (`iomem=relaxed`, root's to choose),
+/// root's INIT IPI to the RT CPU through the xAPIC's command register is dropped (no device
+/// there in x2APIC mode), and root's own IOAPIC accesses (an undefined register written and
+/// read, Linux's own pin pointed at the RT CPU, a pin not Linux's unmasked) are refused and
+/// counted, the entries unchanged and the IOAPIC answering as before; root's scribbles on the
+/// rings of `commands`, the RT kernel's status and log
 /// channels and the hypervisor's log stop them (the echo and status tasks say so), and
 /// `bulkhead reset` brings each back: 20 pings, a status report and a line of each log come
 /// through them again.
@@ -622,7 +627,7 @@ fn bochs_hostile_linux() -> Result<()> {
         .config("bochs-2cpu.toml")
         .hv_cmdline("exit_report_s=2")
         .rt_cmdline("echo=commands:telemetry status=rt-status log=rt-log")
-        .linux(LinuxMode::kernel("bulkhead.init=hostile"))
+        .linux(LinuxMode::kernel("bulkhead.init=hostile iomem=relaxed"))
         .start()?;
     let expect = Expect::new()
         .line(STEADY_STATE)
@@ -637,7 +642,9 @@ fn bochs_hostile_linux() -> Result<()> {
         .line("hostile: root-msr-shared-write: MISC_ENABLE (accepted) unchanged, MTRR_DEF_TYPE (accepted) unchanged")
         .line("hostile: root-exit-storm: 1 of 1 CPUs made 20000 CPUID, port and MSR exits each")
         .line("hostile: root-hypervisor-uart: wrote 9 bytes to port 0x3f8")
-        .regex(r"^hostile: root-xapic-read: (read 0xffffffff|refused by Linux: .*)$")
+        .line("hostile: root-xapic-read: read 0xffffffff")
+        .line("hostile: root-xapic-init-ipi: wrote INIT for APIC ID 1 into the ICR; ICR low reads 0xffffffff")
+        .regex(r"^hostile: root-ioapic: register 0xff reads 0x[0-9a-f]{8} after writing 0x12345678; GSI 3 destination 0x[0-9a-f]{8} unchanged after writing 0x01000000; GSI 10 entry 0x[0-9a-f]{8} unchanged after writing 0x000000fe; version 0x[0-9a-f]{8} unchanged$")
         .regex(r"^hostile: root-pci-config-write: host bridge command 0x[0-9a-f]{4} unchanged after writing 0x[0-9a-f]{4}$")
         .regex(r"^hostile: root-pci-bar-move: IDE bus-master BAR 0x[0-9a-f]{8} unchanged after writing 0x000003f1$")
         .regex(r"configuration write to 00:01\.1 offset 0x20 refused: I/O BAR at 0x20 moved to 0x3f0\.\.0x400, outside what Linux owns")
@@ -696,13 +703,17 @@ fn bochs_hostile_linux() -> Result<()> {
             && count(Refusal::Hypercall) >= 1502 + 1000
             && count(Refusal::Msr) >= 20_004
             && count(Refusal::Port) >= 9
-            && count(Refusal::PciConfig) >= 2,
-        "refusals not all counted: instruction {} hypercall {} msr {} port {} pci {}\n{log}",
+            && count(Refusal::PciConfig) >= 2
+            && count(Refusal::Ioapic) >= 4
+            && count(Refusal::Memory) >= 4,
+        "refusals not all counted: instruction {} hypercall {} msr {} port {} pci {} ioapic {} memory {}\n{log}",
         count(Refusal::Instruction),
         count(Refusal::Hypercall),
         count(Refusal::Msr),
         count(Refusal::Port),
-        count(Refusal::PciConfig)
+        count(Refusal::PciConfig),
+        count(Refusal::Ioapic),
+        count(Refusal::Memory)
     );
     // The flood reached the console only within the per-CPU budget of 8 refusal lines.
     let logged = run.count(Pattern::contains("from user space refused"));

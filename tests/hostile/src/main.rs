@@ -29,12 +29,16 @@ const IA32_TSC_ADJUST: u64 = 0x3b;
 const HYPERVISOR_UART: u16 = 0x3f8;
 /// The xAPIC's MMIO page, off in x2APIC mode.
 const XAPIC_PAGE: u64 = 0xfee0_0000;
+/// The IOAPIC's MMIO page (the emulators' one IOAPIC), and its two registers.
+const IOAPIC_PAGE: u64 = 0xfec0_0000;
+const IOREGSEL: usize = 0x00;
+const IOWIN: usize = 0x10;
 
 /// One attack: it returns its outcome line.
 type Case = fn() -> String;
 
 /// Every case, in the order `all` runs them.
-const CASES: [(&str, Case); 15] = [
+const CASES: [(&str, Case); 17] = [
     ("user-vmxoff", user_vmxoff),
     ("user-hello", user_hello),
     ("user-hypercall-flood", user_hypercall_flood),
@@ -46,6 +50,8 @@ const CASES: [(&str, Case); 15] = [
     ("root-exit-storm", root_exit_storm),
     ("root-hypervisor-uart", root_hypervisor_uart),
     ("root-xapic-read", root_xapic_read),
+    ("root-xapic-init-ipi", root_xapic_init_ipi),
+    ("root-ioapic", root_ioapic),
     ("root-pci-config-write", root_pci_config_write),
     ("root-pci-bar-move", root_pci_bar_move),
     ("root-rt-nic-config", root_rt_nic_config),
@@ -522,9 +528,9 @@ fn root_ring_corrupt() -> String {
         Ok(c) => c,
         Err(e) => return format!("cannot read /proc/cmdline: {e}"),
     };
-    let file = match OpenOptions::new().read(true).write(true).open("/dev/mem") {
+    let file = match open_dev_mem() {
         Ok(f) => f,
-        Err(e) => return format!("cannot open /dev/mem: {e}"),
+        Err(e) => return e,
     };
     let mut done = Vec::new();
     for (name, offset, value) in SCRIBBLES {
@@ -547,33 +553,98 @@ fn root_ring_corrupt() -> String {
 fn scribble(file: &std::fs::File, base: u64, offset: u64, value: Option<u64>) -> Result<(), Error> {
     // Mapped, as Linux's channel library maps a channel (reads and writes of /dev/mem refuse
     // memory the kernel does not have as RAM).
-    // SAFETY: maps one page of the channel's header, shared; nothing else in this program uses
-    // it, and it is unmapped below.
-    let page = unsafe {
-        libc::mmap(
-            core::ptr::null_mut(),
-            4096,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            std::os::fd::AsRawFd::as_raw_fd(file),
-            base as libc::off_t,
-        )
-    };
-    if page == libc::MAP_FAILED {
-        return Err(Error::last_os_error());
-    }
-    let word = page
-        .cast::<u8>()
-        .wrapping_add(offset as usize)
-        .cast::<u64>();
-    // SAFETY: `word` is 8-byte aligned inside the mapped page; volatile, as the other side
-    // reads it concurrently; the page is unmapped once, after the last access.
-    unsafe {
-        let new = value.unwrap_or_else(|| word.read_volatile().wrapping_add(1_000_000));
-        word.write_volatile(new);
-        libc::munmap(page, 4096);
-    }
+    let page = PhysPage::map(file, base)?;
+    let new = value.unwrap_or_else(|| page.read64(offset as usize).wrapping_add(1_000_000));
+    page.write64(offset as usize, new);
     Ok(())
+}
+
+/// One page of physical memory mapped from `/dev/mem`, read and written with one aligned
+/// `mov` each, as a driver's `readl`/`writel` do (a volatile read in Rust may become the
+/// memory operand of a compare, and a copy through `read`/`write` of /dev/mem may use string
+/// instructions: the hypervisor emulates moves on the device pages it filters, and stops a
+/// Linux that uses anything else there).
+struct PhysPage(*mut u8);
+
+impl PhysPage {
+    const SIZE: usize = 4096;
+
+    /// Maps the page at physical address `base` (page-aligned), shared, readable and writable.
+    fn map(file: &std::fs::File, base: u64) -> Result<Self, Error> {
+        // SAFETY: maps one page of /dev/mem, shared; the mapping is this value's alone and is
+        // unmapped once, when it drops.
+        let page = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                Self::SIZE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                std::os::fd::AsRawFd::as_raw_fd(file),
+                base as libc::off_t,
+            )
+        };
+        if page == libc::MAP_FAILED {
+            return Err(Error::last_os_error());
+        }
+        Ok(Self(page.cast()))
+    }
+
+    /// The address of the `T` at `offset`, which must be aligned for it and inside the page.
+    fn at<T>(&self, offset: usize) -> *mut T {
+        assert!(
+            offset.is_multiple_of(size_of::<T>()) && offset + size_of::<T>() <= Self::SIZE,
+            "offset {offset:#x} is not an aligned word of the page"
+        );
+        self.0.wrapping_add(offset).cast()
+    }
+
+    fn read32(&self, offset: usize) -> u32 {
+        let value: u32;
+        // SAFETY: an aligned word inside the mapped page (`at` checks), read with one `mov`.
+        unsafe {
+            core::arch::asm!("mov {0:e}, dword ptr [{1}]", out(reg) value, in(reg) self.at::<u32>(offset), options(nostack, preserves_flags));
+        }
+        value
+    }
+
+    fn write32(&self, offset: usize, value: u32) {
+        // SAFETY: as in `read32`, written with one `mov`.
+        unsafe {
+            core::arch::asm!("mov dword ptr [{0}], {1:e}", in(reg) self.at::<u32>(offset), in(reg) value, options(nostack, preserves_flags));
+        }
+    }
+
+    fn read64(&self, offset: usize) -> u64 {
+        let value: u64;
+        // SAFETY: as in `read32`.
+        unsafe {
+            core::arch::asm!("mov {0}, qword ptr [{1}]", out(reg) value, in(reg) self.at::<u64>(offset), options(nostack, preserves_flags));
+        }
+        value
+    }
+
+    fn write64(&self, offset: usize, value: u64) {
+        // SAFETY: as in `write32`.
+        unsafe {
+            core::arch::asm!("mov qword ptr [{0}], {1}", in(reg) self.at::<u64>(offset), in(reg) value, options(nostack, preserves_flags));
+        }
+    }
+}
+
+impl Drop for PhysPage {
+    fn drop(&mut self) {
+        // SAFETY: the page this value mapped, unmapped once; nothing refers to it after.
+        unsafe { libc::munmap(self.0.cast(), Self::SIZE) };
+    }
+}
+
+/// `/dev/mem`, open for reading and writing.
+fn open_dev_mem() -> Result<std::fs::File, String> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/mem")
+        .map_err(|e| format!("cannot open /dev/mem: {e}"))
 }
 
 /// PCI configuration mechanism #1's ports.
@@ -653,16 +724,90 @@ fn root_rt_hog() -> String {
     "a busy loop ended".into()
 }
 
-/// Root reads the xAPIC page through /dev/mem (a driverless access to an APIC that x2APIC
-/// mode switched off).
+/// Root reads the xAPIC page (its ID register) through `/dev/mem`, mapped (a driverless
+/// access to an APIC that x2APIC mode switched off; Linux lets root map device pages with
+/// `iomem=relaxed`).
 fn root_xapic_read() -> String {
-    let file = match OpenOptions::new().read(true).open("/dev/mem") {
-        Ok(f) => f,
-        Err(e) => return format!("cannot open /dev/mem: {e}"),
-    };
-    let mut word = [0u8; 4];
-    match file.read_exact_at(&mut word, XAPIC_PAGE + 0x20) {
-        Ok(()) => format!("read {:#x}", u32::from_le_bytes(word)),
-        Err(e) => format!("refused by Linux: {e}"),
+    match map_device_page(XAPIC_PAGE) {
+        Ok(page) => format!("read {:#x}", page.read32(0x20)),
+        Err(e) => e,
     }
+}
+
+/// The device page at `base`, mapped from `/dev/mem`, or the outcome line saying why not.
+fn map_device_page(base: u64) -> Result<PhysPage, String> {
+    let file = open_dev_mem()?;
+    PhysPage::map(&file, base).map_err(|e| format!("refused by Linux: {e}"))
+}
+
+/// Root sends an INIT IPI to the RT partition's CPU (APIC ID 1) through the xAPIC's interrupt
+/// command register (ICR high: destination, then ICR low: INIT, assert), mapped from
+/// `/dev/mem` (Linux lets root map device pages with `iomem=relaxed`). In x2APIC mode the
+/// page is no device's; were the write to reach a local APIC, the RT CPU would be reset.
+fn root_xapic_init_ipi() -> String {
+    const ICR_LOW: usize = 0x300;
+    const ICR_HIGH: usize = 0x310;
+    const INIT_ASSERT: u32 = 0x0000_4500;
+    let page = match map_device_page(XAPIC_PAGE) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    page.write32(ICR_HIGH, 1 << 24);
+    page.write32(ICR_LOW, INIT_ASSERT);
+    format!(
+        "wrote INIT for APIC ID 1 into the ICR; ICR low reads {:#010x}",
+        page.read32(ICR_LOW)
+    )
+}
+
+/// Root drives the IOAPIC's registers directly, through its page mapped from `/dev/mem`
+/// (`iomem=relaxed`): an undefined register (0xff, which ends the emulator's whole machine if
+/// it reaches its IOAPIC) written and read; the destination of one of Linux's own pins (GSI 3,
+/// its console UART) pointed at the RT CPU; the redirection entry of a pin that is not Linux's
+/// (GSI 10) unmasked; the version register read before and after.
+fn root_ioapic() -> String {
+    const VERSION: u32 = 0x01;
+    const UNDEFINED: u32 = 0xff;
+    const fn entry(gsi: u32, high: bool) -> u32 {
+        0x10 + 2 * gsi + high as u32
+    }
+    let page = match map_device_page(IOAPIC_PAGE) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    let read = |register: u32| {
+        page.write32(IOREGSEL, register);
+        page.read32(IOWIN)
+    };
+    let write = |register: u32, value: u32| {
+        page.write32(IOREGSEL, register);
+        page.write32(IOWIN, value);
+    };
+    let version = read(VERSION);
+    write(UNDEFINED, 0x1234_5678);
+    let undefined = read(UNDEFINED);
+    let (own, rt_destination) = (entry(3, true), 1u32 << 24);
+    let own_before = read(own);
+    write(own, rt_destination);
+    let own_after = read(own);
+    let (foreign, unmasked) = (entry(10, false), 0x0000_00fe);
+    let foreign_before = read(foreign);
+    write(foreign, unmasked);
+    let foreign_after = read(foreign);
+    let verb = |before: u32, after: u32| {
+        if before == after {
+            "unchanged"
+        } else {
+            "changed"
+        }
+    };
+    format!(
+        "register 0xff reads {undefined:#010x} after writing 0x12345678; \
+         GSI 3 destination {own_before:#010x} {} after writing {rt_destination:#010x}; \
+         GSI 10 entry {foreign_before:#010x} {} after writing {unmasked:#010x}; \
+         version {version:#010x} {}",
+        verb(own_before, own_after),
+        verb(foreign_before, foreign_after),
+        verb(version, read(VERSION))
+    )
 }

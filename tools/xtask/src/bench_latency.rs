@@ -68,8 +68,9 @@ pub struct LatencyArgs {
     pub linux_load: bool,
     /// Also boot Linux hostile (the guest's `bulkhead.init=hostile-loop`: the attacks of the
     /// hostile-Linux test, as root and as `nobody`, again and again, each round bringing back
-    /// the channels it corrupted), beside Linux idle, and measure from the moment the attacks
-    /// start; takes several more minutes.
+    /// the channels it corrupted; booted with `iomem=relaxed`, so that root's `/dev/mem`
+    /// reaches the APIC and IOAPIC pages too), beside Linux idle, and measure from the moment
+    /// the attacks start; takes several more minutes.
     #[arg(long)]
     pub linux_hostile: bool,
     /// Wall-clock limit per run, in seconds.
@@ -321,7 +322,10 @@ pub fn run(
         if args.linux_hostile {
             runs.push((
                 "linux hostile",
-                linux_run("bench_latency_linux_hostile", "bulkhead.init=hostile-loop"),
+                linux_run(
+                    "bench_latency_linux_hostile",
+                    "bulkhead.init=hostile-loop iomem=relaxed",
+                ),
                 Some(HOSTILE_RUNNING),
             ));
         }
