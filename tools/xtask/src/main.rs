@@ -23,6 +23,7 @@ mod bench;
 mod bench_irq;
 mod bench_latency;
 mod bench_linux_boot;
+mod bench_wake_path;
 mod console;
 mod deps;
 mod guest;
@@ -176,6 +177,11 @@ enum BenchCmd {
     /// Both runs go at once and take several minutes of wall time; their files stay in
     /// target/runs/bench_linux_boot_bare/ and target/runs/bench_linux_boot_hypervisor/.
     LinuxBoot(bench_linux_boot::LinuxBootArgs),
+    /// The instructions the RT kernel executes from its timer interrupt to the woken latency
+    /// task, counted exactly (the bare kernel in QEMU, one instruction per translation block)
+    /// and attributed to its functions: min, median and max over the paths logged, and the
+    /// median path function by function.
+    WakePath(bench_wake_path::WakePathArgs),
 }
 
 #[derive(Args, Debug)]
@@ -296,6 +302,9 @@ fn main() -> ExitCode {
         Cmd::Bench {
             command: BenchCmd::LinuxBoot(args),
         } => bench_linux_boot(&args),
+        Cmd::Bench {
+            command: BenchCmd::WakePath(args),
+        } => bench_wake_path(&args),
         Cmd::Deps => deps::ensure(false).map(|()| ExitCode::SUCCESS),
         Cmd::Guest => guest(),
         Cmd::Install {
@@ -416,6 +425,12 @@ fn bench_irq(args: &bench_irq::IrqArgs) -> Result<ExitCode> {
     let config = bulkhead_e2e::config::load(&bulkhead_e2e::example_config(&args.config))?;
     let (hypervisor, rt_kernel) = (build_image(false)?, build_rt_image(false)?);
     bench_irq::run(args, &config, hypervisor, rt_kernel)
+}
+
+fn bench_wake_path(args: &bench_wake_path::WakePathArgs) -> Result<ExitCode> {
+    deps::ensure(true)?;
+    let rt_kernel = build_rt_image(false)?;
+    bench_wake_path::run(args, &rt_kernel)
 }
 
 fn bench_linux_boot(args: &bench_linux_boot::LinuxBootArgs) -> Result<ExitCode> {
