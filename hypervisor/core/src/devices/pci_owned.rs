@@ -22,13 +22,18 @@
 //! - a PCI-to-PCI bridge with an RT function behind it ([`OwnedFunction::guard_rt_behind`])
 //!   keeps its routing: its bus numbers, its I/O, memory and prefetchable windows, and its
 //!   command register's decoding and bus-master bits may not change, and its secondary bus may
-//!   not be reset (any of those cuts the RT partition off its device, or its device's DMA).
+//!   not be reset (any of those cuts the RT partition off its device, or its device's DMA);
+//! - any other bridge's forwarding windows (I/O, memory, prefetchable) are held to the rule of
+//!   BARs while the bridge forwards that kind: an open window lies inside what Linux owns or
+//!   where the firmware put it, and forwarding turns on only with its windows so (a window
+//!   over an RT device's registers or the hypervisor's console ports would claim the accesses
+//!   meant for them); with forwarding off, or closed (base above limit), a window may be
+//!   anything, as Linux's resource assignment leaves windows half-written on the way.
 //!
 //! A write narrower than a dword is merged into the register's current value first, so a byte
-//! write is judged by the register it leaves. Not checked here: the windows of a bridge with
-//! nothing of the RT partition's behind it, MSI-X tables (in BAR memory, which Linux's EPT
-//! does not map), and DMA (bus mastering needs an IOMMU). Written by hand: no crate knows
-//! which partition owns what.
+//! write is judged by the register it leaves. Not checked here: MSI-X tables (in BAR memory,
+//! which Linux's EPT does not map), and DMA (bus mastering needs an IOMMU). Written by hand:
+//! no crate knows which partition owns what.
 
 use core::fmt;
 
@@ -73,6 +78,21 @@ const BRIDGE_ROUTING: [(u8, u32); 6] = [
 ];
 /// The I/O window's upper halves.
 const BRIDGE_IO_UPPER: u8 = 0x30;
+/// A bridge's window registers: the I/O window (and its upper halves), the memory window, the
+/// prefetchable window and its upper halves.
+const BRIDGE_IO_WINDOW: u8 = 0x1c;
+const BRIDGE_MEMORY_WINDOW: u8 = 0x20;
+const BRIDGE_PREFETCHABLE_WINDOW: u8 = 0x24;
+const BRIDGE_PREFETCHABLE_BASE_UPPER: u8 = 0x28;
+const BRIDGE_PREFETCHABLE_LIMIT_UPPER: u8 = 0x2c;
+const BRIDGE_WINDOW_REGISTERS: [u8; 6] = [
+    BRIDGE_IO_WINDOW,
+    BRIDGE_MEMORY_WINDOW,
+    BRIDGE_PREFETCHABLE_WINDOW,
+    BRIDGE_PREFETCHABLE_BASE_UPPER,
+    BRIDGE_PREFETCHABLE_LIMIT_UPPER,
+    BRIDGE_IO_UPPER,
+];
 
 /// Command register bits.
 const IO_DECODE: u32 = 1 << 0;
@@ -269,6 +289,8 @@ pub enum Refused {
     },
     /// A bridge with an RT function behind it would have changed how it routes to it.
     BridgeRouting { register: u8 },
+    /// A bridge would have forwarded a window outside what Linux owns.
+    BridgeWindow { window: Window, base: u64, end: u64 },
     /// An MSI address (both halves) naming no CPU of Linux's.
     MsiAddress { address: u64 },
     /// MSI data asking for a delivery mode other than fixed or lowest priority.
@@ -302,6 +324,10 @@ impl fmt::Display for Refused {
                 f,
                 "bridge register {register:#x} routes to a function of the RT partition's behind it"
             ),
+            Self::BridgeWindow { window, base, end } => write!(
+                f,
+                "bridge {window} window {base:#x}..{end:#x} would forward outside what Linux owns"
+            ),
             Self::MsiAddress { address } => {
                 write!(f, "MSI address {address:#x} names no CPU of Linux's")
             }
@@ -331,6 +357,8 @@ pub struct OwnedFunction {
     buses: Option<(u8, u8)>,
     /// A function of the RT partition's sits behind this bridge.
     guards_rt: bool,
+    /// For a PCI-to-PCI bridge: its windows at boot, where the firmware put them.
+    boot_windows: Option<Windows>,
 }
 
 impl OwnedFunction {
@@ -344,6 +372,7 @@ impl OwnedFunction {
             msi: None,
             buses: None,
             guards_rt: false,
+            boot_windows: None,
         };
         if space.read(0) & 0xffff == 0xffff {
             return f;
@@ -353,6 +382,7 @@ impl OwnedFunction {
             1 => {
                 let buses = space.read(reg::BRIDGE_BUSES);
                 f.buses = Some(((buses >> 8) as u8, (buses >> 16) as u8));
+                f.boot_windows = Some(Windows::read(|register| space.read(register)));
                 (2, Some(reg::BRIDGE_ROM))
             }
             _ => (0, None),
@@ -424,6 +454,19 @@ impl OwnedFunction {
         let merged = merge(current, offset & 3, width, value);
         if self.guards_rt {
             check_bridge_routing(register, current, merged)?;
+        }
+        if let Some(boot) = self.boot_windows
+            && (register == reg::COMMAND || BRIDGE_WINDOW_REGISTERS.contains(&register))
+        {
+            let mut read = |at: u8| {
+                if at == register {
+                    merged
+                } else {
+                    space.read(at)
+                }
+            };
+            let command = read(reg::COMMAND);
+            check_bridge_windows(reach, &boot, &Windows::read(&mut read), command)?;
         }
         if register == reg::COMMAND {
             return self.check_command(reach, merged, space);
@@ -525,6 +568,111 @@ fn check_bridge_routing(register: u8, current: u32, merged: u32) -> Result<(), R
     let resets = register == reg::BRIDGE_CONTROL && merged & SECONDARY_BUS_RESET != 0;
     if (current ^ merged) & routing != 0 || resets {
         return Err(Refused::BridgeRouting { register });
+    }
+    Ok(())
+}
+
+/// A bridge's forwarding window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    Io,
+    Memory,
+    Prefetchable,
+}
+
+impl Window {
+    /// The command register bit that turns its forwarding on.
+    const fn forwarding_bit(self) -> u32 {
+        match self {
+            Self::Io => IO_DECODE,
+            Self::Memory | Self::Prefetchable => MEMORY_DECODE,
+        }
+    }
+
+    /// The BAR kind whose placement rule applies to it.
+    const fn placed_like(self) -> BarKind {
+        match self {
+            Self::Io => BarKind::Io,
+            Self::Memory => BarKind::Memory32,
+            Self::Prefetchable => BarKind::Memory64,
+        }
+    }
+}
+
+impl fmt::Display for Window {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Io => "I/O",
+            Self::Memory => "memory",
+            Self::Prefetchable => "prefetchable memory",
+        })
+    }
+}
+
+/// A bridge's three windows as its registers set them: `(base, end)` (end exclusive) when
+/// open, `None` when closed (base above limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Windows([(Window, Option<(u64, u64)>); 3]);
+
+impl Windows {
+    /// The windows from the bridge's registers (`read` gives a dword).
+    fn read(mut read: impl FnMut(u8) -> u32) -> Self {
+        let open = |base: u64, limit: u64| (base <= limit).then(|| (base, limit + 1));
+        let io = read(BRIDGE_IO_WINDOW);
+        // The low nibble of the base says whether the upper halves exist (32-bit I/O).
+        let io_upper = if io & 0xf == 1 {
+            read(BRIDGE_IO_UPPER)
+        } else {
+            0
+        };
+        let io_base = u64::from(io & 0xf0) << 8 | u64::from(io_upper & 0xffff) << 16;
+        let io_limit = u64::from(io & 0xf000) | 0xfff | u64::from(io_upper >> 16) << 16;
+        let memory = read(BRIDGE_MEMORY_WINDOW);
+        let memory_base = u64::from(memory & 0xfff0) << 16;
+        let memory_limit = u64::from(memory >> 16 & 0xfff0) << 16 | 0xf_ffff;
+        let prefetchable = read(BRIDGE_PREFETCHABLE_WINDOW);
+        // The low nibble of the base says whether the upper halves exist (64-bit).
+        let (base_upper, limit_upper) = if prefetchable & 0xf == 1 {
+            (
+                read(BRIDGE_PREFETCHABLE_BASE_UPPER),
+                read(BRIDGE_PREFETCHABLE_LIMIT_UPPER),
+            )
+        } else {
+            (0, 0)
+        };
+        let prefetchable_base =
+            u64::from(prefetchable & 0xfff0) << 16 | u64::from(base_upper) << 32;
+        let prefetchable_limit =
+            u64::from(prefetchable >> 16 & 0xfff0) << 16 | 0xf_ffff | u64::from(limit_upper) << 32;
+        Self([
+            (Window::Io, open(io_base, io_limit)),
+            (Window::Memory, open(memory_base, memory_limit)),
+            (
+                Window::Prefetchable,
+                open(prefetchable_base, prefetchable_limit),
+            ),
+        ])
+    }
+}
+
+/// A write leaving a bridge with `windows` and `command`: every open window the bridge
+/// forwards is inside what Linux owns, or is the window the firmware set (`boot`).
+fn check_bridge_windows(
+    reach: &LinuxReach<'_>,
+    boot: &Windows,
+    windows: &Windows,
+    command: u32,
+) -> Result<(), Refused> {
+    for (&(window, range), &(_, boot_range)) in windows.0.iter().zip(&boot.0) {
+        let Some((base, end)) = range else {
+            continue;
+        };
+        if command & window.forwarding_bit() == 0 || range == boot_range {
+            continue;
+        }
+        if !reach.owns(window.placed_like(), base, end - base) {
+            return Err(Refused::BridgeWindow { window, base, end });
+        }
     }
     Ok(())
 }
@@ -1056,6 +1204,111 @@ pub(crate) mod tests {
         let mut ide = function();
         let mut ide = OwnedFunction::probe(bdf(), &mut ide);
         assert!(!ide.guard_rt_behind(&[rt_device, PciBdf::new(0, 1, 1).unwrap()]));
+    }
+
+    #[test]
+    fn a_bridge_forwards_only_windows_linux_owns() {
+        let mut space = bridge();
+        // The prefetchable window closed by the firmware (base above limit), 64-bit capable.
+        space.dwords[0x24 / 4] = 0x0000_fff1;
+        let f = OwnedFunction::probe(PciBdf::new(0, 0x1c, 0).unwrap(), &mut space);
+        let window = |window, base, end| Err(Refused::BridgeWindow { window, base, end });
+        for (offset, width, value, refused) in [
+            // The memory window over an RT device's registers, over an IOAPIC's page.
+            (
+                0x20,
+                4,
+                0xc000_c000,
+                window(Window::Memory, 0xc000_0000, 0xc010_0000),
+            ),
+            (
+                0x20,
+                4,
+                0xfec0_fec0,
+                window(Window::Memory, 0xfec0_0000, 0xfed0_0000),
+            ),
+            // The I/O window's base lowered to 0: it takes the hypervisor's console ports.
+            (0x1c, 1, 0x00, window(Window::Io, 0, 0x2000)),
+            // The prefetchable window opened over RAM.
+            (
+                0x24,
+                4,
+                0x0010_0001,
+                window(Window::Prefetchable, 0, 0x20_0000),
+            ),
+        ] {
+            assert_eq!(
+                check_on(&f, &mut space, offset, width, value),
+                refused,
+                "write of {value:#x} at {offset:#x}"
+            );
+        }
+        // Allowed: elsewhere in memory Linux may use, the firmware's own window again, a
+        // window closed, the upper halves of a closed window, secondary status bits.
+        for (offset, width, value) in [
+            (0x20, 4, 0xfe30_fe20),
+            (0x20, 4, 0xfe10_fe00),
+            (0x1c, 2, 0x00f0),
+            (0x28, 4, 0x8),
+            (0x1e, 2, 0x8000),
+        ] {
+            assert_eq!(
+                check_on(&f, &mut space, offset, width, value),
+                Ok(()),
+                "write of {value:#x} at {offset:#x}"
+            );
+        }
+        // With memory forwarding off, a window may be anything on the way; forwarding turns
+        // back on only once it is somewhere Linux owns.
+        let io_only = IO_DECODE | BUS_MASTER;
+        assert_eq!(check_on(&f, &mut space, 0x04, 2, io_only), Ok(()));
+        space.dwords[1] = io_only;
+        assert_eq!(check_on(&f, &mut space, 0x20, 4, 0xc000_c000), Ok(()));
+        space.dwords[0x20 / 4] = 0xc000_c000;
+        assert_eq!(
+            check_on(&f, &mut space, 0x04, 2, io_only | MEMORY_DECODE),
+            window(Window::Memory, 0xc000_0000, 0xc010_0000)
+        );
+        space.dwords[0x20 / 4] = 0xfe30_fe20;
+        assert_eq!(
+            check_on(&f, &mut space, 0x04, 2, io_only | MEMORY_DECODE),
+            Ok(())
+        );
+        assert_eq!(
+            Refused::BridgeWindow {
+                window: Window::Io,
+                base: 0,
+                end: 0x2000
+            }
+            .to_string(),
+            "bridge I/O window 0x0..0x2000 would forward outside what Linux owns"
+        );
+    }
+
+    #[test]
+    fn bridge_windows_decode_as_the_bridge_does() {
+        let mut dwords = [0u32; 64];
+        dwords[0x1c / 4] = 0x2011; // I/O 0x1_1000..0x1_2fff with the upper halves below
+        dwords[0x30 / 4] = 0x0001_0001;
+        dwords[0x20 / 4] = 0xfe10_fe00;
+        dwords[0x24 / 4] = 0x0011_0001; // 64-bit: 0x8_0000_0000..0x9_001f_ffff
+        dwords[0x28 / 4] = 0x8;
+        dwords[0x2c / 4] = 0x9;
+        let windows = Windows::read(|at| dwords[usize::from(at / 4)]);
+        assert_eq!(
+            windows,
+            Windows([
+                (Window::Io, Some((0x1_1000, 0x1_3000))),
+                (Window::Memory, Some((0xfe00_0000, 0xfe20_0000))),
+                (Window::Prefetchable, Some((0x8_0000_0000, 0x9_0020_0000))),
+            ])
+        );
+        // 16-bit I/O ignores the upper halves; 32-bit prefetchable ignores its upper halves.
+        dwords[0x1c / 4] = 0x2010;
+        dwords[0x24 / 4] = 0x0010_fff0;
+        let windows = Windows::read(|at| dwords[usize::from(at / 4)]);
+        assert_eq!(windows.0[0], (Window::Io, Some((0x1000, 0x3000))));
+        assert_eq!(windows.0[2], (Window::Prefetchable, None));
     }
 
     fn check_on(
