@@ -10,7 +10,7 @@
 //! bulkhead log hypervisor|rt [--channel CHANNEL] [-n COUNT | -f] [--timeout-ms N] [--json]
 //! bulkhead reset CHANNEL [--timeout-ms N]
 //! bulkhead probe [--rt-cpus N] [--rt-device BB:DD.F]... [--rt-serial ttySN]... [--rt-memory MIB]
-//!                [--name NAME] [-o FILE] [--root DIR]
+//!                [--name NAME] [-o FILE] [--root DIR] [--dump DIR]
 //! bulkhead install --config FILE --hypervisor ELF --rt-image ELF [--rt-cmdline STR]
 //!                  [--kernel VERSION] [--root DIR] [--no-update-grub] [--force]
 //! bulkhead install --uninstall [--root DIR] [--no-update-grub]
@@ -102,8 +102,10 @@
 //! partition or a Debian live system on it) and writes a proposed config: Linux keeps the boot
 //! CPU's core and its devices, the RT partition gets `--rt-cpus` CPUs as whole cores and the
 //! devices named, every choice commented. What stands in the way of a clean partitioning (no
-//! VT-x, a pin an RT device shares with Linux, no IOMMU, ...) goes to standard error. See
-//! [`probe`] and the `bulkhead-probe` crate.
+//! VT-x, a pin an RT device shares with Linux, no IOMMU, ...) goes to standard error.
+//! `--dump DIR` also copies every file it read (and the MSRs, as `msr.txt`) under DIR, which
+//! `--root DIR` reads back as the same machine: a report from a machine that does not
+//! partition well. See [`probe`] and the `bulkhead-probe` crate.
 //!
 //! `install` puts Bulkhead on this Debian system (or an image's root): the images and the
 //! config in `/boot/bulkhead/`, a GRUB entry that boots them with the installed kernel as the
@@ -237,6 +239,10 @@ enum Command {
         /// Read a dump of a machine (its /proc, /sys and /dev files) under this directory.
         #[arg(long, value_name = "DIR", default_value = "/")]
         root: PathBuf,
+        /// Copy every file read (and CPU 0's MSRs, as `msr.txt`) under this directory: a dump
+        /// that `--root DIR` reads back as the same machine.
+        #[arg(long, value_name = "DIR")]
+        dump: Option<PathBuf>,
     },
     /// Lists every announced channel with its header's geometry, count and state.
     #[command(after_help = EXIT_STATUS)]
@@ -538,10 +544,12 @@ fn main() -> ExitCode {
         name,
         output,
         root,
+        dump,
     } = &cli.command
     {
         return probe::run(&probe::Options {
             root: root.clone(),
+            dump: dump.clone(),
             request: bulkhead_probe::Request {
                 rt_cpus: *rt_cpus,
                 rt_devices: rt_devices.clone(),

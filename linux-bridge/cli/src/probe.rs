@@ -15,13 +15,19 @@ pub const BLOCKED: u8 = 4;
 pub struct Options {
     /// The machine's files under this root instead of `/` (a dump of another machine).
     pub root: PathBuf,
+    /// Where to copy the files read, as a dump of the machine.
+    pub dump: Option<PathBuf>,
     pub request: Request,
     /// Where the config goes; standard output when `None`.
     pub output: Option<PathBuf>,
 }
 
 pub fn run(options: &Options) -> ExitCode {
-    let facts = match facts::read(&options.root) {
+    let read = match &options.dump {
+        Some(dir) => facts::dump(&options.root, dir),
+        None => facts::read(&options.root),
+    };
+    let facts = match read {
         Ok(facts) => facts,
         Err(e) => {
             eprintln!("bulkhead probe: cannot read this machine: {e}");
@@ -50,6 +56,13 @@ pub fn run(options: &Options) -> ExitCode {
     if let Err(e) = written {
         eprintln!("bulkhead probe: {e}");
         return ExitCode::from(1);
+    }
+    if let Some(dir) = &options.dump {
+        eprintln!(
+            "bulkhead probe: the files read are under {} (`bulkhead probe --root {}` reads them again)",
+            dir.display(),
+            dir.display()
+        );
     }
     for finding in &proposal.findings {
         eprintln!(

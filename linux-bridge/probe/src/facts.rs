@@ -6,8 +6,14 @@
 //! DMAR tables (only whether they exist), `/proc/cmdline`, `/proc/consoles`, the host name,
 //! and `/dev/cpu/0/msr` (root with the `msr` module; without it the VT-x capabilities are
 //! unknown, which the plan reports).
+//!
+//! A dump of a machine ([`dump`]) is those files copied under a directory as they were read,
+//! with CPU 0's MSRs in [`DUMP_MSRS`] (the msr driver's file, read at the MSR's number as
+//! offset, is no regular file); [`read`] reads a dump as it reads the machine, so a report
+//! from the field is probed again exactly, and test fixtures are made the same way.
 
-use std::collections::BTreeSet;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::fs;
 use std::os::unix::fs::FileExt;
@@ -175,29 +181,101 @@ pub struct Facts {
     pub hostname: String,
 }
 
-/// Reads a machine under `root` (`/` for this one), its MSRs through `root`'s
-/// `/dev/cpu/0/msr`.
+/// Where a dump keeps CPU 0's MSRs, beside the machine's files: a `NUMBER VALUE` line (both
+/// hexadecimal, `0x3a 0x5`) per MSR the probe read.
+pub const DUMP_MSRS: &str = "msr.txt";
+
+/// Reads a machine under `root` (`/` for this one): its MSRs from the dump's [`DUMP_MSRS`]
+/// when `root` holds one, else through `root`'s `/dev/cpu/0/msr`.
 pub fn read(root: &Path) -> Result<Facts, ReadError> {
-    let machine = Machine { root };
-    // Opened once, for every MSR read.
-    let msrs = machine.msr_file();
-    read_with_msrs(root, |number| {
-        let file = msrs.as_ref().map_err(Clone::clone)?;
-        let mut value = [0u8; 8];
-        file.read_exact_at(&mut value, u64::from(number))
-            .map_err(|e| format!("MSR {number:#x} through /dev/cpu/0/msr: {e}"))?;
-        Ok(u64::from_le_bytes(value))
-    })
+    let msrs = Msrs::open(root)?;
+    read_machine(&Machine::new(root), |number| msrs.read(number))
 }
 
-/// [`read`], with CPU 0's MSRs from `msr` (an MSR number to its value, or why it could not be
-/// read): a dump of a machine keeps them in a file of its own, since the msr driver's file,
-/// read at the MSR's number as offset, is no regular file.
-pub fn read_with_msrs(
-    root: &Path,
+/// [`read`], copying every file it reads under `dump` (created if need be), and the MSRs it
+/// reads into `dump`'s [`DUMP_MSRS`]: `read(dump)` then reads the same machine. A file the
+/// dump cannot write is an error naming it.
+pub fn dump(root: &Path, dump: &Path) -> Result<Facts, ReadError> {
+    let msrs = Msrs::open(root)?;
+    let machine = Machine {
+        root,
+        dump: Some(Dump {
+            dir: dump,
+            failed: RefCell::new(None),
+        }),
+    };
+    let mut read_values = BTreeMap::new();
+    let facts = read_machine(&machine, |number| {
+        let value = msrs.read(number)?;
+        read_values.insert(number, value);
+        Ok(value)
+    })?;
+    if !read_values.is_empty() {
+        let text: String = read_values
+            .iter()
+            .map(|(number, value)| format!("{number:#x} {value:#x}\n"))
+            .collect();
+        machine.record(&format!("/{DUMP_MSRS}"), |path| fs::write(path, &text));
+    }
+    match machine.dump.and_then(|d| d.failed.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(facts),
+    }
+}
+
+/// CPU 0's MSRs: a dump's [`DUMP_MSRS`], or the msr driver's file (or why neither).
+enum Msrs {
+    Dumped(BTreeMap<u32, u64>),
+    Device(Result<fs::File, String>),
+}
+
+impl Msrs {
+    fn open(root: &Path) -> Result<Self, ReadError> {
+        let file = format!("/{DUMP_MSRS}");
+        let text = match fs::read_to_string(root.join(DUMP_MSRS)) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Self::Device(Machine::new(root).msr_file()));
+            }
+            Err(e) => return Err(Machine::new(root).error(&file, e.to_string())),
+        };
+        let mut values = BTreeMap::new();
+        for (i, line) in text.lines().enumerate() {
+            let parsed = line.split_once(' ').and_then(|(number, value)| {
+                Some((u32::try_from(parse_hex(number)?).ok()?, parse_hex(value)?))
+            });
+            let Some((number, value)) = parsed else {
+                let problem = format!("line {}: not `NUMBER VALUE` in hexadecimal", i + 1);
+                return Err(Machine::new(root).error(&file, problem));
+            };
+            values.insert(number, value);
+        }
+        Ok(Self::Dumped(values))
+    }
+
+    fn read(&self, number: u32) -> Result<u64, String> {
+        match self {
+            Self::Dumped(values) => values
+                .get(&number)
+                .copied()
+                .ok_or_else(|| format!("{DUMP_MSRS}: no MSR {number:#x} (the dumped machine's msr module was not loaded?)")),
+            Self::Device(file) => {
+                let file = file.as_ref().map_err(Clone::clone)?;
+                let mut value = [0u8; 8];
+                file.read_exact_at(&mut value, u64::from(number))
+                    .map_err(|e| format!("MSR {number:#x} through /dev/cpu/0/msr: {e}"))?;
+                Ok(u64::from_le_bytes(value))
+            }
+        }
+    }
+}
+
+/// The machine `machine` reads, with CPU 0's MSRs from `msr` (an MSR number to its value, or
+/// why it could not be read).
+fn read_machine(
+    machine: &Machine<'_>,
     msr: impl FnMut(u32) -> Result<u64, String>,
 ) -> Result<Facts, ReadError> {
-    let machine = Machine { root };
     let (cpus, cpu_flags) = parse_cpuinfo(&machine.text("/proc/cpuinfo")?)
         .map_err(|problem| machine.error("/proc/cpuinfo", problem))?;
     let memory = machine.memmap()?;
@@ -272,12 +350,23 @@ impl Facts {
     }
 }
 
-/// A machine's files under a root.
+/// A machine's files under a root, and the dump they are copied into as they are read.
 struct Machine<'a> {
     root: &'a Path,
+    dump: Option<Dump<'a>>,
 }
 
-impl Machine<'_> {
+/// Where a dump goes, and the first write that failed there.
+struct Dump<'a> {
+    dir: &'a Path,
+    failed: RefCell<Option<ReadError>>,
+}
+
+impl<'a> Machine<'a> {
+    fn new(root: &'a Path) -> Self {
+        Self { root, dump: None }
+    }
+
     fn path(&self, file: &str) -> PathBuf {
         self.root.join(file.trim_start_matches('/'))
     }
@@ -289,20 +378,64 @@ impl Machine<'_> {
         }
     }
 
+    /// Writes `file`'s copy into the dump with `write` (its directory made first); the first
+    /// failure is kept for [`dump`] to return.
+    fn record(&self, file: &str, write: impl FnOnce(&Path) -> std::io::Result<()>) {
+        let Some(dump) = &self.dump else {
+            return;
+        };
+        let path = dump.dir.join(file.trim_start_matches('/'));
+        let written = match path.parent() {
+            Some(dir) => fs::create_dir_all(dir).and_then(|()| write(&path)),
+            None => write(&path),
+        };
+        if let Err(e) = written {
+            dump.failed.borrow_mut().get_or_insert_with(|| ReadError {
+                file: path.display().to_string(),
+                problem: format!("cannot write the dump: {e}"),
+            });
+        }
+    }
+
     fn exists(&self, file: &str) -> bool {
-        self.path(file).exists()
+        let exists = self.path(file).exists();
+        if exists {
+            // Its contents where they can be read (ACPI tables need root), else an empty file:
+            // the dump says it exists either way.
+            let bytes = fs::read(self.path(file)).unwrap_or_default();
+            self.record(file, |path| fs::write(path, &bytes));
+        }
+        exists
     }
 
     fn bytes(&self, file: &str) -> Result<Vec<u8>, ReadError> {
-        fs::read(self.path(file)).map_err(|e| self.error(file, e.to_string()))
+        let bytes = fs::read(self.path(file)).map_err(|e| self.error(file, e.to_string()))?;
+        self.record(file, |path| fs::write(path, &bytes));
+        Ok(bytes)
     }
 
     fn text(&self, file: &str) -> Result<String, ReadError> {
-        fs::read_to_string(self.path(file)).map_err(|e| self.error(file, e.to_string()))
+        let text =
+            fs::read_to_string(self.path(file)).map_err(|e| self.error(file, e.to_string()))?;
+        self.record(file, |path| fs::write(path, &text));
+        Ok(text)
     }
 
     fn optional_text(&self, file: &str) -> Option<String> {
-        fs::read_to_string(self.path(file)).ok()
+        self.text(file).ok()
+    }
+
+    /// Where the symbolic link `file` points, if it is one (a PCI function's `driver`).
+    fn link(&self, file: &str) -> Option<PathBuf> {
+        let target = fs::read_link(self.path(file)).ok()?;
+        self.record(file, |path| match fs::remove_file(path) {
+            Ok(()) => std::os::unix::fs::symlink(&target, path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::os::unix::fs::symlink(&target, path)
+            }
+            Err(e) => Err(e),
+        });
+        Some(target)
     }
 
     /// Entries of a directory, sorted by name; none if it does not exist.
@@ -318,6 +451,8 @@ impl Machine<'_> {
             names.push(entry.file_name().to_string_lossy().into_owned());
         }
         names.sort();
+        // The directory itself, so that an empty one reads as empty (not absent) in the dump.
+        self.record(dir, |path| fs::create_dir_all(path));
         Ok(names)
     }
 
@@ -368,13 +503,13 @@ impl Machine<'_> {
                 .optional_text(&file("irq"))
                 .and_then(|t| t.trim().parse::<u32>().ok())
                 .filter(|&irq| irq != 0);
-            let driver = fs::read_link(self.path(&file("driver")))
-                .ok()
+            let driver = self
+                .link(&file("driver"))
                 .and_then(|target| target.file_name().map(|n| n.to_string_lossy().into_owned()));
             let class = hex("class")? as u32;
             let buses = if class >> 8 == 0x0604 {
                 // Bridge header: secondary and subordinate bus numbers at 0x19 and 0x1a.
-                fs::read(self.path(&file("config")))
+                self.bytes(&file("config"))
                     .ok()
                     .filter(|config| config.len() > 0x1a)
                     .map(|config| (config[0x19], config[0x1a]))

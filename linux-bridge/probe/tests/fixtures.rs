@@ -7,7 +7,7 @@
 //! legacy interrupt pin the on-board audio also uses, and an IOMMU. Their files are written in
 //! the formats of the kernel's own (Debian 12's 6.1) from those machines' facts.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
 
@@ -42,32 +42,14 @@ fn write(root: &Path, file: &str, contents: impl AsRef<[u8]>) {
     fs::write(path, contents).unwrap();
 }
 
-/// A machine's MSRs as its dump keeps them: `NUMBER VALUE` lines in `msr.txt` beside the
-/// machine's files.
+/// A machine's MSRs as its dump keeps them: `NUMBER VALUE` lines in `msr.txt`
+/// ([`facts::DUMP_MSRS`]) beside the machine's files.
 fn write_msrs(root: &Path, msrs: &[(u32, u64)]) {
     let text: String = msrs
         .iter()
         .map(|(n, v)| format!("{n:#x} {v:#x}\n"))
         .collect();
-    write(root, "/msr.txt", text);
-}
-
-/// Reads a dumped machine: its files, and its MSRs from `msr.txt` when there is one.
-fn read_dump(root: &Path) -> Result<Facts, bulkhead_probe::ReadError> {
-    let msrs: BTreeMap<u32, u64> = fs::read_to_string(root.join("msr.txt"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| {
-            let (n, v) = l.split_once(' ').unwrap();
-            let hex = |t: &str| u64::from_str_radix(t.trim_start_matches("0x"), 16).unwrap();
-            (hex(n) as u32, hex(v))
-        })
-        .collect();
-    facts::read_with_msrs(root, |number| {
-        msrs.get(&number)
-            .copied()
-            .ok_or_else(|| format!("/dev/cpu/0/msr: no MSR {number:#x} (load the msr module with `modprobe msr` and run as root)"))
-    })
+    write(root, &format!("/{}", facts::DUMP_MSRS), text);
 }
 
 fn cpuinfo(cpus: &[(u32, u32, u32)], flags: &str) -> String {
@@ -437,7 +419,7 @@ fn ipc_machine(root: &Path) {
 fn read(build: fn(&Path)) -> (tempfile::TempDir, Facts) {
     let dir = tempfile::tempdir().unwrap();
     build(dir.path());
-    let facts = read_dump(dir.path()).unwrap();
+    let facts = facts::read(dir.path()).unwrap();
     (dir, facts)
 }
 
@@ -456,6 +438,40 @@ fn value<'a>(toml: &'a str, section: &str, key: &str) -> Option<&'a str> {
         .skip(1)
         .take_while(|l| !l.starts_with('['))
         .find_map(|l| l.strip_prefix(&format!("{key} = ")))
+}
+
+/// A dump holds what the probe read, and reads back as the same machine with the same
+/// proposal, for both machines.
+#[test]
+fn a_dump_reads_back_as_the_machine_it_was_made_from() {
+    // One RT CPU on the emulator's machine; a whole SMT core (two CPUs) on the PC.
+    for (build, rt_cpus) in [(bochs_machine as fn(&Path), 1), (ipc_machine, 2)] {
+        let (machine, facts) = read(build);
+        let dump = tempfile::tempdir().unwrap();
+        let dumped = facts::dump(machine.path(), dump.path()).unwrap();
+        assert_eq!(format!("{dumped:?}"), format!("{facts:?}"));
+        let again = facts::read(dump.path()).unwrap();
+        assert_eq!(format!("{again:?}"), format!("{facts:?}"));
+        let (first, second) = (
+            propose(&facts, &request(rt_cpus)).unwrap(),
+            propose(&again, &request(rt_cpus)).unwrap(),
+        );
+        assert_eq!(first.toml, second.toml);
+        assert_eq!(first.findings, second.findings);
+        // The MSRs the probe read, in the dump's own file; nothing of the msr device.
+        let msrs = fs::read_to_string(dump.path().join(facts::DUMP_MSRS)).unwrap();
+        assert!(msrs.lines().any(|l| l == "0x3a 0x5"), "{msrs}");
+        assert!(!dump.path().join("dev/cpu/0/msr").exists());
+    }
+    // A dump it cannot write is an error naming the place.
+    let (machine, _) = read(bochs_machine);
+    let blocked = tempfile::tempdir().unwrap();
+    fs::write(blocked.path().join("proc"), "a file where a directory goes").unwrap();
+    let e = facts::dump(machine.path(), blocked.path()).unwrap_err();
+    assert!(
+        e.file.ends_with("proc/cpuinfo") && e.problem.starts_with("cannot write the dump"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -651,7 +667,7 @@ fn vtx_off_in_the_firmware_or_unreadable_msrs_are_reported() {
     let mut msrs = GOOD_MSRS;
     msrs[0] = (0x3a, 0x1); // locked, VMX off
     write_msrs(dir.path(), &msrs);
-    let facts = read_dump(dir.path()).unwrap();
+    let facts = facts::read(dir.path()).unwrap();
     let proposal = propose(&facts, &request(1)).unwrap();
     assert!(proposal.blocked());
     assert!(
@@ -661,7 +677,7 @@ fn vtx_off_in_the_firmware_or_unreadable_msrs_are_reported() {
     );
 
     fs::remove_file(dir.path().join("msr.txt")).unwrap();
-    let facts = read_dump(dir.path()).unwrap();
+    let facts = facts::read(dir.path()).unwrap();
     let proposal = propose(&facts, &request(1)).unwrap();
     assert!(!proposal.blocked());
     assert!(
@@ -677,7 +693,7 @@ fn a_missing_or_broken_file_is_named() {
     let dir = tempfile::tempdir().unwrap();
     bochs_machine(dir.path());
     fs::remove_file(dir.path().join("proc/cpuinfo")).unwrap();
-    let e = read_dump(dir.path()).unwrap_err();
+    let e = facts::read(dir.path()).unwrap_err();
     assert_eq!(e.file, "/proc/cpuinfo");
     bochs_machine(dir.path());
     write(
@@ -685,10 +701,10 @@ fn a_missing_or_broken_file_is_named() {
         "/sys/firmware/acpi/tables/APIC",
         b"APIC and nothing else",
     );
-    let e = read_dump(dir.path()).unwrap_err();
+    let e = facts::read(dir.path()).unwrap_err();
     assert_eq!(e.file, "/sys/firmware/acpi/tables/APIC");
     bochs_machine(dir.path());
     write(dir.path(), "/sys/firmware/memmap/3/end", "zzz");
-    let e = read_dump(dir.path()).unwrap_err();
+    let e = facts::read(dir.path()).unwrap_err();
     assert_eq!(e.to_string(), "/sys/firmware/memmap/3/end: not a number");
 }

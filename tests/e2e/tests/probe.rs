@@ -1,6 +1,7 @@
 //! End-to-end test of `bulkhead probe`: Linux booted alone on the emulator's machine (the one
 //! `configs/bochs-2cpu.toml` describes by hand) runs `bulkhead probe --rt-cpus 1` as root with
-//! the msr module; the config it writes is read back from Linux's console, validated and
+//! the msr module (and once more with `--dump`, whose dump `--root` reads back to the same
+//! config); the config it writes is read back from Linux's console, validated and
 //! compiled by the build tool's config loader, compared with the hand-written one, and booted:
 //! the hypervisor splits the machine as the hand-written config does, and Linux comes up in its
 //! partition beside the RT kernel.
@@ -68,6 +69,7 @@ fn bochs_probe_proposes_the_hand_written_partitioning() -> Result<()> {
     let expect = Expect::new()
         .line("bulkhead-linux: init reached")
         .regex(r"^bulkhead-linux: probe exit status \d+$")
+        .regex(r"^bulkhead-linux: probe dump of \d+ files reads back the same config$")
         .line("bulkhead-linux: powering off");
     bare.wait_for(&expect, LIMIT)?;
     let (config, findings) = printed(&bare);

@@ -222,6 +222,16 @@ case " $cmdline " in
     sed 's/^/bulkhead-linux: probe-config: /' /tmp/probe.toml
     sed 's/^/bulkhead-linux: probe-finding: /' /tmp/probe.err
     echo "bulkhead-linux: probe exit status $status"
+    # A dump of the machine, read back: the same config both ways.
+    bulkhead probe --rt-cpus 1 --dump /tmp/dump -o /tmp/dumping.toml 2> /dev/null
+    bulkhead probe --rt-cpus 1 --root /tmp/dump -o /tmp/redone.toml 2> /dev/null
+    files=$(find /tmp/dump -type f | wc -l)
+    if cmp -s /tmp/probe.toml /tmp/dumping.toml && cmp -s /tmp/probe.toml /tmp/redone.toml; then
+        echo "bulkhead-linux: probe dump of $files files reads back the same config"
+    else
+        echo "bulkhead-linux: probe dump of $files files reads back another config"
+        diff /tmp/probe.toml /tmp/redone.toml | sed 's/^/bulkhead-linux: probe-dump-diff: /'
+    fi
     # The console drains at its own pace; a power-off does not wait for it.
     sleep 3
     echo "bulkhead-linux: powering off"
