@@ -17,7 +17,8 @@
 //! - [`frame_exchange`]: the cyclic frame exchange an RT NIC driver runs with its peer (frame
 //!   layout, the master's bookkeeping);
 //! - [`console`]: the console lines that tools and tests read, each with its one writer and its
-//!   one parser.
+//!   one parser;
+//! - [`package`]: where the Debian package puts the tool and the images.
 //!
 //! What it must never do: depend on another Bulkhead crate, touch hardware (`unsafe` is
 //! forbidden; the one guest-side VMCALL stub is `bulkhead-vmcall`), or allocate.
@@ -34,6 +35,7 @@ pub mod cpuid;
 pub mod frame_exchange;
 pub mod hypercall;
 pub mod limits;
+pub mod package;
 pub mod partition;
 pub mod rt_boot;
 pub mod status;

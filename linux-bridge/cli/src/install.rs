@@ -25,7 +25,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
-use bulkhead_abi::channel_device;
+use bulkhead_abi::{channel_device, package};
 use bulkhead_config::Config;
 use bulkhead_config::host::load_file;
 
@@ -104,14 +104,24 @@ fn install(options: &Options) -> Result<(), String> {
     require_root_user(root)?;
     let missing = |what: &str| format!("--{what} is required (see `bulkhead install --help`)");
     let config_path = options.config.as_ref().ok_or_else(|| missing("config"))?;
-    let hypervisor = options
-        .hypervisor
-        .as_ref()
-        .ok_or_else(|| missing("hypervisor"))?;
-    let rt_image = options
-        .rt_image
-        .as_ref()
-        .ok_or_else(|| missing("rt-image"))?;
+    // Given, or the Debian package's under the root.
+    let image = |given: &Option<PathBuf>, file: &str, option: &str| match given {
+        Some(path) => Ok(path.clone()),
+        None => {
+            let packaged = root.join(package::IMAGES_DIR).join(file);
+            if packaged.is_file() {
+                Ok(packaged)
+            } else {
+                Err(format!(
+                    "{} (no package's image at /{}/{file})",
+                    missing(option),
+                    package::IMAGES_DIR
+                ))
+            }
+        }
+    };
+    let hypervisor = &image(&options.hypervisor, package::HYPERVISOR_IMAGE, "hypervisor")?;
+    let rt_image = &image(&options.rt_image, package::RT_IMAGE, "rt-image")?;
     let config = load_file(config_path).map_err(|d| d.to_string())?;
     for image in [hypervisor, rt_image] {
         check_elf(image)?;

@@ -11,7 +11,7 @@
 //! bulkhead reset CHANNEL [--timeout-ms N]
 //! bulkhead probe [--rt-cpus N] [--rt-device BB:DD.F]... [--rt-serial ttySN]... [--rt-memory MIB]
 //!                [--name NAME] [-o FILE] [--root DIR] [--dump DIR]
-//! bulkhead install --config FILE --hypervisor ELF --rt-image ELF [--rt-cmdline STR]
+//! bulkhead install --config FILE [--hypervisor ELF] [--rt-image ELF] [--rt-cmdline STR]
 //!                  [--kernel VERSION] [--root DIR] [--no-update-grub] [--force]
 //! bulkhead install --uninstall [--root DIR] [--no-update-grub]
 //! ```
@@ -187,11 +187,13 @@ enum Command {
         /// The config (from `bulkhead probe`, reviewed).
         #[arg(long, value_name = "FILE", required_unless_present = "uninstall")]
         config: Option<PathBuf>,
-        /// The hypervisor image (`cargo xtask build` prints its path).
-        #[arg(long, value_name = "ELF", required_unless_present = "uninstall")]
+        /// The hypervisor image (`cargo xtask build` prints its path) [default: the Debian
+        /// package's, /usr/lib/bulkhead/hypervisor.elf under the root].
+        #[arg(long, value_name = "ELF")]
         hypervisor: Option<PathBuf>,
-        /// The RT kernel image.
-        #[arg(long, value_name = "ELF", required_unless_present = "uninstall")]
+        /// The RT kernel image [default: the Debian package's, /usr/lib/bulkhead/rt.elf under
+        /// the root].
+        #[arg(long, value_name = "ELF")]
         rt_image: Option<PathBuf>,
         /// The RT kernel's command line [default: its status and log channels, where the
         /// config has `rt-status` and `rt-log`].

@@ -199,3 +199,42 @@ fn install_refuses_what_it_cannot_boot() {
     args.extend(["--rt-cmdline", "a;b"]);
     refused(args, "--rt-cmdline");
 }
+
+/// Without `--hypervisor` and `--rt-image`, the Debian package's images under the root are
+/// installed; without them either, the refusal says where they were looked for.
+#[test]
+fn install_takes_the_packages_images_by_default() {
+    let system = System::new();
+    let root = &system.root;
+    let (r, _, _, c) = system.args();
+    let args = ["install", "--root", r, "--config", c, "--no-update-grub"];
+    let out = bulkhead(&args);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--hypervisor is required")
+            && err.contains("/usr/lib/bulkhead/hypervisor.elf"),
+        "{err}"
+    );
+    fs::create_dir_all(root.join("usr/lib/bulkhead")).unwrap();
+    fs::write(
+        root.join("usr/lib/bulkhead/hypervisor.elf"),
+        b"\x7fELF packaged hv",
+    )
+    .unwrap();
+    fs::write(root.join("usr/lib/bulkhead/rt.elf"), b"\x7fELF packaged rt").unwrap();
+    let out = bulkhead(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        fs::read(root.join("boot/bulkhead/hypervisor.elf")).unwrap(),
+        b"\x7fELF packaged hv"
+    );
+    assert_eq!(
+        fs::read(root.join("boot/bulkhead/rt.elf")).unwrap(),
+        b"\x7fELF packaged rt"
+    );
+}

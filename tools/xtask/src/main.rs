@@ -25,6 +25,7 @@ mod bench_latency;
 mod bench_linux_boot;
 mod bench_wake_path;
 mod console;
+mod deb;
 mod deps;
 mod guest;
 mod latency_plot;
@@ -107,6 +108,13 @@ enum Cmd {
     },
     /// Check the Debian packages the emulator runs need; install them when root.
     Deps,
+    /// Build the Debian package for a PC to partition: the `bulkhead` tool (static) and the
+    /// hypervisor's and the RT kernel's images, which `bulkhead install` takes by default.
+    Deb {
+        /// Where the package goes [default: target/bulkhead_VERSION_amd64.deb].
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Fetch Debian's kernel and busybox-static (cached in target/linux-guest/), make the
     /// uncompressed vmlinux and the initramfs, and print where they are.
     Guest,
@@ -306,6 +314,7 @@ fn main() -> ExitCode {
             command: BenchCmd::WakePath(args),
         } => bench_wake_path(&args),
         Cmd::Deps => deps::ensure(false).map(|()| ExitCode::SUCCESS),
+        Cmd::Deb { output } => deb(output),
         Cmd::Guest => guest(),
         Cmd::Install {
             root,
@@ -508,6 +517,33 @@ fn install(
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `cargo xtask deb`: the images and the static tool built, staged and packed by `dpkg-deb`.
+fn deb(output: Option<PathBuf>) -> Result<ExitCode> {
+    let version = env!("CARGO_PKG_VERSION");
+    let (hypervisor, rt_image) = (build_image(false)?, build_rt_image(false)?);
+    let tool = step(
+        "build the Linux tool (static)",
+        bulkhead_e2e::build_linux_tool,
+    )?;
+    let target = bulkhead_e2e::target_dir();
+    let output =
+        output.unwrap_or_else(|| target.join(format!("bulkhead_{version}_amd64.deb")));
+    let stage = target.join("deb").join("stage");
+    deb::stage(
+        &stage,
+        &deb::Contents {
+            version,
+            tool: &tool,
+            hypervisor: &hypervisor,
+            rt_image: &rt_image,
+            readme: &bulkhead_e2e::workspace_root().join("README.md"),
+        },
+    )?;
+    deb::build(&stage, &output)?;
+    println!("{}", output.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `cargo xtask guest`: the Linux guest's artefacts, where they are and how big.
