@@ -86,7 +86,7 @@ const LOGGED_PORTS: u64 = 16;
 /// in x2APIC mode, where nothing answers there.
 const XAPIC_PAGE: u64 = 0xfee0_0000;
 
-/// Refusals per CPU that are logged; every one is counted (`reports::refused`).
+/// Refusals of each kind per CPU that are logged; every one is counted (`reports::refused`).
 const LOGGED_REFUSALS: u64 = 8;
 
 /// The current privilege level of the guest: its SS's DPL (SDM Vol. 3A, 5.5).
@@ -103,10 +103,9 @@ fn call_number(call: Hypercall) -> Option<Call> {
 /// event a guest can repeat are logged. Kept across the CPU's guest restarts.
 #[derive(Debug, Clone, Copy)]
 struct LogBudgets {
-    /// Refusals (other kinds' own budgets below aside).
-    refusals: LogBudget,
-    /// Refused MSR writes.
-    refused_msrs: LogBudget,
+    /// Refusals, a budget per kind (in `Refusal::ALL`'s order): a flood of one kind (a user
+    /// process's hypercalls) never silences another (root's IOAPIC accesses).
+    refusals: [LogBudget; Refusal::ALL.len()],
     /// Accesses to ports without a device.
     unowned_ports: LogBudget,
     /// Refused PCI configuration writes (Linux's own probing writes to functions it may only
@@ -121,8 +120,7 @@ struct LogBudgets {
 impl LogBudgets {
     const fn new() -> Self {
         Self {
-            refusals: LogBudget::new(LOGGED_REFUSALS),
-            refused_msrs: LogBudget::new(LOGGED_REFUSALS),
+            refusals: [LogBudget::new(LOGGED_REFUSALS); Refusal::ALL.len()],
             unowned_ports: LogBudget::new(LOGGED_PORTS),
             refused_config: LogBudget::new(LOGGED_PORTS),
             refused_owned_config: LogBudget::new(LOGGED_REFUSALS),
@@ -613,20 +611,14 @@ impl ExitHandler {
     }
 
     /// Counts a refusal of `kind` for the partition, and logs it within this CPU's budget
-    /// for its kind: MSR writes have their own (Linux's own boot writes a few MSRs it may not,
-    /// and they must not use up the other refusals' lines).
+    /// for its kind (Linux's own boot writes a few MSRs it may not, a user process may flood
+    /// hypercalls: neither uses up the lines of another kind).
     fn refused(&mut self, kind: Refusal, what: core::fmt::Arguments<'_>) {
         reports::refused(self.partition, kind);
-        let (budget, later) = match kind {
-            Refusal::Msr => (
-                &mut self.budgets.refused_msrs,
-                "further MSR refusals on this CPU are counted in the exit report's refusals",
-            ),
-            _ => (
-                &mut self.budgets.refusals,
-                "further refusals on this CPU are counted in the exit report's refusals",
-            ),
-        };
+        let index = Refusal::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+        let budget = &mut self.budgets.refusals[index];
+        let later =
+            "further refusals of this kind on this CPU are counted in the exit report's refusals";
         if let Some(tail) = budget.next(later) {
             log::warn!(
                 "cpu {} ({} partition): {what}{tail}",
