@@ -581,7 +581,10 @@ impl<const TASKS: usize, const CORES: usize> Kernel<TASKS, CORES> {
         t.ready_since_ns = Some(ready_since_ns);
         t.stats.wakeups = t.stats.wakeups.saturating_add(1);
         let (core, priority) = (t.core, t.effective_priority);
-        self.enqueue(task, QueuePosition::Tail);
+        // Blocked or sleeping until now, so not queued.
+        self.cores[core.index()]
+            .run_queue
+            .push_back_unqueued(task, priority);
         self.preempt_check(core, priority)
     }
 

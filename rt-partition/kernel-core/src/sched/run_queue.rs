@@ -109,6 +109,29 @@ impl<const TASKS: usize> RunQueue<TASKS> {
         Ok(())
     }
 
+    /// Queues `task`, which is not queued, at the tail of `priority`: [`RunQueue::insert`]'s
+    /// most common case (a task made ready) without its checks, on every wake-up's path.
+    pub fn push_back_unqueued(&mut self, task: TaskId, priority: Priority) {
+        debug_assert!(
+            task.index() < TASKS && self.queued_at[task.index()].is_none(),
+            "a task of the table, not queued"
+        );
+        let level = usize::from(priority.level());
+        let i = task.index();
+        self.next[i] = None;
+        self.previous[i] = self.tails[level];
+        match self.tails[level] {
+            Some(old_tail) => self.next[old_tail.index()] = Some(task),
+            None => {
+                self.heads[level] = Some(task);
+                self.mark_level(level);
+            }
+        }
+        self.tails[level] = Some(task);
+        self.queued_at[i] = Some(priority);
+        self.len += 1;
+    }
+
     /// Takes `task` out of the queue; returns the priority it was queued at.
     pub fn remove(&mut self, task: TaskId) -> Option<Priority> {
         let priority = self.queued_priority(task)?;
