@@ -233,6 +233,29 @@ mod tests {
     }
 
     #[test]
+    fn push_back_unqueued_queues_as_insert_at_the_tail_does() {
+        let (p, q) = (Priority::new(7), Priority::new(200));
+        let mut pushed = RunQueue::<8>::new();
+        let mut inserted = RunQueue::<8>::new();
+        for (task, priority) in [(t(3), p), (t(5), q), (t(1), p), (t(6), q)] {
+            pushed.push_back_unqueued(task, priority);
+            inserted
+                .insert(task, priority, QueuePosition::Tail)
+                .unwrap();
+        }
+        for queue in [&pushed, &inserted] {
+            assert_eq!(queue.len(), 4);
+            assert_eq!(queue.tasks_at(p).collect::<Vec<_>>(), [t(3), t(1)]);
+            assert_eq!(queue.tasks_at(q).collect::<Vec<_>>(), [t(5), t(6)]);
+        }
+        let drained = |queue: &mut RunQueue<8>| {
+            core::iter::from_fn(|| queue.pop_highest()).collect::<Vec<_>>()
+        };
+        assert_eq!(drained(&mut pushed), drained(&mut inserted));
+        assert!(pushed.is_empty() && pushed.highest_priority().is_none());
+    }
+
+    #[test]
     fn empty_queue_has_nothing() {
         let queue = RunQueue::<4>::new();
         assert!(queue.is_empty());
