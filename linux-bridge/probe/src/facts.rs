@@ -231,13 +231,14 @@ enum Msrs {
 
 impl Msrs {
     fn open(root: &Path) -> Result<Self, ReadError> {
+        let machine = Machine::new(root);
         let file = format!("/{DUMP_MSRS}");
-        let text = match fs::read_to_string(root.join(DUMP_MSRS)) {
+        let text = match fs::read_to_string(machine.path(&file)) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Self::Device(Machine::new(root).msr_file()));
+                return Ok(Self::Device(machine.msr_file()));
             }
-            Err(e) => return Err(Machine::new(root).error(&file, e.to_string())),
+            Err(e) => return Err(machine.error(&file, e.to_string())),
         };
         let mut values = BTreeMap::new();
         for (i, line) in text.lines().enumerate() {
@@ -246,7 +247,7 @@ impl Msrs {
             });
             let Some((number, value)) = parsed else {
                 let problem = format!("line {}: not `NUMBER VALUE` in hexadecimal", i + 1);
-                return Err(Machine::new(root).error(&file, problem));
+                return Err(machine.error(&file, problem));
             };
             values.insert(number, value);
         }
@@ -401,9 +402,10 @@ impl<'a> Machine<'a> {
         let exists = self.path(file).exists();
         if exists {
             // Its contents where they can be read (ACPI tables need root), else an empty file:
-            // the dump says it exists either way.
-            let bytes = fs::read(self.path(file)).unwrap_or_default();
-            self.record(file, |path| fs::write(path, &bytes));
+            // the dump says it exists either way. Read only when dumping.
+            self.record(file, |path| {
+                fs::write(path, fs::read(self.path(file)).unwrap_or_default())
+            });
         }
         exists
     }
@@ -428,12 +430,12 @@ impl<'a> Machine<'a> {
     /// Where the symbolic link `file` points, if it is one (a PCI function's `driver`).
     fn link(&self, file: &str) -> Option<PathBuf> {
         let target = fs::read_link(self.path(file)).ok()?;
-        self.record(file, |path| match fs::remove_file(path) {
-            Ok(()) => std::os::unix::fs::symlink(&target, path),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::os::unix::fs::symlink(&target, path)
+        self.record(file, |path| {
+            // A link left by an earlier dump into the same directory is replaced.
+            match fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => std::os::unix::fs::symlink(&target, path),
             }
-            Err(e) => Err(e),
         });
         Some(target)
     }
