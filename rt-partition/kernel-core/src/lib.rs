@@ -43,6 +43,8 @@
 //!   path's stages.
 //! - [`mailbox`]: the lock-free single-producer single-consumer queue of requests from one
 //!   core to another (model-checked with loom).
+//! - [`line_ring`]: the lock-free ring of whole console lines from one core to the core that
+//!   prints them, stamped for merging in order (model-checked with loom).
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -52,6 +54,7 @@ extern crate std;
 pub mod clock;
 mod error;
 pub mod latency;
+pub mod line_ring;
 pub mod mailbox;
 pub mod sched;
 pub mod sync;

@@ -2,17 +2,18 @@
 //! backend.
 //!
 //! Until the scheduler runs, lines go straight to the UART and the log channel (direct
-//! mode). From then on a line is copied whole into one ring buffer under one lock
-//! (interrupts off for that copy only) and CPU 0's idle task drains the ring, line by line,
-//! to the UART and then to the log channel, with interrupts enabled: a UART sends about 11
-//! bytes a millisecond at 115200 baud, and a line's copy into the log channel is several
-//! microseconds; doing either with interrupts off would cost real-time tasks that much
-//! latency. (The ring's lock is the kernel's only one that CPUs share: a line printed on two
-//! CPUs at once waits for the other's copy, a line long.) Lines never interleave; when the ring is
-//! full a line is dropped and counted, and once the ring has emptied the console says so
-//! (`[... N console lines dropped: the console fell behind]`). Fatal paths (exceptions, panics) switch back to
-//! direct mode, flush what is buffered and write their report synchronously. A line longer
-//! than [`LINE_MAX`] is cut and ends in `bulkhead_ring::log::CUT_MARKER`.
+//! mode). From then on a line is copied whole into its own CPU's ring
+//! (`bulkhead_rt_core::line_ring`, interrupts off for that copy only, no lock: the CPU's ring
+//! has one writer at a time) with a stamp from one counter, and CPU 0's idle task drains the
+//! rings line by line, oldest stamp first, to the UART and then to the log channel, with
+//! interrupts enabled: a UART sends about 11 bytes a millisecond at 115200 baud, and a line's
+//! copy into the log channel is several microseconds; doing either with interrupts off would
+//! cost real-time tasks that much latency. CPUs printing at once never wait for each other.
+//! Lines never interleave; when a CPU's ring is full a line is dropped and counted, and once
+//! the rings have emptied the console says so (`[... N console lines dropped: the console
+//! fell behind]`). Fatal paths (exceptions, panics) switch back to direct mode, flush what is
+//! buffered and write their report synchronously. A line longer than [`LINE_MAX`] is cut and
+//! ends in `bulkhead_ring::log::CUT_MARKER`.
 //!
 //! Under the hypervisor, the UART may be the hypervisor's console too: each line goes out in
 //! the console turn the two share (`bulkhead_abi::rt_boot::CONSOLE_TURN_GPA`), so their lines
@@ -31,6 +32,8 @@
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, Ordering};
 
+use bulkhead_rt_core::line_ring::{self, LineRing};
+
 use bulkhead_abi::rt_boot::{CONSOLE_FREE, CONSOLE_RT, CONSOLE_TURN_GPA};
 
 use bulkhead_ring::Producer;
@@ -38,12 +41,14 @@ use bulkhead_ring::log::{CUT_MARKER, LogWriter};
 use bulkhead_x86::uart::Uart;
 use spin::{Mutex, Once};
 
+use crate::MAX_CPUS;
 use crate::arch::IrqGuard;
 
 /// COM1's standard I/O base.
 pub const COM1: u16 = Uart::COM1;
 
-const RING_SIZE: usize = 16 * 1024;
+/// Each CPU's ring: 16 KiB of lines.
+const RING_WORDS: usize = 2048;
 /// The longest line; longer ones are cut.
 const LINE_MAX: usize = 320;
 /// The longest block of lines written as one unit.
@@ -56,17 +61,14 @@ static DROPPED: AtomicU64 = AtomicU64::new(0);
 /// How many of them the console has said it dropped.
 static DROPPED_TOLD: AtomicU64 = AtomicU64::new(0);
 
-struct Ring {
-    buf: [u8; RING_SIZE],
-    head: usize,
-    len: usize,
-}
-
-static RING: Mutex<Ring> = Mutex::new(Ring {
-    buf: [0; RING_SIZE],
-    head: 0,
-    len: 0,
-});
+/// Each CPU's buffered lines, on their way to CPU 0's drain.
+static RINGS: [LineRing<RING_WORDS>; MAX_CPUS] = [const { LineRing::new() }; MAX_CPUS];
+const _: () = assert!(LINE_MAX <= LineRing::<RING_WORDS>::MAX_LINE);
+/// The next line's stamp, whichever CPU prints it: the order the drain restores.
+static STAMPS: AtomicU64 = AtomicU64::new(0);
+/// Held by the one context that drains the rings (their single consumer): CPU 0's idle task,
+/// or a fatal path, which takes it anyway after a bounded wait.
+static DRAINING: AtomicBool = AtomicBool::new(false);
 /// Serialises direct-mode writers.
 static DIRECT: Mutex<()> = Mutex::new(());
 /// The log channel's send end (`log=CHANNEL`): every line also goes there.
@@ -181,22 +183,15 @@ fn put_bytes(bytes: &[u8]) {
     unsafe { Uart::at(base) }.write_bytes(bytes);
 }
 
-/// One line to the UART and the log channel: into the ring once buffered (the drain takes it
-/// to both), else to each in its own interrupts-off section, a copy of the line long.
+/// One line to the UART and the log channel: into this CPU's ring once buffered (the drain
+/// takes it to both), else to each in its own interrupts-off section, a copy of the line long.
 fn emit(bytes: &[u8]) {
     let _irq = IrqGuard::new();
     if BUFFERED.load(Ordering::Acquire) {
-        let mut ring = RING.lock();
-        if ring.len + bytes.len() > RING_SIZE {
+        let ring = &RINGS[crate::percpu::current_index()];
+        if ring.push(bytes, STAMPS.fetch_add(1, Ordering::Relaxed)).is_err() {
             DROPPED.fetch_add(1, Ordering::Relaxed);
-            return;
         }
-        // At most two pieces: up to the ring's end, then from its start.
-        let at = (ring.head + ring.len) % RING_SIZE;
-        let (first, second) = bytes.split_at(bytes.len().min(RING_SIZE - at));
-        ring.buf[at..at + first.len()].copy_from_slice(first);
-        ring.buf[..second.len()].copy_from_slice(second);
-        ring.len += bytes.len();
     } else {
         LOG.lock().write_bytes(bytes);
         let _lock = DIRECT.lock();
@@ -244,13 +239,21 @@ pub fn start_buffering() {
 
 /// Moves the next buffered line to the UART with interrupts enabled, in the console turn
 /// when it is shared; CPU 0's idle task calls it. Returns whether it wrote anything (not
-/// when the ring is empty, nor when the hypervisor has the turn: then a later call writes).
+/// when the rings are empty, nor when the hypervisor has the turn: then a later call writes).
 pub fn drain() -> bool {
-    drain_line(1) || announce_dropped()
+    if DRAINING
+        .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        return false;
+    }
+    let wrote = drain_line(1) || announce_dropped();
+    DRAINING.store(false, Ordering::Release);
+    wrote
 }
 
-/// Once the ring is empty: says how many lines were dropped since it last said so (a line
-/// that found the ring full is lost, and the reader must know). Returns whether it said so.
+/// Once the rings are empty: says how many lines were dropped since it last said so (a line
+/// that found its ring full is lost, and the reader must know). Returns whether it said so.
 fn announce_dropped() -> bool {
     let dropped = DROPPED.load(Ordering::Relaxed);
     let told = DROPPED_TOLD.swap(dropped, Ordering::Relaxed);
@@ -264,43 +267,29 @@ fn announce_dropped() -> bool {
     true
 }
 
-/// [`drain`], trying `tries` times for the turn.
+/// [`drain`], trying `tries` times for the turn (the caller holds [`DRAINING`]).
 fn drain_line(tries: u32) -> bool {
-    let mut line = [0u8; LINE_MAX];
-    // Copy what may be the next line out (only the drain moves the ring's head, so the bytes
-    // stay where they are), then find its end outside the interrupts-off section.
-    let copied = {
-        let _irq = IrqGuard::new();
-        let ring = RING.lock();
-        let n = ring.len.min(LINE_MAX);
-        let first = n.min(RING_SIZE - ring.head);
-        line[..first].copy_from_slice(&ring.buf[ring.head..ring.head + first]);
-        line[first..n].copy_from_slice(&ring.buf[..n - first]);
-        n
-    };
-    if copied == 0 {
+    let Some(ring) = line_ring::oldest(RINGS.iter().map(LineRing::front)).map(|cpu| &RINGS[cpu])
+    else {
         return false;
-    }
-    // Lines are at most LINE_MAX bytes with their newline; a ring without one (only after a
-    // fatal flush broke a writer) is drained as it is.
-    let len = line[..copied]
-        .iter()
-        .position(|&b| b == b'\n')
-        .map_or(copied, |end| end + 1);
+    };
+    // The line stays in its ring (only the drain frees room) until it is written.
+    let mut line = [0u8; LINE_MAX];
+    let Some(front) = ring.read_front(&mut line) else {
+        return false;
+    };
+    let line = &line[..front.len.min(LINE_MAX)];
     let Ok(turn) = take_turn(tries) else {
         return false;
     };
-    put_bytes(&line[..len]);
+    put_bytes(line);
     give_turn(turn);
     // Interrupts stay on: in buffered mode only this drain writes the log channel. Only
     // tried: the fatal path drains too, and the lock's holder may be what failed.
     if let Some(mut log) = LOG.try_lock() {
-        log.write_bytes(&line[..len]);
+        log.write_bytes(line);
     }
-    let _irq = IrqGuard::new();
-    let mut ring = RING.lock();
-    ring.head = (ring.head + len) % RING_SIZE;
-    ring.len -= len;
+    ring.pop();
     true
 }
 
@@ -309,15 +298,22 @@ pub fn dropped_lines() -> u64 {
     DROPPED.load(Ordering::Relaxed)
 }
 
-/// The fatal path: back to direct mode, flush the ring (breaking a lock whose holder may
-/// never release it), then write `block` synchronously.
+/// The fatal path: back to direct mode, flush the rings (taking the drain's place from CPU
+/// 0's idle task after a bounded wait: it may be what failed), then write `block`
+/// synchronously.
 pub fn fatal_block(block: impl FnOnce(&mut dyn Write) -> fmt::Result) {
     let _irq = IrqGuard::new();
     BUFFERED.store(false, Ordering::Release);
-    if RING.is_locked() {
-        // SAFETY: on the way to halting; a torn line is acceptable, a silent hang is not.
-        unsafe { RING.force_unlock() };
+    for _ in 0..100_000 {
+        if DRAINING
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            break;
+        }
+        core::hint::spin_loop();
     }
+    DRAINING.store(true, Ordering::Relaxed);
     if DIRECT.is_locked() {
         // SAFETY: as above.
         unsafe { DIRECT.force_unlock() };

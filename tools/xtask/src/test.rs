@@ -121,7 +121,8 @@ pub fn run(host: bool, e2e: bool, filter: Option<&str>) -> Result<ExitCode> {
 }
 
 /// The lock-free protocols under the loom model checker (the ring's, `common/ring/tests/loom.rs`,
-/// and the RT kernel's cross-core mailbox, `rt-partition/kernel-core/tests/loom.rs`): a build
+/// and the RT kernel's cross-core mailbox and console line ring,
+/// `rt-partition/kernel-core/tests/loom.rs`): a build
 /// with `--cfg loom`, in a target directory of its own so that the host build's cache survives.
 /// The models bound their own preemptions: they check in about a second (the first build takes
 /// about a minute).
