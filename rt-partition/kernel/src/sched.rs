@@ -293,7 +293,7 @@ pub fn publish_own_tasks() {
                     cpu_time_ns: stats.cpu_time_ns,
                     wakeups: stats.wakeups,
                     deadline_misses: stats.deadline_misses,
-                    wake_max_ns: stats.wake_latency.max_ns().unwrap_or(0),
+                    wake_max_ns: stats.wake_max_ns,
                 }),
                 _ => None,
             };

@@ -764,7 +764,7 @@ impl<const TASKS: usize, const CORES: usize> Kernel<TASKS, CORES> {
             None => None,
         };
         if let Some(since) = t.ready_since_ns.take() {
-            t.stats.wake_latency.record(now_ns.saturating_sub(since));
+            t.stats.wake_max_ns = t.stats.wake_max_ns.max(now_ns.saturating_sub(since));
         }
     }
 }
@@ -854,7 +854,7 @@ mod tests {
             switched_to(kernel.block_current(CORE0, 0, 30).unwrap()),
             low_a
         );
-        assert_eq!(kernel.task_stats(high).unwrap().wake_latency.samples(), 1);
+        assert_eq!(kernel.task_stats(high).unwrap().wake_max_ns, 0);
         assert_eq!(kernel.task_stats(high).unwrap().cpu_time_ns, 20);
         let _ = low_b;
     }
@@ -900,7 +900,7 @@ mod tests {
         assert_eq!(kernel.wake(a, 2), Ok(Preempt::Yes(CORE1)));
         assert_eq!(kernel.schedule(CORE0, 2), Ok(Switch::Stay));
         assert_eq!(switched_to(kernel.schedule(CORE1, 3).unwrap()), a);
-        assert_eq!(kernel.task_stats(a).unwrap().wake_latency.max_ns(), Some(1));
+        assert_eq!(kernel.task_stats(a).unwrap().wake_max_ns, 1);
     }
 
     #[test]

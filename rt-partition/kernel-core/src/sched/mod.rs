@@ -26,7 +26,7 @@ mod task;
 
 pub use kernel::{Kernel, TaskConfig};
 pub use run_queue::{QueuePosition, RunQueue};
-pub use task::{TASK_LATENCY_BUCKETS, TaskStats};
+pub use task::TaskStats;
 
 use crate::sync::{EventFlagsId, MutexId, QueueId, SemaphoreId};
 

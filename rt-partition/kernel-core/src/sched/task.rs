@@ -2,16 +2,11 @@
 //! task; the arch layer reads the public statistics through [`Kernel`](super::Kernel).
 
 use super::{CoreId, Policy, Priority, TaskState, WakeReason};
-use crate::latency::Histogram;
 use crate::sync::FlagsCondition;
 use crate::timer::TimerHandle;
 
-/// Buckets (1 µs each) in every task's wake-up latency histogram; later samples count as
-/// overflow (the exact maximum is still kept).
-pub const TASK_LATENCY_BUCKETS: usize = 100;
-
 /// What the kernel measures for each task.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TaskStats {
     /// Time spent as its core's current task, added each time it leaves the core.
     pub cpu_time_ns: u64,
@@ -25,9 +20,11 @@ pub struct TaskStats {
     /// Times the task was switched out while still runnable because something more urgent
     /// became ready.
     pub preemptions: u64,
-    /// Time from being made ready (for a timer wake-up: from the timer's deadline) to being
-    /// switched in. Min, average and max are in the histogram.
-    pub wake_latency: Histogram<TASK_LATENCY_BUCKETS>,
+    /// The longest time from being made ready (for a timer wake-up: from the timer's
+    /// deadline) to being switched in; 0 before the first such switch. (The maximum alone:
+    /// it is what the status report shows, and the switch path keeps it in two
+    /// instructions; the latency application keeps full histograms of its own.)
+    pub wake_max_ns: u64,
 }
 
 impl TaskStats {
@@ -38,7 +35,7 @@ impl TaskStats {
             deadline_misses: 0,
             dispatches: 0,
             preemptions: 0,
-            wake_latency: Histogram::new(),
+            wake_max_ns: 0,
         }
     }
 }
