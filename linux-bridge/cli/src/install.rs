@@ -12,7 +12,8 @@
 //!   runs under Bulkhead only;
 //! - `/etc/udev/rules.d/70-bulkhead-channel.rules`: the channel device bound to
 //!   `uio_pci_generic`, so that blocked waits sleep on its interrupt;
-//! - `/usr/local/bin/bulkhead`: this tool.
+//! - `/usr/local/bin/bulkhead`: this tool, unless the package installed it in `/usr/bin`
+//!   (then that one is what the log units run, and no second copy is made).
 //!
 //! Then `update-grub` (on `/` only). Refused, with the reason: not root (on `/`), a config
 //! that does not validate or does not fit this machine, a machine the probe finds blocked (no
@@ -173,10 +174,15 @@ fn install(options: &Options) -> Result<(), String> {
         config: &config,
     };
     put(GRUB_SCRIPT.into(), grub_script(&entry).as_bytes(), 0o755)?;
-    put(LOG_UNIT.into(), log_unit().as_bytes(), 0o644)?;
+    let tool = if root.join(package::TOOL).is_file() {
+        package::TOOL
+    } else {
+        let this = std::env::current_exe().map_err(|e| format!("cannot find this tool: {e}"))?;
+        put(TOOL.into(), &read(&this)?, 0o755)?;
+        TOOL
+    };
+    put(LOG_UNIT.into(), log_unit(tool).as_bytes(), 0o644)?;
     put(UDEV_RULE.into(), udev_rule().as_bytes(), 0o644)?;
-    let tool = std::env::current_exe().map_err(|e| format!("cannot find this tool: {e}"))?;
-    put(TOOL.into(), &read(&tool)?, 0o755)?;
     for log in LOGS {
         let link = format!("{WANTS_DIR}/bulkhead-log@{log}.service");
         let path = root.join(&link);
@@ -190,8 +196,9 @@ fn install(options: &Options) -> Result<(), String> {
     write_file(root, MANIFEST, manifest(&installed).as_bytes(), 0o644)?;
     println!(
         "bulkhead install: installed into {} for Linux {version}: the hypervisor, the RT image, the \
-         config, GRUB's entry, the log units, the channel device's udev rule and this tool",
-        root.display()
+         config, GRUB's entry, the log units (running /{tool}), the channel device's udev rule{}",
+        root.display(),
+        if tool == TOOL { " and this tool" } else { "" }
     );
     update_grub(options)
 }
@@ -467,8 +474,9 @@ EOF
     )
 }
 
-/// The systemd unit template that follows one log channel into the journal.
-fn log_unit() -> String {
+/// The systemd unit template that follows one log channel into the journal with the tool at
+/// `tool` (relative to the root).
+fn log_unit(tool: &str) -> String {
     format!(
         "# Made by `bulkhead install`: the hypervisor's (%i = hypervisor) or the RT kernel's
 # (%i = rt) console lines, from their log channel into the journal.
@@ -478,7 +486,7 @@ Description=Bulkhead %i log
 ConditionKernelCommandLine=bulkhead.channel
 
 [Service]
-ExecStart=/{TOOL} log %i -f
+ExecStart=/{tool} log %i -f
 Restart=on-failure
 RestartSec=5
 

@@ -238,3 +238,59 @@ fn install_takes_the_packages_images_by_default() {
         b"\x7fELF packaged rt"
     );
 }
+
+#[test]
+fn install_runs_the_packages_tool_and_makes_no_second_copy() {
+    let system = System::new();
+    let root = &system.root;
+    let (r, h, t, c) = system.args();
+    let unit = root.join("etc/systemd/system/bulkhead-log@.service");
+    // Without the package: this tool is copied to /usr/local/bin and the units run that copy.
+    let out = bulkhead(&install_args(r, h, t, c));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(root.join("usr/local/bin/bulkhead").is_file());
+    let text = fs::read_to_string(&unit).unwrap();
+    assert!(
+        text.contains("ExecStart=/usr/local/bin/bulkhead log %i -f"),
+        "{text}"
+    );
+    let out = bulkhead(&["install", "--uninstall", "--root", r, "--no-update-grub"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // With the package's tool in /usr/bin: the units run it, and it stays after an uninstall
+    // (the package owns it).
+    fs::create_dir_all(root.join("usr/bin")).unwrap();
+    fs::write(root.join("usr/bin/bulkhead"), b"\x7fELF packaged tool").unwrap();
+    let out = bulkhead(&install_args(r, h, t, c));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!root.join("usr/local/bin/bulkhead").exists());
+    let text = fs::read_to_string(&unit).unwrap();
+    assert!(
+        text.contains("ExecStart=/usr/bin/bulkhead log %i -f"),
+        "{text}"
+    );
+    let manifest = fs::read_to_string(root.join("boot/bulkhead/installed")).unwrap();
+    assert!(!manifest.contains("bin/bulkhead"), "{manifest}");
+    let out = bulkhead(&["install", "--uninstall", "--root", r, "--no-update-grub"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        fs::read(root.join("usr/bin/bulkhead")).unwrap(),
+        b"\x7fELF packaged tool"
+    );
+}

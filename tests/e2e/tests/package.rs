@@ -117,6 +117,16 @@ fn deb_package_installs_and_its_tool_installs_bulkhead() -> Result<()> {
         root.join("etc/grub.d/05_bulkhead").is_file(),
         "no GRUB script"
     );
+    // The log units run the packaged tool; no second copy is made.
+    let unit = fs::read_to_string(root.join("etc/systemd/system/bulkhead-log@.service"))?;
+    ensure!(
+        unit.contains("ExecStart=/usr/bin/bulkhead log %i -f"),
+        "the log unit does not run the packaged tool:\n{unit}"
+    );
+    ensure!(
+        !root.join("usr/local/bin/bulkhead").exists(),
+        "the install copied the packaged tool to /usr/local/bin"
+    );
 
     run(
         "dpkg",
