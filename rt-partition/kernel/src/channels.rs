@@ -182,9 +182,11 @@ pub(crate) fn on_doorbell(state: &mut State, now: u64) -> Resched {
         }
     }
     let mut resched = Resched::NONE;
-    for (bits, flags) in rung.iter().zip(&DOORBELL_FLAGS) {
-        if let (true, Some(flags)) = (*bits != 0, flags.get()) {
-            resched.merge(api::event_set_locked(state, *flags, *bits, now));
+    for (cpu, &bits) in rung.iter().enumerate() {
+        if bits != 0
+            && let Some(flags) = DOORBELL_FLAGS[cpu].get()
+        {
+            resched.merge(api::event_set_locked(state, *flags, bits, now));
         }
     }
     resched
