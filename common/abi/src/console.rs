@@ -346,12 +346,16 @@ impl fmt::Display for LatencySummary {
     }
 }
 
-/// The RT kernel's longest interrupts-off section on one CPU since it began scheduling:
-/// `sections cpu=0 count=81234 irq_off_max_ns=2140 at=rt-partition/kernel/src/api.rs:212`.
+/// The RT kernel's longest interrupts-off section on one CPU since it began scheduling, and
+/// where its time went: `sections cpu=0 count=81234 irq_off_max_ns=2140 decide_ns=1500
+/// switch_ns=400 resume_ns=240 at=rt-partition/kernel/src/api.rs:212`.
 /// Every kernel entry, interrupt handler and lock of the kernel runs with interrupts off, so
-/// this bounds how late an interrupt (and the task it wakes) can be served. `at` names where
-/// the section began: a source location (`FILE:LINE`) or an interrupt (`irq:VECTOR`); it
-/// holds no white space.
+/// this bounds how late an interrupt (and the task it wakes) can be served. The three stages
+/// add up to the section: to the kernel's scheduling decision (the handler's or the kernel
+/// call's own work; the whole section when it made none), from it to the context switch (0
+/// without one), and from there until interrupts are on again (in the task switched to, or
+/// back in the caller). `at` names where the section began: a source location (`FILE:LINE`)
+/// or an interrupt (`irq:VECTOR`); it holds no white space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SectionSummary<'a> {
     /// The RT kernel's CPU index.
@@ -360,6 +364,8 @@ pub struct SectionSummary<'a> {
     pub count: u64,
     /// The longest one.
     pub irq_off_max_ns: u64,
+    /// The longest one's stages, in [`SectionSummary::STAGES`] order.
+    pub stages_ns: [u64; 3],
     /// Where the longest one began.
     pub at: &'a str,
 }
@@ -367,6 +373,16 @@ pub struct SectionSummary<'a> {
 impl<'a> SectionSummary<'a> {
     /// The line's start, for a search that needs no parse.
     pub const PREFIX: &'static str = "sections cpu=";
+    /// The stages of a section, as their keys say them.
+    pub const STAGES: [&'static str; 3] = ["decide", "switch", "resume"];
+    const KEYS: [&'static str; 6] = [
+        "cpu",
+        "count",
+        "irq_off_max_ns",
+        "decide_ns",
+        "switch_ns",
+        "resume_ns",
+    ];
 
     /// Parses one line (surrounding white space allowed).
     pub fn parse(line: &'a str) -> Option<Self> {
@@ -375,11 +391,12 @@ impl<'a> SectionSummary<'a> {
         if at.is_empty() || at.contains(char::is_whitespace) {
             return None;
         }
-        let [cpu, count, irq_off_max_ns] = key_values(numbers, ["cpu", "count", "irq_off_max_ns"])?;
+        let [cpu, count, irq_off_max_ns, decide, switch, resume] = key_values(numbers, Self::KEYS)?;
         Some(Self {
             cpu: u32::try_from(cpu).ok()?,
             count,
             irq_off_max_ns,
+            stages_ns: [decide, switch, resume],
             at,
         })
     }
@@ -387,9 +404,11 @@ impl<'a> SectionSummary<'a> {
 
 impl fmt::Display for SectionSummary<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [decide, switch, resume] = self.stages_ns;
         write!(
             f,
-            "sections cpu={} count={} irq_off_max_ns={} at={}",
+            "sections cpu={} count={} irq_off_max_ns={} decide_ns={decide} switch_ns={switch} \
+             resume_ns={resume} at={}",
             self.cpu, self.count, self.irq_off_max_ns, self.at
         )
     }
@@ -939,31 +958,44 @@ mod tests {
             cpu: 1,
             count: 81234,
             irq_off_max_ns: 2140,
+            stages_ns: [1500, 400, 240],
             at: "rt-partition/kernel/src/api.rs:212:9",
         };
         let line = s.to_string();
         assert_eq!(
             line,
-            "sections cpu=1 count=81234 irq_off_max_ns=2140 at=rt-partition/kernel/src/api.rs:212:9"
+            "sections cpu=1 count=81234 irq_off_max_ns=2140 decide_ns=1500 switch_ns=400 \
+             resume_ns=240 at=rt-partition/kernel/src/api.rs:212:9"
         );
         assert!(line.starts_with(SectionSummary::PREFIX));
         assert_eq!(SectionSummary::parse(&line), Some(s));
         let irq = SectionSummary { at: "irq:32", ..s };
         assert_eq!(SectionSummary::parse(&irq.to_string()), Some(irq));
         assert_eq!(
-            SectionSummary::parse("sections cpu=1 count=1 irq_off_max_ns=2 at="),
+            SectionSummary::parse(
+                "sections cpu=1 count=1 irq_off_max_ns=2 decide_ns=2 switch_ns=0 resume_ns=0 at="
+            ),
             None
         );
         assert_eq!(
-            SectionSummary::parse("sections cpu=1 count=1 irq_off_max_ns=2"),
+            SectionSummary::parse(
+                "sections cpu=1 count=1 irq_off_max_ns=2 decide_ns=2 switch_ns=0 resume_ns=0"
+            ),
             None
         );
         assert_eq!(
             SectionSummary::parse("sections cpu=1 irq_off_max_ns=2 at=x"),
             None
         );
+        // Without the stages.
         assert_eq!(
-            SectionSummary::parse("sections cpu=1 count=1 irq_off_max_ns=2 at=a b"),
+            SectionSummary::parse("sections cpu=1 count=1 irq_off_max_ns=2 at=x"),
+            None
+        );
+        assert_eq!(
+            SectionSummary::parse(
+                "sections cpu=1 count=1 irq_off_max_ns=2 decide_ns=2 switch_ns=0 resume_ns=0 at=a b"
+            ),
             None
         );
     }

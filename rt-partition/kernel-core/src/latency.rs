@@ -232,6 +232,22 @@ impl WakePath {
     }
 }
 
+/// An interrupts-off section's stages (`SectionSummary::STAGES`) from its start, the CPU's
+/// last scheduling-decision and context-switch stamps, and its end, all in one time base: to
+/// the decision, from there to the switch, from there to the end; they add up to the
+/// section. A stamp from before the section (or a switch from before its decision) is
+/// another section's: its stage is then 0 and its time counts in the stage before.
+pub fn section_stages(since: u64, [decided, switched]: [u64; 2], end: u64) -> [u64; 3] {
+    let within = |stamp: u64, after: u64| (after..=end).contains(&stamp).then_some(stamp);
+    let decided = within(decided, since);
+    let switched = decided.and_then(|d| within(switched, d));
+    match (decided, switched) {
+        (Some(d), Some(s)) => [d - since, s - d, end - s],
+        (Some(d), None) => [d - since, 0, end - d],
+        (None, _) => [end.saturating_sub(since), 0, 0],
+    }
+}
+
 /// A [`Histogram`] one task records into and others read while it does: the same buckets,
 /// overflow, sum, minimum and maximum as atomics. The writer is one task (plain loads and
 /// stores of its own counters, no read-modify-write); a reader sees every counter whole, and
@@ -299,6 +315,23 @@ impl<const BUCKETS: usize> SharedHistogram<BUCKETS> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn section_stages_split_at_this_sections_own_stamps() {
+        // Decision and switch inside the section.
+        assert_eq!(section_stages(100, [160, 180], 200), [60, 20, 20]);
+        // A decision, no switch (back in the caller).
+        assert_eq!(section_stages(100, [160, 40], 200), [60, 0, 40]);
+        // No decision in the section (a console copy): stale stamps count for nothing.
+        assert_eq!(section_stages(100, [90, 95], 200), [100, 0, 0]);
+        // A switch stamped before this section's decision is not this section's.
+        assert_eq!(section_stages(100, [160, 120], 200), [60, 0, 40]);
+        // Stamps at the very edges.
+        assert_eq!(section_stages(100, [100, 200], 200), [0, 100, 0]);
+        for (since, stamps, end) in [(5, [7, 9], 12), (5, [3, 9], 12), (5, [7, 1], 12)] {
+            assert_eq!(section_stages(since, stamps, end).iter().sum::<u64>(), end - since);
+        }
+    }
+
     use super::*;
     use std::string::ToString;
 

@@ -351,12 +351,14 @@ fn combine(first: Switch, second: Switch) -> Switch {
 /// The end of every kernel entry on core `core`, its state held: its own rescheduling if
 /// `resched` asks for it (a core's kernel names no other core), and its timer for the next
 /// event. Returns the switch to perform once the state is released.
+#[inline(always)]
 pub fn finish(state: &mut State, core: usize, now: u64, resched: Resched, switch: Switch) -> Switch {
     let mut switch = switch;
     if !resched.is_empty() {
         let again = state.kernel.schedule(LOCAL, now).unwrap_or(Switch::Stay);
         switch = combine(switch, again);
     }
+    crate::trace::decided();
     let next = state.kernel.next_event(LOCAL).ok().flatten();
     arm_timer(core, next);
     switch
@@ -566,7 +568,7 @@ pub fn run_idle() -> ! {
 #[unsafe(no_mangle)]
 extern "C" fn irq_handler(vector: u64) {
     let vector = vector as u8;
-    let entry = crate::trace::irq_entry(vector);
+    crate::trace::irq_entry(vector);
     let core = this_core_index();
     let switch = {
         let mut state = own_state(core);
@@ -582,7 +584,6 @@ extern "C" fn irq_handler(vector: u64) {
                 let _ = state.kernel.expire_timers(LOCAL, now);
                 // `tick` decides for this core after the expiries.
                 let switch = state.kernel.tick(LOCAL, now).unwrap_or(Switch::Stay);
-                crate::trace::timer_decided(entry);
                 finish(&mut state, core, now, Resched::NONE, switch)
             }
             RESCHED_VECTOR => {

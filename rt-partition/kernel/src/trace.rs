@@ -6,22 +6,26 @@
 //!   one and where it began are kept: a source location (the [`IrqGuard`] that opened it,
 //!   passed up through `#[track_caller]` to the API call or kernel function that asked) or
 //!   an interrupt vector. Since every kernel entry runs with interrupts off, this bounds
-//!   how late an interrupt, and the task it wakes, can be served on that CPU.
-//! - **the wake-up path**: the time stamps of the last timer interrupt's entry, its
-//!   scheduling decision and the context switch it made, which the latency task, woken by
-//!   that interrupt, turns into a stage-by-stage breakdown
-//!   (`bulkhead_rt_core::latency::WakePath`).
+//!   how late an interrupt, and the task it wakes, can be served on that CPU. The longest
+//!   one's time is split at the kernel's scheduling decision and at the context switch (the
+//!   stamps every kernel entry and switch leave), so a long one says what made it long.
+//! - **the wake-up path**: the time stamps of the last timer interrupt's entry, the last
+//!   scheduling decision and the last context switch, which the latency task, woken by that
+//!   interrupt (whose decision and switch they then are), turns into a stage-by-stage
+//!   breakdown (`bulkhead_rt_core::latency::WakePath`).
 //!
 //! Each CPU writes only its own entry, with interrupts off; other CPUs read it for reports.
 //! What applications may read (the latency application's `trace=on` lines) is public:
 //! [`longest_section_ns`], [`last_wake_ns`] and [`Site`].
-//! The costs are a TSC read and a few stores per section; nothing here waits or locks.
+//! The costs are a few TSC reads and stores per section; nothing here waits or locks.
 //!
 //! [`IrqGuard`]: crate::arch::IrqGuard
 
 use core::fmt;
 use core::panic::Location;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use bulkhead_rt_core::latency::section_stages;
 
 use crate::MAX_CPUS;
 use crate::arch::rdtsc;
@@ -74,9 +78,12 @@ struct CoreTrace {
     sections: AtomicU64,
     longest_ticks: AtomicU64,
     longest_site: AtomicU64,
-    /// The last timer interrupt's entry, its decision, and the last context switch (TSC).
+    /// The longest section's stages in ticks: to the decision, to the switch, to the end.
+    longest_stages: [AtomicU64; 3],
+    /// The last timer interrupt's entry, the last scheduling decision (any kernel entry's),
+    /// and the last context switch (TSC).
     timer_entry: AtomicU64,
-    timer_decided: AtomicU64,
+    decided: AtomicU64,
     switched: AtomicU64,
 }
 
@@ -88,8 +95,9 @@ static TRACE: [CoreTrace; MAX_CPUS] = [const {
         sections: AtomicU64::new(0),
         longest_ticks: AtomicU64::new(0),
         longest_site: AtomicU64::new(0),
+        longest_stages: [const { AtomicU64::new(0) }; 3],
         timer_entry: AtomicU64::new(0),
-        timer_decided: AtomicU64::new(0),
+        decided: AtomicU64::new(0),
         switched: AtomicU64::new(0),
     }
 }; MAX_CPUS];
@@ -110,18 +118,26 @@ pub(crate) fn irqs_off(site: Site) {
     begin(site, rdtsc());
 }
 
-/// An interrupt handler begins (interrupts are off since its delivery); returns the TSC.
+/// An interrupt handler begins (interrupts are off since its delivery); the timer's entry
+/// is also the start of its wake-up path.
 #[inline]
-pub(crate) fn irq_entry(vector: u8) -> u64 {
+pub(crate) fn irq_entry(vector: u8) {
     let now = rdtsc();
-    begin(Site::Interrupt(vector), now);
-    now
+    let t = this();
+    if vector == crate::arch::interrupts::TIMER_VECTOR {
+        t.timer_entry.store(now, Ordering::Relaxed);
+    }
+    begin_at(t, Site::Interrupt(vector), now);
 }
 
 /// A section begins at `site`, TSC `now`, if this CPU measures.
 #[inline]
 fn begin(site: Site, now: u64) {
-    let t = this();
+    begin_at(this(), site, now);
+}
+
+#[inline]
+fn begin_at(t: &CoreTrace, site: Site, now: u64) {
     if t.measuring.load(Ordering::Relaxed) {
         t.off_site.store(site.pack(), Ordering::Relaxed);
         t.off_since.store(now, Ordering::Relaxed);
@@ -136,12 +152,20 @@ pub(crate) fn irqs_on() {
     if since == 0 {
         return;
     }
-    let ticks = rdtsc().saturating_sub(since);
+    let end = rdtsc();
+    let ticks = end.saturating_sub(since);
     t.sections.fetch_add(1, Ordering::Relaxed);
     if ticks > t.longest_ticks.load(Ordering::Relaxed) {
         t.longest_ticks.store(ticks, Ordering::Relaxed);
         t.longest_site
             .store(t.off_site.load(Ordering::Relaxed), Ordering::Relaxed);
+        let stamps = [
+            t.decided.load(Ordering::Relaxed),
+            t.switched.load(Ordering::Relaxed),
+        ];
+        for (stage, ticks) in t.longest_stages.iter().zip(section_stages(since, stamps, end)) {
+            stage.store(ticks, Ordering::Relaxed);
+        }
     }
 }
 
@@ -151,13 +175,10 @@ extern "C" fn rt_trace_irqs_on() {
     irqs_on();
 }
 
-/// Stamps the timer interrupt's entry (`entry`, from [`irq_entry`]) and its scheduling
-/// decision (now).
+/// Stamps a scheduling decision on this CPU (every kernel entry makes one).
 #[inline]
-pub(crate) fn timer_decided(entry: u64) {
-    let t = this();
-    t.timer_entry.store(entry, Ordering::Relaxed);
-    t.timer_decided.store(rdtsc(), Ordering::Relaxed);
+pub(crate) fn decided() {
+    this().decided.store(rdtsc(), Ordering::Relaxed);
 }
 
 /// Stamps a context switch on this CPU (just before it).
@@ -171,7 +192,7 @@ pub(crate) fn last_wake_stamps() -> [u64; 3] {
     let t = this();
     [
         t.timer_entry.load(Ordering::Relaxed),
-        t.timer_decided.load(Ordering::Relaxed),
+        t.decided.load(Ordering::Relaxed),
         t.switched.load(Ordering::Relaxed),
     ]
 }
@@ -182,20 +203,39 @@ pub fn last_wake_ns() -> [u64; 3] {
     last_wake_stamps().map(crate::arch::time::ns_at)
 }
 
-/// CPU `cpu`'s sections so far: how many, the longest in nanoseconds, and where it began.
-pub fn longest_section_ns(cpu: usize) -> (u64, u64, Option<Site>) {
-    let (count, ticks, site) = longest_section(cpu);
-    (count, crate::arch::time::tsc().ticks_to_ns(ticks), site)
+/// CPU `cpu`'s sections so far: how many, the longest in nanoseconds, where it began, and
+/// its stages in nanoseconds (to the scheduling decision, to the switch, to the end).
+pub fn longest_section_ns(cpu: usize) -> Section {
+    let tsc = crate::arch::time::tsc();
+    let mut section = longest_section(cpu);
+    section.longest = tsc.ticks_to_ns(section.longest);
+    section.stages = section.stages.map(|ticks| tsc.ticks_to_ns(ticks));
+    section
 }
 
-/// CPU `cpu`'s sections so far: how many, the longest in TSC ticks, and where it began.
-pub(crate) fn longest_section(cpu: usize) -> (u64, u64, Option<Site>) {
+/// CPU `cpu`'s sections so far, the longest one's times in TSC ticks.
+fn longest_section(cpu: usize) -> Section {
     let Some(t) = TRACE.get(cpu) else {
-        return (0, 0, None);
+        return Section::default();
     };
-    (
-        t.sections.load(Ordering::Relaxed),
-        t.longest_ticks.load(Ordering::Relaxed),
-        Site::unpack(t.longest_site.load(Ordering::Relaxed)),
-    )
+    Section {
+        count: t.sections.load(Ordering::Relaxed),
+        longest: t.longest_ticks.load(Ordering::Relaxed),
+        stages: t.longest_stages.each_ref().map(|s| s.load(Ordering::Relaxed)),
+        site: Site::unpack(t.longest_site.load(Ordering::Relaxed)),
+    }
+}
+
+/// What a CPU measured of its interrupts-off sections.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Section {
+    /// Sections measured.
+    pub count: u64,
+    /// The longest one's length.
+    pub longest: u64,
+    /// Its stages: to the scheduling decision, from there to the switch, from there to its
+    /// end (they add up to `longest`).
+    pub stages: [u64; 3],
+    /// Where it began.
+    pub site: Option<Site>,
 }

@@ -82,6 +82,12 @@ fn bochs_rt_under_hypervisor() -> Result<()> {
         section.cpu == 0 && section.count > 0 && section.irq_off_max_ns > 0 && section.at != "none",
         "{section}\n{log}"
     );
+    // Its stages add up to it (each converted from TSC ticks on its own: within rounding).
+    let stages: u64 = section.stages_ns.iter().sum();
+    ensure!(
+        stages.abs_diff(section.irq_off_max_ns) <= 3,
+        "the section's stages do not add up to it: {section}"
+    );
     let path = run
         .lines()
         .iter()

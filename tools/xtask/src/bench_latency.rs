@@ -124,11 +124,11 @@ fn kernel_options(args: &LatencyArgs) -> String {
 }
 
 /// What the kernel said of itself on its CPU 0 by the end of the measured window: its
-/// longest interrupts-off section (and where it began), its wake-up path, and the control
-/// loop's last report.
+/// longest interrupts-off section (its length, its stages and where it began), its wake-up
+/// path, and the control loop's last report.
 #[derive(Debug, Default)]
 struct KernelView {
-    section: Option<(u64, String)>,
+    section: Option<(u64, [u64; 3], String)>,
     path: Option<WakePathSummary>,
     control: Option<ControlSummary>,
     /// The non-empty 1 µs buckets of CPU 0's histogram after its last summary counted.
@@ -151,7 +151,7 @@ fn kernel_view(lines: &[String], want: usize) -> KernelView {
         {
             view.histogram.extend(h.pairs());
         } else if let Some(s) = SectionSummary::parse(line).filter(|s| s.cpu == 0) {
-            view.section = Some((s.irq_off_max_ns, s.at.to_string()));
+            view.section = Some((s.irq_off_max_ns, s.stages_ns, s.at.to_string()));
         } else if let Some(p) = WakePathSummary::parse(line).filter(|p| p.cpu == 0) {
             view.path = Some(p);
         } else if let Some(c) = ControlSummary::parse(line) {
@@ -405,9 +405,11 @@ fn print_table(args: &LatencyArgs, options: &str, measured: &[Measured]) {
     );
     for m in measured {
         let path = m.view.path.unwrap_or_default();
-        let (longest, at) = m.view.section.clone().unwrap_or((0, "-".into()));
+        let (longest, [decide, switch, resume], at) =
+            m.view.section.clone().unwrap_or((0, [0; 3], "-".into()));
         println!(
-            "{:<14}{:>12}{:>12}{:>12}{:>12}{:>12}  {longest} ns at {at}",
+            "{:<14}{:>12}{:>12}{:>12}{:>12}{:>12}  {longest} ns at {at} \
+             (decide {decide}, switch {switch}, resume {resume})",
             m.name,
             path.avg_ns[0],
             path.avg_ns[1],
@@ -494,24 +496,30 @@ mod tests {
             "latency cpu=0 samples=1 min_ns=1 avg_ns=1 max_ns=1 p99_ns=1 p999_ns=1 misses=0 overflow=0",
             "histogram cpu=0 us:count=1:1",
             "histogram cpu=1 us:count=9:1",
-            "sections cpu=0 count=10 irq_off_max_ns=500 at=irq:32",
+            "sections cpu=0 count=10 irq_off_max_ns=500 decide_ns=300 switch_ns=100 resume_ns=100 at=irq:32",
             "wake cpu=0 samples=1 to_irq_ns=1 to_decision_ns=2 to_switch_ns=3 to_task_ns=4 max_to_irq_ns=1 max_to_decision_ns=2 max_to_switch_ns=3 max_to_task_ns=4",
-            "sections cpu=1 count=10 irq_off_max_ns=900 at=irq:33",
+            "sections cpu=1 count=10 irq_off_max_ns=900 decide_ns=900 switch_ns=0 resume_ns=0 at=irq:33",
             "control: jobs=20001 misses=0 max_err_urad=1 mean_err_urad=1 max_job_ns=2700",
             "latency cpu=0 samples=2 min_ns=1 avg_ns=1 max_ns=1 p99_ns=1 p999_ns=1 misses=0 overflow=0",
-            "sections cpu=0 count=20 irq_off_max_ns=700 at=src/a.rs:1",
+            "sections cpu=0 count=20 irq_off_max_ns=700 decide_ns=700 switch_ns=0 resume_ns=0 at=src/a.rs:1",
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
         let view = kernel_view(&lines, 1);
-        assert_eq!(view.section, Some((500, "irq:32".to_string())));
+        assert_eq!(
+            view.section,
+            Some((500, [300, 100, 100], "irq:32".to_string()))
+        );
         assert_eq!(view.path.map(|p| p.total_avg_ns()), Some(10));
         assert_eq!(view.control.map(|c| c.jobs), Some(20001));
         assert_eq!(view.histogram, [(1, 1)]);
         let view = kernel_view(&lines, 2);
         assert!(view.histogram.is_empty());
-        assert_eq!(view.section, Some((700, "src/a.rs:1".to_string())));
+        assert_eq!(
+            view.section,
+            Some((700, [700, 0, 0], "src/a.rs:1".to_string()))
+        );
     }
 
     #[test]

@@ -158,9 +158,9 @@ fn print_latest(cpu: usize) {
 
 /// Prints CPU `cpu`'s longest interrupts-off section and its wake-up path.
 fn print_trace(cpu: usize) {
-    let (count, irq_off_max_ns, site) = trace::longest_section_ns(cpu);
+    let section = trace::longest_section_ns(cpu);
     let mut at = TextBuf::<160>::new();
-    match site {
+    match section.site {
         Some(site) => {
             let _ = core::fmt::Write::write_fmt(&mut at, format_args!("{site}"));
         }
@@ -170,8 +170,9 @@ fn print_trace(cpu: usize) {
     }
     let summary = SectionSummary {
         cpu: cpu as u32,
-        count,
-        irq_off_max_ns,
+        count: section.count,
+        irq_off_max_ns: section.longest,
+        stages_ns: section.stages,
         at: at.as_str(),
     };
     println!("{summary}");
