@@ -81,7 +81,12 @@ pub fn spin_for(ns: u64) {
 }
 
 /// Why the caller's last wait ended (read once, on resuming; taking it changes nothing the
-/// scheduler decides on, so it is not a full kernel entry).
+/// scheduler decides on, so it is not a full kernel entry). The waits read it in a short
+/// interrupts-off section of its own, after the one that blocked and resumed them has
+/// ended: a running task's reason stays as its waker left it (a wake-up of a running task
+/// is only remembered as pending, and its wait's timer was cancelled when it was made
+/// ready), so nothing is lost in between, and the section an interrupt ends in when it
+/// switches to a woken task is shorter by this read.
 fn wake_reason() -> Option<WakeReason> {
     sched::peek_own(|state, core| {
         state
@@ -233,11 +238,13 @@ fn acquire(
     owner: usize,
     wait: impl FnOnce(&mut State, CoreId, u64) -> Result<Acquire, Error>,
 ) -> Result<(), Error> {
-    let _irq = IrqGuard::new();
-    let blocked = call(owner, |state, core, now| match wait(state, core, now)? {
-        Acquire::Acquired => Ok((false, Resched::NONE)),
-        Acquire::Blocked(r) => Ok((true, r)),
-    })?;
+    let blocked = {
+        let _irq = IrqGuard::new();
+        call(owner, |state, core, now| match wait(state, core, now)? {
+            Acquire::Acquired => Ok((false, Resched::NONE)),
+            Acquire::Blocked(r) => Ok((true, r)),
+        })?
+    };
     if blocked {
         blocked_outcome().map(drop)
     } else {
@@ -303,17 +310,19 @@ pub fn event_wait(
     timeout: Timeout,
 ) -> Result<u32, Error> {
     let Place { cpu, index } = flags.0;
-    let _irq = IrqGuard::new();
-    let outcome = call(cpu, |state, core, now| {
-        let f = object(&mut state.event_flags, index)?;
-        let wait = state
-            .kernel
-            .event_flags_wait(core, f, condition, timeout, now)?;
-        match wait {
-            FlagsWait::Satisfied(seen) => Ok((Some(seen), Resched::NONE)),
-            FlagsWait::Blocked(r) => Ok((None, r)),
-        }
-    })?;
+    let outcome = {
+        let _irq = IrqGuard::new();
+        call(cpu, |state, core, now| {
+            let f = object(&mut state.event_flags, index)?;
+            let wait = state
+                .kernel
+                .event_flags_wait(core, f, condition, timeout, now)?;
+            match wait {
+                FlagsWait::Satisfied(seen) => Ok((Some(seen), Resched::NONE)),
+                FlagsWait::Blocked(r) => Ok((None, r)),
+            }
+        })?
+    };
     match outcome {
         Some(seen) => Ok(seen),
         None => blocked_outcome(),
@@ -365,18 +374,20 @@ pub fn queue_send(
     timeout: Timeout,
 ) -> Result<(), Error> {
     let Place { cpu, index } = queue.0;
-    let _irq = IrqGuard::new();
     loop {
-        let blocked = call(cpu, |state, core, now| {
-            let q = object(&mut state.queues, index)?;
-            let sent = state
-                .kernel
-                .queue_send(core, q, message, priority, timeout, now)?;
-            match sent {
-                SendOutcome::Sent(r) => Ok((false, r)),
-                SendOutcome::Blocked(r) => Ok((true, r)),
-            }
-        })?;
+        let blocked = {
+            let _irq = IrqGuard::new();
+            call(cpu, |state, core, now| {
+                let q = object(&mut state.queues, index)?;
+                let sent = state
+                    .kernel
+                    .queue_send(core, q, message, priority, timeout, now)?;
+                match sent {
+                    SendOutcome::Sent(r) => Ok((false, r)),
+                    SendOutcome::Blocked(r) => Ok((true, r)),
+                }
+            })?
+        };
         if !blocked {
             return Ok(());
         }
@@ -395,16 +406,18 @@ pub fn queue_receive(
     timeout: Timeout,
 ) -> Result<Received, Error> {
     let Place { cpu, index } = queue.0;
-    let _irq = IrqGuard::new();
     loop {
-        let outcome = call(cpu, |state, core, now| {
-            let q = object(&mut state.queues, index)?;
-            let received = state.kernel.queue_receive(core, q, buffer, timeout, now)?;
-            match received {
-                ReceiveOutcome::Received { message, resched } => Ok((Some(message), resched)),
-                ReceiveOutcome::Blocked(r) => Ok((None, r)),
-            }
-        })?;
+        let outcome = {
+            let _irq = IrqGuard::new();
+            call(cpu, |state, core, now| {
+                let q = object(&mut state.queues, index)?;
+                let received = state.kernel.queue_receive(core, q, buffer, timeout, now)?;
+                match received {
+                    ReceiveOutcome::Received { message, resched } => Ok((Some(message), resched)),
+                    ReceiveOutcome::Blocked(r) => Ok((None, r)),
+                }
+            })?
+        };
         if let Some(message) = outcome {
             return Ok(message);
         }
