@@ -568,11 +568,11 @@ pub fn run_idle() -> ! {
 #[unsafe(no_mangle)]
 extern "C" fn irq_handler(vector: u64) {
     let vector = vector as u8;
-    crate::trace::irq_entry(vector);
+    let entry_tsc = crate::trace::irq_entry(vector);
     let core = this_core_index();
     let switch = {
         let mut state = own_state(core);
-        let now = time::now_ns();
+        let now = time::ns_at(entry_tsc);
         // Each arm ends its interrupt at the local APIC (interrupts stay off until IRETQ); a
         // device line's top half decides for its line (a level-triggered one's ends when its
         // handler waits again).

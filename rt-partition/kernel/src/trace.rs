@@ -119,15 +119,16 @@ pub(crate) fn irqs_off(site: Site) {
 }
 
 /// An interrupt handler begins (interrupts are off since its delivery); the timer's entry
-/// is also the start of its wake-up path.
+/// is also the start of its wake-up path. Returns the TSC (the handler's clock reading).
 #[inline]
-pub(crate) fn irq_entry(vector: u8) {
+pub(crate) fn irq_entry(vector: u8) -> u64 {
     let now = rdtsc();
     let t = this();
     if vector == crate::arch::interrupts::TIMER_VECTOR {
         t.timer_entry.store(now, Ordering::Relaxed);
     }
     begin_at(t, Site::Interrupt(vector), now);
+    now
 }
 
 /// A section begins at `site`, TSC `now`, if this CPU measures.

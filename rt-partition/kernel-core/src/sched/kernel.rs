@@ -289,31 +289,38 @@ impl<const TASKS: usize, const CORES: usize> Kernel<TASKS, CORES> {
     /// ready task (or the idle task) is switched in. Cheap when nothing changed.
     pub fn schedule(&mut self, core: CoreId, now_ns: u64) -> Result<Switch, Error> {
         let c = self.core_index(core)?;
+        Ok(self.schedule_core(c, now_ns))
+    }
+
+    /// [`Kernel::schedule`] for core index `c`, inlined into the entry points on the
+    /// interrupt path ([`Kernel::tick`]) so that their decision costs no second call.
+    #[inline(always)]
+    fn schedule_core(&mut self, c: usize, now_ns: u64) -> Switch {
         let current = self.cores[c].current;
         let current_task = &self.tasks[current.index()];
+        // Also what runs next: a preempted current task goes below it, so it stays highest.
+        let best_ready = self.cores[c].run_queue.highest_priority();
         if current_task.state == TaskState::Running {
-            let best_ready = self.cores[c].run_queue.highest_priority();
             let keep_running = if current_task.idle {
                 best_ready.is_none()
             } else {
                 best_ready.is_none_or(|best| best <= current_task.effective_priority)
             };
             if keep_running {
-                return Ok(Switch::Stay);
+                return Switch::Stay;
             }
             if !current_task.idle {
                 self.preempt_current(c, now_ns);
             }
         }
-        let next = match self.cores[c].run_queue.pop_highest() {
-            Some((task, _)) => task,
-            None => TaskId::new(c as u16),
-        };
+        let next = best_ready
+            .and_then(|priority| self.cores[c].run_queue.pop_head(priority))
+            .unwrap_or(TaskId::new(c as u16));
         self.account_current(c, now_ns);
         if next == current {
             // Blocked or yielded and made ready again before the core switched away.
             self.begin_running(c, next, now_ns);
-            return Ok(Switch::Stay);
+            return Switch::Stay;
         }
         if self.tasks[current.index()].idle {
             self.tasks[current.index()].state = TaskState::Ready;
@@ -321,10 +328,10 @@ impl<const TASKS: usize, const CORES: usize> Kernel<TASKS, CORES> {
         let stats = &mut self.tasks[next.index()].stats;
         stats.dispatches = stats.dispatches.saturating_add(1);
         self.begin_running(c, next, now_ns);
-        Ok(Switch::To {
+        Switch::To {
             from: current,
             to: next,
-        })
+        }
     }
 
     /// Makes a task ready again: a task parked by [`Kernel::block_current`], or a sleeping
@@ -401,7 +408,7 @@ impl<const TASKS: usize, const CORES: usize> Kernel<TASKS, CORES> {
             t.state = TaskState::Ready;
             self.enqueue(task, QueuePosition::Tail);
         }
-        self.schedule(core, now_ns)
+        Ok(self.schedule_core(c, now_ns))
     }
 
     /// Expires `core`'s due timers: sleeping tasks wake ([`WakeReason::Timeout`]), blocked

@@ -173,9 +173,16 @@ impl<const TASKS: usize> RunQueue<TASKS> {
 
     /// Takes the task that should run next out of the queue.
     pub fn pop_highest(&mut self) -> Option<(TaskId, Priority)> {
-        let (task, priority) = self.highest()?;
-        // The head of its list: unlinked without the general removal's cases.
+        let priority = self.highest_priority()?;
+        self.pop_head(priority).map(|task| (task, priority))
+    }
+
+    /// Takes the head of `priority`'s list out of the queue (the scheduler, which has just
+    /// found that priority the highest, pops it without finding it again).
+    pub fn pop_head(&mut self, priority: Priority) -> Option<TaskId> {
         let level = usize::from(priority.level());
+        let task = self.heads[level]?;
+        // The head of its list: unlinked without the general removal's cases.
         let after = self.next[task.index()].take();
         self.heads[level] = after;
         match after {
@@ -187,7 +194,7 @@ impl<const TASKS: usize> RunQueue<TASKS> {
         }
         self.queued_at[task.index()] = None;
         self.len -= 1;
-        Some((task, priority))
+        Some(task)
     }
 
     /// The tasks queued at `priority`, in the order they will run.
@@ -253,6 +260,24 @@ mod tests {
         };
         assert_eq!(drained(&mut pushed), drained(&mut inserted));
         assert!(pushed.is_empty() && pushed.highest_priority().is_none());
+    }
+
+    #[test]
+    fn pop_head_takes_the_head_of_any_priority_and_keeps_the_bitmap() {
+        let (low, high) = (Priority::new(3), Priority::new(130));
+        let mut queue = RunQueue::<8>::new();
+        assert_eq!(queue.pop_head(low), None);
+        for (task, priority) in [(t(1), low), (t(2), high), (t(4), low)] {
+            queue.push_back_unqueued(task, priority);
+        }
+        // Not only the highest: a lower priority's head too.
+        assert_eq!(queue.pop_head(low), Some(t(1)));
+        assert_eq!(queue.queued_priority(t(1)), None);
+        assert_eq!(queue.pop_head(high), Some(t(2)));
+        assert_eq!(queue.pop_head(high), None);
+        assert_eq!(queue.highest(), Some((t(4), low)));
+        assert_eq!(queue.pop_head(low), Some(t(4)));
+        assert!(queue.is_empty() && queue.highest_priority().is_none());
     }
 
     #[test]
