@@ -216,7 +216,10 @@ fn object<T>(table: &mut [Option<T>], index: usize) -> Result<&mut T, Error> {
 
 /// Runs one call on an object of CPU `owner` in this core's state: `f` gives its result and
 /// what to reschedule. [`Error::OtherCore`] when the object is another CPU's. A failed call
-/// asks for no rescheduling; no call names a switch itself (`Switch::Stay`).
+/// asks for no rescheduling; no call names a switch itself (`Switch::Stay`). Its
+/// interrupts-off section is named for the API call's caller, and ends when the call
+/// returns (after the switch back, for a call that blocked): a wait's outcome is read after
+/// it, in a section of its own.
 #[track_caller]
 fn call<R>(
     owner: usize,
@@ -225,6 +228,7 @@ fn call<R>(
     if owner != cpu() {
         return Err(Error::OtherCore);
     }
+    let _irq = IrqGuard::new();
     sched::enter(|state, core, now| match f(state, core, now) {
         Ok((result, resched)) => (Ok(result), resched, Switch::Stay),
         Err(e) => (Err(e), Resched::NONE, Switch::Stay),
@@ -238,13 +242,10 @@ fn acquire(
     owner: usize,
     wait: impl FnOnce(&mut State, CoreId, u64) -> Result<Acquire, Error>,
 ) -> Result<(), Error> {
-    let blocked = {
-        let _irq = IrqGuard::new();
-        call(owner, |state, core, now| match wait(state, core, now)? {
-            Acquire::Acquired => Ok((false, Resched::NONE)),
-            Acquire::Blocked(r) => Ok((true, r)),
-        })?
-    };
+    let blocked = call(owner, |state, core, now| match wait(state, core, now)? {
+        Acquire::Acquired => Ok((false, Resched::NONE)),
+        Acquire::Blocked(r) => Ok((true, r)),
+    })?;
     if blocked {
         blocked_outcome().map(drop)
     } else {
@@ -310,19 +311,16 @@ pub fn event_wait(
     timeout: Timeout,
 ) -> Result<u32, Error> {
     let Place { cpu, index } = flags.0;
-    let outcome = {
-        let _irq = IrqGuard::new();
-        call(cpu, |state, core, now| {
-            let f = object(&mut state.event_flags, index)?;
-            let wait = state
-                .kernel
-                .event_flags_wait(core, f, condition, timeout, now)?;
-            match wait {
-                FlagsWait::Satisfied(seen) => Ok((Some(seen), Resched::NONE)),
-                FlagsWait::Blocked(r) => Ok((None, r)),
-            }
-        })?
-    };
+    let outcome = call(cpu, |state, core, now| {
+        let f = object(&mut state.event_flags, index)?;
+        let wait = state
+            .kernel
+            .event_flags_wait(core, f, condition, timeout, now)?;
+        match wait {
+            FlagsWait::Satisfied(seen) => Ok((Some(seen), Resched::NONE)),
+            FlagsWait::Blocked(r) => Ok((None, r)),
+        }
+    })?;
     match outcome {
         Some(seen) => Ok(seen),
         None => blocked_outcome(),
@@ -375,19 +373,16 @@ pub fn queue_send(
 ) -> Result<(), Error> {
     let Place { cpu, index } = queue.0;
     loop {
-        let blocked = {
-            let _irq = IrqGuard::new();
-            call(cpu, |state, core, now| {
-                let q = object(&mut state.queues, index)?;
-                let sent = state
-                    .kernel
-                    .queue_send(core, q, message, priority, timeout, now)?;
-                match sent {
-                    SendOutcome::Sent(r) => Ok((false, r)),
-                    SendOutcome::Blocked(r) => Ok((true, r)),
-                }
-            })?
-        };
+        let blocked = call(cpu, |state, core, now| {
+            let q = object(&mut state.queues, index)?;
+            let sent = state
+                .kernel
+                .queue_send(core, q, message, priority, timeout, now)?;
+            match sent {
+                SendOutcome::Sent(r) => Ok((false, r)),
+                SendOutcome::Blocked(r) => Ok((true, r)),
+            }
+        })?;
         if !blocked {
             return Ok(());
         }
@@ -407,17 +402,14 @@ pub fn queue_receive(
 ) -> Result<Received, Error> {
     let Place { cpu, index } = queue.0;
     loop {
-        let outcome = {
-            let _irq = IrqGuard::new();
-            call(cpu, |state, core, now| {
-                let q = object(&mut state.queues, index)?;
-                let received = state.kernel.queue_receive(core, q, buffer, timeout, now)?;
-                match received {
-                    ReceiveOutcome::Received { message, resched } => Ok((Some(message), resched)),
-                    ReceiveOutcome::Blocked(r) => Ok((None, r)),
-                }
-            })?
-        };
+        let outcome = call(cpu, |state, core, now| {
+            let q = object(&mut state.queues, index)?;
+            let received = state.kernel.queue_receive(core, q, buffer, timeout, now)?;
+            match received {
+                ReceiveOutcome::Received { message, resched } => Ok((Some(message), resched)),
+                ReceiveOutcome::Blocked(r) => Ok((None, r)),
+            }
+        })?;
         if let Some(message) = outcome {
             return Ok(message);
         }
