@@ -94,7 +94,7 @@ impl<const WORDS: usize> LineRing<WORDS> {
         if line.len() > Self::MAX_LINE {
             return Err(Full);
         }
-        let words = 1 + line.len().div_ceil(8) as u64;
+        let words = record_words(line.len());
         let tail = self.tail.load(Ordering::Relaxed);
         let head = self.head.load(Ordering::Acquire);
         if tail.wrapping_sub(head) + words > WORDS as u64 {
@@ -116,23 +116,28 @@ impl<const WORDS: usize> LineRing<WORDS> {
 
     /// The oldest line's stamp and length (the consumer only).
     pub fn front(&self) -> Option<Front> {
+        self.oldest().map(|(_, front)| front)
+    }
+
+    /// Where the oldest line starts and its front.
+    fn oldest(&self) -> Option<(u64, Front)> {
         let head = self.head.load(Ordering::Relaxed);
         let tail = self.tail.load(Ordering::Acquire);
         if head == tail {
             return None;
         }
         let header = self.word(head).load(Ordering::Relaxed);
-        Some(Front {
+        let front = Front {
             stamp: header >> LEN_BITS,
             len: (header & LEN_MASK) as usize,
-        })
+        };
+        Some((head, front))
     }
 
     /// Copies the oldest line into `out` (as much as fits) and returns its front; the line
     /// stays in the ring until [`pop`](Self::pop) (the consumer only).
     pub fn read_front(&self, out: &mut [u8]) -> Option<Front> {
-        let front = self.front()?;
-        let head = self.head.load(Ordering::Relaxed);
+        let (head, front) = self.oldest()?;
         let n = front.len.min(out.len());
         for (i, chunk) in out[..n].chunks_mut(8).enumerate() {
             let bytes = self
@@ -146,14 +151,20 @@ impl<const WORDS: usize> LineRing<WORDS> {
 
     /// Takes the oldest line out, freeing its room (the consumer only); false when empty.
     pub fn pop(&self) -> bool {
-        let Some(front) = self.front() else {
+        let Some((head, front)) = self.oldest() else {
             return false;
         };
-        let head = self.head.load(Ordering::Relaxed);
-        let words = 1 + front.len.div_ceil(8) as u64;
-        self.head.store(head.wrapping_add(words), Ordering::Release);
+        self.head.store(
+            head.wrapping_add(record_words(front.len)),
+            Ordering::Release,
+        );
         true
     }
+}
+
+/// The words a line of `len` bytes takes: its header and its bytes.
+fn record_words(len: usize) -> u64 {
+    1 + len.div_ceil(8) as u64
 }
 
 #[cfg(not(loom))]
