@@ -173,8 +173,8 @@ proptest! {
 // ----- TSC conversion ------------------------------------------------------------------------
 
 proptest! {
-    /// A deadline converted to TSC ticks is the first tick at or after it: never early, and
-    /// one tick earlier would be early.
+    /// A deadline converted to TSC ticks is the first tick that reads as the deadline or
+    /// later: never early, and one tick earlier would be early.
     #[test]
     fn tsc_deadline_is_first_tick_not_before(
         hz in 1_000_000u64..10_000_000_000,
@@ -184,10 +184,29 @@ proptest! {
         let ticks = tsc.ns_to_ticks(ns);
         prop_assert!(tsc.ticks_to_ns(ticks) >= ns);
         if ticks > 0 {
-            // Exactly: (ticks - 1) ticks are strictly before ns.
-            prop_assert!(u128::from(ticks - 1) * 1_000_000_000 < u128::from(ns) * u128::from(hz));
+            prop_assert!(tsc.ticks_to_ns(ticks - 1) < ns);
         }
+        // Never early by the exact conversion either.
+        prop_assert!(u128::from(ticks) * 1_000_000_000 >= u128::from(ns) * u128::from(hz));
         // Round trip the other way never moves time forward.
         prop_assert!(tsc.ns_to_ticks(tsc.ticks_to_ns(ticks)) <= ticks);
+    }
+
+    /// A TSC reading in nanoseconds is never ahead of the exact `ticks * 1e9 / hz` and behind
+    /// it by less than 1 ns plus 1 ns per 2^32 ticks (below 584 years, where it saturates); it
+    /// never goes backwards.
+    #[test]
+    fn tsc_reading_is_exact_to_a_part_per_billion(
+        hz in 1_000_000u64..10_000_000_000,
+        ticks in 0..u64::MAX / 16,
+    ) {
+        let tsc = Tsc::new(hz).unwrap();
+        let exact = u128::from(ticks) * 1_000_000_000 / u128::from(hz);
+        // (Beyond u64 nanoseconds the reading saturates.)
+        prop_assume!(exact < u128::from(u64::MAX));
+        let read = u128::from(tsc.ticks_to_ns(ticks));
+        prop_assert!(read <= exact);
+        prop_assert!(exact - read <= 1 + (u128::from(ticks) >> 32));
+        prop_assert!(tsc.ticks_to_ns(ticks + 1) >= tsc.ticks_to_ns(ticks));
     }
 }

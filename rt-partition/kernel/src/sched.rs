@@ -579,8 +579,11 @@ extern "C" fn irq_handler(vector: u64) {
         match vector {
             TIMER_VECTOR => {
                 apic::eoi();
-                // The timer fired, so it is disarmed now (whatever it was armed for).
-                ARMED_NS[core].store(u64::MAX, Ordering::Relaxed);
+                // The timer fired, so it is disarmed now: a one-shot timer (TSC deadline or
+                // count) that fired is stopped. (Its interrupt may have been pending while
+                // the timer was armed again, later: then the later expiry comes as one
+                // timer interrupt that finds nothing due, not as a missed event.)
+                ARMED_NS[core].store(DISARMED, Ordering::Relaxed);
                 let _ = state.kernel.expire_timers(LOCAL, now);
                 // `tick` decides for this core after the expiries.
                 let switch = state.kernel.tick(LOCAL, now).unwrap_or(Switch::Stay);

@@ -69,7 +69,8 @@ impl fmt::Display for Site {
     }
 }
 
-struct CoreTrace {
+/// One CPU's record (reached through `crate::percpu::current_trace`).
+pub(crate) struct CoreTrace {
     /// This CPU schedules: its sections count.
     measuring: AtomicBool,
     /// TSC when interrupts went off, 0 while they are on (or not measured).
@@ -102,9 +103,14 @@ static TRACE: [CoreTrace; MAX_CPUS] = [const {
     }
 }; MAX_CPUS];
 
+/// CPU `cpu`'s record (the last one for a number beyond the table).
+pub(crate) fn of_cpu(cpu: usize) -> &'static CoreTrace {
+    &TRACE[cpu.min(MAX_CPUS - 1)]
+}
+
 #[inline]
 fn this() -> &'static CoreTrace {
-    &TRACE[crate::percpu::current_index()]
+    crate::percpu::current_trace()
 }
 
 /// This CPU starts scheduling: from now on its sections are measured.

@@ -326,7 +326,7 @@ impl<const TASKS: usize, const CORES: usize> Kernel<TASKS, CORES> {
             self.tasks[current.index()].state = TaskState::Ready;
         }
         let stats = &mut self.tasks[next.index()].stats;
-        stats.dispatches = stats.dispatches.saturating_add(1);
+        stats.dispatches = stats.dispatches.wrapping_add(1);
         self.begin_running(c, next, now_ns);
         Switch::To {
             from: current,
@@ -570,6 +570,10 @@ impl<const TASKS: usize, const CORES: usize> Kernel<TASKS, CORES> {
         reason: WakeReason,
     ) -> Preempt {
         self.blocked.remove(task);
+        // What only a blocked task has (a sleeping one never had them).
+        let t = &mut self.tasks[task.index()];
+        t.mutex_owner = None;
+        t.flags_condition = None;
         self.make_ready(task, ready_since_ns, reason)
     }
 
@@ -582,11 +586,10 @@ impl<const TASKS: usize, const CORES: usize> Kernel<TASKS, CORES> {
             self.cores[t.core.index()].timers.cancel(handle);
         }
         t.state = TaskState::Ready;
-        t.mutex_owner = None;
-        t.flags_condition = None;
         t.wake_reason = Some(reason);
         t.ready_since_ns = Some(ready_since_ns);
-        t.stats.wakeups = t.stats.wakeups.saturating_add(1);
+        // (A 64-bit count of events does not wrap in any machine's lifetime.)
+        t.stats.wakeups = t.stats.wakeups.wrapping_add(1);
         let (core, priority) = (t.core, t.effective_priority);
         // Blocked or sleeping until now, so not queued.
         self.cores[core.index()]

@@ -90,6 +90,7 @@ fn read(reg: u32) -> u32 {
     }
 }
 
+#[inline]
 fn write(reg: u32, value: u32) {
     match mode() {
         // SAFETY: x2APIC mode is on; writes go to the register named.
@@ -209,6 +210,7 @@ pub fn arm_timer(deadline: Option<u64>) {
 }
 
 /// Signals the end of the interrupt being handled.
+#[inline]
 pub fn eoi() {
     write(REG_EOI, 0);
 }

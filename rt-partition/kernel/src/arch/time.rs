@@ -5,7 +5,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use bulkhead_rt_core::clock::Tsc;
+use bulkhead_rt_core::clock::{SharedTsc, Tsc};
 
 use super::rdtsc;
 use bulkhead_x86::time::set_tsc_hz;
@@ -17,7 +17,7 @@ static EPOCH_TSC: AtomicU64 = AtomicU64::new(0);
 /// Sets the TSC frequency and makes now the kernel's time 0.
 pub fn start_clock(tsc_hz: u64) {
     set_tsc_hz(tsc_hz.max(1));
-    TSC.call_once(|| Tsc::new(tsc_hz.max(1)).unwrap_or(BEFORE_START));
+    TSC.set(Tsc::new(tsc_hz.max(1)).unwrap_or(BEFORE_START));
     EPOCH_TSC.store(rdtsc(), Ordering::Release);
 }
 
@@ -26,12 +26,13 @@ const BEFORE_START: Tsc = match Tsc::new(1_000_000_000) {
     Ok(t) => t,
     Err(_) => panic!("1 GHz is a valid TSC frequency"),
 };
-static TSC: spin::Once<Tsc> = spin::Once::new();
+/// Set by the boot CPU before any other CPU starts.
+static TSC: SharedTsc = SharedTsc::new(BEFORE_START);
 
 /// The TSC converter.
 #[inline]
 pub fn tsc() -> Tsc {
-    TSC.get().copied().unwrap_or(BEFORE_START)
+    TSC.get()
 }
 
 /// Monotonic nanoseconds since the kernel's clock started.
