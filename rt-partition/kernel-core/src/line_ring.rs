@@ -104,11 +104,22 @@ impl<const WORDS: usize> LineRing<WORDS> {
             line.len() as u64 | (stamp & STAMP_MASK) << LEN_BITS,
             Ordering::Relaxed,
         );
-        for (i, chunk) in line.chunks(8).enumerate() {
+        // Whole words with one load each (the producer copies with interrupts off: a byte
+        // copy per word was most of the console's longest section), then the rest.
+        let whole = line.chunks_exact(8);
+        let rest = whole.remainder();
+        let mut at = tail + 1;
+        for chunk in whole {
+            let word = u64::from_le_bytes([
+                chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7],
+            ]);
+            self.word(at).store(word, Ordering::Relaxed);
+            at += 1;
+        }
+        if !rest.is_empty() {
             let mut bytes = [0u8; 8];
-            bytes[..chunk.len()].copy_from_slice(chunk);
-            self.word(tail + 1 + i as u64)
-                .store(u64::from_le_bytes(bytes), Ordering::Relaxed);
+            bytes[..rest.len()].copy_from_slice(rest);
+            self.word(at).store(u64::from_le_bytes(bytes), Ordering::Relaxed);
         }
         self.tail.store(tail.wrapping_add(words), Ordering::Release);
         Ok(())
