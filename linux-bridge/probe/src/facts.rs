@@ -107,6 +107,10 @@ pub struct PciFunction {
     /// Linux's IRQ for its legacy interrupt, if it has one routed (0 in sysfs: none); see
     /// [`Facts::gsi_of_irq`].
     pub irq: Option<u32>,
+    /// Linux drives it with MSI: its sysfs `irq` was a message-signalled IRQ of
+    /// `/proc/interrupts` (Linux puts the first MSI's there), so its legacy pin is not known
+    /// and `irq` is `None`.
+    pub message_signalled: bool,
     /// The Linux driver bound to it.
     pub driver: Option<String>,
     /// For a PCI-to-PCI bridge: the buses behind it (secondary to subordinate).
@@ -283,8 +287,17 @@ fn read_machine(
     let madt_bytes = machine.bytes("/sys/firmware/acpi/tables/APIC")?;
     let madt = Madt::parse(&madt_bytes)
         .map_err(|e: MadtError| machine.error("/sys/firmware/acpi/tables/APIC", e.to_string()))?;
-    let lines = parse_interrupts(&machine.text("/proc/interrupts")?, &madt)
+    let interrupts = machine.text("/proc/interrupts")?;
+    let lines = parse_interrupts(&interrupts, &madt)
         .map_err(|problem| machine.error("/proc/interrupts", problem))?;
+    let mut pci = machine.pci()?;
+    let message_irqs = message_signalled_irqs(&interrupts);
+    for function in &mut pci {
+        if function.irq.is_some_and(|irq| message_irqs.contains(&irq)) {
+            function.irq = None;
+            function.message_signalled = true;
+        }
+    }
     let ports = match machine.optional_text("/proc/ioports") {
         Some(text) => {
             parse_ioports(&text).map_err(|problem| machine.error("/proc/ioports", problem))?
@@ -313,7 +326,7 @@ fn read_machine(
         madt,
         lines,
         ports,
-        pci: machine.pci()?,
+        pci,
         serial: machine.serial()?,
         vmx,
         vmx_unknown,
@@ -524,6 +537,7 @@ impl<'a> Machine<'a> {
                 device: hex("device")? as u16,
                 class,
                 irq,
+                message_signalled: false,
                 driver,
                 buses,
             });
@@ -677,6 +691,22 @@ pub fn parse_interrupts(text: &str, madt: &Madt) -> Result<Vec<IoApicLine>, Stri
     Ok(lines)
 }
 
+/// `/proc/interrupts`: the IRQs whose chip is message-signalled (`PCI-MSI`, `IR-PCI-MSI`,
+/// `PCI-MSIX-...`): no IOAPIC pin.
+pub fn message_signalled_irqs(text: &str) -> BTreeSet<u32> {
+    text.lines()
+        .skip(1)
+        .filter_map(|row| {
+            let mut words = row.split_whitespace();
+            let irq = words.next()?.strip_suffix(':')?.parse::<u32>().ok()?;
+            words
+                .find(|w| w.parse::<u64>().is_err())
+                .filter(|chip| chip.contains("MSI"))
+                .map(|_| irq)
+        })
+        .collect()
+}
+
 /// `/proc/ioports`: `start-last : name`, nested by indentation.
 pub fn parse_ioports(text: &str) -> Result<Vec<PortRange>, String> {
     let mut ranges = Vec::new();
@@ -740,6 +770,12 @@ NMI:          0          0   Non-maskable interrupts
         assert!(lines[4].level && !lines[0].level);
         assert_eq!(lines[4].names, ["ehci_hcd:usb1", "eth1"]);
         assert_eq!(lines[0].irq, 0);
+        assert_eq!(message_signalled_irqs(text), BTreeSet::from([24]));
+        let remapped = "            CPU0\n \
+            122:          7   IR-PCI-MSI 327680-edge      xhci_hcd\n \
+            123:          0  PCI-MSIX-0000:00:1f.6 0-edge  eno1\n \
+            NMI:          0   Non-maskable interrupts\n";
+        assert_eq!(message_signalled_irqs(remapped), BTreeSet::from([122, 123]));
     }
 
     #[test]

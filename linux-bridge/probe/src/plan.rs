@@ -660,6 +660,17 @@ fn assign_devices(
             .irq
             .map(|irq| facts.gsi_of_irq(irq))
             .filter(|&g| g <= HIGHEST_PIN);
+        if f.message_signalled {
+            findings.push(Finding {
+                severity: Severity::Warning,
+                text: format!(
+                    "{bdf} runs on MSI under Linux, so Linux does not show which IOAPIC pin its \
+                     legacy interrupt (INTx) reaches, and the RT partition does not take MSI \
+                     yet: the proposal gives it no interrupt pin (probe again with its Linux \
+                     driver unbound, or add the pin by hand from the board's manual)"
+                ),
+            });
+        }
         rt_pci.push((bdf.clone(), intx, describe_pci(f)));
         if let Some(gsi) = intx {
             rt_pins.insert(
@@ -811,10 +822,10 @@ fn assign_devices(
     }
     for (bdf, _) in &linux_pci {
         if let Some(f) = facts.pci.iter().find(|f| &f.bdf == bdf)
-            && let Some(gsi) = f.irq
+            && let Some(irq) = f.irq
         {
             linux_pins
-                .entry(gsi)
+                .entry(facts.gsi_of_irq(irq))
                 .or_insert_with(|| format!("{bdf}'s INTx"));
         }
     }

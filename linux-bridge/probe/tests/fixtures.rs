@@ -6,6 +6,11 @@
 //! with SMT, 16 GiB with the PCI hole below 4 GiB, an extra NIC behind a PCIe root port whose
 //! legacy interrupt pin the on-board audio also uses, and an IOMMU. Their files are written in
 //! the formats of the kernel's own (Debian 12's 6.1) from those machines' facts.
+//!
+//! And real firmware: the MADTs (and a DMAR) of three real machines as their owners published
+//! them (`tests/real-acpi/`, the bytes acpidump printed), read against what the ACPI tools'
+//! own decoder listed in the same dumps, and two of them inside whole machines (the firmware's
+//! tables as they are; the other files written the way such a machine shows them).
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -707,4 +712,402 @@ fn a_missing_or_broken_file_is_named() {
     write(dir.path(), "/sys/firmware/memmap/3/end", "zzz");
     let e = facts::read(dir.path()).unwrap_err();
     assert_eq!(e.to_string(), "/sys/firmware/memmap/3/end: not a number");
+}
+
+// ----- real firmware tables ------------------------------------------------------------------
+
+/// The bytes of `tests/real-acpi/NAME`: acpidump's `OFFSET: HEX BYTES  // ASCII` lines, after
+/// `#` lines that say where the table comes from.
+fn real_table(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/real-acpi")
+        .join(name);
+    let text = fs::read_to_string(&path).unwrap();
+    let mut bytes = Vec::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let data = line.split("//").next().unwrap();
+        let (offset, hex) = data.split_once(':').unwrap();
+        assert_eq!(
+            usize::from_str_radix(offset.trim(), 16).unwrap(),
+            bytes.len(),
+            "{name}: {line}"
+        );
+        bytes.extend(
+            hex.split_whitespace()
+                .map(|b| u8::from_str_radix(b, 16).unwrap()),
+        );
+    }
+    bytes
+}
+
+/// What the ACPI tools' decoder listed of a MADT in the same dump.
+struct Listed {
+    table: &'static str,
+    /// Local APICs in table order: APIC ID, enabled.
+    local_apics: &'static [(u32, bool)],
+    ioapic: IoApic,
+    /// ISA IRQ, GSI, flags.
+    overrides: &'static [(u8, u32, u16)],
+}
+
+#[test]
+fn real_firmwares_madts_read_as_their_decoder_listed_them() {
+    let listed = [
+        Listed {
+            table: "asrock-h310cm-hdv.APIC.hex",
+            local_apics: &[
+                (0, true),
+                (2, true),
+                (4, true),
+                (6, true),
+                (8, true),
+                (10, true),
+            ],
+            ioapic: IoApic {
+                id: 2,
+                address: 0xfec0_0000,
+                gsi_base: 0,
+            },
+            overrides: &[(0, 2, 0x0), (9, 9, 0xd)],
+        },
+        Listed {
+            table: "intel-nuc7i5bnh.APIC.hex",
+            local_apics: &[(0, true), (2, true), (1, true), (3, true)],
+            ioapic: IoApic {
+                id: 2,
+                address: 0xfec0_0000,
+                gsi_base: 0,
+            },
+            overrides: &[(0, 2, 0x0), (9, 9, 0xd)],
+        },
+        Listed {
+            // Four local APICs for a 2-core part: the firmware lists the family's most, and
+            // marks the absent ones disabled.
+            table: "congatec-conga-ma5.APIC.hex",
+            local_apics: &[(0, true), (2, false), (4, true), (6, false)],
+            ioapic: IoApic {
+                id: 1,
+                address: 0xfec0_0000,
+                gsi_base: 0,
+            },
+            overrides: &[(0, 2, 0x0), (9, 9, 0xf)],
+        },
+    ];
+    for machine in listed {
+        let table = real_table(machine.table);
+        let madt = madt::Madt::parse(&table).unwrap_or_else(|e| panic!("{}: {e}", machine.table));
+        let apics: Vec<(u32, bool)> = madt
+            .local_apics
+            .iter()
+            .map(|l| (l.apic_id, l.usable))
+            .collect();
+        assert_eq!(apics, machine.local_apics, "{}", machine.table);
+        assert_eq!(madt.ioapics, [machine.ioapic], "{}", machine.table);
+        let overrides: Vec<(u8, u32, u16)> = madt
+            .overrides
+            .iter()
+            .map(|o| (o.irq, o.gsi, o.flags))
+            .collect();
+        assert_eq!(overrides, machine.overrides, "{}", machine.table);
+        assert_eq!(madt.gsi_of_isa_irq(0), 2);
+        // One byte changed anywhere is caught by the checksum.
+        let mut broken = table.clone();
+        broken[table.len() / 2] ^= 0x40;
+        assert_eq!(madt::Madt::parse(&broken), Err(madt::MadtError::Checksum));
+    }
+}
+
+/// An MCFG with one allocation (segment 0, buses 0-255 at `base`), as a firmware's table is
+/// laid out (ACPI header, 8 reserved bytes, 16 bytes per allocation).
+fn mcfg(base: u64) -> Vec<u8> {
+    let mut t = b"MCFG".to_vec();
+    t.extend(60u32.to_le_bytes());
+    t.extend([1, 0]); // revision, checksum (below)
+    t.extend(b"INTEL NUC7i5BN");
+    t.extend([0x3c, 0, 0, 0]);
+    t.extend(b"MSFT");
+    t.extend([0x97, 0, 0, 0]);
+    t.extend([0; 8]);
+    t.extend(base.to_le_bytes());
+    t.extend([0, 0, 0, 0xff, 0, 0, 0, 0]);
+    let sum = t.iter().fold(0u8, |s, b| s.wrapping_add(*b));
+    t[9] = sum.wrapping_neg();
+    t
+}
+
+/// The Intel NUC7i5BNH with its firmware's MADT and DMAR: Linux CPUs 0-3 on APIC IDs 0, 2, 1
+/// and 3 (in its MADT's order; cores 0 and 1, two threads each), 8 GiB, the DMAR's reserved
+/// regions reserved in the memory map, the on-board I219-V on MSI. Its MCFG is written from
+/// the firmware's own values (PCI Express configuration space at 0xe0000000, 256 MiB).
+fn nuc_machine(root: &Path) {
+    let flags = format!("{BOCHS_FLAGS} invpcid");
+    write(
+        root,
+        "/proc/cpuinfo",
+        cpuinfo(&[(0, 0, 0), (1, 2, 1), (2, 1, 0), (3, 3, 1)], &flags),
+    );
+    memmap(
+        root,
+        &[
+            (0, 0x5_7fff, "System RAM"),
+            (0x5_8000, 0x5_8fff, "Reserved"),
+            (0x5_9000, 0x9_dfff, "System RAM"),
+            (0x9_e000, 0xf_ffff, "Reserved"),
+            (0x10_0000, 0x8a63_ffff, "System RAM"),
+            (0x8a64_0000, 0x8a65_ffff, "Reserved"),
+            (0x8a66_0000, 0x8aae_4fff, "ACPI Tables"),
+            (0x8aae_5000, 0x8b7f_ffff, "ACPI Non-volatile Storage"),
+            (0x8b80_0000, 0x8fff_ffff, "Reserved"),
+            (0xe000_0000, 0xefff_ffff, "Reserved"),
+            (0xfec0_0000, 0xfec0_0fff, "Reserved"),
+            (0xfed0_0000, 0xfed0_0fff, "Reserved"),
+            (0xfee0_0000, 0xfee0_0fff, "Reserved"),
+            (0xff00_0000, 0xffff_ffff, "Reserved"),
+            (0x1_0000_0000, 0x2_6f7f_ffff, "System RAM"),
+        ],
+    );
+    write(
+        root,
+        "/sys/firmware/acpi/tables/APIC",
+        real_table("intel-nuc7i5bnh.APIC.hex"),
+    );
+    write(
+        root,
+        "/sys/firmware/acpi/tables/DMAR",
+        real_table("intel-nuc7i5bnh.DMAR.hex"),
+    );
+    write(root, "/sys/firmware/acpi/tables/MCFG", mcfg(0xe000_0000));
+    let zeros = "          0".repeat(4);
+    write(
+        root,
+        "/proc/interrupts",
+        format!(
+            "            CPU0       CPU1       CPU2       CPU3\n\
+             \x20  0:{zeros}   IO-APIC   2-edge      timer\n\
+             \x20  4:{zeros}   IO-APIC   4-edge      ttyS0\n\
+             \x20  8:{zeros}   IO-APIC   8-edge      rtc0\n\
+             \x20  9:{zeros}   IO-APIC   9-fasteoi   acpi\n\
+             \x20 16:{zeros}   IO-APIC  16-fasteoi   i801_smbus\n\
+             \x20122:{zeros}   PCI-MSI 327680-edge      xhci_hcd\n\
+             \x20123:{zeros}   PCI-MSI 520192-edge      eno1\n"
+        ),
+    );
+    write(
+        root,
+        "/proc/ioports",
+        "0000-0cf7 : PCI Bus 0000:00\n  0020-0021 : pic1\n  0040-0043 : timer0\n  \
+         0070-0077 : rtc0\n  0080-008f : dma page reg\n  00a0-00a1 : pic2\n  \
+         03f8-03ff : serial\n0cf8-0cff : PCI conf1\n0d00-ffff : PCI Bus 0000:00\n  \
+         1800-18fe : pnp 00:05\n    1800-1803 : ACPI PM1a_EVT_BLK\n    \
+         1804-1805 : ACPI PM1a_CNT_BLK\n    1808-180b : ACPI PM_TMR\n    \
+         1880-189f : ACPI GPE0_BLK\n",
+    );
+    let f = |bdf, device, class, irq, driver| Pci {
+        bdf,
+        vendor: 0x8086,
+        device,
+        class,
+        irq,
+        driver,
+        buses: None,
+    };
+    pci(
+        root,
+        &[
+            f("00:00.0", 0x5904, 0x06_0000, 0, None),
+            f("00:02.0", 0x5926, 0x03_0000, 255, Some("i915")),
+            f("00:14.0", 0x9d2f, 0x0c_0330, 122, Some("xhci_hcd")),
+            f("00:17.0", 0x9d03, 0x01_0601, 16, Some("ahci")),
+            f("00:1f.0", 0x9d4e, 0x06_0100, 0, None),
+            f("00:1f.4", 0x9d23, 0x0c_0500, 16, Some("i801_smbus")),
+            f("00:1f.6", 0x15d8, 0x02_0000, 123, Some("e1000e")),
+        ],
+    );
+    serial(root, &[("ttyS0", 0x3f8, 4, 4)]);
+    write(
+        root,
+        "/proc/cmdline",
+        "BOOT_IMAGE=/boot/vmlinuz-6.1.0-28-amd64 root=/dev/nvme0n1p2 ro quiet\n",
+    );
+    write(
+        root,
+        "/proc/consoles",
+        "tty0                 -WU (EC p  )    4:1\n",
+    );
+    write(root, "/proc/sys/kernel/hostname", "nuc\n");
+    write_msrs(root, &GOOD_MSRS);
+}
+
+/// The congatec conga-MA5 with its firmware's MADT (two of its four local APICs disabled) and
+/// no DMAR: Linux CPUs 0 and 1 on APIC IDs 0 and 4, no SMT, 4 GiB, COM1.
+fn conga_machine(root: &Path) {
+    write(
+        root,
+        "/proc/cpuinfo",
+        cpuinfo(&[(0, 0, 0), (1, 4, 2)], BOCHS_FLAGS),
+    );
+    memmap(
+        root,
+        &[
+            (0, 0x3_efff, "System RAM"),
+            (0x3_f000, 0x3_ffff, "Reserved"),
+            (0x4_0000, 0x9_dfff, "System RAM"),
+            (0x9_e000, 0xf_ffff, "Reserved"),
+            (0x10_0000, 0x797b_ffff, "System RAM"),
+            (0x797c_0000, 0x7a7f_ffff, "ACPI Non-volatile Storage"),
+            (0x7a80_0000, 0x7fff_ffff, "Reserved"),
+            (0xe000_0000, 0xefff_ffff, "Reserved"),
+            (0xfec0_0000, 0xfec0_0fff, "Reserved"),
+            (0xfee0_0000, 0xfee0_0fff, "Reserved"),
+            (0x1_0000_0000, 0x1_7fff_ffff, "System RAM"),
+        ],
+    );
+    write(
+        root,
+        "/sys/firmware/acpi/tables/APIC",
+        real_table("congatec-conga-ma5.APIC.hex"),
+    );
+    let zeros = "          0".repeat(2);
+    write(
+        root,
+        "/proc/interrupts",
+        format!(
+            "            CPU0       CPU1\n\
+             \x20  0:{zeros}   IO-APIC   2-edge      timer\n\
+             \x20  4:{zeros}   IO-APIC   4-edge      ttyS0\n\
+             \x20  9:{zeros}   IO-APIC   9-fasteoi   acpi\n"
+        ),
+    );
+    write(
+        root,
+        "/proc/ioports",
+        "0000-0cf7 : PCI Bus 0000:00\n  0020-0021 : pic1\n  0040-0043 : timer0\n  \
+         0070-0077 : rtc0\n  00a0-00a1 : pic2\n  03f8-03ff : serial\n\
+         0cf8-0cff : PCI conf1\n0d00-ffff : PCI Bus 0000:00\n  0400-047f : pnp 00:01\n    \
+         0400-0403 : ACPI PM1a_EVT_BLK\n    0404-0405 : ACPI PM1a_CNT_BLK\n    \
+         0408-040b : ACPI PM_TMR\n    0420-043f : ACPI GPE0_BLK\n",
+    );
+    pci(
+        root,
+        &[Pci {
+            bdf: "00:00.0",
+            vendor: 0x8086,
+            device: 0x5af0,
+            class: 0x06_0000,
+            irq: 0,
+            driver: None,
+            buses: None,
+        }],
+    );
+    serial(root, &[("ttyS0", 0x3f8, 4, 4)]);
+    write(
+        root,
+        "/proc/cmdline",
+        "root=/dev/mmcblk0p2 ro console=ttyS0,115200\n",
+    );
+    write(
+        root,
+        "/proc/consoles",
+        "ttyS0                -W- (EC p a)    4:64\n",
+    );
+    write(root, "/proc/sys/kernel/hostname", "cell-controller\n");
+    write_msrs(root, &GOOD_MSRS);
+}
+
+#[test]
+fn real_firmware_gets_whole_cores_and_its_iommu_named() {
+    let (_dir, facts) = read(nuc_machine);
+    assert!(facts.has_dmar && facts.has_mcfg);
+    let proposal = propose(&facts, &request(2)).unwrap();
+    // The last core: APIC IDs 2 and 3 (Linux CPUs 1 and 3); a thread alone is refused.
+    assert_eq!(
+        value(&proposal.toml, "partitions.rt", "cpus"),
+        Some("[2, 3]"),
+        "{}",
+        proposal.toml
+    );
+    assert_eq!(
+        value(&proposal.toml, "partitions.linux", "cpus"),
+        Some("[0, 1]")
+    );
+    let err = propose(&facts, &request(1)).unwrap_err();
+    assert!(err.contains("SMT siblings (Linux CPUs 1, 3)"), "{err}");
+    assert!(!proposal.blocked(), "{:?}", proposal.findings);
+    let notes: Vec<&str> = proposal.findings.iter().map(|f| f.text.as_str()).collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.starts_with("the machine has an IOMMU")),
+        "{notes:?}"
+    );
+    assert!(
+        !notes.iter().any(|n| n.starts_with("no IOMMU")),
+        "{notes:?}"
+    );
+    // Linux's pins are its IOAPIC lines; the USB controller's and the NIC's IRQs (122, 123)
+    // are MSI, which Linux's sysfs shows as their `irq`: no pin of anybody's.
+    let pins = &proposal.toml[proposal.toml.find("ioapic_pins = [").unwrap()..];
+    let pins = &pins[..pins.find(']').unwrap()];
+    assert_eq!(
+        pins.lines().skip(1).map(str::trim).collect::<Vec<_>>(),
+        ["2, # timer", "8, # rtc0", "9, # acpi", "16, # i801_smbus"],
+        "{}",
+        proposal.toml
+    );
+    // The on-board NIC for the RT partition: on MSI under Linux, so its pin is not known.
+    let ask = Request {
+        rt_cpus: 2,
+        rt_devices: vec!["00:1f.6".into()],
+        ..Request::default()
+    };
+    let proposal = propose(&facts, &ask).unwrap();
+    assert!(
+        proposal
+            .toml
+            .contains("pci_devices = [\n    \"00:1f.6\", # [8086:15d8]"),
+        "{}",
+        proposal.toml
+    );
+    assert!(
+        proposal
+            .findings
+            .iter()
+            .any(|f| f.severity == Severity::Warning
+                && f.text.starts_with("00:1f.6 runs on MSI under Linux")),
+        "{:?}",
+        proposal.findings
+    );
+}
+
+#[test]
+fn real_firmware_with_disabled_processors_and_no_iommu() {
+    let (_dir, facts) = read(conga_machine);
+    let proposal = propose(&facts, &request(1)).unwrap();
+    assert_eq!(
+        value(&proposal.toml, "partitions.rt", "cpus"),
+        Some("[4]"),
+        "{}",
+        proposal.toml
+    );
+    assert_eq!(
+        value(&proposal.toml, "partitions.linux", "cpus"),
+        Some("[0]")
+    );
+    assert!(!proposal.blocked(), "{:?}", proposal.findings);
+    // The firmware's disabled entries (APIC IDs 2 and 6) are no CPU Linux left offline.
+    assert!(
+        !proposal.findings.iter().any(|f| f.text.contains("offline")),
+        "{:?}",
+        proposal.findings
+    );
+    assert!(
+        proposal
+            .findings
+            .iter()
+            .any(|f| f.severity == Severity::Warning && f.text.starts_with("no IOMMU")),
+        "{:?}",
+        proposal.findings
+    );
+    // A third CPU is more than the machine has.
+    assert!(propose(&facts, &request(2)).is_err());
 }
