@@ -119,7 +119,8 @@ impl<const WORDS: usize> LineRing<WORDS> {
         if !rest.is_empty() {
             let mut bytes = [0u8; 8];
             bytes[..rest.len()].copy_from_slice(rest);
-            self.word(at).store(u64::from_le_bytes(bytes), Ordering::Relaxed);
+            self.word(at)
+                .store(u64::from_le_bytes(bytes), Ordering::Relaxed);
         }
         self.tail.store(tail.wrapping_add(words), Ordering::Release);
         Ok(())

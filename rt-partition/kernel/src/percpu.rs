@@ -36,9 +36,10 @@ pub fn set_current(index: usize) {
         crate::arch::halt_forever()
     };
     entry.index.store(index as u64, Ordering::Relaxed);
-    entry
-        .trace
-        .store(core::ptr::from_ref(crate::trace::of_cpu(index)).cast_mut(), Ordering::Relaxed);
+    entry.trace.store(
+        core::ptr::from_ref(crate::trace::of_cpu(index)).cast_mut(),
+        Ordering::Relaxed,
+    );
     // SAFETY: IA32_GS_BASE exists in long mode; the entry is a static that lives for ever and
     // nothing else uses GS.
     unsafe { msr::write(msr::IA32_GS_BASE, core::ptr::from_ref(entry) as u64) };

@@ -8,7 +8,10 @@
 //! config's Linux CPU runs the start-up stub (halted) and the RT partition owns the other. (A
 //! bare kernel on two CPUs is another workload: two latency tasks, one per CPU, waking at the
 //! same instant; each CPU has its own kernel state, so they do not wait for each other.) The two
-//! runs go at once, one per host core. Each stops after the kernel's CPU 0 has printed
+//! runs go at once, one per host core. `--two-rt-cpus` adds that workload, bare and under the
+//! hypervisor (`configs/bochs-4cpu.toml`: two Linux CPUs in the start-up stub, two RT CPUs),
+//! and compares each CPU's numbers with the one-CPU run's: the cores must not slow each other
+//! down. Each stops after each of the kernel's CPUs has printed
 //! `seconds + 1` cumulative summaries (one a second); the last one is the result. Under the
 //! hypervisor the exits of the RT CPUs are read from the per-second exit reports
 //! (`exit_report_s=1`): those after `bulkhead: steady state` fall in the measured window.
@@ -73,16 +76,22 @@ pub struct LatencyArgs {
     /// the attacks start; takes several more minutes.
     #[arg(long)]
     pub linux_hostile: bool,
+    /// Also run the kernel on two CPUs whose latency tasks wake at the same instant, bare
+    /// (Bochs emulates two CPUs) and under the hypervisor (the config `configs/bochs-4cpu.toml`:
+    /// its two Linux CPUs in the start-up stub, two RT CPUs), each CPU's numbers against the
+    /// one-CPU run's (the goal: each CPU's maximum within 2 % of one CPU's).
+    #[arg(long)]
+    pub two_rt_cpus: bool,
     /// Wall-clock limit per run, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 1800)]
     pub timeout: u64,
 }
 
-/// The summaries of the latency task on the RT kernel's CPU 0 among `lines`.
-fn cpu0_summaries(lines: &[String]) -> Vec<LatencySummary> {
+/// The summaries of the latency task on the RT kernel's CPU `cpu` among `lines`.
+fn summaries_of(lines: &[String], cpu: u32) -> Vec<LatencySummary> {
     report::latency_summaries(lines)
         .into_iter()
-        .filter(|s| s.cpu == 0)
+        .filter(|s| s.cpu == cpu)
         .collect()
 }
 
@@ -161,78 +170,99 @@ fn kernel_view(lines: &[String], want: usize) -> KernelView {
     view
 }
 
-/// Boots `scenario` and waits for `seconds + 1` summaries (after a line matching `from`, when
-/// given: the summaries are cumulative, so the window then covers what came before too);
-/// returns the run's lines, the last summary and the kernel's view of itself then.
+/// One run of the benchmark: its name, what boots, how many of the kernel's CPUs run a
+/// latency task, and the line its window starts after (if not from boot).
+struct Run {
+    name: &'static str,
+    scenario: Scenario,
+    cpus: u32,
+    from: Option<&'static str>,
+}
+
+/// Boots `run` and waits for `seconds + 1` summaries of each of its CPUs (after a line
+/// matching its `from`, when given: the summaries are cumulative, so the window then covers
+/// what came before too); returns the run's lines, each CPU's last summary (CPU 0 first) and
+/// the kernel's view of itself on CPU 0 then.
 fn measure(
-    scenario: &Scenario,
+    run: &Run,
     args: &LatencyArgs,
-    from: Option<&str>,
-) -> Result<(Vec<String>, LatencySummary, KernelView)> {
-    let name = scenario.name();
-    let mut run = scenario.start()?;
+) -> Result<(Vec<String>, Vec<LatencySummary>, KernelView)> {
+    let name = run.scenario.name();
+    let mut emulator = run.scenario.start()?;
     let limit = Duration::from_secs(args.timeout);
-    let mut before = 0;
-    if let Some(from) = from {
+    let mut before = vec![0; run.cpus as usize];
+    if let Some(from) = run.from {
         let start = Expect::new().line(Pattern::regex(from)).stop_on("halted");
-        run.wait_for(&start, limit)
+        emulator
+            .wait_for(&start, limit)
             .with_context(|| format!("{name}: no `{from}` line"))?;
-        before = cpu0_summaries(run.lines()).len();
+        for (cpu, count) in (0..run.cpus).zip(&mut before) {
+            *count = summaries_of(emulator.lines(), cpu).len();
+        }
     }
-    let want = before + usize::try_from(args.seconds + 1).unwrap_or(usize::MAX);
-    let expect = Expect::new()
-        .times(want, report::latency_pattern_for_cpu(0))
+    let window = usize::try_from(args.seconds + 1).unwrap_or(usize::MAX);
+    let want: Vec<usize> = before.iter().map(|b| b + window).collect();
+    let expect = (0..run.cpus)
+        .zip(&want)
+        .fold(Expect::new(), |expect, (cpu, &n)| {
+            expect.times(n, report::latency_pattern_for_cpu(cpu))
+        })
         .stop_on("halted");
-    run.wait_for(&expect, limit)
+    emulator
+        .wait_for(&expect, limit)
         .with_context(|| format!("{name}: the run did not finish"))?;
-    let lines = run.lines().to_vec();
+    let lines = emulator.lines().to_vec();
     // The `want`-th summary, so that every run covers the same virtual time even when one
     // printed more before it was stopped.
-    let summaries = cpu0_summaries(&lines);
-    let last = summaries
-        .get(want - 1)
-        .or(summaries.last())
-        .copied()
-        .with_context(|| format!("{name}: no latency summary"))?;
+    let mut last = Vec::new();
+    for (cpu, &n) in (0..run.cpus).zip(&want) {
+        let summaries = summaries_of(&lines, cpu);
+        last.push(
+            summaries
+                .get(n - 1)
+                .or(summaries.last())
+                .copied()
+                .with_context(|| format!("{name}: no latency summary of CPU {cpu}"))?,
+        );
+    }
     eprintln!(
         "[xtask] {name}: done after {:.0} s wall",
-        run.elapsed().as_secs_f64()
+        emulator.elapsed().as_secs_f64()
     );
-    let view = kernel_view(&lines, want);
+    let view = kernel_view(&lines, want[0]);
     Ok((lines, last, view))
 }
 
-/// One column of the table: a run's name, its last summary, the kernel's view, and its RT
-/// CPU's exits in the measured window.
+/// One column of the table: a run's name, its last summary (CPU 0's) and every CPU's, the
+/// kernel's view, and its RT CPUs' exits in the measured window.
 struct Measured {
     name: &'static str,
     summary: LatencySummary,
+    per_cpu: Vec<LatencySummary>,
     view: KernelView,
     exits: Vec<(u32, u64, u64, String)>,
 }
 
 /// Runs `runs` two at a time (one per host core).
-fn measure_all(
-    runs: Vec<(&'static str, Scenario, Option<&'static str>)>,
-    args: &LatencyArgs,
-) -> Result<Vec<Measured>> {
+fn measure_all(runs: Vec<Run>, args: &LatencyArgs) -> Result<Vec<Measured>> {
     let mut out = Vec::new();
     for pair in runs.chunks(2) {
         let results = std::thread::scope(|s| {
             let handles: Vec<_> = pair
                 .iter()
-                .map(|(_, scenario, from)| s.spawn(move || measure(scenario, args, *from)))
+                .map(|run| s.spawn(move || measure(run, args)))
                 .collect();
             handles.into_iter().map(|h| h.join()).collect::<Vec<_>>()
         });
-        for ((name, _, _), result) in pair.iter().zip(results) {
+        for (run, result) in pair.iter().zip(results) {
             let Ok(result) = result else {
-                bail!("the benchmark thread of {name} panicked");
+                bail!("the benchmark thread of {} panicked", run.name);
             };
-            let (lines, summary, view) = result?;
+            let (lines, per_cpu, view) = result?;
             out.push(Measured {
-                name,
-                summary,
+                name: run.name,
+                summary: per_cpu[0],
+                per_cpu,
                 view,
                 exits: rt_exits_in_window(&lines),
             });
@@ -256,10 +286,15 @@ const INIT_REACHED: &str = r"^bulkhead-linux: init reached$";
 /// The guest's line when its attacks start (`bulkhead.init=hostile-loop`).
 const HOSTILE_RUNNING: &str = r"^bulkhead-linux: hostile loop running$";
 
-/// Runs the benchmark and prints the table.
+/// The two-RT-CPU runs' names: each compares with the one-CPU run named beside it.
+const TWO_CPU_RUNS: [(&str, &str); 2] = [("bare 2 cpus", "bare"), ("hv 2 rt cpus", "hypervisor")];
+
+/// Runs the benchmark and prints the table; `two_cpu_config` is the config of the
+/// hypervisor's two-RT-CPU run (`--two-rt-cpus`).
 pub fn run(
     args: &LatencyArgs,
     config: &LoadedConfig,
+    two_cpu_config: Option<&LoadedConfig>,
     hypervisor: PathBuf,
     rt_kernel: PathBuf,
     linux: Option<&Artefacts>,
@@ -268,16 +303,26 @@ pub fn run(
         config.rt_cpus.len() == 1 && config.cpus() == 2,
         "the latency benchmark compares one RT CPU: use a config with one Linux and one RT CPU"
     );
+    if let Some(two) = two_cpu_config {
+        ensure!(
+            two.rt_cpus.len() == 2,
+            "{}: the two-RT-CPU run needs a config with two RT CPUs, not {}",
+            two.path.display(),
+            two.rt_cpus.len()
+        );
+    }
     let options = kernel_options(args);
     // Bare, Bochs emulates the kernel's one CPU; under the hypervisor, the config's machine
     // with the start-up stub on its Linux CPU.
-    let bare = Scenario::rt_bare("bench_latency_bare")
-        .rt_file(&rt_kernel)
-        .rt_cmdline(options.as_str())
-        .cpus(1)
-        .memory_mib(256)
-        .ips(args.ips);
-    let hv = |name: &str| {
+    let bare_on = |name: &str, cpus: u32| {
+        Scenario::rt_bare(name)
+            .rt_file(&rt_kernel)
+            .rt_cmdline(options.as_str())
+            .cpus(cpus)
+            .memory_mib(256)
+            .ips(args.ips)
+    };
+    let hv_of = |config: &LoadedConfig, name: &str| {
         Scenario::new(name)
             .config_path(&config.path)
             .hypervisor_file(&hypervisor)
@@ -285,14 +330,35 @@ pub fn run(
             .rt_file(&rt_kernel)
             .ips(args.ips)
     };
+    let hv = |name: &str| hv_of(config, name);
+    let one = |name, scenario| Run {
+        name,
+        scenario,
+        cpus: 1,
+        from: None,
+    };
     let mut runs = vec![
-        ("bare", bare, None),
-        (
+        one("bare", bare_on("bench_latency_bare", 1)),
+        one(
             "hypervisor",
             hv("bench_latency_hypervisor").rt_cmdline(options.as_str()),
-            None,
         ),
     ];
+    if let Some(two) = two_cpu_config {
+        let [(bare_two, _), (hv_two, _)] = TWO_CPU_RUNS;
+        runs.push(Run {
+            name: bare_two,
+            scenario: bare_on("bench_latency_bare_2cpu", 2),
+            cpus: 2,
+            from: None,
+        });
+        runs.push(Run {
+            name: hv_two,
+            scenario: hv_of(two, "bench_latency_hypervisor_2rt").rt_cmdline(options.as_str()),
+            cpus: 2,
+            from: None,
+        });
+    }
     if let Some(linux) = linux {
         ensure!(
             config.linux_initrd.is_some(),
@@ -307,26 +373,32 @@ pub fn run(
                 .linux(LinuxMode::kernel(init))
                 .linux_files(&linux.vmlinux, &linux.initramfs)
         };
-        runs.push((
+        let from_line = |name, scenario, from| Run {
+            name,
+            scenario,
+            cpus: 1,
+            from: Some(from),
+        };
+        runs.push(from_line(
             "linux idle",
             linux_run("bench_latency_linux_idle", ""),
-            Some(INIT_REACHED),
+            INIT_REACHED,
         ));
         if args.linux_load {
-            runs.push((
+            runs.push(from_line(
                 "linux loaded",
                 linux_run("bench_latency_linux_loaded", "bulkhead.init=load"),
-                Some(LOAD_RUNNING),
+                LOAD_RUNNING,
             ));
         }
         if args.linux_hostile {
-            runs.push((
+            runs.push(from_line(
                 "linux hostile",
                 linux_run(
                     "bench_latency_linux_hostile",
                     "bulkhead.init=hostile-loop iomem=relaxed",
                 ),
-                Some(HOSTILE_RUNNING),
+                HOSTILE_RUNNING,
             ));
         }
     }
@@ -370,25 +442,44 @@ fn print_table(args: &LatencyArgs, options: &str, measured: &[Measured]) {
         "", "samples", "min_ns", "avg_ns", "max_ns", "p99_ns", "p99.9_ns", "misses", "overflow"
     );
     for m in measured {
-        let s = m.summary;
-        println!(
-            "{:<14}{:>9}{:>10}{:>10}{:>10}{:>10}{:>11}{:>8}{:>10}",
-            m.name,
-            s.samples,
-            s.min_ns,
-            s.avg_ns,
-            s.max_ns,
-            s.p99_ns,
-            s.p999_ns,
-            s.misses,
-            s.overflow
-        );
+        for s in &m.per_cpu {
+            let name = if m.per_cpu.len() > 1 {
+                format!("{} cpu{}", short(m.name), s.cpu)
+            } else {
+                m.name.to_string()
+            };
+            println!(
+                "{:<14}{:>9}{:>10}{:>10}{:>10}{:>10}{:>11}{:>8}{:>10}",
+                name,
+                s.samples,
+                s.min_ns,
+                s.avg_ns,
+                s.max_ns,
+                s.p99_ns,
+                s.p999_ns,
+                s.misses,
+                s.overflow
+            );
+        }
     }
     let bare = measured[0].summary;
-    for m in &measured[1..] {
+    for m in measured[1..].iter().filter(|m| m.per_cpu.len() == 1) {
         print_ratio_row(&format!("{} / bare", short(m.name)), m.summary, bare);
     }
     let run = |name| measured.iter().find(|m| m.name == name).map(|m| m.summary);
+    for (two, one) in TWO_CPU_RUNS {
+        let (Some(two), Some(one)) = (measured.iter().find(|m| m.name == two), run(one)) else {
+            continue;
+        };
+        for s in &two.per_cpu {
+            print_ratio_row(&format!("{} cpu{} / 1", short(two.name), s.cpu), *s, one);
+        }
+    }
+    if measured.iter().any(|m| m.per_cpu.len() > 1) {
+        println!(
+            "two RT CPUs: both latency tasks wake at the same instant; `/ 1` is each CPU against the one-CPU run (goal: max within 1.02)"
+        );
+    }
     if let Some(idle) = run("linux idle") {
         for (row, name) in [
             ("loaded / idle", "linux loaded"),
@@ -465,6 +556,8 @@ fn short(name: &str) -> &str {
         "linux idle" => "idle",
         "linux loaded" => "loaded",
         "linux hostile" => "hostile",
+        "bare 2 cpus" => "bare2",
+        "hv 2 rt cpus" => "hv2",
         other => other,
     }
 }
@@ -474,7 +567,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_cpu_0_summaries_count() {
+    fn summaries_are_taken_per_cpu() {
         let lines: Vec<String> = [
             "latency cpu=1 samples=1 min_ns=1 avg_ns=1 max_ns=1 p99_ns=1 p999_ns=1 misses=0 overflow=0",
             "latency cpu=0 samples=1001 min_ns=41400 avg_ns=41825 max_ns=105842 p99_ns=47999 p999_ns=81999 misses=0 overflow=0",
@@ -482,12 +575,15 @@ mod tests {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let s = cpu0_summaries(&lines);
+        let s = summaries_of(&lines, 0);
         assert_eq!(s.len(), 1);
         assert_eq!(
             (s[0].samples, s[0].avg_ns, s[0].p999_ns),
             (1001, 41825, 81999)
         );
+        let s = summaries_of(&lines, 1);
+        assert_eq!((s.len(), s[0].samples), (1, 1));
+        assert!(summaries_of(&lines, 2).is_empty());
     }
 
     #[test]

@@ -421,12 +421,26 @@ fn bench_latency(args: &bench_latency::LatencyArgs) -> Result<ExitCode> {
     deps::ensure(true)?;
     let config = bulkhead_e2e::config::load(&user_path(args.config.as_deref(), DEFAULT_CONFIG))?;
     let (hypervisor, rt_kernel) = (build_image(false)?, build_rt_image(false)?);
+    let two_cpu_config = if args.two_rt_cpus {
+        Some(bulkhead_e2e::config::load(&bulkhead_e2e::example_config(
+            "bochs-4cpu.toml",
+        ))?)
+    } else {
+        None
+    };
     let linux = if args.linux_load || args.linux_hostile {
         Some(guest::prepare_step()?)
     } else {
         None
     };
-    bench_latency::run(args, &config, hypervisor, rt_kernel, linux.as_ref())
+    bench_latency::run(
+        args,
+        &config,
+        two_cpu_config.as_ref(),
+        hypervisor,
+        rt_kernel,
+        linux.as_ref(),
+    )
 }
 
 fn bench_irq(args: &bench_irq::IrqArgs) -> Result<ExitCode> {
