@@ -477,7 +477,7 @@ fn print_table(args: &LatencyArgs, options: &str, measured: &[Measured]) {
     }
     if measured.iter().any(|m| m.per_cpu.len() > 1) {
         println!(
-            "two RT CPUs: both latency tasks wake at the same instant; `/ 1` is each CPU against the one-CPU run (goal: max within 1.02)"
+            "two RT CPUs: both latency tasks wake at the same instant, the control loop runs on the last CPU (as on the one CPU of the one-CPU runs); `/ 1` is each CPU against the one-CPU run (goal: max within 1.02)"
         );
     }
     if let Some(idle) = run("linux idle") {
