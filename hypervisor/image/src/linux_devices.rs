@@ -673,14 +673,16 @@ pub fn absent_device_access(
     rip: u64,
     paging: &PagingState,
     regs: &mut [u64; 16],
+    rflags: &mut u64,
 ) -> Result<u8, MmioError> {
     let Some(d) = DEVICES.get() else {
         return Err(MmioError::Direction);
     };
     let insn = decode_access(d, write, rip, paging)?;
     if !write {
-        insn.complete_load(
+        insn.complete_read(
             regs,
+            rflags,
             u64::MAX >> (64 - 8 * u32::from(insn.width.clamp(1, 8))),
         );
     }
@@ -688,14 +690,16 @@ pub fn absent_device_access(
 }
 
 /// Emulates the guest instruction at `rip` that accessed the IOAPIC page at `gpa`.
-/// `regs` is the guest's register file (RAX RCX RDX RBX RSP RBP RSI RDI R8..R15); returns
-/// the instruction's length, and a refusal to log if the filter refused the access.
+/// `regs` is the guest's register file (RAX RCX RDX RBX RSP RBP RSI RDI R8..R15) and
+/// `rflags` its RFLAGS (a compare sets its arithmetic flags); returns the instruction's
+/// length, and a refusal to log if the filter refused the access.
 pub fn ioapic_access(
     gpa: u64,
     write: bool,
     rip: u64,
     paging: &PagingState,
     regs: &mut [u64; 16],
+    rflags: &mut u64,
 ) -> Result<(u8, Option<ioapic::Refusal>), MmioError> {
     let Some(d) = DEVICES.get() else {
         return Err(MmioError::Direction);
@@ -758,7 +762,7 @@ pub fn ioapic_access(
         }
     };
     if let Some(v) = read {
-        insn.complete_load(regs, u64::from(v));
+        insn.complete_read(regs, rflags, u64::from(v));
     }
     Ok((insn.len, refusal))
 }

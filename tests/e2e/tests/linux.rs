@@ -644,7 +644,7 @@ fn bochs_hostile_linux() -> Result<()> {
         .line("hostile: root-hypervisor-uart: wrote 9 bytes to port 0x3f8")
         .line("hostile: root-xapic-read: read 0xffffffff")
         .line("hostile: root-xapic-init-ipi: wrote INIT for APIC ID 1 into the ICR; ICR low reads 0xffffffff")
-        .regex(r"^hostile: root-ioapic: register 0xff reads 0x[0-9a-f]{8} after writing 0x12345678; GSI 3 destination 0x[0-9a-f]{8} unchanged after writing 0x01000000; GSI 10 entry 0x[0-9a-f]{8} unchanged after writing 0x000000fe; version 0x[0-9a-f]{8} unchanged$")
+        .regex(r"^hostile: root-ioapic: register 0xff reads 0x[0-9a-f]{8} after writing 0x12345678; GSI 3 destination 0x[0-9a-f]{8} unchanged after writing 0x01000000; GSI 10 entry 0x[0-9a-f]{8} unchanged after writing 0x000000fe; version 0x[0-9a-f]{8} unchanged; by cmp equal yes, below itself plus one yes; by test its low byte zero no$")
         .regex(r"^hostile: root-pci-config-write: host bridge command 0x[0-9a-f]{4} unchanged after writing 0x[0-9a-f]{4}$")
         .regex(r"^hostile: root-pci-bar-move: IDE bus-master BAR 0x[0-9a-f]{8} unchanged after writing 0x000003f1$")
         .regex(r"configuration write to 00:01\.1 offset 0x20 refused: I/O BAR at 0x20 moved to 0x3f0\.\.0x400, outside what Linux owns")

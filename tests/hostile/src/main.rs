@@ -614,6 +614,27 @@ impl PhysPage {
         }
     }
 
+    /// `cmp dword ptr [offset], with`: whether the word equals `with`, and whether it is
+    /// below it (ZF, CF), read by the one `cmp` a compiler may fold a read into.
+    fn compare32(&self, offset: usize, with: u32) -> (bool, bool) {
+        let (equal, below): (u8, u8);
+        // SAFETY: as in `read32`, read by one `cmp`; the flags are taken right after it.
+        unsafe {
+            core::arch::asm!("cmp dword ptr [{0}], {1:e}", "sete {2}", "setb {3}", in(reg) self.at::<u32>(offset), in(reg) with, out(reg_byte) equal, out(reg_byte) below, options(nostack));
+        }
+        (equal != 0, below != 0)
+    }
+
+    /// `test dword ptr [offset], mask`: whether none of `mask`'s bits is set in the word (ZF).
+    fn test32(&self, offset: usize, mask: u32) -> bool {
+        let clear: u8;
+        // SAFETY: as in `compare32`, read by one `test`.
+        unsafe {
+            core::arch::asm!("test dword ptr [{0}], {1:e}", "sete {2}", in(reg) self.at::<u32>(offset), in(reg) mask, out(reg_byte) clear, options(nostack));
+        }
+        clear != 0
+    }
+
     fn read64(&self, offset: usize) -> u64 {
         let value: u64;
         // SAFETY: as in `read32`.
@@ -764,7 +785,8 @@ fn root_xapic_init_ipi() -> String {
 /// (`iomem=relaxed`): an undefined register (0xff, which ends the emulator's whole machine if
 /// it reaches its IOAPIC) written and read; the destination of one of Linux's own pins (GSI 3,
 /// its console UART) pointed at the RT CPU; the redirection entry of a pin that is not Linux's
-/// (GSI 10) unmasked; the version register read before and after.
+/// (GSI 10) unmasked; the version register read before and after, and read by a `cmp` and
+/// a `test` (which a compiler may fold a read into) instead of a `mov`.
 fn root_ioapic() -> String {
     const VERSION: u32 = 0x01;
     const UNDEFINED: u32 = 0xff;
@@ -801,13 +823,25 @@ fn root_ioapic() -> String {
             "changed"
         }
     };
+    let version_after = read(VERSION);
+    // The version register again, by `cmp` and `test`: equal to itself, below itself plus
+    // one, and its low byte (the version) not zero.
+    page.write32(IOREGSEL, VERSION);
+    let (equal, _) = page.compare32(IOWIN, version);
+    let (_, below) = page.compare32(IOWIN, version.wrapping_add(1));
+    let low_byte_clear = page.test32(IOWIN, 0xff);
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
     format!(
         "register 0xff reads {undefined:#010x} after writing 0x12345678; \
          GSI 3 destination {own_before:#010x} {} after writing {rt_destination:#010x}; \
          GSI 10 entry {foreign_before:#010x} {} after writing {unmasked:#010x}; \
-         version {version:#010x} {}",
+         version {version:#010x} {}; by cmp equal {}, below itself plus one {}; \
+         by test its low byte zero {}",
         verb(own_before, own_after),
         verb(foreign_before, foreign_after),
-        verb(version, read(VERSION))
+        verb(version, version_after),
+        yes_no(equal),
+        yes_no(below),
+        yes_no(low_byte_clear),
     )
 }

@@ -3,19 +3,22 @@
 //! The hypervisor emulates some devices (the IOAPIC) by leaving their pages out of the EPT.
 //! The VM exit then says which guest-physical address was touched and whether it was a read
 //! or a write, but not the data nor the instruction's length: the hypervisor fetches the
-//! bytes at the guest's RIP and [`decode`]s them. Only the plain moves a driver's
-//! `readb/w/l/q` and `writeb/w/l/q` compile to are accepted (64-bit mode): `mov` to and from
-//! memory (88, 89, 8A, 8B), `mov` of an immediate (C6 /0, C7 /0) and `movzx` (0F B6, 0F B7),
-//! with the 66, 67 and segment prefixes and REX. Anything else (LOCK, REP, other opcodes, a
-//! register operand) is a [`DecodeError`] naming the problem and the opcode, for the log;
-//! the hypervisor then stops the guest rather than guess.
+//! bytes at the guest's RIP and [`decode`]s them. Accepted (64-bit mode): the plain moves a
+//! driver's `readb/w/l/q` and `writeb/w/l/q` compile to, `mov` to and from memory (88, 89,
+//! 8A, 8B), `mov` of an immediate (C6 /0, C7 /0) and `movzx` (0F B6, 0F B7); and the
+//! compares a compiler may fold a read into, which read memory and change only RFLAGS:
+//! `cmp` with a register either way (38, 39, 3A, 3B) or an immediate (80 /7, 81 /7, 83 /7)
+//! and `test` with a register (84, 85) or an immediate (F6 /0, F7 /0); with the 66, 67 and
+//! segment prefixes and REX. Anything else (LOCK, REP, an instruction that writes what it
+//! read, other opcodes, a register operand) is a [`DecodeError`] naming the problem and the
+//! opcode, for the log; the hypervisor then stops the guest rather than guess.
 //!
 //! This is hand-written because no crate decodes just this subset in `no_std` without
 //! allocation; it never needs the memory operand's address (the exit gives it), so ModRM,
 //! SIB and displacement are only measured, never evaluated. [`MmioInsn::store_value`] and
-//! [`MmioInsn::complete_load`] apply the x86 register semantics (partial writes, the 32-bit
-//! zero extension, AH..BH) to a register file in encoding order: RAX RCX RDX RBX RSP RBP
-//! RSI RDI R8..R15.
+//! [`MmioInsn::complete_read`] apply the x86 register semantics (partial writes, the 32-bit
+//! zero extension, AH..BH) to a register file in encoding order (RAX RCX RDX RBX RSP RBP
+//! RSI RDI R8..R15), and a compare's result to the six arithmetic flags of RFLAGS.
 
 use core::fmt;
 
@@ -52,7 +55,34 @@ pub enum Access {
         /// What is written.
         src: Source,
     },
+    /// Memory read and compared with a register or an immediate: only RFLAGS changes.
+    Compare {
+        /// `cmp` or `test`.
+        op: CompareOp,
+        /// The other operand.
+        with: Source,
+        /// `cmp reg, mem` (3A, 3B): the register minus the memory, not the other way.
+        memory_second: bool,
+    },
 }
+
+/// What a compare computes (and throws away, keeping the flags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompareOp {
+    /// `cmp`: a subtraction.
+    Cmp,
+    /// `test`: a bitwise and.
+    Test,
+}
+
+/// RFLAGS' arithmetic flags, which a compare sets: CF, PF, AF, ZF, SF and OF.
+pub const ARITHMETIC_FLAGS: u64 = CF | PF | AF | ZF | SF | OF;
+const CF: u64 = 1 << 0;
+const PF: u64 = 1 << 2;
+const AF: u64 = 1 << 4;
+const ZF: u64 = 1 << 6;
+const SF: u64 = 1 << 7;
+const OF: u64 = 1 << 11;
 
 /// What a store writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,7 +130,8 @@ pub enum DecodeError {
     Opcode(Opcode),
     /// A ModRM naming a register (mod 3): no memory access at all.
     RegisterOperand(Opcode),
-    /// C6 or C7 with a ModRM reg field other than 0 (not a `mov`).
+    /// A ModRM reg field that makes the opcode something other than a move or a compare
+    /// (C6 or C7 not /0, 80, 81 or 83 not /7, F6 or F7 not /0).
     ModRmReg { opcode: Opcode, reg: u8 },
 }
 
@@ -123,14 +154,20 @@ impl fmt::Display for DecodeError {
                 )
             }
             Self::Opcode(opcode) => {
-                write!(f, "MMIO instruction {opcode} is not an emulated move")
+                write!(
+                    f,
+                    "MMIO instruction {opcode} is not an emulated move or compare"
+                )
             }
             Self::RegisterOperand(opcode) => write!(
                 f,
                 "MMIO instruction {opcode} has a register operand (ModRM mod 3)"
             ),
             Self::ModRmReg { opcode, reg } => {
-                write!(f, "MMIO instruction {opcode} /{reg} is not a move")
+                write!(
+                    f,
+                    "MMIO instruction {opcode} /{reg} is not a move or compare"
+                )
             }
         }
     }
@@ -227,7 +264,24 @@ pub fn decode(bytes: &[u8]) -> Result<MmioInsn, DecodeError> {
     };
     if !matches!(
         opcode,
-        Opcode::One(0x88 | 0x89 | 0x8a | 0x8b | 0xc6 | 0xc7) | Opcode::Two(0xb6 | 0xb7)
+        Opcode::One(
+            0x88 | 0x89
+                | 0x8a
+                | 0x8b
+                | 0xc6
+                | 0xc7
+                | 0x38
+                | 0x39
+                | 0x3a
+                | 0x3b
+                | 0x80
+                | 0x81
+                | 0x83
+                | 0x84
+                | 0x85
+                | 0xf6
+                | 0xf7
+        ) | Opcode::Two(0xb6 | 0xb7)
     ) {
         return Err(DecodeError::Opcode(opcode));
     }
@@ -264,7 +318,71 @@ pub fn decode(bytes: &[u8]) -> Result<MmioInsn, DecodeError> {
             (reg, false)
         }
     };
+    // The immediate of the operand size: imm8, imm16, or imm32 (sign-extended for 64 bits).
+    let mut immediate = |width: u8| -> Result<u64, DecodeError> {
+        Ok(match width {
+            1 => u64::from(c.next()?),
+            2 => u64::from(u16::from_le_bytes([c.next()?, c.next()?])),
+            _ => {
+                let b = [c.next()?, c.next()?, c.next()?, c.next()?];
+                i32::from_le_bytes(b) as i64 as u64 & mask(width)
+            }
+        })
+    };
+    let refuse_reg = |allowed: u8| {
+        if reg_field == allowed {
+            Ok(())
+        } else {
+            Err(DecodeError::ModRmReg {
+                opcode,
+                reg: reg_field,
+            })
+        }
+    };
+    let compare = |op, with, memory_second| Access::Compare {
+        op,
+        with,
+        memory_second,
+    };
     let (width, kind) = match opcode {
+        // cmp and test with a register: 38 3A 84 bytes, 39 3B 85 the operand size.
+        Opcode::One(b @ (0x38 | 0x39 | 0x3a | 0x3b | 0x84 | 0x85)) => {
+            let op = if b >= 0x84 {
+                CompareOp::Test
+            } else {
+                CompareOp::Cmp
+            };
+            let (width, with) = if b & 1 == 0 {
+                let (reg, high_byte) = byte_reg();
+                (1, Source::Reg { reg, high_byte })
+            } else {
+                (
+                    op_width,
+                    Source::Reg {
+                        reg,
+                        high_byte: false,
+                    },
+                )
+            };
+            (width, compare(op, with, b & 2 != 0 && b < 0x84))
+        }
+        // cmp with an immediate: 80 /7 ib, 81 /7 iz, 83 /7 ib sign-extended.
+        Opcode::One(b @ (0x80 | 0x81 | 0x83)) => {
+            refuse_reg(7)?;
+            let width = if b == 0x80 { 1 } else { op_width };
+            let imm = match b {
+                0x83 => (c.next()? as i8 as i64 as u64) & mask(width),
+                _ => immediate(width)?,
+            };
+            (width, compare(CompareOp::Cmp, Source::Imm(imm), false))
+        }
+        // test with an immediate: F6 /0 ib, F7 /0 iz.
+        Opcode::One(b @ (0xf6 | 0xf7)) => {
+            refuse_reg(0)?;
+            let width = if b == 0xf6 { 1 } else { op_width };
+            let imm = immediate(width)?;
+            (width, compare(CompareOp::Test, Source::Imm(imm), false))
+        }
         Opcode::One(0x88) => {
             let (reg, high_byte) = byte_reg();
             let src = Source::Reg { reg, high_byte };
@@ -288,26 +406,13 @@ pub fn decode(bytes: &[u8]) -> Result<MmioInsn, DecodeError> {
         }
         // C6 and C7.
         _ => {
-            if reg_field != 0 {
-                return Err(DecodeError::ModRmReg {
-                    opcode,
-                    reg: reg_field,
-                });
-            }
+            refuse_reg(0)?;
             let width = if opcode == Opcode::One(0xc6) {
                 1
             } else {
                 op_width
             };
-            let imm = match width {
-                1 => u64::from(c.next()?),
-                2 => u64::from(u16::from_le_bytes([c.next()?, c.next()?])),
-                // imm32, sign-extended to 64 bits for the REX.W form.
-                _ => {
-                    let b = [c.next()?, c.next()?, c.next()?, c.next()?];
-                    i32::from_le_bytes(b) as i64 as u64 & mask(width)
-                }
-            };
+            let imm = immediate(width)?;
             (
                 width,
                 Access::Store {
@@ -330,6 +435,41 @@ fn load(reg: u8, high_byte: bool, zero_extend_from: Option<u8>, dest_width: u8) 
         zero_extend_from,
         dest_width,
     }
+}
+
+/// The arithmetic flags of `a - b` (`cmp`) or `a & b` (`test`) on `width` bytes, as the CPU
+/// sets them (SDM Vol. 1 3.4.3.1 and the CMP and TEST pages of Vol. 2). `test` clears CF and
+/// OF, and AF, which it leaves undefined.
+pub fn compare_flags(op: CompareOp, a: u64, b: u64, width: u8) -> u64 {
+    let m = mask(width);
+    let sign = 1u64 << (u32::from(width.clamp(1, 8)) * 8 - 1);
+    let (a, b) = (a & m, b & m);
+    let result = match op {
+        CompareOp::Cmp => a.wrapping_sub(b) & m,
+        CompareOp::Test => a & b,
+    };
+    let mut flags = 0;
+    if (result as u8).count_ones().is_multiple_of(2) {
+        flags |= PF;
+    }
+    if result == 0 {
+        flags |= ZF;
+    }
+    if result & sign != 0 {
+        flags |= SF;
+    }
+    if op == CompareOp::Cmp {
+        if a < b {
+            flags |= CF;
+        }
+        if (a ^ b ^ result) & 0x10 != 0 {
+            flags |= AF;
+        }
+        if (a ^ b) & (a ^ result) & sign != 0 {
+            flags |= OF;
+        }
+    }
+    flags
 }
 
 /// The low `width` bytes.
@@ -360,9 +500,38 @@ impl MmioInsn {
             Access::Store {
                 src: Source::Imm(imm),
             } => imm,
-            Access::Load { .. } => 0,
+            Access::Load { .. } | Access::Compare { .. } => 0,
         };
         value & mask(self.width)
+    }
+
+    /// Completes a read: `value`, read from memory (its low `width` bytes count), goes into
+    /// the destination register of a load ([`MmioInsn::complete_load`]), or sets the
+    /// arithmetic flags in `rflags` as a compare with it does. Does nothing for a store.
+    pub fn complete_read(&self, regs: &mut [u64; 16], rflags: &mut u64, value: u64) {
+        match self.kind {
+            Access::Load { .. } => self.complete_load(regs, value),
+            Access::Compare {
+                op,
+                with,
+                memory_second,
+            } => {
+                let other = match with {
+                    Source::Reg { reg, high_byte } => {
+                        let r = regs[usize::from(reg & 0xf)];
+                        if high_byte { r >> 8 } else { r }
+                    }
+                    Source::Imm(imm) => imm,
+                };
+                let (a, b) = if memory_second {
+                    (other, value)
+                } else {
+                    (value, other)
+                };
+                *rflags = (*rflags & !ARITHMETIC_FLAGS) | compare_flags(op, a, b, self.width);
+            }
+            Access::Store { .. } => {}
+        }
     }
 
     /// Puts `value`, read from memory (its low `width` bytes count), into the destination
@@ -391,6 +560,7 @@ impl MmioInsn {
 
 #[cfg(test)]
 mod tests {
+    use std::vec;
     use std::vec::Vec;
 
     use proptest::prelude::*;
@@ -420,6 +590,36 @@ mod tests {
                 src: Source::Imm(imm),
             },
         }
+    }
+
+    fn compare(len: u8, width: u8, op: CompareOp, with: Source, memory_second: bool) -> MmioInsn {
+        MmioInsn {
+            len,
+            width,
+            kind: Access::Compare {
+                op,
+                with,
+                memory_second,
+            },
+        }
+    }
+
+    fn cmp_reg(len: u8, width: u8, reg: u8, high_byte: bool, memory_second: bool) -> MmioInsn {
+        let with = Source::Reg { reg, high_byte };
+        compare(len, width, CompareOp::Cmp, with, memory_second)
+    }
+
+    fn cmp_imm(len: u8, width: u8, imm: u64) -> MmioInsn {
+        compare(len, width, CompareOp::Cmp, Source::Imm(imm), false)
+    }
+
+    fn test_reg(len: u8, width: u8, reg: u8, high_byte: bool) -> MmioInsn {
+        let with = Source::Reg { reg, high_byte };
+        compare(len, width, CompareOp::Test, with, false)
+    }
+
+    fn test_imm(len: u8, width: u8, imm: u64) -> MmioInsn {
+        compare(len, width, CompareOp::Test, Source::Imm(imm), false)
     }
 
     fn load_reg(len: u8, width: u8, reg: u8, zx: Option<u8>, dest_width: u8) -> MmioInsn {
@@ -491,6 +691,34 @@ mod tests {
             (&[0x66, 0x48, 0x89, 0x01], store_reg(4, 8, RAX, false)),
             // REX.W then 66: the REX is not last, so it is ignored
             (&[0x48, 0x66, 0x89, 0x01], store_reg(4, 2, RAX, false)),
+            // cmp %eax,0x10(%rdx): memory minus register
+            (&[0x39, 0x42, 0x10], cmp_reg(3, 4, RAX, false, false)),
+            // cmp (%rdx),%ecx: register minus memory
+            (&[0x3b, 0x0a], cmp_reg(2, 4, RCX, false, true)),
+            // cmp %ah,(%rax)
+            (&[0x38, 0x20], cmp_reg(2, 1, RAX, true, false)),
+            // cmp (%rax),%r8
+            (&[0x4c, 0x3b, 0x00], cmp_reg(3, 8, 8, false, true)),
+            // cmpl $0x11,0x10(%rax): imm8 sign-extended
+            (&[0x83, 0x78, 0x10, 0x11], cmp_imm(4, 4, 0x11)),
+            // cmpq $-1,(%rax)
+            (&[0x48, 0x83, 0x38, 0xff], cmp_imm(4, 8, u64::MAX)),
+            // cmpw $-2,(%rax)
+            (&[0x66, 0x83, 0x38, 0xfe], cmp_imm(4, 2, 0xfffe)),
+            // cmpl $0xfec00000,(%rax)
+            (&[0x81, 0x38, 0x00, 0x00, 0xc0, 0xfe], cmp_imm(6, 4, 0xfec0_0000)),
+            // cmpb $0x80,(%rax)
+            (&[0x80, 0x38, 0x80], cmp_imm(3, 1, 0x80)),
+            // test %edx,(%rax)
+            (&[0x85, 0x10], test_reg(2, 4, RDX, false)),
+            // test %dh,(%rax)
+            (&[0x84, 0x30], test_reg(2, 1, RDX, true)),
+            // testl $0x10000,0x10(%rax): Linux's masked-bit check, folded into a test
+            (&[0xf7, 0x40, 0x10, 0x00, 0x00, 0x01, 0x00], test_imm(7, 4, 0x1_0000)),
+            // testb $0x1,(%rax)
+            (&[0xf6, 0x00, 0x01], test_imm(3, 1, 1)),
+            // testq $-16,(%rax): imm32 sign-extended
+            (&[0x48, 0xf7, 0x00, 0xf0, 0xff, 0xff, 0xff], test_imm(7, 8, 0xffff_ffff_ffff_fff0)),
         ];
         for (bytes, want) in table {
             assert_eq!(decode(bytes), Ok(*want), "{bytes:02x?}");
@@ -532,6 +760,31 @@ mod tests {
                 },
             ),
             (&[0x01, 0x02], DecodeError::Opcode(Opcode::One(0x01))),
+            // add, or and sub of an immediate write what they read: refused.
+            (
+                &[0x83, 0x00, 1],
+                ModRmReg {
+                    opcode: Opcode::One(0x83),
+                    reg: 0,
+                },
+            ),
+            (
+                &[0x81, 0x08, 1, 0, 0, 0],
+                ModRmReg {
+                    opcode: Opcode::One(0x81),
+                    reg: 1,
+                },
+            ),
+            // not and neg.
+            (
+                &[0xf7, 0x10],
+                ModRmReg {
+                    opcode: Opcode::One(0xf7),
+                    reg: 2,
+                },
+            ),
+            (&[0x85, 0xc0], RegisterOperand(Opcode::One(0x85))),
+            (&[0x81, 0x38, 0, 0], Truncated { len: 4 }),
             (&[0x0f, 0xb8, 0x01], DecodeError::Opcode(Opcode::Two(0xb8))),
             (&[0xc4, 0xe2, 0x79], DecodeError::Opcode(Opcode::One(0xc4))),
             (&[0x48], Truncated { len: 1 }),
@@ -570,13 +823,16 @@ mod tests {
         );
         assert_eq!(
             msg(&[0x01, 0x02]),
-            "MMIO instruction 01 is not an emulated move"
+            "MMIO instruction 01 is not an emulated move or compare"
         );
         assert_eq!(
             msg(&[0x8b, 0xc0]),
             "MMIO instruction 8b has a register operand (ModRM mod 3)"
         );
-        assert_eq!(msg(&[0xc6, 0x38]), "MMIO instruction c6 /7 is not a move");
+        assert_eq!(
+            msg(&[0xc6, 0x38]),
+            "MMIO instruction c6 /7 is not a move or compare"
+        );
         assert_eq!(
             msg(&[0x8b]),
             "MMIO instruction runs past the 1 bytes fetched"
@@ -643,6 +899,40 @@ mod tests {
         assert_eq!(after(&[0x89, 0x02], v), [start; 16]);
     }
 
+    #[test]
+    fn compares_set_the_flags_and_nothing_else() {
+        let start = 0x1122_3344_5566_7788;
+        let after = |bytes: &[u8], value: u64| {
+            let mut r = [start; 16];
+            let mut rflags = 0x202 | ARITHMETIC_FLAGS;
+            decode(bytes)
+                .unwrap()
+                .complete_read(&mut r, &mut rflags, value);
+            assert_eq!(r, [start; 16], "{bytes:02x?}: a compare writes no register");
+            assert_eq!(rflags & !ARITHMETIC_FLAGS, 0x202, "{bytes:02x?}");
+            rflags & ARITHMETIC_FLAGS
+        };
+        // cmp %eax,(%rdx) with memory equal to EAX: ZF and PF.
+        assert_eq!(after(&[0x39, 0x02], 0x5566_7788), ZF | PF);
+        // Memory below EAX: a borrow, and the result negative.
+        assert_eq!(after(&[0x39, 0x02], 0x5566_7787) & (CF | SF | ZF), CF | SF);
+        // cmp (%rdx),%eax is EAX minus memory: no borrow the other way.
+        assert_eq!(after(&[0x3b, 0x02], 0x5566_7787) & (CF | ZF), 0);
+        // cmpb $0x80,(%rax) with 0x7f: signed overflow.
+        assert_eq!(
+            after(&[0x80, 0x38, 0x80], 0x7f) & (OF | CF | SF),
+            OF | CF | SF
+        );
+        // testl $0x10000,(%rax): the bit set, then clear.
+        assert_eq!(after(&[0xf7, 0x00, 0, 0, 1, 0], 0x1_0000) & ZF, 0);
+        assert_eq!(
+            after(&[0xf7, 0x00, 0, 0, 1, 0], 0xfffe_ffff) & (ZF | CF | OF),
+            ZF
+        );
+        // test %ah,(%rax) uses bits 15:8 of RAX (0x77).
+        assert_eq!(after(&[0x84, 0x20], 0x88) & ZF, ZF);
+    }
+
     proptest! {
         /// Whatever the guest's code holds, decoding never panics and never claims more
         /// bytes than it was given or than an instruction may have.
@@ -666,6 +956,10 @@ mod tests {
                 Just(Vec::from([0x88u8])), Just(Vec::from([0x89])), Just(Vec::from([0x8a])),
                 Just(Vec::from([0x8b])), Just(Vec::from([0xc6])), Just(Vec::from([0xc7])),
                 Just(Vec::from([0x0f, 0xb6])), Just(Vec::from([0x0f, 0xb7])),
+                Just(Vec::from([0x38])), Just(Vec::from([0x39])), Just(Vec::from([0x3a])),
+                Just(Vec::from([0x3b])), Just(Vec::from([0x80])), Just(Vec::from([0x81])),
+                Just(Vec::from([0x83])), Just(Vec::from([0x84])), Just(Vec::from([0x85])),
+                Just(Vec::from([0xf6])), Just(Vec::from([0xf7])),
             ],
             rest in proptest::collection::vec(any::<u8>(), 0..12),
             value in any::<u64>(),
@@ -675,11 +969,13 @@ mod tests {
             let before = regs();
             prop_assert!(insn.store_value(&before) & !mask(insn.width) == 0);
             let mut after = before;
-            insn.complete_load(&mut after, value);
+            let mut rflags = 0x202;
+            insn.complete_read(&mut after, &mut rflags, value);
+            prop_assert_eq!(rflags & !ARITHMETIC_FLAGS, 0x202);
             for i in 0..16 {
                 let dest = match insn.kind {
                     Access::Load { reg, .. } => usize::from(reg) == i,
-                    Access::Store { .. } => false,
+                    Access::Store { .. } | Access::Compare { .. } => false,
                 };
                 if !dest {
                     prop_assert_eq!(after[i], before[i]);

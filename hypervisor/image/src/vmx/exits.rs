@@ -499,8 +499,9 @@ impl ExitHandler {
         r: &mut GuestRegs,
     ) -> Result<Action, VmxError> {
         let mut refusal = None;
-        let action = self.emulate_mmio(gpa, r, |rip, paging, file| {
-            let (len, refused) = linux_devices::ioapic_access(gpa, write, rip, paging, file)?;
+        let action = self.emulate_mmio(gpa, r, |rip, paging, file, rflags| {
+            let (len, refused) =
+                linux_devices::ioapic_access(gpa, write, rip, paging, file, rflags)?;
             refusal = refused;
             Ok(len)
         })?;
@@ -522,8 +523,8 @@ impl ExitHandler {
         write: bool,
         r: &mut GuestRegs,
     ) -> Result<Action, VmxError> {
-        let action = self.emulate_mmio(gpa, r, |rip, paging, file| {
-            linux_devices::absent_device_access(write, rip, paging, file)
+        let action = self.emulate_mmio(gpa, r, |rip, paging, file, rflags| {
+            linux_devices::absent_device_access(write, rip, paging, file, rflags)
         })?;
         if matches!(action, Action::Resume) {
             self.refused(
@@ -538,9 +539,9 @@ impl ExitHandler {
         Ok(action)
     }
 
-    /// Runs `emulate` on the guest's instruction (at its RIP, with its paging state and its
-    /// register file in decoding order), then steps over it; an instruction that cannot be
-    /// emulated stops the guest.
+    /// Runs `emulate` on the guest's instruction (at its RIP, with its paging state, its
+    /// register file in decoding order and its RFLAGS), then steps over it; an instruction
+    /// that cannot be emulated stops the guest.
     fn emulate_mmio(
         &mut self,
         gpa: u64,
@@ -549,6 +550,7 @@ impl ExitHandler {
             u64,
             &hv_core::memory::guest_paging::PagingState,
             &mut [u64; 16],
+            &mut u64,
         ) -> Result<u8, linux_devices::MmioError>,
     ) -> Result<Action, VmxError> {
         let paging = hv_core::memory::guest_paging::PagingState {
@@ -576,8 +578,13 @@ impl ExitHandler {
             r.r14,
             r.r15,
         ];
-        match emulate(rip, &paging, &mut file) {
+        let rflags = vmcs::read(guest::RFLAGS)?;
+        let mut new_rflags = rflags;
+        match emulate(rip, &paging, &mut file, &mut new_rflags) {
             Ok(len) => {
+                if new_rflags != rflags {
+                    vmcs::write(guest::RFLAGS, new_rflags)?;
+                }
                 [
                     r.rax,
                     r.rcx,
