@@ -140,8 +140,9 @@ pub fn plan(
             break;
         }
     }
-    PORTS.call_once(|| Mutex::new(RtPorts::new(rt.pci_devices())));
-    Ok(FUNCTIONS.call_once(|| described).as_slice())
+    let functions = FUNCTIONS.call_once(|| described).as_slice();
+    PORTS.call_once(|| Mutex::new(RtPorts::new(functions)));
+    Ok(functions)
 }
 
 /// An RT CPU's `IN` or `OUT` that exited (see `hv_core::devices::rt_pci::RtPorts`).

@@ -4,10 +4,13 @@
 //! addresses a driver gives its device for DMA.
 //!
 //! A driver may read its function's configuration space ([`config_read`]: capabilities, a
-//! device-specific register) and write its command register ([`set_command`]); under the
-//! hypervisor each access is a VM exit, which the hypervisor allows for the partition's own
-//! functions only (reads, and the command register's decoding, bus-master, INTx-disable and
-//! error-reporting bits): do it in the application's `init`, never in steady state. Booted
+//! device-specific register), write its command register ([`set_command`]) and write what
+//! it configures ([`config_write`]); under the hypervisor each access is a VM exit, which the
+//! hypervisor allows for the partition's own functions only (reads; the command register's
+//! decoding, bus-master, INTx-disable and error-reporting bits; the status register, cache
+//! line size, latency timer and interrupt line; the capabilities and device-specific
+//! registers but MSI's and MSI-X's; never the BARs, which it placed and mapped): do it in the
+//! application's `init`, never in steady state. Booted
 //! bare (to measure the same drivers without the hypervisor), the kernel describes the
 //! functions its command line names itself (`pci=BB:DD.F,...`, [`describe_bare`]), the way
 //! the hypervisor would: identity, BARs (sized with decoding off), the `lines=` line its INTx
@@ -68,6 +71,14 @@ pub fn config_read(function: &PciFunctionInfo, offset: u8) -> u32 {
 /// parity and SERR reporting and INTx disable.
 pub fn set_command(function: &PciFunctionInfo, command: u16) {
     Config(function.bdf).write(0x04, u32::from(command));
+}
+
+/// Writes the configuration dword at `offset` (rounded down to a multiple of 4) of
+/// `function`: a capability's control register, a device-specific register. Under the
+/// hypervisor a VM exit, refused (and logged there) for a register a driver may not write
+/// (the module comment lists them); bare, the kernel owns the machine and writes it.
+pub fn config_write(function: &PciFunctionInfo, offset: u8, value: u32) {
+    Config(function.bdf).write(offset, value);
 }
 
 /// Why `pci=` could not be followed (bare mode).
@@ -208,7 +219,8 @@ impl Config {
     fn write(&self, offset: u8, value: u32) {
         self.select(offset);
         // SAFETY: as in `select`; the writes are the BAR sizing (with decoding off, each
-        // value restored) and the command register.
+        // value restored), the command register and what a driver configures through
+        // `config_write` (never a BAR).
         unsafe { port::outl(0xcfc, value) }
     }
 }

@@ -98,9 +98,9 @@ const BRIDGE_WINDOW_REGISTERS: [u8; 6] = [
 const IO_DECODE: u32 = 1 << 0;
 const MEMORY_DECODE: u32 = 1 << 1;
 /// Status register bit: the capability list exists.
-const HAS_CAPABILITIES: u32 = 1 << 20;
+pub(crate) const HAS_CAPABILITIES: u32 = 1 << 20;
 /// The MSI capability's ID.
-const MSI_CAPABILITY: u32 = 0x05;
+pub(crate) const MSI_CAPABILITY: u32 = 0x05;
 /// MSI message control: enable (bit 16 of the capability's first dword), 64-bit addresses
 /// (bit 23).
 const MSI_ENABLE: u32 = 1 << 16;
@@ -820,17 +820,24 @@ fn probe_rom(space: &mut impl ConfigSpace, register: u8) -> Option<Bar> {
 
 /// The MSI capability, walking at most 48 entries of the list.
 fn find_msi(space: &mut impl ConfigSpace) -> Option<Msi> {
+    find_capability(space, MSI_CAPABILITY).map(|(at, header)| Msi {
+        capability: at,
+        is_64: header & MSI_64BIT != 0,
+    })
+}
+
+/// The first capability with ID `id` in the function's list (whose status bit the caller
+/// checked): its offset and its first dword. The walk is bounded (48 entries fill the 192
+/// bytes after the header), so a list that loops ends.
+pub(crate) fn find_capability(space: &mut impl ConfigSpace, id: u32) -> Option<(u8, u32)> {
     let mut at = (space.read(reg::CAPABILITIES) & 0xfc) as u8;
     for _ in 0..48 {
         if at < 0x40 {
             return None;
         }
         let header = space.read(at);
-        if header & 0xff == MSI_CAPABILITY {
-            return Some(Msi {
-                capability: at,
-                is_64: header & MSI_64BIT != 0,
-            });
+        if header & 0xff == id {
+            return Some((at, header));
         }
         at = ((header >> 8) & 0xfc) as u8;
     }

@@ -28,16 +28,20 @@
 //!
 //! An RT CPU's port accesses that exit (its I/O bitmap passes its own ports) are [`RtPorts`]'
 //! to decide, never Linux's view: configuration mechanism #1 through a latch of the RT
-//! partition's own reaches its own functions only, to read any register and to write the
-//! command register's decoding, bus-master, INTx-disable and error-reporting bits and the
-//! status register (whose bits clear on write): a driver's start-up (capabilities, a device
-//! that must be told to decode again) costs exits then, never in steady state. Every other
-//! port reads all ones and drops writes.
+//! partition's own reaches its own functions only, to read any register and to write what a
+//! driver configures ([`rt_write_allowed`]): the command register's decoding, bus-master,
+//! INTx-disable and error-reporting bits, the status register (whose bits clear on write),
+//! the cache line size, latency timer and interrupt line, and the capabilities and
+//! device-specific registers (power management, PCI Express device control, a vendor's
+//! registers) except the MSI and MSI-X capabilities. Never the BARs and the expansion ROM,
+//! which stay where the hypervisor checked and mapped them, nor the read-only identity
+//! registers, nor a BIST start. A driver's start-up costs exits then, never steady state.
+//! Every other port reads all ones and drops writes.
 //!
 //! Not handled: bridges (refused: their windows would have to be guarded too), MSI and MSI-X
-//! (the emulated machines have no device with them; the RT kernel would program them through
-//! the hypervisor), the INTx routing of chipsets whose PIRQs reach IOAPIC pins above 15 (see
-//! above), and DMA:
+//! (the RT kernel's device lines are IOAPIC pins; the emulated machines have no device with
+//! message interrupts to prove them on: their capabilities are found at boot and kept off),
+//! the INTx routing of chipsets whose PIRQs reach IOAPIC pins above 15 (see above), and DMA:
 //! without an IOMMU a bus-mastering device reaches all memory. Written by hand: no crate knows
 //! which partition owns what.
 
@@ -46,7 +50,9 @@ use core::fmt;
 use bulkhead_abi::rt_boot::{BAR_IO, BAR_MEMORY, NO_LINE, PciBar, PciFunctionInfo};
 use bulkhead_config::{PciBdf, Region};
 
-use super::pci_owned::{BarKind, ConfigSpace, OwnedFunction, reg};
+use super::pci_owned::{
+    BarKind, ConfigSpace, HAS_CAPABILITIES, MSI_CAPABILITY, OwnedFunction, find_capability, reg,
+};
 use super::rt_lines::Line;
 
 /// Command register bits: I/O and memory decoding, bus mastering, INTx disable.
@@ -84,9 +90,39 @@ pub struct Described {
     pub irq: Option<u8>,
     /// The command register value that turns its decoding and bus mastering on.
     pub command: u32,
+    /// Its MSI and MSI-X capabilities' registers (offset, bytes), which RT drivers may not
+    /// write ([`rt_write_allowed`]).
+    pub message_capabilities: [Option<(u8, u8)>; 2],
+}
+
+/// The MSI-X capability's ID.
+const MSIX_CAPABILITY: u32 = 0x11;
+
+/// The registers of the message-interrupt capabilities of a function with a capability
+/// list: MSI (10 bytes, 4 more with 64-bit addresses, 10 more with per-vector masking) and
+/// MSI-X (12 bytes).
+fn message_capabilities(space: &mut impl ConfigSpace) -> [Option<(u8, u8)>; 2] {
+    if space.read(reg::COMMAND) & HAS_CAPABILITIES == 0 {
+        return [None; 2];
+    }
+    let msi = find_capability(space, MSI_CAPABILITY).map(|(at, header)| {
+        let control = header >> 16;
+        let len = 10
+            + if control & (1 << 7) != 0 { 4 } else { 0 }
+            + if control & (1 << 8) != 0 { 10 } else { 0 };
+        (at, len)
+    });
+    let msix = find_capability(space, MSIX_CAPABILITY).map(|(at, _)| (at, 12));
+    [msi, msix]
 }
 
 impl Described {
+    /// Its address.
+    pub fn bdf(&self) -> Option<PciBdf> {
+        let bdf = self.info.bdf;
+        PciBdf::new((bdf >> 8) as u8, ((bdf >> 3) & 0x1f) as u8, (bdf & 7) as u8)
+    }
+
     /// Its memory BARs, as regions.
     pub fn memory_windows(&self) -> impl Iterator<Item = Region> + '_ {
         (0..6)
@@ -337,6 +373,7 @@ pub fn describe(
         info,
         irq: routed.then_some(irq),
         command,
+        message_capabilities: message_capabilities(space),
     })
 }
 
@@ -360,8 +397,7 @@ pub enum RtPortOutcome {
     /// selected: all ones.
     Absent(u32),
     /// A configuration write that does not reach the hardware (another function, no
-    /// function selected, a register other than command and status, or command bits that
-    /// are not the partition's to set).
+    /// function selected, or a register an RT driver may not write: [`rt_write_allowed`]).
     RefusedConfigWrite { bdf: Option<PciBdf>, offset: u8 },
     /// A port the partition does not own: reads all ones, writes dropped.
     Unowned,
@@ -375,14 +411,14 @@ const RT_COMMAND_BITS: u32 = 0b0000_0101_0101_0111;
 /// The RT partition's view of the ports that exit (see the module comment).
 #[derive(Debug, Clone)]
 pub struct RtPorts<'a> {
-    functions: &'a [PciBdf],
+    functions: &'a [Described],
     /// The partition's virtual 0xCF8.
     address: u32,
 }
 
 impl<'a> RtPorts<'a> {
     /// The view of a partition owning `functions`.
-    pub fn new(functions: &'a [PciBdf]) -> Self {
+    pub fn new(functions: &'a [Described]) -> Self {
         Self {
             functions,
             address: 0,
@@ -410,11 +446,13 @@ impl<'a> RtPorts<'a> {
             return RtPortOutcome::Unowned;
         }
         let (bdf, offset) = latched(self.address, byte as u8);
-        let own = bdf.filter(|b| self.functions.contains(b));
-        match (own, write) {
-            (Some(bdf), None) => RtPortOutcome::ConfigRead { bdf, offset, width },
+        let own = bdf.and_then(|b| self.functions.iter().find(|f| f.bdf() == Some(b)));
+        match (own.zip(bdf), write) {
+            (Some((_, bdf)), None) => RtPortOutcome::ConfigRead { bdf, offset, width },
             (None, None) => RtPortOutcome::Absent(ones(width)),
-            (Some(bdf), Some(value)) if command_write_allowed(offset, value) => {
+            (Some((function, bdf)), Some(value))
+                if rt_write_allowed(function, offset, width, value) =>
+            {
                 RtPortOutcome::ConfigWrite {
                     bdf,
                     offset,
@@ -427,15 +465,35 @@ impl<'a> RtPorts<'a> {
     }
 }
 
-/// Whether writing `value` at `offset` touches only the command register's bits an RT driver
-/// may set and the status register.
-fn command_write_allowed(offset: u8, value: u32) -> bool {
-    if offset & 0xfc != reg::COMMAND {
-        return false;
+/// BIST's start bit (bit 6 of the byte at 0x0f, bit 30 of its dword).
+const BIST_START: u32 = 1 << 30;
+
+/// Whether an RT driver may write `value` (`width` bytes at `offset`, within one dword) to
+/// its own `function`: the command register's [`RT_COMMAND_BITS`] and the status register;
+/// the cache line size and latency timer (not a BIST start; the header type is read-only);
+/// the interrupt line (the pin and the rest of that dword are read-only); and the
+/// capabilities and device-specific registers from 0x40 on, but for the MSI and MSI-X
+/// capabilities. Nothing else: the identity, class and subsystem registers, the BARs, the
+/// expansion ROM and the capability pointer.
+pub fn rt_write_allowed(function: &Described, offset: u8, width: u8, value: u32) -> bool {
+    // The value as it lands in its dword, and the bytes of the dword it covers.
+    let shift = 8 * u32::from(offset & 3);
+    let dword = value << shift;
+    let covered = (u32::MAX >> (32 - 8 * u32::from(width.clamp(1, 4)))) << shift;
+    match offset & 0xfc {
+        reg::COMMAND => dword & covered & 0xffff & !RT_COMMAND_BITS == 0,
+        reg::HEADER => dword & covered & BIST_START == 0,
+        INTERRUPT => true,
+        0x40.. => {
+            let (start, end) = (u16::from(offset), u16::from(offset) + u16::from(width));
+            function
+                .message_capabilities
+                .iter()
+                .flatten()
+                .all(|&(at, len)| end <= u16::from(at) || start >= u16::from(at) + u16::from(len))
+        }
+        _ => false,
     }
-    // The value as it lands in the dword: command in bits 15:0, status in 31:16.
-    let dword = value << (8 * u32::from(offset & 3));
-    dword & 0xffff & !RT_COMMAND_BITS == 0
 }
 
 /// Turns the function's decoding and bus mastering on (after [`describe`]).
@@ -695,11 +753,84 @@ mod tests {
         }
     }
 
+    /// The NIC with a capability list: MSI at 0x50 (64-bit addresses, 14 bytes) and MSI-X
+    /// at 0x70, a power-management capability at 0x60 between them.
+    fn nic_with_message_interrupts() -> Device {
+        let mut d = nic();
+        d.dwords[1] |= HAS_CAPABILITIES;
+        d.dwords[0x34 / 4] = 0x50;
+        d.dwords[0x50 / 4] = 0x0080_6005;
+        d.dwords[0x60 / 4] = 0x0002_7001;
+        d.dwords[0x70 / 4] = 0x0000_0011;
+        d
+    }
+
+    fn described(device: &mut Device) -> Described {
+        with(&[line(11, true)], &[], |s| {
+            describe(0, bdf(), None, device, &s)
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn message_interrupt_capabilities_are_found() {
+        assert_eq!(
+            described(&mut nic_with_message_interrupts()).message_capabilities,
+            [Some((0x50, 14)), Some((0x70, 12))]
+        );
+        assert_eq!(described(&mut nic()).message_capabilities, [None, None]);
+        // A list that loops ends; a pointer into the header ends it.
+        let mut looping = nic_with_message_interrupts();
+        looping.dwords[0x50 / 4] = 0x0080_5009;
+        assert_eq!(described(&mut looping).message_capabilities, [None, None]);
+        let mut short = nic_with_message_interrupts();
+        short.dwords[0x34 / 4] = 0x20;
+        assert_eq!(described(&mut short).message_capabilities, [None, None]);
+    }
+
+    #[test]
+    fn an_rt_driver_configures_its_function_but_not_its_bars_or_message_interrupts() {
+        let f = described(&mut nic_with_message_interrupts());
+        let allowed =
+            |offset: u8, width: u8, value: u32| rt_write_allowed(&f, offset, width, value);
+        // Command (its bits only) and status.
+        assert!(allowed(0x04, 4, 0xffff_0407));
+        assert!(!allowed(0x04, 2, 0x0008));
+        // Cache line size and latency timer; a BIST start is not a driver's.
+        assert!(allowed(0x0c, 1, 0x10));
+        assert!(allowed(0x0d, 1, 0x40));
+        assert!(allowed(0x0c, 4, 0x0000_4010));
+        assert!(!allowed(0x0f, 1, 0x40));
+        assert!(!allowed(0x0c, 4, 0x4000_4010));
+        // The interrupt line.
+        assert!(allowed(0x3c, 1, 0x0b));
+        // The power-management capability and device-specific registers.
+        assert!(allowed(0x64, 2, 0x0003));
+        assert!(allowed(0x7c, 4, 0x1234_5678));
+        assert!(allowed(0xfc, 4, 0));
+        // MSI (0x50..0x5e) and MSI-X (0x70..0x7c): not a byte of them.
+        for (offset, width) in [
+            (0x50, 4),
+            (0x52, 2),
+            (0x54, 4),
+            (0x5c, 2),
+            (0x70, 4),
+            (0x78, 4),
+        ] {
+            assert!(!allowed(offset, width, 0), "{offset:#x}");
+        }
+        assert!(allowed(0x5e, 2, 0), "just past MSI");
+        // Identity, BARs, subsystem, ROM, capability pointer: never.
+        for offset in [0x00, 0x08, 0x10, 0x14, 0x24, 0x2c, 0x30, 0x34] {
+            assert!(!allowed(offset, 4, 0), "{offset:#x}");
+        }
+    }
+
     #[test]
     fn an_rt_cpu_reaches_the_configuration_of_its_own_functions_only() {
         let nic = bdf();
         let other = PciBdf::new(0, 1, 1).unwrap();
-        let own = [nic];
+        let own = [described(&mut nic_with_message_interrupts())];
         let mut ports = RtPorts::new(&own);
         let select = |ports: &mut RtPorts<'_>, f: PciBdf, register: u32| {
             let address = 0x8000_0000
@@ -734,12 +865,32 @@ mod tests {
                 "{port:#x} {value:#x}"
             );
         }
-        // Special cycles (bit 3) and anything but command and status: refused.
+        // Special cycles (bit 3): refused.
         assert_eq!(
             ports.access(0xcfc, 2, Some(0x0008)),
             RtPortOutcome::RefusedConfigWrite {
                 bdf: Some(nic),
                 offset: 4
+            }
+        );
+        // The interrupt line, and the power-management capability: written.
+        select(&mut ports, nic, 0x3c);
+        assert!(matches!(
+            ports.access(0xcfc, 1, Some(0x0b)),
+            RtPortOutcome::ConfigWrite { offset: 0x3c, .. }
+        ));
+        select(&mut ports, nic, 0x64);
+        assert!(matches!(
+            ports.access(0xcfc, 2, Some(0x0003)),
+            RtPortOutcome::ConfigWrite { offset: 0x64, .. }
+        ));
+        // MSI's message control: refused.
+        select(&mut ports, nic, 0x50);
+        assert_eq!(
+            ports.access(0xcfe, 2, Some(0x0081)),
+            RtPortOutcome::RefusedConfigWrite {
+                bdf: Some(nic),
+                offset: 0x52
             }
         );
         select(&mut ports, nic, 0x10);

@@ -246,6 +246,25 @@ fn init(context: &Context<'static>) -> Result<(), Error> {
         );
         return Err(Error::InvalidArgument);
     }
+    // A bus master's latency timer below 16 clocks is raised to 64, as PCI bus masters are
+    // set up (the hypervisor lets a driver write it; a device without one reads 0 again).
+    let header = pci::config_read(function, 0x0c);
+    let latency = (header >> 8) & 0xff;
+    if latency < 16 {
+        pci::config_write(function, 0x0c, (header & 0x00ff_00ff) | 64 << 8);
+        let now = (pci::config_read(function, 0x0c) >> 8) & 0xff;
+        if now == 64 {
+            println!(
+                "nic: {}: latency timer raised from {latency} to 64 clocks",
+                function.address()
+            );
+        } else {
+            println!(
+                "nic: {}: latency timer {latency}: wrote 64, the device keeps {now} (it has none)",
+                function.address()
+            );
+        }
+    }
     // The task runs on CPU 0 (`Cpu::First`).
     let Some(attached) = irq::attach_gsi(APP.name, line.gsi(), 0)? else {
         return Ok(());
