@@ -107,6 +107,7 @@ enum KernelOp {
     SetPriority(usize, u8),
     Sleep(u8, u64),
     ExpireTimers(u8),
+    TimerInterrupt(u8),
 }
 
 fn kernel_op() -> impl Strategy<Value = KernelOp> {
@@ -120,7 +121,8 @@ fn kernel_op() -> impl Strategy<Value = KernelOp> {
         1 => (0..14usize).prop_map(KernelOp::Resume),
         2 => (0..14usize, 0..8u8).prop_map(|(t, p)| KernelOp::SetPriority(t, p)),
         1 => (core.clone(), 1..20u64).prop_map(|(c, d)| KernelOp::Sleep(c, d)),
-        1 => core.prop_map(KernelOp::ExpireTimers),
+        1 => core.clone().prop_map(KernelOp::ExpireTimers),
+        3 => core.prop_map(KernelOp::TimerInterrupt),
     ]
 }
 
@@ -194,6 +196,18 @@ proptest! {
                 }
                 KernelOp::ExpireTimers(c) => {
                     let resched = kernel.expire_timers(core(c), now).unwrap();
+                    reschedule(&mut kernel, resched, now);
+                }
+                KernelOp::TimerInterrupt(c) => {
+                    // The one call decides exactly as expiring and ticking one after the
+                    // other does, down to every task's statistics and the queues' links.
+                    let mut two_calls = kernel.clone();
+                    let resched = two_calls.expire_timers(core(c), now).unwrap();
+                    let switch = two_calls.tick(core(c), now).unwrap();
+                    let (one_resched, one_switch) = kernel.timer_interrupt(core(c), now).unwrap();
+                    prop_assert_eq!(one_switch, switch);
+                    prop_assert_eq!(one_resched, resched);
+                    prop_assert_eq!(format!("{kernel:?}"), format!("{two_calls:?}"));
                     reschedule(&mut kernel, resched, now);
                 }
             }

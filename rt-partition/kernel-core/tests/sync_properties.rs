@@ -3,6 +3,7 @@
 
 mod common;
 
+use bulkhead_rt_core::clock::Sleep;
 use bulkhead_rt_core::sync::{Acquire, Mutex, ReceiveOutcome, SendOutcome};
 use bulkhead_rt_core::{
     BlockReason, Error, Kernel, Priority, Resched, TaskId, TaskState, Timeout, WakeReason,
@@ -220,6 +221,10 @@ enum MutexOp {
         task: usize,
         level: u8,
     },
+    Sleep {
+        core: u8,
+        for_ns: u64,
+    },
 }
 
 fn mutex_op() -> impl Strategy<Value = MutexOp> {
@@ -229,13 +234,15 @@ fn mutex_op() -> impl Strategy<Value = MutexOp> {
         4 => (0..3u8, 0..4usize).prop_map(|(core, mutex)| MutexOp::Unlock { core, mutex }),
         2 => (1..20u64).prop_map(|by| MutexOp::Advance { by }),
         1 => (0..9usize, 0..10u8).prop_map(|(task, level)| MutexOp::SetPriority { task, level }),
+        2 => (0..3u8, 1..40u64).prop_map(|(core, for_ns)| MutexOp::Sleep { core, for_ns }),
     ]
 }
 
 proptest! {
-    /// Under random locking, unlocking, timeouts and priority changes by several tasks per
-    /// core, inheritance stays consistent, every core runs its most urgent task, and a
-    /// mutex is only ever owned by a task that is not waiting for it.
+    /// Under random locking, unlocking, timeouts, sleeps and priority changes by several
+    /// tasks per core, inheritance stays consistent, every core runs its most urgent task, and
+    /// a mutex is only ever owned by a task that is not waiting for it. Each core's timer
+    /// interrupt decides as expiring and ticking one after the other does.
     #[test]
     fn random_mutex_traffic_keeps_invariants(
         levels in proptest::collection::vec((0..3u8, 0..10u8), 1..10),
@@ -272,7 +279,17 @@ proptest! {
                 MutexOp::Advance { by } => {
                     now += by;
                     for c in 0..3 {
-                        let resched = kernel.expire_timers(core(c), now).unwrap();
+                        let mut two_calls = kernel.clone();
+                        let resched = two_calls.expire_timers(core(c), now).unwrap();
+                        let switch = two_calls.tick(core(c), now).unwrap();
+                        let one_call = kernel.timer_interrupt(core(c), now).unwrap();
+                        prop_assert_eq!(one_call, (resched, switch));
+                        prop_assert_eq!(format!("{kernel:?}"), format!("{two_calls:?}"));
+                        reschedule(&mut kernel, resched, now);
+                    }
+                }
+                MutexOp::Sleep { core: c, for_ns } => {
+                    if let Ok(Sleep::Asleep(resched)) = kernel.sleep_for(core(c), for_ns, now) {
                         reschedule(&mut kernel, resched, now);
                     }
                 }

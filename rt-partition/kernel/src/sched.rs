@@ -584,9 +584,11 @@ extern "C" fn irq_handler(vector: u64) {
                 // the timer was armed again, later: then the later expiry comes as one
                 // timer interrupt that finds nothing due, not as a missed event.)
                 ARMED_NS[core].store(DISARMED, Ordering::Relaxed);
-                let _ = state.kernel.expire_timers(LOCAL, now);
-                // `tick` decides for this core after the expiries.
-                let switch = state.kernel.tick(LOCAL, now).unwrap_or(Switch::Stay);
+                // The expiries and the decision; a core's kernel names no other core.
+                let switch = state
+                    .kernel
+                    .timer_interrupt(LOCAL, now)
+                    .map_or(Switch::Stay, |(_, switch)| switch);
                 finish(&mut state, core, now, Resched::NONE, switch)
             }
             RESCHED_VECTOR => {
