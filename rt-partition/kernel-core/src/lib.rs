@@ -24,8 +24,9 @@
 //!   and sends a rescheduling IPI to the others.
 //! - **Tickless.** There is no periodic tick: after every kernel entry the arch layer programs
 //!   the core's one-shot timer for [`Kernel::next_event`] (the earliest timer deadline or
-//!   round-robin slice end) and calls [`Kernel::expire_timers`] and [`Kernel::tick`] when it
-//!   fires.
+//!   round-robin slice end) and calls [`Kernel::timer_interrupt`] when it fires (the same as
+//!   [`Kernel::expire_timers`] then [`Kernel::tick`], without queueing the task it switches
+//!   to).
 //! - **One kernel per core.** A [`Kernel`] is a plain value mutated through `&mut`. The RT
 //!   image keeps one per core (a one-core `Kernel<TASKS, 1>`, beside the objects that core's
 //!   tasks wait on), and only that core touches it, with interrupts off; what one core asks of
