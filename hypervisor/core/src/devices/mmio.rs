@@ -98,6 +98,20 @@ pub enum Source {
     Imm(u64),
 }
 
+impl Source {
+    /// Its value (not yet cut to the access's width): the register's, shifted down for
+    /// AH..BH, or the immediate.
+    fn value(self, regs: &[u64; 16]) -> u64 {
+        match self {
+            Source::Reg { reg, high_byte } => {
+                let r = regs[usize::from(reg & 0xf)];
+                if high_byte { r >> 8 } else { r }
+            }
+            Source::Imm(imm) => imm,
+        }
+    }
+}
+
 /// The opcode of an instruction that was refused, for the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Opcode {
@@ -491,15 +505,7 @@ impl MmioInsn {
     /// The value a store writes to memory, `width` bytes in the low bits; 0 for a load.
     pub fn store_value(&self, regs: &[u64; 16]) -> u64 {
         let value = match self.kind {
-            Access::Store {
-                src: Source::Reg { reg, high_byte },
-            } => {
-                let r = regs[usize::from(reg & 0xf)];
-                if high_byte { r >> 8 } else { r }
-            }
-            Access::Store {
-                src: Source::Imm(imm),
-            } => imm,
+            Access::Store { src } => src.value(regs),
             Access::Load { .. } | Access::Compare { .. } => 0,
         };
         value & mask(self.width)
@@ -516,13 +522,7 @@ impl MmioInsn {
                 with,
                 memory_second,
             } => {
-                let other = match with {
-                    Source::Reg { reg, high_byte } => {
-                        let r = regs[usize::from(reg & 0xf)];
-                        if high_byte { r >> 8 } else { r }
-                    }
-                    Source::Imm(imm) => imm,
-                };
+                let other = with.value(regs);
                 let (a, b) = if memory_second {
                     (other, value)
                 } else {
