@@ -491,11 +491,7 @@ impl<const TASKS: usize, const CORES: usize> Kernel<TASKS, CORES> {
             return None;
         }
         // What make_ready does, but the queueing.
-        let t = &mut self.tasks[task.index()];
-        t.state = TaskState::Ready;
-        t.wake_reason = Some(WakeReason::Timeout);
-        t.ready_since_ns = Some(deadline);
-        t.stats.wakeups = t.stats.wakeups.wrapping_add(1);
+        self.mark_ready(task, deadline, WakeReason::Timeout);
         // What tick and the decision do with the running task: its slice, its preemption.
         self.end_slice_if_over(c, now_ns);
         let cur = &self.tasks[current.index()];
@@ -684,17 +680,26 @@ impl<const TASKS: usize, const CORES: usize> Kernel<TASKS, CORES> {
         if let Some(handle) = t.timer.take() {
             self.cores[t.core.index()].timers.cancel(handle);
         }
-        t.state = TaskState::Ready;
-        t.wake_reason = Some(reason);
-        t.ready_since_ns = Some(ready_since_ns);
-        // (A 64-bit count of events does not wrap in any machine's lifetime.)
-        t.stats.wakeups = t.stats.wakeups.wrapping_add(1);
+        self.mark_ready(task, ready_since_ns, reason);
+        let t = &self.tasks[task.index()];
         let (core, priority) = (t.core, t.effective_priority);
         // Blocked or sleeping until now, so not queued.
         self.cores[core.index()]
             .run_queue
             .push_back_unqueued(task, priority);
         self.preempt_check(core, priority)
+    }
+
+    /// What every wake-up records of its task (whose timer is gone): ready, why, since when
+    /// its wake-up latency counts, one more wake-up. Queueing it is the caller's.
+    #[inline(always)]
+    fn mark_ready(&mut self, task: TaskId, ready_since_ns: u64, reason: WakeReason) {
+        let t = &mut self.tasks[task.index()];
+        t.state = TaskState::Ready;
+        t.wake_reason = Some(reason);
+        t.ready_since_ns = Some(ready_since_ns);
+        // (A 64-bit count of events does not wrap in any machine's lifetime.)
+        t.stats.wakeups = t.stats.wakeups.wrapping_add(1);
     }
 
     /// Gives `task` a new effective priority, moving it in its run queue if it is ready, and
