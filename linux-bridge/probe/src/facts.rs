@@ -640,26 +640,7 @@ pub fn parse_cpuinfo(text: &str) -> Result<(Vec<Cpu>, BTreeSet<String>), String>
 /// several, Linux numbers IOAPIC IRQs from 16 on by GSI, so the IRQ is the GSI.
 pub fn parse_interrupts(text: &str, madt: &Madt) -> Result<Vec<IoApicLine>, String> {
     let mut lines = Vec::new();
-    let mut rows = text.lines();
-    let cpus = rows
-        .next()
-        .ok_or("empty")?
-        .split_whitespace()
-        .filter(|w| w.starts_with("CPU"))
-        .count();
-    for row in rows {
-        let mut words = row.split_whitespace();
-        let Some(irq) = words.next().and_then(|w| w.strip_suffix(':')) else {
-            continue;
-        };
-        let Ok(irq) = irq.parse::<u32>() else {
-            // NMI, LOC, ... rows.
-            continue;
-        };
-        let rest: Vec<&str> = words.skip(cpus).collect();
-        let Some((chip, detail)) = rest.split_first() else {
-            continue;
-        };
+    for (irq, chip, detail) in interrupt_rows(text)? {
         if !chip.ends_with("IO-APIC") {
             continue;
         }
@@ -692,19 +673,35 @@ pub fn parse_interrupts(text: &str, madt: &Madt) -> Result<Vec<IoApicLine>, Stri
 }
 
 /// `/proc/interrupts`: the IRQs whose chip is message-signalled (`PCI-MSI`, `IR-PCI-MSI`,
-/// `PCI-MSIX-...`): no IOAPIC pin.
+/// `PCI-MSIX-...`): no IOAPIC pin. None for a file without its header.
 pub fn message_signalled_irqs(text: &str) -> BTreeSet<u32> {
-    text.lines()
-        .skip(1)
-        .filter_map(|row| {
-            let mut words = row.split_whitespace();
-            let irq = words.next()?.strip_suffix(':')?.parse::<u32>().ok()?;
-            words
-                .find(|w| w.parse::<u64>().is_err())
-                .filter(|chip| chip.contains("MSI"))
-                .map(|_| irq)
+    interrupt_rows(text)
+        .map(|rows| {
+            rows.filter(|(_, chip, _)| chip.contains("MSI"))
+                .map(|(irq, _, _)| irq)
+                .collect()
         })
-        .collect()
+        .unwrap_or_default()
+}
+
+/// `/proc/interrupts`' numbered rows: the IRQ, its chip, and the words after the chip (the
+/// per-CPU counts skipped, one for each CPU the header names). The rows without a number
+/// (NMI, LOC, ...) and without a chip are left out.
+fn interrupt_rows(text: &str) -> Result<impl Iterator<Item = (u32, &str, Vec<&str>)>, String> {
+    let mut rows = text.lines();
+    let cpus = rows
+        .next()
+        .ok_or("empty")?
+        .split_whitespace()
+        .filter(|w| w.starts_with("CPU"))
+        .count();
+    Ok(rows.filter_map(move |row| {
+        let mut words = row.split_whitespace();
+        let irq = words.next()?.strip_suffix(':')?.parse::<u32>().ok()?;
+        let mut rest = words.skip(cpus);
+        let chip = rest.next()?;
+        Some((irq, chip, rest.collect()))
+    }))
 }
 
 /// `/proc/ioports`: `start-last : name`, nested by indentation.
