@@ -6,7 +6,10 @@
 //! [`DEVICE_FIRST`]) sit in a lower priority class than its own interrupts (the timer, the
 //! rescheduling IPI, the doorbell): a level-triggered line stays in service at the local APIC
 //! until its handler task has quieted the device, which holds off the other device lines of
-//! that CPU but never its timer or its IPIs.
+//! that CPU but never its timer or its IPIs. Linux's doorbell sits in a class of its own
+//! below the timer's and the rescheduling IPI's: pending together, the local APIC serves the
+//! higher class first, so an interrupt whose timing Linux decides never goes before an RT
+//! deadline or a wake-up from another RT CPU.
 
 /// The RT kernel's local APIC timer (TSC-deadline mode).
 pub const TIMER: u8 = 0xe0;
@@ -16,7 +19,7 @@ pub const RESCHEDULE: u8 = 0xe1;
 /// (hypercall `DOORBELL`), the hypervisor sends this fixed IPI to the RT partition's first CPU
 /// (CPU index 0), which then wakes the tasks waiting on channels. The IPI reaches the RT CPU
 /// directly: it takes no VM exit.
-pub const DOORBELL: u8 = 0xe2;
+pub const DOORBELL: u8 = 0xd0;
 /// The first RT device line's vector: the RT partition's `i`-th line (the `i`-th entry of
 /// its boot information's line table, an IOAPIC pin the config gives it) is delivered with
 /// vector `DEVICE_FIRST + i` to the RT CPU the line names, directly (no VM exit).
@@ -56,4 +59,6 @@ const _: () = {
     let lowest_kernel = if DOORBELL < lowest_kernel { DOORBELL } else { lowest_kernel };
     assert!(last_line >> 4 < (lowest_kernel >> 4) as usize);
     assert!(TIMER < SPURIOUS && RESCHEDULE < SPURIOUS && DOORBELL < SPURIOUS);
+    // The doorbell's class is below the timer's and the IPI's.
+    assert!(DOORBELL >> 4 < TIMER >> 4 && DOORBELL >> 4 < RESCHEDULE >> 4);
 };

@@ -99,6 +99,8 @@ type SimKernel = Kernel<16, CORES>;
 #[derive(Debug, Clone)]
 enum KernelOp {
     BlockCurrent(u8),
+    ParkUntil(u8, u32, u64),
+    WakeParked(usize, u32),
     Yield(u8),
     Tick(u8),
     Wake(usize),
@@ -114,6 +116,9 @@ fn kernel_op() -> impl Strategy<Value = KernelOp> {
     let core = 0..CORES as u8;
     prop_oneof![
         3 => core.clone().prop_map(KernelOp::BlockCurrent),
+        2 => (core.clone(), 0..2u32, 1..20u64)
+            .prop_map(|(c, tag, d)| KernelOp::ParkUntil(c, tag, d)),
+        2 => (0..14usize, 0..2u32).prop_map(|(t, tag)| KernelOp::WakeParked(t, tag)),
         1 => core.clone().prop_map(KernelOp::Yield),
         1 => core.clone().prop_map(KernelOp::Tick),
         4 => (0..14usize).prop_map(KernelOp::Wake),
@@ -161,6 +166,14 @@ proptest! {
             match op {
                 KernelOp::BlockCurrent(c) => {
                     let _ = kernel.block_current(core(c), 0, now);
+                }
+                KernelOp::ParkUntil(c, tag, duration) => {
+                    let _ = kernel.park_until(core(c), tag, now + duration, now);
+                }
+                KernelOp::WakeParked(t, tag) => {
+                    if let Ok(preempt) = kernel.wake_parked(pick(t), tag, now) {
+                        reschedule(&mut kernel, preempt.into(), now);
+                    }
                 }
                 KernelOp::Yield(c) => {
                     let _ = kernel.yield_current(core(c), now).unwrap();

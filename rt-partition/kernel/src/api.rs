@@ -87,7 +87,7 @@ pub fn spin_for(ns: u64) {
 /// is only remembered as pending, and its wait's timer was cancelled when it was made
 /// ready), so nothing is lost in between, and the section an interrupt ends in when it
 /// switches to a woken task is shorter by this read.
-fn wake_reason() -> Option<WakeReason> {
+pub(crate) fn wake_reason() -> Option<WakeReason> {
     sched::peek_own(|state, core| {
         state
             .kernel
@@ -324,26 +324,6 @@ pub fn event_wait(
     match outcome {
         Some(seen) => Ok(seen),
         None => blocked_outcome(),
-    }
-}
-
-/// [`event_set`] for an interrupt handler that already holds its core's state: returns what
-/// to reschedule. Flags of another CPU are set through the mailbox; a bad handle sets
-/// nothing.
-pub(crate) fn event_set_locked(
-    state: &mut State,
-    flags: EventFlagsHandle,
-    bits: u32,
-    now: u64,
-) -> Resched {
-    let Place { cpu: owner, index } = flags.0;
-    if owner != cpu() {
-        let _ = sched::send_request(owner, sched::Request::EventSet(index, bits));
-        return Resched::NONE;
-    }
-    match object(&mut state.event_flags, index) {
-        Ok(f) => state.kernel.event_flags_set(f, bits, now),
-        Err(_) => Resched::NONE,
     }
 }
 

@@ -11,15 +11,15 @@
 //! Waiting: on a channel with doorbell notification, a blocked task stores 1 in the channel's
 //! doorbell request word (in this partition's own RAM, where Linux cannot reach: the
 //! hypervisor interrupts this partition for Linux's doorbell only when it finds the word set),
-//! arms the ring's doorbell flag and sleeps on its CPU's doorbell event flags (one bit per
-//! channel). Linux, seeing the flag when it sends (or frees a slot), rings the `DOORBELL`
-//! hypercall; the hypervisor sends `DOORBELL_VECTOR` to this partition's first CPU without
-//! any VM exit here, and `on_doorbell` sets the bit of each channel whose request the
-//! hypervisor took in the flags of the CPU that asked (another CPU's through its mailbox), so
-//! that channel's sleeper re-checks its ring and nobody else wakes. The sleep also
-//! ends after [`DOORBELL_FALLBACK_NS`]: a doorbell the hypervisor coalesced (it limits each
-//! channel's rate) delays a wake-up, it never loses it. On a `poll` channel a blocked task
-//! sleeps [`POLL_NS`] between attempts.
+//! arms the ring's doorbell flag and parks, naming itself as the channel's waiter. Linux,
+//! seeing the flag when it sends (or frees a slot), rings the `DOORBELL` hypercall; the
+//! hypervisor takes the request (back to 0) and sends `DOORBELL_VECTOR` to this partition's
+//! first CPU without any VM exit here, and `on_doorbell` wakes the waiter of each channel
+//! whose request was taken, directly by its name (on another CPU through that CPU's mailbox):
+//! no search among waiters, and nobody else wakes. The park also ends after
+//! [`DOORBELL_FALLBACK_NS`]: a doorbell the hypervisor coalesced (it limits each channel's
+//! rate) delays a wake-up, it never loses it. On a `poll` channel a blocked task sleeps
+//! [`POLL_NS`] between attempts.
 //!
 //! Toward Linux: when a send (or a receive that frees a slot) finds Linux's doorbell flag
 //! armed on a doorbell channel, this side rings the same `DOORBELL` hypercall with the
@@ -48,12 +48,11 @@ use bulkhead_abi::hypercall::{Hypercall, Status};
 use bulkhead_abi::rt_boot::{ChannelInfo, DOORBELL_REQUESTS_GPA, MAX_CHANNELS};
 use bulkhead_ring::mq::{Attr, Receiver, Sender};
 use bulkhead_ring::{Armed, Notify, Producer, Ring, RingError, SharedRegion};
-use bulkhead_rt_core::sync::{FlagsCondition, FlagsMode};
-use bulkhead_rt_core::{Error, Resched};
+use bulkhead_rt_core::{Error, Resched, Switch, TaskId, WakeReason};
 use spin::Once;
 
-use crate::api::{self, EventFlagsHandle, Timeout};
-use crate::sched::State;
+use crate::api::{self, Timeout};
+use crate::sched::{self, Request, State};
 
 /// How long a task blocked on a `poll` channel sleeps between polls.
 pub const POLL_NS: u64 = 100_000;
@@ -62,10 +61,6 @@ pub const DOORBELL_FALLBACK_NS: u64 = 1_000_000;
 
 /// How often a task waiting for Linux to ask for a re-establishment looks.
 pub const REESTABLISH_POLL_NS: u64 = 10_000_000;
-
-/// Each CPU's doorbell event flags (its tasks wait on its own): bit `i` for channel `i`.
-static DOORBELL_FLAGS: [Once<EventFlagsHandle>; crate::MAX_CPUS] =
-    [const { Once::new() }; crate::MAX_CPUS];
 
 /// What a channel operation can fail with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,62 +129,98 @@ pub(crate) fn init(infos: &'static [ChannelInfo], under_hypervisor: bool) -> usi
     usable
 }
 
-/// Creates each of the `cpus` CPUs' doorbell event flags (init, after the scheduler is set
-/// up) when a channel takes doorbells.
-pub(crate) fn create_objects(cpus: usize) -> Result<(), Error> {
-    let infos = CHANNELS.get().copied().unwrap_or(&[]);
-    if infos
-        .iter()
-        .any(|c| c.notify() == Some(ChannelNotify::Doorbell))
-    {
-        for (cpu, slot) in DOORBELL_FLAGS.iter().enumerate().take(cpus) {
-            let flags = api::create_event_flags(cpu, 0)?;
-            slot.call_once(|| flags);
-        }
-    }
-    Ok(())
+/// Each channel's waiter for Linux's doorbell, as [`waiter_word`] names it (0: none): the
+/// task stores itself in the same kernel entry that parks it, and the doorbell interrupt
+/// takes the word (so one doorbell wakes at most once). A word left by a wait that ended
+/// otherwise (its deadline) names a task that is no longer parked on that channel: a
+/// doorbell for it then wakes nothing ([`Kernel::wake_parked`] checks the park's tag).
+///
+/// [`Kernel::wake_parked`]: bulkhead_rt_core::Kernel::wake_parked
+static WAITER: [AtomicU32; MAX_CHANNELS] = [const { AtomicU32::new(0) }; MAX_CHANNELS];
+
+/// The park tag of a wait for channel `index`'s doorbell (apart from the device lines' tags).
+const DOORBELL_PARK_TAG: u32 = 0x2_0000;
+
+fn park_tag(index: usize) -> u32 {
+    DOORBELL_PARK_TAG + index as u32
 }
 
-/// Which CPU asked for Linux's doorbell on each channel (its index + 1; 0: none), set by the
-/// asking task before it stores its request word. The doorbell interrupt says only that some
-/// request was taken; this and the words tell which.
-static ASKED_BY: [AtomicU32; MAX_CHANNELS] = [const { AtomicU32::new(0) }; MAX_CHANNELS];
+/// Names task `local` of CPU `cpu` in one nonzero word.
+fn waiter_word(cpu: usize, local: TaskId) -> u32 {
+    ((cpu as u32) << 16 | local.index() as u32) + 1
+}
 
-/// The doorbell interrupt (its core's state held): wakes the tasks waiting on the channels
-/// whose request the hypervisor took (their request word is back to 0), each on the CPU that
-/// asked (this one directly, another through its mailbox). A flood from Linux on one channel
-/// therefore wakes that channel's task only, never the others'.
+/// The CPU and the task a nonzero [`waiter_word`] names.
+fn waiter_of(word: u32) -> (usize, TaskId) {
+    let word = word - 1;
+    ((word >> 16) as usize, TaskId::new(word as u16))
+}
+
+/// The doorbell interrupt on CPU `cpu` (its state held): wakes the waiter of each channel
+/// whose request the hypervisor took (the request word is back to 0), by its name: on this
+/// CPU directly, on another through that CPU's mailbox. A flood from Linux on one channel
+/// therefore wakes that channel's task only, never the others', and costs no search.
 ///
 /// A request stored again between the hypervisor's take and this interrupt leaves its
-/// channel alone: the asking task checks its ring after storing the request, so whatever
-/// Linux sent before then is seen there. A request about to be stored (`ASKED_BY` set, the
-/// word not yet) reads as taken: one spurious wake-up, after which the task checks its ring
-/// and waits again.
-pub(crate) fn on_doorbell(state: &mut State, now: u64) -> Resched {
-    let mut rung = [0u32; crate::MAX_CPUS];
+/// channel alone: the waiting task looks at its ring after storing the request, so whatever
+/// Linux sent before then is seen there, and the take of the new request brings an interrupt
+/// of its own.
+pub(crate) fn on_doorbell(state: &mut State, cpu: usize, now: u64) -> Resched {
     let channels = CHANNELS.get().map_or(0, |c| c.len());
-    for (index, asked_by) in ASKED_BY.iter().enumerate().take(channels) {
-        let by = asked_by.load(Ordering::Acquire);
-        let taken = || doorbell_request(index).is_some_and(|w| w.load(Ordering::Acquire) == 0);
-        if by != 0
-            && taken()
-            && asked_by
-                .compare_exchange(by, 0, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-            && let Some(bits) = rung.get_mut(by as usize - 1)
-        {
-            *bits |= 1 << index;
-        }
-    }
     let mut resched = Resched::NONE;
-    for (cpu, &bits) in rung.iter().enumerate() {
-        if bits != 0
-            && let Some(flags) = DOORBELL_FLAGS[cpu].get()
+    for (index, waiter) in WAITER.iter().enumerate().take(channels) {
+        let word = waiter.load(Ordering::Acquire);
+        let taken = || doorbell_request(index).is_some_and(|w| w.load(Ordering::Acquire) == 0);
+        if word == 0
+            || !taken()
+            || waiter
+                .compare_exchange(word, 0, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
         {
-            resched.merge(api::event_set_locked(state, *flags, bits, now));
+            continue;
+        }
+        let (owner, task) = waiter_of(word);
+        if owner == cpu {
+            if let Ok(preempt) = state.kernel.wake_parked(task, park_tag(index), now) {
+                resched.merge(preempt.into());
+            }
+        } else {
+            // A full mailbox loses this wake-up, not the data: the park's deadline ends it.
+            let _ = sched::send_request(owner, Request::WakeParked(task, park_tag(index)));
         }
     }
     resched
+}
+
+/// Parks the calling task as channel `index`'s doorbell waiter until the doorbell or
+/// `deadline`; `Ok(true)` when the doorbell ended the park. `request` (the channel's request
+/// word) was stored before the ring's flag was armed: if the hypervisor took it since, a
+/// doorbell is here or on its way and the task does not park (`Ok(false)`). The waiter is
+/// named before the word is looked at, both in one kernel entry: a take after that look
+/// finds the name, so the interrupt wakes the parked task; no wake-up is lost between them.
+fn park_for_doorbell(index: usize, request: &AtomicU32, deadline: u64) -> Result<bool, Error> {
+    let waiter = &WAITER[index];
+    let parked = sched::enter(|state, core, now| {
+        let task = match state.kernel.current(core) {
+            Ok(task) => task,
+            Err(e) => return (Err(e), Resched::NONE, Switch::Stay),
+        };
+        let word = waiter_word(api::cpu(), task);
+        waiter.store(word, Ordering::SeqCst);
+        if request.load(Ordering::SeqCst) == 0 {
+            let _ = waiter.compare_exchange(word, 0, Ordering::AcqRel, Ordering::Relaxed);
+            return (Ok(false), Resched::NONE, Switch::Stay);
+        }
+        match state
+            .kernel
+            .park_until(core, park_tag(index), deadline, now)
+        {
+            Ok(switch) => (Ok(true), Resched::NONE, switch),
+            Err(Error::TimedOut) => (Ok(false), Resched::NONE, Switch::Stay),
+            Err(e) => (Err(e), Resched::NONE, Switch::Stay),
+        }
+    })?;
+    Ok(parked && api::wake_reason() == Some(WakeReason::Woken))
 }
 
 /// The ring at `info`'s memory.
@@ -202,12 +233,12 @@ fn attach(info: &ChannelInfo) -> Result<Ring<'static>, RingError> {
     Ring::attach(region)
 }
 
-/// An open end: the ring, and the doorbell bit of its channel when it takes doorbells.
+/// An open end: the ring, and how its channel takes doorbells.
 struct Opened {
     ring: Ring<'static>,
-    doorbell_bit: Option<u32>,
-    /// The channel's doorbell request word, under the hypervisor.
-    request: Option<&'static AtomicU32>,
+    /// The channel's index and doorbell request word, when it takes doorbells (under the
+    /// hypervisor).
+    doorbell: Option<(usize, &'static AtomicU32)>,
     /// The channel's base, when Linux is rung for it.
     linux_doorbell: Option<u64>,
 }
@@ -230,19 +261,16 @@ fn open(name: &str, direction: ChannelDirection) -> Result<Opened, ChannelError>
         OPEN[index].store(false, Ordering::Release);
         ChannelError::Ring(e)
     })?;
-    let doorbell_bit = (info.notify() == Some(ChannelNotify::Doorbell)
-        && DOORBELL_FLAGS[0].get().is_some())
-    .then(|| 1u32 << index);
-    let linux_doorbell = (info.notify() == Some(ChannelNotify::Doorbell)
-        && RING_LINUX.load(Ordering::Relaxed))
-    .then_some(info.base);
-    let request = doorbell_bit
-        .filter(|_| crate::under_hypervisor())
-        .and_then(|_| doorbell_request(index));
+    let takes_doorbells = info.notify() == Some(ChannelNotify::Doorbell);
+    let linux_doorbell =
+        (takes_doorbells && RING_LINUX.load(Ordering::Relaxed)).then_some(info.base);
+    let doorbell = (takes_doorbells && crate::under_hypervisor())
+        .then(|| doorbell_request(index))
+        .flatten()
+        .map(|request| (index, request));
     Ok(Opened {
         ring,
-        doorbell_bit,
-        request,
+        doorbell,
         linux_doorbell,
     })
 }
@@ -266,10 +294,9 @@ fn doorbell_request(index: usize) -> Option<&'static AtomicU32> {
 /// How an endpoint waits for Linux, and rings it.
 #[derive(Debug)]
 struct Waiting {
-    doorbell_bit: Option<u32>,
-    /// The channel's doorbell request word: set before each sleep on the doorbell.
-    request: Option<&'static AtomicU32>,
-    /// Sleeps that a doorbell ended.
+    /// The channel's index and doorbell request word (set before each park on the doorbell).
+    doorbell: Option<(usize, &'static AtomicU32)>,
+    /// Parks that a doorbell ended.
     doorbell_wakes: u64,
     linux_doorbell: Option<u64>,
     /// Doorbells rung toward Linux.
@@ -281,8 +308,7 @@ struct Waiting {
 impl Waiting {
     fn new(opened: &Opened) -> Self {
         Self {
-            doorbell_bit: opened.doorbell_bit,
-            request: opened.request,
+            doorbell: opened.doorbell,
             doorbell_wakes: 0,
             linux_doorbell: opened.linux_doorbell,
             linux_rung: 0,
@@ -355,33 +381,21 @@ fn blocking<E: Reinit, T>(
             Timeout::Until(deadline) => Some(deadline),
             Timeout::Forever => None,
         };
-        let flags = DOORBELL_FLAGS.get(api::cpu()).and_then(Once::get).copied();
-        match (waiting.doorbell_bit, flags) {
-            (Some(bit), Some(flags)) => {
+        match waiting.doorbell {
+            Some((index, request)) => {
                 // Ask the hypervisor for Linux's doorbell before arming the ring's flag, so
                 // that whenever Linux sees the flag and rings, the request is there.
-                if let Some(request) = waiting.request {
-                    ASKED_BY[bit.trailing_zeros() as usize]
-                        .store(api::cpu() as u32 + 1, Ordering::Release);
-                    request.store(1, Ordering::Release);
-                }
+                request.store(1, Ordering::SeqCst);
                 if arm(end).map_err(ChannelError::Ring)? == Armed::Ready {
                     continue;
                 }
                 let fallback = now.saturating_add(DOORBELL_FALLBACK_NS);
                 let wake = limit.map_or(fallback, |d| d.min(fallback));
-                let condition = FlagsCondition {
-                    mask: bit,
-                    mode: FlagsMode::Any,
-                    clear_on_exit: true,
-                };
-                match api::event_wait(flags, condition, Timeout::Until(wake)) {
-                    Ok(_) => waiting.doorbell_wakes += 1,
-                    Err(Error::TimedOut) => {}
-                    Err(e) => return Err(ChannelError::Kernel(e)),
+                if park_for_doorbell(index, request, wake).map_err(ChannelError::Kernel)? {
+                    waiting.doorbell_wakes += 1;
                 }
             }
-            _ => {
+            None => {
                 let poll = now.saturating_add(POLL_NS);
                 let wake = limit.map_or(poll, |d| d.min(poll));
                 api::sleep_until(wake).map_err(ChannelError::Kernel)?;

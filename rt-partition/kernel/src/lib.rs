@@ -292,9 +292,6 @@ fn boot_cpu(magic: u32, info: usize) -> ! {
         bare.then(|| facts.ioapics()),
         facts.cpus().first().copied().unwrap_or(0),
     );
-    if let Err(e) = channels::create_objects(facts.cpus().len()) {
-        fatal(format_args!("creating the channels' doorbell flags: {e:?}"));
-    }
     if let Err(e) = tasks::create_all(&options, facts.cpus().len()) {
         fatal(format_args!("creating the tasks: {e}"));
     }

@@ -453,6 +453,8 @@ pub enum Request {
     SemaphorePost(usize),
     /// Set these bits of the event flags with this index.
     EventSet(usize, u32),
+    /// End this task's park if it is parked with this tag (`Kernel::wake_parked`).
+    WakeParked(TaskId, u32),
 }
 
 impl Request {
@@ -462,6 +464,9 @@ impl Request {
             Request::EventSet(index, bits) => {
                 2 | (index as u64 & 0xffff) << 8 | u64::from(bits) << 32
             }
+            Request::WakeParked(task, tag) => {
+                3 | (task.index() as u64 & 0xffff) << 8 | u64::from(tag) << 32
+            }
         }
     }
 
@@ -470,6 +475,7 @@ impl Request {
         match word & 0xff {
             1 => Some(Request::SemaphorePost(index)),
             2 => Some(Request::EventSet(index, (word >> 32) as u32)),
+            3 => Some(Request::WakeParked(TaskId::new(index as u16), (word >> 32) as u32)),
             _ => None,
         }
     }
@@ -520,6 +526,10 @@ fn deliver_mail(state: &mut State, core: usize, now: u64) -> Resched {
                     .and_then(Option::as_mut)
                     .ok_or(Error::InvalidArgument)
                     .map(|f| state.kernel.event_flags_set(f, bits, now)),
+                Some(Request::WakeParked(task, tag)) => state
+                    .kernel
+                    .wake_parked(task, tag, now)
+                    .map(Resched::from),
                 None => Err(Error::InvalidArgument),
             };
             match done {
@@ -591,31 +601,40 @@ extern "C" fn irq_handler(vector: u64) {
                     .map_or(Switch::Stay, |(_, switch)| switch);
                 finish(&mut state, core, now, Resched::NONE, switch)
             }
-            RESCHED_VECTOR => {
-                apic::eoi();
-                let resched = deliver_mail(&mut state, core, now);
-                finish(&mut state, core, now, resched, Switch::Stay)
-            }
-            DOORBELL_VECTOR => {
-                apic::eoi();
-                let resched = crate::channels::on_doorbell(&mut state, now);
-                finish(&mut state, core, now, resched, Switch::Stay)
-            }
-            v => match bulkhead_abi::vectors::device_line(v) {
-                Some(line) => {
-                    let resched = crate::irq::top_half(&mut state, line, now);
-                    finish(&mut state, core, now, resched, Switch::Stay)
-                }
-                None => {
-                    apic::eoi();
-                    Switch::Stay
-                }
-            },
+            // Apart, so that the timer's is the first test (the compiler would order them).
+            vector => other_interrupt(&mut state, core, vector, now),
         }
     };
     switch_to(core, switch);
     // Back in the task this interrupt came to; IRETQ enables interrupts.
     crate::trace::irqs_on();
+}
+
+/// [`irq_handler`] for every vector but the timer's, its core's state held.
+#[inline(never)]
+fn other_interrupt(state: &mut State, core: usize, vector: u8, now: u64) -> Switch {
+    match vector {
+        RESCHED_VECTOR => {
+            apic::eoi();
+            let resched = deliver_mail(state, core, now);
+            finish(state, core, now, resched, Switch::Stay)
+        }
+        DOORBELL_VECTOR => {
+            apic::eoi();
+            let resched = crate::channels::on_doorbell(state, core, now);
+            finish(state, core, now, resched, Switch::Stay)
+        }
+        v => match bulkhead_abi::vectors::device_line(v) {
+            Some(line) => {
+                let resched = crate::irq::top_half(state, line, now);
+                finish(state, core, now, resched, Switch::Stay)
+            }
+            None => {
+                apic::eoi();
+                Switch::Stay
+            }
+        },
+    }
 }
 
 /// Where a task's entry function returns to (from `task_start`): it is suspended for good.

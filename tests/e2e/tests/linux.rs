@@ -591,6 +591,64 @@ fn bochs_channels_linux_to_rt_and_back() -> Result<()> {
     Ok(())
 }
 
+/// bochs-4cpu (Linux on CPUs 0 and 1, the RT kernel on 2 and 3) with the echo task on the RT
+/// kernel's second CPU (its last) and Linux's init running `bulkhead ping` and the channel
+/// exchanges of [`bochs_channels_linux_to_rt_and_back`]: Linux's doorbells interrupt the RT
+/// partition's first CPU, which wakes the echo task on the other CPU through that CPU's
+/// mailbox. Every message comes back, the echo task reports wake-ups by doorbells (to receive
+/// and to send), and neither RT CPU misses a deadline.
+#[test]
+#[ignore = "boots an emulator; run through cargo xtask test"]
+fn bochs_channels_doorbell_wakes_another_rt_cpu() -> Result<()> {
+    let mut run = Scenario::new("bochs_channels_doorbell_wakes_another_rt_cpu")
+        .config("bochs-4cpu.toml")
+        .rt_cmdline("echo=commands:telemetry status=rt-status log=rt-log")
+        .linux(LinuxMode::kernel("bulkhead.init=channels"))
+        .start()?;
+    let ping = r"^bulkhead-ping: sent (\d+) received (\d+) lost (\d+) duplicated (\d+) corrupt (\d+) reordered (\d+) max_rtt_us (\d+)$";
+    let expect = Expect::new()
+        .regex(r"^echo: commands -> telemetry ready ")
+        .regex(ping)
+        .line("bulkhead-linux: ping exit status 0")
+        .line("bulkhead-linux: blocked send woke, exit status 0")
+        .times(2, Pattern::regex(ECHO_LAST))
+        .line("bulkhead-linux: blocked receive woke, exit status 0 got priority=0 len=7 text=wake up")
+        .regex(POWERED_OFF)
+        .fail_on("echo: stopped")
+        .fail_on("guest stopped")
+        .fail_on("Kernel panic")
+        .stop_on(HALTED);
+    run.wait_for(&expect, BOCHS_LIMIT)?;
+    let log = run.log();
+    let line = run
+        .matching(Pattern::regex(ping))
+        .into_iter()
+        .next()
+        .context("no ping line")?;
+    ensure!(
+        line.starts_with(
+            "bulkhead-ping: sent 200 received 200 lost 0 duplicated 0 corrupt 0 reordered 0 "
+        ),
+        "messages went astray: {line}\n{log}"
+    );
+    // The echo task's last report (after the blocked send and receive).
+    let last = run.matching(Pattern::regex(ECHO_LAST));
+    let caps = regex::Regex::new(ECHO_LAST)?
+        .captures(last.last().context("no echo report")?)
+        .context("captures")?;
+    let (woken, woken_to_send): (u64, u64) = (caps[2].parse()?, caps[3].parse()?);
+    ensure!(
+        woken > 0 && woken_to_send > 0,
+        "the echo task on the second RT CPU was woken by {woken} doorbells to receive and {woken_to_send} to send\n{log}"
+    );
+    summaries_without_misses(&run)?;
+    println!(
+        "done after {:.1}s: {line}; the echo task on the second RT CPU was woken by {woken} doorbells to receive and {woken_to_send} to send",
+        run.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 /// The hostile program's doorbell flood: its rings, and what the hypervisor answered.
 const DOORBELL_FLOOD: &str = r"^hostile: user-doorbell-flood: 20000 rings: interrupted (\d+) coalesced (\d+) not waiting (\d+) other 0$";
 

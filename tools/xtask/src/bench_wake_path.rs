@@ -6,7 +6,7 @@
 //! (`-singlestep`) and time following the instruction count (`-icount`), so QEMU's execution
 //! log (`-d exec`) has a line per executed instruction with its address. Once the kernel has
 //! reported twice, the log is turned on through QEMU's monitor for a short while and off
-//! again. Each timer interrupt (the `-d int` line `Servicing hardware INT=0xe0`) opens a path;
+//! again. Each timer interrupt (the `-d int` line `Servicing hardware INT=` with the timer's vector) opens a path;
 //! a path that reaches the latency task's function before the next interrupt ends there. The
 //! addresses are attributed to functions by the kernel's symbol table (`nm`). No emulator's
 //! clock enters the count: the same image gives the same numbers on every machine, and the

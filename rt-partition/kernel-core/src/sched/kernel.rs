@@ -364,21 +364,56 @@ impl<const TASKS: usize, const CORES: usize> Kernel<TASKS, CORES> {
         }
     }
 
-    /// Parks `core`'s current task with `tag` until [`Kernel::wake`] and switches to the next
-    /// task, unless a wake-up is already pending (then it keeps running).
+    /// Parks `core`'s current task with `tag` until [`Kernel::wake`] (or
+    /// [`Kernel::wake_parked`] with its tag) and switches to the next task, unless a wake-up
+    /// is already pending (then it keeps running).
     pub fn block_current(&mut self, core: CoreId, tag: u32, now_ns: u64) -> Result<Switch, Error> {
+        self.park(core, tag, None, now_ns)
+    }
+
+    /// As [`Kernel::block_current`], and the park also ends at `deadline_ns`
+    /// ([`WakeReason::Timeout`]); [`Error::TimedOut`] if that is not after `now_ns`.
+    pub fn park_until(
+        &mut self,
+        core: CoreId,
+        tag: u32,
+        deadline_ns: u64,
+        now_ns: u64,
+    ) -> Result<Switch, Error> {
+        if deadline_ns <= now_ns {
+            self.calling_task(core)?;
+            return Err(Error::TimedOut);
+        }
+        self.park(core, tag, Some(deadline_ns), now_ns)
+    }
+
+    fn park(
+        &mut self,
+        core: CoreId,
+        tag: u32,
+        deadline_ns: Option<u64>,
+        now_ns: u64,
+    ) -> Result<Switch, Error> {
         let task = self.calling_task(core)?;
-        let sequence = self.next_wait_sequence();
         let t = &mut self.tasks[task.index()];
         if t.wake_pending {
             t.wake_pending = false;
             return Ok(Switch::Stay);
         }
-        t.state = TaskState::Blocked(BlockReason::Parked(tag));
-        t.wake_reason = None;
-        t.wait_sequence = sequence;
-        self.blocked.insert(task);
+        self.block_task(task, BlockReason::Parked(tag), deadline_ns)?;
         self.schedule(core, now_ns)
+    }
+
+    /// Ends `task`'s park if it is parked with `tag` ([`WakeReason::Woken`]); otherwise does
+    /// nothing and remembers nothing. For a waker that may come late (after the park it was
+    /// meant for ended by its deadline): it can never end another wait or sleep of the task.
+    /// Whoever parks must therefore check, in the same kernel entry, that what it waits for
+    /// has not happened yet.
+    pub fn wake_parked(&mut self, task: TaskId, tag: u32, now_ns: u64) -> Result<Preempt, Error> {
+        if self.task(task)?.state != TaskState::Blocked(BlockReason::Parked(tag)) {
+            return Ok(Preempt::No);
+        }
+        Ok(self.unblock(task, now_ns, WakeReason::Woken))
     }
 
     /// Puts `core`'s current task at the tail of its priority and switches to the head of
@@ -886,6 +921,7 @@ impl<const TASKS: usize, const CORES: usize> Kernel<TASKS, CORES> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::Sleep;
 
     type TestKernel = Kernel<8, 2>;
 
@@ -1003,6 +1039,65 @@ mod tests {
             switched_to(kernel.block_current(CORE0, 0, 3).unwrap()),
             idle
         );
+    }
+
+    #[test]
+    fn a_park_with_a_deadline_ends_by_its_tag_or_its_deadline() {
+        let mut kernel = TestKernel::new();
+        let a = kernel.create_task(fifo(CORE0, 5)).unwrap();
+        let idle = kernel.idle_task(CORE0).unwrap();
+        let _ = kernel.schedule(CORE0, 0).unwrap();
+        // Woken with its tag before the deadline: its timer goes with the park.
+        assert_eq!(
+            switched_to(kernel.park_until(CORE0, 7, 100, 10).unwrap()),
+            idle
+        );
+        assert_eq!(kernel.next_event(CORE0), Ok(Some(100)));
+        assert_eq!(kernel.wake_parked(a, 8, 20), Ok(Preempt::No));
+        assert_eq!(
+            kernel.task_state(a),
+            Ok(TaskState::Blocked(BlockReason::Parked(7)))
+        );
+        assert_eq!(kernel.wake_parked(a, 7, 30), Ok(Preempt::Yes(CORE0)));
+        assert_eq!(kernel.next_event(CORE0), Ok(None));
+        assert_eq!(switched_to(kernel.schedule(CORE0, 30).unwrap()), a);
+        assert_eq!(kernel.take_wake_reason(a), Ok(Some(WakeReason::Woken)));
+        // Not woken: the deadline ends it.
+        assert_eq!(
+            switched_to(kernel.park_until(CORE0, 7, 100, 40).unwrap()),
+            idle
+        );
+        let (_, switch) = kernel.timer_interrupt(CORE0, 100).unwrap();
+        assert_eq!(switched_to(switch), a);
+        assert_eq!(kernel.take_wake_reason(a), Ok(Some(WakeReason::Timeout)));
+        // A deadline already passed parks nothing.
+        assert_eq!(kernel.park_until(CORE0, 7, 100, 100), Err(Error::TimedOut));
+        assert_eq!(kernel.task_state(a), Ok(TaskState::Running));
+    }
+
+    #[test]
+    fn a_late_tagged_wake_ends_nothing_else() {
+        let mut kernel = TestKernel::new();
+        let a = kernel.create_task(fifo(CORE0, 5)).unwrap();
+        let _ = kernel.schedule(CORE0, 0).unwrap();
+        // Running: nothing is remembered for its next park.
+        assert_eq!(kernel.wake_parked(a, 7, 1), Ok(Preempt::No));
+        let idle = kernel.idle_task(CORE0).unwrap();
+        assert_eq!(
+            switched_to(kernel.park_until(CORE0, 7, 100, 2).unwrap()),
+            idle
+        );
+        let _ = kernel.wake_parked(a, 7, 3).unwrap();
+        let _ = kernel.schedule(CORE0, 3).unwrap();
+        // Asleep, or parked with another tag: left alone.
+        assert!(matches!(
+            kernel.sleep_until(CORE0, 50, 4),
+            Ok(Sleep::Asleep(_))
+        ));
+        let _ = kernel.schedule(CORE0, 4).unwrap();
+        assert_eq!(kernel.wake_parked(a, 7, 5), Ok(Preempt::No));
+        assert_eq!(kernel.task_state(a), Ok(TaskState::Sleeping));
+        assert_eq!(kernel.wake_parked(idle, 7, 5), Ok(Preempt::No));
     }
 
     #[test]
