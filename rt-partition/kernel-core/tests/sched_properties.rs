@@ -101,6 +101,7 @@ enum KernelOp {
     BlockCurrent(u8),
     ParkUntil(u8, u32, u64),
     WakeParked(usize, u32),
+    WakeParkedAndSchedule(usize, u32),
     Yield(u8),
     Tick(u8),
     Wake(usize),
@@ -119,6 +120,7 @@ fn kernel_op() -> impl Strategy<Value = KernelOp> {
         2 => (core.clone(), 0..2u32, 1..20u64)
             .prop_map(|(c, tag, d)| KernelOp::ParkUntil(c, tag, d)),
         2 => (0..14usize, 0..2u32).prop_map(|(t, tag)| KernelOp::WakeParked(t, tag)),
+        2 => (0..14usize, 0..2u32).prop_map(|(t, tag)| KernelOp::WakeParkedAndSchedule(t, tag)),
         1 => core.clone().prop_map(KernelOp::Yield),
         1 => core.clone().prop_map(KernelOp::Tick),
         4 => (0..14usize).prop_map(KernelOp::Wake),
@@ -173,6 +175,23 @@ proptest! {
                 KernelOp::WakeParked(t, tag) => {
                     if let Ok(preempt) = kernel.wake_parked(pick(t), tag, now) {
                         reschedule(&mut kernel, preempt.into(), now);
+                    }
+                }
+                KernelOp::WakeParkedAndSchedule(t, tag) => {
+                    // The one call decides exactly as waking and then scheduling the task's
+                    // core does, down to every task's statistics and the queues' links.
+                    let task = pick(t);
+                    let task_core = kernel.task_core(task).unwrap();
+                    let mut two_calls = kernel.clone();
+                    let preempt = two_calls.wake_parked(task, tag, now).unwrap();
+                    let switch = two_calls.schedule(task_core, now).unwrap();
+                    let one_switch =
+                        kernel.wake_parked_and_schedule(task_core, task, tag, now).unwrap();
+                    prop_assert_eq!(one_switch, switch);
+                    prop_assert_eq!(format!("{kernel:?}"), format!("{two_calls:?}"));
+                    // Only the task's own core can have been named.
+                    if let Preempt::Yes(named) = preempt {
+                        prop_assert_eq!(named, task_core);
                     }
                 }
                 KernelOp::Yield(c) => {

@@ -159,15 +159,20 @@ fn waiter_of(word: u32) -> (usize, TaskId) {
 /// The doorbell interrupt on CPU `cpu` (its state held): wakes the waiter of each channel
 /// whose request the hypervisor took (the request word is back to 0), by its name: on this
 /// CPU directly, on another through that CPU's mailbox. A flood from Linux on one channel
-/// therefore wakes that channel's task only, never the others', and costs no search.
+/// therefore wakes that channel's task only, never the others', and costs no search. Returns
+/// what to reschedule and this CPU's decision: this CPU's last waiter (its only one, as a
+/// rule) is woken and decided on in one call, and switched to without the run queue when it
+/// outranks every ready task.
 ///
 /// A request stored again between the hypervisor's take and this interrupt leaves its
 /// channel alone: the waiting task looks at its ring after storing the request, so whatever
 /// Linux sent before then is seen there, and the take of the new request brings an interrupt
 /// of its own.
-pub(crate) fn on_doorbell(state: &mut State, cpu: usize, now: u64) -> Resched {
+pub(crate) fn on_doorbell(state: &mut State, cpu: usize, now: u64) -> (Resched, Switch) {
     let channels = CHANNELS.get().map_or(0, |c| c.len());
     let mut resched = Resched::NONE;
+    // The last waiter of this CPU found so far: woken with the decision if no other follows.
+    let mut last: Option<(TaskId, u32)> = None;
     for (index, waiter) in WAITER.iter().enumerate().take(channels) {
         let word = waiter.load(Ordering::Acquire);
         let taken = || doorbell_request(index).is_some_and(|w| w.load(Ordering::Acquire) == 0);
@@ -180,16 +185,25 @@ pub(crate) fn on_doorbell(state: &mut State, cpu: usize, now: u64) -> Resched {
             continue;
         }
         let (owner, task) = waiter_of(word);
-        if owner == cpu {
-            if let Ok(preempt) = state.kernel.wake_parked(task, park_tag(index), now) {
-                resched.merge(preempt.into());
-            }
-        } else {
+        let tag = park_tag(index);
+        if owner != cpu {
             // A full mailbox loses this wake-up, not the data: the park's deadline ends it.
-            let _ = sched::send_request(owner, Request::WakeParked(task, park_tag(index)));
+            let _ = sched::send_request(owner, Request::WakeParked(task, tag));
+        } else if let Some((earlier, earlier_tag)) = last.replace((task, tag))
+            && let Ok(preempt) = state.kernel.wake_parked(earlier, earlier_tag, now)
+        {
+            resched.merge(preempt.into());
         }
     }
-    resched
+    let switch = last
+        .and_then(|(task, tag)| {
+            state
+                .kernel
+                .wake_parked_and_schedule(sched::LOCAL, task, tag, now)
+                .ok()
+        })
+        .unwrap_or(Switch::Stay);
+    (resched, switch)
 }
 
 /// Parks the calling task as channel `index`'s doorbell waiter until the doorbell or

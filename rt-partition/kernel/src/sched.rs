@@ -621,8 +621,8 @@ fn other_interrupt(state: &mut State, core: usize, vector: u8, now: u64) -> Swit
         }
         DOORBELL_VECTOR => {
             apic::eoi();
-            let resched = crate::channels::on_doorbell(state, core, now);
-            finish(state, core, now, resched, Switch::Stay)
+            let (resched, switch) = crate::channels::on_doorbell(state, core, now);
+            finish(state, core, now, resched, switch)
         }
         v => match bulkhead_abi::vectors::device_line(v) {
             Some(line) => {

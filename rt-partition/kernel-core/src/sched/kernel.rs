@@ -514,6 +514,48 @@ impl<const TASKS: usize, const CORES: usize> Kernel<TASKS, CORES> {
     /// the running task's preemption, as [`Kernel::tick`] would. Otherwise nothing changes.
     #[inline(always)]
     fn hand_over(&mut self, c: usize, task: TaskId, deadline: u64, now_ns: u64) -> Option<Switch> {
+        let current = self.outranked(c, task)?;
+        // What make_ready does, but the queueing.
+        self.mark_ready(task, deadline, WakeReason::Timeout);
+        // What tick does with the running task: its slice.
+        self.end_slice_if_over(c, now_ns);
+        Some(self.switch_in_unqueued(c, current, task, now_ns))
+    }
+
+    /// [`Kernel::wake_parked`] of a task of `core`, then [`Kernel::schedule`] of `core`, in
+    /// one call with the same results: when the woken task outranks the running task and
+    /// every ready one, the core goes straight to it, never queued and taken out again (an
+    /// interrupt that wakes one task; a property test compares the two ways on any state).
+    /// [`Error::OtherCore`] for a task of another core.
+    pub fn wake_parked_and_schedule(
+        &mut self,
+        core: CoreId,
+        task: TaskId,
+        tag: u32,
+        now_ns: u64,
+    ) -> Result<Switch, Error> {
+        let c = self.core_index(core)?;
+        let t = self.task(task)?;
+        if t.core != core {
+            return Err(Error::OtherCore);
+        }
+        if t.state == TaskState::Blocked(BlockReason::Parked(tag)) {
+            if let Some(current) = self.outranked(c, task) {
+                // What unblock does, but the queueing.
+                self.end_block(task);
+                self.cancel_timer(task);
+                self.mark_ready(task, now_ns, WakeReason::Woken);
+                return Ok(self.switch_in_unqueued(c, current, task, now_ns));
+            }
+            let _ = self.unblock(task, now_ns, WakeReason::Woken);
+        }
+        Ok(self.schedule_core(c, now_ns))
+    }
+
+    /// The running task of core `c` if `task` (of `c`, not queued) outranks it and every
+    /// ready task, so that a decision would switch to `task`.
+    #[inline(always)]
+    fn outranked(&self, c: usize, task: TaskId) -> Option<TaskId> {
         let current = self.cores[c].current;
         let (t, cur) = (&self.tasks[task.index()], &self.tasks[current.index()]);
         let outranks = cur.state == TaskState::Running
@@ -522,19 +564,26 @@ impl<const TASKS: usize, const CORES: usize> Kernel<TASKS, CORES> {
                 .run_queue
                 .highest_priority()
                 .is_none_or(|best| t.effective_priority > best);
-        if !outranks {
-            return None;
-        }
-        // What make_ready does, but the queueing.
-        self.mark_ready(task, deadline, WakeReason::Timeout);
-        // What tick and the decision do with the running task: its slice, its preemption.
-        self.end_slice_if_over(c, now_ns);
+        outranks.then_some(current)
+    }
+
+    /// The decision's end for a ready `task` of core `c` that is not queued and outranks
+    /// every ready one: `current`, the running task, is preempted (unless idle, or no longer
+    /// running), and `task` switched in.
+    #[inline(always)]
+    fn switch_in_unqueued(
+        &mut self,
+        c: usize,
+        current: TaskId,
+        task: TaskId,
+        now_ns: u64,
+    ) -> Switch {
         let cur = &self.tasks[current.index()];
         if cur.state == TaskState::Running && !cur.idle {
             self.preempt_current(c, now_ns);
         }
         self.account_current(c, now_ns);
-        Some(self.switch_in(c, current, task, now_ns))
+        self.switch_in(c, current, task, now_ns)
     }
 
     /// Expires `core`'s due timers: sleeping tasks wake ([`WakeReason::Timeout`]), blocked
@@ -699,22 +748,34 @@ impl<const TASKS: usize, const CORES: usize> Kernel<TASKS, CORES> {
         ready_since_ns: u64,
         reason: WakeReason,
     ) -> Preempt {
+        self.end_block(task);
+        self.make_ready(task, ready_since_ns, reason)
+    }
+
+    /// Takes `task` out of the blocked set and clears what only a blocked task has (a
+    /// sleeping one never had them).
+    #[inline(always)]
+    fn end_block(&mut self, task: TaskId) {
         self.blocked.remove(task);
-        // What only a blocked task has (a sleeping one never had them).
         let t = &mut self.tasks[task.index()];
         t.mutex_owner = None;
         t.flags_condition = None;
-        self.make_ready(task, ready_since_ns, reason)
+    }
+
+    /// Cancels `task`'s timer, if it has one.
+    #[inline(always)]
+    fn cancel_timer(&mut self, task: TaskId) {
+        let t = &mut self.tasks[task.index()];
+        if let Some(handle) = t.timer.take() {
+            self.cores[t.core.index()].timers.cancel(handle);
+        }
     }
 
     /// Ends a sleep (or, through [`Kernel::unblock`], a block): cancels the task's timer,
     /// records why, and queues it at the tail of its priority. `ready_since_ns` is where its
     /// wake-up latency is measured from.
     fn make_ready(&mut self, task: TaskId, ready_since_ns: u64, reason: WakeReason) -> Preempt {
-        let t = &mut self.tasks[task.index()];
-        if let Some(handle) = t.timer.take() {
-            self.cores[t.core.index()].timers.cancel(handle);
-        }
+        self.cancel_timer(task);
         self.mark_ready(task, ready_since_ns, reason);
         let t = &self.tasks[task.index()];
         let (core, priority) = (t.core, t.effective_priority);
