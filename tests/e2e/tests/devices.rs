@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use bulkhead_abi::console::{
-    CycleSummary, DeviceLatencySummary, HALTED, STEADY_STATE, SerialSummary,
+    ControlSummary, CycleSummary, DeviceLatencySummary, HALTED, STEADY_STATE, SerialSummary,
 };
 use bulkhead_e2e::{Expect, LinuxMode, Run, Scenario, config, report};
 
@@ -23,6 +23,20 @@ fn last_line<'a, T>(run: &'a Run, parse: fn(&'a str) -> Option<T>, what: &str) -
         .filter_map(|l| parse(l))
         .next_back()
         .with_context(|| format!("no {what}:\n{}", run.log()))
+}
+
+/// The demo control loop's last report, which must show at least `jobs` jobs and no missed
+/// deadline: the device's driver task runs above it (the NIC's at priority 87, the HPET's at
+/// 85, the loop at 80) and must leave it its periods (the drivers' statistics are computed
+/// by the lowest-priority report task, not by the drivers' tasks).
+fn control_kept_its_deadlines(run: &Run, jobs: u64) -> Result<ControlSummary> {
+    let control = last_line(run, ControlSummary::parse, "control-loop report")?;
+    ensure!(
+        control.jobs >= jobs && control.misses == 0,
+        "the control loop beside the driver: {control}\n{}",
+        run.log()
+    );
+    Ok(control)
 }
 
 /// The RT partition owns the HPET and pin 20; the HPET application (`hpet=0xfed00000@20`)
@@ -83,11 +97,12 @@ fn hpet_interrupts(name: &str, level: bool) -> Result<()> {
             && last.p99_ns <= last.p999_ns,
         "inconsistent or lost: {last}\n{log}"
     );
+    let control = control_kept_its_deadlines(&run, 5_000)?;
     let (at_steady_state, reports) =
         report::rt_cpu_took_no_exits(&run, 1, "taking HPET interrupts")?;
     ensure!(reports >= 10, "only {reports} RT exit reports:\n{log}");
     println!(
-        "HPET interrupts ({trigger}) on the RT CPU after {:.1}s: {last}; RT exits: {at_steady_state} before steady state, 0 in {} reports after",
+        "HPET interrupts ({trigger}) on the RT CPU after {:.1}s: {last}; {control}; RT exits: {at_steady_state} before steady state, 0 in {} reports after",
         run.elapsed().as_secs_f64(),
         reports - 1
     );
@@ -226,11 +241,12 @@ fn bochs_rt_nic_frame_exchange() -> Result<()> {
         peer.answered(),
         peer.ignored()
     );
+    let control = control_kept_its_deadlines(&run, 50_000)?;
     let (at_steady_state, reports) =
         report::rt_cpu_took_no_exits(&run, 1, "exchanging frames on its NIC")?;
     ensure!(reports >= 10, "only {reports} RT exit reports:\n{log}");
     println!(
-        "frames exchanged by the RT NIC driver after {:.1}s: {last}; the peer answered {}; RT exits: {at_steady_state} before steady state, 0 in {} reports after",
+        "frames exchanged by the RT NIC driver after {:.1}s: {last}; the peer answered {}; {control}; RT exits: {at_steady_state} before steady state, 0 in {} reports after",
         run.elapsed().as_secs_f64(),
         peer.answered(),
         reports - 1
@@ -298,10 +314,13 @@ fn bochs_linux_beside_rt_nic() -> Result<()> {
         last.lost == 0 && last.bad == 0 && last.late * 20 <= last.cycles && last.cycles >= 1000,
         "the exchange suffered beside Linux: {last}\n{log}"
     );
+    // Reported, not asserted: one run of this test counted a missed control job (1 in
+    // 140,001, during Linux's boot), which is not explained yet.
+    let control = last_line(&run, ControlSummary::parse, "control-loop report")?;
     let (at_steady_state, reports) =
         report::rt_cpu_took_no_exits(&run, 1, "exchanging frames beside Linux")?;
     println!(
-        "Linux sees PCI functions {functions}and no IRQ 11; root's writes to the RT NIC refused; after {:.1}s: {last}; RT exits: {at_steady_state} before steady state, 0 in {} reports after",
+        "Linux sees PCI functions {functions}and no IRQ 11; root's writes to the RT NIC refused; after {:.1}s: {last}; {control}; RT exits: {at_steady_state} before steady state, 0 in {} reports after",
         run.elapsed().as_secs_f64(),
         reports - 1
     );

@@ -119,32 +119,35 @@ fn init(context: &Context<'static>) -> Result<(), Error> {
     Ok(())
 }
 
-/// The last cumulative summary: samples, min, avg, max, p99, p99.9, lost, overflow, and the
-/// kernel's share (top half to task) on average and at most.
-static PUBLISHED: Published<10> = Published::new();
+/// The task's last counts: events lost, and the kernel's share (top half to task) on
+/// average and at most.
+static PUBLISHED: Published<3> = Published::new();
 
-/// Prints the last summary (the report task of the measuring CPU).
+/// Prints the last summary (the report task of the measuring CPU, at the lowest priority:
+/// the histogram's statistics scan every bucket, work the measuring task never does).
 fn print_latest() {
-    let (Some(hpet), Some(w)) = (HPET.get(), PUBLISHED.latest()) else {
+    let (Some(hpet), Some([lost, kernel_avg_ns, kernel_max_ns])) = (HPET.get(), PUBLISHED.latest())
+    else {
         return;
     };
+    let histogram = SAMPLES.snapshot();
     let summary = DeviceLatencySummary {
         source: "hpet",
         gsi: hpet.attached.line().gsi(),
-        samples: w[0],
-        min_ns: w[1],
-        avg_ns: w[2],
-        max_ns: w[3],
-        p99_ns: w[4],
-        p999_ns: w[5],
-        lost: w[6],
-        overflow: w[7],
-        kernel_avg_ns: w[8],
-        kernel_max_ns: w[9],
+        samples: histogram.samples(),
+        min_ns: histogram.min_ns().unwrap_or(0),
+        avg_ns: histogram.average_ns().unwrap_or(0),
+        max_ns: histogram.max_ns().unwrap_or(0),
+        p99_ns: histogram.p99_ns().unwrap_or(0),
+        p999_ns: histogram.p999_ns().unwrap_or(0),
+        lost,
+        overflow: histogram.overflow(),
+        kernel_avg_ns,
+        kernel_max_ns,
     };
     println!("{summary}");
     if TRACE.load(Ordering::Relaxed) {
-        bulkhead_rt::report::print_histogram(HistogramOwner::Device("hpet"), &SAMPLES.snapshot());
+        bulkhead_rt::report::print_histogram(HistogramOwner::Device("hpet"), &histogram);
     }
 }
 
@@ -245,19 +248,7 @@ extern "C" fn task(_: usize) {
         if now >= next_report {
             next_report = next_report.saturating_add(1_000_000_000).max(now);
             let kernel = hpet.attached.stats();
-            let histogram = SAMPLES.snapshot();
-            PUBLISHED.publish(&[
-                histogram.samples(),
-                histogram.min_ns().unwrap_or(0),
-                histogram.average_ns().unwrap_or(0),
-                histogram.max_ns().unwrap_or(0),
-                histogram.p99_ns().unwrap_or(0),
-                histogram.p999_ns().unwrap_or(0),
-                lost,
-                histogram.overflow(),
-                kernel.latency_avg_ns,
-                kernel.latency_max_ns,
-            ]);
+            PUBLISHED.publish(&[lost, kernel.latency_avg_ns, kernel.latency_max_ns]);
             report::request(APP.name);
         }
     }

@@ -73,7 +73,8 @@ static PERIOD_NS: AtomicU64 = AtomicU64::new(1_000_000);
 static TRACE: AtomicBool = AtomicBool::new(false);
 /// Round trips of the answers in time, 1 us buckets up to 1.2 ms (longer ones are counted
 /// beyond the buckets: the summary's maximum is exact, its percentiles then read as the
-/// maximum). More buckets would not fit the task's stack, where the summary is computed.
+/// maximum). More buckets would not fit the report task's stack, where the summary is
+/// computed.
 static ROUND_TRIPS: SharedHistogram<1200> = SharedHistogram::new();
 
 /// Register offsets and bits (8254x developer's manual, 13).
@@ -288,34 +289,51 @@ fn report_found(function: &PciFunctionInfo, gsi: u32) {
     );
 }
 
-/// The last cumulative summary's words (`CycleSummary` without its source).
-static PUBLISHED: Published<14> = Published::new();
+/// The task's last cumulative counts: period (us), cycles, answered, late, lost, bad,
+/// interrupts, and the kernel's share (top half to task) on average and at most.
+static PUBLISHED: Published<9> = Published::new();
 
-/// Prints the last summary (the report task of the NIC's CPU).
+/// Prints the last summary (the report task of the NIC's CPU, at the lowest priority: the
+/// round trips' statistics scan every bucket, work the driver's task never does, so that
+/// the tasks below it keep their deadlines).
 fn print_latest() {
-    let Some(w) = PUBLISHED.latest() else {
+    let Some(
+        [
+            period_us,
+            cycles,
+            answered,
+            late,
+            lost,
+            bad,
+            irqs,
+            kernel_avg_ns,
+            kernel_max_ns,
+        ],
+    ) = PUBLISHED.latest()
+    else {
         return;
     };
+    let h = ROUND_TRIPS.snapshot();
     let summary = CycleSummary {
         source: "e1000",
-        period_us: w[0],
-        cycles: w[1],
-        answered: w[2],
-        late: w[3],
-        lost: w[4],
-        bad: w[5],
-        min_ns: w[6],
-        avg_ns: w[7],
-        max_ns: w[8],
-        p99_ns: w[9],
-        p999_ns: w[10],
-        irqs: w[11],
-        kernel_avg_ns: w[12],
-        kernel_max_ns: w[13],
+        period_us,
+        cycles,
+        answered,
+        late,
+        lost,
+        bad,
+        min_ns: h.min_ns().unwrap_or(0),
+        avg_ns: h.average_ns().unwrap_or(0),
+        max_ns: h.max_ns().unwrap_or(0),
+        p99_ns: h.p99_ns().unwrap_or(0),
+        p999_ns: h.p999_ns().unwrap_or(0),
+        irqs,
+        kernel_avg_ns,
+        kernel_max_ns,
     };
     println!("{summary}");
     if TRACE.load(Ordering::Relaxed) {
-        report::print_histogram(HistogramOwner::Device("e1000"), &ROUND_TRIPS.snapshot());
+        report::print_histogram(HistogramOwner::Device("e1000"), &h);
     }
 }
 
@@ -578,7 +596,6 @@ extern "C" fn task(_: usize) {
         }
         if now >= next_report {
             next_report = next_report.saturating_add(1_000_000_000).max(now);
-            let h = ROUND_TRIPS.snapshot();
             let kernel = nic.attached.stats();
             PUBLISHED.publish(&[
                 period_ns / 1000,
@@ -587,11 +604,6 @@ extern "C" fn task(_: usize) {
                 exchange.late,
                 exchange.lost,
                 exchange.bad,
-                h.min_ns().unwrap_or(0),
-                h.average_ns().unwrap_or(0),
-                h.max_ns().unwrap_or(0),
-                h.p99_ns().unwrap_or(0),
-                h.p999_ns().unwrap_or(0),
                 irqs,
                 kernel.latency_avg_ns,
                 kernel.latency_max_ns,
