@@ -17,8 +17,9 @@
 //!   nanoseconds (`u64`). The crate never reads a clock, so tests drive time by hand and the
 //!   arch layer decides where the nanoseconds come from (TSC through [`clock::Tsc`]).
 //! - **Decisions, not actions.** The scheduler entry points ([`Kernel::schedule`],
-//!   [`Kernel::block_current`], [`Kernel::yield_current`], [`Kernel::tick`]) return a
-//!   [`Switch`]: which task the core should run next. Everything else that can change what a
+//!   [`Kernel::block_current`], [`Kernel::park_until`], [`Kernel::yield_current`],
+//!   [`Kernel::tick`], and [`Kernel::wake_parked_and_schedule`] for an interrupt that wakes
+//!   one task) return a [`Switch`]: which task the core should run next. Everything else that can change what a
 //!   core should run returns the set of cores that must reschedule ([`Resched`]) or, for a
 //!   single wake-up, a [`Preempt`]. The arch layer calls [`Kernel::schedule`] for its own core
 //!   and sends a rescheduling IPI to the others.

@@ -601,7 +601,8 @@ extern "C" fn irq_handler(vector: u64) {
                     .map_or(Switch::Stay, |(_, switch)| switch);
                 finish(&mut state, core, now, Resched::NONE, switch)
             }
-            // Apart, so that the timer's is the first test (the compiler would order them).
+            // The others apart: in one match the compiler orders the tests by vector, and
+            // the timer's (the deadlines' path) is to be the first.
             vector => other_interrupt(&mut state, core, vector, now),
         }
     };
