@@ -434,6 +434,27 @@ fn bochs_linux_watchdog_restart() -> Result<()> {
     Ok(())
 }
 
+/// `bulkhead ping`'s summary line.
+const PING: &str = r"^bulkhead-ping: sent (\d+) received (\d+) lost (\d+) duplicated (\d+) corrupt (\d+) reordered (\d+) max_rtt_us (\d+)$";
+
+/// `bulkhead ping`'s summary line, which must show its 200 messages back: none lost,
+/// duplicated, corrupted or reordered.
+fn ping_all_back(run: &Run) -> Result<String> {
+    let line = run
+        .matching(Pattern::regex(PING))
+        .into_iter()
+        .next()
+        .context("no ping line")?;
+    ensure!(
+        line.starts_with(
+            "bulkhead-ping: sent 200 received 200 lost 0 duplicated 0 corrupt 0 reordered 0 "
+        ),
+        "messages went astray: {line}\n{}",
+        run.log()
+    );
+    Ok(line)
+}
+
 /// bochs-2cpu with the RT kernel's echo task (`echo=commands:telemetry`) and Linux's init
 /// running the project's Linux tool (`bulkhead.init=channels`): the hypervisor initializes
 /// both rings and announces them on Linux's command line; `bulkhead ping` sends 200 messages
@@ -459,7 +480,6 @@ fn bochs_channels_linux_to_rt_and_back() -> Result<()> {
         .rt_cmdline("echo=commands:telemetry status=rt-status log=rt-log")
         .linux(LinuxMode::kernel("bulkhead.init=channels"))
         .start()?;
-    let ping = r"^bulkhead-ping: sent (\d+) received (\d+) lost (\d+) duplicated (\d+) corrupt (\d+) reordered (\d+) max_rtt_us (\d+)$";
     let expect = Expect::new()
         .regex(r"^channel telemetry: 64 KiB at 0x38000000, \d+ slots of 256 bytes, ready$")
         .regex(r"^channel commands: 64 KiB at 0x38010000, \d+ slots of 256 bytes, ready$")
@@ -467,7 +487,7 @@ fn bochs_channels_linux_to_rt_and_back() -> Result<()> {
         .line("channel device: PCI 0000:ff:00.0 (1af4:1110), INTA on GSI 23: the RT partition's doorbells interrupt Linux")
         .line("bulkhead-linux: init reached")
         .regex(r"^bulkhead-linux: channel device 0000:ff:00\.0 bound, uio\d+$")
-        .regex(ping)
+        .regex(PING)
         .line("bulkhead-linux: ping exit status 0")
         .line("bulkhead-linux: sent 250 without reading")
         .regex(SENT_MORE)
@@ -508,17 +528,7 @@ fn bochs_channels_linux_to_rt_and_back() -> Result<()> {
         .stop_on(HALTED);
     run.wait_for(&expect, BOCHS_LIMIT)?;
     let log = run.log();
-    let line = run
-        .matching(Pattern::regex(ping))
-        .into_iter()
-        .next()
-        .context("no ping line")?;
-    ensure!(
-        line.starts_with(
-            "bulkhead-ping: sent 200 received 200 lost 0 duplicated 0 corrupt 0 reordered 0 "
-        ),
-        "messages went astray: {line}\n{log}"
-    );
+    let line = ping_all_back(&run)?;
     // The echo task slept on the doorbell and Linux's doorbells woke it. The 200 of ping, the
     // 250 sent without reading, those sent until `commands` was full and the one sent blocked:
     // all forwarded (the echo task reports after each burst; "wake up" comes later). Waiting
@@ -605,14 +615,15 @@ fn bochs_channels_doorbell_wakes_another_rt_cpu() -> Result<()> {
         .rt_cmdline("echo=commands:telemetry status=rt-status log=rt-log")
         .linux(LinuxMode::kernel("bulkhead.init=channels"))
         .start()?;
-    let ping = r"^bulkhead-ping: sent (\d+) received (\d+) lost (\d+) duplicated (\d+) corrupt (\d+) reordered (\d+) max_rtt_us (\d+)$";
     let expect = Expect::new()
         .regex(r"^echo: commands -> telemetry ready ")
-        .regex(ping)
+        .regex(PING)
         .line("bulkhead-linux: ping exit status 0")
         .line("bulkhead-linux: blocked send woke, exit status 0")
         .times(2, Pattern::regex(ECHO_LAST))
-        .line("bulkhead-linux: blocked receive woke, exit status 0 got priority=0 len=7 text=wake up")
+        .line(
+            "bulkhead-linux: blocked receive woke, exit status 0 got priority=0 len=7 text=wake up",
+        )
         .regex(POWERED_OFF)
         .fail_on("echo: stopped")
         .fail_on("guest stopped")
@@ -620,17 +631,7 @@ fn bochs_channels_doorbell_wakes_another_rt_cpu() -> Result<()> {
         .stop_on(HALTED);
     run.wait_for(&expect, BOCHS_LIMIT)?;
     let log = run.log();
-    let line = run
-        .matching(Pattern::regex(ping))
-        .into_iter()
-        .next()
-        .context("no ping line")?;
-    ensure!(
-        line.starts_with(
-            "bulkhead-ping: sent 200 received 200 lost 0 duplicated 0 corrupt 0 reordered 0 "
-        ),
-        "messages went astray: {line}\n{log}"
-    );
+    let line = ping_all_back(&run)?;
     // The echo task's last report (after the blocked send and receive).
     let last = run.matching(Pattern::regex(ECHO_LAST));
     let caps = regex::Regex::new(ECHO_LAST)?
