@@ -24,13 +24,25 @@ const POWERED_OFF: &str = r"^cpu \d+ apic \d+: linux partition stopped: it power
 
 /// The numbers the first line matching `pattern` captures, group by group.
 fn first_numbers(run: &Run, pattern: &str) -> Result<Vec<u64>> {
-    let re = regex::Regex::new(pattern)?;
+    let line = run.matching(Pattern::regex(pattern)).into_iter().next();
+    captured_numbers(line, pattern)
+}
+
+/// The numbers the last line matching `pattern` captures, group by group.
+fn last_numbers(run: &Run, pattern: &str) -> Result<Vec<u64>> {
     let line = run
         .matching(Pattern::regex(pattern))
         .into_iter()
-        .next()
-        .with_context(|| format!("no line matching {pattern}"))?;
-    let caps = re.captures(&line).context("captures")?;
+        .next_back();
+    captured_numbers(line, pattern)
+}
+
+/// The numbers `line` (a line that matched `pattern`, if any) captures with it.
+fn captured_numbers(line: Option<String>, pattern: &str) -> Result<Vec<u64>> {
+    let line = line.with_context(|| format!("no line matching {pattern}"))?;
+    let caps = regex::Regex::new(pattern)?
+        .captures(&line)
+        .context("captures")?;
     (1..caps.len()).map(|i| Ok(caps[i].parse()?)).collect()
 }
 
@@ -564,12 +576,9 @@ fn bochs_channels_linux_to_rt_and_back() -> Result<()> {
     // (`bulkhead list` at the end, after the receive blocked on "wake up"). Whether any of
     // ping's own waits lasted until a reply came, so that the echo task rang for it, is a
     // matter of timing, and is not asked.
-    let lists = run.matching(Pattern::regex(INTERRUPT_STATE));
-    let re = regex::Regex::new(INTERRUPT_STATE)?;
-    let caps = re
-        .captures(lists.last().context("no channel device line")?)
-        .context("captures")?;
-    let (raised, delivered): (u64, u64) = (caps[1].parse()?, caps[2].parse()?);
+    let [raised, delivered] = last_numbers(&run, INTERRUPT_STATE)?[..] else {
+        bail!("{INTERRUPT_STATE} captures two numbers");
+    };
     ensure!(
         delivered > 0 && raised >= delivered,
         "the channel device raised {raised} doorbells and delivered {delivered} interrupts\n{log}"
@@ -633,11 +642,9 @@ fn bochs_channels_doorbell_wakes_another_rt_cpu() -> Result<()> {
     let log = run.log();
     let line = ping_all_back(&run)?;
     // The echo task's last report (after the blocked send and receive).
-    let last = run.matching(Pattern::regex(ECHO_LAST));
-    let caps = regex::Regex::new(ECHO_LAST)?
-        .captures(last.last().context("no echo report")?)
-        .context("captures")?;
-    let (woken, woken_to_send): (u64, u64) = (caps[2].parse()?, caps[3].parse()?);
+    let [_, woken, woken_to_send, _, _] = last_numbers(&run, ECHO_LAST)?[..] else {
+        bail!("{ECHO_LAST} captures five numbers");
+    };
     ensure!(
         woken > 0 && woken_to_send > 0,
         "the echo task on the second RT CPU was woken by {woken} doorbells to receive and {woken_to_send} to send\n{log}"
@@ -735,15 +742,10 @@ fn bochs_hostile_linux() -> Result<()> {
     // The attacks cost the RT CPU no exit; the 20 pings at the end, a doorbell toward Linux
     // each time its receiver waited (the echo task's last report counts them).
     let (vmcalls, rt_total) = rt_cpu_exited_only_to_ring(&run, 1)?;
-    let echo = run
-        .matching(Pattern::regex(ECHO_LAST))
-        .into_iter()
-        .last()
-        .with_context(|| format!("no echo report:\n{log}"))?;
-    let caps = regex::Regex::new(ECHO_LAST)?
-        .captures(&echo)
-        .context("captures")?;
-    let rang: u64 = caps[4].parse::<u64>()? + caps[5].parse::<u64>()?;
+    let [_, _, _, rang_for_messages, rang_for_room] = last_numbers(&run, ECHO_LAST)?[..] else {
+        bail!("{ECHO_LAST} captures five numbers");
+    };
+    let rang = rang_for_messages + rang_for_room;
     ensure!(
         vmcalls <= rang,
         "the RT CPU made {vmcalls} hypercalls after steady state, its echo task rang Linux {rang} times:\n{log}"
