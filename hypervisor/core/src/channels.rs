@@ -10,10 +10,13 @@
 //!
 //! Doorbells ([`Doorbells`]): Linux rings a channel whose notification is `doorbell` with the
 //! `DOORBELL` hypercall, naming the channel by its base; the hypervisor interrupts the RT
-//! partition, at most once per [`DOORBELL_MIN_INTERVAL_US`] per channel. A Linux that rings
-//! faster (a bug, or on purpose) gets `COALESCED` and costs the RT side nothing more; the RT
-//! side re-checks its rings on a timer too, so a coalesced doorbell delays a wake-up, it does
-//! not lose it.
+//! partition, at most once per [`DOORBELL_MIN_INTERVAL_US`] per channel and its budget a
+//! second. A Linux that rings faster (a bug, or on purpose) gets `COALESCED` and costs the RT
+//! side nothing more. A ring held back is owed, not dropped: the channel is remembered, and
+//! the first Linux CPU to leave its guest once the interval (or the budget's second) is over
+//! delivers it ([`Doorbells::deliver_owed`]; the ringing CPU arms its preemption timer for
+//! that moment), if the RT side still waits. So the RT side needs no periodic timer to find
+//! held-back messages: its waiters sleep until the doorbell.
 //!
 //! The RT partition rings Linux with the same hypercall, naming the channel by its base in the
 //! RT partition's guest-physical space ([`Doorbells::rt_channel`]); the hypervisor raises the
@@ -21,7 +24,7 @@
 //! Linux to one interrupt per wake-up of its own, so these are not rate-limited here.
 
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use bulkhead_config::{ChannelConfig, ChannelDirection, Config, MAX_CHANNELS, Notify};
 use bulkhead_ring::announce::{Announcement, Direction, NotifyMode};
@@ -118,14 +121,15 @@ pub const DOORBELL_MIN_INTERVAL_US: u64 = 100;
 pub enum Ring {
     /// Interrupt the RT partition now.
     Interrupt,
-    /// The channel rang less than the minimum interval ago: no new interrupt.
+    /// The channel rang less than the minimum interval ago: no new interrupt now; one is
+    /// owed for the interval's end.
     Coalesced,
     /// The RT side has not asked for a doorbell on that channel since the last one: no
     /// interrupt (it is not waiting; it will see the ring when it looks).
     NotWaiting,
     /// The RT partition has taken its budget of doorbell interrupts for this second
-    /// (`rt.doorbells_per_s`, all channels together): no interrupt; its waiters' fallback
-    /// timers find the messages.
+    /// (`rt.doorbells_per_s`, all channels together): no interrupt now; it is owed, for the
+    /// next second.
     OverBudget,
     /// No channel with doorbell notification at that base.
     NoSuchChannel,
@@ -148,6 +152,21 @@ pub struct Doorbells {
     window_start: AtomicU64,
     /// Interrupts sent in the current window.
     window_sent: AtomicU64,
+    /// The channels (a bit per index) whose ring was held back, by the interval or the
+    /// budget: an interrupt is owed to each, if the RT side still asks for it then.
+    owed: AtomicU32,
+}
+
+// The owed channels are the bits of one word.
+const _: () = assert!(MAX_CHANNELS <= u32::BITS as usize);
+
+/// What [`Doorbells::deliver_owed`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Owed {
+    /// Owed interrupts it let through now (the caller sends one interrupt for them all).
+    pub delivered: u32,
+    /// When the earliest one still owed may go (TSC), if any is.
+    pub next_due: Option<u64>,
 }
 
 impl Doorbells {
@@ -162,6 +181,7 @@ impl Doorbells {
             budget_per_s: u64::from(cfg.rt().doorbells_per_s()),
             window_start: AtomicU64::new(0),
             window_sent: AtomicU64::new(0),
+            owed: AtomicU32::new(0),
         };
         let layout = RtLayout::plan(cfg).ok();
         // The RT boot information lists the channels the RT partition has an end on, in config
@@ -210,7 +230,8 @@ impl Doorbells {
     /// request word, which Linux cannot write): only a requested doorbell interrupts, so a
     /// flood from Linux costs the RT partition at most one interrupt per wait of its own. Safe
     /// to call from several CPUs at once: of concurrent rings within the interval, one
-    /// interrupts.
+    /// interrupts. A ring held back by the interval or the budget is owed
+    /// ([`Doorbells::deliver_owed`]).
     ///
     /// `second` is one second in TSC ticks: the RT partition takes at most its budget of
     /// interrupts per window of that length (all channels together; concurrent rings on
@@ -221,11 +242,77 @@ impl Doorbells {
         now: u64,
         min_interval: u64,
         second: u64,
-        take_request: impl FnOnce(usize) -> bool,
+        take_request: impl FnMut(usize) -> bool,
     ) -> Ring {
         let Some(i) = self.bases[..self.count].iter().position(|&b| b == base) else {
             return Ring::NoSuchChannel;
         };
+        let ring = self.try_interrupt(i, now, min_interval, second, take_request);
+        if matches!(ring, Ring::Coalesced | Ring::OverBudget) {
+            self.owed.fetch_or(1 << i, Ordering::AcqRel);
+        }
+        ring
+    }
+
+    /// Lets through the owed interrupts whose interval and budget allow it at TSC `now` (the
+    /// arguments as [`Doorbells::ring`]'s): each goes if the RT side still asks for it (else
+    /// it is no longer owed: the RT side is not waiting, it will look at the ring itself).
+    /// Called on every exit of a Linux CPU; nothing owed costs one load.
+    pub fn deliver_owed(
+        &self,
+        now: u64,
+        min_interval: u64,
+        second: u64,
+        mut take_request: impl FnMut(usize) -> bool,
+    ) -> Owed {
+        let mut result = Owed::default();
+        let mut owed = self.owed.load(Ordering::Acquire);
+        while owed != 0 {
+            let i = owed.trailing_zeros() as usize;
+            owed &= owed - 1;
+            let bit = 1u32 << i;
+            // Taken off before the try, so that a ring held back meanwhile, on another CPU,
+            // stays owed.
+            if self.owed.fetch_and(!bit, Ordering::AcqRel) & bit == 0 {
+                continue;
+            }
+            match self.try_interrupt(i, now, min_interval, second, &mut take_request) {
+                Ring::Interrupt => result.delivered += 1,
+                Ring::Coalesced | Ring::OverBudget => {
+                    self.owed.fetch_or(bit, Ordering::AcqRel);
+                    let due = self.due(i, min_interval, second);
+                    result.next_due = Some(result.next_due.map_or(due, |d| d.min(due)));
+                }
+                Ring::NotWaiting | Ring::NoSuchChannel => {}
+            }
+        }
+        result
+    }
+
+    /// When channel `i` may interrupt again (TSC): its interval's end, or the budget's next
+    /// window if the budget is spent, whichever is later.
+    fn due(&self, i: usize, min_interval: u64, second: u64) -> u64 {
+        let interval_end = self.last[i]
+            .load(Ordering::Acquire)
+            .saturating_add(min_interval);
+        let start = self.window_start.load(Ordering::Acquire);
+        if start != 0 && self.window_sent.load(Ordering::Acquire) >= self.budget_per_s {
+            interval_end.max(start.saturating_add(second))
+        } else {
+            interval_end
+        }
+    }
+
+    /// One interrupt for channel `i` if its interval, the budget and the RT side's request
+    /// allow it now (the arguments as [`Doorbells::ring`]'s).
+    fn try_interrupt(
+        &self,
+        i: usize,
+        now: u64,
+        min_interval: u64,
+        second: u64,
+        mut take_request: impl FnMut(usize) -> bool,
+    ) -> Ring {
         let last = &self.last[i];
         let seen = last.load(Ordering::Acquire);
         if seen != 0 && now.wrapping_sub(seen) < min_interval {
@@ -377,6 +464,110 @@ mod tests {
         assert_eq!(
             fresh.ring(commands, 50, 100, SECOND, |_| true),
             Ring::Coalesced
+        );
+    }
+
+    /// A ring held back by the interval is delivered once the interval is over, if the RT
+    /// side still asks; one the RT side no longer asks for is dropped.
+    #[test]
+    fn a_coalesced_doorbell_is_owed_until_its_interval_ends() {
+        let cfg = config();
+        let d = Doorbells::from_config(&cfg);
+        let requests: [std::sync::atomic::AtomicBool; 4] = Default::default();
+        let take = |i: usize| requests[i].swap(false, Ordering::AcqRel);
+        let (telemetry, commands) = (0x3800_0000, 0x3801_0000);
+        assert_eq!(d.deliver_owed(0, 100, SECOND, take), Owed::default());
+        requests[1].store(true, Ordering::Release);
+        assert_eq!(d.ring(commands, 1_000, 100, SECOND, take), Ring::Interrupt);
+        // The RT side woke, drained the ring and waits again; Linux rings within the interval.
+        requests[1].store(true, Ordering::Release);
+        assert_eq!(d.ring(commands, 1_040, 100, SECOND, take), Ring::Coalesced);
+        assert_eq!(d.ring(commands, 1_060, 100, SECOND, take), Ring::Coalesced);
+        let early = d.deliver_owed(1_099, 100, SECOND, take);
+        assert_eq!(
+            early,
+            Owed {
+                delivered: 0,
+                next_due: Some(1_100)
+            }
+        );
+        assert!(requests[1].load(Ordering::Acquire), "the request stays");
+        let due = d.deliver_owed(1_100, 100, SECOND, take);
+        assert_eq!(
+            due,
+            Owed {
+                delivered: 1,
+                next_due: None
+            }
+        );
+        assert!(
+            !requests[1].load(Ordering::Acquire),
+            "taken by the owed interrupt"
+        );
+        assert_eq!(
+            d.deliver_owed(5_000, 100, SECOND, take),
+            Owed::default(),
+            "once"
+        );
+        // Owed while the RT side stops asking: nothing is sent, nothing stays owed.
+        requests[0].store(true, Ordering::Release);
+        assert_eq!(d.ring(telemetry, 6_000, 100, SECOND, take), Ring::Interrupt);
+        assert_eq!(d.ring(telemetry, 6_010, 100, SECOND, take), Ring::Coalesced);
+        assert_eq!(d.deliver_owed(7_000, 100, SECOND, take), Owed::default());
+        assert_eq!(d.deliver_owed(8_000, 100, SECOND, take), Owed::default());
+    }
+
+    /// A ring held back by the budget is owed to the next second, and its delivery counts
+    /// against that second's budget.
+    #[test]
+    fn an_over_budget_doorbell_is_owed_until_the_next_second() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../configs/bochs-2cpu.toml"
+        ))
+        .unwrap()
+        .replace(
+            "image = \"rt.elf\"",
+            "image = \"rt.elf\"\ndoorbells_per_s = 1",
+        );
+        let cfg = bulkhead_config::host::load_str(&text, "budget.toml").unwrap();
+        let d = Doorbells::from_config(&cfg);
+        let (telemetry, commands, second) = (0x3800_0000, 0x3801_0000, 1_000_000);
+        assert_eq!(
+            d.ring(commands, 1_000, 10, second, |_| true),
+            Ring::Interrupt
+        );
+        assert_eq!(
+            d.ring(telemetry, 2_000, 10, second, |_| true),
+            Ring::OverBudget
+        );
+        assert_eq!(
+            d.ring(commands, 3_000, 10, second, |_| true),
+            Ring::OverBudget
+        );
+        assert_eq!(
+            d.deliver_owed(500_000, 10, second, |_| true),
+            Owed {
+                delivered: 0,
+                next_due: Some(1_001_000)
+            }
+        );
+        // The next second's budget of one goes to the first owed channel; the other waits
+        // for the second after.
+        let next = d.deliver_owed(1_001_000, 10, second, |_| true);
+        assert_eq!(
+            next,
+            Owed {
+                delivered: 1,
+                next_due: Some(2_001_000)
+            }
+        );
+        assert_eq!(
+            d.deliver_owed(2_001_000, 10, second, |_| true),
+            Owed {
+                delivered: 1,
+                next_due: None
+            }
         );
     }
 

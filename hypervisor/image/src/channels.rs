@@ -12,6 +12,9 @@
 //! partition's first CPU, only when the RT kernel asked for one on that channel (its request
 //! word, in its own RAM) and at most one per channel per
 //! `hv_core::channels::DOORBELL_MIN_INTERVAL_US`. The RT CPU takes it without a VM exit.
+//! A ring held back by that interval or the RT budget is owed: every Linux CPU's exit
+//! delivers what is due ([`deliver_owed`]), and the ringing CPU's preemption timer is set to
+//! leave its guest when the interval ends.
 //! The RT partition's `DOORBELL` for a doorbell channel ([`ring_linux`]) raises the channel
 //! device's interrupt in Linux (`linux_devices`).
 //!
@@ -45,6 +48,8 @@ pub static DOORBELLS_COALESCED: AtomicU64 = AtomicU64::new(0);
 pub static DOORBELLS_NOT_WAITING: AtomicU64 = AtomicU64::new(0);
 /// Doorbells beyond the RT partition's budget for the second (`rt.doorbells_per_s`).
 pub static DOORBELLS_OVER_BUDGET: AtomicU64 = AtomicU64::new(0);
+/// Interrupts owed to held-back doorbells, delivered once their interval or second was over.
+pub static DOORBELLS_DELIVERED_LATE: AtomicU64 = AtomicU64::new(0);
 
 /// A channel whose ring could not be initialized.
 #[derive(Debug)]
@@ -127,24 +132,13 @@ pub fn ring(base: GuestPhysAddr) -> Status {
     let Some((doorbells, target, requests)) = DOORBELLS.get() else {
         return Status::NoSuchChannel;
     };
-    let second = crate::arch::time::tsc_hz().max(1);
-    let min_interval = second / 1_000_000 * DOORBELL_MIN_INTERVAL_US;
-    // The RT kernel stores 1 before it sleeps on the channel; taking it lets one interrupt
-    // through.
-    let take_request = |rt_index: usize| {
-        requests
-            .get(rt_index)
-            .is_some_and(|w| w.swap(0, Ordering::AcqRel) == 1)
-    };
-    // Linux's memory is identity-mapped: its guest-physical base is the channel's address.
+    let (second, min_interval) = intervals();
     let now = crate::arch::rdtsc();
-    match doorbells.ring(base.as_u64(), now, min_interval, second, take_request) {
+    // Linux's memory is identity-mapped: its guest-physical base is the channel's address.
+    let take = |rt_index| take_request(requests, rt_index);
+    match doorbells.ring(base.as_u64(), now, min_interval, second, take) {
         hv_core::channels::Ring::Interrupt => {
-            // Fixed delivery, physical destination, level assert.
-            let icr = u32::from(bulkhead_abi::vectors::DOORBELL) | (1 << 14);
-            // SAFETY: x2APIC mode is on on every CPU the hypervisor runs; the target is the
-            // RT partition's first CPU, whose kernel handles this vector (the RT boot ABI).
-            unsafe { crate::arch::apic::x2apic_send_icr(*target, icr) };
+            interrupt_rt(*target);
             DOORBELLS_RUNG.fetch_add(1, Ordering::Relaxed);
             Status::Ok
         }
@@ -162,4 +156,43 @@ pub fn ring(base: GuestPhysAddr) -> Status {
         }
         hv_core::channels::Ring::NoSuchChannel => Status::NoSuchChannel,
     }
+}
+
+/// Delivers the owed doorbells that are due (a Linux CPU's exit calls this); returns how many
+/// TSC ticks from now the earliest one still owed is due, if one is.
+pub fn deliver_owed() -> Option<u64> {
+    let (doorbells, target, requests) = DOORBELLS.get()?;
+    let (second, min_interval) = intervals();
+    let now = crate::arch::rdtsc();
+    let take = |rt_index| take_request(requests, rt_index);
+    let owed = doorbells.deliver_owed(now, min_interval, second, take);
+    if owed.delivered > 0 {
+        // One interrupt: the RT kernel looks at every channel's request word.
+        interrupt_rt(*target);
+        DOORBELLS_DELIVERED_LATE.fetch_add(u64::from(owed.delivered), Ordering::Relaxed);
+    }
+    owed.next_due.map(|due| due.saturating_sub(now))
+}
+
+/// One second and the shortest interval between one channel's interrupts, in TSC ticks.
+fn intervals() -> (u64, u64) {
+    let second = crate::arch::time::tsc_hz().max(1);
+    (second, second / 1_000_000 * DOORBELL_MIN_INTERVAL_US)
+}
+
+/// Takes the RT kernel's request for a doorbell on its channel `rt_index`: it stores 1 before
+/// it sleeps on the channel; taking it lets one interrupt through.
+fn take_request(requests: &[AtomicU32; MAX_CHANNELS], rt_index: usize) -> bool {
+    requests
+        .get(rt_index)
+        .is_some_and(|w| w.swap(0, Ordering::AcqRel) == 1)
+}
+
+/// Sends the doorbell vector to the RT partition's CPU `target`.
+fn interrupt_rt(target: u32) {
+    // Fixed delivery, physical destination, level assert.
+    let icr = u32::from(bulkhead_abi::vectors::DOORBELL) | (1 << 14);
+    // SAFETY: x2APIC mode is on on every CPU the hypervisor runs; the target is the RT
+    // partition's first CPU, whose kernel handles this vector (the RT boot ABI).
+    unsafe { crate::arch::apic::x2apic_send_icr(target, icr) };
 }

@@ -214,6 +214,7 @@ fn linux_timer(pid: PartitionId, controls: &VmxControls, report_s: u64) -> Optio
             ticks: u32::try_from((time::tsc_hz() / 1000 * LINUX_TIMER_MS) >> shift)
                 .unwrap_or(u32::MAX)
                 .max(1),
+            shift,
             report_every_tsc: (report_s > 0).then(|| time::tsc_hz().saturating_mul(report_s)),
         }),
         (PartitionId::Linux, None) => {

@@ -60,6 +60,7 @@ fn report_exits_then(last_line: Option<&str>) {
         coalesced: channels::DOORBELLS_COALESCED.load(Ordering::Relaxed),
         not_waiting: channels::DOORBELLS_NOT_WAITING.load(Ordering::Relaxed),
         over_budget: channels::DOORBELLS_OVER_BUDGET.load(Ordering::Relaxed),
+        delivered_late: channels::DOORBELLS_DELIVERED_LATE.load(Ordering::Relaxed),
         to_linux: linux_devices::channel_interrupt_counts()
             .map(|(raised, delivered, held)| (u64::from(raised), u64::from(delivered), held)),
     };

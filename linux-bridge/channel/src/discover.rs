@@ -74,7 +74,7 @@ impl ChannelInfo {
     }
 
     /// Asks the side that re-establishes this channel (the RT side: the task that has it open)
-    /// to initialize it again, then waits until `deadline` for the channel to be usable with
+    /// to initialize it again (and rings its doorbell, where it has one), then waits until `deadline` for the channel to be usable with
     /// the request taken ([`Error::TimedOut`] if not). The way back after the channel failed
     /// (`bulkhead reset`): messages in it are lost, and every endpoint open on it, in any
     /// process, stops and must be opened again. It never attaches as an endpoint.
@@ -82,6 +82,11 @@ impl ChannelInfo {
         let mapping = self.map(mem)?;
         let region = mapping.region()?;
         bulkhead_ring::request_reinit(region);
+        // A task waiting on the channel sees the request when it wakes: wake it now (its
+        // sleep would end by itself, later).
+        if let Some(doorbell) = crate::doorbell::Doorbell::for_channel(self) {
+            let _ = doorbell.ring();
+        }
         loop {
             if !bulkhead_ring::reinit_requested(region) && Ring::attach(region).is_ok() {
                 return Ok(());

@@ -16,10 +16,14 @@
 //! hypervisor takes the request (back to 0) and sends `DOORBELL_VECTOR` to this partition's
 //! first CPU without any VM exit here, and `on_doorbell` wakes the waiter of each channel
 //! whose request was taken, directly by its name (on another CPU through that CPU's mailbox):
-//! no search among waiters, and nobody else wakes. The park also ends after
-//! [`DOORBELL_FALLBACK_NS`]: a doorbell the hypervisor coalesced (it limits each channel's
-//! rate) delays a wake-up, it never loses it. On a `poll` channel a blocked task sleeps
-//! [`POLL_NS`] between attempts.
+//! no search among waiters, and nobody else wakes. A doorbell the hypervisor held back (it
+//! limits each channel's rate and this partition's doorbells a second) is delivered when the
+//! limit allows: it delays a wake-up, it never loses it. So a waiter needs no periodic timer,
+//! and an idle Linux costs this CPU nothing; the park still ends after
+//! [`DOORBELL_FALLBACK_NS`], a safety net for a wake-up that cannot come (a full mailbox on
+//! the way to another CPU, a hypervisor without a timer to deliver held-back doorbells, a
+//! Linux that does not ring). On a `poll` channel a blocked task sleeps [`POLL_NS`] between
+//! attempts.
 //!
 //! Toward Linux: when a send (or a receive that frees a slot) finds Linux's doorbell flag
 //! armed on a doorbell channel, this side rings the same `DOORBELL` hypercall with the
@@ -56,8 +60,10 @@ use crate::sched::{self, Request, State};
 
 /// How long a task blocked on a `poll` channel sleeps between polls.
 pub const POLL_NS: u64 = 100_000;
-/// The longest a task blocked on a `doorbell` channel sleeps without one.
-pub const DOORBELL_FALLBACK_NS: u64 = 1_000_000;
+/// The longest a task blocked on a `doorbell` channel sleeps without one (the safety net:
+/// held-back doorbells are delivered late, not dropped). Linux's endpoints re-check their
+/// rings at the same interval.
+pub const DOORBELL_FALLBACK_NS: u64 = 100_000_000;
 
 /// How often a task waiting for Linux to ask for a re-establishment looks.
 pub const REESTABLISH_POLL_NS: u64 = 10_000_000;

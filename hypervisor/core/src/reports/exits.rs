@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! exits: cpu 1 rt: total 4 new 0: CPUID=3 VMCALL=1
-//! doorbells: rung 5 coalesced 1
+//! doorbells: rung 5 coalesced 1 not waiting 0 over budget 0 delivered late 1
 //! doorbells to linux: raised 3 interrupts 3 held 0
 //! ```
 //!
@@ -89,8 +89,11 @@ pub struct DoorbellLines {
     pub coalesced: u64,
     /// Linux's doorbells the RT side had not asked for (no interrupt).
     pub not_waiting: u64,
-    /// Linux's doorbells beyond the RT partition's budget for the second (no interrupt).
+    /// Linux's doorbells beyond the RT partition's budget for the second (no interrupt then).
     pub over_budget: u64,
+    /// Interrupts owed to doorbells held back (coalesced or over budget), delivered once
+    /// their interval or second was over.
+    pub delivered_late: u64,
     /// The RT partition's doorbells toward Linux: raised, delivered as interrupts, held
     /// (sent while Linux had the pin masked); `None` without a channel device.
     pub to_linux: Option<(u64, u64, u64)>,
@@ -99,11 +102,13 @@ pub struct DoorbellLines {
 impl fmt::Display for DoorbellLines {
     /// Zero, one or two lines, each ending in a newline.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.rung + self.coalesced + self.not_waiting + self.over_budget > 0 {
+        if self.rung + self.coalesced + self.not_waiting + self.over_budget + self.delivered_late
+            > 0
+        {
             writeln!(
                 f,
-                "doorbells: rung {} coalesced {} not waiting {} over budget {}",
-                self.rung, self.coalesced, self.not_waiting, self.over_budget
+                "doorbells: rung {} coalesced {} not waiting {} over budget {} delivered late {}",
+                self.rung, self.coalesced, self.not_waiting, self.over_budget, self.delivered_late
             )?;
         }
         if let Some((raised, delivered, held)) = self.to_linux
@@ -195,11 +200,12 @@ mod tests {
             coalesced: 1,
             not_waiting: 0,
             over_budget: 4,
+            delivered_late: 2,
             to_linux: Some((3, 2, 1)),
         };
         assert_eq!(
             both.to_string(),
-            "doorbells: rung 5 coalesced 1 not waiting 0 over budget 4\ndoorbells to linux: raised 3 interrupts 2 held 1\n"
+            "doorbells: rung 5 coalesced 1 not waiting 0 over budget 4 delivered late 2\ndoorbells to linux: raised 3 interrupts 2 held 1\n"
         );
         let coalesced_only = DoorbellLines {
             coalesced: 2,
@@ -207,7 +213,7 @@ mod tests {
         };
         assert_eq!(
             coalesced_only.to_string(),
-            "doorbells: rung 0 coalesced 2 not waiting 0 over budget 0\n"
+            "doorbells: rung 0 coalesced 2 not waiting 0 over budget 0 delivered late 0\n"
         );
     }
 }

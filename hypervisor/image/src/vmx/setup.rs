@@ -89,7 +89,7 @@ pub fn exec_controls(
     timer_ticks: Option<u32>,
 ) -> Result<(), VmxError> {
     // Without the "save VMX-preemption timer value" exit control, every VM entry loads
-    // the timer from this field again: it never needs rewriting.
+    // the timer from this field again (rewritten only while a doorbell is owed: vcpu.rs).
     let pin = match timer_ticks {
         Some(ticks) => {
             vmcs::write(guest::VMX_PREEMPTION_TIMER_VALUE, u64::from(ticks))?;

@@ -95,6 +95,8 @@ pub trait RunEvents {
 pub struct LinuxTimer {
     /// Timer ticks (TSC ticks shifted by the CPU's timer rate) between timer exits.
     pub ticks: u32,
+    /// The timer's rate: one timer tick is `1 << shift` TSC ticks.
+    pub shift: u8,
     /// TSC ticks between exit reports, on the CPU that prints them.
     pub report_every_tsc: Option<u64>,
 }
@@ -112,6 +114,9 @@ pub struct Vcpu {
     own_cpus: &'static [u32],
     /// The VMX-preemption timer of a Linux CPU (none on RT CPUs, or where VT-x lacks it).
     timer: Option<LinuxTimer>,
+    /// The timer value every VM entry loads now: `timer`'s ticks, or less while a doorbell
+    /// is owed to the RT partition (`crate::channels::deliver_owed`).
+    timer_loaded: u32,
     /// When the reporting CPU prints the exit counts next (TSC).
     next_report_tsc: u64,
     /// Whether the hung-Linux watchdog looks at this CPU: it runs Linux itself, not a
@@ -164,6 +169,7 @@ impl Vcpu {
             launched: false,
             own_cpus,
             timer,
+            timer_loaded: 0,
             next_report_tsc: 0,
             watched: runs_linux(&start),
             host_facts,
@@ -198,6 +204,7 @@ impl Vcpu {
             long_mode,
             self.timer.map(|t| t.ticks),
         )?;
+        self.timer_loaded = self.timer.map_or(0, |t| t.ticks);
         let cpu_in_partition = self.own_cpus.iter().position(|&a| a == self.apic_id);
         setup::guest_state(
             msrs,
@@ -272,7 +279,12 @@ impl Vcpu {
             match self
                 .next_action(exit, events)
                 .and_then(|a| self.act(a, events))
-            {
+                .and_then(|stop| {
+                    if linux && stop.is_none() {
+                        self.deliver_owed_doorbells()?;
+                    }
+                    Ok(stop)
+                }) {
                 Ok(None) => {}
                 Ok(Some(StopCause::Unhandled)) => break Stop::Unhandled(exit),
                 Ok(Some(StopCause::Ended(end))) => break Stop::Ended(end),
@@ -291,6 +303,26 @@ impl Vcpu {
             _ => {}
         }
         Stopped { stop, others }
+    }
+
+    /// After each exit of a Linux CPU: the doorbells owed to the RT partition that are due
+    /// go now, and this CPU's preemption timer brings it back out of its guest when the
+    /// earliest one still owed is due (else after its usual interval).
+    fn deliver_owed_doorbells(&mut self) -> Result<(), VmxError> {
+        let due_in = crate::channels::deliver_owed();
+        let Some(timer) = self.timer else {
+            return Ok(());
+        };
+        let ticks = due_in.map_or(timer.ticks, |tsc| {
+            u32::try_from(tsc >> timer.shift)
+                .unwrap_or(u32::MAX)
+                .clamp(1, timer.ticks)
+        });
+        if ticks != self.timer_loaded {
+            vmcs::write(guest::VMX_PREEMPTION_TIMER_VALUE, u64::from(ticks))?;
+            self.timer_loaded = ticks;
+        }
+        Ok(())
     }
 
     /// What every exit shares, then the exit's handler.

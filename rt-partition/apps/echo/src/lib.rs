@@ -8,7 +8,7 @@
 //! traffic (once no message came for a second) `echo: forwarded N messages, B bytes; woken by
 //! doorbells R to receive, S to send; rang linux M for messages, F for room` (waits for a
 //! message, or for room in a full ring, that a doorbell from Linux ended rather than the
-//! fallback timer; doorbells rung toward a Linux receiver waiting for a message, and toward a
+//! safety-net timer; doorbells rung toward a Linux receiver waiting for a message, and toward a
 //! Linux sender waiting for room). A channel that fails (a corrupt ring: Linux is not
 //! trusted) is reported in a line naming it (`echo: channel FROM failed: ...; waiting for Linux
 //! to ask for it again`); the task then waits for Linux's request (`bulkhead reset FROM`),
