@@ -389,6 +389,20 @@ mod tests {
         );
     }
 
+    /// The example config with the RT partition's doorbell budget at `per_s` a second.
+    fn config_with_budget(per_s: u32) -> Config {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../configs/bochs-2cpu.toml"
+        ))
+        .unwrap()
+        .replace(
+            "image = \"rt.elf\"",
+            &std::format!("image = \"rt.elf\"\ndoorbells_per_s = {per_s}"),
+        );
+        bulkhead_config::host::load_str(&text, "budget.toml").unwrap()
+    }
+
     /// One second in the tests' TSC ticks: longer than any test runs, so the budget window
     /// never turns over unless a test says so.
     const SECOND: u64 = u64::MAX / 2;
@@ -397,17 +411,7 @@ mod tests {
     /// together; the next second brings a new budget.
     #[test]
     fn doorbell_interrupts_keep_to_the_rt_budget() {
-        let text = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../configs/bochs-2cpu.toml"
-        ))
-        .unwrap()
-        .replace(
-            "image = \"rt.elf\"",
-            "image = \"rt.elf\"\ndoorbells_per_s = 3",
-        );
-        let cfg = bulkhead_config::host::load_str(&text, "budget.toml").unwrap();
-        let d = Doorbells::from_config(&cfg);
+        let d = Doorbells::from_config(&config_with_budget(3));
         let (telemetry, commands, second) = (0x3800_0000, 0x3801_0000, 1_000_000);
         let ring = |base, now| d.ring(base, now, 10, second, |_| true);
         assert_eq!(ring(commands, 1_000), Ring::Interrupt);
@@ -521,17 +525,7 @@ mod tests {
     /// against that second's budget.
     #[test]
     fn an_over_budget_doorbell_is_owed_until_the_next_second() {
-        let text = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../configs/bochs-2cpu.toml"
-        ))
-        .unwrap()
-        .replace(
-            "image = \"rt.elf\"",
-            "image = \"rt.elf\"\ndoorbells_per_s = 1",
-        );
-        let cfg = bulkhead_config::host::load_str(&text, "budget.toml").unwrap();
-        let d = Doorbells::from_config(&cfg);
+        let d = Doorbells::from_config(&config_with_budget(1));
         let (telemetry, commands, second) = (0x3800_0000, 0x3801_0000, 1_000_000);
         assert_eq!(
             d.ring(commands, 1_000, 10, second, |_| true),
