@@ -418,12 +418,15 @@ struct GrubEntry<'a> {
 }
 
 /// The `/etc/grub.d` script: run by `grub-mkconfig` (`update-grub`), it prints the entry,
-/// with GRUB's own helpers finding the device and path of `/boot`.
+/// with GRUB's own helpers finding the device and path of `/boot`. Debian's kernel and initrd
+/// are loaded as they are (`--nounzip`): GRUB would otherwise unpack a gzip'ed initrd into
+/// the hypervisor's memory, several times its size (Debian's 36 MB initrd became 130 MB,
+/// more than the hypervisor's region holds); Linux unpacks it itself.
 fn grub_script(entry: &GrubEntry<'_>) -> String {
     let config = entry.config;
     let linux = config.linux();
     let mut modules = format!(
-        "\tmodule2 ${{bulkhead}}/{CONFIG_BLOB} config\n\tmodule2 ${{bulkhead}}/{RT_FILE} {}{}\n\tmodule2 ${{boot}}/vmlinuz-{} {}\n",
+        "\tmodule2 ${{bulkhead}}/{CONFIG_BLOB} config\n\tmodule2 ${{bulkhead}}/{RT_FILE} {}{}\n\tmodule2 --nounzip ${{boot}}/vmlinuz-{} {}\n",
         config.rt().image().as_str(),
         if entry.rt_cmdline.is_empty() {
             String::new()
@@ -436,7 +439,7 @@ fn grub_script(entry: &GrubEntry<'_>) -> String {
     if let (Some(name), true) = (linux.initrd(), entry.has_initrd) {
         let _ = writeln!(
             modules,
-            "\tmodule2 ${{boot}}/initrd.img-{} {}",
+            "\tmodule2 --nounzip ${{boot}}/initrd.img-{} {}",
             entry.version,
             name.as_str()
         );

@@ -129,8 +129,8 @@ fn install_writes_its_files_and_uninstall_takes_them_back() {
          \tmultiboot2 /boot/bulkhead/hypervisor.elf\n\
          \tmodule2 /boot/bulkhead/config.bin config\n\
          \tmodule2 /boot/bulkhead/rt.elf rt.elf status=rt-status log=rt-log\n\
-         \tmodule2 /boot/vmlinuz-{VERSION} vmlinuz\n\
-         \tmodule2 /boot/initrd.img-{VERSION} initrd.img\n\
+         \tmodule2 --nounzip /boot/vmlinuz-{VERSION} vmlinuz\n\
+         \tmodule2 --nounzip /boot/initrd.img-{VERSION} initrd.img\n\
          }}\n"
     );
     assert_eq!(entry, expected);

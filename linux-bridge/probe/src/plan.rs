@@ -172,7 +172,7 @@ pub fn propose(facts: &Facts, request: &Request) -> Result<Proposal, String> {
         out.line(&format!("    {gsi}, # {why}"));
     }
     out.line("]");
-    out.line("# The legacy platform devices Linux drives (/proc/ioports).");
+    out.line("# The legacy platform devices Linux drives (/proc/ioports), and its IDE channels' fixed ports.");
     out.line("io_ports = [");
     for (base, count, why) in &devices.linux_ports {
         out.line(&format!(
@@ -867,9 +867,11 @@ fn assign_devices(
         ));
     }
 
+    let mut linux_ports = legacy_ports(facts, findings);
+    linux_ports.extend(legacy_ide_ports(facts, &linux_pci));
     Ok(DevicePlan {
         linux_pins,
-        linux_ports: legacy_ports(facts, findings),
+        linux_ports,
         linux_pci,
         left_out,
         rt_pins: rt_pins.into_values().map(|(pin, _)| pin).collect(),
@@ -879,6 +881,32 @@ fn assign_devices(
         linux_console,
         console_comment,
     })
+}
+
+/// The fixed ports of Linux's IDE controllers' channels in compatibility mode (programming
+/// interface bits 0 and 2 clear: the channels' native mode off), which no BAR names: the
+/// primary channel's command block at 0x1f0 and control register at 0x3f6, the secondary's at
+/// 0x170 and 0x376 (the PCI IDE controller specification).
+fn legacy_ide_ports(facts: &Facts, linux_pci: &[(String, String)]) -> Vec<(u16, u16, String)> {
+    let mut ports = Vec::new();
+    for (bdf, _) in linux_pci {
+        let Some(f) = facts.pci.iter().find(|f| &f.bdf == bdf) else {
+            continue;
+        };
+        if f.class >> 8 != 0x0101 {
+            continue;
+        }
+        for (native_bit, channel, command, control) in
+            [(0, "primary", 0x1f0, 0x3f6), (2, "secondary", 0x170, 0x376)]
+        {
+            if f.class & (1 << native_bit) == 0 {
+                let name = |what: &str| format!("{bdf}'s {channel} IDE channel, {what}");
+                ports.push((command, 8, name("commands")));
+                ports.push((control, 1, name("control")));
+            }
+        }
+    }
+    ports
 }
 
 /// The legacy platform ports Linux drives, where `/proc/ioports` shows them.

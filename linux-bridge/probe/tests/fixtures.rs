@@ -535,6 +535,17 @@ fn the_emulators_machine_gets_the_hand_written_partitioning() {
         "{toml}"
     );
     assert!(toml.contains("{ base = 0xb000, count = 0x10 }"), "{toml}");
+    // The IDE controller runs both channels in compatibility mode (class 010180): their fixed
+    // ports are Linux's, beside their pins 14 and 15 (the hand-written config, for an
+    // emulator whose Linux never touches the disk, leaves them out).
+    for ports in [
+        "{ base = 0x1f0, count = 0x8 }, # 00:01.1's primary IDE channel, commands",
+        "{ base = 0x3f6, count = 0x1 }, # 00:01.1's primary IDE channel, control",
+        "{ base = 0x170, count = 0x8 }, # 00:01.1's secondary IDE channel, commands",
+        "{ base = 0x376, count = 0x1 }, # 00:01.1's secondary IDE channel, control",
+    ] {
+        assert!(toml.contains(ports), "{ports}\n{toml}");
+    }
     assert!(
         toml.contains("cmdline = \"console=ttyS1,115200 quiet cryptomgr.notests\""),
         "{toml}"

@@ -77,6 +77,25 @@ pub struct Peers {
     pub nic: Option<u16>,
 }
 
+/// What the machine boots from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Boot<'a> {
+    /// A CD-ROM image (the project's GRUB ISO), the first IDE channel's master.
+    Cdrom(&'a Path),
+    /// A raw hard-disk image there instead (a disk with its own boot loader). For Bochs its
+    /// size is a multiple of 16 heads * 63 sectors * 512 bytes, so Bochs infers the geometry.
+    Disk(&'a Path),
+}
+
+impl Boot<'_> {
+    /// The image.
+    pub fn path(&self) -> &Path {
+        match self {
+            Boot::Cdrom(path) | Boot::Disk(path) => path,
+        }
+    }
+}
+
 /// The MAC address of the NIC a run with a NIC peer has.
 pub const NIC_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
 
@@ -219,10 +238,10 @@ impl Emulator {
         Ok(())
     }
 
-    /// The `bochsrc` for booting `iso` with its serial ports (COM1 and COM2) and log in `run_dir`
-    /// (Bochs only).
-    pub fn bochsrc(&self, iso: &Path, run_dir: &Path) -> Option<String> {
-        self.bochsrc_with_peers(iso, run_dir, Peers::default())
+    /// The `bochsrc` for booting `boot` with its serial ports (COM1 and COM2) and log in
+    /// `run_dir` (Bochs only).
+    pub fn bochsrc(&self, boot: Boot<'_>, run_dir: &Path) -> Option<String> {
+        self.bochsrc_with_peers(boot, run_dir, Peers::default())
     }
 
     /// [`Emulator::bochsrc`] with the ports `peers` names connected to their addresses as TCP
@@ -232,7 +251,12 @@ impl Emulator {
     ///
     /// Bochs connects while it sets up its devices; if nothing listens there it logs
     /// `comN: connect() failed` and runs with that port unconnected.
-    pub fn bochsrc_with_peers(&self, iso: &Path, run_dir: &Path, peers: Peers) -> Option<String> {
+    pub fn bochsrc_with_peers(
+        &self,
+        boot: Boot<'_>,
+        run_dir: &Path,
+        peers: Peers,
+    ) -> Option<String> {
         let Self::Bochs {
             cpus,
             memory_mib,
@@ -279,8 +303,7 @@ romimage: file={BOCHS_BIOS}
 vgaromimage: file={VGA_BIOS}
 pci: enabled=1, chipset=i440fx{pci_slots}
 ata0: enabled=1, ioaddr1=0x1f0, ioaddr2=0x3f0, irq=14
-ata0-master: type=cdrom, path={iso}, status=inserted
-boot: cdrom
+{medium}
 clock: sync={sync}, time0=946681200
 com1: enabled=1, mode=file, dev={serial}
 com2: enabled=1, {com2}
@@ -293,16 +316,25 @@ info: action=report
 debug: action=ignore
 magic_break: enabled=0
 ",
-            iso = iso.display(),
+            medium = match boot {
+                Boot::Cdrom(iso) => format!(
+                    "ata0-master: type=cdrom, path={}, status=inserted\nboot: cdrom",
+                    iso.display()
+                ),
+                Boot::Disk(disk) => format!(
+                    "ata0-master: type=disk, path={}, mode=flat\nboot: disk",
+                    disk.display()
+                ),
+            },
             serial = serial.display(),
             log = log.display(),
         ))
     }
 
-    /// The QEMU command line for booting `iso` with its serial ports (COM1 and COM2) in `run_dir`
-    /// (QEMU only).
-    pub fn qemu_args(&self, iso: &Path, run_dir: &Path) -> Option<Vec<String>> {
-        self.qemu_args_with_peers(iso, run_dir, Peers::default())
+    /// The QEMU command line for booting `boot` with its serial ports (COM1 and COM2) in
+    /// `run_dir` (QEMU only).
+    pub fn qemu_args(&self, boot: Boot<'_>, run_dir: &Path) -> Option<Vec<String>> {
+        self.qemu_args_with_peers(boot, run_dir, Peers::default())
     }
 
     /// [`Emulator::qemu_args`] with the ports `peers` names connected to their addresses as
@@ -312,7 +344,7 @@ magic_break: enabled=0
     /// QEMU connects before the machine starts and exits if nothing listens there.
     pub fn qemu_args_with_peers(
         &self,
-        iso: &Path,
+        boot: Boot<'_>,
         run_dir: &Path,
         peers: Peers,
     ) -> Option<Vec<String>> {
@@ -344,8 +376,15 @@ magic_break: enabled=0
             cpus.to_string(),
             "-m".into(),
             memory_mib.to_string(),
-            "-cdrom".into(),
-            iso.display().to_string(),
+        ]);
+        args.extend(match boot {
+            Boot::Cdrom(iso) => ["-cdrom".into(), iso.display().to_string()],
+            Boot::Disk(disk) => [
+                "-drive".into(),
+                format!("file={},format=raw,if=ide", disk.display()),
+            ],
+        });
+        args.extend([
             "-display".into(),
             "none".into(),
             "-serial".into(),
@@ -385,22 +424,22 @@ magic_break: enabled=0
         Some(args)
     }
 
-    /// Starts the emulator on `iso`, with every file it writes in `run_dir`, and with the ports
-    /// `peers` names connected to their addresses (something must listen there already).
-    pub(crate) fn spawn(&self, iso: &Path, run_dir: &Path, peers: Peers) -> Result<GroupChild> {
+    /// Starts the emulator on `boot`, with every file it writes in `run_dir`, and with the
+    /// ports `peers` names connected to their addresses (something must listen there already).
+    pub(crate) fn spawn(&self, boot: Boot<'_>, run_dir: &Path, peers: Peers) -> Result<GroupChild> {
         self.validate()?;
         match self {
-            Self::Bochs { .. } => self.spawn_bochs(iso, run_dir, peers),
-            Self::QemuTcg { .. } | Self::QemuKvm { .. } => self.spawn_qemu(iso, run_dir, peers),
+            Self::Bochs { .. } => self.spawn_bochs(boot, run_dir, peers),
+            Self::QemuTcg { .. } | Self::QemuKvm { .. } => self.spawn_qemu(boot, run_dir, peers),
         }
     }
 
-    fn spawn_bochs(&self, iso: &Path, run_dir: &Path, peers: Peers) -> Result<GroupChild> {
+    fn spawn_bochs(&self, boot: Boot<'_>, run_dir: &Path, peers: Peers) -> Result<GroupChild> {
         let bochsrc = run_dir.join("bochsrc");
         let rc = run_dir.join("bochs.rc");
         write(
             &bochsrc,
-            self.bochsrc_with_peers(iso, run_dir, peers)
+            self.bochsrc_with_peers(boot, run_dir, peers)
                 .unwrap_or_default()
                 .as_bytes(),
         )?;
@@ -435,9 +474,9 @@ magic_break: enabled=0
         Ok(child)
     }
 
-    fn spawn_qemu(&self, iso: &Path, run_dir: &Path, peers: Peers) -> Result<GroupChild> {
+    fn spawn_qemu(&self, boot: Boot<'_>, run_dir: &Path, peers: Peers) -> Result<GroupChild> {
         let args = self
-            .qemu_args_with_peers(iso, run_dir, peers)
+            .qemu_args_with_peers(boot, run_dir, peers)
             .unwrap_or_default();
         write(&run_dir.join("qemu.args"), args.join(" ").as_bytes())?;
         let log_path = run_dir.join("qemu.log");
@@ -603,13 +642,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_disk_boots_in_place_of_the_cdrom() {
+        let disk = Boot::Disk(Path::new("/r/debian.img"));
+        let rc = bochs_2cpu().bochsrc(disk, Path::new("/r")).unwrap();
+        assert!(rc.contains("ata0-master: type=disk, path=/r/debian.img, mode=flat\nboot: disk\n"));
+        assert!(!rc.contains("cdrom"));
+        let qemu = Emulator::QemuTcg {
+            cpus: 1,
+            memory_mib: 256,
+            firmware: Firmware::Bios,
+        };
+        let args = qemu.qemu_args(disk, Path::new("/r")).unwrap();
+        assert!(
+            args.windows(2)
+                .any(|w| w == ["-drive", "file=/r/debian.img,format=raw,if=ide"])
+        );
+        assert!(!args.iter().any(|a| a == "-cdrom"));
+        assert_eq!(disk.path(), Path::new("/r/debian.img"));
+    }
+
+    #[test]
     fn bochsrc_has_the_machine_and_the_run_files() {
         let emu = Emulator::Bochs {
             cpus: 4,
             memory_mib: 4096,
             ips: 50_000_000,
         };
-        let rc = emu.bochsrc(Path::new("/r/x.iso"), Path::new("/r")).unwrap();
+        let rc = emu
+            .bochsrc(Boot::Cdrom(Path::new("/r/x.iso")), Path::new("/r"))
+            .unwrap();
         assert!(rc.contains("memory: guest=4096, host=2048\n"));
         assert!(rc.contains("cpu: model=corei7_icelake_u, count=4, ips=50000000,"));
         assert!(rc.contains("ata0-master: type=cdrom, path=/r/x.iso, status=inserted\n"));
@@ -669,7 +730,7 @@ magic_break: enabled=0
     #[test]
     fn bochsrc_without_peers_is_unchanged() {
         let emu = bochs_2cpu();
-        let (iso, dir) = (Path::new("/r/x.iso"), Path::new("/r"));
+        let (iso, dir) = (Boot::Cdrom(Path::new("/r/x.iso")), Path::new("/r"));
         assert_eq!(emu.bochsrc(iso, dir).unwrap(), BOCHSRC_2CPU);
         assert_eq!(
             emu.bochsrc_with_peers(iso, dir, Peers::default()).unwrap(),
@@ -682,7 +743,11 @@ magic_break: enabled=0
     fn bochsrc_with_com3_adds_its_line_after_com2() {
         let emu = bochs_2cpu();
         let rc = emu
-            .bochsrc_with_peers(Path::new("/r/x.iso"), Path::new("/r"), com3_at(40123))
+            .bochsrc_with_peers(
+                Boot::Cdrom(Path::new("/r/x.iso")),
+                Path::new("/r"),
+                com3_at(40123),
+            )
             .unwrap();
         let line = "com3: enabled=1, mode=socket-client, dev=127.0.0.1:40123\n";
         assert_eq!(rc.matches("com3:").count(), 1);
@@ -700,7 +765,11 @@ magic_break: enabled=0
             firmware: Firmware::Bios,
         };
         assert_eq!(
-            qemu.bochsrc_with_peers(Path::new("a.iso"), Path::new("/r"), com3_at(40123)),
+            qemu.bochsrc_with_peers(
+                Boot::Cdrom(Path::new("a.iso")),
+                Path::new("/r"),
+                com3_at(40123)
+            ),
             None
         );
     }
@@ -712,7 +781,7 @@ magic_break: enabled=0
             ..Peers::default()
         };
         let rc = bochs_2cpu()
-            .bochsrc_with_peers(Path::new("/r/x.iso"), Path::new("/r"), peers)
+            .bochsrc_with_peers(Boot::Cdrom(Path::new("/r/x.iso")), Path::new("/r"), peers)
             .unwrap();
         let nic = "e1000: enabled=1, mac=52:54:00:12:34:56, ethmod=socket, ethdev=40200\n";
         assert!(
@@ -737,7 +806,7 @@ magic_break: enabled=0
             memory_mib: 256,
             firmware: Firmware::Bios,
         };
-        let (iso, dir) = (Path::new("a.iso"), Path::new("/r"));
+        let (iso, dir) = (Boot::Cdrom(Path::new("a.iso")), Path::new("/r"));
         let peers = Peers {
             nic: Some(40300),
             ..Peers::default()
@@ -761,7 +830,11 @@ magic_break: enabled=0
     #[test]
     fn bochsrc_with_com2_replaces_its_file_by_the_socket() {
         let rc = bochs_2cpu()
-            .bochsrc_with_peers(Path::new("/r/x.iso"), Path::new("/r"), com2_at(40124))
+            .bochsrc_with_peers(
+                Boot::Cdrom(Path::new("/r/x.iso")),
+                Path::new("/r"),
+                com2_at(40124),
+            )
             .unwrap();
         let file = "com2: enabled=1, mode=file, dev=/r/com2.log\n";
         let socket = "com2: enabled=1, mode=socket-client, dev=127.0.0.1:40124\n";
@@ -776,7 +849,7 @@ magic_break: enabled=0
             memory_mib: 1024,
             firmware: Firmware::Bios,
         };
-        let (iso, dir) = (Path::new("a.iso"), Path::new("/r"));
+        let (iso, dir) = (Boot::Cdrom(Path::new("a.iso")), Path::new("/r"));
         let plain = emu.qemu_args(iso, dir).unwrap();
         assert_eq!(
             emu.qemu_args_with_peers(iso, dir, Peers::default())
@@ -850,7 +923,7 @@ magic_break: enabled=0
             firmware: Firmware::Bios,
         };
         let args = kvm
-            .qemu_args(Path::new("a.iso"), Path::new("/r"))
+            .qemu_args(Boot::Cdrom(Path::new("a.iso")), Path::new("/r"))
             .unwrap()
             .join(" ");
         assert!(args.contains("-enable-kvm -cpu host,+vmx"));
@@ -861,7 +934,7 @@ magic_break: enabled=0
             firmware: Firmware::Bios,
         };
         let args = tcg
-            .qemu_args(Path::new("a.iso"), Path::new("/r"))
+            .qemu_args(Boot::Cdrom(Path::new("a.iso")), Path::new("/r"))
             .unwrap()
             .join(" ");
         assert!(args.contains("-cpu max") && !args.contains("kvm"));
@@ -877,7 +950,7 @@ magic_break: enabled=0
             firmware: Firmware::Uefi,
         };
         let args = uefi
-            .qemu_args(Path::new("a.iso"), Path::new("/r"))
+            .qemu_args(Boot::Cdrom(Path::new("a.iso")), Path::new("/r"))
             .unwrap()
             .join(" ");
         assert!(

@@ -53,7 +53,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 
 pub use emulator::{
-    DEFAULT_BOCHS_IPS, Emulator, Firmware, NIC_MAC, OVMF_FIRMWARE, Peers, kvm_nested_available,
+    Boot, DEFAULT_BOCHS_IPS, Emulator, Firmware, NIC_MAC, OVMF_FIRMWARE, Peers,
+    kvm_nested_available,
 };
 pub use expect::{Expect, Pattern};
 pub use image::{
@@ -115,6 +116,10 @@ pub const LINUX_BZIMAGE_ENV: &str = "BULKHEAD_LINUX_BZIMAGE";
 pub fn linux_bzimage_from_env() -> Result<PathBuf> {
     file_from_env(LINUX_BZIMAGE_ENV, "boots Linux alone from Debian's bzImage")
 }
+
+/// Environment variable through which `cargo xtask install-road` hands the Debian disk image
+/// it made to the install road's test.
+pub const ROAD_DISK_ENV: &str = "BULKHEAD_ROAD_DISK";
 
 /// Environment variable through which `cargo xtask test` hands its own executable to the
 /// end-to-end tests that run the build tool's commands as a user does.

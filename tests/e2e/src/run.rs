@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::emulator::{COM1_LOG, COM2_LOG, Emulator, Peers};
+use crate::emulator::{Boot, COM1_LOG, COM2_LOG, Emulator, Peers};
 use crate::expect::{Expect, Pattern, Progress, clean_line};
 use crate::nic_peer::NicPeer;
 use crate::process::{GroupChild, interrupted};
@@ -225,7 +225,13 @@ pub struct Run {
 impl Run {
     /// Boots `iso` in `emulator`, with its files in `dir`.
     pub fn start(dir: &RunDir, iso: &Path, emulator: &Emulator) -> Result<Self> {
-        Self::launch(dir, iso, emulator, None, None, None)
+        Self::launch(dir, Boot::Cdrom(iso), emulator, None, None, None)
+    }
+
+    /// Boots the raw disk image `disk` (a disk with its own boot loader) in `emulator`, with
+    /// its files in `dir`.
+    pub fn start_from_disk(dir: &RunDir, disk: &Path, emulator: &Emulator) -> Result<Self> {
+        Self::launch(dir, Boot::Disk(disk), emulator, None, None, None)
     }
 
     /// [`Run::start`], with COM2, Linux's console, wired to the harness instead of its file, so
@@ -242,7 +248,7 @@ impl Run {
     ) -> Result<Self> {
         let listener = PeerListener::bind("COM2")
             .with_context(|| format!("{}: Linux's console", dir.name()))?;
-        let mut run = Self::launch(dir, iso, emulator, Some(listener), None, None)?;
+        let mut run = Self::launch(dir, Boot::Cdrom(iso), emulator, Some(listener), None, None)?;
         let log_path = dir.join(COM2_LOG);
         let log = OpenOptions::new()
             .append(true)
@@ -277,7 +283,7 @@ impl Run {
             .then(NicPeer::start)
             .transpose()
             .with_context(|| format!("{}: the NIC peer", dir.name()))?;
-        Self::launch(dir, iso, emulator, None, com3, nic)
+        Self::launch(dir, Boot::Cdrom(iso), emulator, None, com3, nic)
     }
 
     /// The NIC's peer, for a run started with one ([`Run::start_with_test_peers`],
@@ -295,13 +301,19 @@ impl Run {
 
     fn launch(
         dir: &RunDir,
-        iso: &Path,
+        boot: Boot<'_>,
         emulator: &Emulator,
         com2: Option<PeerListener>,
         com3: Option<PeerListener>,
         nic: Option<NicPeer>,
     ) -> Result<Self> {
-        let iso = fs::canonicalize(iso).with_context(|| format!("no ISO at {}", iso.display()))?;
+        let image = boot.path();
+        let image = fs::canonicalize(image)
+            .with_context(|| format!("no boot image at {}", image.display()))?;
+        let boot = match boot {
+            Boot::Cdrom(_) => Boot::Cdrom(&image),
+            Boot::Disk(_) => Boot::Disk(&image),
+        };
         let logs = [COM1_LOG, COM2_LOG].map(|name| dir.join(name));
         // The emulator appends to or replaces them; make sure they exist and are empty either way.
         for log in &logs {
@@ -313,7 +325,7 @@ impl Run {
             com3: com3.as_ref().map(PeerListener::addr),
             nic: nic.as_ref().map(NicPeer::emulator_port),
         };
-        let child = emulator.spawn(&iso, dir.path(), peers)?;
+        let child = emulator.spawn(boot, dir.path(), peers)?;
         Ok(Self {
             emulator: emulator.clone(),
             dir: dir.path().to_path_buf(),

@@ -28,11 +28,12 @@ pub const PACKAGES: [&str; 13] = [
     "libc6-dev",
 ];
 
-/// The packages in [`PACKAGES`] that are not installed, or `None` where `dpkg-query` cannot be run.
-fn missing() -> Option<Vec<&'static str>> {
+/// The packages of `packages` that are not installed, or `None` where `dpkg-query` cannot be
+/// run.
+fn missing<'a>(packages: &[&'a str]) -> Option<Vec<&'a str>> {
     let output = Command::new("dpkg-query")
         .args(["-W", "-f=${Package} ${db:Status-Abbrev}\n"])
-        .args(PACKAGES)
+        .args(packages)
         .stderr(Stdio::null())
         .output()
         .ok()?;
@@ -45,8 +46,9 @@ fn missing() -> Option<Vec<&'static str>> {
         .map(|(package, _)| package.split(':').next().unwrap_or(package))
         .collect();
     Some(
-        PACKAGES
-            .into_iter()
+        packages
+            .iter()
+            .copied()
             .filter(|p| !installed.contains(p))
             .collect(),
     )
@@ -55,11 +57,16 @@ fn missing() -> Option<Vec<&'static str>> {
 /// Checks the packages and installs the missing ones when running as root; otherwise fails with
 /// the command that installs them. With `quiet`, says nothing when all are present.
 pub fn ensure(quiet: bool) -> Result<()> {
-    let Some(missing) = missing() else {
+    ensure_packages(&PACKAGES, quiet)
+}
+
+/// [`ensure`] for `packages`.
+pub fn ensure_packages(packages: &[&str], quiet: bool) -> Result<()> {
+    let Some(missing) = missing(packages) else {
         eprintln!(
             "[xtask] warning: cannot run dpkg-query; make sure these Debian packages (or their \
              equivalents) are installed: {}",
-            PACKAGES.join(" ")
+            packages.join(" ")
         );
         return Ok(());
     };
@@ -67,8 +74,8 @@ pub fn ensure(quiet: bool) -> Result<()> {
         if !quiet {
             println!(
                 "all {} packages present: {}",
-                PACKAGES.len(),
-                PACKAGES.join(" ")
+                packages.len(),
+                packages.join(" ")
             );
         }
         return Ok(());
@@ -84,7 +91,7 @@ pub fn ensure(quiet: bool) -> Result<()> {
     let mut install = vec!["install", "-y"];
     install.extend(&missing);
     apt_get(&install)?;
-    match self::missing() {
+    match self::missing(packages) {
         Some(still) if !still.is_empty() => {
             bail!(
                 "apt-get succeeded but these are still missing: {}",
@@ -96,7 +103,7 @@ pub fn ensure(quiet: bool) -> Result<()> {
 }
 
 /// Whether we run as root: `/proc/self` belongs to the effective user.
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self")
         .map(|m| m.uid() == 0)

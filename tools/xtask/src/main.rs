@@ -13,6 +13,8 @@
 //!   under the hypervisor, in Bochs' virtual time;
 //! - `install`: the images and the `bulkhead` tool installed into a system's root by the tool's
 //!   own `install` (the machine itself, or an image being built);
+//! - `install-road`: the whole road from a Debian disk to a partitioned one, in the emulator
+//!   (opt-in: see [`install_road`]);
 //! - `deps`: the Debian packages the above need.
 //!
 //! CI calls the same commands a person does (`.ci/run` runs `cargo xtask test`). The work itself
@@ -28,6 +30,7 @@ mod console;
 mod deb;
 mod deps;
 mod guest;
+mod install_road;
 mod latency_plot;
 mod test;
 
@@ -141,6 +144,11 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
+    /// The whole road, end to end in Bochs (opt-in, tens of minutes; as root): a Debian disk
+    /// image made with debootstrap boots alone, probes its machine and installs Bulkhead's
+    /// package as a user would, reboots into Bulkhead, and shows the RT partition from the
+    /// installed Debian under systemd.
+    InstallRoad(install_road::RoadArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -315,6 +323,7 @@ fn main() -> ExitCode {
         } => bench_wake_path(&args),
         Cmd::Deps => deps::ensure(false).map(|()| ExitCode::SUCCESS),
         Cmd::Deb { output } => deb(output),
+        Cmd::InstallRoad(args) => install_road::run(&args),
         Cmd::Guest => guest(),
         Cmd::Install {
             root,
@@ -533,8 +542,15 @@ fn install(
     })
 }
 
-/// `cargo xtask deb`: the images and the static tool built, staged and packed by `dpkg-deb`.
+/// `cargo xtask deb`.
 fn deb(output: Option<PathBuf>) -> Result<ExitCode> {
+    println!("{}", build_deb(output)?.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The Debian package: the images and the static tool built, staged and packed by
+/// `dpkg-deb`; returns where it is.
+pub(crate) fn build_deb(output: Option<PathBuf>) -> Result<PathBuf> {
     let version = env!("CARGO_PKG_VERSION");
     let (hypervisor, rt_image) = (build_image(false)?, build_rt_image(false)?);
     let tool = step(
@@ -556,8 +572,7 @@ fn deb(output: Option<PathBuf>) -> Result<ExitCode> {
         },
     )?;
     deb::build(&stage, &output)?;
-    println!("{}", output.display());
-    Ok(ExitCode::SUCCESS)
+    Ok(output)
 }
 
 /// `cargo xtask guest`: the Linux guest's artefacts, where they are and how big.

@@ -78,6 +78,10 @@ pub fn run(host: bool, e2e: bool, filter: Option<&str>) -> Result<ExitCode> {
                         "--",
                         "--ignored",
                         "--test-threads=2",
+                        // The long runs are opt-in, each with its own command
+                        // (`cargo xtask install-road`).
+                        "--skip",
+                        "long_",
                     ])
                     .env(bulkhead_e2e::HYPERVISOR_ELF_ENV, &elf)
                     .env(bulkhead_e2e::RT_KERNEL_ELF_ENV, &rt_elf)
