@@ -172,7 +172,7 @@ pub fn propose(facts: &Facts, request: &Request) -> Result<Proposal, String> {
         out.line(&format!("    {gsi}, # {why}"));
     }
     out.line("]");
-    out.line("# The legacy platform devices Linux drives (/proc/ioports), and its IDE channels' fixed ports.");
+    out.line("# The legacy platform devices Linux drives and its PCI functions' I/O registers (/proc/ioports), its IDE channels' fixed ports.");
     out.line("io_ports = [");
     for (base, count, why) in &devices.linux_ports {
         out.line(&format!(
@@ -869,6 +869,18 @@ fn assign_devices(
 
     let mut linux_ports = legacy_ports(facts, findings);
     linux_ports.extend(legacy_ide_ports(facts, &linux_pci));
+    for port in function_ports(facts, &linux_pci) {
+        let (base, count, _) = port;
+        // A range the list already touches (an IDE command block, the ACPI registers inside
+        // their function's range) stays as listed there.
+        let end = u32::from(base) + u32::from(count);
+        let touched = linux_ports
+            .iter()
+            .any(|&(b, c, _)| u32::from(b) < end && u32::from(base) < u32::from(b) + u32::from(c));
+        if !touched {
+            linux_ports.push(port);
+        }
+    }
     Ok(DevicePlan {
         linux_pins,
         linux_ports,
@@ -881,6 +893,25 @@ fn assign_devices(
         linux_console,
         console_comment,
     })
+}
+
+/// The I/O ports `/proc/ioports` shows claimed by Linux's PCI functions (their I/O BARs, an
+/// IDE controller's bus-master registers, a USB controller's): the hypervisor passes a
+/// partition only the ports its config lists, a function's BARs included.
+fn function_ports(facts: &Facts, linux_pci: &[(String, String)]) -> Vec<(u16, u16, String)> {
+    let mut ports = Vec::new();
+    for (bdf, _) in linux_pci {
+        let name = format!("0000:{bdf}");
+        for range in facts
+            .ports
+            .iter()
+            .filter(|r| r.name == name && r.last >= r.start)
+        {
+            let count = range.last - range.start + 1;
+            ports.push((range.start, count, format!("{bdf}'s I/O registers")));
+        }
+    }
+    ports
 }
 
 /// The fixed ports of Linux's IDE controllers' channels in compatibility mode (programming

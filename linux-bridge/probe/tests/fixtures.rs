@@ -536,13 +536,17 @@ fn the_emulators_machine_gets_the_hand_written_partitioning() {
     );
     assert!(toml.contains("{ base = 0xb000, count = 0x10 }"), "{toml}");
     // The IDE controller runs both channels in compatibility mode (class 010180): their fixed
-    // ports are Linux's, beside their pins 14 and 15 (the hand-written config, for an
-    // emulator whose Linux never touches the disk, leaves them out).
+    // ports are Linux's, beside their pins 14 and 15, and its bus-master registers (the
+    // hand-written config, for an emulator whose Linux never touches the disk, leaves them
+    // out). The channels' command blocks, which /proc/ioports also names, are listed once.
+    assert_eq!(toml.matches("base = 0x1f0").count(), 1, "{toml}");
     for ports in [
         "{ base = 0x1f0, count = 0x8 }, # 00:01.1's primary IDE channel, commands",
         "{ base = 0x3f6, count = 0x1 }, # 00:01.1's primary IDE channel, control",
         "{ base = 0x170, count = 0x8 }, # 00:01.1's secondary IDE channel, commands",
         "{ base = 0x376, count = 0x1 }, # 00:01.1's secondary IDE channel, control",
+        // Its bus-master registers (BAR 4): the hypervisor passes only listed ports.
+        "{ base = 0xc000, count = 0x10 }, # 00:01.1's I/O registers",
     ] {
         assert!(toml.contains(ports), "{ports}\n{toml}");
     }

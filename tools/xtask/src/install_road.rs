@@ -131,6 +131,8 @@ fn base_system(dir: &Path, args: &RoadArgs) -> Result<PathBuf> {
 fn make_disk(dir: &Path, rootfs: &Path, package: &Path) -> Result<PathBuf> {
     let disk = dir.join("disk.img");
     let _ = fs::remove_file(&disk);
+    // Bochs locks the image it runs with `<image>.lock`; an emulator stopped hard leaves it.
+    let _ = fs::remove_file(dir.join("disk.img.lock"));
     fs::File::create(&disk)
         .and_then(|f| f.set_len(DISK_CYLINDERS * CYLINDER_BYTES))
         .with_context(|| format!("cannot create {}", disk.display()))?;
