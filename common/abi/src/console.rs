@@ -414,56 +414,6 @@ impl fmt::Display for SectionSummary<'_> {
     }
 }
 
-/// The latency task's latest wake-up on one CPU, by its interrupt: the longest time from its
-/// timer's deadline to the interrupt's entry (the wake line's `max_to_irq_ns`), and what held
-/// that interrupt back: the interrupts-off section that ended last before it (a timer
-/// interrupt that comes late waited for it). `behind` names where that section began, as
-/// [`SectionSummary`]'s `at` does:
-/// `late cpu=0 to_irq_max_ns=12500 behind_ns=10500 behind=irq:208`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LateTimerSummary<'a> {
-    /// The RT kernel's CPU index.
-    pub cpu: u32,
-    /// The latest wake-up's interrupt entry after its deadline.
-    pub to_irq_max_ns: u64,
-    /// The length of the section that ended last before it.
-    pub behind_ns: u64,
-    /// Where that section began.
-    pub behind: &'a str,
-}
-
-impl<'a> LateTimerSummary<'a> {
-    /// The line's start, for a search that needs no parse.
-    pub const PREFIX: &'static str = "late cpu=";
-    const KEYS: [&'static str; 3] = ["cpu", "to_irq_max_ns", "behind_ns"];
-
-    /// Parses one line (surrounding white space allowed).
-    pub fn parse(line: &'a str) -> Option<Self> {
-        let rest = line.trim().strip_prefix("late ")?;
-        let (numbers, behind) = rest.rsplit_once(" behind=")?;
-        if behind.is_empty() || behind.contains(char::is_whitespace) {
-            return None;
-        }
-        let [cpu, to_irq_max_ns, behind_ns] = key_values(numbers, Self::KEYS)?;
-        Some(Self {
-            cpu: u32::try_from(cpu).ok()?,
-            to_irq_max_ns,
-            behind_ns,
-            behind,
-        })
-    }
-}
-
-impl fmt::Display for LateTimerSummary<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "late cpu={} to_irq_max_ns={} behind_ns={} behind={}",
-            self.cpu, self.to_irq_max_ns, self.behind_ns, self.behind
-        )
-    }
-}
-
 /// Where the RT kernel's wake-up path spends its time on one CPU, from the latency task's
 /// wake-ups: its timer's deadline to the interrupt's entry, to the scheduling decision, to
 /// the context switch, to the task running again. Averages, then each stage's maximum:
@@ -1046,40 +996,6 @@ mod tests {
             SectionSummary::parse(
                 "sections cpu=1 count=1 irq_off_max_ns=2 decide_ns=2 switch_ns=0 resume_ns=0 at=a b"
             ),
-            None
-        );
-    }
-
-    #[test]
-    fn late_timer_summaries_written_are_parsed_back() {
-        let s = LateTimerSummary {
-            cpu: 1,
-            to_irq_max_ns: 12_500,
-            behind_ns: 10_500,
-            behind: "irq:208",
-        };
-        let line = s.to_string();
-        assert_eq!(
-            line,
-            "late cpu=1 to_irq_max_ns=12500 behind_ns=10500 behind=irq:208"
-        );
-        assert!(line.starts_with(LateTimerSummary::PREFIX));
-        assert_eq!(LateTimerSummary::parse(&line), Some(s));
-        let code = "late cpu=0 to_irq_max_ns=900 behind_ns=3 behind=src/channels.rs:223";
-        assert_eq!(
-            LateTimerSummary::parse(code).map(|s| s.behind),
-            Some("src/channels.rs:223")
-        );
-        assert_eq!(
-            LateTimerSummary::parse(&line.replace(" behind=irq:208", "")),
-            None
-        );
-        assert_eq!(
-            LateTimerSummary::parse(&line.replace("irq:208", "a b")),
-            None
-        );
-        assert_eq!(
-            LateTimerSummary::parse(&line.replace("behind_ns", "x")),
             None
         );
     }

@@ -12,14 +12,11 @@
 //! - **the wake-up path**: the time stamps of the last timer interrupt's entry, the last
 //!   scheduling decision and the last context switch, which the latency task, woken by that
 //!   interrupt (whose decision and switch they then are), turns into a stage-by-stage
-//!   breakdown (`bulkhead_rt_core::latency::WakePath`), and the section that ended last
-//!   before that interrupt: a timer interrupt that came late waited for it to end, so the
-//!   latency task can name what held back its latest wake-up.
+//!   breakdown (`bulkhead_rt_core::latency::WakePath`).
 //!
 //! Each CPU writes only its own entry, with interrupts off; other CPUs read it for reports.
 //! What applications may read (the latency application's `trace=on` lines) is public:
-//! [`longest_section_ns`], [`last_wake_ns`], [`behind_last_wake`], [`Site`] and [`SiteCell`]
-//! (where an application keeps a site).
+//! [`longest_section_ns`], [`last_wake_ns`] and [`Site`].
 //! The costs are a few TSC reads and stores per section; nothing here waits or locks.
 //!
 //! [`IrqGuard`]: crate::arch::IrqGuard
@@ -84,13 +81,6 @@ pub(crate) struct CoreTrace {
     longest_site: AtomicU64,
     /// The longest section's stages in ticks: to the decision, to the switch, to the end.
     longest_stages: [AtomicU64; 3],
-    /// The length of the section that ended last (ticks; `off_site` still says where it
-    /// began until the next one begins).
-    last_ticks: AtomicU64,
-    /// The section that ended last before the last timer interrupt: where it began, its
-    /// length in ticks.
-    timer_behind_site: AtomicU64,
-    timer_behind_ticks: AtomicU64,
     /// The last timer interrupt's entry, the last scheduling decision (any kernel entry's),
     /// and the last context switch (TSC).
     timer_entry: AtomicU64,
@@ -107,9 +97,6 @@ static TRACE: [CoreTrace; MAX_CPUS] = [const {
         longest_ticks: AtomicU64::new(0),
         longest_site: AtomicU64::new(0),
         longest_stages: [const { AtomicU64::new(0) }; 3],
-        last_ticks: AtomicU64::new(0),
-        timer_behind_site: AtomicU64::new(0),
-        timer_behind_ticks: AtomicU64::new(0),
         timer_entry: AtomicU64::new(0),
         decided: AtomicU64::new(0),
         switched: AtomicU64::new(0),
@@ -145,11 +132,6 @@ pub(crate) fn irq_entry(vector: u8) -> u64 {
     let t = this();
     if vector == crate::arch::interrupts::TIMER_VECTOR {
         t.timer_entry.store(now, Ordering::Relaxed);
-        // The section that ended last (this one has not begun yet).
-        t.timer_behind_site
-            .store(t.off_site.load(Ordering::Relaxed), Ordering::Relaxed);
-        t.timer_behind_ticks
-            .store(t.last_ticks.load(Ordering::Relaxed), Ordering::Relaxed);
     }
     begin_at(t, Site::Interrupt(vector), now);
     now
@@ -180,7 +162,6 @@ pub(crate) fn irqs_on() {
     let end = rdtsc();
     let ticks = end.saturating_sub(since);
     t.sections.fetch_add(1, Ordering::Relaxed);
-    t.last_ticks.store(ticks, Ordering::Relaxed);
     if ticks > t.longest_ticks.load(Ordering::Relaxed) {
         t.longest_ticks.store(ticks, Ordering::Relaxed);
         t.longest_site
@@ -227,37 +208,6 @@ pub(crate) fn last_wake_stamps() -> [u64; 3] {
 /// nanoseconds (0 before any).
 pub fn last_wake_ns() -> [u64; 3] {
     last_wake_stamps().map(crate::arch::time::ns_at)
-}
-
-/// The section that ended last on this CPU before its last timer interrupt: where it began
-/// and its length in nanoseconds (`None` before any). The latency task, woken by that
-/// interrupt, learns what held its wake-up back when it came late.
-pub fn behind_last_wake() -> (Option<Site>, u64) {
-    let t = this();
-    let site = Site::unpack(t.timer_behind_site.load(Ordering::Relaxed));
-    let ticks = t.timer_behind_ticks.load(Ordering::Relaxed);
-    (site, crate::arch::time::tsc().ticks_to_ns(ticks))
-}
-
-/// A [`Site`] an application keeps (one writer at a time; readers see a whole site).
-#[derive(Debug, Default)]
-pub struct SiteCell(AtomicU64);
-
-impl SiteCell {
-    /// Holds no site.
-    pub const fn new() -> Self {
-        Self(AtomicU64::new(0))
-    }
-
-    /// Keeps `site` (`None`: no site).
-    pub fn store(&self, site: Option<Site>) {
-        self.0.store(site.map_or(0, Site::pack), Ordering::Relaxed);
-    }
-
-    /// The site kept.
-    pub fn load(&self) -> Option<Site> {
-        Site::unpack(self.0.load(Ordering::Relaxed))
-    }
 }
 
 /// CPU `cpu`'s sections so far: how many, the longest in nanoseconds, where it began, and

@@ -16,11 +16,9 @@
 //! hypervisor the exits of the RT CPUs are read from the per-second exit reports
 //! (`exit_report_s=1`): those after `bulkhead: steady state` fall in the measured window.
 //! The kernel runs with `trace=on`, so each run also shows its wake-up path stage by stage,
-//! its longest interrupts-off section and where it began, the latency task's latest wake-up
-//! interrupt and the section that held it back (the one that ended last before it), and the
-//! control loop's missed deadlines; `--rt-cmdline` adds kernel options to both runs (the
-//! status, log and echo tasks, for one: the channels exist only under the hypervisor, so bare
-//! runs without them).
+//! its longest interrupts-off section and where it began, and the control loop's missed
+//! deadlines; `--rt-cmdline` adds kernel options to both runs (the status, log and echo tasks,
+//! for one: the channels exist only under the hypervisor, so bare runs without them).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,8 +26,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use bulkhead_abi::console::{
-    ControlSummary, HistogramLine, HistogramOwner, LateTimerSummary, STEADY_STATE, SectionSummary,
-    WakePathSummary,
+    ControlSummary, HistogramLine, HistogramOwner, STEADY_STATE, SectionSummary, WakePathSummary,
 };
 use bulkhead_e2e::config::LoadedConfig;
 use bulkhead_e2e::{
@@ -141,9 +138,6 @@ fn kernel_options(args: &LatencyArgs) -> String {
 #[derive(Debug, Default)]
 struct KernelView {
     section: Option<(u64, [u64; 3], String)>,
-    /// The latency task's latest wake-up by its interrupt (after the deadline), and the
-    /// section that held that interrupt back (its length and where it began).
-    late_timer: Option<(u64, u64, String)>,
     path: Option<WakePathSummary>,
     control: Option<ControlSummary>,
     /// The non-empty 1 µs buckets of CPU 0's histogram after its last summary counted.
@@ -167,8 +161,6 @@ fn kernel_view(lines: &[String], want: usize) -> KernelView {
             view.histogram.extend(h.pairs());
         } else if let Some(s) = SectionSummary::parse(line).filter(|s| s.cpu == 0) {
             view.section = Some((s.irq_off_max_ns, s.stages_ns, s.at.to_string()));
-        } else if let Some(l) = LateTimerSummary::parse(line).filter(|l| l.cpu == 0) {
-            view.late_timer = Some((l.to_irq_max_ns, l.behind_ns, l.behind.to_string()));
         } else if let Some(p) = WakePathSummary::parse(line).filter(|p| p.cpu == 0) {
             view.path = Some(p);
         } else if let Some(c) = ControlSummary::parse(line) {
@@ -516,14 +508,6 @@ fn print_table(args: &LatencyArgs, options: &str, measured: &[Measured]) {
             path.avg_ns[3],
             path.total_avg_ns()
         );
-    }
-    for m in measured {
-        if let Some((late, behind_ns, behind)) = &m.view.late_timer {
-            println!(
-                "latest wake-up interrupt, {}: {late} ns after the deadline, behind a section of {behind_ns} ns at {behind}",
-                m.name
-            );
-        }
     }
     for m in measured {
         match m.view.control {

@@ -12,9 +12,7 @@
 //!
 //! With `trace=on` more lines follow each summary: its histogram's non-empty buckets
 //! (`HistogramLine`), the CPU's longest interrupts-off
-//! section and where it began (`SectionSummary`), its latest wake-up by its interrupt and
-//! the section that held that interrupt back (`LateTimerSummary`), and the wake-up path
-//! stage by stage
+//! section and where it began (`SectionSummary`), and the wake-up path stage by stage
 //! (`WakePathSummary`: deadline to interrupt entry, to scheduling decision, to switch, to
 //! this task), from the time stamps the kernel keeps of the interrupt that woke it
 //! (`bulkhead_rt::trace`).
@@ -34,7 +32,7 @@
 use core::mem::size_of;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use bulkhead_abi::console::{HistogramOwner, LateTimerSummary, SectionSummary, WakePathSummary};
+use bulkhead_abi::console::{HistogramOwner, SectionSummary, WakePathSummary};
 use bulkhead_abi::status::{self, CpuLatency};
 use zerocopy::{FromBytes, IntoBytes};
 
@@ -98,23 +96,6 @@ const PATH_WORDS: usize = 10;
 /// Each CPU's wake-up path, published by its latency task at each report (`trace=on`).
 static PATHS: [Published<PATH_WORDS>; MAX_CPUS] = [const { Published::new() }; MAX_CPUS];
 
-/// Each CPU's latest wake-up by its interrupt (`trace=on`), kept by its latency task: how
-/// long after the deadline the interrupt came, and the section that held it back (the one
-/// that ended last before it: its length, where it began).
-struct LatestWake {
-    to_irq_ns: AtomicU64,
-    behind_ns: AtomicU64,
-    behind: trace::SiteCell,
-}
-
-static LATEST_WAKE: [LatestWake; MAX_CPUS] = [const {
-    LatestWake {
-        to_irq_ns: AtomicU64::new(0),
-        behind_ns: AtomicU64::new(0),
-        behind: trace::SiteCell::new(),
-    }
-}; MAX_CPUS];
-
 /// CPU `cpu`'s last summary and histogram (`None` before its first).
 pub fn latest(cpu: usize) -> Option<CpuLatency> {
     let words = PUBLISHED.get(cpu)?.latest()?;
@@ -175,11 +156,18 @@ fn print_latest(cpu: usize) {
     }
 }
 
-/// Prints CPU `cpu`'s longest interrupts-off section, its latest timer interrupt and its
-/// wake-up path.
+/// Prints CPU `cpu`'s longest interrupts-off section and its wake-up path.
 fn print_trace(cpu: usize) {
     let section = trace::longest_section_ns(cpu);
-    let at = site_text(section.site);
+    let mut at = TextBuf::<160>::new();
+    match section.site {
+        Some(site) => {
+            let _ = core::fmt::Write::write_fmt(&mut at, format_args!("{site}"));
+        }
+        None => {
+            let _ = core::fmt::Write::write_str(&mut at, "none");
+        }
+    }
     let summary = SectionSummary {
         cpu: cpu as u32,
         count: section.count,
@@ -188,16 +176,6 @@ fn print_trace(cpu: usize) {
         at: at.as_str(),
     };
     println!("{summary}");
-    if let Some(latest) = LATEST_WAKE.get(cpu) {
-        let behind = site_text(latest.behind.load());
-        let late = LateTimerSummary {
-            cpu: cpu as u32,
-            to_irq_max_ns: latest.to_irq_ns.load(Ordering::Relaxed),
-            behind_ns: latest.behind_ns.load(Ordering::Relaxed),
-            behind: behind.as_str(),
-        };
-        println!("{late}");
-    }
     if let Some(w) = PATHS.get(cpu).and_then(Published::latest) {
         let path = WakePathSummary {
             cpu: w[0] as u32,
@@ -207,30 +185,6 @@ fn print_trace(cpu: usize) {
         };
         println!("{path}");
     }
-}
-
-/// Keeps CPU `cpu`'s wake-up whose interrupt came `to_irq_ns` after its deadline, with what
-/// held it back, if it is the latest so far (the latency task of `cpu` only).
-fn keep_if_latest(cpu: usize, to_irq_ns: u64) {
-    let Some(latest) = LATEST_WAKE.get(cpu) else {
-        return;
-    };
-    if to_irq_ns > latest.to_irq_ns.load(Ordering::Relaxed) {
-        let (site, behind_ns) = trace::behind_last_wake();
-        latest.to_irq_ns.store(to_irq_ns, Ordering::Relaxed);
-        latest.behind_ns.store(behind_ns, Ordering::Relaxed);
-        latest.behind.store(site);
-    }
-}
-
-/// Where a section began, as the summary lines write it (`none` before any).
-fn site_text(site: Option<trace::Site>) -> TextBuf<160> {
-    let mut text = TextBuf::new();
-    let _ = match site {
-        Some(site) => core::fmt::Write::write_fmt(&mut text, format_args!("{site}")),
-        None => core::fmt::Write::write_str(&mut text, "none"),
-    };
-    text
 }
 
 /// The latency task of CPU `cpu`.
@@ -262,9 +216,7 @@ pub extern "C" fn task(cpu: usize) {
         samples.histogram.record(now.saturating_sub(release));
         if trace {
             let [irq, decided, switched] = trace::last_wake_ns();
-            if path.record([release, irq, decided, switched, now]) {
-                keep_if_latest(cpu, irq - release);
-            }
+            path.record([release, irq, decided, switched, now]);
         }
         if now >= next_report {
             next_report += report_every;
