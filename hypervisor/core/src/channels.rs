@@ -254,6 +254,11 @@ impl Doorbells {
         ring
     }
 
+    /// Whether any interrupt is owed (one load: what every Linux exit asks first).
+    pub fn owes_any(&self) -> bool {
+        self.owed.load(Ordering::Acquire) != 0
+    }
+
     /// Lets through the owed interrupts whose interval and budget allow it at TSC `now` (the
     /// arguments as [`Doorbells::ring`]'s): each goes if the RT side still asks for it (else
     /// it is no longer owed: the RT side is not waiting, it will look at the ring itself).

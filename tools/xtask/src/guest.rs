@@ -657,7 +657,7 @@ fn download(debs: &Path, package: &str) -> Result<Deb> {
 
 /// Runs `command` (in the C locale, no input) and returns its standard output; fails with its
 /// standard error.
-fn output(command: &mut Command, what: &str) -> Result<String> {
+pub(crate) fn output(command: &mut Command, what: &str) -> Result<String> {
     let out = command
         .env("LC_ALL", "C")
         .stdin(Stdio::null())

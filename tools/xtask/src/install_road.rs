@@ -78,7 +78,7 @@ pub fn run(args: &RoadArgs) -> Result<ExitCode> {
     let disk = step("make the Debian disk image", || {
         make_disk(&dir, &rootfs, &package)
     })?;
-    let mut command = Command::new(env!("CARGO"));
+    let mut command = crate::test::cargo();
     command
         .args([
             "test",
@@ -308,10 +308,11 @@ impl LoopDevice {
                     .args([kind, &major, &minor]),
             )?;
         }
-        let uuid = command_output(
+        let uuid = crate::guest::output(
             Command::new("blkid")
                 .args(["-s", "UUID", "-o", "value"])
                 .arg(self.partition()),
+            "blkid",
         )?;
         let by_uuid = dev.join("disk/by-uuid");
         fs::create_dir_all(&by_uuid)?;
@@ -382,22 +383,6 @@ fn run_with_input(command: &mut Command, input: &str) -> Result<()> {
         bail!("{command:?} failed ({status})");
     }
     Ok(())
-}
-
-/// What `command` prints, if it succeeds.
-fn command_output(command: &mut Command) -> Result<String> {
-    let output = command
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("cannot run {command:?}"))?;
-    if !output.status.success() {
-        bail!(
-            "{command:?} failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 #[cfg(test)]

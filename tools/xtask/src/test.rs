@@ -155,7 +155,8 @@ fn loom_command(filter: Option<&str>) -> Command {
     command
 }
 
-fn cargo() -> Command {
+/// `cargo` (the one running this tool, where it says), in the workspace root.
+pub(crate) fn cargo() -> Command {
     let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     command.current_dir(bulkhead_e2e::workspace_root());
     command
